@@ -1,0 +1,93 @@
+//! Pick the backend at run time from a URL: `postgres://…` or `sqlite://path`.
+
+use uuid::Uuid;
+
+use crate::error::{AppendError, StoreError};
+use crate::model::*;
+use crate::postgres::PgEventStore;
+use crate::sqlite::SqliteEventStore;
+use crate::EventStore;
+
+/// Either backend, chosen by URL; dispatches statically (no boxing on the hot path).
+#[derive(Clone)]
+pub enum AnyEventStore {
+    Postgres(PgEventStore),
+    Sqlite(SqliteEventStore),
+}
+
+impl AnyEventStore {
+    /// `postgres://user@host/db` or `sqlite:///path/to/file.db` / `sqlite://relative.db`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(
+                PgEventStore::connect(url, max_connections).await?,
+            ))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Ok(Self::Sqlite(SqliteEventStore::open(path).await?))
+        } else {
+            Err(StoreError::Config(format!(
+                "store url {url:?} must start with postgres:// or sqlite://"
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyEventStore::Postgres($s) => $e,
+            AnyEventStore::Sqlite($s) => $e,
+        }
+    };
+}
+
+impl EventStore for AnyEventStore {
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<AppendOutcome, AppendError>> {
+        dispatch!(self, s => s.append_batch(requests).await)
+    }
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        dispatch!(self, s => s.read_stream(stream_id, after_version).await)
+    }
+    async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        dispatch!(self, s => s.read_all(after, limit).await)
+    }
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.stream_version(stream_id).await)
+    }
+    async fn key_owner(&self, key: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.key_owner(key).await)
+    }
+    async fn counter(&self, key: &str) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.counter(key).await)
+    }
+    async fn command_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
+        dispatch!(self, s => s.command_outcome(command_id).await)
+    }
+    async fn head(&self) -> Result<(u64, LogPosition), StoreError> {
+        dispatch!(self, s => s.head().await)
+    }
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        dispatch!(self, s => s.load_checkpoint(name).await)
+    }
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        dispatch!(self, s => s.save_checkpoint(checkpoint).await)
+    }
+}

@@ -1,0 +1,110 @@
+//! The event store: where events are stored, and the single source of truth.
+//!
+//! One trait, [`EventStore`], two backends: [`postgres::PgEventStore`] (server mode)
+//! and [`sqlite::SqliteEventStore`] (embedded default). Both pass the same
+//! conformance suite (`tests/conformance_*.rs`, cases in [`conformance`]).
+//!
+//! Guarantees every backend gives:
+//! - an append is atomic per command and checks each stream's expected version;
+//! - a command id is appended once; repeating it returns the first outcome;
+//! - [`EventStore::read_all`] follows a commit-safe global order: a reader never skips an
+//!   event because an event earlier in the order committed later;
+//! - events are append-only at the database level.
+#![forbid(unsafe_code)]
+
+pub mod any;
+pub mod error;
+mod migrations;
+pub mod model;
+pub mod plan;
+pub mod postgres;
+pub mod sqlite;
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::future::Future;
+
+pub use any::AnyEventStore;
+
+/// Test-only fault injection: called just before an append transaction commits; it may
+/// sleep (a slow commit) and returns `true` to roll the transaction back instead.
+#[cfg(feature = "testing")]
+pub type BeforeCommit =
+    std::sync::Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+pub use error::{AppendError, Conflict, StoreError};
+pub use model::*;
+
+/// Storage for event streams with a commit-safe global log.
+pub trait EventStore: Send + Sync + 'static {
+    /// Append one command's events atomically.
+    fn append(
+        &self,
+        request: AppendRequest,
+    ) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send {
+        async move {
+            self.append_batch(vec![request])
+                .await
+                .pop()
+                .expect("append_batch answers every request")
+        }
+    }
+
+    /// Append several commands in one transaction (group commit). Each request is judged
+    /// on its own, in order, exactly as if appended alone; one refusal does not affect
+    /// the others. A storage failure fails every request of the batch.
+    fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> impl Future<Output = Vec<Result<AppendOutcome, AppendError>>> + Send;
+
+    /// Events of one stream with `stream_version > after_version`, in version order.
+    fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// Up to `limit` events after `after` in commit-safe global order.
+    fn read_all(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// Number of events in the stream (0 when it does not exist).
+    fn stream_version(
+        &self,
+        stream_id: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The owner of a unique key, if claimed.
+    fn key_owner(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Current value of a counter (0 when never changed).
+    fn counter(&self, key: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// The stored answer for a command id, if that command was appended.
+    fn command_outcome(
+        &self,
+        command_id: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<AppendOutcome>, StoreError>> + Send;
+
+    /// Number of events stored and the position of the last one readers may see.
+    fn head(&self) -> impl Future<Output = Result<(u64, LogPosition), StoreError>> + Send;
+
+    fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;
+
+    fn save_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

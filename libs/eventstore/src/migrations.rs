@@ -1,0 +1,40 @@
+//! Schema migrations, embedded in the binary so a deployed service needs no files.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
+    let migrations: Vec<Migration> = files
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+pub fn postgres() -> Migrator {
+    migrator(&[(
+        1,
+        "event store",
+        include_str!("../migrations/postgres/0001_event_store.sql"),
+    )])
+}
+
+pub fn sqlite() -> Migrator {
+    migrator(&[(
+        1,
+        "event store",
+        include_str!("../migrations/sqlite/0001_event_store.sql"),
+    )])
+}

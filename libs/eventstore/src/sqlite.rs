@@ -1,0 +1,364 @@
+//! SQLite backend (embedded default): the same store in one file, for the laptop demo,
+//! tests and offline audit. Writes go through a single connection, so SQLite's own
+//! writer lock makes allocation order equal commit order (`tx == position`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::error::{AppendError, StoreError};
+use crate::model::*;
+use crate::plan::{self, Snapshot, StoredCommand};
+use crate::postgres::{build_outcomes, fail_all};
+use crate::EventStore;
+
+/// Event store in an SQLite file.
+#[derive(Clone)]
+pub struct SqliteEventStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    #[cfg(feature = "testing")]
+    before_commit: Option<crate::BeforeCommit>,
+}
+
+const EVENT_COLUMNS: &str =
+    "position, stream_id, stream_version, event_id, event_type, schema_version, payload, \
+     command_id, correlation_id, causation_id, actor, occurred_at, recorded_at";
+
+impl SqliteEventStore {
+    /// Open (creating if needed) the store at `path` and apply migrations.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path.as_ref())
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an accepted command survives a power cut, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        crate::migrations::sqlite().run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            writer,
+            readers,
+            #[cfg(feature = "testing")]
+            before_commit: None,
+        })
+    }
+
+    /// Test-only: run `hook` before each append commits (slow commits, rollbacks).
+    #[cfg(feature = "testing")]
+    pub fn with_before_commit(mut self, hook: crate::BeforeCommit) -> Self {
+        self.before_commit = Some(hook);
+        self
+    }
+
+    /// The pool that may write (for tests that try to alter history).
+    pub fn writer_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    async fn try_append_batch(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, AppendError>>, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        let touched = plan::touched(requests);
+
+        let mut snap = Snapshot::default();
+        let ids: Vec<String> = touched.commands.iter().map(Uuid::to_string).collect();
+        for row in sqlx::query("SELECT command_id, fingerprint, outcome FROM commands WHERE command_id IN (SELECT value FROM json_each(?))")
+            .bind(json_list(&ids))
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let id: String = row.try_get("command_id")?;
+            let outcome: String = row.try_get("outcome")?;
+            snap.commands.insert(
+                parse_uuid(&id)?,
+                StoredCommand {
+                    fingerprint: row.try_get("fingerprint")?,
+                    outcome: serde_json::from_str(&outcome).map_err(|e| sqlx::Error::Decode(e.into()))?,
+                },
+            );
+        }
+        for row in sqlx::query(
+            "SELECT stream_id, max(stream_version) AS version FROM events \
+             WHERE stream_id IN (SELECT value FROM json_each(?)) GROUP BY stream_id",
+        )
+        .bind(json_list(&touched.streams))
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let version: i64 = row.try_get("version")?;
+            snap.stream_versions
+                .insert(row.try_get("stream_id")?, version as u64);
+        }
+        for row in sqlx::query(
+            "SELECT key, owner FROM unique_keys WHERE key IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&touched.keys))
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            snap.key_owners
+                .insert(row.try_get("key")?, row.try_get("owner")?);
+        }
+        for row in sqlx::query(
+            "SELECT key, value FROM counters WHERE key IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&touched.counters))
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            snap.counters
+                .insert(row.try_get("key")?, row.try_get("value")?);
+        }
+
+        let plan = plan::plan_batch(requests, snap);
+        let now = Utc::now();
+        let mut positions: HashMap<Uuid, u64> = HashMap::with_capacity(plan.rows.len());
+        for r in &plan.rows {
+            let position: i64 = sqlx::query_scalar(
+                "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, \
+                     command_id, correlation_id, causation_id, actor, occurred_at, recorded_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
+            )
+            .bind(r.stream_id)
+            .bind(r.stream_version as i64)
+            .bind(r.event.event_id.to_string())
+            .bind(&r.event.event_type)
+            .bind(r.event.schema_version as i64)
+            .bind(r.event.payload.to_string())
+            .bind(r.meta.command_id.to_string())
+            .bind(r.meta.correlation_id.to_string())
+            .bind(r.meta.causation_id.map(|c| c.to_string()))
+            .bind(&r.meta.actor)
+            .bind(r.meta.issued_at)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            positions.insert(r.event.event_id, position as u64);
+        }
+
+        let outcomes = build_outcomes(requests, &plan, &positions);
+        for i in plan.accepted() {
+            let Ok(outcome) = &outcomes[i] else { continue };
+            sqlx::query("INSERT INTO commands (command_id, command_type, fingerprint, outcome, recorded_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(requests[i].meta.command_id.to_string())
+                .bind(&requests[i].meta.command_type)
+                .bind(&requests[i].meta.fingerprint)
+                .bind(serde_json::to_string(outcome).map_err(|e| sqlx::Error::Encode(e.into()))?)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (key, owner) in &plan.keys {
+            match owner {
+                Some(owner) => sqlx::query(
+                    "INSERT INTO unique_keys (key, owner) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET owner = excluded.owner",
+                )
+                .bind(key)
+                .bind(owner),
+                None => sqlx::query("DELETE FROM unique_keys WHERE key = ?").bind(key),
+            }
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (key, value) in &plan.counters {
+            sqlx::query("INSERT INTO counters (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        #[cfg(feature = "testing")]
+        if let Some(hook) = &self.before_commit {
+            if hook().await {
+                tx.rollback().await?;
+                return Err(sqlx::Error::Protocol(
+                    "rolled back by fault injection".into(),
+                ));
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// JSON array text for `IN (SELECT value FROM json_each(?))`: SQLite has no arrays.
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).expect("strings serialise")
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid, sqlx::Error> {
+    Uuid::from_str(s).map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
+fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, sqlx::Error> {
+    let position: i64 = row.try_get("position")?;
+    let version: i64 = row.try_get("stream_version")?;
+    let schema_version: i64 = row.try_get("schema_version")?;
+    let payload: String = row.try_get("payload")?;
+    let causation: Option<String> = row.try_get("causation_id")?;
+    Ok(RecordedEvent {
+        log_position: LogPosition::new(position as u64, position as u64),
+        stream_id: row.try_get("stream_id")?,
+        stream_version: version as u64,
+        event_id: parse_uuid(row.try_get("event_id")?)?,
+        event_type: row.try_get("event_type")?,
+        schema_version: schema_version as u32,
+        payload: serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        metadata: EventMetadata {
+            command_id: parse_uuid(row.try_get("command_id")?)?,
+            correlation_id: parse_uuid(row.try_get("correlation_id")?)?,
+            causation_id: causation.as_deref().map(parse_uuid).transpose()?,
+            actor: row.try_get("actor")?,
+            occurred_at: row.try_get::<DateTime<Utc>, _>("occurred_at")?,
+            recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
+        },
+    })
+}
+
+impl EventStore for SqliteEventStore {
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<AppendOutcome, AppendError>> {
+        match self.try_append_batch(&requests).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::error!(error = %e, batch = requests.len(), "append batch failed");
+                fail_all(requests.len(), &e.to_string())
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_version > ? ORDER BY stream_version");
+        let rows = sqlx::query(&sql)
+            .bind(stream_id)
+            .bind(after_version as i64)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
+    }
+
+    async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.position as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?")
+                .bind(stream_id)
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    async fn key_owner(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT owner FROM unique_keys WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    async fn counter(&self, key: &str) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn command_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
+        let v: Option<String> =
+            sqlx::query_scalar("SELECT outcome FROM commands WHERE command_id = ?")
+                .bind(command_id.to_string())
+                .fetch_optional(&self.readers)
+                .await?;
+        v.map(|v| {
+            serde_json::from_str(&v)
+                .map_err(|e| StoreError::Corrupt(format!("command outcome: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn head(&self) -> Result<(u64, LogPosition), StoreError> {
+        let row = sqlx::query("SELECT count(*) AS n, max(position) AS p FROM events")
+            .fetch_one(&self.readers)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        let p: Option<i64> = row.try_get("p")?;
+        let p = p.unwrap_or(0) as u64;
+        Ok((n as u64, LogPosition::new(p, p)))
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query("SELECT tx, position, extra FROM checkpoints WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(|r| -> Result<Checkpoint, StoreError> {
+            let tx: i64 = r.try_get("tx")?;
+            let pos: i64 = r.try_get("position")?;
+            Ok(Checkpoint {
+                name: name.to_string(),
+                position: LogPosition::new(tx as u64, pos as u64),
+                extra: r.try_get("extra")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (name, tx, position, extra, updated_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, position = excluded.position, \
+             extra = excluded.extra, updated_at = excluded.updated_at",
+        )
+        .bind(&cp.name)
+        .bind(cp.position.tx as i64)
+        .bind(cp.position.position as i64)
+        .bind(cp.extra)
+        .bind(Utc::now())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
