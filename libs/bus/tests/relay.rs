@@ -1,0 +1,175 @@
+//! The relay against real PostgreSQL and NATS JetStream.
+
+use std::collections::HashMap;
+
+use crm_bus::envelope::{self, headers};
+use crm_bus::relay::{Relay, RelayConfig, RelayError, SoleRelay};
+use crm_bus::testing::TestStream;
+use crm_eventstore::conformance::{all_events, request};
+use crm_eventstore::testing::postgres_store;
+use crm_eventstore::{Checkpoint, EventStore, ExpectedVersion, LogPosition};
+
+fn small_batches() -> RelayConfig {
+    RelayConfig {
+        batch_size: 7,
+        ..RelayConfig::default()
+    }
+}
+
+async fn publish_all<S: EventStore>(relay: &Relay<S>) -> usize {
+    let mut cursor = relay.resume().await.unwrap();
+    let mut total = 0;
+    loop {
+        let n = relay.step(&mut cursor).await.unwrap();
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
+#[tokio::test]
+async fn publishes_every_event_once_in_log_order_with_headers() {
+    let (store, _db) = postgres_store().await;
+    let ts = TestStream::new().await;
+    let mut expected = 0;
+    for i in 0..20u64 {
+        let stream = format!("customer-0000000{}-0000-4000-8000-000000000000", i % 4);
+        store
+            .append(request(&stream, ExpectedVersion::Any, 1 + i % 3))
+            .await
+            .unwrap();
+        expected += 1 + i % 3;
+    }
+    let log = all_events(&store, expected as usize).await;
+    let relay = Relay::new(
+        store.clone(),
+        ts.js.clone(),
+        ts.spec.clone(),
+        small_batches(),
+    );
+    assert_eq!(publish_all(&relay).await, log.len());
+    // A second relay (after a restart) finds nothing left to publish.
+    let again = Relay::new(
+        store.clone(),
+        ts.js.clone(),
+        ts.spec.clone(),
+        small_batches(),
+    );
+    assert_eq!(publish_all(&again).await, 0);
+
+    let messages = ts.messages().await;
+    assert_eq!(messages.len(), log.len());
+    for (m, e) in messages.iter().zip(&log) {
+        assert_eq!(
+            m.headers.get("Nats-Msg-Id").unwrap().as_str(),
+            e.event_id.to_string()
+        );
+        assert_eq!(
+            m.headers.get(headers::EVENT_TYPE).unwrap().as_str(),
+            e.event_type
+        );
+        assert_eq!(
+            m.headers.get(headers::CORRELATION_ID).unwrap().as_str(),
+            e.metadata.correlation_id.to_string()
+        );
+        assert_eq!(envelope::log_position(&m.headers), Some(e.log_position));
+        assert_eq!(
+            m.subject.as_str(),
+            ts.spec.subjects.event(&e.stream_id, &e.event_type)
+        );
+        assert_eq!(&envelope::decode(&m.payload).unwrap(), e);
+    }
+    let cp = store.load_checkpoint("relay").await.unwrap().unwrap();
+    assert_eq!(cp.position, log.last().unwrap().log_position);
+    assert_eq!(cp.extra as usize, log.len());
+}
+
+#[tokio::test]
+async fn resumes_from_the_stream_when_the_checkpoint_is_behind() {
+    let (store, _db) = postgres_store().await;
+    let ts = TestStream::new().await;
+    for i in 0..10u64 {
+        store
+            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 2))
+            .await
+            .unwrap();
+    }
+    all_events(&store, 20).await;
+    let relay = Relay::new(
+        store.clone(),
+        ts.js.clone(),
+        ts.spec.clone(),
+        small_batches(),
+    );
+    publish_all(&relay).await;
+    // A crash after publishing but before the checkpoint write looks like this:
+    store
+        .save_checkpoint(&Checkpoint {
+            name: "relay".into(),
+            position: LogPosition::START,
+            extra: 3,
+        })
+        .await
+        .unwrap();
+    for i in 0..5u64 {
+        store
+            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
+            .await
+            .unwrap();
+    }
+    all_events(&store, 25).await;
+    let relay = Relay::new(
+        store.clone(),
+        ts.js.clone(),
+        ts.spec.clone(),
+        small_batches(),
+    );
+    assert_eq!(
+        publish_all(&relay).await,
+        5,
+        "only the new events are published"
+    );
+    let messages = ts.messages().await;
+    let mut ids = HashMap::new();
+    for m in &messages {
+        *ids.entry(m.headers.get("Nats-Msg-Id").unwrap().as_str().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(messages.len(), 25);
+    assert!(ids.values().all(|&n| n == 1), "no event published twice");
+}
+
+#[tokio::test]
+async fn refuses_to_run_when_the_stream_lost_messages() {
+    let (store, _db) = postgres_store().await;
+    let ts = TestStream::new().await;
+    store
+        .append(request("customer-1", ExpectedVersion::Any, 1))
+        .await
+        .unwrap();
+    store
+        .save_checkpoint(&Checkpoint {
+            name: "relay".into(),
+            position: LogPosition::new(1, 1),
+            extra: 9,
+        })
+        .await
+        .unwrap();
+    let relay = Relay::new(store, ts.js.clone(), ts.spec.clone(), small_batches());
+    let err = relay
+        .run(&mut SoleRelay, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RelayError::StreamBehind {
+                last_sequence: 0,
+                checkpoint: 9,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

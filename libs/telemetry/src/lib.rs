@@ -1,0 +1,118 @@
+//! Telemetry shared by every service: tracing setup, the Prometheus recorder, and the one
+//! module, [`names`], that defines every metric the platform emits.
+#![forbid(unsafe_code)]
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Every metric name, in one place. Labels never carry customer ids.
+pub mod names {
+    /// Commands handled. Labels: `command` (snake_case name), `outcome`
+    /// (`accepted`, `duplicate`, `refused`, `failed`), `code` (refusal code or `none`).
+    pub const COMMANDS_TOTAL: &str = "crm_commands_total";
+    /// Time from a command's arrival at the handler to its answer. Labels: `command`.
+    pub const COMMAND_DURATION_SECONDS: &str = "crm_command_duration_seconds";
+    /// Events appended to the store. Labels: `event_type`.
+    pub const EVENTS_APPENDED_TOTAL: &str = "crm_events_appended_total";
+    /// Commands per group-commit transaction.
+    pub const APPEND_BATCH_SIZE: &str = "crm_append_batch_size";
+    /// Commands retried after an optimistic-concurrency conflict. Labels: `command`.
+    pub const COMMAND_RETRIES_TOTAL: &str = "crm_command_retries_total";
+    /// Payloads refused before reaching the domain. Labels: `transport`, `reason`.
+    pub const INGRESS_REJECTED_TOTAL: &str = "crm_ingress_rejected_total";
+    /// Events the relay published to JetStream.
+    pub const RELAY_PUBLISHED_TOTAL: &str = "crm_relay_events_published_total";
+    /// Events stored but not yet published.
+    pub const RELAY_LAG_EVENTS: &str = "crm_relay_lag_events";
+    /// Age of the oldest unpublished event.
+    pub const RELAY_LAG_SECONDS: &str = "crm_relay_lag_seconds";
+    /// 1 while this relay holds the leader lock, else 0.
+    pub const RELAY_LEADER: &str = "crm_relay_leader";
+}
+
+/// Register descriptions so `/metrics` explains itself.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        names::COMMANDS_TOTAL,
+        "Commands handled, by command, outcome and refusal code"
+    );
+    describe_histogram!(
+        names::COMMAND_DURATION_SECONDS,
+        Unit::Seconds,
+        "Command latency from arrival at the handler to the answer"
+    );
+    describe_counter!(
+        names::EVENTS_APPENDED_TOTAL,
+        "Events appended to the event store"
+    );
+    describe_histogram!(
+        names::APPEND_BATCH_SIZE,
+        "Commands per group-commit transaction"
+    );
+    describe_counter!(
+        names::COMMAND_RETRIES_TOTAL,
+        "Commands re-decided after a concurrency conflict"
+    );
+    describe_counter!(
+        names::INGRESS_REJECTED_TOTAL,
+        "Payloads refused before reaching the domain"
+    );
+    describe_counter!(
+        names::RELAY_PUBLISHED_TOTAL,
+        "Events published to JetStream by the relay"
+    );
+    describe_gauge!(
+        names::RELAY_LAG_EVENTS,
+        "Events stored but not yet published"
+    );
+    describe_gauge!(
+        names::RELAY_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest unpublished event"
+    );
+    describe_gauge!(
+        names::RELAY_LEADER,
+        "1 while this relay holds the leader lock"
+    );
+}
+
+/// Install the global Prometheus recorder (once per process) and return the handle that
+/// renders `/metrics`.
+pub fn install_prometheus() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(names::COMMAND_DURATION_SECONDS.into()),
+                    &latency,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(names::APPEND_BATCH_SIZE.into()), &batch)
+                })
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests in one process): keep ours
+            // rendering what it sees rather than fail.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// Structured logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
