@@ -116,3 +116,58 @@ pub fn init_tracing() {
         .with_target(false)
         .try_init();
 }
+
+/// Serve `GET /metrics` (Prometheus text format) on `addr` until the process ends.
+/// Returns the bound address (pass port 0 in tests).
+pub async fn serve_metrics(addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+    let handle = install_prometheus();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(handle.render())),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Tell a supervisor (or a test) that the service is up: writes `info` as JSON to the
+/// file named by `CRM_READY_FILE`, if set, atomically.
+pub fn announce_ready(info: &impl serde::Serialize) -> std::io::Result<()> {
+    let Some(path) = std::env::var_os("CRM_READY_FILE") else {
+        return Ok(());
+    };
+    let path = std::path::PathBuf::from(path);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(info).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(tmp, path)
+}

@@ -1,0 +1,157 @@
+//! End-to-end harness: runs the services as processes, the way users do, against a
+//! fresh PostgreSQL database and a fresh JetStream stream per test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crm_bus::testing::TestStream;
+use crm_eventstore::testing::TestDatabase;
+
+/// Path of a workspace binary, built (once per test process) with the same profile as
+/// the tests, so an end-to-end test never runs a stale service.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "crm-command-service",
+                "-p",
+                "crm-relay",
+                "-p",
+                "crm",
+            ])
+            .status()
+            .expect("run cargo build for the service binaries");
+        assert!(status.success(), "building the service binaries failed");
+        // target/<profile>/deps/<test-binary> → target/<profile>
+        let exe = std::env::current_exe().expect("test binary path");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf()
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A service process; killed (SIGKILL) when dropped. Its output goes to a log file that
+/// is printed if the test fails.
+pub struct Service {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+    pub ready: PathBuf,
+}
+
+impl Service {
+    pub fn start(bin: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let log = std::env::temp_dir().join(format!("{bin}-{id}.log"));
+        let ready = std::env::temp_dir().join(format!("{bin}-{id}.ready"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(binary(bin))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("CRM_READY_FILE", &ready)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        Self {
+            name: bin.to_string(),
+            child,
+            log,
+            ready,
+        }
+    }
+
+    /// The JSON the service writes once it listens (its bound addresses).
+    pub async fn wait_ready(&mut self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.ready) {
+                if let Ok(v) = serde_json::from_str(&text) {
+                    return v;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status} before it was ready:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready after 60 s:\n{}",
+                self.name,
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown hooks run.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.ready);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- {} output ----\n{}", self.name, self.output());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A fresh database and stream, and the environment the services need to use them.
+pub struct Platform {
+    pub db: TestDatabase,
+    pub stream: TestStream,
+}
+
+impl Platform {
+    pub async fn new() -> Self {
+        Self {
+            db: TestDatabase::create().await,
+            stream: TestStream::new().await,
+        }
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CRM_STORE_URL", self.db.url.clone()),
+            ("CRM_NATS_URL", crm_bus::testing::nats_url()),
+            ("CRM_STREAM", self.stream.spec.name.clone()),
+            (
+                "CRM_SUBJECT_PREFIX",
+                self.stream.spec.subjects.prefix().to_string(),
+            ),
+        ]
+    }
+}

@@ -1,0 +1,117 @@
+//! `crm-relay`: publishes the event store's global log to NATS JetStream.
+//!
+//! Several relays may run; only the holder of the PostgreSQL leader lock publishes, the
+//! others wait on standby and take over when it dies.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use crm_bus::relay::{Relay, RelayConfig, SoleRelay};
+use crm_bus::stream::StreamSpec;
+use crm_bus::Subjects;
+use crm_eventstore::postgres::{LeaderLock, PgPool};
+use crm_eventstore::AnyEventStore;
+use crm_telemetry::names;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crm-relay",
+    about = "Publish stored events to NATS JetStream, once each, in order"
+)]
+struct Args {
+    /// Event store: postgres://… or sqlite://path.
+    #[arg(long, env = "CRM_STORE_URL")]
+    store_url: String,
+    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// JetStream stream name.
+    #[arg(long, env = "CRM_STREAM", default_value = "CRM_EVENTS")]
+    stream: String,
+    /// First token of every subject.
+    #[arg(long, env = "CRM_SUBJECT_PREFIX", default_value = "crm")]
+    subject_prefix: String,
+    /// Stream replicas (3 on a NATS cluster).
+    #[arg(long, env = "CRM_STREAM_REPLICAS", default_value_t = 1)]
+    replicas: usize,
+    /// Events per publish round trip.
+    #[arg(long, env = "CRM_RELAY_BATCH", default_value_t = 512)]
+    batch: usize,
+    /// Address of the Prometheus `/metrics` endpoint.
+    #[arg(long, env = "CRM_METRICS_ADDR", default_value = "127.0.0.1:0")]
+    metrics_addr: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    crm_telemetry::init_tracing();
+    let args = Args::parse();
+    let metrics = crm_telemetry::serve_metrics(args.metrics_addr).await?;
+    tracing::info!(%metrics, "metrics at /metrics");
+
+    let store = AnyEventStore::connect(&args.store_url, 4)
+        .await
+        .with_context(|| format!("opening the event store at {}", args.store_url))?;
+    let client = async_nats::connect(&args.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
+    let mut spec = StreamSpec::new(args.stream, Subjects::new(args.subject_prefix));
+    spec.replicas = args.replicas;
+    let config = RelayConfig {
+        batch_size: args.batch,
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(
+        store.clone(),
+        async_nats::jetstream::new(client),
+        spec,
+        config,
+    );
+    crm_telemetry::announce_ready(&serde_json::json!({ "metrics": metrics.to_string() }))?;
+
+    let shutdown = crm_telemetry::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let result = match &store {
+            AnyEventStore::Postgres(pg) => {
+                let mut lock = tokio::select! {
+                    lock = wait_for_leadership(pg.pool()) => lock?,
+                    _ = &mut shutdown => return Ok(()),
+                };
+                metrics::gauge!(names::RELAY_LEADER).set(1.0);
+                tracing::info!("leader lock acquired");
+                let r = relay.run(&mut lock, &mut shutdown).await;
+                metrics::gauge!(names::RELAY_LEADER).set(0.0);
+                r
+            }
+            AnyEventStore::Sqlite(_) => relay.run(&mut SoleRelay, &mut shutdown).await,
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!("relay stopped");
+                return Ok(());
+            }
+            Err(e) => {
+                // Resuming is always safe: the stream tells where publication stopped.
+                tracing::error!(error = %e, "relay failed; resuming in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn wait_for_leadership(pool: &PgPool) -> anyhow::Result<LeaderLock> {
+    let mut announced = false;
+    loop {
+        if let Some(lock) = LeaderLock::try_acquire(pool, "relay").await? {
+            return Ok(lock);
+        }
+        if !announced {
+            tracing::info!("another relay holds the leader lock; standing by");
+            announced = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
