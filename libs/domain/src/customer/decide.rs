@@ -1,0 +1,570 @@
+//! Where a customer command is decided: `decide(state, command, context) -> events`.
+//! Pure: no I/O, no clock (time is `ctx.now`, the command's issue time), no randomness.
+//! A refusal returns the rule that refused it and no events.
+
+use chrono::{DateTime, Utc};
+
+use super::commands::*;
+use super::complaint::{ComplaintState, ComplaintStatus, MAX_ESCALATION};
+use super::events::*;
+use super::lifecycle;
+use super::state::CustomerState;
+use crate::context::{DecisionContext, ManagerView};
+use crate::error::DomainError;
+use crate::ids::{ComplaintId, CustomerId, ManagerId};
+use crate::normalize::{normalize_email, normalize_phone, normalize_registration_number};
+use crate::values::{
+    ContactChannel, ContactOutcome, CustomerType, Direction, LifecycleStage, ValueTier,
+};
+
+type Decision = Result<Vec<CustomerEvent>, DomainError>;
+
+/// Decide one customer command against the customer's current state.
+pub fn decide(state: &CustomerState, command: &CustomerCommand, ctx: &DecisionContext) -> Decision {
+    let id = command.customer_id();
+    if let CustomerCommand::Register(c) = command {
+        return register(state, c, ctx);
+    }
+    if !state.is_registered() {
+        return Err(DomainError::UnknownCustomer(id));
+    }
+    match command {
+        CustomerCommand::Register(_) => unreachable!("handled above"),
+        CustomerCommand::UpdateProfile(c) => update_profile(state, c, ctx),
+        CustomerCommand::AssignOwner(c) => assign_owner(state, c, ctx),
+        CustomerCommand::TransferOwner(c) => transfer_owner(state, c, ctx),
+        CustomerCommand::ReleaseToPool(c) => release_to_pool(state, c, ctx),
+        CustomerCommand::ClaimFromPool(c) => claim_from_pool(state, c, ctx),
+        CustomerCommand::RecordContact(c) => record_contact(state, c, ctx),
+        CustomerCommand::LogComplaint(c) => log_complaint(state, c, ctx),
+        CustomerCommand::AcknowledgeComplaint(c) => acknowledge_complaint(state, c, ctx),
+        CustomerCommand::EscalateComplaint(c) => escalate_complaint(state, c),
+        CustomerCommand::ResolveComplaint(c) => resolve_complaint(state, c, ctx),
+        CustomerCommand::ReopenComplaint(c) => reopen_complaint(state, c, ctx),
+        CustomerCommand::CloseComplaint(c) => close_complaint(state, c),
+        CustomerCommand::RecordPurchase(c) => record_purchase(state, c),
+        CustomerCommand::RecordReferral(c) => record_referral(state, c, ctx),
+        CustomerCommand::ChangeLifecycleStage(c) => change_stage(state, c),
+    }
+}
+
+// ---- validation helpers -------------------------------------------------------------
+
+/// Trimmed, non-empty, at most `max` characters.
+pub(crate) fn check_text(field: &str, text: &str, max: usize) -> Result<String, DomainError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if t.chars().count() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// Like [`check_text`] for optional fields; blank means absent.
+fn opt_text(field: &str, text: &Option<String>, max: usize) -> Result<Option<String>, DomainError> {
+    match text.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => check_text(field, t, max).map(Some),
+    }
+}
+
+fn opt_normalized(
+    raw: &Option<String>,
+    f: fn(&str) -> Result<String, DomainError>,
+) -> Result<Option<String>, DomainError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => f(v).map(Some),
+    }
+}
+
+fn check_duplicate(id: CustomerId, ctx: &DecisionContext) -> Result<(), DomainError> {
+    match &ctx.duplicate {
+        Some(d) if d.existing != id => Err(DomainError::DuplicateCustomer {
+            existing: d.existing,
+            key: d.key.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The manager the command gives something to: known and active.
+fn target(ctx: &DecisionContext, id: ManagerId) -> Result<&ManagerView, DomainError> {
+    let m = ctx
+        .manager
+        .as_ref()
+        .filter(|m| m.id == id)
+        .ok_or(DomainError::UnknownManager(id))?;
+    if !m.active {
+        return Err(DomainError::ManagerInactive(id));
+    }
+    Ok(m)
+}
+
+/// …who may take one more customer under the holding limit (保有量上限).
+fn receiver(ctx: &DecisionContext, id: ManagerId) -> Result<&ManagerView, DomainError> {
+    let m = target(ctx, id)?;
+    if m.holdings >= m.holding_limit {
+        return Err(DomainError::HoldingLimitReached {
+            manager: id,
+            holdings: m.holdings,
+            limit: m.holding_limit,
+        });
+    }
+    Ok(m)
+}
+
+fn stage_changed(state: &CustomerState, to: LifecycleStage, reason: &str) -> CustomerEvent {
+    let from = state.stage.unwrap_or(LifecycleStage::Lead);
+    CustomerEvent::LifecycleStageChanged(LifecycleStageChanged {
+        customer_id: state.id.expect("registered"),
+        from,
+        to,
+        reason: reason.to_string(),
+        reactivated: lifecycle::is_reactivation(from, to),
+    })
+}
+
+/// Reaching `customer` converts every open referral: the referrers earn the credit.
+fn convert_referrals(state: &CustomerState) -> impl Iterator<Item = CustomerEvent> + '_ {
+    state
+        .referrals
+        .iter()
+        .filter(|(_, r)| !r.converted)
+        .map(|(id, r)| {
+            CustomerEvent::ReferralConverted(ReferralConverted {
+                customer_id: state.id.expect("registered"),
+                referral_id: *id,
+                referrer: r.referrer.clone(),
+                referred_to: r.referred_to,
+            })
+        })
+}
+
+// ---- registration and profile ------------------------------------------------------
+
+fn register(state: &CustomerState, c: &RegisterCustomer, ctx: &DecisionContext) -> Decision {
+    if state.is_registered() {
+        return Err(DomainError::AlreadyRegistered(c.customer_id));
+    }
+    let display_name = check_text("display_name", &c.display_name, 200)?;
+    let phone = opt_normalized(&c.phone, normalize_phone)?;
+    let email = opt_normalized(&c.email, normalize_email)?;
+    let registration_number =
+        opt_normalized(&c.registration_number, normalize_registration_number)?;
+    if phone.is_none() && email.is_none() && registration_number.is_none() {
+        return Err(DomainError::invalid(
+            "phone",
+            "at least one of phone, email or registration_number is needed to catch duplicates",
+        ));
+    }
+    if c.customer_type == CustomerType::Enterprise && registration_number.is_none() {
+        return Err(DomainError::invalid(
+            "registration_number",
+            "an enterprise customer needs its registration number",
+        ));
+    }
+    let stage = c.stage.unwrap_or(LifecycleStage::Lead);
+    if !matches!(stage, LifecycleStage::Lead | LifecycleStage::Customer) {
+        return Err(DomainError::invalid(
+            "stage",
+            "a new customer starts as lead or customer",
+        ));
+    }
+    if c.aum_minor.is_some_and(|a| a < 0) {
+        return Err(DomainError::invalid("aum_minor", "must not be negative"));
+    }
+    check_duplicate(c.customer_id, ctx)?;
+    Ok(vec![CustomerEvent::CustomerRegistered(
+        CustomerRegistered {
+            customer_id: c.customer_id,
+            customer_type: c.customer_type,
+            display_name,
+            phone,
+            email,
+            registration_number,
+            region: c.region.clone(),
+            branch: c.branch.clone(),
+            first_touch_channel: c.first_touch_channel,
+            industry: opt_text("industry", &c.industry, 100)?,
+            product_interest: opt_text("product_interest", &c.product_interest, 100)?,
+            consents: c.consents.unwrap_or_default(),
+            stage,
+            value_tier: c.value_tier.unwrap_or(ValueTier::Low),
+            aum_minor: c.aum_minor,
+            registered_at: ctx.now,
+        },
+    )])
+}
+
+fn update_profile(state: &CustomerState, c: &UpdateProfile, ctx: &DecisionContext) -> Decision {
+    fn changed<T: PartialEq>(new: Option<T>, old: &Option<T>) -> Option<T> {
+        new.filter(|n| Some(n) != old.as_ref())
+    }
+    if c.aum_minor.is_some_and(|a| a < 0) {
+        return Err(DomainError::invalid("aum_minor", "must not be negative"));
+    }
+    let display_name = c
+        .display_name
+        .as_deref()
+        .map(|n| check_text("display_name", n, 200))
+        .transpose()?
+        .filter(|n| n != &state.display_name);
+    let e = ProfileUpdated {
+        customer_id: c.customer_id,
+        display_name,
+        phone: changed(opt_normalized(&c.phone, normalize_phone)?, &state.phone),
+        email: changed(opt_normalized(&c.email, normalize_email)?, &state.email),
+        registration_number: changed(
+            opt_normalized(&c.registration_number, normalize_registration_number)?,
+            &state.registration_number,
+        ),
+        region: changed(c.region.clone(), &state.region),
+        branch: changed(c.branch.clone(), &state.branch),
+        industry: changed(opt_text("industry", &c.industry, 100)?, &state.industry),
+        product_interest: changed(
+            opt_text("product_interest", &c.product_interest, 100)?,
+            &state.product_interest,
+        ),
+        consents: c.consents.filter(|k| k != &state.consents),
+        aum_minor: changed(c.aum_minor, &state.aum_minor),
+    };
+    if e == (ProfileUpdated {
+        customer_id: c.customer_id,
+        ..ProfileUpdated::default()
+    }) {
+        return Err(DomainError::NothingToChange);
+    }
+    check_duplicate(c.customer_id, ctx)?;
+    Ok(vec![CustomerEvent::ProfileUpdated(e)])
+}
+
+// ---- ownership ---------------------------------------------------------------------
+
+fn assign_owner(state: &CustomerState, c: &AssignOwner, ctx: &DecisionContext) -> Decision {
+    if let Some(owner) = state.owner {
+        return Err(DomainError::AlreadyOwned {
+            customer: c.customer_id,
+            owner,
+        });
+    }
+    let m = receiver(ctx, c.manager_id)?;
+    Ok(vec![CustomerEvent::OwnerAssigned(OwnerAssigned {
+        customer_id: c.customer_id,
+        manager_id: c.manager_id,
+        team: m.team.clone(),
+        region: m.region.clone(),
+        previous_owner: None,
+        reason: check_text("reason", &c.reason, 500)?,
+        assigned_by: ctx.actor.clone(),
+    })])
+}
+
+fn transfer_owner(state: &CustomerState, c: &TransferOwner, ctx: &DecisionContext) -> Decision {
+    let from = state.owner.ok_or(DomainError::NotOwned(c.customer_id))?;
+    if from == c.to_manager_id {
+        return Err(DomainError::SameOwner {
+            customer: c.customer_id,
+            manager: from,
+        });
+    }
+    let m = receiver(ctx, c.to_manager_id)?;
+    Ok(vec![CustomerEvent::OwnershipTransferred(
+        OwnershipTransferred {
+            customer_id: c.customer_id,
+            from_manager: from,
+            to_manager: c.to_manager_id,
+            to_team: m.team.clone(),
+            to_region: m.region.clone(),
+            reason: check_text("reason", &c.reason, 500)?,
+            transferred_by: ctx.actor.clone(),
+        },
+    )])
+}
+
+fn release_to_pool(state: &CustomerState, c: &ReleaseToPool, ctx: &DecisionContext) -> Decision {
+    let owner = state.owner.ok_or(DomainError::NotOwned(c.customer_id))?;
+    Ok(vec![CustomerEvent::ReleasedToPool(ReleasedToPool {
+        customer_id: c.customer_id,
+        previous_owner: owner,
+        reason: check_text("reason", &c.reason, 500)?,
+        released_by: ctx.actor.clone(),
+    })])
+}
+
+fn claim_from_pool(state: &CustomerState, c: &ClaimFromPool, ctx: &DecisionContext) -> Decision {
+    if let Some(owner) = state.owner {
+        return Err(DomainError::NotInPool {
+            customer: c.customer_id,
+            owner,
+        });
+    }
+    let m = receiver(ctx, c.manager_id)?;
+    Ok(vec![CustomerEvent::ClaimedFromPool(ClaimedFromPool {
+        customer_id: c.customer_id,
+        manager_id: c.manager_id,
+        team: m.team.clone(),
+        region: m.region.clone(),
+    })])
+}
+
+// ---- contacts ----------------------------------------------------------------------
+
+fn record_contact(state: &CustomerState, c: &RecordContact, ctx: &DecisionContext) -> Decision {
+    if c.channel == ContactChannel::Sms && !state.consents.sms {
+        return Err(DomainError::SmsConsentMissing(c.customer_id));
+    }
+    if let Some(at) = c.next_follow_up_at {
+        if at <= ctx.now {
+            return Err(DomainError::invalid(
+                "next_follow_up_at",
+                "must be after the contact",
+            ));
+        }
+    }
+    let mut events = vec![CustomerEvent::ContactRecorded(ContactRecorded {
+        customer_id: c.customer_id,
+        contact_id: c.contact_id,
+        manager_id: c.manager_id,
+        by_owner: state.owner == Some(c.manager_id),
+        channel: c.channel,
+        direction: c.direction,
+        outcome: c.outcome,
+        summary: opt_text("summary", &c.summary, 2000)?,
+        contacted_at: ctx.now,
+        next_follow_up_at: c.next_follow_up_at,
+    })];
+    let engaged = c.direction == Direction::Inbound
+        || matches!(
+            c.outcome,
+            ContactOutcome::Reached
+                | ContactOutcome::Interested
+                | ContactOutcome::CallbackRequested
+        );
+    match state.stage {
+        Some(LifecycleStage::Lead) if engaged => events.push(stage_changed(
+            state,
+            LifecycleStage::Contacted,
+            "first contact",
+        )),
+        // An unanswered call does not wake a dormant customer; any real exchange does.
+        Some(LifecycleStage::Dormant) if engaged => {
+            events.push(stage_changed(state, LifecycleStage::Active, "contact"))
+        }
+        _ => {}
+    }
+    Ok(events)
+}
+
+// ---- complaints --------------------------------------------------------------------
+
+fn complaint<'a>(
+    state: &'a CustomerState,
+    id: ComplaintId,
+    action: &'static str,
+) -> Result<&'a ComplaintState, DomainError> {
+    let c = state
+        .complaints
+        .get(&id)
+        .ok_or(DomainError::UnknownComplaint(id))?;
+    if c.status == ComplaintStatus::Closed {
+        return Err(DomainError::ComplaintClosed {
+            complaint: id,
+            action,
+        });
+    }
+    Ok(c)
+}
+
+fn wrong_step(c: &ComplaintState, action: &'static str) -> DomainError {
+    DomainError::InvalidComplaintTransition {
+        complaint: c.id,
+        status: c.status.as_str(),
+        action,
+    }
+}
+
+fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    (to - from).num_seconds().max(0)
+}
+
+fn log_complaint(state: &CustomerState, c: &LogComplaint, ctx: &DecisionContext) -> Decision {
+    if state.complaints.contains_key(&c.complaint_id) {
+        return Err(DomainError::ComplaintAlreadyExists(c.complaint_id));
+    }
+    Ok(vec![CustomerEvent::ComplaintLogged(ComplaintLogged {
+        customer_id: c.customer_id,
+        complaint_id: c.complaint_id,
+        severity: c.severity,
+        category: check_text("category", &c.category, 64)?,
+        description: check_text("description", &c.description, 4000)?,
+        channel: c.channel,
+        owner: state.owner,
+        logged_at: ctx.now,
+        first_response_due_at: ctx.now + ctx.sla.first_response,
+        resolution_due_at: ctx.now + ctx.sla.resolution(c.severity),
+    })])
+}
+
+fn acknowledge_complaint(
+    state: &CustomerState,
+    c: &AcknowledgeComplaint,
+    ctx: &DecisionContext,
+) -> Decision {
+    let k = complaint(state, c.complaint_id, "acknowledged")?;
+    if k.status != ComplaintStatus::Open {
+        return Err(wrong_step(k, "acknowledged"));
+    }
+    Ok(vec![CustomerEvent::ComplaintAcknowledged(
+        ComplaintAcknowledged {
+            customer_id: c.customer_id,
+            complaint_id: c.complaint_id,
+            by: c.by,
+            response_seconds: seconds_between(k.logged_at, ctx.now),
+            within_sla: ctx.now <= k.first_response_due_at,
+        },
+    )])
+}
+
+fn escalate_complaint(state: &CustomerState, c: &EscalateComplaint) -> Decision {
+    let k = complaint(state, c.complaint_id, "escalated")?;
+    if k.status == ComplaintStatus::Resolved {
+        return Err(wrong_step(k, "escalated"));
+    }
+    if k.escalation_level >= MAX_ESCALATION {
+        return Err(DomainError::EscalationExhausted(c.complaint_id));
+    }
+    Ok(vec![CustomerEvent::ComplaintEscalated(
+        ComplaintEscalated {
+            customer_id: c.customer_id,
+            complaint_id: c.complaint_id,
+            level: k.escalation_level + 1,
+            reason: check_text("reason", &c.reason, 500)?,
+        },
+    )])
+}
+
+fn resolve_complaint(
+    state: &CustomerState,
+    c: &ResolveComplaint,
+    ctx: &DecisionContext,
+) -> Decision {
+    let k = complaint(state, c.complaint_id, "resolved")?;
+    if k.status == ComplaintStatus::Resolved {
+        return Err(wrong_step(k, "resolved"));
+    }
+    Ok(vec![CustomerEvent::ComplaintResolved(ComplaintResolved {
+        customer_id: c.customer_id,
+        complaint_id: c.complaint_id,
+        resolved_by: c.resolved_by,
+        resolution: check_text("resolution", &c.resolution, 4000)?,
+        resolution_seconds: seconds_between(k.clock_started_at, ctx.now),
+        within_sla: ctx.now <= k.resolution_due_at,
+    })])
+}
+
+fn reopen_complaint(state: &CustomerState, c: &ReopenComplaint, ctx: &DecisionContext) -> Decision {
+    let k = complaint(state, c.complaint_id, "reopened")?;
+    let Some(previous_resolver) = k
+        .resolved_by
+        .filter(|_| k.status == ComplaintStatus::Resolved)
+    else {
+        return Err(wrong_step(k, "reopened"));
+    };
+    Ok(vec![CustomerEvent::ComplaintReopened(ComplaintReopened {
+        customer_id: c.customer_id,
+        complaint_id: c.complaint_id,
+        reason: check_text("reason", &c.reason, 500)?,
+        previous_resolver,
+        reopened_at: ctx.now,
+        resolution_due_at: ctx.now + ctx.sla.resolution(k.severity),
+    })])
+}
+
+fn close_complaint(state: &CustomerState, c: &CloseComplaint) -> Decision {
+    let k = complaint(state, c.complaint_id, "closed")?;
+    if k.status != ComplaintStatus::Resolved {
+        return Err(wrong_step(k, "closed"));
+    }
+    if let Some(s) = c.satisfaction {
+        if !(1..=5).contains(&s) {
+            return Err(DomainError::invalid("satisfaction", "must be 1 to 5"));
+        }
+    }
+    Ok(vec![CustomerEvent::ComplaintClosed(ComplaintClosed {
+        customer_id: c.customer_id,
+        complaint_id: c.complaint_id,
+        satisfaction: c.satisfaction,
+    })])
+}
+
+// ---- purchases, referrals, lifecycle -------------------------------------------------
+
+fn record_purchase(state: &CustomerState, c: &RecordPurchase) -> Decision {
+    if state.purchases.contains(&c.purchase_id) {
+        return Err(DomainError::DuplicatePurchase(c.purchase_id));
+    }
+    if c.amount_minor <= 0 {
+        return Err(DomainError::invalid("amount_minor", "must be positive"));
+    }
+    if c.currency.len() != 3 || !c.currency.chars().all(|ch| ch.is_ascii_uppercase()) {
+        return Err(DomainError::invalid(
+            "currency",
+            "must be an ISO 4217 code such as CNY",
+        ));
+    }
+    let mut events = vec![CustomerEvent::PurchaseRecorded(PurchaseRecorded {
+        customer_id: c.customer_id,
+        purchase_id: c.purchase_id,
+        product_line: check_text("product_line", &c.product_line, 100)?,
+        amount_minor: c.amount_minor,
+        currency: c.currency.clone(),
+        manager_id: c.manager_id,
+    })];
+    match state.stage {
+        Some(s) if s.is_prospect() => {
+            events.push(stage_changed(state, LifecycleStage::Customer, "deal won"));
+            events.extend(convert_referrals(state));
+        }
+        Some(LifecycleStage::Dormant | LifecycleStage::Churned) => {
+            events.push(stage_changed(state, LifecycleStage::Active, "purchase"));
+        }
+        _ => {}
+    }
+    Ok(events)
+}
+
+fn record_referral(state: &CustomerState, c: &RecordReferral, ctx: &DecisionContext) -> Decision {
+    if state.referrals.contains_key(&c.referral_id) {
+        return Err(DomainError::DuplicateReferral(c.referral_id));
+    }
+    target(ctx, c.referred_to)?;
+    Ok(vec![CustomerEvent::ReferralRecorded(ReferralRecorded {
+        customer_id: c.customer_id,
+        referral_id: c.referral_id,
+        referrer: check_text("referrer", &c.referrer, 128)?,
+        referred_to: c.referred_to,
+        note: opt_text("note", &c.note, 1000)?,
+    })])
+}
+
+fn change_stage(state: &CustomerState, c: &ChangeLifecycleStage) -> Decision {
+    let from = state.stage.unwrap_or(LifecycleStage::Lead);
+    if from == c.to {
+        return Err(DomainError::NothingToChange);
+    }
+    if !lifecycle::allowed(from, c.to) {
+        return Err(DomainError::InvalidStageTransition { from, to: c.to });
+    }
+    let reason = check_text("reason", &c.reason, 500)?;
+    let mut events = vec![stage_changed(state, c.to, &reason)];
+    if c.to == LifecycleStage::Customer {
+        events.extend(convert_referrals(state));
+    }
+    Ok(events)
+}

@@ -1,0 +1,15 @@
+//! The customer aggregate (stream `customer-<id>`): profile, ownership, contacts,
+//! complaints, purchases, referrals and lifecycle.
+
+pub mod commands;
+pub mod complaint;
+pub mod decide;
+pub mod events;
+pub mod lifecycle;
+pub mod state;
+
+pub use commands::*;
+pub use complaint::{ComplaintState, ComplaintStatus, SlaPolicy};
+pub use decide::decide;
+pub use events::*;
+pub use state::{evolve, CustomerState, ReferralState};

@@ -1,0 +1,176 @@
+//! Every refusal, each with a stable machine code and a message naming the rule.
+
+use crate::ids::{ComplaintId, CustomerId, ManagerId, PurchaseId, ReferralId};
+use crate::values::LifecycleStage;
+
+/// How transports should classify a refusal (HTTP 404 / 409 / 422).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The command names something that does not exist.
+    NotFound,
+    /// The command contradicts the current state (already done, wrong step).
+    Conflict,
+    /// The command itself is malformed or meaningless.
+    Validation,
+    /// A business rule forbids it now.
+    RuleViolation,
+}
+
+/// A command refused by a business rule. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("field {field} is invalid: {reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("the command changes nothing")]
+    NothingToChange,
+    #[error("customer {0} is not registered")]
+    UnknownCustomer(CustomerId),
+    #[error("customer {0} is already registered")]
+    AlreadyRegistered(CustomerId),
+    #[error("a customer with the same {key} is already registered as {existing}; duplicates are caught before a second record is created")]
+    DuplicateCustomer { existing: CustomerId, key: String },
+    #[error("manager {0} is not registered")]
+    UnknownManager(ManagerId),
+    #[error("manager {0} is already registered")]
+    ManagerAlreadyRegistered(ManagerId),
+    #[error("manager {0} is inactive; inactive managers receive no customers")]
+    ManagerInactive(ManagerId),
+    #[error("manager {manager} is already {state}")]
+    ManagerAlready {
+        manager: ManagerId,
+        state: &'static str,
+    },
+    #[error(
+        "manager {manager} holds {holdings} customers; the holding limit of {limit} is reached"
+    )]
+    HoldingLimitReached {
+        manager: ManagerId,
+        holdings: u32,
+        limit: u32,
+    },
+    #[error("customer {customer} is owned by {owner}; one owner at a time: transfer instead")]
+    AlreadyOwned {
+        customer: CustomerId,
+        owner: ManagerId,
+    },
+    #[error("customer {customer} is owned by {owner}, not in the pool")]
+    NotInPool {
+        customer: CustomerId,
+        owner: ManagerId,
+    },
+    #[error("customer {0} has no owner (it is in the pool)")]
+    NotOwned(CustomerId),
+    #[error("customer {customer} is already owned by {manager}")]
+    SameOwner {
+        customer: CustomerId,
+        manager: ManagerId,
+    },
+    #[error("customer {0} has not consented to SMS; an SMS contact needs recorded consent")]
+    SmsConsentMissing(CustomerId),
+    #[error("complaint {0} does not exist for this customer")]
+    UnknownComplaint(ComplaintId),
+    #[error("complaint {0} already exists")]
+    ComplaintAlreadyExists(ComplaintId),
+    #[error("complaint {complaint} is closed; a closed complaint cannot be {action}")]
+    ComplaintClosed {
+        complaint: ComplaintId,
+        action: &'static str,
+    },
+    #[error("complaint {complaint} is {status}; it cannot be {action}")]
+    InvalidComplaintTransition {
+        complaint: ComplaintId,
+        status: &'static str,
+        action: &'static str,
+    },
+    #[error("complaint {0} is already escalated to the branch manager, the last level")]
+    EscalationExhausted(ComplaintId),
+    #[error("a customer cannot move from stage {from} to {to}")]
+    InvalidStageTransition {
+        from: LifecycleStage,
+        to: LifecycleStage,
+    },
+    #[error("purchase {0} is already recorded")]
+    DuplicatePurchase(PurchaseId),
+    #[error("referral {0} is already recorded")]
+    DuplicateReferral(ReferralId),
+}
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        DomainError::InvalidField {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Stable, documented machine code (`docs/api.md`).
+    pub fn code(&self) -> &'static str {
+        use DomainError::*;
+        match self {
+            InvalidField { .. } => "validation.invalid_field",
+            NothingToChange => "command.nothing_to_change",
+            UnknownCustomer(_) => "customer.unknown",
+            AlreadyRegistered(_) => "customer.already_registered",
+            DuplicateCustomer { .. } => "customer.duplicate",
+            UnknownManager(_) => "manager.unknown",
+            ManagerAlreadyRegistered(_) => "manager.already_registered",
+            ManagerInactive(_) => "manager.inactive",
+            ManagerAlready { .. } => "manager.invalid_transition",
+            HoldingLimitReached { .. } => "ownership.holding_limit_reached",
+            AlreadyOwned { .. } => "ownership.already_owned",
+            NotInPool { .. } => "ownership.not_in_pool",
+            NotOwned(_) => "ownership.not_owned",
+            SameOwner { .. } => "ownership.same_owner",
+            SmsConsentMissing(_) => "contact.sms_consent_missing",
+            UnknownComplaint(_) => "complaint.unknown",
+            ComplaintAlreadyExists(_) => "complaint.already_exists",
+            ComplaintClosed { .. } => "complaint.closed",
+            InvalidComplaintTransition { .. } => "complaint.invalid_transition",
+            EscalationExhausted(_) => "complaint.escalation_exhausted",
+            InvalidStageTransition { .. } => "lifecycle.invalid_transition",
+            DuplicatePurchase(_) => "purchase.already_recorded",
+            DuplicateReferral(_) => "referral.already_recorded",
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        use DomainError::*;
+        match self {
+            InvalidField { .. } | NothingToChange => ErrorKind::Validation,
+            UnknownCustomer(_) | UnknownManager(_) | UnknownComplaint(_) => ErrorKind::NotFound,
+            ManagerInactive(_)
+            | HoldingLimitReached { .. }
+            | SmsConsentMissing(_)
+            | EscalationExhausted(_)
+            | InvalidStageTransition { .. } => ErrorKind::RuleViolation,
+            _ => ErrorKind::Conflict,
+        }
+    }
+}
+
+/// Every code, for documentation and tests.
+pub const ALL_CODES: &[&str] = &[
+    "validation.invalid_field",
+    "command.nothing_to_change",
+    "customer.unknown",
+    "customer.already_registered",
+    "customer.duplicate",
+    "manager.unknown",
+    "manager.already_registered",
+    "manager.inactive",
+    "manager.invalid_transition",
+    "ownership.holding_limit_reached",
+    "ownership.already_owned",
+    "ownership.not_in_pool",
+    "ownership.not_owned",
+    "ownership.same_owner",
+    "contact.sms_consent_missing",
+    "complaint.unknown",
+    "complaint.already_exists",
+    "complaint.closed",
+    "complaint.invalid_transition",
+    "complaint.escalation_exhausted",
+    "lifecycle.invalid_transition",
+    "purchase.already_recorded",
+    "referral.already_recorded",
+];
