@@ -201,6 +201,7 @@ impl AppendRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendedEvent {
     pub event_id: Uuid,
+    pub event_type: String,
     pub stream_id: String,
     /// 1-based: the first event of a stream has version 1.
     pub stream_version: u64,

@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+pub use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Executor, Row};
 use uuid::Uuid;
 
@@ -297,6 +298,7 @@ pub(crate) fn build_outcomes(
                     .iter()
                     .map(|r| AppendedEvent {
                         event_id: r.event.event_id,
+                        event_type: r.event.event_type.clone(),
                         stream_id: r.stream_id.to_string(),
                         stream_version: r.stream_version,
                         position: positions

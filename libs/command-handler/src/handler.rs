@@ -1,0 +1,574 @@
+//! Where a command is handled: load the aggregate (cached), look up what the decision
+//! needs from other aggregates, call the pure `decide`, turn the events into one atomic
+//! [`AppendRequest`] (with its unique-key and holding-limit guards), and append it
+//! through group commit. A store conflict means another command got there first: the
+//! command is decided again on fresh state, so the caller only ever sees a domain
+//! refusal naming the rule, or success.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+pub use crm_domain::Command;
+use crm_domain::{
+    customer, manager, Actor, CustomerCommand, CustomerEvent, CustomerId, CustomerState,
+    DecisionContext, DomainError, DuplicateMatch, ManagerCommand, ManagerEvent, ManagerId,
+    ManagerState, SlaPolicy, UniqueKey,
+};
+use crm_eventstore::{
+    AppendError, AppendOutcome, AppendRequest, CommandMeta, Conflict, CounterChange, EventStore,
+    ExpectedVersion, NewEvent, StoreError, StreamWrite, UniqueClaim,
+};
+use crm_telemetry::names;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::cache::StateCache;
+use crate::group_commit::{GroupCommitConfig, GroupCommitter};
+
+/// How many times a command is decided again after losing a race.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Who asks, and how this command relates to others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub command_id: Uuid,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub actor: Actor,
+    pub issued_at: DateTime<Utc>,
+}
+
+impl Envelope {
+    /// A new command issued now by `actor`, correlated with itself.
+    pub fn new(actor: Actor, issued_at: DateTime<Utc>) -> Self {
+        let command_id = Uuid::now_v7();
+        Self {
+            command_id,
+            correlation_id: command_id,
+            causation_id: None,
+            actor,
+            issued_at,
+        }
+    }
+}
+
+/// One event written for an accepted command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub stream_id: String,
+    pub stream_version: u64,
+}
+
+/// The answer to an accepted command (or to a repeat of one: `duplicate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub command_id: Uuid,
+    pub duplicate: bool,
+    pub events: Vec<AcceptedEvent>,
+}
+
+/// Why a command was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A business rule refused it (for the caller).
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// The command id was used before for a different command.
+    #[error("command id {0} was already used for a different command")]
+    CommandIdReused(Uuid),
+    /// It kept losing races against concurrent commands on the same data.
+    #[error("the command conflicted with concurrent changes {0} times; retry it")]
+    Contended(usize),
+    /// Storage failed (for retries and alerts); the command may be retried with the same id.
+    #[error("storage unavailable: {0}")]
+    Unavailable(#[from] StoreError),
+}
+
+impl CommandError {
+    /// Stable code, as for domain errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::Refused(e) => e.code(),
+            CommandError::CommandIdReused(_) => "command.id_reused",
+            CommandError::Contended(_) => "command.contended",
+            CommandError::Unavailable(_) => "storage.unavailable",
+        }
+    }
+}
+
+pub fn customer_stream(id: CustomerId) -> String {
+    format!("customer-{id}")
+}
+
+pub fn manager_stream(id: ManagerId) -> String {
+    format!("manager-{id}")
+}
+
+/// Counter key of a manager's holdings (customers owned now).
+pub fn holdings_key(id: ManagerId) -> String {
+    format!("holdings:{id}")
+}
+
+#[derive(Debug, Clone)]
+pub struct HandlerConfig {
+    pub group_commit: GroupCommitConfig,
+    pub sla: SlaPolicy,
+    /// Aggregates kept in memory.
+    pub cache_capacity: usize,
+}
+
+impl Default for HandlerConfig {
+    fn default() -> Self {
+        Self {
+            group_commit: GroupCommitConfig::default(),
+            sla: SlaPolicy::default(),
+            cache_capacity: 200_000,
+        }
+    }
+}
+
+/// The command side's application service; cheap to clone.
+#[derive(Clone)]
+pub struct CommandHandler<S> {
+    store: S,
+    committer: GroupCommitter,
+    customers: Arc<StateCache<CustomerState>>,
+    managers: Arc<StateCache<ManagerState>>,
+    sla: SlaPolicy,
+}
+
+/// The state a decision was made on, and what the append must re-check.
+struct Decided {
+    events: Vec<NewEvent>,
+    request: AppendRequest,
+}
+
+impl<S: EventStore + Clone> CommandHandler<S> {
+    pub fn new(store: S, config: HandlerConfig) -> Self {
+        Self {
+            committer: GroupCommitter::start(store.clone(), config.group_commit),
+            store,
+            customers: Arc::new(StateCache::new(config.cache_capacity)),
+            managers: Arc::new(StateCache::new(config.cache_capacity / 10 + 16)),
+            sla: config.sla,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Decide and store one command.
+    pub async fn handle(
+        &self,
+        envelope: Envelope,
+        command: Command,
+    ) -> Result<Accepted, CommandError> {
+        let started = Instant::now();
+        let name = command.name();
+        let result = self.handle_inner(&envelope, &command).await;
+        let (outcome, code) = match &result {
+            Ok(a) if a.duplicate => ("duplicate", "none"),
+            Ok(_) => ("accepted", "none"),
+            Err(CommandError::Unavailable(_)) => ("failed", "storage.unavailable"),
+            Err(e) => ("refused", e.code()),
+        };
+        metrics::counter!(names::COMMANDS_TOTAL, "command" => name, "outcome" => outcome, "code" => code).increment(1);
+        metrics::histogram!(names::COMMAND_DURATION_SECONDS, "command" => name)
+            .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(a) => {
+                tracing::debug!(command = name, command_id = %envelope.command_id, events = a.events.len(), duplicate = a.duplicate, "accepted")
+            }
+            Err(CommandError::Unavailable(e)) => {
+                tracing::error!(command = name, command_id = %envelope.command_id, error = %e, "command failed")
+            }
+            Err(e) => {
+                tracing::info!(command = name, command_id = %envelope.command_id, code = e.code(), reason = %e, "command refused")
+            }
+        }
+        result
+    }
+
+    async fn handle_inner(
+        &self,
+        envelope: &Envelope,
+        command: &Command,
+    ) -> Result<Accepted, CommandError> {
+        let fingerprint = fingerprint(command);
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                metrics::counter!(names::COMMAND_RETRIES_TOTAL, "command" => command.name())
+                    .increment(1);
+            }
+            let decided = match command {
+                Command::Customer(c) => {
+                    self.decide_customer(envelope, c, &fingerprint, attempt > 0)
+                        .await
+                }
+                Command::Manager(c) => {
+                    self.decide_manager(envelope, c, &fingerprint, attempt > 0)
+                        .await
+                }
+            };
+            let decided = match decided {
+                Ok(d) => d,
+                Err(CommandError::Refused(e)) => return self.refused(envelope, e).await,
+                Err(e) => return Err(e),
+            };
+            if decided.events.is_empty() {
+                return Ok(Accepted {
+                    command_id: envelope.command_id,
+                    duplicate: false,
+                    events: Vec::new(),
+                });
+            }
+            match self.committer.append(decided.request).await {
+                Ok(outcome) => {
+                    if outcome.duplicate {
+                        // Our cached state did not include the first run's events.
+                        self.invalidate(command);
+                    }
+                    for e in &decided.events {
+                        metrics::counter!(names::EVENTS_APPENDED_TOTAL, "event_type" => e.event_type.clone()).increment(1);
+                    }
+                    return Ok(accepted(outcome));
+                }
+                Err(AppendError::Conflict(Conflict::CommandIdReused { command_id })) => {
+                    return Err(CommandError::CommandIdReused(command_id))
+                }
+                Err(AppendError::Conflict(c)) => {
+                    tracing::debug!(command = command.name(), conflict = %c, attempt, "lost a race; deciding again");
+                    self.invalidate(command);
+                }
+                Err(AppendError::Store(e)) => {
+                    self.invalidate(command);
+                    return Err(CommandError::Unavailable(e));
+                }
+            }
+        }
+        Err(CommandError::Contended(MAX_ATTEMPTS))
+    }
+
+    /// A refusal of a command that was accepted before (a retry after the state moved
+    /// on) is answered with the first outcome: same id, same answer.
+    async fn refused(
+        &self,
+        envelope: &Envelope,
+        error: DomainError,
+    ) -> Result<Accepted, CommandError> {
+        match self.store.command_outcome(envelope.command_id).await? {
+            Some(outcome) => Ok(accepted(AppendOutcome {
+                duplicate: true,
+                ..outcome
+            })),
+            None => Err(CommandError::Refused(error)),
+        }
+    }
+
+    fn invalidate(&self, command: &Command) {
+        match command {
+            Command::Customer(c) => {
+                self.customers.remove(&customer_stream(c.customer_id()));
+                if let Some(m) = target_manager(c) {
+                    self.managers.remove(&manager_stream(m));
+                }
+            }
+            Command::Manager(c) => self.managers.remove(&manager_stream(c.manager_id())),
+        }
+    }
+
+    async fn load_customer(&self, id: CustomerId) -> Result<(CustomerState, u64), CommandError> {
+        let stream = customer_stream(id);
+        if let Some(hit) = self.customers.get(&stream) {
+            return Ok(hit);
+        }
+        let mut state = CustomerState::default();
+        let events = self.store.read_stream(&stream, 0).await?;
+        let version = events.last().map_or(0, |e| e.stream_version);
+        for e in &events {
+            let event = CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload)
+                .map_err(|err| {
+                    StoreError::Corrupt(format!(
+                        "{} v{} in {stream}: {err}",
+                        e.event_type, e.stream_version
+                    ))
+                })?;
+            state.apply(&event);
+        }
+        self.customers.put(stream, state.clone(), version);
+        Ok((state, version))
+    }
+
+    async fn load_manager(&self, id: ManagerId) -> Result<(ManagerState, u64), CommandError> {
+        let stream = manager_stream(id);
+        if let Some(hit) = self.managers.get(&stream) {
+            return Ok(hit);
+        }
+        let mut state = ManagerState::default();
+        let events = self.store.read_stream(&stream, 0).await?;
+        let version = events.last().map_or(0, |e| e.stream_version);
+        for e in &events {
+            let event = ManagerEvent::decode(&e.event_type, e.schema_version, &e.payload).map_err(
+                |err| {
+                    StoreError::Corrupt(format!(
+                        "{} v{} in {stream}: {err}",
+                        e.event_type, e.stream_version
+                    ))
+                },
+            )?;
+            state.apply(&event);
+        }
+        self.managers.put(stream, state.clone(), version);
+        Ok((state, version))
+    }
+
+    async fn decide_customer(
+        &self,
+        envelope: &Envelope,
+        command: &CustomerCommand,
+        fingerprint: &str,
+        fresh: bool,
+    ) -> Result<Decided, CommandError> {
+        let id = command.customer_id();
+        let stream = customer_stream(id);
+        if fresh {
+            self.customers.remove(&stream);
+        }
+        let (state, version) = self.load_customer(id).await?;
+        let mut ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone())
+            .with_sla(self.sla.clone());
+
+        let mut guard = None;
+        if let Some(m) = target_manager(command) {
+            let (manager, manager_version) = self.load_manager(m).await?;
+            let holdings = self.store.counter(&holdings_key(m)).await?;
+            if let Some(view) = manager.view(holdings.max(0) as u32) {
+                ctx = ctx.with_manager(view);
+                guard = Some((m, manager_version, manager.holding_limit));
+            }
+        }
+
+        let events = customer::decide(&state, command, &ctx)?;
+        let mut next = state.clone();
+        for e in &events {
+            next.apply(e);
+        }
+
+        // Unique keys: claim what the new state holds and the old did not.
+        let before: BTreeSet<UniqueKey> = state.unique_keys().into_iter().collect();
+        let after: BTreeSet<UniqueKey> = next.unique_keys().into_iter().collect();
+        let claims: Vec<&UniqueKey> = after.difference(&before).collect();
+        for key in &claims {
+            if let Some(owner) = self.store.key_owner(key.as_str()).await? {
+                if owner != stream {
+                    let existing = owner
+                        .strip_prefix("customer-")
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!("unique key {key} held by {owner:?}"))
+                        })?;
+                    // Decide again knowing the duplicate: the domain names the rule.
+                    let ctx = ctx.clone().with_duplicate(DuplicateMatch {
+                        existing,
+                        key: (*key).clone(),
+                    });
+                    customer::decide(&state, command, &ctx)?;
+                    return Err(StoreError::Corrupt(format!(
+                        "{} accepted a duplicate {key}",
+                        command.name()
+                    ))
+                    .into());
+                }
+            }
+        }
+
+        let new_events = to_new_events(&events, |e| {
+            (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
+        });
+        let mut request = AppendRequest::new(self.meta(envelope, command.name(), fingerprint));
+        request.writes.push(StreamWrite {
+            stream_id: stream.clone(),
+            expected: expected(version),
+            events: new_events.clone(),
+        });
+        if let Some((m, manager_version, _)) = guard {
+            // Read guard: the manager must not change (deactivated, limit lowered) meanwhile.
+            request.writes.push(StreamWrite {
+                stream_id: manager_stream(m),
+                expected: expected(manager_version),
+                events: Vec::new(),
+            });
+        }
+        request.claims = claims
+            .iter()
+            .map(|k| UniqueClaim {
+                key: k.as_str().to_string(),
+                owner: stream.clone(),
+            })
+            .collect();
+        request.releases = before
+            .difference(&after)
+            .map(|k| UniqueClaim {
+                key: k.as_str().to_string(),
+                owner: stream.clone(),
+            })
+            .collect();
+        request.counters = holding_changes(&events, guard.map(|(m, _, limit)| (m, limit)));
+
+        self.customers
+            .put(stream, next, version + events.len() as u64);
+        Ok(Decided {
+            events: new_events,
+            request,
+        })
+    }
+
+    async fn decide_manager(
+        &self,
+        envelope: &Envelope,
+        command: &ManagerCommand,
+        fingerprint: &str,
+        fresh: bool,
+    ) -> Result<Decided, CommandError> {
+        let id = command.manager_id();
+        let stream = manager_stream(id);
+        if fresh {
+            self.managers.remove(&stream);
+        }
+        let (state, version) = self.load_manager(id).await?;
+        let ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone())
+            .with_sla(self.sla.clone());
+        let events = manager::decide(&state, command, &ctx)?;
+        let mut next = state;
+        for e in &events {
+            next.apply(e);
+        }
+        let new_events = to_new_events(&events, |e| {
+            (e.event_type(), ManagerEvent::SCHEMA_VERSION, e.payload())
+        });
+        let request = AppendRequest::new(self.meta(envelope, command.name(), fingerprint)).write(
+            stream.clone(),
+            expected(version),
+            new_events.clone(),
+        );
+        self.managers
+            .put(stream, next, version + events.len() as u64);
+        Ok(Decided {
+            events: new_events,
+            request,
+        })
+    }
+
+    fn meta(&self, envelope: &Envelope, name: &str, fingerprint: &str) -> CommandMeta {
+        CommandMeta {
+            command_id: envelope.command_id,
+            command_type: name.to_string(),
+            correlation_id: envelope.correlation_id,
+            causation_id: envelope.causation_id,
+            actor: envelope.actor.to_string(),
+            issued_at: envelope.issued_at,
+            fingerprint: fingerprint.to_string(),
+        }
+    }
+}
+
+fn expected(version: u64) -> ExpectedVersion {
+    if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
+    }
+}
+
+fn to_new_events<E>(
+    events: &[E],
+    describe: impl Fn(&E) -> (&'static str, u32, serde_json::Value),
+) -> Vec<NewEvent> {
+    events
+        .iter()
+        .map(|e| {
+            let (event_type, schema_version, payload) = describe(e);
+            NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: event_type.to_string(),
+                schema_version,
+                payload,
+            }
+        })
+        .collect()
+}
+
+/// The manager a customer command gives something to (ownership or a referral).
+pub fn target_manager(command: &CustomerCommand) -> Option<ManagerId> {
+    match command {
+        CustomerCommand::AssignOwner(c) => Some(c.manager_id),
+        CustomerCommand::TransferOwner(c) => Some(c.to_manager_id),
+        CustomerCommand::ClaimFromPool(c) => Some(c.manager_id),
+        CustomerCommand::RecordReferral(c) => Some(c.referred_to),
+        _ => None,
+    }
+}
+
+/// Holdings counter changes implied by ownership events; increases are bounded by the
+/// receiving manager's holding limit, so the store refuses a race past it.
+fn holding_changes(
+    events: &[CustomerEvent],
+    receiver: Option<(ManagerId, u32)>,
+) -> Vec<CounterChange> {
+    let limit_of = |m: ManagerId| receiver.filter(|(r, _)| *r == m).map(|(_, l)| i64::from(l));
+    let gain = |m: ManagerId| CounterChange {
+        key: holdings_key(m),
+        delta: 1,
+        max: limit_of(m),
+    };
+    let loss = |m: ManagerId| CounterChange {
+        key: holdings_key(m),
+        delta: -1,
+        max: None,
+    };
+    let mut out = Vec::new();
+    for e in events {
+        match e {
+            CustomerEvent::OwnerAssigned(e) => out.push(gain(e.manager_id)),
+            CustomerEvent::ClaimedFromPool(e) => out.push(gain(e.manager_id)),
+            CustomerEvent::OwnershipTransferred(e) => {
+                out.push(loss(e.from_manager));
+                out.push(gain(e.to_manager));
+            }
+            CustomerEvent::ReleasedToPool(e) => out.push(loss(e.previous_owner)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Content hash of a command: a reused command id with other content is refused.
+pub fn fingerprint(command: &Command) -> String {
+    let mut h = Sha256::new();
+    h.update(command.name().as_bytes());
+    h.update(serde_json::to_vec(command).expect("commands serialise"));
+    hex::encode(h.finalize())
+}
+
+fn accepted(outcome: AppendOutcome) -> Accepted {
+    Accepted {
+        command_id: outcome.command_id,
+        duplicate: outcome.duplicate,
+        events: outcome
+            .events
+            .into_iter()
+            .map(|a| AcceptedEvent {
+                event_id: a.event_id,
+                event_type: a.event_type,
+                stream_id: a.stream_id,
+                stream_version: a.stream_version,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,272 @@
+//! The command handler on real stores (PostgreSQL and SQLite): rules that span
+//! aggregates hold under concurrency, idempotency, and refusals change nothing.
+
+use chrono::{TimeZone, Utc};
+use crm_command_handler::{CommandError, CommandHandler, Envelope, HandlerConfig};
+use crm_domain::customer::*;
+use crm_domain::manager::{ManagerCommand, RegisterManager};
+use crm_domain::*;
+use crm_eventstore::testing::{postgres_store, sqlite_store};
+use crm_eventstore::EventStore;
+use uuid::Uuid;
+
+fn envelope() -> Envelope {
+    Envelope::new(
+        Actor::person("tester"),
+        Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+    )
+}
+
+fn register_manager(id: ManagerId, limit: u32) -> Command {
+    ManagerCommand::Register(RegisterManager {
+        manager_id: id,
+        name: "Li Wei".into(),
+        role: ManagerRole::Manager,
+        team: "east-1".parse().unwrap(),
+        region: "east".parse().unwrap(),
+        branch: "sh-01".parse().unwrap(),
+        holding_limit: limit,
+    })
+    .into()
+}
+
+fn register_customer(id: CustomerId, phone: &str) -> Command {
+    CustomerCommand::Register(RegisterCustomer {
+        customer_id: id,
+        customer_type: CustomerType::Individual,
+        display_name: "Wang Fang".into(),
+        phone: Some(phone.into()),
+        email: None,
+        registration_number: None,
+        region: "east".parse().unwrap(),
+        branch: None,
+        first_touch_channel: FirstTouchChannel::Branch,
+        industry: None,
+        product_interest: None,
+        consents: None,
+        stage: None,
+        value_tier: None,
+        aum_minor: None,
+    })
+    .into()
+}
+
+fn assign(customer: CustomerId, manager: ManagerId) -> Command {
+    CustomerCommand::AssignOwner(AssignOwner {
+        customer_id: customer,
+        manager_id: manager,
+        reason: "test".into(),
+    })
+    .into()
+}
+
+fn code(r: Result<crm_command_handler::Accepted, CommandError>) -> String {
+    match r {
+        Ok(a) => format!("accepted:{}", a.events.len()),
+        Err(e) => e.code().to_string(),
+    }
+}
+
+async fn holding_limit_holds_under_concurrent_assignment<S: EventStore + Clone>(store: S) {
+    let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let m = ManagerId::new(Uuid::now_v7());
+    handler
+        .handle(envelope(), register_manager(m, 3))
+        .await
+        .unwrap();
+    let customers: Vec<CustomerId> = (0..12).map(|_| CustomerId::new(Uuid::now_v7())).collect();
+    for (i, c) in customers.iter().enumerate() {
+        handler
+            .handle(envelope(), register_customer(*c, &format!("+86139{i:08}")))
+            .await
+            .unwrap();
+    }
+    // Two handlers (two command-service instances) with their own caches, racing.
+    let other = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let mut tasks = Vec::new();
+    for (i, c) in customers.iter().enumerate() {
+        let h = if i % 2 == 0 {
+            handler.clone()
+        } else {
+            other.clone()
+        };
+        let c = *c;
+        tasks.push(tokio::spawn(async move {
+            h.handle(envelope(), assign(c, m)).await
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(e) => assert_eq!(e.code(), "ownership.holding_limit_reached", "{e}"),
+        }
+    }
+    assert_eq!(accepted, 3, "exactly the holding limit is assigned");
+    assert_eq!(store.counter(&format!("holdings:{m}")).await.unwrap(), 3);
+}
+
+async fn duplicates_are_caught_even_when_racing<S: EventStore + Clone>(store: S) {
+    let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let mut tasks = Vec::new();
+    for spelling in [
+        "13800138000",
+        "+86 138 0013 8000",
+        "008613800138000",
+        "(+86)138-0013-8000",
+    ] {
+        let h = handler.clone();
+        tasks.push(tokio::spawn(async move {
+            h.handle(
+                envelope(),
+                register_customer(CustomerId::new(Uuid::now_v7()), spelling),
+            )
+            .await
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(code(t.await.unwrap()));
+    }
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![
+            "accepted:1",
+            "customer.duplicate",
+            "customer.duplicate",
+            "customer.duplicate"
+        ]
+    );
+}
+
+async fn commands_are_idempotent_and_refusals_change_nothing<S: EventStore + Clone>(store: S) {
+    let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let c = CustomerId::new(Uuid::now_v7());
+    let env = envelope();
+    let first = handler
+        .handle(env.clone(), register_customer(c, "13800000001"))
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.events[0].event_type, "CustomerRegistered");
+    // The retry would be refused (already registered) if it were decided again.
+    let again = handler
+        .handle(env.clone(), register_customer(c, "13800000001"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.events, first.events);
+    // A fresh handler (restart, empty cache) gives the same answer.
+    let fresh = CommandHandler::new(store.clone(), HandlerConfig::default());
+    assert_eq!(
+        fresh
+            .handle(env.clone(), register_customer(c, "13800000001"))
+            .await
+            .unwrap()
+            .events,
+        first.events
+    );
+    // The same id for another command is refused.
+    let other = register_customer(CustomerId::new(Uuid::now_v7()), "13800000002");
+    assert_eq!(code(handler.handle(env, other).await), "command.id_reused");
+
+    let stream = format!("customer-{c}");
+    let before = store.stream_version(&stream).await.unwrap();
+    let sms = CustomerCommand::RecordContact(RecordContact {
+        customer_id: c,
+        contact_id: ContactId::new(Uuid::now_v7()),
+        manager_id: ManagerId::new(Uuid::now_v7()),
+        channel: ContactChannel::Sms,
+        direction: Direction::Outbound,
+        outcome: ContactOutcome::Reached,
+        summary: None,
+        next_follow_up_at: None,
+    });
+    assert_eq!(
+        code(handler.handle(envelope(), sms.into()).await),
+        "contact.sms_consent_missing"
+    );
+    assert_eq!(
+        code(
+            handler
+                .handle(envelope(), assign(c, ManagerId::new(Uuid::now_v7())))
+                .await
+        ),
+        "manager.unknown"
+    );
+    assert_eq!(
+        store.stream_version(&stream).await.unwrap(),
+        before,
+        "refusals append nothing"
+    );
+}
+
+async fn stale_caches_are_corrected<S: EventStore + Clone>(store: S) {
+    let a = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let b = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let m1 = ManagerId::new(Uuid::now_v7());
+    let m2 = ManagerId::new(Uuid::now_v7());
+    a.handle(envelope(), register_manager(m1, 10))
+        .await
+        .unwrap();
+    a.handle(envelope(), register_manager(m2, 10))
+        .await
+        .unwrap();
+    let c = CustomerId::new(Uuid::now_v7());
+    a.handle(envelope(), register_customer(c, "13800000003"))
+        .await
+        .unwrap();
+    // b caches the customer unowned; a assigns it; b then tries to assign too.
+    let log = CustomerCommand::LogComplaint(LogComplaint {
+        customer_id: c,
+        complaint_id: ComplaintId::new(Uuid::now_v7()),
+        severity: Severity::Low,
+        category: "app".into(),
+        description: "login fails".into(),
+        channel: ContactChannel::Phone,
+    });
+    b.handle(envelope(), log.into()).await.unwrap();
+    a.handle(envelope(), assign(c, m1)).await.unwrap();
+    assert_eq!(
+        code(b.handle(envelope(), assign(c, m2)).await),
+        "ownership.already_owned"
+    );
+    assert_eq!(store.counter(&format!("holdings:{m2}")).await.unwrap(), 0);
+    let transfer = CustomerCommand::TransferOwner(TransferOwner {
+        customer_id: c,
+        to_manager_id: m2,
+        reason: "r".into(),
+    });
+    b.handle(envelope(), transfer.into()).await.unwrap();
+    assert_eq!(store.counter(&format!("holdings:{m1}")).await.unwrap(), 0);
+    assert_eq!(store.counter(&format!("holdings:{m2}")).await.unwrap(), 1);
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _db) = postgres_store().await;
+                super::$case(store).await;
+            })*
+        }
+        mod sqlite {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _file) = sqlite_store().await;
+                super::$case(store).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    holding_limit_holds_under_concurrent_assignment,
+    duplicates_are_caught_even_when_racing,
+    commands_are_idempotent_and_refusals_change_nothing,
+    stale_caches_are_corrected,
+);
