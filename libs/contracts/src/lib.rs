@@ -1,4 +1,5 @@
-//! Types generated from `proto/crm/v1/`: the contract other services use.
+//! The contract other services use: types generated from `proto/crm/v1/`, the mapping
+//! between wire payloads and domain commands ([`wire`]), and the OpenAPI document.
 #![forbid(unsafe_code)]
 
 /// `crm.v1` messages.
@@ -6,6 +7,8 @@ pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/crm.v1.rs"));
 }
+
+pub mod wire;
 
 /// The OpenAPI 3.1 document of the HTTP command API, generated from the proto files.
 pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
