@@ -15,7 +15,22 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // A clean environment: the CARGO_* variables cargo sets for a test process
+        // (CARGO_MANIFEST_DIR, …) are tracked by some build scripts, and would make this
+        // build and the next ordinary one rebuild each other every time.
+        let keep = [
+            "PATH",
+            "HOME",
+            "USER",
+            "TMPDIR",
+            "RUSTUP_HOME",
+            "RUSTUP_TOOLCHAIN",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+        ];
         let status = Command::new(cargo)
+            .env_clear()
+            .envs(std::env::vars().filter(|(k, _)| keep.contains(&k.as_str())))
             .args([
                 "build",
                 "--quiet",

@@ -1,0 +1,137 @@
+//! What both transports do with a payload: decode it, build the envelope, hand the
+//! command to the handler, and shape the answer. Oversized and malformed payloads are
+//! refused here, before anything touches the store.
+
+use chrono::{DateTime, Utc};
+use crm_command_handler::{Accepted, CommandHandler, Envelope};
+use crm_contracts::v1;
+use crm_contracts::wire::{self, Format};
+use crm_domain::Actor;
+use crm_eventstore::AnyEventStore;
+use crm_telemetry::names;
+use uuid::Uuid;
+
+use crate::problem::Problem;
+
+/// Largest command payload accepted (bytes).
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+pub type Handler = CommandHandler<AnyEventStore>;
+
+/// Decode and handle one command. `idempotency_key` is HTTP's `Idempotency-Key`.
+pub async fn execute(
+    handler: &Handler,
+    transport: &'static str,
+    name: &str,
+    body: &[u8],
+    format: Format,
+    idempotency_key: Option<&str>,
+) -> Result<Accepted, Problem> {
+    let reject = |p: Problem| {
+        metrics::counter!(names::INGRESS_REJECTED_TOTAL, "transport" => transport, "reason" => p.code.clone()).increment(1);
+        tracing::info!(transport, command = name, code = %p.code, detail = %p.detail, "payload refused");
+        p
+    };
+    if body.len() > MAX_PAYLOAD {
+        return Err(reject(Problem::too_large(MAX_PAYLOAD)));
+    }
+    let decoded = wire::decode(name, body, format).map_err(|e| reject(Problem::from_wire(&e)))?;
+    let envelope = envelope(&decoded.meta, idempotency_key, Utc::now()).map_err(reject)?;
+    let command_id = envelope.command_id;
+    handler
+        .handle(envelope, decoded.command)
+        .await
+        .map_err(|e| Problem::from_command(&e).with_command(command_id))
+}
+
+fn uuid(field: &str, s: &str) -> Result<Uuid, Problem> {
+    s.parse()
+        .map_err(|_| Problem::malformed(format!("meta.{field}: {s:?} is not a UUID")))
+}
+
+/// The envelope from the wire's `meta`, with documented defaults.
+pub fn envelope(
+    meta: &v1::CommandMeta,
+    idempotency_key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Envelope, Problem> {
+    let command_id = match (meta.command_id.as_str(), idempotency_key) {
+        ("", None) => {
+            return Err(Problem::malformed(
+                "meta.command_id is required (or the Idempotency-Key header)",
+            ))
+        }
+        ("", Some(k)) => uuid("command_id", k)?,
+        (id, None) => uuid("command_id", id)?,
+        (id, Some(k)) => {
+            let id = uuid("command_id", id)?;
+            if uuid("command_id", k)? != id {
+                return Err(Problem::malformed(
+                    "Idempotency-Key differs from meta.command_id",
+                ));
+            }
+            id
+        }
+    };
+    let actor: Actor = meta
+        .actor
+        .parse()
+        .map_err(|e| Problem::malformed(format!("meta.actor: {e}")))?;
+    let correlation_id = match meta.correlation_id.as_deref() {
+        Some(c) if !c.is_empty() => uuid("correlation_id", c)?,
+        _ => command_id,
+    };
+    let causation_id = match meta.causation_id.as_deref() {
+        Some(c) if !c.is_empty() => Some(uuid("causation_id", c)?),
+        _ => None,
+    };
+    let issued_at = match meta.issued_at.as_deref() {
+        Some(t) if !t.is_empty() => DateTime::parse_from_rfc3339(t)
+            .map_err(|e| {
+                Problem::malformed(format!("meta.issued_at: {t:?} is not RFC 3339 ({e})"))
+            })?
+            .with_timezone(&Utc),
+        _ => now,
+    };
+    Ok(Envelope {
+        command_id,
+        correlation_id,
+        causation_id,
+        actor,
+        issued_at,
+    })
+}
+
+/// The reply of an accepted command.
+pub fn reply(accepted: &Accepted) -> v1::CommandReply {
+    v1::CommandReply {
+        command_id: accepted.command_id.to_string(),
+        accepted: true,
+        duplicate: accepted.duplicate,
+        events: accepted
+            .events
+            .iter()
+            .map(|e| v1::AppendedEvent {
+                event_id: e.event_id.to_string(),
+                event_type: e.event_type.clone(),
+                stream_id: e.stream_id.clone(),
+                stream_version: e.stream_version,
+            })
+            .collect(),
+        problem: None,
+    }
+}
+
+/// The reply of a refused command.
+pub fn refusal(problem: &Problem) -> v1::CommandReply {
+    v1::CommandReply {
+        command_id: problem
+            .command_id
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        accepted: false,
+        duplicate: false,
+        events: Vec::new(),
+        problem: Some(problem.to_proto()),
+    }
+}

@@ -1,0 +1,58 @@
+//! `crm-command-service`: HTTP and NATS request/reply ingress for commands.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use crm_command_handler::group_commit::GroupCommitConfig;
+use crm_command_service::{App, Config};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crm-command-service",
+    about = "Accept commands over HTTP and NATS, decide them, store the events"
+)]
+struct Args {
+    /// Event store: postgres://… or sqlite://path.
+    #[arg(long, env = "CRM_STORE_URL")]
+    store_url: String,
+    /// NATS server; the NATS ingress is off with --no-nats.
+    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    #[arg(long)]
+    no_nats: bool,
+    #[arg(long, env = "CRM_SUBJECT_PREFIX", default_value = "crm")]
+    subject_prefix: String,
+    #[arg(long, env = "CRM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Database connections.
+    #[arg(long, env = "CRM_DB_CONNECTIONS", default_value_t = 16)]
+    db_connections: u32,
+    /// Concurrent group-commit transactions.
+    #[arg(long, env = "CRM_WRITERS", default_value_t = 4)]
+    writers: usize,
+    /// Most commands per transaction.
+    #[arg(long, env = "CRM_MAX_BATCH", default_value_t = 256)]
+    max_batch: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    crm_telemetry::init_tracing();
+    let args = Args::parse();
+    let app = App::build(Config {
+        store_url: args.store_url,
+        nats_url: (!args.no_nats).then_some(args.nats_url),
+        subject_prefix: args.subject_prefix,
+        http_addr: args.http_addr,
+        db_connections: args.db_connections,
+        group_commit: GroupCommitConfig {
+            writers: args.writers,
+            max_batch: args.max_batch,
+        },
+    })
+    .await?;
+    tracing::info!(http = %app.http_addr, "command service ready");
+    crm_telemetry::announce_ready(&serde_json::json!({ "http": app.http_addr.to_string() }))?;
+    app.run_until(crm_telemetry::shutdown_signal()).await
+}
