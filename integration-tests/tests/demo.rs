@@ -1,0 +1,37 @@
+//! `crm demo` as a newcomer runs it: it plays the day, replays the store, and its own
+//! consistency checks (replayed holdings = the store's counters ≤ limits) pass.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_plays_a_day_and_reports_it() {
+    let out = Command::new(crm_integration_tests::binary("crm"))
+        .args(["demo", "--customers", "120", "--show", "5"])
+        .output()
+        .expect("run crm demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "crm demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for section in [
+        "Commands",
+        "Customers (state replayed from the event store)",
+        "Managers",
+        "Event log",
+    ] {
+        assert!(stdout.contains(section), "missing {section}:\n{stdout}");
+    }
+    assert!(stdout.contains("120 customers registered"), "{stdout}");
+    assert!(
+        stdout.contains("customer.duplicate"),
+        "the duplicate check shows:\n{stdout}"
+    );
+    assert!(stdout.contains("contact.sms_consent_missing"), "{stdout}");
+    assert!(
+        stdout.contains("CustomerRegistered") && stdout.contains("OwnerAssigned"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("MISMATCH"), "{stdout}");
+}

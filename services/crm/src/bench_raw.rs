@@ -1,0 +1,86 @@
+//! The ceiling the write path is measured against: single-row INSERTs into a table
+//! shaped like `events`, one commit each, from many connections at once. Nothing the
+//! platform does per command is included; this is what PostgreSQL alone gives here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sqlx::postgres::PgPoolOptions;
+use uuid::Uuid;
+
+pub struct RawCeiling {
+    pub connections: usize,
+    pub rows: u64,
+    pub elapsed: Duration,
+}
+
+impl RawCeiling {
+    pub fn per_second(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Insert for `duration` from `connections` connections into a fresh table in `url`'s
+/// database; the table is dropped afterwards.
+pub async fn measure(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<RawCeiling> {
+    let pool = PgPoolOptions::new()
+        .max_connections(connections as u32)
+        .min_connections(connections as u32)
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let table = format!("bench_raw_{}", Uuid::new_v4().simple());
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+         stream_id TEXT NOT NULL, stream_version BIGINT NOT NULL, event_id UUID NOT NULL UNIQUE, \
+         event_type TEXT NOT NULL, payload JSONB NOT NULL, recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
+         UNIQUE (stream_id, stream_version))"
+    ))
+    .execute(&pool)
+    .await?;
+    let rows = Arc::new(AtomicU64::new(0));
+    let sql = Arc::new(format!(
+        "INSERT INTO {table} (stream_id, stream_version, event_id, event_type, payload) VALUES ($1, $2, $3, $4, $5)"
+    ));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (pool, rows, sql) = (pool.clone(), rows.clone(), sql.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0i64;
+            let payload = serde_json::json!({"channel": "phone", "direction": "outbound", "outcome": "reached"});
+            while Instant::now() < deadline {
+                n += 1;
+                sqlx::query(&sql)
+                    .bind(format!("customer-{c}"))
+                    .bind(n)
+                    .bind(Uuid::new_v4())
+                    .bind("ContactRecorded")
+                    .bind(&payload)
+                    .execute(&pool)
+                    .await?;
+                rows.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = started.elapsed();
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&pool)
+        .await?;
+    Ok(RawCeiling {
+        connections,
+        rows: rows.load(Ordering::Relaxed),
+        elapsed,
+    })
+}

@@ -1,0 +1,736 @@
+//! `crm demo`: a scripted day at a bank, in one process on the embedded SQLite store.
+//! Managers in four regions; a few hundred customers registered (some twice, under
+//! another spelling of their phone), assigned, contacted, complaining, buying,
+//! transferred, released to the pool and claimed; some commands break rules on purpose.
+//! Afterwards the per-customer state is replayed from the event store and printed with a
+//! summary of the event log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crm_command_handler::{CommandError, CommandHandler, Envelope, HandlerConfig};
+use crm_domain::customer::*;
+use crm_domain::manager::{DeactivateManager, ManagerCommand, RegisterManager};
+use crm_domain::*;
+use crm_eventstore::sqlite::SqliteEventStore;
+use crm_eventstore::{EventStore, LogPosition};
+use futures::future::join_all;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Customers to register.
+    #[arg(long, default_value_t = 300)]
+    customers: usize,
+    /// Seed of the day's randomness: the same seed plays the same day.
+    #[arg(long, default_value_t = 20261125)]
+    seed: u64,
+    /// Keep the event store in this SQLite file (default: a temporary file, removed).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Customers to list in the state table (0 = all).
+    #[arg(long, default_value_t = 0)]
+    show: usize,
+}
+
+const REGIONS: [&str; 4] = ["east", "north", "south", "west"];
+const SURNAMES: [&str; 12] = [
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙",
+];
+const GIVEN: [&str; 12] = [
+    "芳", "伟", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "军", "杰",
+];
+const MANAGER_NAMES: [&str; 8] = [
+    "Li Wei",
+    "Zhang Min",
+    "Wang Jun",
+    "Liu Yang",
+    "Chen Jing",
+    "Zhao Lei",
+    "Sun Li",
+    "Zhou Tao",
+];
+
+struct Manager {
+    id: ManagerId,
+    name: String,
+    region: &'static str,
+    limit: u32,
+}
+
+struct Customer {
+    id: CustomerId,
+    region: &'static str,
+    phone: String,
+    sms: bool,
+    owner: Option<usize>,
+    /// Each complaint with the step the script believes it is at (0 logged, 1 answered,
+    /// 2 resolved, 3 closed).
+    complaints: Vec<(ComplaintId, u8)>,
+}
+
+#[derive(Default)]
+struct Tally {
+    accepted: BTreeMap<&'static str, u64>,
+    refused: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+struct Day {
+    handler: CommandHandler<SqliteEventStore>,
+    tally: Tally,
+    clock: DateTime<Utc>,
+    rng: SmallRng,
+}
+
+impl Day {
+    fn tick(&mut self, minutes: i64) -> DateTime<Utc> {
+        self.clock += Duration::seconds(self.rng.gen_range(0..minutes.max(1) * 60));
+        self.clock
+    }
+
+    /// Run commands concurrently (they share group-commit transactions), as the branch
+    /// systems would send them; returns each result.
+    async fn run(&mut self, batch: Vec<(Actor, Command)>) -> Vec<Result<(), CommandError>> {
+        let at = self.tick(3);
+        let futures = batch.into_iter().map(|(actor, command)| {
+            let h = self.handler.clone();
+            let name = command.name();
+            async move {
+                (
+                    name,
+                    h.handle(Envelope::new(actor, at), command)
+                        .await
+                        .map(|_| ()),
+                )
+            }
+        });
+        let results = join_all(futures).await;
+        results
+            .into_iter()
+            .map(|(name, r)| {
+                match &r {
+                    Ok(()) => *self.tally.accepted.entry(name).or_default() += 1,
+                    Err(e) => *self.tally.refused.entry((name, e.code())).or_default() += 1,
+                }
+                r
+            })
+            .collect()
+    }
+}
+
+fn id() -> Uuid {
+    Uuid::now_v7()
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (path, temporary) = match &args.db {
+        Some(p) => (p.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("crm-demo-{}.db", id().simple())),
+            true,
+        ),
+    };
+    if path.exists() {
+        anyhow::bail!(
+            "{} exists; the demo writes a fresh store (choose another --db)",
+            path.display()
+        );
+    }
+    let store = SqliteEventStore::open(&path)
+        .await
+        .with_context(|| format!("opening the embedded store at {}", path.display()))?;
+    let mut day = Day {
+        handler: CommandHandler::new(store.clone(), HandlerConfig::default()),
+        tally: Tally::default(),
+        clock: Utc.with_ymd_and_hms(2026, 11, 25, 0, 30, 0).unwrap(), // 08:30 in Shanghai
+        rng: SmallRng::seed_from_u64(args.seed),
+    };
+    let admin = Actor::person("admin");
+    println!(
+        "crm demo: one day at a bank, seed {}, embedded store {}",
+        args.seed,
+        path.display()
+    );
+
+    // 08:30 — the org: 4 regions × 2 teams × 3 managers.
+    let mut managers = Vec::new();
+    let mut batch = Vec::new();
+    for (r, region) in REGIONS.iter().enumerate() {
+        for team in 0..2 {
+            for k in 0..3 {
+                let n = r * 6 + team * 3 + k;
+                let limit = if k == 0 { 12 } else { 25 };
+                let m = Manager {
+                    id: ManagerId::new(id()),
+                    name: format!("{} ({region}-{})", MANAGER_NAMES[n % 8], team + 1),
+                    region,
+                    limit,
+                };
+                batch.push((
+                    admin.clone(),
+                    ManagerCommand::Register(RegisterManager {
+                        manager_id: m.id,
+                        name: m.name.clone(),
+                        role: if k == 0 {
+                            ManagerRole::TeamLead
+                        } else {
+                            ManagerRole::Manager
+                        },
+                        team: format!("{region}-{}", team + 1).parse()?,
+                        region: region.parse()?,
+                        branch: format!("{region}-branch").parse()?,
+                        holding_limit: limit,
+                    })
+                    .into(),
+                ));
+                managers.push(m);
+            }
+        }
+    }
+    day.run(batch).await;
+    println!(
+        "  08:30  {} managers in {} regions registered",
+        managers.len(),
+        REGIONS.len()
+    );
+
+    // 09:00–10:30 — registrations from the branch, app, web and partners; some people
+    // come twice (another spelling of the same phone) and are caught.
+    let mut customers: Vec<Customer> = Vec::new();
+    let branch_system = Actor::service("branch-system");
+    for chunk_start in (0..args.customers).step_by(16) {
+        let mut batch = Vec::new();
+        for i in chunk_start..(chunk_start + 16).min(args.customers) {
+            let region = REGIONS[day.rng.gen_range(0..REGIONS.len())];
+            let enterprise = day.rng.gen_bool(0.15);
+            let phone = format!(
+                "1{}{:09}",
+                [3, 5, 8][i % 3],
+                100_000_000 + i * 7919 % 899_999_999
+            );
+            let sms = day.rng.gen_bool(0.6);
+            let c = Customer {
+                id: CustomerId::new(id()),
+                region,
+                phone: phone.clone(),
+                sms,
+                owner: None,
+                complaints: Vec::new(),
+            };
+            let name = if enterprise {
+                format!("{}{}科技有限公司", SURNAMES[i % 12], GIVEN[(i / 12) % 12])
+            } else {
+                format!("{}{}", SURNAMES[i % 12], GIVEN[(i / 12) % 12])
+            };
+            batch.push((
+                branch_system.clone(),
+                register_cmd(&c, name, enterprise, i, &mut day.rng)?,
+            ));
+            customers.push(c);
+        }
+        // A returning person under another spelling of a phone already registered.
+        if chunk_start > 0 && day.rng.gen_bool(0.5) {
+            let twin = &customers[day.rng.gen_range(0..chunk_start)];
+            let spelled = format!(
+                "+86 {}-{}-{}",
+                &twin.phone[..3],
+                &twin.phone[3..7],
+                &twin.phone[7..]
+            );
+            let dup = Customer {
+                id: CustomerId::new(id()),
+                region: twin.region,
+                phone: spelled,
+                sms: false,
+                owner: None,
+                complaints: Vec::new(),
+            };
+            batch.push((
+                branch_system.clone(),
+                register_cmd(&dup, "重复登记".into(), false, 0, &mut day.rng)?,
+            ));
+        }
+        day.run(batch).await;
+    }
+    println!(
+        "  10:30  {} customers registered ({} duplicates caught)",
+        customers.len(),
+        day.tally
+            .refused
+            .get(&("register_customer", "customer.duplicate"))
+            .unwrap_or(&0)
+    );
+
+    // 10:30–11:30 — team leads distribute by region; full portfolios are refused and the
+    // next manager of the region is tried.
+    let lead = Actor::person("team-lead");
+    for (ci, c) in customers.iter_mut().enumerate() {
+        if ci % 7 == 6 {
+            continue; // some stay in the pool
+        }
+        let in_region: Vec<usize> = (0..managers.len())
+            .filter(|&m| managers[m].region == c.region)
+            .collect();
+        let start = day.rng.gen_range(0..in_region.len());
+        for k in 0..in_region.len() {
+            let m = in_region[(start + k) % in_region.len()];
+            let cmd = CustomerCommand::AssignOwner(AssignOwner {
+                customer_id: c.id,
+                manager_id: managers[m].id,
+                reason: format!("region {}", c.region),
+            });
+            if day.run(vec![(lead.clone(), cmd.into())]).await[0].is_ok() {
+                c.owner = Some(m);
+                break;
+            }
+        }
+    }
+    let owned = customers.iter().filter(|c| c.owner.is_some()).count();
+    println!(
+        "  11:30  {owned} customers assigned, {} left in the pool",
+        customers.len() - owned
+    );
+
+    // 13:00 — one manager goes on leave: nobody can give them customers any more.
+    let leaving = 4;
+    day.run(vec![(
+        admin.clone(),
+        ManagerCommand::Deactivate(DeactivateManager {
+            manager_id: managers[leaving].id,
+            reason: "leave".into(),
+        })
+        .into(),
+    )])
+    .await;
+
+    // 13:00–18:00 — the working afternoon: rounds of contacts, complaints, deals,
+    // transfers, pool moves and referrals.
+    for _round in 0..12 {
+        let mut batch = Vec::new();
+        for _ in 0..(customers.len() / 6).max(4) {
+            let roll: f64 = day.rng.gen();
+            let open: Vec<usize> = customers
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.complaints.iter().any(|(_, step)| *step < 3))
+                .map(|(i, _)| i)
+                .collect();
+            // Complaint work mostly follows up the open cases.
+            let ci = if (0.55..0.72).contains(&roll) && !open.is_empty() && day.rng.gen_bool(0.8) {
+                open[day.rng.gen_range(0..open.len())]
+            } else {
+                day.rng.gen_range(0..customers.len())
+            };
+            let c = &customers[ci];
+            let owner = c.owner.unwrap_or(day.rng.gen_range(0..managers.len()));
+            let person = Actor::person(
+                managers[owner]
+                    .name
+                    .split(' ')
+                    .next()
+                    .unwrap_or("staff")
+                    .to_lowercase(),
+            );
+            let cmd: Command = if roll < 0.55 {
+                let channel = if day.rng.gen_bool(0.2) {
+                    ContactChannel::Sms
+                } else {
+                    [
+                        ContactChannel::Phone,
+                        ContactChannel::Visit,
+                        ContactChannel::Wechat,
+                    ][day.rng.gen_range(0..3)]
+                };
+                CustomerCommand::RecordContact(RecordContact {
+                    customer_id: c.id,
+                    contact_id: ContactId::new(id()),
+                    manager_id: managers[owner].id,
+                    channel,
+                    direction: if day.rng.gen_bool(0.7) {
+                        Direction::Outbound
+                    } else {
+                        Direction::Inbound
+                    },
+                    outcome: [
+                        ContactOutcome::Reached,
+                        ContactOutcome::NoAnswer,
+                        ContactOutcome::Interested,
+                        ContactOutcome::CallbackRequested,
+                    ][day.rng.gen_range(0..4)],
+                    summary: Some("follow-up".into()),
+                    next_follow_up_at: Some(day.clock + Duration::days(day.rng.gen_range(1..14))),
+                })
+                .into()
+            } else if roll < 0.72 {
+                complaint_step(&mut customers[ci], &mut day.rng, managers[owner].id)
+            } else if roll < 0.78 {
+                CustomerCommand::RecordPurchase(RecordPurchase {
+                    customer_id: c.id,
+                    purchase_id: PurchaseId::new(id()),
+                    product_line: ["deposit", "wealth", "insurance", "loan"]
+                        [day.rng.gen_range(0..4)]
+                    .into(),
+                    amount_minor: day.rng.gen_range(1_000..5_000_000) * 100,
+                    currency: "CNY".into(),
+                    manager_id: c.owner.map(|o| managers[o].id),
+                })
+                .into()
+            } else if roll < 0.85 {
+                let to = day.rng.gen_range(0..managers.len());
+                CustomerCommand::TransferOwner(TransferOwner {
+                    customer_id: c.id,
+                    to_manager_id: managers[to].id,
+                    reason: "portfolio review".into(),
+                })
+                .into()
+            } else if roll < 0.90 {
+                CustomerCommand::ReleaseToPool(ReleaseToPool {
+                    customer_id: c.id,
+                    reason: "no longer in the region".into(),
+                })
+                .into()
+            } else if roll < 0.95 {
+                let m = day.rng.gen_range(0..managers.len());
+                CustomerCommand::ClaimFromPool(ClaimFromPool {
+                    customer_id: c.id,
+                    manager_id: managers[m].id,
+                })
+                .into()
+            } else {
+                let m = day.rng.gen_range(0..managers.len());
+                CustomerCommand::RecordReferral(RecordReferral {
+                    customer_id: c.id,
+                    referral_id: ReferralId::new(id()),
+                    referrer: format!("staff:{}", day.rng.gen_range(100..999)),
+                    referred_to: managers[m].id,
+                    note: None,
+                })
+                .into()
+            };
+            batch.push((person, cmd));
+        }
+        day.run(batch).await;
+    }
+    let handled: u64 =
+        day.tally.accepted.values().sum::<u64>() + day.tally.refused.values().sum::<u64>();
+    println!(
+        "  18:00  the day is over: {handled} commands handled in {:.1} s\n",
+        started.elapsed().as_secs_f64()
+    );
+
+    report(&store, &managers, &day.tally, args.show).await?;
+    drop(day);
+    if temporary {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    } else {
+        println!(
+            "\nThe event store is kept in {} (open it with sqlite3, or replay it).",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn register_cmd(
+    c: &Customer,
+    name: String,
+    enterprise: bool,
+    i: usize,
+    rng: &mut SmallRng,
+) -> anyhow::Result<Command> {
+    Ok(CustomerCommand::Register(RegisterCustomer {
+        customer_id: c.id,
+        customer_type: if enterprise {
+            CustomerType::Enterprise
+        } else if rng.gen_bool(0.2) {
+            CustomerType::Retail
+        } else {
+            CustomerType::Individual
+        },
+        display_name: name,
+        phone: Some(c.phone.clone()),
+        email: rng.gen_bool(0.4).then(|| format!("client{i}@example.cn")),
+        registration_number: enterprise
+            .then(|| format!("91{:016}", 3_100_000_000_000_000u64 + i as u64)),
+        region: c.region.parse()?,
+        branch: Some(format!("{}-branch", c.region).parse()?),
+        first_touch_channel: FirstTouchChannel::ALL[rng.gen_range(0..FirstTouchChannel::ALL.len())],
+        industry: enterprise.then(|| ["logistics", "retail", "manufacturing"][i % 3].to_string()),
+        product_interest: Some(["deposit", "wealth", "insurance", "loan"][i % 4].into()),
+        consents: Some(Consents {
+            sms: c.sms,
+            email: true,
+            phone: true,
+        }),
+        stage: None,
+        value_tier: Some(ValueTier::ALL[rng.gen_range(0..3)]),
+        aum_minor: Some(rng.gen_range(0..2_000_000) * 100),
+    })
+    .into())
+}
+
+/// The next step of a customer's complaint story: answered, sometimes escalated,
+/// resolved, sometimes reopened, closed with a satisfaction score; and now and then a
+/// step that breaks the rules (resolving a closed complaint), on purpose.
+fn complaint_step(c: &mut Customer, rng: &mut SmallRng, by: ManagerId) -> Command {
+    let customer_id = c.id;
+    let open = c.complaints.iter_mut().find(|(_, step)| *step < 3);
+    let Some((complaint_id, step)) = open else {
+        if let Some((closed, _)) = c.complaints.first().filter(|_| rng.gen_bool(0.15)) {
+            let complaint_id = *closed;
+            return CustomerCommand::ResolveComplaint(ResolveComplaint {
+                customer_id,
+                complaint_id,
+                resolved_by: by,
+                resolution: "again".into(),
+            })
+            .into();
+        }
+        let complaint_id = ComplaintId::new(id());
+        c.complaints.push((complaint_id, 0));
+        return CustomerCommand::LogComplaint(LogComplaint {
+            customer_id,
+            complaint_id,
+            severity: Severity::ALL[rng.gen_range(0..4)],
+            category: ["fees", "service", "app", "card"][rng.gen_range(0..4)].into(),
+            description: "customer unhappy".into(),
+            channel: ContactChannel::Phone,
+        })
+        .into();
+    };
+    let complaint_id = *complaint_id;
+    match *step {
+        0 if rng.gen_bool(0.1) => CustomerCommand::EscalateComplaint(EscalateComplaint {
+            customer_id,
+            complaint_id,
+            reason: "no answer yet".into(),
+        })
+        .into(),
+        0 => {
+            *step = 1;
+            CustomerCommand::AcknowledgeComplaint(AcknowledgeComplaint {
+                customer_id,
+                complaint_id,
+                by,
+            })
+            .into()
+        }
+        1 if rng.gen_bool(0.15) => CustomerCommand::EscalateComplaint(EscalateComplaint {
+            customer_id,
+            complaint_id,
+            reason: "customer asked for a supervisor".into(),
+        })
+        .into(),
+        1 => {
+            *step = 2;
+            CustomerCommand::ResolveComplaint(ResolveComplaint {
+                customer_id,
+                complaint_id,
+                resolved_by: by,
+                resolution: "fee refunded".into(),
+            })
+            .into()
+        }
+        _ if rng.gen_bool(0.15) => {
+            *step = 1;
+            CustomerCommand::ReopenComplaint(ReopenComplaint {
+                customer_id,
+                complaint_id,
+                reason: "refund missing".into(),
+            })
+            .into()
+        }
+        _ => {
+            *step = 3;
+            CustomerCommand::CloseComplaint(CloseComplaint {
+                customer_id,
+                complaint_id,
+                satisfaction: Some(rng.gen_range(1..=5)),
+            })
+            .into()
+        }
+    }
+}
+
+/// Pad to a display width (CJK characters take two columns).
+fn pad(s: &str, width: usize) -> String {
+    let w: usize = s.chars().map(|c| if c >= '\u{2E80}' { 2 } else { 1 }).sum();
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
+#[derive(Default)]
+struct Replayed {
+    state: CustomerState,
+    contacts: u32,
+}
+
+async fn report(
+    store: &SqliteEventStore,
+    managers: &[Manager],
+    tally: &Tally,
+    show: usize,
+) -> anyhow::Result<()> {
+    // Commands
+    println!("Commands                     accepted  refused  (refusal codes)");
+    let mut names: Vec<&str> = tally.accepted.keys().copied().collect();
+    names.extend(tally.refused.keys().map(|(n, _)| *n));
+    names.sort();
+    names.dedup();
+    for n in names {
+        let refused: Vec<String> = tally
+            .refused
+            .iter()
+            .filter(|((c, _), _)| *c == n)
+            .map(|((_, code), k)| format!("{code} ×{k}"))
+            .collect();
+        let total_refused: u64 = tally
+            .refused
+            .iter()
+            .filter(|((c, _), _)| *c == n)
+            .map(|(_, k)| k)
+            .sum();
+        println!(
+            "  {n:<26} {:>8} {:>8}  {}",
+            tally.accepted.get(n).unwrap_or(&0),
+            total_refused,
+            refused.join(", ")
+        );
+    }
+
+    // Replay the whole log from the store: the state below is a fold of stored events.
+    let mut customers: BTreeMap<String, Replayed> = BTreeMap::new();
+    let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cursor = LogPosition::START;
+    let (mut first, mut last, mut total) = (None, LogPosition::START, 0u64);
+    loop {
+        let page = store.read_all(cursor, 5_000).await?;
+        let Some(end) = page.last() else { break };
+        cursor = end.log_position;
+        for e in page {
+            total += 1;
+            first.get_or_insert(e.log_position);
+            last = e.log_position;
+            *by_type.entry(e.event_type.clone()).or_default() += 1;
+            if e.stream_id.starts_with("customer-") {
+                let event = CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload)?;
+                let r = customers.entry(e.stream_id.clone()).or_default();
+                if matches!(event, CustomerEvent::ContactRecorded(_)) {
+                    r.contacts += 1;
+                }
+                r.state.apply(&event);
+            }
+        }
+    }
+    let name_of: HashMap<ManagerId, &str> =
+        managers.iter().map(|m| (m.id, m.name.as_str())).collect();
+
+    println!("\nCustomers (state replayed from the event store)");
+    println!(
+        "  {:<8} {:<16} {:<10} {:<6} {:<9} {:<4} {:<24} {:>8} {:>10} {:>12}",
+        "id",
+        "name",
+        "type",
+        "region",
+        "stage",
+        "tier",
+        "owner",
+        "contacts",
+        "complaints",
+        "purchases ¥"
+    );
+    let mut rows: Vec<&Replayed> = customers.values().collect();
+    rows.sort_by_key(|r| r.state.registered_at);
+    let limit = if show == 0 {
+        rows.len()
+    } else {
+        show.min(rows.len())
+    };
+    for r in &rows[..limit] {
+        let s = &r.state;
+        let open = s
+            .complaints
+            .values()
+            .filter(|k| k.status != ComplaintStatus::Closed)
+            .count();
+        let name: String = s.display_name.chars().take(8).collect();
+        let id = s.id.map(|i| i.to_string()).unwrap_or_default();
+        println!(
+            "  {:<8} {} {:<10} {:<6} {:<9} {:<4} {:<24} {:>8} {:>10} {:>12}",
+            &id[id.len().saturating_sub(8)..],
+            pad(&name, 16),
+            s.customer_type.map_or("", |t| t.as_str()),
+            s.region.as_ref().map_or("", |r| r.as_str()),
+            s.stage.map_or("", |t| t.as_str()),
+            s.value_tier.map_or("", |t| t.as_str()),
+            s.owner
+                .map_or("(pool)", |o| name_of.get(&o).copied().unwrap_or("?")),
+            r.contacts,
+            format!("{}/{}", open, s.complaints.len()),
+            format!("{:.2}", s.purchases_total_minor as f64 / 100.0),
+        );
+    }
+    if limit < rows.len() {
+        println!("  … {} more (--show 0 lists all)", rows.len() - limit);
+    }
+    let mut stages: BTreeMap<&str, u32> = BTreeMap::new();
+    for r in &rows {
+        *stages
+            .entry(r.state.stage.map_or("?", |s| s.as_str()))
+            .or_default() += 1;
+    }
+    println!(
+        "  by stage: {}",
+        stages
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    println!("\nManagers (portfolio replayed / holding limit; counter kept by the store)");
+    for m in managers {
+        let held = rows.iter().filter(|r| r.state.owner == Some(m.id)).count();
+        let counter = store.counter(&format!("holdings:{}", m.id)).await?;
+        let check = if held as i64 == counter {
+            ""
+        } else {
+            "  MISMATCH"
+        };
+        println!(
+            "  {:<26} {:<6} {:>3} / {:<3}{check}",
+            m.name, m.region, held, m.limit
+        );
+        anyhow::ensure!(
+            held as i64 == counter,
+            "replayed holdings of {} differ from the store's counter",
+            m.name
+        );
+        anyhow::ensure!(
+            held as u32 <= m.limit,
+            "{} holds more than the limit",
+            m.name
+        );
+    }
+
+    println!("\nEvent log");
+    println!(
+        "  {total} events in {} streams, log positions {} … {}",
+        customers.len() + managers.len(),
+        first.unwrap_or(LogPosition::START),
+        last
+    );
+    for (t, n) in &by_type {
+        println!("  {t:<24} {n:>6}");
+    }
+    Ok(())
+}

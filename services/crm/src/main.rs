@@ -1,0 +1,38 @@
+//! `crm`: the platform's command-line tool. `crm demo` plays a day on the embedded
+//! store; `crm bench append` measures the write path against PostgreSQL's ceiling.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod bench_raw;
+mod demo;
+#[allow(dead_code)] // used by the load generator (bench append)
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "crm", about = "CRM event platform: demo, benchmarks", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Play a scripted day at a bank on the embedded SQLite store and print what happened.
+    Demo(demo::DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        crm_telemetry::init_tracing();
+    }
+    match Cli::parse().command {
+        Cmd::Demo(args) => demo::run(args).await,
+        Cmd::Bench(cmd) => bench::run(cmd).await,
+    }
+}
