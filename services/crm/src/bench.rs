@@ -1,41 +1,473 @@
-//! `crm bench append`: the write path measured against PostgreSQL's raw insert ceiling.
+//! `crm bench append`: the write path, measured in one run against PostgreSQL's ceiling.
+//!
+//! (a) raw ceiling: single-row INSERTs into an events-shaped table, one commit each,
+//!     32 connections (`bench_raw`).
+//! (b) end to end, workload W1: 200 managers and 10,000 customers registered, then
+//!     100,000 commands (60 % contact, 20 % assign/transfer, 20 % complaint steps) sent
+//!     over NATS request/reply to the command service with 32 in flight, appended with
+//!     group commit, and published by the relay; the clock stops when the last event is
+//!     in the JetStream stream. The load generator runs in the same process and is
+//!     included in the figure.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use crm_bus::relay::{Relay, RelayConfig, SoleRelay};
+use crm_bus::stream::{self, StreamSpec};
+use crm_bus::Subjects;
+use crm_command_handler::group_commit::GroupCommitConfig;
+use crm_contracts::v1;
+use crm_contracts::wire::{decode_reply, encode, Format};
+use crm_domain::customer::*;
+use crm_domain::manager::{ManagerCommand, RegisterManager};
+use crm_domain::*;
+use crm_eventstore::postgres::PgEventStore;
+use crm_eventstore::EventStore;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use sqlx::Connection;
+use uuid::Uuid;
+
+use crate::stats::Latencies;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCmd {
-    /// (a) single-row INSERT ceiling at 32 connections, then (b) commands/s end to end.
+    /// (a) single-row INSERT ceiling at 32 connections, then (b) W1 commands/s end to end.
     Append(AppendArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct AppendArgs {
-    /// PostgreSQL server (a fresh database is created for the run).
+    /// PostgreSQL server; a fresh database is created for the run and dropped after.
     #[arg(
         long,
         env = "CRM_BENCH_PG_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pg_url: String,
-    /// Seconds of raw inserts for the ceiling.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Seconds of raw inserts for the ceiling (a).
+    #[arg(long, default_value_t = 15)]
     ceiling_seconds: u64,
+    #[arg(long, default_value_t = 10_000)]
+    customers: usize,
+    #[arg(long, default_value_t = 100_000)]
+    commands: usize,
+    #[arg(long, default_value_t = 200)]
+    managers: usize,
+    /// Commands in flight.
+    #[arg(long, default_value_t = 32)]
+    in_flight: usize,
+    /// Concurrent group-commit transactions.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
 }
 
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
-        BenchCmd::Append(a) => {
-            let r =
-                crate::bench_raw::measure(&a.pg_url, 32, Duration::from_secs(a.ceiling_seconds))
-                    .await?;
-            println!(
-                "(a) raw single-row INSERT, one commit each, {} connections: {} rows in {:.1} s = {:.0} rows/s",
-                r.connections,
-                r.rows,
-                r.elapsed.as_secs_f64(),
-                r.per_second()
-            );
-            Ok(())
+        BenchCmd::Append(a) => append(a).await,
+    }
+}
+
+struct Phase {
+    name: &'static str,
+    commands: usize,
+    refused: usize,
+    elapsed: Duration,
+    latencies: Latencies,
+}
+
+async fn append(a: AppendArgs) -> anyhow::Result<()> {
+    let db = format!("crm_bench_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&a.pg_url)
+        .await
+        .with_context(|| format!("connecting to {}", a.pg_url))?;
+    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+        .execute(&mut admin)
+        .await?;
+    let url = format!(
+        "{}/{db}",
+        &a.pg_url[..a
+            .pg_url
+            .rfind('/')
+            .context("the PostgreSQL url needs a database")?]
+    );
+    let result = run_in(&a, &url).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    result
+}
+
+async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
+    println!(
+        "machine: {} cores; PostgreSQL {url}; NATS {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        a.nats_url
+    );
+
+    // (a)
+    eprintln!(
+        "(a) measuring the raw INSERT ceiling for {} s …",
+        a.ceiling_seconds
+    );
+    let ceiling =
+        crate::bench_raw::measure(url, 32, Duration::from_secs(a.ceiling_seconds)).await?;
+    println!(
+        "(a) raw single-row INSERT, one commit each, {} connections: {} rows in {:.1} s = {:.0} rows/s",
+        ceiling.connections,
+        ceiling.rows,
+        ceiling.elapsed.as_secs_f64(),
+        ceiling.per_second()
+    );
+
+    // (b) the platform, in this process: command service (NATS ingress) and relay.
+    let id = Uuid::new_v4().simple().to_string();
+    let subjects = Subjects::new(format!("bench{id}"));
+    let spec = StreamSpec::new(format!("BENCH_{id}"), subjects.clone());
+    let nats = async_nats::connect(&a.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", a.nats_url))?;
+    let js = async_nats::jetstream::new(nats.clone());
+    stream::ensure(&js, &spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
+    let _service = crm_command_service::App::build(crm_command_service::Config {
+        store_url: url.to_string(),
+        nats_url: Some(a.nats_url.clone()),
+        subject_prefix: subjects.prefix().to_string(),
+        http_addr: "127.0.0.1:0".parse()?,
+        db_connections: 16,
+        group_commit: GroupCommitConfig {
+            writers: a.writers,
+            max_batch: 256,
+        },
+    })
+    .await?;
+    let store = PgEventStore::connect(url, 4).await?;
+    let relay = Relay::new(
+        store.clone(),
+        js.clone(),
+        spec.clone(),
+        RelayConfig::default(),
+    );
+    let relay_task =
+        tokio::spawn(async move { relay.run(&mut SoleRelay, std::future::pending()).await });
+
+    let mut w = Workload::new(a.customers, a.managers, a.seed);
+    let started = Instant::now();
+    let setup = drive(
+        &nats,
+        &subjects,
+        w.setup(),
+        a.in_flight,
+        "setup: managers + customers registered",
+    )
+    .await?;
+    let main = drive(
+        &nats,
+        &subjects,
+        w.main(a.commands),
+        a.in_flight,
+        "W1 commands",
+    )
+    .await?;
+    let answered = started.elapsed();
+
+    let (stored, _) = store.head().await?;
+    let mut info = js
+        .get_stream(&spec.name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let published = loop {
+        let last = info
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .state
+            .last_sequence;
+        if last >= stored || Instant::now() > deadline {
+            break last;
         }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let end_to_end = started.elapsed();
+    relay_task.abort();
+    anyhow::ensure!(
+        published == stored,
+        "the stream holds {published} of {stored} events"
+    );
+
+    for p in [setup, main] {
+        let mut p = p;
+        println!(
+            "    {:<40} {:>7} commands ({} refused) in {:>6.2} s = {:>7.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
+            p.name,
+            p.commands,
+            p.refused,
+            p.elapsed.as_secs_f64(),
+            p.commands as f64 / p.elapsed.as_secs_f64(),
+            p.latencies.quantile(0.5).as_secs_f64() * 1e3,
+            p.latencies.quantile(0.99).as_secs_f64() * 1e3,
+            p.latencies.quantile(0.999).as_secs_f64() * 1e3,
+        );
+    }
+    let total = w.issued;
+    let rate = total as f64 / end_to_end.as_secs_f64();
+    println!(
+        "(b) W1 end to end (NATS ingress → store → stream, load generator included, {} in flight): {total} commands, {stored} events, all in the stream {:.2} s after the first command (answers done at {:.2} s) = {rate:.0} commands/s",
+        a.in_flight,
+        end_to_end.as_secs_f64(),
+        answered.as_secs_f64()
+    );
+    println!(
+        "ratio (b)/(a) = {:.2} (target ≥ 1.5)",
+        rate / ceiling.per_second()
+    );
+    Ok(())
+}
+
+/// Send `commands` keeping `in_flight` requests outstanding; measure each answer.
+async fn drive(
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+    commands: Vec<Command>,
+    in_flight: usize,
+    name: &'static str,
+) -> anyhow::Result<Phase> {
+    let n = commands.len();
+    eprintln!("(b) {name}: {n} commands …");
+    let queue = Arc::new(Mutex::new(VecDeque::from(commands)));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..in_flight {
+        let (queue, refused, nats, subjects) = (
+            queue.clone(),
+            refused.clone(),
+            nats.clone(),
+            subjects.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut lat = Latencies::default();
+            loop {
+                let Some(command) = queue.lock().expect("queue").pop_front() else {
+                    break;
+                };
+                let meta = v1::CommandMeta {
+                    command_id: Uuid::now_v7().to_string(),
+                    actor: "service:bench".into(),
+                    correlation_id: None,
+                    causation_id: None,
+                    issued_at: Some(Utc::now().to_rfc3339()),
+                };
+                let body = encode(&meta, &command, Format::Protobuf)?;
+                let t = Instant::now();
+                let msg = nats
+                    .request(subjects.command(command.name()), body.into())
+                    .await?;
+                lat.record(t.elapsed());
+                let reply = decode_reply(&msg.payload, Format::Protobuf)?;
+                if !reply.accepted {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    let p = reply.problem.unwrap_or_default();
+                    anyhow::ensure!(
+                        p.status != 503 && p.status != 400,
+                        "{} failed: {} {}",
+                        command.name(),
+                        p.code,
+                        p.detail
+                    );
+                }
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut latencies = Latencies::default();
+    for w in workers {
+        latencies.merge(w.await??);
+    }
+    Ok(Phase {
+        name,
+        commands: n,
+        refused: refused.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        latencies,
+    })
+}
+
+/// W1, generated from a seed. Ownership is tracked as the generator believes it, so
+/// most commands are valid; with 32 in flight a few race and are refused, as in life.
+struct Workload {
+    rng: SmallRng,
+    managers: Vec<ManagerId>,
+    customers: Vec<(CustomerId, Option<usize>, Vec<(ComplaintId, u8)>)>,
+    issued: usize,
+}
+
+impl Workload {
+    fn new(customers: usize, managers: usize, seed: u64) -> Self {
+        Self {
+            rng: SmallRng::seed_from_u64(seed),
+            managers: (0..managers)
+                .map(|_| ManagerId::new(Uuid::now_v7()))
+                .collect(),
+            customers: (0..customers)
+                .map(|_| (CustomerId::new(Uuid::now_v7()), None, Vec::new()))
+                .collect(),
+            issued: 0,
+        }
+    }
+
+    fn setup(&mut self) -> Vec<Command> {
+        let mut out: Vec<Command> = Vec::new();
+        for (i, m) in self.managers.iter().enumerate() {
+            out.push(
+                ManagerCommand::Register(RegisterManager {
+                    manager_id: *m,
+                    name: format!("Manager {i}"),
+                    role: ManagerRole::Manager,
+                    team: format!("team-{}", i % 20).parse().expect("team"),
+                    region: ["east", "north", "south", "west"][i % 4]
+                        .parse()
+                        .expect("region"),
+                    branch: format!("branch-{}", i % 40).parse().expect("branch"),
+                    holding_limit: 10_000,
+                })
+                .into(),
+            );
+        }
+        for (i, (c, _, _)) in self.customers.iter().enumerate() {
+            out.push(
+                CustomerCommand::Register(RegisterCustomer {
+                    customer_id: *c,
+                    customer_type: CustomerType::Individual,
+                    display_name: format!("Customer {i}"),
+                    phone: Some(format!("+86139{i:08}")),
+                    email: None,
+                    registration_number: None,
+                    region: ["east", "north", "south", "west"][i % 4]
+                        .parse()
+                        .expect("region"),
+                    branch: None,
+                    first_touch_channel: FirstTouchChannel::ALL[i % FirstTouchChannel::ALL.len()],
+                    industry: None,
+                    product_interest: None,
+                    consents: Some(Consents {
+                        sms: true,
+                        email: true,
+                        phone: true,
+                    }),
+                    stage: None,
+                    value_tier: None,
+                    aum_minor: None,
+                })
+                .into(),
+            );
+        }
+        self.issued += out.len();
+        out
+    }
+
+    fn main(&mut self, n: usize) -> Vec<Command> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let ci = self.rng.gen_range(0..self.customers.len());
+            let roll: f64 = self.rng.gen();
+            let m = self.rng.gen_range(0..self.managers.len());
+            let (c, owner, complaints) = &mut self.customers[ci];
+            let c = *c;
+            let cmd: Command = if roll < 0.6 {
+                CustomerCommand::RecordContact(RecordContact {
+                    customer_id: c,
+                    contact_id: ContactId::new(Uuid::now_v7()),
+                    manager_id: self.managers[owner.unwrap_or(m)],
+                    channel: ContactChannel::Phone,
+                    direction: Direction::Outbound,
+                    outcome: ContactOutcome::Reached,
+                    summary: None,
+                    next_follow_up_at: None,
+                })
+                .into()
+            } else if roll < 0.8 {
+                match owner {
+                    None => {
+                        *owner = Some(m);
+                        CustomerCommand::AssignOwner(AssignOwner {
+                            customer_id: c,
+                            manager_id: self.managers[m],
+                            reason: "bench".into(),
+                        })
+                        .into()
+                    }
+                    Some(o) => {
+                        let to = if *o == m {
+                            (m + 1) % self.managers.len()
+                        } else {
+                            m
+                        };
+                        *owner = Some(to);
+                        CustomerCommand::TransferOwner(TransferOwner {
+                            customer_id: c,
+                            to_manager_id: self.managers[to],
+                            reason: "bench".into(),
+                        })
+                        .into()
+                    }
+                }
+            } else {
+                let by = self.managers[owner.unwrap_or(m)];
+                match complaints.iter_mut().find(|(_, s)| *s < 3) {
+                    None => {
+                        let k = ComplaintId::new(Uuid::now_v7());
+                        complaints.push((k, 0));
+                        CustomerCommand::LogComplaint(LogComplaint {
+                            customer_id: c,
+                            complaint_id: k,
+                            severity: Severity::Normal,
+                            category: "service".into(),
+                            description: "bench".into(),
+                            channel: ContactChannel::Phone,
+                        })
+                        .into()
+                    }
+                    Some((k, step)) => {
+                        *step += 1;
+                        match *step {
+                            1 => CustomerCommand::AcknowledgeComplaint(AcknowledgeComplaint {
+                                customer_id: c,
+                                complaint_id: *k,
+                                by,
+                            })
+                            .into(),
+                            2 => CustomerCommand::ResolveComplaint(ResolveComplaint {
+                                customer_id: c,
+                                complaint_id: *k,
+                                resolved_by: by,
+                                resolution: "done".into(),
+                            })
+                            .into(),
+                            _ => CustomerCommand::CloseComplaint(CloseComplaint {
+                                customer_id: c,
+                                complaint_id: *k,
+                                satisfaction: Some(4),
+                            })
+                            .into(),
+                        }
+                    }
+                }
+            };
+            out.push(cmd);
+        }
+        self.issued += out.len();
+        out
     }
 }

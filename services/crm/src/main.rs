@@ -5,7 +5,6 @@
 mod bench;
 mod bench_raw;
 mod demo;
-#[allow(dead_code)] // used by the load generator (bench append)
 mod stats;
 
 use clap::{Parser, Subcommand};

@@ -18,10 +18,6 @@ impl Latencies {
         self.micros.extend(other.micros);
     }
 
-    pub fn len(&self) -> usize {
-        self.micros.len()
-    }
-
     /// The `q` quantile (0.0..=1.0), nearest rank.
     pub fn quantile(&mut self, q: f64) -> Duration {
         if self.micros.is_empty() {
