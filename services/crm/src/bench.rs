@@ -304,12 +304,15 @@ async fn drive(
     })
 }
 
+/// A customer as the generator believes it: owner index and complaints with their step.
+type BenchCustomer = (CustomerId, Option<usize>, Vec<(ComplaintId, u8)>);
+
 /// W1, generated from a seed. Ownership is tracked as the generator believes it, so
 /// most commands are valid; with 32 in flight a few race and are refused, as in life.
 struct Workload {
     rng: SmallRng,
     managers: Vec<ManagerId>,
-    customers: Vec<(CustomerId, Option<usize>, Vec<(ComplaintId, u8)>)>,
+    customers: Vec<BenchCustomer>,
     issued: usize,
 }
 
