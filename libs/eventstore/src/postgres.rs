@@ -50,7 +50,14 @@ impl PgEventStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.application_name("crm-eventstore"))
+            // Plan each execution against the tables as they are now. A cached generic
+            // plan made while `events` was empty (before autovacuum's first ANALYZE) stays
+            // a sequential scan as the log grows, turning every append into O(log size).
+            .connect_with(
+                options
+                    .application_name("crm-eventstore")
+                    .options([("plan_cache_mode", "force_custom_plan")]),
+            )
             .await?;
         let store = Self::from_pool(pool);
         store.migrate().await?;
