@@ -29,6 +29,8 @@ pub struct RelayConfig {
     pub batch_size: usize,
     /// Sleep when the log has nothing new.
     pub idle_poll: Duration,
+    /// Longest time between checkpoint writes while publishing.
+    pub checkpoint_every: Duration,
 }
 
 impl Default for RelayConfig {
@@ -37,6 +39,7 @@ impl Default for RelayConfig {
             name: "relay".into(),
             batch_size: 512,
             idle_poll: Duration::from_millis(5),
+            checkpoint_every: Duration::from_secs(1),
         }
     }
 }
@@ -92,6 +95,8 @@ impl Leadership for crm_eventstore::postgres::LeaderLock {
 pub struct Cursor {
     pub position: LogPosition,
     pub sequence: u64,
+    /// When the checkpoint was last written.
+    pub saved: Option<Instant>,
 }
 
 pub struct Relay<S> {
@@ -129,12 +134,14 @@ impl<S: EventStore> Relay<S> {
             return Ok(Cursor {
                 position: LogPosition::START,
                 sequence: 0,
+                saved: None,
             });
         }
         if let Some(cp) = saved.filter(|c| c.extra as u64 == last) {
             return Ok(Cursor {
                 position: cp.position,
                 sequence: last,
+                saved: None,
             });
         }
         // Published past the checkpoint before a crash: the stream itself knows.
@@ -147,7 +154,21 @@ impl<S: EventStore> Relay<S> {
         Ok(Cursor {
             position,
             sequence: last,
+            saved: None,
         })
+    }
+
+    /// Write the checkpoint now.
+    pub async fn save(&self, cursor: &mut Cursor) -> Result<(), RelayError> {
+        self.store
+            .save_checkpoint(&Checkpoint {
+                name: self.config.name.clone(),
+                position: cursor.position,
+                extra: cursor.sequence as i64,
+            })
+            .await?;
+        cursor.saved = Some(Instant::now());
+        Ok(())
     }
 
     /// Publish the next batch of the log; returns how many events were published.
@@ -158,6 +179,14 @@ impl<S: EventStore> Relay<S> {
             .await?;
         if events.is_empty() {
             metrics::gauge!(names::RELAY_LAG_SECONDS).set(0.0);
+            // Caught up: bring the checkpoint up to date if it lags behind the stream.
+            if cursor.sequence > 0
+                && cursor
+                    .saved
+                    .is_none_or(|t| t.elapsed() >= self.config.checkpoint_every)
+            {
+                self.save(cursor).await?;
+            }
             return Ok(0);
         }
         let oldest = events[0].metadata.recorded_at;
@@ -195,13 +224,14 @@ impl<S: EventStore> Relay<S> {
         }
         cursor.sequence += events.len() as u64;
         cursor.position = events.last().expect("non-empty").log_position;
-        self.store
-            .save_checkpoint(&Checkpoint {
-                name: self.config.name.clone(),
-                position: cursor.position,
-                extra: cursor.sequence as i64,
-            })
-            .await?;
+        // The stream's last message is where a restart resumes; the checkpoint only
+        // cross-checks it, so it is written at most every `checkpoint_every`.
+        if cursor
+            .saved
+            .is_none_or(|t| t.elapsed() >= self.config.checkpoint_every)
+        {
+            self.save(cursor).await?;
+        }
         metrics::counter!(names::RELAY_PUBLISHED_TOTAL).increment(events.len() as u64);
         Ok(events.len())
     }

@@ -25,8 +25,9 @@ pub struct GroupCommitConfig {
 
 impl Default for GroupCommitConfig {
     fn default() -> Self {
+        // Measured on W1 (docs/benchmarks.md): 2 writers with larger batches beat 4.
         Self {
-            writers: 4,
+            writers: 2,
             max_batch: 256,
         }
     }

@@ -21,8 +21,6 @@ pub mod names {
     pub const INGRESS_REJECTED_TOTAL: &str = "crm_ingress_rejected_total";
     /// Events the relay published to JetStream.
     pub const RELAY_PUBLISHED_TOTAL: &str = "crm_relay_events_published_total";
-    /// Events stored but not yet published.
-    pub const RELAY_LAG_EVENTS: &str = "crm_relay_lag_events";
     /// Age of the oldest unpublished event.
     pub const RELAY_LAG_SECONDS: &str = "crm_relay_lag_seconds";
     /// 1 while this relay holds the leader lock, else 0.
@@ -60,10 +58,6 @@ pub fn describe() {
     describe_counter!(
         names::RELAY_PUBLISHED_TOTAL,
         "Events published to JetStream by the relay"
-    );
-    describe_gauge!(
-        names::RELAY_LAG_EVENTS,
-        "Events stored but not yet published"
     );
     describe_gauge!(
         names::RELAY_LAG_SECONDS,

@@ -64,7 +64,7 @@ pub struct AppendArgs {
     #[arg(long, default_value_t = 32)]
     in_flight: usize,
     /// Concurrent group-commit transactions.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 2)]
     writers: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
