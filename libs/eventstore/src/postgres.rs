@@ -102,59 +102,60 @@ impl PgEventStore {
         .execute(&mut *tx)
         .await?;
 
+        // One read for everything the batch touches (after the locks: READ COMMITTED
+        // takes a fresh snapshot per statement, so it sees every earlier commit).
         let touched = plan::touched(requests);
         let mut snap = Snapshot::default();
-        for row in sqlx::query(
-            "SELECT command_id, fingerprint, outcome FROM commands WHERE command_id = ANY($1)",
+        let rows = sqlx::query(
+            "SELECT 'c' AS kind, command_id::text AS key, fingerprint AS text, outcome AS doc, NULL::bigint AS n \
+               FROM commands WHERE command_id = ANY($1) \
+             UNION ALL SELECT 's', stream_id, NULL, NULL, max(stream_version) \
+               FROM events WHERE stream_id = ANY($2) GROUP BY stream_id \
+             UNION ALL SELECT 'k', key, owner, NULL, NULL FROM unique_keys WHERE key = ANY($3) \
+             UNION ALL SELECT 'n', key, NULL, NULL, value FROM counters WHERE key = ANY($4)",
         )
         .bind(&touched.commands)
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            let outcome: serde_json::Value = row.try_get("outcome")?;
-            let outcome: AppendOutcome =
-                serde_json::from_value(outcome).map_err(|e| sqlx::Error::Decode(e.into()))?;
-            snap.commands.insert(
-                row.try_get("command_id")?,
-                StoredCommand {
-                    fingerprint: row.try_get("fingerprint")?,
-                    outcome,
-                },
-            );
-        }
-        for row in sqlx::query(
-            "SELECT stream_id, max(stream_version) AS version FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-        )
         .bind(&touched.streams)
+        .bind(&touched.keys)
+        .bind(&touched.counters)
         .fetch_all(&mut *tx)
-        .await?
-        {
-            let version: i64 = row.try_get("version")?;
-            snap.stream_versions.insert(row.try_get("stream_id")?, version as u64);
-        }
-        if !touched.keys.is_empty() {
-            for row in sqlx::query("SELECT key, owner FROM unique_keys WHERE key = ANY($1)")
-                .bind(&touched.keys)
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                snap.key_owners
-                    .insert(row.try_get("key")?, row.try_get("owner")?);
-            }
-        }
-        if !touched.counters.is_empty() {
-            for row in sqlx::query("SELECT key, value FROM counters WHERE key = ANY($1)")
-                .bind(&touched.counters)
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                snap.counters
-                    .insert(row.try_get("key")?, row.try_get("value")?);
+        .await?;
+        for row in rows {
+            let kind: &str = row.try_get("kind")?;
+            let key: String = row.try_get("key")?;
+            match kind {
+                "c" => {
+                    let outcome: serde_json::Value = row.try_get("doc")?;
+                    let outcome: AppendOutcome = serde_json::from_value(outcome)
+                        .map_err(|e| sqlx::Error::Decode(e.into()))?;
+                    let id = key
+                        .parse()
+                        .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?;
+                    snap.commands.insert(
+                        id,
+                        StoredCommand {
+                            fingerprint: row.try_get("text")?,
+                            outcome,
+                        },
+                    );
+                }
+                "s" => {
+                    let version: i64 = row.try_get("n")?;
+                    snap.stream_versions.insert(key, version as u64);
+                }
+                "k" => {
+                    snap.key_owners.insert(key, row.try_get("text")?);
+                }
+                _ => {
+                    snap.counters.insert(key, row.try_get("n")?);
+                }
             }
         }
 
         let plan = plan::plan_batch(requests, snap);
 
+        // One write: events, the command records (their answer built from the events'
+        // positions), unique keys and counters, as data-modifying CTEs.
         let mut positions: HashMap<Uuid, u64> = HashMap::with_capacity(plan.rows.len());
         if !plan.rows.is_empty() {
             let n = plan.rows.len();
@@ -182,17 +183,54 @@ impl PgEventStore {
                 actors.push(r.meta.actor.as_str());
                 occurred.push(r.meta.issued_at);
             }
+            let accepted: Vec<usize> = plan.accepted().collect();
+            let cmd_ids: Vec<Uuid> = accepted
+                .iter()
+                .map(|&i| requests[i].meta.command_id)
+                .collect();
+            let cmd_types: Vec<&str> = accepted
+                .iter()
+                .map(|&i| requests[i].meta.command_type.as_str())
+                .collect();
+            let cmd_fps: Vec<&str> = accepted
+                .iter()
+                .map(|&i| requests[i].meta.fingerprint.as_str())
+                .collect();
+            let (claimed, freed): (Vec<_>, Vec<_>) =
+                plan.keys.iter().partition(|(_, owner)| owner.is_some());
+            let claim_keys: Vec<&str> = claimed.iter().map(|(k, _)| k.as_str()).collect();
+            let claim_owners: Vec<&str> =
+                claimed.iter().filter_map(|(_, o)| o.as_deref()).collect();
+            let freed_keys: Vec<&str> = freed.iter().map(|(k, _)| k.as_str()).collect();
+            let counter_keys: Vec<&str> = plan.counters.keys().map(String::as_str).collect();
+            let counter_values: Vec<i64> = plan.counters.values().copied().collect();
             let rows = sqlx::query(
-                "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, \
-                     command_id, correlation_id, causation_id, actor, occurred_at) \
-                 SELECT stream_id, stream_version, event_id, event_type, schema_version, payload, \
-                     command_id, correlation_id, causation_id, actor, occurred_at \
-                 FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], \
-                     $7::uuid[], $8::uuid[], $9::uuid[], $10::text[], $11::timestamptz[]) WITH ORDINALITY \
-                     AS t(stream_id, stream_version, event_id, event_type, schema_version, payload, \
-                          command_id, correlation_id, causation_id, actor, occurred_at, ord) \
-                 ORDER BY ord \
-                 RETURNING event_id, position",
+                "WITH ev AS ( \
+                   INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, \
+                       command_id, correlation_id, causation_id, actor, occurred_at) \
+                   SELECT stream_id, stream_version, event_id, event_type, schema_version, payload, \
+                       command_id, correlation_id, causation_id, actor, occurred_at \
+                   FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], \
+                       $7::uuid[], $8::uuid[], $9::uuid[], $10::text[], $11::timestamptz[]) WITH ORDINALITY \
+                       AS t(stream_id, stream_version, event_id, event_type, schema_version, payload, \
+                            command_id, correlation_id, causation_id, actor, occurred_at, ord) \
+                   ORDER BY ord \
+                   RETURNING event_id, event_type, stream_id, stream_version, position, command_id), \
+                 cmd AS ( \
+                   INSERT INTO commands (command_id, command_type, fingerprint, outcome) \
+                   SELECT c.id, c.t, c.f, jsonb_build_object('command_id', c.id, 'duplicate', false, 'events', \
+                       (SELECT jsonb_agg(jsonb_build_object('event_id', e.event_id, 'event_type', e.event_type, \
+                            'stream_id', e.stream_id, 'stream_version', e.stream_version, 'position', e.position) \
+                            ORDER BY e.position) FROM ev e WHERE e.command_id = c.id)) \
+                   FROM unnest($12::uuid[], $13::text[], $14::text[]) AS c(id, t, f)), \
+                 claimed AS ( \
+                   INSERT INTO unique_keys (key, owner) SELECT * FROM unnest($15::text[], $16::text[]) \
+                   ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner), \
+                 freed AS (DELETE FROM unique_keys WHERE key = ANY($17)), \
+                 counted AS ( \
+                   INSERT INTO counters (key, value) SELECT * FROM unnest($18::text[], $19::bigint[]) \
+                   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
+                 SELECT event_id, position FROM ev",
             )
             .bind(&stream_ids)
             .bind(&versions)
@@ -205,6 +243,14 @@ impl PgEventStore {
             .bind(&causation_ids)
             .bind(&actors)
             .bind(&occurred)
+            .bind(&cmd_ids)
+            .bind(&cmd_types)
+            .bind(&cmd_fps)
+            .bind(&claim_keys)
+            .bind(&claim_owners)
+            .bind(&freed_keys)
+            .bind(&counter_keys)
+            .bind(&counter_values)
             .fetch_all(&mut *tx)
             .await?;
             for row in rows {
@@ -212,69 +258,7 @@ impl PgEventStore {
                 positions.insert(row.try_get("event_id")?, position as u64);
             }
         }
-
         let outcomes = build_outcomes(requests, &plan, &positions);
-
-        let accepted: Vec<usize> = plan.accepted().collect();
-        if !accepted.is_empty() {
-            let mut ids = Vec::new();
-            let mut types = Vec::new();
-            let mut fingerprints = Vec::new();
-            let mut answers = Vec::new();
-            for i in accepted {
-                let Ok(outcome) = &outcomes[i] else { continue };
-                ids.push(requests[i].meta.command_id);
-                types.push(requests[i].meta.command_type.as_str());
-                fingerprints.push(requests[i].meta.fingerprint.as_str());
-                answers.push(
-                    serde_json::to_value(outcome).map_err(|e| sqlx::Error::Encode(e.into()))?,
-                );
-            }
-            sqlx::query(
-                "INSERT INTO commands (command_id, command_type, fingerprint, outcome) \
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])",
-            )
-            .bind(&ids)
-            .bind(&types)
-            .bind(&fingerprints)
-            .bind(&answers)
-            .execute(&mut *tx)
-            .await?;
-        }
-
-        let (claimed, freed): (Vec<_>, Vec<_>) =
-            plan.keys.iter().partition(|(_, owner)| owner.is_some());
-        if !claimed.is_empty() {
-            let keys: Vec<&str> = claimed.iter().map(|(k, _)| k.as_str()).collect();
-            let owners: Vec<&str> = claimed.iter().filter_map(|(_, o)| o.as_deref()).collect();
-            sqlx::query(
-                "INSERT INTO unique_keys (key, owner) SELECT * FROM unnest($1::text[], $2::text[]) \
-                 ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner",
-            )
-            .bind(&keys)
-            .bind(&owners)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !freed.is_empty() {
-            let keys: Vec<&str> = freed.iter().map(|(k, _)| k.as_str()).collect();
-            sqlx::query("DELETE FROM unique_keys WHERE key = ANY($1)")
-                .bind(&keys)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !plan.counters.is_empty() {
-            let keys: Vec<&str> = plan.counters.keys().map(String::as_str).collect();
-            let values: Vec<i64> = plan.counters.values().copied().collect();
-            sqlx::query(
-                "INSERT INTO counters (key, value) SELECT * FROM unnest($1::text[], $2::bigint[]) \
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            )
-            .bind(&keys)
-            .bind(&values)
-            .execute(&mut *tx)
-            .await?;
-        }
 
         #[cfg(feature = "testing")]
         if let Some(hook) = &self.before_commit {
