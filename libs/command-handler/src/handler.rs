@@ -201,6 +201,10 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         command: &Command,
     ) -> Result<Accepted, CommandError> {
         let fingerprint = fingerprint(command);
+        // Cached state may be speculative (events decided but not yet committed) or stale.
+        // That is safe for acceptance (the append's expected versions catch it), not for
+        // refusal: a refusal is only returned once confirmed on committed state.
+        let mut fresh = false;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 metrics::counter!(names::COMMAND_RETRIES_TOTAL, "command" => command.name())
@@ -208,16 +212,16 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             }
             let decided = match command {
                 Command::Customer(c) => {
-                    self.decide_customer(envelope, c, &fingerprint, attempt > 0)
-                        .await
+                    self.decide_customer(envelope, c, &fingerprint, fresh).await
                 }
-                Command::Manager(c) => {
-                    self.decide_manager(envelope, c, &fingerprint, attempt > 0)
-                        .await
-                }
+                Command::Manager(c) => self.decide_manager(envelope, c, &fingerprint, fresh).await,
             };
             let decided = match decided {
                 Ok(d) => d,
+                Err(CommandError::Refused(_)) if !fresh => {
+                    fresh = true;
+                    continue;
+                }
                 Err(CommandError::Refused(e)) => return self.refused(envelope, e).await,
                 Err(e) => return Err(e),
             };
@@ -228,14 +232,17 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                     events: Vec::new(),
                 });
             }
-            match self.committer.append(decided.request).await {
+            let appended = self.committer.append(decided.request).await;
+            if !matches!(&appended, Ok(o) if !o.duplicate) {
+                // The speculative state cached by the decision did not become history.
+                self.invalidate(command);
+            }
+            match appended {
                 Ok(outcome) => {
-                    if outcome.duplicate {
-                        // Our cached state did not include the first run's events.
-                        self.invalidate(command);
-                    }
-                    for e in &decided.events {
-                        metrics::counter!(names::EVENTS_APPENDED_TOTAL, "event_type" => e.event_type.clone()).increment(1);
+                    if !outcome.duplicate {
+                        for e in &decided.events {
+                            metrics::counter!(names::EVENTS_APPENDED_TOTAL, "event_type" => e.event_type.clone()).increment(1);
+                        }
                     }
                     return Ok(accepted(outcome));
                 }
@@ -244,12 +251,9 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 }
                 Err(AppendError::Conflict(c)) => {
                     tracing::debug!(command = command.name(), conflict = %c, attempt, "lost a race; deciding again");
-                    self.invalidate(command);
+                    fresh = true;
                 }
-                Err(AppendError::Store(e)) => {
-                    self.invalidate(command);
-                    return Err(CommandError::Unavailable(e));
-                }
+                Err(AppendError::Store(e)) => return Err(CommandError::Unavailable(e)),
             }
         }
         Err(CommandError::Contended(MAX_ATTEMPTS))
@@ -339,6 +343,9 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         let stream = customer_stream(id);
         if fresh {
             self.customers.remove(&stream);
+            if let Some(m) = target_manager(command) {
+                self.managers.remove(&manager_stream(m));
+            }
         }
         let (state, version) = self.load_customer(id).await?;
         let mut ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone())

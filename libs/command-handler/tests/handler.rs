@@ -243,6 +243,46 @@ async fn stale_caches_are_corrected<S: EventStore + Clone>(store: S) {
     assert_eq!(store.counter(&format!("holdings:{m2}")).await.unwrap(), 1);
 }
 
+/// An append that fails leaves no trace in the cache: the next command is decided on
+/// committed state, not on the events that never became history.
+async fn a_failed_append_leaves_no_phantom_state<S: EventStore + Clone>(store: S) {
+    let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let (m1, m2) = (
+        ManagerId::new(Uuid::now_v7()),
+        ManagerId::new(Uuid::now_v7()),
+    );
+    handler
+        .handle(envelope(), register_manager(m1, 5))
+        .await
+        .unwrap();
+    handler
+        .handle(envelope(), register_manager(m2, 5))
+        .await
+        .unwrap();
+    let c = CustomerId::new(Uuid::now_v7());
+    let registration = envelope();
+    handler
+        .handle(registration.clone(), register_customer(c, "13800000009"))
+        .await
+        .unwrap();
+    // The domain accepts this assignment, but its command id is taken: the append fails.
+    let reused = Envelope {
+        command_id: registration.command_id,
+        ..envelope()
+    };
+    assert_eq!(
+        code(handler.handle(reused, assign(c, m1)).await),
+        "command.id_reused"
+    );
+    // The customer is still unowned: assigning it to m2 succeeds.
+    assert_eq!(
+        code(handler.handle(envelope(), assign(c, m2)).await),
+        "accepted:1"
+    );
+    assert_eq!(store.counter(&format!("holdings:{m1}")).await.unwrap(), 0);
+    assert_eq!(store.counter(&format!("holdings:{m2}")).await.unwrap(), 1);
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -269,4 +309,5 @@ on_both_backends!(
     duplicates_are_caught_even_when_racing,
     commands_are_idempotent_and_refusals_change_nothing,
     stale_caches_are_corrected,
+    a_failed_append_leaves_no_phantom_state,
 );
