@@ -25,9 +25,10 @@ pub struct GroupCommitConfig {
 
 impl Default for GroupCommitConfig {
     fn default() -> Self {
-        // Measured on W1 (docs/benchmarks.md): 2 writers with larger batches beat 4.
+        // Measured on W1 (docs/benchmarks.md): since an append is one round trip, one
+        // writer with the largest batches beats 2 (and 2 beat 4) on two cores.
         Self {
-            writers: 2,
+            writers: 1,
             max_batch: 256,
         }
     }

@@ -331,6 +331,79 @@ pub async fn counters_are_bounded<S: EventStore>(s: S) {
     assert_eq!(s.counter("holdings:nobody").await.unwrap(), 0);
 }
 
+/// Two handles on one store, as two processes would hold them: each sees what the other
+/// committed, whatever it remembers of its own appends.
+pub async fn two_processes_share_one_store<S: EventStore>(a: S, b: S) {
+    a.append(request("x", ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
+    // `b` has never seen "x": it must still append after `a`'s event.
+    let out = b
+        .append(request("x", ExpectedVersion::Exact(1), 1))
+        .await
+        .unwrap();
+    assert_eq!(out.events[0].stream_version, 2);
+    // `a` last saw "x" at version 1; the store knows better.
+    assert_eq!(
+        conflict(a.append(request("x", ExpectedVersion::Exact(1), 1)).await),
+        Conflict::WrongExpectedVersion {
+            stream_id: "x".into(),
+            expected: ExpectedVersion::Exact(1),
+            actual: 2
+        }
+    );
+    a.append(request("x", ExpectedVersion::Exact(2), 1))
+        .await
+        .unwrap();
+
+    // Keys claimed through one handle are held against the other.
+    let mut claim = request("x", ExpectedVersion::Any, 1);
+    claim.claims.push(UniqueClaim {
+        key: "phone:+8613800000009".into(),
+        owner: "x".into(),
+    });
+    a.append(claim).await.unwrap();
+    let mut steal = request("y", ExpectedVersion::Any, 1);
+    steal.claims.push(UniqueClaim {
+        key: "phone:+8613800000009".into(),
+        owner: "y".into(),
+    });
+    assert_eq!(
+        conflict(b.append(steal).await),
+        Conflict::DuplicateKey {
+            key: "phone:+8613800000009".into(),
+            owner: "x".into()
+        }
+    );
+
+    // Counters too.
+    let count = |stream: &str| {
+        let mut r = request(stream, ExpectedVersion::Any, 1);
+        r.counters.push(CounterChange {
+            key: "holdings:shared".into(),
+            delta: 1,
+            max: Some(2),
+        });
+        r
+    };
+    a.append(count("p")).await.unwrap();
+    b.append(count("q")).await.unwrap();
+    assert!(matches!(
+        conflict(a.append(count("r")).await),
+        Conflict::CounterLimit { value: 2, .. }
+    ));
+
+    // A command appended through one handle is a duplicate through the other.
+    let once = request("z", ExpectedVersion::NoStream, 1);
+    let first = a.append(once.clone()).await.unwrap();
+    let again = b.append(once).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.events, first.events);
+
+    assert_eq!(b.stream_version("x").await.unwrap(), 4);
+    assert_eq!(all_events(&a, 7).await.len(), 7, "nothing written twice");
+}
+
 pub async fn batch_judges_each_request_alone<S: EventStore>(s: S) {
     let ok1 = request("a", ExpectedVersion::NoStream, 1);
     let stale = request("a", ExpectedVersion::NoStream, 1);

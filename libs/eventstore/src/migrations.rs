@@ -24,11 +24,18 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
 }
 
 pub fn postgres() -> Migrator {
-    migrator(&[(
-        1,
-        "event store",
-        include_str!("../migrations/postgres/0001_event_store.sql"),
-    )])
+    migrator(&[
+        (
+            1,
+            "event store",
+            include_str!("../migrations/postgres/0001_event_store.sql"),
+        ),
+        (
+            2,
+            "append function",
+            include_str!("../migrations/postgres/0002_append_function.sql"),
+        ),
+    ])
 }
 
 pub fn sqlite() -> Migrator {

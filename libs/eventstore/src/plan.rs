@@ -22,7 +22,7 @@ pub struct StoredCommand {
 }
 
 /// The state, as of the locked transaction, of everything a batch touches.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub stream_versions: HashMap<String, u64>,
     pub commands: HashMap<Uuid, StoredCommand>,

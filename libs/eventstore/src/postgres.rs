@@ -1,12 +1,17 @@
 //! PostgreSQL backend (server mode): where events are stored.
 //!
-//! An append batch runs in one transaction:
-//! 1. take transaction-scoped advisory locks on every stream, unique key and counter the
-//!    batch touches, in sorted order (no deadlocks between batches);
-//! 2. read those things' current state (no row locks, so still no transaction id);
-//! 3. judge each request with [`crate::plan::plan_batch`];
-//! 4. insert the accepted events and command records, update keys and counters; the
-//!    first insert assigns the transaction id.
+//! An append batch is one round trip: one call of the `crm_append` function
+//! (`migrations/postgres/0002_append_function.sql`), which runs as one implicit
+//! transaction:
+//! 1. the batch is judged here, with [`crate::plan::plan_batch`], against what this
+//!    process believes is committed ([`Beliefs`]: its own earlier appends);
+//! 2. `crm_append` takes transaction-scoped advisory locks on every stream, unique key and
+//!    counter the batch touches, in sorted order (no deadlocks between batches);
+//! 3. it checks every belief the plan relied on against the committed state; if one is
+//!    stale it writes nothing and answers with the real state, and the batch is judged
+//!    again (step 1) on that;
+//! 4. otherwise it inserts the accepted events and command records and updates keys and
+//!    counters; the first insert assigns the transaction id.
 //!
 //! Because the transaction id is assigned only after every lock is held, a later writer
 //! of a stream always has a larger transaction id than the earlier one: ordering the
@@ -27,11 +32,13 @@ use crate::error::{AppendError, StoreError};
 use crate::model::*;
 use crate::plan::{self, Decision, Snapshot, StoredCommand};
 use crate::EventStore;
+use crm_telemetry::names;
 
 /// Event store on PostgreSQL.
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: PgPool,
+    beliefs: std::sync::Arc<std::sync::Mutex<Beliefs>>,
     #[cfg(feature = "testing")]
     before_commit: Option<crate::BeforeCommit>,
 }
@@ -50,14 +57,18 @@ impl PgEventStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            // Plan each execution against the tables as they are now. A cached generic
-            // plan made while `events` was empty (before autovacuum's first ANALYZE) stays
-            // a sequential scan as the log grows, turning every append into O(log size).
-            .connect_with(
-                options
-                    .application_name("crm-eventstore")
-                    .options([("plan_cache_mode", "force_custom_plan")]),
-            )
+            // No ping before each use: it doubled the round trips of every append. A
+            // connection that died fails its statement, which the caller sees as a storage
+            // error and retries with the same command id; the pool then replaces it.
+            .test_before_acquire(false)
+            // Every statement of the store is a key lookup or an ordered index range: plan
+            // it once per connection (planning was a third of PostgreSQL's time on the
+            // write path) and never as a sequential scan, which a plan made while `events`
+            // was still small would otherwise stay as the log grows.
+            .connect_with(options.application_name("crm-eventstore").options([
+                ("plan_cache_mode", "force_generic_plan"),
+                ("enable_seqscan", "off"),
+            ]))
             .await?;
         let store = Self::from_pool(pool);
         store.migrate().await?;
@@ -67,6 +78,7 @@ impl PgEventStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
+            beliefs: Default::default(),
             #[cfg(feature = "testing")]
             before_commit: None,
         }
@@ -92,186 +104,322 @@ impl PgEventStore {
         &self,
         requests: &[AppendRequest],
     ) -> Result<Vec<Result<AppendOutcome, AppendError>>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-
-        let locks = plan::lock_keys(requests);
-        sqlx::query(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest($1::bigint[]) AS t(k) ORDER BY k) AS s",
-        )
-        .bind(&locks)
-        .execute(&mut *tx)
-        .await?;
-
-        // One read for everything the batch touches (after the locks: READ COMMITTED
-        // takes a fresh snapshot per statement, so it sees every earlier commit).
         let touched = plan::touched(requests);
-        let mut snap = Snapshot::default();
-        let rows = sqlx::query(
-            "SELECT 'c' AS kind, command_id::text AS key, fingerprint AS text, outcome AS doc, NULL::bigint AS n \
-               FROM commands WHERE command_id = ANY($1) \
-             UNION ALL SELECT 's', stream_id, NULL, NULL, max(stream_version) \
-               FROM events WHERE stream_id = ANY($2) GROUP BY stream_id \
-             UNION ALL SELECT 'k', key, owner, NULL, NULL FROM unique_keys WHERE key = ANY($3) \
-             UNION ALL SELECT 'n', key, NULL, NULL, value FROM counters WHERE key = ANY($4)",
-        )
-        .bind(&touched.commands)
-        .bind(&touched.streams)
-        .bind(&touched.keys)
-        .bind(&touched.counters)
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in rows {
-            let kind: &str = row.try_get("kind")?;
-            let key: String = row.try_get("key")?;
-            match kind {
-                "c" => {
-                    let outcome: serde_json::Value = row.try_get("doc")?;
-                    let outcome: AppendOutcome = serde_json::from_value(outcome)
-                        .map_err(|e| sqlx::Error::Decode(e.into()))?;
-                    let id = key
+        let locks = plan::lock_keys(requests);
+        let mut snap = self.beliefs.lock().expect("beliefs").snapshot(&touched);
+        for _ in 0..MAX_STALE_ANSWERS {
+            // What the plan assumes, for crm_append to check under the locks.
+            let versions: Vec<i64> = touched
+                .streams
+                .iter()
+                .map(|s| snap.stream_versions.get(s).copied().unwrap_or(0) as i64)
+                .collect();
+            let owners: Vec<Option<&str>> = touched
+                .keys
+                .iter()
+                .map(|k| snap.key_owners.get(k).map(String::as_str))
+                .collect();
+            let values: Vec<i64> = touched
+                .counters
+                .iter()
+                .map(|c| snap.counters.get(c).copied().unwrap_or(0))
+                .collect();
+            let new_commands: Vec<Uuid> = touched
+                .commands
+                .iter()
+                .filter(|c| !snap.commands.contains_key(c))
+                .copied()
+                .collect();
+            let plan = plan::plan_batch(requests, snap.clone());
+            let w = Writes::of(requests, &plan);
+            let query = sqlx::query(APPEND_SQL)
+                .bind(&locks)
+                .bind(&new_commands)
+                .bind(&touched.streams)
+                .bind(&versions)
+                .bind(&touched.keys)
+                .bind(&owners)
+                .bind(&touched.counters)
+                .bind(&values)
+                .bind(&w.stream_ids)
+                .bind(&w.versions)
+                .bind(&w.event_ids)
+                .bind(&w.types)
+                .bind(&w.schema_versions)
+                .bind(&w.payloads)
+                .bind(&w.command_ids)
+                .bind(&w.correlation_ids)
+                .bind(&w.causation_ids)
+                .bind(&w.actors)
+                .bind(&w.occurred)
+                .bind(&w.cmd_ids)
+                .bind(&w.cmd_types)
+                .bind(&w.cmd_fps)
+                .bind(&w.claim_keys)
+                .bind(&w.claim_owners)
+                .bind(&w.freed_keys)
+                .bind(&w.counter_keys)
+                .bind(&w.counter_values);
+
+            #[cfg(feature = "testing")]
+            let rows = match &self.before_commit {
+                // Fault injection needs a moment between the writes and the commit.
+                Some(hook) => {
+                    let mut tx = self.pool.begin().await?;
+                    let rows = query.fetch_all(&mut *tx).await?;
+                    if hook().await {
+                        tx.rollback().await?;
+                        return Err(sqlx::Error::Protocol(
+                            "rolled back by fault injection".into(),
+                        ));
+                    }
+                    tx.commit().await?;
+                    rows
+                }
+                None => query.fetch_all(&self.pool).await?,
+            };
+            #[cfg(not(feature = "testing"))]
+            let rows = query.fetch_all(&self.pool).await?;
+
+            let stale = rows
+                .first()
+                .map(|r| r.try_get::<&str, _>("r_kind"))
+                .transpose()?
+                == Some("stale");
+            if stale {
+                // Someone else (another process, or a batch that failed) changed what
+                // this one touches: plan again on the state crm_append just read.
+                metrics::counter!(names::APPEND_STALE_BELIEFS_TOTAL).increment(1);
+                snap = read_snapshot(&rows[1..])?;
+                self.beliefs
+                    .lock()
+                    .expect("beliefs")
+                    .learn(&touched, &snap, None);
+                continue;
+            }
+            let mut positions: HashMap<Uuid, u64> = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let event_id: &str = row.try_get("r_key")?;
+                let position: i64 = row.try_get("r_n")?;
+                positions.insert(
+                    event_id
                         .parse()
-                        .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?;
-                    snap.commands.insert(
-                        id,
-                        StoredCommand {
-                            fingerprint: row.try_get("text")?,
-                            outcome,
-                        },
-                    );
-                }
-                "s" => {
-                    let version: i64 = row.try_get("n")?;
-                    snap.stream_versions.insert(key, version as u64);
-                }
-                "k" => {
-                    snap.key_owners.insert(key, row.try_get("text")?);
-                }
-                _ => {
-                    snap.counters.insert(key, row.try_get("n")?);
-                }
+                        .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
+                    position as u64,
+                );
             }
+            self.beliefs
+                .lock()
+                .expect("beliefs")
+                .learn(&touched, &snap, Some(&plan));
+            return Ok(build_outcomes(requests, &plan, &positions));
         }
-
-        let plan = plan::plan_batch(requests, snap);
-
-        // One write: events, the command records (their answer built from the events'
-        // positions), unique keys and counters, as data-modifying CTEs.
-        let mut positions: HashMap<Uuid, u64> = HashMap::with_capacity(plan.rows.len());
-        if !plan.rows.is_empty() {
-            let n = plan.rows.len();
-            let mut stream_ids = Vec::with_capacity(n);
-            let mut versions = Vec::with_capacity(n);
-            let mut event_ids = Vec::with_capacity(n);
-            let mut types = Vec::with_capacity(n);
-            let mut schema_versions = Vec::with_capacity(n);
-            let mut payloads = Vec::with_capacity(n);
-            let mut command_ids = Vec::with_capacity(n);
-            let mut correlation_ids = Vec::with_capacity(n);
-            let mut causation_ids: Vec<Option<Uuid>> = Vec::with_capacity(n);
-            let mut actors = Vec::with_capacity(n);
-            let mut occurred = Vec::with_capacity(n);
-            for r in &plan.rows {
-                stream_ids.push(r.stream_id);
-                versions.push(r.stream_version as i64);
-                event_ids.push(r.event.event_id);
-                types.push(r.event.event_type.as_str());
-                schema_versions.push(r.event.schema_version as i32);
-                payloads.push(&r.event.payload);
-                command_ids.push(r.meta.command_id);
-                correlation_ids.push(r.meta.correlation_id);
-                causation_ids.push(r.meta.causation_id);
-                actors.push(r.meta.actor.as_str());
-                occurred.push(r.meta.issued_at);
-            }
-            let accepted: Vec<usize> = plan.accepted().collect();
-            let cmd_ids: Vec<Uuid> = accepted
-                .iter()
-                .map(|&i| requests[i].meta.command_id)
-                .collect();
-            let cmd_types: Vec<&str> = accepted
-                .iter()
-                .map(|&i| requests[i].meta.command_type.as_str())
-                .collect();
-            let cmd_fps: Vec<&str> = accepted
-                .iter()
-                .map(|&i| requests[i].meta.fingerprint.as_str())
-                .collect();
-            let (claimed, freed): (Vec<_>, Vec<_>) =
-                plan.keys.iter().partition(|(_, owner)| owner.is_some());
-            let claim_keys: Vec<&str> = claimed.iter().map(|(k, _)| k.as_str()).collect();
-            let claim_owners: Vec<&str> =
-                claimed.iter().filter_map(|(_, o)| o.as_deref()).collect();
-            let freed_keys: Vec<&str> = freed.iter().map(|(k, _)| k.as_str()).collect();
-            let counter_keys: Vec<&str> = plan.counters.keys().map(String::as_str).collect();
-            let counter_values: Vec<i64> = plan.counters.values().copied().collect();
-            let rows = sqlx::query(
-                "WITH ev AS ( \
-                   INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, \
-                       command_id, correlation_id, causation_id, actor, occurred_at) \
-                   SELECT stream_id, stream_version, event_id, event_type, schema_version, payload, \
-                       command_id, correlation_id, causation_id, actor, occurred_at \
-                   FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], \
-                       $7::uuid[], $8::uuid[], $9::uuid[], $10::text[], $11::timestamptz[]) WITH ORDINALITY \
-                       AS t(stream_id, stream_version, event_id, event_type, schema_version, payload, \
-                            command_id, correlation_id, causation_id, actor, occurred_at, ord) \
-                   ORDER BY ord \
-                   RETURNING event_id, event_type, stream_id, stream_version, position, command_id), \
-                 cmd AS ( \
-                   INSERT INTO commands (command_id, command_type, fingerprint, outcome) \
-                   SELECT c.id, c.t, c.f, jsonb_build_object('command_id', c.id, 'duplicate', false, 'events', \
-                       (SELECT jsonb_agg(jsonb_build_object('event_id', e.event_id, 'event_type', e.event_type, \
-                            'stream_id', e.stream_id, 'stream_version', e.stream_version, 'position', e.position) \
-                            ORDER BY e.position) FROM ev e WHERE e.command_id = c.id)) \
-                   FROM unnest($12::uuid[], $13::text[], $14::text[]) AS c(id, t, f)), \
-                 claimed AS ( \
-                   INSERT INTO unique_keys (key, owner) SELECT * FROM unnest($15::text[], $16::text[]) \
-                   ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner), \
-                 freed AS (DELETE FROM unique_keys WHERE key = ANY($17)), \
-                 counted AS ( \
-                   INSERT INTO counters (key, value) SELECT * FROM unnest($18::text[], $19::bigint[]) \
-                   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
-                 SELECT event_id, position FROM ev",
-            )
-            .bind(&stream_ids)
-            .bind(&versions)
-            .bind(&event_ids)
-            .bind(&types)
-            .bind(&schema_versions)
-            .bind(&payloads)
-            .bind(&command_ids)
-            .bind(&correlation_ids)
-            .bind(&causation_ids)
-            .bind(&actors)
-            .bind(&occurred)
-            .bind(&cmd_ids)
-            .bind(&cmd_types)
-            .bind(&cmd_fps)
-            .bind(&claim_keys)
-            .bind(&claim_owners)
-            .bind(&freed_keys)
-            .bind(&counter_keys)
-            .bind(&counter_values)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in rows {
-                let position: i64 = row.try_get("position")?;
-                positions.insert(row.try_get("event_id")?, position as u64);
-            }
-        }
-        let outcomes = build_outcomes(requests, &plan, &positions);
-
-        #[cfg(feature = "testing")]
-        if let Some(hook) = &self.before_commit {
-            if hook().await {
-                tx.rollback().await?;
-                return Err(sqlx::Error::Protocol(
-                    "rolled back by fault injection".into(),
-                ));
-            }
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+        Err(sqlx::Error::Protocol(format!(
+            "the batch found its streams changed by other writers {MAX_STALE_ANSWERS} times in a row"
+        )))
     }
+}
+
+/// How often a batch is planned again because other writers moved what it touches.
+const MAX_STALE_ANSWERS: usize = 8;
+
+/// Most entries [`Beliefs`] keeps before starting over (each costs one extra round trip
+/// the next time it is touched).
+const BELIEFS_MAX: usize = 250_000;
+
+const APPEND_SQL: &str = "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append(\
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+    $21, $22, $23, $24, $25, $26, $27)";
+
+/// What this process believes is committed for the streams, keys and counters it has
+/// touched: learned from its own appends and from stale answers. Never trusted:
+/// `crm_append` checks every belief under the batch's locks and answers "stale" with
+/// the real state, so a wrong belief costs one more round trip, never a wrong append.
+/// Untouched things are believed empty (new streams, free keys, zero counters), which
+/// is what a command mostly touches the first time.
+#[derive(Default)]
+struct Beliefs {
+    streams: HashMap<String, u64>,
+    keys: HashMap<String, Option<String>>,
+    counters: HashMap<String, i64>,
+}
+
+impl Beliefs {
+    fn snapshot(&self, touched: &plan::Touched) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for s in &touched.streams {
+            if let Some(&v) = self.streams.get(s) {
+                snap.stream_versions.insert(s.clone(), v);
+            }
+        }
+        for k in &touched.keys {
+            if let Some(Some(owner)) = self.keys.get(k) {
+                snap.key_owners.insert(k.clone(), owner.clone());
+            }
+        }
+        for c in &touched.counters {
+            if let Some(&v) = self.counters.get(c) {
+                snap.counters.insert(c.clone(), v);
+            }
+        }
+        snap
+    }
+
+    /// Record `snap` (checked or just read) and, after a commit, what `plan` wrote.
+    fn learn(&mut self, touched: &plan::Touched, snap: &Snapshot, plan: Option<&plan::Plan<'_>>) {
+        if self.streams.len() + self.keys.len() + self.counters.len() > BELIEFS_MAX {
+            *self = Beliefs::default();
+        }
+        for s in &touched.streams {
+            let v = snap.stream_versions.get(s).copied().unwrap_or(0);
+            self.streams.insert(s.clone(), v);
+        }
+        for k in &touched.keys {
+            self.keys.insert(k.clone(), snap.key_owners.get(k).cloned());
+        }
+        for c in &touched.counters {
+            let v = snap.counters.get(c).copied().unwrap_or(0);
+            self.counters.insert(c.clone(), v);
+        }
+        if let Some(plan) = plan {
+            for r in &plan.rows {
+                let v = self.streams.entry(r.stream_id.to_string()).or_default();
+                *v = (*v).max(r.stream_version);
+            }
+            for (k, owner) in &plan.keys {
+                self.keys.insert(k.clone(), owner.clone());
+            }
+            for (c, v) in &plan.counters {
+                self.counters.insert(c.clone(), *v);
+            }
+        }
+    }
+}
+
+/// The write half of a planned batch, as the column arrays `crm_append` takes.
+struct Writes<'a> {
+    stream_ids: Vec<&'a str>,
+    versions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    payloads: Vec<&'a serde_json::Value>,
+    command_ids: Vec<Uuid>,
+    correlation_ids: Vec<Uuid>,
+    causation_ids: Vec<Option<Uuid>>,
+    actors: Vec<&'a str>,
+    occurred: Vec<DateTime<Utc>>,
+    cmd_ids: Vec<Uuid>,
+    cmd_types: Vec<&'a str>,
+    cmd_fps: Vec<&'a str>,
+    claim_keys: Vec<&'a str>,
+    claim_owners: Vec<&'a str>,
+    freed_keys: Vec<&'a str>,
+    counter_keys: Vec<&'a str>,
+    counter_values: Vec<i64>,
+}
+
+impl<'a> Writes<'a> {
+    fn of(requests: &'a [AppendRequest], plan: &'a plan::Plan<'a>) -> Self {
+        let n = plan.rows.len();
+        let mut w = Writes {
+            stream_ids: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            event_ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            schema_versions: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            command_ids: Vec::with_capacity(n),
+            correlation_ids: Vec::with_capacity(n),
+            causation_ids: Vec::with_capacity(n),
+            actors: Vec::with_capacity(n),
+            occurred: Vec::with_capacity(n),
+            cmd_ids: Vec::new(),
+            cmd_types: Vec::new(),
+            cmd_fps: Vec::new(),
+            claim_keys: Vec::new(),
+            claim_owners: Vec::new(),
+            freed_keys: Vec::new(),
+            counter_keys: Vec::new(),
+            counter_values: Vec::new(),
+        };
+        for r in &plan.rows {
+            w.stream_ids.push(r.stream_id);
+            w.versions.push(r.stream_version as i64);
+            w.event_ids.push(r.event.event_id);
+            w.types.push(r.event.event_type.as_str());
+            w.schema_versions.push(r.event.schema_version as i32);
+            w.payloads.push(&r.event.payload);
+            w.command_ids.push(r.meta.command_id);
+            w.correlation_ids.push(r.meta.correlation_id);
+            w.causation_ids.push(r.meta.causation_id);
+            w.actors.push(r.meta.actor.as_str());
+            w.occurred.push(r.meta.issued_at);
+        }
+        for i in plan.accepted() {
+            let meta = &requests[i].meta;
+            w.cmd_ids.push(meta.command_id);
+            w.cmd_types.push(meta.command_type.as_str());
+            w.cmd_fps.push(meta.fingerprint.as_str());
+        }
+        for (k, owner) in &plan.keys {
+            match owner {
+                Some(o) => {
+                    w.claim_keys.push(k.as_str());
+                    w.claim_owners.push(o.as_str());
+                }
+                None => w.freed_keys.push(k.as_str()),
+            }
+        }
+        for (k, v) in &plan.counters {
+            w.counter_keys.push(k.as_str());
+            w.counter_values.push(*v);
+        }
+        w
+    }
+}
+
+/// The state rows of a stale answer: command records, stream versions, key owners and
+/// counter values.
+fn read_snapshot(rows: &[PgRow]) -> Result<Snapshot, sqlx::Error> {
+    let mut snap = Snapshot::default();
+    for row in rows {
+        let kind: &str = row.try_get("r_kind")?;
+        let key: String = row.try_get("r_key")?;
+        match kind {
+            "c" => {
+                let outcome: serde_json::Value = row.try_get("r_doc")?;
+                let outcome: AppendOutcome =
+                    serde_json::from_value(outcome).map_err(|e| sqlx::Error::Decode(e.into()))?;
+                let id = key
+                    .parse()
+                    .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?;
+                snap.commands.insert(
+                    id,
+                    StoredCommand {
+                        fingerprint: row.try_get("r_text")?,
+                        outcome,
+                    },
+                );
+            }
+            "s" => {
+                let version: i64 = row.try_get("r_n")?;
+                snap.stream_versions.insert(key, version as u64);
+            }
+            "k" => {
+                snap.key_owners.insert(key, row.try_get("r_text")?);
+            }
+            "n" => {
+                snap.counters.insert(key, row.try_get("r_n")?);
+            }
+            other => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "crm_append answered an unknown row kind {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(snap)
 }
 
 /// Turn the plan's decisions into answers once positions are known.

@@ -35,3 +35,10 @@ async fn history_cannot_be_rewritten_in_the_database() {
 }
 
 use crm_eventstore::EventStore;
+
+#[tokio::test]
+async fn two_processes_share_one_store() {
+    let (a, db) = postgres_store().await;
+    let b = PgEventStore::connect(&db.url, 2).await.unwrap();
+    crm_eventstore::conformance::two_processes_share_one_store(a, b).await;
+}

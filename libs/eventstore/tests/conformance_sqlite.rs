@@ -35,3 +35,10 @@ async fn history_cannot_be_rewritten_in_the_database() {
     }
     assert_eq!(store.read_stream("customer-1", 0).await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn two_processes_share_one_store() {
+    let (a, path) = sqlite_store().await;
+    let b = SqliteEventStore::open(&path.0).await.unwrap();
+    crm_eventstore::conformance::two_processes_share_one_store(a, b).await;
+}

@@ -15,6 +15,9 @@ pub mod names {
     pub const EVENTS_APPENDED_TOTAL: &str = "crm_events_appended_total";
     /// Commands per group-commit transaction.
     pub const APPEND_BATCH_SIZE: &str = "crm_append_batch_size";
+    /// Append batches planned again because another writer (usually another process)
+    /// had changed what they touch since this process last saw it.
+    pub const APPEND_STALE_BELIEFS_TOTAL: &str = "crm_append_stale_beliefs_total";
     /// Commands retried after an optimistic-concurrency conflict. Labels: `command`.
     pub const COMMAND_RETRIES_TOTAL: &str = "crm_command_retries_total";
     /// Payloads refused before reaching the domain. Labels: `transport`, `reason`.
@@ -46,6 +49,10 @@ pub fn describe() {
     describe_histogram!(
         names::APPEND_BATCH_SIZE,
         "Commands per group-commit transaction"
+    );
+    describe_counter!(
+        names::APPEND_STALE_BELIEFS_TOTAL,
+        "Append batches planned again on fresh state because another writer had moved it"
     );
     describe_counter!(
         names::COMMAND_RETRIES_TOTAL,

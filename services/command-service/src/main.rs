@@ -29,7 +29,7 @@ struct Args {
     #[arg(long, env = "CRM_DB_CONNECTIONS", default_value_t = 16)]
     db_connections: u32,
     /// Concurrent group-commit transactions.
-    #[arg(long, env = "CRM_WRITERS", default_value_t = 2)]
+    #[arg(long, env = "CRM_WRITERS", default_value_t = 1)]
     writers: usize,
     /// Most commands per transaction.
     #[arg(long, env = "CRM_MAX_BATCH", default_value_t = 256)]

@@ -64,7 +64,7 @@ pub struct AppendArgs {
     #[arg(long, default_value_t = 32)]
     in_flight: usize,
     /// Concurrent group-commit transactions.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     writers: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -128,14 +128,38 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         ceiling.per_second()
     );
 
-    // (b) the platform, in this process: command service (NATS ingress) and relay.
-    let id = Uuid::new_v4().simple().to_string();
-    let subjects = Subjects::new(format!("bench{id}"));
-    let spec = StreamSpec::new(format!("BENCH_{id}"), subjects.clone());
     let nats = async_nats::connect(&a.nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {}", a.nats_url))?;
     let js = async_nats::jetstream::new(nats.clone());
+
+    // (c) and (d): the broker's own ceilings for the two hops of every command.
+    let window = Duration::from_secs(a.ceiling_seconds);
+    eprintln!(
+        "(c) measuring NATS request/reply with {} in flight …",
+        a.in_flight
+    );
+    let echo = crate::bench_nats::request_reply(&nats, a.in_flight, 200, window).await?;
+    println!(
+        "(c) NATS request/reply to an instant responder, {} in flight: {} round trips in {:.1} s = {:.0}/s",
+        a.in_flight,
+        echo.count,
+        echo.elapsed.as_secs_f64(),
+        echo.per_second()
+    );
+    eprintln!("(d) measuring JetStream publishing …");
+    let publish = crate::bench_nats::jetstream_publish(&js, 512, 700, window).await?;
+    println!(
+        "(d) JetStream publish, file storage, 700-byte messages with Nats-Msg-Id, 512 acks outstanding: {} in {:.1} s = {:.0}/s",
+        publish.count,
+        publish.elapsed.as_secs_f64(),
+        publish.per_second()
+    );
+
+    // (b) the platform, in this process: command service (NATS ingress) and relay.
+    let id = Uuid::new_v4().simple().to_string();
+    let subjects = Subjects::new(format!("bench{id}"));
+    let spec = StreamSpec::new(format!("BENCH_{id}"), subjects.clone());
     stream::ensure(&js, &spec)
         .await
         .map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
@@ -229,8 +253,10 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         answered.as_secs_f64()
     );
     println!(
-        "ratio (b)/(a) = {:.2} (target ≥ 1.5)",
-        rate / ceiling.per_second()
+        "ratio (b)/(a) = {:.2} (target ≥ 1.5); (b)/(c) = {:.2}; events/s (b) ÷ (d) = {:.2}",
+        rate / ceiling.per_second(),
+        rate / echo.per_second(),
+        stored as f64 / end_to_end.as_secs_f64() / publish.per_second()
     );
     Ok(())
 }

@@ -32,6 +32,8 @@ pub async fn measure(
     let pool = PgPoolOptions::new()
         .max_connections(connections as u32)
         .min_connections(connections as u32)
+        // As the store's own pool: no ping round trip before each statement.
+        .test_before_acquire(false)
         .connect(url)
         .await
         .with_context(|| format!("connecting to {url}"))?;
