@@ -19,6 +19,8 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
         .collect();
     Migrator {
         migrations: Cow::Owned(migrations),
+        // The read models (crm-projections, versions from 1001) may share the database.
+        ignore_missing: true,
         ..Migrator::DEFAULT
     }
 }

@@ -1,0 +1,16 @@
+//! The read side: read models built from the event log.
+//!
+//! - [`project`]: where each read model is decided: one event in, the read-model
+//!   changes out (pure, shared by PostgreSQL and SQLite);
+//! - [`store`]: where they are stored: applies batches exactly once, in per-stream order,
+//!   in one transaction with the consumer's checkpoint;
+//! - [`queries`]: what users ask of them.
+#![forbid(unsafe_code)]
+
+pub mod project;
+pub mod queries;
+pub mod store;
+
+pub use project::{project, Arg, Poison, Stmt};
+pub use queries::{CustomerRow, ManagerRow, PeriodRow, PortfolioBy, PortfolioCount, TimelineRow};
+pub use store::{ApplyReport, CheckpointRow, Fate, Prepared, ReadError, ReadStore};

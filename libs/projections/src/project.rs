@@ -1,0 +1,378 @@
+//! Where the read models are decided: one stored event in, the read-model changes it
+//! causes out, as SQL statements that run unchanged on PostgreSQL and SQLite. Pure: no
+//! I/O here; [`crate::store`] runs the statements in the projector's transaction.
+
+use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent};
+use crm_eventstore::RecordedEvent;
+
+/// A value bound to a statement. Ids and names are text, instants are microseconds since
+/// the epoch, flags are 0/1: the types both backends compare exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+    NullInt,
+    NullText,
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Arg::NullInt, Arg::Int)
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Arg::NullText, Arg::Text)
+    }
+}
+
+/// One statement with `$n` placeholders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stmt {
+    pub sql: &'static str,
+    pub args: Vec<Arg>,
+}
+
+fn stmt(sql: &'static str, args: Vec<Arg>) -> Stmt {
+    Stmt { sql, args }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Why an event can not be projected (it goes to the dead-letter stream).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Poison {
+    #[error("cannot decode: {0}")]
+    Decode(String),
+    #[error("event of stream {stream} names customer {customer}")]
+    WrongStream { stream: String, customer: String },
+}
+
+/// The read-model changes of one event, in order.
+pub fn project(e: &RecordedEvent) -> Result<Vec<Stmt>, Poison> {
+    let decoded = DomainEvent::decode(&e.event_type, e.schema_version, &e.payload)
+        .map_err(|err| Poison::Decode(err.to_string()))?;
+    match decoded {
+        DomainEvent::Customer(c) => {
+            let customer = c.customer_id().to_string();
+            if e.stream_id != format!("customer-{customer}") {
+                return Err(Poison::WrongStream {
+                    stream: e.stream_id.clone(),
+                    customer,
+                });
+            }
+            Ok(customer_changes(e, &customer, &c))
+        }
+        DomainEvent::Manager(m) => Ok(manager_changes(&m)),
+    }
+}
+
+const CLOSE_PERIOD: &str =
+    "UPDATE rm_ownership_periods SET to_us = $2, end_event = $3, ended_by = $4 \
+     WHERE customer_id = $1 AND to_us IS NULL";
+const OPEN_PERIOD: &str =
+    "INSERT INTO rm_ownership_periods (customer_id, start_version, manager_id, team, region, \
+     from_us, start_event, start_reason, started_by, start_event_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const SET_OWNER: &str =
+    "UPDATE rm_customers SET owner_id = $2, owner_team = $3, owner_region = $4, \
+     owned_since_us = $5 WHERE customer_id = $1";
+
+fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec<Stmt> {
+    let at = micros(e.metadata.occurred_at);
+    let actor = e.metadata.actor.as_str();
+    let mut out = Vec::with_capacity(4);
+    // Ownership changes: close the open period, open the next one.
+    let mut take = |manager: String, team: &str, region: &str, reason: Option<String>| {
+        out.push(stmt(
+            CLOSE_PERIOD,
+            vec![
+                customer.into(),
+                at.into(),
+                e.event_type.as_str().into(),
+                actor.into(),
+            ],
+        ));
+        out.push(stmt(
+            OPEN_PERIOD,
+            vec![
+                customer.into(),
+                (e.stream_version as i64).into(),
+                manager.clone().into(),
+                team.into(),
+                region.into(),
+                at.into(),
+                e.event_type.as_str().into(),
+                reason.into(),
+                actor.into(),
+                e.event_id.to_string().into(),
+            ],
+        ));
+        out.push(stmt(
+            SET_OWNER,
+            vec![
+                customer.into(),
+                manager.into(),
+                team.into(),
+                region.into(),
+                at.into(),
+            ],
+        ));
+    };
+    match c {
+        CustomerEvent::CustomerRegistered(r) => out.push(stmt(
+            "INSERT INTO rm_customers (customer_id, customer_type, display_name, region, branch, \
+             first_touch_channel, stage, value_tier, aum_minor, registered_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            vec![
+                customer.into(),
+                r.customer_type.as_str().into(),
+                r.display_name.as_str().into(),
+                r.region.as_str().into(),
+                r.branch.as_ref().map(|b| b.as_str().to_string()).into(),
+                r.first_touch_channel.as_str().into(),
+                r.stage.as_str().into(),
+                r.value_tier.as_str().into(),
+                r.aum_minor.into(),
+                micros(r.registered_at).into(),
+            ],
+        )),
+        CustomerEvent::ProfileUpdated(p) => out.push(stmt(
+            "UPDATE rm_customers SET display_name = COALESCE($2, display_name), \
+             region = COALESCE($3, region), branch = COALESCE($4, branch), \
+             aum_minor = COALESCE($5, aum_minor) WHERE customer_id = $1",
+            vec![
+                customer.into(),
+                p.display_name.clone().into(),
+                p.region.as_ref().map(|r| r.as_str().to_string()).into(),
+                p.branch.as_ref().map(|b| b.as_str().to_string()).into(),
+                p.aum_minor.into(),
+            ],
+        )),
+        CustomerEvent::OwnerAssigned(a) => take(
+            a.manager_id.to_string(),
+            a.team.as_str(),
+            a.region.as_str(),
+            Some(a.reason.clone()),
+        ),
+        CustomerEvent::OwnershipTransferred(t) => take(
+            t.to_manager.to_string(),
+            t.to_team.as_str(),
+            t.to_region.as_str(),
+            Some(t.reason.clone()),
+        ),
+        CustomerEvent::ClaimedFromPool(cl) => take(
+            cl.manager_id.to_string(),
+            cl.team.as_str(),
+            cl.region.as_str(),
+            None,
+        ),
+        CustomerEvent::ReleasedToPool(_) => {
+            out.push(stmt(
+                CLOSE_PERIOD,
+                vec![
+                    customer.into(),
+                    at.into(),
+                    e.event_type.as_str().into(),
+                    actor.into(),
+                ],
+            ));
+            out.push(stmt(
+                SET_OWNER,
+                vec![
+                    customer.into(),
+                    Arg::NullText,
+                    Arg::NullText,
+                    Arg::NullText,
+                    Arg::NullInt,
+                ],
+            ));
+        }
+        CustomerEvent::ContactRecorded(k) => out.push(stmt(
+            "UPDATE rm_customers SET last_contact_at_us = $2, next_follow_up_us = $3 \
+             WHERE customer_id = $1",
+            vec![
+                customer.into(),
+                micros(k.contacted_at).into(),
+                k.next_follow_up_at.map(micros).into(),
+            ],
+        )),
+        CustomerEvent::LifecycleStageChanged(l) => out.push(stmt(
+            "UPDATE rm_customers SET stage = $2 WHERE customer_id = $1",
+            vec![customer.into(), l.to.as_str().into()],
+        )),
+        CustomerEvent::ComplaintLogged(_)
+        | CustomerEvent::ComplaintAcknowledged(_)
+        | CustomerEvent::ComplaintEscalated(_)
+        | CustomerEvent::ComplaintResolved(_)
+        | CustomerEvent::ComplaintReopened(_)
+        | CustomerEvent::ComplaintClosed(_)
+        | CustomerEvent::PurchaseRecorded(_)
+        | CustomerEvent::ReferralRecorded(_)
+        | CustomerEvent::ReferralConverted(_) => {}
+    }
+    out.push(stmt(
+        "INSERT INTO rm_timeline (customer_id, version, event_id, event_type, occurred_at_us, actor, \
+         summary, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        vec![
+            customer.into(),
+            (e.stream_version as i64).into(),
+            e.event_id.to_string().into(),
+            e.event_type.as_str().into(),
+            at.into(),
+            actor.into(),
+            summary(c).into(),
+            e.payload.to_string().into(),
+        ],
+    ));
+    out
+}
+
+fn manager_changes(m: &ManagerEvent) -> Vec<Stmt> {
+    match m {
+        ManagerEvent::ManagerRegistered(r) => vec![stmt(
+            "INSERT INTO rm_managers (manager_id, name, role, team, region, branch, holding_limit, active) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
+            vec![
+                r.manager_id.to_string().into(),
+                r.name.as_str().into(),
+                r.role.as_str().into(),
+                r.team.as_str().into(),
+                r.region.as_str().into(),
+                r.branch.as_str().into(),
+                i64::from(r.holding_limit).into(),
+            ],
+        )],
+        ManagerEvent::ManagerUpdated(u) => vec![stmt(
+            "UPDATE rm_managers SET name = COALESCE($2, name), role = COALESCE($3, role), \
+             team = COALESCE($4, team), region = COALESCE($5, region), branch = COALESCE($6, branch), \
+             holding_limit = COALESCE($7, holding_limit) WHERE manager_id = $1",
+            vec![
+                u.manager_id.to_string().into(),
+                u.name.clone().into(),
+                u.role.map(|r| r.as_str().to_string()).into(),
+                u.team.as_ref().map(|t| t.as_str().to_string()).into(),
+                u.region.as_ref().map(|r| r.as_str().to_string()).into(),
+                u.branch.as_ref().map(|b| b.as_str().to_string()).into(),
+                u.holding_limit.map(i64::from).into(),
+            ],
+        )],
+        ManagerEvent::ManagerDeactivated(d) => vec![stmt(
+            "UPDATE rm_managers SET active = 0 WHERE manager_id = $1",
+            vec![d.manager_id.to_string().into()],
+        )],
+        ManagerEvent::ManagerReactivated(r) => vec![stmt(
+            "UPDATE rm_managers SET active = 1 WHERE manager_id = $1",
+            vec![r.manager_id.to_string().into()],
+        )],
+    }
+}
+
+/// One line a person reads in the customer's timeline.
+pub fn summary(c: &CustomerEvent) -> String {
+    match c {
+        CustomerEvent::CustomerRegistered(r) => format!(
+            "registered as {} in {} (first touch: {})",
+            r.customer_type.as_str(),
+            r.region.as_str(),
+            r.first_touch_channel.as_str()
+        ),
+        CustomerEvent::ProfileUpdated(_) => "profile updated".into(),
+        CustomerEvent::OwnerAssigned(a) => {
+            format!(
+                "assigned to {} ({}): {}",
+                a.manager_id,
+                a.team.as_str(),
+                a.reason
+            )
+        }
+        CustomerEvent::OwnershipTransferred(t) => format!(
+            "transferred from {} to {} ({}): {}",
+            t.from_manager,
+            t.to_manager,
+            t.to_team.as_str(),
+            t.reason
+        ),
+        CustomerEvent::ReleasedToPool(r) => {
+            format!("released to the pool by {}: {}", r.previous_owner, r.reason)
+        }
+        CustomerEvent::ClaimedFromPool(c) => format!("claimed from the pool by {}", c.manager_id),
+        CustomerEvent::ContactRecorded(k) => format!(
+            "{} {} contact by {}: {}",
+            k.direction.as_str(),
+            k.channel.as_str(),
+            k.manager_id,
+            k.outcome.as_str()
+        ),
+        CustomerEvent::ComplaintLogged(l) => format!(
+            "complaint {} logged ({} severity, {})",
+            l.complaint_id,
+            l.severity.as_str(),
+            l.category
+        ),
+        CustomerEvent::ComplaintAcknowledged(a) => format!(
+            "complaint {} acknowledged by {} after {} s{}",
+            a.complaint_id,
+            a.by,
+            a.response_seconds,
+            if a.within_sla { "" } else { " (SLA missed)" }
+        ),
+        CustomerEvent::ComplaintEscalated(x) => format!(
+            "complaint {} escalated to level {}: {}",
+            x.complaint_id, x.level, x.reason
+        ),
+        CustomerEvent::ComplaintResolved(r) => format!(
+            "complaint {} resolved by {}{}",
+            r.complaint_id,
+            r.resolved_by,
+            if r.within_sla { "" } else { " (SLA missed)" }
+        ),
+        CustomerEvent::ComplaintReopened(r) => {
+            format!("complaint {} reopened: {}", r.complaint_id, r.reason)
+        }
+        CustomerEvent::ComplaintClosed(c) => match c.satisfaction {
+            Some(s) => format!("complaint {} closed, satisfaction {s}/5", c.complaint_id),
+            None => format!("complaint {} closed", c.complaint_id),
+        },
+        CustomerEvent::PurchaseRecorded(p) => format!(
+            "purchase of {} for {} {}",
+            p.product_line,
+            p.amount_minor as f64 / 100.0,
+            p.currency
+        ),
+        CustomerEvent::ReferralRecorded(r) => {
+            format!("referred by {} to {}", r.referrer, r.referred_to)
+        }
+        CustomerEvent::ReferralConverted(r) => {
+            format!("referral by {} converted", r.referrer)
+        }
+        CustomerEvent::LifecycleStageChanged(l) => format!(
+            "stage {} → {}{}",
+            l.from.as_str(),
+            l.to.as_str(),
+            if l.reactivated { " (reactivated)" } else { "" }
+        ),
+    }
+}

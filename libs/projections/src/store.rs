@@ -1,0 +1,314 @@
+//! Where the read models are stored: PostgreSQL in server mode, SQLite in the embedded
+//! mode, with the same tables and the same statements ([`crate::project`]).
+//!
+//! [`ReadStore::apply`] applies a batch of events in one transaction together with the
+//! consumer's checkpoint. Each event is checked against the last version applied for its
+//! stream (`rm_stream_positions`): at or below it, a duplicate (skipped); the next one,
+//! applied; further ahead, early (an earlier event of the same stream is still on its way,
+//! e.g. a redelivery): not applied, to be delivered again. So redeliveries, duplicates and
+//! reordering never change the result.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::project::{micros, Arg, Poison, Stmt};
+use crm_eventstore::RecordedEvent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("read-model database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("read-model migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One event as delivered, with what projecting it gives.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub event: RecordedEvent,
+    /// Position of the message in its source (JetStream stream sequence, or log position).
+    pub sequence: u64,
+    pub changes: Result<Vec<Stmt>, Poison>,
+}
+
+impl Prepared {
+    pub fn new(event: RecordedEvent, sequence: u64) -> Self {
+        let changes = crate::project::project(&event);
+        Self {
+            event,
+            sequence,
+            changes,
+        }
+    }
+}
+
+/// What happened to each event of a batch, in batch order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Applied,
+    Duplicate,
+    /// An earlier event of its stream has not been applied yet: deliver it again later.
+    Early,
+    /// Could not be projected; recorded as a dead letter, its stream moves on.
+    DeadLetter,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ApplyReport {
+    pub fates: Vec<Fate>,
+}
+
+impl ApplyReport {
+    pub fn count(&self, fate: Fate) -> usize {
+        self.fates.iter().filter(|f| **f == fate).count()
+    }
+}
+
+/// A consumer's progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub consumer: String,
+    pub stream_sequence: i64,
+    pub events_applied: i64,
+    pub last_event_us: i64,
+    pub updated_at_us: i64,
+}
+
+/// The read-model database.
+#[derive(Clone)]
+pub enum ReadStore {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+fn migrator() -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use std::borrow::Cow;
+    Migrator {
+        migrations: Cow::Owned(vec![Migration::new(
+            1001,
+            Cow::Borrowed("read models"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../migrations/0001_read_models.sql")),
+            false,
+        )]),
+        // Read models may share a database (and its `_sqlx_migrations` table) with the
+        // event store: their versions start at 1001, and each migrator ignores the other's.
+        ignore_missing: true,
+        ..Migrator::DEFAULT
+    }
+}
+
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for a in $args {
+            q = match a {
+                Arg::Int(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.as_str()),
+                Arg::NullInt => q.bind(None::<i64>),
+                Arg::NullText => q.bind(None::<&str>),
+            };
+        }
+        q
+    }};
+}
+
+/// The body of [`ReadStore::apply`], for either backend's transaction.
+macro_rules! apply_in {
+    ($pool:expr, $batch:expr, $consumer:expr) => {{
+        let batch: &[Prepared] = $batch;
+        let mut tx = $pool.begin().await?;
+        let mut versions: HashMap<&str, i64> = HashMap::new();
+        let mut dirty: HashMap<&str, i64> = HashMap::new();
+        let mut fates = Vec::with_capacity(batch.len());
+        let mut applied = 0i64;
+        let mut last_event_us = 0i64;
+        let mut last_sequence = 0i64;
+        for p in batch {
+            let stream = p.event.stream_id.as_str();
+            let current = match versions.get(stream) {
+                Some(v) => *v,
+                None => {
+                    let v: Option<i64> =
+                        sqlx::query_scalar("SELECT version FROM rm_stream_positions WHERE stream_id = $1")
+                            .bind(stream)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    v.unwrap_or(0)
+                }
+            };
+            let version = p.event.stream_version as i64;
+            let fate = if version <= current {
+                Fate::Duplicate
+            } else if version > current + 1 {
+                Fate::Early
+            } else {
+                match &p.changes {
+                    Ok(stmts) => {
+                        for s in stmts {
+                            bind_args!(sqlx::query(s.sql), &s.args)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        Fate::Applied
+                    }
+                    Err(poison) => {
+                        sqlx::query(
+                            "INSERT INTO rm_dead_letters (event_id, stream_id, version, event_type, reason, recorded_us) \
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+                        )
+                        .bind(p.event.event_id.to_string())
+                        .bind(stream)
+                        .bind(version)
+                        .bind(p.event.event_type.as_str())
+                        .bind(poison.to_string())
+                        .bind(micros(chrono::Utc::now()))
+                        .execute(&mut *tx)
+                        .await?;
+                        Fate::DeadLetter
+                    }
+                }
+            };
+            if matches!(fate, Fate::Applied | Fate::DeadLetter) {
+                versions.insert(stream, version);
+                dirty.insert(stream, version);
+                applied += 1;
+                last_event_us = last_event_us.max(micros(p.event.metadata.recorded_at));
+            } else {
+                versions.insert(stream, current);
+            }
+            if fate != Fate::Early {
+                last_sequence = last_sequence.max(p.sequence as i64);
+            }
+            fates.push(fate);
+        }
+        // Each stream's position once, after its last applied event.
+        for (stream, version) in &dirty {
+            sqlx::query(
+                "INSERT INTO rm_stream_positions (stream_id, version) VALUES ($1, $2) \
+                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+            )
+            .bind(*stream)
+            .bind(*version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(consumer) = $consumer {
+            sqlx::query(
+                "INSERT INTO rm_checkpoints (consumer, stream_sequence, events_applied, last_event_us, updated_at_us) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer) DO UPDATE SET \
+                 stream_sequence = CASE WHEN excluded.stream_sequence > rm_checkpoints.stream_sequence \
+                     THEN excluded.stream_sequence ELSE rm_checkpoints.stream_sequence END, \
+                 events_applied = rm_checkpoints.events_applied + excluded.events_applied, \
+                 last_event_us = CASE WHEN excluded.last_event_us > rm_checkpoints.last_event_us \
+                     THEN excluded.last_event_us ELSE rm_checkpoints.last_event_us END, \
+                 updated_at_us = excluded.updated_at_us",
+            )
+            .bind(consumer)
+            .bind(last_sequence)
+            .bind(applied)
+            .bind(last_event_us)
+            .bind(micros(chrono::Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ApplyReport { fates })
+    }};
+}
+
+impl ReadStore {
+    /// `postgres://…` (server mode) or `sqlite://path` (embedded mode); migrates.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ReadError> {
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?,
+            )
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10));
+            Self::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(max_connections.max(1))
+                    .connect_with(options)
+                    .await?,
+            )
+        } else {
+            return Err(ReadError::Config(format!(
+                "read-model url {url:?} must start with postgres:// or sqlite://"
+            )));
+        };
+        match &store {
+            Self::Postgres(p) => migrator().run(p).await?,
+            Self::Sqlite(p) => migrator().run(p).await?,
+        }
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Apply `batch` in one transaction with `consumer`'s checkpoint (if named).
+    pub async fn apply(
+        &self,
+        batch: &[Prepared],
+        consumer: Option<&str>,
+    ) -> Result<ApplyReport, ReadError> {
+        match self {
+            Self::Postgres(pool) => apply_in!(pool, batch, consumer),
+            Self::Sqlite(pool) => apply_in!(pool, batch, consumer),
+        }
+    }
+
+    pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, ReadError> {
+        const SQL: &str =
+            "SELECT consumer, stream_sequence, events_applied, last_event_us, updated_at_us \
+                           FROM rm_checkpoints ORDER BY consumer";
+        fn row<'r, R: Row>(r: &'r R) -> Result<CheckpointRow, sqlx::Error>
+        where
+            &'r str: ColumnIndex<R>,
+            String: Decode<'r, R::Database> + Type<R::Database>,
+            i64: Decode<'r, R::Database> + Type<R::Database>,
+        {
+            Ok(CheckpointRow {
+                consumer: r.try_get("consumer")?,
+                stream_sequence: r.try_get("stream_sequence")?,
+                events_applied: r.try_get("events_applied")?,
+                last_event_us: r.try_get("last_event_us")?,
+                updated_at_us: r.try_get("updated_at_us")?,
+            })
+        }
+        Ok(match self {
+            Self::Postgres(p) => sqlx::query(SQL)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(row)
+                .collect::<Result<_, _>>()?,
+            Self::Sqlite(p) => sqlx::query(SQL)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(row)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}

@@ -1,0 +1,394 @@
+//! The read models on both backends, from hand-built stored events: what each view
+//! answers, and that duplicates, reordering and poison never change the result.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crm_eventstore::testing::{TempPath, TestDatabase};
+use crm_eventstore::{EventMetadata, LogPosition, RecordedEvent};
+use crm_projections::{Fate, PortfolioBy, Prepared, ReadStore};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const C1: &str = "01930000-0000-7000-8000-0000000000c1";
+const C2: &str = "01930000-0000-7000-8000-0000000000c2";
+const A: &str = "01930000-0000-7000-8000-0000000000a1";
+const B: &str = "01930000-0000-7000-8000-0000000000a2";
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()
+}
+
+/// Builds stored events the way the store records them, one stream version at a time.
+#[derive(Default)]
+struct Log {
+    events: Vec<RecordedEvent>,
+}
+
+impl Log {
+    fn push(&mut self, stream: &str, event_type: &str, at: DateTime<Utc>, payload: Value) {
+        let version = self.events.iter().filter(|e| e.stream_id == stream).count() as u64 + 1;
+        let n = self.events.len() as u64 + 1;
+        self.events.push(RecordedEvent {
+            log_position: LogPosition::new(n, n),
+            stream_id: stream.to_string(),
+            stream_version: version,
+            event_id: Uuid::new_v4(),
+            event_type: event_type.to_string(),
+            schema_version: 1,
+            payload,
+            metadata: EventMetadata {
+                command_id: Uuid::new_v4(),
+                correlation_id: Uuid::new_v4(),
+                causation_id: None,
+                actor: "person:li.wei".into(),
+                occurred_at: at,
+                recorded_at: at,
+            },
+        });
+    }
+
+    fn manager(&mut self, id: &str, team: &str) {
+        self.push(
+            &format!("manager-{id}"),
+            "ManagerRegistered",
+            t0(),
+            json!({"branch": "sh-01", "holding_limit": 150, "manager_id": id, "name": "Li Wei",
+                   "region": "east", "role": "manager", "team": team}),
+        );
+    }
+
+    fn customer(&mut self, id: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{id}"),
+            "CustomerRegistered",
+            at,
+            json!({"aum_minor": 8000000, "branch": "sh-01",
+                   "consents": {"email": true, "phone": true, "sms": true}, "customer_id": id,
+                   "customer_type": "individual", "display_name": "王芳", "email": null,
+                   "first_touch_channel": "web", "industry": null, "phone": null,
+                   "product_interest": null, "region": "east", "registered_at": at,
+                   "registration_number": null, "stage": "lead", "value_tier": "mid"}),
+        );
+    }
+
+    fn assign(&mut self, c: &str, m: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "OwnerAssigned",
+            at,
+            json!({"assigned_by": "person:li.wei", "customer_id": c, "manager_id": m,
+                   "previous_owner": null, "reason": "walk-in", "region": "east", "team": "east-1"}),
+        );
+    }
+
+    fn transfer(&mut self, c: &str, from: &str, to: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "OwnershipTransferred",
+            at,
+            json!({"customer_id": c, "from_manager": from, "reason": "rebalance",
+                   "to_manager": to, "to_region": "north", "to_team": "north-2",
+                   "transferred_by": "person:li.wei"}),
+        );
+    }
+
+    fn release(&mut self, c: &str, from: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "ReleasedToPool",
+            at,
+            json!({"customer_id": c, "previous_owner": from, "reason": "left the region",
+                   "released_by": "person:li.wei"}),
+        );
+    }
+
+    fn claim(&mut self, c: &str, m: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "ClaimedFromPool",
+            at,
+            json!({"customer_id": c, "manager_id": m, "region": "east", "team": "east-1"}),
+        );
+    }
+
+    fn contact(&mut self, c: &str, m: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "ContactRecorded",
+            at,
+            json!({"by_owner": true, "channel": "phone", "contact_id": Uuid::new_v4(),
+                   "contacted_at": at, "customer_id": c, "direction": "outbound",
+                   "manager_id": m, "next_follow_up_at": at + Duration::days(7),
+                   "outcome": "reached", "summary": null}),
+        );
+    }
+
+    fn prepared(&self) -> Vec<Prepared> {
+        self.events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Prepared::new(e.clone(), i as u64 + 1))
+            .collect()
+    }
+}
+
+fn day() -> Log {
+    let mut log = Log::default();
+    log.manager(A, "east-1");
+    log.manager(B, "north-2");
+    log.customer(C1, t0());
+    log.customer(C2, t0());
+    log.assign(C1, A, t0() + Duration::hours(1));
+    log.contact(C1, A, t0() + Duration::hours(2));
+    log.transfer(C1, A, B, t0() + Duration::hours(3));
+    log.release(C1, B, t0() + Duration::hours(4));
+    log.claim(C1, A, t0() + Duration::hours(5));
+    log.assign(C2, B, t0() + Duration::hours(6));
+    log
+}
+
+async fn ownership_views_answer_each_question(store: ReadStore) {
+    let log = day();
+    let report = store.apply(&log.prepared(), Some("test-p0")).await.unwrap();
+    assert_eq!(report.count(Fate::Applied), log.events.len());
+
+    let c1 = store.customer(C1).await.unwrap().expect("C1");
+    assert_eq!(c1.owner_id.as_deref(), Some(A));
+    assert_eq!(c1.owner_team.as_deref(), Some("east-1"));
+    assert_eq!(
+        c1.owned_since_us,
+        Some((t0() + Duration::hours(5)).timestamp_micros())
+    );
+    assert_eq!(
+        c1.last_contact_at_us,
+        Some((t0() + Duration::hours(2)).timestamp_micros())
+    );
+
+    let periods = store.ownership_timeline(C1).await.unwrap();
+    let owners: Vec<(&str, i64, Option<i64>, &str)> = periods
+        .iter()
+        .map(|p| {
+            (
+                p.manager_id.as_str(),
+                p.from_us,
+                p.to_us,
+                p.start_event.as_str(),
+            )
+        })
+        .collect();
+    let h = |n: i64| (t0() + Duration::hours(n)).timestamp_micros();
+    assert_eq!(
+        owners,
+        vec![
+            (A, h(1), Some(h(3)), "OwnerAssigned"),
+            (B, h(3), Some(h(4)), "OwnershipTransferred"),
+            (A, h(5), None, "ClaimedFromPool"),
+        ]
+    );
+    assert_eq!(periods[1].end_event.as_deref(), Some("ReleasedToPool"));
+    assert_eq!(periods[1].team, "north-2");
+
+    // Who owned C1 at each instant, exact to the event.
+    let at = |us: i64| {
+        let store = store.clone();
+        async move { store.owner_at(C1, us).await.unwrap().map(|p| p.manager_id) }
+    };
+    assert_eq!(at(h(1) - 1).await, None, "before the first assignment");
+    assert_eq!(
+        at(h(1)).await.as_deref(),
+        Some(A),
+        "from the instant of the event"
+    );
+    assert_eq!(at(h(3) - 1).await.as_deref(), Some(A));
+    assert_eq!(at(h(3)).await.as_deref(), Some(B));
+    assert_eq!(at(h(4)).await, None, "in the pool");
+    assert_eq!(at(h(5)).await.as_deref(), Some(A));
+
+    assert_eq!(
+        store
+            .portfolio(A)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.customer_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![C1]
+    );
+    assert_eq!(store.pool("", 100).await.unwrap().len(), 0);
+    let by_team = store.portfolio_counts(PortfolioBy::Team).await.unwrap();
+    assert_eq!(
+        by_team
+            .iter()
+            .map(|c| (c.key.as_str(), c.customers))
+            .collect::<Vec<_>>(),
+        vec![("east-1", 2)],
+        "C2 was assigned in east-1 too"
+    );
+    assert_eq!(store.managers().await.unwrap().len(), 2);
+
+    // The 360 view: newest first, paged.
+    let newest = store.timeline(C1, 0, 2).await.unwrap();
+    assert_eq!(
+        newest
+            .iter()
+            .map(|t| t.event_type.as_str())
+            .collect::<Vec<_>>(),
+        vec!["ClaimedFromPool", "ReleasedToPool"]
+    );
+    let older = store.timeline(C1, newest[1].version, 10).await.unwrap();
+    assert_eq!(older.len(), 4);
+    assert_eq!(older.last().unwrap().event_type, "CustomerRegistered");
+    assert!(
+        older[0].summary.contains("transferred"),
+        "{}",
+        older[0].summary
+    );
+
+    let cps = store.checkpoints().await.unwrap();
+    assert_eq!(cps.len(), 1);
+    assert_eq!(cps[0].stream_sequence, log.events.len() as i64);
+    assert_eq!(cps[0].events_applied, log.events.len() as i64);
+}
+
+async fn duplicates_and_reordering_change_nothing(store: ReadStore, reference: ReadStore) {
+    let log = day();
+    reference.apply(&log.prepared(), None).await.unwrap();
+
+    // Deliver in a scrambled order with every event twice, in small batches; what comes
+    // early is delivered again later, as JetStream redelivers what is not acknowledged.
+    let mut pending: Vec<Prepared> = log.prepared();
+    pending.extend(log.prepared());
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..pending.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        pending.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+    let mut rounds = 0;
+    while !pending.is_empty() {
+        rounds += 1;
+        assert!(rounds < 100, "never converged");
+        let mut again = Vec::new();
+        for chunk in pending.chunks(3) {
+            let report = store.apply(chunk, Some("p0")).await.unwrap();
+            for (p, fate) in chunk.iter().zip(&report.fates) {
+                if *fate == Fate::Early {
+                    again.push(p.clone());
+                }
+            }
+        }
+        pending = again;
+    }
+    assert!(rounds > 1, "the scramble delivered something early");
+    assert_eq!(
+        store.all_periods().await.unwrap(),
+        reference.all_periods().await.unwrap()
+    );
+    assert_eq!(
+        store.customers("", 100).await.unwrap(),
+        reference.customers("", 100).await.unwrap()
+    );
+    for c in [C1, C2] {
+        assert_eq!(
+            store.timeline(c, 0, 100).await.unwrap(),
+            reference.timeline(c, 0, 100).await.unwrap()
+        );
+    }
+}
+
+async fn poison_is_set_aside_and_the_stream_moves_on(store: ReadStore) {
+    let mut log = Log::default();
+    log.manager(A, "east-1");
+    log.customer(C1, t0());
+    log.push(
+        &format!("customer-{C1}"),
+        "OwnerAssigned",
+        t0(),
+        json!({"nonsense": true}),
+    );
+    log.contact(C1, A, t0() + Duration::hours(1));
+    let report = store.apply(&log.prepared(), Some("p0")).await.unwrap();
+    assert_eq!(
+        report.fates,
+        vec![
+            Fate::Applied,
+            Fate::Applied,
+            Fate::DeadLetter,
+            Fate::Applied
+        ]
+    );
+    let c1 = store.customer(C1).await.unwrap().unwrap();
+    assert_eq!(c1.owner_id, None);
+    assert!(
+        c1.last_contact_at_us.is_some(),
+        "later events still applied"
+    );
+    // Redelivering the poison is a duplicate now.
+    let again = store
+        .apply(&log.prepared()[2..3], Some("p0"))
+        .await
+        .unwrap();
+    assert_eq!(again.fates, vec![Fate::Duplicate]);
+}
+
+async fn postgres() -> (ReadStore, TestDatabase) {
+    let db = TestDatabase::create().await;
+    (ReadStore::connect(&db.url, 4).await.unwrap(), db)
+}
+
+async fn sqlite() -> (ReadStore, TempPath) {
+    let path = TempPath::new("crm-read");
+    let url = format!("sqlite://{}", path.0.display());
+    (ReadStore::connect(&url, 2).await.unwrap(), path)
+}
+
+macro_rules! on_both {
+    ($($case:ident),*) => {
+        mod on_postgres {
+            use super::*;
+            $(#[tokio::test] async fn $case() { let (s, _g) = postgres().await; super::$case(s).await; })*
+            #[tokio::test]
+            async fn duplicates_and_reordering_change_nothing() {
+                let (s, _g) = postgres().await;
+                let (r, _h) = postgres().await;
+                super::duplicates_and_reordering_change_nothing(s, r).await;
+            }
+        }
+        mod on_sqlite {
+            use super::*;
+            $(#[tokio::test] async fn $case() { let (s, _g) = sqlite().await; super::$case(s).await; })*
+            #[tokio::test]
+            async fn duplicates_and_reordering_change_nothing() {
+                let (s, _g) = sqlite().await;
+                let (r, _h) = sqlite().await;
+                super::duplicates_and_reordering_change_nothing(s, r).await;
+            }
+        }
+    };
+}
+
+on_both!(
+    ownership_views_answer_each_question,
+    poison_is_set_aside_and_the_stream_moves_on
+);
+
+#[tokio::test]
+async fn both_backends_build_identical_read_models() {
+    let log = day();
+    let (pg, _g) = postgres().await;
+    let (lite, _h) = sqlite().await;
+    pg.apply(&log.prepared(), None).await.unwrap();
+    lite.apply(&log.prepared(), None).await.unwrap();
+    assert_eq!(
+        pg.all_periods().await.unwrap(),
+        lite.all_periods().await.unwrap()
+    );
+    assert_eq!(
+        pg.customers("", 100).await.unwrap(),
+        lite.customers("", 100).await.unwrap()
+    );
+    assert_eq!(
+        pg.timeline(C1, 0, 100).await.unwrap(),
+        lite.timeline(C1, 0, 100).await.unwrap()
+    );
+}
