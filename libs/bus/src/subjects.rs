@@ -42,6 +42,21 @@ impl Subjects {
         format!("{}.events.{aggregate}.{partition}.>", self.prefix)
     }
 
+    /// Wildcard for one partition of every aggregate type (a projector's consumer).
+    pub fn partition_filter(&self, partition: u32) -> String {
+        format!("{}.events.*.{partition}.>", self.prefix)
+    }
+
+    /// Dead letters of projector `group`, partition `partition`.
+    pub fn dead_letter(&self, group: &str, partition: u32) -> String {
+        format!("{}.dlq.{group}.{partition}", self.prefix)
+    }
+
+    /// Wildcard covering every dead letter.
+    pub fn all_dead_letters(&self) -> String {
+        format!("{}.dlq.>", self.prefix)
+    }
+
     /// Subject of an event of stream `stream_id` (`customer-<uuid>`).
     pub fn event(&self, stream_id: &str, event_type: &str) -> String {
         let (aggregate, id) = split_stream_id(stream_id);

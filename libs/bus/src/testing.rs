@@ -64,7 +64,10 @@ impl Drop for TestStream {
                 .ok()?;
             rt.block_on(async move {
                 let client = async_nats::connect(nats_url()).await.ok()?;
-                jetstream::new(client).delete_stream(&name).await.ok()
+                let js = jetstream::new(client);
+                // Projectors create a dead-letter stream beside it.
+                let _ = js.delete_stream(format!("{name}_DLQ")).await;
+                js.delete_stream(&name).await.ok()
             })
         })
         .join();

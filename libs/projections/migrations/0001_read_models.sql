@@ -94,3 +94,10 @@ CREATE TABLE rm_dead_letters (
     reason       TEXT NOT NULL,
     recorded_us  BIGINT NOT NULL
 );
+
+-- Live projector instances (server mode): each holds a fair share of the partitions.
+CREATE TABLE rm_projector_instances (
+    instance_id   TEXT PRIMARY KEY,
+    group_name    TEXT NOT NULL,
+    heartbeat_us  BIGINT NOT NULL
+);

@@ -10,6 +10,8 @@
 pub mod project;
 pub mod queries;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use project::{project, Arg, Poison, Stmt};
 pub use queries::{CustomerRow, ManagerRow, PeriodRow, PortfolioBy, PortfolioCount, TimelineRow};

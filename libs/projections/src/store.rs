@@ -26,6 +26,8 @@ pub enum ReadError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Config(String),
+    #[error("stream {0} was projected by another transaction at the same time; retry")]
+    Concurrent(String),
 }
 
 /// One event as delivered, with what projecting it gives.
@@ -127,6 +129,7 @@ macro_rules! apply_in {
         let mut tx = $pool.begin().await?;
         let mut versions: HashMap<&str, i64> = HashMap::new();
         let mut dirty: HashMap<&str, i64> = HashMap::new();
+        let mut known: HashMap<&str, i64> = HashMap::new();
         let mut fates = Vec::with_capacity(batch.len());
         let mut applied = 0i64;
         let mut last_event_us = 0i64;
@@ -141,7 +144,9 @@ macro_rules! apply_in {
                             .bind(stream)
                             .fetch_optional(&mut *tx)
                             .await?;
-                    v.unwrap_or(0)
+                    let v = v.unwrap_or(0);
+                    known.insert(stream, v);
+                    v
                 }
             };
             let version = p.event.stream_version as i64;
@@ -189,16 +194,30 @@ macro_rules! apply_in {
             }
             fates.push(fate);
         }
-        // Each stream's position once, after its last applied event.
+        // Each stream's position once, conditional on the version read above: if another
+        // transaction moved it meanwhile (two instances on one partition during a lease
+        // change), this batch fails and is retried, finding its events already applied.
         for (stream, version) in &dirty {
-            sqlx::query(
-                "INSERT INTO rm_stream_positions (stream_id, version) VALUES ($1, $2) \
-                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
-            )
-            .bind(*stream)
-            .bind(*version)
-            .execute(&mut *tx)
-            .await?;
+            let before = known[stream];
+            let moved = if before == 0 {
+                sqlx::query("INSERT INTO rm_stream_positions (stream_id, version) VALUES ($1, $2)")
+                    .bind(*stream)
+                    .bind(*version)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            } else {
+                sqlx::query("UPDATE rm_stream_positions SET version = $2 WHERE stream_id = $1 AND version = $3")
+                    .bind(*stream)
+                    .bind(*version)
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            };
+            if moved != 1 {
+                return Err(ReadError::Concurrent((*stream).to_string()));
+            }
         }
         if let Some(consumer) = $consumer {
             sqlx::query(

@@ -28,6 +28,20 @@ pub mod names {
     pub const RELAY_LAG_SECONDS: &str = "crm_relay_lag_seconds";
     /// 1 while this relay holds the leader lock, else 0.
     pub const RELAY_LEADER: &str = "crm_relay_leader";
+    /// Events handled by a projector. Labels: `fate` (`applied`, `duplicate`, `early`,
+    /// `dead_letter`).
+    pub const PROJECTOR_EVENTS_TOTAL: &str = "crm_projector_events_total";
+    /// Messages of a partition not yet applied. Labels: `partition`.
+    pub const PROJECTOR_EVENTS_BEHIND: &str = "crm_projector_events_behind";
+    /// Age of the newest applied event while messages wait (0 when caught up). Labels:
+    /// `partition`.
+    pub const PROJECTOR_SECONDS_BEHIND: &str = "crm_projector_seconds_behind";
+    /// Messages sent to the dead-letter stream.
+    pub const PROJECTOR_DEAD_LETTERS_TOTAL: &str = "crm_projector_dead_letters_total";
+    /// Partitions this projector instance holds.
+    pub const PROJECTOR_PARTITIONS_HELD: &str = "crm_projector_partitions_held";
+    /// Batches whose transaction failed and was retried.
+    pub const PROJECTOR_RETRIES_TOTAL: &str = "crm_projector_retries_total";
 }
 
 /// Register descriptions so `/metrics` explains itself.
@@ -61,6 +75,31 @@ pub fn describe() {
     describe_counter!(
         names::INGRESS_REJECTED_TOTAL,
         "Payloads refused before reaching the domain"
+    );
+    describe_counter!(
+        names::PROJECTOR_EVENTS_TOTAL,
+        "Events handled by the projector, by fate (applied, duplicate, early, dead_letter)"
+    );
+    describe_gauge!(
+        names::PROJECTOR_EVENTS_BEHIND,
+        "Messages of the partition not yet applied to the read models"
+    );
+    describe_gauge!(
+        names::PROJECTOR_SECONDS_BEHIND,
+        Unit::Seconds,
+        "Age of the newest applied event while messages wait; 0 when caught up"
+    );
+    describe_counter!(
+        names::PROJECTOR_DEAD_LETTERS_TOTAL,
+        "Messages the projector could not apply, sent to the dead-letter stream"
+    );
+    describe_gauge!(
+        names::PROJECTOR_PARTITIONS_HELD,
+        "Stream partitions this projector instance consumes"
+    );
+    describe_counter!(
+        names::PROJECTOR_RETRIES_TOTAL,
+        "Projector batches retried after a read-model transaction failed"
     );
     describe_counter!(
         names::RELAY_PUBLISHED_TOTAL,

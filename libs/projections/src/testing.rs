@@ -1,0 +1,131 @@
+//! Test helpers: stored events built by hand, the way the store records them.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crm_eventstore::{EventMetadata, LogPosition, RecordedEvent};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::store::Prepared;
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()
+}
+
+/// Builds stored events the way the store records them, one stream version at a time.
+#[derive(Default)]
+pub struct Log {
+    pub events: Vec<RecordedEvent>,
+    versions: std::collections::HashMap<String, u64>,
+}
+
+impl Log {
+    pub fn push(&mut self, stream: &str, event_type: &str, at: DateTime<Utc>, payload: Value) {
+        let version = {
+            let v = self.versions.entry(stream.to_string()).or_default();
+            *v += 1;
+            *v
+        };
+        let n = self.events.len() as u64 + 1;
+        self.events.push(RecordedEvent {
+            log_position: LogPosition::new(n, n),
+            stream_id: stream.to_string(),
+            stream_version: version,
+            event_id: Uuid::new_v4(),
+            event_type: event_type.to_string(),
+            schema_version: 1,
+            payload,
+            metadata: EventMetadata {
+                command_id: Uuid::new_v4(),
+                correlation_id: Uuid::new_v4(),
+                causation_id: None,
+                actor: "person:li.wei".into(),
+                occurred_at: at,
+                recorded_at: at,
+            },
+        });
+    }
+
+    pub fn manager(&mut self, id: &str, team: &str) {
+        self.push(
+            &format!("manager-{id}"),
+            "ManagerRegistered",
+            t0(),
+            json!({"branch": "sh-01", "holding_limit": 150, "manager_id": id, "name": "Li Wei",
+                   "region": "east", "role": "manager", "team": team}),
+        );
+    }
+
+    pub fn customer(&mut self, id: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{id}"),
+            "CustomerRegistered",
+            at,
+            json!({"aum_minor": 8000000, "branch": "sh-01",
+                   "consents": {"email": true, "phone": true, "sms": true}, "customer_id": id,
+                   "customer_type": "individual", "display_name": "王芳", "email": null,
+                   "first_touch_channel": "web", "industry": null, "phone": null,
+                   "product_interest": null, "region": "east", "registered_at": at,
+                   "registration_number": null, "stage": "lead", "value_tier": "mid"}),
+        );
+    }
+
+    pub fn assign(&mut self, c: &str, m: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "OwnerAssigned",
+            at,
+            json!({"assigned_by": "person:li.wei", "customer_id": c, "manager_id": m,
+                   "previous_owner": null, "reason": "walk-in", "region": "east", "team": "east-1"}),
+        );
+    }
+
+    pub fn transfer(&mut self, c: &str, from: &str, to: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "OwnershipTransferred",
+            at,
+            json!({"customer_id": c, "from_manager": from, "reason": "rebalance",
+                   "to_manager": to, "to_region": "north", "to_team": "north-2",
+                   "transferred_by": "person:li.wei"}),
+        );
+    }
+
+    pub fn release(&mut self, c: &str, from: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "ReleasedToPool",
+            at,
+            json!({"customer_id": c, "previous_owner": from, "reason": "left the region",
+                   "released_by": "person:li.wei"}),
+        );
+    }
+
+    pub fn claim(&mut self, c: &str, m: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "ClaimedFromPool",
+            at,
+            json!({"customer_id": c, "manager_id": m, "region": "east", "team": "east-1"}),
+        );
+    }
+
+    pub fn contact(&mut self, c: &str, m: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "ContactRecorded",
+            at,
+            json!({"by_owner": true, "channel": "phone", "contact_id": Uuid::new_v4(),
+                   "contacted_at": at, "customer_id": c, "direction": "outbound",
+                   "manager_id": m, "next_follow_up_at": at + Duration::days(7),
+                   "outcome": "reached", "summary": null}),
+        );
+    }
+
+    pub fn prepared(&self) -> Vec<Prepared> {
+        self.events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Prepared::new(e.clone(), i as u64 + 1))
+            .collect()
+    }
+}

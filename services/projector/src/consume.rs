@@ -1,0 +1,241 @@
+//! Where one stream partition is consumed: a durable JetStream pull consumer whose
+//! messages are applied to the read models in batches, each batch in one transaction with
+//! the consumer's checkpoint, then acknowledged.
+//!
+//! - duplicates (redeliveries, a crash between commit and ack) are acknowledged and
+//!   change nothing;
+//! - an event that arrives before an earlier event of its customer is not applied; it is
+//!   NAK'd with a short delay and applied once its predecessor is;
+//! - a message that cannot be applied (undecodable body, unknown event type, payload that
+//!   does not fit its schema) is published to the dead-letter stream, logged, counted,
+//!   and acknowledged: its customer's later events keep flowing;
+//! - when the read-model database fails, the batch is retried in place with backoff;
+//!   nothing is acknowledged before it is committed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use crm_bus::Subjects;
+use crm_projections::{Fate, Prepared, ReadStore};
+use crm_telemetry::names;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+
+use crate::health::Health;
+
+/// What a partition task needs.
+#[derive(Clone)]
+pub struct Ctx {
+    pub js: jetstream::Context,
+    pub stream: String,
+    pub subjects: Subjects,
+    pub group: String,
+    pub store: ReadStore,
+    pub batch: usize,
+    pub ack_wait: Duration,
+    pub health: Arc<Health>,
+}
+
+impl Ctx {
+    pub fn consumer_name(&self, partition: u32) -> String {
+        format!("{}-p{partition:02}", self.group)
+    }
+}
+
+/// Consume `partition` until `stop` turns true. Errors of NATS end the task (the caller
+/// restarts it); read-model errors are retried here.
+pub async fn run_partition(
+    ctx: Ctx,
+    partition: u32,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let name = ctx.consumer_name(partition);
+    let stream = ctx
+        .js
+        .get_stream(&ctx.stream)
+        .await
+        .map_err(|e| anyhow::anyhow!("stream {}: {e}", ctx.stream))?;
+    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                description: Some(format!("read models, partition {partition}")),
+                filter_subject: ctx.subjects.partition_filter(partition),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: ctx.ack_wait,
+                max_ack_pending: (ctx.batch * 8) as i64,
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(ctx.batch)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
+    tracing::info!(partition, consumer = %name, "consuming");
+    ctx.health.started(partition);
+
+    loop {
+        let first = tokio::select! {
+            _ = stop.changed() => {
+                // Hand what was already pulled back at once, so the partition's next
+                // owner need not wait for the ack deadline.
+                while let Some(Some(Ok(m))) = messages.next().now_or_never() {
+                    let _ = m.ack_with(AckKind::Nak(None)).await;
+                }
+                break;
+            }
+            m = messages.next() => m,
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first.map_err(|e| anyhow::anyhow!("{name}: {e}"))?];
+        while batch.len() < ctx.batch {
+            match messages.next().now_or_never() {
+                Some(Some(m)) => batch.push(m.map_err(|e| anyhow::anyhow!("{name}: {e}"))?),
+                _ => break,
+            }
+        }
+        handle_batch(&ctx, partition, &name, batch, &mut stop).await?;
+    }
+    tracing::info!(partition, "partition released");
+    ctx.health.stopped(partition);
+    Ok(())
+}
+
+async fn handle_batch(
+    ctx: &Ctx,
+    partition: u32,
+    consumer: &str,
+    batch: Vec<jetstream::Message>,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut prepared = Vec::with_capacity(batch.len());
+    let mut carried = Vec::with_capacity(batch.len());
+    let mut pending_after = 0u64;
+    for msg in batch {
+        let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sequence = info.stream_sequence;
+        pending_after = info.pending;
+        match crm_bus::envelope::decode(&msg.payload) {
+            Ok(event) => {
+                let p = Prepared::new(event, sequence);
+                if let Err(poison) = &p.changes {
+                    dead_letter(ctx, partition, &msg, sequence, &poison.to_string()).await?;
+                }
+                prepared.push(p);
+                carried.push(msg);
+            }
+            Err(e) => {
+                // Not even an event: nothing to apply; set it aside and move on.
+                dead_letter(
+                    ctx,
+                    partition,
+                    &msg,
+                    sequence,
+                    &format!("undecodable body: {e}"),
+                )
+                .await?;
+                msg.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
+    }
+    if prepared.is_empty() {
+        return Ok(());
+    }
+
+    let mut backoff = Duration::from_millis(100);
+    let report = loop {
+        match ctx.store.apply(&prepared, Some(consumer)).await {
+            Ok(r) => break r,
+            Err(e) => {
+                metrics::counter!(names::PROJECTOR_RETRIES_TOTAL).increment(1);
+                tracing::warn!(error = %e, partition, "applying a batch failed; retrying");
+                ctx.health.failing(partition, &e.to_string());
+                tokio::select! {
+                    _ = stop.changed() => {
+                        // Give the messages back at once for the next owner.
+                        for m in &carried {
+                            let _ = m.ack_with(AckKind::Nak(None)).await;
+                        }
+                        return Ok(());
+                    }
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+
+    let mut newest_us = 0i64;
+    for ((msg, p), fate) in carried.iter().zip(&prepared).zip(&report.fates) {
+        let label = match fate {
+            Fate::Applied => "applied",
+            Fate::Duplicate => "duplicate",
+            Fate::Early => "early",
+            Fate::DeadLetter => "dead_letter",
+        };
+        metrics::counter!(names::PROJECTOR_EVENTS_TOTAL, "fate" => label).increment(1);
+        let result = match fate {
+            Fate::Early => {
+                msg.ack_with(AckKind::Nak(Some(Duration::from_millis(50))))
+                    .await
+            }
+            _ => msg.ack().await,
+        };
+        result.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+        if matches!(fate, Fate::Applied | Fate::DeadLetter) {
+            newest_us = newest_us.max(p.event.metadata.recorded_at.timestamp_micros());
+        }
+    }
+    let applied = report.count(Fate::Applied) + report.count(Fate::DeadLetter);
+    ctx.health
+        .progress(partition, applied, pending_after, newest_us);
+    Ok(())
+}
+
+/// Publish `msg` to the dead-letter stream with the reason; deduplicated by stream
+/// sequence, so a redelivery does not add a second copy.
+async fn dead_letter(
+    ctx: &Ctx,
+    partition: u32,
+    msg: &jetstream::Message,
+    sequence: u64,
+    reason: &str,
+) -> anyhow::Result<()> {
+    metrics::counter!(names::PROJECTOR_DEAD_LETTERS_TOTAL).increment(1);
+    tracing::error!(
+        partition,
+        sequence,
+        subject = %msg.subject,
+        reason,
+        "message set aside in the dead-letter stream"
+    );
+    let mut headers = msg.headers.clone().unwrap_or_default();
+    headers.insert("Crm-Dead-Letter-Reason", reason);
+    headers.insert("Crm-Source-Subject", msg.subject.as_str());
+    headers.insert("Crm-Source-Sequence", sequence.to_string().as_str());
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{}-{}-{sequence}", ctx.stream, ctx.group).as_str(),
+    );
+    let started = Instant::now();
+    ctx.js
+        .publish_with_headers(
+            ctx.subjects.dead_letter(&ctx.group, partition),
+            headers,
+            msg.payload.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("dead-letter publish: {e}"))?
+        .await
+        .map_err(|e| anyhow::anyhow!("dead-letter publish: {e}"))?;
+    tracing::debug!(elapsed = ?started.elapsed(), "dead letter stored");
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `crm-projector`: builds the read models from the JetStream event stream.
+//!
+//! - `partitions.rs`: which instance consumes which stream partition (leases, balance);
+//! - `consume.rs`: one partition's durable consumer, batches applied exactly once;
+//! - `health.rs`: lag per partition and the caught up / catching up / stalled verdict;
+//! - the read models themselves are decided in `libs/projections/src/project.rs`.
+#![forbid(unsafe_code)]
+
+pub mod consume;
+pub mod health;
+pub mod partitions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use crm_bus::Subjects;
+use crm_projections::ReadStore;
+
+use crate::consume::Ctx;
+use crate::health::{Health, State as Verdict};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    /// Read-model database: postgres://… (server mode) or sqlite://path (embedded).
+    pub read_url: String,
+    pub stream: String,
+    pub subject_prefix: String,
+    /// Consumer group: every instance of one group shares the partitions.
+    pub group: String,
+    pub http_addr: SocketAddr,
+    /// Most messages applied in one transaction.
+    pub batch: usize,
+    pub ack_wait: Duration,
+}
+
+pub struct App {
+    ctx: Ctx,
+    instance: String,
+    pub http_addr: SocketAddr,
+}
+
+impl App {
+    /// Connect, migrate the read models, make sure the dead-letter stream exists, and
+    /// serve `/healthz` and `/metrics`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = crm_telemetry::install_prometheus();
+        let store = ReadStore::connect(&config.read_url, 8)
+            .await
+            .with_context(|| format!("opening the read models at {}", config.read_url))?;
+        let client = async_nats::connect(&config.nats_url)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", config.nats_url))?;
+        let js = async_nats::jetstream::new(client);
+        let subjects = Subjects::new(config.subject_prefix.clone());
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: format!("{}_DLQ", config.stream),
+            description: Some("events the projectors could not apply".into()),
+            subjects: vec![subjects.all_dead_letters()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the dead-letter stream: {e}"))?;
+
+        let instance = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "projector".into()),
+            uuid::Uuid::new_v4().simple()
+        );
+        let health = Arc::new(Health::new(instance.clone()));
+        let ctx = Ctx {
+            js,
+            stream: config.stream,
+            subjects,
+            group: config.group,
+            store,
+            batch: config.batch,
+            ack_wait: config.ack_wait,
+            health: health.clone(),
+        };
+
+        let app = Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(health)
+            .route(
+                "/metrics",
+                get(move || std::future::ready(metrics.render())),
+            );
+        let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
+        let http_addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "health server stopped");
+            }
+        });
+        Ok(Self {
+            ctx,
+            instance,
+            http_addr,
+        })
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        self.ctx.health.clone()
+    }
+
+    pub fn store(&self) -> &ReadStore {
+        &self.ctx.store
+    }
+
+    /// Consume until `shutdown` resolves.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tracing::info!(instance = %self.instance, group = %self.ctx.group, "projector running");
+        partitions::balance(self.ctx, self.instance, shutdown).await
+    }
+}
+
+/// 200 when caught up or catching up, 503 when stalled; the body says which and why.
+async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let report = health.report();
+    let status = if report.state == Verdict::Stalled {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(report))
+}

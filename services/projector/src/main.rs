@@ -1,0 +1,64 @@
+//! `crm-projector`: see the library documentation.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use crm_projector::{App, Config};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crm-projector",
+    about = "Build the read models from the JetStream event stream"
+)]
+struct Args {
+    /// Read-model database: postgres://… or sqlite://path.
+    #[arg(long, env = "CRM_READ_URL")]
+    read_url: String,
+    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// JetStream stream of events.
+    #[arg(long, env = "CRM_STREAM", default_value = "CRM_EVENTS")]
+    stream: String,
+    #[arg(long, env = "CRM_SUBJECT_PREFIX", default_value = "crm")]
+    subject_prefix: String,
+    /// Consumer group: instances of one group share the stream's partitions.
+    #[arg(long, env = "CRM_PROJECTOR_GROUP", default_value = "read-models")]
+    group: String,
+    /// `/healthz` and `/metrics`.
+    #[arg(long, env = "CRM_HTTP_ADDR", default_value = "127.0.0.1:8082")]
+    http_addr: SocketAddr,
+    /// Most messages applied in one transaction.
+    #[arg(long, env = "CRM_PROJECTOR_BATCH", default_value_t = 256)]
+    batch: usize,
+    /// Seconds before an unacknowledged message is delivered again.
+    #[arg(long, env = "CRM_PROJECTOR_ACK_WAIT", default_value_t = 10)]
+    ack_wait: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    crm_telemetry::init_tracing();
+    let a = Args::parse();
+    let app = App::build(Config {
+        nats_url: a.nats_url,
+        read_url: a.read_url,
+        stream: a.stream,
+        subject_prefix: a.subject_prefix,
+        group: a.group,
+        http_addr: a.http_addr,
+        batch: a.batch,
+        ack_wait: Duration::from_secs(a.ack_wait),
+    })
+    .await?;
+    tracing::info!(http = %app.http_addr, "health at /healthz, metrics at /metrics");
+    crm_telemetry::announce_ready(&serde_json::json!({
+        "http": app.http_addr.to_string(),
+        "instance": app.instance(),
+    }))?;
+    app.run_until(crm_telemetry::shutdown_signal()).await
+}
