@@ -7,6 +7,9 @@
 //! - [`queries`]: what users ask of them.
 #![forbid(unsafe_code)]
 
+pub mod facts;
+pub mod funnel;
+pub mod kpi;
 pub mod project;
 pub mod queries;
 pub mod store;

@@ -96,12 +96,22 @@ const OPEN_PERIOD: &str =
     "INSERT INTO rm_ownership_periods (customer_id, start_version, manager_id, team, region, \
      from_us, start_event, start_reason, started_by, start_event_id) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const OPEN_STAGE: &str =
+    "INSERT INTO rm_stage_periods (customer_id, start_version, stage, from_us) \
+     VALUES ($1, $2, $3, $4)";
+/// The owner at the instant of the move is read from the current-owner row, which this
+/// projector keeps in step within the same transaction.
+const TRANSITION: &str =
+    "INSERT INTO rm_stage_transitions (customer_id, version, from_stage, to_stage, at_us, \
+     reactivated, owner_id) VALUES ($1, $2, $3, $4, $5, $6, \
+     (SELECT owner_id FROM rm_customers WHERE customer_id = $1))";
 const SET_OWNER: &str =
     "UPDATE rm_customers SET owner_id = $2, owner_team = $3, owner_region = $4, \
      owned_since_us = $5 WHERE customer_id = $1";
 
 fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec<Stmt> {
     let at = micros(e.metadata.occurred_at);
+    let version = e.stream_version as i64;
     let actor = e.metadata.actor.as_str();
     let mut out = Vec::with_capacity(4);
     // Ownership changes: close the open period, open the next one.
@@ -142,7 +152,28 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
         ));
     };
     match c {
-        CustomerEvent::CustomerRegistered(r) => out.push(stmt(
+        CustomerEvent::CustomerRegistered(r) => {
+            out.push(stmt(
+                OPEN_STAGE,
+                vec![
+                    customer.into(),
+                    version.into(),
+                    r.stage.as_str().into(),
+                    micros(r.registered_at).into(),
+                ],
+            ));
+            out.push(stmt(
+                TRANSITION,
+                vec![
+                    customer.into(),
+                    version.into(),
+                    Arg::NullText,
+                    r.stage.as_str().into(),
+                    micros(r.registered_at).into(),
+                    0i64.into(),
+                ],
+            ));
+            out.push(stmt(
             "INSERT INTO rm_customers (customer_id, customer_type, display_name, region, branch, \
              first_touch_channel, stage, value_tier, aum_minor, registered_at_us) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -158,7 +189,8 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
                 r.aum_minor.into(),
                 micros(r.registered_at).into(),
             ],
-        )),
+            ));
+        }
         CustomerEvent::ProfileUpdated(p) => out.push(stmt(
             "UPDATE rm_customers SET display_name = COALESCE($2, display_name), \
              region = COALESCE($3, region), branch = COALESCE($4, branch), \
@@ -210,28 +242,138 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
                 ],
             ));
         }
-        CustomerEvent::ContactRecorded(k) => out.push(stmt(
-            "UPDATE rm_customers SET last_contact_at_us = $2, next_follow_up_us = $3 \
-             WHERE customer_id = $1",
+        CustomerEvent::ContactRecorded(k) => {
+            out.push(stmt(
+                "UPDATE rm_customers SET last_contact_at_us = $2, next_follow_up_us = $3 \
+                 WHERE customer_id = $1",
+                vec![
+                    customer.into(),
+                    micros(k.contacted_at).into(),
+                    k.next_follow_up_at.map(micros).into(),
+                ],
+            ));
+            out.push(stmt(
+                "INSERT INTO rm_contacts (customer_id, version, manager_id, by_owner, channel, outcome, at_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                vec![
+                    customer.into(),
+                    version.into(),
+                    k.manager_id.to_string().into(),
+                    i64::from(k.by_owner).into(),
+                    k.channel.as_str().into(),
+                    k.outcome.as_str().into(),
+                    micros(k.contacted_at).into(),
+                ],
+            ));
+        }
+        CustomerEvent::LifecycleStageChanged(l) => {
+            out.push(stmt(
+                "UPDATE rm_customers SET stage = $2 WHERE customer_id = $1",
+                vec![customer.into(), l.to.as_str().into()],
+            ));
+            out.push(stmt(
+                "UPDATE rm_stage_periods SET to_us = $2 WHERE customer_id = $1 AND to_us IS NULL",
+                vec![customer.into(), at.into()],
+            ));
+            out.push(stmt(
+                OPEN_STAGE,
+                vec![
+                    customer.into(),
+                    version.into(),
+                    l.to.as_str().into(),
+                    at.into(),
+                ],
+            ));
+            out.push(stmt(
+                TRANSITION,
+                vec![
+                    customer.into(),
+                    version.into(),
+                    l.from.as_str().into(),
+                    l.to.as_str().into(),
+                    at.into(),
+                    i64::from(l.reactivated).into(),
+                ],
+            ));
+        }
+        CustomerEvent::ComplaintLogged(l) => out.push(stmt(
+            "INSERT INTO rm_complaints (complaint_id, customer_id, owner_id, severity, logged_at_us, \
+             resolutions, resolution_breaches, reopens, escalations) VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0)",
             vec![
+                l.complaint_id.to_string().into(),
                 customer.into(),
-                micros(k.contacted_at).into(),
-                k.next_follow_up_at.map(micros).into(),
+                l.owner.map(|o| o.to_string()).into(),
+                l.severity.as_str().into(),
+                micros(l.logged_at).into(),
             ],
         )),
-        CustomerEvent::LifecycleStageChanged(l) => out.push(stmt(
-            "UPDATE rm_customers SET stage = $2 WHERE customer_id = $1",
-            vec![customer.into(), l.to.as_str().into()],
+        CustomerEvent::ComplaintAcknowledged(a) => out.push(stmt(
+            "UPDATE rm_complaints SET first_response_s = $2, first_response_in_sla = $3 \
+             WHERE complaint_id = $1",
+            vec![
+                a.complaint_id.to_string().into(),
+                a.response_seconds.into(),
+                i64::from(a.within_sla).into(),
+            ],
         )),
-        CustomerEvent::ComplaintLogged(_)
-        | CustomerEvent::ComplaintAcknowledged(_)
-        | CustomerEvent::ComplaintEscalated(_)
-        | CustomerEvent::ComplaintResolved(_)
-        | CustomerEvent::ComplaintReopened(_)
-        | CustomerEvent::ComplaintClosed(_)
-        | CustomerEvent::PurchaseRecorded(_)
-        | CustomerEvent::ReferralRecorded(_)
-        | CustomerEvent::ReferralConverted(_) => {}
+        CustomerEvent::ComplaintEscalated(x) => out.push(stmt(
+            "UPDATE rm_complaints SET escalations = escalations + 1 WHERE complaint_id = $1",
+            vec![x.complaint_id.to_string().into()],
+        )),
+        CustomerEvent::ComplaintResolved(r) => out.push(stmt(
+            "UPDATE rm_complaints SET resolved_at_us = $2, resolution_s = $3, resolution_in_sla = $4, \
+             resolved_by = $5, resolutions = resolutions + 1, \
+             resolution_breaches = resolution_breaches + $6 WHERE complaint_id = $1",
+            vec![
+                r.complaint_id.to_string().into(),
+                at.into(),
+                r.resolution_seconds.into(),
+                i64::from(r.within_sla).into(),
+                r.resolved_by.to_string().into(),
+                i64::from(!r.within_sla).into(),
+            ],
+        )),
+        CustomerEvent::ComplaintReopened(r) => out.push(stmt(
+            "UPDATE rm_complaints SET reopens = reopens + 1, resolved_at_us = NULL \
+             WHERE complaint_id = $1",
+            vec![r.complaint_id.to_string().into()],
+        )),
+        CustomerEvent::ComplaintClosed(c) => out.push(stmt(
+            "UPDATE rm_complaints SET closed_at_us = $2, satisfaction = $3 WHERE complaint_id = $1",
+            vec![
+                c.complaint_id.to_string().into(),
+                at.into(),
+                c.satisfaction.map(i64::from).into(),
+            ],
+        )),
+        CustomerEvent::PurchaseRecorded(p) => out.push(stmt(
+            "INSERT INTO rm_purchases (purchase_id, customer_id, manager_id, product_line, amount_minor, \
+             currency, at_us) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![
+                p.purchase_id.to_string().into(),
+                customer.into(),
+                p.manager_id.map(|m| m.to_string()).into(),
+                p.product_line.as_str().into(),
+                p.amount_minor.into(),
+                p.currency.as_str().into(),
+                at.into(),
+            ],
+        )),
+        CustomerEvent::ReferralRecorded(r) => out.push(stmt(
+            "INSERT INTO rm_referrals (referral_id, customer_id, referrer, referred_to, recorded_at_us) \
+             VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                r.referral_id.to_string().into(),
+                customer.into(),
+                r.referrer.as_str().into(),
+                r.referred_to.to_string().into(),
+                at.into(),
+            ],
+        )),
+        CustomerEvent::ReferralConverted(r) => out.push(stmt(
+            "UPDATE rm_referrals SET converted_at_us = $2 WHERE referral_id = $1",
+            vec![r.referral_id.to_string().into(), at.into()],
+        )),
     }
     out.push(stmt(
         "INSERT INTO rm_timeline (customer_id, version, event_id, event_type, occurred_at_us, actor, \

@@ -297,3 +297,139 @@ impl PortfolioBy {
         }
     }
 }
+
+mod fact_rows {
+    use super::*;
+    use crate::facts::{Complaint, Contact, Referral, StagePeriod, Transition};
+
+    fn flag<'r, R: Row>(r: &'r R, col: &'r str) -> Result<bool, sqlx::Error>
+    where
+        &'r str: ColumnIndex<R>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(r.try_get::<i64, _>(col)? != 0)
+    }
+
+    macro_rules! fact_row {
+        ($t:ident |$r:ident| $body:expr) => {
+            impl FromRow for $t {
+                fn from_row<'r, R: Row>($r: &'r R) -> Result<Self, sqlx::Error>
+                where
+                    &'r str: ColumnIndex<R>,
+                    String: Decode<'r, R::Database> + Type<R::Database>,
+                    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+                    i64: Decode<'r, R::Database> + Type<R::Database>,
+                    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+                {
+                    Ok($body)
+                }
+            }
+        };
+    }
+
+    fact_row!(
+        StagePeriod
+            | r
+            | StagePeriod {
+                customer_id: r.try_get("customer_id")?,
+                stage: r.try_get("stage")?,
+                from_us: r.try_get("from_us")?,
+                to_us: r.try_get("to_us")?,
+            }
+    );
+    fact_row!(
+        Transition
+            | r
+            | Transition {
+                customer_id: r.try_get("customer_id")?,
+                from_stage: r.try_get("from_stage")?,
+                to_stage: r.try_get("to_stage")?,
+                at_us: r.try_get("at_us")?,
+                reactivated: flag(r, "reactivated")?,
+                owner_id: r.try_get("owner_id")?,
+            }
+    );
+    fact_row!(
+        Contact
+            | r
+            | Contact {
+                customer_id: r.try_get("customer_id")?,
+                manager_id: r.try_get("manager_id")?,
+                by_owner: flag(r, "by_owner")?,
+                at_us: r.try_get("at_us")?,
+            }
+    );
+    fact_row!(
+        Complaint
+            | r
+            | Complaint {
+                complaint_id: r.try_get("complaint_id")?,
+                customer_id: r.try_get("customer_id")?,
+                owner_id: r.try_get("owner_id")?,
+                severity: r.try_get("severity")?,
+                logged_at_us: r.try_get("logged_at_us")?,
+                first_response_s: r.try_get("first_response_s")?,
+                first_response_in_sla: r
+                    .try_get::<Option<i64>, _>("first_response_in_sla")?
+                    .map(|v| v != 0),
+                resolution_s: r.try_get("resolution_s")?,
+                resolutions: r.try_get("resolutions")?,
+                resolution_breaches: r.try_get("resolution_breaches")?,
+                reopens: r.try_get("reopens")?,
+                satisfaction: r.try_get("satisfaction")?,
+            }
+    );
+    fact_row!(
+        Referral
+            | r
+            | Referral {
+                referral_id: r.try_get("referral_id")?,
+                referrer: r.try_get("referrer")?,
+                referred_to: r.try_get("referred_to")?,
+                recorded_at_us: r.try_get("recorded_at_us")?,
+                converted_at_us: r.try_get("converted_at_us")?,
+            }
+    );
+
+    impl ReadStore {
+        /// Every fact the funnel and the KPIs are computed from.
+        pub async fn facts(&self) -> Result<crate::facts::Facts, ReadError> {
+            Ok(crate::facts::Facts {
+                customers: self.customers("", i64::MAX).await?,
+                managers: self.managers().await?,
+                ownership: self.all_periods().await?,
+                stages: fetch!(
+                    self,
+                    StagePeriod,
+                    "SELECT customer_id, stage, from_us, to_us FROM rm_stage_periods \
+                     ORDER BY customer_id, start_version"
+                ),
+                transitions: fetch!(
+                    self,
+                    Transition,
+                    "SELECT customer_id, from_stage, to_stage, at_us, reactivated, owner_id \
+                     FROM rm_stage_transitions ORDER BY customer_id, version"
+                ),
+                contacts: fetch!(
+                    self,
+                    Contact,
+                    "SELECT customer_id, manager_id, by_owner, at_us FROM rm_contacts \
+                     ORDER BY customer_id, version"
+                ),
+                complaints: fetch!(
+                    self,
+                    Complaint,
+                    "SELECT complaint_id, customer_id, owner_id, severity, logged_at_us, first_response_s, \
+                     first_response_in_sla, resolution_s, resolutions, resolution_breaches, reopens, \
+                     satisfaction FROM rm_complaints ORDER BY complaint_id"
+                ),
+                referrals: fetch!(
+                    self,
+                    Referral,
+                    "SELECT referral_id, referrer, referred_to, recorded_at_us, converted_at_us \
+                     FROM rm_referrals ORDER BY referral_id"
+                ),
+            })
+        }
+    }
+}

@@ -93,13 +93,22 @@ fn migrator() -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     use std::borrow::Cow;
     Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1001,
-            Cow::Borrowed("read models"),
-            MigrationType::Simple,
-            Cow::Borrowed(include_str!("../migrations/0001_read_models.sql")),
-            false,
-        )]),
+        migrations: Cow::Owned(vec![
+            Migration::new(
+                1001,
+                Cow::Borrowed("read models"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../migrations/0001_read_models.sql")),
+                false,
+            ),
+            Migration::new(
+                1002,
+                Cow::Borrowed("funnel and KPI facts"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../migrations/0002_funnel_kpis.sql")),
+                false,
+            ),
+        ]),
         // Read models may share a database (and its `_sqlx_migrations` table) with the
         // event store: their versions start at 1001, and each migrator ignores the other's.
         ignore_missing: true,

@@ -121,6 +121,61 @@ impl Log {
         );
     }
 
+    pub fn stage(&mut self, c: &str, from: &str, to: &str, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "LifecycleStageChanged",
+            at,
+            json!({"customer_id": c, "from": from, "to": to, "reason": "test",
+                   "reactivated": from == "dormant" && to == "active"}),
+        );
+    }
+
+    /// A complaint logged, answered after `response_s`, resolved after `resolution_s`,
+    /// closed with `satisfaction`.
+    pub fn complaint(
+        &mut self,
+        c: &str,
+        owner: Option<&str>,
+        at: DateTime<Utc>,
+        response_s: i64,
+        resolution_s: i64,
+        satisfaction: u8,
+    ) {
+        let k = Uuid::new_v4().to_string();
+        let stream = format!("customer-{c}");
+        self.push(
+            &stream,
+            "ComplaintLogged",
+            at,
+            json!({"customer_id": c, "complaint_id": k, "severity": "normal", "category": "fees",
+                   "description": "test", "channel": "phone", "owner": owner, "logged_at": at,
+                   "first_response_due_at": at + Duration::minutes(10),
+                   "resolution_due_at": at + Duration::hours(72)}),
+        );
+        let by = owner.unwrap_or("01930000-0000-7000-8000-0000000000ff");
+        self.push(
+            &stream,
+            "ComplaintAcknowledged",
+            at + Duration::seconds(response_s),
+            json!({"customer_id": c, "complaint_id": k, "by": by,
+                   "response_seconds": response_s, "within_sla": response_s <= 600}),
+        );
+        self.push(
+            &stream,
+            "ComplaintResolved",
+            at + Duration::seconds(resolution_s),
+            json!({"customer_id": c, "complaint_id": k, "resolved_by": by, "resolution": "refund",
+                   "resolution_seconds": resolution_s, "within_sla": resolution_s <= 72 * 3600}),
+        );
+        self.push(
+            &stream,
+            "ComplaintClosed",
+            at + Duration::seconds(resolution_s + 60),
+            json!({"customer_id": c, "complaint_id": k, "satisfaction": satisfaction}),
+        );
+    }
+
     pub fn prepared(&self) -> Vec<Prepared> {
         self.events
             .iter()

@@ -273,3 +273,92 @@ async fn both_backends_build_identical_read_models() {
         lite.timeline(C1, 0, 100).await.unwrap()
     );
 }
+
+/// The day, plus stage moves and complaints, for the funnel and the KPIs.
+fn analytic_day() -> Log {
+    let mut log = day();
+    let h = |n: i64| t0() + Duration::hours(n);
+    log.stage(C1, "lead", "contacted", h(2));
+    log.stage(C1, "contacted", "qualified", h(6));
+    log.stage(C1, "qualified", "customer", h(7));
+    log.stage(C2, "lead", "contacted", h(8));
+    log.complaint(C1, Some(A), h(9), 300, 7200, 5);
+    log.complaint(C2, Some(B), h(9), 1200, 3600, 3);
+    log
+}
+
+#[tokio::test]
+async fn funnel_and_kpis_are_the_same_on_both_backends() {
+    use crm_projections::facts::Granularity;
+    use crm_projections::funnel::{self, Slice};
+    use crm_projections::kpi::{self, Level};
+
+    let log = analytic_day();
+    let (pg, _g) = postgres().await;
+    let (lite, _h) = sqlite().await;
+    pg.apply(&log.prepared(), None).await.unwrap();
+    lite.apply(&log.prepared(), None).await.unwrap();
+    let (fp, fl) = (pg.facts().await.unwrap(), lite.facts().await.unwrap());
+
+    let day_start = t0().timestamp_micros() - 9 * 3_600_000_000;
+    let day_end = day_start + 24 * 3_600_000_000;
+    let now = day_end - 1;
+    for slice in [
+        Slice::All,
+        Slice::Region,
+        Slice::Team,
+        Slice::FirstTouchChannel,
+    ] {
+        assert_eq!(
+            funnel::stage_counts(&fp, None, slice),
+            funnel::stage_counts(&fl, None, slice)
+        );
+        assert_eq!(
+            funnel::conversion(&fp, slice),
+            funnel::conversion(&fl, slice)
+        );
+        assert_eq!(
+            funnel::time_in_stage(&fp, slice),
+            funnel::time_in_stage(&fl, slice)
+        );
+        assert_eq!(
+            funnel::transitions(&fp, day_start, day_end, Granularity::Day, slice),
+            funnel::transitions(&fl, day_start, day_end, Granularity::Day, slice)
+        );
+    }
+    let kp = kpi::kpis(
+        &fp,
+        Level::Manager,
+        Granularity::Day,
+        day_start,
+        day_end,
+        now,
+    );
+    assert_eq!(
+        kp,
+        kpi::kpis(
+            &fl,
+            Level::Manager,
+            Granularity::Day,
+            day_start,
+            day_end,
+            now
+        )
+    );
+
+    // C1 was won while A owned it (claimed back at 5h, customer at 7h).
+    let a = kp.iter().find(|r| r.key == A).unwrap();
+    assert_eq!(a.new_customers_won, 1);
+    assert_eq!(a.complaints, 1);
+    assert_eq!(a.first_response_median_s, Some(300));
+    assert_eq!(a.sla_breach_rate, Some(0.0));
+    assert_eq!(a.satisfaction_avg, Some(5.0));
+    let b = kp.iter().find(|r| r.key == B).unwrap();
+    assert_eq!(b.sla_breach_rate, Some(1.0), "answered after 20 minutes");
+    assert_eq!(b.portfolio, 1, "C2");
+    let conv = funnel::conversion(&fp, Slice::All);
+    let lead = conv.iter().find(|c| c.stage == "lead").unwrap();
+    assert_eq!((lead.entered, lead.reached_next), (2, 2));
+    let customer = conv.iter().find(|c| c.stage == "customer").unwrap();
+    assert_eq!(customer.cumulative_rate, Some(0.5));
+}

@@ -1,0 +1,562 @@
+//! Manager KPIs per manager, team or region and per day, week or month, with exactly the
+//! formulas of DOMAIN.md (each one is written out in docs/read-models.md). Pure functions
+//! of [`Facts`].
+//!
+//! Attribution: a fact counts for the manager it names (the contact's manager, the owner
+//! at the instant of a stage move or of logging a complaint, the referrer); teams and
+//! regions add up their managers as the manager table assigns them now. Snapshot figures
+//! (portfolio, tier mix, value under management, coverage) are taken at the end of the
+//! period, or now for the period that has not ended.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::{buckets, quantile, rate, Facts, Granularity};
+
+/// Contact coverage looks back this far from the instant it is taken.
+pub const COVERAGE_WINDOW_US: i64 = 30 * 24 * 3_600 * 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Manager,
+    Team,
+    Region,
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "manager" => Ok(Self::Manager),
+            "team" => Ok(Self::Team),
+            "region" => Ok(Self::Region),
+            other => Err(format!("level {other:?} is not manager, team or region")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct KpiRow {
+    /// Manager id, team or region.
+    pub key: String,
+    pub period_start_us: i64,
+    pub period_end_us: i64,
+    // Snapshot at the end of the period (or now).
+    pub portfolio: i64,
+    pub tier_high: i64,
+    pub tier_mid: i64,
+    pub tier_low: i64,
+    /// Sum of AUM of the portfolio, minor units.
+    pub value_under_management_minor: i64,
+    /// Owned customers contacted by their owner in the 30 days before the snapshot ÷ owned.
+    pub contact_coverage: Option<f64>,
+    /// Owned customers whose next follow-up is due before the snapshot (current period only).
+    pub overdue_follow_ups: Option<i64>,
+    // Flows within the period.
+    pub contacts: i64,
+    pub new_customers_won: i64,
+    pub leads_owned: i64,
+    pub leads_converted: i64,
+    /// `leads_converted / leads_owned`.
+    pub lead_conversion_rate: Option<f64>,
+    pub complaints: i64,
+    pub first_response_median_s: Option<i64>,
+    pub first_response_p90_s: Option<i64>,
+    pub resolution_median_s: Option<i64>,
+    pub resolution_p90_s: Option<i64>,
+    pub sla_breach_rate: Option<f64>,
+    pub reopen_rate: Option<f64>,
+    pub satisfaction_avg: Option<f64>,
+    pub referrals_made: i64,
+    pub referrals_converted: i64,
+    pub reactivated: i64,
+    pub lost_to_pool: i64,
+}
+
+#[derive(Default)]
+struct Acc {
+    portfolio: HashSet<String>,
+    covered: usize,
+    overdue: i64,
+    contacts: i64,
+    won: i64,
+    leads: HashSet<String>,
+    converted: HashSet<String>,
+    complaints: i64,
+    first_response: Vec<i64>,
+    resolution: Vec<i64>,
+    breached: usize,
+    resolved: usize,
+    reopened: usize,
+    satisfaction: Vec<i64>,
+    referrals_made: i64,
+    referrals_converted: i64,
+    reactivated: i64,
+    lost: i64,
+}
+
+/// KPIs for every manager (team, region) with any activity or portfolio, for each
+/// period of `[from_us, to_us)`; `now_us` caps snapshots of the running period.
+pub fn kpis(
+    facts: &Facts,
+    level: Level,
+    g: Granularity,
+    from_us: i64,
+    to_us: i64,
+    now_us: i64,
+) -> Vec<KpiRow> {
+    let managers: HashMap<&str, (&str, &str)> = facts
+        .managers
+        .iter()
+        .map(|m| (m.manager_id.as_str(), (m.team.as_str(), m.region.as_str())))
+        .collect();
+    let key_of = |manager: &str| -> String {
+        match level {
+            Level::Manager => manager.to_string(),
+            Level::Team => managers.get(manager).map_or("unknown", |m| m.0).to_string(),
+            Level::Region => managers.get(manager).map_or("unknown", |m| m.1).to_string(),
+        }
+    };
+    let customers: HashMap<&str, &crate::queries::CustomerRow> = facts
+        .customers
+        .iter()
+        .map(|c| (c.customer_id.as_str(), c))
+        .collect();
+
+    // Indexes, so each period is linear in the facts.
+    let mut contact_times: HashMap<(&str, &str), Vec<i64>> = HashMap::new();
+    for c in &facts.contacts {
+        contact_times
+            .entry((c.customer_id.as_str(), c.manager_id.as_str()))
+            .or_default()
+            .push(c.at_us);
+    }
+    for v in contact_times.values_mut() {
+        v.sort_unstable();
+    }
+    let mut ownership_of: HashMap<&str, Vec<&crate::queries::PeriodRow>> = HashMap::new();
+    for p in &facts.ownership {
+        ownership_of
+            .entry(p.customer_id.as_str())
+            .or_default()
+            .push(p);
+    }
+    let mut won_by: HashMap<&str, Vec<(i64, Option<&str>)>> = HashMap::new();
+    for t in facts
+        .transitions
+        .iter()
+        .filter(|t| t.to_stage == "customer")
+    {
+        won_by
+            .entry(t.customer_id.as_str())
+            .or_default()
+            .push((t.at_us, t.owner_id.as_deref()));
+    }
+
+    let mut out = Vec::new();
+    for (start, end) in buckets(from_us, to_us, g) {
+        let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
+        let snapshot = end.min(now_us + 1) - 1;
+        let current = now_us >= start && now_us < end;
+        let within = |t: i64| t >= start && t < end;
+
+        // Portfolio and coverage at the snapshot.
+        for p in &facts.ownership {
+            if p.from_us <= snapshot && p.to_us.is_none_or(|t| t > snapshot) {
+                let a = acc.entry(key_of(&p.manager_id)).or_default();
+                a.portfolio.insert(p.customer_id.clone());
+                let contacted = contact_times
+                    .get(&(p.customer_id.as_str(), p.manager_id.as_str()))
+                    .is_some_and(|times| {
+                        // Any contact in (snapshot - window, snapshot]?
+                        let i = times.partition_point(|&t| t <= snapshot - COVERAGE_WINDOW_US);
+                        times.get(i).is_some_and(|&t| t <= snapshot)
+                    });
+                a.covered += usize::from(contacted);
+                if current {
+                    let due = customers
+                        .get(p.customer_id.as_str())
+                        .and_then(|c| c.next_follow_up_us)
+                        .is_some_and(|d| d < now_us);
+                    a.overdue += i64::from(due);
+                }
+            }
+            if p.end_event.as_deref() == Some("ReleasedToPool") && p.to_us.is_some_and(within) {
+                acc.entry(key_of(&p.manager_id)).or_default().lost += 1;
+            }
+        }
+        for c in facts.contacts.iter().filter(|c| within(c.at_us)) {
+            acc.entry(key_of(&c.manager_id)).or_default().contacts += 1;
+        }
+        for t in facts.transitions.iter().filter(|t| within(t.at_us)) {
+            let Some(owner) = &t.owner_id else { continue };
+            let a = acc.entry(key_of(owner)).or_default();
+            if t.to_stage == "customer" {
+                a.won += 1;
+            }
+            if t.reactivated {
+                a.reactivated += 1;
+            }
+        }
+        // Leads owned in the period: a `lead` stay overlapping the period while owned by
+        // the manager. Converted: of those, reached `customer` within the period while
+        // owned by the same manager.
+        for s in facts.stages.iter().filter(|s| s.stage == "lead") {
+            let s_end = s.to_us.unwrap_or(i64::MAX);
+            for p in ownership_of
+                .get(s.customer_id.as_str())
+                .into_iter()
+                .flatten()
+            {
+                let p_end = p.to_us.unwrap_or(i64::MAX);
+                let lo = s.from_us.max(p.from_us).max(start);
+                let hi = s_end.min(p_end).min(end);
+                if lo < hi {
+                    let a = acc.entry(key_of(&p.manager_id)).or_default();
+                    a.leads
+                        .insert(format!("{}|{}", p.manager_id, s.customer_id));
+                    let converted = won_by
+                        .get(s.customer_id.as_str())
+                        .into_iter()
+                        .flatten()
+                        .any(|&(at, owner)| within(at) && owner == Some(p.manager_id.as_str()));
+                    if converted {
+                        a.converted
+                            .insert(format!("{}|{}", p.manager_id, s.customer_id));
+                    }
+                }
+            }
+        }
+        for c in facts.complaints.iter().filter(|c| within(c.logged_at_us)) {
+            let Some(owner) = &c.owner_id else { continue };
+            let a = acc.entry(key_of(owner)).or_default();
+            a.complaints += 1;
+            if let Some(s) = c.first_response_s {
+                a.first_response.push(s);
+            }
+            if let Some(s) = c.resolution_s {
+                a.resolution.push(s);
+            }
+            if c.first_response_in_sla == Some(false) || c.resolution_breaches > 0 {
+                a.breached += 1;
+            }
+            if c.resolutions > 0 {
+                a.resolved += 1;
+                a.reopened += usize::from(c.reopens > 0);
+            }
+            if let Some(s) = c.satisfaction {
+                a.satisfaction.push(s);
+            }
+        }
+        for r in &facts.referrals {
+            if within(r.recorded_at_us) {
+                acc.entry(key_of(&r.referrer)).or_default().referrals_made += 1;
+            }
+            if r.converted_at_us.is_some_and(within) {
+                acc.entry(key_of(&r.referrer))
+                    .or_default()
+                    .referrals_converted += 1;
+            }
+        }
+
+        for (key, mut a) in acc {
+            let mut row = KpiRow {
+                key,
+                period_start_us: start,
+                period_end_us: end,
+                portfolio: a.portfolio.len() as i64,
+                contact_coverage: rate(a.covered, a.portfolio.len()),
+                overdue_follow_ups: current.then_some(a.overdue),
+                contacts: a.contacts,
+                new_customers_won: a.won,
+                leads_owned: a.leads.len() as i64,
+                leads_converted: a.converted.len() as i64,
+                lead_conversion_rate: rate(a.converted.len(), a.leads.len()),
+                complaints: a.complaints,
+                first_response_median_s: quantile(&mut a.first_response, 0.5),
+                first_response_p90_s: quantile(&mut a.first_response, 0.9),
+                resolution_median_s: quantile(&mut a.resolution, 0.5),
+                resolution_p90_s: quantile(&mut a.resolution, 0.9),
+                sla_breach_rate: rate(a.breached, a.complaints as usize),
+                reopen_rate: rate(a.reopened, a.resolved),
+                satisfaction_avg: (!a.satisfaction.is_empty()).then(|| {
+                    a.satisfaction.iter().sum::<i64>() as f64 / a.satisfaction.len() as f64
+                }),
+                referrals_made: a.referrals_made,
+                referrals_converted: a.referrals_converted,
+                reactivated: a.reactivated,
+                lost_to_pool: a.lost,
+                ..KpiRow::default()
+            };
+            for c in &a.portfolio {
+                if let Some(c) = customers.get(c.as_str()) {
+                    match c.value_tier.as_str() {
+                        "high" => row.tier_high += 1,
+                        "mid" => row.tier_mid += 1,
+                        _ => row.tier_low += 1,
+                    }
+                    row.value_under_management_minor += c.aum_minor.unwrap_or(0);
+                }
+            }
+            out.push(row);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{Complaint, Contact, Referral, StagePeriod, Transition};
+    use crate::queries::{CustomerRow, ManagerRow, PeriodRow};
+
+    const H: i64 = 3_600_000_000;
+    const DAY: i64 = 24 * H;
+
+    fn customer(id: &str, tier: &str, aum: i64, follow_up: Option<i64>) -> CustomerRow {
+        CustomerRow {
+            customer_id: id.into(),
+            customer_type: "individual".into(),
+            display_name: id.into(),
+            region: "east".into(),
+            branch: None,
+            first_touch_channel: "web".into(),
+            stage: "lead".into(),
+            value_tier: tier.into(),
+            aum_minor: Some(aum),
+            owner_id: None,
+            owner_team: None,
+            owner_region: None,
+            owned_since_us: None,
+            registered_at_us: 0,
+            last_contact_at_us: None,
+            next_follow_up_us: follow_up,
+        }
+    }
+
+    fn manager(id: &str, team: &str) -> ManagerRow {
+        ManagerRow {
+            manager_id: id.into(),
+            name: id.into(),
+            role: "manager".into(),
+            team: team.into(),
+            region: "east".into(),
+            branch: "b".into(),
+            holding_limit: 100,
+            active: true,
+        }
+    }
+
+    fn owned(c: &str, m: &str, from: i64, to: Option<i64>, end: Option<&str>) -> PeriodRow {
+        PeriodRow {
+            customer_id: c.into(),
+            start_version: from,
+            manager_id: m.into(),
+            team: "t1".into(),
+            region: "east".into(),
+            from_us: from,
+            to_us: to,
+            start_event: "OwnerAssigned".into(),
+            start_reason: None,
+            started_by: "person:x".into(),
+            start_event_id: "e".into(),
+            end_event: end.map(str::to_string),
+            ended_by: None,
+        }
+    }
+
+    fn complaint(id: &str, owner: &str, at: i64) -> Complaint {
+        Complaint {
+            complaint_id: id.into(),
+            customer_id: "c1".into(),
+            owner_id: Some(owner.into()),
+            severity: "normal".into(),
+            logged_at_us: at,
+            first_response_s: None,
+            first_response_in_sla: None,
+            resolution_s: None,
+            resolutions: 0,
+            resolution_breaches: 0,
+            reopens: 0,
+            satisfaction: None,
+        }
+    }
+
+    /// Day 0..2. m1 (team t1) owns c1 (high, 100) all along and c2 (low, 50) until it
+    /// releases it at day 1 + 1h; m2 (team t1) owns c3 from day 1.
+    fn facts() -> Facts {
+        let mut f = Facts {
+            customers: vec![
+                customer("c1", "high", 100, Some(DAY / 2)),
+                customer("c2", "low", 50, None),
+                customer("c3", "mid", 7, None),
+            ],
+            managers: vec![manager("m1", "t1"), manager("m2", "t1")],
+            ownership: vec![
+                owned("c1", "m1", 0, None, None),
+                owned("c2", "m1", 0, Some(DAY + H), Some("ReleasedToPool")),
+                owned("c3", "m2", DAY, None, None),
+            ],
+            ..Facts::default()
+        };
+        f.contacts = vec![
+            Contact {
+                customer_id: "c1".into(),
+                manager_id: "m1".into(),
+                by_owner: true,
+                at_us: H,
+            },
+            Contact {
+                customer_id: "c2".into(),
+                manager_id: "m1".into(),
+                by_owner: true,
+                at_us: 2 * H,
+            },
+            Contact {
+                customer_id: "c3".into(),
+                manager_id: "m1".into(),
+                by_owner: false,
+                at_us: DAY + 2 * H,
+            },
+        ];
+        // c1: lead from 0, customer at 5h (owned by m1): won and converted on day 0.
+        f.stages = vec![
+            StagePeriod {
+                customer_id: "c1".into(),
+                stage: "lead".into(),
+                from_us: 0,
+                to_us: Some(5 * H),
+            },
+            StagePeriod {
+                customer_id: "c1".into(),
+                stage: "customer".into(),
+                from_us: 5 * H,
+                to_us: None,
+            },
+            StagePeriod {
+                customer_id: "c2".into(),
+                stage: "lead".into(),
+                from_us: 0,
+                to_us: None,
+            },
+        ];
+        f.transitions = vec![Transition {
+            customer_id: "c1".into(),
+            from_stage: Some("lead".into()),
+            to_stage: "customer".into(),
+            at_us: 5 * H,
+            reactivated: false,
+            owner_id: Some("m1".into()),
+        }];
+        let mut k1 = complaint("k1", "m1", 3 * H);
+        k1.first_response_s = Some(300);
+        k1.first_response_in_sla = Some(true);
+        k1.resolution_s = Some(3600);
+        k1.resolutions = 2;
+        k1.reopens = 1;
+        k1.satisfaction = Some(4);
+        let mut k2 = complaint("k2", "m1", 4 * H);
+        k2.first_response_s = Some(900);
+        k2.first_response_in_sla = Some(false);
+        k2.resolution_s = Some(7200);
+        k2.resolutions = 1;
+        k2.satisfaction = Some(2);
+        f.complaints = vec![k1, k2, complaint("k3", "m2", DAY + 3 * H)];
+        f.referrals = vec![Referral {
+            referral_id: "r1".into(),
+            referrer: "m2".into(),
+            referred_to: "m1".into(),
+            recorded_at_us: H,
+            converted_at_us: Some(DAY + H),
+        }];
+        f
+    }
+
+    fn row<'a>(rows: &'a [KpiRow], key: &str, start: i64) -> &'a KpiRow {
+        rows.iter()
+            .find(|r| r.key == key && r.period_start_us == start)
+            .unwrap_or_else(|| panic!("no row {key} at {start}"))
+    }
+
+    #[test]
+    fn manager_kpis_per_day_follow_the_formulas() {
+        // "Now" is day 1, 12h: day 0 has ended, day 1 is running.
+        let rows = kpis(
+            &facts(),
+            Level::Manager,
+            Granularity::Day,
+            0,
+            2 * DAY,
+            DAY + 12 * H,
+        );
+        let d0 = row(&rows, "m1", 0);
+        assert_eq!(d0.portfolio, 2, "c1 and c2 at the end of day 0");
+        assert_eq!((d0.tier_high, d0.tier_mid, d0.tier_low), (1, 0, 1));
+        assert_eq!(d0.value_under_management_minor, 150);
+        assert_eq!(
+            d0.contact_coverage,
+            Some(1.0),
+            "both contacted by their owner"
+        );
+        assert_eq!(d0.overdue_follow_ups, None, "only for the running period");
+        assert_eq!(d0.contacts, 2);
+        assert_eq!(d0.new_customers_won, 1);
+        assert_eq!((d0.leads_owned, d0.leads_converted), (2, 1));
+        assert_eq!(d0.lead_conversion_rate, Some(0.5));
+        assert_eq!(d0.complaints, 2);
+        assert_eq!(d0.first_response_median_s, Some(300));
+        assert_eq!(d0.first_response_p90_s, Some(900));
+        assert_eq!(d0.resolution_median_s, Some(3600));
+        assert_eq!(d0.sla_breach_rate, Some(0.5), "k2 answered late");
+        assert_eq!(
+            d0.reopen_rate,
+            Some(0.5),
+            "k1 of the 2 resolved was reopened"
+        );
+        assert_eq!(d0.satisfaction_avg, Some(3.0));
+        assert_eq!(d0.lost_to_pool, 0);
+
+        let d1 = row(&rows, "m1", DAY);
+        assert_eq!(d1.portfolio, 1, "c2 went back to the pool");
+        assert_eq!(d1.lost_to_pool, 1);
+        assert_eq!(d1.contacts, 1, "m1 contacted c3, which m2 owns");
+        assert_eq!(d1.overdue_follow_ups, Some(1), "c1 was due at 12h on day 0");
+        assert_eq!(
+            d1.leads_owned, 1,
+            "c2 was a lead while m1 owned it on day 1"
+        );
+
+        let m2 = row(&rows, "m2", DAY);
+        assert_eq!(m2.portfolio, 1);
+        assert_eq!(
+            m2.contact_coverage,
+            Some(0.0),
+            "c3 was contacted, not by its owner"
+        );
+        assert_eq!(m2.referrals_converted, 1);
+        assert_eq!(m2.complaints, 1);
+        assert_eq!(m2.sla_breach_rate, Some(0.0));
+        assert_eq!(row(&rows, "m2", 0).referrals_made, 1);
+    }
+
+    #[test]
+    fn teams_add_up_their_managers() {
+        let rows = kpis(
+            &facts(),
+            Level::Team,
+            Granularity::Month,
+            0,
+            2 * DAY,
+            DAY + 12 * H,
+        );
+        assert_eq!(rows.len(), 1);
+        let t = &rows[0];
+        assert_eq!(t.key, "t1");
+        assert_eq!(t.portfolio, 2, "c1 (m1) and c3 (m2) now");
+        assert_eq!(t.contacts, 3);
+        assert_eq!(t.complaints, 3);
+        assert_eq!(t.lost_to_pool, 1);
+    }
+}
