@@ -73,7 +73,7 @@ impl ApplyReport {
 }
 
 /// A consumer's progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CheckpointRow {
     pub consumer: String,
     pub stream_sequence: i64,
