@@ -12,10 +12,12 @@ pub mod funnel;
 pub mod kpi;
 pub mod project;
 pub mod queries;
+pub mod schema;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use project::{project, Arg, Poison, Stmt};
+pub use project::{project, Arg, Changes, Poison, Stmt};
 pub use queries::{CustomerRow, ManagerRow, PeriodRow, PortfolioBy, PortfolioCount, TimelineRow};
-pub use store::{ApplyReport, CheckpointRow, Fate, Prepared, ReadError, ReadStore};
+pub use schema::{Projection, PROJECTIONS};
+pub use store::{ApplyReport, CheckpointRow, Fate, Prepared, ReadError, ReadStore, Target};

@@ -5,6 +5,8 @@
 use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent};
 use crm_eventstore::RecordedEvent;
 
+use crate::schema::PROJECTIONS;
+
 /// A value bound to a statement. Ids and names are text, instants are microseconds since
 /// the epoch, flags are 0/1: the types both backends compare exactly.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,8 +72,35 @@ pub enum Poison {
     WrongStream { stream: String, customer: String },
 }
 
+/// The changes of one event, per projection, in the order of
+/// [`crate::schema::PROJECTIONS`].
+pub type Changes = Vec<Vec<Stmt>>;
+
+/// The read-model changes of one event, per projection.
+pub fn project(e: &RecordedEvent) -> Result<Changes, Poison> {
+    let stmts = statements(e)?;
+    let mut out: Changes = vec![Vec::new(); PROJECTIONS.len()];
+    for s in stmts {
+        out[projection_of(s.sql)].push(s);
+    }
+    Ok(out)
+}
+
+/// Which projection a statement writes: the one owning its target table.
+pub fn projection_of(sql: &str) -> usize {
+    let target = ["INSERT INTO ", "UPDATE ", "DELETE FROM "]
+        .iter()
+        .find_map(|kw| sql.strip_prefix(kw))
+        .and_then(|rest| rest.split([' ', '(']).next())
+        .unwrap_or_default();
+    PROJECTIONS
+        .iter()
+        .position(|p| p.table_names().iter().any(|t| t == target))
+        .unwrap_or_else(|| panic!("statement writes no read-model table: {sql}"))
+}
+
 /// The read-model changes of one event, in order.
-pub fn project(e: &RecordedEvent) -> Result<Vec<Stmt>, Poison> {
+pub fn statements(e: &RecordedEvent) -> Result<Vec<Stmt>, Poison> {
     let decoded = DomainEvent::decode(&e.event_type, e.schema_version, &e.payload)
         .map_err(|err| Poison::Decode(err.to_string()))?;
     match decoded {
@@ -99,12 +128,16 @@ const OPEN_PERIOD: &str =
 const OPEN_STAGE: &str =
     "INSERT INTO rm_stage_periods (customer_id, start_version, stage, from_us) \
      VALUES ($1, $2, $3, $4)";
-/// The owner at the instant of the move is read from the current-owner row, which this
-/// projector keeps in step within the same transaction.
+/// The owner at the instant of the move is read from the analytics projection's own owner
+/// table, kept in step by the same events.
 const TRANSITION: &str =
     "INSERT INTO rm_stage_transitions (customer_id, version, from_stage, to_stage, at_us, \
      reactivated, owner_id) VALUES ($1, $2, $3, $4, $5, $6, \
-     (SELECT owner_id FROM rm_customers WHERE customer_id = $1))";
+     (SELECT owner_id FROM rm_analytics_owners WHERE customer_id = $1))";
+/// The analytics projection's own view of the owner.
+const ANALYTICS_OWNER: &str =
+    "INSERT INTO rm_analytics_owners (customer_id, owner_id) VALUES ($1, $2) \
+     ON CONFLICT (customer_id) DO UPDATE SET owner_id = excluded.owner_id";
 const SET_OWNER: &str =
     "UPDATE rm_customers SET owner_id = $2, owner_team = $3, owner_region = $4, \
      owned_since_us = $5 WHERE customer_id = $1";
@@ -139,6 +172,10 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
                 actor.into(),
                 e.event_id.to_string().into(),
             ],
+        ));
+        out.push(stmt(
+            ANALYTICS_OWNER,
+            vec![customer.into(), manager.clone().into()],
         ));
         out.push(stmt(
             SET_OWNER,
@@ -241,6 +278,7 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
                     Arg::NullInt,
                 ],
             ));
+            out.push(stmt(ANALYTICS_OWNER, vec![customer.into(), Arg::NullText]));
         }
         CustomerEvent::ContactRecorded(k) => {
             out.push(stmt(
@@ -516,5 +554,68 @@ pub fn summary(c: &CustomerEvent) -> String {
             l.to.as_str(),
             if l.reactivated { " (reactivated)" } else { "" }
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::PROJECTIONS;
+
+    /// Every statement touches only the tables of the projection it belongs to, so each
+    /// projection can be rebuilt alone.
+    #[test]
+    fn statements_stay_within_their_projection() {
+        let fixtures: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("../../domain/tests/fixtures/events_v1.json"))
+                .unwrap();
+        let all_tables: Vec<(usize, String)> = PROJECTIONS
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.table_names().into_iter().map(move |t| (i, t)))
+            .collect();
+        let mut covered = vec![false; PROJECTIONS.len()];
+        for f in fixtures {
+            let t = f["event_type"].as_str().unwrap();
+            let payload = f["payload"].clone();
+            let stream = match payload.get("customer_id") {
+                Some(c) => format!("customer-{}", c.as_str().unwrap()),
+                None => format!("manager-{}", payload["manager_id"].as_str().unwrap()),
+            };
+            let e = RecordedEvent {
+                log_position: crm_eventstore::LogPosition::new(1, 1),
+                stream_id: stream,
+                stream_version: 1,
+                event_id: uuid::Uuid::nil(),
+                event_type: t.into(),
+                schema_version: 1,
+                payload,
+                metadata: crm_eventstore::EventMetadata {
+                    command_id: uuid::Uuid::nil(),
+                    correlation_id: uuid::Uuid::nil(),
+                    causation_id: None,
+                    actor: "person:x".into(),
+                    occurred_at: chrono::Utc::now(),
+                    recorded_at: chrono::Utc::now(),
+                },
+            };
+            let changes = project(&e).unwrap_or_else(|p| panic!("{t}: {p}"));
+            for (i, stmts) in changes.iter().enumerate() {
+                for s in stmts {
+                    covered[i] = true;
+                    for (j, table) in &all_tables {
+                        let mentions = s
+                            .sql
+                            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                            .any(|w| w == table);
+                        assert!(!mentions || *j == i, "{t}: {} reads {table}", s.sql);
+                    }
+                }
+            }
+        }
+        assert!(
+            covered.iter().all(|c| *c),
+            "every projection has statements"
+        );
     }
 }

@@ -1,13 +1,15 @@
 //! Where the read models are stored: PostgreSQL in server mode, SQLite in the embedded
-//! mode, with the same tables and the same statements ([`crate::project`]).
+//! mode, with the same tables (`schema.rs`) and the same statements (`project.rs`).
 //!
 //! [`ReadStore::apply`] applies a batch of events in one transaction together with the
-//! consumer's checkpoint. Each event is checked against the last version applied for its
-//! stream (`rm_stream_positions`): at or below it, a duplicate (skipped); the next one,
-//! applied; further ahead, early (an earlier event of the same stream is still on its way,
-//! e.g. a redelivery): not applied, to be delivered again. So redeliveries, duplicates and
-//! reordering never change the result.
+//! consumer's checkpoint. For each read model, each event is checked against the last
+//! version that read model applied for its stream (`rm_<name>_positions`): at or below
+//! it, a duplicate (skipped); the next one, applied; further ahead, early (an earlier
+//! event of the same stream is still on its way, e.g. a redelivery): not applied, to be
+//! delivered again. So redeliveries, duplicates and reordering never change the result,
+//! and each read model can be rebuilt on its own.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -15,7 +17,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::project::{micros, Arg, Poison, Stmt};
+use crate::project::{micros, Arg, Changes, Poison};
+use crate::schema::{Projection, PROJECTIONS};
 use crm_eventstore::RecordedEvent;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +39,7 @@ pub struct Prepared {
     pub event: RecordedEvent,
     /// Position of the message in its source (JetStream stream sequence, or log position).
     pub sequence: u64,
-    pub changes: Result<Vec<Stmt>, Poison>,
+    pub changes: Result<Changes, Poison>,
 }
 
 impl Prepared {
@@ -82,6 +85,20 @@ pub struct CheckpointRow {
     pub updated_at_us: i64,
 }
 
+/// Which tables a batch goes to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Every read model's live tables (the projector).
+    Live,
+    /// One read model's tables named with a suffix (a rebuild or a verification), only
+    /// for streams whose version is at most the given one, when a limit is given.
+    Only {
+        projection: Projection,
+        suffix: String,
+        limits: Option<std::sync::Arc<HashMap<String, i64>>>,
+    },
+}
+
 /// The read-model database.
 #[derive(Clone)]
 pub enum ReadStore {
@@ -91,24 +108,14 @@ pub enum ReadStore {
 
 fn migrator() -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use std::borrow::Cow;
     Migrator {
-        migrations: Cow::Owned(vec![
-            Migration::new(
-                1001,
-                Cow::Borrowed("read models"),
-                MigrationType::Simple,
-                Cow::Borrowed(include_str!("../migrations/0001_read_models.sql")),
-                false,
-            ),
-            Migration::new(
-                1002,
-                Cow::Borrowed("funnel and KPI facts"),
-                MigrationType::Simple,
-                Cow::Borrowed(include_str!("../migrations/0002_funnel_kpis.sql")),
-                false,
-            ),
-        ]),
+        migrations: Cow::Owned(vec![Migration::new(
+            1001,
+            Cow::Borrowed("read models"),
+            MigrationType::Simple,
+            Cow::Owned(crate::schema::initial_migration()),
+            false,
+        )]),
         // Read models may share a database (and its `_sqlx_migrations` table) with the
         // event store: their versions start at 1001, and each migrator ignores the other's.
         ignore_missing: true,
@@ -131,49 +138,83 @@ macro_rules! bind_args {
     }};
 }
 
-/// The body of [`ReadStore::apply`], for either backend's transaction.
+/// The body of [`ReadStore::apply_to`], for either backend's transaction.
 macro_rules! apply_in {
-    ($pool:expr, $batch:expr, $consumer:expr) => {{
+    ($pool:expr, $batch:expr, $target:expr, $consumer:expr) => {{
         let batch: &[Prepared] = $batch;
+        let target: &Target = $target;
+        let targets: Vec<(usize, Projection, &str)> = match target {
+            Target::Live => PROJECTIONS.iter().copied().enumerate().map(|(i, p)| (i, p, "")).collect(),
+            Target::Only { projection, suffix, .. } => vec![(
+                PROJECTIONS.iter().position(|p| p.name == projection.name).expect("known projection"),
+                *projection,
+                suffix.as_str(),
+            )],
+        };
+        let limits = match target {
+            Target::Only { limits, .. } => limits.clone(),
+            Target::Live => None,
+        };
+        let positions: Vec<String> = targets
+            .iter()
+            .map(|(_, p, suffix)| format!("{}{suffix}", p.positions_table()))
+            .collect();
         let mut tx = $pool.begin().await?;
-        let mut versions: HashMap<&str, i64> = HashMap::new();
-        let mut dirty: HashMap<&str, i64> = HashMap::new();
-        let mut known: HashMap<&str, i64> = HashMap::new();
+        // (target index, stream) → version applied, as read before the batch and as now.
+        let mut known: HashMap<(usize, &str), i64> = HashMap::new();
+        let mut versions: HashMap<(usize, &str), i64> = HashMap::new();
         let mut fates = Vec::with_capacity(batch.len());
         let mut applied = 0i64;
         let mut last_event_us = 0i64;
         let mut last_sequence = 0i64;
         for p in batch {
             let stream = p.event.stream_id.as_str();
-            let current = match versions.get(stream) {
-                Some(v) => *v,
-                None => {
-                    let v: Option<i64> =
-                        sqlx::query_scalar("SELECT version FROM rm_stream_positions WHERE stream_id = $1")
+            let version = p.event.stream_version as i64;
+            let (mut early, mut moved) = (false, false);
+            for (t, (pi, projection, suffix)) in targets.iter().enumerate() {
+                if let Some(limits) = &limits {
+                    if version > limits.get(stream).copied().unwrap_or(0) {
+                        continue;
+                    }
+                }
+                let current = match versions.get(&(t, stream)) {
+                    Some(v) => *v,
+                    None => {
+                        let sql = format!("SELECT version FROM {} WHERE stream_id = $1", positions[t]);
+                        let v: Option<i64> = sqlx::query_scalar(&sql)
                             .bind(stream)
                             .fetch_optional(&mut *tx)
                             .await?;
-                    let v = v.unwrap_or(0);
-                    known.insert(stream, v);
-                    v
-                }
-            };
-            let version = p.event.stream_version as i64;
-            let fate = if version <= current {
-                Fate::Duplicate
-            } else if version > current + 1 {
-                Fate::Early
-            } else {
-                match &p.changes {
-                    Ok(stmts) => {
-                        for s in stmts {
-                            bind_args!(sqlx::query(s.sql), &s.args)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        Fate::Applied
+                        let v = v.unwrap_or(0);
+                        known.insert((t, stream), v);
+                        versions.insert((t, stream), v);
+                        v
                     }
-                    Err(poison) => {
+                };
+                if version <= current {
+                    continue;
+                }
+                if version > current + 1 {
+                    early = true;
+                    continue;
+                }
+                if let Ok(changes) = &p.changes {
+                    for s in &changes[*pi] {
+                        let sql: Cow<'_, str> = if suffix.is_empty() {
+                            Cow::Borrowed(s.sql)
+                        } else {
+                            Cow::Owned(projection.retarget(s.sql, suffix))
+                        };
+                        bind_args!(sqlx::query(&sql), &s.args).execute(&mut *tx).await?;
+                    }
+                }
+                versions.insert((t, stream), version);
+                moved = true;
+            }
+            let fate = match (&p.changes, early, moved) {
+                (_, true, _) => Fate::Early,
+                (Err(poison), false, true) => {
+                    if matches!(target, Target::Live) {
                         sqlx::query(
                             "INSERT INTO rm_dead_letters (event_id, stream_id, version, event_type, reason, recorded_us) \
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
@@ -186,37 +227,38 @@ macro_rules! apply_in {
                         .bind(micros(chrono::Utc::now()))
                         .execute(&mut *tx)
                         .await?;
-                        Fate::DeadLetter
                     }
+                    Fate::DeadLetter
                 }
+                (Ok(_), false, true) => Fate::Applied,
+                (_, false, false) => Fate::Duplicate,
             };
             if matches!(fate, Fate::Applied | Fate::DeadLetter) {
-                versions.insert(stream, version);
-                dirty.insert(stream, version);
                 applied += 1;
                 last_event_us = last_event_us.max(micros(p.event.metadata.recorded_at));
-            } else {
-                versions.insert(stream, current);
             }
             if fate != Fate::Early {
                 last_sequence = last_sequence.max(p.sequence as i64);
             }
             fates.push(fate);
         }
-        // Each stream's position once, conditional on the version read above: if another
+        // Each position once, conditional on the version read above: if another
         // transaction moved it meanwhile (two instances on one partition during a lease
         // change), this batch fails and is retried, finding its events already applied.
-        for (stream, version) in &dirty {
-            let before = known[stream];
+        for ((t, stream), version) in &versions {
+            let before = known[&(*t, *stream)];
+            if before == *version {
+                continue;
+            }
             let moved = if before == 0 {
-                sqlx::query("INSERT INTO rm_stream_positions (stream_id, version) VALUES ($1, $2)")
-                    .bind(*stream)
-                    .bind(*version)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
+                let sql = format!("INSERT INTO {} (stream_id, version) VALUES ($1, $2)", positions[*t]);
+                sqlx::query(&sql).bind(*stream).bind(*version).execute(&mut *tx).await?.rows_affected()
             } else {
-                sqlx::query("UPDATE rm_stream_positions SET version = $2 WHERE stream_id = $1 AND version = $3")
+                let sql = format!(
+                    "UPDATE {} SET version = $2 WHERE stream_id = $1 AND version = $3",
+                    positions[*t]
+                );
+                sqlx::query(&sql)
                     .bind(*stream)
                     .bind(*version)
                     .bind(before)
@@ -294,15 +336,26 @@ impl ReadStore {
         }
     }
 
-    /// Apply `batch` in one transaction with `consumer`'s checkpoint (if named).
+    /// Apply `batch` to every live read model in one transaction with `consumer`'s
+    /// checkpoint (if named).
     pub async fn apply(
         &self,
         batch: &[Prepared],
         consumer: Option<&str>,
     ) -> Result<ApplyReport, ReadError> {
+        self.apply_to(batch, &Target::Live, consumer).await
+    }
+
+    /// Apply `batch` to the tables `target` names, in one transaction.
+    pub async fn apply_to(
+        &self,
+        batch: &[Prepared],
+        target: &Target,
+        consumer: Option<&str>,
+    ) -> Result<ApplyReport, ReadError> {
         match self {
-            Self::Postgres(pool) => apply_in!(pool, batch, consumer),
-            Self::Sqlite(pool) => apply_in!(pool, batch, consumer),
+            Self::Postgres(pool) => apply_in!(pool, batch, target, consumer),
+            Self::Sqlite(pool) => apply_in!(pool, batch, target, consumer),
         }
     }
 

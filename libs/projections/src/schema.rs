@@ -1,0 +1,355 @@
+//! The read models' tables, declared once: the live tables are created from these
+//! declarations, and so are the fresh tables a rebuild fills before it switches over
+//! (`crm projections rebuild`) and the scratch tables a verification compares against
+//! (`crm projections verify`).
+//!
+//! Types are the ones PostgreSQL and SQLite both compare exactly: TEXT, BIGINT
+//! (instants in microseconds since the epoch, flags 0/1).
+
+/// One read model: a set of tables, and the last event version applied per stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Projection {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub tables: &'static [Table],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    pub name: &'static str,
+    /// Column definitions, as in `CREATE TABLE`.
+    pub columns: &'static [(&'static str, &'static str)],
+    pub primary_key: &'static [&'static str],
+    /// (index name suffix, columns).
+    pub indexes: &'static [(&'static str, &'static str)],
+}
+
+impl Projection {
+    /// The table holding, per event stream, the last version this projection applied.
+    pub fn positions_table(&self) -> String {
+        format!("rm_{}_positions", self.name)
+    }
+
+    /// Every table of the projection, its positions table included.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tables.iter().map(|t| t.name.to_string()).collect();
+        names.push(self.positions_table());
+        names
+    }
+
+    /// `CREATE TABLE` and `CREATE INDEX` statements for the tables named with `suffix`
+    /// (`""` for the live tables).
+    pub fn ddl(&self, suffix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in self.tables {
+            let cols: Vec<String> = t
+                .columns
+                .iter()
+                .map(|(name, ty)| format!("{name} {ty}"))
+                .collect();
+            out.push(format!(
+                "CREATE TABLE {}{suffix} ({}, PRIMARY KEY ({}))",
+                t.name,
+                cols.join(", "),
+                t.primary_key.join(", ")
+            ));
+            for (ix, cols) in t.indexes {
+                out.push(format!(
+                    "CREATE INDEX {}{suffix}_{ix} ON {}{suffix} ({cols})",
+                    t.name, t.name
+                ));
+            }
+        }
+        out.push(format!(
+            "CREATE TABLE {}{suffix} (stream_id TEXT PRIMARY KEY, version BIGINT NOT NULL)",
+            self.positions_table()
+        ));
+        out
+    }
+
+    /// `sql` with this projection's table names followed by `suffix`.
+    pub fn retarget(&self, sql: &str, suffix: &str) -> String {
+        if suffix.is_empty() {
+            return sql.to_string();
+        }
+        let mut out = sql.to_string();
+        for name in self.table_names() {
+            out = replace_identifier(&out, &name, &format!("{name}{suffix}"));
+        }
+        out
+    }
+}
+
+/// Replace whole-identifier occurrences of `from` in `sql`.
+fn replace_identifier(sql: &str, from: &str, to: &str) -> String {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(i) = rest.find(from) {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + from.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if before.is_some_and(is_ident) || after.is_some_and(is_ident) {
+            out.push_str(from);
+        } else {
+            out.push_str(to);
+        }
+        rest = &rest[i + from.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Current owner, portfolios, the pool, ownership timeline and "owner at T"; managers.
+pub const OWNERSHIP: Projection = Projection {
+    name: "ownership",
+    about: "current owner, portfolios, pool, ownership timeline, owner as of an instant, managers",
+    tables: &[
+        Table {
+            name: "rm_customers",
+            columns: &[
+                ("customer_id", "TEXT NOT NULL"),
+                ("customer_type", "TEXT NOT NULL"),
+                ("display_name", "TEXT NOT NULL"),
+                ("region", "TEXT NOT NULL"),
+                ("branch", "TEXT"),
+                ("first_touch_channel", "TEXT NOT NULL"),
+                ("stage", "TEXT NOT NULL"),
+                ("value_tier", "TEXT NOT NULL"),
+                ("aum_minor", "BIGINT"),
+                ("owner_id", "TEXT"),
+                ("owner_team", "TEXT"),
+                ("owner_region", "TEXT"),
+                ("owned_since_us", "BIGINT"),
+                ("registered_at_us", "BIGINT NOT NULL"),
+                ("last_contact_at_us", "BIGINT"),
+                ("next_follow_up_us", "BIGINT"),
+            ],
+            primary_key: &["customer_id"],
+            indexes: &[("owner_idx", "owner_id")],
+        },
+        Table {
+            name: "rm_ownership_periods",
+            columns: &[
+                ("customer_id", "TEXT NOT NULL"),
+                ("start_version", "BIGINT NOT NULL"),
+                ("manager_id", "TEXT NOT NULL"),
+                ("team", "TEXT NOT NULL"),
+                ("region", "TEXT NOT NULL"),
+                ("from_us", "BIGINT NOT NULL"),
+                ("to_us", "BIGINT"),
+                ("start_event", "TEXT NOT NULL"),
+                ("start_reason", "TEXT"),
+                ("started_by", "TEXT NOT NULL"),
+                ("start_event_id", "TEXT NOT NULL"),
+                ("end_event", "TEXT"),
+                ("ended_by", "TEXT"),
+            ],
+            primary_key: &["customer_id", "start_version"],
+            indexes: &[("manager_idx", "manager_id, from_us")],
+        },
+        Table {
+            name: "rm_managers",
+            columns: &[
+                ("manager_id", "TEXT NOT NULL"),
+                ("name", "TEXT NOT NULL"),
+                ("role", "TEXT NOT NULL"),
+                ("team", "TEXT NOT NULL"),
+                ("region", "TEXT NOT NULL"),
+                ("branch", "TEXT NOT NULL"),
+                ("holding_limit", "BIGINT NOT NULL"),
+                ("active", "BIGINT NOT NULL"),
+            ],
+            primary_key: &["manager_id"],
+            indexes: &[],
+        },
+    ],
+};
+
+/// Customer 360: every event of a customer.
+pub const TIMELINE: Projection = Projection {
+    name: "timeline",
+    about: "customer 360: every event of a customer, newest first",
+    tables: &[Table {
+        name: "rm_timeline",
+        columns: &[
+            ("customer_id", "TEXT NOT NULL"),
+            ("version", "BIGINT NOT NULL"),
+            ("event_id", "TEXT NOT NULL"),
+            ("event_type", "TEXT NOT NULL"),
+            ("occurred_at_us", "BIGINT NOT NULL"),
+            ("actor", "TEXT NOT NULL"),
+            ("summary", "TEXT NOT NULL"),
+            ("payload", "TEXT NOT NULL"),
+        ],
+        primary_key: &["customer_id", "version"],
+        indexes: &[],
+    }],
+};
+
+/// Facts of the lifecycle funnel and the manager KPIs.
+pub const ANALYTICS: Projection = Projection {
+    name: "analytics",
+    about: "facts of the lifecycle funnel and the manager KPIs",
+    tables: &[
+        Table {
+            // The owner as this projection sees it, to credit stage moves (the
+            // projection keeps its own, so it can be rebuilt alone).
+            name: "rm_analytics_owners",
+            columns: &[("customer_id", "TEXT NOT NULL"), ("owner_id", "TEXT")],
+            primary_key: &["customer_id"],
+            indexes: &[],
+        },
+        Table {
+            name: "rm_stage_periods",
+            columns: &[
+                ("customer_id", "TEXT NOT NULL"),
+                ("start_version", "BIGINT NOT NULL"),
+                ("stage", "TEXT NOT NULL"),
+                ("from_us", "BIGINT NOT NULL"),
+                ("to_us", "BIGINT"),
+            ],
+            primary_key: &["customer_id", "start_version"],
+            indexes: &[],
+        },
+        Table {
+            name: "rm_stage_transitions",
+            columns: &[
+                ("customer_id", "TEXT NOT NULL"),
+                ("version", "BIGINT NOT NULL"),
+                ("from_stage", "TEXT"),
+                ("to_stage", "TEXT NOT NULL"),
+                ("at_us", "BIGINT NOT NULL"),
+                ("reactivated", "BIGINT NOT NULL"),
+                ("owner_id", "TEXT"),
+            ],
+            primary_key: &["customer_id", "version"],
+            indexes: &[("at_idx", "at_us")],
+        },
+        Table {
+            name: "rm_contacts",
+            columns: &[
+                ("customer_id", "TEXT NOT NULL"),
+                ("version", "BIGINT NOT NULL"),
+                ("manager_id", "TEXT NOT NULL"),
+                ("by_owner", "BIGINT NOT NULL"),
+                ("channel", "TEXT NOT NULL"),
+                ("outcome", "TEXT NOT NULL"),
+                ("at_us", "BIGINT NOT NULL"),
+            ],
+            primary_key: &["customer_id", "version"],
+            indexes: &[("manager_idx", "manager_id, at_us")],
+        },
+        Table {
+            name: "rm_complaints",
+            columns: &[
+                ("complaint_id", "TEXT NOT NULL"),
+                ("customer_id", "TEXT NOT NULL"),
+                ("owner_id", "TEXT"),
+                ("severity", "TEXT NOT NULL"),
+                ("logged_at_us", "BIGINT NOT NULL"),
+                ("first_response_s", "BIGINT"),
+                ("first_response_in_sla", "BIGINT"),
+                ("resolved_at_us", "BIGINT"),
+                ("resolution_s", "BIGINT"),
+                ("resolution_in_sla", "BIGINT"),
+                ("resolved_by", "TEXT"),
+                ("resolutions", "BIGINT NOT NULL"),
+                ("resolution_breaches", "BIGINT NOT NULL"),
+                ("reopens", "BIGINT NOT NULL"),
+                ("escalations", "BIGINT NOT NULL"),
+                ("closed_at_us", "BIGINT"),
+                ("satisfaction", "BIGINT"),
+            ],
+            primary_key: &["complaint_id"],
+            indexes: &[("owner_idx", "owner_id, logged_at_us")],
+        },
+        Table {
+            name: "rm_referrals",
+            columns: &[
+                ("referral_id", "TEXT NOT NULL"),
+                ("customer_id", "TEXT NOT NULL"),
+                ("referrer", "TEXT NOT NULL"),
+                ("referred_to", "TEXT NOT NULL"),
+                ("recorded_at_us", "BIGINT NOT NULL"),
+                ("converted_at_us", "BIGINT"),
+            ],
+            primary_key: &["referral_id"],
+            indexes: &[],
+        },
+        Table {
+            name: "rm_purchases",
+            columns: &[
+                ("purchase_id", "TEXT NOT NULL"),
+                ("customer_id", "TEXT NOT NULL"),
+                ("manager_id", "TEXT"),
+                ("product_line", "TEXT NOT NULL"),
+                ("amount_minor", "BIGINT NOT NULL"),
+                ("currency", "TEXT NOT NULL"),
+                ("at_us", "BIGINT NOT NULL"),
+            ],
+            primary_key: &["purchase_id"],
+            indexes: &[],
+        },
+    ],
+};
+
+/// Every read model, in the order changes are applied.
+pub const PROJECTIONS: [Projection; 3] = [OWNERSHIP, TIMELINE, ANALYTICS];
+
+/// The projection called `name`.
+pub fn by_name(name: &str) -> Option<Projection> {
+    PROJECTIONS.iter().copied().find(|p| p.name == name)
+}
+
+/// Tables of the projector itself, not of a read model.
+pub const SERVICE_DDL: &[&str] = &[
+    "CREATE TABLE rm_checkpoints (consumer TEXT PRIMARY KEY, stream_sequence BIGINT NOT NULL, \
+     events_applied BIGINT NOT NULL, last_event_us BIGINT NOT NULL, updated_at_us BIGINT NOT NULL)",
+    "CREATE TABLE rm_dead_letters (event_id TEXT PRIMARY KEY, stream_id TEXT NOT NULL, \
+     version BIGINT NOT NULL, event_type TEXT NOT NULL, reason TEXT NOT NULL, recorded_us BIGINT NOT NULL)",
+    "CREATE TABLE rm_projector_instances (instance_id TEXT PRIMARY KEY, group_name TEXT NOT NULL, \
+     heartbeat_us BIGINT NOT NULL)",
+];
+
+/// The first migration: every live table.
+pub fn initial_migration() -> String {
+    let mut sql: Vec<String> = SERVICE_DDL.iter().map(|s| s.to_string()).collect();
+    for p in PROJECTIONS {
+        sql.extend(p.ddl(""));
+    }
+    sql.join(";\n") + ";\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retargeting_renames_whole_identifiers_only() {
+        let sql =
+            "UPDATE rm_customers SET owner_id = $2 WHERE customer_id = $1 AND x = 'rm_customers_x'";
+        assert_eq!(
+            OWNERSHIP.retarget(sql, "_r1"),
+            "UPDATE rm_customers_r1 SET owner_id = $2 WHERE customer_id = $1 AND x = 'rm_customers_x'"
+        );
+        assert_eq!(
+            OWNERSHIP.retarget("SELECT version FROM rm_ownership_positions", "_v9"),
+            "SELECT version FROM rm_ownership_positions_v9"
+        );
+        assert_eq!(TIMELINE.retarget(sql, ""), sql);
+    }
+
+    #[test]
+    fn every_projection_has_its_own_tables() {
+        let mut seen = std::collections::HashSet::new();
+        for p in PROJECTIONS {
+            for t in p.table_names() {
+                assert!(seen.insert(t.clone()), "{t} in two projections");
+            }
+        }
+        assert!(initial_migration().contains("CREATE TABLE rm_timeline ("));
+        assert_eq!(by_name("analytics"), Some(ANALYTICS));
+        assert_eq!(by_name("nope"), None);
+    }
+}
