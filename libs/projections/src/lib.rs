@@ -12,6 +12,7 @@ pub mod funnel;
 pub mod kpi;
 pub mod project;
 pub mod queries;
+pub mod rebuild;
 pub mod schema;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -17,8 +17,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::project::{micros, Arg, Changes, Poison};
-use crate::schema::{Projection, PROJECTIONS};
+use crate::project::{Changes, Poison};
+use crate::schema::Projection;
 use crm_eventstore::RecordedEvent;
 
 #[derive(Debug, thiserror::Error)]
@@ -128,10 +128,10 @@ macro_rules! bind_args {
         let mut q = $query;
         for a in $args {
             q = match a {
-                Arg::Int(v) => q.bind(*v),
-                Arg::Text(v) => q.bind(v.as_str()),
-                Arg::NullInt => q.bind(None::<i64>),
-                Arg::NullText => q.bind(None::<&str>),
+                $crate::project::Arg::Int(v) => q.bind(*v),
+                $crate::project::Arg::Text(v) => q.bind(v.as_str()),
+                $crate::project::Arg::NullInt => q.bind(None::<i64>),
+                $crate::project::Arg::NullText => q.bind(None::<&str>),
             };
         }
         q
@@ -140,29 +140,29 @@ macro_rules! bind_args {
 
 /// The body of [`ReadStore::apply_to`], for either backend's transaction.
 macro_rules! apply_in {
-    ($pool:expr, $batch:expr, $target:expr, $consumer:expr) => {{
-        let batch: &[Prepared] = $batch;
-        let target: &Target = $target;
-        let targets: Vec<(usize, Projection, &str)> = match target {
-            Target::Live => PROJECTIONS.iter().copied().enumerate().map(|(i, p)| (i, p, "")).collect(),
-            Target::Only { projection, suffix, .. } => vec![(
-                PROJECTIONS.iter().position(|p| p.name == projection.name).expect("known projection"),
+    ($tx:expr, $batch:expr, $target:expr, $consumer:expr) => {{
+        let batch: &[$crate::store::Prepared] = $batch;
+        let target: &$crate::store::Target = $target;
+        let targets: Vec<(usize, $crate::schema::Projection, &str)> = match target {
+            $crate::store::Target::Live => $crate::schema::PROJECTIONS.iter().copied().enumerate().map(|(i, p)| (i, p, "")).collect(),
+            $crate::store::Target::Only { projection, suffix, .. } => vec![(
+                $crate::schema::PROJECTIONS.iter().position(|p| p.name == projection.name).expect("known projection"),
                 *projection,
                 suffix.as_str(),
             )],
         };
         let limits = match target {
-            Target::Only { limits, .. } => limits.clone(),
-            Target::Live => None,
+            $crate::store::Target::Only { limits, .. } => limits.clone(),
+            $crate::store::Target::Live => None,
         };
         let positions: Vec<String> = targets
             .iter()
             .map(|(_, p, suffix)| format!("{}{suffix}", p.positions_table()))
             .collect();
-        let mut tx = $pool.begin().await?;
+        let tx = $tx;
         // (target index, stream) → version applied, as read before the batch and as now.
-        let mut known: HashMap<(usize, &str), i64> = HashMap::new();
-        let mut versions: HashMap<(usize, &str), i64> = HashMap::new();
+        let mut known: ::std::collections::HashMap<(usize, &str), i64> = ::std::collections::HashMap::new();
+        let mut versions: ::std::collections::HashMap<(usize, &str), i64> = ::std::collections::HashMap::new();
         let mut fates = Vec::with_capacity(batch.len());
         let mut applied = 0i64;
         let mut last_event_us = 0i64;
@@ -200,21 +200,21 @@ macro_rules! apply_in {
                 }
                 if let Ok(changes) = &p.changes {
                     for s in &changes[*pi] {
-                        let sql: Cow<'_, str> = if suffix.is_empty() {
-                            Cow::Borrowed(s.sql)
+                        let sql: ::std::borrow::Cow<'_, str> = if suffix.is_empty() {
+                            ::std::borrow::Cow::Borrowed(s.sql)
                         } else {
-                            Cow::Owned(projection.retarget(s.sql, suffix))
+                            ::std::borrow::Cow::Owned(projection.retarget(s.sql, suffix))
                         };
-                        bind_args!(sqlx::query(&sql), &s.args).execute(&mut *tx).await?;
+                        $crate::store::bind_args!(sqlx::query(&sql), &s.args).execute(&mut *tx).await?;
                     }
                 }
                 versions.insert((t, stream), version);
                 moved = true;
             }
             let fate = match (&p.changes, early, moved) {
-                (_, true, _) => Fate::Early,
+                (_, true, _) => $crate::store::Fate::Early,
                 (Err(poison), false, true) => {
-                    if matches!(target, Target::Live) {
+                    if matches!(target, $crate::store::Target::Live) {
                         sqlx::query(
                             "INSERT INTO rm_dead_letters (event_id, stream_id, version, event_type, reason, recorded_us) \
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
@@ -224,20 +224,20 @@ macro_rules! apply_in {
                         .bind(version)
                         .bind(p.event.event_type.as_str())
                         .bind(poison.to_string())
-                        .bind(micros(chrono::Utc::now()))
+                        .bind($crate::project::micros(chrono::Utc::now()))
                         .execute(&mut *tx)
                         .await?;
                     }
-                    Fate::DeadLetter
+                    $crate::store::Fate::DeadLetter
                 }
-                (Ok(_), false, true) => Fate::Applied,
-                (_, false, false) => Fate::Duplicate,
+                (Ok(_), false, true) => $crate::store::Fate::Applied,
+                (_, false, false) => $crate::store::Fate::Duplicate,
             };
-            if matches!(fate, Fate::Applied | Fate::DeadLetter) {
+            if matches!(fate, $crate::store::Fate::Applied | $crate::store::Fate::DeadLetter) {
                 applied += 1;
-                last_event_us = last_event_us.max(micros(p.event.metadata.recorded_at));
+                last_event_us = last_event_us.max($crate::project::micros(p.event.metadata.recorded_at));
             }
-            if fate != Fate::Early {
+            if fate != $crate::store::Fate::Early {
                 last_sequence = last_sequence.max(p.sequence as i64);
             }
             fates.push(fate);
@@ -267,7 +267,7 @@ macro_rules! apply_in {
                     .rows_affected()
             };
             if moved != 1 {
-                return Err(ReadError::Concurrent((*stream).to_string()));
+                return Err($crate::store::ReadError::Concurrent((*stream).to_string()));
             }
         }
         if let Some(consumer) = $consumer {
@@ -285,14 +285,15 @@ macro_rules! apply_in {
             .bind(last_sequence)
             .bind(applied)
             .bind(last_event_us)
-            .bind(micros(chrono::Utc::now()))
+            .bind($crate::project::micros(chrono::Utc::now()))
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
-        Ok(ApplyReport { fates })
+        Ok::<_, $crate::store::ReadError>($crate::store::ApplyReport { fates })
     }};
 }
+pub(crate) use apply_in;
+pub(crate) use bind_args;
 
 impl ReadStore {
     /// `postgres://…` (server mode) or `sqlite://path` (embedded mode); migrates.
@@ -354,8 +355,18 @@ impl ReadStore {
         consumer: Option<&str>,
     ) -> Result<ApplyReport, ReadError> {
         match self {
-            Self::Postgres(pool) => apply_in!(pool, batch, target, consumer),
-            Self::Sqlite(pool) => apply_in!(pool, batch, target, consumer),
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let report = apply_in!(&mut *tx, batch, target, consumer)?;
+                tx.commit().await?;
+                Ok(report)
+            }
+            Self::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let report = apply_in!(&mut *tx, batch, target, consumer)?;
+                tx.commit().await?;
+                Ok(report)
+            }
         }
     }
 

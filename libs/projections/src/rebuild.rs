@@ -1,0 +1,399 @@
+//! Rebuilding a read model from the event store, and verifying one.
+//!
+//! **Rebuild** (`crm projections rebuild <name>`): the projection's tables are created
+//! afresh under a unique suffix and filled from the event store's global log (commit-safe
+//! order), page by page, with progress reported. Then, in one short transaction, the
+//! live tables are locked (positions first, the order the projector takes them, so no
+//! deadlock), the last events written since are applied, and the fresh tables take the
+//! live names; the old ones are dropped. Queries keep running throughout: they wait only
+//! for the rename, and the projector carries on from the fresh positions (what the
+//! rebuild applied is a duplicate to it).
+//!
+//! **Verify** (`crm projections verify <name>`): the live tables and their positions are
+//! read in one snapshot; the projection is rebuilt into scratch tables from the store,
+//! up to exactly those positions; every row of every table is compared. A correct
+//! projector gives 0 differing rows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crm_eventstore::{EventStore, LogPosition};
+use sqlx::Row;
+
+use crate::schema::Projection;
+use crate::store::{apply_in, Fate, Prepared, ReadError, ReadStore, Target};
+
+/// Events read from the store per transaction.
+pub const PAGE: usize = 5_000;
+
+/// Where a long run stands, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done: u64,
+    /// Events in the log when the run started (the log may grow meanwhile).
+    pub total: u64,
+    pub elapsed: std::time::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub projection: &'static str,
+    pub events_read: u64,
+    pub events_applied: u64,
+    /// Events applied in the switch-over transaction (written while the rebuild ran).
+    pub caught_up_in_switch: u64,
+    pub seconds: u64,
+}
+
+fn suffix(kind: &str) -> String {
+    format!("_{kind}{}", chrono::Utc::now().timestamp_millis())
+}
+
+async fn create_tables(read: &ReadStore, p: &Projection, suffix: &str) -> Result<(), ReadError> {
+    for ddl in p.ddl(suffix) {
+        match read {
+            ReadStore::Postgres(pool) => sqlx::query(&ddl).execute(pool).await?.rows_affected(),
+            ReadStore::Sqlite(pool) => sqlx::query(&ddl).execute(pool).await?.rows_affected(),
+        };
+    }
+    Ok(())
+}
+
+async fn drop_tables(read: &ReadStore, p: &Projection, suffix: &str) -> Result<(), ReadError> {
+    for t in p.table_names() {
+        let sql = format!("DROP TABLE IF EXISTS {t}{suffix}");
+        match read {
+            ReadStore::Postgres(pool) => sqlx::query(&sql).execute(pool).await?.rows_affected(),
+            ReadStore::Sqlite(pool) => sqlx::query(&sql).execute(pool).await?.rows_affected(),
+        };
+    }
+    Ok(())
+}
+
+/// Fill `suffix` tables from the whole log; returns (read, applied, last position).
+async fn fill<S: EventStore>(
+    events: &S,
+    read: &ReadStore,
+    target: &Target,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(u64, u64, LogPosition), ReadError> {
+    let started = Instant::now();
+    let (total, _) = events
+        .head()
+        .await
+        .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
+    let mut cursor = LogPosition::START;
+    let (mut done, mut applied) = (0u64, 0u64);
+    loop {
+        let page = events
+            .read_all(cursor, PAGE)
+            .await
+            .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
+        let Some(last) = page.last() else { break };
+        cursor = last.log_position;
+        let n = page.len();
+        let batch: Vec<Prepared> = page
+            .into_iter()
+            .map(|e| {
+                let seq = e.log_position.position;
+                Prepared::new(e, seq)
+            })
+            .collect();
+        let report = read.apply_to(&batch, target, None).await?;
+        done += n as u64;
+        applied += report.count(Fate::Applied) as u64;
+        progress(Progress {
+            done,
+            total: total.max(done),
+            elapsed: started.elapsed(),
+        });
+        if n < PAGE {
+            break;
+        }
+    }
+    Ok((done, applied, cursor))
+}
+
+/// Rebuild `projection` from `events` and switch the live tables over to the result.
+pub async fn rebuild<S: EventStore>(
+    events: &S,
+    read: &ReadStore,
+    projection: Projection,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RebuildReport, ReadError> {
+    let started = Instant::now();
+    let suffix = suffix("r");
+    create_tables(read, &projection, &suffix).await?;
+    let target = Target::Only {
+        projection,
+        suffix: suffix.clone(),
+        limits: None,
+    };
+    let result = async {
+        let (events_read, events_applied, cursor) = fill(events, read, &target, progress).await?;
+        let caught_up = switch_over(events, read, &projection, &suffix, &target, cursor).await?;
+        Ok::<_, ReadError>(RebuildReport {
+            projection: projection.name,
+            events_read: events_read + caught_up,
+            events_applied: events_applied + caught_up,
+            caught_up_in_switch: caught_up,
+            seconds: started.elapsed().as_secs(),
+        })
+    }
+    .await;
+    if result.is_err() {
+        // Leave the live tables as they were; remove the half-built ones.
+        let _ = drop_tables(read, &projection, &suffix).await;
+    }
+    result
+}
+
+macro_rules! switch_in {
+    ($tx:expr, $events:expr, $projection:expr, $suffix:expr, $target:expr, $cursor:expr, $pg:expr) => {{
+        let tx = $tx;
+        let live = $projection.table_names();
+        if $pg {
+            // Positions first: every projector transaction reads them before it writes
+            // the data tables, so waiting here for it cannot deadlock.
+            let positions = $projection.positions_table();
+            sqlx::query(&format!("LOCK TABLE {positions} IN ACCESS EXCLUSIVE MODE"))
+                .execute(&mut *tx)
+                .await?;
+            let rest: Vec<&String> = live.iter().filter(|t| **t != positions).collect();
+            for t in rest {
+                sqlx::query(&format!("LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        // What was written since the fill finished.
+        let mut cursor = $cursor;
+        let mut caught_up = 0u64;
+        loop {
+            let page = $events
+                .read_all(cursor, PAGE)
+                .await
+                .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
+            let Some(last) = page.last() else { break };
+            cursor = last.log_position;
+            let n = page.len();
+            let batch: Vec<Prepared> = page
+                .into_iter()
+                .map(|e| {
+                    let seq = e.log_position.position;
+                    Prepared::new(e, seq)
+                })
+                .collect();
+            apply_in!(&mut *tx, &batch, $target, None::<&str>)?;
+            caught_up += n as u64;
+            if n < PAGE {
+                break;
+            }
+        }
+        let old = suffix("old");
+        for t in &live {
+            sqlx::query(&format!("ALTER TABLE {t} RENAME TO {t}{old}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!("ALTER TABLE {t}{} RENAME TO {t}", $suffix))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for t in &live {
+            sqlx::query(&format!("DROP TABLE {t}{old}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok::<u64, ReadError>(caught_up)
+    }};
+}
+
+async fn switch_over<S: EventStore>(
+    events: &S,
+    read: &ReadStore,
+    projection: &Projection,
+    suffix: &str,
+    target: &Target,
+    cursor: LogPosition,
+) -> Result<u64, ReadError> {
+    match read {
+        ReadStore::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            let n = switch_in!(&mut *tx, events, projection, suffix, target, cursor, true)?;
+            tx.commit().await?;
+            Ok(n)
+        }
+        ReadStore::Sqlite(pool) => {
+            let mut tx = pool.begin().await?;
+            let n = switch_in!(&mut *tx, events, projection, suffix, target, cursor, false)?;
+            tx.commit().await?;
+            Ok(n)
+        }
+    }
+}
+
+/// Rows of a table as text, keyed by their primary key.
+type Rows = BTreeMap<Vec<Option<String>>, Vec<Option<String>>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDiff {
+    pub table: String,
+    pub live_rows: usize,
+    pub rebuilt_rows: usize,
+    /// Rows present on one side only, or with different values.
+    pub differing: usize,
+    /// A few differing keys, for the report.
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub projection: &'static str,
+    pub events_read: u64,
+    pub tables: Vec<TableDiff>,
+}
+
+impl VerifyReport {
+    pub fn differing(&self) -> usize {
+        self.tables.iter().map(|t| t.differing).sum()
+    }
+}
+
+macro_rules! snapshot_in {
+    ($tx:expr, $projection:expr, $suffix:expr) => {{
+        let tx = $tx;
+        let mut tables: Vec<(String, Rows)> = Vec::new();
+        for t in $projection.tables {
+            let cols: Vec<String> = t
+                .columns
+                .iter()
+                .map(|(c, _)| format!("CAST({c} AS TEXT) AS {c}"))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {}{} ORDER BY {}",
+                cols.join(", "),
+                t.name,
+                $suffix,
+                t.primary_key.join(", ")
+            );
+            let mut rows = Rows::new();
+            for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
+                let values: Vec<Option<String>> = (0..t.columns.len())
+                    .map(|i| row.try_get::<Option<String>, _>(i))
+                    .collect::<Result<_, _>>()?;
+                let key: Vec<Option<String>> = t
+                    .primary_key
+                    .iter()
+                    .map(|k| {
+                        let i = t
+                            .columns
+                            .iter()
+                            .position(|(c, _)| c == k)
+                            .expect("key column");
+                        values[i].clone()
+                    })
+                    .collect();
+                rows.insert(key, values);
+            }
+            tables.push((t.name.to_string(), rows));
+        }
+        let sql = format!(
+            "SELECT stream_id, version FROM {}{}",
+            $projection.positions_table(),
+            $suffix
+        );
+        let mut positions = HashMap::new();
+        for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
+            positions.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+        }
+        Ok::<_, ReadError>((tables, positions))
+    }};
+}
+
+type Snapshot = (Vec<(String, Rows)>, HashMap<String, i64>);
+
+async fn snapshot(read: &ReadStore, p: &Projection, suffix: &str) -> Result<Snapshot, ReadError> {
+    match read {
+        ReadStore::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            let s = snapshot_in!(&mut *tx, p, suffix)?;
+            tx.commit().await?;
+            Ok(s)
+        }
+        ReadStore::Sqlite(pool) => {
+            let mut tx = pool.begin().await?;
+            let s = snapshot_in!(&mut *tx, p, suffix)?;
+            tx.commit().await?;
+            Ok(s)
+        }
+    }
+}
+
+/// Rebuild `projection` into scratch tables and compare them with the live ones.
+pub async fn verify<S: EventStore>(
+    events: &S,
+    read: &ReadStore,
+    projection: Projection,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<VerifyReport, ReadError> {
+    let (live, positions) = snapshot(read, &projection, "").await?;
+    let suffix = suffix("v");
+    create_tables(read, &projection, &suffix).await?;
+    let result = async {
+        let target = Target::Only {
+            projection,
+            suffix: suffix.clone(),
+            limits: Some(Arc::new(positions)),
+        };
+        let (events_read, _, _) = fill(events, read, &target, progress).await?;
+        let (rebuilt, _) = snapshot(read, &projection, &suffix).await?;
+        let tables = live
+            .into_iter()
+            .zip(rebuilt)
+            .map(|((name, a), (_, b))| diff(name, &a, &b))
+            .collect();
+        Ok::<_, ReadError>(VerifyReport {
+            projection: projection.name,
+            events_read,
+            tables,
+        })
+    }
+    .await;
+    drop_tables(read, &projection, &suffix).await?;
+    result
+}
+
+fn diff(table: String, live: &Rows, rebuilt: &Rows) -> TableDiff {
+    let mut differing = 0;
+    let mut examples = Vec::new();
+    let mut note = |key: &Vec<Option<String>>, what: &str| {
+        differing += 1;
+        if examples.len() < 5 {
+            let k: Vec<&str> = key.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect();
+            examples.push(format!("{} ({what})", k.join("/")));
+        }
+    };
+    for (k, v) in live {
+        match rebuilt.get(k) {
+            None => note(k, "only in the live table"),
+            Some(w) if w != v => note(k, "values differ"),
+            Some(_) => {}
+        }
+    }
+    for k in rebuilt.keys() {
+        if !live.contains_key(k) {
+            note(k, "missing from the live table");
+        }
+    }
+    TableDiff {
+        table,
+        live_rows: live.len(),
+        rebuilt_rows: rebuilt.len(),
+        differing,
+        examples,
+    }
+}
