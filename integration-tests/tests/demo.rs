@@ -1,5 +1,6 @@
 //! `crm demo` as a newcomer runs it: it plays the day, replays the store, and its own
-//! consistency checks (replayed holdings = the store's counters ≤ limits) pass.
+//! consistency checks (replayed holdings = the store's counters ≤ limits) pass, and the
+//! read models built from its log agree with the write side.
 
 use std::process::Command;
 
@@ -20,6 +21,10 @@ fn the_demo_plays_a_day_and_reports_it() {
         "Customers (state replayed from the event store)",
         "Managers",
         "Event log",
+        "Ownership view",
+        "every manager's portfolio matches the write side's holdings",
+        "Lifecycle funnel",
+        "Manager KPIs for the day",
     ] {
         assert!(stdout.contains(section), "missing {section}:\n{stdout}");
     }

@@ -167,7 +167,8 @@ pub struct Conversion {
     pub stage: String,
     /// Customers who ever entered this stage.
     pub entered: i64,
-    /// Of those, how many later entered the next pipeline stage.
+    /// Of those, how many later entered a further pipeline stage (the next one, or one
+    /// beyond it when a stage is skipped).
     pub reached_next: i64,
     /// `reached_next / entered`.
     pub next_step_rate: Option<f64>,
@@ -196,10 +197,11 @@ pub fn conversion(facts: &Facts, slice: Slice) -> Vec<Conversion> {
         };
         let key = (slicer.value(customer, at), PIPELINE[i]);
         entered.entry(key.clone()).or_default().insert(customer);
-        if let Some(next) = PIPELINE.get(i + 1) {
-            if first.get(&(customer, *next)).is_some_and(|&n| n >= at) {
-                *reached_next.entry(key).or_default() += 1;
-            }
+        let moved_on = PIPELINE[i + 1..]
+            .iter()
+            .any(|later| first.get(&(customer, *later)).is_some_and(|&n| n >= at));
+        if moved_on {
+            *reached_next.entry(key).or_default() += 1;
         }
     }
     // The lead cohort, and how far each of its customers got.

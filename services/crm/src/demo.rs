@@ -151,6 +151,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         clock: Utc.with_ymd_and_hms(2026, 11, 25, 0, 30, 0).unwrap(), // 08:30 in Shanghai
         rng: SmallRng::seed_from_u64(args.seed),
     };
+    let day_start = day.clock;
     let admin = Actor::person("admin");
     println!(
         "crm demo: one day at a bank, seed {}, embedded store {}",
@@ -426,16 +427,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     report(&store, &managers, &day.tally, args.show).await?;
     drop(day);
+    let read_path = path.with_extension("read.db");
+    read_models(&store, &managers, &read_path, day_start).await?;
     if temporary {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
+        for base in [&path, &read_path] {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = base.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
         }
     } else {
         println!(
-            "\nThe event store is kept in {} (open it with sqlite3, or replay it).",
-            path.display()
+            "\nThe event store is kept in {} and the read models in {} (open them with sqlite3).",
+            path.display(),
+            read_path.display()
         );
     }
     Ok(())
@@ -731,6 +737,176 @@ async fn report(
     );
     for (t, n) in &by_type {
         println!("  {t:<24} {n:>6}");
+    }
+    Ok(())
+}
+
+/// Build the read models from the day's log with the projector's code, then print the
+/// ownership view, the funnel and the KPI table, cross-checked against the replay.
+async fn read_models(
+    store: &SqliteEventStore,
+    managers: &[Manager],
+    path: &std::path::Path,
+    day_start: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    use crm_projections::facts::Granularity;
+    use crm_projections::funnel::{self, Slice};
+    use crm_projections::kpi::{self, Level};
+    use crm_projections::{PortfolioBy, Prepared, ReadStore};
+
+    let read = ReadStore::connect(&format!("sqlite://{}", path.display()), 1).await?;
+    let mut cursor = LogPosition::START;
+    let mut applied = 0usize;
+    loop {
+        let page = store.read_all(cursor, 1000).await?;
+        let Some(last) = page.last() else { break };
+        cursor = last.log_position;
+        let batch: Vec<Prepared> = page
+            .into_iter()
+            .map(|e| {
+                let seq = e.log_position.position;
+                Prepared::new(e, seq)
+            })
+            .collect();
+        applied += read.apply(&batch, Some("demo")).await?.fates.len();
+    }
+    println!(
+        "\nRead models ({applied} events projected by the projector's code into {})",
+        path.display()
+    );
+
+    println!("\nOwnership view");
+    let by_team = read.portfolio_counts(PortfolioBy::Team).await?;
+    println!(
+        "  portfolios by team:   {}",
+        by_team
+            .iter()
+            .map(|c| format!("{} {}", c.key, c.customers))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let by_region = read.portfolio_counts(PortfolioBy::Region).await?;
+    println!(
+        "  portfolios by region: {}",
+        by_region
+            .iter()
+            .map(|c| format!("{} {}", c.key, c.customers))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let pool = read.pool("", 100_000).await?;
+    println!("  in the pool: {} customers", pool.len());
+    for m in managers {
+        let portfolio = read.portfolio(&m.id.to_string()).await?.len() as i64;
+        let counter = store.counter(&format!("holdings:{}", m.id)).await?;
+        anyhow::ensure!(
+            portfolio == counter,
+            "the ownership view gives {} {portfolio} customers, the write side {counter}",
+            m.name
+        );
+    }
+    println!("  (every manager's portfolio matches the write side's holdings)");
+    // The customer whose ownership moved most, and who owned it at noon.
+    let periods = read.all_periods().await?;
+    let mut moves: HashMap<&str, usize> = HashMap::new();
+    for p in &periods {
+        *moves.entry(p.customer_id.as_str()).or_default() += 1;
+    }
+    if let Some((busiest, _)) = moves
+        .iter()
+        .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
+    {
+        println!("  ownership timeline of customer {busiest}:");
+        let name = |id: &str| {
+            managers
+                .iter()
+                .find(|m| m.id.to_string() == id)
+                .map_or(id.to_string(), |m| m.name.clone())
+        };
+        let hm = |us: i64| {
+            Utc.timestamp_micros(us)
+                .single()
+                .map(|t| (t + Duration::hours(8)).format("%H:%M").to_string())
+                .unwrap_or_default()
+        };
+        for p in read.ownership_timeline(busiest).await? {
+            println!(
+                "    {} – {:<5}  {:<12} {:<22} by {}",
+                hm(p.from_us),
+                p.to_us.map(hm).unwrap_or_else(|| "now".into()),
+                name(&p.manager_id),
+                p.start_event,
+                p.started_by
+            );
+        }
+        let noon = (day_start + Duration::hours(3)).timestamp_micros();
+        let owner = read.owner_at(busiest, noon).await?;
+        println!(
+            "    owner at 11:30 (Shanghai): {}",
+            owner.map_or("the pool".to_string(), |p| name(&p.manager_id))
+        );
+    }
+
+    let facts = read.facts().await?;
+    println!("\nLifecycle funnel");
+    let counts = funnel::stage_counts(&facts, None, Slice::All);
+    println!(
+        "  now: {}",
+        counts
+            .iter()
+            .map(|c| format!("{} {}", c.stage, c.customers))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  stage        entered  → later  next-step  cumulative from lead");
+    for c in funnel::conversion(&facts, Slice::All) {
+        let pct =
+            |r: Option<f64>| r.map_or("     –".to_string(), |r| format!("{:>5.1}%", r * 100.0));
+        println!(
+            "  {:<12} {:>7}  {:>6}   {}     {}",
+            c.stage,
+            c.entered,
+            c.reached_next,
+            pct(c.next_step_rate),
+            pct(c.cumulative_rate)
+        );
+    }
+
+    println!("\nManager KPIs for the day");
+    let from = day_start.timestamp_micros();
+    let to = (day_start + Duration::days(1)).timestamp_micros();
+    let rows = kpi::kpis(&facts, Level::Manager, Granularity::Day, from, to, to);
+    println!(
+        "  {:<20} {:>9} {:>8} {:>8} {:>4} {:>10} {:>12} {:>8} {:>6}",
+        "manager",
+        "portfolio",
+        "contacts",
+        "coverage",
+        "won",
+        "complaints",
+        "1st resp p50",
+        "breach",
+        "satisf"
+    );
+    for m in managers {
+        let Some(r) = rows.iter().find(|r| r.key == m.id.to_string()) else {
+            continue;
+        };
+        let pct = |r: Option<f64>| r.map_or("–".to_string(), |r| format!("{:.0}%", r * 100.0));
+        println!(
+            "  {:<20} {:>9} {:>8} {:>8} {:>4} {:>10} {:>12} {:>8} {:>6}",
+            m.name,
+            r.portfolio,
+            r.contacts,
+            pct(r.contact_coverage),
+            r.new_customers_won,
+            r.complaints,
+            r.first_response_median_s
+                .map_or("–".to_string(), |s| format!("{s} s")),
+            pct(r.sla_breach_rate),
+            r.satisfaction_avg
+                .map_or("–".to_string(), |s| format!("{s:.1}"))
+        );
     }
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! `crm`: the platform's command-line tool. `crm demo` plays a day on the embedded
-//! store; `crm bench append` measures the write path against PostgreSQL's ceiling.
+//! store; `crm bench append` measures the write path against PostgreSQL's ceiling;
+//! `crm projections rebuild|verify` rebuilds or checks a read model.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod bench_nats;
 mod bench_raw;
 mod demo;
+mod projections;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,9 @@ enum Cmd {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Read models: list, rebuild from the event store, verify.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCmd),
 }
 
 #[tokio::main]
@@ -38,5 +43,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Demo(args) => demo::run(args).await,
         Cmd::Bench(cmd) => bench::run(cmd).await,
+        Cmd::Projections(cmd) => projections::run(cmd).await,
     }
 }

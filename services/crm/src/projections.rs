@@ -1,0 +1,156 @@
+//! `crm projections`: list, rebuild and verify the read models.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use crm_eventstore::AnyEventStore;
+use crm_projections::rebuild::{self, Progress};
+use crm_projections::schema::{self, PROJECTIONS};
+use crm_projections::ReadStore;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ProjectionsCmd {
+    /// The read models and their tables.
+    List,
+    /// Rebuild a read model from the event store into fresh tables and switch over;
+    /// queries keep working.
+    Rebuild(Target),
+    /// Rebuild a read model into scratch tables and compare every row with the live one;
+    /// exits with status 1 if any row differs.
+    Verify(Target),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// ownership, timeline or analytics.
+    name: String,
+    /// Event store: postgres://… or sqlite://path.
+    #[arg(long, env = "CRM_STORE_URL")]
+    store: String,
+    /// Read models: postgres://… or sqlite://path (default: the event store's database).
+    #[arg(long, env = "CRM_READ_URL")]
+    read: Option<String>,
+}
+
+pub async fn run(cmd: ProjectionsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ProjectionsCmd::List => {
+            for p in PROJECTIONS {
+                println!("{:<10} {}", p.name, p.about);
+                println!("{:<10} tables: {}", "", p.table_names().join(", "));
+            }
+            Ok(())
+        }
+        ProjectionsCmd::Rebuild(t) => {
+            let (store, read, projection) = open(&t).await?;
+            let mut bar = Bar::new("rebuilding");
+            let r = rebuild::rebuild(&store, &read, projection, &mut |p| bar.show(p)).await?;
+            bar.finish();
+            println!(
+                "rebuilt {}: {} events read, {} applied ({} in the switch-over) in {} s",
+                r.projection, r.events_read, r.events_applied, r.caught_up_in_switch, r.seconds
+            );
+            Ok(())
+        }
+        ProjectionsCmd::Verify(t) => {
+            let (store, read, projection) = open(&t).await?;
+            let mut bar = Bar::new("verifying");
+            let r = rebuild::verify(&store, &read, projection, &mut |p| bar.show(p)).await?;
+            bar.finish();
+            for table in &r.tables {
+                println!(
+                    "{:<24} live {:>9} rows, rebuilt {:>9} rows, {} differing",
+                    table.table, table.live_rows, table.rebuilt_rows, table.differing
+                );
+                for e in &table.examples {
+                    println!("    {e}");
+                }
+            }
+            println!(
+                "verified {} against {} events: {} differing rows",
+                r.projection,
+                r.events_read,
+                r.differing()
+            );
+            if r.differing() > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn open(t: &Target) -> anyhow::Result<(AnyEventStore, ReadStore, schema::Projection)> {
+    let projection = schema::by_name(&t.name).with_context(|| {
+        format!(
+            "no read model {:?}; there are: {}",
+            t.name,
+            PROJECTIONS.map(|p| p.name).join(", ")
+        )
+    })?;
+    let store = AnyEventStore::connect(&t.store, 4)
+        .await
+        .with_context(|| format!("opening the event store at {}", t.store))?;
+    let read_url = t.read.as_deref().unwrap_or(&t.store);
+    let read = ReadStore::connect(read_url, 4)
+        .await
+        .with_context(|| format!("opening the read models at {read_url}"))?;
+    Ok((store, read, projection))
+}
+
+/// A progress bar on stderr, redrawn at most ten times a second.
+struct Bar {
+    label: &'static str,
+    last: Option<Instant>,
+    drawn: bool,
+}
+
+impl Bar {
+    fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            last: None,
+            drawn: false,
+        }
+    }
+
+    fn show(&mut self, p: Progress) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+            && p.done < p.total
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.drawn = true;
+        let ratio = if p.total == 0 {
+            1.0
+        } else {
+            p.done as f64 / p.total as f64
+        };
+        let width = 30;
+        let filled = (ratio * width as f64).round() as usize;
+        let rate = p.done as f64 / p.elapsed.as_secs_f64().max(1e-3);
+        let eta = (p.total.saturating_sub(p.done)) as f64 / rate.max(1.0);
+        eprint!(
+            "\r{} [{}{}] {:>5.1}% {}/{} events, {:.0}/s, eta {:.0} s   ",
+            self.label,
+            "#".repeat(filled.min(width)),
+            ".".repeat(width - filled.min(width)),
+            ratio * 100.0,
+            p.done,
+            p.total,
+            rate,
+            eta
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn finish(&self) {
+        if self.drawn {
+            eprintln!();
+        }
+    }
+}
