@@ -17,6 +17,7 @@ pub mod schema;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod views;
 
 pub use project::{project, Arg, Changes, Poison, Stmt};
 pub use queries::{CustomerRow, ManagerRow, PeriodRow, PortfolioBy, PortfolioCount, TimelineRow};

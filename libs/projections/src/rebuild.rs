@@ -192,6 +192,12 @@ macro_rules! switch_in {
             }
         }
         let old = suffix("old");
+        if $pg {
+            // Views follow tables through renames: drop them now, recreate on the new ones.
+            for sql in crate::views::drop_statements() {
+                sqlx::query(&sql).execute(&mut *tx).await?;
+            }
+        }
         for t in &live {
             sqlx::query(&format!("ALTER TABLE {t} RENAME TO {t}{old}"))
                 .execute(&mut *tx)
@@ -204,6 +210,11 @@ macro_rules! switch_in {
             sqlx::query(&format!("DROP TABLE {t}{old}"))
                 .execute(&mut *tx)
                 .await?;
+        }
+        if $pg {
+            for sql in crate::views::create_statements() {
+                sqlx::query(&sql).execute(&mut *tx).await?;
+            }
         }
         Ok::<u64, ReadError>(caught_up)
     }};

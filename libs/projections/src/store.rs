@@ -324,7 +324,12 @@ impl ReadStore {
             )));
         };
         match &store {
-            Self::Postgres(p) => migrator().run(p).await?,
+            Self::Postgres(p) => {
+                migrator().run(p).await?;
+                for sql in crate::views::create_statements() {
+                    sqlx::query(&sql).execute(p).await?;
+                }
+            }
             Self::Sqlite(p) => migrator().run(p).await?,
         }
         Ok(store)

@@ -179,6 +179,32 @@ async fn verify_finds_tampering_and_rebuild_repairs_it_while_queries_run() {
             report.tables
         );
     }
+    // The analysts' views follow the switch-over, and stay read-only and impersonal.
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET ROLE crm_analyst")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM v_customers WHERE owner_id IS NOT NULL OR owner_id IS NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(n, 210);
+    for refused in [
+        "SELECT count(*) FROM rm_customers",
+        "SELECT count(*) FROM rm_timeline",
+        "SELECT display_name FROM v_customers",
+        "UPDATE v_customers SET stage = 'lead'",
+        "DELETE FROM v_contacts",
+    ] {
+        let err = sqlx::query(refused).execute(&mut *conn).await;
+        assert!(err.is_err(), "{refused} was allowed");
+    }
+    sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
+    drop(conn);
+
     let fixed = read.customer(&victim).await.unwrap().unwrap();
     assert_ne!(
         fixed.owner_id.as_deref(),

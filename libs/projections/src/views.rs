@@ -1,0 +1,113 @@
+//! Read-only SQL for analysts (PostgreSQL): documented views over the read models, with
+//! instants as `timestamptz` and without personal fields (no names, no timeline
+//! payloads), readable by the `crm_analyst` role, which can read nothing else here.
+//! Analysts' own login roles are granted `crm_analyst`. `docs/read-models.md` describes
+//! each view.
+
+/// The role analysts' logins are members of.
+pub const ANALYST_ROLE: &str = "crm_analyst";
+
+const TS: &str = "to_timestamp(({c})::double precision / 1e6)";
+
+fn ts(column: &str, alias: &str) -> String {
+    format!("{} AS {alias}", TS.replace("{c}", column))
+}
+
+/// (view, select) pairs.
+pub fn views() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "v_customers",
+            format!(
+                "SELECT customer_id, customer_type, region, branch, first_touch_channel, stage, value_tier, \
+                 aum_minor, owner_id, owner_team, owner_region, {}, {}, {}, {} FROM rm_customers",
+                ts("owned_since_us", "owned_since"),
+                ts("registered_at_us", "registered_at"),
+                ts("last_contact_at_us", "last_contact_at"),
+                ts("next_follow_up_us", "next_follow_up")
+            ),
+        ),
+        (
+            "v_ownership_periods",
+            format!(
+                "SELECT customer_id, start_version, manager_id, team, region, {}, {}, start_event, \
+                 start_reason, started_by, end_event, ended_by FROM rm_ownership_periods",
+                ts("from_us", "valid_from"),
+                ts("to_us", "valid_to")
+            ),
+        ),
+        (
+            "v_managers",
+            "SELECT manager_id, role, team, region, branch, holding_limit, active = 1 AS active \
+             FROM rm_managers"
+                .to_string(),
+        ),
+        (
+            "v_stage_periods",
+            format!(
+                "SELECT customer_id, stage, {}, {} FROM rm_stage_periods",
+                ts("from_us", "valid_from"),
+                ts("to_us", "valid_to")
+            ),
+        ),
+        (
+            "v_stage_transitions",
+            format!(
+                "SELECT customer_id, from_stage, to_stage, {}, reactivated = 1 AS reactivated, owner_id \
+                 FROM rm_stage_transitions",
+                ts("at_us", "at")
+            ),
+        ),
+        (
+            "v_contacts",
+            format!(
+                "SELECT customer_id, manager_id, by_owner = 1 AS by_owner, channel, outcome, {} FROM rm_contacts",
+                ts("at_us", "at")
+            ),
+        ),
+        (
+            "v_complaints",
+            format!(
+                "SELECT complaint_id, customer_id, owner_id, severity, {}, first_response_s, \
+                 first_response_in_sla = 1 AS first_response_in_sla, resolution_s, \
+                 resolution_in_sla = 1 AS resolution_in_sla, resolutions, resolution_breaches, reopens, \
+                 escalations, {}, satisfaction FROM rm_complaints",
+                ts("logged_at_us", "logged_at"),
+                ts("closed_at_us", "closed_at")
+            ),
+        ),
+        (
+            "v_referrals",
+            format!(
+                "SELECT referral_id, customer_id, referrer, referred_to, {}, {} FROM rm_referrals",
+                ts("recorded_at_us", "recorded_at"),
+                ts("converted_at_us", "converted_at")
+            ),
+        ),
+    ]
+}
+
+/// Statements dropping the views (before a rebuild renames the tables under them).
+pub fn drop_statements() -> Vec<String> {
+    views()
+        .into_iter()
+        .map(|(v, _)| format!("DROP VIEW IF EXISTS {v}"))
+        .collect()
+}
+
+/// Statements (re)creating the role, the views and the grants; idempotent.
+pub fn create_statements() -> Vec<String> {
+    let mut out = vec![format!(
+        "DO $$ BEGIN \
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{ANALYST_ROLE}') THEN \
+             CREATE ROLE {ANALYST_ROLE} NOLOGIN; \
+           END IF; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
+         END $$"
+    )];
+    for (v, select) in views() {
+        out.push(format!("CREATE OR REPLACE VIEW {v} AS {select}"));
+        out.push(format!("GRANT SELECT ON {v} TO {ANALYST_ROLE}"));
+    }
+    out
+}
