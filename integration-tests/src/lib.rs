@@ -39,6 +39,10 @@ pub fn binary(name: &str) -> PathBuf {
                 "-p",
                 "crm-relay",
                 "-p",
+                "crm-projector",
+                "-p",
+                "crm-query",
+                "-p",
                 "crm",
             ])
             .status()

@@ -545,7 +545,8 @@ impl EventStore for PgEventStore {
         let rows = sqlx::query(&sql)
             .bind(after.tx as i64)
             .bind(after.position as i64)
-            .bind(limit as i64)
+            // `usize::MAX` means "no limit", not a negative one.
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)

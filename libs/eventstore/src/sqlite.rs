@@ -274,7 +274,7 @@ impl EventStore for SqliteEventStore {
         );
         let rows = sqlx::query(&sql)
             .bind(after.position as i64)
-            .bind(limit as i64)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.readers)
             .await?;
         Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
