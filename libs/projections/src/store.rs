@@ -163,6 +163,35 @@ macro_rules! apply_in {
         // (target index, stream) → version applied, as read before the batch and as now.
         let mut known: ::std::collections::HashMap<(usize, &str), i64> = ::std::collections::HashMap::new();
         let mut versions: ::std::collections::HashMap<(usize, &str), i64> = ::std::collections::HashMap::new();
+        // Every position the batch needs, in one query per read model.
+        {
+            let mut streams: Vec<&str> = batch.iter().map(|p| p.event.stream_id.as_str()).collect();
+            streams.sort_unstable();
+            streams.dedup();
+            for (t, table) in positions.iter().enumerate() {
+                for chunk in streams.chunks(1000) {
+                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "SELECT stream_id, version FROM {table} WHERE stream_id IN ({})",
+                        marks.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for st in chunk {
+                        q = q.bind(*st);
+                    }
+                    let mut found: ::std::collections::HashMap<String, i64> = ::std::collections::HashMap::new();
+                    for row in q.fetch_all(&mut *tx).await? {
+                        use sqlx::Row as _;
+                        found.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+                    }
+                    for st in chunk {
+                        let v = found.get(*st).copied().unwrap_or(0);
+                        known.insert((t, *st), v);
+                        versions.insert((t, *st), v);
+                    }
+                }
+            }
+        }
         let mut fates = Vec::with_capacity(batch.len());
         let mut applied = 0i64;
         let mut last_event_us = 0i64;

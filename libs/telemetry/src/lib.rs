@@ -40,6 +40,9 @@ pub mod names {
     pub const PROJECTOR_DEAD_LETTERS_TOTAL: &str = "crm_projector_dead_letters_total";
     /// Partitions this projector instance holds.
     pub const PROJECTOR_PARTITIONS_HELD: &str = "crm_projector_partitions_held";
+    /// Time from an event's commit in the store to its application to the read models
+    /// (relay, stream and projector together).
+    pub const PROJECTOR_LAG_SECONDS: &str = "crm_projector_lag_seconds";
     /// Batches whose transaction failed and was retried.
     pub const PROJECTOR_RETRIES_TOTAL: &str = "crm_projector_retries_total";
 }
@@ -97,6 +100,11 @@ pub fn describe() {
         names::PROJECTOR_PARTITIONS_HELD,
         "Stream partitions this projector instance consumes"
     );
+    describe_histogram!(
+        names::PROJECTOR_LAG_SECONDS,
+        Unit::Seconds,
+        "From an event's commit in the store to its application to the read models"
+    );
     describe_counter!(
         names::PROJECTOR_RETRIES_TOTAL,
         "Projector batches retried after a read-model transaction failed"
@@ -133,6 +141,15 @@ pub fn install_prometheus() -> PrometheusHandle {
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(names::APPEND_BATCH_SIZE.into()), &batch)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(names::PROJECTOR_LAG_SECONDS.into()),
+                        &[
+                            0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0,
+                            10.0, 30.0,
+                        ],
+                    )
                 })
                 .expect("static buckets are valid")
                 .build_recorder();

@@ -38,6 +38,9 @@ use crate::stats::Latencies;
 pub enum BenchCmd {
     /// (a) single-row INSERT ceiling at 32 connections, then (b) W1 commands/s end to end.
     Append(AppendArgs),
+    /// The read side: projection lag while W1 is written at full rate, projection
+    /// throughput, rebuild speed, beside a sequential read of the events table.
+    Read(crate::bench_read::ReadArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,10 +76,11 @@ pub struct AppendArgs {
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Append(a) => append(a).await,
+        BenchCmd::Read(a) => crate::bench_read::run(a).await,
     }
 }
 
-struct Phase {
+pub(crate) struct Phase {
     name: &'static str,
     commands: usize,
     refused: usize,
@@ -262,7 +266,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
 }
 
 /// Send `commands` keeping `in_flight` requests outstanding; measure each answer.
-async fn drive(
+pub(crate) async fn drive(
     nats: &async_nats::Client,
     subjects: &Subjects,
     commands: Vec<Command>,
@@ -335,7 +339,7 @@ type BenchCustomer = (CustomerId, Option<usize>, Vec<(ComplaintId, u8)>);
 
 /// W1, generated from a seed. Ownership is tracked as the generator believes it, so
 /// most commands are valid; with 32 in flight a few race and are refused, as in life.
-struct Workload {
+pub(crate) struct Workload {
     rng: SmallRng,
     managers: Vec<ManagerId>,
     customers: Vec<BenchCustomer>,
@@ -343,7 +347,12 @@ struct Workload {
 }
 
 impl Workload {
-    fn new(customers: usize, managers: usize, seed: u64) -> Self {
+    /// Commands generated so far.
+    pub(crate) fn issued(&self) -> usize {
+        self.issued
+    }
+
+    pub(crate) fn new(customers: usize, managers: usize, seed: u64) -> Self {
         Self {
             rng: SmallRng::seed_from_u64(seed),
             managers: (0..managers)
@@ -356,7 +365,7 @@ impl Workload {
         }
     }
 
-    fn setup(&mut self) -> Vec<Command> {
+    pub(crate) fn setup(&mut self) -> Vec<Command> {
         let mut out: Vec<Command> = Vec::new();
         for (i, m) in self.managers.iter().enumerate() {
             out.push(
@@ -406,7 +415,7 @@ impl Workload {
         out
     }
 
-    fn main(&mut self, n: usize) -> Vec<Command> {
+    pub(crate) fn main(&mut self, n: usize) -> Vec<Command> {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let ci = self.rng.gen_range(0..self.customers.len());

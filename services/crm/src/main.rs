@@ -6,6 +6,7 @@
 mod bench;
 mod bench_nats;
 mod bench_raw;
+mod bench_read;
 mod demo;
 mod projections;
 mod stats;

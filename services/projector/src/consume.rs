@@ -173,6 +173,7 @@ async fn handle_batch(
         }
     };
 
+    let committed_at = chrono::Utc::now();
     let mut newest_us = 0i64;
     for ((msg, p), fate) in carried.iter().zip(&prepared).zip(&report.fates) {
         let label = match fate {
@@ -192,6 +193,13 @@ async fn handle_batch(
         result.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
         if matches!(fate, Fate::Applied | Fate::DeadLetter) {
             newest_us = newest_us.max(p.event.metadata.recorded_at.timestamp_micros());
+            if *fate == Fate::Applied {
+                let lag = (committed_at - p.event.metadata.recorded_at)
+                    .num_microseconds()
+                    .unwrap_or(0)
+                    .max(0);
+                metrics::histogram!(names::PROJECTOR_LAG_SECONDS).record(lag as f64 / 1e6);
+            }
         }
     }
     let applied = report.count(Fate::Applied) + report.count(Fate::DeadLetter);

@@ -1,0 +1,346 @@
+//! `crm bench read`: the read side, measured in one run on local PostgreSQL and NATS.
+//!
+//! 1. **Projection lag under load**: W1 is written at full rate (command service and relay
+//!    in this process, as in `crm bench append`) while a projector builds all three read
+//!    models; the lag of every applied event (its commit in the store → its read-model
+//!    commit) goes to the `crm_projector_lag_seconds` histogram, read here.
+//! 2. **Projection throughput**: a second projector group builds the read models of the
+//!    same stream into a fresh database from the start; events/s until caught up.
+//! 3. **Ceiling**: a sequential read of the whole `events` table (every column decoded),
+//!    rows/s.
+//! 4. **Rebuild**: each read model rebuilt from the event store (`crm projections
+//!    rebuild`), events/s, and the ratio to the ceiling (target ≥ 0.4).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use crm_bus::relay::{Relay, RelayConfig, SoleRelay};
+use crm_bus::stream::{self, StreamSpec};
+use crm_bus::Subjects;
+use crm_command_handler::group_commit::GroupCommitConfig;
+use crm_eventstore::postgres::PgEventStore;
+use crm_projections::{ReadStore, PROJECTIONS};
+use futures::TryStreamExt;
+use sqlx::Connection;
+use uuid::Uuid;
+
+use crate::bench::{drive, Workload};
+
+#[derive(Debug, clap::Args)]
+pub struct ReadArgs {
+    #[arg(
+        long,
+        env = "CRM_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_url: String,
+    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    #[arg(long, default_value_t = 10_000)]
+    customers: usize,
+    #[arg(long, default_value_t = 100_000)]
+    commands: usize,
+    #[arg(long, default_value_t = 200)]
+    managers: usize,
+    #[arg(long, default_value_t = 32)]
+    in_flight: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+struct Databases {
+    admin: sqlx::PgConnection,
+    base: String,
+    names: Vec<String>,
+}
+
+impl Databases {
+    async fn new(pg_url: &str) -> anyhow::Result<Self> {
+        let admin = sqlx::PgConnection::connect(pg_url)
+            .await
+            .with_context(|| format!("connecting to {pg_url}"))?;
+        let base = pg_url[..pg_url
+            .rfind('/')
+            .context("the PostgreSQL url needs a database")?]
+            .to_string();
+        Ok(Self {
+            admin,
+            base,
+            names: Vec::new(),
+        })
+    }
+
+    async fn create(&mut self, what: &str) -> anyhow::Result<String> {
+        let name = format!("crm_bench_{what}_{}", Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut self.admin)
+            .await?;
+        self.names.push(name.clone());
+        Ok(format!("{}/{name}", self.base))
+    }
+
+    async fn drop_all(mut self) {
+        for name in &self.names {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut self.admin)
+                .await;
+        }
+    }
+}
+
+pub async fn run(a: ReadArgs) -> anyhow::Result<()> {
+    let mut dbs = Databases::new(&a.pg_url).await?;
+    let result = run_in(&a, &mut dbs).await;
+    dbs.drop_all().await;
+    result
+}
+
+/// Share of the histogram's observations at or below `bound`, and the smallest bucket
+/// bound holding `q` of them, from Prometheus text.
+fn histogram(text: &str, name: &str, q: f64) -> (u64, Option<f64>, Option<f64>) {
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    let mut count = 0u64;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(&format!("{name}_bucket{{le=\"")) {
+            let (le, n) = rest.split_once("\"} ").unwrap_or(("", "0"));
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::NAN)
+            };
+            buckets.push((le, n.trim().parse().unwrap_or(0)));
+        } else if let Some(n) = line.strip_prefix(&format!("{name}_count ")) {
+            count = n.trim().parse().unwrap_or(0);
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let within = |bound: f64| {
+        buckets
+            .iter()
+            .rev()
+            .find(|(le, _)| *le <= bound + 1e-9)
+            .map(|(_, n)| *n as f64 / count.max(1) as f64)
+    };
+    let q_bound = buckets
+        .iter()
+        .find(|(_, n)| *n as f64 >= q * count as f64)
+        .map(|(le, _)| *le);
+    (count, within(0.25), q_bound)
+}
+
+async fn run_in(a: &ReadArgs, dbs: &mut Databases) -> anyhow::Result<()> {
+    println!(
+        "machine: {} cores; PostgreSQL {}; NATS {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        a.pg_url,
+        a.nats_url
+    );
+    let url = dbs.create("read").await?;
+    let metrics = crm_telemetry::install_prometheus();
+
+    // 1. W1 at full rate with a live projector.
+    let id = Uuid::new_v4().simple().to_string();
+    let subjects = Subjects::new(format!("bench{id}"));
+    let spec = StreamSpec::new(format!("BENCH_{id}"), subjects.clone());
+    let nats = async_nats::connect(&a.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", a.nats_url))?;
+    let js = async_nats::jetstream::new(nats.clone());
+    stream::ensure(&js, &spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
+    let result = phases(a, dbs, &url, &subjects, &spec, &nats, &js, &metrics).await;
+    let _ = js.delete_stream(&spec.name).await;
+    let _ = js.delete_stream(format!("{}_DLQ", spec.name)).await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn phases(
+    a: &ReadArgs,
+    dbs: &mut Databases,
+    url: &str,
+    subjects: &Subjects,
+    spec: &StreamSpec,
+    nats: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<()> {
+    let _service = crm_command_service::App::build(crm_command_service::Config {
+        store_url: url.to_string(),
+        nats_url: Some(a.nats_url.clone()),
+        subject_prefix: subjects.prefix().to_string(),
+        http_addr: "127.0.0.1:0".parse()?,
+        db_connections: 16,
+        group_commit: GroupCommitConfig::default(),
+    })
+    .await?;
+    let store = PgEventStore::connect(url, 4).await?;
+    let relay = Relay::new(
+        store.clone(),
+        js.clone(),
+        spec.clone(),
+        RelayConfig::default(),
+    );
+    let relay_task =
+        tokio::spawn(async move { relay.run(&mut SoleRelay, std::future::pending()).await });
+    let projector = |read_url: String, group: &str| {
+        crm_projector::App::build(crm_projector::Config {
+            nats_url: a.nats_url.clone(),
+            read_url,
+            stream: spec.name.clone(),
+            subject_prefix: subjects.prefix().to_string(),
+            group: group.to_string(),
+            http_addr: "127.0.0.1:0".parse().expect("address"),
+            batch: 256,
+            ack_wait: Duration::from_secs(10),
+        })
+    };
+    let live = projector(url.to_string(), "live").await?;
+    let live_store = live.store().clone();
+    let (stop_live, stopped) = tokio::sync::oneshot::channel::<()>();
+    let live_task = tokio::spawn(live.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    eprintln!("(1) writing W1 at full rate with a live projector …");
+    let mut w = Workload::new(a.customers, a.managers, a.seed);
+    let started = Instant::now();
+    drive(nats, subjects, w.setup(), a.in_flight, "setup").await?;
+    drive(nats, subjects, w.main(a.commands), a.in_flight, "W1").await?;
+    let written = started.elapsed();
+    // Every command was answered, so every event is committed. (The store's head() may
+    // lag: the projector's own transactions in this cluster hold the commit-safe
+    // horizon back while they run.)
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(store.pool())
+        .await?;
+    let stored = stored as u64;
+    let caught_up = wait_applied(&live_store, stored, Duration::from_secs(300)).await?;
+    let (lag_count, within_250ms, p99_bound) =
+        histogram(&metrics.render(), "crm_projector_lag_seconds", 0.99);
+    let (_, _, p50_bound) = histogram(&metrics.render(), "crm_projector_lag_seconds", 0.5);
+    println!(
+        "(1) W1 written: {} commands, {stored} events in {:.1} s = {:.0} commands/s; live projector caught up {:.2} s after the last answer",
+        w_issued(&w),
+        written.as_secs_f64(),
+        w_issued(&w) as f64 / written.as_secs_f64(),
+        caught_up.as_secs_f64()
+    );
+    println!(
+        "    projection lag (commit in the store → read-model commit), {lag_count} events: p50 ≤ {} s, p99 ≤ {} s; {:.2} % within 250 ms (target: p99 < 250 ms)",
+        fmt_bound(p50_bound),
+        fmt_bound(p99_bound),
+        within_250ms.unwrap_or(0.0) * 100.0
+    );
+    let _ = stop_live.send(());
+    live_task.await??;
+    relay_task.abort();
+
+    // 2. Projection throughput from the start of the stream into a fresh database.
+    eprintln!("(2) projecting the whole stream into a fresh database …");
+    let fresh = dbs.create("fresh").await?;
+    let catch_up = projector(fresh.clone(), "catchup").await?;
+    let catch_store = catch_up.store().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(catch_up.run_until(async {
+        let _ = stopped.await;
+    }));
+    let took = wait_applied(&catch_store, stored, Duration::from_secs(900)).await?;
+    let _ = stop.send(());
+    task.await??;
+    let projection_rate = stored as f64 / took.as_secs_f64();
+
+    // 3. The ceiling: a sequential read of the events table.
+    eprintln!("(3) reading the events table sequentially …");
+    let (rows, read_time) = sequential_read(url).await?;
+    let ceiling = rows as f64 / read_time.as_secs_f64();
+    println!(
+        "(3) ceiling: sequential read of the events table, every column decoded: {rows} rows in {:.2} s = {ceiling:.0} rows/s",
+        read_time.as_secs_f64()
+    );
+    println!(
+        "(2) projection throughput into all three read models (fresh database, from the stream): {stored} events in {:.2} s = {projection_rate:.0} events/s ({:.2} of the ceiling)",
+        took.as_secs_f64(),
+        projection_rate / ceiling
+    );
+
+    // 4. Rebuilds from the store.
+    let read = ReadStore::connect(&fresh, 4).await?;
+    let mut total = Duration::ZERO;
+    for p in PROJECTIONS {
+        eprintln!("(4) rebuilding {} …", p.name);
+        let t = Instant::now();
+        let r = crm_projections::rebuild::rebuild(&store, &read, p, &mut |_| {}).await?;
+        let took = t.elapsed();
+        total += took;
+        println!(
+            "(4) rebuild {:<9}: {} events in {:.2} s = {:.0} events/s ({:.2} of the ceiling; target ≥ 0.40)",
+            p.name,
+            r.events_read,
+            took.as_secs_f64(),
+            r.events_read as f64 / took.as_secs_f64(),
+            r.events_read as f64 / took.as_secs_f64() / ceiling
+        );
+    }
+    println!(
+        "(4) rebuild of all three: {:.2} s for {stored} events",
+        total.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn w_issued(w: &Workload) -> usize {
+    w.issued()
+}
+
+fn fmt_bound(b: Option<f64>) -> String {
+    match b {
+        Some(b) if b.is_finite() => format!("{b}"),
+        Some(_) => "∞".into(),
+        None => "?".into(),
+    }
+}
+
+/// Wait until the read models in `read` hold `n` applied events; returns when.
+async fn wait_applied(read: &ReadStore, n: u64, limit: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let applied: i64 = read
+            .checkpoints()
+            .await?
+            .iter()
+            .map(|c| c.events_applied)
+            .sum();
+        if applied as u64 >= n {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "only {applied} of {n} events projected after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sequential_read(url: &str) -> anyhow::Result<(u64, Duration)> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let started = Instant::now();
+    let mut rows = sqlx::query(
+        "SELECT transaction_id::text::bigint AS tx, position, stream_id, stream_version, event_id, event_type, \
+         schema_version, payload, command_id, correlation_id, causation_id, actor, occurred_at, recorded_at \
+         FROM events ORDER BY transaction_id, position",
+    )
+    .fetch(&mut conn);
+    let mut n = 0u64;
+    while let Some(row) = rows.try_next().await? {
+        use sqlx::Row;
+        let _: i64 = row.try_get("position")?;
+        let _: String = row.try_get("stream_id")?;
+        let _: serde_json::Value = row.try_get("payload")?;
+        let _: Uuid = row.try_get("event_id")?;
+        let _: chrono::DateTime<chrono::Utc> = row.try_get("recorded_at")?;
+        n += 1;
+    }
+    Ok((n, started.elapsed()))
+}
