@@ -7,6 +7,7 @@
 //! - [`queries`]: what users ask of them.
 #![forbid(unsafe_code)]
 
+pub mod bulk;
 pub mod facts;
 pub mod funnel;
 pub mod kpi;
@@ -20,6 +21,8 @@ pub mod testing;
 pub mod views;
 
 pub use project::{project, Arg, Changes, Poison, Stmt};
-pub use queries::{CustomerRow, ManagerRow, PeriodRow, PortfolioBy, PortfolioCount, TimelineRow};
+pub use queries::{
+    CustomerFilter, CustomerRow, ManagerRow, PeriodRow, PortfolioBy, PortfolioCount, TimelineRow,
+};
 pub use schema::{Projection, PROJECTIONS};
 pub use store::{ApplyReport, CheckpointRow, Fate, Prepared, ReadError, ReadStore, Target};

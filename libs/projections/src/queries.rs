@@ -191,8 +191,41 @@ impl ReadStore {
 
     /// Customers in id order, after `after` (keyset pagination), at most `limit`.
     pub async fn customers(&self, after: &str, limit: i64) -> Result<Vec<CustomerRow>, ReadError> {
-        let sql = format!("{CUSTOMER} WHERE customer_id > $1 ORDER BY customer_id LIMIT $2");
-        Ok(fetch!(self, CustomerRow, &sql, after, limit))
+        self.customers_where(&CustomerFilter::default(), after, limit)
+            .await
+    }
+
+    /// Customers matching `filter`, in id order after `after`, at most `limit`.
+    pub async fn customers_where(
+        &self,
+        filter: &CustomerFilter,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<CustomerRow>, ReadError> {
+        // Each filter is bound as a parameter; an absent one matches everything.
+        let sql = format!(
+            "{CUSTOMER} WHERE customer_id > $1 \
+             AND ($3 IS NULL OR region = $3) AND ($4 IS NULL OR stage = $4) \
+             AND ($5 IS NULL OR owner_id = $5) AND ($6 IS NULL OR owner_team = $6) \
+             AND ($7 IS NULL OR value_tier = $7) AND ($8 IS NULL OR customer_type = $8) \
+             AND ($9 IS NULL OR first_touch_channel = $9) \
+             ORDER BY customer_id LIMIT $2"
+        );
+        let f = filter;
+        Ok(fetch!(
+            self,
+            CustomerRow,
+            &sql,
+            after,
+            limit,
+            f.region.as_deref(),
+            f.stage.as_deref(),
+            f.owner_id.as_deref(),
+            f.team.as_deref(),
+            f.value_tier.as_deref(),
+            f.customer_type.as_deref(),
+            f.first_touch_channel.as_deref()
+        ))
     }
 
     /// A manager's portfolio now.
@@ -278,6 +311,18 @@ impl ReadStore {
              FROM rm_managers ORDER BY manager_id"
         ))
     }
+}
+
+/// Filters of the customer list; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerFilter {
+    pub region: Option<String>,
+    pub stage: Option<String>,
+    pub owner_id: Option<String>,
+    pub team: Option<String>,
+    pub value_tier: Option<String>,
+    pub customer_type: Option<String>,
+    pub first_touch_channel: Option<String>,
 }
 
 /// How to group portfolio sizes.

@@ -122,6 +122,14 @@ pub struct Params {
     slice: Option<String>,
     level: Option<String>,
     by: Option<String>,
+    // Filters of the customer list.
+    region: Option<String>,
+    stage: Option<String>,
+    owner_id: Option<String>,
+    team: Option<String>,
+    value_tier: Option<String>,
+    customer_type: Option<String>,
+    first_touch_channel: Option<String>,
 }
 
 impl Params {
@@ -211,9 +219,18 @@ fn paged<T: Serialize>(items: Vec<T>, limit: i64, csv: bool, key: impl Fn(&T) ->
 
 async fn customers(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
     let limit = p.limit()?;
+    let filter = crm_projections::CustomerFilter {
+        region: p.region.clone(),
+        stage: p.stage.clone(),
+        owner_id: p.owner_id.clone(),
+        team: p.team.clone(),
+        value_tier: p.value_tier.clone(),
+        customer_type: p.customer_type.clone(),
+        first_touch_channel: p.first_touch_channel.clone(),
+    };
     let items = s
         .store
-        .customers(p.after.as_deref().unwrap_or(""), limit)
+        .customers_where(&filter, p.after.as_deref().unwrap_or(""), limit)
         .await?;
     paged(items, limit, p.csv(&headers)?, |c| c.customer_id.clone())
 }

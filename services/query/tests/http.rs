@@ -75,6 +75,17 @@ async fn answers_ownership_questions_in_json_and_csv() {
     );
     assert_eq!(lines.len(), 3, "header and two periods: {body}");
 
+    let (_, _, body) = get(&format!("{base}/v1/customers?owner_id={B}&stage=contacted")).await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{body}");
+    let (_, _, body) = get(&format!("{base}/v1/customers?owner_id={A}")).await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        page["items"].as_array().unwrap().len(),
+        0,
+        "A no longer owns it"
+    );
+
     let (_, _, body) = get(&format!("{base}/v1/customers/{C1}/timeline?limit=2")).await;
     let page: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(

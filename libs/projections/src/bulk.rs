@@ -1,0 +1,726 @@
+//! The fast path of a rebuild: fold the log in memory into the rows a read model ends up
+//! with, then bulk-load them (PostgreSQL `COPY`, SQLite prepared inserts) into the fresh
+//! tables. The rows are the ones the statements of `project.rs` produce applied one by
+//! one; `crm projections verify` compares this path with the live, statement-built
+//! tables row by row, so any difference between the two is found.
+//!
+//! Append-only rows (timeline, contacts, transitions, purchases) are written page by
+//! page; rows that change (customers, periods, stages, complaints, …) are kept in memory
+//! until the end.
+
+use std::collections::HashMap;
+
+use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent};
+use crm_eventstore::RecordedEvent;
+
+use crate::project::{micros, summary};
+use crate::schema::{Projection, Table, ANALYTICS, OWNERSHIP, TIMELINE};
+use crate::store::{ReadError, ReadStore};
+
+/// One cell of a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+impl From<i64> for Cell {
+    fn from(v: i64) -> Self {
+        Cell::Int(v)
+    }
+}
+impl From<&str> for Cell {
+    fn from(v: &str) -> Self {
+        Cell::Text(v.to_string())
+    }
+}
+impl From<String> for Cell {
+    fn from(v: String) -> Self {
+        Cell::Text(v)
+    }
+}
+impl From<Option<i64>> for Cell {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Cell::Null, Cell::Int)
+    }
+}
+impl From<Option<String>> for Cell {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Cell::Null, Cell::Text)
+    }
+}
+impl From<bool> for Cell {
+    fn from(v: bool) -> Self {
+        Cell::Int(i64::from(v))
+    }
+}
+
+type Row = Vec<Cell>;
+
+/// A customer row of `rm_customers`, in schema column order.
+#[derive(Debug, Clone)]
+struct Customer {
+    cells: Row,
+}
+
+const C_DISPLAY_NAME: usize = 2;
+const C_REGION: usize = 3;
+const C_BRANCH: usize = 4;
+const C_STAGE: usize = 6;
+const C_AUM: usize = 8;
+const C_OWNER: usize = 9;
+const C_TEAM: usize = 10;
+const C_OWNER_REGION: usize = 11;
+const C_OWNED_SINCE: usize = 12;
+const C_LAST_CONTACT: usize = 14;
+const C_FOLLOW_UP: usize = 15;
+
+#[derive(Debug, Clone)]
+struct Period {
+    cells: Row,
+    open: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Complaint {
+    cells: Row,
+}
+
+/// The in-memory state of one read model's rebuild.
+pub struct Fold {
+    projection: Projection,
+    positions: HashMap<String, i64>,
+    limits: Option<std::sync::Arc<HashMap<String, i64>>>,
+    customers: HashMap<String, Customer>,
+    periods: HashMap<String, Vec<Period>>,
+    managers: HashMap<String, Row>,
+    owners: HashMap<String, Option<String>>,
+    stages: HashMap<String, Vec<(Row, bool)>>,
+    complaints: HashMap<String, Complaint>,
+    referrals: HashMap<String, Row>,
+    /// Append-only rows waiting to be written, per table.
+    pending: HashMap<&'static str, Vec<Row>>,
+}
+
+fn set(row: &mut Row, i: usize, v: impl Into<Cell>) {
+    row[i] = v.into();
+}
+
+fn set_some(row: &mut Row, i: usize, v: Option<impl Into<Cell>>) {
+    if let Some(v) = v {
+        row[i] = v.into();
+    }
+}
+
+fn col(t: &Table, name: &str) -> usize {
+    t.columns
+        .iter()
+        .position(|(c, _)| *c == name)
+        .unwrap_or_else(|| panic!("{} has no column {name}", t.name))
+}
+
+fn table(p: &Projection, name: &str) -> &'static Table {
+    p.tables
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("{} has no table {name}", p.name))
+}
+
+impl Fold {
+    pub fn new(
+        projection: Projection,
+        limits: Option<std::sync::Arc<HashMap<String, i64>>>,
+    ) -> Self {
+        Self {
+            projection,
+            positions: HashMap::new(),
+            limits,
+            customers: HashMap::new(),
+            periods: HashMap::new(),
+            managers: HashMap::new(),
+            owners: HashMap::new(),
+            stages: HashMap::new(),
+            complaints: HashMap::new(),
+            referrals: HashMap::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Fold one event (read in log order). Returns whether it was applied.
+    pub fn apply(&mut self, e: &RecordedEvent) -> bool {
+        let version = e.stream_version as i64;
+        if let Some(limits) = &self.limits {
+            if version > limits.get(&e.stream_id).copied().unwrap_or(0) {
+                return false;
+            }
+        }
+        let current = self.positions.get(&e.stream_id).copied().unwrap_or(0);
+        if version != current + 1 {
+            // A duplicate, or a gap the statement path would also wait on.
+            return false;
+        }
+        self.positions.insert(e.stream_id.clone(), version);
+        // An event that cannot be projected moves its stream on and changes nothing.
+        let Ok(decoded) = DomainEvent::decode(&e.event_type, e.schema_version, &e.payload) else {
+            return true;
+        };
+        match decoded {
+            DomainEvent::Customer(c) => {
+                let id = c.customer_id().to_string();
+                if e.stream_id != format!("customer-{id}") {
+                    return true;
+                }
+                match self.projection.name {
+                    n if n == OWNERSHIP.name => self.ownership(e, &id, &c),
+                    n if n == TIMELINE.name => self.timeline(e, &id, &c),
+                    _ => self.analytics(e, &id, &c),
+                }
+            }
+            DomainEvent::Manager(m) => {
+                if self.projection.name == OWNERSHIP.name {
+                    self.manager(&m);
+                }
+            }
+        }
+        true
+    }
+
+    fn push(&mut self, table: &'static str, row: Row) {
+        self.pending.entry(table).or_default().push(row);
+    }
+
+    fn ownership(&mut self, e: &RecordedEvent, id: &str, c: &CustomerEvent) {
+        let at = micros(e.metadata.occurred_at);
+        let actor = e.metadata.actor.as_str();
+        let take =
+            |this: &mut Self, manager: String, team: &str, region: &str, reason: Option<String>| {
+                close_period(this, id, at, &e.event_type, actor);
+                this.periods
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(Period {
+                        cells: vec![
+                            id.into(),
+                            (e.stream_version as i64).into(),
+                            manager.clone().into(),
+                            team.into(),
+                            region.into(),
+                            at.into(),
+                            Cell::Null,
+                            e.event_type.as_str().into(),
+                            reason.into(),
+                            actor.into(),
+                            e.event_id.to_string().into(),
+                            Cell::Null,
+                            Cell::Null,
+                        ],
+                        open: true,
+                    });
+                if let Some(row) = this.customers.get_mut(id) {
+                    set(&mut row.cells, C_OWNER, manager);
+                    set(&mut row.cells, C_TEAM, team);
+                    set(&mut row.cells, C_OWNER_REGION, region);
+                    set(&mut row.cells, C_OWNED_SINCE, at);
+                }
+            };
+        match c {
+            CustomerEvent::CustomerRegistered(r) => {
+                self.customers.insert(
+                    id.to_string(),
+                    Customer {
+                        cells: vec![
+                            id.into(),
+                            r.customer_type.as_str().into(),
+                            r.display_name.as_str().into(),
+                            r.region.as_str().into(),
+                            r.branch.as_ref().map(|b| b.as_str().to_string()).into(),
+                            r.first_touch_channel.as_str().into(),
+                            r.stage.as_str().into(),
+                            r.value_tier.as_str().into(),
+                            r.aum_minor.into(),
+                            Cell::Null,
+                            Cell::Null,
+                            Cell::Null,
+                            Cell::Null,
+                            micros(r.registered_at).into(),
+                            Cell::Null,
+                            Cell::Null,
+                        ],
+                    },
+                );
+            }
+            CustomerEvent::ProfileUpdated(p) => {
+                if let Some(row) = self.customers.get_mut(id) {
+                    set_some(&mut row.cells, C_DISPLAY_NAME, p.display_name.clone());
+                    set_some(
+                        &mut row.cells,
+                        C_REGION,
+                        p.region.as_ref().map(|r| r.as_str().to_string()),
+                    );
+                    set_some(
+                        &mut row.cells,
+                        C_BRANCH,
+                        p.branch.as_ref().map(|b| b.as_str().to_string()),
+                    );
+                    set_some(&mut row.cells, C_AUM, p.aum_minor);
+                }
+            }
+            CustomerEvent::OwnerAssigned(a) => take(
+                self,
+                a.manager_id.to_string(),
+                a.team.as_str(),
+                a.region.as_str(),
+                Some(a.reason.clone()),
+            ),
+            CustomerEvent::OwnershipTransferred(t) => take(
+                self,
+                t.to_manager.to_string(),
+                t.to_team.as_str(),
+                t.to_region.as_str(),
+                Some(t.reason.clone()),
+            ),
+            CustomerEvent::ClaimedFromPool(cl) => take(
+                self,
+                cl.manager_id.to_string(),
+                cl.team.as_str(),
+                cl.region.as_str(),
+                None,
+            ),
+            CustomerEvent::ReleasedToPool(_) => {
+                close_period(self, id, at, &e.event_type, actor);
+                if let Some(row) = self.customers.get_mut(id) {
+                    for i in [C_OWNER, C_TEAM, C_OWNER_REGION, C_OWNED_SINCE] {
+                        row.cells[i] = Cell::Null;
+                    }
+                }
+            }
+            CustomerEvent::ContactRecorded(k) => {
+                if let Some(row) = self.customers.get_mut(id) {
+                    set(&mut row.cells, C_LAST_CONTACT, micros(k.contacted_at));
+                    set(&mut row.cells, C_FOLLOW_UP, k.next_follow_up_at.map(micros));
+                }
+            }
+            CustomerEvent::LifecycleStageChanged(l) => {
+                if let Some(row) = self.customers.get_mut(id) {
+                    set(&mut row.cells, C_STAGE, l.to.as_str());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn manager(&mut self, m: &ManagerEvent) {
+        match m {
+            ManagerEvent::ManagerRegistered(r) => {
+                self.managers.insert(
+                    r.manager_id.to_string(),
+                    vec![
+                        r.manager_id.to_string().into(),
+                        r.name.as_str().into(),
+                        r.role.as_str().into(),
+                        r.team.as_str().into(),
+                        r.region.as_str().into(),
+                        r.branch.as_str().into(),
+                        i64::from(r.holding_limit).into(),
+                        1i64.into(),
+                    ],
+                );
+            }
+            ManagerEvent::ManagerUpdated(u) => {
+                if let Some(row) = self.managers.get_mut(&u.manager_id.to_string()) {
+                    set_some(row, 1, u.name.clone());
+                    set_some(row, 2, u.role.map(|r| r.as_str().to_string()));
+                    set_some(row, 3, u.team.as_ref().map(|t| t.as_str().to_string()));
+                    set_some(row, 4, u.region.as_ref().map(|r| r.as_str().to_string()));
+                    set_some(row, 5, u.branch.as_ref().map(|b| b.as_str().to_string()));
+                    set_some(row, 6, u.holding_limit.map(i64::from));
+                }
+            }
+            ManagerEvent::ManagerDeactivated(d) => {
+                if let Some(row) = self.managers.get_mut(&d.manager_id.to_string()) {
+                    row[7] = 0i64.into();
+                }
+            }
+            ManagerEvent::ManagerReactivated(r) => {
+                if let Some(row) = self.managers.get_mut(&r.manager_id.to_string()) {
+                    row[7] = 1i64.into();
+                }
+            }
+        }
+    }
+
+    fn timeline(&mut self, e: &RecordedEvent, id: &str, c: &CustomerEvent) {
+        self.push(
+            "rm_timeline",
+            vec![
+                id.into(),
+                (e.stream_version as i64).into(),
+                e.event_id.to_string().into(),
+                e.event_type.as_str().into(),
+                micros(e.metadata.occurred_at).into(),
+                e.metadata.actor.as_str().into(),
+                summary(c).into(),
+                e.payload.to_string().into(),
+            ],
+        );
+    }
+
+    fn analytics(&mut self, e: &RecordedEvent, id: &str, c: &CustomerEvent) {
+        let at = micros(e.metadata.occurred_at);
+        let version = e.stream_version as i64;
+        let owner = |this: &Self| -> Cell { this.owners.get(id).cloned().flatten().into() };
+        match c {
+            CustomerEvent::CustomerRegistered(r) => {
+                let from = micros(r.registered_at);
+                self.stages.entry(id.to_string()).or_default().push((
+                    vec![
+                        id.into(),
+                        version.into(),
+                        r.stage.as_str().into(),
+                        from.into(),
+                        Cell::Null,
+                    ],
+                    true,
+                ));
+                let o = owner(self);
+                self.push(
+                    "rm_stage_transitions",
+                    vec![
+                        id.into(),
+                        version.into(),
+                        Cell::Null,
+                        r.stage.as_str().into(),
+                        from.into(),
+                        0i64.into(),
+                        o,
+                    ],
+                );
+            }
+            CustomerEvent::LifecycleStageChanged(l) => {
+                let stays = self.stages.entry(id.to_string()).or_default();
+                for (row, open) in stays.iter_mut() {
+                    if *open {
+                        row[4] = at.into();
+                        *open = false;
+                    }
+                }
+                stays.push((
+                    vec![
+                        id.into(),
+                        version.into(),
+                        l.to.as_str().into(),
+                        at.into(),
+                        Cell::Null,
+                    ],
+                    true,
+                ));
+                let o = owner(self);
+                self.push(
+                    "rm_stage_transitions",
+                    vec![
+                        id.into(),
+                        version.into(),
+                        l.from.as_str().into(),
+                        l.to.as_str().into(),
+                        at.into(),
+                        l.reactivated.into(),
+                        o,
+                    ],
+                );
+            }
+            CustomerEvent::OwnerAssigned(a) => {
+                self.owners
+                    .insert(id.to_string(), Some(a.manager_id.to_string()));
+            }
+            CustomerEvent::OwnershipTransferred(t) => {
+                self.owners
+                    .insert(id.to_string(), Some(t.to_manager.to_string()));
+            }
+            CustomerEvent::ClaimedFromPool(cl) => {
+                self.owners
+                    .insert(id.to_string(), Some(cl.manager_id.to_string()));
+            }
+            CustomerEvent::ReleasedToPool(_) => {
+                self.owners.insert(id.to_string(), None);
+            }
+            CustomerEvent::ContactRecorded(k) => self.push(
+                "rm_contacts",
+                vec![
+                    id.into(),
+                    version.into(),
+                    k.manager_id.to_string().into(),
+                    k.by_owner.into(),
+                    k.channel.as_str().into(),
+                    k.outcome.as_str().into(),
+                    micros(k.contacted_at).into(),
+                ],
+            ),
+            CustomerEvent::ComplaintLogged(l) => {
+                let t = table(&ANALYTICS, "rm_complaints");
+                let mut row: Row = vec![Cell::Null; t.columns.len()];
+                row[col(t, "complaint_id")] = l.complaint_id.to_string().into();
+                row[col(t, "customer_id")] = id.into();
+                row[col(t, "owner_id")] = l.owner.map(|o| o.to_string()).into();
+                row[col(t, "severity")] = l.severity.as_str().into();
+                row[col(t, "logged_at_us")] = micros(l.logged_at).into();
+                for c in [
+                    "resolutions",
+                    "resolution_breaches",
+                    "reopens",
+                    "escalations",
+                ] {
+                    row[col(t, c)] = 0i64.into();
+                }
+                self.complaints
+                    .insert(l.complaint_id.to_string(), Complaint { cells: row });
+            }
+            CustomerEvent::ComplaintAcknowledged(a) => {
+                let t = table(&ANALYTICS, "rm_complaints");
+                if let Some(k) = self.complaints.get_mut(&a.complaint_id.to_string()) {
+                    k.cells[col(t, "first_response_s")] = a.response_seconds.into();
+                    k.cells[col(t, "first_response_in_sla")] = a.within_sla.into();
+                }
+            }
+            CustomerEvent::ComplaintEscalated(x) => {
+                let t = table(&ANALYTICS, "rm_complaints");
+                if let Some(k) = self.complaints.get_mut(&x.complaint_id.to_string()) {
+                    bump(&mut k.cells[col(t, "escalations")], 1);
+                }
+            }
+            CustomerEvent::ComplaintResolved(r) => {
+                let t = table(&ANALYTICS, "rm_complaints");
+                if let Some(k) = self.complaints.get_mut(&r.complaint_id.to_string()) {
+                    k.cells[col(t, "resolved_at_us")] = at.into();
+                    k.cells[col(t, "resolution_s")] = r.resolution_seconds.into();
+                    k.cells[col(t, "resolution_in_sla")] = r.within_sla.into();
+                    k.cells[col(t, "resolved_by")] = r.resolved_by.to_string().into();
+                    bump(&mut k.cells[col(t, "resolutions")], 1);
+                    bump(
+                        &mut k.cells[col(t, "resolution_breaches")],
+                        i64::from(!r.within_sla),
+                    );
+                }
+            }
+            CustomerEvent::ComplaintReopened(r) => {
+                let t = table(&ANALYTICS, "rm_complaints");
+                if let Some(k) = self.complaints.get_mut(&r.complaint_id.to_string()) {
+                    bump(&mut k.cells[col(t, "reopens")], 1);
+                    k.cells[col(t, "resolved_at_us")] = Cell::Null;
+                }
+            }
+            CustomerEvent::ComplaintClosed(c) => {
+                let t = table(&ANALYTICS, "rm_complaints");
+                if let Some(k) = self.complaints.get_mut(&c.complaint_id.to_string()) {
+                    k.cells[col(t, "closed_at_us")] = at.into();
+                    k.cells[col(t, "satisfaction")] = c.satisfaction.map(i64::from).into();
+                }
+            }
+            CustomerEvent::PurchaseRecorded(p) => self.push(
+                "rm_purchases",
+                vec![
+                    p.purchase_id.to_string().into(),
+                    id.into(),
+                    p.manager_id.map(|m| m.to_string()).into(),
+                    p.product_line.as_str().into(),
+                    p.amount_minor.into(),
+                    p.currency.as_str().into(),
+                    at.into(),
+                ],
+            ),
+            CustomerEvent::ReferralRecorded(r) => {
+                self.referrals.insert(
+                    r.referral_id.to_string(),
+                    vec![
+                        r.referral_id.to_string().into(),
+                        id.into(),
+                        r.referrer.as_str().into(),
+                        r.referred_to.to_string().into(),
+                        at.into(),
+                        Cell::Null,
+                    ],
+                );
+            }
+            CustomerEvent::ReferralConverted(r) => {
+                if let Some(row) = self.referrals.get_mut(&r.referral_id.to_string()) {
+                    row[5] = at.into();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Write the append-only rows gathered so far.
+    pub async fn flush_pending(&mut self, read: &ReadStore, suffix: &str) -> Result<(), ReadError> {
+        let pending = std::mem::take(&mut self.pending);
+        for (t, rows) in pending {
+            write_rows(
+                read,
+                &format!("{t}{suffix}"),
+                table(&self.projection, t),
+                rows,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Write everything still in memory, and the positions.
+    pub async fn finish(mut self, read: &ReadStore, suffix: &str) -> Result<(), ReadError> {
+        self.flush_pending(read, suffix).await?;
+        let p = self.projection;
+        let mut out: Vec<(&'static str, Vec<Row>)> = Vec::new();
+        match p.name {
+            n if n == OWNERSHIP.name => {
+                out.push((
+                    "rm_customers",
+                    self.customers.into_values().map(|c| c.cells).collect(),
+                ));
+                out.push((
+                    "rm_ownership_periods",
+                    self.periods
+                        .into_values()
+                        .flatten()
+                        .map(|p| p.cells)
+                        .collect(),
+                ));
+                out.push(("rm_managers", self.managers.into_values().collect()));
+            }
+            n if n == ANALYTICS.name => {
+                out.push((
+                    "rm_analytics_owners",
+                    self.owners
+                        .into_iter()
+                        .map(|(c, o)| vec![c.into(), o.into()])
+                        .collect(),
+                ));
+                out.push((
+                    "rm_stage_periods",
+                    self.stages
+                        .into_values()
+                        .flatten()
+                        .map(|(r, _)| r)
+                        .collect(),
+                ));
+                out.push((
+                    "rm_complaints",
+                    self.complaints.into_values().map(|c| c.cells).collect(),
+                ));
+                out.push(("rm_referrals", self.referrals.into_values().collect()));
+            }
+            _ => {}
+        }
+        for (t, rows) in out {
+            write_rows(read, &format!("{t}{suffix}"), table(&p, t), rows).await?;
+        }
+        let positions_table = Table {
+            name: "positions",
+            columns: &[("stream_id", "TEXT"), ("version", "BIGINT")],
+            primary_key: &["stream_id"],
+            indexes: &[],
+        };
+        let rows: Vec<Row> = self
+            .positions
+            .into_iter()
+            .map(|(s, v)| vec![s.into(), v.into()])
+            .collect();
+        write_rows(
+            read,
+            &format!("{}{suffix}", p.positions_table()),
+            &positions_table,
+            rows,
+        )
+        .await
+    }
+}
+
+fn close_period(this: &mut Fold, id: &str, at: i64, event_type: &str, actor: &str) {
+    if let Some(periods) = this.periods.get_mut(id) {
+        for p in periods.iter_mut().filter(|p| p.open) {
+            p.cells[6] = at.into();
+            p.cells[11] = event_type.into();
+            p.cells[12] = actor.into();
+            p.open = false;
+        }
+    }
+}
+
+fn bump(cell: &mut Cell, by: i64) {
+    if let Cell::Int(v) = cell {
+        *v += by;
+    }
+}
+
+/// Bulk-load `rows` (in `t`'s column order) into table `name`.
+async fn write_rows(
+    read: &ReadStore,
+    name: &str,
+    t: &Table,
+    rows: Vec<Row>,
+) -> Result<(), ReadError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let columns: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+    match read {
+        ReadStore::Postgres(pool) => {
+            let mut conn = pool.acquire().await?;
+            let mut copy = conn
+                .copy_in_raw(&format!("COPY {name} ({}) FROM STDIN", columns.join(", ")))
+                .await?;
+            let mut buf = String::with_capacity(1 << 20);
+            for row in rows {
+                for (i, cell) in row.iter().enumerate() {
+                    if i > 0 {
+                        buf.push('\t');
+                    }
+                    match cell {
+                        Cell::Null => buf.push_str("\\N"),
+                        Cell::Int(v) => buf.push_str(&v.to_string()),
+                        Cell::Text(s) => {
+                            for ch in s.chars() {
+                                match ch {
+                                    '\\' => buf.push_str("\\\\"),
+                                    '\t' => buf.push_str("\\t"),
+                                    '\n' => buf.push_str("\\n"),
+                                    '\r' => buf.push_str("\\r"),
+                                    c => buf.push(c),
+                                }
+                            }
+                        }
+                    }
+                }
+                buf.push('\n');
+                if buf.len() > (1 << 20) {
+                    copy.send(std::mem::take(&mut buf).into_bytes()).await?;
+                }
+            }
+            if !buf.is_empty() {
+                copy.send(buf.into_bytes()).await?;
+            }
+            copy.finish().await?;
+        }
+        ReadStore::Sqlite(pool) => {
+            let marks: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "INSERT INTO {name} ({}) VALUES ({})",
+                columns.join(", "),
+                marks.join(", ")
+            );
+            let mut tx = pool.begin().await?;
+            for row in rows {
+                let mut q = sqlx::query(&sql);
+                for cell in row {
+                    q = match cell {
+                        Cell::Null => q.bind(None::<String>),
+                        Cell::Int(v) => q.bind(v),
+                        Cell::Text(s) => q.bind(s),
+                    };
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
