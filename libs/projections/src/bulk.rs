@@ -56,7 +56,7 @@ impl From<bool> for Cell {
     }
 }
 
-type Row = Vec<Cell>;
+pub type Row = Vec<Cell>;
 
 /// A customer row of `rm_customers`, in schema column order.
 #[derive(Debug, Clone)]
@@ -87,9 +87,58 @@ struct Complaint {
     cells: Row,
 }
 
+/// Column positions of `rm_complaints`, looked up once.
+struct ComplaintCols {
+    len: usize,
+    complaint_id: usize,
+    customer_id: usize,
+    owner_id: usize,
+    severity: usize,
+    logged_at_us: usize,
+    first_response_s: usize,
+    first_response_in_sla: usize,
+    resolved_at_us: usize,
+    resolution_s: usize,
+    resolution_in_sla: usize,
+    resolved_by: usize,
+    resolutions: usize,
+    resolution_breaches: usize,
+    reopens: usize,
+    escalations: usize,
+    closed_at_us: usize,
+    satisfaction: usize,
+}
+
+impl ComplaintCols {
+    fn new() -> Self {
+        let t = table(&ANALYTICS, "rm_complaints");
+        Self {
+            len: t.columns.len(),
+            complaint_id: col(t, "complaint_id"),
+            customer_id: col(t, "customer_id"),
+            owner_id: col(t, "owner_id"),
+            severity: col(t, "severity"),
+            logged_at_us: col(t, "logged_at_us"),
+            first_response_s: col(t, "first_response_s"),
+            first_response_in_sla: col(t, "first_response_in_sla"),
+            resolved_at_us: col(t, "resolved_at_us"),
+            resolution_s: col(t, "resolution_s"),
+            resolution_in_sla: col(t, "resolution_in_sla"),
+            resolved_by: col(t, "resolved_by"),
+            resolutions: col(t, "resolutions"),
+            resolution_breaches: col(t, "resolution_breaches"),
+            reopens: col(t, "reopens"),
+            escalations: col(t, "escalations"),
+            closed_at_us: col(t, "closed_at_us"),
+            satisfaction: col(t, "satisfaction"),
+        }
+    }
+}
+
 /// The in-memory state of one read model's rebuild.
 pub struct Fold {
     projection: Projection,
+    cc: ComplaintCols,
     positions: HashMap<String, i64>,
     limits: Option<std::sync::Arc<HashMap<String, i64>>>,
     customers: HashMap<String, Customer>,
@@ -134,6 +183,7 @@ impl Fold {
     ) -> Self {
         Self {
             projection,
+            cc: ComplaintCols::new(),
             positions: HashMap::new(),
             limits,
             customers: HashMap::new(),
@@ -168,7 +218,7 @@ impl Fold {
         match decoded {
             DomainEvent::Customer(c) => {
                 let id = c.customer_id().to_string();
-                if e.stream_id != format!("customer-{id}") {
+                if e.stream_id.strip_prefix("customer-") != Some(id.as_str()) {
                     return true;
                 }
                 match self.projection.name {
@@ -457,63 +507,63 @@ impl Fold {
                 ],
             ),
             CustomerEvent::ComplaintLogged(l) => {
-                let t = table(&ANALYTICS, "rm_complaints");
-                let mut row: Row = vec![Cell::Null; t.columns.len()];
-                row[col(t, "complaint_id")] = l.complaint_id.to_string().into();
-                row[col(t, "customer_id")] = id.into();
-                row[col(t, "owner_id")] = l.owner.map(|o| o.to_string()).into();
-                row[col(t, "severity")] = l.severity.as_str().into();
-                row[col(t, "logged_at_us")] = micros(l.logged_at).into();
-                for c in [
-                    "resolutions",
-                    "resolution_breaches",
-                    "reopens",
-                    "escalations",
+                let cc = &self.cc;
+                let mut row: Row = vec![Cell::Null; cc.len];
+                row[cc.complaint_id] = l.complaint_id.to_string().into();
+                row[cc.customer_id] = id.into();
+                row[cc.owner_id] = l.owner.map(|o| o.to_string()).into();
+                row[cc.severity] = l.severity.as_str().into();
+                row[cc.logged_at_us] = micros(l.logged_at).into();
+                for i in [
+                    cc.resolutions,
+                    cc.resolution_breaches,
+                    cc.reopens,
+                    cc.escalations,
                 ] {
-                    row[col(t, c)] = 0i64.into();
+                    row[i] = 0i64.into();
                 }
                 self.complaints
                     .insert(l.complaint_id.to_string(), Complaint { cells: row });
             }
             CustomerEvent::ComplaintAcknowledged(a) => {
-                let t = table(&ANALYTICS, "rm_complaints");
+                let cc = &self.cc;
                 if let Some(k) = self.complaints.get_mut(&a.complaint_id.to_string()) {
-                    k.cells[col(t, "first_response_s")] = a.response_seconds.into();
-                    k.cells[col(t, "first_response_in_sla")] = a.within_sla.into();
+                    k.cells[cc.first_response_s] = a.response_seconds.into();
+                    k.cells[cc.first_response_in_sla] = a.within_sla.into();
                 }
             }
             CustomerEvent::ComplaintEscalated(x) => {
-                let t = table(&ANALYTICS, "rm_complaints");
+                let cc = &self.cc;
                 if let Some(k) = self.complaints.get_mut(&x.complaint_id.to_string()) {
-                    bump(&mut k.cells[col(t, "escalations")], 1);
+                    bump(&mut k.cells[cc.escalations], 1);
                 }
             }
             CustomerEvent::ComplaintResolved(r) => {
-                let t = table(&ANALYTICS, "rm_complaints");
+                let cc = &self.cc;
                 if let Some(k) = self.complaints.get_mut(&r.complaint_id.to_string()) {
-                    k.cells[col(t, "resolved_at_us")] = at.into();
-                    k.cells[col(t, "resolution_s")] = r.resolution_seconds.into();
-                    k.cells[col(t, "resolution_in_sla")] = r.within_sla.into();
-                    k.cells[col(t, "resolved_by")] = r.resolved_by.to_string().into();
-                    bump(&mut k.cells[col(t, "resolutions")], 1);
+                    k.cells[cc.resolved_at_us] = at.into();
+                    k.cells[cc.resolution_s] = r.resolution_seconds.into();
+                    k.cells[cc.resolution_in_sla] = r.within_sla.into();
+                    k.cells[cc.resolved_by] = r.resolved_by.to_string().into();
+                    bump(&mut k.cells[cc.resolutions], 1);
                     bump(
-                        &mut k.cells[col(t, "resolution_breaches")],
+                        &mut k.cells[cc.resolution_breaches],
                         i64::from(!r.within_sla),
                     );
                 }
             }
             CustomerEvent::ComplaintReopened(r) => {
-                let t = table(&ANALYTICS, "rm_complaints");
+                let cc = &self.cc;
                 if let Some(k) = self.complaints.get_mut(&r.complaint_id.to_string()) {
-                    bump(&mut k.cells[col(t, "reopens")], 1);
-                    k.cells[col(t, "resolved_at_us")] = Cell::Null;
+                    bump(&mut k.cells[cc.reopens], 1);
+                    k.cells[cc.resolved_at_us] = Cell::Null;
                 }
             }
             CustomerEvent::ComplaintClosed(c) => {
-                let t = table(&ANALYTICS, "rm_complaints");
+                let cc = &self.cc;
                 if let Some(k) = self.complaints.get_mut(&c.complaint_id.to_string()) {
-                    k.cells[col(t, "closed_at_us")] = at.into();
-                    k.cells[col(t, "satisfaction")] = c.satisfaction.map(i64::from).into();
+                    k.cells[cc.closed_at_us] = at.into();
+                    k.cells[cc.satisfaction] = c.satisfaction.map(i64::from).into();
                 }
             }
             CustomerEvent::PurchaseRecorded(p) => self.push(
@@ -548,6 +598,15 @@ impl Fold {
             }
             _ => {}
         }
+    }
+
+    /// The append-only rows gathered so far, to be written (to `<table><suffix>`).
+    pub fn take_pending(&mut self) -> Vec<(&'static Table, Vec<Row>)> {
+        let p = self.projection;
+        std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|(t, rows)| (table(&p, t), rows))
+            .collect()
     }
 
     /// Write the append-only rows gathered so far.
@@ -652,7 +711,7 @@ fn bump(cell: &mut Cell, by: i64) {
 }
 
 /// Bulk-load `rows` (in `t`'s column order) into table `name`.
-async fn write_rows(
+pub(crate) async fn write_rows(
     read: &ReadStore,
     name: &str,
     t: &Table,

@@ -27,7 +27,7 @@ use crate::schema::Projection;
 use crate::store::{apply_in, Prepared, ReadError, ReadStore, Target};
 
 /// Events read from the store per transaction.
-pub const PAGE: usize = 10_000;
+pub const PAGE: usize = 20_000;
 
 /// Where a long run stands, for a progress bar.
 #[derive(Debug, Clone, Copy)]
@@ -38,14 +38,17 @@ pub struct Progress {
     pub elapsed: std::time::Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RebuildReport {
     pub projection: &'static str,
     pub events_read: u64,
     pub events_applied: u64,
     /// Events applied in the switch-over transaction (written while the rebuild ran).
     pub caught_up_in_switch: u64,
-    pub seconds: u64,
+    /// Reading, folding and bulk-loading the log, keys included.
+    pub fill_seconds: f64,
+    /// The switch-over transaction (locks, catch-up, renames).
+    pub switch_seconds: f64,
 }
 
 fn suffix(kind: &str) -> String {
@@ -53,7 +56,11 @@ fn suffix(kind: &str) -> String {
 }
 
 async fn create_tables(read: &ReadStore, p: &Projection, suffix: &str) -> Result<(), ReadError> {
-    for ddl in p.ddl(suffix) {
+    execute_all(read, p.tables_ddl(suffix)).await
+}
+
+async fn execute_all(read: &ReadStore, statements: Vec<String>) -> Result<(), ReadError> {
+    for ddl in statements {
         match read {
             ReadStore::Postgres(pool) => sqlx::query(&ddl).execute(pool).await?.rows_affected(),
             ReadStore::Sqlite(pool) => sqlx::query(&ddl).execute(pool).await?.rows_affected(),
@@ -76,7 +83,10 @@ async fn drop_tables(read: &ReadStore, p: &Projection, suffix: &str) -> Result<(
 /// Fill the `suffix` tables of `projection` from the whole log (only up to `limits` per
 /// stream, when given) by folding it in memory and bulk-loading the rows; returns
 /// (events read, events applied, last position read).
-async fn fill<S: EventStore>(
+///
+/// Three stages run at once: a task reads pages of the log, this one folds them, and a
+/// task writes the append-only rows, so reading, folding and loading overlap.
+async fn fill<S: EventStore + Clone>(
     events: &S,
     read: &ReadStore,
     projection: Projection,
@@ -89,37 +99,87 @@ async fn fill<S: EventStore>(
         .head()
         .await
         .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
+
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Vec<crm_eventstore::RecordedEvent>>(2);
+    let reader = {
+        let events = events.clone();
+        tokio::spawn(async move {
+            let mut cursor = LogPosition::START;
+            loop {
+                let page = events
+                    .read_all(cursor, PAGE)
+                    .await
+                    .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
+                let Some(last) = page.last() else { break };
+                cursor = last.log_position;
+                let full = page.len() == PAGE;
+                if pages_tx.send(page).await.is_err() || !full {
+                    break;
+                }
+            }
+            Ok::<_, ReadError>(())
+        })
+    };
+    let (rows_tx, mut rows) = tokio::sync::mpsc::channel::<(
+        String,
+        &'static crate::schema::Table,
+        Vec<crate::bulk::Row>,
+    )>(4);
+    let writer = {
+        let read = read.clone();
+        tokio::spawn(async move {
+            while let Some((name, table, batch)) = rows.recv().await {
+                crate::bulk::write_rows(&read, &name, table, batch).await?;
+            }
+            Ok::<_, ReadError>(())
+        })
+    };
+
     let mut fold = crate::bulk::Fold::new(projection, limits);
-    let mut cursor = LogPosition::START;
     let (mut done, mut applied) = (0u64, 0u64);
-    loop {
-        let page = events
-            .read_all(cursor, PAGE)
-            .await
-            .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
-        let Some(last) = page.last() else { break };
-        cursor = last.log_position;
-        let n = page.len();
-        for e in &page {
-            applied += u64::from(fold.apply(e));
+    let mut cursor = LogPosition::START;
+    let folded = async {
+        while let Some(page) = pages.recv().await {
+            for e in &page {
+                applied += u64::from(fold.apply(e));
+            }
+            if let Some(last) = page.last() {
+                cursor = last.log_position;
+            }
+            for (table, batch) in fold.take_pending() {
+                if rows_tx
+                    .send((format!("{}{suffix}", table.name), table, batch))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            done += page.len() as u64;
+            progress(Progress {
+                done,
+                total: total.max(done),
+                elapsed: started.elapsed(),
+            });
         }
-        fold.flush_pending(read, suffix).await?;
-        done += n as u64;
-        progress(Progress {
-            done,
-            total: total.max(done),
-            elapsed: started.elapsed(),
-        });
-        if n < PAGE {
-            break;
-        }
-    }
+    };
+    folded.await;
+    drop(rows_tx);
+    let read_result = reader
+        .await
+        .map_err(|e| ReadError::Config(format!("reader task: {e}")))?;
+    let write_result = writer
+        .await
+        .map_err(|e| ReadError::Config(format!("writer task: {e}")))?;
+    read_result?;
+    write_result?;
     fold.finish(read, suffix).await?;
+    execute_all(read, projection.keys_ddl(suffix)).await?;
     Ok((done, applied, cursor))
 }
 
 /// Rebuild `projection` from `events` and switch the live tables over to the result.
-pub async fn rebuild<S: EventStore>(
+pub async fn rebuild<S: EventStore + Clone>(
     events: &S,
     read: &ReadStore,
     projection: Projection,
@@ -136,13 +196,15 @@ pub async fn rebuild<S: EventStore>(
     let result = async {
         let (events_read, events_applied, cursor) =
             fill(events, read, projection, &suffix, None, progress).await?;
+        let filled = started.elapsed();
         let caught_up = switch_over(events, read, &projection, &suffix, &target, cursor).await?;
         Ok::<_, ReadError>(RebuildReport {
             projection: projection.name,
             events_read: events_read + caught_up,
             events_applied: events_applied + caught_up,
             caught_up_in_switch: caught_up,
-            seconds: started.elapsed().as_secs(),
+            fill_seconds: filled.as_secs_f64(),
+            switch_seconds: (started.elapsed() - filled).as_secs_f64(),
         })
     }
     .await;
@@ -349,7 +411,7 @@ async fn snapshot(read: &ReadStore, p: &Projection, suffix: &str) -> Result<Snap
 }
 
 /// Rebuild `projection` into scratch tables and compare them with the live ones.
-pub async fn verify<S: EventStore>(
+pub async fn verify<S: EventStore + Clone>(
     events: &S,
     read: &ReadStore,
     projection: Projection,

@@ -37,20 +37,44 @@ impl Projection {
         names
     }
 
-    /// `CREATE TABLE` and `CREATE INDEX` statements for the tables named with `suffix`
-    /// (`""` for the live tables).
+    /// Every statement creating the tables named with `suffix` (`""` for the live
+    /// tables): [`Projection::tables_ddl`] then [`Projection::keys_ddl`].
     pub fn ddl(&self, suffix: &str) -> Vec<String> {
+        let mut out = self.tables_ddl(suffix);
+        out.extend(self.keys_ddl(suffix));
+        out
+    }
+
+    /// `CREATE TABLE` statements, without keys or indexes (a rebuild bulk-loads first).
+    pub fn tables_ddl(&self, suffix: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tables
+            .iter()
+            .map(|t| {
+                let cols: Vec<String> = t
+                    .columns
+                    .iter()
+                    .map(|(name, ty)| format!("{name} {ty}"))
+                    .collect();
+                format!("CREATE TABLE {}{suffix} ({})", t.name, cols.join(", "))
+            })
+            .collect();
+        out.push(format!(
+            "CREATE TABLE {}{suffix} (stream_id TEXT NOT NULL, version BIGINT NOT NULL)",
+            self.positions_table()
+        ));
+        out
+    }
+
+    /// The keys (unique indexes, which both backends accept as `ON CONFLICT` targets)
+    /// and indexes: built after a bulk load, which is faster than maintaining them.
+    pub fn keys_ddl(&self, suffix: &str) -> Vec<String> {
         let mut out = Vec::new();
         for t in self.tables {
-            let cols: Vec<String> = t
-                .columns
-                .iter()
-                .map(|(name, ty)| format!("{name} {ty}"))
-                .collect();
             out.push(format!(
-                "CREATE TABLE {}{suffix} ({}, PRIMARY KEY ({}))",
+                "CREATE UNIQUE INDEX {}{suffix}_key ON {}{suffix} ({})",
                 t.name,
-                cols.join(", "),
+                t.name,
                 t.primary_key.join(", ")
             ));
             for (ix, cols) in t.indexes {
@@ -60,9 +84,9 @@ impl Projection {
                 ));
             }
         }
+        let positions = self.positions_table();
         out.push(format!(
-            "CREATE TABLE {}{suffix} (stream_id TEXT PRIMARY KEY, version BIGINT NOT NULL)",
-            self.positions_table()
+            "CREATE UNIQUE INDEX {positions}{suffix}_key ON {positions}{suffix} (stream_id)"
         ));
         out
     }

@@ -275,12 +275,14 @@ async fn phases(
         let took = t.elapsed();
         total += took;
         println!(
-            "(4) rebuild {:<9}: {} events in {:.2} s = {:.0} events/s ({:.2} of the ceiling; target ≥ 0.40)",
+            "(4) rebuild {:<9}: {} events in {:.2} s = {:.0} events/s ({:.2} of the ceiling; target ≥ 0.40); fill {:.2} s, switch-over {:.3} s",
             p.name,
             r.events_read,
             took.as_secs_f64(),
             r.events_read as f64 / took.as_secs_f64(),
-            r.events_read as f64 / took.as_secs_f64() / ceiling
+            r.events_read as f64 / took.as_secs_f64() / ceiling,
+            r.fill_seconds,
+            r.switch_seconds
         );
     }
     println!(

@@ -48,8 +48,13 @@ pub async fn run(cmd: ProjectionsCmd) -> anyhow::Result<()> {
             let r = rebuild::rebuild(&store, &read, projection, &mut |p| bar.show(p)).await?;
             bar.finish();
             println!(
-                "rebuilt {}: {} events read, {} applied ({} in the switch-over) in {} s",
-                r.projection, r.events_read, r.events_applied, r.caught_up_in_switch, r.seconds
+                "rebuilt {}: {} events read, {} applied ({} in the switch-over); {:.2} s to fill, {:.3} s to switch over",
+                r.projection,
+                r.events_read,
+                r.events_applied,
+                r.caught_up_in_switch,
+                r.fill_seconds,
+                r.switch_seconds
             );
             Ok(())
         }
