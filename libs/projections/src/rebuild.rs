@@ -220,6 +220,12 @@ macro_rules! switch_in {
         let tx = $tx;
         let live = $projection.table_names();
         if $pg {
+            // The views are recreated below: the same lock as a starting instance takes
+            // to create them, taken first (before any table lock, as it does).
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(crm_eventstore::plan::lock_key("crm-read-models:views"))
+                .execute(&mut *tx)
+                .await?;
             // Positions first: every projector transaction reads them before it writes
             // the data tables, so waiting here for it cannot deadlock.
             let positions = $projection.positions_table();

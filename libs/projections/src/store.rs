@@ -355,9 +355,26 @@ impl ReadStore {
         match &store {
             Self::Postgres(p) => {
                 migrator().run(p).await?;
+                // Several instances may start at once: one at a time (re)creates the views,
+                // or concurrent catalog updates fail.
+                let mut conn = p.acquire().await?;
+                let key = crm_eventstore::plan::lock_key("crm-read-models:views");
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+                let mut result = Ok(());
                 for sql in crate::views::create_statements() {
-                    sqlx::query(&sql).execute(p).await?;
+                    if let Err(e) = sqlx::query(&sql).execute(&mut *conn).await {
+                        result = Err(e);
+                        break;
+                    }
                 }
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+                result?;
             }
             Self::Sqlite(p) => migrator().run(p).await?,
         }

@@ -362,3 +362,17 @@ async fn funnel_and_kpis_are_the_same_on_both_backends() {
     let customer = conv.iter().find(|c| c.stage == "customer").unwrap();
     assert_eq!(customer.cumulative_rate, Some(0.5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_instances_can_start_on_one_database_at_once() {
+    let db = TestDatabase::create().await;
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { ReadStore::connect(&url, 2).await.map(|_| ()) })
+        })
+        .collect();
+    for s in starts {
+        s.await.unwrap().expect("concurrent start");
+    }
+}
