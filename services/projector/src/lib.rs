@@ -127,6 +127,19 @@ impl App {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tracing::info!(instance = %self.instance, group = %self.ctx.group, "projector running");
+        tokio::pin!(shutdown);
+        // The relay creates the stream; a projector started first waits for it.
+        let mut announced = false;
+        while self.ctx.js.get_stream(&self.ctx.stream).await.is_err() {
+            if !announced {
+                tracing::info!(stream = %self.ctx.stream, "waiting for the stream (the relay creates it)");
+                announced = true;
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
         partitions::balance(self.ctx, self.instance, shutdown).await
     }
 }

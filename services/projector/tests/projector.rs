@@ -271,3 +271,20 @@ async fn poison_goes_to_the_dead_letter_stream_and_the_rest_flows() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_started_before_the_stream_waits_for_it() {
+    let stream = TestStream::new().await;
+    let db = TestDatabase::create().await;
+    let running = start(&stream, &db.url, "early").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    crm_bus::stream::ensure(&stream.js, &stream.spec)
+        .await
+        .unwrap();
+    let (log, _) = workload(3, 20);
+    publish(&stream, &log.events).await;
+    let store = ReadStore::connect(&db.url, 2).await.unwrap();
+    wait_applied(&store, log.events.len() as i64).await;
+    assert_eq!(store.customers("", 100).await.unwrap().len(), 20);
+    running.stop().await;
+}
