@@ -27,7 +27,7 @@ use crate::schema::Projection;
 use crate::store::{apply_in, Prepared, ReadError, ReadStore, Target};
 
 /// Events read from the store per transaction.
-pub const PAGE: usize = 50_000;
+pub const PAGE: usize = 10_000;
 
 /// Concurrent bulk loads during a rebuild (2 measured no faster on two cores: PostgreSQL
 /// is already busy reading the log).
@@ -73,6 +73,21 @@ async fn execute_all(read: &ReadStore, statements: Vec<String>) -> Result<(), Re
     Ok(())
 }
 
+/// Build keys and indexes; on PostgreSQL all at once, each on its own connection (index
+/// builds take a SHARE lock, which does not conflict with another).
+async fn build_keys(read: &ReadStore, statements: Vec<String>) -> Result<(), ReadError> {
+    match read {
+        ReadStore::Postgres(pool) => {
+            let builds = statements.iter().map(|ddl| sqlx::query(ddl).execute(pool));
+            for r in futures::future::join_all(builds).await {
+                r?;
+            }
+            Ok(())
+        }
+        ReadStore::Sqlite(_) => execute_all(read, statements).await,
+    }
+}
+
 async fn drop_tables(read: &ReadStore, p: &Projection, suffix: &str) -> Result<(), ReadError> {
     for t in p.table_names() {
         let sql = format!("DROP TABLE IF EXISTS {t}{suffix}");
@@ -108,7 +123,7 @@ async fn fill<S: EventStore + Clone>(
     let mut total: Option<u64> = None;
     let mut counter = Some(counter);
 
-    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Vec<crm_eventstore::RecordedEvent>>(2);
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Vec<crm_eventstore::RecordedEvent>>(8);
     let reader = {
         let events = events.clone();
         tokio::spawn(async move {
@@ -190,7 +205,7 @@ async fn fill<S: EventStore + Clone>(
             .map_err(|e| ReadError::Config(format!("writer task: {e}")))??;
     }
     fold.finish(read, suffix).await?;
-    execute_all(read, projection.keys_ddl(suffix)).await?;
+    build_keys(read, projection.keys_ddl(suffix)).await?;
     Ok((done, applied, cursor))
 }
 
