@@ -751,7 +751,9 @@ pub(crate) async fn write_rows(
                 }
                 buf.push('\n');
                 if buf.len() > (1 << 20) {
-                    copy.send(std::mem::take(&mut buf).into_bytes()).await?;
+                    // One buffer for the whole table: no fresh megabyte per chunk.
+                    copy.send(buf.as_bytes()).await?;
+                    buf.clear();
                 }
             }
             if !buf.is_empty() {
