@@ -148,8 +148,9 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
     let actor = e.metadata.actor.as_str();
     let mut out = Vec::with_capacity(4);
     // Ownership changes: close the open period, open the next one.
-    let mut take = |manager: String, team: &str, region: &str, reason: Option<String>| {
-        out.push(stmt(
+    // The open ownership period ends with this event.
+    let close_period = || {
+        stmt(
             CLOSE_PERIOD,
             vec![
                 customer.into(),
@@ -157,7 +158,10 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
                 e.event_type.as_str().into(),
                 actor.into(),
             ],
-        ));
+        )
+    };
+    let mut take = |manager: String, team: &str, region: &str, reason: Option<String>| {
+        out.push(close_period());
         out.push(stmt(
             OPEN_PERIOD,
             vec![
@@ -259,15 +263,7 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
             None,
         ),
         CustomerEvent::ReleasedToPool(_) => {
-            out.push(stmt(
-                CLOSE_PERIOD,
-                vec![
-                    customer.into(),
-                    at.into(),
-                    e.event_type.as_str().into(),
-                    actor.into(),
-                ],
-            ));
+            out.push(close_period());
             out.push(stmt(
                 SET_OWNER,
                 vec![

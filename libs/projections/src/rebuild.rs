@@ -222,7 +222,6 @@ pub async fn rebuild<S: EventStore + Clone>(
     let target = Target::Only {
         projection,
         suffix: suffix.clone(),
-        limits: None,
     };
     let result = async {
         let (events_read, events_applied, cursor) =

@@ -10,7 +10,6 @@
 //! and each read model can be rebuilt on its own.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -90,12 +89,10 @@ pub struct CheckpointRow {
 pub enum Target {
     /// Every read model's live tables (the projector).
     Live,
-    /// One read model's tables named with a suffix (a rebuild or a verification), only
-    /// for streams whose version is at most the given one, when a limit is given.
+    /// One read model's tables named with a suffix (a rebuild's switch-over catch-up).
     Only {
         projection: Projection,
         suffix: String,
-        limits: Option<std::sync::Arc<HashMap<String, i64>>>,
     },
 }
 
@@ -145,15 +142,11 @@ macro_rules! apply_in {
         let target: &$crate::store::Target = $target;
         let targets: Vec<(usize, $crate::schema::Projection, &str)> = match target {
             $crate::store::Target::Live => $crate::schema::PROJECTIONS.iter().copied().enumerate().map(|(i, p)| (i, p, "")).collect(),
-            $crate::store::Target::Only { projection, suffix, .. } => vec![(
+            $crate::store::Target::Only { projection, suffix } => vec![(
                 $crate::schema::PROJECTIONS.iter().position(|p| p.name == projection.name).expect("known projection"),
                 *projection,
                 suffix.as_str(),
             )],
-        };
-        let limits = match target {
-            $crate::store::Target::Only { limits, .. } => limits.clone(),
-            $crate::store::Target::Live => None,
         };
         let positions: Vec<String> = targets
             .iter()
@@ -201,25 +194,8 @@ macro_rules! apply_in {
             let version = p.event.stream_version as i64;
             let (mut early, mut moved) = (false, false);
             for (t, (pi, projection, suffix)) in targets.iter().enumerate() {
-                if let Some(limits) = &limits {
-                    if version > limits.get(stream).copied().unwrap_or(0) {
-                        continue;
-                    }
-                }
-                let current = match versions.get(&(t, stream)) {
-                    Some(v) => *v,
-                    None => {
-                        let sql = format!("SELECT version FROM {} WHERE stream_id = $1", positions[t]);
-                        let v: Option<i64> = sqlx::query_scalar(&sql)
-                            .bind(stream)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        let v = v.unwrap_or(0);
-                        known.insert((t, stream), v);
-                        versions.insert((t, stream), v);
-                        v
-                    }
-                };
+                // Every stream of the batch was fetched above.
+                let current = versions[&(t, stream)];
                 if version <= current {
                     continue;
                 }

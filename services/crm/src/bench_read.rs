@@ -217,9 +217,10 @@ async fn phases(
         .await?;
     let stored = stored as u64;
     let caught_up = wait_applied(&live_store, stored, Duration::from_secs(300)).await?;
+    let rendered = metrics.render();
     let (lag_count, within_250ms, p99_bound) =
-        histogram(&metrics.render(), "crm_projector_lag_seconds", 0.99);
-    let (_, _, p50_bound) = histogram(&metrics.render(), "crm_projector_lag_seconds", 0.5);
+        histogram(&rendered, "crm_projector_lag_seconds", 0.99);
+    let (_, _, p50_bound) = histogram(&rendered, "crm_projector_lag_seconds", 0.5);
     println!(
         "(1) W1 written: {} commands, {stored} events in {:.1} s = {:.0} commands/s; live projector caught up {:.2} s after the last answer",
         w_issued(&w),
