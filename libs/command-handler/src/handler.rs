@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use crm_domain::customer::{AssignByPolicy, Timer};
+use crm_domain::policy::{self, matching_rule, CustomerFacts, PolicyCommand, POLICY_STREAM};
 pub use crm_domain::Command;
 use crm_domain::{
     customer, manager, Actor, CustomerCommand, CustomerEvent, CustomerId, CustomerState,
     DecisionContext, DomainError, DuplicateMatch, ManagerCommand, ManagerEvent, ManagerId,
-    ManagerState, SlaPolicy, UniqueKey,
+    ManagerState, UniqueKey,
 };
 use crm_eventstore::{
     AppendError, AppendOutcome, AppendRequest, CommandMeta, Conflict, CounterChange, EventStore,
@@ -26,7 +28,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::cache::StateCache;
+use crate::counters::{self, claims_key, counted_key, turn_key, Receiver};
 use crate::group_commit::{GroupCommitConfig, GroupCommitter};
+use crate::lookups::{Lookups, DIRECTORY_TTL, POLICY_TTL};
 
 /// How many times a command is decided again after losing a race.
 const MAX_ATTEMPTS: usize = 8;
@@ -109,25 +113,29 @@ pub fn manager_stream(id: ManagerId) -> String {
     format!("manager-{id}")
 }
 
-/// Counter key of a manager's holdings (customers owned now).
-pub fn holdings_key(id: ManagerId) -> String {
-    format!("holdings:{id}")
-}
+pub use crate::counters::holdings_key;
 
 #[derive(Debug, Clone)]
 pub struct HandlerConfig {
     pub group_commit: GroupCommitConfig,
-    pub sla: SlaPolicy,
     /// Aggregates kept in memory.
     pub cache_capacity: usize,
+    /// How long the ownership policy read from the store is trusted: a version published
+    /// by another process applies here within this time (decisions that depend on the
+    /// policy for their outcome check its version when they commit).
+    pub policy_ttl: std::time::Duration,
+    /// How long the list of registered managers is trusted (a manager registered by
+    /// another process becomes a candidate for assignment by policy within this time).
+    pub directory_ttl: std::time::Duration,
 }
 
 impl Default for HandlerConfig {
     fn default() -> Self {
         Self {
             group_commit: GroupCommitConfig::default(),
-            sla: SlaPolicy::default(),
             cache_capacity: 200_000,
+            policy_ttl: POLICY_TTL,
+            directory_ttl: DIRECTORY_TTL,
         }
     }
 }
@@ -135,11 +143,12 @@ impl Default for HandlerConfig {
 /// The command side's application service; cheap to clone.
 #[derive(Clone)]
 pub struct CommandHandler<S> {
-    store: S,
+    pub(crate) store: S,
     committer: GroupCommitter,
     customers: Arc<StateCache<CustomerState>>,
-    managers: Arc<StateCache<ManagerState>>,
-    sla: SlaPolicy,
+    pub(crate) managers: Arc<StateCache<ManagerState>>,
+    pub(crate) lookups: Arc<Lookups>,
+    pub(crate) config: HandlerConfig,
 }
 
 /// The state a decision was made on, and what the append must re-check.
@@ -155,7 +164,8 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             store,
             customers: Arc::new(StateCache::new(config.cache_capacity)),
             managers: Arc::new(StateCache::new(config.cache_capacity / 10 + 16)),
-            sla: config.sla,
+            lookups: Arc::default(),
+            config,
         }
     }
 
@@ -171,7 +181,13 @@ impl<S: EventStore + Clone> CommandHandler<S> {
     ) -> Result<Accepted, CommandError> {
         let started = Instant::now();
         let name = command.name();
-        let result = self.handle_inner(&envelope, &command).await;
+        let mut result = self.handle_inner(&envelope, &command).await;
+        if let (Command::Customer(CustomerCommand::Register(r)), Ok(accepted)) =
+            (&command, &mut result)
+        {
+            self.assign_on_registration(&envelope, r.customer_id, accepted)
+                .await;
+        }
         let (outcome, code) = match &result {
             Ok(a) if a.duplicate => ("duplicate", "none"),
             Ok(_) => ("accepted", "none"),
@@ -215,6 +231,8 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                     self.decide_customer(envelope, c, &fingerprint, fresh).await
                 }
                 Command::Manager(c) => self.decide_manager(envelope, c, &fingerprint, fresh).await,
+                // The policy stream is always read whole (it is short): never stale.
+                Command::Policy(c) => self.decide_policy(envelope, c, &fingerprint).await,
             };
             let decided = match decided {
                 Ok(d) => d,
@@ -284,6 +302,50 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 }
             }
             Command::Manager(c) => self.managers.remove(&manager_stream(c.manager_id())),
+            Command::Policy(_) => self.lookups.forget_policy(),
+        }
+    }
+
+    /// A customer registered without an owner is assigned by policy right away when the
+    /// policy says so: a follow-up command with an id derived from the registration's
+    /// (so a retried registration never assigns twice), caused by it, decided by the
+    /// policy. Its events join the registration's answer; a refusal (no rule, nobody
+    /// under the limit) leaves the customer in the pool and is logged and counted.
+    async fn assign_on_registration(
+        &self,
+        envelope: &Envelope,
+        customer_id: CustomerId,
+        accepted: &mut Accepted,
+    ) {
+        let policy = match self.policy(false).await {
+            Ok((p, _)) => p,
+            Err(e) => {
+                tracing::warn!(customer_id = %customer_id, error = %e, "policy unavailable; customer left unassigned");
+                return;
+            }
+        };
+        if !policy.document.assign_on_registration || policy.document.rules.is_empty() {
+            return;
+        }
+        let follow_up = Envelope {
+            command_id: Uuid::new_v5(
+                &envelope.command_id,
+                b"assign_by_policy after register_customer",
+            ),
+            correlation_id: envelope.correlation_id,
+            causation_id: Some(envelope.command_id),
+            actor: Actor::system("policy"),
+            issued_at: envelope.issued_at,
+        };
+        let command = Command::Customer(CustomerCommand::AssignByPolicy(AssignByPolicy {
+            customer_id,
+            reason: Some("assigned on registration".into()),
+        }));
+        match Box::pin(self.handle(follow_up, command)).await {
+            Ok(a) => accepted.events.extend(a.events),
+            Err(e) => {
+                tracing::info!(customer_id = %customer_id, code = e.code(), reason = %e, "not assigned on registration; the customer stays in the pool")
+            }
         }
     }
 
@@ -309,7 +371,10 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         Ok((state, version))
     }
 
-    async fn load_manager(&self, id: ManagerId) -> Result<(ManagerState, u64), CommandError> {
+    pub(crate) async fn load_manager(
+        &self,
+        id: ManagerId,
+    ) -> Result<(ManagerState, u64), CommandError> {
         let stream = manager_stream(id);
         if let Some(hit) = self.managers.get(&stream) {
             return Ok(hit);
@@ -348,20 +413,77 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             }
         }
         let (state, version) = self.load_customer(id).await?;
+        let (policy, policy_version) = self.policy(fresh).await?;
         let mut ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone())
-            .with_sla(self.sla.clone());
+            .with_policy(policy.clone());
 
-        let mut guard = None;
+        // Read guards: streams that must not change before the append commits.
+        let mut guards: Vec<(String, u64)> = Vec::new();
+        let mut receiver = None;
+        let mut team = None;
+        match command {
+            CustomerCommand::AssignByPolicy(_) => {
+                guards.push((POLICY_STREAM.to_string(), policy_version));
+                let rule = CustomerFacts::of(&state)
+                    .and_then(|facts| matching_rule(&policy.document, &facts));
+                if let Some((_, rule)) = rule {
+                    let t = self.team(&policy, &rule.team, ctx.now, fresh).await?;
+                    ctx = ctx.with_candidates(t.candidates.clone());
+                    team = Some((rule.team.clone(), t));
+                }
+            }
+            CustomerCommand::ApplyTimer(t) => {
+                guards.push((POLICY_STREAM.to_string(), policy_version));
+                if let Timer::SlaBreach { .. } = t.timer {
+                    ctx = ctx.with_escalation(self.escalation_chain(state.owner).await?);
+                }
+            }
+            CustomerCommand::EscalateComplaint(_) => {
+                ctx = ctx.with_escalation(self.escalation_chain(state.owner).await?);
+            }
+            _ => {}
+        }
         if let Some(m) = target_manager(command) {
             let (manager, manager_version) = self.load_manager(m).await?;
-            let holdings = self.store.counter(&holdings_key(m)).await?;
-            if let Some(view) = manager.view(holdings.max(0) as u32) {
+            let counted = self.store.counter(&counted_key(&policy, m)).await?;
+            if let Some(mut view) = manager.view(counted.max(0) as u32) {
+                view.holding_limit = policy
+                    .document
+                    .holding_limit(&view.team, view.holding_limit);
+                receiver = Some(Receiver {
+                    manager: m,
+                    limit: view.holding_limit,
+                });
                 ctx = ctx.with_manager(view);
-                guard = Some((m, manager_version, manager.holding_limit));
+                guards.push((manager_stream(m), manager_version));
+            }
+            if let CustomerCommand::ClaimFromPool(_) = command {
+                let day = policy.document.local_day(ctx.now);
+                let claims = self.store.counter(&claims_key(m, day)).await?;
+                ctx = ctx.with_claims_today(claims.max(0) as u32);
             }
         }
 
         let events = customer::decide(&state, command, &ctx)?;
+        let mut turn = None;
+        if let (Some((team_id, t)), Some(CustomerEvent::OwnerAssigned(a))) = (&team, events.first())
+        {
+            // The manager the policy chose is guarded like an explicit receiver.
+            let version = t.versions.iter().find(|(m, _)| *m == a.manager_id);
+            let view = t
+                .candidates
+                .members
+                .iter()
+                .find(|c| c.view.id == a.manager_id);
+            if let (Some((_, version)), Some(c)) = (version, view) {
+                guards.push((manager_stream(a.manager_id), *version));
+                receiver = Some(Receiver {
+                    manager: a.manager_id,
+                    limit: c.view.holding_limit,
+                });
+            }
+            turn = Some(turn_key(team_id));
+        }
         let mut next = state.clone();
         for e in &events {
             next.apply(e);
@@ -404,11 +526,12 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             expected: expected(version),
             events: new_events.clone(),
         });
-        if let Some((m, manager_version, _)) = guard {
-            // Read guard: the manager must not change (deactivated, limit lowered) meanwhile.
+        for (stream_id, version) in guards {
+            // Read guard: e.g. the manager must not change (deactivated, limit lowered)
+            // meanwhile, nor the policy a decision by policy followed.
             request.writes.push(StreamWrite {
-                stream_id: manager_stream(m),
-                expected: expected(manager_version),
+                stream_id,
+                expected: expected(version),
                 events: Vec::new(),
             });
         }
@@ -426,7 +549,14 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 owner: stream.clone(),
             })
             .collect();
-        request.counters = holding_changes(&events, guard.map(|(m, _, limit)| (m, limit)));
+        request.counters = counters::changes(&state, &events, receiver, &ctx);
+        if let Some(key) = turn {
+            request.counters.push(CounterChange {
+                key,
+                delta: 1,
+                max: None,
+            });
+        }
 
         self.customers
             .put(stream, next, version + events.len() as u64);
@@ -449,9 +579,12 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             self.managers.remove(&stream);
         }
         let (state, version) = self.load_manager(id).await?;
-        let ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone())
-            .with_sla(self.sla.clone());
+        let ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone());
         let events = manager::decide(&state, command, &ctx)?;
+        if matches!(command, ManagerCommand::Register(_)) {
+            // A new manager: list the directory again before the next assignment by policy.
+            self.lookups.forget_directory();
+        }
         let mut next = state;
         for e in &events {
             next.apply(e);
@@ -466,6 +599,42 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         );
         self.managers
             .put(stream, next, version + events.len() as u64);
+        Ok(Decided {
+            events: new_events,
+            request,
+        })
+    }
+
+    async fn decide_policy(
+        &self,
+        envelope: &Envelope,
+        command: &PolicyCommand,
+        fingerprint: &str,
+    ) -> Result<Decided, CommandError> {
+        let (mut state, mut version) = (policy::PolicyState::default(), 0);
+        for e in self.store.read_stream(POLICY_STREAM, 0).await? {
+            version = e.stream_version;
+            let event = policy::PolicyEvent::decode(&e.event_type, e.schema_version, &e.payload)
+                .map_err(|err| {
+                    StoreError::Corrupt(format!("{} v{}: {err}", e.event_type, e.stream_version))
+                })?;
+            state.apply(&event);
+        }
+        let ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone());
+        let events = policy::aggregate::decide(&state, command, &ctx)?;
+        let new_events = to_new_events(&events, |e| {
+            (
+                e.event_type(),
+                policy::PolicyEvent::SCHEMA_VERSION,
+                e.payload(),
+            )
+        });
+        let request = AppendRequest::new(self.meta(envelope, command.name(), fingerprint)).write(
+            POLICY_STREAM.to_string(),
+            expected(version),
+            new_events.clone(),
+        );
+        self.lookups.forget_policy();
         Ok(Decided {
             events: new_events,
             request,
@@ -520,39 +689,6 @@ pub fn target_manager(command: &CustomerCommand) -> Option<ManagerId> {
         CustomerCommand::RecordReferral(c) => Some(c.referred_to),
         _ => None,
     }
-}
-
-/// Holdings counter changes implied by ownership events; increases are bounded by the
-/// receiving manager's holding limit, so the store refuses a race past it.
-fn holding_changes(
-    events: &[CustomerEvent],
-    receiver: Option<(ManagerId, u32)>,
-) -> Vec<CounterChange> {
-    let limit_of = |m: ManagerId| receiver.filter(|(r, _)| *r == m).map(|(_, l)| i64::from(l));
-    let gain = |m: ManagerId| CounterChange {
-        key: holdings_key(m),
-        delta: 1,
-        max: limit_of(m),
-    };
-    let loss = |m: ManagerId| CounterChange {
-        key: holdings_key(m),
-        delta: -1,
-        max: None,
-    };
-    let mut out = Vec::new();
-    for e in events {
-        match e {
-            CustomerEvent::OwnerAssigned(e) => out.push(gain(e.manager_id)),
-            CustomerEvent::ClaimedFromPool(e) => out.push(gain(e.manager_id)),
-            CustomerEvent::OwnershipTransferred(e) => {
-                out.push(loss(e.from_manager));
-                out.push(gain(e.to_manager));
-            }
-            CustomerEvent::ReleasedToPool(e) => out.push(loss(e.previous_owner)),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Content hash of a command: a reused command id with other content is refused.

@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod counters;
 pub mod group_commit;
 pub mod handler;
+mod lookups;
 
 pub use handler::{
     Accepted, AcceptedEvent, Command, CommandError, CommandHandler, Envelope, HandlerConfig,

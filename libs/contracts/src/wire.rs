@@ -7,6 +7,7 @@ use crm_domain::customer::*;
 use crm_domain::manager::{
     DeactivateManager, ManagerCommand, ReactivateManager, RegisterManager, UpdateManager,
 };
+use crm_domain::policy::{PolicyCommand, PolicyDocument, PublishPolicy};
 use crm_domain::{Command, CustomerCommand};
 use prost::Message;
 use serde_json::Value;
@@ -97,9 +98,28 @@ fn fields(command: &Command) -> Value {
     let v = match command {
         Command::Customer(c) => serde_json::to_value(c),
         Command::Manager(c) => serde_json::to_value(c),
+        Command::Policy(PolicyCommand::Publish(p)) => {
+            return serde_json::json!({
+                "document_json": serde_json::to_string(&p.document).expect("documents serialise"),
+                "note": p.note,
+            })
+        }
     }
     .expect("commands serialise");
     v.get("data").cloned().unwrap_or(Value::Null)
+}
+
+/// `publish_policy` on the wire: the document travels as a JSON string.
+#[derive(serde::Deserialize)]
+struct WirePublishPolicy {
+    #[serde(deserialize_with = "document_from_json")]
+    document_json: PolicyDocument,
+    note: String,
+}
+
+fn document_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PolicyDocument, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    serde_json::from_str(&text).map_err(|e| serde::de::Error::custom(format!("document_json: {e}")))
 }
 
 macro_rules! command_table {
@@ -154,6 +174,10 @@ command_table! {
     "record_purchase" => RecordPurchase => |x: RecordPurchase| Command::Customer(CustomerCommand::RecordPurchase(x));
     "record_referral" => RecordReferral => |x: RecordReferral| Command::Customer(CustomerCommand::RecordReferral(x));
     "change_lifecycle_stage" => ChangeLifecycleStage => |x: ChangeLifecycleStage| Command::Customer(CustomerCommand::ChangeLifecycleStage(x));
+    "assign_by_policy" => AssignByPolicy => |x: AssignByPolicy| Command::Customer(CustomerCommand::AssignByPolicy(x));
+    "lock_ownership" => LockOwnership => |x: LockOwnership| Command::Customer(CustomerCommand::LockOwnership(x));
+    "unlock_ownership" => UnlockOwnership => |x: UnlockOwnership| Command::Customer(CustomerCommand::UnlockOwnership(x));
+    "publish_policy" => PublishPolicy => |x: WirePublishPolicy| Command::Policy(PolicyCommand::Publish(PublishPolicy { document: x.document_json, note: x.note }));
     "register_manager" => RegisterManager => |x: RegisterManager| Command::Manager(ManagerCommand::Register(x));
     "update_manager" => UpdateManager => |x: UpdateManager| Command::Manager(ManagerCommand::Update(x));
     "deactivate_manager" => DeactivateManager => |x: DeactivateManager| Command::Manager(ManagerCommand::Deactivate(x));

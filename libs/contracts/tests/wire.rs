@@ -170,6 +170,39 @@ fn samples() -> Vec<Command> {
         })
         .into(),
         ManagerCommand::Reactivate(ReactivateManager { manager_id: m }).into(),
+        C::AssignByPolicy(AssignByPolicy {
+            customer_id: c,
+            reason: Some("new web lead".into()),
+        })
+        .into(),
+        C::LockOwnership(LockOwnership {
+            customer_id: c,
+            until: Some(t),
+            reason: "VIP".into(),
+        })
+        .into(),
+        C::UnlockOwnership(UnlockOwnership {
+            customer_id: c,
+            reason: "no longer VIP".into(),
+        })
+        .into(),
+        policy::PolicyCommand::Publish(policy::PublishPolicy {
+            document: policy::PolicyDocument {
+                rules: vec![policy::AssignmentRule {
+                    name: "east".into(),
+                    when: policy::Conditions {
+                        regions: vec!["east".parse().unwrap()],
+                        ..policy::Conditions::default()
+                    },
+                    team: "east-1".parse().unwrap(),
+                    method: policy::Distribution::WeightedPerformance,
+                }],
+                utc_offset_minutes: 480,
+                ..policy::PolicyDocument::default()
+            },
+            note: "Q4 review".into(),
+        })
+        .into(),
     ]
 }
 

@@ -1,11 +1,13 @@
 //! What a decision may know besides the aggregate's own state: the time and the actor
 //! (from the command), and facts about other aggregates the application looked up.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
-use crate::customer::complaint::SlaPolicy;
 use crate::ids::{Actor, CustomerId, ManagerId};
 use crate::normalize::UniqueKey;
+use crate::policy::{Candidate, Policy};
 use crate::values::{BranchId, ManagerRole, RegionId, TeamId};
 
 /// Another customer already holds one of this command's unique keys.
@@ -29,6 +31,32 @@ pub struct ManagerView {
     pub holdings: u32,
 }
 
+/// Whom an escalation of the customer's complaints goes to: the owner's team lead, then
+/// the branch manager.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EscalationChain {
+    pub team_lead: Option<ManagerId>,
+    pub branch_manager: Option<ManagerId>,
+}
+
+impl EscalationChain {
+    /// The manager escalation `level` (1 or 2) goes to.
+    pub fn at(&self, level: u8) -> Option<ManagerId> {
+        match level {
+            1 => self.team_lead,
+            2 => self.branch_manager,
+            _ => None,
+        }
+    }
+}
+
+/// The managers of the team a policy rule names, with the team's round-robin turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamCandidates {
+    pub members: Vec<Candidate>,
+    pub turn: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct DecisionContext {
     /// When the command was issued: the only clock the domain knows.
@@ -37,7 +65,14 @@ pub struct DecisionContext {
     pub duplicate: Option<DuplicateMatch>,
     /// The manager the command gives a customer (or a referral) to.
     pub manager: Option<ManagerView>,
-    pub sla: SlaPolicy,
+    /// The ownership policy in force (version 0: built-in defaults).
+    pub policy: Arc<Policy>,
+    /// For assignment by policy: the team of the matching rule.
+    pub candidates: Option<TeamCandidates>,
+    /// For escalations: the owner's team lead and branch manager.
+    pub escalation: EscalationChain,
+    /// For claims from the pool: claims the manager made today (local day).
+    pub claims_today: u32,
 }
 
 impl DecisionContext {
@@ -47,7 +82,10 @@ impl DecisionContext {
             actor,
             duplicate: None,
             manager: None,
-            sla: SlaPolicy::default(),
+            policy: Policy::defaults(),
+            candidates: None,
+            escalation: EscalationChain::default(),
+            claims_today: 0,
         }
     }
 
@@ -61,8 +99,23 @@ impl DecisionContext {
         self
     }
 
-    pub fn with_sla(mut self, sla: SlaPolicy) -> Self {
-        self.sla = sla;
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn with_candidates(mut self, candidates: TeamCandidates) -> Self {
+        self.candidates = Some(candidates);
+        self
+    }
+
+    pub fn with_escalation(mut self, escalation: EscalationChain) -> Self {
+        self.escalation = escalation;
+        self
+    }
+
+    pub fn with_claims_today(mut self, claims: u32) -> Self {
+        self.claims_today = claims;
         self
     }
 }

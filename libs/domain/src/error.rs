@@ -1,7 +1,9 @@
 //! Every refusal, each with a stable machine code and a message naming the rule.
 
+use chrono::{DateTime, Utc};
+
 use crate::ids::{ComplaintId, CustomerId, ManagerId, PurchaseId, ReferralId};
-use crate::values::LifecycleStage;
+use crate::values::{LifecycleStage, TeamId};
 
 /// How transports should classify a refusal (HTTP 404 / 409 / 422).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,32 @@ pub enum DomainError {
     DuplicatePurchase(PurchaseId),
     #[error("referral {0} is already recorded")]
     DuplicateReferral(ReferralId),
+    #[error("customer {customer} is protected for {holder}, who touched it first, until {until}")]
+    OwnershipProtected {
+        customer: CustomerId,
+        holder: String,
+        until: DateTime<Utc>,
+    },
+    #[error("no rule of policy version {policy_version} matches customer {customer}")]
+    NoRuleMatched {
+        customer: CustomerId,
+        policy_version: u32,
+    },
+    #[error("rule {rule:?} names team {team}, where no active manager is under the holding limit")]
+    NoEligibleManager { rule: String, team: TeamId },
+    #[error("manager {manager} has made {cap} claims from the pool today, the daily cap")]
+    ClaimCapReached { manager: ManagerId, cap: u32 },
+    #[error("manager {manager} released this customer and may not claim it back before {until}")]
+    ReclaimCooldown {
+        manager: ManagerId,
+        until: DateTime<Utc>,
+    },
+    #[error("customer {0} is already locked against automatic return to the pool")]
+    AlreadyLocked(CustomerId),
+    #[error("customer {0} is not locked")]
+    NotLocked(CustomerId),
+    #[error("the {timer} timer is not due for this customer now (already applied, moved by newer events, or early)")]
+    TimerNotDue { timer: &'static str },
 }
 
 impl DomainError {
@@ -130,6 +158,14 @@ impl DomainError {
             InvalidStageTransition { .. } => "lifecycle.invalid_transition",
             DuplicatePurchase(_) => "purchase.already_recorded",
             DuplicateReferral(_) => "referral.already_recorded",
+            OwnershipProtected { .. } => "ownership.protected",
+            NoRuleMatched { .. } => "policy.no_rule_matched",
+            NoEligibleManager { .. } => "policy.no_eligible_manager",
+            ClaimCapReached { .. } => "pool.claim_cap_reached",
+            ReclaimCooldown { .. } => "pool.reclaim_cooldown",
+            AlreadyLocked(_) => "ownership.already_locked",
+            NotLocked(_) => "ownership.not_locked",
+            TimerNotDue { .. } => "timer.not_due",
         }
     }
 
@@ -142,7 +178,12 @@ impl DomainError {
             | HoldingLimitReached { .. }
             | SmsConsentMissing(_)
             | EscalationExhausted(_)
-            | InvalidStageTransition { .. } => ErrorKind::RuleViolation,
+            | InvalidStageTransition { .. }
+            | OwnershipProtected { .. }
+            | NoRuleMatched { .. }
+            | NoEligibleManager { .. }
+            | ClaimCapReached { .. }
+            | ReclaimCooldown { .. } => ErrorKind::RuleViolation,
             _ => ErrorKind::Conflict,
         }
     }
@@ -173,4 +214,12 @@ pub const ALL_CODES: &[&str] = &[
     "lifecycle.invalid_transition",
     "purchase.already_recorded",
     "referral.already_recorded",
+    "ownership.protected",
+    "policy.no_rule_matched",
+    "policy.no_eligible_manager",
+    "pool.claim_cap_reached",
+    "pool.reclaim_cooldown",
+    "ownership.already_locked",
+    "ownership.not_locked",
+    "timer.not_due",
 ];

@@ -14,17 +14,19 @@ pub mod event_codec;
 pub mod ids;
 pub mod manager;
 pub mod normalize;
+pub mod policy;
 pub mod values;
 
 use serde::{Deserialize, Serialize};
 
-pub use context::{DecisionContext, DuplicateMatch, ManagerView};
+pub use context::{DecisionContext, DuplicateMatch, EscalationChain, ManagerView, TeamCandidates};
 pub use customer::{CustomerCommand, CustomerEvent, CustomerState, SlaPolicy};
 pub use error::{DomainError, ErrorKind};
 pub use event_codec::DecodeError;
 pub use ids::*;
 pub use manager::{ManagerCommand, ManagerEvent, ManagerState};
 pub use normalize::UniqueKey;
+pub use policy::{Policy, PolicyCommand, PolicyDocument, PolicyEvent, PolicyState};
 pub use values::*;
 
 /// Every command the platform decides.
@@ -33,6 +35,7 @@ pub use values::*;
 pub enum Command {
     Customer(CustomerCommand),
     Manager(ManagerCommand),
+    Policy(PolicyCommand),
 }
 
 impl Command {
@@ -41,7 +44,14 @@ impl Command {
         match self {
             Command::Customer(c) => c.name(),
             Command::Manager(c) => c.name(),
+            Command::Policy(c) => c.name(),
         }
+    }
+}
+
+impl From<PolicyCommand> for Command {
+    fn from(c: PolicyCommand) -> Self {
+        Command::Policy(c)
     }
 }
 
@@ -62,6 +72,7 @@ impl From<ManagerCommand> for Command {
 pub enum DomainEvent {
     Customer(CustomerEvent),
     Manager(ManagerEvent),
+    Policy(PolicyEvent),
 }
 
 impl DomainEvent {
@@ -72,6 +83,8 @@ impl DomainEvent {
     ) -> Result<Self, DecodeError> {
         if ManagerEvent::TYPES.contains(&event_type) {
             ManagerEvent::decode(event_type, schema_version, payload).map(DomainEvent::Manager)
+        } else if PolicyEvent::TYPES.contains(&event_type) {
+            PolicyEvent::decode(event_type, schema_version, payload).map(DomainEvent::Policy)
         } else {
             CustomerEvent::decode(event_type, schema_version, payload).map(DomainEvent::Customer)
         }
@@ -81,6 +94,7 @@ impl DomainEvent {
         match self {
             DomainEvent::Customer(e) => e.event_type(),
             DomainEvent::Manager(e) => e.event_type(),
+            DomainEvent::Policy(e) => e.event_type(),
         }
     }
 
@@ -88,6 +102,7 @@ impl DomainEvent {
         match self {
             DomainEvent::Customer(e) => e.payload(),
             DomainEvent::Manager(e) => e.payload(),
+            DomainEvent::Policy(e) => e.payload(),
         }
     }
 }

@@ -280,6 +280,8 @@ fn assign_then_transfer_then_release_then_claim() {
             previous_owner: mid(2),
             reason: "moved away".into(),
             released_by: Actor::person("tester"),
+            at: Some(at(3)),
+            rule: None,
         })]);
     assert_eq!(fold(&g.0).owner, None);
     assert_eq!(fold(&g.0).previous_owner, Some(mid(2)));
@@ -451,7 +453,11 @@ fn complaint_life_with_sla_figures() {
     assert!(matches!(&events[0], CustomerEvent::ComplaintEscalated(e) if e.level == 1));
     let (g, events) = g.when(resolve(1, 1), &ctx(300)).accepted();
     assert!(
-        matches!(&events[0], CustomerEvent::ComplaintResolved(e) if !e.within_sla && e.resolution_seconds == 300 * 60)
+        matches!(&events[0], CustomerEvent::ComplaintSlaBreached(b) if b.clock == SlaClock::Resolution && b.due_at == at(240)),
+        "a late resolution records the breach no timer flagged"
+    );
+    assert!(
+        matches!(&events[1], CustomerEvent::ComplaintResolved(e) if !e.within_sla && e.resolution_seconds == 300 * 60)
     );
     let (g, events) = g.when(reopen(1, 1), &ctx(400)).accepted();
     assert!(
@@ -476,7 +482,10 @@ fn a_late_first_response_is_outside_the_sla() {
         .when(log(1, 1, Severity::Low), &ctx(0))
         .accepted();
     let (_, events) = g.when(ack(1, 1), &ctx(11)).accepted();
-    assert!(matches!(&events[0], CustomerEvent::ComplaintAcknowledged(e) if !e.within_sla));
+    assert!(
+        matches!(&events[0], CustomerEvent::ComplaintSlaBreached(b) if b.clock == SlaClock::FirstResponse && b.due_at == at(10))
+    );
+    assert!(matches!(&events[1], CustomerEvent::ComplaintAcknowledged(e) if !e.within_sla));
 }
 
 #[test]

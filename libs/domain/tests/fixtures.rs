@@ -2,7 +2,7 @@
 //! example of every event type (type, schema version, payload); it was written once and
 //! must never be edited: a schema change adds a version and an upcaster instead.
 
-use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent};
+use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent, PolicyEvent};
 use serde_json::Value;
 
 #[test]
@@ -23,7 +23,11 @@ fn every_stored_event_version_decodes_and_re_encodes_unchanged() {
         );
         covered.push(t.to_string());
     }
-    for t in CustomerEvent::TYPES.iter().chain(ManagerEvent::TYPES) {
+    for t in CustomerEvent::TYPES
+        .iter()
+        .chain(ManagerEvent::TYPES)
+        .chain(PolicyEvent::TYPES)
+    {
         assert!(covered.iter().any(|c| c == t), "no stored fixture for {t}");
     }
 }

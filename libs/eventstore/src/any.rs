@@ -78,6 +78,12 @@ impl EventStore for AnyEventStore {
     async fn counter(&self, key: &str) -> Result<i64, StoreError> {
         dispatch!(self, s => s.counter(key).await)
     }
+    async fn counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
+        dispatch!(self, s => s.counters(keys).await)
+    }
+    async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.stream_ids_with_prefix(prefix).await)
+    }
     async fn command_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
         dispatch!(self, s => s.command_outcome(command_id).await)
     }

@@ -24,6 +24,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@case $make, command_ids_are_idempotent);
         $crate::conformance_suite!(@case $make, unique_keys_are_guarded);
         $crate::conformance_suite!(@case $make, counters_are_bounded);
+        $crate::conformance_suite!(@case $make, streams_are_listed_by_prefix_and_counters_read_together);
         $crate::conformance_suite!(@case $make, batch_judges_each_request_alone);
         $crate::conformance_suite!(@case $make, global_log_keeps_stream_order_and_pages);
         $crate::conformance_suite!(@case $make, checkpoints_round_trip);
@@ -329,6 +330,39 @@ pub async fn counters_are_bounded<S: EventStore>(s: S) {
     s.append(change("c3", 1)).await.unwrap();
     assert_eq!(s.counter("holdings:m1").await.unwrap(), 2);
     assert_eq!(s.counter("holdings:nobody").await.unwrap(), 0);
+}
+
+pub async fn streams_are_listed_by_prefix_and_counters_read_together<S: EventStore>(s: S) {
+    for stream in [
+        "manager-b",
+        "manager-a",
+        "customer-1",
+        "manager",
+        "managers-x",
+        "manager-é",
+    ] {
+        s.append(request(stream, ExpectedVersion::Any, 2))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.stream_ids_with_prefix("manager-").await.unwrap(),
+        vec!["manager-a", "manager-b", "manager-é"],
+        "each stream once, in byte order, and nothing that merely shares a shorter prefix"
+    );
+    assert!(s.stream_ids_with_prefix("team-").await.unwrap().is_empty());
+    let mut r = request("customer-2", ExpectedVersion::Any, 1);
+    for (key, delta) in [("k:a", 3), ("k:b", -2)] {
+        r.counters.push(CounterChange {
+            key: key.into(),
+            delta,
+            max: None,
+        });
+    }
+    s.append(r).await.unwrap();
+    let keys: Vec<String> = ["k:b", "k:none", "k:a"].map(String::from).to_vec();
+    assert_eq!(s.counters(&keys).await.unwrap(), vec![-2, 0, 3]);
+    assert!(s.counters(&[]).await.unwrap().is_empty());
 }
 
 /// Two handles on one store, as two processes would hold them: each sees what the other

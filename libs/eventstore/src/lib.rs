@@ -89,6 +89,26 @@ pub trait EventStore: Send + Sync + 'static {
     /// Current value of a counter (0 when never changed).
     fn counter(&self, key: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
+    /// Current values of several counters, in the order of `keys`.
+    fn counters(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(self.counter(k).await?);
+            }
+            Ok(out)
+        }
+    }
+
+    /// Ids of the streams whose id starts with `prefix`, in byte order.
+    fn stream_ids_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// The stored answer for a command id, if that command was appended.
     fn command_outcome(
         &self,

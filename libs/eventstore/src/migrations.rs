@@ -37,6 +37,11 @@ pub fn postgres() -> Migrator {
             "append function",
             include_str!("../migrations/postgres/0002_append_function.sql"),
         ),
+        (
+            3,
+            "stream heads",
+            include_str!("../migrations/postgres/0003_stream_heads.sql"),
+        ),
     ])
 }
 

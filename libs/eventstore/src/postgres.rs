@@ -578,6 +578,33 @@ impl EventStore for PgEventStore {
         Ok(v.unwrap_or(0))
     }
 
+    async fn counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT key, value FROM counters WHERE key = ANY($1)")
+                .bind(keys)
+                .fetch_all(&self.pool)
+                .await?;
+        let found: HashMap<String, i64> = rows.into_iter().collect();
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // text_pattern_ops compares bytes: the range [prefix, prefix + U+10FFFF) holds
+        // exactly the ids starting with the prefix, and the partial index answers it.
+        let upper = format!("{prefix}\u{10FFFF}");
+        Ok(sqlx::query_scalar(
+            "SELECT stream_id FROM events WHERE stream_version = 1 \
+             AND stream_id ~>=~ $1 AND stream_id ~<~ $2 ORDER BY stream_id USING ~<~",
+        )
+        .bind(prefix)
+        .bind(upper)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn command_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
         let v: Option<serde_json::Value> =
             sqlx::query_scalar("SELECT outcome FROM commands WHERE command_id = $1")

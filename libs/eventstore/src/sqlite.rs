@@ -306,6 +306,34 @@ impl EventStore for SqliteEventStore {
         Ok(v.unwrap_or(0))
     }
 
+    async fn counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT key, value FROM counters WHERE key IN (SELECT value FROM json_each(?))",
+        )
+        .bind(serde_json::to_string(keys).expect("strings serialise"))
+        .fetch_all(&self.readers)
+        .await?;
+        let found: std::collections::HashMap<String, i64> = rows.into_iter().collect();
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // SQLite compares text bytewise (BINARY): a range over the unique
+        // (stream_id, stream_version) index.
+        let upper = format!("{prefix}\u{10FFFF}");
+        Ok(sqlx::query_scalar(
+            "SELECT stream_id FROM events WHERE stream_id >= ? AND stream_id < ? \
+             AND stream_version = 1 ORDER BY stream_id",
+        )
+        .bind(prefix)
+        .bind(upper)
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
     async fn command_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
         let v: Option<String> =
             sqlx::query_scalar("SELECT outcome FROM commands WHERE command_id = ?")

@@ -68,6 +68,7 @@ const C_DISPLAY_NAME: usize = 2;
 const C_REGION: usize = 3;
 const C_BRANCH: usize = 4;
 const C_STAGE: usize = 6;
+const C_TIER: usize = 7;
 const C_AUM: usize = 8;
 const C_OWNER: usize = 9;
 const C_TEAM: usize = 10;
@@ -232,6 +233,7 @@ impl Fold {
                     self.manager(&m);
                 }
             }
+            DomainEvent::Policy(_) => {}
         }
         true
     }
@@ -354,6 +356,11 @@ impl Fold {
             CustomerEvent::LifecycleStageChanged(l) => {
                 if let Some(row) = self.customers.get_mut(id) {
                     set(&mut row.cells, C_STAGE, l.to.as_str());
+                }
+            }
+            CustomerEvent::ValueTierChanged(t) => {
+                if let Some(row) = self.customers.get_mut(id) {
+                    set(&mut row.cells, C_TIER, t.to.as_str());
                 }
             }
             _ => {}

@@ -115,6 +115,8 @@ pub fn statements(e: &RecordedEvent) -> Result<Vec<Stmt>, Poison> {
             Ok(customer_changes(e, &customer, &c))
         }
         DomainEvent::Manager(m) => Ok(manager_changes(&m)),
+        // The policy's history is read from the event store (audit), not projected.
+        DomainEvent::Policy(_) => Ok(Vec::new()),
     }
 }
 
@@ -408,6 +410,15 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
             "UPDATE rm_referrals SET converted_at_us = $2 WHERE referral_id = $1",
             vec![r.referral_id.to_string().into(), at.into()],
         )),
+        CustomerEvent::ValueTierChanged(t) => out.push(stmt(
+            "UPDATE rm_customers SET value_tier = $2 WHERE customer_id = $1",
+            vec![customer.into(), t.to.as_str().into()],
+        )),
+        CustomerEvent::PoolReturnWarned(_)
+        | CustomerEvent::OwnershipLocked(_)
+        | CustomerEvent::OwnershipUnlocked(_)
+        | CustomerEvent::ComplaintSlaWarned(_)
+        | CustomerEvent::ComplaintSlaBreached(_) => {}
     }
     out.push(stmt(
         "INSERT INTO rm_timeline (customer_id, version, event_id, event_type, occurred_at_us, actor, \
@@ -476,14 +487,22 @@ pub fn summary(c: &CustomerEvent) -> String {
             r.first_touch_channel.as_str()
         ),
         CustomerEvent::ProfileUpdated(_) => "profile updated".into(),
-        CustomerEvent::OwnerAssigned(a) => {
-            format!(
+        CustomerEvent::OwnerAssigned(a) => match &a.policy {
+            Some(p) => format!(
+                "assigned to {} ({}) by policy v{}, rule {:?}, {}",
+                a.manager_id,
+                a.team.as_str(),
+                p.policy_version,
+                p.rule,
+                p.method.as_str().replace('_', " ")
+            ),
+            None => format!(
                 "assigned to {} ({}): {}",
                 a.manager_id,
                 a.team.as_str(),
                 a.reason
-            )
-        }
+            ),
+        },
         CustomerEvent::OwnershipTransferred(t) => format!(
             "transferred from {} to {} ({}): {}",
             t.from_manager,
@@ -491,9 +510,13 @@ pub fn summary(c: &CustomerEvent) -> String {
             t.to_team.as_str(),
             t.reason
         ),
-        CustomerEvent::ReleasedToPool(r) => {
-            format!("released to the pool by {}: {}", r.previous_owner, r.reason)
-        }
+        CustomerEvent::ReleasedToPool(r) => match &r.rule {
+            Some(_) => format!(
+                "returned to the pool from {}: {}",
+                r.previous_owner, r.reason
+            ),
+            None => format!("released to the pool by {}: {}", r.previous_owner, r.reason),
+        },
         CustomerEvent::ClaimedFromPool(c) => format!("claimed from the pool by {}", c.manager_id),
         CustomerEvent::ContactRecorded(k) => format!(
             "{} {} contact by {}: {}",
@@ -548,7 +571,46 @@ pub fn summary(c: &CustomerEvent) -> String {
             "stage {} → {}{}",
             l.from.as_str(),
             l.to.as_str(),
-            if l.reactivated { " (reactivated)" } else { "" }
+            if l.reactivated {
+                " (reactivated)".to_string()
+            } else if l.automatic {
+                format!(" ({})", l.reason)
+            } else {
+                String::new()
+            }
+        ),
+        CustomerEvent::ValueTierChanged(t) => format!(
+            "value tier {} → {} ({} held or bought)",
+            t.from.as_str(),
+            t.to.as_str(),
+            t.basis_minor as f64 / 100.0
+        ),
+        CustomerEvent::PoolReturnWarned(w) => format!(
+            "owner {} warned: back to the pool on {} ({})",
+            w.owner,
+            w.returns_at.format("%Y-%m-%d %H:%M"),
+            w.cause.as_str().replace('_', " ")
+        ),
+        CustomerEvent::OwnershipLocked(l) => match l.until {
+            Some(u) => format!(
+                "locked against the pool until {}: {}",
+                u.format("%Y-%m-%d"),
+                l.reason
+            ),
+            None => format!("locked against the pool: {}", l.reason),
+        },
+        CustomerEvent::OwnershipUnlocked(u) => format!("unlocked: {}", u.reason),
+        CustomerEvent::ComplaintSlaWarned(w) => format!(
+            "complaint {} nearing its {} deadline ({})",
+            w.complaint_id,
+            w.clock.as_str().replace('_', " "),
+            w.due_at.format("%Y-%m-%d %H:%M")
+        ),
+        CustomerEvent::ComplaintSlaBreached(b) => format!(
+            "complaint {} breached its {} deadline ({})",
+            b.complaint_id,
+            b.clock.as_str().replace('_', " "),
+            b.due_at.format("%Y-%m-%d %H:%M")
         ),
     }
 }
@@ -574,9 +636,10 @@ mod tests {
         for f in fixtures {
             let t = f["event_type"].as_str().unwrap();
             let payload = f["payload"].clone();
-            let stream = match payload.get("customer_id") {
-                Some(c) => format!("customer-{}", c.as_str().unwrap()),
-                None => format!("manager-{}", payload["manager_id"].as_str().unwrap()),
+            let stream = match (payload.get("customer_id"), payload.get("manager_id")) {
+                (Some(c), _) => format!("customer-{}", c.as_str().unwrap()),
+                (None, Some(m)) => format!("manager-{}", m.as_str().unwrap()),
+                (None, None) => "policy-ownership".to_string(),
             };
             let e = RecordedEvent {
                 log_position: crm_eventstore::LogPosition::new(1, 1),

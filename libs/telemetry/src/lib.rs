@@ -45,6 +45,15 @@ pub mod names {
     pub const PROJECTOR_LAG_SECONDS: &str = "crm_projector_lag_seconds";
     /// Batches whose transaction failed and was retried.
     pub const PROJECTOR_RETRIES_TOTAL: &str = "crm_projector_retries_total";
+    /// Timers the scheduler issued. Labels: `timer` (e.g. `timer_pool_return`), `outcome`
+    /// (`applied`, `duplicate`, `not_due`, `refused`, `failed`).
+    pub const SCHEDULER_TIMERS_TOTAL: &str = "crm_scheduler_timers_total";
+    /// Customers the scheduler tracks.
+    pub const SCHEDULER_CUSTOMERS: &str = "crm_scheduler_customers";
+    /// Duration of one scheduler tick (catch up with the log, issue what is due).
+    pub const SCHEDULER_TICK_SECONDS: &str = "crm_scheduler_tick_seconds";
+    /// How late the oldest due timer of a tick was (now − its due time).
+    pub const SCHEDULER_DELAY_SECONDS: &str = "crm_scheduler_delay_seconds";
 }
 
 /// Register descriptions so `/metrics` explains itself.
@@ -108,6 +117,24 @@ pub fn describe() {
     describe_counter!(
         names::PROJECTOR_RETRIES_TOTAL,
         "Projector batches retried after a read-model transaction failed"
+    );
+    describe_counter!(
+        names::SCHEDULER_TIMERS_TOTAL,
+        "Timers issued by the scheduler, by timer and outcome"
+    );
+    describe_gauge!(
+        names::SCHEDULER_CUSTOMERS,
+        "Customers whose timers the scheduler tracks"
+    );
+    describe_histogram!(
+        names::SCHEDULER_TICK_SECONDS,
+        Unit::Seconds,
+        "Duration of one scheduler tick"
+    );
+    describe_histogram!(
+        names::SCHEDULER_DELAY_SECONDS,
+        Unit::Seconds,
+        "How long after its due time a timer was issued"
     );
     describe_counter!(
         names::RELAY_PUBLISHED_TOTAL,

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::events::{PoolCause, SlaClock};
 use crate::ids::{ComplaintId, ContactId, CustomerId, ManagerId, PurchaseId, ReferralId};
 use crate::values::*;
 
@@ -182,6 +183,81 @@ pub struct ChangeLifecycleStage {
     pub reason: String,
 }
 
+/// Let the ownership policy choose the team and manager (客户归属原则).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignByPolicy {
+    pub customer_id: CustomerId,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Exempt the customer from automatic return to the pool (forever without `until`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockOwnership {
+    pub customer_id: CustomerId,
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnlockOwnership {
+    pub customer_id: CustomerId,
+    pub reason: String,
+}
+
+/// A time-driven rule that has come due (issued by the scheduler, never by the public
+/// ingress). `decide` accepts it only if the customer's own state says it is due now
+/// (`timers::due`). The fields name the deadline the rule computed, so the same lapse
+/// always gives the same timer (and the scheduler the same command id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "timer", rename_all = "snake_case")]
+pub enum Timer {
+    /// Warn the owner K days before an automatic return.
+    PoolReturnWarning {
+        cause: PoolCause,
+        returns_at: DateTime<Utc>,
+    },
+    /// Return the customer to the pool.
+    PoolReturn {
+        cause: PoolCause,
+        due_at: DateTime<Utc>,
+    },
+    /// A complaint clock is nearing breach.
+    SlaWarning {
+        complaint_id: ComplaintId,
+        clock: SlaClock,
+        due_at: DateTime<Utc>,
+    },
+    /// A complaint clock ran out: breach, then escalate one level.
+    SlaBreach {
+        complaint_id: ComplaintId,
+        clock: SlaClock,
+        due_at: DateTime<Utc>,
+    },
+    /// No activity for the dormancy period.
+    Dormancy { due_at: DateTime<Utc> },
+}
+
+impl Timer {
+    /// Stable snake_case name (metrics, logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Timer::PoolReturnWarning { .. } => "timer_pool_return_warning",
+            Timer::PoolReturn { .. } => "timer_pool_return",
+            Timer::SlaWarning { .. } => "timer_sla_warning",
+            Timer::SlaBreach { .. } => "timer_sla_breach",
+            Timer::Dormancy { .. } => "timer_dormancy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyTimer {
+    pub customer_id: CustomerId,
+    pub timer: Timer,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", content = "data", rename_all = "snake_case")]
 pub enum CustomerCommand {
@@ -201,6 +277,10 @@ pub enum CustomerCommand {
     RecordPurchase(RecordPurchase),
     RecordReferral(RecordReferral),
     ChangeLifecycleStage(ChangeLifecycleStage),
+    AssignByPolicy(AssignByPolicy),
+    LockOwnership(LockOwnership),
+    UnlockOwnership(UnlockOwnership),
+    ApplyTimer(ApplyTimer),
 }
 
 impl CustomerCommand {
@@ -223,6 +303,10 @@ impl CustomerCommand {
             RecordPurchase(c) => c.customer_id,
             RecordReferral(c) => c.customer_id,
             ChangeLifecycleStage(c) => c.customer_id,
+            AssignByPolicy(c) => c.customer_id,
+            LockOwnership(c) => c.customer_id,
+            UnlockOwnership(c) => c.customer_id,
+            ApplyTimer(c) => c.customer_id,
         }
     }
 
@@ -246,6 +330,10 @@ impl CustomerCommand {
             RecordPurchase(_) => "record_purchase",
             RecordReferral(_) => "record_referral",
             ChangeLifecycleStage(_) => "change_lifecycle_stage",
+            AssignByPolicy(_) => "assign_by_policy",
+            LockOwnership(_) => "lock_ownership",
+            UnlockOwnership(_) => "unlock_ownership",
+            ApplyTimer(c) => c.timer.name(),
         }
     }
 }

@@ -69,6 +69,12 @@ pub struct ComplaintState {
     pub first_response_due_at: DateTime<Utc>,
     pub resolution_due_at: DateTime<Utc>,
     pub escalation_level: u8,
+    pub first_response_warned: bool,
+    pub first_response_breached: bool,
+    /// The resolution deadline already warned about / breached (a reopening starts a
+    /// new clock with a new deadline).
+    pub resolution_warned_for: Option<DateTime<Utc>>,
+    pub resolution_breached_for: Option<DateTime<Utc>>,
     pub resolved_by: Option<ManagerId>,
     pub reopen_count: u32,
     pub satisfaction: Option<u8>,

@@ -9,13 +9,13 @@ use super::complaint::{ComplaintState, ComplaintStatus, MAX_ESCALATION};
 use super::events::*;
 use super::lifecycle;
 use super::state::CustomerState;
+use super::timers;
 use crate::context::{DecisionContext, ManagerView};
 use crate::error::DomainError;
 use crate::ids::{ComplaintId, CustomerId, ManagerId};
 use crate::normalize::{normalize_email, normalize_phone, normalize_registration_number};
-use crate::values::{
-    ContactChannel, ContactOutcome, CustomerType, Direction, LifecycleStage, ValueTier,
-};
+use crate::policy::{choose, days, matching_rule, CustomerFacts};
+use crate::values::{ContactChannel, CustomerType, LifecycleStage, ValueTier};
 
 type Decision = Result<Vec<CustomerEvent>, DomainError>;
 
@@ -38,13 +38,17 @@ pub fn decide(state: &CustomerState, command: &CustomerCommand, ctx: &DecisionCo
         CustomerCommand::RecordContact(c) => record_contact(state, c, ctx),
         CustomerCommand::LogComplaint(c) => log_complaint(state, c, ctx),
         CustomerCommand::AcknowledgeComplaint(c) => acknowledge_complaint(state, c, ctx),
-        CustomerCommand::EscalateComplaint(c) => escalate_complaint(state, c),
+        CustomerCommand::EscalateComplaint(c) => escalate_complaint(state, c, ctx),
         CustomerCommand::ResolveComplaint(c) => resolve_complaint(state, c, ctx),
         CustomerCommand::ReopenComplaint(c) => reopen_complaint(state, c, ctx),
         CustomerCommand::CloseComplaint(c) => close_complaint(state, c),
-        CustomerCommand::RecordPurchase(c) => record_purchase(state, c),
+        CustomerCommand::RecordPurchase(c) => record_purchase(state, c, ctx),
         CustomerCommand::RecordReferral(c) => record_referral(state, c, ctx),
-        CustomerCommand::ChangeLifecycleStage(c) => change_stage(state, c),
+        CustomerCommand::ChangeLifecycleStage(c) => change_stage(state, c, ctx),
+        CustomerCommand::AssignByPolicy(c) => assign_by_policy(state, c, ctx),
+        CustomerCommand::LockOwnership(c) => lock_ownership(state, c, ctx),
+        CustomerCommand::UnlockOwnership(c) => unlock_ownership(state, c, ctx),
+        CustomerCommand::ApplyTimer(c) => apply_timer(state, c, ctx),
     }
 }
 
@@ -106,10 +110,16 @@ fn target(ctx: &DecisionContext, id: ManagerId) -> Result<&ManagerView, DomainEr
     Ok(m)
 }
 
-/// …who may take one more customer under the holding limit (保有量上限).
-fn receiver(ctx: &DecisionContext, id: ManagerId) -> Result<&ManagerView, DomainError> {
+/// …who may take one more customer under the holding limit (保有量上限). The context's
+/// view counts what the policy counts; a won customer does not count when the policy
+/// says won customers do not.
+fn receiver<'a>(
+    state: &CustomerState,
+    ctx: &'a DecisionContext,
+    id: ManagerId,
+) -> Result<&'a ManagerView, DomainError> {
     let m = target(ctx, id)?;
-    if m.holdings >= m.holding_limit {
+    if counts_against_limit(state, ctx) && m.holdings >= m.holding_limit {
         return Err(DomainError::HoldingLimitReached {
             manager: id,
             holdings: m.holdings,
@@ -119,7 +129,34 @@ fn receiver(ctx: &DecisionContext, id: ManagerId) -> Result<&ManagerView, Domain
     Ok(m)
 }
 
-fn stage_changed(state: &CustomerState, to: LifecycleStage, reason: &str) -> CustomerEvent {
+/// Whether this customer counts against a receiving manager's holding limit.
+pub fn counts_against_limit(state: &CustomerState, ctx: &DecisionContext) -> bool {
+    ctx.policy.document.holding.won_customers_count
+        || state.stage.is_none_or(LifecycleStage::is_prospect)
+}
+
+/// First-touch protection: refuse moving the customer to someone outside it.
+fn check_protection(
+    state: &CustomerState,
+    ctx: &DecisionContext,
+    to: &ManagerView,
+) -> Result<(), DomainError> {
+    match timers::protection(state, &ctx.policy, ctx.now) {
+        Some(p) if !p.admits(to.id, &to.team) => Err(DomainError::OwnershipProtected {
+            customer: state.id.expect("registered"),
+            holder: p.holder(),
+            until: p.until,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn stage_changed(
+    state: &CustomerState,
+    to: LifecycleStage,
+    reason: &str,
+    ctx: &DecisionContext,
+) -> CustomerEvent {
     let from = state.stage.unwrap_or(LifecycleStage::Lead);
     CustomerEvent::LifecycleStageChanged(LifecycleStageChanged {
         customer_id: state.id.expect("registered"),
@@ -127,6 +164,29 @@ fn stage_changed(state: &CustomerState, to: LifecycleStage, reason: &str) -> Cus
         to,
         reason: reason.to_string(),
         reactivated: lifecycle::is_reactivation(from, to),
+        at: Some(ctx.now),
+        automatic: false,
+    })
+}
+
+/// The value tier follows max(AUM, purchases recorded) once either changes.
+fn tier_change(
+    state: &CustomerState,
+    aum_minor: Option<i64>,
+    purchases_minor: i64,
+    ctx: &DecisionContext,
+) -> Option<CustomerEvent> {
+    let basis = aum_minor.unwrap_or(0).max(purchases_minor);
+    let to = ctx.policy.document.lifecycle.tiers.tier(basis);
+    let from = state.value_tier.unwrap_or(ValueTier::Low);
+    (to != from).then(|| {
+        CustomerEvent::ValueTierChanged(ValueTierChanged {
+            customer_id: state.id.expect("registered"),
+            from,
+            to,
+            basis_minor: basis,
+            policy_version: ctx.policy.version,
+        })
     })
 }
 
@@ -195,7 +255,13 @@ fn register(state: &CustomerState, c: &RegisterCustomer, ctx: &DecisionContext) 
             product_interest: opt_text("product_interest", &c.product_interest, 100)?,
             consents: c.consents.unwrap_or_default(),
             stage,
-            value_tier: c.value_tier.unwrap_or(ValueTier::Low),
+            value_tier: c.value_tier.unwrap_or_else(|| {
+                ctx.policy
+                    .document
+                    .lifecycle
+                    .tiers
+                    .tier(c.aum_minor.unwrap_or(0))
+            }),
             aum_minor: c.aum_minor,
             registered_at: ctx.now,
         },
@@ -241,7 +307,12 @@ fn update_profile(state: &CustomerState, c: &UpdateProfile, ctx: &DecisionContex
         return Err(DomainError::NothingToChange);
     }
     check_duplicate(c.customer_id, ctx)?;
-    Ok(vec![CustomerEvent::ProfileUpdated(e)])
+    let tier = e
+        .aum_minor
+        .and_then(|aum| tier_change(state, Some(aum), state.purchases_total_minor, ctx));
+    Ok(std::iter::once(CustomerEvent::ProfileUpdated(e))
+        .chain(tier)
+        .collect())
 }
 
 // ---- ownership ---------------------------------------------------------------------
@@ -253,7 +324,7 @@ fn assign_owner(state: &CustomerState, c: &AssignOwner, ctx: &DecisionContext) -
             owner,
         });
     }
-    let m = receiver(ctx, c.manager_id)?;
+    let m = receiver(state, ctx, c.manager_id)?;
     Ok(vec![CustomerEvent::OwnerAssigned(OwnerAssigned {
         customer_id: c.customer_id,
         manager_id: c.manager_id,
@@ -262,6 +333,8 @@ fn assign_owner(state: &CustomerState, c: &AssignOwner, ctx: &DecisionContext) -
         previous_owner: None,
         reason: check_text("reason", &c.reason, 500)?,
         assigned_by: ctx.actor.clone(),
+        at: Some(ctx.now),
+        policy: None,
     })])
 }
 
@@ -273,7 +346,8 @@ fn transfer_owner(state: &CustomerState, c: &TransferOwner, ctx: &DecisionContex
             manager: from,
         });
     }
-    let m = receiver(ctx, c.to_manager_id)?;
+    let m = receiver(state, ctx, c.to_manager_id)?;
+    check_protection(state, ctx, m)?;
     Ok(vec![CustomerEvent::OwnershipTransferred(
         OwnershipTransferred {
             customer_id: c.customer_id,
@@ -283,6 +357,7 @@ fn transfer_owner(state: &CustomerState, c: &TransferOwner, ctx: &DecisionContex
             to_region: m.region.clone(),
             reason: check_text("reason", &c.reason, 500)?,
             transferred_by: ctx.actor.clone(),
+            at: Some(ctx.now),
         },
     )])
 }
@@ -294,6 +369,8 @@ fn release_to_pool(state: &CustomerState, c: &ReleaseToPool, ctx: &DecisionConte
         previous_owner: owner,
         reason: check_text("reason", &c.reason, 500)?,
         released_by: ctx.actor.clone(),
+        at: Some(ctx.now),
+        rule: None,
     })])
 }
 
@@ -304,12 +381,33 @@ fn claim_from_pool(state: &CustomerState, c: &ClaimFromPool, ctx: &DecisionConte
             owner,
         });
     }
-    let m = receiver(ctx, c.manager_id)?;
+    let m = receiver(state, ctx, c.manager_id)?;
+    let pool = &ctx.policy.document.pool;
+    if let Some(r) = state
+        .last_release
+        .as_ref()
+        .filter(|r| r.from == c.manager_id)
+    {
+        let until = r.at + days(pool.reclaim_cooldown_days);
+        if ctx.now < until {
+            return Err(DomainError::ReclaimCooldown {
+                manager: c.manager_id,
+                until,
+            });
+        }
+    }
+    if ctx.claims_today >= pool.daily_claim_cap {
+        return Err(DomainError::ClaimCapReached {
+            manager: c.manager_id,
+            cap: pool.daily_claim_cap,
+        });
+    }
     Ok(vec![CustomerEvent::ClaimedFromPool(ClaimedFromPool {
         customer_id: c.customer_id,
         manager_id: c.manager_id,
         team: m.team.clone(),
         region: m.region.clone(),
+        at: Some(ctx.now),
     })])
 }
 
@@ -339,22 +437,17 @@ fn record_contact(state: &CustomerState, c: &RecordContact, ctx: &DecisionContex
         contacted_at: ctx.now,
         next_follow_up_at: c.next_follow_up_at,
     })];
-    let engaged = c.direction == Direction::Inbound
-        || matches!(
-            c.outcome,
-            ContactOutcome::Reached
-                | ContactOutcome::Interested
-                | ContactOutcome::CallbackRequested
-        );
+    let engaged = lifecycle::is_engaged(c.direction, c.outcome);
     match state.stage {
         Some(LifecycleStage::Lead) if engaged => events.push(stage_changed(
             state,
             LifecycleStage::Contacted,
             "first contact",
+            ctx,
         )),
         // An unanswered call does not wake a dormant customer; any real exchange does.
         Some(LifecycleStage::Dormant) if engaged => {
-            events.push(stage_changed(state, LifecycleStage::Active, "contact"))
+            events.push(stage_changed(state, LifecycleStage::Active, "contact", ctx))
         }
         _ => {}
     }
@@ -406,8 +499,8 @@ fn log_complaint(state: &CustomerState, c: &LogComplaint, ctx: &DecisionContext)
         channel: c.channel,
         owner: state.owner,
         logged_at: ctx.now,
-        first_response_due_at: ctx.now + ctx.sla.first_response,
-        resolution_due_at: ctx.now + ctx.sla.resolution(c.severity),
+        first_response_due_at: ctx.now + ctx.policy.document.sla.policy().first_response,
+        resolution_due_at: ctx.now + ctx.policy.document.sla.resolution(c.severity),
     })])
 }
 
@@ -420,7 +513,8 @@ fn acknowledge_complaint(
     if k.status != ComplaintStatus::Open {
         return Err(wrong_step(k, "acknowledged"));
     }
-    Ok(vec![CustomerEvent::ComplaintAcknowledged(
+    let mut events = late_answer(state, k, ctx, SlaClock::FirstResponse);
+    events.push(CustomerEvent::ComplaintAcknowledged(
         ComplaintAcknowledged {
             customer_id: c.customer_id,
             complaint_id: c.complaint_id,
@@ -428,10 +522,43 @@ fn acknowledge_complaint(
             response_seconds: seconds_between(k.logged_at, ctx.now),
             within_sla: ctx.now <= k.first_response_due_at,
         },
-    )])
+    ));
+    Ok(events)
 }
 
-fn escalate_complaint(state: &CustomerState, c: &EscalateComplaint) -> Decision {
+/// An answer after a clock's deadline that the scheduler has not flagged yet records the
+/// breach itself, so every breach is recorded exactly once whatever the scheduler's
+/// period (no escalation: the complaint has just been answered).
+fn late_answer(
+    state: &CustomerState,
+    k: &ComplaintState,
+    ctx: &DecisionContext,
+    clock: SlaClock,
+) -> Vec<CustomerEvent> {
+    let (due_at, flagged) = match clock {
+        SlaClock::FirstResponse => (k.first_response_due_at, k.first_response_breached),
+        SlaClock::Resolution => (
+            k.resolution_due_at,
+            k.resolution_breached_for == Some(k.resolution_due_at),
+        ),
+    };
+    if ctx.now <= due_at || flagged {
+        return Vec::new();
+    }
+    vec![CustomerEvent::ComplaintSlaBreached(ComplaintSlaBreached {
+        customer_id: state.id.expect("registered"),
+        complaint_id: k.id,
+        clock,
+        due_at,
+        owner: state.owner,
+    })]
+}
+
+fn escalate_complaint(
+    state: &CustomerState,
+    c: &EscalateComplaint,
+    ctx: &DecisionContext,
+) -> Decision {
     let k = complaint(state, c.complaint_id, "escalated")?;
     if k.status == ComplaintStatus::Resolved {
         return Err(wrong_step(k, "escalated"));
@@ -445,6 +572,8 @@ fn escalate_complaint(state: &CustomerState, c: &EscalateComplaint) -> Decision 
             complaint_id: c.complaint_id,
             level: k.escalation_level + 1,
             reason: check_text("reason", &c.reason, 500)?,
+            escalated_to: ctx.escalation.at(k.escalation_level + 1),
+            automatic: false,
         },
     )])
 }
@@ -458,14 +587,21 @@ fn resolve_complaint(
     if k.status == ComplaintStatus::Resolved {
         return Err(wrong_step(k, "resolved"));
     }
-    Ok(vec![CustomerEvent::ComplaintResolved(ComplaintResolved {
+    let mut events = Vec::new();
+    if k.status == ComplaintStatus::Open {
+        // Resolving ends the first-response clock too.
+        events.extend(late_answer(state, k, ctx, SlaClock::FirstResponse));
+    }
+    events.extend(late_answer(state, k, ctx, SlaClock::Resolution));
+    events.push(CustomerEvent::ComplaintResolved(ComplaintResolved {
         customer_id: c.customer_id,
         complaint_id: c.complaint_id,
         resolved_by: c.resolved_by,
         resolution: check_text("resolution", &c.resolution, 4000)?,
         resolution_seconds: seconds_between(k.clock_started_at, ctx.now),
         within_sla: ctx.now <= k.resolution_due_at,
-    })])
+    }));
+    Ok(events)
 }
 
 fn reopen_complaint(state: &CustomerState, c: &ReopenComplaint, ctx: &DecisionContext) -> Decision {
@@ -482,7 +618,7 @@ fn reopen_complaint(state: &CustomerState, c: &ReopenComplaint, ctx: &DecisionCo
         reason: check_text("reason", &c.reason, 500)?,
         previous_resolver,
         reopened_at: ctx.now,
-        resolution_due_at: ctx.now + ctx.sla.resolution(k.severity),
+        resolution_due_at: ctx.now + ctx.policy.document.sla.resolution(k.severity),
     })])
 }
 
@@ -505,7 +641,7 @@ fn close_complaint(state: &CustomerState, c: &CloseComplaint) -> Decision {
 
 // ---- purchases, referrals, lifecycle -------------------------------------------------
 
-fn record_purchase(state: &CustomerState, c: &RecordPurchase) -> Decision {
+fn record_purchase(state: &CustomerState, c: &RecordPurchase, ctx: &DecisionContext) -> Decision {
     if state.purchases.contains(&c.purchase_id) {
         return Err(DomainError::DuplicatePurchase(c.purchase_id));
     }
@@ -525,17 +661,30 @@ fn record_purchase(state: &CustomerState, c: &RecordPurchase) -> Decision {
         amount_minor: c.amount_minor,
         currency: c.currency.clone(),
         manager_id: c.manager_id,
+        at: Some(ctx.now),
     })];
     match state.stage {
         Some(s) if s.is_prospect() => {
-            events.push(stage_changed(state, LifecycleStage::Customer, "deal won"));
+            events.push(stage_changed(
+                state,
+                LifecycleStage::Customer,
+                "deal won",
+                ctx,
+            ));
             events.extend(convert_referrals(state));
         }
         Some(LifecycleStage::Dormant | LifecycleStage::Churned) => {
-            events.push(stage_changed(state, LifecycleStage::Active, "purchase"));
+            events.push(stage_changed(
+                state,
+                LifecycleStage::Active,
+                "purchase",
+                ctx,
+            ));
         }
         _ => {}
     }
+    let total = state.purchases_total_minor.saturating_add(c.amount_minor);
+    events.extend(tier_change(state, state.aum_minor, total, ctx));
     Ok(events)
 }
 
@@ -553,7 +702,11 @@ fn record_referral(state: &CustomerState, c: &RecordReferral, ctx: &DecisionCont
     })])
 }
 
-fn change_stage(state: &CustomerState, c: &ChangeLifecycleStage) -> Decision {
+fn change_stage(
+    state: &CustomerState,
+    c: &ChangeLifecycleStage,
+    ctx: &DecisionContext,
+) -> Decision {
     let from = state.stage.unwrap_or(LifecycleStage::Lead);
     if from == c.to {
         return Err(DomainError::NothingToChange);
@@ -562,9 +715,201 @@ fn change_stage(state: &CustomerState, c: &ChangeLifecycleStage) -> Decision {
         return Err(DomainError::InvalidStageTransition { from, to: c.to });
     }
     let reason = check_text("reason", &c.reason, 500)?;
-    let mut events = vec![stage_changed(state, c.to, &reason)];
+    let mut events = vec![stage_changed(state, c.to, &reason, ctx)];
     if c.to == LifecycleStage::Customer {
         events.extend(convert_referrals(state));
     }
     Ok(events)
+}
+
+// ---- policy, locks and timers --------------------------------------------------------
+
+fn assign_by_policy(state: &CustomerState, c: &AssignByPolicy, ctx: &DecisionContext) -> Decision {
+    if let Some(owner) = state.owner {
+        return Err(DomainError::AlreadyOwned {
+            customer: c.customer_id,
+            owner,
+        });
+    }
+    let reason = opt_text("reason", &c.reason, 500)?;
+    let policy = &ctx.policy;
+    let facts = CustomerFacts::of(state).ok_or(DomainError::UnknownCustomer(c.customer_id))?;
+    let (index, rule) =
+        matching_rule(&policy.document, &facts).ok_or(DomainError::NoRuleMatched {
+            customer: c.customer_id,
+            policy_version: policy.version,
+        })?;
+    let no_one = || DomainError::NoEligibleManager {
+        rule: rule.name.clone(),
+        team: rule.team.clone(),
+    };
+    let team = ctx.candidates.as_ref().ok_or_else(no_one)?;
+    let mut members: Vec<_> = team
+        .members
+        .iter()
+        .filter(|m| m.view.team == rule.team)
+        .cloned()
+        .collect();
+    if !counts_against_limit(state, ctx) {
+        // Won customers do not count: only activity matters.
+        for m in &mut members {
+            m.view.holdings = 0;
+            m.view.holding_limit = m.view.holding_limit.max(1);
+        }
+    }
+    let eligible = members.iter().filter(|m| m.can_receive()).count() as u32;
+    let chosen = choose(rule.method, &members, team.turn).ok_or_else(no_one)?;
+    let m = &members
+        .iter()
+        .find(|m| m.view.id == chosen)
+        .expect("chosen among the members")
+        .view;
+    Ok(vec![CustomerEvent::OwnerAssigned(OwnerAssigned {
+        customer_id: c.customer_id,
+        manager_id: chosen,
+        team: m.team.clone(),
+        region: m.region.clone(),
+        previous_owner: None,
+        reason: reason.unwrap_or_else(|| format!("policy rule {:?}", rule.name)),
+        assigned_by: ctx.actor.clone(),
+        at: Some(ctx.now),
+        policy: Some(PolicyDecision {
+            policy_version: policy.version,
+            rule: rule.name.clone(),
+            rule_index: index as u32,
+            method: rule.method,
+            eligible,
+        }),
+    })])
+}
+
+fn lock_ownership(state: &CustomerState, c: &LockOwnership, ctx: &DecisionContext) -> Decision {
+    if state.lock.is_some() {
+        return Err(DomainError::AlreadyLocked(c.customer_id));
+    }
+    if c.until.is_some_and(|u| u <= ctx.now) {
+        return Err(DomainError::invalid("until", "must be in the future"));
+    }
+    Ok(vec![CustomerEvent::OwnershipLocked(OwnershipLocked {
+        customer_id: c.customer_id,
+        until: c.until,
+        reason: check_text("reason", &c.reason, 500)?,
+        locked_by: ctx.actor.clone(),
+        at: ctx.now,
+    })])
+}
+
+fn unlock_ownership(state: &CustomerState, c: &UnlockOwnership, ctx: &DecisionContext) -> Decision {
+    if state.lock.is_none() {
+        return Err(DomainError::NotLocked(c.customer_id));
+    }
+    Ok(vec![CustomerEvent::OwnershipUnlocked(OwnershipUnlocked {
+        customer_id: c.customer_id,
+        reason: check_text("reason", &c.reason, 500)?,
+        unlocked_by: ctx.actor.clone(),
+        at: ctx.now,
+    })])
+}
+
+/// A timer the scheduler believes due: applied only if the rules, on this state and
+/// the policy in force, say it is due now.
+fn apply_timer(state: &CustomerState, c: &ApplyTimer, ctx: &DecisionContext) -> Decision {
+    let due = timers::due(state, &ctx.policy, ctx.now);
+    if !due.iter().any(|p| p.timer == c.timer) {
+        return Err(DomainError::TimerNotDue {
+            timer: c.timer.name(),
+        });
+    }
+    let id = c.customer_id;
+    let version = ctx.policy.version;
+    Ok(match &c.timer {
+        Timer::PoolReturnWarning { cause, returns_at } => {
+            vec![CustomerEvent::PoolReturnWarned(PoolReturnWarned {
+                customer_id: id,
+                owner: state.owner.expect("a pool timer needs an owner"),
+                cause: *cause,
+                returns_at: *returns_at,
+                policy_version: version,
+            })]
+        }
+        Timer::PoolReturn { cause, due_at } => {
+            let pool = &ctx.policy.document.pool;
+            let tier = state.value_tier.unwrap_or(ValueTier::Low);
+            let reason = match cause {
+                PoolCause::NoContact => format!(
+                    "no contact by the owner for {} days",
+                    pool.no_contact_days.of(tier)
+                ),
+                PoolCause::LeadNotWon => format!(
+                    "lead not won within {} days",
+                    pool.lead_not_won_days.of(tier)
+                ),
+            };
+            vec![CustomerEvent::ReleasedToPool(ReleasedToPool {
+                customer_id: id,
+                previous_owner: state.owner.expect("a pool timer needs an owner"),
+                reason,
+                released_by: ctx.actor.clone(),
+                at: Some(ctx.now),
+                rule: Some(PoolReturn {
+                    cause: *cause,
+                    due_at: *due_at,
+                    policy_version: version,
+                }),
+            })]
+        }
+        Timer::SlaWarning {
+            complaint_id,
+            clock,
+            due_at,
+        } => vec![CustomerEvent::ComplaintSlaWarned(ComplaintSlaWarned {
+            customer_id: id,
+            complaint_id: *complaint_id,
+            clock: *clock,
+            due_at: *due_at,
+        })],
+        Timer::SlaBreach {
+            complaint_id,
+            clock,
+            due_at,
+        } => {
+            let k = &state.complaints[complaint_id];
+            let mut events = vec![CustomerEvent::ComplaintSlaBreached(ComplaintSlaBreached {
+                customer_id: id,
+                complaint_id: *complaint_id,
+                clock: *clock,
+                due_at: *due_at,
+                owner: state.owner,
+            })];
+            if k.escalation_level < MAX_ESCALATION {
+                let level = k.escalation_level + 1;
+                events.push(CustomerEvent::ComplaintEscalated(ComplaintEscalated {
+                    customer_id: id,
+                    complaint_id: *complaint_id,
+                    level,
+                    reason: format!("{} SLA breached", clock.as_str().replace('_', "-")),
+                    escalated_to: ctx.escalation.at(level),
+                    automatic: true,
+                }));
+            }
+            events
+        }
+        Timer::Dormancy { .. } => {
+            let from = state.stage.expect("registered");
+            vec![CustomerEvent::LifecycleStageChanged(
+                LifecycleStageChanged {
+                    customer_id: id,
+                    from,
+                    to: LifecycleStage::Dormant,
+                    reason: format!(
+                        "no activity for {} days",
+                        ctx.policy.document.lifecycle.dormant_after_days
+                    ),
+                    reactivated: false,
+                    at: Some(ctx.now),
+                    automatic: true,
+                },
+            )]
+        }
+    })
 }

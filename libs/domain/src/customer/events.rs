@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event_codec::{decode_payload, DecodeError};
 use crate::ids::{Actor, ComplaintId, ContactId, CustomerId, ManagerId, PurchaseId, ReferralId};
+use crate::policy::Distribution;
 use crate::values::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +69,24 @@ pub struct OwnerAssigned {
     pub reason: String,
     /// Who decided (a person or a service); policy-driven assignment adds the policy.
     pub assigned_by: Actor,
+    /// When it happened (absent in events stored before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// Present when the policy chose the manager: which version and rule, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyDecision>,
+}
+
+/// Why the policy chose this manager: an auditor's answer to "why him?".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDecision {
+    pub policy_version: u32,
+    pub rule: String,
+    /// Position of the rule in the policy (0 = first).
+    pub rule_index: u32,
+    pub method: Distribution,
+    /// Managers of the team who could receive when the choice was made.
+    pub eligible: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +98,9 @@ pub struct OwnershipTransferred {
     pub to_region: RegionId,
     pub reason: String,
     pub transferred_by: Actor,
+    /// When it happened (absent in events stored before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +109,67 @@ pub struct ReleasedToPool {
     pub previous_owner: ManagerId,
     pub reason: String,
     pub released_by: Actor,
+    /// When it happened (absent in events stored before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// Present when a pool rule returned the customer (公海规则), not a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<PoolReturn>,
+}
+
+/// Which pool rule lapsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolCause {
+    /// No contact by the owner for N days.
+    NoContact,
+    /// A lead not won M days after its owner received it.
+    LeadNotWon,
+}
+
+impl PoolCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolCause::NoContact => "no_contact",
+            PoolCause::LeadNotWon => "lead_not_won",
+        }
+    }
+}
+
+/// An automatic return to the pool: the rule, its deadline and the policy version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolReturn {
+    pub cause: PoolCause,
+    pub due_at: DateTime<Utc>,
+    pub policy_version: u32,
+}
+
+/// The owner is warned K days ahead that the customer will return to the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolReturnWarned {
+    pub customer_id: CustomerId,
+    pub owner: ManagerId,
+    pub cause: PoolCause,
+    pub returns_at: DateTime<Utc>,
+    pub policy_version: u32,
+}
+
+/// Exempt from automatic return to the pool until `until` (forever when absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnershipLocked {
+    pub customer_id: CustomerId,
+    pub until: Option<DateTime<Utc>>,
+    pub reason: String,
+    pub locked_by: Actor,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnershipUnlocked {
+    pub customer_id: CustomerId,
+    pub reason: String,
+    pub unlocked_by: Actor,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +178,9 @@ pub struct ClaimedFromPool {
     pub manager_id: ManagerId,
     pub team: TeamId,
     pub region: RegionId,
+    /// When it happened (absent in events stored before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +230,49 @@ pub struct ComplaintEscalated {
     /// 1 = team lead, 2 = branch manager.
     pub level: u8,
     pub reason: String,
+    /// The team lead or branch manager it went to, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_to: Option<ManagerId>,
+    /// Raised by a breached clock, not by a person.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automatic: bool,
+}
+
+/// The two complaint clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaClock {
+    FirstResponse,
+    Resolution,
+}
+
+impl SlaClock {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaClock::FirstResponse => "first_response",
+            SlaClock::Resolution => "resolution",
+        }
+    }
+}
+
+/// A clock is nearing breach (its warning share has run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComplaintSlaWarned {
+    pub customer_id: CustomerId,
+    pub complaint_id: ComplaintId,
+    pub clock: SlaClock,
+    pub due_at: DateTime<Utc>,
+}
+
+/// A clock ran out before the response or resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComplaintSlaBreached {
+    pub customer_id: CustomerId,
+    pub complaint_id: ComplaintId,
+    pub clock: SlaClock,
+    pub due_at: DateTime<Utc>,
+    /// The customer's owner when it was breached (KPIs count it against them).
+    pub owner: Option<ManagerId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +312,9 @@ pub struct PurchaseRecorded {
     pub amount_minor: i64,
     pub currency: String,
     pub manager_id: Option<ManagerId>,
+    /// When it happened (absent in events stored before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +343,22 @@ pub struct LifecycleStageChanged {
     pub reason: String,
     /// A dormant or churned customer came back to active.
     pub reactivated: bool,
+    /// When it happened (absent in events stored before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// Moved by time (dormancy), not by a person or a contact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automatic: bool,
+}
+
+/// The value tier follows max(AUM, purchases recorded) across the policy's thresholds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueTierChanged {
+    pub customer_id: CustomerId,
+    pub from: ValueTier,
+    pub to: ValueTier,
+    pub basis_minor: i64,
+    pub policy_version: u32,
 }
 
 macro_rules! customer_events {
@@ -268,6 +416,12 @@ customer_events!(
     ReferralRecorded,
     ReferralConverted,
     LifecycleStageChanged,
+    ValueTierChanged,
+    PoolReturnWarned,
+    OwnershipLocked,
+    OwnershipUnlocked,
+    ComplaintSlaWarned,
+    ComplaintSlaBreached,
 );
 
 impl CustomerEvent {

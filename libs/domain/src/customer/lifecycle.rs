@@ -2,6 +2,7 @@
 //! dormancy are decided by the scheduler, later).
 
 use crate::values::LifecycleStage::{self, *};
+use crate::values::{ContactOutcome, Direction};
 
 /// Allowed manual transitions.
 pub fn allowed(from: LifecycleStage, to: LifecycleStage) -> bool {
@@ -21,6 +22,19 @@ pub fn allowed(from: LifecycleStage, to: LifecycleStage) -> bool {
             | (Contacted, Churned)
             | (Qualified, Churned)
     )
+}
+
+/// A real exchange with the customer: inbound, or an outbound contact that reached them.
+/// An unanswered call is not activity (it neither wakes a dormant customer nor keeps an
+/// active one from going dormant).
+pub fn is_engaged(direction: Direction, outcome: ContactOutcome) -> bool {
+    direction == Direction::Inbound
+        || matches!(
+            outcome,
+            ContactOutcome::Reached
+                | ContactOutcome::Interested
+                | ContactOutcome::CallbackRequested
+        )
 }
 
 /// Coming back from dormant or churned to active.

@@ -7,6 +7,7 @@ pub mod decide;
 pub mod events;
 pub mod lifecycle;
 pub mod state;
+pub mod timers;
 
 pub use commands::*;
 pub use complaint::{ComplaintState, ComplaintStatus, SlaPolicy};

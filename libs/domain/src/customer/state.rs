@@ -17,6 +17,28 @@ pub struct ReferralState {
     pub converted: bool,
 }
 
+/// Who first owned the customer, and when (渠道原则: first-touch protection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstTouch {
+    pub manager: ManagerId,
+    pub team: TeamId,
+    pub at: DateTime<Utc>,
+}
+
+/// An explicit exemption from automatic return to the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    pub until: Option<DateTime<Utc>>,
+    pub reason: String,
+}
+
+/// The last time the customer went to the pool, and from whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub from: ManagerId,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CustomerState {
     pub id: Option<CustomerId>,
@@ -35,7 +57,21 @@ pub struct CustomerState {
     pub value_tier: Option<ValueTier>,
     pub aum_minor: Option<i64>,
     pub owner: Option<ManagerId>,
+    /// The owner's team when they received the customer.
+    pub owner_team: Option<TeamId>,
+    /// When the current owner received the customer.
+    pub owned_since: Option<DateTime<Utc>>,
+    /// The current owner's last recorded contact.
+    pub last_owner_contact_at: Option<DateTime<Utc>>,
     pub previous_owner: Option<ManagerId>,
+    pub first_touch: Option<FirstTouch>,
+    pub lock: Option<Lock>,
+    pub last_release: Option<Release>,
+    /// The return-to-pool deadline the owner was last warned about.
+    pub pool_warned_for: Option<DateTime<Utc>>,
+    /// Registration, an engaged contact, a purchase, or a move to customer/active.
+    pub last_activity_at: Option<DateTime<Utc>>,
+    pub last_product_line: Option<String>,
     pub registered_at: Option<DateTime<Utc>>,
     pub last_contact_at: Option<DateTime<Utc>>,
     pub complaints: BTreeMap<ComplaintId, ComplaintState>,
@@ -90,6 +126,7 @@ impl CustomerState {
                     value_tier: Some(e.value_tier),
                     aum_minor: e.aum_minor,
                     registered_at: Some(e.registered_at),
+                    last_activity_at: Some(e.registered_at),
                     version,
                     ..CustomerState::default()
                 };
@@ -115,11 +152,33 @@ impl CustomerState {
                     self.consents = v;
                 }
             }
-            CustomerEvent::OwnerAssigned(e) => self.change_owner(Some(e.manager_id)),
-            CustomerEvent::OwnershipTransferred(e) => self.change_owner(Some(e.to_manager)),
-            CustomerEvent::ReleasedToPool(_) => self.change_owner(None),
-            CustomerEvent::ClaimedFromPool(e) => self.change_owner(Some(e.manager_id)),
-            CustomerEvent::ContactRecorded(e) => self.last_contact_at = Some(e.contacted_at),
+            CustomerEvent::OwnerAssigned(e) => {
+                self.change_owner(Some((e.manager_id, e.team.clone())), e.at)
+            }
+            CustomerEvent::OwnershipTransferred(e) => {
+                self.change_owner(Some((e.to_manager, e.to_team.clone())), e.at)
+            }
+            CustomerEvent::ReleasedToPool(e) => {
+                if let Some(at) = e.at {
+                    self.last_release = Some(Release {
+                        from: e.previous_owner,
+                        at,
+                    });
+                }
+                self.change_owner(None, e.at)
+            }
+            CustomerEvent::ClaimedFromPool(e) => {
+                self.change_owner(Some((e.manager_id, e.team.clone())), e.at)
+            }
+            CustomerEvent::ContactRecorded(e) => {
+                self.last_contact_at = Some(e.contacted_at);
+                if e.by_owner {
+                    self.last_owner_contact_at = Some(e.contacted_at);
+                }
+                if super::lifecycle::is_engaged(e.direction, e.outcome) {
+                    self.last_activity_at = Some(e.contacted_at);
+                }
+            }
             CustomerEvent::ComplaintLogged(e) => {
                 let logged_at = e.logged_at;
                 self.complaints.insert(
@@ -134,6 +193,10 @@ impl CustomerState {
                         first_response_due_at: e.first_response_due_at,
                         resolution_due_at: e.resolution_due_at,
                         escalation_level: 0,
+                        first_response_warned: false,
+                        first_response_breached: false,
+                        resolution_warned_for: None,
+                        resolution_breached_for: None,
                         resolved_by: None,
                         reopen_count: 0,
                         satisfaction: None,
@@ -163,6 +226,10 @@ impl CustomerState {
             CustomerEvent::PurchaseRecorded(e) => {
                 self.purchases.insert(e.purchase_id);
                 self.purchases_total_minor += e.amount_minor;
+                self.last_product_line = Some(e.product_line.clone());
+                if e.at.is_some() {
+                    self.last_activity_at = e.at;
+                }
             }
             CustomerEvent::ReferralRecorded(e) => {
                 self.referrals.insert(
@@ -179,15 +246,54 @@ impl CustomerState {
                     r.converted = true;
                 }
             }
-            CustomerEvent::LifecycleStageChanged(e) => self.stage = Some(e.to),
+            CustomerEvent::LifecycleStageChanged(e) => {
+                self.stage = Some(e.to);
+                if matches!(e.to, LifecycleStage::Customer | LifecycleStage::Active)
+                    && e.at.is_some()
+                {
+                    self.last_activity_at = e.at;
+                }
+            }
+            CustomerEvent::ValueTierChanged(e) => self.value_tier = Some(e.to),
+            CustomerEvent::PoolReturnWarned(e) => self.pool_warned_for = Some(e.returns_at),
+            CustomerEvent::OwnershipLocked(e) => {
+                self.lock = Some(Lock {
+                    until: e.until,
+                    reason: e.reason.clone(),
+                })
+            }
+            CustomerEvent::OwnershipUnlocked(_) => self.lock = None,
+            CustomerEvent::ComplaintSlaWarned(e) => {
+                self.complaint(e.complaint_id, |c| match e.clock {
+                    SlaClock::FirstResponse => c.first_response_warned = true,
+                    SlaClock::Resolution => c.resolution_warned_for = Some(e.due_at),
+                })
+            }
+            CustomerEvent::ComplaintSlaBreached(e) => {
+                self.complaint(e.complaint_id, |c| match e.clock {
+                    SlaClock::FirstResponse => c.first_response_breached = true,
+                    SlaClock::Resolution => c.resolution_breached_for = Some(e.due_at),
+                })
+            }
         }
     }
 
-    fn change_owner(&mut self, owner: Option<ManagerId>) {
+    fn change_owner(&mut self, owner: Option<(ManagerId, TeamId)>, at: Option<DateTime<Utc>>) {
         if self.owner.is_some() {
             self.previous_owner = self.owner;
         }
-        self.owner = owner;
+        if let (Some((manager, team)), Some(at), None) = (&owner, at, &self.first_touch) {
+            self.first_touch = Some(FirstTouch {
+                manager: *manager,
+                team: team.clone(),
+                at,
+            });
+        }
+        self.owner = owner.as_ref().map(|(m, _)| *m);
+        self.owner_team = owner.map(|(_, t)| t);
+        self.owned_since = at;
+        self.last_owner_contact_at = None;
+        self.pool_warned_for = None;
     }
 
     fn complaint(&mut self, id: ComplaintId, f: impl FnOnce(&mut ComplaintState)) {
