@@ -43,6 +43,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "-p",
                 "crm-query",
                 "-p",
+                "crm-scheduler",
+                "-p",
                 "crm",
             ])
             .status()

@@ -434,8 +434,15 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             }
             CustomerCommand::ApplyTimer(t) => {
                 guards.push((POLICY_STREAM.to_string(), policy_version));
-                if let Timer::SlaBreach { .. } = t.timer {
-                    ctx = ctx.with_escalation(self.escalation_chain(state.owner).await?);
+                if let Timer::SlaBreach { complaint_id, .. } = &t.timer {
+                    // The chain of the customer's owner, or of whoever owned it when the
+                    // complaint arrived if it has gone to the pool since.
+                    let logged = state
+                        .complaints
+                        .get(complaint_id)
+                        .and_then(|k| k.logged_owner);
+                    let owner = state.owner.or(logged);
+                    ctx = ctx.with_escalation(self.escalation_chain(owner).await?);
                 }
             }
             CustomerCommand::EscalateComplaint(_) => {

@@ -498,8 +498,77 @@ impl Fold {
                 self.owners
                     .insert(id.to_string(), Some(cl.manager_id.to_string()));
             }
-            CustomerEvent::ReleasedToPool(_) => {
+            CustomerEvent::ReleasedToPool(r) => {
+                if let Some(rule) = &r.rule {
+                    self.push(
+                        "rm_pool_events",
+                        vec![
+                            id.into(),
+                            version.into(),
+                            "return".into(),
+                            r.previous_owner.to_string().into(),
+                            rule.cause.as_str().into(),
+                            micros(rule.due_at).into(),
+                            at.into(),
+                            i64::from(rule.policy_version).into(),
+                        ],
+                    );
+                }
                 self.owners.insert(id.to_string(), None);
+            }
+            CustomerEvent::PoolReturnWarned(w) => self.push(
+                "rm_pool_events",
+                vec![
+                    id.into(),
+                    version.into(),
+                    "warning".into(),
+                    w.owner.to_string().into(),
+                    w.cause.as_str().into(),
+                    micros(w.returns_at).into(),
+                    at.into(),
+                    i64::from(w.policy_version).into(),
+                ],
+            ),
+            CustomerEvent::ComplaintSlaWarned(w) => {
+                let o = owner(self);
+                self.push(
+                    "rm_sla_events",
+                    vec![
+                        id.into(),
+                        version.into(),
+                        w.complaint_id.to_string().into(),
+                        "warning".into(),
+                        w.clock.as_str().into(),
+                        micros(w.due_at).into(),
+                        Cell::Null,
+                        Cell::Null,
+                        1i64.into(),
+                        o,
+                        at.into(),
+                    ],
+                );
+            }
+            CustomerEvent::ComplaintSlaBreached(b) => {
+                let o = match b.owner {
+                    Some(m) => m.to_string().into(),
+                    None => owner(self),
+                };
+                self.push(
+                    "rm_sla_events",
+                    vec![
+                        id.into(),
+                        version.into(),
+                        b.complaint_id.to_string().into(),
+                        "breach".into(),
+                        b.clock.as_str().into(),
+                        micros(b.due_at).into(),
+                        Cell::Null,
+                        Cell::Null,
+                        1i64.into(),
+                        o,
+                        at.into(),
+                    ],
+                );
             }
             CustomerEvent::ContactRecorded(k) => self.push(
                 "rm_contacts",
@@ -544,6 +613,23 @@ impl Fold {
                 if let Some(k) = self.complaints.get_mut(&x.complaint_id.to_string()) {
                     bump(&mut k.cells[cc.escalations], 1);
                 }
+                let o = owner(self);
+                self.push(
+                    "rm_sla_events",
+                    vec![
+                        id.into(),
+                        version.into(),
+                        x.complaint_id.to_string().into(),
+                        "escalation".into(),
+                        Cell::Null,
+                        Cell::Null,
+                        i64::from(x.level).into(),
+                        x.escalated_to.map(|m| m.to_string()).into(),
+                        x.automatic.into(),
+                        o,
+                        at.into(),
+                    ],
+                );
             }
             CustomerEvent::ComplaintResolved(r) => {
                 let cc = &self.cc;
@@ -684,6 +770,7 @@ impl Fold {
             columns: &[("stream_id", "TEXT"), ("version", "BIGINT")],
             primary_key: &["stream_id"],
             indexes: &[],
+            since: 1001,
         };
         let rows: Vec<Row> = self
             .positions

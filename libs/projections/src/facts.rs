@@ -61,6 +61,27 @@ pub struct Referral {
     pub converted_at_us: Option<i64>,
 }
 
+/// A pool warning or an automatic return to the pool (`rm_pool_events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolEvent {
+    pub customer_id: String,
+    /// `warning` or `return`.
+    pub kind: String,
+    pub manager_id: String,
+    pub at_us: i64,
+}
+
+/// An SLA warning, breach or escalation (`rm_sla_events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlaEvent {
+    pub complaint_id: String,
+    /// `warning`, `breach` or `escalation`.
+    pub kind: String,
+    pub automatic: bool,
+    pub owner_id: Option<String>,
+    pub at_us: i64,
+}
+
 /// Everything the funnel and KPI computations read.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -72,6 +93,8 @@ pub struct Facts {
     pub contacts: Vec<Contact>,
     pub complaints: Vec<Complaint>,
     pub referrals: Vec<Referral>,
+    pub pool_events: Vec<PoolEvent>,
+    pub sla_events: Vec<SlaEvent>,
 }
 
 impl Facts {

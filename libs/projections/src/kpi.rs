@@ -73,6 +73,15 @@ pub struct KpiRow {
     pub referrals_converted: i64,
     pub reactivated: i64,
     pub lost_to_pool: i64,
+    /// Of `lost_to_pool`, returned by a pool rule (no contact, lead not won).
+    pub returned_by_pool_rules: i64,
+    /// Warnings of a coming automatic return received in the period.
+    pub pool_warnings: i64,
+    /// Complaint clocks nearing breach / breached in the period, on owned customers.
+    pub sla_warnings: i64,
+    pub sla_breaches: i64,
+    /// Escalations raised by a breach (not by a person) in the period.
+    pub automatic_escalations: i64,
 }
 
 #[derive(Default)]
@@ -95,6 +104,11 @@ struct Acc {
     referrals_converted: i64,
     reactivated: i64,
     lost: i64,
+    returned: i64,
+    pool_warnings: i64,
+    sla_warnings: i64,
+    sla_breaches: i64,
+    automatic_escalations: i64,
 }
 
 /// KPIs for every manager (team, region) with any activity or portfolio, for each
@@ -154,6 +168,14 @@ pub fn kpis(
             .or_default()
             .push((t.at_us, t.owner_id.as_deref()));
     }
+
+    // Complaints with a recorded breach event (a clock that ran out while still open).
+    let breached_complaints: HashSet<&str> = facts
+        .sla_events
+        .iter()
+        .filter(|e| e.kind == "breach")
+        .map(|e| e.complaint_id.as_str())
+        .collect();
 
     let mut out = Vec::new();
     for (start, end) in buckets(from_us, to_us, g) {
@@ -239,7 +261,10 @@ pub fn kpis(
             if let Some(s) = c.resolution_s {
                 a.resolution.push(s);
             }
-            if c.first_response_in_sla == Some(false) || c.resolution_breaches > 0 {
+            if c.first_response_in_sla == Some(false)
+                || c.resolution_breaches > 0
+                || breached_complaints.contains(c.complaint_id.as_str())
+            {
                 a.breached += 1;
             }
             if c.resolutions > 0 {
@@ -248,6 +273,22 @@ pub fn kpis(
             }
             if let Some(s) = c.satisfaction {
                 a.satisfaction.push(s);
+            }
+        }
+        for e in facts.pool_events.iter().filter(|e| within(e.at_us)) {
+            let a = acc.entry(key_of(&e.manager_id)).or_default();
+            match e.kind.as_str() {
+                "warning" => a.pool_warnings += 1,
+                _ => a.returned += 1,
+            }
+        }
+        for e in facts.sla_events.iter().filter(|e| within(e.at_us)) {
+            let Some(owner) = &e.owner_id else { continue };
+            let a = acc.entry(key_of(owner)).or_default();
+            match e.kind.as_str() {
+                "warning" => a.sla_warnings += 1,
+                "breach" => a.sla_breaches += 1,
+                _ => a.automatic_escalations += i64::from(e.automatic),
             }
         }
         for r in &facts.referrals {
@@ -288,6 +329,11 @@ pub fn kpis(
                 referrals_converted: a.referrals_converted,
                 reactivated: a.reactivated,
                 lost_to_pool: a.lost,
+                returned_by_pool_rules: a.returned,
+                pool_warnings: a.pool_warnings,
+                sla_warnings: a.sla_warnings,
+                sla_breaches: a.sla_breaches,
+                automatic_escalations: a.automatic_escalations,
                 ..KpiRow::default()
             };
             for c in &a.portfolio {
@@ -558,5 +604,56 @@ mod tests {
         assert_eq!(t.contacts, 3);
         assert_eq!(t.complaints, 3);
         assert_eq!(t.lost_to_pool, 1);
+    }
+
+    #[test]
+    fn pool_rules_and_complaint_clocks_are_counted_for_the_owner() {
+        use crate::facts::{PoolEvent, SlaEvent};
+        let mut f = facts();
+        // m1 is warned about c2 on day 0 and loses it to a pool rule at day 1 + 1h.
+        f.pool_events = vec![
+            PoolEvent {
+                customer_id: "c2".into(),
+                kind: "warning".into(),
+                manager_id: "m1".into(),
+                at_us: 20 * H,
+            },
+            PoolEvent {
+                customer_id: "c2".into(),
+                kind: "return".into(),
+                manager_id: "m1".into(),
+                at_us: DAY + H,
+            },
+        ];
+        // m2's complaint k3 (logged day 1) is warned, breached and escalated on day 1;
+        // a person's escalation is not counted as automatic.
+        let ev = |kind: &str, automatic: bool, at: i64| SlaEvent {
+            complaint_id: "k3".into(),
+            kind: kind.into(),
+            automatic,
+            owner_id: Some("m2".into()),
+            at_us: at,
+        };
+        f.sla_events = vec![
+            ev("warning", true, DAY + 3 * H),
+            ev("breach", true, DAY + 4 * H),
+            ev("escalation", true, DAY + 4 * H),
+            ev("escalation", false, DAY + 5 * H),
+        ];
+        let rows = kpis(&f, Level::Manager, Granularity::Day, 0, 2 * DAY, 2 * DAY);
+        let m1d0 = row(&rows, "m1", 0);
+        assert_eq!((m1d0.pool_warnings, m1d0.returned_by_pool_rules), (1, 0));
+        let m1d1 = row(&rows, "m1", DAY);
+        assert_eq!((m1d1.returned_by_pool_rules, m1d1.lost_to_pool), (1, 1));
+        let m2 = row(&rows, "m2", DAY);
+        assert_eq!(
+            (m2.sla_warnings, m2.sla_breaches, m2.automatic_escalations),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            m2.sla_breach_rate,
+            Some(1.0),
+            "a complaint breached while still open counts, though no answer was late yet"
+        );
     }
 }

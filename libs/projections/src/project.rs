@@ -140,6 +140,15 @@ const TRANSITION: &str =
 const ANALYTICS_OWNER: &str =
     "INSERT INTO rm_analytics_owners (customer_id, owner_id) VALUES ($1, $2) \
      ON CONFLICT (customer_id) DO UPDATE SET owner_id = excluded.owner_id";
+const POOL_EVENT: &str =
+    "INSERT INTO rm_pool_events (customer_id, version, kind, manager_id, cause, due_us, at_us, \
+     policy_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// Warnings and escalations carry no owner: the analytics projection's own owner at the
+/// time is recorded, as for stage transitions.
+const SLA_EVENT: &str =
+    "INSERT INTO rm_sla_events (customer_id, version, complaint_id, kind, clock, due_us, level, \
+     escalated_to, automatic, owner_id, at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+     COALESCE($10, (SELECT owner_id FROM rm_analytics_owners WHERE customer_id = $1)), $11)";
 const SET_OWNER: &str =
     "UPDATE rm_customers SET owner_id = $2, owner_team = $3, owner_region = $4, \
      owned_since_us = $5 WHERE customer_id = $1";
@@ -264,7 +273,22 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
             cl.region.as_str(),
             None,
         ),
-        CustomerEvent::ReleasedToPool(_) => {
+        CustomerEvent::ReleasedToPool(r) => {
+            if let Some(rule) = &r.rule {
+                out.push(stmt(
+                    POOL_EVENT,
+                    vec![
+                        customer.into(),
+                        version.into(),
+                        "return".into(),
+                        r.previous_owner.to_string().into(),
+                        rule.cause.as_str().into(),
+                        micros(rule.due_at).into(),
+                        at.into(),
+                        i64::from(rule.policy_version).into(),
+                    ],
+                ));
+            }
             out.push(close_period());
             out.push(stmt(
                 SET_OWNER,
@@ -352,10 +376,28 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
                 i64::from(a.within_sla).into(),
             ],
         )),
-        CustomerEvent::ComplaintEscalated(x) => out.push(stmt(
-            "UPDATE rm_complaints SET escalations = escalations + 1 WHERE complaint_id = $1",
-            vec![x.complaint_id.to_string().into()],
-        )),
+        CustomerEvent::ComplaintEscalated(x) => {
+            out.push(stmt(
+                "UPDATE rm_complaints SET escalations = escalations + 1 WHERE complaint_id = $1",
+                vec![x.complaint_id.to_string().into()],
+            ));
+            out.push(stmt(
+                SLA_EVENT,
+                vec![
+                    customer.into(),
+                    version.into(),
+                    x.complaint_id.to_string().into(),
+                    "escalation".into(),
+                    Arg::NullText,
+                    Arg::NullInt,
+                    i64::from(x.level).into(),
+                    x.escalated_to.map(|m| m.to_string()).into(),
+                    i64::from(x.automatic).into(),
+                    Arg::NullText,
+                    at.into(),
+                ],
+            ));
+        }
         CustomerEvent::ComplaintResolved(r) => out.push(stmt(
             "UPDATE rm_complaints SET resolved_at_us = $2, resolution_s = $3, resolution_in_sla = $4, \
              resolved_by = $5, resolutions = resolutions + 1, \
@@ -414,11 +456,52 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
             "UPDATE rm_customers SET value_tier = $2 WHERE customer_id = $1",
             vec![customer.into(), t.to.as_str().into()],
         )),
-        CustomerEvent::PoolReturnWarned(_)
-        | CustomerEvent::OwnershipLocked(_)
-        | CustomerEvent::OwnershipUnlocked(_)
-        | CustomerEvent::ComplaintSlaWarned(_)
-        | CustomerEvent::ComplaintSlaBreached(_) => {}
+        CustomerEvent::PoolReturnWarned(w) => out.push(stmt(
+            POOL_EVENT,
+            vec![
+                customer.into(),
+                version.into(),
+                "warning".into(),
+                w.owner.to_string().into(),
+                w.cause.as_str().into(),
+                micros(w.returns_at).into(),
+                at.into(),
+                i64::from(w.policy_version).into(),
+            ],
+        )),
+        CustomerEvent::ComplaintSlaWarned(w) => out.push(stmt(
+            SLA_EVENT,
+            vec![
+                customer.into(),
+                version.into(),
+                w.complaint_id.to_string().into(),
+                "warning".into(),
+                w.clock.as_str().into(),
+                micros(w.due_at).into(),
+                Arg::NullInt,
+                Arg::NullText,
+                1i64.into(),
+                Arg::NullText,
+                at.into(),
+            ],
+        )),
+        CustomerEvent::ComplaintSlaBreached(b) => out.push(stmt(
+            SLA_EVENT,
+            vec![
+                customer.into(),
+                version.into(),
+                b.complaint_id.to_string().into(),
+                "breach".into(),
+                b.clock.as_str().into(),
+                micros(b.due_at).into(),
+                Arg::NullInt,
+                Arg::NullText,
+                1i64.into(),
+                b.owner.map(|o| o.to_string()).into(),
+                at.into(),
+            ],
+        )),
+        CustomerEvent::OwnershipLocked(_) | CustomerEvent::OwnershipUnlocked(_) => {}
     }
     out.push(stmt(
         "INSERT INTO rm_timeline (customer_id, version, event_id, event_type, occurred_at_us, actor, \

@@ -345,7 +345,9 @@ impl PortfolioBy {
 
 mod fact_rows {
     use super::*;
-    use crate::facts::{Complaint, Contact, Referral, StagePeriod, Transition};
+    use crate::facts::{
+        Complaint, Contact, PoolEvent, Referral, SlaEvent, StagePeriod, Transition,
+    };
 
     fn flag<'r, R: Row>(r: &'r R, col: &'r str) -> Result<bool, sqlx::Error>
     where
@@ -436,6 +438,28 @@ mod fact_rows {
             }
     );
 
+    fact_row!(
+        PoolEvent
+            | r
+            | PoolEvent {
+                customer_id: r.try_get("customer_id")?,
+                kind: r.try_get("kind")?,
+                manager_id: r.try_get("manager_id")?,
+                at_us: r.try_get("at_us")?,
+            }
+    );
+    fact_row!(
+        SlaEvent
+            | r
+            | SlaEvent {
+                complaint_id: r.try_get("complaint_id")?,
+                kind: r.try_get("kind")?,
+                automatic: flag(r, "automatic")?,
+                owner_id: r.try_get("owner_id")?,
+                at_us: r.try_get("at_us")?,
+            }
+    );
+
     impl ReadStore {
         /// Every fact the funnel and the KPIs are computed from.
         pub async fn facts(&self) -> Result<crate::facts::Facts, ReadError> {
@@ -473,6 +497,18 @@ mod fact_rows {
                     Referral,
                     "SELECT referral_id, referrer, referred_to, recorded_at_us, converted_at_us \
                      FROM rm_referrals ORDER BY referral_id"
+                ),
+                pool_events: fetch!(
+                    self,
+                    PoolEvent,
+                    "SELECT customer_id, kind, manager_id, at_us FROM rm_pool_events \
+                     ORDER BY customer_id, version"
+                ),
+                sla_events: fetch!(
+                    self,
+                    SlaEvent,
+                    "SELECT complaint_id, kind, automatic, owner_id, at_us FROM rm_sla_events \
+                     ORDER BY customer_id, version"
                 ),
             })
         }

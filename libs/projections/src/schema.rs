@@ -22,6 +22,9 @@ pub struct Table {
     pub primary_key: &'static [&'static str],
     /// (index name suffix, columns).
     pub indexes: &'static [(&'static str, &'static str)],
+    /// The migration that creates the live table (1001, 1002, …): a table added later
+    /// gets a new migration, so existing databases are never asked to re-run an old one.
+    pub since: i64,
 }
 
 impl Projection {
@@ -47,9 +50,19 @@ impl Projection {
 
     /// `CREATE TABLE` statements, without keys or indexes (a rebuild bulk-loads first).
     pub fn tables_ddl(&self, suffix: &str) -> Vec<String> {
+        self.tables_ddl_where(suffix, |_| true, true)
+    }
+
+    fn tables_ddl_where(
+        &self,
+        suffix: &str,
+        keep: impl Fn(&Table) -> bool,
+        positions: bool,
+    ) -> Vec<String> {
         let mut out: Vec<String> = self
             .tables
             .iter()
+            .filter(|t| keep(t))
             .map(|t| {
                 let cols: Vec<String> = t
                     .columns
@@ -59,18 +72,29 @@ impl Projection {
                 format!("CREATE TABLE {}{suffix} ({})", t.name, cols.join(", "))
             })
             .collect();
-        out.push(format!(
-            "CREATE TABLE {}{suffix} (stream_id TEXT NOT NULL, version BIGINT NOT NULL)",
-            self.positions_table()
-        ));
+        if positions {
+            out.push(format!(
+                "CREATE TABLE {}{suffix} (stream_id TEXT NOT NULL, version BIGINT NOT NULL)",
+                self.positions_table()
+            ));
+        }
         out
     }
 
     /// The keys (unique indexes, which both backends accept as `ON CONFLICT` targets)
     /// and indexes: built after a bulk load, which is faster than maintaining them.
     pub fn keys_ddl(&self, suffix: &str) -> Vec<String> {
+        self.keys_ddl_where(suffix, |_| true, true)
+    }
+
+    fn keys_ddl_where(
+        &self,
+        suffix: &str,
+        keep: impl Fn(&Table) -> bool,
+        positions: bool,
+    ) -> Vec<String> {
         let mut out = Vec::new();
-        for t in self.tables {
+        for t in self.tables.iter().filter(|t| keep(t)) {
             out.push(format!(
                 "CREATE UNIQUE INDEX {}{suffix}_key ON {}{suffix} ({})",
                 t.name,
@@ -84,10 +108,12 @@ impl Projection {
                 ));
             }
         }
-        let positions = self.positions_table();
-        out.push(format!(
-            "CREATE UNIQUE INDEX {positions}{suffix}_key ON {positions}{suffix} (stream_id)"
-        ));
+        if positions {
+            let positions = self.positions_table();
+            out.push(format!(
+                "CREATE UNIQUE INDEX {positions}{suffix}_key ON {positions}{suffix} (stream_id)"
+            ));
+        }
         out
     }
 
@@ -131,6 +157,7 @@ pub const OWNERSHIP: Projection = Projection {
     tables: &[
         Table {
             name: "rm_customers",
+            since: 1001,
             columns: &[
                 ("customer_id", "TEXT NOT NULL"),
                 ("customer_type", "TEXT NOT NULL"),
@@ -154,6 +181,7 @@ pub const OWNERSHIP: Projection = Projection {
         },
         Table {
             name: "rm_ownership_periods",
+            since: 1001,
             columns: &[
                 ("customer_id", "TEXT NOT NULL"),
                 ("start_version", "BIGINT NOT NULL"),
@@ -174,6 +202,7 @@ pub const OWNERSHIP: Projection = Projection {
         },
         Table {
             name: "rm_managers",
+            since: 1001,
             columns: &[
                 ("manager_id", "TEXT NOT NULL"),
                 ("name", "TEXT NOT NULL"),
@@ -196,6 +225,7 @@ pub const TIMELINE: Projection = Projection {
     about: "customer 360: every event of a customer, newest first",
     tables: &[Table {
         name: "rm_timeline",
+        since: 1001,
         columns: &[
             ("customer_id", "TEXT NOT NULL"),
             ("version", "BIGINT NOT NULL"),
@@ -220,12 +250,14 @@ pub const ANALYTICS: Projection = Projection {
             // The owner as this projection sees it, to credit stage moves (the
             // projection keeps its own, so it can be rebuilt alone).
             name: "rm_analytics_owners",
+            since: 1001,
             columns: &[("customer_id", "TEXT NOT NULL"), ("owner_id", "TEXT")],
             primary_key: &["customer_id"],
             indexes: &[],
         },
         Table {
             name: "rm_stage_periods",
+            since: 1001,
             columns: &[
                 ("customer_id", "TEXT NOT NULL"),
                 ("start_version", "BIGINT NOT NULL"),
@@ -238,6 +270,7 @@ pub const ANALYTICS: Projection = Projection {
         },
         Table {
             name: "rm_stage_transitions",
+            since: 1001,
             columns: &[
                 ("customer_id", "TEXT NOT NULL"),
                 ("version", "BIGINT NOT NULL"),
@@ -252,6 +285,7 @@ pub const ANALYTICS: Projection = Projection {
         },
         Table {
             name: "rm_contacts",
+            since: 1001,
             columns: &[
                 ("customer_id", "TEXT NOT NULL"),
                 ("version", "BIGINT NOT NULL"),
@@ -266,6 +300,7 @@ pub const ANALYTICS: Projection = Projection {
         },
         Table {
             name: "rm_complaints",
+            since: 1001,
             columns: &[
                 ("complaint_id", "TEXT NOT NULL"),
                 ("customer_id", "TEXT NOT NULL"),
@@ -290,6 +325,7 @@ pub const ANALYTICS: Projection = Projection {
         },
         Table {
             name: "rm_referrals",
+            since: 1001,
             columns: &[
                 ("referral_id", "TEXT NOT NULL"),
                 ("customer_id", "TEXT NOT NULL"),
@@ -303,6 +339,7 @@ pub const ANALYTICS: Projection = Projection {
         },
         Table {
             name: "rm_purchases",
+            since: 1001,
             columns: &[
                 ("purchase_id", "TEXT NOT NULL"),
                 ("customer_id", "TEXT NOT NULL"),
@@ -314,6 +351,44 @@ pub const ANALYTICS: Projection = Projection {
             ],
             primary_key: &["purchase_id"],
             indexes: &[],
+        },
+        Table {
+            name: "rm_pool_events",
+            since: 1002,
+            columns: &[
+                ("customer_id", "TEXT NOT NULL"),
+                ("version", "BIGINT NOT NULL"),
+                // warning | return (automatic returns only; a person's release is an
+                // ownership period ended by ReleasedToPool)
+                ("kind", "TEXT NOT NULL"),
+                ("manager_id", "TEXT NOT NULL"),
+                ("cause", "TEXT NOT NULL"),
+                ("due_us", "BIGINT NOT NULL"),
+                ("at_us", "BIGINT NOT NULL"),
+                ("policy_version", "BIGINT NOT NULL"),
+            ],
+            primary_key: &["customer_id", "version"],
+            indexes: &[("manager_idx", "manager_id, at_us")],
+        },
+        Table {
+            name: "rm_sla_events",
+            since: 1002,
+            columns: &[
+                ("customer_id", "TEXT NOT NULL"),
+                ("version", "BIGINT NOT NULL"),
+                ("complaint_id", "TEXT NOT NULL"),
+                // warning | breach | escalation
+                ("kind", "TEXT NOT NULL"),
+                ("clock", "TEXT"),
+                ("due_us", "BIGINT"),
+                ("level", "BIGINT"),
+                ("escalated_to", "TEXT"),
+                ("automatic", "BIGINT NOT NULL"),
+                ("owner_id", "TEXT"),
+                ("at_us", "BIGINT NOT NULL"),
+            ],
+            primary_key: &["customer_id", "version"],
+            indexes: &[("complaint_idx", "complaint_id")],
         },
     ],
 };
@@ -336,13 +411,33 @@ pub const SERVICE_DDL: &[&str] = &[
      heartbeat_us BIGINT NOT NULL)",
 ];
 
-/// The first migration: every live table.
-pub fn initial_migration() -> String {
-    let mut sql: Vec<String> = SERVICE_DDL.iter().map(|s| s.to_string()).collect();
+/// The first migration, as released: frozen. A test checks that the declarations of the
+/// tables it created (`since: 1001`) still produce exactly this SQL; a change to one of
+/// them needs a new migration instead.
+pub const FIRST_MIGRATION: &str = include_str!("../migrations/1001_read_models.sql");
+
+/// The SQL creating the live tables declared `since` a migration (1001: with the
+/// positions and service tables).
+pub fn migration_sql(since: i64) -> String {
+    let first = since == 1001;
+    let mut sql: Vec<String> = if first {
+        SERVICE_DDL.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
     for p in PROJECTIONS {
-        sql.extend(p.ddl(""));
+        sql.extend(p.tables_ddl_where("", |t| t.since == since, first));
+        sql.extend(p.keys_ddl_where("", |t| t.since == since, first));
     }
     sql.join(";\n") + ";\n"
+}
+
+/// Every migration of the read models: (version, description, SQL), in order.
+pub fn migrations() -> Vec<(i64, &'static str, String)> {
+    vec![
+        (1001, "read models", FIRST_MIGRATION.to_string()),
+        (1002, "pool and SLA events", migration_sql(1002)),
+    ]
 }
 
 #[cfg(test)]
@@ -365,6 +460,21 @@ mod tests {
     }
 
     #[test]
+    fn released_migrations_never_change() {
+        assert_eq!(
+            migration_sql(1001),
+            FIRST_MIGRATION,
+            "a table of migration 1001 changed: declare the change in a new migration"
+        );
+        let all: Vec<i64> = migrations().iter().map(|m| m.0).collect();
+        for p in PROJECTIONS {
+            for t in p.tables {
+                assert!(all.contains(&t.since), "{} since {}", t.name, t.since);
+            }
+        }
+    }
+
+    #[test]
     fn every_projection_has_its_own_tables() {
         let mut seen = std::collections::HashSet::new();
         for p in PROJECTIONS {
@@ -372,7 +482,7 @@ mod tests {
                 assert!(seen.insert(t.clone()), "{t} in two projections");
             }
         }
-        assert!(initial_migration().contains("CREATE TABLE rm_timeline ("));
+        assert!(FIRST_MIGRATION.contains("CREATE TABLE rm_timeline ("));
         assert_eq!(by_name("analytics"), Some(ANALYTICS));
         assert_eq!(by_name("nope"), None);
     }

@@ -106,13 +106,20 @@ pub enum ReadStore {
 fn migrator() -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1001,
-            Cow::Borrowed("read models"),
-            MigrationType::Simple,
-            Cow::Owned(crate::schema::initial_migration()),
-            false,
-        )]),
+        migrations: Cow::Owned(
+            crate::schema::migrations()
+                .into_iter()
+                .map(|(version, about, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(about),
+                        MigrationType::Simple,
+                        Cow::Owned(sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
         // Read models may share a database (and its `_sqlx_migrations` table) with the
         // event store: their versions start at 1001, and each migrator ignores the other's.
         ignore_missing: true,

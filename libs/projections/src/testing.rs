@@ -100,6 +100,70 @@ impl Log {
         );
     }
 
+    /// The scheduler warns the owner, then returns the customer to the pool at `at`.
+    pub fn pool_return(&mut self, c: &str, from: &str, at: DateTime<Utc>) {
+        let stream = format!("customer-{c}");
+        self.push(
+            &stream,
+            "PoolReturnWarned",
+            at - Duration::days(3),
+            json!({"customer_id": c, "owner": from, "cause": "no_contact",
+                   "returns_at": at, "policy_version": 2}),
+        );
+        self.push(
+            &stream,
+            "ReleasedToPool",
+            at + Duration::minutes(1),
+            json!({"customer_id": c, "previous_owner": from,
+                   "reason": "no contact by the owner for 30 days",
+                   "released_by": "system:scheduler", "at": at + Duration::minutes(1),
+                   "rule": {"cause": "no_contact", "due_at": at, "policy_version": 2}}),
+        );
+    }
+
+    /// A complaint left unanswered: warned, breached, escalated to `lead` by the scheduler.
+    pub fn unanswered_complaint(
+        &mut self,
+        c: &str,
+        owner: Option<&str>,
+        lead: &str,
+        at: DateTime<Utc>,
+    ) {
+        let k = Uuid::new_v4().to_string();
+        let stream = format!("customer-{c}");
+        let due = at + Duration::minutes(10);
+        self.push(
+            &stream,
+            "ComplaintLogged",
+            at,
+            json!({"customer_id": c, "complaint_id": k, "severity": "critical", "category": "fees",
+                   "description": "test", "channel": "phone", "owner": owner, "logged_at": at,
+                   "first_response_due_at": due,
+                   "resolution_due_at": at + Duration::hours(4)}),
+        );
+        self.push(
+            &stream,
+            "ComplaintSlaWarned",
+            at + Duration::minutes(8),
+            json!({"customer_id": c, "complaint_id": k, "clock": "first_response", "due_at": due}),
+        );
+        self.push(
+            &stream,
+            "ComplaintSlaBreached",
+            due,
+            json!({"customer_id": c, "complaint_id": k, "clock": "first_response", "due_at": due,
+                   "owner": owner}),
+        );
+        self.push(
+            &stream,
+            "ComplaintEscalated",
+            due,
+            json!({"customer_id": c, "complaint_id": k, "level": 1,
+                   "reason": "first-response SLA breached", "escalated_to": lead,
+                   "automatic": true}),
+        );
+    }
+
     pub fn claim(&mut self, c: &str, m: &str, at: DateTime<Utc>) {
         self.push(
             &format!("customer-{c}"),

@@ -84,6 +84,23 @@ pub fn views() -> Vec<(&'static str, String)> {
                 ts("converted_at_us", "converted_at")
             ),
         ),
+        (
+            "v_pool_events",
+            format!(
+                "SELECT customer_id, kind, manager_id, cause, {}, {}, policy_version FROM rm_pool_events",
+                ts("due_us", "due_at"),
+                ts("at_us", "at")
+            ),
+        ),
+        (
+            "v_sla_events",
+            format!(
+                "SELECT complaint_id, customer_id, kind, clock, {}, level, escalated_to, \
+                 automatic = 1 AS automatic, owner_id, {} FROM rm_sla_events",
+                ts("due_us", "due_at"),
+                ts("at_us", "at")
+            ),
+        ),
     ]
 }
 

@@ -73,6 +73,9 @@ fn workload(customers: usize) -> Log {
         }
         if i % 4 == 0 {
             log.release(&c, m, at + Duration::hours(5));
+        } else if i % 5 == 0 {
+            log.unanswered_complaint(&c, Some(m), &managers[0], at + Duration::hours(4));
+            log.pool_return(&c, m, at + Duration::days(30));
         }
     }
     log
@@ -227,6 +230,25 @@ async fn rebuild_and_verify_work_on_the_embedded_store() {
     let log = workload(40);
     append(&store, &log.events).await;
     project_all(&store, &read, LogPosition::START).await;
+    // Customers 5, 10, 15, 25, 30, 35 met the scheduler: a warning and a return each, and a
+    // complaint warned, breached and escalated; they count on their owner's KPIs.
+    let facts = read.facts().await.unwrap();
+    fn kinds(mut v: Vec<&str>) -> Vec<&str> {
+        v.sort();
+        v
+    }
+    assert_eq!(
+        kinds(facts.pool_events.iter().map(|e| e.kind.as_str()).collect()),
+        [vec!["return"; 6], vec!["warning"; 6]].concat()
+    );
+    assert_eq!(
+        kinds(facts.sla_events.iter().map(|e| e.kind.as_str()).collect()),
+        [vec!["breach"; 6], vec!["escalation"; 6], vec!["warning"; 6]].concat()
+    );
+    assert!(facts
+        .sla_events
+        .iter()
+        .all(|e| e.automatic && e.owner_id.is_some()));
     for p in PROJECTIONS {
         let before = read.customers("", 1000).await.unwrap();
         let r = rebuild(&store, &read, p, &mut |_| {}).await.unwrap();

@@ -1,9 +1,11 @@
 //! `crm demo`: a scripted day at a bank, in one process on the embedded SQLite store.
-//! Managers in four regions; a few hundred customers registered (some twice, under
-//! another spelling of their phone), assigned, contacted, complaining, buying,
-//! transferred, released to the pool and claimed; some commands break rules on purpose.
-//! Afterwards the per-customer state is replayed from the event store and printed with a
-//! summary of the event log.
+//! Managers in four regions and an ownership policy; a few hundred customers registered
+//! (some twice, under another spelling of their phone) and assigned by the policy or by
+//! their team lead, contacted, complaining, buying, transferred, released to the pool and
+//! claimed; some commands break rules on purpose; the scheduler watches the complaint
+//! clocks. Then a hundred quieter days go by, compressed, so the pool rules and dormancy
+//! act. Afterwards the per-customer state is replayed from the event store and printed
+//! with a summary of the event log, and the read models are built and shown.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,9 +16,14 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use crm_command_handler::{CommandError, CommandHandler, Envelope, HandlerConfig};
 use crm_domain::customer::*;
 use crm_domain::manager::{DeactivateManager, ManagerCommand, RegisterManager};
+use crm_domain::policy::{
+    AssignmentRule, Conditions, Distribution, PolicyCommand, PolicyDocument, PoolRules,
+    ProtectionRules, PublishPolicy,
+};
 use crm_domain::*;
 use crm_eventstore::sqlite::SqliteEventStore;
 use crm_eventstore::{EventStore, LogPosition};
+use crm_scheduler::{Scheduler, TickReport};
 use futures::future::join_all;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -82,12 +89,24 @@ struct Tally {
 
 struct Day {
     handler: CommandHandler<SqliteEventStore>,
+    scheduler: Scheduler<SqliteEventStore>,
+    timers: TickReport,
     tally: Tally,
     clock: DateTime<Utc>,
     rng: SmallRng,
 }
 
 impl Day {
+    /// Let the scheduler act on whatever is due at `at`.
+    async fn schedule(&mut self, at: DateTime<Utc>) -> anyhow::Result<()> {
+        let r = self.scheduler.tick(at).await?;
+        self.timers.applied += r.applied;
+        self.timers.due += r.due;
+        self.timers.not_due += r.not_due;
+        self.timers.failed += r.failed;
+        Ok(())
+    }
+
     fn tick(&mut self, minutes: i64) -> DateTime<Utc> {
         self.clock += Duration::seconds(self.rng.gen_range(0..minutes.max(1) * 60));
         self.clock
@@ -147,6 +166,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the embedded store at {}", path.display()))?;
     let mut day = Day {
         handler: CommandHandler::new(store.clone(), HandlerConfig::default()),
+        scheduler: Scheduler::new(
+            store.clone(),
+            CommandHandler::new(store.clone(), HandlerConfig::default()),
+            "scheduler",
+        ),
+        timers: TickReport::default(),
         tally: Tally::default(),
         clock: Utc.with_ymd_and_hms(2026, 11, 25, 0, 30, 0).unwrap(), // 08:30 in Shanghai
         rng: SmallRng::seed_from_u64(args.seed),
@@ -200,6 +225,54 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         managers.len(),
         REGIONS.len()
     );
+    // The ownership policy: web and app leads go to the region's first team in turn,
+    // everyone else to the least loaded manager of the second team.
+    let mut rules = Vec::new();
+    for region in REGIONS {
+        rules.push(AssignmentRule {
+            name: format!("{region} digital leads"),
+            when: Conditions {
+                regions: vec![region.parse()?],
+                channels: vec![FirstTouchChannel::Web, FirstTouchChannel::App],
+                ..Conditions::default()
+            },
+            team: format!("{region}-1").parse()?,
+            method: Distribution::RoundRobin,
+        });
+        rules.push(AssignmentRule {
+            name: format!("{region} branch and partners"),
+            when: Conditions {
+                regions: vec![region.parse()?],
+                channels: vec![FirstTouchChannel::Partner, FirstTouchChannel::Referral],
+                ..Conditions::default()
+            },
+            team: format!("{region}-2").parse()?,
+            method: Distribution::LeastLoaded,
+        });
+    }
+    let policy = PolicyDocument {
+        rules,
+        protection: ProtectionRules {
+            first_touch_days: 14,
+            ..ProtectionRules::default()
+        },
+        pool: PoolRules {
+            daily_claim_cap: 5,
+            ..PoolRules::default()
+        },
+        utc_offset_minutes: 480,
+        ..PolicyDocument::default()
+    };
+    day.run(vec![(
+        admin.clone(),
+        PolicyCommand::Publish(PublishPolicy {
+            document: policy,
+            note: "regional routing, 14-day first-touch protection".into(),
+        })
+        .into(),
+    )])
+    .await;
+    println!("  08:45  ownership policy v1 published (8 rules; web/app and partner leads are routed on registration)");
 
     // 09:00–10:30 — registrations from the branch, app, web and partners; some people
     // come twice (another spelling of the same phone) and are caught.
@@ -259,8 +332,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         day.run(batch).await;
     }
+    let by_policy = sync_owners(&store, &mut customers, &managers).await?;
     println!(
-        "  10:30  {} customers registered ({} duplicates caught)",
+        "  10:30  {} customers registered ({} duplicates caught); the policy assigned {by_policy} on registration",
         customers.len(),
         day.tally
             .refused
@@ -272,8 +346,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // next manager of the region is tried.
     let lead = Actor::person("team-lead");
     for (ci, c) in customers.iter_mut().enumerate() {
-        if ci % 7 == 6 {
-            continue; // some stay in the pool
+        if ci % 7 == 6 || c.owner.is_some() {
+            continue; // some stay in the pool; the policy placed others
         }
         let in_region: Vec<usize> = (0..managers.len())
             .filter(|&m| managers[m].region == c.region)
@@ -417,12 +491,81 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             batch.push((person, cmd));
         }
         day.run(batch).await;
+        // The scheduler watches the complaint clocks all afternoon.
+        let now = day.clock;
+        day.schedule(now).await?;
     }
     let handled: u64 =
         day.tally.accepted.values().sum::<u64>() + day.tally.refused.values().sum::<u64>();
     println!(
-        "  18:00  the day is over: {handled} commands handled in {:.1} s\n",
-        started.elapsed().as_secs_f64()
+        "  18:00  the day is over: {handled} commands handled in {:.1} s; the scheduler applied {} timers",
+        started.elapsed().as_secs_f64(),
+        day.timers.applied
+    );
+
+    // The next 100 days, compressed: owners keep in touch with only some customers,
+    // so the pool rules and dormancy act; the scheduler runs every six hours.
+    sync_owners(&store, &mut customers, &managers).await?;
+    let evening = day.clock;
+    for d in 1..=100 {
+        let morning = day_start + Duration::days(d) + Duration::hours(1);
+        day.clock = day.clock.max(morning);
+        let owned: Vec<usize> = (0..customers.len())
+            .filter(|&i| customers[i].owner.is_some())
+            .collect();
+        let mut batch = Vec::new();
+        for _ in 0..(owned.len() / 5).max(1) {
+            if owned.is_empty() {
+                break;
+            }
+            let c = &customers[owned[day.rng.gen_range(0..owned.len())]];
+            let m = &managers[c.owner.expect("owned")];
+            batch.push((
+                Actor::person("staff"),
+                CustomerCommand::RecordContact(RecordContact {
+                    customer_id: c.id,
+                    contact_id: ContactId::new(id()),
+                    manager_id: m.id,
+                    channel: ContactChannel::Phone,
+                    direction: Direction::Outbound,
+                    outcome: ContactOutcome::Reached,
+                    summary: Some("keeping in touch".into()),
+                    next_follow_up_at: None,
+                })
+                .into(),
+            ));
+        }
+        // Managers pick customers up from the pool (up to the daily cap each).
+        let pool: Vec<usize> = (0..customers.len())
+            .filter(|&i| customers[i].owner.is_none())
+            .collect();
+        for _ in 0..pool.len().min(8) {
+            let c = &customers[pool[day.rng.gen_range(0..pool.len())]];
+            let m = &managers[day.rng.gen_range(0..managers.len())];
+            batch.push((
+                Actor::person("staff"),
+                CustomerCommand::ClaimFromPool(ClaimFromPool {
+                    customer_id: c.id,
+                    manager_id: m.id,
+                })
+                .into(),
+            ));
+        }
+        day.run(batch).await;
+        if d % 5 == 0 {
+            sync_owners(&store, &mut customers, &managers).await?;
+        }
+        for h in [0, 6, 12, 18] {
+            day.schedule(morning + Duration::hours(h)).await?;
+        }
+    }
+    let later = day.clock - evening;
+    println!(
+        "  +{} days  the scheduler issued {} due timers ({} applied, {} no longer due when checked)\n",
+        later.num_days(),
+        day.timers.due,
+        day.timers.applied,
+        day.timers.not_due
     );
 
     report(&store, &managers, &day.tally, args.show).await?;
@@ -445,6 +588,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Read each customer's owner back from the store (the policy and the scheduler decide
+/// some); returns how many were assigned by the policy.
+async fn sync_owners(
+    store: &SqliteEventStore,
+    customers: &mut [Customer],
+    managers: &[Manager],
+) -> anyhow::Result<usize> {
+    let mut by_policy = 0;
+    for c in customers.iter_mut() {
+        let mut state = CustomerState::default();
+        for e in store.read_stream(&format!("customer-{}", c.id), 0).await? {
+            let event = CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload)?;
+            if matches!(&event, CustomerEvent::OwnerAssigned(a) if a.policy.is_some()) {
+                by_policy += 1;
+            }
+            state.apply(&event);
+        }
+        c.owner = state
+            .owner
+            .and_then(|o| managers.iter().position(|m| m.id == o));
+    }
+    Ok(by_policy)
 }
 
 fn register_cmd(
@@ -908,5 +1075,56 @@ async fn read_models(
                 .map_or("–".to_string(), |s| format!("{s:.1}"))
         );
     }
+
+    println!(
+        "\nPool rules, complaint clocks and lifecycle over the 100 days that followed (per team)"
+    );
+    let end = (day_start + Duration::days(102)).timestamp_micros();
+    let rows = kpi::kpis(&facts, Level::Team, Granularity::Month, from, end, end);
+    let mut teams: BTreeMap<String, [i64; 7]> = BTreeMap::new();
+    for r in &rows {
+        let t = teams.entry(r.key.clone()).or_default();
+        for (slot, v) in t.iter_mut().zip([
+            r.pool_warnings,
+            r.returned_by_pool_rules,
+            r.lost_to_pool,
+            r.sla_warnings,
+            r.sla_breaches,
+            r.automatic_escalations,
+            r.reactivated,
+        ]) {
+            *slot += v;
+        }
+    }
+    println!(
+        "  {:<10} {:>13} {:>13} {:>9} {:>12} {:>12} {:>11} {:>11}",
+        "team",
+        "pool warnings",
+        "rule returns",
+        "all lost",
+        "SLA warnings",
+        "SLA breaches",
+        "escalations",
+        "reactivated"
+    );
+    for (team, v) in teams.iter().filter(|(_, v)| v.iter().any(|n| *n != 0)) {
+        println!(
+            "  {:<10} {:>13} {:>13} {:>9} {:>12} {:>12} {:>11} {:>11}",
+            team, v[0], v[1], v[2], v[3], v[4], v[5], v[6]
+        );
+    }
+    let dormant = facts
+        .transitions
+        .iter()
+        .filter(|t| t.to_stage == "dormant")
+        .count();
+    let returns = facts
+        .pool_events
+        .iter()
+        .filter(|e| e.kind == "return")
+        .count();
+    println!(
+        "  {returns} automatic returns to the pool, {dormant} customers went dormant after 90 days without activity"
+    );
     Ok(())
 }

@@ -49,13 +49,12 @@ async fn main() -> anyhow::Result<()> {
     let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
     let scheduler = Scheduler::new(store, handler, &args.name);
     tracing::info!(period_s = args.period_seconds, "scheduler running");
+    crm_telemetry::announce_ready(&serde_json::json!({ "metrics": metrics.to_string() }))?;
     scheduler
         .run(
             &SystemClock,
             std::time::Duration::from_secs(args.period_seconds),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
+            crm_telemetry::shutdown_signal(),
         )
         .await?;
     tracing::info!("scheduler stopped");

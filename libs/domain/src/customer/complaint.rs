@@ -63,6 +63,8 @@ pub struct ComplaintState {
     pub severity: Severity,
     pub category: String,
     pub status: ComplaintStatus,
+    /// The customer's owner when the complaint was logged.
+    pub logged_owner: Option<ManagerId>,
     pub logged_at: DateTime<Utc>,
     /// When the current resolution clock started (logging, or the last reopening).
     pub clock_started_at: DateTime<Utc>,

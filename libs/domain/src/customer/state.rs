@@ -188,6 +188,7 @@ impl CustomerState {
                         severity: e.severity,
                         category: e.category.clone(),
                         status: ComplaintStatus::Open,
+                        logged_owner: e.owner,
                         logged_at,
                         clock_started_at: logged_at,
                         first_response_due_at: e.first_response_due_at,
