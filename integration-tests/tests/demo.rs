@@ -1,6 +1,7 @@
-//! `crm demo` as a newcomer runs it: it plays the day, replays the store, and its own
-//! consistency checks (replayed holdings = the store's counters ≤ limits) pass, and the
-//! read models built from its log agree with the write side.
+//! `crm demo` as a newcomer runs it: it plays the day and the hundred days after it,
+//! replays the store, and its own consistency checks (replayed holdings = the store's
+//! counters ≤ limits) pass, and the read models built from its log agree with the write
+//! side; the policy and the scheduler visibly acted.
 
 use std::process::Command;
 
@@ -25,6 +26,7 @@ fn the_demo_plays_a_day_and_reports_it() {
         "every manager's portfolio matches the write side's holdings",
         "Lifecycle funnel",
         "Manager KPIs for the day",
+        "Pool rules, complaint clocks and lifecycle over the 100 days",
     ] {
         assert!(stdout.contains(section), "missing {section}:\n{stdout}");
     }
@@ -39,4 +41,14 @@ fn the_demo_plays_a_day_and_reports_it() {
         "{stdout}"
     );
     assert!(!stdout.contains("MISMATCH"), "{stdout}");
+    // The policy and the scheduler acted: refusals by protection, events of time.
+    for shown in [
+        "ownership policy v1 published",
+        "ownership.protected",
+        "PoolReturnWarned",
+        "SLA breaches",
+        "went dormant",
+    ] {
+        assert!(stdout.contains(shown), "missing {shown}:\n{stdout}");
+    }
 }

@@ -483,6 +483,109 @@ async fn a_policy_published_by_another_process_decides_the_next_assignment<
     assert_eq!((m, decision.policy_version), (west, 2));
 }
 
+/// Manager A wins 3 deals on day 0; then 10 customers are assigned by
+/// `weighted_performance` `days_later`, with wins counted over `window` days. Returns how
+/// many of the 10 A and B received.
+async fn weighted_split<S: EventStore + Clone>(
+    store: S,
+    window: u32,
+    days_later: i64,
+) -> (usize, usize) {
+    let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let [a, b] = [0; 2].map(|_| ManagerId::new(Uuid::now_v7()));
+    for m in [a, b] {
+        handler
+            .handle(envelope(), manager(m, ManagerRole::Manager, "vip", 100))
+            .await
+            .unwrap();
+    }
+    handler
+        .handle(
+            envelope(),
+            publish(|d| {
+                d.assign_on_registration = false;
+                d.holding.performance_window_days = window;
+                d.rules = vec![AssignmentRule {
+                    name: "all".into(),
+                    when: Conditions::default(),
+                    team: "vip".parse().unwrap(),
+                    method: Distribution::WeightedPerformance,
+                }];
+            }),
+        )
+        .await
+        .unwrap();
+    let phones = 1_000 * days_later as usize; // two runs share a store: distinct phones
+    for i in 0..3 {
+        let c = CustomerId::new(Uuid::now_v7());
+        handler
+            .handle(envelope(), customer(c, phones + 900 + i))
+            .await
+            .unwrap();
+        handler
+            .handle(
+                envelope(),
+                CustomerCommand::AssignOwner(AssignOwner {
+                    customer_id: c,
+                    manager_id: a,
+                    reason: "x".into(),
+                })
+                .into(),
+            )
+            .await
+            .unwrap();
+        handler
+            .handle(
+                envelope(),
+                CustomerCommand::RecordPurchase(RecordPurchase {
+                    customer_id: c,
+                    purchase_id: PurchaseId::new(Uuid::now_v7()),
+                    product_line: "wealth".into(),
+                    amount_minor: 10_000,
+                    currency: "CNY".into(),
+                    manager_id: Some(a),
+                })
+                .into(),
+            )
+            .await
+            .unwrap();
+    }
+    let later = t0() + Duration::days(days_later);
+    let mut got = (0, 0);
+    for i in 0..10 {
+        let c = CustomerId::new(Uuid::now_v7());
+        handler
+            .handle(envelope_at(later), customer(c, phones + i))
+            .await
+            .unwrap();
+        handler
+            .handle(
+                envelope_at(later),
+                CustomerCommand::AssignByPolicy(AssignByPolicy {
+                    customer_id: c,
+                    reason: None,
+                })
+                .into(),
+            )
+            .await
+            .unwrap();
+    }
+    for (m, n) in [(a, &mut got.0), (b, &mut got.1)] {
+        *n = store.counter(&format!("holdings:{m}")).await.unwrap() as usize;
+    }
+    (got.0 - 3, got.1)
+}
+
+async fn weighted_performance_counts_wins_within_the_window<S: EventStore + Clone>(store: S) {
+    // A's 3 recent wins weigh 4 against B's 1: A takes most of the 10 despite holding 3.
+    let (a, b) = weighted_split(store.clone(), 30, 1).await;
+    assert_eq!(a + b, 10);
+    assert!(a > b, "A {a}, B {b}");
+    // Out of a 1-day window the wins no longer count: B, holding fewer, takes more.
+    let (a, b) = weighted_split(store, 1, 3).await;
+    assert!(b > a, "A {a}, B {b}");
+}
+
 fn code(r: &Result<Accepted, CommandError>) -> &str {
     match r {
         Ok(_) => "accepted",
@@ -529,4 +632,5 @@ on_both_backends!(
     won_customers_do_not_count_when_the_policy_says_so,
     a_policy_published_by_another_process_decides_the_next_assignment,
     an_invalid_policy_is_refused_naming_the_field,
+    weighted_performance_counts_wins_within_the_window,
 );

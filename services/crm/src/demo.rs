@@ -76,6 +76,8 @@ struct Customer {
     phone: String,
     sms: bool,
     owner: Option<usize>,
+    /// Won (stage customer or later), as last read back from the store.
+    won: bool,
     /// Each complaint with the step the script believes it is at (0 logged, 1 answered,
     /// 2 resolved, 3 closed).
     complaints: Vec<(ComplaintId, u8)>,
@@ -295,6 +297,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 phone: phone.clone(),
                 sms,
                 owner: None,
+                won: false,
                 complaints: Vec::new(),
             };
             let name = if enterprise {
@@ -323,6 +326,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 phone: spelled,
                 sms: false,
                 owner: None,
+                won: false,
                 complaints: Vec::new(),
             };
             batch.push((
@@ -503,15 +507,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         day.timers.applied
     );
 
-    // The next 100 days, compressed: owners keep in touch with only some customers,
-    // so the pool rules and dormancy act; the scheduler runs every six hours.
+    // The next 100 days, compressed: owners chase their leads and keep in touch with
+    // only some of them, so the pool rules act; won customers are left alone, so they
+    // go dormant after 90 days, and in the last days a few of them call in again
+    // (reactivated). The scheduler runs every six hours.
     sync_owners(&store, &mut customers, &managers).await?;
     let evening = day.clock;
     for d in 1..=100 {
         let morning = day_start + Duration::days(d) + Duration::hours(1);
         day.clock = day.clock.max(morning);
         let owned: Vec<usize> = (0..customers.len())
-            .filter(|&i| customers[i].owner.is_some())
+            .filter(|&i| customers[i].owner.is_some() && !customers[i].won)
             .collect();
         let mut batch = Vec::new();
         for _ in 0..(owned.len() / 5).max(1) {
@@ -534,6 +540,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 })
                 .into(),
             ));
+        }
+        if d >= 95 {
+            let won: Vec<usize> = (0..customers.len()).filter(|&i| customers[i].won).collect();
+            for _ in 0..won.len().min(3) {
+                let c = &customers[won[day.rng.gen_range(0..won.len())]];
+                let m = &managers[c.owner.unwrap_or(day.rng.gen_range(0..managers.len()))];
+                batch.push((
+                    Actor::service("call-centre"),
+                    CustomerCommand::RecordContact(RecordContact {
+                        customer_id: c.id,
+                        contact_id: ContactId::new(id()),
+                        manager_id: m.id,
+                        channel: ContactChannel::Phone,
+                        direction: Direction::Inbound,
+                        outcome: ContactOutcome::Interested,
+                        summary: Some("called about a new product".into()),
+                        next_follow_up_at: None,
+                    })
+                    .into(),
+                ));
+            }
         }
         // Managers pick customers up from the pool (up to the daily cap each).
         let pool: Vec<usize> = (0..customers.len())
@@ -610,6 +637,7 @@ async fn sync_owners(
         c.owner = state
             .owner
             .and_then(|o| managers.iter().position(|m| m.id == o));
+        c.won = state.stage.is_some_and(|s| !s.is_prospect());
     }
     Ok(by_policy)
 }
@@ -1123,8 +1151,9 @@ async fn read_models(
         .iter()
         .filter(|e| e.kind == "return")
         .count();
+    let reactivated = facts.transitions.iter().filter(|t| t.reactivated).count();
     println!(
-        "  {returns} automatic returns to the pool, {dormant} customers went dormant after 90 days without activity"
+        "  {returns} automatic returns to the pool; {dormant} customers went dormant after 90 days without activity, {reactivated} came back (reactivated; credited to an owner only if they had one)"
     );
     Ok(())
 }

@@ -234,4 +234,147 @@ mod tests {
         };
         assert!(matching_rule(&none, &low).is_none());
     }
+
+    #[test]
+    fn every_condition_matches_its_own_fact_and_nothing_else() {
+        let (east, west): (RegionId, RegionId) = ("east".parse().unwrap(), "west".parse().unwrap());
+        let (team, other): (TeamId, TeamId) = ("vip".parse().unwrap(), "mass".parse().unwrap());
+        let base = CustomerFacts {
+            region: &east,
+            product_line: Some("Wealth"),
+            channel: FirstTouchChannel::Partner,
+            team: Some(&team),
+            stage: LifecycleStage::Qualified,
+            value_tier: ValueTier::Mid,
+            industry: Some("Automotive"),
+            customer_type: CustomerType::Enterprise,
+        };
+        let none = Conditions::default();
+        assert!(none.matches(&base), "empty conditions match everyone");
+        type Case = (&'static str, Conditions, Conditions);
+        let cases: Vec<Case> = vec![
+            (
+                "regions",
+                Conditions {
+                    regions: vec![east.clone()],
+                    ..none.clone()
+                },
+                Conditions {
+                    regions: vec![west.clone()],
+                    ..none.clone()
+                },
+            ),
+            (
+                "product_lines (without case)",
+                Conditions {
+                    product_lines: vec!["wealth".into()],
+                    ..none.clone()
+                },
+                Conditions {
+                    product_lines: vec!["loans".into()],
+                    ..none.clone()
+                },
+            ),
+            (
+                "channels",
+                Conditions {
+                    channels: vec![FirstTouchChannel::Partner],
+                    ..none.clone()
+                },
+                Conditions {
+                    channels: vec![FirstTouchChannel::Web],
+                    ..none.clone()
+                },
+            ),
+            (
+                "teams (first owner's)",
+                Conditions {
+                    teams: vec![team.clone()],
+                    ..none.clone()
+                },
+                Conditions {
+                    teams: vec![other.clone()],
+                    ..none.clone()
+                },
+            ),
+            (
+                "stages",
+                Conditions {
+                    stages: vec![LifecycleStage::Qualified],
+                    ..none.clone()
+                },
+                Conditions {
+                    stages: vec![LifecycleStage::Lead],
+                    ..none.clone()
+                },
+            ),
+            (
+                "value_tiers",
+                Conditions {
+                    value_tiers: vec![ValueTier::Mid],
+                    ..none.clone()
+                },
+                Conditions {
+                    value_tiers: vec![ValueTier::High],
+                    ..none.clone()
+                },
+            ),
+            (
+                "industries (without case)",
+                Conditions {
+                    industries: vec!["automotive".into()],
+                    ..none.clone()
+                },
+                Conditions {
+                    industries: vec!["retail".into()],
+                    ..none.clone()
+                },
+            ),
+            (
+                "customer_types",
+                Conditions {
+                    customer_types: vec![CustomerType::Enterprise],
+                    ..none.clone()
+                },
+                Conditions {
+                    customer_types: vec![CustomerType::Individual],
+                    ..none.clone()
+                },
+            ),
+        ];
+        for (name, yes, no) in cases {
+            assert!(yes.matches(&base), "{name} should match");
+            assert!(!no.matches(&base), "{name} should not match");
+        }
+        // A fact the customer lacks never matches a non-empty list.
+        let bare = CustomerFacts {
+            product_line: None,
+            team: None,
+            industry: None,
+            ..base.clone()
+        };
+        for c in [
+            Conditions {
+                product_lines: vec!["wealth".into()],
+                ..none.clone()
+            },
+            Conditions {
+                teams: vec![team.clone()],
+                ..none.clone()
+            },
+            Conditions {
+                industries: vec!["automotive".into()],
+                ..none.clone()
+            },
+        ] {
+            assert!(!c.matches(&bare));
+        }
+        // All lists must hold.
+        let both = Conditions {
+            regions: vec![east.clone()],
+            stages: vec![LifecycleStage::Lead],
+            ..none.clone()
+        };
+        assert!(!both.matches(&base));
+    }
 }
