@@ -24,7 +24,7 @@ use crate::handler::{CommandError, CommandHandler};
 /// Cached copies with the instant they were read.
 #[derive(Default)]
 pub(crate) struct Lookups {
-    policy: Mutex<Option<(PolicyState, u64, Instant)>>,
+    policy: Mutex<Option<CachedPolicy>>,
     directory: Mutex<Option<(Vec<ManagerId>, Instant)>>,
 }
 
@@ -38,6 +38,14 @@ impl Lookups {
     }
 }
 
+/// The policy as last read: its fold, the version read up to, and when.
+struct CachedPolicy {
+    state: PolicyState,
+    current: Arc<Policy>,
+    version: u64,
+    read_at: Instant,
+}
+
 /// The members of a team as read for one decision, with their stream versions (for the
 /// read guard of the one chosen).
 pub(crate) struct Team {
@@ -49,19 +57,20 @@ impl<S: EventStore + Clone> CommandHandler<S> {
     /// The ownership policy in force and the policy stream's version. Cached for
     /// `policy_ttl`; `fresh` reads the stream's new events first.
     pub(crate) async fn policy(&self, fresh: bool) -> Result<(Arc<Policy>, u64), CommandError> {
-        let cached = self
-            .lookups
-            .policy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some((state, version, at)) = &cached {
-            if !fresh && at.elapsed() < self.config.policy_ttl {
-                return Ok((Arc::new(state.current.clone()), *version));
+        let (mut state, mut version) = {
+            let cached = self
+                .lookups
+                .policy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match cached.as_ref() {
+                Some(c) if !fresh && c.read_at.elapsed() < self.config.policy_ttl => {
+                    return Ok((c.current.clone(), c.version));
+                }
+                Some(c) => (c.state.clone(), c.version),
+                None => (PolicyState::default(), 0),
             }
-        }
-        let (mut state, mut version) =
-            cached.map_or((PolicyState::default(), 0), |(s, v, _)| (s, v));
+        };
         for e in self.store.read_stream(POLICY_STREAM, version).await? {
             let event = PolicyEvent::decode(&e.event_type, e.schema_version, &e.payload).map_err(
                 |err| StoreError::Corrupt(format!("{} v{}: {err}", e.event_type, e.stream_version)),
@@ -69,13 +78,18 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             state.apply(&event);
             version = e.stream_version;
         }
-        let policy = Arc::new(state.current.clone());
+        let current = Arc::new(state.current.clone());
         *self
             .lookups
             .policy
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((state, version, Instant::now()));
-        Ok((policy, version))
+            .unwrap_or_else(|p| p.into_inner()) = Some(CachedPolicy {
+            state,
+            current: current.clone(),
+            version,
+            read_at: Instant::now(),
+        });
+        Ok((current, version))
     }
 
     /// Every registered manager with its stream version.
