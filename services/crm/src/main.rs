@@ -1,8 +1,10 @@
 //! `crm`: the platform's command-line tool. `crm demo` plays a day on the embedded
 //! store; `crm bench append` measures the write path against PostgreSQL's ceiling;
-//! `crm projections rebuild|verify` rebuilds or checks a read model.
+//! `crm projections rebuild|verify` rebuilds or checks a read model; `crm audit` replays
+//! ownership from the event store for auditors.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod bench;
 mod bench_nats;
 mod bench_raw;
@@ -34,6 +36,9 @@ enum Cmd {
     /// Read models: list, rebuild from the event store, verify.
     #[command(subcommand)]
     Projections(projections::ProjectionsCmd),
+    /// Audit: ownership replayed from the event store.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
 }
 
 #[tokio::main]
@@ -45,5 +50,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Demo(args) => demo::run(args).await,
         Cmd::Bench(cmd) => bench::run(cmd).await,
         Cmd::Projections(cmd) => projections::run(cmd).await,
+        Cmd::Audit(cmd) => audit::run(cmd).await,
     }
 }
