@@ -256,7 +256,10 @@ fn the_first_toucher_keeps_the_customer_for_the_protection_period() {
         )
         .accepted();
     // Manager scope: even a teammate is refused.
-    let manager_scope = policy(|d| d.protection.scope = ProtectionScope::Manager);
+    let manager_scope = policy(|d| {
+        d.protection.first_touch_days = 30;
+        d.protection.scope = ProtectionScope::Manager;
+    });
     owned(1, 1)
         .when(
             transfer(1, 3),

@@ -170,8 +170,9 @@ pub enum ProtectionScope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtectionRules {
-    /// Days from the first assignment; 0 turns protection off.
-    #[serde(default = "thirty")]
+    /// Days from the first assignment; 0 (the default) turns protection off: a bank
+    /// that wants it sets the period in its policy.
+    #[serde(default)]
     pub first_touch_days: u32,
     #[serde(default)]
     pub scope: ProtectionScope,
@@ -180,7 +181,7 @@ pub struct ProtectionRules {
 impl Default for ProtectionRules {
     fn default() -> Self {
         Self {
-            first_touch_days: 30,
+            first_touch_days: 0,
             scope: ProtectionScope::Team,
         }
     }
