@@ -586,6 +586,45 @@ async fn weighted_performance_counts_wins_within_the_window<S: EventStore + Clon
     assert!(b > a, "A {a}, B {b}");
 }
 
+async fn a_team_limit_below_a_managers_own_limit_applies<S: EventStore + Clone>(store: S) {
+    let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let m = ManagerId::new(Uuid::now_v7());
+    handler
+        .handle(envelope(), manager(m, ManagerRole::Manager, "east-1", 10))
+        .await
+        .unwrap();
+    handler
+        .handle(
+            envelope(),
+            publish(|d| {
+                d.holding.team_limits.insert("east-1".parse().unwrap(), 2);
+            }),
+        )
+        .await
+        .unwrap();
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        let c = CustomerId::new(Uuid::now_v7());
+        handler.handle(envelope(), customer(c, i)).await.unwrap();
+        let r = handler
+            .handle(
+                envelope(),
+                CustomerCommand::AssignOwner(AssignOwner {
+                    customer_id: c,
+                    manager_id: m,
+                    reason: "x".into(),
+                })
+                .into(),
+            )
+            .await;
+        codes.push(code(&r).to_string());
+    }
+    assert_eq!(
+        codes,
+        vec!["accepted", "accepted", "ownership.holding_limit_reached"]
+    );
+}
+
 fn code(r: &Result<Accepted, CommandError>) -> &str {
     match r {
         Ok(_) => "accepted",
@@ -633,4 +672,5 @@ on_both_backends!(
     a_policy_published_by_another_process_decides_the_next_assignment,
     an_invalid_policy_is_refused_naming_the_field,
     weighted_performance_counts_wins_within_the_window,
+    a_team_limit_below_a_managers_own_limit_applies,
 );

@@ -654,6 +654,36 @@ fn complaint_clocks_warn_breach_once_and_escalate_up_the_chain() {
 }
 
 #[test]
+fn the_clocks_follow_the_policy_in_force() {
+    let p = policy(|d| {
+        d.sla.first_response_minutes = 20;
+        d.sla.resolution_hours.low = 48;
+        d.sla.warn_at_percent = 25;
+    });
+    let (g, events) = owned(1, 1)
+        .when(log_complaint(Severity::Low), &minutes(&p, 0))
+        .accepted();
+    let CustomerEvent::ComplaintLogged(l) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(l.first_response_due_at, at(20));
+    assert_eq!(l.resolution_due_at, at(0) + Duration::hours(48));
+    let due: Vec<_> = timers::due(&fold(&g.0), &p, at(5))
+        .into_iter()
+        .map(|d| d.timer)
+        .collect();
+    assert_eq!(
+        due,
+        vec![Timer::SlaWarning {
+            complaint_id: kid(1),
+            clock: SlaClock::FirstResponse,
+            due_at: at(20)
+        }],
+        "25 % of 20 minutes"
+    );
+}
+
+#[test]
 fn acknowledging_stops_the_first_response_clock_and_reopening_restarts_resolution() {
     let p = policy(|_| {});
     let (g, _) = owned(1, 1)
