@@ -41,6 +41,8 @@ pub enum BenchCmd {
     /// The read side: projection lag while W1 is written at full rate, projection
     /// throughput, rebuild speed, beside a sequential read of the events table.
     Read(crate::bench_read::ReadArgs),
+    /// Ownership replay of one customer as of an instant with a large log stored.
+    Audit(crate::bench_audit::AuditArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +79,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Append(a) => append(a).await,
         BenchCmd::Read(a) => crate::bench_read::run(a).await,
+        BenchCmd::Audit(a) => crate::bench_audit::run(a).await,
     }
 }
 

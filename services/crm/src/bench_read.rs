@@ -48,14 +48,14 @@ pub struct ReadArgs {
     seed: u64,
 }
 
-struct Databases {
+pub(crate) struct Databases {
     admin: sqlx::PgConnection,
     base: String,
     names: Vec<String>,
 }
 
 impl Databases {
-    async fn new(pg_url: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn new(pg_url: &str) -> anyhow::Result<Self> {
         let admin = sqlx::PgConnection::connect(pg_url)
             .await
             .with_context(|| format!("connecting to {pg_url}"))?;
@@ -70,7 +70,7 @@ impl Databases {
         })
     }
 
-    async fn create(&mut self, what: &str) -> anyhow::Result<String> {
+    pub(crate) async fn create(&mut self, what: &str) -> anyhow::Result<String> {
         let name = format!("crm_bench_{what}_{}", Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE \"{name}\""))
             .execute(&mut self.admin)
@@ -79,7 +79,7 @@ impl Databases {
         Ok(format!("{}/{name}", self.base))
     }
 
-    async fn drop_all(mut self) {
+    pub(crate) async fn drop_all(mut self) {
         for name in &self.names {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .execute(&mut self.admin)

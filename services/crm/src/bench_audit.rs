@@ -1,0 +1,233 @@
+//! `crm bench audit`: ownership replay of one customer as of an instant, with a large
+//! log stored (default 1,000,000 events over 100,000 customers, interleaved as commands
+//! arrive), against PostgreSQL. Prints p50/p99/max of the whole answer
+//! (`crm_audit::customer_history` + `owner_as_of`) beside the floor of reading the
+//! customer's stream alone.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, TimeZone, Utc};
+use crm_domain::customer::*;
+use crm_domain::*;
+use crm_eventstore::postgres::PgEventStore;
+use crm_eventstore::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, NewEvent};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+use crate::bench_read::Databases;
+use crate::stats::Latencies;
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// PostgreSQL server; a fresh database is created for the run and dropped after.
+    #[arg(
+        long,
+        env = "CRM_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_url: String,
+    /// Events to store.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Customers they belong to.
+    #[arg(long, default_value_t = 100_000)]
+    customers: usize,
+    /// Replays to time.
+    #[arg(long, default_value_t = 2_000)]
+    samples: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// The `round`-th event of customer `c`: registered, assigned, then contacts with an
+/// ownership change every fourth event (transfer, release, claim).
+fn event(c: CustomerId, round: usize, managers: &[ManagerId], rng: &mut SmallRng) -> CustomerEvent {
+    let m = managers[rng.gen_range(0..managers.len())];
+    let at = t0() + chrono::Duration::hours(round as i64 * 24 + rng.gen_range(0..24));
+    match round {
+        0 => CustomerEvent::CustomerRegistered(CustomerRegistered {
+            customer_id: c,
+            customer_type: CustomerType::Individual,
+            display_name: "Wang Fang".into(),
+            phone: Some(format!("+86139{:08}", rng.gen_range(0..99_999_999))),
+            email: None,
+            registration_number: None,
+            region: "east".parse().expect("region"),
+            branch: None,
+            first_touch_channel: FirstTouchChannel::Branch,
+            industry: None,
+            product_interest: None,
+            consents: Consents::default(),
+            stage: LifecycleStage::Lead,
+            value_tier: ValueTier::Low,
+            aum_minor: None,
+            registered_at: at,
+        }),
+        1 => CustomerEvent::OwnerAssigned(OwnerAssigned {
+            customer_id: c,
+            manager_id: m,
+            team: "east-1".parse().expect("team"),
+            region: "east".parse().expect("region"),
+            previous_owner: None,
+            reason: "walk-in".into(),
+            assigned_by: Actor::person("lead"),
+            at: Some(at),
+            policy: None,
+        }),
+        r if r % 4 == 1 => CustomerEvent::OwnershipTransferred(OwnershipTransferred {
+            customer_id: c,
+            from_manager: managers[0],
+            to_manager: m,
+            to_team: "east-1".parse().expect("team"),
+            to_region: "east".parse().expect("region"),
+            reason: "rebalancing".into(),
+            transferred_by: Actor::person("lead"),
+            at: Some(at),
+        }),
+        _ => CustomerEvent::ContactRecorded(ContactRecorded {
+            customer_id: c,
+            contact_id: ContactId::new(Uuid::from_u128(rng.gen())),
+            manager_id: m,
+            by_owner: true,
+            channel: ContactChannel::Phone,
+            direction: Direction::Outbound,
+            outcome: ContactOutcome::Reached,
+            summary: Some("follow-up".into()),
+            contacted_at: at,
+            next_follow_up_at: None,
+        }),
+    }
+}
+
+fn request(c: CustomerId, version: u64, e: &CustomerEvent) -> AppendRequest {
+    let command_id = Uuid::now_v7();
+    AppendRequest::new(CommandMeta {
+        command_id,
+        command_type: "bench".into(),
+        correlation_id: command_id,
+        causation_id: None,
+        actor: "person:bench".into(),
+        issued_at: t0() + chrono::Duration::hours(version as i64 * 24),
+        fingerprint: command_id.to_string(),
+    })
+    .write(
+        format!("customer-{c}"),
+        if version == 1 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version - 1)
+        },
+        vec![NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: e.event_type().to_string(),
+            schema_version: CustomerEvent::SCHEMA_VERSION,
+            payload: e.payload(),
+        }],
+    )
+}
+
+pub async fn run(a: AuditArgs) -> anyhow::Result<()> {
+    let mut dbs = Databases::new(&a.pg_url).await?;
+    let result = run_in(&a, &mut dbs).await;
+    dbs.drop_all().await;
+    result
+}
+
+async fn run_in(a: &AuditArgs, dbs: &mut Databases) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.customers > 0 && a.events >= a.customers,
+        "need events ≥ customers > 0"
+    );
+    let url = dbs.create("audit").await?;
+    let store = PgEventStore::connect(&url, 8)
+        .await
+        .with_context(|| format!("opening {url}"))?;
+    println!(
+        "machine: {} cores; PostgreSQL {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        a.pg_url
+    );
+    let mut rng = SmallRng::seed_from_u64(a.seed);
+    let customers: Vec<CustomerId> = (0..a.customers)
+        .map(|_| CustomerId::new(Uuid::from_u128(rng.gen())))
+        .collect();
+    let managers: Vec<ManagerId> = (0..200)
+        .map(|_| ManagerId::new(Uuid::from_u128(rng.gen())))
+        .collect();
+    let rounds = a.events.div_ceil(a.customers);
+
+    // Fill: round by round, every customer gets its next event, so each customer's
+    // events lie far apart in the log, as when commands arrive over months.
+    let started = Instant::now();
+    let mut stored = 0usize;
+    'fill: for round in 0..rounds {
+        for chunk in customers.chunks(1_000) {
+            let batch: Vec<AppendRequest> = chunk
+                .iter()
+                .take(a.events - stored)
+                .map(|c| request(*c, round as u64 + 1, &event(*c, round, &managers, &mut rng)))
+                .collect();
+            let n = batch.len();
+            for r in store.append_batch(batch).await {
+                r.map_err(|e| anyhow::anyhow!("filling the store: {e}"))?;
+            }
+            stored += n;
+            eprint!(
+                "\r  stored {stored} of {} events ({:.0} events/s)",
+                a.events,
+                stored as f64 / started.elapsed().as_secs_f64()
+            );
+            if stored >= a.events {
+                break 'fill;
+            }
+        }
+    }
+    eprintln!();
+    println!(
+        "stored {stored} events of {} customers ({rounds} each at most) in {:.1} s",
+        a.customers,
+        started.elapsed().as_secs_f64()
+    );
+    sqlx::query("ANALYZE events")
+        .execute(store.pool())
+        .await
+        .context("ANALYZE")?;
+
+    // Time the answers, one at a time as an auditor asks them.
+    let mut floor = Latencies::default();
+    let mut replay = Latencies::default();
+    let mut owned = 0usize;
+    for _ in 0..a.samples {
+        let c = customers[rng.gen_range(0..customers.len())];
+        let at = t0() + chrono::Duration::hours(rng.gen_range(0..rounds as i64 * 24));
+        let t = Instant::now();
+        store.read_stream(&format!("customer-{c}"), 0).await?;
+        floor.record(t.elapsed());
+        let t = Instant::now();
+        let entries = crm_audit::customer_history(&store, c).await?;
+        let answer = crm_audit::owner_as_of(&entries, at);
+        replay.record(t.elapsed());
+        owned += usize::from(answer.owner.is_some());
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "floor: read one customer's stream: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(floor.quantile(0.5)),
+        ms(floor.quantile(0.99)),
+        ms(floor.quantile(1.0))
+    );
+    println!(
+        "ownership replay as of an instant ({} samples, {owned} owned at the instant): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target: p99 < 10 ms)",
+        a.samples,
+        ms(replay.quantile(0.5)),
+        ms(replay.quantile(0.99)),
+        ms(replay.quantile(1.0))
+    );
+    Ok(())
+}
