@@ -11,6 +11,7 @@ mod bench_nats;
 mod bench_raw;
 mod bench_read;
 mod demo;
+mod policy;
 mod projections;
 mod stats;
 
@@ -40,6 +41,9 @@ enum Cmd {
     /// Audit: ownership replayed from the event store.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// The ownership policy: show, history, check, publish.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
 }
 
 #[tokio::main]
@@ -52,5 +56,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Bench(cmd) => bench::run(cmd).await,
         Cmd::Projections(cmd) => projections::run(cmd).await,
         Cmd::Audit(cmd) => audit::run(cmd).await,
+        Cmd::Policy(cmd) => policy::run(cmd).await,
     }
 }
