@@ -37,6 +37,15 @@ pub type BeforeCommit =
 pub use error::{AppendError, Conflict, StoreError};
 pub use model::*;
 
+/// The values of `keys`, in their order, from the `(key, value)` rows found (0 for a
+/// counter never changed): the shape every backend's [`EventStore::counters`] answers in.
+pub fn counters_in_order(keys: &[String], found: Vec<(String, i64)>) -> Vec<i64> {
+    let found: std::collections::HashMap<String, i64> = found.into_iter().collect();
+    keys.iter()
+        .map(|k| found.get(k).copied().unwrap_or(0))
+        .collect()
+}
+
 /// Storage for event streams with a commit-safe global log.
 pub trait EventStore: Send + Sync + 'static {
     /// Append one command's events atomically.

@@ -584,11 +584,7 @@ impl EventStore for PgEventStore {
                 .bind(keys)
                 .fetch_all(&self.pool)
                 .await?;
-        let found: HashMap<String, i64> = rows.into_iter().collect();
-        Ok(keys
-            .iter()
-            .map(|k| found.get(k).copied().unwrap_or(0))
-            .collect())
+        Ok(crate::counters_in_order(keys, rows))
     }
 
     async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -313,11 +313,7 @@ impl EventStore for SqliteEventStore {
         .bind(serde_json::to_string(keys).expect("strings serialise"))
         .fetch_all(&self.readers)
         .await?;
-        let found: std::collections::HashMap<String, i64> = rows.into_iter().collect();
-        Ok(keys
-            .iter()
-            .map(|k| found.get(k).copied().unwrap_or(0))
-            .collect())
+        Ok(crate::counters_in_order(keys, rows))
     }
 
     async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
