@@ -618,15 +618,11 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         command: &PolicyCommand,
         fingerprint: &str,
     ) -> Result<Decided, CommandError> {
-        let (mut state, mut version) = (policy::PolicyState::default(), 0);
-        for e in self.store.read_stream(POLICY_STREAM, 0).await? {
-            version = e.stream_version;
-            let event = policy::PolicyEvent::decode(&e.event_type, e.schema_version, &e.payload)
-                .map_err(|err| {
-                    StoreError::Corrupt(format!("{} v{}: {err}", e.event_type, e.stream_version))
-                })?;
-            state.apply(&event);
-        }
+        // Always the committed version: a publish is judged against the latest one.
+        let (current, version) = self.policy(true).await?;
+        let state = policy::PolicyState {
+            current: (*current).clone(),
+        };
         let ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone());
         let events = policy::aggregate::decide(&state, command, &ctx)?;
         let new_events = to_new_events(&events, |e| {

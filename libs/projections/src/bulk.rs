@@ -529,39 +529,27 @@ impl Fold {
                     i64::from(w.policy_version).into(),
                 ],
             ),
-            CustomerEvent::ComplaintSlaWarned(w) => {
-                let o = owner(self);
-                self.push(
-                    "rm_sla_events",
-                    vec![
-                        id.into(),
-                        version.into(),
-                        w.complaint_id.to_string().into(),
-                        "warning".into(),
-                        w.clock.as_str().into(),
-                        micros(w.due_at).into(),
-                        Cell::Null,
-                        Cell::Null,
-                        1i64.into(),
-                        o,
-                        at.into(),
-                    ],
-                );
-            }
-            CustomerEvent::ComplaintSlaBreached(b) => {
-                let o = match b.owner {
-                    Some(m) => m.to_string().into(),
-                    None => owner(self),
+            CustomerEvent::ComplaintSlaWarned(_) | CustomerEvent::ComplaintSlaBreached(_) => {
+                let (kind, complaint, clock, due, recorded_owner) = match c {
+                    CustomerEvent::ComplaintSlaWarned(w) => {
+                        ("warning", w.complaint_id, w.clock, w.due_at, None)
+                    }
+                    CustomerEvent::ComplaintSlaBreached(b) => {
+                        ("breach", b.complaint_id, b.clock, b.due_at, b.owner)
+                    }
+                    _ => unreachable!("matched above"),
                 };
+                // As the statement path: the event's owner, else this model's owner now.
+                let o = recorded_owner.map_or_else(|| owner(self), |m| m.to_string().into());
                 self.push(
                     "rm_sla_events",
                     vec![
                         id.into(),
                         version.into(),
-                        b.complaint_id.to_string().into(),
-                        "breach".into(),
-                        b.clock.as_str().into(),
-                        micros(b.due_at).into(),
+                        complaint.to_string().into(),
+                        kind.into(),
+                        clock.as_str().into(),
+                        micros(due).into(),
                         Cell::Null,
                         Cell::Null,
                         1i64.into(),

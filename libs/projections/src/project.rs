@@ -469,38 +469,33 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
                 i64::from(w.policy_version).into(),
             ],
         )),
-        CustomerEvent::ComplaintSlaWarned(w) => out.push(stmt(
-            SLA_EVENT,
-            vec![
-                customer.into(),
-                version.into(),
-                w.complaint_id.to_string().into(),
-                "warning".into(),
-                w.clock.as_str().into(),
-                micros(w.due_at).into(),
-                Arg::NullInt,
-                Arg::NullText,
-                1i64.into(),
-                Arg::NullText,
-                at.into(),
-            ],
-        )),
-        CustomerEvent::ComplaintSlaBreached(b) => out.push(stmt(
-            SLA_EVENT,
-            vec![
-                customer.into(),
-                version.into(),
-                b.complaint_id.to_string().into(),
-                "breach".into(),
-                b.clock.as_str().into(),
-                micros(b.due_at).into(),
-                Arg::NullInt,
-                Arg::NullText,
-                1i64.into(),
-                b.owner.map(|o| o.to_string()).into(),
-                at.into(),
-            ],
-        )),
+        CustomerEvent::ComplaintSlaWarned(_) | CustomerEvent::ComplaintSlaBreached(_) => {
+            let (kind, complaint, clock, due, recorded_owner) = match c {
+                CustomerEvent::ComplaintSlaWarned(w) => {
+                    ("warning", w.complaint_id, w.clock, w.due_at, None)
+                }
+                CustomerEvent::ComplaintSlaBreached(b) => {
+                    ("breach", b.complaint_id, b.clock, b.due_at, b.owner)
+                }
+                _ => unreachable!("matched above"),
+            };
+            out.push(stmt(
+                SLA_EVENT,
+                vec![
+                    customer.into(),
+                    version.into(),
+                    complaint.to_string().into(),
+                    kind.into(),
+                    clock.as_str().into(),
+                    micros(due).into(),
+                    Arg::NullInt,
+                    Arg::NullText,
+                    1i64.into(),
+                    recorded_owner.map(|o| o.to_string()).into(),
+                    at.into(),
+                ],
+            ));
+        }
         CustomerEvent::OwnershipLocked(_) | CustomerEvent::OwnershipUnlocked(_) => {}
     }
     out.push(stmt(

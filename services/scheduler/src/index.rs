@@ -4,12 +4,11 @@
 //! by `crm_domain::customer::timers`, the same functions `decide` checks them with.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use crm_domain::customer::timers;
 use crm_domain::customer::Timer;
-use crm_domain::{CustomerId, CustomerState, DomainEvent, Policy, PolicyState};
+use crm_domain::{CustomerId, CustomerState, DomainEvent, PolicyState};
 use crm_eventstore::RecordedEvent;
 
 #[derive(Default)]
@@ -23,10 +22,6 @@ pub struct TimerIndex {
 impl TimerIndex {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    pub fn policy(&self) -> Arc<Policy> {
-        Arc::new(self.policy.current.clone())
     }
 
     /// Customers tracked.
@@ -72,11 +67,6 @@ impl TimerIndex {
             self.queue.insert((at, id));
             self.next.insert(id, at);
         }
-    }
-
-    /// The earliest instant a timer fires.
-    pub fn next_due(&self) -> Option<DateTime<Utc>> {
-        self.queue.first().map(|(at, _)| *at)
     }
 
     /// Timers due at `now`, customer by customer (each customer's in firing order),

@@ -112,10 +112,6 @@ impl<S: EventStore + Clone> Scheduler<S> {
         }
     }
 
-    pub fn index(&self) -> &TimerIndex {
-        &self.index
-    }
-
     /// Read the log up to its current end into the index.
     pub async fn catch_up(&mut self) -> Result<u64, SchedulerError> {
         let mut read = 0;

@@ -751,7 +751,8 @@ fn assign_by_policy(state: &CustomerState, c: &AssignByPolicy, ctx: &DecisionCon
         .cloned()
         .collect();
     if !counts_against_limit(state, ctx) {
-        // Won customers do not count: only activity matters.
+        // This (won) customer does not count against the limit: every active member of
+        // the team may receive it.
         for m in &mut members {
             m.view.holdings = 0;
             m.view.holding_limit = m.view.holding_limit.max(1);
