@@ -6,7 +6,7 @@ use crate::error::{AppendError, StoreError};
 use crate::model::*;
 use crate::postgres::PgEventStore;
 use crate::sqlite::SqliteEventStore;
-use crate::EventStore;
+use crate::{EventStore, GlobalCheckpoint};
 
 /// Either backend, chosen by URL; dispatches statically (no boxing on the hot path).
 #[derive(Clone)]
@@ -95,5 +95,21 @@ impl EventStore for AnyEventStore {
     }
     async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         dispatch!(self, s => s.save_checkpoint(checkpoint).await)
+    }
+    async fn last_global_checkpoint(&self) -> Result<Option<GlobalCheckpoint>, StoreError> {
+        dispatch!(self, s => s.last_global_checkpoint().await)
+    }
+    async fn global_checkpoints(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<GlobalCheckpoint>, StoreError> {
+        dispatch!(self, s => s.global_checkpoints(after_seq, limit).await)
+    }
+    async fn append_global_checkpoint(
+        &self,
+        checkpoint: &GlobalCheckpoint,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.append_global_checkpoint(checkpoint).await)
     }
 }

@@ -28,6 +28,8 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@case $make, batch_judges_each_request_alone);
         $crate::conformance_suite!(@case $make, global_log_keeps_stream_order_and_pages);
         $crate::conformance_suite!(@case $make, checkpoints_round_trip);
+        $crate::conformance_suite!(@case $make, every_stream_is_a_hash_chain);
+        $crate::conformance_suite!(@case $make, global_checkpoints_are_sequenced);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_writers_with_slow_commits_and_rollbacks_are_never_skipped() {
@@ -436,6 +438,100 @@ pub async fn two_processes_share_one_store<S: EventStore>(a: S, b: S) {
 
     assert_eq!(b.stream_version("x").await.unwrap(), 4);
     assert_eq!(all_events(&a, 7).await.len(), 7, "nothing written twice");
+    // Each handle chained its events onto the other's, never onto a stale head.
+    assert_chained(&a.read_stream("x", 0).await.unwrap());
+}
+
+/// Every event's link recomputes from its predecessor's.
+pub fn assert_chained(events: &[RecordedEvent]) {
+    let mut prev = ChainHash::GENESIS;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.stream_version, i as u64 + 1);
+        let expected = chain::event_hash(&prev, &chain::ChainedFields::of(e));
+        assert_eq!(
+            e.chain_hash, expected,
+            "{} v{}: stored link differs from the recomputed one",
+            e.stream_id, e.stream_version
+        );
+        prev = e.chain_hash;
+    }
+}
+
+pub async fn every_stream_is_a_hash_chain<S: EventStore>(s: S) {
+    // Payloads whose stored form differs from the written one (key order, spacing,
+    // floats, nesting, non-ASCII) and a time finer than storage keeps.
+    let mut first = request("customer-h", ExpectedVersion::NoStream, 0);
+    first.meta.issued_at = "2026-11-26T09:00:00.123456789Z".parse().unwrap();
+    first.meta.causation_id = None;
+    first.writes[0].events = vec![
+        NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "CustomerRegistered".into(),
+            schema_version: 1,
+            payload: serde_json::from_str(
+                r#"{"zeta": 1, "alpha": {"b": [1.5, -2, 1e21, 0.1], "a": null}, "name": "王 \"芳\"\n", "ok": true}"#,
+            )
+            .unwrap(),
+        },
+        event("ProfileUpdated", 2),
+    ];
+    let second = request("customer-h", ExpectedVersion::Exact(2), 1);
+    let other = request("customer-i", ExpectedVersion::NoStream, 2);
+    for r in s.append_batch(vec![first, other, second]).await {
+        r.unwrap();
+    }
+    s.append(request("customer-h", ExpectedVersion::Exact(3), 2))
+        .await
+        .unwrap();
+    let h = s.read_stream("customer-h", 0).await.unwrap();
+    assert_eq!(h.len(), 5);
+    assert_chained(&h);
+    assert_chained(&s.read_stream("customer-i", 0).await.unwrap());
+    // The global log carries the same links.
+    let all = all_events(&s, 7).await;
+    for e in &all {
+        let same = h.iter().find(|x| x.event_id == e.event_id);
+        if let Some(x) = same {
+            assert_eq!(x.chain_hash, e.chain_hash);
+        }
+    }
+    // A changed field no longer matches its link.
+    let mut altered = h[0].clone();
+    altered.payload["zeta"] = serde_json::json!(2);
+    assert_ne!(
+        chain::event_hash(&ChainHash::GENESIS, &chain::ChainedFields::of(&altered)),
+        altered.chain_hash
+    );
+}
+
+pub async fn global_checkpoints_are_sequenced<S: EventStore>(s: S) {
+    assert_eq!(s.last_global_checkpoint().await.unwrap(), None);
+    s.append(request("a", ExpectedVersion::NoStream, 3))
+        .await
+        .unwrap();
+    let events = all_events(&s, 3).await;
+    let leaves: Vec<chain::Leaf> = events
+        .iter()
+        .map(|e| chain::Leaf {
+            position: e.log_position,
+            hash: e.chain_hash,
+        })
+        .collect();
+    let now = Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
+    let first = GlobalCheckpoint::seal(None, &leaves[..2], now);
+    let second = GlobalCheckpoint::seal(Some(&first), &leaves[2..], now);
+    assert!(s.append_global_checkpoint(&first).await.unwrap());
+    // A second sealer racing for the same number loses and changes nothing.
+    let rival = GlobalCheckpoint::seal(None, &leaves, now);
+    assert!(!s.append_global_checkpoint(&rival).await.unwrap());
+    assert!(s.append_global_checkpoint(&second).await.unwrap());
+    assert_eq!(s.last_global_checkpoint().await.unwrap(), Some(second.clone()));
+    assert_eq!(
+        s.global_checkpoints(0, 10).await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+    assert_eq!(s.global_checkpoints(1, 10).await.unwrap(), vec![second]);
+    assert_eq!(s.global_checkpoints(0, 1).await.unwrap(), vec![first]);
 }
 
 pub async fn batch_judges_each_request_alone<S: EventStore>(s: S) {

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod any;
+pub mod chain;
 pub mod error;
 mod migrations;
 pub mod model;
@@ -28,6 +29,7 @@ pub mod testing;
 use std::future::Future;
 
 pub use any::AnyEventStore;
+pub use chain::{ChainHash, GlobalCheckpoint};
 
 /// Test-only fault injection: called just before an append transaction commits; it may
 /// sleep (a slow commit) and returns `true` to roll the transaction back instead.
@@ -136,4 +138,24 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         checkpoint: &Checkpoint,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The global checkpoint with the highest sequence number, if any.
+    fn last_global_checkpoint(
+        &self,
+    ) -> impl Future<Output = Result<Option<GlobalCheckpoint>, StoreError>> + Send;
+
+    /// Up to `limit` global checkpoints with `seq > after_seq`, in sequence order.
+    fn global_checkpoints(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<GlobalCheckpoint>, StoreError>> + Send;
+
+    /// Store a new global checkpoint; `false` (and nothing stored) when one with the same
+    /// sequence number exists already: another sealer got there first. Checkpoints are
+    /// append-only like events.
+    fn append_global_checkpoint(
+        &self,
+        checkpoint: &GlobalCheckpoint,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

@@ -42,13 +42,25 @@ pub fn postgres() -> Migrator {
             "stream heads",
             include_str!("../migrations/postgres/0003_stream_heads.sql"),
         ),
+        (
+            4,
+            "hash chains",
+            include_str!("../migrations/postgres/0004_hash_chains.sql"),
+        ),
     ])
 }
 
 pub fn sqlite() -> Migrator {
-    migrator(&[(
-        1,
-        "event store",
-        include_str!("../migrations/sqlite/0001_event_store.sql"),
-    )])
+    migrator(&[
+        (
+            1,
+            "event store",
+            include_str!("../migrations/sqlite/0001_event_store.sql"),
+        ),
+        (
+            2,
+            "hash chains",
+            include_str!("../migrations/sqlite/0002_hash_chains.sql"),
+        ),
+    ])
 }

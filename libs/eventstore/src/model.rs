@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::chain::ChainHash;
+
 /// Where an event sits in the global log.
 ///
 /// The log is ordered by `(tx, position)`. On PostgreSQL `tx` is the writing
@@ -240,6 +242,10 @@ pub struct RecordedEvent {
     pub schema_version: u32,
     pub payload: serde_json::Value,
     pub metadata: EventMetadata,
+    /// Link in the stream's hash chain ([`crate::chain::event_hash`] over the previous
+    /// event's link and this event). Absent from messages written before chains existed.
+    #[serde(default)]
+    pub chain_hash: ChainHash,
 }
 
 /// A named reader's progress through the global log (the relay's, for instance).

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
+use crate::chain::{event_hash, ChainHash, ChainedFields};
 use crate::error::Conflict;
 use crate::model::{AppendOutcome, AppendRequest, CommandMeta, NewEvent};
 
@@ -25,6 +26,8 @@ pub struct StoredCommand {
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub stream_versions: HashMap<String, u64>,
+    /// Chain hash of each stream's last event (absent: the stream is empty).
+    pub stream_heads: HashMap<String, ChainHash>,
     pub commands: HashMap<Uuid, StoredCommand>,
     pub key_owners: HashMap<String, String>,
     pub counters: HashMap<String, i64>,
@@ -53,6 +56,8 @@ pub struct PlannedRow<'a> {
     pub stream_version: u64,
     pub event: &'a NewEvent,
     pub meta: &'a CommandMeta,
+    /// The event's link in its stream's hash chain.
+    pub chain_hash: ChainHash,
 }
 
 /// The writes of a batch.
@@ -151,14 +156,23 @@ pub fn plan_batch<'a>(requests: &'a [AppendRequest], mut snap: Snapshot) -> Plan
                 let first_row = plan.rows.len();
                 for w in &req.writes {
                     let version = snap.stream_versions.entry(w.stream_id.clone()).or_insert(0);
+                    let head = snap
+                        .stream_heads
+                        .entry(w.stream_id.clone())
+                        .or_insert(ChainHash::GENESIS);
                     for event in &w.events {
                         *version += 1;
+                        *head = event_hash(
+                            head,
+                            &ChainedFields::planned(&w.stream_id, *version, event, &req.meta),
+                        );
                         plan.rows.push(PlannedRow {
                             request: i,
                             stream_id: &w.stream_id,
                             stream_version: *version,
                             event,
                             meta: &req.meta,
+                            chain_hash: *head,
                         });
                     }
                 }
@@ -313,6 +327,18 @@ mod tests {
                 .map(|r| r.stream_version)
                 .collect::<Vec<_>>(),
             vec![1, 2]
+        );
+        // The second event chains from the first.
+        fn fields<'r>(r: &'r PlannedRow<'r>) -> ChainedFields<'r> {
+            ChainedFields::planned(r.stream_id, r.stream_version, r.event, r.meta)
+        }
+        assert_eq!(
+            plan.rows[0].chain_hash,
+            event_hash(&ChainHash::GENESIS, &fields(&plan.rows[0]))
+        );
+        assert_eq!(
+            plan.rows[1].chain_hash,
+            event_hash(&plan.rows[0].chain_hash, &fields(&plan.rows[1]))
         );
     }
 

@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::error::{AppendError, StoreError};
 use crate::model::*;
 use crate::plan::{self, Decision, Snapshot, StoredCommand};
+use crate::chain::{ChainHash, GlobalCheckpoint};
 use crate::EventStore;
 use crm_telemetry::names;
 
@@ -46,7 +47,7 @@ pub struct PgEventStore {
 const EVENT_COLUMNS: &str =
     "transaction_id::text::bigint AS tx, position, stream_id, stream_version, \
      event_id, event_type, schema_version, payload, command_id, correlation_id, causation_id, \
-     actor, occurred_at, recorded_at";
+     actor, occurred_at, recorded_at, chain_hash";
 
 impl PgEventStore {
     /// Connect with a pool of `max_connections` and apply migrations.
@@ -114,6 +115,15 @@ impl PgEventStore {
                 .iter()
                 .map(|s| snap.stream_versions.get(s).copied().unwrap_or(0) as i64)
                 .collect();
+            let heads: Vec<&[u8]> = touched
+                .streams
+                .iter()
+                .map(|s| {
+                    snap.stream_heads
+                        .get(s)
+                        .map_or(&ChainHash::GENESIS.0[..], |h| &h.0[..])
+                })
+                .collect();
             let owners: Vec<Option<&str>> = touched
                 .keys
                 .iter()
@@ -137,6 +147,7 @@ impl PgEventStore {
                 .bind(&new_commands)
                 .bind(&touched.streams)
                 .bind(&versions)
+                .bind(&heads)
                 .bind(&touched.keys)
                 .bind(&owners)
                 .bind(&touched.counters)
@@ -152,6 +163,7 @@ impl PgEventStore {
                 .bind(&w.causation_ids)
                 .bind(&w.actors)
                 .bind(&w.occurred)
+                .bind(&w.hashes)
                 .bind(&w.cmd_ids)
                 .bind(&w.cmd_types)
                 .bind(&w.cmd_fps)
@@ -229,7 +241,7 @@ const BELIEFS_MAX: usize = 250_000;
 
 const APPEND_SQL: &str = "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append(\
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-    $21, $22, $23, $24, $25, $26, $27)";
+    $21, $22, $23, $24, $25, $26, $27, $28, $29)";
 
 /// What this process believes is committed for the streams, keys and counters it has
 /// touched: learned from its own appends and from stale answers. Never trusted:
@@ -239,7 +251,8 @@ const APPEND_SQL: &str = "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_appe
 /// is what a command mostly touches the first time.
 #[derive(Default)]
 struct Beliefs {
-    streams: HashMap<String, u64>,
+    /// Version and chain head of each stream.
+    streams: HashMap<String, (u64, ChainHash)>,
     keys: HashMap<String, Option<String>>,
     counters: HashMap<String, i64>,
 }
@@ -248,8 +261,9 @@ impl Beliefs {
     fn snapshot(&self, touched: &plan::Touched) -> Snapshot {
         let mut snap = Snapshot::default();
         for s in &touched.streams {
-            if let Some(&v) = self.streams.get(s) {
+            if let Some(&(v, head)) = self.streams.get(s) {
                 snap.stream_versions.insert(s.clone(), v);
+                snap.stream_heads.insert(s.clone(), head);
             }
         }
         for k in &touched.keys {
@@ -272,7 +286,8 @@ impl Beliefs {
         }
         for s in &touched.streams {
             let v = snap.stream_versions.get(s).copied().unwrap_or(0);
-            self.streams.insert(s.clone(), v);
+            let head = snap.stream_heads.get(s).copied().unwrap_or_default();
+            self.streams.insert(s.clone(), (v, head));
         }
         for k in &touched.keys {
             self.keys.insert(k.clone(), snap.key_owners.get(k).cloned());
@@ -283,8 +298,10 @@ impl Beliefs {
         }
         if let Some(plan) = plan {
             for r in &plan.rows {
-                let v = self.streams.entry(r.stream_id.to_string()).or_default();
-                *v = (*v).max(r.stream_version);
+                let belief = self.streams.entry(r.stream_id.to_string()).or_default();
+                if r.stream_version > belief.0 {
+                    *belief = (r.stream_version, r.chain_hash);
+                }
             }
             for (k, owner) in &plan.keys {
                 self.keys.insert(k.clone(), owner.clone());
@@ -309,6 +326,7 @@ struct Writes<'a> {
     causation_ids: Vec<Option<Uuid>>,
     actors: Vec<&'a str>,
     occurred: Vec<DateTime<Utc>>,
+    hashes: Vec<&'a [u8]>,
     cmd_ids: Vec<Uuid>,
     cmd_types: Vec<&'a str>,
     cmd_fps: Vec<&'a str>,
@@ -334,6 +352,7 @@ impl<'a> Writes<'a> {
             causation_ids: Vec::with_capacity(n),
             actors: Vec::with_capacity(n),
             occurred: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
             cmd_ids: Vec::new(),
             cmd_types: Vec::new(),
             cmd_fps: Vec::new(),
@@ -355,6 +374,7 @@ impl<'a> Writes<'a> {
             w.causation_ids.push(r.meta.causation_id);
             w.actors.push(r.meta.actor.as_str());
             w.occurred.push(r.meta.issued_at);
+            w.hashes.push(&r.chain_hash.0);
         }
         for i in plan.accepted() {
             let meta = &requests[i].meta;
@@ -404,6 +424,11 @@ fn read_snapshot(rows: &[PgRow]) -> Result<Snapshot, sqlx::Error> {
             }
             "s" => {
                 let version: i64 = row.try_get("r_n")?;
+                let head: &str = row.try_get("r_text")?;
+                let head: ChainHash = head
+                    .parse()
+                    .map_err(|e: String| sqlx::Error::Decode(e.into()))?;
+                snap.stream_heads.insert(key.clone(), head);
                 snap.stream_versions.insert(key, version as u64);
             }
             "k" => {
@@ -490,6 +515,39 @@ fn decode_event(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
             occurred_at: row.try_get::<DateTime<Utc>, _>("occurred_at")?,
             recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
         },
+        // Events older than the chains have an empty link: read as GENESIS, which
+        // `crm audit verify` reports as a mismatch.
+        chain_hash: ChainHash::from_slice(row.try_get("chain_hash")?).unwrap_or_default(),
+    })
+}
+
+pub(crate) const CHECKPOINT_COLUMNS: &str =
+    "seq, after_tx, after_position, through_tx, through_position, \
+     event_count, leaves, prev_hash, hash, sealed_at";
+
+/// A `global_checkpoints` row of either backend.
+pub(crate) fn decode_checkpoint<R>(row: &R) -> Result<GlobalCheckpoint, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let n = |c: &str| -> Result<u64, StoreError> { Ok(row.try_get::<i64, _>(c)? as u64) };
+    let hash = |c: &str| -> Result<ChainHash, StoreError> {
+        ChainHash::from_slice(&row.try_get::<Vec<u8>, _>(c)?)
+            .ok_or_else(|| StoreError::Corrupt(format!("global checkpoint {c} is not 32 bytes")))
+    };
+    Ok(GlobalCheckpoint {
+        seq: n("seq")?,
+        after: LogPosition::new(n("after_tx")?, n("after_position")?),
+        through: LogPosition::new(n("through_tx")?, n("through_position")?),
+        event_count: n("event_count")?,
+        leaves: row.try_get("leaves")?,
+        prev_hash: hash("prev_hash")?,
+        hash: hash("hash")?,
+        sealed_at: row.try_get("sealed_at")?,
     })
 }
 
@@ -664,6 +722,51 @@ impl EventStore for PgEventStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn last_global_checkpoint(&self) -> Result<Option<GlobalCheckpoint>, StoreError> {
+        let sql =
+            format!("SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints ORDER BY seq DESC LIMIT 1");
+        let row = sqlx::query(&sql).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode_checkpoint).transpose()
+    }
+
+    async fn global_checkpoints(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<GlobalCheckpoint>, StoreError> {
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_seq as i64)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_checkpoint).collect()
+    }
+
+    async fn append_global_checkpoint(&self, cp: &GlobalCheckpoint) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO global_checkpoints (seq, after_tx, after_position, through_tx, \
+                 through_position, event_count, leaves, prev_hash, hash, sealed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(cp.seq as i64)
+        .bind(cp.after.tx as i64)
+        .bind(cp.after.position as i64)
+        .bind(cp.through.tx as i64)
+        .bind(cp.through.position as i64)
+        .bind(cp.event_count as i64)
+        .bind(&cp.leaves)
+        .bind(&cp.prev_hash.0[..])
+        .bind(&cp.hash.0[..])
+        .bind(cp.sealed_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
     }
 }
 

@@ -18,7 +18,8 @@ use uuid::Uuid;
 use crate::error::{AppendError, StoreError};
 use crate::model::*;
 use crate::plan::{self, Snapshot, StoredCommand};
-use crate::postgres::{build_outcomes, fail_all};
+use crate::postgres::{build_outcomes, decode_checkpoint, fail_all, CHECKPOINT_COLUMNS};
+use crate::chain::{ChainHash, GlobalCheckpoint};
 use crate::EventStore;
 
 /// Event store in an SQLite file.
@@ -32,7 +33,7 @@ pub struct SqliteEventStore {
 
 const EVENT_COLUMNS: &str =
     "position, stream_id, stream_version, event_id, event_type, schema_version, payload, \
-     command_id, correlation_id, causation_id, actor, occurred_at, recorded_at";
+     command_id, correlation_id, causation_id, actor, occurred_at, recorded_at, chain_hash";
 
 impl SqliteEventStore {
     /// Open (creating if needed) the store at `path` and apply migrations.
@@ -98,8 +99,10 @@ impl SqliteEventStore {
                 },
             );
         }
+        // With max(), SQLite takes the bare column (chain_hash) from the row holding the
+        // maximum: each stream's head link.
         for row in sqlx::query(
-            "SELECT stream_id, max(stream_version) AS version FROM events \
+            "SELECT stream_id, max(stream_version) AS version, chain_hash FROM events \
              WHERE stream_id IN (SELECT value FROM json_each(?)) GROUP BY stream_id",
         )
         .bind(json_list(&touched.streams))
@@ -107,8 +110,10 @@ impl SqliteEventStore {
         .await?
         {
             let version: i64 = row.try_get("version")?;
-            snap.stream_versions
-                .insert(row.try_get("stream_id")?, version as u64);
+            let stream: String = row.try_get("stream_id")?;
+            let head = ChainHash::from_slice(row.try_get("chain_hash")?).unwrap_or_default();
+            snap.stream_heads.insert(stream.clone(), head);
+            snap.stream_versions.insert(stream, version as u64);
         }
         for row in sqlx::query(
             "SELECT key, owner FROM unique_keys WHERE key IN (SELECT value FROM json_each(?))",
@@ -137,8 +142,8 @@ impl SqliteEventStore {
         for r in &plan.rows {
             let position: i64 = sqlx::query_scalar(
                 "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, \
-                     command_id, correlation_id, causation_id, actor, occurred_at, recorded_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
+                     command_id, correlation_id, causation_id, actor, occurred_at, recorded_at, chain_hash) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
             )
             .bind(r.stream_id)
             .bind(r.stream_version as i64)
@@ -152,6 +157,7 @@ impl SqliteEventStore {
             .bind(&r.meta.actor)
             .bind(r.meta.issued_at)
             .bind(now)
+            .bind(&r.chain_hash.0[..])
             .fetch_one(&mut *tx)
             .await?;
             positions.insert(r.event.event_id, position as u64);
@@ -233,6 +239,7 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, sqlx::Error> {
             occurred_at: row.try_get::<DateTime<Utc>, _>("occurred_at")?,
             recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
         },
+        chain_hash: ChainHash::from_slice(row.try_get("chain_hash")?).unwrap_or_default(),
     })
 }
 
@@ -384,5 +391,50 @@ impl EventStore for SqliteEventStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn last_global_checkpoint(&self) -> Result<Option<GlobalCheckpoint>, StoreError> {
+        let sql =
+            format!("SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints ORDER BY seq DESC LIMIT 1");
+        let row = sqlx::query(&sql).fetch_optional(&self.readers).await?;
+        row.as_ref().map(decode_checkpoint::<SqliteRow>).transpose()
+    }
+
+    async fn global_checkpoints(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<GlobalCheckpoint>, StoreError> {
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints WHERE seq > ? ORDER BY seq LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_seq as i64)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(decode_checkpoint::<SqliteRow>).collect()
+    }
+
+    async fn append_global_checkpoint(&self, cp: &GlobalCheckpoint) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO global_checkpoints (seq, after_tx, after_position, through_tx, \
+                 through_position, event_count, leaves, prev_hash, hash, sealed_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(cp.seq as i64)
+        .bind(cp.after.tx as i64)
+        .bind(cp.after.position as i64)
+        .bind(cp.through.tx as i64)
+        .bind(cp.through.position as i64)
+        .bind(cp.event_count as i64)
+        .bind(&cp.leaves)
+        .bind(&cp.prev_hash.0[..])
+        .bind(&cp.hash.0[..])
+        .bind(cp.sealed_at)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
     }
 }

@@ -735,6 +735,7 @@ mod tests {
                     occurred_at: chrono::Utc::now(),
                     recorded_at: chrono::Utc::now(),
                 },
+                chain_hash: Default::default(),
             };
             let changes = project(&e).unwrap_or_else(|p| panic!("{t}: {p}"));
             for (i, stmts) in changes.iter().enumerate() {

@@ -42,6 +42,7 @@ impl Log {
                 occurred_at: at,
                 recorded_at: at,
             },
+            chain_hash: Default::default(),
         });
     }
 
