@@ -1,21 +1,110 @@
-//! `crm audit` as an auditor runs it, on the store a demo left behind: the ownership
+//! `crm audit` as an auditor runs it: on the store a demo left behind, the ownership
 //! history of a customer the scheduler returned to the pool, its owner as of an instant,
-//! and a manager's period, in text and JSON.
+//! and a manager's period, in text and JSON; on PostgreSQL sealed by a running relay,
+//! `crm audit verify` passing, then naming a row changed in the database.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-fn crm(args: &[&str]) -> String {
+use crm_eventstore::{EventStore, ExpectedVersion, LogPosition};
+use crm_integration_tests::{Platform, Service};
+
+/// Run `crm`; its stdout and whether it succeeded.
+fn crm_status(args: &[&str]) -> (bool, String) {
     let out = Command::new(crm_integration_tests::binary("crm"))
         .args(args)
         .output()
         .expect("run crm");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "crm {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    (out.status.success(), stdout)
+}
+
+fn crm(args: &[&str]) -> String {
+    let (ok, stdout) = crm_status(args);
+    assert!(ok, "crm {args:?} failed:\n{stdout}");
     stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_seals_the_log_and_verify_names_a_changed_row() {
+    let platform = Platform::new().await;
+    let store = crm_eventstore::postgres::PgEventStore::connect(&platform.db.url, 4)
+        .await
+        .unwrap();
+    for s in 0..40 {
+        store
+            .append(crm_eventstore::conformance::request(
+                &format!("customer-{s}"),
+                ExpectedVersion::NoStream,
+                3,
+            ))
+            .await
+            .unwrap();
+    }
+    let mut env = platform.env();
+    env.push(("CRM_CHECKPOINT_EVERY", "1".into()));
+    let mut relay = Service::start("crm-relay", &[], &env);
+    relay.wait_ready().await;
+    // The relay seals everything within a few periods.
+    let last = last_position(&store, 120).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sealed = store.last_global_checkpoint().await.unwrap();
+        if sealed.is_some_and(|c| c.through >= last) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relay did not seal the log");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(relay);
+
+    let url = platform.db.url.clone();
+    let text = crm(&["audit", "verify", "--store", &url]);
+    assert!(text.contains("120 events in 40 streams"), "{text}");
+    assert!(
+        text.contains("OK: every hash chain and checkpoint verifies"),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&crm(&["audit", "verify", "--store", &url, "--json"])).unwrap();
+    let head = report["head"].as_array().unwrap();
+    let anchor = format!("{}:{}", head[0], head[1].as_str().unwrap());
+    crm(&["audit", "verify", "--store", &url, "--expect", &anchor]);
+
+    // Someone with the owner's rights edits an event in place.
+    let victim = store.read_stream("customer-7", 0).await.unwrap()[1].clone();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER USER")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET actor = 'person:intruder' WHERE event_id = $1")
+        .bind(victim.event_id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let (ok, text) = crm_status(&["audit", "verify", "--store", &url]);
+    assert!(!ok, "verify must fail:\n{text}");
+    assert!(text.contains("FAILED: 1 problems"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "→ Altered at log position {} (customer-7 v2, event {})",
+            victim.log_position, victim.event_id
+        )),
+        "{text}"
+    );
+    // A wrong anchor is refused even when everything else verifies.
+    let wrong = format!("{}:{}", head[0], "00".repeat(32));
+    let (ok, text) = crm_status(&["audit", "verify", "--store", &url, "--expect", &wrong]);
+    assert!(!ok && text.contains("Anchor"), "{text}");
+}
+
+/// The log position of the last of `n` events, once all are visible.
+async fn last_position<S: EventStore>(store: &S, n: usize) -> LogPosition {
+    let all = crm_eventstore::conformance::all_events(store, n).await;
+    all.last().unwrap().log_position
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

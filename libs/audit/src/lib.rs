@@ -1,12 +1,17 @@
 //! The auditor's toolkit: answers replayed from the event store itself, never from read
 //! models. [`ownership`] replays who owned a customer when, and why (actor, reason,
 //! policy version and rule, command id, log position); "who owned X as of T" is exact to
-//! the event.
+//! the event. [`checkpoint`] seals the global log with global checkpoints and
+//! [`verify`] checks every hash chain and checkpoint, naming the first bad event.
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod ownership;
+pub mod verify;
 
+pub use checkpoint::{seal_pending, DEFAULT_EVENTS_PER_CHECKPOINT};
 pub use ownership::{
     customer_history, manager_history, owner_as_of, ownership_entries, AsOf, AuditError, Decision,
     ManagerHistory, OwnershipEntry,
 };
+pub use verify::{verify, Problem, ProblemKind, VerifyOptions, VerifyReport};

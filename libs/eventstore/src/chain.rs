@@ -230,7 +230,7 @@ impl Leaf {
 
     /// The leaves of a checkpoint; `None` when the bytes are not whole leaves.
     pub fn parse_all(bytes: &[u8]) -> Option<Vec<Leaf>> {
-        if bytes.len() % LEAF_LEN != 0 {
+        if !bytes.len().is_multiple_of(LEAF_LEN) {
             return None;
         }
         Some(
@@ -368,8 +368,10 @@ mod tests {
 
     #[test]
     fn key_order_and_whitespace_do_not_matter() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"b": 1, "a": {"y": [1, 2.5], "x": "é\n"}}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{"a":{"x":"é\n","y":[1,2.5]},"b":1}"#).unwrap();
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, 2.5], "x": "é\n"}}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":"é\n","y":[1,2.5]},"b":1}"#).unwrap();
         assert_eq!(canonical_json(&a), canonical_json(&b));
         assert_eq!(
             String::from_utf8(canonical_json(&a)).unwrap(),
@@ -434,6 +436,9 @@ mod tests {
         moved.leaves[..2 * LEAF_LEN].rotate_left(LEAF_LEN);
         assert_ne!(moved.recompute(), first.hash);
         let json = serde_json::to_string(&second).unwrap();
-        assert_eq!(serde_json::from_str::<GlobalCheckpoint>(&json).unwrap(), second);
+        assert_eq!(
+            serde_json::from_str::<GlobalCheckpoint>(&json).unwrap(),
+            second
+        );
     }
 }

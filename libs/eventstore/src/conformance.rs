@@ -525,7 +525,10 @@ pub async fn global_checkpoints_are_sequenced<S: EventStore>(s: S) {
     let rival = GlobalCheckpoint::seal(None, &leaves, now);
     assert!(!s.append_global_checkpoint(&rival).await.unwrap());
     assert!(s.append_global_checkpoint(&second).await.unwrap());
-    assert_eq!(s.last_global_checkpoint().await.unwrap(), Some(second.clone()));
+    assert_eq!(
+        s.last_global_checkpoint().await.unwrap(),
+        Some(second.clone())
+    );
     assert_eq!(
         s.global_checkpoints(0, 10).await.unwrap(),
         vec![first.clone(), second.clone()]

@@ -28,10 +28,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Executor, Row};
 use uuid::Uuid;
 
+use crate::chain::{ChainHash, GlobalCheckpoint};
 use crate::error::{AppendError, StoreError};
 use crate::model::*;
 use crate::plan::{self, Decision, Snapshot, StoredCommand};
-use crate::chain::{ChainHash, GlobalCheckpoint};
 use crate::EventStore;
 use crm_telemetry::names;
 
@@ -725,8 +725,9 @@ impl EventStore for PgEventStore {
     }
 
     async fn last_global_checkpoint(&self) -> Result<Option<GlobalCheckpoint>, StoreError> {
-        let sql =
-            format!("SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints ORDER BY seq DESC LIMIT 1");
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints ORDER BY seq DESC LIMIT 1"
+        );
         let row = sqlx::query(&sql).fetch_optional(&self.pool).await?;
         row.as_ref().map(decode_checkpoint).transpose()
     }

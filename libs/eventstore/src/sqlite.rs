@@ -15,11 +15,11 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::chain::{ChainHash, GlobalCheckpoint};
 use crate::error::{AppendError, StoreError};
 use crate::model::*;
 use crate::plan::{self, Snapshot, StoredCommand};
 use crate::postgres::{build_outcomes, decode_checkpoint, fail_all, CHECKPOINT_COLUMNS};
-use crate::chain::{ChainHash, GlobalCheckpoint};
 use crate::EventStore;
 
 /// Event store in an SQLite file.
@@ -394,8 +394,9 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn last_global_checkpoint(&self) -> Result<Option<GlobalCheckpoint>, StoreError> {
-        let sql =
-            format!("SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints ORDER BY seq DESC LIMIT 1");
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints ORDER BY seq DESC LIMIT 1"
+        );
         let row = sqlx::query(&sql).fetch_optional(&self.readers).await?;
         row.as_ref().map(decode_checkpoint::<SqliteRow>).transpose()
     }

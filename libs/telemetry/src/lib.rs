@@ -54,11 +54,23 @@ pub mod names {
     pub const SCHEDULER_TICK_SECONDS: &str = "crm_scheduler_tick_seconds";
     /// How late the oldest due timer of a tick was (now − its due time).
     pub const SCHEDULER_DELAY_SECONDS: &str = "crm_scheduler_delay_seconds";
+    /// Global checkpoints stored (tamper evidence over the global log).
+    pub const AUDIT_CHECKPOINTS_TOTAL: &str = "crm_audit_checkpoints_total";
+    /// Events sealed by global checkpoints.
+    pub const AUDIT_SEALED_EVENTS_TOTAL: &str = "crm_audit_sealed_events_total";
 }
 
 /// Register descriptions so `/metrics` explains itself.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        names::AUDIT_CHECKPOINTS_TOTAL,
+        "Global checkpoints stored over the event log"
+    );
+    describe_counter!(
+        names::AUDIT_SEALED_EVENTS_TOTAL,
+        "Events sealed by global checkpoints"
+    );
     describe_counter!(
         names::COMMANDS_TOTAL,
         "Commands handled, by command, outcome and refusal code"

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use crm_audit::{customer_history, manager_history, owner_as_of, OwnershipEntry};
 use crm_domain::{CustomerId, ManagerId};
-use crm_eventstore::AnyEventStore;
+use crm_eventstore::{AnyEventStore, ChainHash};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCmd {
@@ -19,6 +19,42 @@ pub enum AuditCmd {
     /// A manager's customers over a period: held at the start, every change, held at the
     /// end.
     Manager(ManagerArgs),
+    /// Check every stream's hash chain and every global checkpoint; name the first event
+    /// that was altered, deleted, inserted or moved. Exits with status 1 when anything
+    /// is wrong.
+    Verify(VerifyArgs),
+    /// Seal the events not yet covered by a global checkpoint (the relay does this
+    /// periodically; this is for the embedded store and for an auditor before export).
+    Checkpoint(CheckpointArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// A checkpoint hash kept outside the database, as SEQ:HASH (repeatable): verify
+    /// fails if the stored checkpoint differs (a history rewritten with new hashes).
+    #[arg(long = "expect", value_parser = parse_anchor)]
+    expect: Vec<(u64, ChainHash)>,
+    #[command(flatten)]
+    store: Store,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckpointArgs {
+    /// Most events sealed by one checkpoint.
+    #[arg(long, default_value_t = crm_audit::DEFAULT_EVENTS_PER_CHECKPOINT)]
+    events_per_checkpoint: usize,
+    #[command(flatten)]
+    store: Store,
+}
+
+fn parse_anchor(s: &str) -> Result<(u64, ChainHash), String> {
+    let (seq, hash) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not SEQ:HASH"))?;
+    let seq = seq
+        .parse()
+        .map_err(|_| format!("{seq:?} is not a checkpoint number"))?;
+    Ok((seq, hash.parse()?))
 }
 
 #[derive(Debug, clap::Args)]
@@ -164,6 +200,92 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                 println!("held at the end: {} customers", history.held_at_end.len());
             }
         }
+        AuditCmd::Verify(a) => {
+            let store = open(&a.store.store).await?;
+            let started = std::time::Instant::now();
+            let options = crm_audit::VerifyOptions {
+                expect: a.expect,
+                ..Default::default()
+            };
+            let json = a.store.json;
+            let report = crm_audit::verify(&store, &options, &mut |n| {
+                if !json {
+                    eprint!("\r  {n} events checked");
+                    let _ = std::io::stderr().flush();
+                }
+            })
+            .await?;
+            let secs = started.elapsed().as_secs_f64();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                eprintln!(
+                    "\r  {} events checked in {secs:.1} s ({:.0} events/s)",
+                    report.events,
+                    report.events as f64 / secs.max(1e-9)
+                );
+                print_verify(&report);
+            }
+            if !report.ok() {
+                std::process::exit(1);
+            }
+        }
+        AuditCmd::Checkpoint(a) => {
+            let store = open(&a.store.store).await?;
+            let json = a.store.json;
+            let sealed = crm_audit::seal_pending(&store, a.events_per_checkpoint, &mut |c| {
+                if !json {
+                    println!(
+                        "checkpoint #{} seals {} events ({} – {}): {}",
+                        c.seq, c.event_count, c.after, c.through, c.hash
+                    );
+                }
+            })
+            .await?;
+            if json {
+                let summary: Vec<_> = sealed
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "seq": c.seq, "after": c.after.to_string(),
+                            "through": c.through.to_string(),
+                            "event_count": c.event_count, "hash": c.hash,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else if sealed.is_empty() {
+                println!("nothing to seal: every visible event is under a checkpoint");
+            }
+        }
     }
     Ok(())
+}
+
+fn print_verify(r: &crm_audit::VerifyReport) {
+    println!(
+        "{} events in {} streams; {} global checkpoints seal {} of them, {} are after the last checkpoint",
+        r.events, r.streams, r.checkpoints, r.sealed_events, r.unsealed_events
+    );
+    if let Some((seq, hash)) = r.head {
+        println!("last checkpoint: #{seq} {hash}");
+        println!("  keep it outside the database; later: crm audit verify --expect {seq}:{hash}");
+    }
+    if r.ok() {
+        println!("OK: every hash chain and checkpoint verifies");
+        return;
+    }
+    println!(
+        "FAILED: {} problems; the first bad event:",
+        r.problems.len()
+    );
+    for (i, p) in r.problems.iter().enumerate().take(20) {
+        println!("{}{p}", if i == 0 { "  → " } else { "    " });
+    }
+    if r.problems.len() > 20 {
+        println!(
+            "    … and {} more (--json lists all)",
+            r.problems.len() - 20
+        );
+    }
 }
