@@ -186,6 +186,24 @@ async fn an_auditor_replays_ownership_from_the_store() {
         .iter()
         .any(|e| e["customer_id"].as_str() == Some(customer)));
     assert!(period["events_read"].as_u64().unwrap() as usize >= events.len());
+
+    // The auditor takes an export away and gets the same answers from it, offline.
+    let export = crm_eventstore::testing::TempPath::new("crm-audit-export");
+    let out = export.0.to_str().unwrap();
+    let text = crm(&["audit", "export", "--store", &url, "--out", out]);
+    assert!(text.contains(&format!("{} events", events.len())), "{text}");
+    let exported = format!("sqlite://{out}");
+    let text = crm(&["audit", "verify", "--store", &exported]);
+    assert!(text.contains("audit export of sqlite://"), "{text}");
+    assert!(
+        text.contains("OK: every hash chain and checkpoint verifies"),
+        "{text}"
+    );
+    assert_eq!(
+        crm(&["audit", "ownership", customer, "--store", &exported]),
+        crm(&["audit", "ownership", customer, "--store", &url]),
+        "the export replays like the store"
+    );
     // The demo keeps its read models beside the store.
     let _read = crm_eventstore::testing::TempPath(db.0.with_extension("read.db"));
 }

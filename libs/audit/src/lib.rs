@@ -2,16 +2,19 @@
 //! models. [`ownership`] replays who owned a customer when, and why (actor, reason,
 //! policy version and rule, command id, log position); "who owned X as of T" is exact to
 //! the event. [`checkpoint`] seals the global log with global checkpoints and
-//! [`verify`] checks every hash chain and checkpoint, naming the first bad event.
+//! [`verify`] checks every hash chain and checkpoint, naming the first bad event;
+//! [`export`] writes a self-contained, verifiable SQLite copy of part of the log.
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod export;
 pub mod ownership;
 pub mod verify;
 
 pub use checkpoint::{seal_pending, DEFAULT_EVENTS_PER_CHECKPOINT};
+pub use export::{export, read_export, ExportError, ExportManifest};
 pub use ownership::{
     customer_history, manager_history, owner_as_of, ownership_entries, AsOf, AuditError, Decision,
     ManagerHistory, OwnershipEntry,
 };
-pub use verify::{verify, Problem, ProblemKind, VerifyOptions, VerifyReport};
+pub use verify::{verify, Problem, ProblemKind, Start, StreamBase, VerifyOptions, VerifyReport};

@@ -87,6 +87,27 @@ pub struct VerifyOptions {
     pub page: usize,
     /// Checkpoint hashes kept elsewhere (`seq`, hash) that must match the stored ones.
     pub expect: Vec<(u64, ChainHash)>,
+    /// For a store holding part of a log (an export): the checkpoint it starts at.
+    pub start: Option<Start>,
+    /// For a store holding part of a log: each stream's last version and link before
+    /// its first event here.
+    pub bases: HashMap<String, StreamBase>,
+}
+
+/// Where a partial log starts: its first checkpoint's number, the hash that checkpoint
+/// chains to, and the log position before its first event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    pub seq: u64,
+    pub prev_hash: ChainHash,
+    pub after: LogPosition,
+}
+
+/// A stream's version and link just before its first event in a partial log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamBase {
+    pub version: u64,
+    pub link: ChainHash,
 }
 
 /// The outcome of a verification.
@@ -139,7 +160,8 @@ struct Verifier<'a, S> {
     queue: std::collections::VecDeque<GlobalCheckpoint>,
     last_fetched_seq: u64,
     exhausted: bool,
-    previous: Option<GlobalCheckpoint>,
+    /// What the next checkpoint must be: its number, where it starts, what it chains to.
+    next: Start,
     open: Option<OpenCheckpoint>,
     expect: HashMap<u64, ChainHash>,
 }
@@ -156,27 +178,68 @@ pub async fn verify<S: EventStore>(
     } else {
         options.page
     };
+    let start = options.start.unwrap_or(Start {
+        seq: 1,
+        prev_hash: ChainHash::GENESIS,
+        after: LogPosition::START,
+    });
     let mut v = Verifier {
         store,
         report: VerifyReport::default(),
-        streams: HashMap::new(),
+        streams: options
+            .bases
+            .iter()
+            .map(|(s, b)| {
+                (
+                    s.clone(),
+                    StreamHead {
+                        version: b.version,
+                        link: b.link,
+                    },
+                )
+            })
+            .collect(),
         queue: Default::default(),
         last_fetched_seq: 0,
         exhausted: false,
-        previous: None,
+        next: start,
         open: None,
         expect: options.expect.iter().copied().collect(),
     };
-    v.open_next().await?;
-    let mut after = LogPosition::START;
-    loop {
-        let events = store.read_all(after, page).await?;
-        let Some(last) = events.last() else { break };
-        after = last.log_position;
-        for e in &events {
-            v.event(e).await?;
+    // An anchor for the checkpoint just before a partial log is what it chains to.
+    if let Some(kept) = v.expect.remove(&(start.seq.wrapping_sub(1))) {
+        if kept != start.prev_hash {
+            v.report.problems.push(Problem {
+                kind: ProblemKind::Anchor,
+                position: None,
+                stream_id: None,
+                stream_version: None,
+                event_id: None,
+                checkpoint: Some(start.seq - 1),
+                detail: format!(
+                    "this log starts after checkpoint #{} with hash {}, not the one kept ({kept})",
+                    start.seq - 1,
+                    start.prev_hash
+                ),
+            });
         }
+    }
+    v.open_next().await?;
+    // The next page is read while this one is checked: the database works while the
+    // hashes are computed here.
+    let mut events = store.read_all(LogPosition::START, page).await?;
+    while let Some(last) = events.last() {
+        let check = async {
+            for e in &events {
+                v.event(e).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        let (next, checked) =
+            futures::future::join(store.read_all(last.log_position, page), check).await;
+        checked?;
         progress(v.report.events);
+        events = next?;
     }
     // Checkpoints past the last event: everything they sealed is gone.
     while v.open.is_some() {
@@ -244,10 +307,11 @@ impl<S: EventStore> Verifier<'_, S> {
                 detail,
             })
         };
-        let (want_seq, want_after, want_prev) = match &self.previous {
-            Some(p) => (p.seq + 1, p.through, p.hash),
-            None => (1, LogPosition::START, ChainHash::GENESIS),
-        };
+        let Start {
+            seq: want_seq,
+            after: want_after,
+            prev_hash: want_prev,
+        } = self.next;
         if cp.seq != want_seq {
             complain(format!(
                 "checkpoint numbers jump from #{} to #{}: checkpoints were deleted",
@@ -291,7 +355,11 @@ impl<S: EventStore> Verifier<'_, S> {
                 });
             }
         }
-        self.previous = Some(cp.clone());
+        self.next = Start {
+            seq: cp.seq + 1,
+            after: cp.through,
+            prev_hash: cp.hash,
+        };
         self.report.sealed_events += sealed.len() as u64;
         self.open = Some(OpenCheckpoint {
             checkpoint: cp,

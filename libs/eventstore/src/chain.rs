@@ -288,7 +288,8 @@ impl GlobalCheckpoint {
             hash: checkpoint_hash(&prev_hash, seq, after, through, count, &bytes),
             leaves: bytes,
             prev_hash,
-            sealed_at: now,
+            // Microseconds: what both stores keep, so the value read back is this one.
+            sealed_at: chrono::SubsecRound::trunc_subsecs(now, 6),
         }
     }
 

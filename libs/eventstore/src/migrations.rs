@@ -62,5 +62,10 @@ pub fn sqlite() -> Migrator {
             "hash chains",
             include_str!("../migrations/sqlite/0002_hash_chains.sql"),
         ),
+        (
+            3,
+            "imported positions",
+            include_str!("../migrations/sqlite/0003_imported_positions.sql"),
+        ),
     ])
 }

@@ -1,6 +1,8 @@
 //! SQLite backend (embedded default): the same store in one file, for the laptop demo,
 //! tests and offline audit. Writes go through a single connection, so SQLite's own
-//! writer lock makes allocation order equal commit order (`tx == position`).
+//! writer lock makes allocation order equal commit order (`tx == position`). Events
+//! imported from a PostgreSQL store ([`SqliteEventStore::import`], for audit exports)
+//! keep their `(tx, position)`, and the log is ordered by `(log_tx, position)`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,7 +34,7 @@ pub struct SqliteEventStore {
 }
 
 const EVENT_COLUMNS: &str =
-    "position, stream_id, stream_version, event_id, event_type, schema_version, payload, \
+    "log_tx, position, stream_id, stream_version, event_id, event_type, schema_version, payload, \
      command_id, correlation_id, causation_id, actor, occurred_at, recorded_at, chain_hash";
 
 impl SqliteEventStore {
@@ -68,6 +70,40 @@ impl SqliteEventStore {
     pub fn with_before_commit(mut self, hook: crate::BeforeCommit) -> Self {
         self.before_commit = Some(hook);
         self
+    }
+
+    /// Store events exactly as another store recorded them (positions, metadata, links),
+    /// in one transaction: how an audit export is filled. The events must come in their
+    /// log order and after everything already here.
+    pub async fn import(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO events (position, source_tx, stream_id, stream_version, event_id, \
+                     event_type, schema_version, payload, command_id, correlation_id, causation_id, \
+                     actor, occurred_at, recorded_at, chain_hash) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(e.log_position.position as i64)
+            .bind(e.log_position.tx as i64)
+            .bind(&e.stream_id)
+            .bind(e.stream_version as i64)
+            .bind(e.event_id.to_string())
+            .bind(&e.event_type)
+            .bind(e.schema_version as i64)
+            .bind(e.payload.to_string())
+            .bind(e.metadata.command_id.to_string())
+            .bind(e.metadata.correlation_id.to_string())
+            .bind(e.metadata.causation_id.map(|c| c.to_string()))
+            .bind(&e.metadata.actor)
+            .bind(e.metadata.occurred_at)
+            .bind(e.metadata.recorded_at)
+            .bind(&e.chain_hash.0[..])
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The pool that may write (for tests that try to alter history).
@@ -219,12 +255,13 @@ fn parse_uuid(s: &str) -> Result<Uuid, sqlx::Error> {
 
 fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, sqlx::Error> {
     let position: i64 = row.try_get("position")?;
+    let log_tx: i64 = row.try_get("log_tx")?;
     let version: i64 = row.try_get("stream_version")?;
     let schema_version: i64 = row.try_get("schema_version")?;
     let payload: String = row.try_get("payload")?;
     let causation: Option<String> = row.try_get("causation_id")?;
     Ok(RecordedEvent {
-        log_position: LogPosition::new(position as u64, position as u64),
+        log_position: LogPosition::new(log_tx as u64, position as u64),
         stream_id: row.try_get("stream_id")?,
         stream_version: version as u64,
         event_id: parse_uuid(row.try_get("event_id")?)?,
@@ -277,9 +314,11 @@ impl EventStore for SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE (log_tx, position) > (?, ?) \
+             ORDER BY log_tx, position LIMIT ?"
         );
         let rows = sqlx::query(&sql)
+            .bind(after.tx as i64)
             .bind(after.position as i64)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.readers)
@@ -351,13 +390,20 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn head(&self) -> Result<(u64, LogPosition), StoreError> {
-        let row = sqlx::query("SELECT count(*) AS n, max(position) AS p FROM events")
-            .fetch_one(&self.readers)
-            .await?;
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM events) AS n, e.log_tx, e.position \
+             FROM (SELECT 1) LEFT JOIN (SELECT log_tx, position FROM events \
+                 ORDER BY log_tx DESC, position DESC LIMIT 1) AS e",
+        )
+        .fetch_one(&self.readers)
+        .await?;
         let n: i64 = row.try_get("n")?;
-        let p: Option<i64> = row.try_get("p")?;
-        let p = p.unwrap_or(0) as u64;
-        Ok((n as u64, LogPosition::new(p, p)))
+        let tx: Option<i64> = row.try_get("log_tx")?;
+        let p: Option<i64> = row.try_get("position")?;
+        Ok((
+            n as u64,
+            LogPosition::new(tx.unwrap_or(0) as u64, p.unwrap_or(0) as u64),
+        ))
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {

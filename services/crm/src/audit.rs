@@ -26,6 +26,27 @@ pub enum AuditCmd {
     /// Seal the events not yet covered by a global checkpoint (the relay does this
     /// periodically; this is for the embedded store and for an auditor before export).
     Checkpoint(CheckpointArgs),
+    /// Write a self-contained SQLite file with the events and global checkpoints of a
+    /// period, verifiable and replayable offline: `crm audit verify|ownership|manager
+    /// --store sqlite://FILE`.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Start of the period (RFC 3339): checkpoints sealed from then on. Default: the
+    /// beginning of the log.
+    #[arg(long)]
+    from: Option<DateTime<Utc>>,
+    /// End of the period (RFC 3339): up to the first checkpoint sealed at or after it.
+    /// Default: every checkpoint.
+    #[arg(long)]
+    to: Option<DateTime<Utc>>,
+    /// The file to write (must not exist).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    #[command(flatten)]
+    store: Store,
 }
 
 #[derive(Debug, clap::Args)]
@@ -203,11 +224,23 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
         AuditCmd::Verify(a) => {
             let store = open(&a.store.store).await?;
             let started = std::time::Instant::now();
-            let options = crm_audit::VerifyOptions {
-                expect: a.expect,
-                ..Default::default()
-            };
             let json = a.store.json;
+            let export = match a.store.store.strip_prefix("sqlite://") {
+                Some(path) => crm_audit::read_export(std::path::Path::new(path)).await?,
+                None => None,
+            };
+            let options = match export {
+                Some((manifest, bases)) => {
+                    if !json {
+                        print_manifest(&manifest);
+                    }
+                    crm_audit::export::verify_options(&manifest, bases, a.expect)
+                }
+                None => crm_audit::VerifyOptions {
+                    expect: a.expect,
+                    ..Default::default()
+                },
+            };
             let report = crm_audit::verify(&store, &options, &mut |n| {
                 if !json {
                     eprint!("\r  {n} events checked");
@@ -258,8 +291,58 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                 println!("nothing to seal: every visible event is under a checkpoint");
             }
         }
+        AuditCmd::Export(a) => {
+            if let (Some(f), Some(t)) = (a.from, a.to) {
+                anyhow::ensure!(f < t, "--from must be before --to");
+            }
+            let store = open(&a.store.store).await?;
+            let json = a.store.json;
+            let manifest =
+                crm_audit::export(&store, &a.store.store, a.from, a.to, &a.out, &mut |c, n| {
+                    if !json {
+                        eprint!("\r  checkpoint #{} copied, {n} events", c.seq);
+                        let _ = std::io::stderr().flush();
+                    }
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
+            } else {
+                eprintln!();
+                println!("wrote {}", a.out.display());
+                print_manifest(&manifest);
+                println!(
+                    "verify it offline: crm audit verify --store sqlite://{}",
+                    a.out.display()
+                );
+            }
+        }
     }
     Ok(())
+}
+
+fn print_manifest(m: &crm_audit::ExportManifest) {
+    let when = |t: Option<DateTime<Utc>>, default: &str| {
+        t.map_or_else(|| default.to_string(), |t| t.to_rfc3339())
+    };
+    println!(
+        "audit export of {} made {}: period {} to {}",
+        m.source,
+        m.exported_at.to_rfc3339(),
+        when(m.from, "the beginning"),
+        when(m.to, "the export")
+    );
+    println!(
+        "  {} events in {} streams, global checkpoints #{}–#{} (last hash {})",
+        m.events, m.streams, m.first_checkpoint, m.last_checkpoint, m.last_hash
+    );
+    if m.first_checkpoint > 1 {
+        println!(
+            "  starts after checkpoint #{} with hash {}: compare with a hash kept from the source",
+            m.first_checkpoint - 1,
+            m.first_prev_hash
+        );
+    }
 }
 
 fn print_verify(r: &crm_audit::VerifyReport) {

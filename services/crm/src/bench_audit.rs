@@ -2,7 +2,9 @@
 //! log stored (default 1,000,000 events over 100,000 customers, interleaved as commands
 //! arrive), against PostgreSQL. Prints p50/p99/max of the whole answer
 //! (`crm_audit::customer_history` + `owner_as_of`) beside the floor of reading the
-//! customer's stream alone.
+//! customer's stream alone. Then seals the whole log with global checkpoints and
+//! verifies it (`crm audit checkpoint`, `crm audit verify`), in events/s beside the
+//! ceiling of reading the log through the store in the same run.
 
 use std::time::{Duration, Instant};
 
@@ -228,6 +230,93 @@ async fn run_in(a: &AuditArgs, dbs: &mut Databases) -> anyhow::Result<()> {
         ms(replay.quantile(0.5)),
         ms(replay.quantile(0.99)),
         ms(replay.quantile(1.0))
+    );
+
+    // Tamper evidence over the whole log.
+    let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
+    let t = Instant::now();
+    let sealed =
+        crm_audit::seal_pending(&store, crm_audit::DEFAULT_EVENTS_PER_CHECKPOINT, &mut |c| {
+            eprint!("\r  checkpoint #{} through {}", c.seq, c.through)
+        })
+        .await?;
+    let seal_time = t.elapsed();
+    eprintln!();
+    println!(
+        "seal: {} global checkpoints over {} events in {:.1} s = {:.0} events/s",
+        sealed.len(),
+        sealed.iter().map(|c| c.event_count).sum::<u64>(),
+        seal_time.as_secs_f64(),
+        rate(sealed.iter().map(|c| c.event_count).sum::<u64>(), seal_time)
+    );
+    // Read right before verify, so both find the same pages in memory.
+    let t = Instant::now();
+    let mut after = crm_eventstore::LogPosition::START;
+    let mut read = 0u64;
+    loop {
+        let page = store.read_all(after, 5_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.log_position;
+        read += page.len() as u64;
+    }
+    let read_time = t.elapsed();
+    println!(
+        "ceiling: read the whole log through the store (pages of 5,000): {read} events in {:.1} s = {:.0} events/s",
+        read_time.as_secs_f64(),
+        rate(read, read_time)
+    );
+    let t = Instant::now();
+    let report = crm_audit::verify(&store, &Default::default(), &mut |n| {
+        eprint!("\r  verified {n} events")
+    })
+    .await?;
+    let verify_time = t.elapsed();
+    eprintln!();
+    anyhow::ensure!(report.ok(), "verify found problems: {:?}", report.problems);
+    println!(
+        "verify: {} events in {} streams, {} checkpoints, OK in {:.1} s = {:.0} events/s ({:.0} % of the read ceiling)",
+        report.events,
+        report.streams,
+        report.checkpoints,
+        verify_time.as_secs_f64(),
+        rate(report.events, verify_time),
+        100.0 * read_time.as_secs_f64() / verify_time.as_secs_f64()
+    );
+
+    // The whole log exported to a file, and verified offline from it.
+    let file =
+        std::env::temp_dir().join(format!("crm-bench-export-{}.db", Uuid::new_v4().simple()));
+    let t = Instant::now();
+    let manifest = crm_audit::export(&store, "bench", None, None, &file, &mut |c, n| {
+        eprint!("\r  exported checkpoint #{}, {n} events", c.seq)
+    })
+    .await?;
+    let export_time = t.elapsed();
+    eprintln!();
+    let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let offline = crm_eventstore::sqlite::SqliteEventStore::open(&file).await?;
+    let t = Instant::now();
+    let report = crm_audit::verify(&offline, &Default::default(), &mut |_| {}).await?;
+    let offline_time = t.elapsed();
+    drop(offline);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = file.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    anyhow::ensure!(
+        report.ok(),
+        "the export does not verify: {:?}",
+        report.problems
+    );
+    println!(
+        "export: {} events to an SQLite file of {:.0} MB in {:.1} s = {:.0} events/s; verified offline in {:.1} s = {:.0} events/s",
+        manifest.events,
+        size as f64 / 1e6,
+        export_time.as_secs_f64(),
+        rate(manifest.events, export_time),
+        offline_time.as_secs_f64(),
+        rate(report.events, offline_time)
     );
     Ok(())
 }
