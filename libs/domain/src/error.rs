@@ -119,6 +119,10 @@ pub enum DomainError {
     AlreadyLocked(CustomerId),
     #[error("customer {0} is not locked")]
     NotLocked(CustomerId),
+    #[error("the personal data of customer {0} was already erased")]
+    AlreadyErased(CustomerId),
+    #[error("the personal data of customer {0} was erased: no new personal data (name, phone, e-mail, registration number, free text) can be recorded for it")]
+    PersonalDataErased(CustomerId),
     #[error("the {timer} timer is not due for this customer now (already applied, moved by newer events, or early)")]
     TimerNotDue { timer: &'static str },
 }
@@ -165,6 +169,8 @@ impl DomainError {
             ReclaimCooldown { .. } => "pool.reclaim_cooldown",
             AlreadyLocked(_) => "ownership.already_locked",
             NotLocked(_) => "ownership.not_locked",
+            AlreadyErased(_) => "customer.already_erased",
+            PersonalDataErased(_) => "customer.personal_data_erased",
             TimerNotDue { .. } => "timer.not_due",
         }
     }

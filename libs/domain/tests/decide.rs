@@ -671,3 +671,77 @@ fn sla_policy_defaults_follow_the_service_promise() {
     assert_eq!(sla.resolution(Severity::Normal), Duration::hours(72));
     assert_eq!(sla.resolution(Severity::Low), Duration::days(7));
 }
+
+// ---- erasure of personal data ------------------------------------------------------
+
+fn erase(n: u128) -> CustomerCommand {
+    CustomerCommand::EraseCustomerData(EraseCustomerData {
+        customer_id: cid(n),
+        reason: "erasure request DSR-42".into(),
+    })
+}
+
+#[test]
+fn erasure_blanks_personal_fields_and_frees_the_unique_keys() {
+    let before = fold(&registered(1));
+    assert!(before.phone.is_some() && !before.unique_keys().is_empty());
+    let (given, events) = given(registered(1)).when(erase(1), &ctx(5)).accepted();
+    assert_eq!(
+        events,
+        vec![CustomerEvent::PersonalDataErased(PersonalDataErased {
+            customer_id: cid(1),
+            reason: "erasure request DSR-42".into(),
+            erased_by: ctx(5).actor,
+            at: at(5),
+        })]
+    );
+    let after = fold(&[registered(1), events].concat());
+    assert!(after.erased);
+    assert_eq!(after.display_name, crm_domain::customer::personal::ERASED);
+    assert!(after.phone.is_none() && after.email.is_none());
+    assert!(after.registration_number.is_none());
+    assert!(after.unique_keys().is_empty(), "the phone can be registered again");
+    assert_eq!(after.version, before.version + 1);
+    given.when(erase(1), &ctx(6)).then_error("customer.already_erased");
+}
+
+#[test]
+fn after_erasure_history_goes_on_without_personal_data() {
+    let erased = || {
+        let (g, events) = given(owned_by(1, 2)).when(erase(1), &ctx(5)).accepted();
+        g.and(events)
+    };
+    // New personal data is refused ...
+    erased()
+        .when(
+            CustomerCommand::UpdateProfile(UpdateProfile {
+                customer_id: cid(1),
+                phone: Some("+86 139 0000 0000".into()),
+                ..UpdateProfile::default()
+            }),
+            &ctx(10),
+        )
+        .then_error("customer.personal_data_erased");
+    erased()
+        .when(
+            contact(1, 2, ContactChannel::Phone, ContactOutcome::Reached),
+            &ctx(10),
+        )
+        .then_error("customer.personal_data_erased");
+    erased()
+        .when(log(1, 3, Severity::Normal), &ctx(10))
+        .then_error("customer.personal_data_erased");
+    // ... while facts without it are recorded as before.
+    let mut plain = contact(1, 2, ContactChannel::Phone, ContactOutcome::Reached);
+    if let CustomerCommand::RecordContact(c) = &mut plain {
+        c.summary = None;
+    }
+    erased().when(plain, &ctx(10)).accepted();
+}
+
+#[test]
+fn an_unknown_customer_cannot_be_erased() {
+    given([])
+        .when(erase(9), &ctx(1))
+        .then_error("customer.unknown");
+}

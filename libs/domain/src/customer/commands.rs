@@ -200,6 +200,16 @@ pub struct LockOwnership {
     pub reason: String,
 }
 
+/// Erase the customer's personal data (PIPL/GDPR): the customer's key is destroyed, so
+/// every personal field ever recorded becomes unreadable everywhere; the history, its
+/// hash chains and the KPIs stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EraseCustomerData {
+    pub customer_id: CustomerId,
+    /// The request it fulfils (ticket reference, legal basis).
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnlockOwnership {
     pub customer_id: CustomerId,
@@ -280,6 +290,7 @@ pub enum CustomerCommand {
     AssignByPolicy(AssignByPolicy),
     LockOwnership(LockOwnership),
     UnlockOwnership(UnlockOwnership),
+    EraseCustomerData(EraseCustomerData),
     ApplyTimer(ApplyTimer),
 }
 
@@ -305,6 +316,7 @@ impl CustomerCommand {
             ChangeLifecycleStage(c) => c.customer_id,
             AssignByPolicy(c) => c.customer_id,
             LockOwnership(c) => c.customer_id,
+            EraseCustomerData(c) => c.customer_id,
             UnlockOwnership(c) => c.customer_id,
             ApplyTimer(c) => c.customer_id,
         }
@@ -333,6 +345,7 @@ impl CustomerCommand {
             AssignByPolicy(_) => "assign_by_policy",
             LockOwnership(_) => "lock_ownership",
             UnlockOwnership(_) => "unlock_ownership",
+            EraseCustomerData(_) => "erase_customer_data",
             ApplyTimer(c) => c.timer.name(),
         }
     }

@@ -21,6 +21,19 @@ type Decision = Result<Vec<CustomerEvent>, DomainError>;
 
 /// Decide one customer command against the customer's current state.
 pub fn decide(state: &CustomerState, command: &CustomerCommand, ctx: &DecisionContext) -> Decision {
+    let events = decide_command(state, command, ctx)?;
+    // After an erasure the customer's history goes on, without personal data.
+    if state.erased && events.iter().any(super::personal::carries_personal_data) {
+        return Err(DomainError::PersonalDataErased(command.customer_id()));
+    }
+    Ok(events)
+}
+
+fn decide_command(
+    state: &CustomerState,
+    command: &CustomerCommand,
+    ctx: &DecisionContext,
+) -> Decision {
     let id = command.customer_id();
     if let CustomerCommand::Register(c) = command {
         return register(state, c, ctx);
@@ -48,6 +61,7 @@ pub fn decide(state: &CustomerState, command: &CustomerCommand, ctx: &DecisionCo
         CustomerCommand::AssignByPolicy(c) => assign_by_policy(state, c, ctx),
         CustomerCommand::LockOwnership(c) => lock_ownership(state, c, ctx),
         CustomerCommand::UnlockOwnership(c) => unlock_ownership(state, c, ctx),
+        CustomerCommand::EraseCustomerData(c) => erase_customer_data(state, c, ctx),
         CustomerCommand::ApplyTimer(c) => apply_timer(state, c, ctx),
     }
 }
@@ -796,6 +810,22 @@ fn lock_ownership(state: &CustomerState, c: &LockOwnership, ctx: &DecisionContex
         until: c.until,
         reason: check_text("reason", &c.reason, 500)?,
         locked_by: ctx.actor.clone(),
+        at: ctx.now,
+    })])
+}
+
+fn erase_customer_data(
+    state: &CustomerState,
+    c: &EraseCustomerData,
+    ctx: &DecisionContext,
+) -> Decision {
+    if state.erased {
+        return Err(DomainError::AlreadyErased(c.customer_id));
+    }
+    Ok(vec![CustomerEvent::PersonalDataErased(PersonalDataErased {
+        customer_id: c.customer_id,
+        reason: check_text("reason", &c.reason, 500)?,
+        erased_by: ctx.actor.clone(),
         at: ctx.now,
     })])
 }

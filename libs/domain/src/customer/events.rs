@@ -164,6 +164,16 @@ pub struct OwnershipLocked {
     pub at: DateTime<Utc>,
 }
 
+/// The customer's personal data was erased: the key that encrypts its personal fields
+/// was destroyed (crypto-shredding). Nothing personal is in this event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonalDataErased {
+    pub customer_id: CustomerId,
+    pub reason: String,
+    pub erased_by: Actor,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnershipUnlocked {
     pub customer_id: CustomerId,
@@ -422,6 +432,7 @@ customer_events!(
     OwnershipUnlocked,
     ComplaintSlaWarned,
     ComplaintSlaBreached,
+    PersonalDataErased,
 );
 
 impl CustomerEvent {

@@ -6,6 +6,7 @@ pub mod complaint;
 pub mod decide;
 pub mod events;
 pub mod lifecycle;
+pub mod personal;
 pub mod state;
 pub mod timers;
 

@@ -78,6 +78,8 @@ pub struct CustomerState {
     pub referrals: BTreeMap<ReferralId, ReferralState>,
     pub purchases: BTreeSet<PurchaseId>,
     pub purchases_total_minor: i64,
+    /// Personal data erased: the personal fields above are blank and stay blank.
+    pub erased: bool,
     /// Events applied: the stream version this state is at.
     pub version: u64,
 }
@@ -264,6 +266,13 @@ impl CustomerState {
                 })
             }
             CustomerEvent::OwnershipUnlocked(_) => self.lock = None,
+            CustomerEvent::PersonalDataErased(_) => {
+                self.erased = true;
+                self.display_name = crate::customer::personal::ERASED.to_string();
+                self.phone = None;
+                self.email = None;
+                self.registration_number = None;
+            }
             CustomerEvent::ComplaintSlaWarned(e) => {
                 self.complaint(e.complaint_id, |c| match e.clock {
                     SlaClock::FirstResponse => c.first_response_warned = true,

@@ -1,0 +1,72 @@
+//! Which fields of customer events are personal data (PIPL/GDPR).
+//!
+//! These fields are stored encrypted with the customer's own key (crypto-shredding,
+//! `libs/privacy`); erasing the customer's personal data destroys the key. Everything
+//! else (ids, owners, times, stages, amounts, channels, outcomes) stays readable: the
+//! history, KPIs and audit trail survive an erasure. Free text written about the
+//! customer (contact summaries, complaint texts, referral notes) counts as personal.
+
+use serde_json::Value;
+
+use super::events::CustomerEvent;
+
+/// What an erased or unreadable personal field reads as.
+pub const ERASED: &str = "[erased]";
+
+/// The personal fields of an event type's payload (top-level string fields).
+pub fn fields(event_type: &str) -> &'static [&'static str] {
+    match event_type {
+        "CustomerRegistered" | "ProfileUpdated" => {
+            &["display_name", "phone", "email", "registration_number"]
+        }
+        "ContactRecorded" => &["summary"],
+        "ComplaintLogged" => &["description"],
+        "ComplaintResolved" => &["resolution"],
+        "ComplaintReopened" => &["reason"],
+        "ReferralRecorded" => &["note"],
+        _ => &[],
+    }
+}
+
+/// Whether the event records any personal data (a personal field that is present and
+/// not null).
+pub fn carries_personal_data(event: &CustomerEvent) -> bool {
+    let names = fields(event.event_type());
+    if names.is_empty() {
+        return false;
+    }
+    let payload = event.payload();
+    names
+        .iter()
+        .any(|f| !matches!(payload.get(*f), None | Some(Value::Null)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every listed field exists in the stored examples of its event type, as a string.
+    #[test]
+    fn listed_fields_are_string_fields_of_their_events() {
+        let fixtures: Vec<Value> =
+            serde_json::from_str(include_str!("../../tests/fixtures/events_v1.json")).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &fixtures {
+            let t = f["event_type"].as_str().unwrap();
+            for name in fields(t) {
+                if let Some(v) = f["payload"].get(*name) {
+                    assert!(v.is_string() || v.is_null(), "{t}.{name} is {v}");
+                    seen.insert((t.to_string(), *name));
+                }
+            }
+        }
+        for t in [
+            "CustomerRegistered",
+            "ContactRecorded",
+            "ComplaintLogged",
+            "ComplaintResolved",
+        ] {
+            assert!(seen.iter().any(|(e, _)| e == t), "{t} has a fixture with personal data");
+        }
+    }
+}
