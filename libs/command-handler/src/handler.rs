@@ -22,6 +22,7 @@ use crm_eventstore::{
     AppendError, AppendOutcome, AppendRequest, CommandMeta, Conflict, CounterChange, EventStore,
     ExpectedVersion, NewEvent, StoreError, StreamWrite, UniqueClaim,
 };
+use crm_privacy::{PrivacyError, Vault};
 use crm_telemetry::names;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -105,6 +106,17 @@ impl CommandError {
     }
 }
 
+/// How long the handler reuses a customer's key read from the store.
+const VAULT_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn privacy_error(customer: CustomerId, e: PrivacyError) -> CommandError {
+    match e {
+        PrivacyError::Erased(_) => CommandError::Refused(DomainError::PersonalDataErased(customer)),
+        PrivacyError::Store(s) => CommandError::Unavailable(s),
+        other => CommandError::Unavailable(StoreError::Corrupt(other.to_string())),
+    }
+}
+
 pub fn customer_stream(id: CustomerId) -> String {
     format!("customer-{id}")
 }
@@ -127,6 +139,10 @@ pub struct HandlerConfig {
     /// How long the list of registered managers is trusted (a manager registered by
     /// another process becomes a candidate for assignment by policy within this time).
     pub directory_ttl: std::time::Duration,
+    /// Secret of the duplicate-check index: normalised phones, e-mails and registration
+    /// numbers are stored as keyed hashes (`crm_privacy::blind_index`), never in clear.
+    /// From `CRM_INDEX_KEY`; every command service of one store must use the same.
+    pub index_key: String,
 }
 
 impl Default for HandlerConfig {
@@ -136,9 +152,16 @@ impl Default for HandlerConfig {
             cache_capacity: 200_000,
             policy_ttl: POLICY_TTL,
             directory_ttl: DIRECTORY_TTL,
+            index_key: std::env::var("CRM_INDEX_KEY")
+                .unwrap_or_else(|_| DEFAULT_INDEX_KEY.to_string()),
         }
     }
 }
+
+/// The index secret when `CRM_INDEX_KEY` is not set (the embedded demo, tests): the
+/// index is still not readable as text, but anyone with this source can test guesses
+/// against it. Set `CRM_INDEX_KEY` in production (docs/operations.md).
+pub const DEFAULT_INDEX_KEY: &str = "crm-development-index-key";
 
 /// The command side's application service; cheap to clone.
 #[derive(Clone)]
@@ -149,6 +172,9 @@ pub struct CommandHandler<S> {
     pub(crate) managers: Arc<StateCache<ManagerState>>,
     pub(crate) lookups: Arc<Lookups>,
     pub(crate) config: HandlerConfig,
+    /// Customers' keys: personal fields are encrypted before an append and decrypted
+    /// when a customer is loaded (crypto-shredding, `libs/privacy`).
+    vault: Arc<Vault<S>>,
 }
 
 /// The state a decision was made on, and what the append must re-check.
@@ -161,12 +187,28 @@ impl<S: EventStore + Clone> CommandHandler<S> {
     pub fn new(store: S, config: HandlerConfig) -> Self {
         Self {
             committer: GroupCommitter::start(store.clone(), config.group_commit),
+            vault: Arc::new(Vault::new(store.clone(), VAULT_KEY_TTL)),
             store,
             customers: Arc::new(StateCache::new(config.cache_capacity)),
             managers: Arc::new(StateCache::new(config.cache_capacity / 10 + 16)),
             lookups: Arc::default(),
             config,
         }
+    }
+
+    /// How a duplicate-check key is stored: its kind and a keyed hash of its value.
+    fn stored_key(&self, key: &UniqueKey) -> String {
+        format!(
+            "{}:{}",
+            key.kind(),
+            crm_privacy::blind_index(self.config.index_key.as_bytes(), key.as_str())
+        )
+    }
+
+    /// The vault this handler encrypts with (shared with whoever reads personal data in
+    /// the same process).
+    pub fn vault(&self) -> &Arc<Vault<S>> {
+        &self.vault
     }
 
     pub fn store(&self) -> &S {
@@ -187,6 +229,17 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         {
             self.assign_on_registration(&envelope, r.customer_id, accepted)
                 .await;
+        }
+        if let (Command::Customer(CustomerCommand::EraseCustomerData(e)), Ok(_)) =
+            (&command, &result)
+        {
+            // The erasure is recorded; now destroy the key. A repeat of the command (same
+            // id) lands here again, so a failure here is retried by retrying the command.
+            let stream = customer_stream(e.customer_id);
+            self.customers.remove(&stream);
+            if let Err(err) = self.vault.erase(&stream).await {
+                result = Err(privacy_error(e.customer_id, err));
+            }
         }
         let (outcome, code) = match &result {
             Ok(a) if a.duplicate => ("duplicate", "none"),
@@ -358,13 +411,19 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         let events = self.store.read_stream(&stream, 0).await?;
         let version = events.last().map_or(0, |e| e.stream_version);
         for e in &events {
-            let event = CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload)
-                .map_err(|err| {
+            let mut payload = e.payload.clone();
+            self.vault
+                .open(&stream, &e.event_type, &mut payload)
+                .await
+                .map_err(|err| privacy_error(id, err))?;
+            let event = CustomerEvent::decode(&e.event_type, e.schema_version, &payload).map_err(
+                |err| {
                     StoreError::Corrupt(format!(
                         "{} v{} in {stream}: {err}",
                         e.event_type, e.stream_version
                     ))
-                })?;
+                },
+            )?;
             state.apply(&event);
         }
         self.customers.put(stream, state.clone(), version);
@@ -501,7 +560,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         let after: BTreeSet<UniqueKey> = next.unique_keys().into_iter().collect();
         let claims: Vec<&UniqueKey> = after.difference(&before).collect();
         for key in &claims {
-            if let Some(owner) = self.store.key_owner(key.as_str()).await? {
+            if let Some(owner) = self.store.key_owner(&self.stored_key(key)).await? {
                 if owner != stream {
                     let existing = owner
                         .strip_prefix("customer-")
@@ -524,9 +583,13 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             }
         }
 
-        let new_events = to_new_events(&events, |e| {
+        let mut new_events = to_new_events(&events, |e| {
             (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
         });
+        self.vault
+            .seal(&stream, &mut new_events)
+            .await
+            .map_err(|err| privacy_error(id, err))?;
         let mut request = AppendRequest::new(self.meta(envelope, command.name(), fingerprint));
         request.writes.push(StreamWrite {
             stream_id: stream.clone(),
@@ -545,14 +608,14 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         request.claims = claims
             .iter()
             .map(|k| UniqueClaim {
-                key: k.as_str().to_string(),
+                key: self.stored_key(k),
                 owner: stream.clone(),
             })
             .collect();
         request.releases = before
             .difference(&after)
             .map(|k| UniqueClaim {
-                key: k.as_str().to_string(),
+                key: self.stored_key(k),
                 owner: stream.clone(),
             })
             .collect();

@@ -177,6 +177,7 @@ command_table! {
     "assign_by_policy" => AssignByPolicy => |x: AssignByPolicy| Command::Customer(CustomerCommand::AssignByPolicy(x));
     "lock_ownership" => LockOwnership => |x: LockOwnership| Command::Customer(CustomerCommand::LockOwnership(x));
     "unlock_ownership" => UnlockOwnership => |x: UnlockOwnership| Command::Customer(CustomerCommand::UnlockOwnership(x));
+    "erase_customer_data" => EraseCustomerData => |x: EraseCustomerData| Command::Customer(CustomerCommand::EraseCustomerData(x));
     "publish_policy" => PublishPolicy => |x: WirePublishPolicy| Command::Policy(PolicyCommand::Publish(PublishPolicy { document: x.document_json, note: x.note }));
     "register_manager" => RegisterManager => |x: RegisterManager| Command::Manager(ManagerCommand::Register(x));
     "update_manager" => UpdateManager => |x: UpdateManager| Command::Manager(ManagerCommand::Update(x));

@@ -186,6 +186,11 @@ fn samples() -> Vec<Command> {
             reason: "no longer VIP".into(),
         })
         .into(),
+        C::EraseCustomerData(EraseCustomerData {
+            customer_id: c,
+            reason: "DSR-42".into(),
+        })
+        .into(),
         policy::PolicyCommand::Publish(policy::PublishPolicy {
             document: policy::PolicyDocument {
                 rules: vec![policy::AssignmentRule {

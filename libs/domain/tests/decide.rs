@@ -700,9 +700,14 @@ fn erasure_blanks_personal_fields_and_frees_the_unique_keys() {
     assert_eq!(after.display_name, crm_domain::customer::personal::ERASED);
     assert!(after.phone.is_none() && after.email.is_none());
     assert!(after.registration_number.is_none());
-    assert!(after.unique_keys().is_empty(), "the phone can be registered again");
+    assert!(
+        after.unique_keys().is_empty(),
+        "the phone can be registered again"
+    );
     assert_eq!(after.version, before.version + 1);
-    given.when(erase(1), &ctx(6)).then_error("customer.already_erased");
+    given
+        .when(erase(1), &ctx(6))
+        .then_error("customer.already_erased");
 }
 
 #[test]

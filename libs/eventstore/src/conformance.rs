@@ -30,6 +30,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@case $make, checkpoints_round_trip);
         $crate::conformance_suite!(@case $make, every_stream_is_a_hash_chain);
         $crate::conformance_suite!(@case $make, global_checkpoints_are_sequenced);
+        $crate::conformance_suite!(@case $make, subject_keys_are_created_once_and_erased_for_good);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_writers_with_slow_commits_and_rollbacks_are_never_skipped() {
@@ -739,5 +740,35 @@ pub async fn concurrent_writers_are_never_skipped<S: EventStore + Clone>(s: S, s
         seen,
         all_events(&s, seen.len()).await,
         "the follower saw the same log as a full read"
+    );
+}
+
+pub async fn subject_keys_are_created_once_and_erased_for_good<S: EventStore>(s: S) {
+    assert_eq!(
+        s.subject_key("customer-1").await.unwrap(),
+        SubjectKey::Absent
+    );
+    let first = s.create_subject_key("customer-1", &[1; 32]).await.unwrap();
+    assert_eq!(first, SubjectKey::Active(vec![1; 32]));
+    // A racing writer with another key gets the stored one.
+    assert_eq!(
+        s.create_subject_key("customer-1", &[2; 32]).await.unwrap(),
+        SubjectKey::Active(vec![1; 32])
+    );
+    s.erase_subject_key("customer-1").await.unwrap();
+    s.erase_subject_key("customer-1").await.unwrap();
+    assert_eq!(
+        s.subject_key("customer-1").await.unwrap(),
+        SubjectKey::Erased
+    );
+    // Never again a key for an erased subject, nor for one erased before it had any.
+    assert_eq!(
+        s.create_subject_key("customer-1", &[3; 32]).await.unwrap(),
+        SubjectKey::Erased
+    );
+    s.erase_subject_key("customer-2").await.unwrap();
+    assert_eq!(
+        s.create_subject_key("customer-2", &[4; 32]).await.unwrap(),
+        SubjectKey::Erased
     );
 }

@@ -47,6 +47,11 @@ pub fn postgres() -> Migrator {
             "hash chains",
             include_str!("../migrations/postgres/0004_hash_chains.sql"),
         ),
+        (
+            5,
+            "subject keys",
+            include_str!("../migrations/postgres/0005_subject_keys.sql"),
+        ),
     ])
 }
 
@@ -66,6 +71,11 @@ pub fn sqlite() -> Migrator {
             3,
             "imported positions",
             include_str!("../migrations/sqlite/0003_imported_positions.sql"),
+        ),
+        (
+            4,
+            "subject keys",
+            include_str!("../migrations/sqlite/0004_subject_keys.sql"),
         ),
     ])
 }

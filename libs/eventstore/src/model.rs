@@ -248,6 +248,27 @@ pub struct RecordedEvent {
     pub chain_hash: ChainHash,
 }
 
+/// The encryption key of one data subject (a customer) as the store keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SubjectKey {
+    /// No key yet: nothing personal was recorded.
+    Absent,
+    Active(Vec<u8>),
+    /// Destroyed by an erasure: what was encrypted with it is unreadable for good.
+    Erased,
+}
+
+impl fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        match self {
+            SubjectKey::Absent => f.write_str("Absent"),
+            SubjectKey::Active(_) => f.write_str("Active(..)"),
+            SubjectKey::Erased => f.write_str("Erased"),
+        }
+    }
+}
+
 /// A named reader's progress through the global log (the relay's, for instance).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {

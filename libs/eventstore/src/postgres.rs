@@ -724,6 +724,42 @@ impl EventStore for PgEventStore {
         Ok(())
     }
 
+    async fn subject_key(&self, subject: &str) -> Result<SubjectKey, StoreError> {
+        let row: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT key FROM subject_keys WHERE subject = $1")
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(subject_key_of(row))
+    }
+
+    async fn create_subject_key(
+        &self,
+        subject: &str,
+        key: &[u8],
+    ) -> Result<SubjectKey, StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (subject, key) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        self.subject_key(subject).await
+    }
+
+    async fn erase_subject_key(&self, subject: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (subject, key, erased_at) VALUES ($1, NULL, clock_timestamp()) \
+             ON CONFLICT (subject) DO UPDATE SET key = NULL, \
+                 erased_at = coalesce(subject_keys.erased_at, clock_timestamp())",
+        )
+        .bind(subject)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn last_global_checkpoint(&self) -> Result<Option<GlobalCheckpoint>, StoreError> {
         let sql = format!(
             "SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints ORDER BY seq DESC LIMIT 1"
@@ -768,6 +804,16 @@ impl EventStore for PgEventStore {
         .await?
         .rows_affected();
         Ok(inserted == 1)
+    }
+}
+
+/// A `subject_keys` row (or its absence) as a [`SubjectKey`]: a row without a key is
+/// an erasure's tombstone.
+pub(crate) fn subject_key_of(row: Option<Option<Vec<u8>>>) -> SubjectKey {
+    match row {
+        None => SubjectKey::Absent,
+        Some(None) => SubjectKey::Erased,
+        Some(Some(key)) => SubjectKey::Active(key),
     }
 }
 

@@ -21,7 +21,9 @@ use crate::chain::{ChainHash, GlobalCheckpoint};
 use crate::error::{AppendError, StoreError};
 use crate::model::*;
 use crate::plan::{self, Snapshot, StoredCommand};
-use crate::postgres::{build_outcomes, decode_checkpoint, fail_all, CHECKPOINT_COLUMNS};
+use crate::postgres::{
+    build_outcomes, decode_checkpoint, fail_all, subject_key_of, CHECKPOINT_COLUMNS,
+};
 use crate::EventStore;
 
 /// Event store in an SQLite file.
@@ -436,6 +438,52 @@ impl EventStore for SqliteEventStore {
         .bind(Utc::now())
         .execute(&self.writer)
         .await?;
+        Ok(())
+    }
+
+    async fn subject_key(&self, subject: &str) -> Result<SubjectKey, StoreError> {
+        // The writer: a key just created or erased must be seen at once.
+        let row: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT key FROM subject_keys WHERE subject = ?")
+                .bind(subject)
+                .fetch_optional(&self.writer)
+                .await?;
+        Ok(subject_key_of(row))
+    }
+
+    async fn create_subject_key(
+        &self,
+        subject: &str,
+        key: &[u8],
+    ) -> Result<SubjectKey, StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (subject, key, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (subject) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(key)
+        .bind(Utc::now())
+        .execute(&self.writer)
+        .await?;
+        self.subject_key(subject).await
+    }
+
+    async fn erase_subject_key(&self, subject: &str) -> Result<(), StoreError> {
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO subject_keys (subject, key, created_at, erased_at) VALUES (?, NULL, ?, ?) \
+             ON CONFLICT (subject) DO UPDATE SET key = NULL, \
+                 erased_at = coalesce(subject_keys.erased_at, excluded.erased_at)",
+        )
+        .bind(subject)
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        // The old key must not survive in the file's free pages or the WAL.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

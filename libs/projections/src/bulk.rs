@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use crm_domain::customer::personal;
 use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent};
 use crm_eventstore::RecordedEvent;
 
@@ -361,6 +362,11 @@ impl Fold {
             CustomerEvent::ValueTierChanged(t) => {
                 if let Some(row) = self.customers.get_mut(id) {
                     set(&mut row.cells, C_TIER, t.to.as_str());
+                }
+            }
+            CustomerEvent::PersonalDataErased(_) => {
+                if let Some(row) = self.customers.get_mut(id) {
+                    set(&mut row.cells, C_DISPLAY_NAME, personal::ERASED);
                 }
             }
             _ => {}

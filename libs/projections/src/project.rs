@@ -2,6 +2,7 @@
 //! causes out, as SQL statements that run unchanged on PostgreSQL and SQLite. Pure: no
 //! I/O here; [`crate::store`] runs the statements in the projector's transaction.
 
+use crm_domain::customer::personal;
 use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent};
 use crm_eventstore::RecordedEvent;
 
@@ -497,6 +498,10 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
             ));
         }
         CustomerEvent::OwnershipLocked(_) | CustomerEvent::OwnershipUnlocked(_) => {}
+        CustomerEvent::PersonalDataErased(_) => out.push(stmt(
+            "UPDATE rm_customers SET display_name = $2 WHERE customer_id = $1",
+            vec![customer.into(), personal::ERASED.into()],
+        )),
     }
     out.push(stmt(
         "INSERT INTO rm_timeline (customer_id, version, event_id, event_type, occurred_at_us, actor, \
@@ -626,8 +631,10 @@ pub fn summary(c: &CustomerEvent) -> String {
             r.resolved_by,
             if r.within_sla { "" } else { " (SLA missed)" }
         ),
-        CustomerEvent::ComplaintReopened(r) => {
-            format!("complaint {} reopened: {}", r.complaint_id, r.reason)
+        // The reason is personal data (free text): kept in the payload, encrypted.
+        CustomerEvent::ComplaintReopened(r) => format!("complaint {} reopened", r.complaint_id),
+        CustomerEvent::PersonalDataErased(e) => {
+            format!("personal data erased by {}: {}", e.erased_by, e.reason)
         }
         CustomerEvent::ComplaintClosed(c) => match c.satisfaction {
             Some(s) => format!("complaint {} closed, satisfaction {s}/5", c.complaint_id),

@@ -595,6 +595,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         day.timers.not_due
     );
 
+    // One customer exercises the right to erasure (PIPL art. 47 / GDPR art. 17).
+    let erased = customers[0].id;
+    for r in day
+        .run(vec![(
+            Actor::person("dpo"),
+            CustomerCommand::EraseCustomerData(EraseCustomerData {
+                customer_id: erased,
+                reason: "erasure request DSR-2026-0042".into(),
+            })
+            .into(),
+        )])
+        .await
+    {
+        r?;
+    }
+    println!(
+        "  erasure  customer {erased}: personal data erased by destroying its key; its history, \
+         KPIs and hash chains stay\n"
+    );
+
     report(&store, &managers, &day.tally, args.show).await?;
     drop(day);
     let read_path = path.with_extension("read.db");
@@ -834,7 +854,9 @@ async fn report(
         );
     }
 
-    // Replay the whole log from the store: the state below is a fold of stored events.
+    // Replay the whole log from the store: the state below is a fold of stored events,
+    // personal fields decrypted with each customer's key (or `[erased]`).
+    let vault = crm_privacy::Vault::new(store.clone(), std::time::Duration::from_secs(600));
     let mut customers: BTreeMap<String, Replayed> = BTreeMap::new();
     let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
     let mut cursor = LogPosition::START;
@@ -849,7 +871,11 @@ async fn report(
             last = e.log_position;
             *by_type.entry(e.event_type.clone()).or_default() += 1;
             if e.stream_id.starts_with("customer-") {
-                let event = CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload)?;
+                let mut payload = e.payload.clone();
+                vault
+                    .open(&e.stream_id, &e.event_type, &mut payload)
+                    .await?;
+                let event = CustomerEvent::decode(&e.event_type, e.schema_version, &payload)?;
                 let r = customers.entry(e.stream_id.clone()).or_default();
                 if matches!(event, CustomerEvent::ContactRecorded(_)) {
                     r.contacts += 1;

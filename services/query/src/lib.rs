@@ -19,14 +19,90 @@ use crm_projections::kpi::{self, Level};
 use crm_projections::{PortfolioBy, ReadError, ReadStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use crm_domain::customer::personal;
+use crm_eventstore::AnyEventStore;
+use crm_privacy::Vault;
 
 /// The OpenAPI document of this service.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// The customers' keys, when this service may decrypt personal data.
+pub type SharedVault = Arc<Vault<AnyEventStore>>;
 
 #[derive(Clone)]
 struct AppState {
     store: ReadStore,
     metrics: PrometheusHandle,
+    /// Without it, personal fields are answered as `[withheld]`.
+    vault: Option<SharedVault>,
+}
+
+impl AppState {
+    /// Personal fields of customer rows, decrypted for the caller.
+    async fn reveal_customers(
+        &self,
+        rows: &mut [crm_projections::queries::CustomerRow],
+    ) -> Result<(), Problem> {
+        for row in rows {
+            row.display_name = self
+                .reveal(&row.customer_id, "display_name", &row.display_name)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn reveal(&self, customer: &str, field: &str, text: &str) -> Result<String, Problem> {
+        if !crm_privacy::is_sealed(text) {
+            return Ok(text.to_string());
+        }
+        let Some(vault) = &self.vault else {
+            return Ok(personal::WITHHELD.to_string());
+        };
+        let (text, _) = vault
+            .reveal(&format!("customer-{customer}"), field, text)
+            .await
+            .map_err(Problem::privacy)?;
+        Ok(text)
+    }
+
+    /// The personal fields inside timeline payloads, decrypted for the caller.
+    async fn reveal_timeline(
+        &self,
+        rows: &mut [crm_projections::queries::TimelineRow],
+    ) -> Result<(), Problem> {
+        for row in rows {
+            if !row.payload.contains(crm_privacy::SEALED_PREFIX) {
+                continue;
+            }
+            let mut payload: serde_json::Value = serde_json::from_str(&row.payload)
+                .map_err(|e| Problem::privacy(format!("timeline payload: {e}")))?;
+            match &self.vault {
+                Some(vault) => {
+                    vault
+                        .open(
+                            &format!("customer-{}", row.customer_id),
+                            &row.event_type,
+                            &mut payload,
+                        )
+                        .await
+                        .map_err(Problem::privacy)?;
+                }
+                None => {
+                    for f in personal::fields(&row.event_type) {
+                        if let Some(v) = payload.get_mut(*f) {
+                            if v.as_str().is_some_and(crm_privacy::is_sealed) {
+                                *v = serde_json::Value::String(personal::WITHHELD.into());
+                            }
+                        }
+                    }
+                }
+            }
+            row.payload = payload.to_string();
+        }
+        Ok(())
+    }
 }
 
 /// A refused query.
@@ -43,6 +119,15 @@ impl Problem {
             status: StatusCode::BAD_REQUEST,
             code: "query.bad_parameter",
             detail: detail.into(),
+        }
+    }
+
+    fn privacy(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "personal data could not be decrypted");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "query.unavailable",
+            detail: "personal data cannot be read right now; retry".into(),
         }
     }
 
@@ -228,10 +313,11 @@ async fn customers(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> An
         customer_type: p.customer_type.clone(),
         first_touch_channel: p.first_touch_channel.clone(),
     };
-    let items = s
+    let mut items = s
         .store
         .customers_where(&filter, p.after.as_deref().unwrap_or(""), limit)
         .await?;
+    s.reveal_customers(&mut items).await?;
     paged(items, limit, p.csv(&headers)?, |c| c.customer_id.clone())
 }
 
@@ -242,10 +328,15 @@ async fn customer(
     Q(p): Q,
 ) -> Answer {
     let csv = p.csv(&headers)?;
-    match s.store.customer(&id).await? {
-        Some(c) if csv => rows(vec![c], true),
-        Some(c) => Ok(Json(c).into_response()),
-        None => Err(Problem::not_found(format!("no customer {id}"))),
+    let Some(c) = s.store.customer(&id).await? else {
+        return Err(Problem::not_found(format!("no customer {id}")));
+    };
+    let mut found = vec![c];
+    s.reveal_customers(&mut found).await?;
+    if csv {
+        rows(found, true)
+    } else {
+        Ok(Json(found.remove(0)).into_response())
     }
 }
 
@@ -273,10 +364,11 @@ async fn timeline(
     Q(p): Q,
 ) -> Answer {
     let limit = p.limit()?;
-    let items = s
+    let mut items = s
         .store
         .timeline(&id, p.before_version.unwrap_or(0), limit)
         .await?;
+    s.reveal_timeline(&mut items).await?;
     if items.is_empty() && s.store.customer(&id).await?.is_none() {
         return Err(Problem::not_found(format!("no customer {id}")));
     }
@@ -289,15 +381,18 @@ async fn portfolio(
     headers: HeaderMap,
     Q(p): Q,
 ) -> Answer {
-    rows(s.store.portfolio(&id).await?, p.csv(&headers)?)
+    let mut items = s.store.portfolio(&id).await?;
+    s.reveal_customers(&mut items).await?;
+    rows(items, p.csv(&headers)?)
 }
 
 async fn pool(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
     let limit = p.limit()?;
-    let items = s
+    let mut items = s
         .store
         .pool(p.after.as_deref().unwrap_or(""), limit)
         .await?;
+    s.reveal_customers(&mut items).await?;
     paged(items, limit, p.csv(&headers)?, |c| c.customer_id.clone())
 }
 
@@ -367,7 +462,8 @@ async fn checkpoints(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> 
 }
 
 /// The router, for the binary and for tests.
-pub fn router(store: ReadStore) -> Router {
+/// The routes; with a `vault`, personal fields are decrypted for the caller.
+pub fn router(store: ReadStore, vault: Option<SharedVault>) -> Router {
     let metrics = crm_telemetry::install_prometheus();
     Router::new()
         .route("/v1/customers", get(customers))
@@ -394,19 +490,24 @@ pub fn router(store: ReadStore) -> Router {
             get(|State(s): State<AppState>| async move { s.metrics.render() }),
         )
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
-        .with_state(AppState { store, metrics })
+        .with_state(AppState {
+            store,
+            metrics,
+            vault,
+        })
 }
 
 /// Bind and serve until `shutdown`; returns the bound address through `bound`.
 pub async fn serve(
     store: ReadStore,
+    vault: Option<SharedVault>,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let _ = bound.send(listener.local_addr()?);
-    axum::serve(listener, router(store))
+    axum::serve(listener, router(store, vault))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

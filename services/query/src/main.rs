@@ -22,6 +22,10 @@ struct Args {
     http_addr: SocketAddr,
     #[arg(long, env = "CRM_DB_CONNECTIONS", default_value_t = 8)]
     db_connections: u32,
+    /// Event store holding the customers' keys: postgres://… or sqlite://path. Without
+    /// it, personal fields (names, contact texts) are answered as `[withheld]`.
+    #[arg(long, env = "CRM_STORE_URL")]
+    store_url: Option<String>,
 }
 
 #[tokio::main]
@@ -29,9 +33,21 @@ async fn main() -> anyhow::Result<()> {
     crm_telemetry::init_tracing();
     let a = Args::parse();
     let store = ReadStore::connect(&a.read_url, a.db_connections).await?;
+    let vault = match &a.store_url {
+        Some(url) => {
+            let keys = crm_eventstore::AnyEventStore::connect(url, 2).await?;
+            // No key caching: an erasure takes effect on the next request.
+            Some(std::sync::Arc::new(crm_privacy::Vault::new(
+                keys,
+                std::time::Duration::ZERO,
+            )))
+        }
+        None => None,
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(crm_query::serve(
         store,
+        vault,
         a.http_addr,
         crm_telemetry::shutdown_signal(),
         tx,

@@ -105,7 +105,9 @@ fn check_duplicate(id: CustomerId, ctx: &DecisionContext) -> Result<(), DomainEr
     match &ctx.duplicate {
         Some(d) if d.existing != id => Err(DomainError::DuplicateCustomer {
             existing: d.existing,
-            key: d.key.to_string(),
+            // The kind only (phone, email, regno): refusals end up in logs, and the
+            // caller knows what it sent.
+            key: d.key.kind().to_string(),
         }),
         _ => Ok(()),
     }
@@ -822,12 +824,14 @@ fn erase_customer_data(
     if state.erased {
         return Err(DomainError::AlreadyErased(c.customer_id));
     }
-    Ok(vec![CustomerEvent::PersonalDataErased(PersonalDataErased {
-        customer_id: c.customer_id,
-        reason: check_text("reason", &c.reason, 500)?,
-        erased_by: ctx.actor.clone(),
-        at: ctx.now,
-    })])
+    Ok(vec![CustomerEvent::PersonalDataErased(
+        PersonalDataErased {
+            customer_id: c.customer_id,
+            reason: check_text("reason", &c.reason, 500)?,
+            erased_by: ctx.actor.clone(),
+            at: ctx.now,
+        },
+    )])
 }
 
 fn unlock_ownership(state: &CustomerState, c: &UnlockOwnership, ctx: &DecisionContext) -> Decision {

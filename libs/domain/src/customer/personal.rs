@@ -10,8 +10,21 @@ use serde_json::Value;
 
 use super::events::CustomerEvent;
 
-/// What an erased or unreadable personal field reads as.
+/// What a personal field reads as once its customer's data was erased.
 pub const ERASED: &str = "[erased]";
+
+/// What a personal field reads as where its key is not available (an audit export
+/// carries no keys).
+pub const WITHHELD: &str = "[withheld]";
+
+/// Whether the field may be absent (null) in its events; the others are required text
+/// and read as [`ERASED`] / [`WITHHELD`] when unreadable.
+pub fn optional(field: &str) -> bool {
+    matches!(
+        field,
+        "phone" | "email" | "registration_number" | "summary" | "note"
+    )
+}
 
 /// The personal fields of an event type's payload (top-level string fields).
 pub fn fields(event_type: &str) -> &'static [&'static str] {
@@ -66,7 +79,10 @@ mod tests {
             "ComplaintLogged",
             "ComplaintResolved",
         ] {
-            assert!(seen.iter().any(|(e, _)| e == t), "{t} has a fixture with personal data");
+            assert!(
+                seen.iter().any(|(e, _)| e == t),
+                "{t} has a fixture with personal data"
+            );
         }
     }
 }
