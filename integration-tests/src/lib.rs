@@ -72,12 +72,19 @@ pub struct Service {
 }
 
 impl Service {
+    /// Start `bin`. Services refuse to start without authentication configured; unless
+    /// `env` configures it (`CRM_AUTH_*`), the test runs them with `CRM_AUTH=off`.
     pub fn start(bin: &str, args: &[&str], env: &[(&str, String)]) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let log = std::env::temp_dir().join(format!("{bin}-{id}.log"));
         let ready = std::env::temp_dir().join(format!("{bin}-{id}.ready"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary(bin))
+        let auth_configured = env.iter().any(|(k, _)| k.starts_with("CRM_AUTH_"));
+        let mut command = Command::new(binary(bin));
+        if !auth_configured {
+            command.env("CRM_AUTH", "off");
+        }
+        let child = command
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("CRM_READY_FILE", &ready)

@@ -214,7 +214,7 @@ pub async fn manager_history<S: EventStore>(
     manager: ManagerId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<ManagerHistory, AuditError> {
     // Per customer: the owner now (in the replay), just before `from` and `to` (the
     // prefix of its stream with instants before them).

@@ -102,6 +102,10 @@ pub fn projection_of(sql: &str) -> usize {
 
 /// The read-model changes of one event, in order.
 pub fn statements(e: &RecordedEvent) -> Result<Vec<Stmt>, Poison> {
+    if e.stream_id.starts_with(personal::ACCESS_LOG_PREFIX) {
+        // Records of who read personal data: audit evidence, not read-model input.
+        return Ok(Vec::new());
+    }
     let decoded = DomainEvent::decode(&e.event_type, e.schema_version, &e.payload)
         .map_err(|err| Poison::Decode(err.to_string()))?;
     match decoded {

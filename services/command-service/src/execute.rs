@@ -26,6 +26,7 @@ pub async fn execute(
     body: &[u8],
     format: Format,
     idempotency_key: Option<&str>,
+    principal: Option<&crm_auth::Principal>,
 ) -> Result<Accepted, Problem> {
     let reject = |p: Problem| {
         metrics::counter!(names::INGRESS_REJECTED_TOTAL, "transport" => transport, "reason" => p.code.clone()).increment(1);
@@ -36,7 +37,19 @@ pub async fn execute(
         return Err(reject(Problem::too_large(MAX_PAYLOAD)));
     }
     let decoded = wire::decode(name, body, format).map_err(|e| reject(Problem::from_wire(&e)))?;
-    let envelope = envelope(&decoded.meta, idempotency_key, Utc::now()).map_err(reject)?;
+    let mut envelope = envelope(&decoded.meta, idempotency_key, Utc::now()).map_err(reject)?;
+    if let Some(p) = principal {
+        // The recorded actor is the authenticated caller; a service may name the person it
+        // acts for (it authenticated them), nobody may name another service.
+        let acts_for_person =
+            p.role == crm_auth::Role::Service && envelope.actor.to_string().starts_with("person:");
+        if !acts_for_person {
+            envelope.actor = p
+                .actor()
+                .parse()
+                .map_err(|e| reject(Problem::malformed(format!("token subject: {e}"))))?;
+        }
+    }
     let command_id = envelope.command_id;
     handler
         .handle(envelope, decoded.command)

@@ -19,6 +19,7 @@ pub struct HttpState {
     pub handler: Handler,
     pub subjects: Subjects,
     pub metrics: PrometheusHandle,
+    pub auth: Option<crm_auth::Verifier>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -60,8 +61,46 @@ async fn post_command(
         Ok(b) => b,
         Err(_) => return Problem::too_large(MAX_PAYLOAD).into_response(),
     };
+    let principal = match &s.auth {
+        None => None,
+        Some(verifier) => {
+            let header = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            match verifier.verify_header(header, crm_auth::now_unix()) {
+                Ok(p) if p.may_command(&name) => Some(p),
+                Ok(p) => {
+                    return Problem::new(
+                        403,
+                        "auth.forbidden",
+                        format!("{} ({}) may not send {name}", p.actor(), p.role.as_str()),
+                    )
+                    .into_response()
+                }
+                Err(e) => {
+                    let mut r =
+                        Problem::new(401, "auth.unauthenticated", e.to_string()).into_response();
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Bearer"),
+                    );
+                    return r;
+                }
+            }
+        }
+    };
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
-    match execute(&s.handler, "http", &name, &bytes, format, key).await {
+    match execute(
+        &s.handler,
+        "http",
+        &name,
+        &bytes,
+        format,
+        key,
+        principal.as_ref(),
+    )
+    .await
+    {
         Ok(accepted) => (StatusCode::OK, Json(reply(&accepted))).into_response(),
         Err(problem) => problem.into_response(),
     }

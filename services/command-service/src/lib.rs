@@ -22,6 +22,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub db_connections: u32,
     pub group_commit: GroupCommitConfig,
+    /// Bearer-token verification for HTTP; `None` runs without (`CRM_AUTH=off`).
+    pub auth: Option<crm_auth::Verifier>,
 }
 
 /// A running command service.
@@ -64,6 +66,7 @@ impl App {
             handler,
             subjects,
             metrics: crm_telemetry::install_prometheus(),
+            auth: config.auth.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await

@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
             writers: args.writers,
             max_batch: args.max_batch,
         },
+        auth: crm_auth::Verifier::from_env("crm-commands").map_err(anyhow::Error::msg)?,
     })
     .await?;
     tracing::info!(http = %app.http_addr, "command service ready");

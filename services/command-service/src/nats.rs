@@ -40,8 +40,16 @@ pub async fn serve(
                     let (format, result) = match Format::from_content_type(ct.as_deref()) {
                         Some(f) => (
                             f,
-                            execute(&handler, "nats", name, &request.message.payload, f, None)
-                                .await,
+                            execute(
+                                &handler,
+                                "nats",
+                                name,
+                                &request.message.payload,
+                                f,
+                                None,
+                                None,
+                            )
+                            .await,
                         ),
                         None => (
                             Format::Json,

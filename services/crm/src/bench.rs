@@ -180,6 +180,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
             writers: a.writers,
             max_batch: 256,
         },
+        auth: None,
     })
     .await?;
     let store = PgEventStore::connect(url, 4).await?;

@@ -173,6 +173,7 @@ async fn phases(
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,
         group_commit: GroupCommitConfig::default(),
+        auth: None,
     })
     .await?;
     let store = PgEventStore::connect(url, 4).await?;

@@ -21,9 +21,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+use crm_auth::{Principal, Role, Verifier};
 use crm_domain::customer::personal;
-use crm_eventstore::AnyEventStore;
+use crm_eventstore::{
+    AnyEventStore, AppendRequest, CommandMeta, EventStore, ExpectedVersion, NewEvent,
+};
 use crm_privacy::Vault;
+use crm_projections::queries::{CustomerRow, TimelineRow};
 
 /// The OpenAPI document of this service.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
@@ -31,33 +35,131 @@ pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 /// The customers' keys, when this service may decrypt personal data.
 pub type SharedVault = Arc<Vault<AnyEventStore>>;
 
+/// How the service guards and reveals personal data.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// Bearer-token verification; `None` runs without (`CRM_AUTH=off`, development).
+    pub auth: Option<Verifier>,
+    /// The customers' keys. Without it, personal fields are answered as `[withheld]`.
+    pub vault: Option<SharedVault>,
+    /// The event store (the vault's): audit replay over HTTP, and the record of every
+    /// read of personal data by a person. Without it the audit routes answer 503.
+    pub events: Option<AnyEventStore>,
+}
+
 #[derive(Clone)]
 struct AppState {
     store: ReadStore,
     metrics: PrometheusHandle,
-    /// Without it, personal fields are answered as `[withheld]`.
-    vault: Option<SharedVault>,
+    security: Security,
 }
 
+/// What analysts see instead of a personal field.
+const MASKED: &str = "***";
+
+/// The caller, verified; `None` inside when authentication is off.
+pub struct Caller(Option<Principal>);
+
+impl axum::extract::FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(verifier) = &state.security.auth else {
+            return Ok(Caller(None));
+        };
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        verifier
+            .verify_header(header, crm_auth::now_unix())
+            .map(|p| Caller(Some(p)))
+            .map_err(|e| Problem {
+                status: StatusCode::UNAUTHORIZED,
+                code: "auth.unauthenticated",
+                detail: e.to_string(),
+            })
+    }
+}
+
+impl Caller {
+    /// Refuse unless the caller has one of `roles` (anyone, with authentication off).
+    fn allow(&self, roles: &[Role]) -> Result<(), Problem> {
+        match &self.0 {
+            Some(p) if !roles.contains(&p.role) => Err(Problem::forbidden(format!(
+                "the {} role may not read this",
+                p.role.as_str()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn role(&self) -> Option<Role> {
+        self.0.as_ref().map(|p| p.role)
+    }
+
+    /// Analysts see aggregates and masked identities.
+    fn masked(&self) -> bool {
+        self.role() == Some(Role::Analyst)
+    }
+
+    /// A manager sees only their own customers (a team lead: the team's).
+    fn may_see(&self, row: &CustomerRow) -> Result<(), Problem> {
+        match &self.0 {
+            Some(p) if !p.sees_customer(row.owner_id.as_deref(), row.owner_team.as_deref()) => {
+                Err(Problem::forbidden(format!(
+                    "customer {} is not in your portfolio",
+                    row.customer_id
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Routes with customer-level data: who may call them (managers within their scope).
+const CUSTOMER_READERS: &[Role] = &[Role::Manager, Role::Analyst, Role::Auditor, Role::Admin];
+/// Aggregates carry no personal data.
+const AGGREGATE_READERS: &[Role] = &[Role::Manager, Role::Analyst, Role::Auditor, Role::Admin];
+const AUDITORS: &[Role] = &[Role::Auditor, Role::Admin];
+
 impl AppState {
-    /// Personal fields of customer rows, decrypted for the caller.
+    /// Personal fields of customer rows for the caller: masked for analysts, decrypted
+    /// for the others, and the read recorded when the caller is a person.
     async fn reveal_customers(
         &self,
-        rows: &mut [crm_projections::queries::CustomerRow],
+        caller: &Caller,
+        route: &str,
+        rows: &mut [CustomerRow],
     ) -> Result<(), Problem> {
-        for row in rows {
-            row.display_name = self
+        let mut read = Vec::new();
+        for row in rows.iter_mut() {
+            if !crm_privacy::is_sealed(&row.display_name) {
+                continue;
+            }
+            if caller.masked() {
+                row.display_name = MASKED.into();
+                continue;
+            }
+            let revealed = self
                 .reveal(&row.customer_id, "display_name", &row.display_name)
                 .await?;
+            if revealed != personal::WITHHELD && revealed != personal::ERASED {
+                read.push(row.customer_id.clone());
+            }
+            row.display_name = revealed;
         }
-        Ok(())
+        self.record_reads(caller, route, &read).await
     }
 
     async fn reveal(&self, customer: &str, field: &str, text: &str) -> Result<String, Problem> {
         if !crm_privacy::is_sealed(text) {
             return Ok(text.to_string());
         }
-        let Some(vault) = &self.vault else {
+        let Some(vault) = &self.security.vault else {
             return Ok(personal::WITHHELD.to_string());
         };
         let (text, _) = vault
@@ -67,20 +169,24 @@ impl AppState {
         Ok(text)
     }
 
-    /// The personal fields inside timeline payloads, decrypted for the caller.
+    /// The personal fields inside timeline payloads for the caller: masked for analysts,
+    /// decrypted for the others (the read recorded).
     async fn reveal_timeline(
         &self,
-        rows: &mut [crm_projections::queries::TimelineRow],
+        caller: &Caller,
+        rows: &mut [TimelineRow],
     ) -> Result<(), Problem> {
-        for row in rows {
+        let mut read = Vec::new();
+        for row in rows.iter_mut() {
             if !row.payload.contains(crm_privacy::SEALED_PREFIX) {
                 continue;
             }
             let mut payload: serde_json::Value = serde_json::from_str(&row.payload)
                 .map_err(|e| Problem::privacy(format!("timeline payload: {e}")))?;
-            match &self.vault {
+            let vault = self.security.vault.as_ref().filter(|_| !caller.masked());
+            match vault {
                 Some(vault) => {
-                    vault
+                    let opened = vault
                         .open(
                             &format!("customer-{}", row.customer_id),
                             &row.event_type,
@@ -88,12 +194,20 @@ impl AppState {
                         )
                         .await
                         .map_err(Problem::privacy)?;
+                    if opened == crm_privacy::Opened::Revealed {
+                        read.push(row.customer_id.clone());
+                    }
                 }
                 None => {
+                    let shown = if caller.masked() {
+                        MASKED
+                    } else {
+                        personal::WITHHELD
+                    };
                     for f in personal::fields(&row.event_type) {
                         if let Some(v) = payload.get_mut(*f) {
                             if v.as_str().is_some_and(crm_privacy::is_sealed) {
-                                *v = serde_json::Value::String(personal::WITHHELD.into());
+                                *v = serde_json::Value::String(shown.into());
                             }
                         }
                     }
@@ -101,7 +215,59 @@ impl AppState {
             }
             row.payload = payload.to_string();
         }
-        Ok(())
+        self.record_reads(caller, "timeline", &read).await
+    }
+
+    /// Append one `PersonalDataRead` record per customer to its `access-` stream before
+    /// the answer leaves: no record, no personal data.
+    async fn record_reads(
+        &self,
+        caller: &Caller,
+        route: &str,
+        customers: &[String],
+    ) -> Result<(), Problem> {
+        let (Some(p), Some(events)) = (&caller.0, &self.security.events) else {
+            return Ok(());
+        };
+        if customers.is_empty() || !p.is_person() {
+            return Ok(());
+        }
+        let command_id = uuid::Uuid::now_v7();
+        let mut request = AppendRequest::new(CommandMeta {
+            command_id,
+            command_type: "record_personal_data_read".into(),
+            correlation_id: command_id,
+            causation_id: None,
+            actor: p.actor(),
+            issued_at: Utc::now(),
+            fingerprint: command_id.to_string(),
+        });
+        let mut seen = std::collections::BTreeSet::new();
+        for c in customers {
+            if !seen.insert(c) {
+                continue;
+            }
+            request = request.write(
+                format!("{}{c}", personal::ACCESS_LOG_PREFIX),
+                ExpectedVersion::Any,
+                vec![NewEvent {
+                    event_id: uuid::Uuid::now_v7(),
+                    event_type: personal::PERSONAL_DATA_READ.into(),
+                    schema_version: 1,
+                    payload: serde_json::json!({
+                        "customer_id": c,
+                        "reader": p.actor(),
+                        "role": p.role.as_str(),
+                        "route": route,
+                    }),
+                }],
+            );
+        }
+        events.append(request).await.map(|_| ()).map_err(|e| {
+            Problem::privacy(format!(
+                "the read of personal data could not be recorded: {e}"
+            ))
+        })
     }
 }
 
@@ -118,6 +284,14 @@ impl Problem {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "query.bad_parameter",
+            detail: detail.into(),
+        }
+    }
+
+    fn forbidden(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "auth.forbidden",
             detail: detail.into(),
         }
     }
@@ -302,9 +476,15 @@ fn paged<T: Serialize>(items: Vec<T>, limit: i64, csv: bool, key: impl Fn(&T) ->
     Ok(Json(Page { items, next_after }).into_response())
 }
 
-async fn customers(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn customers(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(CUSTOMER_READERS)?;
     let limit = p.limit()?;
-    let filter = crm_projections::CustomerFilter {
+    let mut filter = crm_projections::CustomerFilter {
         region: p.region.clone(),
         stage: p.stage.clone(),
         owner_id: p.owner_id.clone(),
@@ -313,26 +493,47 @@ async fn customers(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> An
         customer_type: p.customer_type.clone(),
         first_touch_channel: p.first_touch_channel.clone(),
     };
+    // A manager's list is their portfolio (a team lead's: the team's), whatever asked.
+    if let Some(Principal {
+        role: Role::Manager,
+        manager_id,
+        team,
+        ..
+    }) = &caller.0
+    {
+        match team {
+            Some(team) => filter.team = Some(team.clone()),
+            None => filter.owner_id = manager_id.clone(),
+        }
+    }
     let mut items = s
         .store
         .customers_where(&filter, p.after.as_deref().unwrap_or(""), limit)
         .await?;
-    s.reveal_customers(&mut items).await?;
+    s.reveal_customers(&caller, "customers", &mut items).await?;
     paged(items, limit, p.csv(&headers)?, |c| c.customer_id.clone())
+}
+
+/// The customer, if the caller may see it.
+async fn visible_customer(s: &AppState, caller: &Caller, id: &str) -> Result<CustomerRow, Problem> {
+    caller.allow(CUSTOMER_READERS)?;
+    let Some(c) = s.store.customer(id).await? else {
+        return Err(Problem::not_found(format!("no customer {id}")));
+    };
+    caller.may_see(&c)?;
+    Ok(c)
 }
 
 async fn customer(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     Q(p): Q,
 ) -> Answer {
     let csv = p.csv(&headers)?;
-    let Some(c) = s.store.customer(&id).await? else {
-        return Err(Problem::not_found(format!("no customer {id}")));
-    };
-    let mut found = vec![c];
-    s.reveal_customers(&mut found).await?;
+    let mut found = vec![visible_customer(&s, &caller, &id).await?];
+    s.reveal_customers(&caller, "customer", &mut found).await?;
     if csv {
         rows(found, true)
     } else {
@@ -342,14 +543,13 @@ async fn customer(
 
 async fn ownership(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     Q(p): Q,
 ) -> Answer {
     let csv = p.csv(&headers)?;
-    if s.store.customer(&id).await?.is_none() {
-        return Err(Problem::not_found(format!("no customer {id}")));
-    }
+    visible_customer(&s, &caller, &id).await?;
     match Params::instant("as_of", &p.as_of)? {
         // Exactly one row (the period holding the instant) or none: in the pool then.
         Some(at) => rows(s.store.owner_at(&id, at).await?.into_iter().collect(), csv),
@@ -359,44 +559,68 @@ async fn ownership(
 
 async fn timeline(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     Q(p): Q,
 ) -> Answer {
     let limit = p.limit()?;
+    visible_customer(&s, &caller, &id).await?;
     let mut items = s
         .store
         .timeline(&id, p.before_version.unwrap_or(0), limit)
         .await?;
-    s.reveal_timeline(&mut items).await?;
-    if items.is_empty() && s.store.customer(&id).await?.is_none() {
-        return Err(Problem::not_found(format!("no customer {id}")));
-    }
+    s.reveal_timeline(&caller, &mut items).await?;
     paged(items, limit, p.csv(&headers)?, |t| t.version.to_string())
 }
 
 async fn portfolio(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     Q(p): Q,
 ) -> Answer {
+    caller.allow(CUSTOMER_READERS)?;
     let mut items = s.store.portfolio(&id).await?;
-    s.reveal_customers(&mut items).await?;
+    if let Some(Principal {
+        role: Role::Manager,
+        manager_id,
+        team,
+        ..
+    }) = &caller.0
+    {
+        if manager_id.as_deref() != Some(id.as_str()) {
+            // Another manager's portfolio: a team lead sees the part in the team.
+            let Some(team) = team else {
+                return Err(Problem::forbidden("another manager's portfolio"));
+            };
+            items.retain(|c| c.owner_team.as_deref() == Some(team.as_str()));
+        }
+    }
+    s.reveal_customers(&caller, "portfolio", &mut items).await?;
     rows(items, p.csv(&headers)?)
 }
 
-async fn pool(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn pool(State(s): State<AppState>, caller: Caller, headers: HeaderMap, Q(p): Q) -> Answer {
+    // Managers see the pool: it is where they claim customers from.
+    caller.allow(CUSTOMER_READERS)?;
     let limit = p.limit()?;
     let mut items = s
         .store
         .pool(p.after.as_deref().unwrap_or(""), limit)
         .await?;
-    s.reveal_customers(&mut items).await?;
+    s.reveal_customers(&caller, "pool", &mut items).await?;
     paged(items, limit, p.csv(&headers)?, |c| c.customer_id.clone())
 }
 
-async fn portfolios(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn portfolios(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(AGGREGATE_READERS)?;
     let by = match p.by.as_deref().unwrap_or("manager") {
         "manager" => PortfolioBy::Manager,
         "team" => PortfolioBy::Team,
@@ -410,11 +634,23 @@ async fn portfolios(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> A
     rows(s.store.portfolio_counts(by).await?, p.csv(&headers)?)
 }
 
-async fn managers(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn managers(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(AGGREGATE_READERS)?;
     rows(s.store.managers().await?, p.csv(&headers)?)
 }
 
-async fn funnel_stages(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn funnel_stages(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(AGGREGATE_READERS)?;
     let csv = p.csv(&headers)?;
     let slice = Params::parsed(&p.slice, Slice::All)?;
     let at = Params::instant("as_of", &p.as_of)?;
@@ -422,7 +658,13 @@ async fn funnel_stages(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -
     rows(funnel::stage_counts(&facts, at, slice), csv)
 }
 
-async fn funnel_transitions(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn funnel_transitions(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(AGGREGATE_READERS)?;
     let csv = p.csv(&headers)?;
     let slice = Params::parsed(&p.slice, Slice::All)?;
     let g = Params::parsed(&p.granularity, Granularity::Day)?;
@@ -431,21 +673,34 @@ async fn funnel_transitions(State(s): State<AppState>, headers: HeaderMap, Q(p):
     rows(funnel::transitions(&facts, from, to, g, slice), csv)
 }
 
-async fn funnel_conversion(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn funnel_conversion(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(AGGREGATE_READERS)?;
     let csv = p.csv(&headers)?;
     let slice = Params::parsed(&p.slice, Slice::All)?;
     let facts = s.store.facts().await?;
     rows(funnel::conversion(&facts, slice), csv)
 }
 
-async fn funnel_time_in_stage(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn funnel_time_in_stage(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(AGGREGATE_READERS)?;
     let csv = p.csv(&headers)?;
     let slice = Params::parsed(&p.slice, Slice::All)?;
     let facts = s.store.facts().await?;
     rows(funnel::time_in_stage(&facts, slice), csv)
 }
 
-async fn kpis(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn kpis(State(s): State<AppState>, caller: Caller, headers: HeaderMap, Q(p): Q) -> Answer {
+    caller.allow(AGGREGATE_READERS)?;
     let csv = p.csv(&headers)?;
     let level = Params::parsed(&p.level, Level::Manager)?;
     let g = Params::parsed(&p.granularity, Granularity::Day)?;
@@ -457,13 +712,86 @@ async fn kpis(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer 
     )
 }
 
-async fn checkpoints(State(s): State<AppState>, headers: HeaderMap, Q(p): Q) -> Answer {
+async fn checkpoints(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(AUDITORS)?;
     rows(s.store.checkpoints().await?, p.csv(&headers)?)
 }
 
-/// The router, for the binary and for tests.
-/// The routes; with a `vault`, personal fields are decrypted for the caller.
-pub fn router(store: ReadStore, vault: Option<SharedVault>) -> Router {
+fn audit_store(s: &AppState) -> Result<&AnyEventStore, Problem> {
+    s.security.events.as_ref().ok_or_else(|| Problem {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "query.unavailable",
+        detail: "audit replay needs the event store (CRM_STORE_URL)".into(),
+    })
+}
+
+fn audit_failed(e: crm_audit::AuditError) -> Problem {
+    match e {
+        crm_audit::AuditError::UnknownCustomer(c) => Problem::not_found(format!("no customer {c}")),
+        other => Problem::privacy(other),
+    }
+}
+
+/// Ownership replayed from the event store (not the read models), for auditors: every
+/// change with who, why, policy and command; with `as_of`, the owner then.
+async fn audit_ownership(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(AUDITORS)?;
+    let store = audit_store(&s)?;
+    let customer: crm_domain::CustomerId = id
+        .parse()
+        .map_err(|_| Problem::bad(format!("{id:?} is not a customer id")))?;
+    let entries = crm_audit::customer_history(store, customer)
+        .await
+        .map_err(audit_failed)?;
+    match Params::instant("as_of", &p.as_of)? {
+        Some(at) => {
+            let at = DateTime::<Utc>::from_timestamp_micros(at)
+                .ok_or_else(|| Problem::bad("as_of is out of range"))?;
+            Ok(Json(crm_audit::owner_as_of(&entries, at)).into_response())
+        }
+        None => Ok(Json(entries).into_response()),
+    }
+}
+
+/// A manager's customers over `[from, to)`, replayed from the event store.
+async fn audit_manager(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Q(p): Q,
+) -> Answer {
+    caller.allow(AUDITORS)?;
+    let store = audit_store(&s)?;
+    let manager: crm_domain::ManagerId = id
+        .parse()
+        .map_err(|_| Problem::bad(format!("{id:?} is not a manager id")))?;
+    let instant = |name: &str, v: &Option<String>| -> Result<DateTime<Utc>, Problem> {
+        Params::instant(name, v)?
+            .and_then(DateTime::<Utc>::from_timestamp_micros)
+            .ok_or_else(|| Problem::bad(format!("{name} (RFC 3339) is required")))
+    };
+    let (from, to) = (instant("from", &p.from)?, instant("to", &p.to)?);
+    if from >= to {
+        return Err(Problem::bad("from must be before to"));
+    }
+    let history = crm_audit::manager_history(store, manager, from, to, &mut |_| {})
+        .await
+        .map_err(audit_failed)?;
+    Ok(Json(history).into_response())
+}
+
+/// The routes, for the binary and for tests.
+pub fn router(store: ReadStore, security: Security) -> Router {
     let metrics = crm_telemetry::install_prometheus();
     Router::new()
         .route("/v1/customers", get(customers))
@@ -480,6 +808,8 @@ pub fn router(store: ReadStore, vault: Option<SharedVault>) -> Router {
         .route("/v1/funnel/time-in-stage", get(funnel_time_in_stage))
         .route("/v1/kpis", get(kpis))
         .route("/v1/projections/checkpoints", get(checkpoints))
+        .route("/v1/audit/customers/{id}/ownership", get(audit_ownership))
+        .route("/v1/audit/managers/{id}/ownership", get(audit_manager))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
@@ -493,21 +823,21 @@ pub fn router(store: ReadStore, vault: Option<SharedVault>) -> Router {
         .with_state(AppState {
             store,
             metrics,
-            vault,
+            security,
         })
 }
 
 /// Bind and serve until `shutdown`; returns the bound address through `bound`.
 pub async fn serve(
     store: ReadStore,
-    vault: Option<SharedVault>,
+    security: Security,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let _ = bound.send(listener.local_addr()?);
-    axum::serve(listener, router(store, vault))
+    axum::serve(listener, router(store, security))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

@@ -33,21 +33,26 @@ async fn main() -> anyhow::Result<()> {
     crm_telemetry::init_tracing();
     let a = Args::parse();
     let store = ReadStore::connect(&a.read_url, a.db_connections).await?;
-    let vault = match &a.store_url {
-        Some(url) => {
-            let keys = crm_eventstore::AnyEventStore::connect(url, 2).await?;
-            // No key caching: an erasure takes effect on the next request.
-            Some(std::sync::Arc::new(crm_privacy::Vault::new(
-                keys,
-                std::time::Duration::ZERO,
-            )))
-        }
-        None => None,
+    let mut security = crm_query::Security {
+        auth: crm_auth::Verifier::from_env("crm-query").map_err(anyhow::Error::msg)?,
+        ..Default::default()
     };
+    if security.auth.is_none() {
+        tracing::warn!("CRM_AUTH=off: every caller is trusted; development only");
+    }
+    if let Some(url) = &a.store_url {
+        let events = crm_eventstore::AnyEventStore::connect(url, 4).await?;
+        // No key caching: an erasure takes effect on the next request.
+        security.vault = Some(std::sync::Arc::new(crm_privacy::Vault::new(
+            events.clone(),
+            std::time::Duration::ZERO,
+        )));
+        security.events = Some(events);
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(crm_query::serve(
         store,
-        vault,
+        security,
         a.http_addr,
         crm_telemetry::shutdown_signal(),
         tx,

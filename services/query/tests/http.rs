@@ -28,7 +28,7 @@ async fn serve() -> (String, TestDatabase) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(crm_query::serve(
         store,
-        None,
+        crm_query::Security::default(),
         "127.0.0.1:0".parse().unwrap(),
         std::future::pending(),
         tx,

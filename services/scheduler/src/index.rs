@@ -36,6 +36,11 @@ impl TimerIndex {
     /// Fold one event of the global log (read in commit-safe order). Events the scheduler
     /// cannot read are skipped: they cannot carry a deadline it could act on.
     pub fn apply(&mut self, e: &RecordedEvent) {
+        if e.stream_id
+            .starts_with(crm_domain::customer::personal::ACCESS_LOG_PREFIX)
+        {
+            return;
+        }
         let Ok(event) = DomainEvent::decode(&e.event_type, e.schema_version, &e.payload) else {
             tracing::warn!(event_type = %e.event_type, stream = %e.stream_id, "unreadable event skipped");
             return;

@@ -10,6 +10,14 @@ use serde_json::Value;
 
 use super::events::CustomerEvent;
 
+/// Streams recording who read a customer's personal data (`access-<customer id>`, event
+/// `PersonalDataRead`): written by the query service, never decided by the domain and
+/// never projected; audit evidence, hash-chained like every stream.
+pub const ACCESS_LOG_PREFIX: &str = "access-";
+
+/// The event type of an access record.
+pub const PERSONAL_DATA_READ: &str = "PersonalDataRead";
+
 /// What a personal field reads as once its customer's data was erased.
 pub const ERASED: &str = "[erased]";
 
