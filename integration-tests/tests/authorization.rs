@@ -87,7 +87,15 @@ async fn every_role_against_every_route() {
     let http = reqwest::Client::new();
 
     // The command side, by role.
-    let admin_cmd = token("crm-commands", "ops", json!({"role": "admin"}), 600);
+    // An operator's token from the CLI.
+    let out = Process::new(crm_integration_tests::binary("crm"))
+        .args(["token", "--role", "admin", "--sub", "ops", "--audience", "crm-commands"])
+        .env("CRM_AUTH_HS256_SECRET", SECRET)
+        .env("CRM_AUTH_ISSUER", ISSUER)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let admin_cmd = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let (a, b) = (
         ManagerId::new(Uuid::now_v7()),
         ManagerId::new(Uuid::now_v7()),

@@ -14,6 +14,7 @@ mod demo;
 mod policy;
 mod projections;
 mod stats;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,8 @@ enum Cmd {
     /// The ownership policy: show, history, check, publish.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// Issue a bearer token for the services (HS256, CRM_AUTH_HS256_SECRET).
+    Token(token::TokenArgs),
 }
 
 #[tokio::main]
@@ -57,5 +60,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Projections(cmd) => projections::run(cmd).await,
         Cmd::Audit(cmd) => audit::run(cmd).await,
         Cmd::Policy(cmd) => policy::run(cmd).await,
+        Cmd::Token(args) => token::run(args),
     }
 }
