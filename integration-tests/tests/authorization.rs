@@ -89,12 +89,24 @@ async fn every_role_against_every_route() {
     // The command side, by role.
     // An operator's token from the CLI.
     let out = Process::new(crm_integration_tests::binary("crm"))
-        .args(["token", "--role", "admin", "--sub", "ops", "--audience", "crm-commands"])
+        .args([
+            "token",
+            "--role",
+            "admin",
+            "--sub",
+            "ops",
+            "--audience",
+            "crm-commands",
+        ])
         .env("CRM_AUTH_HS256_SECRET", SECRET)
         .env("CRM_AUTH_ISSUER", ISSUER)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let admin_cmd = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let (a, b) = (
         ManagerId::new(Uuid::now_v7()),

@@ -3,6 +3,7 @@
 //! spelled ([`subjects`], [`envelope`]). See `docs/events.md`.
 #![forbid(unsafe_code)]
 
+pub mod connect;
 pub mod envelope;
 pub mod relay;
 pub mod stream;

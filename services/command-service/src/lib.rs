@@ -51,9 +51,9 @@ impl App {
 
         let (service, nats) = match &config.nats_url {
             Some(url) => {
-                let client = async_nats::connect(url)
-                    .await
-                    .with_context(|| format!("connecting to NATS at {url}"))?;
+                let client = crm_bus::connect::connect(url).await.with_context(|| {
+                    format!("connecting to NATS at {}", crm_bus::connect::redacted(url))
+                })?;
                 let service = nats::serve(client.clone(), subjects.clone(), handler.clone())
                     .await
                     .map_err(|e| anyhow::anyhow!("starting the NATS service: {e}"))?;

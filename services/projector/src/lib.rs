@@ -55,9 +55,14 @@ impl App {
         let store = ReadStore::connect(&config.read_url, 8)
             .await
             .with_context(|| format!("opening the read models at {}", config.read_url))?;
-        let client = async_nats::connect(&config.nats_url)
+        let client = crm_bus::connect::connect(&config.nats_url)
             .await
-            .with_context(|| format!("connecting to NATS at {}", config.nats_url))?;
+            .with_context(|| {
+                format!(
+                    "connecting to NATS at {}",
+                    crm_bus::connect::redacted(&config.nats_url)
+                )
+            })?;
         let js = async_nats::jetstream::new(client);
         let subjects = Subjects::new(config.subject_prefix.clone());
         js.get_or_create_stream(async_nats::jetstream::stream::Config {

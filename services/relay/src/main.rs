@@ -58,9 +58,14 @@ async fn main() -> anyhow::Result<()> {
     let store = AnyEventStore::connect(&args.store_url, 4)
         .await
         .with_context(|| format!("opening the event store at {}", args.store_url))?;
-    let client = async_nats::connect(&args.nats_url)
+    let client = crm_bus::connect::connect(&args.nats_url)
         .await
-        .with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
+        .with_context(|| {
+            format!(
+                "connecting to NATS at {}",
+                crm_bus::connect::redacted(&args.nats_url)
+            )
+        })?;
     let mut spec = StreamSpec::new(args.stream, Subjects::new(args.subject_prefix));
     spec.replicas = args.replicas;
     let config = RelayConfig {

@@ -1,0 +1,34 @@
+//! Connecting to NATS the way every service does: credentials in the URL
+//! (`nats://user:password@host:4222`, one NATS user per service with subject
+//! permissions, `deploy/nats/`), and replies received on the user's own inbox prefix
+//! (`CRM_NATS_INBOX`, e.g. `_INBOX.relay`) so a user may subscribe to its own replies
+//! only, never to another service's.
+
+/// Connect to `url`, with the inbox prefix from `CRM_NATS_INBOX` when set.
+pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let mut options = async_nats::ConnectOptions::new();
+    // The client does not take credentials from the URL by itself.
+    if let Ok(addr) = url.parse::<async_nats::ServerAddr>() {
+        if let (Some(user), Some(password)) = (addr.username(), addr.password()) {
+            options = options.user_and_password(user.to_string(), password.to_string());
+        }
+    }
+    if let Ok(prefix) = std::env::var("CRM_NATS_INBOX") {
+        if !prefix.is_empty() {
+            options = options.custom_inbox_prefix(prefix);
+        }
+    }
+    options.connect(url).await
+}
+
+/// `url` without its password, for logs and error messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
