@@ -15,7 +15,7 @@
 pub mod any;
 pub mod chain;
 pub mod error;
-mod migrations;
+pub mod migrations;
 pub mod model;
 pub mod plan;
 pub mod postgres;

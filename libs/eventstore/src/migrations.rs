@@ -25,6 +25,12 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
     }
 }
 
+/// Whether this process applies migrations at start (`CRM_MIGRATE`, default on). Off for
+/// services connecting as least-privilege roles; the owner runs `crm db migrate`.
+pub fn enabled() -> bool {
+    std::env::var("CRM_MIGRATE").map_or(true, |v| v != "off")
+}
+
 pub fn postgres() -> Migrator {
     migrator(&[
         (
@@ -51,6 +57,11 @@ pub fn postgres() -> Migrator {
             5,
             "subject keys",
             include_str!("../migrations/postgres/0005_subject_keys.sql"),
+        ),
+        (
+            6,
+            "roles",
+            include_str!("../migrations/postgres/0006_roles.sql"),
         ),
     ])
 }

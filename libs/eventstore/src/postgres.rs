@@ -92,8 +92,32 @@ impl PgEventStore {
         self
     }
 
+    /// Apply the schema migrations, or with `CRM_MIGRATE=off` (services connecting as
+    /// least-privilege roles, which may not create anything) check that the owner has
+    /// applied them: `crm db migrate`.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        crate::migrations::postgres().run(&self.pool).await?;
+        let migrator = crate::migrations::postgres();
+        if !crate::migrations::enabled() {
+            let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+            let applied: Option<i64> = sqlx::query_scalar(
+                "SELECT max(version) FROM _sqlx_migrations WHERE success AND version < 1000",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "CRM_MIGRATE=off but the schema version cannot be read ({e}): run `crm db migrate` as the owner"
+                ))
+            })?;
+            return match applied {
+                Some(v) if v >= latest => Ok(()),
+                v => Err(StoreError::Config(format!(
+                    "the event store's schema is at version {}, this binary needs {latest}: run `crm db migrate` as the owner",
+                    v.unwrap_or(0)
+                ))),
+            };
+        }
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

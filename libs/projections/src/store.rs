@@ -336,6 +336,26 @@ impl ReadStore {
             )));
         };
         match &store {
+            Self::Postgres(p) if !crm_eventstore::migrations::enabled() => {
+                // A least-privilege role: the owner migrated (`crm db migrate`); check it.
+                let latest = migrator().iter().map(|m| m.version).max().unwrap_or(0);
+                let applied: Option<i64> = sqlx::query_scalar(
+                    "SELECT max(version) FROM _sqlx_migrations WHERE success AND version >= 1000",
+                )
+                .fetch_one(p)
+                .await
+                .map_err(|e| {
+                    ReadError::Config(format!(
+                        "CRM_MIGRATE=off but the read models' schema version cannot be read ({e}): run `crm db migrate` as the owner"
+                    ))
+                })?;
+                if applied.unwrap_or(0) < latest {
+                    return Err(ReadError::Config(format!(
+                        "the read models' schema is at version {}, this binary needs {latest}: run `crm db migrate` as the owner",
+                        applied.unwrap_or(0)
+                    )));
+                }
+            }
             Self::Postgres(p) => {
                 migrator().run(p).await?;
                 // Several instances may start at once: one at a time (re)creates the views,

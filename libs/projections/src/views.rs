@@ -112,19 +112,68 @@ pub fn drop_statements() -> Vec<String> {
         .collect()
 }
 
-/// Statements (re)creating the role, the views and the grants; idempotent.
+/// The read side's roles: `crm_projector` writes the read models, `crm_query` reads them,
+/// `crm_analyst` reads the views only, `crm_manager` reads its own customers in
+/// `rm_customers` (row-level security on `crm.manager_id` / `crm.team`), `crm_auditor`
+/// reads the views.
+pub const READ_ROLES: [&str; 5] = [
+    ANALYST_ROLE,
+    "crm_projector",
+    "crm_query",
+    "crm_manager",
+    "crm_auditor",
+];
+
+/// Statements (re)creating the roles, the views, the grants and the row-level security
+/// of the read models; idempotent, and run again after a rebuild replaces tables.
 pub fn create_statements() -> Vec<String> {
+    let roles = READ_ROLES
+        .iter()
+        .map(|r| format!("'{r}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut out = vec![format!(
-        "DO $$ BEGIN \
-           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{ANALYST_ROLE}') THEN \
-             CREATE ROLE {ANALYST_ROLE} NOLOGIN; \
-           END IF; \
-         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
+        "DO $$ DECLARE r text; BEGIN \
+           FOREACH r IN ARRAY ARRAY[{roles}] LOOP \
+             BEGIN EXECUTE format('CREATE ROLE %I NOLOGIN', r); \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END; \
+           END LOOP; \
          END $$"
     )];
     for (v, select) in views() {
         out.push(format!("CREATE OR REPLACE VIEW {v} AS {select}"));
-        out.push(format!("GRANT SELECT ON {v} TO {ANALYST_ROLE}"));
+        out.push(format!(
+            "GRANT SELECT ON {v} TO {ANALYST_ROLE}, crm_auditor"
+        ));
     }
+    // Projectors write every read-model table, the query service reads them; nobody else
+    // (analysts go through the views, which run with the owner's rights).
+    out.push(
+        "DO $$ DECLARE t text; BEGIN \
+           FOR t IN SELECT tablename FROM pg_tables \
+                    WHERE schemaname = current_schema() AND tablename LIKE 'rm\\_%' LOOP \
+             EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', t); \
+             EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO crm_projector', t); \
+             EXECUTE format('GRANT SELECT ON %I TO crm_query', t); \
+           END LOOP; \
+         END $$"
+            .to_string(),
+    );
+    out.push("GRANT SELECT ON _sqlx_migrations TO crm_projector, crm_query".to_string());
+    // Managers' own SQL access (BI tools): their customers only, by row-level security.
+    out.extend(
+        [
+            "ALTER TABLE rm_customers ENABLE ROW LEVEL SECURITY",
+            "DROP POLICY IF EXISTS services_all_rows ON rm_customers",
+            "CREATE POLICY services_all_rows ON rm_customers TO crm_projector, crm_query \
+             USING (true) WITH CHECK (true)",
+            "DROP POLICY IF EXISTS manager_scope ON rm_customers",
+            "CREATE POLICY manager_scope ON rm_customers FOR SELECT TO crm_manager \
+             USING (owner_id = current_setting('crm.manager_id', true) \
+                    OR (owner_team IS NOT NULL AND owner_team = current_setting('crm.team', true)))",
+            "GRANT SELECT ON rm_customers TO crm_manager",
+        ]
+        .map(String::from),
+    );
     out
 }

@@ -10,6 +10,7 @@ mod bench_audit;
 mod bench_nats;
 mod bench_raw;
 mod bench_read;
+mod db;
 mod demo;
 mod policy;
 mod projections;
@@ -45,6 +46,9 @@ enum Cmd {
     /// The ownership policy: show, history, check, publish.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// The databases: migrate as the owner (roles, grants, row-level security).
+    #[command(subcommand)]
+    Db(db::DbCmd),
     /// Issue a bearer token for the services (HS256, CRM_AUTH_HS256_SECRET).
     Token(token::TokenArgs),
 }
@@ -61,5 +65,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Audit(cmd) => audit::run(cmd).await,
         Cmd::Policy(cmd) => policy::run(cmd).await,
         Cmd::Token(args) => token::run(args),
+        Cmd::Db(cmd) => db::run(cmd).await,
     }
 }

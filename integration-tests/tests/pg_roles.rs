@@ -1,0 +1,304 @@
+//! PostgreSQL least privilege: `crm db migrate` as the owner creates the roles, grants
+//! and row-level security; the command service and the query service then run as login
+//! roles that are members of `crm_writer` / `crm_query` (`CRM_MIGRATE=off`: they may not
+//! create anything) and do their job. Every role then tries every statement of a matrix:
+//! every forbidden one is refused by the database; a manager's SQL sees their own
+//! customers only (row-level security).
+
+use std::process::Command as Process;
+
+use chrono::Utc;
+use crm_contracts::v1;
+use crm_contracts::wire::{encode, Format};
+use crm_domain::customer::*;
+use crm_domain::manager::{ManagerCommand, RegisterManager};
+use crm_domain::*;
+use crm_eventstore::testing::TestDatabase;
+use crm_integration_tests::Service;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+/// Login roles made for this test, dropped after it.
+struct Logins {
+    admin: String,
+    names: Vec<String>,
+}
+
+impl Drop for Logins {
+    fn drop(&mut self) {
+        let (admin, names) = (self.admin.clone(), self.names.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let mut conn = PgConnection::connect(&admin).await.ok()?;
+                for n in names {
+                    let _ = sqlx::query(&format!("DROP ROLE IF EXISTS \"{n}\""))
+                        .execute(&mut conn)
+                        .await;
+                }
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+fn url_as(db_url: &str, login: &str) -> String {
+    // postgres://user@host:port/db → postgres://login@host:port/db
+    let (scheme, rest) = db_url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{login}@{host}")
+}
+
+async fn send(http: &reqwest::Client, base: &str, command: Command) {
+    let meta = v1::CommandMeta {
+        command_id: Uuid::now_v7().to_string(),
+        actor: "person:li.wei".into(),
+        correlation_id: None,
+        causation_id: None,
+        issued_at: Some(Utc::now().to_rfc3339()),
+    };
+    let r = http
+        .post(format!("{base}/v1/commands/{}", command.name()))
+        .header("content-type", "application/json")
+        .body(encode(&meta, &command, Format::Json).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{}: {body}", command.name());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_run_as_least_privilege_roles_and_nothing_more() {
+    let db = TestDatabase::create().await;
+    let out = Process::new(crm_integration_tests::binary("crm"))
+        .args(["db", "migrate", "--store", &db.url, "--read", &db.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    let tag = Uuid::new_v4().simple().to_string()[..8].to_string();
+    let mut logins = Logins {
+        admin: db.url.clone(),
+        names: Vec::new(),
+    };
+    let mut login = |role: &str| {
+        let name = format!("{role}_login_{tag}");
+        logins.names.push(name.clone());
+        (name, role.to_string())
+    };
+    let (writer, _) = login("crm_writer");
+    let (query, _) = login("crm_query");
+    for (name, role) in [(&writer, "crm_writer"), (&query, "crm_query")] {
+        sqlx::query(&format!("CREATE ROLE \"{name}\" LOGIN IN ROLE {role}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    // The command service as a writer: it cannot create tables, so it does not migrate.
+    let mut service = Service::start(
+        "crm-command-service",
+        &["--http-addr", "127.0.0.1:0", "--no-nats"],
+        &[
+            ("CRM_STORE_URL", url_as(&db.url, &writer)),
+            ("CRM_MIGRATE", "off".into()),
+        ],
+    );
+    let base = format!(
+        "http://{}",
+        service.wait_ready().await["http"].as_str().unwrap()
+    );
+    let http = reqwest::Client::new();
+    let (a, b) = (
+        ManagerId::new(Uuid::now_v7()),
+        ManagerId::new(Uuid::now_v7()),
+    );
+    for (m, team) in [(a, "east-1"), (b, "east-2")] {
+        send(
+            &http,
+            &base,
+            ManagerCommand::Register(RegisterManager {
+                manager_id: m,
+                name: format!("Manager {team}"),
+                role: ManagerRole::Manager,
+                team: team.parse().unwrap(),
+                region: "east".parse().unwrap(),
+                branch: "sh-01".parse().unwrap(),
+                holding_limit: 50,
+            })
+            .into(),
+        )
+        .await;
+    }
+    let mut customers = Vec::new();
+    for (i, m) in [a, b].into_iter().enumerate() {
+        let c = CustomerId::new(Uuid::now_v7());
+        customers.push(c);
+        send(
+            &http,
+            &base,
+            CustomerCommand::Register(RegisterCustomer {
+                customer_id: c,
+                customer_type: CustomerType::Individual,
+                display_name: format!("Customer {i}"),
+                phone: Some(format!("+86 139 0000 {:04}", 1000 + i)),
+                email: None,
+                registration_number: None,
+                region: "east".parse().unwrap(),
+                branch: None,
+                first_touch_channel: FirstTouchChannel::Branch,
+                industry: None,
+                product_interest: None,
+                consents: None,
+                stage: None,
+                value_tier: None,
+                aum_minor: None,
+            })
+            .into(),
+        )
+        .await;
+        send(
+            &http,
+            &base,
+            CustomerCommand::AssignOwner(AssignOwner {
+                customer_id: c,
+                manager_id: m,
+                reason: "walk-in".into(),
+            })
+            .into(),
+        )
+        .await;
+    }
+    drop(service);
+
+    // Read models rebuilt by the owner; the query service reads them as crm_query.
+    let out = Process::new(crm_integration_tests::binary("crm"))
+        .args(["projections", "rebuild", "ownership"])
+        .env("CRM_STORE_URL", &db.url)
+        .env("CRM_READ_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut q = Service::start(
+        "crm-query",
+        &["--http-addr", "127.0.0.1:0"],
+        &[
+            ("CRM_READ_URL", url_as(&db.url, &query)),
+            ("CRM_STORE_URL", url_as(&db.url, &query)),
+            ("CRM_MIGRATE", "off".into()),
+        ],
+    );
+    let qbase = format!("http://{}", q.wait_ready().await["http"].as_str().unwrap());
+    let shown: Value = http
+        .get(format!("{qbase}/v1/customers/{}", customers[0]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["display_name"], "Customer 0",
+        "decrypted with crm_query's rights"
+    );
+    drop(q);
+
+    // The matrix: (role, statement, allowed).
+    let matrix: Vec<(&str, &str, bool)> = vec![
+        ("crm_writer", "SELECT count(*) FROM events", true),
+        ("crm_writer", "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, command_id, correlation_id, actor, occurred_at, chain_hash) VALUES ('x', 1, gen_random_uuid(), 'X', 1, '{}', gen_random_uuid(), gen_random_uuid(), 'person:x', now(), '\\x00')", false),
+        ("crm_writer", "UPDATE events SET actor = 'person:x'", false),
+        ("crm_writer", "DELETE FROM events", false),
+        ("crm_writer", "UPDATE subject_keys SET key = key WHERE false", true),
+        ("crm_writer", "INSERT INTO global_checkpoints (seq, after_tx, after_position, through_tx, through_position, event_count, leaves, prev_hash, hash, sealed_at) VALUES (99, 0, 0, 0, 0, 1, '\\x', '\\x', '\\x', now())", false),
+        ("crm_writer", "SELECT count(*) FROM rm_customers", false),
+        ("crm_writer", "CREATE TABLE sneaky (a int)", false),
+        ("crm_relay", "SELECT count(*) FROM events", true),
+        ("crm_relay", "UPDATE checkpoints SET extra = extra WHERE false", true),
+        ("crm_relay", "DELETE FROM events", false),
+        ("crm_relay", "SELECT count(*) FROM subject_keys", false),
+        ("crm_relay", "SELECT count(*) FROM rm_customers", false),
+        ("crm_query", "SELECT count(*) FROM rm_customers", true),
+        ("crm_query", "SELECT count(*) FROM subject_keys", true),
+        ("crm_query", "UPDATE subject_keys SET key = NULL", false),
+        ("crm_query", "DELETE FROM rm_customers", false),
+        ("crm_query", "DELETE FROM events", false),
+        ("crm_projector", "DELETE FROM rm_customers WHERE false", true),
+        ("crm_projector", "SELECT count(*) FROM events", false),
+        ("crm_projector", "SELECT count(*) FROM subject_keys", false),
+        ("crm_analyst", "SELECT count(*) FROM v_customers", true),
+        ("crm_analyst", "SELECT count(*) FROM rm_customers", false),
+        ("crm_analyst", "SELECT count(*) FROM rm_timeline", false),
+        ("crm_analyst", "SELECT count(*) FROM events", false),
+        ("crm_analyst", "SELECT count(*) FROM subject_keys", false),
+        ("crm_auditor", "SELECT count(*) FROM events", true),
+        ("crm_auditor", "SELECT count(*) FROM global_checkpoints", true),
+        ("crm_auditor", "SELECT count(*) FROM v_ownership_periods", true),
+        ("crm_auditor", "INSERT INTO checkpoints (name, tx, position) VALUES ('x', 0, 0)", false),
+        ("crm_auditor", "SELECT count(*) FROM subject_keys", false),
+        ("crm_manager", "SELECT count(*) FROM events", false),
+        ("crm_manager", "SELECT count(*) FROM rm_timeline", false),
+    ];
+    let (mut forbidden, mut refused) = (0, 0);
+    for (role, statement, allowed) in &matrix {
+        let mut tx = admin.begin().await.unwrap();
+        sqlx::query(&format!("SET LOCAL ROLE {role}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let result = sqlx::query(statement).execute(&mut *tx).await;
+        tx.rollback().await.unwrap();
+        if *allowed {
+            assert!(result.is_ok(), "{role}: {statement}: {result:?}");
+        } else {
+            forbidden += 1;
+            let e = result.expect_err(&format!("{role} may not: {statement}"));
+            assert!(
+                e.to_string().contains("permission denied"),
+                "{role}: {statement}: {e}"
+            );
+            refused += 1;
+        }
+    }
+    println!("PostgreSQL: {forbidden} forbidden statements, {refused} refused");
+
+    // A manager's own SQL: row-level security shows their customers only.
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE crm_manager")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SELECT set_config('crm.manager_id', $1, true)")
+        .bind(a.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let seen: Vec<String> = sqlx::query_scalar("SELECT customer_id FROM rm_customers")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(seen, vec![customers[0].to_string()]);
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_customers")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(all, 2);
+}

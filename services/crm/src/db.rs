@@ -1,0 +1,43 @@
+//! `crm db migrate`: apply the schema migrations as the owner, and (re)create the roles,
+//! grants, views and row-level security. The services can then connect as
+//! least-privilege roles with `CRM_MIGRATE=off` (docs/operations.md, "Database roles").
+
+use anyhow::Context as _;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DbCmd {
+    /// Migrate the event store and the read models (as the owner of their tables).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Event store: postgres://owner@…
+    #[arg(long, env = "CRM_STORE_URL")]
+    store: String,
+    /// Read models (may be the same database).
+    #[arg(long, env = "CRM_READ_URL")]
+    read: Option<String>,
+}
+
+pub async fn run(cmd: DbCmd) -> anyhow::Result<()> {
+    match cmd {
+        DbCmd::Migrate(a) => {
+            anyhow::ensure!(
+                crm_eventstore::migrations::enabled(),
+                "CRM_MIGRATE=off is set: unset it, this command is what migrates"
+            );
+            crm_eventstore::AnyEventStore::connect(&a.store, 2)
+                .await
+                .with_context(|| format!("migrating the event store at {}", a.store))?;
+            println!("event store: migrated, roles and grants in place");
+            if let Some(read) = &a.read {
+                crm_projections::ReadStore::connect(read, 2)
+                    .await
+                    .with_context(|| format!("migrating the read models at {read}"))?;
+                println!("read models: migrated; views, grants and row-level security in place");
+            }
+            Ok(())
+        }
+    }
+}
