@@ -147,6 +147,10 @@ async fn every_documented_route_answers() {
     let from = urlencode(&(t0() - Duration::days(1)).to_rfc3339());
     let to = urlencode(&(t0() + Duration::days(1)).to_rfc3339());
     for (path, item) in paths {
+        if path.starts_with("/v1/audit/") {
+            // Replayed from the event store, JSON only: tests/authorization.rs calls them.
+            continue;
+        }
         // Pass a range to the routes that document one.
         let takes_range = item["get"]["parameters"]
             .as_array()
