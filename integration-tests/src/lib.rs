@@ -183,3 +183,32 @@ impl Platform {
         ]
     }
 }
+
+/// A registration command with what tests vary (name, phone, e-mail); an individual in
+/// the east region, first touched at a branch, defaults for the rest.
+pub fn register_customer(
+    id: crm_domain::CustomerId,
+    name: &str,
+    phone: Option<String>,
+    email: Option<String>,
+) -> crm_domain::Command {
+    use crm_domain::customer::{CustomerCommand, RegisterCustomer};
+    CustomerCommand::Register(RegisterCustomer {
+        customer_id: id,
+        customer_type: crm_domain::CustomerType::Individual,
+        display_name: name.into(),
+        phone,
+        email,
+        registration_number: None,
+        region: "east".parse().expect("region"),
+        branch: None,
+        first_touch_channel: crm_domain::FirstTouchChannel::Branch,
+        industry: None,
+        product_interest: None,
+        consents: None,
+        stage: None,
+        value_tier: None,
+        aum_minor: None,
+    })
+    .into()
+}

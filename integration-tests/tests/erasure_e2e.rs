@@ -184,23 +184,12 @@ async fn erased_personal_data_is_unreadable_everywhere() {
     send(
         &http,
         &base,
-        c(CustomerCommand::Register(RegisterCustomer {
-            customer_id: customer,
-            customer_type: CustomerType::Individual,
-            display_name: name.clone(),
-            phone: Some(phone.clone()),
-            email: Some(email.clone()),
-            registration_number: None,
-            region: "east".parse().unwrap(),
-            branch: None,
-            first_touch_channel: FirstTouchChannel::Branch,
-            industry: None,
-            product_interest: None,
-            consents: None,
-            stage: None,
-            value_tier: None,
-            aum_minor: None,
-        })),
+        crm_integration_tests::register_customer(
+            customer,
+            &name,
+            Some(phone.clone()),
+            Some(email.clone()),
+        ),
     )
     .await;
     send(

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crm_contracts::v1;
 use crm_contracts::wire::{decode_reply, encode, Format};
-use crm_domain::customer::*;
 use crm_domain::*;
 use crm_eventstore::testing::TestDatabase;
 use crm_integration_tests::Service;
@@ -151,27 +150,8 @@ impl Nats {
 }
 
 fn register(customer: CustomerId) -> Command {
-    CustomerCommand::Register(RegisterCustomer {
-        customer_id: customer,
-        customer_type: CustomerType::Individual,
-        display_name: "Zhao Min".into(),
-        phone: Some(format!(
-            "+86 139 {:08}",
-            customer.as_uuid().as_u128() % 100_000_000
-        )),
-        email: None,
-        registration_number: None,
-        region: "east".parse().unwrap(),
-        branch: None,
-        first_touch_channel: FirstTouchChannel::Branch,
-        industry: None,
-        product_interest: None,
-        consents: None,
-        stage: None,
-        value_tier: None,
-        aum_minor: None,
-    })
-    .into()
+    let phone = format!("+86 139 {:08}", customer.as_uuid().as_u128() % 100_000_000);
+    crm_integration_tests::register_customer(customer, "Zhao Min", Some(phone), None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,24 +150,12 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
         send(
             &http,
             &base,
-            CustomerCommand::Register(RegisterCustomer {
-                customer_id: c,
-                customer_type: CustomerType::Individual,
-                display_name: format!("Customer {i}"),
-                phone: Some(format!("+86 139 0000 {:04}", 1000 + i)),
-                email: None,
-                registration_number: None,
-                region: "east".parse().unwrap(),
-                branch: None,
-                first_touch_channel: FirstTouchChannel::Branch,
-                industry: None,
-                product_interest: None,
-                consents: None,
-                stage: None,
-                value_tier: None,
-                aum_minor: None,
-            })
-            .into(),
+            crm_integration_tests::register_customer(
+                c,
+                &format!("Customer {i}"),
+                Some(format!("+86 139 0000 {:04}", 1000 + i)),
+                None,
+            ),
         )
         .await;
         send(

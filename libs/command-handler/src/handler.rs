@@ -25,7 +25,6 @@ use crm_eventstore::{
 use crm_privacy::{PrivacyError, Vault};
 use crm_telemetry::names;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::cache::StateCache;
@@ -269,7 +268,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         envelope: &Envelope,
         command: &Command,
     ) -> Result<Accepted, CommandError> {
-        let fingerprint = fingerprint(command);
+        let fingerprint = fingerprint(self.config.index_key.as_bytes(), command);
         // Cached state may be speculative (events decided but not yet committed) or stale.
         // That is safe for acceptance (the append's expected versions catch it), not for
         // refusal: a refusal is only returned once confirmed on committed state.
@@ -758,11 +757,13 @@ pub fn target_manager(command: &CustomerCommand) -> Option<ManagerId> {
 }
 
 /// Content hash of a command: a reused command id with other content is refused.
-pub fn fingerprint(command: &Command) -> String {
-    let mut h = Sha256::new();
-    h.update(command.name().as_bytes());
-    h.update(serde_json::to_vec(command).expect("commands serialise"));
-    hex::encode(h.finalize())
+/// What a command id is bound to: a keyed hash (HMAC-SHA-256 under the index secret) of
+/// the command's content, so a reused id with other content is refused. Keyed, because
+/// the content holds personal data and the hash is kept for good in `commands`.
+pub fn fingerprint(secret: &[u8], command: &Command) -> String {
+    let mut content = command.name().as_bytes().to_vec();
+    content.extend(serde_json::to_vec(command).expect("commands serialise"));
+    crm_privacy::blind_index(secret, &String::from_utf8_lossy(&content))
 }
 
 fn accepted(outcome: AppendOutcome) -> Accepted {

@@ -483,13 +483,22 @@ async fn simulate(seed: u64, schedulers: usize) -> Run {
             timers_applied += r.expect("tick").applied;
         }
     }
+    // The log with personal fields decrypted: each run encrypts with its own keys and
+    // nonces, so runs compare on the clear text.
+    let vault = crm_privacy::Vault::new(store.clone(), std::time::Duration::from_secs(3600));
     let mut events = Vec::new();
     let mut cursor = LogPosition::START;
     loop {
         let page = store.read_all(cursor, 10_000).await.unwrap();
         let Some(last) = page.last() else { break };
         cursor = last.log_position;
-        events.extend(page);
+        for mut e in page {
+            vault
+                .open(&e.stream_id, &e.event_type, &mut e.payload)
+                .await
+                .expect("decrypt");
+            events.push(e);
+        }
     }
     Run {
         events,
