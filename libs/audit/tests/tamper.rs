@@ -424,3 +424,35 @@ async fn sqlite_tampering_is_named_too() {
         .iter()
         .any(|p| p.kind == ProblemKind::Deleted && p.position == Some(deleted.log_position)));
 }
+
+#[tokio::test]
+async fn events_stored_before_the_chains_are_reported_and_still_extended() {
+    let (store, _db) = postgres_store().await;
+    // An event as written before migration 0004: no link (rows written since must have
+    // one, so the check is lifted to make it).
+    sql(
+        &store,
+        "ALTER TABLE events DROP CONSTRAINT events_chain_hash_len",
+    )
+    .await;
+    sqlx::query(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, \
+             payload, command_id, correlation_id, actor, occurred_at, chain_hash) \
+         VALUES ('customer-legacy', 1, gen_random_uuid(), 'CustomerRegistered', 1, '{}', \
+             gen_random_uuid(), gen_random_uuid(), 'person:x', now(), '\\x')",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    // A process that never saw the stream appends after it.
+    store
+        .append(request("customer-legacy", ExpectedVersion::Exact(1), 1))
+        .await
+        .unwrap();
+    crm_eventstore::conformance::all_events(&store, 2).await;
+    let report = check(&store).await;
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].kind, ProblemKind::Altered);
+    assert_eq!(report.problems[0].stream_version, Some(1));
+    assert!(report.problems[0].detail.contains("no chain link"));
+}

@@ -449,9 +449,14 @@ fn read_snapshot(rows: &[PgRow]) -> Result<Snapshot, sqlx::Error> {
             "s" => {
                 let version: i64 = row.try_get("r_n")?;
                 let head: &str = row.try_get("r_text")?;
-                let head: ChainHash = head
-                    .parse()
-                    .map_err(|e: String| sqlx::Error::Decode(e.into()))?;
+                // An event stored before the chains has no link: its successor chains
+                // from zeros (and `crm audit verify` reports the unlinked event).
+                let head: ChainHash = if head.is_empty() {
+                    ChainHash::GENESIS
+                } else {
+                    head.parse()
+                        .map_err(|e: String| sqlx::Error::Decode(e.into()))?
+                };
                 snap.stream_heads.insert(key.clone(), head);
                 snap.stream_versions.insert(key, version as u64);
             }
