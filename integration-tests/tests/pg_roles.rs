@@ -14,6 +14,7 @@ use crm_domain::customer::*;
 use crm_domain::manager::{ManagerCommand, RegisterManager};
 use crm_domain::*;
 use crm_eventstore::testing::TestDatabase;
+use crm_eventstore::EventStore;
 use crm_integration_tests::Service;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
@@ -207,6 +208,37 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
         "decrypted with crm_query's rights"
     );
     drop(q);
+
+    // The query service's role appends its access records and nothing else.
+    let as_query = sqlx::PgPool::connect(&url_as(&db.url, &query))
+        .await
+        .unwrap();
+    let access =
+        crm_eventstore::postgres::PgEventStore::from_pool(as_query.clone()).access_records_only();
+    let mut record = crm_eventstore::conformance::request(
+        &format!("access-{}", customers[0]),
+        crm_eventstore::ExpectedVersion::Any,
+        1,
+    );
+    record.writes[0].events[0].event_type = "PersonalDataRead".into();
+    access.append(record).await.expect("an access record");
+    let forged = crm_eventstore::conformance::request(
+        &format!("customer-{}", customers[0]),
+        crm_eventstore::ExpectedVersion::Any,
+        1,
+    );
+    let refused = access.append(forged.clone()).await;
+    assert!(
+        format!("{refused:?}").contains("access- streams only"),
+        "{refused:?}"
+    );
+    let direct = crm_eventstore::postgres::PgEventStore::from_pool(as_query)
+        .append(forged)
+        .await;
+    assert!(
+        format!("{direct:?}").contains("permission denied"),
+        "{direct:?}"
+    );
 
     // The matrix: (role, statement, allowed).
     let matrix: Vec<(&str, &str, bool)> = vec![

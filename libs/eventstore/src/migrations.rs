@@ -63,6 +63,11 @@ pub fn postgres() -> Migrator {
             "roles",
             include_str!("../migrations/postgres/0006_roles.sql"),
         ),
+        (
+            7,
+            "access records",
+            include_str!("../migrations/postgres/0007_access_records.sql"),
+        ),
     ])
 }
 

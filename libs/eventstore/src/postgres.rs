@@ -39,6 +39,8 @@ use crm_telemetry::names;
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: PgPool,
+    /// `crm_append`, or a restricted wrapper ([`PgEventStore::access_records_only`]).
+    append_sql: &'static str,
     beliefs: std::sync::Arc<std::sync::Mutex<Beliefs>>,
     #[cfg(feature = "testing")]
     before_commit: Option<crate::BeforeCommit>,
@@ -79,6 +81,7 @@ impl PgEventStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
+            append_sql: APPEND_SQL,
             beliefs: Default::default(),
             #[cfg(feature = "testing")]
             before_commit: None,
@@ -119,6 +122,12 @@ impl PgEventStore {
         }
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// This store appends only records of personal-data reads (the query service's).
+    pub fn access_records_only(mut self) -> Self {
+        self.append_sql = ACCESS_APPEND_SQL;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -166,7 +175,7 @@ impl PgEventStore {
                 .collect();
             let plan = plan::plan_batch(requests, snap.clone());
             let w = Writes::of(requests, &plan);
-            let query = sqlx::query(APPEND_SQL)
+            let query = sqlx::query(self.append_sql)
                 .bind(&locks)
                 .bind(&new_commands)
                 .bind(&touched.streams)
@@ -262,6 +271,13 @@ const MAX_STALE_ANSWERS: usize = 8;
 /// Most entries [`Beliefs`] keeps before starting over (each costs one extra round trip
 /// the next time it is touched).
 const BELIEFS_MAX: usize = 250_000;
+
+/// The query service's store: appends go through `crm_append_access`, which takes only
+/// `PersonalDataRead` events in `access-…` streams (the `crm_query` role may call nothing
+/// else that writes).
+const ACCESS_APPEND_SQL: &str = "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append_access(\
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+    $21, $22, $23, $24, $25, $26, $27, $28, $29)";
 
 const APPEND_SQL: &str = "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append(\
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \

@@ -41,7 +41,13 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("CRM_AUTH=off: every caller is trusted; development only");
     }
     if let Some(url) = &a.store_url {
-        let events = crm_eventstore::AnyEventStore::connect(url, 4).await?;
+        // It appends nothing but its records of personal-data reads.
+        let events = match crm_eventstore::AnyEventStore::connect(url, 4).await? {
+            crm_eventstore::AnyEventStore::Postgres(pg) => {
+                crm_eventstore::AnyEventStore::Postgres(pg.access_records_only())
+            }
+            other => other,
+        };
         // No key caching: an erasure takes effect on the next request.
         security.vault = Some(std::sync::Arc::new(crm_privacy::Vault::new(
             events.clone(),
