@@ -52,7 +52,7 @@ async fn every_service_exposes_clean_metrics_and_the_shipped_config_checks() {
     env.push(("CRM_READ_URL", platform.db.url.clone()));
     env.push(("CRM_CHECKPOINT_EVERY", "1".into()));
     let http = ["--http-addr", "127.0.0.1:0"];
-    let mut services = vec![
+    let mut services = [
         ("http", Service::start("crm-command-service", &http, &env)),
         ("metrics", Service::start("crm-relay", &[], &env)),
         ("http", Service::start("crm-projector", &http, &env)),
