@@ -212,3 +212,18 @@ pub fn register_customer(
     })
     .into()
 }
+
+/// A manager's registration: `name` in `team`, east region, branch sh-01, holding limit 50.
+pub fn register_manager(id: crm_domain::ManagerId, name: &str, team: &str) -> crm_domain::Command {
+    use crm_domain::manager::{ManagerCommand, RegisterManager};
+    ManagerCommand::Register(RegisterManager {
+        manager_id: id,
+        name: name.into(),
+        role: crm_domain::ManagerRole::Manager,
+        team: team.parse().expect("team"),
+        region: "east".parse().expect("region"),
+        branch: "sh-01".parse().expect("branch"),
+        holding_limit: 50,
+    })
+    .into()
+}

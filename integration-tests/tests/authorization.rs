@@ -12,7 +12,6 @@ use chrono::Utc;
 use crm_contracts::v1;
 use crm_contracts::wire::{encode, Format};
 use crm_domain::customer::*;
-use crm_domain::manager::{ManagerCommand, RegisterManager};
 use crm_domain::*;
 use crm_eventstore::postgres::PgEventStore;
 use crm_eventstore::testing::TestDatabase;
@@ -113,16 +112,8 @@ async fn every_role_against_every_route() {
         ManagerId::new(Uuid::now_v7()),
     );
     for (m, team) in [(a, "east-1"), (b, "east-2")] {
-        let reg: Command = ManagerCommand::Register(RegisterManager {
-            manager_id: m,
-            name: format!("Manager {team}"),
-            role: ManagerRole::Manager,
-            team: team.parse().unwrap(),
-            region: "east".parse().unwrap(),
-            branch: "sh-01".parse().unwrap(),
-            holding_limit: 50,
-        })
-        .into();
+        let reg: Command =
+            crm_integration_tests::register_manager(m, &format!("Manager {team}"), team);
         assert_eq!(post(&http, &base, Some(&admin_cmd), &reg).await.0, 200);
     }
     let register = |c: CustomerId, name: &str| -> Command {

@@ -13,7 +13,6 @@ use chrono::Utc;
 use crm_contracts::v1;
 use crm_contracts::wire::{encode, Format};
 use crm_domain::customer::*;
-use crm_domain::manager::{ManagerCommand, RegisterManager};
 use crm_domain::*;
 use crm_eventstore::postgres::PgEventStore;
 use crm_eventstore::testing::{TempPath, TestDatabase};
@@ -167,16 +166,7 @@ async fn erased_personal_data_is_unreadable_everywhere() {
     send(
         &http,
         &base,
-        ManagerCommand::Register(RegisterManager {
-            manager_id: manager,
-            name: "Li Wei".into(),
-            role: ManagerRole::Manager,
-            team: "east-1".parse().unwrap(),
-            region: "east".parse().unwrap(),
-            branch: "sh-01".parse().unwrap(),
-            holding_limit: 50,
-        })
-        .into(),
+        crm_integration_tests::register_manager(manager, "Li Wei", "east-1"),
     )
     .await;
     let customer = CustomerId::new(Uuid::now_v7());

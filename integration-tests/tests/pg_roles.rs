@@ -11,7 +11,6 @@ use chrono::Utc;
 use crm_contracts::v1;
 use crm_contracts::wire::{encode, Format};
 use crm_domain::customer::*;
-use crm_domain::manager::{ManagerCommand, RegisterManager};
 use crm_domain::*;
 use crm_eventstore::testing::TestDatabase;
 use crm_eventstore::EventStore;
@@ -131,16 +130,7 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
         send(
             &http,
             &base,
-            ManagerCommand::Register(RegisterManager {
-                manager_id: m,
-                name: format!("Manager {team}"),
-                role: ManagerRole::Manager,
-                team: team.parse().unwrap(),
-                region: "east".parse().unwrap(),
-                branch: "sh-01".parse().unwrap(),
-                holding_limit: 50,
-            })
-            .into(),
+            crm_integration_tests::register_manager(m, &format!("Manager {team}"), team),
         )
         .await;
     }
