@@ -28,6 +28,8 @@ pub mod names {
     pub const RELAY_LAG_SECONDS: &str = "crm_relay_lag_seconds";
     /// 1 while this relay holds the leader lock, else 0.
     pub const RELAY_LEADER: &str = "crm_relay_leader";
+    /// Messages found in the stream that the relay did not publish (stepped over).
+    pub const RELAY_FOREIGN_MESSAGES_TOTAL: &str = "crm_relay_foreign_messages_total";
     /// Events handled by a projector. Labels: `fate` (`applied`, `duplicate`, `early`,
     /// `dead_letter`).
     pub const PROJECTOR_EVENTS_TOTAL: &str = "crm_projector_events_total";
@@ -38,6 +40,8 @@ pub mod names {
     pub const PROJECTOR_SECONDS_BEHIND: &str = "crm_projector_seconds_behind";
     /// Messages sent to the dead-letter stream.
     pub const PROJECTOR_DEAD_LETTERS_TOTAL: &str = "crm_projector_dead_letters_total";
+    /// Faults injected by `CRM_PROJECTOR_CHAOS` (drills only), by fault.
+    pub const PROJECTOR_CHAOS_TOTAL: &str = "crm_projector_chaos_total";
     /// Partitions this projector instance holds.
     pub const PROJECTOR_PARTITIONS_HELD: &str = "crm_projector_partitions_held";
     /// Time from an event's commit in the store to its application to the read models
@@ -112,6 +116,14 @@ pub fn describe() {
         names::PROJECTOR_SECONDS_BEHIND,
         Unit::Seconds,
         "Age of the newest applied event while messages wait; 0 when caught up"
+    );
+    describe_counter!(
+        names::RELAY_FOREIGN_MESSAGES_TOTAL,
+        "Messages in the event stream the relay did not publish, stepped over on resume"
+    );
+    describe_counter!(
+        names::PROJECTOR_CHAOS_TOTAL,
+        "Faults injected on purpose by CRM_PROJECTOR_CHAOS (NAKed batches, dropped acks)"
     );
     describe_counter!(
         names::PROJECTOR_DEAD_LETTERS_TOTAL,

@@ -22,17 +22,14 @@ use crm_bus::Subjects;
 use crm_command_handler::group_commit::GroupCommitConfig;
 use crm_contracts::v1;
 use crm_contracts::wire::{decode_reply, encode, Format};
-use crm_domain::customer::*;
-use crm_domain::manager::{ManagerCommand, RegisterManager};
-use crm_domain::*;
+use crm_domain::Command;
 use crm_eventstore::postgres::PgEventStore;
 use crm_eventstore::EventStore;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::stats::Latencies;
+use crate::workload::Workload;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCmd {
@@ -252,7 +249,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
             p.latencies.quantile(0.999).as_secs_f64() * 1e3,
         );
     }
-    let total = w.issued;
+    let total = w.issued();
     let rate = total as f64 / end_to_end.as_secs_f64();
     println!(
         "(b) W1 end to end (NATS ingress → store → stream, load generator included, {} in flight): {total} commands, {stored} events, all in the stream {:.2} s after the first command (answers done at {:.2} s) = {rate:.0} commands/s",
@@ -336,180 +333,4 @@ pub(crate) async fn drive(
         elapsed: started.elapsed(),
         latencies,
     })
-}
-
-/// A customer as the generator believes it: owner index and complaints with their step.
-type BenchCustomer = (CustomerId, Option<usize>, Vec<(ComplaintId, u8)>);
-
-/// W1, generated from a seed. Ownership is tracked as the generator believes it, so
-/// most commands are valid; with 32 in flight a few race and are refused, as in life.
-pub(crate) struct Workload {
-    rng: SmallRng,
-    managers: Vec<ManagerId>,
-    customers: Vec<BenchCustomer>,
-    issued: usize,
-}
-
-impl Workload {
-    /// Commands generated so far.
-    pub(crate) fn issued(&self) -> usize {
-        self.issued
-    }
-
-    pub(crate) fn new(customers: usize, managers: usize, seed: u64) -> Self {
-        Self {
-            rng: SmallRng::seed_from_u64(seed),
-            managers: (0..managers)
-                .map(|_| ManagerId::new(Uuid::now_v7()))
-                .collect(),
-            customers: (0..customers)
-                .map(|_| (CustomerId::new(Uuid::now_v7()), None, Vec::new()))
-                .collect(),
-            issued: 0,
-        }
-    }
-
-    pub(crate) fn setup(&mut self) -> Vec<Command> {
-        let mut out: Vec<Command> = Vec::new();
-        for (i, m) in self.managers.iter().enumerate() {
-            out.push(
-                ManagerCommand::Register(RegisterManager {
-                    manager_id: *m,
-                    name: format!("Manager {i}"),
-                    role: ManagerRole::Manager,
-                    team: format!("team-{}", i % 20).parse().expect("team"),
-                    region: ["east", "north", "south", "west"][i % 4]
-                        .parse()
-                        .expect("region"),
-                    branch: format!("branch-{}", i % 40).parse().expect("branch"),
-                    holding_limit: 10_000,
-                })
-                .into(),
-            );
-        }
-        for (i, (c, _, _)) in self.customers.iter().enumerate() {
-            out.push(
-                CustomerCommand::Register(RegisterCustomer {
-                    customer_id: *c,
-                    customer_type: CustomerType::Individual,
-                    display_name: format!("Customer {i}"),
-                    phone: Some(format!("+86139{i:08}")),
-                    email: None,
-                    registration_number: None,
-                    region: ["east", "north", "south", "west"][i % 4]
-                        .parse()
-                        .expect("region"),
-                    branch: None,
-                    first_touch_channel: FirstTouchChannel::ALL[i % FirstTouchChannel::ALL.len()],
-                    industry: None,
-                    product_interest: None,
-                    consents: Some(Consents {
-                        sms: true,
-                        email: true,
-                        phone: true,
-                    }),
-                    stage: None,
-                    value_tier: None,
-                    aum_minor: None,
-                })
-                .into(),
-            );
-        }
-        self.issued += out.len();
-        out
-    }
-
-    pub(crate) fn main(&mut self, n: usize) -> Vec<Command> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let ci = self.rng.gen_range(0..self.customers.len());
-            let roll: f64 = self.rng.gen();
-            let m = self.rng.gen_range(0..self.managers.len());
-            let (c, owner, complaints) = &mut self.customers[ci];
-            let c = *c;
-            let cmd: Command = if roll < 0.6 {
-                CustomerCommand::RecordContact(RecordContact {
-                    customer_id: c,
-                    contact_id: ContactId::new(Uuid::now_v7()),
-                    manager_id: self.managers[owner.unwrap_or(m)],
-                    channel: ContactChannel::Phone,
-                    direction: Direction::Outbound,
-                    outcome: ContactOutcome::Reached,
-                    summary: None,
-                    next_follow_up_at: None,
-                })
-                .into()
-            } else if roll < 0.8 {
-                match owner {
-                    None => {
-                        *owner = Some(m);
-                        CustomerCommand::AssignOwner(AssignOwner {
-                            customer_id: c,
-                            manager_id: self.managers[m],
-                            reason: "bench".into(),
-                        })
-                        .into()
-                    }
-                    Some(o) => {
-                        let to = if *o == m {
-                            (m + 1) % self.managers.len()
-                        } else {
-                            m
-                        };
-                        *owner = Some(to);
-                        CustomerCommand::TransferOwner(TransferOwner {
-                            customer_id: c,
-                            to_manager_id: self.managers[to],
-                            reason: "bench".into(),
-                        })
-                        .into()
-                    }
-                }
-            } else {
-                let by = self.managers[owner.unwrap_or(m)];
-                match complaints.iter_mut().find(|(_, s)| *s < 3) {
-                    None => {
-                        let k = ComplaintId::new(Uuid::now_v7());
-                        complaints.push((k, 0));
-                        CustomerCommand::LogComplaint(LogComplaint {
-                            customer_id: c,
-                            complaint_id: k,
-                            severity: Severity::Normal,
-                            category: "service".into(),
-                            description: "bench".into(),
-                            channel: ContactChannel::Phone,
-                        })
-                        .into()
-                    }
-                    Some((k, step)) => {
-                        *step += 1;
-                        match *step {
-                            1 => CustomerCommand::AcknowledgeComplaint(AcknowledgeComplaint {
-                                customer_id: c,
-                                complaint_id: *k,
-                                by,
-                            })
-                            .into(),
-                            2 => CustomerCommand::ResolveComplaint(ResolveComplaint {
-                                customer_id: c,
-                                complaint_id: *k,
-                                resolved_by: by,
-                                resolution: "done".into(),
-                            })
-                            .into(),
-                            _ => CustomerCommand::CloseComplaint(CloseComplaint {
-                                customer_id: c,
-                                complaint_id: *k,
-                                satisfaction: Some(4),
-                            })
-                            .into(),
-                        }
-                    }
-                }
-            };
-            out.push(cmd);
-        }
-        self.issued += out.len();
-        out
-    }
 }

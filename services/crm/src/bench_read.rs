@@ -24,7 +24,8 @@ use futures::TryStreamExt;
 use sqlx::Connection;
 use uuid::Uuid;
 
-use crate::bench::{drive, Workload};
+use crate::bench::drive;
+use crate::workload::Workload;
 
 #[derive(Debug, clap::Args)]
 pub struct ReadArgs {
@@ -195,6 +196,7 @@ async fn phases(
             http_addr: "127.0.0.1:0".parse().expect("address"),
             batch: 256,
             ack_wait: Duration::from_secs(10),
+            chaos: 0.0,
         })
     };
     let live = projector(url.to_string(), "live").await?;

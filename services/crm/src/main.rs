@@ -12,10 +12,12 @@ mod bench_raw;
 mod bench_read;
 mod db;
 mod demo;
+mod load;
 mod policy;
 mod projections;
 mod stats;
 mod token;
+mod workload;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +51,9 @@ enum Cmd {
     /// The databases: migrate as the owner (roles, grants, row-level security).
     #[command(subcommand)]
     Db(db::DbCmd),
+    /// Drive a seeded workload (W1, W2) through the running platform's NATS and HTTP
+    /// ingress; report throughput, latency percentiles and final projection lag.
+    Load(load::LoadArgs),
     /// Issue a bearer token for the services (HS256, CRM_AUTH_HS256_SECRET).
     Token(token::TokenArgs),
 }
@@ -66,5 +71,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Policy(cmd) => policy::run(cmd).await,
         Cmd::Token(args) => token::run(args),
         Cmd::Db(cmd) => db::run(cmd).await,
+        Cmd::Load(args) => load::run(args).await,
     }
 }

@@ -39,6 +39,8 @@ pub struct Config {
     /// Most messages applied in one transaction.
     pub batch: usize,
     pub ack_wait: Duration,
+    /// Share of batches NAKed before applying and of acks dropped after (drills only).
+    pub chaos: f64,
 }
 
 pub struct App {
@@ -90,6 +92,7 @@ impl App {
             store,
             batch: config.batch,
             ack_wait: config.ack_wait,
+            chaos: config.chaos,
             health: health.clone(),
         };
 

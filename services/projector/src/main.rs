@@ -38,6 +38,11 @@ struct Args {
     /// Seconds before an unacknowledged message is delivered again.
     #[arg(long, env = "CRM_PROJECTOR_ACK_WAIT", default_value_t = 10)]
     ack_wait: u64,
+    /// Fault injection for drills and the fault suite: the share of batches handed back
+    /// (NAK) before they are applied, and of acknowledgements dropped after a batch is
+    /// committed, so messages come again, late and out of order. 0 in production.
+    #[arg(long, env = "CRM_PROJECTOR_CHAOS", default_value_t = 0.0)]
+    chaos: f64,
 }
 
 #[tokio::main]
@@ -53,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         http_addr: a.http_addr,
         batch: a.batch,
         ack_wait: Duration::from_secs(a.ack_wait),
+        chaos: a.chaos,
     })
     .await?;
     tracing::info!(http = %app.http_addr, "health at /healthz, metrics at /metrics");

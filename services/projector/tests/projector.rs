@@ -39,6 +39,7 @@ async fn start(stream: &TestStream, read_url: &str, group: &str) -> Running {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         batch: 64,
         ack_wait: Duration::from_secs(5),
+        chaos: 0.0,
     })
     .await
     .unwrap();
