@@ -2,9 +2,10 @@
 //! and publishes each event once, in log order, to the JetStream stream.
 //!
 //! Exactly once, in order, without trusting the duplicate window:
-//! - every message carries `Nats-Expected-Last-Sequence`, so the server stores message
-//!   *n* only if message *n-1* is there: the stream is always a gapless prefix of the
-//!   log, even when a pipelined publish fails halfway;
+//! - every message carries `Nats-Expected-Last-Sequence` (and, inside a pipelined batch,
+//!   `Nats-Expected-Last-Msg-Id` = the previous event), so the server stores event *n*
+//!   only right after event *n-1*: the stream is always a gapless prefix of the log,
+//!   even when a pipelined publish fails halfway or someone else publishes in between;
 //! - on start the relay reads the stream's last message and resumes right after the log
 //!   position in its `Crm-Log-Position` header; the checkpoint in the store is written
 //!   after each batch and cross-checks the stream;
@@ -65,6 +66,9 @@ pub enum RelayError {
     #[error("leadership lost")]
     LeadershipLost,
 }
+
+/// How far back from the stream's tail the relay looks for its own last message.
+const FOREIGN_LIMIT: u64 = 10_000;
 
 fn nats(e: impl std::fmt::Display) -> RelayError {
     RelayError::Nats(e.to_string())
@@ -137,19 +141,51 @@ impl<S: EventStore> Relay<S> {
                 saved: None,
             });
         }
-        if let Some(cp) = saved.filter(|c| c.extra as u64 == last) {
+        if let Some(cp) = saved.as_ref().filter(|c| c.extra as u64 == last) {
             return Ok(Cursor {
                 position: cp.position,
                 sequence: last,
                 saved: None,
             });
         }
-        // Published past the checkpoint before a crash: the stream itself knows.
-        let msg = stream.get_raw_message(last).await.map_err(nats)?;
-        let position = log_position(&msg.headers).ok_or_else(|| RelayError::ForeignMessage {
-            stream: self.spec.name.clone(),
-            sequence: last,
-        })?;
+        // Published past the checkpoint before a crash: the stream itself knows. Messages
+        // someone else put at the tail (no log position) are stepped over: the projectors
+        // set them aside in the dead-letter stream, and the relay carries on after them.
+        let mut sequence = last;
+        let position = loop {
+            if sequence == saved_seq {
+                // The checkpoint's own message, or the start of an empty log.
+                break saved.as_ref().map_or(LogPosition::START, |c| c.position);
+            }
+            if last - sequence >= FOREIGN_LIMIT {
+                return Err(RelayError::ForeignMessage {
+                    stream: self.spec.name.clone(),
+                    sequence: last,
+                });
+            }
+            let msg: Result<_, _> = stream.get_raw_message(sequence).await;
+            match msg {
+                Ok(msg) => {
+                    if let Some(p) = log_position(&msg.headers) {
+                        break p;
+                    }
+                }
+                Err(e) if e.to_string().contains("not found") => {
+                    // Deleted by an operator: not the relay's either.
+                }
+                Err(e) => return Err(nats(e)),
+            }
+            sequence -= 1;
+        };
+        if sequence < last {
+            metrics::counter!(names::RELAY_FOREIGN_MESSAGES_TOTAL).increment(last - sequence);
+            tracing::warn!(
+                foreign = last - sequence,
+                from = sequence + 1,
+                to = last,
+                "messages in the stream that the relay did not publish (another publisher?); continuing after them"
+            );
+        }
         tracing::info!(%position, sequence = last, "relay resumes from the stream's last message");
         Ok(Cursor {
             position,
@@ -195,18 +231,27 @@ impl<S: EventStore> Relay<S> {
 
         // Pipelined: send the whole batch, then collect the acks in order.
         let mut acks = Vec::with_capacity(events.len());
+        // Each message names the sequence and the message (the previous event) it must
+        // follow: a foreign message slipped in between fails the rest of the batch
+        // instead of letting the next event take the failed one's place.
         for (i, e) in events.iter().enumerate() {
-            let msg = PublishMessage::build()
+            let mut msg = PublishMessage::build()
                 .payload(body_for(e))
                 .headers(headers_for(e))
                 .message_id(e.event_id.to_string())
                 .expected_last_sequence(cursor.sequence + i as u64);
+            if i > 0 {
+                msg = msg.expected_last_message_id(events[i - 1].event_id.to_string());
+            }
             let subject = self.spec.subjects.event(&e.stream_id, &e.event_type);
             acks.push(self.js.send_publish(subject, msg).await.map_err(nats)?);
         }
         for (i, ack) in acks.into_iter().enumerate() {
             let ack = ack.await.map_err(|e| {
-                if e.kind() == PublishErrorKind::WrongLastSequence {
+                if matches!(
+                    e.kind(),
+                    PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
+                ) {
                     RelayError::Nats(format!(
                         "stream moved under the relay (another publisher?): {e}"
                     ))

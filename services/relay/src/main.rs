@@ -145,8 +145,16 @@ async fn seal_periodically(store: AnyEventStore, period: Duration) {
 async fn wait_for_leadership(pool: &PgPool) -> anyhow::Result<LeaderLock> {
     let mut announced = false;
     loop {
-        if let Some(lock) = LeaderLock::try_acquire(pool, "relay").await? {
-            return Ok(lock);
+        match LeaderLock::try_acquire(pool, "relay").await {
+            Ok(Some(lock)) => return Ok(lock),
+            Ok(None) => {}
+            Err(e) => {
+                // The database is away (restarting, failing over): wait for it, do not
+                // exit.
+                tracing::warn!(error = %e, "cannot reach the store for the leader lock; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
         }
         if !announced {
             tracing::info!("another relay holds the leader lock; standing by");
