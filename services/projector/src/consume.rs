@@ -34,7 +34,15 @@ pub struct Ctx {
     pub store: ReadStore,
     pub batch: usize,
     pub ack_wait: Duration,
+    pub chaos: f64,
     pub health: Arc<Health>,
+}
+
+/// True with probability `p` (fault injection; `p` is 0 outside drills). The low 62 bits
+/// of a v4 UUID are random (bits 62–63 hold its variant).
+fn chaos(p: f64) -> bool {
+    const LOW: u64 = (1 << 62) - 1;
+    p > 0.0 && ((uuid::Uuid::new_v4().as_u128() as u64 & LOW) as f64 / LOW as f64) < p
 }
 
 impl Ctx {
@@ -149,6 +157,17 @@ async fn handle_batch(
     if prepared.is_empty() {
         return Ok(());
     }
+    if chaos(ctx.chaos) {
+        // Drill: hand the whole batch back unapplied; it comes again later, after
+        // messages that were behind it.
+        metrics::counter!(names::PROJECTOR_CHAOS_TOTAL, "fault" => "nak").increment(1);
+        for m in &carried {
+            let _ = m
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
+                .await;
+        }
+        return Ok(());
+    }
 
     let mut backoff = Duration::from_millis(100);
     let report = loop {
@@ -183,6 +202,12 @@ async fn handle_batch(
             Fate::DeadLetter => "dead_letter",
         };
         metrics::counter!(names::PROJECTOR_EVENTS_TOTAL, "fate" => label).increment(1);
+        if chaos(ctx.chaos) {
+            // Drill: the acknowledgement is lost; the broker delivers it again after
+            // the ack wait, when it must be a no-op.
+            metrics::counter!(names::PROJECTOR_CHAOS_TOTAL, "fault" => "lost_ack").increment(1);
+            continue;
+        }
         let result = match fate {
             Fate::Early => {
                 msg.ack_with(AckKind::Nak(Some(Duration::from_millis(50))))

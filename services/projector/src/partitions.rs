@@ -42,6 +42,7 @@ pub async fn balance(
         ReadStore::Postgres(pool) => Some(Leases::open(pool, &ctx.group).await?),
         ReadStore::Sqlite(_) => None,
     };
+    let postgres = leases.is_some();
     let offset = crm_bus::subjects::partition_of(&instance);
     loop {
         // Restart tasks that ended with an error (NATS trouble); the lease stays held.
@@ -67,24 +68,26 @@ pub async fn balance(
             }
         }
 
+        // In server mode no partition is held without its lock: while the database is
+        // away, hold nothing and try again.
+        if postgres && leases.is_none() {
+            if let ReadStore::Postgres(pool) = &ctx.store {
+                leases = Leases::open(pool, &ctx.group).await.ok();
+            }
+            if leases.is_none() {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+                continue;
+            }
+        }
         let target = match &mut leases {
             None => PARTITIONS as usize,
             Some(l) => match l.heartbeat(&ctx.store, &instance).await {
                 Ok(live) => (PARTITIONS as usize).div_ceil(live.max(1)),
                 Err(e) => {
-                    // The lock connection may be gone, and the locks with it: stop
-                    // everything before someone else starts the same partitions.
-                    tracing::error!(error = %e, "lease connection lost; releasing every partition");
-                    for (_, h) in std::mem::take(&mut held) {
-                        stop_task(h).await;
-                    }
-                    leases = match &ctx.store {
-                        ReadStore::Postgres(pool) => Leases::open(pool, &ctx.group).await.ok(),
-                        ReadStore::Sqlite(_) => None,
-                    };
-                    if leases.is_none() {
-                        tokio::time::sleep(TICK).await;
-                    }
+                    lease_lost(&mut held, &mut leases, &e).await;
                     continue;
                 }
             },
@@ -96,7 +99,10 @@ pub async fn balance(
             let h = held.remove(&p).expect("held");
             stop_task(h).await;
             if let Some(l) = &mut leases {
-                l.release(p).await?;
+                if let Err(e) = l.release(p).await {
+                    lease_lost(&mut held, &mut leases, &e).await;
+                    break;
+                }
             }
             tracing::info!(partition = p, "partition given back");
         }
@@ -110,8 +116,15 @@ pub async fn balance(
                 continue;
             }
             let got = match &mut leases {
+                None if postgres => break,
                 None => true,
-                Some(l) => l.try_take(p).await?,
+                Some(l) => match l.try_take(p).await {
+                    Ok(got) => got,
+                    Err(e) => {
+                        lease_lost(&mut held, &mut leases, &e).await;
+                        break;
+                    }
+                },
             };
             if got {
                 let (stop, rx) = watch::channel(false);
@@ -137,6 +150,20 @@ pub async fn balance(
         l.leave(&ctx.store, &instance).await;
     }
     Ok(())
+}
+
+/// The lock connection failed, and the locks may be gone with it: stop every partition
+/// before another instance starts the same ones; the leases are reopened next tick.
+async fn lease_lost(
+    held: &mut BTreeMap<u32, Held>,
+    leases: &mut Option<Leases>,
+    e: &anyhow::Error,
+) {
+    tracing::error!(error = %e, "lease connection lost; releasing every partition");
+    for (_, h) in std::mem::take(held) {
+        stop_task(h).await;
+    }
+    *leases = None;
 }
 
 async fn stop_task(h: Held) {
