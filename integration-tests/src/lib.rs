@@ -1,6 +1,8 @@
 //! End-to-end harness: runs the services as processes, the way users do, against a
 //! fresh PostgreSQL database and a fresh JetStream stream per test.
 
+pub mod faults;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;

@@ -1,0 +1,627 @@
+//! The fault suite's harness: NATS servers and PostgreSQL clusters of a test's own (so a
+//! test may kill and restart them without disturbing the others), `crm load` run as a
+//! process the way an operator runs it, and the invariants every fault test checks:
+//! 0 accepted commands lost, every event in the stream exactly once, every event
+//! applied exactly once to every read model, 0 read-model rows differing from a rebuild
+//! out of the event store.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use uuid::Uuid;
+
+use crate::binary;
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn scratch_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crm-{what}-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+async fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{what} does not listen on {port} after 30 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One `nats-server` with JetStream, alone or as a node of a cluster; its store survives
+/// restarts.
+pub struct NatsNode {
+    pub name: String,
+    pub port: u16,
+    cluster: Option<(String, u16, Vec<u16>)>,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsNode {
+    fn new(name: &str, cluster: Option<(String, u16, Vec<u16>)>) -> Self {
+        Self {
+            name: name.to_string(),
+            port: free_port(),
+            cluster,
+            dir: scratch_dir(&format!("nats-{name}")),
+            child: None,
+        }
+    }
+
+    /// A single server of the test's own.
+    pub async fn single() -> Self {
+        let mut node = Self::new("solo", None);
+        node.start().await;
+        node
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn spawn(&mut self) {
+        let server = std::env::var("CRM_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let mut cmd = Command::new(&server);
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js"])
+            .arg("-sd")
+            .arg(self.dir.join("store"))
+            .args(["-n", &self.name, "-l"])
+            .arg(self.log());
+        if let Some((cluster, port, routes)) = &self.cluster {
+            let routes: Vec<String> = routes
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect();
+            cmd.args([
+                "--cluster_name",
+                cluster,
+                "--cluster",
+                &format!("nats://127.0.0.1:{port}"),
+                "--routes",
+                &routes.join(","),
+            ]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {server} (apt-get install nats-server): {e}"));
+        self.child = Some(child);
+    }
+
+    pub async fn start(&mut self) {
+        self.spawn();
+        wait_for_port(
+            self.port,
+            &format!("nats-server {}", self.name),
+            &self.log(),
+        )
+        .await;
+    }
+
+    /// SIGKILL: no goodbye to clients or to the cluster.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.start().await;
+    }
+}
+
+impl Drop for NatsNode {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three `nats-server` processes on loopback ports forming one JetStream cluster.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsNode>,
+}
+
+impl NatsCluster {
+    pub async fn start(size: usize) -> Self {
+        let name = format!("crm-{}", &Uuid::new_v4().simple().to_string()[..8]);
+        let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let mut nodes: Vec<NatsNode> = (0..size)
+            .map(|i| {
+                let routes = cluster_ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| *p)
+                    .collect();
+                NatsNode::new(
+                    &format!("n{}", i + 1),
+                    Some((name.clone(), cluster_ports[i], routes)),
+                )
+            })
+            .collect();
+        for n in &mut nodes {
+            n.spawn();
+        }
+        for n in &nodes {
+            wait_for_port(n.port, &format!("nats-server {}", n.name), &n.log()).await;
+        }
+        let cluster = Self { nodes };
+        // JetStream answers once the nodes have elected a meta leader.
+        let client = async_nats::connect(cluster.urls()).await.expect("cluster");
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while js.query_account().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the JetStream cluster has no meta leader after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        cluster
+    }
+
+    /// Every node's URL, comma-separated, as clients take them.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsNode::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (initdb in a scratch directory, a free port),
+/// so the test can crash and restart it. Run as the `postgres` user when the tests run
+/// as root (initdb refuses root).
+pub struct PgCluster {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl PgCluster {
+    pub async fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path().join("bin"))
+                    .filter(|p| p.join("initdb").exists())
+                    .max()
+            })
+            .expect("PostgreSQL server binaries in /usr/lib/postgresql/*/bin (apt-get install postgresql)");
+        let as_postgres = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let dir = scratch_dir("pg");
+        let cluster = Self {
+            port: free_port(),
+            dir,
+            bin,
+            as_postgres,
+        };
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&cluster.dir)
+                .status()
+                .expect("chown");
+            assert!(ok.success());
+        }
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+        );
+        cluster.start_server().await;
+        cluster
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = cmd.args(args).output().expect("run a PostgreSQL tool");
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    async fn start_server(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+        wait_for_port(self.port, "PostgreSQL", Path::new(&log)).await;
+    }
+
+    /// Stop as a crash would (immediate: no checkpoint, recovery from the WAL on start).
+    pub fn crash(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
+    }
+
+    pub async fn start_again(&self) {
+        self.start_server().await;
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub async fn create_database(&self) -> String {
+        use sqlx::Connection;
+        let name = format!("crm_{}", Uuid::new_v4().simple());
+        let mut c = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("private PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut c)
+            .await
+            .expect("create database");
+        self.url(&name)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let exe = self.bin.join("pg_ctl");
+        let data = self.data();
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let _ = cmd
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `crm load` as a process, recording the id of every accepted command.
+pub struct Load {
+    child: Child,
+    pub record: PathBuf,
+    json: PathBuf,
+    log: PathBuf,
+}
+
+impl Load {
+    /// Run `crm load` with `args` (ingress, sizes, stream, groups); `--record` and
+    /// `--json` are added here.
+    pub fn start(args: &[String]) -> Self {
+        let dir = std::env::temp_dir();
+        let id = Uuid::new_v4().simple().to_string();
+        let (record, json, log) = (
+            dir.join(format!("load-{id}.accepted")),
+            dir.join(format!("load-{id}.json")),
+            dir.join(format!("load-{id}.log")),
+        );
+        let file = std::fs::File::create(&log).expect("load log");
+        let child = Command::new(binary("crm"))
+            .arg("load")
+            .args(args)
+            .arg("--record")
+            .arg(&record)
+            .arg("--json")
+            .arg(&json)
+            .env_remove("CRM_NATS_URL")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("start crm load");
+        Self {
+            child,
+            record,
+            json,
+            log,
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait for the load to end; it must succeed. Prints its report; returns the
+    /// summary.
+    pub async fn finish(mut self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(900);
+        let status = loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "crm load still runs after 900 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let output = std::fs::read_to_string(&self.log).unwrap_or_default();
+        println!("{output}");
+        assert!(status.success(), "crm load failed ({status}):\n{output}");
+        serde_json::from_slice(&std::fs::read(&self.json).expect("load summary"))
+            .expect("summary JSON")
+    }
+
+    /// The ids of the accepted commands.
+    pub fn accepted(path: &Path) -> HashSet<Uuid> {
+        std::fs::read_to_string(path)
+            .expect("record of accepted commands")
+            .lines()
+            .map(|l| l.parse().expect("a command id"))
+            .collect()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for p in [&self.json, &self.log] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// What a fault test checks once the load is over and the faults have stopped.
+pub struct Invariants<'a> {
+    pub name: &'a str,
+    pub store_url: &'a str,
+    pub nats_url: &'a str,
+    pub stream: &'a str,
+    /// Read-model databases, one per projector group.
+    pub read_urls: Vec<&'a str>,
+    /// `crm load --record` output.
+    pub record: &'a Path,
+    /// Messages put into the stream on purpose that are not events (poison).
+    pub foreign_messages: u64,
+}
+
+/// The figures a fault test prints.
+#[derive(Debug)]
+pub struct Figures {
+    pub accepted: usize,
+    pub lost: usize,
+    pub events: u64,
+    pub stream_duplicates: u64,
+    pub stream_missing: u64,
+    pub applied_twice: i64,
+    pub differing_rows: u64,
+}
+
+impl Invariants<'_> {
+    pub async fn check(&self) -> Figures {
+        let store = crm_eventstore::postgres::PgEventStore::connect(self.store_url, 2)
+            .await
+            .expect("event store");
+        // 1. Every accepted command is in the event store.
+        let accepted = Load::accepted(self.record);
+        let stored: HashSet<Uuid> = sqlx::query_scalar("SELECT DISTINCT command_id FROM events")
+            .fetch_all(store.pool())
+            .await
+            .expect("command ids")
+            .into_iter()
+            .collect();
+        let lost = accepted.difference(&stored).count();
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        let events = events as u64;
+        let ids: HashSet<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
+            .fetch_all(store.pool())
+            .await
+            .expect("event ids")
+            .into_iter()
+            .collect();
+
+        // 2. Every event is in the stream, once.
+        let client = async_nats::connect(self.nats_url).await.expect("NATS");
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut stream = loop {
+            match js.get_stream(self.stream).await {
+                Ok(mut s) => {
+                    let last = s.info().await.map(|i| i.state.last_sequence).unwrap_or(0);
+                    if last >= events + self.foreign_messages {
+                        break s;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{}: the stream holds {last} messages of {} after 180 s",
+                        self.name,
+                        events + self.foreign_messages
+                    );
+                }
+                Err(e) => assert!(Instant::now() < deadline, "{}: stream: {e}", self.name),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let total = stream.info().await.expect("stream info").state.messages;
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+            .await
+            .expect("ordered consumer");
+        let mut messages = consumer.messages().await.expect("messages");
+        let mut seen = HashSet::new();
+        let mut duplicates = 0u64;
+        for _ in 0..total {
+            let m = tokio::time::timeout(Duration::from_secs(30), messages.next())
+                .await
+                .expect("the stream's messages")
+                .expect("more messages")
+                .expect("a message");
+            let id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .and_then(|v| v.as_str().parse::<Uuid>().ok());
+            if let Some(id) = id {
+                if !seen.insert(id) {
+                    duplicates += 1;
+                }
+            }
+        }
+        let _ = &mut stream;
+        let missing = ids.difference(&seen).count() as u64;
+
+        // 3. Every event applied once to every read model.
+        let mut applied_twice = 0;
+        for url in &self.read_urls {
+            let read = crm_projections::ReadStore::connect(url, 2)
+                .await
+                .expect("read store");
+            let deadline = Instant::now() + Duration::from_secs(180);
+            loop {
+                let applied: i64 = read
+                    .checkpoints()
+                    .await
+                    .expect("checkpoints")
+                    .iter()
+                    .map(|c| c.events_applied)
+                    .sum();
+                if applied >= events as i64 {
+                    applied_twice += applied - events as i64;
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: {url}: {applied} of {events} events applied after 180 s",
+                    self.name
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+
+        // 4. The read models equal a rebuild from the event store.
+        let mut differing = 0;
+        for url in &self.read_urls {
+            for projection in ["ownership", "timeline", "analytics"] {
+                let out = Command::new(binary("crm"))
+                    .args(["projections", "verify", projection])
+                    .env("CRM_STORE_URL", self.store_url)
+                    .env("CRM_READ_URL", url)
+                    .output()
+                    .expect("crm projections verify");
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                for line in stdout.lines() {
+                    if let Some(n) = line
+                        .split(": ")
+                        .last()
+                        .and_then(|t| t.strip_suffix(" differing rows"))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                    {
+                        differing += n;
+                    }
+                }
+                assert!(
+                    stdout.contains("differing rows"),
+                    "{}: verify {projection}:\n{stdout}\n{}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let figures = Figures {
+            accepted: accepted.len(),
+            lost,
+            events,
+            stream_duplicates: duplicates,
+            stream_missing: missing,
+            applied_twice,
+            differing_rows: differing,
+        };
+        println!(
+            "FAULT {}: {} accepted commands, {} lost; {} events, {} missing from the stream, {} twice in it; {} read model(s): {} events applied twice, {} rows differing from a rebuild out of the event store",
+            self.name,
+            figures.accepted,
+            figures.lost,
+            figures.events,
+            figures.stream_missing,
+            figures.stream_duplicates,
+            self.read_urls.len(),
+            figures.applied_twice,
+            figures.differing_rows
+        );
+        assert_eq!(
+            (
+                figures.lost,
+                figures.stream_missing,
+                figures.stream_duplicates,
+                figures.applied_twice,
+                figures.differing_rows
+            ),
+            (0, 0, 0, 0, 0),
+            "{}: {figures:?}",
+            self.name
+        );
+        assert!(figures.accepted > 0, "{}: nothing was accepted", self.name);
+        figures
+    }
+}

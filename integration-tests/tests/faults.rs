@@ -1,0 +1,360 @@
+//! The fault suite. Each test runs the platform as processes (command service, relay,
+//! projectors), drives `crm load` through the NATS and HTTP ingress, injects one kind of
+//! fault while the load runs, and then checks the same invariants (`faults::Invariants`):
+//! 0 accepted commands lost, every event in the stream exactly once, 0 events applied
+//! twice, 0 read-model rows differing from a rebuild out of the event store. Each prints
+//! a `FAULT` line with its figures.
+//!
+//! Faults that would disturb other tests (NATS restart, PostgreSQL restart) use a server
+//! of the test's own.
+
+use std::time::Duration;
+
+use crm_eventstore::testing::TestDatabase;
+use crm_integration_tests::faults::{free_port, Invariants, Load, NatsNode, PgCluster};
+use crm_integration_tests::{Platform, Service};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const CUSTOMERS: usize = 400;
+const MANAGERS: usize = 20;
+const COMMANDS: usize = 6_000;
+
+/// Where the platform of one test runs.
+struct Rig {
+    store_url: String,
+    read_url: String,
+    nats_url: String,
+    stream: String,
+    prefix: String,
+    group: String,
+    http_port: u16,
+    /// Extra projector settings (chaos, ack wait).
+    projector_env: Vec<(&'static str, String)>,
+}
+
+impl Rig {
+    fn on(platform: &Platform, read: &TestDatabase) -> Self {
+        Self {
+            store_url: platform.db.url.clone(),
+            read_url: read.url.clone(),
+            nats_url: crm_bus::testing::nats_url(),
+            stream: platform.stream.spec.name.clone(),
+            prefix: platform.stream.spec.subjects.prefix().to_string(),
+            group: "faults".into(),
+            http_port: free_port(),
+            projector_env: Vec::new(),
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CRM_STORE_URL", self.store_url.clone()),
+            ("CRM_NATS_URL", self.nats_url.clone()),
+            ("CRM_STREAM", self.stream.clone()),
+            ("CRM_SUBJECT_PREFIX", self.prefix.clone()),
+        ]
+    }
+
+    async fn command_service(&self) -> Service {
+        let addr = format!("127.0.0.1:{}", self.http_port);
+        let mut s = Service::start("crm-command-service", &["--http-addr", &addr], &self.env());
+        s.wait_ready().await;
+        s
+    }
+
+    async fn relay(&self) -> Service {
+        let mut s = Service::start("crm-relay", &[], &self.env());
+        s.wait_ready().await;
+        s
+    }
+
+    async fn projector(&self) -> Service {
+        let mut env = self.env();
+        env.push(("CRM_READ_URL", self.read_url.clone()));
+        env.push(("CRM_PROJECTOR_GROUP", self.group.clone()));
+        env.push(("CRM_HTTP_ADDR", "127.0.0.1:0".into()));
+        env.push(("CRM_PROJECTOR_ACK_WAIT", "2".into()));
+        env.extend(self.projector_env.iter().cloned());
+        let mut s = Service::start("crm-projector", &[], &env);
+        s.wait_ready().await;
+        s
+    }
+
+    fn load(&self, seed: u64) -> Load {
+        let args: Vec<String> = [
+            "--nats",
+            &self.nats_url,
+            "--http",
+            &format!("http://127.0.0.1:{}", self.http_port),
+            "--subject-prefix",
+            &self.prefix,
+            "--stream",
+            &self.stream,
+            "--group",
+            &self.group,
+            "--customers",
+            &CUSTOMERS.to_string(),
+            "--managers",
+            &MANAGERS.to_string(),
+            "--commands",
+            &COMMANDS.to_string(),
+            "--in-flight",
+            "16",
+            "--timeout",
+            "2",
+            "--seed",
+            &seed.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Load::start(&args)
+    }
+
+    fn invariants<'a>(&'a self, name: &'a str, load: &'a std::path::Path) -> Invariants<'a> {
+        Invariants {
+            name,
+            store_url: &self.store_url,
+            nats_url: &self.nats_url,
+            stream: &self.stream,
+            read_urls: vec![&self.read_url],
+            record: load,
+            foreign_messages: 0,
+        }
+    }
+}
+
+fn seed() -> u64 {
+    crm_eventstore::conformance::seed()
+}
+
+async fn pause(rng: &mut SmallRng, ms: std::ops::Range<u64>) {
+    tokio::time::sleep(Duration::from_millis(rng.gen_range(ms))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_command_service_relay_and_projector_at_random_points() {
+    let platform = Platform::new().await;
+    let read = TestDatabase::create().await;
+    let rig = Rig::on(&platform, &read);
+    let mut command = rig.command_service().await;
+    let mut relay = rig.relay().await;
+    let mut projector = rig.projector().await;
+    let mut load = rig.load(seed());
+    let mut rng = SmallRng::seed_from_u64(seed());
+    let mut kills = [0usize; 3];
+    loop {
+        pause(&mut rng, 1_000..3_000).await;
+        if !load.is_running() {
+            break;
+        }
+        let victim = rng.gen_range(0..3);
+        match victim {
+            0 => command.kill(),
+            1 => relay.kill(),
+            _ => projector.kill(),
+        }
+        kills[victim] += 1;
+        pause(&mut rng, 0..500).await;
+        match victim {
+            0 => command = rig.command_service().await,
+            1 => relay = rig.relay().await,
+            _ => projector = rig.projector().await,
+        }
+    }
+    let record = load.record.clone();
+    let summary = load.finish().await;
+    println!(
+        "FAULT sigkill: command service SIGKILLed {} times, relay {}, projector {}; {} commands resent by the client",
+        kills[0], kills[1], kills[2], summary["retries"]
+    );
+    assert!(kills.iter().sum::<usize>() >= 3, "too few kills: {kills:?}");
+    rig.invariants("sigkill", &record).check().await;
+    let _ = std::fs::remove_file(record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_mid_load() {
+    let mut nats = NatsNode::single().await;
+    let platform = Platform::new().await;
+    let read = TestDatabase::create().await;
+    let mut rig = Rig::on(&platform, &read);
+    rig.nats_url = nats.url();
+    let _command = rig.command_service().await;
+    let _relay = rig.relay().await;
+    let _projector = rig.projector().await;
+    let mut load = rig.load(seed());
+    let mut rng = SmallRng::seed_from_u64(seed());
+    let mut restarts = 0;
+    while restarts < 2 && load.is_running() {
+        pause(&mut rng, 2_000..4_000).await;
+        nats.kill();
+        pause(&mut rng, 500..1_500).await;
+        nats.start().await;
+        restarts += 1;
+    }
+    let record = load.record.clone();
+    let summary = load.finish().await;
+    println!(
+        "FAULT nats-restart: NATS SIGKILLed and restarted {restarts} times mid-load; {} commands resent",
+        summary["retries"]
+    );
+    assert_eq!(restarts, 2, "the load ended before the restarts");
+    rig.invariants("nats-restart", &record).check().await;
+    let _ = std::fs::remove_file(record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_mid_load() {
+    let pg = PgCluster::start().await;
+    let store_url = pg.create_database().await;
+    let read_url = pg.create_database().await;
+    let platform = Platform::new().await;
+    let read = TestDatabase::create().await;
+    let mut rig = Rig::on(&platform, &read);
+    rig.store_url = store_url;
+    rig.read_url = read_url;
+    let _command = rig.command_service().await;
+    let _relay = rig.relay().await;
+    let _projector = rig.projector().await;
+    let mut load = rig.load(seed());
+    let mut rng = SmallRng::seed_from_u64(seed());
+    let mut restarts = 0;
+    while restarts < 2 && load.is_running() {
+        pause(&mut rng, 2_000..4_000).await;
+        pg.crash();
+        pause(&mut rng, 500..1_500).await;
+        pg.start_again().await;
+        restarts += 1;
+    }
+    let record = load.record.clone();
+    let summary = load.finish().await;
+    println!(
+        "FAULT postgres-restart: PostgreSQL crashed (immediate stop) and restarted {restarts} times mid-load; {} commands resent",
+        summary["retries"]
+    );
+    assert_eq!(restarts, 2, "the load ended before the restarts");
+    rig.invariants("postgres-restart", &record).check().await;
+    let _ = std::fs::remove_file(record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivery_storm_with_two_projectors() {
+    let platform = Platform::new().await;
+    let read = TestDatabase::create().await;
+    let mut rig = Rig::on(&platform, &read);
+    // A third of the batches handed back unapplied, a third of the acks lost, and a
+    // one-second ack wait: messages come again, late and out of order.
+    rig.projector_env = vec![
+        ("CRM_PROJECTOR_CHAOS", "0.3".into()),
+        ("CRM_PROJECTOR_ACK_WAIT", "1".into()),
+        ("CRM_PROJECTOR_BATCH", "32".into()),
+    ];
+    let _command = rig.command_service().await;
+    let _relay = rig.relay().await;
+    let mut a = rig.projector().await;
+    let mut b = rig.projector().await;
+    let load = rig.load(seed());
+    let record = load.record.clone();
+    load.finish().await;
+    let figures = rig.invariants("redelivery-storm", &record).check().await;
+    // How many faults the projectors injected, from their own metrics.
+    let mut injected = 0.0;
+    for p in [&mut a, &mut b] {
+        let addr = std::fs::read_to_string(&p.ready)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["http"].as_str().map(str::to_string))
+            .expect("projector address");
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        injected += text
+            .lines()
+            .filter(|l| l.starts_with("crm_projector_chaos_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    println!(
+        "FAULT redelivery-storm: {injected} batches NAKed or acks dropped by two projectors (ack wait 1 s) for {} events",
+        figures.events
+    );
+    assert!(injected > 10.0, "the storm did not happen: {injected}");
+    let _ = std::fs::remove_file(record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_message_mid_load() {
+    let platform = Platform::new().await;
+    let read = TestDatabase::create().await;
+    let rig = Rig::on(&platform, &read);
+    let _command = rig.command_service().await;
+    let _relay = rig.relay().await;
+    let _projector = rig.projector().await;
+    let mut load = rig.load(seed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(load.is_running(), "the load ended before the poison");
+    // Not an event: a body no decoder accepts, on a subject of partition 3.
+    let js = async_nats::jetstream::new(crm_bus::testing::connect().await);
+    js.publish(
+        format!("{}.events.customer.3.poison", rig.prefix),
+        "\u{0}not an event".into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let record = load.record.clone();
+    load.finish().await;
+    let mut invariants = rig.invariants("poison", &record);
+    invariants.foreign_messages = 1;
+    invariants.check().await;
+    let mut dlq = js
+        .get_stream(format!("{}_DLQ", rig.stream))
+        .await
+        .expect("dead-letter stream");
+    let held = dlq.info().await.unwrap().state.messages;
+    println!("FAULT poison: 1 poison message published mid-load; {held} in the dead-letter stream; the rest flowed");
+    assert_eq!(held, 1);
+    let _ = std::fs::remove_file(record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_started_at_once_and_the_active_one_killed() {
+    let platform = Platform::new().await;
+    let read = TestDatabase::create().await;
+    let rig = Rig::on(&platform, &read);
+    let _command = rig.command_service().await;
+    let mut relays = [
+        Service::start("crm-relay", &[], &rig.env()),
+        Service::start("crm-relay", &[], &rig.env()),
+    ];
+    for r in &mut relays {
+        r.wait_ready().await;
+    }
+    let _projector = rig.projector().await;
+    let mut load = rig.load(seed());
+    let mut rng = SmallRng::seed_from_u64(seed());
+    let mut kills = 0;
+    while kills < 3 && load.is_running() {
+        pause(&mut rng, 1_500..3_000).await;
+        // Kill one of the two at random (the active one half the time), start it again:
+        // two relays run at once again.
+        let i = rng.gen_range(0..2);
+        relays[i].kill();
+        kills += 1;
+        relays[i] = Service::start("crm-relay", &[], &rig.env());
+        relays[i].wait_ready().await;
+    }
+    let record = load.record.clone();
+    load.finish().await;
+    println!(
+        "FAULT two-relays: two relays running at once throughout, one SIGKILLed {kills} times"
+    );
+    rig.invariants("two-relays", &record).check().await;
+    let _ = std::fs::remove_file(record);
+}
