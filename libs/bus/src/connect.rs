@@ -4,11 +4,21 @@
 //! (`CRM_NATS_INBOX`, e.g. `_INBOX.relay`) so a user may subscribe to its own replies
 //! only, never to another service's.
 
-/// Connect to `url`, with the inbox prefix from `CRM_NATS_INBOX` when set.
+/// Connect to `url`, with the inbox prefix from `CRM_NATS_INBOX` when set. `url` may list
+/// several servers of a cluster, comma-separated (`nats://a:4222,nats://b:4222`); the
+/// client picks one and fails over to the others.
 pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
     let mut options = async_nats::ConnectOptions::new();
+    let mut servers = Vec::new();
+    for one in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        match one.parse::<async_nats::ServerAddr>() {
+            Ok(addr) => servers.push(addr),
+            // Let the client report the bad address in its own words.
+            Err(_) => return options.connect(one).await,
+        }
+    }
     // The client does not take credentials from the URL by itself.
-    if let Ok(addr) = url.parse::<async_nats::ServerAddr>() {
+    if let Some(addr) = servers.iter().find(|a| a.username().is_some()) {
         if let (Some(user), Some(password)) = (addr.username(), addr.password()) {
             options = options.user_and_password(user.to_string(), password.to_string());
         }
@@ -18,7 +28,7 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::Connec
             options = options.custom_inbox_prefix(prefix);
         }
     }
-    options.connect(url).await
+    options.connect(servers).await
 }
 
 /// `url` without its password, for logs and error messages.
