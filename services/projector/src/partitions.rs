@@ -24,6 +24,19 @@ use crate::consume::{run_partition, Ctx};
 /// An instance whose heartbeat is older than this is gone.
 const INSTANCE_TIMEOUT: Duration = Duration::from_secs(6);
 const TICK: Duration = Duration::from_secs(1);
+/// Longest a lease statement may take; a lock connection that does not answer within it
+/// (a server that vanished without closing the socket) is treated as lost.
+const LEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `op` within [`LEASE_TIMEOUT`], its timeout an error.
+async fn bounded<T>(
+    what: &str,
+    op: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(LEASE_TIMEOUT, op)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what}: no answer within {LEASE_TIMEOUT:?}"))?
+}
 
 struct Held {
     stop: watch::Sender<bool>,
@@ -72,7 +85,7 @@ pub async fn balance(
         // away, hold nothing and try again.
         if postgres && leases.is_none() {
             if let ReadStore::Postgres(pool) = &ctx.store {
-                leases = Leases::open(pool, &ctx.group).await.ok();
+                leases = bounded("open", Leases::open(pool, &ctx.group)).await.ok();
             }
             if leases.is_none() {
                 tokio::select! {
@@ -84,7 +97,7 @@ pub async fn balance(
         }
         let target = match &mut leases {
             None => PARTITIONS as usize,
-            Some(l) => match l.heartbeat(&ctx.store, &instance).await {
+            Some(l) => match bounded("heartbeat", l.heartbeat(&ctx.store, &instance)).await {
                 Ok(live) => (PARTITIONS as usize).div_ceil(live.max(1)),
                 Err(e) => {
                     lease_lost(&mut held, &mut leases, &e).await;
@@ -99,7 +112,7 @@ pub async fn balance(
             let h = held.remove(&p).expect("held");
             stop_task(h).await;
             if let Some(l) = &mut leases {
-                if let Err(e) = l.release(p).await {
+                if let Err(e) = bounded("release", l.release(p)).await {
                     lease_lost(&mut held, &mut leases, &e).await;
                     break;
                 }
@@ -118,7 +131,7 @@ pub async fn balance(
             let got = match &mut leases {
                 None if postgres => break,
                 None => true,
-                Some(l) => match l.try_take(p).await {
+                Some(l) => match bounded("take", l.try_take(p)).await {
                     Ok(got) => got,
                     Err(e) => {
                         lease_lost(&mut held, &mut leases, &e).await;
@@ -166,9 +179,18 @@ async fn lease_lost(
     *leases = None;
 }
 
-async fn stop_task(h: Held) {
+async fn stop_task(mut h: Held) {
     let _ = h.stop.send(true);
-    match h.task.await {
+    // A task stuck on a vanished server is not waited for forever.
+    let joined = match tokio::time::timeout(LEASE_TIMEOUT * 2, &mut h.task).await {
+        Ok(joined) => joined,
+        Err(_) => {
+            tracing::warn!("partition task did not stop in time; aborted");
+            h.task.abort();
+            return;
+        }
+    };
+    match joined {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "partition task ended with an error"),
         Err(e) => tracing::error!(error = %e, "partition task panicked"),
