@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use uuid::Uuid;
 
-use crate::binary;
+use crate::{binary, Platform, Service};
+use crm_eventstore::testing::TestDatabase;
 
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -50,13 +51,13 @@ async fn wait_for_port(port: u16, what: &str, log: &Path) {
 pub struct NatsNode {
     pub name: String,
     pub port: u16,
-    cluster: Option<(String, u16, Vec<u16>)>,
+    cluster: Option<(u16, Vec<u16>)>,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl NatsNode {
-    fn new(name: &str, cluster: Option<(String, u16, Vec<u16>)>) -> Self {
+    fn new(name: &str, cluster: Option<(u16, Vec<u16>)>) -> Self {
         Self {
             name: name.to_string(),
             port: free_port(),
@@ -89,19 +90,21 @@ impl NatsNode {
             .arg(self.dir.join("store"))
             .args(["-n", &self.name, "-l"])
             .arg(self.log());
-        if let Some((cluster, port, routes)) = &self.cluster {
-            let routes: Vec<String> = routes
-                .iter()
-                .map(|p| format!("nats://127.0.0.1:{p}"))
-                .collect();
-            cmd.args([
-                "--cluster_name",
-                cluster,
-                "--cluster",
-                &format!("nats://127.0.0.1:{port}"),
-                "--routes",
-                &routes.join(","),
-            ]);
+        if let Some((port, routes)) = &self.cluster {
+            // The shipped cluster configuration, the node's settings from the
+            // environment, as deploy/nats/cluster.conf describes.
+            let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/cluster.conf");
+            cmd.arg("-c").arg(config);
+            cmd.env("NATS_SERVER_NAME", &self.name)
+                .env("NATS_PORT", self.port.to_string())
+                .env("NATS_CLUSTER_PORT", port.to_string())
+                .env("NATS_STORE_DIR", self.dir.join("store"));
+            for (i, p) in routes.iter().enumerate() {
+                cmd.env(
+                    format!("NATS_ROUTE_{}", i + 1),
+                    format!("nats://127.0.0.1:{p}"),
+                );
+            }
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -143,26 +146,21 @@ impl Drop for NatsNode {
     }
 }
 
-/// Three `nats-server` processes on loopback ports forming one JetStream cluster.
+/// Three `nats-server` processes on loopback ports forming one JetStream cluster, each
+/// started from the shipped `deploy/nats/cluster.conf`.
 pub struct NatsCluster {
     pub nodes: Vec<NatsNode>,
 }
 
 impl NatsCluster {
     pub async fn start(size: usize) -> Self {
-        let name = format!("crm-{}", &Uuid::new_v4().simple().to_string()[..8]);
+        assert_eq!(size, 3, "deploy/nats/cluster.conf names three routes");
         let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let mut nodes: Vec<NatsNode> = (0..size)
             .map(|i| {
-                let routes = cluster_ports
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, p)| *p)
-                    .collect();
                 NatsNode::new(
                     &format!("n{}", i + 1),
-                    Some((name.clone(), cluster_ports[i], routes)),
+                    Some((cluster_ports[i], cluster_ports.clone())),
                 )
             })
             .collect();
@@ -173,17 +171,34 @@ impl NatsCluster {
             wait_for_port(n.port, &format!("nats-server {}", n.name), &n.log()).await;
         }
         let cluster = Self { nodes };
-        // JetStream answers once the nodes have elected a meta leader.
-        let client = async_nats::connect(cluster.urls()).await.expect("cluster");
+        // JetStream answers once the nodes have elected a meta leader: create (and
+        // delete) a replicated stream to be sure.
+        let client = crm_bus::connect::connect(&cluster.urls())
+            .await
+            .expect("cluster");
         let js = async_nats::jetstream::new(client);
+        let probe = format!("PROBE_{}", Uuid::new_v4().simple());
         let deadline = Instant::now() + Duration::from_secs(60);
-        while js.query_account().await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the JetStream cluster has no meta leader after 60 s"
-            );
+        loop {
+            let created = js
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: probe.clone(),
+                    subjects: vec![format!("probe.{probe}")],
+                    num_replicas: size,
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(_) => break,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "the JetStream cluster cannot create an R{size} stream after 60 s: {e}\n{}",
+                    std::fs::read_to_string(cluster.nodes[0].log()).unwrap_or_default()
+                ),
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let _ = js.delete_stream(&probe).await;
         cluster
     }
 
@@ -482,7 +497,9 @@ impl Invariants<'_> {
             .collect();
 
         // 2. Every event is in the stream, once.
-        let client = async_nats::connect(self.nats_url).await.expect("NATS");
+        let client = crm_bus::connect::connect(self.nats_url)
+            .await
+            .expect("NATS");
         let js = async_nats::jetstream::new(client);
         let deadline = Instant::now() + Duration::from_secs(180);
         let mut stream = loop {
@@ -623,5 +640,125 @@ impl Invariants<'_> {
         );
         assert!(figures.accepted > 0, "{}: nothing was accepted", self.name);
         figures
+    }
+}
+
+/// Where the platform of one test runs.
+pub struct Rig {
+    pub store_url: String,
+    pub read_url: String,
+    pub nats_url: String,
+    pub stream: String,
+    pub prefix: String,
+    pub group: String,
+    pub http_port: u16,
+    /// Extra settings for the relay (stream replicas).
+    pub relay_env: Vec<(&'static str, String)>,
+    /// Extra projector settings (chaos, ack wait).
+    pub projector_env: Vec<(&'static str, String)>,
+    /// Main-phase commands of the load (after 20 managers and 400 customers).
+    pub commands: usize,
+}
+
+impl Rig {
+    pub fn on(platform: &Platform, read: &TestDatabase) -> Self {
+        Self {
+            store_url: platform.db.url.clone(),
+            read_url: read.url.clone(),
+            nats_url: crm_bus::testing::nats_url(),
+            stream: platform.stream.spec.name.clone(),
+            prefix: platform.stream.spec.subjects.prefix().to_string(),
+            group: "faults".into(),
+            http_port: free_port(),
+            relay_env: Vec::new(),
+            projector_env: Vec::new(),
+            commands: 6_000,
+        }
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CRM_STORE_URL", self.store_url.clone()),
+            ("CRM_NATS_URL", self.nats_url.clone()),
+            ("CRM_STREAM", self.stream.clone()),
+            ("CRM_SUBJECT_PREFIX", self.prefix.clone()),
+            // Two fault tests run at once next to the rest of the suite: stay well
+            // inside PostgreSQL's 100 connections.
+            ("CRM_DB_CONNECTIONS", "4".into()),
+        ]
+    }
+
+    pub async fn command_service(&self) -> Service {
+        let addr = format!("127.0.0.1:{}", self.http_port);
+        let mut s = Service::start("crm-command-service", &["--http-addr", &addr], &self.env());
+        s.wait_ready().await;
+        s
+    }
+
+    pub fn relay_process(&self) -> Service {
+        let mut env = self.env();
+        env.extend(self.relay_env.iter().cloned());
+        Service::start("crm-relay", &[], &env)
+    }
+
+    pub async fn relay(&self) -> Service {
+        let mut s = self.relay_process();
+        s.wait_ready().await;
+        s
+    }
+
+    pub async fn projector(&self) -> Service {
+        let mut env = self.env();
+        env.push(("CRM_READ_URL", self.read_url.clone()));
+        env.push(("CRM_PROJECTOR_GROUP", self.group.clone()));
+        env.push(("CRM_HTTP_ADDR", "127.0.0.1:0".into()));
+        env.push(("CRM_PROJECTOR_ACK_WAIT", "2".into()));
+        env.extend(self.projector_env.iter().cloned());
+        let mut s = Service::start("crm-projector", &[], &env);
+        s.wait_ready().await;
+        s
+    }
+
+    pub fn load(&self, seed: u64) -> Load {
+        let args: Vec<String> = [
+            "--nats",
+            &self.nats_url,
+            "--http",
+            &format!("http://127.0.0.1:{}", self.http_port),
+            "--subject-prefix",
+            &self.prefix,
+            "--stream",
+            &self.stream,
+            "--group",
+            &self.group,
+            "--customers",
+            "400",
+            "--managers",
+            "20",
+            "--commands",
+            &self.commands.to_string(),
+            "--in-flight",
+            "16",
+            "--timeout",
+            "2",
+            "--seed",
+            &seed.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Load::start(&args)
+    }
+
+    pub fn invariants<'a>(&'a self, name: &'a str, load: &'a std::path::Path) -> Invariants<'a> {
+        Invariants {
+            name,
+            store_url: &self.store_url,
+            nats_url: &self.nats_url,
+            stream: &self.stream,
+            read_urls: vec![&self.read_url],
+            record: load,
+            foreign_messages: 0,
+        }
     }
 }

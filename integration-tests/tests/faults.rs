@@ -11,119 +11,10 @@
 use std::time::Duration;
 
 use crm_eventstore::testing::TestDatabase;
-use crm_integration_tests::faults::{free_port, Invariants, Load, NatsNode, PgCluster};
-use crm_integration_tests::{Platform, Service};
+use crm_integration_tests::faults::{NatsNode, PgCluster, Rig};
+use crm_integration_tests::Platform;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-
-const CUSTOMERS: usize = 400;
-const MANAGERS: usize = 20;
-const COMMANDS: usize = 6_000;
-
-/// Where the platform of one test runs.
-struct Rig {
-    store_url: String,
-    read_url: String,
-    nats_url: String,
-    stream: String,
-    prefix: String,
-    group: String,
-    http_port: u16,
-    /// Extra projector settings (chaos, ack wait).
-    projector_env: Vec<(&'static str, String)>,
-}
-
-impl Rig {
-    fn on(platform: &Platform, read: &TestDatabase) -> Self {
-        Self {
-            store_url: platform.db.url.clone(),
-            read_url: read.url.clone(),
-            nats_url: crm_bus::testing::nats_url(),
-            stream: platform.stream.spec.name.clone(),
-            prefix: platform.stream.spec.subjects.prefix().to_string(),
-            group: "faults".into(),
-            http_port: free_port(),
-            projector_env: Vec::new(),
-        }
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("CRM_STORE_URL", self.store_url.clone()),
-            ("CRM_NATS_URL", self.nats_url.clone()),
-            ("CRM_STREAM", self.stream.clone()),
-            ("CRM_SUBJECT_PREFIX", self.prefix.clone()),
-        ]
-    }
-
-    async fn command_service(&self) -> Service {
-        let addr = format!("127.0.0.1:{}", self.http_port);
-        let mut s = Service::start("crm-command-service", &["--http-addr", &addr], &self.env());
-        s.wait_ready().await;
-        s
-    }
-
-    async fn relay(&self) -> Service {
-        let mut s = Service::start("crm-relay", &[], &self.env());
-        s.wait_ready().await;
-        s
-    }
-
-    async fn projector(&self) -> Service {
-        let mut env = self.env();
-        env.push(("CRM_READ_URL", self.read_url.clone()));
-        env.push(("CRM_PROJECTOR_GROUP", self.group.clone()));
-        env.push(("CRM_HTTP_ADDR", "127.0.0.1:0".into()));
-        env.push(("CRM_PROJECTOR_ACK_WAIT", "2".into()));
-        env.extend(self.projector_env.iter().cloned());
-        let mut s = Service::start("crm-projector", &[], &env);
-        s.wait_ready().await;
-        s
-    }
-
-    fn load(&self, seed: u64) -> Load {
-        let args: Vec<String> = [
-            "--nats",
-            &self.nats_url,
-            "--http",
-            &format!("http://127.0.0.1:{}", self.http_port),
-            "--subject-prefix",
-            &self.prefix,
-            "--stream",
-            &self.stream,
-            "--group",
-            &self.group,
-            "--customers",
-            &CUSTOMERS.to_string(),
-            "--managers",
-            &MANAGERS.to_string(),
-            "--commands",
-            &COMMANDS.to_string(),
-            "--in-flight",
-            "16",
-            "--timeout",
-            "2",
-            "--seed",
-            &seed.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        Load::start(&args)
-    }
-
-    fn invariants<'a>(&'a self, name: &'a str, load: &'a std::path::Path) -> Invariants<'a> {
-        Invariants {
-            name,
-            store_url: &self.store_url,
-            nats_url: &self.nats_url,
-            stream: &self.stream,
-            read_urls: vec![&self.read_url],
-            record: load,
-            foreign_messages: 0,
-        }
-    }
-}
 
 fn seed() -> u64 {
     crm_eventstore::conformance::seed()
@@ -329,10 +220,7 @@ async fn two_relays_started_at_once_and_the_active_one_killed() {
     let read = TestDatabase::create().await;
     let rig = Rig::on(&platform, &read);
     let _command = rig.command_service().await;
-    let mut relays = [
-        Service::start("crm-relay", &[], &rig.env()),
-        Service::start("crm-relay", &[], &rig.env()),
-    ];
+    let mut relays = [rig.relay_process(), rig.relay_process()];
     for r in &mut relays {
         r.wait_ready().await;
     }
@@ -347,7 +235,7 @@ async fn two_relays_started_at_once_and_the_active_one_killed() {
         let i = rng.gen_range(0..2);
         relays[i].kill();
         kills += 1;
-        relays[i] = Service::start("crm-relay", &[], &rig.env());
+        relays[i] = rig.relay_process();
         relays[i].wait_ready().await;
     }
     let record = load.record.clone();

@@ -117,3 +117,75 @@ async fn every_service_exposes_clean_metrics_and_the_shipped_config_checks() {
         assert!(ok && out.trim().is_empty(), "{name}: {out}");
     }
 }
+
+/// Every `crm_*` metric name in `text`, with the Prometheus suffixes of histograms taken
+/// off.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("crm_") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_lowercase() || bytes[end] == b'_') {
+            end += 1;
+        }
+        let name = &text[start..end];
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        out.insert(name.to_string());
+        i = end.max(start + 4);
+    }
+    out
+}
+
+#[test]
+fn the_grafana_dashboard_and_alerts_query_metrics_the_services_export() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let exported = metric_names(
+        &std::fs::read_to_string(format!("{root}/libs/telemetry/src/lib.rs")).unwrap(),
+    );
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{root}/deploy/grafana/dashboards/crm-platform.json"
+        ))
+        .unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 15, "{} queries", exprs.len());
+    let alerts = std::fs::read_to_string(format!("{root}/deploy/prometheus/alerts.yml")).unwrap();
+    for (what, text) in [("dashboard", exprs.join("\n")), ("alerts", alerts)] {
+        let unknown: Vec<_> = metric_names(&text).difference(&exported).cloned().collect();
+        assert!(
+            unknown.is_empty(),
+            "the {what} queries metrics no service exports: {unknown:?}"
+        );
+    }
+    // Every query parses: promtool checks them as recording rules.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: crm_dashboard_query_{i}\n        expr: {}\n",
+            serde_json::to_string(e).unwrap()
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("dashboard-{}.rules.yml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, rules).unwrap();
+    let (ok, out) = promtool(&["check", "rules", file.to_str().unwrap()], None);
+    let _ = std::fs::remove_file(&file);
+    assert!(ok, "dashboard queries: {out}");
+    println!(
+        "{} dashboard queries parse and use {} exported metrics",
+        exprs.len(),
+        metric_names(&exprs.join("\n")).len()
+    );
+}
