@@ -40,6 +40,9 @@ pub enum BenchCmd {
     Read(crate::bench_read::ReadArgs),
     /// Ownership replay of one customer as of an instant with a large log stored.
     Audit(crate::bench_audit::AuditArgs),
+    /// PostgreSQL insert and sequential-read, and JetStream publish ceilings, for the
+    /// figures of `crm load` (scripts/bench-load runs both).
+    Ceilings(crate::bench_ceilings::CeilingArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +80,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Append(a) => append(a).await,
         BenchCmd::Read(a) => crate::bench_read::run(a).await,
         BenchCmd::Audit(a) => crate::bench_audit::run(a).await,
+        BenchCmd::Ceilings(a) => crate::bench_ceilings::run(a).await,
     }
 }
 

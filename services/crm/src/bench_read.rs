@@ -329,7 +329,7 @@ async fn wait_applied(read: &ReadStore, n: u64, limit: Duration) -> anyhow::Resu
     }
 }
 
-async fn sequential_read(url: &str) -> anyhow::Result<(u64, Duration)> {
+pub(crate) async fn sequential_read(url: &str) -> anyhow::Result<(u64, Duration)> {
     let mut conn = sqlx::PgConnection::connect(url).await?;
     let started = Instant::now();
     let mut rows = sqlx::query(

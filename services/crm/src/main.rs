@@ -7,6 +7,7 @@
 mod audit;
 mod bench;
 mod bench_audit;
+mod bench_ceilings;
 mod bench_nats;
 mod bench_raw;
 mod bench_read;
