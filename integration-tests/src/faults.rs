@@ -85,11 +85,12 @@ impl NatsNode {
     fn spawn(&mut self) {
         let server = std::env::var("CRM_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         let mut cmd = Command::new(&server);
-        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js"])
-            .arg("-sd")
-            .arg(self.dir.join("store"))
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-n", &self.name, "-l"])
             .arg(self.log());
+        if self.cluster.is_none() {
+            cmd.arg("-js").arg("-sd").arg(self.dir.join("store"));
+        }
         if let Some((port, routes)) = &self.cluster {
             // The shipped cluster configuration, the node's settings from the
             // environment, as deploy/nats/cluster.conf describes.
@@ -106,10 +107,12 @@ impl NatsNode {
                 );
             }
         }
+        // Configuration errors go to stderr, before the log file exists: keep them in it.
+        let console = std::fs::File::create(self.log()).expect("nats log");
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(console.try_clone().expect("nats log"))
+            .stderr(console)
             .spawn()
             .unwrap_or_else(|e| panic!("start {server} (apt-get install nats-server): {e}"));
         self.child = Some(child);
