@@ -753,6 +753,25 @@ impl Rig {
         Load::start(&args)
     }
 
+    /// Command service, relay and one projector, each ready.
+    pub async fn start_platform(&self) -> [Service; 3] {
+        [
+            self.command_service().await,
+            self.relay().await,
+            self.projector().await,
+        ]
+    }
+
+    /// Wait for `load` to end, then check the invariants; the load's summary and the
+    /// figures.
+    pub async fn finish(&self, name: &str, load: Load) -> (serde_json::Value, Figures) {
+        let record = load.record.clone();
+        let summary = load.finish().await;
+        let figures = self.invariants(name, &record).check().await;
+        let _ = std::fs::remove_file(record);
+        (summary, figures)
+    }
+
     pub fn invariants<'a>(&'a self, name: &'a str, load: &'a std::path::Path) -> Invariants<'a> {
         Invariants {
             name,

@@ -54,15 +54,12 @@ async fn sigkill_of_command_service_relay_and_projector_at_random_points() {
             _ => projector = rig.projector().await,
         }
     }
-    let record = load.record.clone();
-    let summary = load.finish().await;
+    assert!(kills.iter().sum::<usize>() >= 3, "too few kills: {kills:?}");
+    let (summary, _) = rig.finish("sigkill", load).await;
     println!(
         "FAULT sigkill: command service SIGKILLed {} times, relay {}, projector {}; {} commands resent by the client",
         kills[0], kills[1], kills[2], summary["retries"]
     );
-    assert!(kills.iter().sum::<usize>() >= 3, "too few kills: {kills:?}");
-    rig.invariants("sigkill", &record).check().await;
-    let _ = std::fs::remove_file(record);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,9 +69,7 @@ async fn nats_restart_mid_load() {
     let read = TestDatabase::create().await;
     let mut rig = Rig::on(&platform, &read);
     rig.nats_url = nats.url();
-    let _command = rig.command_service().await;
-    let _relay = rig.relay().await;
-    let _projector = rig.projector().await;
+    let _platform = rig.start_platform().await;
     let mut load = rig.load(seed());
     let mut rng = SmallRng::seed_from_u64(seed());
     let mut restarts = 0;
@@ -85,15 +80,12 @@ async fn nats_restart_mid_load() {
         nats.start().await;
         restarts += 1;
     }
-    let record = load.record.clone();
-    let summary = load.finish().await;
+    assert_eq!(restarts, 2, "the load ended before the restarts");
+    let (summary, _) = rig.finish("nats-restart", load).await;
     println!(
         "FAULT nats-restart: NATS SIGKILLed and restarted {restarts} times mid-load; {} commands resent",
         summary["retries"]
     );
-    assert_eq!(restarts, 2, "the load ended before the restarts");
-    rig.invariants("nats-restart", &record).check().await;
-    let _ = std::fs::remove_file(record);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,9 +98,7 @@ async fn postgres_restart_mid_load() {
     let mut rig = Rig::on(&platform, &read);
     rig.store_url = store_url;
     rig.read_url = read_url;
-    let _command = rig.command_service().await;
-    let _relay = rig.relay().await;
-    let _projector = rig.projector().await;
+    let _platform = rig.start_platform().await;
     let mut load = rig.load(seed());
     let mut rng = SmallRng::seed_from_u64(seed());
     let mut restarts = 0;
@@ -119,15 +109,12 @@ async fn postgres_restart_mid_load() {
         pg.start_again().await;
         restarts += 1;
     }
-    let record = load.record.clone();
-    let summary = load.finish().await;
+    assert_eq!(restarts, 2, "the load ended before the restarts");
+    let (summary, _) = rig.finish("postgres-restart", load).await;
     println!(
         "FAULT postgres-restart: PostgreSQL crashed (immediate stop) and restarted {restarts} times mid-load; {} commands resent",
         summary["retries"]
     );
-    assert_eq!(restarts, 2, "the load ended before the restarts");
-    rig.invariants("postgres-restart", &record).check().await;
-    let _ = std::fs::remove_file(record);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,9 +134,7 @@ async fn redelivery_storm_with_two_projectors() {
     let mut a = rig.projector().await;
     let mut b = rig.projector().await;
     let load = rig.load(seed());
-    let record = load.record.clone();
-    load.finish().await;
-    let figures = rig.invariants("redelivery-storm", &record).check().await;
+    let (_, figures) = rig.finish("redelivery-storm", load).await;
     // How many faults the projectors injected, from their own metrics.
     let mut injected = 0.0;
     for p in [&mut a, &mut b] {
@@ -175,7 +160,6 @@ async fn redelivery_storm_with_two_projectors() {
         figures.events
     );
     assert!(injected > 10.0, "the storm did not happen: {injected}");
-    let _ = std::fs::remove_file(record);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,9 +167,7 @@ async fn poison_message_mid_load() {
     let platform = Platform::new().await;
     let read = TestDatabase::create().await;
     let rig = Rig::on(&platform, &read);
-    let _command = rig.command_service().await;
-    let _relay = rig.relay().await;
-    let _projector = rig.projector().await;
+    let _platform = rig.start_platform().await;
     let mut load = rig.load(seed());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(load.is_running(), "the load ended before the poison");
@@ -238,11 +220,8 @@ async fn two_relays_started_at_once_and_the_active_one_killed() {
         relays[i] = rig.relay_process();
         relays[i].wait_ready().await;
     }
-    let record = load.record.clone();
-    load.finish().await;
+    rig.finish("two-relays", load).await;
     println!(
         "FAULT two-relays: two relays running at once throughout, one SIGKILLed {kills} times"
     );
-    rig.invariants("two-relays", &record).check().await;
-    let _ = std::fs::remove_file(record);
 }

@@ -51,8 +51,7 @@ async fn a_node_of_three_killed_mid_load_loses_nothing() {
     cluster.nodes[victim].start().await;
     assert!(load.is_running(), "the load ended while the node was down");
 
-    let record = load.record.clone();
-    let summary = load.finish().await;
+    let (summary, _) = rig.finish("nats-cluster", load).await;
     let mut s = js.get_stream(&rig.stream).await.unwrap();
     let cluster_info = s.info().await.unwrap().cluster.clone().unwrap();
     println!(
@@ -65,6 +64,4 @@ async fn a_node_of_three_killed_mid_load_loses_nothing() {
             .collect::<Vec<_>>(),
         summary["retries"]
     );
-    rig.invariants("nats-cluster", &record).check().await;
-    let _ = std::fs::remove_file(record);
 }
