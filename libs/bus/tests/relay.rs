@@ -173,3 +173,68 @@ async fn refuses_to_run_when_the_stream_lost_messages() {
         "{err}"
     );
 }
+
+/// Someone else published into the stream: the relay must neither lose an event (its
+/// next event may not take the intruder's place) nor stop for good; it resumes after the
+/// foreign message, and every event is in the stream once, in log order.
+#[tokio::test]
+async fn steps_over_a_foreign_message_without_losing_an_event() {
+    let (store, _db) = postgres_store().await;
+    let ts = TestStream::new().await;
+    for i in 0..6u64 {
+        store
+            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
+            .await
+            .unwrap();
+    }
+    all_events(&store, 6).await;
+    let relay = Relay::new(
+        store.clone(),
+        ts.js.clone(),
+        ts.spec.clone(),
+        small_batches(),
+    );
+    assert_eq!(publish_all(&relay).await, 6);
+    let mut cursor = relay.resume().await.unwrap();
+    // The intruder lands at the tail while the relay is idle.
+    ts.js
+        .publish(
+            ts.spec.subjects.event("customer-x", "Garbage"),
+            "not an event".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    for i in 0..9u64 {
+        store
+            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
+            .await
+            .unwrap();
+    }
+    all_events(&store, 15).await;
+    // The relay's next batch is refused as a whole (it expected its own last message)…
+    let refused = relay.step(&mut cursor).await;
+    assert!(
+        matches!(refused, Err(RelayError::Nats(ref m)) if m.contains("stream moved")),
+        "{refused:?}"
+    );
+    // …and after a resume it carries on behind the foreign message.
+    assert_eq!(publish_all(&relay).await, 9);
+    let messages = ts.messages().await;
+    assert_eq!(messages.len(), 16, "15 events and the foreign message");
+    let positions: Vec<String> = messages
+        .iter()
+        .filter_map(|m| {
+            m.headers
+                .get(headers::LOG_POSITION)
+                .map(|v| v.as_str().to_string())
+        })
+        .collect();
+    let expected: Vec<String> = all_events(&store, 15)
+        .await
+        .iter()
+        .map(|e| e.log_position.to_string())
+        .collect();
+    assert_eq!(positions, expected, "every event once, in log order");
+}
