@@ -5,49 +5,193 @@
 //! successful decision the new state is cached before the append completes, so commands
 //! on the same customer pipeline instead of queueing; if the append fails the entry is
 //! dropped and whoever decided on it conflicts and retries.
+//!
+//! The cache holds at most `capacity` states and keeps the recently used ones: entries
+//! live in two generations of half the capacity each. Puts and hits go to the young
+//! generation; when it is full it becomes the old one and the previous old generation is
+//! dropped whole. A state used at least once per half-capacity of other states therefore
+//! stays; one not used since is read again from its stream (a miss costs one stream
+//! read, never a wrong decision). States are shared (`Arc`), so a hit copies a pointer,
+//! and the tables hold a pointer per entry rather than the state itself.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crm_telemetry::names;
+
+type Entry<T> = (Arc<T>, u64);
 
 pub struct StateCache<T> {
-    entries: Mutex<HashMap<String, (T, u64)>>,
-    capacity: usize,
+    generations: Mutex<Generations<T>>,
+    /// Entries per generation: half the capacity.
+    half: usize,
+    /// The `aggregate` label of the lookup metric.
+    aggregate: &'static str,
 }
 
-impl<T: Clone> StateCache<T> {
-    pub fn new(capacity: usize) -> Self {
+struct Generations<T> {
+    young: HashMap<String, Entry<T>>,
+    old: HashMap<String, Entry<T>>,
+}
+
+/// What [`StateCache::stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub capacity: usize,
+}
+
+impl<T> StateCache<T> {
+    /// At most `capacity` states (at least 2) of `aggregate`s (a metric label).
+    pub fn new(capacity: usize, aggregate: &'static str) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
+            generations: Mutex::new(Generations {
+                young: HashMap::new(),
+                old: HashMap::new(),
+            }),
+            half: (capacity / 2).max(1),
+            aggregate,
         }
     }
 
-    pub fn get(&self, stream: &str) -> Option<(T, u64)> {
-        self.lock().get(stream).cloned()
+    pub fn get(&self, stream: &str) -> Option<(Arc<T>, u64)> {
+        let found = self.lookup(stream);
+        let result = if found.is_some() { "hit" } else { "miss" };
+        metrics::counter!(names::STATE_CACHE_LOOKUPS_TOTAL, "aggregate" => self.aggregate, "result" => result)
+            .increment(1);
+        found
     }
 
-    pub fn put(&self, stream: String, state: T, version: u64) {
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&stream) {
-            // Cheap eviction: drop an arbitrary half. Misses only cost a stream read.
-            let drop: Vec<String> = entries
-                .keys()
-                .take(self.capacity / 2 + 1)
-                .cloned()
-                .collect();
-            for k in drop {
-                entries.remove(&k);
-            }
+    fn lookup(&self, stream: &str) -> Option<(Arc<T>, u64)> {
+        let mut g = self.lock();
+        if let Some(hit) = g.young.get(stream) {
+            return Some(hit.clone());
         }
-        entries.insert(stream, (state, version));
+        let (key, entry) = g.old.remove_entry(stream)?;
+        self.insert_young(&mut g, key, entry.clone());
+        Some(entry)
+    }
+
+    pub fn put(&self, stream: String, state: Arc<T>, version: u64) {
+        let mut g = self.lock();
+        g.old.remove(&stream);
+        self.insert_young(&mut g, stream, (state, version));
     }
 
     pub fn remove(&self, stream: &str) {
-        self.lock().remove(stream);
+        let mut g = self.lock();
+        g.young.remove(stream);
+        g.old.remove(stream);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (T, u64)>> {
+    pub fn stats(&self) -> CacheStats {
+        let g = self.lock();
+        CacheStats {
+            entries: g.young.len() + g.old.len(),
+            capacity: self.half * 2,
+        }
+    }
+
+    fn insert_young(&self, g: &mut Generations<T>, stream: String, entry: Entry<T>) {
+        if g.young.len() >= self.half && !g.young.contains_key(&stream) {
+            // The young generation ages; the old one (unused since) is dropped. The new
+            // young table starts at the old one's size, so a full cache does not regrow
+            // its table from empty on every rotation.
+            let mut fresh = std::mem::take(&mut g.old);
+            fresh.clear();
+            g.old = std::mem::replace(&mut g.young, fresh);
+        }
+        g.young.insert(stream, entry);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations<T>> {
         // A panic while holding the lock cannot leave a half-written entry.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        self.generations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(i: usize) -> String {
+        format!("customer-{i}")
+    }
+
+    #[test]
+    fn a_state_in_use_survives_a_scan_of_others() {
+        let cache = StateCache::new(100, "test");
+        cache.put(key(0), Arc::new(0usize), 1);
+        for i in 1..1_000 {
+            cache.put(key(i), Arc::new(i), 1);
+            if i % 40 == 0 {
+                assert_eq!(cache.get(&key(0)).map(|(s, _)| *s), Some(0), "after {i}");
+            }
+        }
+        assert!(
+            cache.get(&key(1)).is_none(),
+            "an old, unused state was dropped"
+        );
+        assert_eq!(cache.get(&key(999)).map(|(s, v)| (*s, v)), Some((999, 1)));
+    }
+
+    #[test]
+    fn put_replaces_and_remove_forgets_in_both_generations() {
+        let cache = StateCache::new(4, "test");
+        cache.put(key(1), Arc::new("a"), 1);
+        cache.put(key(2), Arc::new("b"), 1);
+        cache.put(key(3), Arc::new("c"), 1); // 1 and 2 are now old
+        cache.put(key(1), Arc::new("a2"), 2);
+        assert_eq!(cache.get(&key(1)).map(|(s, v)| (*s, v)), Some(("a2", 2)));
+        cache.remove(&key(2));
+        cache.remove(&key(3));
+        assert!(cache.get(&key(2)).is_none());
+        assert!(cache.get(&key(3)).is_none());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Get(u8),
+        Put(u8, u64),
+        Remove(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..40).prop_map(Op::Get),
+            (0u8..40, 0u64..1000).prop_map(|(k, v)| Op::Put(k, v)),
+            (0u8..40).prop_map(Op::Remove),
+        ]
+    }
+
+    proptest! {
+        /// Never more than the capacity; a hit is always the last value put for that
+        /// stream, never one removed since.
+        #[test]
+        fn bounded_and_never_stale(capacity in 2usize..20, ops in prop::collection::vec(op(), 1..400)) {
+            let cache = StateCache::new(capacity, "test");
+            let mut truth: HashMap<u8, u64> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Get(k) => {
+                        if let Some((state, version)) = cache.get(&key(k as usize)) {
+                            prop_assert_eq!(Some(&version), truth.get(&k));
+                            prop_assert_eq!(*state, version);
+                        }
+                    }
+                    Op::Put(k, v) => {
+                        cache.put(key(k as usize), Arc::new(v), v);
+                        truth.insert(k, v);
+                    }
+                    Op::Remove(k) => {
+                        cache.remove(&key(k as usize));
+                        truth.remove(&k);
+                    }
+                }
+                let stats = cache.stats();
+                prop_assert!(stats.entries <= capacity.max(2), "{stats:?}");
+            }
+        }
     }
 }

@@ -129,7 +129,8 @@ pub use crate::counters::holdings_key;
 #[derive(Debug, Clone)]
 pub struct HandlerConfig {
     pub group_commit: GroupCommitConfig,
-    /// Aggregates kept in memory.
+    /// Customer states kept in memory (the most recently used; a tenth as many managers).
+    /// About 1 KiB each: the default holds W1 whole and costs ~100 MiB at most.
     pub cache_capacity: usize,
     /// How long the ownership policy read from the store is trusted: a version published
     /// by another process applies here within this time (decisions that depend on the
@@ -148,7 +149,7 @@ impl Default for HandlerConfig {
     fn default() -> Self {
         Self {
             group_commit: GroupCommitConfig::default(),
-            cache_capacity: 200_000,
+            cache_capacity: DEFAULT_STATE_CACHE,
             policy_ttl: POLICY_TTL,
             directory_ttl: DIRECTORY_TTL,
             index_key: std::env::var("CRM_INDEX_KEY")
@@ -156,6 +157,9 @@ impl Default for HandlerConfig {
         }
     }
 }
+
+/// Customer states cached by default (`HandlerConfig::cache_capacity`).
+pub const DEFAULT_STATE_CACHE: usize = 100_000;
 
 /// The index secret when `CRM_INDEX_KEY` is not set (the embedded demo, tests): the
 /// index is still not readable as text, but anyone with this source can test guesses
@@ -188,8 +192,8 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             committer: GroupCommitter::start(store.clone(), config.group_commit),
             vault: Arc::new(Vault::new(store.clone(), VAULT_KEY_TTL)),
             store,
-            customers: Arc::new(StateCache::new(config.cache_capacity)),
-            managers: Arc::new(StateCache::new(config.cache_capacity / 10 + 16)),
+            customers: Arc::new(StateCache::new(config.cache_capacity, "customer")),
+            managers: Arc::new(StateCache::new(config.cache_capacity / 10 + 16, "manager")),
             lookups: Arc::default(),
             config,
         }
@@ -401,7 +405,10 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         }
     }
 
-    async fn load_customer(&self, id: CustomerId) -> Result<(CustomerState, u64), CommandError> {
+    async fn load_customer(
+        &self,
+        id: CustomerId,
+    ) -> Result<(Arc<CustomerState>, u64), CommandError> {
         let stream = customer_stream(id);
         if let Some(hit) = self.customers.get(&stream) {
             return Ok(hit);
@@ -425,6 +432,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             )?;
             state.apply(&event);
         }
+        let state = Arc::new(state);
         self.customers.put(stream, state.clone(), version);
         Ok((state, version))
     }
@@ -432,7 +440,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
     pub(crate) async fn load_manager(
         &self,
         id: ManagerId,
-    ) -> Result<(ManagerState, u64), CommandError> {
+    ) -> Result<(Arc<ManagerState>, u64), CommandError> {
         let stream = manager_stream(id);
         if let Some(hit) = self.managers.get(&stream) {
             return Ok(hit);
@@ -451,6 +459,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             )?;
             state.apply(&event);
         }
+        let state = Arc::new(state);
         self.managers.put(stream, state.clone(), version);
         Ok((state, version))
     }
@@ -549,7 +558,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             }
             turn = Some(turn_key(team_id));
         }
-        let mut next = state.clone();
+        let mut next = CustomerState::clone(&state);
         for e in &events {
             next.apply(e);
         }
@@ -628,7 +637,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         }
 
         self.customers
-            .put(stream, next, version + events.len() as u64);
+            .put(stream, Arc::new(next), version + events.len() as u64);
         Ok(Decided {
             events: new_events,
             request,
@@ -654,7 +663,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             // A new manager: list the directory again before the next assignment by policy.
             self.lookups.forget_directory();
         }
-        let mut next = state;
+        let mut next = ManagerState::clone(&state);
         for e in &events {
             next.apply(e);
         }
@@ -667,7 +676,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             new_events.clone(),
         );
         self.managers
-            .put(stream, next, version + events.len() as u64);
+            .put(stream, Arc::new(next), version + events.len() as u64);
         Ok(Decided {
             events: new_events,
             request,

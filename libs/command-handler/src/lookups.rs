@@ -96,7 +96,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
     pub(crate) async fn directory(
         &self,
         fresh: bool,
-    ) -> Result<Vec<(ManagerState, u64)>, CommandError> {
+    ) -> Result<Vec<(Arc<ManagerState>, u64)>, CommandError> {
         let cached = self
             .lookups
             .directory
@@ -143,7 +143,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         now: DateTime<Utc>,
         fresh: bool,
     ) -> Result<Team, CommandError> {
-        let members: Vec<(ManagerState, u64)> = self
+        let members: Vec<(Arc<ManagerState>, u64)> = self
             .directory(fresh)
             .await?
             .into_iter()

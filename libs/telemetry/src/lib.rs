@@ -20,6 +20,9 @@ pub mod names {
     pub const APPEND_STALE_BELIEFS_TOTAL: &str = "crm_append_stale_beliefs_total";
     /// Commands retried after an optimistic-concurrency conflict. Labels: `command`.
     pub const COMMAND_RETRIES_TOTAL: &str = "crm_command_retries_total";
+    /// Aggregate states looked up in the command service's cache. Labels: `aggregate`
+    /// (`customer`, `manager`), `result` (`hit`, `miss`: read from the store).
+    pub const STATE_CACHE_LOOKUPS_TOTAL: &str = "crm_state_cache_lookups_total";
     /// Payloads refused before reaching the domain. Labels: `transport`, `reason`.
     pub const INGRESS_REJECTED_TOTAL: &str = "crm_ingress_rejected_total";
     /// Events the relay published to JetStream.
@@ -99,6 +102,10 @@ pub fn describe() {
     describe_counter!(
         names::COMMAND_RETRIES_TOTAL,
         "Commands re-decided after a concurrency conflict"
+    );
+    describe_counter!(
+        names::STATE_CACHE_LOOKUPS_TOTAL,
+        "Aggregate states looked up in the command service's cache, by aggregate and result"
     );
     describe_counter!(
         names::INGRESS_REJECTED_TOTAL,

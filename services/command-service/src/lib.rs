@@ -22,6 +22,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub db_connections: u32,
     pub group_commit: GroupCommitConfig,
+    /// Customer states cached (`HandlerConfig::cache_capacity`).
+    pub state_cache: usize,
     /// Bearer-token verification for HTTP; `None` runs without (`CRM_AUTH=off`).
     pub auth: Option<crm_auth::Verifier>,
 }
@@ -44,6 +46,7 @@ impl App {
             store,
             HandlerConfig {
                 group_commit: config.group_commit,
+                cache_capacity: config.state_cache,
                 ..HandlerConfig::default()
             },
         );

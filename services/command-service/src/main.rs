@@ -34,6 +34,10 @@ struct Args {
     /// Most commands per transaction.
     #[arg(long, env = "CRM_MAX_BATCH", default_value_t = 256)]
     max_batch: usize,
+    /// Customer states kept in memory, the most recently used (about 1 KiB each; a miss
+    /// reads the customer's stream).
+    #[arg(long, env = "CRM_STATE_CACHE", default_value_t = crm_command_handler::handler::DEFAULT_STATE_CACHE)]
+    state_cache: usize,
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
             writers: args.writers,
             max_batch: args.max_batch,
         },
+        state_cache: args.state_cache,
         auth: crm_auth::Verifier::from_env("crm-commands").map_err(anyhow::Error::msg)?,
     })
     .await?;

@@ -181,6 +181,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
             writers: a.writers,
             max_batch: 256,
         },
+        state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
         auth: None,
     })
     .await?;

@@ -174,6 +174,7 @@ async fn phases(
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,
         group_commit: GroupCommitConfig::default(),
+        state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
         auth: None,
     })
     .await?;
