@@ -287,7 +287,7 @@ macro_rules! switch_in {
                     Prepared::new(e, seq)
                 })
                 .collect();
-            apply_in!(&mut *tx, &batch, $target, None::<&str>)?;
+            apply_in!(&mut *tx, &batch, $target, None::<&str>, $pg)?;
             caught_up += n as u64;
             if n < PAGE {
                 break;

@@ -274,6 +274,45 @@ async fn both_backends_build_identical_read_models() {
     );
 }
 
+/// PostgreSQL runs a batch's statements as one script with the values inlined; SQLite
+/// binds them. Text that could break out of a literal or look like a placeholder is
+/// stored exactly, and the same on both.
+#[tokio::test]
+async fn hostile_text_is_stored_exactly_on_both_backends() {
+    let names = [
+        "O'Brien; DROP TABLE rm_customers; --",
+        "back\\slash \\' and '' quotes",
+        "$1 $2 $$ $x$ dollar",
+        "E'\\x41' 王芳 \u{1F600} tab\tnewline\n",
+        "",
+    ];
+    let mut log = Log::default();
+    for (i, name) in names.iter().enumerate() {
+        let id = format!("00000000-0000-4000-8000-00000000010{i}");
+        log.push(
+            &format!("customer-{id}"),
+            "CustomerRegistered",
+            t0(),
+            serde_json::json!({"aum_minor": -5, "branch": "sh-'01\\", "consents": {"email": true, "phone": true, "sms": true},
+                   "customer_id": id, "customer_type": "individual", "display_name": name, "email": null,
+                   "first_touch_channel": "web", "industry": null, "phone": null, "product_interest": null,
+                   "region": "east", "registered_at": t0(), "registration_number": null, "stage": "lead",
+                   "value_tier": "mid"}),
+        );
+    }
+    let (pg, _g) = postgres().await;
+    let (lite, _h) = sqlite().await;
+    pg.apply(&log.prepared(), None).await.unwrap();
+    lite.apply(&log.prepared(), None).await.unwrap();
+    let rows = pg.customers("", 100).await.unwrap();
+    assert_eq!(rows, lite.customers("", 100).await.unwrap());
+    let stored: Vec<&str> = rows.iter().map(|r| r.display_name.as_str()).collect();
+    assert_eq!(stored, names);
+    assert!(rows
+        .iter()
+        .all(|r| r.branch.as_deref() == Some("sh-'01\\") && r.aum_minor == Some(-5)));
+}
+
 /// The day, plus stage moves and complaints, for the funnel and the KPIs.
 fn analytic_day() -> Log {
     let mut log = day();
@@ -375,4 +414,76 @@ async fn many_instances_can_start_on_one_database_at_once() {
     for s in starts {
         s.await.unwrap().expect("concurrent start");
     }
+}
+
+/// A projector batch finds its positions by key, however large the tables grow: no
+/// sequential scan of a positions table (the planner's choice for hundreds of keys at
+/// once, linear in the number of customers).
+#[tokio::test]
+async fn a_batch_reads_and_moves_positions_by_index_not_by_scanning() {
+    let db = TestDatabase::create().await;
+    // One connection: the statistics flushed below are the ones the batches made.
+    let store = ReadStore::connect(&db.url, 1).await.unwrap();
+    let ReadStore::Postgres(pool) = &store else {
+        unreachable!()
+    };
+    let ids: Vec<String> = (0..4_000)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+    let mut log = Log::default();
+    log.manager(A, "t1");
+    for id in &ids {
+        log.customer(id, t0());
+    }
+    // Then 400 known customers assigned, to go in one batch: every position read and moved.
+    for id in ids.iter().step_by(10) {
+        log.assign(id, A, t0() + Duration::hours(1));
+    }
+    let prepared = log.prepared();
+    let (setup, batch) = prepared.split_at(1 + ids.len());
+    for chunk in setup.chunks(500) {
+        store.apply(chunk, None).await.unwrap();
+    }
+    sqlx::query("ANALYZE").execute(pool).await.unwrap();
+    let tables: Vec<String> = crm_projections::schema::PROJECTIONS
+        .iter()
+        .map(|p| p.positions_table())
+        .collect();
+    let scans = || async {
+        let row: (i64, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(seq_scan), 0)::int8, coalesce(sum(idx_scan), 0)::int8 \
+             FROM pg_stat_user_tables WHERE relname = ANY($1)",
+        )
+        .bind(&tables)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        row
+    };
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(pool)
+        .await
+        .unwrap();
+    let before = scans().await;
+
+    let report = store.apply(batch, None).await.unwrap();
+    assert_eq!(report.fates.len(), 400);
+    assert!(report.fates.iter().all(|f| *f == Fate::Applied));
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut after = scans().await;
+    for _ in 0..100 {
+        if after.1 > before.1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        after = scans().await;
+    }
+    assert!(
+        after.1 > before.1,
+        "index scans counted: {before:?} → {after:?}"
+    );
+    assert_eq!(after.0, before.0, "sequential scans of a positions table");
 }
