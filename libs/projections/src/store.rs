@@ -200,6 +200,63 @@ pub(crate) fn inline_pg(script: &mut String, sql: &str, args: &[Arg]) -> Result<
 const APPLY_BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off; \
     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 
+/// Where a projector records how far it got, in the batch's transaction.
+pub(crate) const CHECKPOINT_SQL: &str = "INSERT INTO rm_checkpoints \
+    (consumer, stream_sequence, events_applied, last_event_us, updated_at_us) \
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer) DO UPDATE SET \
+    stream_sequence = CASE WHEN excluded.stream_sequence > rm_checkpoints.stream_sequence \
+        THEN excluded.stream_sequence ELSE rm_checkpoints.stream_sequence END, \
+    events_applied = rm_checkpoints.events_applied + excluded.events_applied, \
+    last_event_us = CASE WHEN excluded.last_event_us > rm_checkpoints.last_event_us \
+        THEN excluded.last_event_us ELSE rm_checkpoints.last_event_us END, \
+    updated_at_us = excluded.updated_at_us";
+
+/// Append to `script` the statements that record a batch's new positions (`inserts`) and
+/// move the known ones (`updates`: stream, new version, version read before the batch)
+/// in `table`. A position another transaction inserted meanwhile fails the insert (key);
+/// one it moved fails the script with an error naming the table (the count of rows
+/// moved is checked in the statement, so the whole batch needs no round trip of its
+/// own for it). PostgreSQL only.
+pub(crate) fn script_positions(
+    script: &mut String,
+    table: &str,
+    inserts: &[(&str, i64)],
+    updates: &[(&str, i64, i64)],
+) -> Result<(), ReadError> {
+    use std::fmt::Write as _;
+    if !inserts.is_empty() {
+        let _ = write!(script, "INSERT INTO {table} (stream_id, version) VALUES ");
+        for (i, (stream, version)) in inserts.iter().enumerate() {
+            script.push_str(if i == 0 { "(" } else { ", (" });
+            push_literal(script, &Arg::Text((*stream).to_string()))?;
+            let _ = write!(script, ", {version}::int8)");
+        }
+        script.push_str(";\n");
+    }
+    if !updates.is_empty() {
+        let n = updates.len();
+        let _ = write!(
+            script,
+            "WITH moved AS (UPDATE {table} AS p SET version = u.new FROM (VALUES "
+        );
+        for (i, (stream, version, before)) in updates.iter().enumerate() {
+            script.push_str(if i == 0 { "(" } else { ", (" });
+            push_literal(script, &Arg::Text((*stream).to_string()))?;
+            let _ = write!(script, ", {version}::int8, {before}::int8)");
+        }
+        // The message is built from the count so it is not a constant: PostgreSQL folds
+        // constant expressions while planning, and would raise it even when all moved.
+        let _ = writeln!(
+            script,
+            ") AS u(stream_id, new, old) WHERE p.stream_id = u.stream_id AND p.version = u.old \
+             RETURNING 1) SELECT CASE WHEN count(*) = {n} THEN 0 ELSE CAST(\
+             'projected by another transaction at the same time: ' || ({n} - count(*)) || \
+             ' of {n} positions in {table} had moved; retry' AS int) END FROM moved;"
+        );
+    }
+    Ok(())
+}
+
 /// `arg` as a PostgreSQL literal of the type sqlx binds it as (`int8`, `text`).
 pub(crate) fn push_literal(script: &mut String, arg: &Arg) -> Result<(), ReadError> {
     use std::fmt::Write as _;
@@ -250,29 +307,36 @@ macro_rules! apply_in {
         // (target index, stream) → version applied, as read before the batch and as now.
         let mut known: ::std::collections::HashMap<(usize, &str), i64> = ::std::collections::HashMap::new();
         let mut versions: ::std::collections::HashMap<(usize, &str), i64> = ::std::collections::HashMap::new();
-        // Every position the batch needs, in one query per read model.
+        // Every position the batch needs, in one query.
         {
             let mut streams: Vec<&str> = batch.iter().map(|p| p.event.stream_id.as_str()).collect();
             streams.sort_unstable();
             streams.dedup();
-            for (t, table) in positions.iter().enumerate() {
-                for chunk in streams.chunks(1000) {
-                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-                    let sql = format!(
-                        "SELECT stream_id, version FROM {table} WHERE stream_id IN ({})",
-                        marks.join(", ")
-                    );
-                    let mut q = sqlx::query(&sql);
+            for chunk in streams.chunks(1000) {
+                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                let marks = marks.join(", ");
+                // One query for every read model (the parameters are shared).
+                let sql = positions
+                    .iter()
+                    .enumerate()
+                    .map(|(t, table)| {
+                        format!("SELECT CAST({t} AS BIGINT), stream_id, version FROM {table} WHERE stream_id IN ({marks})")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ");
+                let mut q = sqlx::query(&sql);
+                for st in chunk {
+                    q = q.bind(*st);
+                }
+                let mut found: ::std::collections::HashMap<(usize, String), i64> = ::std::collections::HashMap::new();
+                for row in q.fetch_all(&mut *tx).await? {
+                    use sqlx::Row as _;
+                    let t = row.try_get::<i64, _>(0)? as usize;
+                    found.insert((t, row.try_get::<String, _>(1)?), row.try_get::<i64, _>(2)?);
+                }
+                for t in 0..positions.len() {
                     for st in chunk {
-                        q = q.bind(*st);
-                    }
-                    let mut found: ::std::collections::HashMap<String, i64> = ::std::collections::HashMap::new();
-                    for row in q.fetch_all(&mut *tx).await? {
-                        use sqlx::Row as _;
-                        found.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
-                    }
-                    for st in chunk {
-                        let v = found.get(*st).copied().unwrap_or(0);
+                        let v = found.get(&(t, (*st).to_string())).copied().unwrap_or(0);
                         known.insert((t, *st), v);
                         versions.insert((t, *st), v);
                     }
@@ -349,19 +413,13 @@ macro_rules! apply_in {
             }
             fates.push(fate);
         }
-        if !script.is_empty() {
-            // A query without arguments goes by the simple protocol: the whole script in
-            // one message, one round trip.
-            sqlx::Executor::execute(&mut *tx, script.as_str()).await?;
-        }
         // Each position once, conditional on the version read above: if another
         // transaction moved it meanwhile (two instances on one partition during a lease
         // change), this batch fails and is retried, finding its events already applied.
         // PostgreSQL: one statement per read model for the new positions and one for the
-        // moved ones (arrays), instead of one per stream.
-        let mut inserts: Vec<(Vec<&str>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); positions.len()];
-        let mut updates: Vec<(Vec<&str>, Vec<i64>, Vec<i64>)> =
-            vec![(Vec::new(), Vec::new(), Vec::new()); positions.len()];
+        // moved ones, in the script.
+        let mut inserts: Vec<Vec<(&str, i64)>> = vec![Vec::new(); positions.len()];
+        let mut updates: Vec<Vec<(&str, i64, i64)>> = vec![Vec::new(); positions.len()];
         for ((t, stream), version) in &versions {
             let before = known[&(*t, *stream)];
             if before == *version {
@@ -369,12 +427,9 @@ macro_rules! apply_in {
             }
             if $pg {
                 if before == 0 {
-                    inserts[*t].0.push(*stream);
-                    inserts[*t].1.push(*version);
+                    inserts[*t].push((*stream, *version));
                 } else {
-                    updates[*t].0.push(*stream);
-                    updates[*t].1.push(*version);
-                    updates[*t].2.push(before);
+                    updates[*t].push((*stream, *version, before));
                 }
                 continue;
             }
@@ -399,54 +454,28 @@ macro_rules! apply_in {
             }
         }
         for (t, table) in positions.iter().enumerate() {
-            let (streams, new) = &inserts[t];
-            if !streams.is_empty() {
-                // A stream another transaction inserted meanwhile fails the batch (key).
-                let mut sql = format!("INSERT INTO {table} (stream_id, version) VALUES ");
-                for (i, (stream, version)) in streams.iter().zip(new).enumerate() {
-                    sql.push_str(if i == 0 { "(" } else { ", (" });
-                    $crate::store::push_literal(&mut sql, &$crate::project::Arg::Text((*stream).to_string()))?;
-                    sql.push_str(&format!(", {version})"));
-                }
-                sqlx::Executor::execute(&mut *tx, sql.as_str()).await?;
-            }
-            let (streams, new, old) = &updates[t];
-            if !streams.is_empty() {
-                let mut sql = format!("UPDATE {table} AS p SET version = u.new FROM (VALUES ");
-                for (i, ((stream, version), before)) in streams.iter().zip(new).zip(old).enumerate() {
-                    sql.push_str(if i == 0 { "(" } else { ", (" });
-                    $crate::store::push_literal(&mut sql, &$crate::project::Arg::Text((*stream).to_string()))?;
-                    sql.push_str(&format!(", {version}::int8, {before}::int8)"));
-                }
-                sql.push_str(") AS u(stream_id, new, old) WHERE p.stream_id = u.stream_id AND p.version = u.old");
-                let moved = sqlx::Executor::execute(&mut *tx, sql.as_str()).await?.rows_affected();
-                if moved != streams.len() as u64 {
-                    return Err($crate::store::ReadError::Concurrent(format!(
-                        "{} of {} streams in {table}",
-                        streams.len() as u64 - moved,
-                        streams.len()
-                    )));
-                }
-            }
+            $crate::store::script_positions(&mut script, table, &inserts[t], &updates[t])?;
         }
         if let Some(consumer) = $consumer {
-            sqlx::query(
-                "INSERT INTO rm_checkpoints (consumer, stream_sequence, events_applied, last_event_us, updated_at_us) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer) DO UPDATE SET \
-                 stream_sequence = CASE WHEN excluded.stream_sequence > rm_checkpoints.stream_sequence \
-                     THEN excluded.stream_sequence ELSE rm_checkpoints.stream_sequence END, \
-                 events_applied = rm_checkpoints.events_applied + excluded.events_applied, \
-                 last_event_us = CASE WHEN excluded.last_event_us > rm_checkpoints.last_event_us \
-                     THEN excluded.last_event_us ELSE rm_checkpoints.last_event_us END, \
-                 updated_at_us = excluded.updated_at_us",
-            )
-            .bind(consumer)
-            .bind(last_sequence)
-            .bind(applied)
-            .bind(last_event_us)
-            .bind($crate::project::micros(chrono::Utc::now()))
-            .execute(&mut *tx)
-            .await?;
+            let args = [
+                $crate::project::Arg::Text(consumer.to_string()),
+                $crate::project::Arg::Int(last_sequence),
+                $crate::project::Arg::Int(applied),
+                $crate::project::Arg::Int(last_event_us),
+                $crate::project::Arg::Int($crate::project::micros(chrono::Utc::now())),
+            ];
+            if $pg {
+                $crate::store::inline_pg(&mut script, $crate::store::CHECKPOINT_SQL, &args)?;
+            } else {
+                $crate::store::bind_args!(sqlx::query($crate::store::CHECKPOINT_SQL), &args)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        if !script.is_empty() {
+            // A query without arguments goes by the simple protocol: the whole script in
+            // one message, one round trip.
+            sqlx::Executor::execute(&mut *tx, script.as_str()).await?;
         }
         Ok::<_, $crate::store::ReadError>($crate::store::ApplyReport { fates })
     }};

@@ -487,3 +487,76 @@ async fn a_batch_reads_and_moves_positions_by_index_not_by_scanning() {
     );
     assert_eq!(after.0, before.0, "sequential scans of a positions table");
 }
+
+/// Two transactions applying the same customer's next event (two projector instances on
+/// one partition while a lease changes hands): the one that finds its position moved
+/// under it fails whole, and applied again it finds the event already there.
+#[tokio::test]
+async fn a_position_moved_by_another_transaction_fails_the_batch() {
+    let db = TestDatabase::create().await;
+    // Connections: the other instance's, the racing batch's, and this test's look.
+    let store = ReadStore::connect(&db.url, 3).await.unwrap();
+    let ReadStore::Postgres(pool) = &store else {
+        unreachable!()
+    };
+    let mut log = Log::default();
+    log.manager(A, "t1");
+    log.customer(C1, t0());
+    log.assign(C1, A, t0() + Duration::hours(1));
+    let prepared = log.prepared();
+    let (setup, next) = prepared.split_at(2);
+    store.apply(setup, Some("c")).await.unwrap();
+
+    // Another instance applies the assignment first and has not committed yet (here it
+    // only moves the positions, so what the racing batch writes would show).
+    let mut other = pool.begin().await.unwrap();
+    for p in crm_projections::schema::PROJECTIONS {
+        let moved = sqlx::query(&format!(
+            "UPDATE {} SET version = 2 WHERE stream_id = $1",
+            p.positions_table()
+        ))
+        .bind(format!("customer-{C1}"))
+        .execute(&mut *other)
+        .await
+        .unwrap();
+        assert_eq!(moved.rows_affected(), 1);
+    }
+    let racing = {
+        let store = store.clone();
+        let next = next.to_vec();
+        tokio::spawn(async move { store.apply(&next, Some("c")).await })
+    };
+    // Wait until the racing batch is blocked on the other's locks, then commit the other.
+    for _ in 0..200 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    other.commit().await.unwrap();
+    let err = racing
+        .await
+        .unwrap()
+        .expect_err("the racing batch must fail");
+    assert!(
+        err.to_string().contains("another transaction"),
+        "a clear reason: {err}"
+    );
+    // Delivered again, it is a duplicate; nothing the racing batch wrote remains.
+    let again = store.apply(next, Some("c")).await.unwrap();
+    assert_eq!(again.fates, vec![Fate::Duplicate]);
+    assert!(store.ownership_timeline(C1).await.unwrap().is_empty());
+    let applied: i64 =
+        sqlx::query_scalar("SELECT events_applied FROM rm_checkpoints WHERE consumer = 'c'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, 2, "the racing batch left nothing behind");
+}

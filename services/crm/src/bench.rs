@@ -43,6 +43,9 @@ pub enum BenchCmd {
     /// PostgreSQL insert and sequential-read, and JetStream publish ceilings, for the
     /// figures of `crm load` (scripts/bench-load runs both).
     Ceilings(crate::bench_ceilings::CeilingArgs),
+    /// Latency of the query service's questions (owner as of an instant from the read
+    /// model and replayed from the store, timeline, funnel, KPIs), one request at a time.
+    Queries(crate::bench_queries::QueryArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +84,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Read(a) => crate::bench_read::run(a).await,
         BenchCmd::Audit(a) => crate::bench_audit::run(a).await,
         BenchCmd::Ceilings(a) => crate::bench_ceilings::run(a).await,
+        BenchCmd::Queries(a) => crate::bench_queries::run(a).await,
     }
 }
 

@@ -9,6 +9,7 @@ mod bench;
 mod bench_audit;
 mod bench_ceilings;
 mod bench_nats;
+mod bench_queries;
 mod bench_raw;
 mod bench_read;
 mod db;

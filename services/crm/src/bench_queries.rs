@@ -1,0 +1,149 @@
+//! `crm bench queries`: what an analyst or an auditor waits for, asked of a running query
+//! service one request at a time (scripts/bench-load runs it after the load, against
+//! the read models and the store the load just filled).
+//!
+//! Random customers are drawn from the read model, each with a random instant between
+//! its registration and now; then, per customer: who owned it at that instant from the
+//! ownership read model (`/v1/customers/{id}/ownership?as_of=`), the same answer replayed
+//! from the event store (`/v1/audit/customers/{id}/ownership?as_of=`) and the newest page
+//! of its timeline; and a few whole-book questions: the funnel as of an instant and a
+//! month of manager KPIs. Latencies are measured at the client (HTTP included), p50, p99
+//! and max per question.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::stats::Latencies;
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// The query service's base URL (e.g. http://127.0.0.1:8081).
+    #[arg(long, env = "CRM_QUERY_URL")]
+    query_url: String,
+    /// The read-model database (to draw customers from).
+    #[arg(long, env = "CRM_READ_URL")]
+    read_url: String,
+    /// Bearer token (an `analyst` token with the audit scope), if the service checks.
+    #[arg(long, env = "CRM_TOKEN")]
+    token: Option<String>,
+    /// Customers asked about.
+    #[arg(long, default_value_t = 1_000)]
+    samples: usize,
+    /// Whole-book questions (funnel, KPIs) asked.
+    #[arg(long, default_value_t = 20)]
+    book_samples: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&a.read_url)
+        .await
+        .with_context(|| format!("connecting to {}", a.read_url))?;
+    let customers: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT customer_id, registered_at_us FROM rm_customers ORDER BY random() LIMIT $1",
+    )
+    .bind(a.samples as i64)
+    .fetch_all(&mut db)
+    .await
+    .context("drawing customers from rm_customers")?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_customers")
+        .fetch_one(&mut db)
+        .await?;
+    anyhow::ensure!(!customers.is_empty(), "no customers in the read model yet");
+    println!(
+        "queries: {} customers drawn of {total}, asked one request at a time",
+        customers.len()
+    );
+    let client = reqwest::Client::new();
+    let base = a.query_url.trim_end_matches('/');
+    let get = |path: String| {
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(t) = &a.token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let started = Instant::now();
+            let resp = req.send().await.with_context(|| path.clone())?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            anyhow::ensure!(
+                status.is_success(),
+                "{path}: {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            Ok::<_, anyhow::Error>((started.elapsed(), body.len()))
+        }
+    };
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let mut rng = SmallRng::seed_from_u64(a.seed);
+    let instant = |rng: &mut SmallRng, from_us: i64| {
+        let us = rng.gen_range(from_us..=now_us.max(from_us));
+        chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
+            .expect("in range")
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    let mut owner_at = Latencies::default();
+    let mut replay_at = Latencies::default();
+    let mut timeline = Latencies::default();
+    for (id, registered_us) in &customers {
+        let t = instant(&mut rng, *registered_us);
+        owner_at.record(
+            get(format!("/v1/customers/{id}/ownership?as_of={t}"))
+                .await?
+                .0,
+        );
+        replay_at.record(
+            get(format!("/v1/audit/customers/{id}/ownership?as_of={t}"))
+                .await?
+                .0,
+        );
+        timeline.record(
+            get(format!("/v1/customers/{id}/timeline?limit=20"))
+                .await?
+                .0,
+        );
+    }
+    let first_us: i64 = sqlx::query_scalar("SELECT min(registered_at_us) FROM rm_customers")
+        .fetch_one(&mut db)
+        .await?;
+    let mut funnel = Latencies::default();
+    let mut kpis = Latencies::default();
+    let mut kpi_rows = 0;
+    for _ in 0..a.book_samples {
+        let t = instant(&mut rng, first_us);
+        funnel.record(get(format!("/v1/funnel/stages?as_of={t}")).await?.0);
+        // The last 30 days (the default range).
+        let (took, bytes) = get("/v1/kpis?level=manager&granularity=day".to_string()).await?;
+        kpis.record(took);
+        kpi_rows = bytes;
+    }
+    report("owner as of an instant (read model)", &mut owner_at);
+    report(
+        "owner as of an instant (replayed from the store)",
+        &mut replay_at,
+    );
+    report("timeline, newest 20 events", &mut timeline);
+    report(
+        &format!("funnel per stage as of an instant ({total} customers)"),
+        &mut funnel,
+    );
+    report(
+        &format!("KPIs per manager and day, 30 days ({kpi_rows} bytes)"),
+        &mut kpis,
+    );
+    Ok(())
+}
+
+fn report(what: &str, l: &mut Latencies) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "  {what:<58} p50 {:>7.2} ms, p99 {:>7.2} ms, max {:>7.2} ms",
+        ms(l.quantile(0.5)),
+        ms(l.quantile(0.99)),
+        ms(l.quantile(1.0))
+    );
+}
