@@ -671,7 +671,10 @@ async fn twenty_thousand_commands_to_read_models_with_projector_kills() {
     let mut query = Service::start(
         "crm-query",
         &["--http-addr", "127.0.0.1:0"],
-        &[("CRM_READ_URL", killed_db.url.clone())],
+        &[
+            ("CRM_READ_URL", killed_db.url.clone()),
+            ("CRM_STORE_URL", platform.db.url.clone()),
+        ],
     );
     let qbase = format!(
         "http://{}",
@@ -706,5 +709,34 @@ async fn twenty_thousand_commands_to_read_models_with_projector_kills() {
         contacts as usize,
         expected.contacts_by_manager.values().sum::<usize>()
     );
+
+    // The latency benchmark asks the same service every kind of question and gets answers.
+    let out = std::process::Command::new(crm_integration_tests::binary("crm"))
+        .args(["bench", "queries", "--samples", "30", "--book-samples", "2"])
+        .args(["--query-url", &qbase, "--read-url", &killed_db.url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "crm bench queries:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "30 customers drawn of {}",
+            expected.customers.len()
+        )),
+        "{stdout}"
+    );
+    for question in [
+        "read model",
+        "replayed from the store",
+        "timeline",
+        "funnel",
+        "KPIs",
+    ] {
+        assert!(stdout.contains(question), "{question}: {stdout}");
+    }
     assert!(service.is_running() && relay.is_running() && steady.is_running());
 }

@@ -15,6 +15,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use crm_eventstore::{Checkpoint, EventStore, LogPosition, StoreError};
 use crm_telemetry::names;
@@ -170,7 +171,7 @@ impl<S: EventStore> Relay<S> {
                         break p;
                     }
                 }
-                Err(e) if e.to_string().contains("not found") => {
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {
                     // Deleted by an operator: not the relay's either.
                 }
                 Err(e) => return Err(nats(e)),

@@ -238,3 +238,62 @@ async fn steps_over_a_foreign_message_without_losing_an_event() {
         .collect();
     assert_eq!(positions, expected, "every event once, in log order");
 }
+
+/// An operator deleted a message at the stream's tail (a foreign one, say): the relay's
+/// resume steps over the gap instead of stopping, and publishes what follows once.
+#[tokio::test]
+async fn resumes_over_a_message_deleted_at_the_tail() {
+    let (store, _db) = postgres_store().await;
+    let ts = TestStream::new().await;
+    for i in 0..4u64 {
+        store
+            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
+            .await
+            .unwrap();
+    }
+    all_events(&store, 4).await;
+    let relay = Relay::new(
+        store.clone(),
+        ts.js.clone(),
+        ts.spec.clone(),
+        small_batches(),
+    );
+    assert_eq!(publish_all(&relay).await, 4);
+    let intruder = ts
+        .js
+        .publish(
+            ts.spec.subjects.event("customer-x", "Garbage"),
+            "not an event".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    let stream = ts.js.get_stream(&ts.spec.name).await.unwrap();
+    assert!(stream.delete_message(intruder).await.unwrap());
+    for i in 0..3u64 {
+        store
+            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
+            .await
+            .unwrap();
+    }
+    all_events(&store, 7).await;
+    assert_eq!(publish_all(&relay).await, 3);
+    let positions: Vec<String> = ts
+        .messages()
+        .await
+        .iter()
+        .filter_map(|m| {
+            m.headers
+                .get(headers::LOG_POSITION)
+                .map(|v| v.as_str().to_string())
+        })
+        .collect();
+    let expected: Vec<String> = all_events(&store, 7)
+        .await
+        .iter()
+        .map(|e| e.log_position.to_string())
+        .collect();
+    assert_eq!(positions, expected, "every event once, in log order");
+}

@@ -40,6 +40,10 @@ struct Args {
     state_cache: usize,
 }
 
+/// The services' allocator (glibc's malloc was a fifth of this service's CPU under load).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     crm_telemetry::init_tracing();

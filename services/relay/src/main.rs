@@ -16,6 +16,10 @@ use crm_eventstore::postgres::{LeaderLock, PgPool};
 use crm_eventstore::AnyEventStore;
 use crm_telemetry::names;
 
+/// The allocator every service uses (glibc's malloc cost the command service a fifth of its CPU).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "crm-relay",
