@@ -16,6 +16,51 @@ fn small_batches() -> RelayConfig {
     }
 }
 
+/// Append one event to each of `n` customer streams; wait until `total` are in the log.
+async fn append_events<S: EventStore>(store: &S, n: u64, total: usize) {
+    for i in 0..n {
+        store
+            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
+            .await
+            .unwrap();
+    }
+    all_events(store, total).await;
+}
+
+/// A message nobody's relay published, at the stream's tail; its sequence.
+async fn publish_foreign(ts: &TestStream) -> u64 {
+    ts.js
+        .publish(
+            ts.spec.subjects.event("customer-x", "Garbage"),
+            "not an event".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
+}
+
+/// The stream holds each of the store's `total` events once, in log order.
+async fn assert_every_event_once_in_order<S: EventStore>(ts: &TestStream, store: &S, total: usize) {
+    let positions: Vec<String> = ts
+        .messages()
+        .await
+        .iter()
+        .filter_map(|m| {
+            m.headers
+                .get(headers::LOG_POSITION)
+                .map(|v| v.as_str().to_string())
+        })
+        .collect();
+    let expected: Vec<String> = all_events(store, total)
+        .await
+        .iter()
+        .map(|e| e.log_position.to_string())
+        .collect();
+    assert_eq!(positions, expected, "every event once, in log order");
+}
+
 async fn publish_all<S: EventStore>(relay: &Relay<S>) -> usize {
     let mut cursor = relay.resume().await.unwrap();
     let mut total = 0;
@@ -181,13 +226,7 @@ async fn refuses_to_run_when_the_stream_lost_messages() {
 async fn steps_over_a_foreign_message_without_losing_an_event() {
     let (store, _db) = postgres_store().await;
     let ts = TestStream::new().await;
-    for i in 0..6u64 {
-        store
-            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
-            .await
-            .unwrap();
-    }
-    all_events(&store, 6).await;
+    append_events(&store, 6, 6).await;
     let relay = Relay::new(
         store.clone(),
         ts.js.clone(),
@@ -197,22 +236,8 @@ async fn steps_over_a_foreign_message_without_losing_an_event() {
     assert_eq!(publish_all(&relay).await, 6);
     let mut cursor = relay.resume().await.unwrap();
     // The intruder lands at the tail while the relay is idle.
-    ts.js
-        .publish(
-            ts.spec.subjects.event("customer-x", "Garbage"),
-            "not an event".into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    for i in 0..9u64 {
-        store
-            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
-            .await
-            .unwrap();
-    }
-    all_events(&store, 15).await;
+    publish_foreign(&ts).await;
+    append_events(&store, 9, 15).await;
     // The relay's next batch is refused as a whole (it expected its own last message)…
     let refused = relay.step(&mut cursor).await;
     assert!(
@@ -223,20 +248,7 @@ async fn steps_over_a_foreign_message_without_losing_an_event() {
     assert_eq!(publish_all(&relay).await, 9);
     let messages = ts.messages().await;
     assert_eq!(messages.len(), 16, "15 events and the foreign message");
-    let positions: Vec<String> = messages
-        .iter()
-        .filter_map(|m| {
-            m.headers
-                .get(headers::LOG_POSITION)
-                .map(|v| v.as_str().to_string())
-        })
-        .collect();
-    let expected: Vec<String> = all_events(&store, 15)
-        .await
-        .iter()
-        .map(|e| e.log_position.to_string())
-        .collect();
-    assert_eq!(positions, expected, "every event once, in log order");
+    assert_every_event_once_in_order(&ts, &store, 15).await;
 }
 
 /// An operator deleted a message at the stream's tail (a foreign one, say): the relay's
@@ -245,13 +257,7 @@ async fn steps_over_a_foreign_message_without_losing_an_event() {
 async fn resumes_over_a_message_deleted_at_the_tail() {
     let (store, _db) = postgres_store().await;
     let ts = TestStream::new().await;
-    for i in 0..4u64 {
-        store
-            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
-            .await
-            .unwrap();
-    }
-    all_events(&store, 4).await;
+    append_events(&store, 4, 4).await;
     let relay = Relay::new(
         store.clone(),
         ts.js.clone(),
@@ -259,41 +265,10 @@ async fn resumes_over_a_message_deleted_at_the_tail() {
         small_batches(),
     );
     assert_eq!(publish_all(&relay).await, 4);
-    let intruder = ts
-        .js
-        .publish(
-            ts.spec.subjects.event("customer-x", "Garbage"),
-            "not an event".into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap()
-        .sequence;
+    let intruder = publish_foreign(&ts).await;
     let stream = ts.js.get_stream(&ts.spec.name).await.unwrap();
     assert!(stream.delete_message(intruder).await.unwrap());
-    for i in 0..3u64 {
-        store
-            .append(request(&format!("customer-{i}"), ExpectedVersion::Any, 1))
-            .await
-            .unwrap();
-    }
-    all_events(&store, 7).await;
+    append_events(&store, 3, 7).await;
     assert_eq!(publish_all(&relay).await, 3);
-    let positions: Vec<String> = ts
-        .messages()
-        .await
-        .iter()
-        .filter_map(|m| {
-            m.headers
-                .get(headers::LOG_POSITION)
-                .map(|v| v.as_str().to_string())
-        })
-        .collect();
-    let expected: Vec<String> = all_events(&store, 7)
-        .await
-        .iter()
-        .map(|e| e.log_position.to_string())
-        .collect();
-    assert_eq!(positions, expected, "every event once, in log order");
+    assert_every_event_once_in_order(&ts, &store, 7).await;
 }
