@@ -112,14 +112,14 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         .await?;
     let mut funnel = Latencies::default();
     let mut kpis = Latencies::default();
-    let mut kpi_rows = 0;
+    let mut kpi_bytes = 0;
     for _ in 0..a.book_samples {
         let t = instant(&mut rng, first_us);
         funnel.record(get(format!("/v1/funnel/stages?as_of={t}")).await?.0);
         // The last 30 days (the default range).
         let (took, bytes) = get("/v1/kpis?level=manager&granularity=day".to_string()).await?;
         kpis.record(took);
-        kpi_rows = bytes;
+        kpi_bytes = bytes;
     }
     report("owner as of an instant (read model)", &mut owner_at);
     report(
@@ -132,7 +132,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         &mut funnel,
     );
     report(
-        &format!("KPIs per manager and day, 30 days ({kpi_rows} bytes)"),
+        &format!("KPIs per manager and day, 30 days ({kpi_bytes} bytes)"),
         &mut kpis,
     );
     Ok(())
