@@ -306,7 +306,6 @@ macro_rules! apply_in {
         let tx = $tx;
         // (target index, stream) → version applied, as read before the batch and as now.
         let mut known: ::std::collections::HashMap<(usize, &str), i64> = ::std::collections::HashMap::new();
-        let mut versions: ::std::collections::HashMap<(usize, &str), i64> = ::std::collections::HashMap::new();
         // Every position the batch needs, in one query.
         {
             let mut streams: Vec<&str> = batch.iter().map(|p| p.event.stream_id.as_str()).collect();
@@ -328,21 +327,24 @@ macro_rules! apply_in {
                 for st in chunk {
                     q = q.bind(*st);
                 }
-                let mut found: ::std::collections::HashMap<(usize, String), i64> = ::std::collections::HashMap::new();
+                // Absent: nothing applied yet (version 0).
+                for t in 0..positions.len() {
+                    for st in chunk {
+                        known.insert((t, *st), 0);
+                    }
+                }
                 for row in q.fetch_all(&mut *tx).await? {
                     use sqlx::Row as _;
                     let t = row.try_get::<i64, _>(0)? as usize;
-                    found.insert((t, row.try_get::<String, _>(1)?), row.try_get::<i64, _>(2)?);
-                }
-                for t in 0..positions.len() {
-                    for st in chunk {
-                        let v = found.get(&(t, (*st).to_string())).copied().unwrap_or(0);
-                        known.insert((t, *st), v);
-                        versions.insert((t, *st), v);
+                    let stream: &str = row.try_get(1)?;
+                    // Keyed by the batch's own &str (`streams` is sorted): no copy.
+                    if let Ok(i) = chunk.binary_search(&stream) {
+                        known.insert((t, chunk[i]), row.try_get::<i64, _>(2)?);
                     }
                 }
             }
         }
+        let mut versions = known.clone();
         // PostgreSQL: the batch's read-model statements, with their arguments inlined, go
         // as one script in one round trip (simple query protocol) instead of one round
         // trip each; SQLite runs in-process and takes them one by one.

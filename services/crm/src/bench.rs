@@ -25,7 +25,6 @@ use crm_contracts::wire::{decode_reply, encode, Format};
 use crm_domain::Command;
 use crm_eventstore::postgres::PgEventStore;
 use crm_eventstore::EventStore;
-use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::stats::Latencies;
@@ -48,17 +47,31 @@ pub enum BenchCmd {
     Queries(crate::bench_queries::QueryArgs),
 }
 
+/// The PostgreSQL server a benchmark works on: it creates fresh databases there and drops
+/// them after.
 #[derive(Debug, clap::Args)]
-pub struct AppendArgs {
-    /// PostgreSQL server; a fresh database is created for the run and dropped after.
+pub struct PgServer {
     #[arg(
         long,
         env = "CRM_BENCH_PG_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
-    pg_url: String,
+    pub pg_url: String,
+}
+
+/// The NATS server a benchmark works on (fresh streams, deleted after).
+#[derive(Debug, clap::Args)]
+pub struct NatsServer {
     #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    pub nats_url: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AppendArgs {
+    #[command(flatten)]
+    pg: crate::bench::PgServer,
+    #[command(flatten)]
+    nats: crate::bench::NatsServer,
     /// Seconds of raw inserts for the ceiling (a).
     #[arg(long, default_value_t = 15)]
     ceiling_seconds: u64,
@@ -97,24 +110,12 @@ pub(crate) struct Phase {
 }
 
 async fn append(a: AppendArgs) -> anyhow::Result<()> {
-    let db = format!("crm_bench_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&a.pg_url)
-        .await
-        .with_context(|| format!("connecting to {}", a.pg_url))?;
-    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-        .execute(&mut admin)
-        .await?;
-    let url = format!(
-        "{}/{db}",
-        &a.pg_url[..a
-            .pg_url
-            .rfind('/')
-            .context("the PostgreSQL url needs a database")?]
-    );
-    let result = run_in(&a, &url).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    let mut dbs = crate::bench_read::Databases::new(&a.pg.pg_url).await?;
+    let result = match dbs.create("append").await {
+        Ok(url) => run_in(&a, &url).await,
+        Err(e) => Err(e),
+    };
+    dbs.drop_all().await;
     result
 }
 
@@ -122,7 +123,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
     println!(
         "machine: {} cores; PostgreSQL {url}; NATS {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        a.nats_url
+        a.nats.nats_url
     );
 
     // (a)
@@ -140,9 +141,9 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         ceiling.per_second()
     );
 
-    let nats = async_nats::connect(&a.nats_url)
+    let nats = async_nats::connect(&a.nats.nats_url)
         .await
-        .with_context(|| format!("connecting to NATS at {}", a.nats_url))?;
+        .with_context(|| format!("connecting to NATS at {}", a.nats.nats_url))?;
     let js = async_nats::jetstream::new(nats.clone());
 
     // (c) and (d): the broker's own ceilings for the two hops of every command.
@@ -177,7 +178,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
     let _service = crm_command_service::App::build(crm_command_service::Config {
         store_url: url.to_string(),
-        nats_url: Some(a.nats_url.clone()),
+        nats_url: Some(a.nats.nats_url.clone()),
         subject_prefix: subjects.prefix().to_string(),
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,

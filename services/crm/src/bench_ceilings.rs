@@ -10,21 +10,12 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
-use sqlx::Connection;
-use uuid::Uuid;
-
 #[derive(Debug, clap::Args)]
 pub struct CeilingArgs {
-    /// PostgreSQL server for the scratch database.
-    #[arg(
-        long,
-        env = "CRM_BENCH_PG_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_url: String,
-    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    pg: crate::bench::PgServer,
+    #[command(flatten)]
+    nats: crate::bench::NatsServer,
     /// An event store whose `events` table to read sequentially.
     #[arg(long)]
     store_url: Option<String>,
@@ -44,24 +35,18 @@ pub async fn run(a: CeilingArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let db = format!("crm_ceiling_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&a.pg_url)
-        .await
-        .with_context(|| format!("connecting to {}", a.pg_url))?;
-    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-        .execute(&mut admin)
-        .await?;
-    let base = &a.pg_url[..a.pg_url.rfind('/').context("the url needs a database")?];
-    let raw = crate::bench_raw::measure(&format!("{base}/{db}"), 32, window).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    let mut dbs = crate::bench_read::Databases::new(&a.pg.pg_url).await?;
+    let raw = match dbs.create("ceiling").await {
+        Ok(url) => crate::bench_raw::measure(&url, 32, window).await,
+        Err(e) => Err(e),
+    };
+    dbs.drop_all().await;
     let raw = raw?;
     println!(
         "ceiling: raw single-row INSERT, one commit each, 32 connections: {:.0} rows/s",
         raw.per_second()
     );
-    let nats = crm_bus::connect::connect(&a.nats_url).await?;
+    let nats = crm_bus::connect::connect(&a.nats.nats_url).await?;
     let js = async_nats::jetstream::new(nats);
     let publish = crate::bench_nats::jetstream_publish(&js, 512, 700, window).await?;
     println!(

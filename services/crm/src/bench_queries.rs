@@ -10,7 +10,7 @@
 //! month of manager KPIs. Latencies are measured at the client (HTTP included), p50, p99
 //! and max per question.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use rand::rngs::SmallRng;
@@ -139,11 +139,5 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
 }
 
 fn report(what: &str, l: &mut Latencies) {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "  {what:<58} p50 {:>7.2} ms, p99 {:>7.2} ms, max {:>7.2} ms",
-        ms(l.quantile(0.5)),
-        ms(l.quantile(0.99)),
-        ms(l.quantile(1.0))
-    );
+    println!("  {what:<58} {}", l.summary());
 }

@@ -29,14 +29,10 @@ use crate::workload::Workload;
 
 #[derive(Debug, clap::Args)]
 pub struct ReadArgs {
-    #[arg(
-        long,
-        env = "CRM_BENCH_PG_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_url: String,
-    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    pg: crate::bench::PgServer,
+    #[command(flatten)]
+    nats: crate::bench::NatsServer,
     #[arg(long, default_value_t = 10_000)]
     customers: usize,
     #[arg(long, default_value_t = 100_000)]
@@ -90,7 +86,7 @@ impl Databases {
 }
 
 pub async fn run(a: ReadArgs) -> anyhow::Result<()> {
-    let mut dbs = Databases::new(&a.pg_url).await?;
+    let mut dbs = Databases::new(&a.pg.pg_url).await?;
     let result = run_in(&a, &mut dbs).await;
     dbs.drop_all().await;
     result
@@ -133,8 +129,8 @@ async fn run_in(a: &ReadArgs, dbs: &mut Databases) -> anyhow::Result<()> {
     println!(
         "machine: {} cores; PostgreSQL {}; NATS {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        a.pg_url,
-        a.nats_url
+        a.pg.pg_url,
+        a.nats.nats_url
     );
     let url = dbs.create("read").await?;
     let metrics = crm_telemetry::install_prometheus();
@@ -143,9 +139,9 @@ async fn run_in(a: &ReadArgs, dbs: &mut Databases) -> anyhow::Result<()> {
     let id = Uuid::new_v4().simple().to_string();
     let subjects = Subjects::new(format!("bench{id}"));
     let spec = StreamSpec::new(format!("BENCH_{id}"), subjects.clone());
-    let nats = async_nats::connect(&a.nats_url)
+    let nats = async_nats::connect(&a.nats.nats_url)
         .await
-        .with_context(|| format!("connecting to NATS at {}", a.nats_url))?;
+        .with_context(|| format!("connecting to NATS at {}", a.nats.nats_url))?;
     let js = async_nats::jetstream::new(nats.clone());
     stream::ensure(&js, &spec)
         .await
@@ -169,7 +165,7 @@ async fn phases(
 ) -> anyhow::Result<()> {
     let _service = crm_command_service::App::build(crm_command_service::Config {
         store_url: url.to_string(),
-        nats_url: Some(a.nats_url.clone()),
+        nats_url: Some(a.nats.nats_url.clone()),
         subject_prefix: subjects.prefix().to_string(),
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,
@@ -189,7 +185,7 @@ async fn phases(
         tokio::spawn(async move { relay.run(&mut SoleRelay, std::future::pending()).await });
     let projector = |read_url: String, group: &str| {
         crm_projector::App::build(crm_projector::Config {
-            nats_url: a.nats_url.clone(),
+            nats_url: a.nats.nats_url.clone(),
             read_url,
             stream: spec.name.clone(),
             subject_prefix: subjects.prefix().to_string(),

@@ -27,6 +27,17 @@ impl Latencies {
         let rank = ((q * self.micros.len() as f64).ceil() as usize).clamp(1, self.micros.len());
         Duration::from_micros(u64::from(self.micros[rank - 1]))
     }
+
+    /// "p50 … ms, p99 … ms, max … ms", each to two decimals.
+    pub fn summary(&mut self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.99)),
+            ms(self.quantile(1.0))
+        )
+    }
 }
 
 #[cfg(test)]
@@ -43,5 +54,6 @@ mod tests {
         assert_eq!(l.quantile(0.99), Duration::from_millis(99));
         assert_eq!(l.quantile(1.0), Duration::from_millis(100));
         assert_eq!(Latencies::default().quantile(0.99), Duration::ZERO);
+        assert_eq!(l.summary(), "p50 50.00 ms, p99 99.00 ms, max 100.00 ms");
     }
 }
