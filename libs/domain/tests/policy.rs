@@ -607,6 +607,10 @@ fn complaint_clocks_warn_breach_once_and_escalate_up_the_chain() {
     Given(g.0.clone())
         .when(timer(1, warn), &minutes(&p, 16))
         .then_error("timer.not_due");
+    assert!(
+        due_now(&g, 20).is_empty(),
+        "at the due instant the clock has not run out"
+    );
     let breach = Timer::SlaBreach {
         complaint_id: kid(1),
         clock: SlaClock::FirstResponse,
@@ -626,7 +630,7 @@ fn complaint_clocks_warn_breach_once_and_escalate_up_the_chain() {
         .then_error("timer.not_due");
     // The resolution clock runs on: warning at 50 %, breach at 2 h → branch manager.
     assert_eq!(
-        due_now(&g, 130),
+        due_now(&g, 131),
         vec![Timer::SlaBreach {
             complaint_id: kid(1),
             clock: SlaClock::Resolution,
@@ -738,7 +742,54 @@ fn acknowledging_stops_the_first_response_clock_and_reopening_restarts_resolutio
         .filter(|t| matches!(t.timer, Timer::SlaBreach { .. }))
         .collect();
     assert_eq!(due.len(), 1);
-    assert_eq!(due[0].fires_at, at(600) + Duration::hours(72));
+    assert_eq!(
+        due[0].fires_at,
+        timers::runs_out(at(600) + Duration::hours(72))
+    );
+}
+
+#[test]
+fn an_answer_at_the_due_instant_is_in_time_and_the_clock_runs_out_just_after_it() {
+    let p = policy(|_| {});
+    let (g, _) = owned(1, 1)
+        .when(log_complaint(Severity::Normal), &minutes(&p, 0))
+        .accepted();
+    let first_due = at(10); // ten minutes by default
+    let breaches = |g: &Given, now: DateTime<Utc>| -> Vec<SlaClock> {
+        timers::due(&fold(&g.0), &p, now)
+            .into_iter()
+            .filter_map(|d| match d.timer {
+                Timer::SlaBreach { clock, .. } => Some(clock),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(
+        breaches(&g, first_due).is_empty(),
+        "not yet run out at the due instant"
+    );
+    assert_eq!(
+        breaches(&g, first_due + Duration::microseconds(1)),
+        vec![SlaClock::FirstResponse]
+    );
+    let (g, events) = g
+        .when(
+            CustomerCommand::AcknowledgeComplaint(AcknowledgeComplaint {
+                customer_id: cid(1),
+                complaint_id: kid(1),
+                by: mid(1),
+            }),
+            &minutes(&p, 10),
+        )
+        .accepted();
+    assert!(
+        matches!(&events[..], [CustomerEvent::ComplaintAcknowledged(a)] if a.within_sla),
+        "in time and no breach recorded: {events:?}"
+    );
+    assert!(
+        breaches(&g, at(60)).is_empty(),
+        "answered: nothing runs out"
+    );
 }
 
 // ---- lifecycle by time ----------------------------------------------------------------

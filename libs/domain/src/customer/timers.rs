@@ -4,7 +4,7 @@
 //! uses [`due`] again on the customer's committed state, so a timer is applied only if the
 //! rules say it is due now, whatever the scheduler believed. One definition, two users.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::commands::Timer;
 use super::complaint::ComplaintStatus;
@@ -141,7 +141,7 @@ pub fn pending(state: &CustomerState, policy: &Policy) -> Vec<Pending> {
                     clock,
                     due_at,
                 },
-                fires_at: due_at,
+                fires_at: runs_out(due_at),
             });
             if !warned {
                 out.push(Pending {
@@ -189,6 +189,13 @@ pub fn pending(state: &CustomerState, policy: &Policy) -> Vec<Pending> {
     out
 }
 
+/// The instant an SLA clock due at `due_at` has run out: the first one after it. An
+/// answer at the due instant itself is within the SLA (`within_sla` is `now <= due`), so
+/// a breach at that instant would contradict it (microseconds: the store's precision).
+pub fn runs_out(due_at: DateTime<Utc>) -> DateTime<Utc> {
+    due_at + Duration::microseconds(1)
+}
+
 /// The earliest instant a timer of the customer fires.
 pub fn next(state: &CustomerState, policy: &Policy) -> Option<DateTime<Utc>> {
     pending(state, policy).iter().map(|p| p.fires_at).min()
@@ -203,7 +210,7 @@ pub fn due(state: &CustomerState, policy: &Policy, now: DateTime<Utc>) -> Vec<Pe
         .filter(|p| p.fires_at <= now)
         .filter(|p| match &p.timer {
             Timer::PoolReturnWarning { returns_at, .. } => *returns_at > now,
-            Timer::SlaWarning { due_at, .. } => *due_at > now,
+            Timer::SlaWarning { due_at, .. } => runs_out(*due_at) > now,
             _ => true,
         })
         .collect();
