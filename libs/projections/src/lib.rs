@@ -7,6 +7,7 @@
 //! - [`queries`]: what users ask of them.
 #![forbid(unsafe_code)]
 
+pub mod aggregate;
 pub mod bulk;
 pub mod facts;
 pub mod funnel;

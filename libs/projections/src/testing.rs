@@ -249,3 +249,277 @@ impl Log {
             .collect()
     }
 }
+
+/// A tiny seeded generator (splitmix64), so the random book needs no dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// A seeded random book over `days` from [`t0`]: managers in several teams and regions;
+/// customers of every region, channel, type and tier, assigned, transferred, released,
+/// returned by the pool rules and claimed; contacts by owners and others; stage moves
+/// forward, skipped, to dormant and reactivated; complaints answered in time, late or
+/// never (breached and escalated); referrals made and converted. For comparing the
+/// database's aggregates with the reference computations over the facts.
+pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
+    const TEAMS: [(&str, &str); 4] = [
+        ("east-1", "east"),
+        ("east-2", "east"),
+        ("west-1", "west"),
+        ("north-1", "north"),
+    ];
+    let mut rng = Rng::new(seed);
+    let mut log = Log::default();
+    let id = |kind: u128, n: usize| Uuid::from_u128((kind << 64) | n as u128).to_string();
+    let managers: Vec<(String, &str, &str)> = (0..12)
+        .map(|i| {
+            let (team, region) = TEAMS[i % TEAMS.len()];
+            (id(0xA, i), team, region)
+        })
+        .collect();
+    for (m, team, region) in &managers {
+        log.push(
+            &format!("manager-{m}"),
+            "ManagerRegistered",
+            t0() - Duration::days(1),
+            json!({"branch": format!("{region}-01"), "holding_limit": 500, "manager_id": m,
+                   "name": "M", "region": region, "role": "manager", "team": team}),
+        );
+    }
+    // customer → (owner, stage)
+    let mut state: Vec<(Option<usize>, &str)> = Vec::new();
+    let steps = customers * 12;
+    let span_us = days * 86_400_000_000;
+    let mut referrals: Vec<(String, String, String, String)> = Vec::new();
+    for step in 0..steps {
+        let at = t0() + Duration::microseconds(span_us * step as i64 / steps as i64);
+        if state.len() < customers && (step % 12 == 0 || state.is_empty()) {
+            let c = id(0xC, state.len());
+            let stage = *rng.pick(&["lead", "lead", "lead", "contacted", "customer"]);
+            let aum = [0, 3_000_000, 8_000_000, 150_000_000][rng.below(4)];
+            log.push(
+                &format!("customer-{c}"),
+                "CustomerRegistered",
+                at,
+                json!({"aum_minor": aum,
+                       "branch": null, "consents": {"email": true, "phone": true, "sms": false}, "customer_id": c,
+                       "customer_type": rng.pick(&["individual", "individual", "enterprise", "retail"]),
+                       "display_name": "C", "email": null,
+                       "first_touch_channel": rng.pick(&["web", "app", "phone", "referral", "branch"]),
+                       "industry": null, "phone": null, "product_interest": null,
+                       "region": rng.pick(&["east", "west", "north"]), "registered_at": at,
+                       "registration_number": null, "stage": stage,
+                       "value_tier": rng.pick(&["high", "mid", "low"])}),
+            );
+            state.push((None, stage));
+            continue;
+        }
+        let i = rng.below(state.len());
+        let c = id(0xC, i);
+        let stream = format!("customer-{c}");
+        let (owner, stage) = state[i];
+        let mgr = |k: usize| &managers[k];
+        match rng.below(100) {
+            0..=11 => match owner {
+                None => {
+                    let k = rng.below(managers.len());
+                    let (m, team, region) = mgr(k);
+                    let (event, payload) = if rng.chance(50) {
+                        (
+                            "OwnerAssigned",
+                            json!({"assigned_by": "person:x", "customer_id": c, "manager_id": m,
+                                   "previous_owner": null, "reason": "walk-in", "region": region,
+                                   "team": team}),
+                        )
+                    } else {
+                        (
+                            "ClaimedFromPool",
+                            json!({"customer_id": c, "manager_id": m, "region": region, "team": team}),
+                        )
+                    };
+                    log.push(&stream, event, at, payload);
+                    state[i].0 = Some(k);
+                }
+                Some(o) => {
+                    let k = (o + 1 + rng.below(managers.len() - 1)) % managers.len();
+                    let (m, team, region) = mgr(k);
+                    log.push(
+                        &stream,
+                        "OwnershipTransferred",
+                        at,
+                        json!({"customer_id": c, "from_manager": mgr(o).0, "reason": "rebalance",
+                               "to_manager": m, "to_region": region, "to_team": team,
+                               "transferred_by": "person:x"}),
+                    );
+                    state[i].0 = Some(k);
+                }
+            },
+            12..=15 => {
+                if let Some(o) = owner {
+                    let m = &mgr(o).0;
+                    if rng.chance(50) {
+                        log.push(
+                            &stream,
+                            "ReleasedToPool",
+                            at,
+                            json!({"customer_id": c, "previous_owner": m, "reason": "moved",
+                                   "released_by": "person:x"}),
+                        );
+                    } else {
+                        log.push(
+                            &stream,
+                            "PoolReturnWarned",
+                            at,
+                            json!({"customer_id": c, "owner": m, "cause": "no_contact",
+                                   "returns_at": at, "policy_version": 2}),
+                        );
+                        log.push(
+                            &stream,
+                            "ReleasedToPool",
+                            at,
+                            json!({"customer_id": c, "previous_owner": m,
+                                   "reason": "no contact", "released_by": "system:scheduler",
+                                   "at": at, "rule": {"cause": "no_contact", "due_at": at,
+                                   "policy_version": 2}}),
+                        );
+                    }
+                    state[i].0 = None;
+                }
+            }
+            16..=55 => {
+                let k = match owner {
+                    Some(o) if rng.chance(80) => o,
+                    _ => rng.below(managers.len()),
+                };
+                let follow = at + Duration::hours(rng.below(24 * 20) as i64);
+                log.push(
+                    &stream,
+                    "ContactRecorded",
+                    at,
+                    json!({"by_owner": owner == Some(k), "channel": "phone",
+                           "contact_id": id(0xD, step), "contacted_at": at, "customer_id": c,
+                           "direction": "outbound", "manager_id": mgr(k).0,
+                           "next_follow_up_at": follow, "outcome": "reached", "summary": null}),
+                );
+            }
+            56..=75 => {
+                let next: &[&str] = match stage {
+                    "lead" => &["contacted", "contacted", "qualified", "customer"],
+                    "contacted" => &["qualified", "qualified", "customer", "lead"],
+                    "qualified" => &["customer", "customer", "contacted"],
+                    "customer" => &["active", "active", "churned"],
+                    "active" => &["dormant", "dormant", "churned"],
+                    "dormant" | "churned" => &["active"],
+                    _ => &["lead"],
+                };
+                let to = *rng.pick(next);
+                log.stage(&c, stage, to, at);
+                state[i].1 = to;
+            }
+            76..=87 => {
+                let owner_id = owner.map(|o| mgr(o).0.clone());
+                if rng.chance(75) {
+                    let k = id(0xE, step);
+                    log.push(
+                        &stream,
+                        "ComplaintLogged",
+                        at,
+                        json!({"customer_id": c, "complaint_id": k, "severity": "normal",
+                               "category": "fees", "description": "d", "channel": "phone",
+                               "owner": owner_id, "logged_at": at,
+                               "first_response_due_at": at + Duration::minutes(10),
+                               "resolution_due_at": at + Duration::hours(72)}),
+                    );
+                    let by = owner_id.clone().unwrap_or_else(|| mgr(0).0.clone());
+                    let response = rng.below(1_500) as i64;
+                    log.push(
+                        &stream,
+                        "ComplaintAcknowledged",
+                        at + Duration::seconds(response),
+                        json!({"customer_id": c, "complaint_id": k, "by": by,
+                               "response_seconds": response, "within_sla": response <= 600}),
+                    );
+                    if rng.chance(80) {
+                        let resolution = response + rng.below(90 * 3_600) as i64;
+                        log.push(
+                            &stream,
+                            "ComplaintResolved",
+                            at + Duration::seconds(resolution),
+                            json!({"customer_id": c, "complaint_id": k, "resolved_by": by,
+                                   "resolution": "refund", "resolution_seconds": resolution,
+                                   "within_sla": resolution <= 72 * 3600}),
+                        );
+                        if rng.chance(20) {
+                            log.push(
+                                &stream,
+                                "ComplaintReopened",
+                                at + Duration::seconds(resolution + 60),
+                                json!({"customer_id": c, "complaint_id": k, "reason": "again",
+                                       "previous_resolver": by,
+                                       "reopened_at": at + Duration::seconds(resolution + 60),
+                                       "resolution_due_at": at + Duration::hours(200)}),
+                            );
+                        } else if rng.chance(70) {
+                            log.push(
+                                &stream,
+                                "ComplaintClosed",
+                                at + Duration::seconds(resolution + 60),
+                                json!({"customer_id": c, "complaint_id": k,
+                                       "satisfaction": 1 + rng.below(5)}),
+                            );
+                        }
+                    }
+                } else {
+                    log.unanswered_complaint(&c, owner_id.as_deref(), &mgr(1).0, at);
+                }
+            }
+            88..=93 => {
+                let r = id(0xF, step);
+                let referrer = mgr(rng.below(managers.len())).0.clone();
+                let to = mgr(rng.below(managers.len())).0.clone();
+                log.push(
+                    &stream,
+                    "ReferralRecorded",
+                    at,
+                    json!({"customer_id": c, "referral_id": r, "referrer": referrer,
+                           "referred_to": to, "note": null}),
+                );
+                referrals.push((c.clone(), r, referrer, to));
+            }
+            _ => {
+                if !referrals.is_empty() {
+                    let (rc, r, referrer, to) = referrals.swap_remove(rng.below(referrals.len()));
+                    log.push(
+                        &format!("customer-{rc}"),
+                        "ReferralConverted",
+                        at,
+                        json!({"customer_id": rc, "referral_id": r, "referrer": referrer,
+                               "referred_to": to}),
+                    );
+                }
+            }
+        }
+    }
+    log
+}

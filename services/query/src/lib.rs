@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use crm_projections::facts::Granularity;
-use crm_projections::funnel::{self, Slice};
+use crm_projections::funnel::Slice;
 use crm_projections::kpi::{self, Level};
 use crm_projections::{PortfolioBy, ReadError, ReadStore};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -654,8 +654,7 @@ async fn funnel_stages(
     let csv = p.csv(&headers)?;
     let slice = Params::parsed(&p.slice, Slice::All)?;
     let at = Params::instant("as_of", &p.as_of)?;
-    let facts = s.store.facts().await?;
-    rows(funnel::stage_counts(&facts, at, slice), csv)
+    rows(s.store.stage_counts(at, slice).await?, csv)
 }
 
 async fn funnel_transitions(
@@ -669,8 +668,7 @@ async fn funnel_transitions(
     let slice = Params::parsed(&p.slice, Slice::All)?;
     let g = Params::parsed(&p.granularity, Granularity::Day)?;
     let (from, to) = p.range()?;
-    let facts = s.store.facts().await?;
-    rows(funnel::transitions(&facts, from, to, g, slice), csv)
+    rows(s.store.stage_transitions(from, to, g, slice).await?, csv)
 }
 
 async fn funnel_conversion(
@@ -682,8 +680,7 @@ async fn funnel_conversion(
     caller.allow(AGGREGATE_READERS)?;
     let csv = p.csv(&headers)?;
     let slice = Params::parsed(&p.slice, Slice::All)?;
-    let facts = s.store.facts().await?;
-    rows(funnel::conversion(&facts, slice), csv)
+    rows(s.store.conversion(slice).await?, csv)
 }
 
 async fn funnel_time_in_stage(
@@ -695,8 +692,7 @@ async fn funnel_time_in_stage(
     caller.allow(AGGREGATE_READERS)?;
     let csv = p.csv(&headers)?;
     let slice = Params::parsed(&p.slice, Slice::All)?;
-    let facts = s.store.facts().await?;
-    rows(funnel::time_in_stage(&facts, slice), csv)
+    rows(s.store.time_in_stage(slice).await?, csv)
 }
 
 async fn kpis(State(s): State<AppState>, caller: Caller, headers: HeaderMap, Q(p): Q) -> Answer {
