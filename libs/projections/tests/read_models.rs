@@ -568,6 +568,7 @@ async fn a_position_moved_by_another_transaction_fails_the_batch() {
 async fn database_aggregates_equal_the_reference_computations() {
     use crm_projections::facts::Granularity;
     use crm_projections::funnel::{self, Slice};
+    use crm_projections::kpi::{self, Level};
     use crm_projections::testing::random_book;
 
     let seed = std::env::var("CRM_TEST_SEED")
@@ -630,5 +631,41 @@ async fn database_aggregates_equal_the_reference_computations() {
                 }
             }
         }
+        let mut rows = 0;
+        let mut seen = [0i64; 7];
+        for level in [Level::Manager, Level::Team, Level::Region] {
+            for g in [Granularity::Day, Granularity::Week, Granularity::Month] {
+                for (from, to) in [(us(-2, 5), us(days + 40, 0)), (us(6, 13), us(23, 2))] {
+                    // Now: before the range, inside it (mid-day), after it.
+                    for now in [us(-5, 0), us(11, 15), us(days + 30, 0)] {
+                        let reference = kpi::kpis(&facts, level, g, from, to, now);
+                        let answer = store.kpis(level, g, from, to, now).await.unwrap();
+                        for (a, r) in answer.iter().zip(&reference) {
+                            assert_eq!(a, r, "KPIs per {level:?} and {g:?}, now {now}");
+                        }
+                        assert_eq!(
+                            answer.len(),
+                            reference.len(),
+                            "rows per {level:?} and {g:?}"
+                        );
+                        rows += answer.len();
+                        for r in &reference {
+                            seen[0] += r.leads_converted;
+                            seen[1] += i64::from(r.contact_coverage.unwrap_or(0.0) > 0.0);
+                            seen[2] += r.overdue_follow_ups.unwrap_or(0);
+                            seen[3] += r.reactivated + r.returned_by_pool_rules;
+                            seen[4] += r.sla_breaches + r.automatic_escalations;
+                            seen[5] += r.referrals_converted + r.lost_to_pool;
+                            seen[6] += r.tier_high + r.tier_low;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(rows > 1_000, "{rows} KPI rows compared");
+        assert!(
+            seen.iter().all(|n| *n > 0),
+            "the book exercises every KPI: {seen:?}"
+        );
     }
 }

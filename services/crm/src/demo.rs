@@ -997,8 +997,8 @@ async fn read_models(
     day_start: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     use crm_projections::facts::Granularity;
-    use crm_projections::funnel::{self, Slice};
-    use crm_projections::kpi::{self, Level};
+    use crm_projections::funnel::Slice;
+    use crm_projections::kpi::Level;
     use crm_projections::{PortfolioBy, Prepared, ReadStore};
 
     let read = ReadStore::connect(&format!("sqlite://{}", path.display()), 1).await?;
@@ -1094,9 +1094,8 @@ async fn read_models(
         );
     }
 
-    let facts = read.facts().await?;
     println!("\nLifecycle funnel");
-    let counts = funnel::stage_counts(&facts, None, Slice::All);
+    let counts = read.stage_counts(None, Slice::All).await?;
     println!(
         "  now: {}",
         counts
@@ -1106,7 +1105,7 @@ async fn read_models(
             .join(", ")
     );
     println!("  stage        entered  → later  next-step  cumulative from lead");
-    for c in funnel::conversion(&facts, Slice::All) {
+    for c in read.conversion(Slice::All).await? {
         let pct =
             |r: Option<f64>| r.map_or("     –".to_string(), |r| format!("{:>5.1}%", r * 100.0));
         println!(
@@ -1122,7 +1121,9 @@ async fn read_models(
     println!("\nManager KPIs for the day");
     let from = day_start.timestamp_micros();
     let to = (day_start + Duration::days(1)).timestamp_micros();
-    let rows = kpi::kpis(&facts, Level::Manager, Granularity::Day, from, to, to);
+    let rows = read
+        .kpis(Level::Manager, Granularity::Day, from, to, to)
+        .await?;
     println!(
         "  {:<20} {:>9} {:>8} {:>8} {:>4} {:>10} {:>12} {:>8} {:>6}",
         "manager",
@@ -1160,7 +1161,9 @@ async fn read_models(
         "\nPool rules, complaint clocks and lifecycle over the 100 days that followed (per team)"
     );
     let end = (day_start + Duration::days(102)).timestamp_micros();
-    let rows = kpi::kpis(&facts, Level::Team, Granularity::Month, from, end, end);
+    let rows = read
+        .kpis(Level::Team, Granularity::Month, from, end, end)
+        .await?;
     let mut teams: BTreeMap<String, [i64; 7]> = BTreeMap::new();
     for r in &rows {
         let t = teams.entry(r.key.clone()).or_default();
@@ -1193,17 +1196,17 @@ async fn read_models(
             team, v[0], v[1], v[2], v[3], v[4], v[5], v[6]
         );
     }
-    let dormant = facts
-        .transitions
+    // Over the same span, from the funnel's transitions and the teams' pool returns.
+    let moves = read
+        .stage_transitions(from, end, Granularity::Month, Slice::All)
+        .await?;
+    let dormant: i64 = moves
         .iter()
-        .filter(|t| t.to_stage == "dormant")
-        .count();
-    let returns = facts
-        .pool_events
-        .iter()
-        .filter(|e| e.kind == "return")
-        .count();
-    let reactivated = facts.transitions.iter().filter(|t| t.reactivated).count();
+        .filter(|m| m.to_stage == "dormant")
+        .map(|m| m.transitions)
+        .sum();
+    let reactivated: i64 = moves.iter().map(|m| m.reactivations).sum();
+    let returns: i64 = rows.iter().map(|r| r.returned_by_pool_rules).sum();
     println!(
         "  {returns} automatic returns to the pool; {dormant} customers went dormant after 90 days without activity, {reactivated} came back (reactivated; credited to an owner only if they had one)"
     );

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use crm_projections::facts::Granularity;
 use crm_projections::funnel::Slice;
-use crm_projections::kpi::{self, Level};
+use crm_projections::kpi::Level;
 use crm_projections::{PortfolioBy, ReadError, ReadStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
@@ -701,11 +701,8 @@ async fn kpis(State(s): State<AppState>, caller: Caller, headers: HeaderMap, Q(p
     let level = Params::parsed(&p.level, Level::Manager)?;
     let g = Params::parsed(&p.granularity, Granularity::Day)?;
     let (from, to) = p.range()?;
-    let facts = s.store.facts().await?;
-    rows(
-        kpi::kpis(&facts, level, g, from, to, Utc::now().timestamp_micros()),
-        csv,
-    )
+    let now = Utc::now().timestamp_micros();
+    rows(s.store.kpis(level, g, from, to, now).await?, csv)
 }
 
 async fn checkpoints(

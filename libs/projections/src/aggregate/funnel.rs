@@ -1,97 +1,11 @@
-//! The funnel and the KPIs as the query service answers them: aggregated by the database,
-//! so a request reads groups, not the book (`funnel.rs` and `kpi.rs` loaded every fact
-//! of every customer per request: 9–12 s and 1.8 GiB at a million customers).
-//!
-//! Every answer here equals the reference computation in [`crate::funnel`] and
-//! [`crate::kpi`] over [`crate::facts::Facts`], row for row: the definitions live there
-//! (and in docs/read-models.md), and the tests run both on the same read models, on
-//! PostgreSQL and SQLite. The SQL is portable between the two backends (window
-//! functions, `CASE`, correlated subqueries); instants are bound, never spliced, and the
-//! only text put into a statement comes from the enums below.
-//!
-//! Calendar buckets (weeks, months) are not SQL's business: the database groups by UTC
-//! day counted from the first bucket's midnight, and the days are folded into buckets
-//! here ([`crate::facts::bucket_start`]), which is exact because every bucket boundary is
-//! a UTC midnight.
+//! The lifecycle funnel in the database; the reference is [`crate::funnel`].
 
 use std::collections::BTreeMap;
 
-use sqlx::{ColumnIndex, Decode, Row, Type};
-
+use super::DAY_US;
 use crate::facts::{bucket_start, rate, Granularity, PIPELINE};
 use crate::funnel::{Conversion, Slice, StageCount, TimeInStage, TransitionCount};
 use crate::store::{ReadError, ReadStore};
-
-pub(crate) const DAY_US: i64 = 86_400_000_000;
-
-/// One aggregate row: its first columns are text (possibly NULL), the rest integers.
-#[derive(Debug)]
-pub(crate) struct Agg {
-    pub text: Vec<Option<String>>,
-    pub num: Vec<Option<i64>>,
-}
-
-impl Agg {
-    fn from_row<'r, R: Row>(r: &'r R, texts: usize) -> Result<Self, sqlx::Error>
-    where
-        usize: ColumnIndex<R>,
-        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-    {
-        Ok(Self {
-            text: (0..texts).map(|i| r.try_get(i)).collect::<Result<_, _>>()?,
-            num: (texts..r.len())
-                .map(|i| r.try_get(i))
-                .collect::<Result<_, _>>()?,
-        })
-    }
-
-    /// Text column `i`, `""` for NULL.
-    pub fn t(&self, i: usize) -> String {
-        self.text[i].clone().unwrap_or_default()
-    }
-
-    /// Integer column `i` (after the text columns), 0 for NULL.
-    pub fn n(&self, i: usize) -> i64 {
-        self.num[i].unwrap_or(0)
-    }
-}
-
-impl ReadStore {
-    /// Run an aggregate query whose first `texts` columns are text and the rest integers;
-    /// `$1`, `$2`, … are the `binds`.
-    pub(crate) async fn aggregate(
-        &self,
-        sql: &str,
-        texts: usize,
-        binds: &[i64],
-    ) -> Result<Vec<Agg>, ReadError> {
-        Ok(match self {
-            ReadStore::Postgres(p) => {
-                let mut q = sqlx::query(sql);
-                for b in binds {
-                    q = q.bind(*b);
-                }
-                q.fetch_all(p)
-                    .await?
-                    .iter()
-                    .map(|r| Agg::from_row(r, texts))
-                    .collect::<Result<_, _>>()?
-            }
-            ReadStore::Sqlite(p) => {
-                let mut q = sqlx::query(sql);
-                for b in binds {
-                    q = q.bind(*b);
-                }
-                q.fetch_all(p)
-                    .await?
-                    .iter()
-                    .map(|r| Agg::from_row(r, texts))
-                    .collect::<Result<_, _>>()?
-            }
-        })
-    }
-}
 
 /// The slice of the customer in `row.customer_id` at the instant `at` (an SQL
 /// expression), and the join it needs. Mirrors `funnel::Slicer`: customer attributes as

@@ -1,0 +1,446 @@
+//! Manager KPIs in the database; the reference is [`crate::kpi::kpis`].
+//!
+//! Everything is grouped by manager and UTC day, then added up here by level (manager,
+//! team, region) and calendar bucket:
+//!
+//! - flows (contacts, wins, complaints, referrals, pool and SLA events, customers lost)
+//!   count by the day they happened;
+//! - snapshots (portfolio, tier mix, value, coverage) are running sums of +1/-1 deltas:
+//!   a period of ownership adds at its start and takes away at its end; a run of
+//!   contacts by a manager on a customer covers `[first, last + 30 days)`, cut to the
+//!   periods in which that manager owned the customer. A snapshot at the end of a bucket
+//!   (or now) sums the deltas up to its last day, counting only deltas not after now:
+//!   exact, because every snapshot is either the last instant of a day or now, and no
+//!   snapshot is later than now;
+//! - leads owned and converted are (manager, customer) pairs whose lead stay overlapped
+//!   the manager's ownership within a bucket: the database returns the spans in days,
+//!   grouped where a pair has a single span, one by one where a pair has several (so a
+//!   pair counts once per bucket) or its customer was won in the range;
+//! - complaints logged in the range come back one by one (quantiles need the values).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use super::DAY_US;
+use crate::facts::{buckets, quantile, rate, Granularity};
+use crate::kpi::{KpiRow, Level, COVERAGE_WINDOW_US};
+use crate::store::{ReadError, ReadStore};
+
+/// The day of `col` counted from the first bucket's midnight (`$1`), -1 before it.
+fn day(col: &str) -> String {
+    format!("CASE WHEN {col} < $1 THEN -1 ELSE ({col} - $1) / {DAY_US} END")
+}
+
+/// Figures of one key (manager, team or region) in one bucket.
+#[derive(Default)]
+struct Acc {
+    portfolio: i64,
+    tiers: [i64; 3],
+    value: i64,
+    covered: i64,
+    overdue: i64,
+    contacts: i64,
+    won: i64,
+    reactivated: i64,
+    leads: i64,
+    converted: i64,
+    complaints: i64,
+    first_response: Vec<i64>,
+    resolution: Vec<i64>,
+    breached: i64,
+    resolved: i64,
+    reopened: i64,
+    satisfaction: (i64, i64),
+    referrals_made: i64,
+    referrals_converted: i64,
+    lost: i64,
+    returned: i64,
+    pool_warnings: i64,
+    sla_warnings: i64,
+    sla_breaches: i64,
+    automatic_escalations: i64,
+}
+
+/// Per manager, day → deltas of (portfolio, high, mid, low, value, covered).
+type Deltas = HashMap<String, BTreeMap<i64, [i64; 6]>>;
+
+/// The figures of `manager`'s key in the bucket holding `day`.
+fn slot<'a>(
+    acc: &'a mut [BTreeMap<String, Acc>],
+    bucket_of: &[usize],
+    key: String,
+    day: i64,
+) -> &'a mut Acc {
+    acc[bucket_of[day as usize]].entry(key).or_default()
+}
+
+/// `CAST(e AS BIGINT)`: PostgreSQL gives sums as `numeric` and small literals as `int4`.
+fn int(e: &str) -> String {
+    format!("CAST({e} AS BIGINT)")
+}
+
+impl ReadStore {
+    /// KPIs per manager, team or region for each bucket of `[from_us, to_us)`; `now_us`
+    /// caps the snapshots of the running bucket. Equal to [`crate::kpi::kpis`].
+    pub async fn kpis(
+        &self,
+        level: Level,
+        g: Granularity,
+        from_us: i64,
+        to_us: i64,
+        now_us: i64,
+    ) -> Result<Vec<KpiRow>, ReadError> {
+        let spans = buckets(from_us, to_us, g);
+        let (Some(&(d0, _)), Some(&(_, end))) = (spans.first(), spans.last()) else {
+            return Ok(Vec::new());
+        };
+        let days = (end - d0) / DAY_US;
+        // The bucket of each day of the range.
+        let mut bucket_of = Vec::with_capacity(days as usize);
+        for (k, (s, e)) in spans.iter().enumerate() {
+            bucket_of.extend(std::iter::repeat_n(k, ((e - s) / DAY_US) as usize));
+        }
+        // Deltas later than this are in no snapshot.
+        let limit = now_us.min(end - 1);
+        let first_snapshot = spans[0].1.min(now_us.saturating_add(1)) - 1;
+        let current = spans.iter().position(|(s, e)| now_us >= *s && now_us < *e);
+
+        let managers: HashMap<String, (String, String)> = self
+            .managers()
+            .await?
+            .into_iter()
+            .map(|m| (m.manager_id, (m.team, m.region)))
+            .collect();
+        let key_of = |manager: &str| -> String {
+            match level {
+                Level::Manager => manager.to_string(),
+                Level::Team => managers
+                    .get(manager)
+                    .map_or("unknown", |m| &m.0)
+                    .to_string(),
+                Level::Region => managers
+                    .get(manager)
+                    .map_or("unknown", |m| &m.1)
+                    .to_string(),
+            }
+        };
+        let mut acc: Vec<BTreeMap<String, Acc>> = spans.iter().map(|_| BTreeMap::new()).collect();
+
+        // Snapshots: ownership periods and contact coverage as deltas per manager and day.
+        let mut deltas: Deltas = HashMap::new();
+        let sql = format!(
+            "WITH ev AS (SELECT manager_id, customer_id, from_us AS at, 1 AS sign \
+             FROM rm_ownership_periods WHERE from_us <= $2 \
+             UNION ALL SELECT manager_id, customer_id, to_us, -1 \
+             FROM rm_ownership_periods WHERE to_us <= $2) \
+             SELECT ev.manager_id, {}, {}, {}, {}, {}, {} \
+             FROM ev LEFT JOIN rm_customers c ON c.customer_id = ev.customer_id GROUP BY 1, 2",
+            day("ev.at"),
+            int("sum(ev.sign)"),
+            int("sum(CASE WHEN c.value_tier = 'high' THEN ev.sign ELSE 0 END)"),
+            int("sum(CASE WHEN c.value_tier = 'mid' THEN ev.sign ELSE 0 END)"),
+            int("sum(CASE WHEN c.value_tier <> 'high' AND c.value_tier <> 'mid' THEN ev.sign ELSE 0 END)"),
+            int("sum(COALESCE(c.aum_minor, 0) * ev.sign)"),
+        );
+        for r in self.aggregate(&sql, 1, &[d0, limit]).await? {
+            let d = deltas.entry(r.t(0)).or_default().entry(r.n(0)).or_default();
+            for (i, slot) in d.iter_mut().take(5).enumerate() {
+                *slot += r.n(1 + i);
+            }
+        }
+        let w = COVERAGE_WINDOW_US;
+        let sql = format!(
+            "WITH c AS (SELECT customer_id, manager_id, at_us, \
+             CASE WHEN at_us - lag(at_us) OVER (PARTITION BY customer_id, manager_id \
+             ORDER BY at_us) <= {w} THEN 0 ELSE 1 END AS fresh \
+             FROM rm_contacts WHERE at_us > $3 AND at_us <= $2), \
+             r AS (SELECT customer_id, manager_id, at_us, sum(fresh) OVER \
+             (PARTITION BY customer_id, manager_id ORDER BY at_us ROWS UNBOUNDED PRECEDING) AS run \
+             FROM c), \
+             i AS (SELECT customer_id, manager_id, min(at_us) AS a, max(at_us) + {w} AS b \
+             FROM r GROUP BY customer_id, manager_id, run), \
+             x AS (SELECT i.manager_id, \
+             CASE WHEN i.a > p.from_us THEN i.a ELSE p.from_us END AS a, \
+             CASE WHEN p.to_us IS NOT NULL AND p.to_us < i.b THEN p.to_us ELSE i.b END AS b \
+             FROM i JOIN rm_ownership_periods p ON p.customer_id = i.customer_id \
+             AND p.manager_id = i.manager_id AND p.from_us < i.b \
+             AND (p.to_us IS NULL OR p.to_us > i.a)) \
+             SELECT manager_id, {}, count(*) FROM x WHERE a <= $2 GROUP BY 1, 2 \
+             UNION ALL SELECT manager_id, {}, -count(*) FROM x WHERE b <= $2 GROUP BY 1, 2",
+            day("a"),
+            day("b")
+        );
+        let lo = first_snapshot.saturating_sub(w);
+        for r in self.aggregate(&sql, 1, &[d0, limit, lo]).await? {
+            deltas.entry(r.t(0)).or_default().entry(r.n(0)).or_default()[5] += r.n(1);
+        }
+        for (manager, by_day) in &deltas {
+            let mut sum = [0i64; 6];
+            let mut by_day = by_day.iter().peekable();
+            for (k, (_, e)) in spans.iter().enumerate() {
+                let last_day = (e - d0) / DAY_US - 1;
+                while let Some((_, d)) = by_day.next_if(|(day, _)| **day <= last_day) {
+                    for (s, d) in sum.iter_mut().zip(d) {
+                        *s += d;
+                    }
+                }
+                if sum[0] > 0 {
+                    let a = acc[k].entry(key_of(manager)).or_default();
+                    a.portfolio += sum[0];
+                    for (t, s) in a.tiers.iter_mut().zip(&sum[1..4]) {
+                        *t += s;
+                    }
+                    a.value += sum[4];
+                    a.covered += sum[5];
+                }
+            }
+        }
+        // Overdue follow-ups, in the bucket running now.
+        if let Some(k) = current {
+            let sql = "SELECT p.manager_id, count(*) FROM rm_ownership_periods p \
+                 JOIN rm_customers c ON c.customer_id = p.customer_id \
+                 WHERE p.from_us <= $1 AND (p.to_us IS NULL OR p.to_us > $1) \
+                 AND c.next_follow_up_us < $1 GROUP BY 1";
+            for r in self.aggregate(sql, 1, &[now_us]).await? {
+                acc[k].entry(key_of(&r.t(0))).or_default().overdue += r.n(0);
+            }
+        }
+
+        // Flows in the range, per manager and day: (manager, source, kind, day, n, x, y).
+        let (zero, count) = (int("0"), int("count(*)"));
+        let won = int("sum(CASE WHEN to_stage = 'customer' THEN 1 ELSE 0 END)");
+        let (reactivated, automatic) = (int("sum(reactivated)"), int("sum(automatic)"));
+        let flows: Vec<String> = [
+            // (who, source, kind, instant, x, y, table, condition)
+            (
+                "manager_id",
+                "lost",
+                "''",
+                "to_us",
+                &zero,
+                &zero,
+                "rm_ownership_periods",
+                " AND end_event = 'ReleasedToPool'",
+            ),
+            (
+                "manager_id",
+                "contacts",
+                "''",
+                "at_us",
+                &zero,
+                &zero,
+                "rm_contacts",
+                "",
+            ),
+            (
+                "owner_id",
+                "moves",
+                "''",
+                "at_us",
+                &won,
+                &reactivated,
+                "rm_stage_transitions",
+                " AND owner_id IS NOT NULL",
+            ),
+            (
+                "manager_id",
+                "pool",
+                "kind",
+                "at_us",
+                &zero,
+                &zero,
+                "rm_pool_events",
+                "",
+            ),
+            (
+                "owner_id",
+                "sla",
+                "kind",
+                "at_us",
+                &automatic,
+                &zero,
+                "rm_sla_events",
+                " AND owner_id IS NOT NULL",
+            ),
+            (
+                "referrer",
+                "referred",
+                "''",
+                "recorded_at_us",
+                &zero,
+                &zero,
+                "rm_referrals",
+                "",
+            ),
+            (
+                "referrer",
+                "converted",
+                "''",
+                "converted_at_us",
+                &zero,
+                &zero,
+                "rm_referrals",
+                "",
+            ),
+        ]
+        .iter()
+        .map(|(who, source, kind, at, x, y, table, cond)| {
+            format!(
+                "SELECT {who}, '{source}', {kind}, ({at} - $1) / {DAY_US}, {count}, {x}, {y} \
+                 FROM {table} WHERE {at} >= $1 AND {at} < $2{cond} GROUP BY 1, 2, 3, 4"
+            )
+        })
+        .collect();
+        for r in self
+            .aggregate(&flows.join(" UNION ALL "), 3, &[d0, end])
+            .await?
+        {
+            let (n, x, y) = (r.n(1), r.n(2), r.n(3));
+            let a = slot(&mut acc, &bucket_of, key_of(&r.t(0)), r.n(0));
+            match (r.t(1).as_str(), r.t(2).as_str()) {
+                ("lost", _) => a.lost += n,
+                ("contacts", _) => a.contacts += n,
+                ("moves", _) => {
+                    a.won += x;
+                    a.reactivated += y;
+                }
+                ("pool", "warning") => a.pool_warnings += n,
+                ("pool", _) => a.returned += n,
+                ("sla", "warning") => a.sla_warnings += n,
+                ("sla", "breach") => a.sla_breaches += n,
+                ("sla", _) => a.automatic_escalations += x,
+                ("referred", _) => a.referrals_made += n,
+                _ => a.referrals_converted += n,
+            }
+        }
+
+        // Complaints logged in the range, one by one.
+        let sql = format!(
+            "SELECT k.owner_id, (k.logged_at_us - $1) / {DAY_US}, k.first_response_s, \
+             k.resolution_s, {}, {}, {}, k.satisfaction \
+             FROM rm_complaints k WHERE k.owner_id IS NOT NULL \
+             AND k.logged_at_us >= $1 AND k.logged_at_us < $2",
+            int(
+                "CASE WHEN k.first_response_in_sla = 0 OR k.resolution_breaches > 0 \
+                 OR EXISTS (SELECT 1 FROM rm_sla_events e WHERE e.complaint_id = k.complaint_id \
+                 AND e.kind = 'breach') THEN 1 ELSE 0 END"
+            ),
+            int("CASE WHEN k.resolutions > 0 THEN 1 ELSE 0 END"),
+            int("CASE WHEN k.resolutions > 0 AND k.reopens > 0 THEN 1 ELSE 0 END"),
+        );
+        for r in self.aggregate(&sql, 1, &[d0, end]).await? {
+            let a = slot(&mut acc, &bucket_of, key_of(&r.t(0)), r.n(0));
+            a.complaints += 1;
+            a.first_response.extend(r.num[1]);
+            a.resolution.extend(r.num[2]);
+            a.breached += r.n(3);
+            a.resolved += r.n(4);
+            a.reopened += r.n(5);
+            if let Some(s) = r.num[6] {
+                a.satisfaction.0 += s;
+                a.satisfaction.1 += 1;
+            }
+        }
+
+        // Leads owned: the days of the range in which a manager owned a customer in its
+        // `lead` stage (first day, last day); grouped, except for a pair with several
+        // spans (it counts once per bucket) or a customer won in the range.
+        let sql = format!(
+            "WITH won AS (SELECT DISTINCT customer_id FROM rm_stage_transitions \
+             WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2), \
+             x AS (SELECT p.manager_id, p.customer_id, \
+             CASE WHEN s.from_us > p.from_us THEN s.from_us ELSE p.from_us END AS a, \
+             CASE WHEN s.to_us IS NULL OR (p.to_us IS NOT NULL AND p.to_us < s.to_us) \
+             THEN p.to_us ELSE s.to_us END AS b \
+             FROM rm_stage_periods s JOIN rm_ownership_periods p ON p.customer_id = s.customer_id \
+             WHERE s.stage = 'lead' AND (s.to_us IS NULL OR s.to_us > $1) \
+             AND (p.to_us IS NULL OR p.to_us > $1) AND s.from_us < $2 AND p.from_us < $2), \
+             y AS (SELECT manager_id, customer_id, \
+             CASE WHEN a < $1 THEN 0 ELSE (a - $1) / {DAY_US} END AS fd, \
+             CASE WHEN b IS NULL OR b >= $2 THEN {last} ELSE (b - 1 - $1) / {DAY_US} END AS ld, \
+             count(*) OVER (PARTITION BY manager_id, customer_id) AS spans \
+             FROM x WHERE b IS NULL OR b > a) \
+             SELECT y.manager_id, CASE WHEN y.spans > 1 OR won.customer_id IS NOT NULL \
+             THEN y.customer_id END, y.fd, y.ld, count(*) \
+             FROM y LEFT JOIN won ON won.customer_id = y.customer_id GROUP BY 1, 2, 3, 4",
+            last = days - 1
+        );
+        let mut pairs: HashMap<(String, String), BTreeSet<usize>> = HashMap::new();
+        for r in self.aggregate(&sql, 2, &[d0, end]).await? {
+            let (first, last) = (bucket_of[r.n(0) as usize], bucket_of[r.n(1) as usize]);
+            match &r.text[1] {
+                None => {
+                    for bucket in &mut acc[first..=last] {
+                        bucket.entry(key_of(&r.t(0))).or_default().leads += r.n(2);
+                    }
+                }
+                Some(c) => pairs
+                    .entry((r.t(0), c.clone()))
+                    .or_default()
+                    .extend(first..=last),
+            }
+        }
+        for ((manager, _), spans) in &pairs {
+            for k in spans {
+                acc[*k].entry(key_of(manager)).or_default().leads += 1;
+            }
+        }
+        // Converted: won within a bucket by a manager who owned it as a lead in it.
+        let sql = format!(
+            "SELECT owner_id, customer_id, (at_us - $1) / {DAY_US} FROM rm_stage_transitions \
+             WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2"
+        );
+        let mut converted: HashSet<(usize, String, String)> = HashSet::new();
+        for r in self.aggregate(&sql, 2, &[d0, end]).await? {
+            let k = bucket_of[r.n(0) as usize];
+            let pair = (r.t(0), r.t(1));
+            if pairs.get(&pair).is_some_and(|spans| spans.contains(&k)) {
+                converted.insert((k, pair.0, pair.1));
+            }
+        }
+        for (k, manager, _) in converted {
+            acc[k].entry(key_of(&manager)).or_default().converted += 1;
+        }
+
+        let mut out = Vec::new();
+        for (k, ((start, end), keys)) in spans.iter().zip(acc).enumerate() {
+            for (key, mut a) in keys {
+                out.push(KpiRow {
+                    key,
+                    period_start_us: *start,
+                    period_end_us: *end,
+                    portfolio: a.portfolio,
+                    tier_high: a.tiers[0],
+                    tier_mid: a.tiers[1],
+                    tier_low: a.tiers[2],
+                    value_under_management_minor: a.value,
+                    contact_coverage: rate(a.covered as usize, a.portfolio as usize),
+                    overdue_follow_ups: (current == Some(k)).then_some(a.overdue),
+                    contacts: a.contacts,
+                    new_customers_won: a.won,
+                    leads_owned: a.leads,
+                    leads_converted: a.converted,
+                    lead_conversion_rate: rate(a.converted as usize, a.leads as usize),
+                    complaints: a.complaints,
+                    first_response_median_s: quantile(&mut a.first_response, 0.5),
+                    first_response_p90_s: quantile(&mut a.first_response, 0.9),
+                    resolution_median_s: quantile(&mut a.resolution, 0.5),
+                    resolution_p90_s: quantile(&mut a.resolution, 0.9),
+                    sla_breach_rate: rate(a.breached as usize, a.complaints as usize),
+                    reopen_rate: rate(a.reopened as usize, a.resolved as usize),
+                    satisfaction_avg: (a.satisfaction.1 > 0)
+                        .then(|| a.satisfaction.0 as f64 / a.satisfaction.1 as f64),
+                    referrals_made: a.referrals_made,
+                    referrals_converted: a.referrals_converted,
+                    reactivated: a.reactivated,
+                    lost_to_pool: a.lost,
+                    returned_by_pool_rules: a.returned,
+                    pool_warnings: a.pool_warnings,
+                    sla_warnings: a.sla_warnings,
+                    sla_breaches: a.sla_breaches,
+                    automatic_escalations: a.automatic_escalations,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
