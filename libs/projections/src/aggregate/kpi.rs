@@ -73,6 +73,12 @@ fn slot<'a>(
     acc[bucket_of[day as usize]].entry(key).or_default()
 }
 
+/// Open periods at `$1` whose customer's next follow-up is before it, per manager.
+const OVERDUE: &str = "SELECT p.manager_id, count(*) FROM rm_ownership_periods p \
+     JOIN rm_customers c ON c.customer_id = p.customer_id \
+     WHERE p.from_us <= $1 AND (p.to_us IS NULL OR p.to_us > $1) \
+     AND c.next_follow_up_us < $1 GROUP BY 1";
+
 /// `CAST(e AS BIGINT)`: PostgreSQL gives sums as `numeric` and small literals as `int4`.
 fn int(e: &str) -> String {
     format!("CAST({e} AS BIGINT)")
@@ -104,30 +110,8 @@ impl ReadStore {
         let first_snapshot = spans[0].1.min(now_us.saturating_add(1)) - 1;
         let current = spans.iter().position(|(s, e)| now_us >= *s && now_us < *e);
 
-        let managers: HashMap<String, (String, String)> = self
-            .managers()
-            .await?
-            .into_iter()
-            .map(|m| (m.manager_id, (m.team, m.region)))
-            .collect();
-        let key_of = |manager: &str| -> String {
-            match level {
-                Level::Manager => manager.to_string(),
-                Level::Team => managers
-                    .get(manager)
-                    .map_or("unknown", |m| &m.0)
-                    .to_string(),
-                Level::Region => managers
-                    .get(manager)
-                    .map_or("unknown", |m| &m.1)
-                    .to_string(),
-            }
-        };
-        let mut acc: Vec<BTreeMap<String, Acc>> = spans.iter().map(|_| BTreeMap::new()).collect();
-
-        // Snapshots: ownership periods and contact coverage as deltas per manager and day.
-        let mut deltas: Deltas = HashMap::new();
-        let sql = format!(
+        // The questions.
+        let sql_deltas = format!(
             "WITH ev AS (SELECT manager_id, customer_id, from_us AS at, 1 AS sign \
              FROM rm_ownership_periods WHERE from_us <= $2 \
              UNION ALL SELECT manager_id, customer_id, to_us, -1 \
@@ -141,18 +125,15 @@ impl ReadStore {
             int("sum(CASE WHEN c.value_tier <> 'high' AND c.value_tier <> 'mid' THEN ev.sign ELSE 0 END)"),
             int("sum(COALESCE(c.aum_minor, 0) * ev.sign)"),
         );
-        for r in self.aggregate(&sql, 1, &[d0, limit]).await? {
-            let d = deltas.entry(r.t(0)).or_default().entry(r.n(0)).or_default();
-            for (i, slot) in d.iter_mut().take(5).enumerate() {
-                *slot += r.n(1 + i);
-            }
-        }
         let w = COVERAGE_WINDOW_US;
-        let sql = format!(
+        let sql_cover = format!(
             "WITH c AS (SELECT customer_id, manager_id, at_us, \
              CASE WHEN at_us - lag(at_us) OVER (PARTITION BY customer_id, manager_id \
              ORDER BY at_us) <= {w} THEN 0 ELSE 1 END AS fresh \
-             FROM rm_contacts WHERE at_us > $3 AND at_us <= $2), \
+             FROM rm_contacts WHERE at_us > $3 AND at_us <= $2 \
+             AND EXISTS (SELECT 1 FROM rm_ownership_periods o \
+             WHERE o.customer_id = rm_contacts.customer_id \
+             AND o.manager_id = rm_contacts.manager_id)), \
              r AS (SELECT customer_id, manager_id, at_us, sum(fresh) OVER \
              (PARTITION BY customer_id, manager_id ORDER BY at_us ROWS UNBOUNDED PRECEDING) AS run \
              FROM c), \
@@ -170,42 +151,7 @@ impl ReadStore {
             day("b")
         );
         let lo = first_snapshot.saturating_sub(w);
-        for r in self.aggregate(&sql, 1, &[d0, limit, lo]).await? {
-            deltas.entry(r.t(0)).or_default().entry(r.n(0)).or_default()[5] += r.n(1);
-        }
-        for (manager, by_day) in &deltas {
-            let mut sum = [0i64; 6];
-            let mut by_day = by_day.iter().peekable();
-            for (k, (_, e)) in spans.iter().enumerate() {
-                let last_day = (e - d0) / DAY_US - 1;
-                while let Some((_, d)) = by_day.next_if(|(day, _)| **day <= last_day) {
-                    for (s, d) in sum.iter_mut().zip(d) {
-                        *s += d;
-                    }
-                }
-                if sum[0] > 0 {
-                    let a = acc[k].entry(key_of(manager)).or_default();
-                    a.portfolio += sum[0];
-                    for (t, s) in a.tiers.iter_mut().zip(&sum[1..4]) {
-                        *t += s;
-                    }
-                    a.value += sum[4];
-                    a.covered += sum[5];
-                }
-            }
-        }
         // Overdue follow-ups, in the bucket running now.
-        if let Some(k) = current {
-            let sql = "SELECT p.manager_id, count(*) FROM rm_ownership_periods p \
-                 JOIN rm_customers c ON c.customer_id = p.customer_id \
-                 WHERE p.from_us <= $1 AND (p.to_us IS NULL OR p.to_us > $1) \
-                 AND c.next_follow_up_us < $1 GROUP BY 1";
-            for r in self.aggregate(sql, 1, &[now_us]).await? {
-                acc[k].entry(key_of(&r.t(0))).or_default().overdue += r.n(0);
-            }
-        }
-
-        // Flows in the range, per manager and day: (manager, source, kind, day, n, x, y).
         let (zero, count) = (int("0"), int("count(*)"));
         let won = int("sum(CASE WHEN to_stage = 'customer' THEN 1 ELSE 0 END)");
         let (reactivated, automatic) = (int("sum(reactivated)"), int("sum(automatic)"));
@@ -290,10 +236,131 @@ impl ReadStore {
             )
         })
         .collect();
-        for r in self
-            .aggregate(&flows.join(" UNION ALL "), 3, &[d0, end])
-            .await?
-        {
+        let sql_complaints = format!(
+            "SELECT k.owner_id, (k.logged_at_us - $1) / {DAY_US}, k.first_response_s, \
+             k.resolution_s, {}, {}, {}, k.satisfaction \
+             FROM rm_complaints k WHERE k.owner_id IS NOT NULL \
+             AND k.logged_at_us >= $1 AND k.logged_at_us < $2",
+            int(
+                "CASE WHEN k.first_response_in_sla = 0 OR k.resolution_breaches > 0 \
+                 OR EXISTS (SELECT 1 FROM rm_sla_events e WHERE e.complaint_id = k.complaint_id \
+                 AND e.kind = 'breach') THEN 1 ELSE 0 END"
+            ),
+            int("CASE WHEN k.resolutions > 0 THEN 1 ELSE 0 END"),
+            int("CASE WHEN k.resolutions > 0 AND k.reopens > 0 THEN 1 ELSE 0 END"),
+        );
+        let sql_leads = format!(
+            "WITH won AS (SELECT DISTINCT customer_id FROM rm_stage_transitions \
+             WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2), \
+             x AS (SELECT p.manager_id, p.customer_id, \
+             CASE WHEN s.from_us > p.from_us THEN s.from_us ELSE p.from_us END AS a, \
+             CASE WHEN s.to_us IS NULL OR (p.to_us IS NOT NULL AND p.to_us < s.to_us) \
+             THEN p.to_us ELSE s.to_us END AS b \
+             FROM rm_stage_periods s JOIN rm_ownership_periods p ON p.customer_id = s.customer_id \
+             WHERE s.stage = 'lead' AND (s.to_us IS NULL OR s.to_us > $1) \
+             AND (p.to_us IS NULL OR p.to_us > $1) AND s.from_us < $2 AND p.from_us < $2), \
+             y AS (SELECT manager_id, customer_id, \
+             CASE WHEN a < $1 THEN 0 ELSE (a - $1) / {DAY_US} END AS fd, \
+             CASE WHEN b IS NULL OR b >= $2 THEN {last} ELSE (b - 1 - $1) / {DAY_US} END AS ld, \
+             count(*) OVER (PARTITION BY manager_id, customer_id) AS spans \
+             FROM x WHERE b IS NULL OR b > a) \
+             SELECT y.manager_id, CASE WHEN y.spans > 1 OR won.customer_id IS NOT NULL \
+             THEN y.customer_id END, y.fd, y.ld, count(*) \
+             FROM y LEFT JOIN won ON won.customer_id = y.customer_id GROUP BY 1, 2, 3, 4",
+            last = days - 1
+        );
+        let sql_wins = format!(
+            "SELECT owner_id, customer_id, (at_us - $1) / {DAY_US} FROM rm_stage_transitions \
+             WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2"
+        );
+        // Every question at once: they are independent, and each is a few scans.
+        let overdue = async {
+            match current {
+                Some(_) => self.aggregate(OVERDUE, 1, &[now_us]).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let flows = flows.join(" UNION ALL ");
+        let (range, upto, cover) = ([d0, end], [d0, limit], [d0, limit, lo]);
+        let (
+            managers,
+            deltas_rows,
+            cover_rows,
+            overdue_rows,
+            flow_rows,
+            complaint_rows,
+            lead_rows,
+            win_rows,
+        ) = futures::try_join!(
+            self.managers(),
+            self.aggregate(&sql_deltas, 1, &upto),
+            self.aggregate(&sql_cover, 1, &cover),
+            overdue,
+            self.aggregate(&flows, 3, &range),
+            self.aggregate(&sql_complaints, 1, &range),
+            self.aggregate(&sql_leads, 2, &range),
+            self.aggregate(&sql_wins, 2, &range),
+        )?;
+        let managers: HashMap<String, (String, String)> = managers
+            .into_iter()
+            .map(|m| (m.manager_id, (m.team, m.region)))
+            .collect();
+        let key_of = |manager: &str| -> String {
+            match level {
+                Level::Manager => manager.to_string(),
+                Level::Team => managers
+                    .get(manager)
+                    .map_or("unknown", |m| &m.0)
+                    .to_string(),
+                Level::Region => managers
+                    .get(manager)
+                    .map_or("unknown", |m| &m.1)
+                    .to_string(),
+            }
+        };
+        let mut acc: Vec<BTreeMap<String, Acc>> = spans.iter().map(|_| BTreeMap::new()).collect();
+
+        // Snapshots: ownership periods and contact coverage as deltas per manager and day.
+        let mut deltas: Deltas = HashMap::new();
+        for r in deltas_rows {
+            let d = deltas.entry(r.t(0)).or_default().entry(r.n(0)).or_default();
+            for (i, slot) in d.iter_mut().take(5).enumerate() {
+                *slot += r.n(1 + i);
+            }
+        }
+        for r in cover_rows {
+            deltas.entry(r.t(0)).or_default().entry(r.n(0)).or_default()[5] += r.n(1);
+        }
+        for (manager, by_day) in &deltas {
+            let mut sum = [0i64; 6];
+            let mut by_day = by_day.iter().peekable();
+            for (k, (_, e)) in spans.iter().enumerate() {
+                let last_day = (e - d0) / DAY_US - 1;
+                while let Some((_, d)) = by_day.next_if(|(day, _)| **day <= last_day) {
+                    for (s, d) in sum.iter_mut().zip(d) {
+                        *s += d;
+                    }
+                }
+                if sum[0] > 0 {
+                    let a = acc[k].entry(key_of(manager)).or_default();
+                    a.portfolio += sum[0];
+                    for (t, s) in a.tiers.iter_mut().zip(&sum[1..4]) {
+                        *t += s;
+                    }
+                    a.value += sum[4];
+                    a.covered += sum[5];
+                }
+            }
+        }
+        // Overdue follow-ups, in the bucket running now.
+        if let Some(k) = current {
+            for r in overdue_rows {
+                acc[k].entry(key_of(&r.t(0))).or_default().overdue += r.n(0);
+            }
+        }
+
+        // Flows in the range, per manager and day: (manager, source, kind, day, n, x, y).
+        for r in flow_rows {
             let (n, x, y) = (r.n(1), r.n(2), r.n(3));
             let a = slot(&mut acc, &bucket_of, key_of(&r.t(0)), r.n(0));
             match (r.t(1).as_str(), r.t(2).as_str()) {
@@ -314,20 +381,7 @@ impl ReadStore {
         }
 
         // Complaints logged in the range, one by one.
-        let sql = format!(
-            "SELECT k.owner_id, (k.logged_at_us - $1) / {DAY_US}, k.first_response_s, \
-             k.resolution_s, {}, {}, {}, k.satisfaction \
-             FROM rm_complaints k WHERE k.owner_id IS NOT NULL \
-             AND k.logged_at_us >= $1 AND k.logged_at_us < $2",
-            int(
-                "CASE WHEN k.first_response_in_sla = 0 OR k.resolution_breaches > 0 \
-                 OR EXISTS (SELECT 1 FROM rm_sla_events e WHERE e.complaint_id = k.complaint_id \
-                 AND e.kind = 'breach') THEN 1 ELSE 0 END"
-            ),
-            int("CASE WHEN k.resolutions > 0 THEN 1 ELSE 0 END"),
-            int("CASE WHEN k.resolutions > 0 AND k.reopens > 0 THEN 1 ELSE 0 END"),
-        );
-        for r in self.aggregate(&sql, 1, &[d0, end]).await? {
+        for r in complaint_rows {
             let a = slot(&mut acc, &bucket_of, key_of(&r.t(0)), r.n(0));
             a.complaints += 1;
             a.first_response.extend(r.num[1]);
@@ -344,28 +398,8 @@ impl ReadStore {
         // Leads owned: the days of the range in which a manager owned a customer in its
         // `lead` stage (first day, last day); grouped, except for a pair with several
         // spans (it counts once per bucket) or a customer won in the range.
-        let sql = format!(
-            "WITH won AS (SELECT DISTINCT customer_id FROM rm_stage_transitions \
-             WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2), \
-             x AS (SELECT p.manager_id, p.customer_id, \
-             CASE WHEN s.from_us > p.from_us THEN s.from_us ELSE p.from_us END AS a, \
-             CASE WHEN s.to_us IS NULL OR (p.to_us IS NOT NULL AND p.to_us < s.to_us) \
-             THEN p.to_us ELSE s.to_us END AS b \
-             FROM rm_stage_periods s JOIN rm_ownership_periods p ON p.customer_id = s.customer_id \
-             WHERE s.stage = 'lead' AND (s.to_us IS NULL OR s.to_us > $1) \
-             AND (p.to_us IS NULL OR p.to_us > $1) AND s.from_us < $2 AND p.from_us < $2), \
-             y AS (SELECT manager_id, customer_id, \
-             CASE WHEN a < $1 THEN 0 ELSE (a - $1) / {DAY_US} END AS fd, \
-             CASE WHEN b IS NULL OR b >= $2 THEN {last} ELSE (b - 1 - $1) / {DAY_US} END AS ld, \
-             count(*) OVER (PARTITION BY manager_id, customer_id) AS spans \
-             FROM x WHERE b IS NULL OR b > a) \
-             SELECT y.manager_id, CASE WHEN y.spans > 1 OR won.customer_id IS NOT NULL \
-             THEN y.customer_id END, y.fd, y.ld, count(*) \
-             FROM y LEFT JOIN won ON won.customer_id = y.customer_id GROUP BY 1, 2, 3, 4",
-            last = days - 1
-        );
         let mut pairs: HashMap<(String, String), BTreeSet<usize>> = HashMap::new();
-        for r in self.aggregate(&sql, 2, &[d0, end]).await? {
+        for r in lead_rows {
             let (first, last) = (bucket_of[r.n(0) as usize], bucket_of[r.n(1) as usize]);
             match &r.text[1] {
                 None => {
@@ -385,12 +419,8 @@ impl ReadStore {
             }
         }
         // Converted: won within a bucket by a manager who owned it as a lead in it.
-        let sql = format!(
-            "SELECT owner_id, customer_id, (at_us - $1) / {DAY_US} FROM rm_stage_transitions \
-             WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2"
-        );
         let mut converted: HashSet<(usize, String, String)> = HashSet::new();
-        for r in self.aggregate(&sql, 2, &[d0, end]).await? {
+        for r in win_rows {
             let k = bucket_of[r.n(0) as usize];
             let pair = (r.t(0), r.t(1));
             if pairs.get(&pair).is_some_and(|spans| spans.contains(&k)) {
