@@ -126,6 +126,7 @@ impl ReadStore {
         let mut parts = Vec::new();
         for i in 0..PIPELINE.len() {
             let (expr, join) = slice_sql(slice, "p", &format!("p.s{i}"));
+            // (Per stage: a customer's team depends on the instant it entered the stage.)
             let later: Vec<String> = (i + 1..PIPELINE.len())
                 .map(|j| format!("p.s{j} >= p.s{i}"))
                 .collect();
@@ -154,6 +155,34 @@ impl ReadStore {
             PIPELINE.len(),
             reached.join(", ")
         ));
+        // A customer's attributes do not depend on the instant: one pass over `p` then,
+        // each row carrying every stage's (entered, reached next) and the cohort's reach.
+        let one_pass = slice != Slice::Team;
+        if one_pass {
+            let (expr, join) = slice_sql(slice, "p", "");
+            let mut cols = Vec::new();
+            for i in 0..PIPELINE.len() {
+                let later: Vec<String> = (i + 1..PIPELINE.len())
+                    .map(|j| format!("p.s{j} >= p.s{i}"))
+                    .chain(std::iter::once("1 = 0".to_string()))
+                    .collect();
+                cols.push(format!("count(p.s{i})"));
+                cols.push(format!(
+                    "CAST(sum(CASE WHEN {} THEN 1 ELSE 0 END) AS BIGINT)",
+                    later.join(" OR ")
+                ));
+            }
+            parts = vec![format!(
+                "SELECT {expr} AS slice, {}, {} FROM p{join} \
+                 WHERE COALESCE({}) IS NOT NULL GROUP BY 1",
+                cols.join(", "),
+                reached.join(", "),
+                (0..PIPELINE.len())
+                    .map(|i| format!("p.s{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )];
+        }
         let sql = format!(
             "WITH f AS (SELECT customer_id, to_stage, min(at_us) AS at FROM rm_stage_transitions \
              GROUP BY customer_id, to_stage), \
@@ -165,6 +194,18 @@ impl ReadStore {
         let mut entered: BTreeMap<String, [(i64, i64); PIPELINE.len()]> = BTreeMap::new();
         let mut cohort: BTreeMap<String, [i64; PIPELINE.len()]> = BTreeMap::new();
         for r in self.aggregate(&sql, 1, &[]).await? {
+            if one_pass {
+                let e = entered.entry(r.t(0)).or_default();
+                for (i, slot) in e.iter_mut().enumerate() {
+                    *slot = (r.n(2 * i), r.n(2 * i + 1));
+                }
+                let c = cohort.entry(r.t(0)).or_default();
+                c[0] = r.n(0);
+                for (j, n) in c.iter_mut().enumerate().skip(1) {
+                    *n = r.n(2 * PIPELINE.len() + j - 1);
+                }
+                continue;
+            }
             let kind = r.n(0) as usize;
             if kind < PIPELINE.len() {
                 entered.entry(r.t(0)).or_default()[kind] = (r.n(1), r.n(2));
