@@ -17,6 +17,12 @@
 //!   grouped where a pair has a single span, one by one where a pair has several (so a
 //!   pair counts once per bucket) or its customer was won in the range;
 //! - complaints logged in the range come back one by one (quantiles need the values).
+//!
+//! The portfolio is a count of open periods, which is the reference's count of distinct
+//! customers because a customer has one open period at an instant (each period ends at
+//! the instant the next begins). Only a clock stepping back between two ownership
+//! changes of one customer could make two overlap; the funnel's team slice does not rely
+//! on it (it takes the first period, as the reference does).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
