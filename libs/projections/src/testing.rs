@@ -1,6 +1,7 @@
 //! Test helpers: stored events built by hand, the way the store records them.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use crm_eventstore::testing::Rng;
 use crm_eventstore::{EventMetadata, LogPosition, RecordedEvent};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -250,29 +251,22 @@ impl Log {
     }
 }
 
-/// A tiny seeded generator (splitmix64), so the random book needs no dependency.
-pub struct Rng(u64);
+/// The random book's picks, on the event store's seeded generator.
+trait Picks {
+    fn pick_index(&mut self, n: usize) -> usize;
+    fn chance(&mut self, percent: u64) -> bool;
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T;
+}
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
+impl Picks for Rng {
+    fn pick_index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
     }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
     }
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
-    }
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.pick_index(items.len())]
     }
 }
 
@@ -317,7 +311,7 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
         if state.len() < customers && (step % 12 == 0 || state.is_empty()) {
             let c = id(0xC, state.len());
             let stage = *rng.pick(&["lead", "lead", "lead", "contacted", "customer"]);
-            let aum = [0, 3_000_000, 8_000_000, 150_000_000][rng.below(4)];
+            let aum = [0, 3_000_000, 8_000_000, 150_000_000][rng.pick_index(4)];
             log.push(
                 &format!("customer-{c}"),
                 "CustomerRegistered",
@@ -335,15 +329,15 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
             state.push((None, stage));
             continue;
         }
-        let i = rng.below(state.len());
+        let i = rng.pick_index(state.len());
         let c = id(0xC, i);
         let stream = format!("customer-{c}");
         let (owner, stage) = state[i];
         let mgr = |k: usize| &managers[k];
-        match rng.below(100) {
+        match rng.pick_index(100) {
             0..=11 => match owner {
                 None => {
-                    let k = rng.below(managers.len());
+                    let k = rng.pick_index(managers.len());
                     let (m, team, region) = mgr(k);
                     let (event, payload) = if rng.chance(50) {
                         (
@@ -362,7 +356,7 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
                     state[i].0 = Some(k);
                 }
                 Some(o) => {
-                    let k = (o + 1 + rng.below(managers.len() - 1)) % managers.len();
+                    let k = (o + 1 + rng.pick_index(managers.len() - 1)) % managers.len();
                     let (m, team, region) = mgr(k);
                     log.push(
                         &stream,
@@ -410,9 +404,9 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
             16..=55 => {
                 let k = match owner {
                     Some(o) if rng.chance(80) => o,
-                    _ => rng.below(managers.len()),
+                    _ => rng.pick_index(managers.len()),
                 };
-                let follow = at + Duration::hours(rng.below(24 * 20) as i64);
+                let follow = at + Duration::hours(rng.pick_index(24 * 20) as i64);
                 log.push(
                     &stream,
                     "ContactRecorded",
@@ -452,7 +446,7 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
                                "resolution_due_at": at + Duration::hours(72)}),
                     );
                     let by = owner_id.clone().unwrap_or_else(|| mgr(0).0.clone());
-                    let response = rng.below(1_500) as i64;
+                    let response = rng.pick_index(1_500) as i64;
                     log.push(
                         &stream,
                         "ComplaintAcknowledged",
@@ -461,7 +455,7 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
                                "response_seconds": response, "within_sla": response <= 600}),
                     );
                     if rng.chance(80) {
-                        let resolution = response + rng.below(90 * 3_600) as i64;
+                        let resolution = response + rng.pick_index(90 * 3_600) as i64;
                         log.push(
                             &stream,
                             "ComplaintResolved",
@@ -486,7 +480,7 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
                                 "ComplaintClosed",
                                 at + Duration::seconds(resolution + 60),
                                 json!({"customer_id": c, "complaint_id": k,
-                                       "satisfaction": 1 + rng.below(5)}),
+                                       "satisfaction": 1 + rng.pick_index(5)}),
                             );
                         }
                     }
@@ -496,8 +490,8 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
             }
             88..=93 => {
                 let r = id(0xF, step);
-                let referrer = mgr(rng.below(managers.len())).0.clone();
-                let to = mgr(rng.below(managers.len())).0.clone();
+                let referrer = mgr(rng.pick_index(managers.len())).0.clone();
+                let to = mgr(rng.pick_index(managers.len())).0.clone();
                 log.push(
                     &stream,
                     "ReferralRecorded",
@@ -509,7 +503,8 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
             }
             _ => {
                 if !referrals.is_empty() {
-                    let (rc, r, referrer, to) = referrals.swap_remove(rng.below(referrals.len()));
+                    let (rc, r, referrer, to) =
+                        referrals.swap_remove(rng.pick_index(referrals.len()));
                     log.push(
                         &format!("customer-{rc}"),
                         "ReferralConverted",
