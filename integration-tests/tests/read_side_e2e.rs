@@ -514,6 +514,10 @@ async fn observed(read: &ReadStore) -> Expected {
     x
 }
 
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn applied(read: &ReadStore) -> i64 {
     read.checkpoints()
         .await
@@ -681,14 +685,7 @@ async fn twenty_thousand_commands_to_read_models_with_projector_kills() {
         query.wait_ready().await["http"].as_str().unwrap()
     );
     for (customer, (owner, stage, _)) in expected.customers.iter().take(50) {
-        let c: Value = http
-            .get(format!("{qbase}/v1/customers/{customer}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let c = get_json(&http, format!("{qbase}/v1/customers/{customer}")).await;
         assert_eq!(c["owner_id"].as_str(), owner.as_deref());
         assert_eq!(c["stage"].as_str(), Some(stage.as_str()));
     }
@@ -738,14 +735,7 @@ async fn twenty_thousand_commands_to_read_models_with_projector_kills() {
             ),
         ];
         for (question, reference) in checks {
-            let answer: Value = http
-                .get(format!("{qbase}/v1/funnel/{question}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer = get_json(&http, format!("{qbase}/v1/funnel/{question}")).await;
             // Through JSON text, as the answer came (serde_json's float parsing is not
             // exactly rounding, so compare what both parse to from the same text).
             let reference: Value = serde_json::from_str(&reference.unwrap().to_string()).unwrap();
