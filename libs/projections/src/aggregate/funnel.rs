@@ -123,76 +123,69 @@ impl ReadStore {
             .enumerate()
             .map(|(i, s)| format!("max(CASE WHEN to_stage = '{s}' THEN at END) AS s{i}"))
             .collect();
-        let mut parts = Vec::new();
-        for i in 0..PIPELINE.len() {
-            let (expr, join) = slice_sql(slice, "p", &format!("p.s{i}"));
-            // (Per stage: a customer's team depends on the instant it entered the stage.)
-            let later: Vec<String> = (i + 1..PIPELINE.len())
+        const N: usize = PIPELINE.len();
+        let count_if =
+            |cond: &str| format!("CAST(sum(CASE WHEN {cond} THEN 1 ELSE 0 END) AS BIGINT)");
+        // Entered stage i, and later a further pipeline stage.
+        let moved_on = |i: usize| {
+            (i + 1..N)
                 .map(|j| format!("p.s{j} >= p.s{i}"))
-                .collect();
-            let zero = "CAST(0 AS BIGINT)";
-            let next = if later.is_empty() {
-                zero.to_string()
-            } else {
-                format!(
-                    "CAST(sum(CASE WHEN {} THEN 1 ELSE 0 END) AS BIGINT)",
-                    later.join(" OR ")
-                )
-            };
-            parts.push(format!(
-                "SELECT {expr} AS slice, CAST({i} AS BIGINT) AS kind, count(*) AS a, \
-                 {next} AS b, {zero} AS c, {zero} AS d, {zero} AS e FROM p{join} WHERE p.s{i} IS NOT NULL GROUP BY 1"
-            ));
-        }
-        // The lead cohort and how many of it reached each later stage.
-        let (expr, join) = slice_sql(slice, "p", "p.s0");
-        let reached: Vec<String> = (1..PIPELINE.len())
-            .map(|j| format!("CAST(sum(CASE WHEN p.s{j} >= p.s0 THEN 1 ELSE 0 END) AS BIGINT)"))
+                .chain(std::iter::once("1 = 0".to_string()))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        // Of the lead cohort, how many reached each later stage.
+        let reached: Vec<String> = (1..N)
+            .map(|j| count_if(&format!("p.s{j} >= p.s0")))
             .collect();
-        parts.push(format!(
-            "SELECT {expr} AS slice, CAST({} AS BIGINT) AS kind, count(*), {} FROM p{join} \
-             WHERE p.s0 IS NOT NULL GROUP BY 1",
-            PIPELINE.len(),
-            reached.join(", ")
-        ));
-        // A customer's attributes do not depend on the instant: one pass over `p` then,
-        // each row carrying every stage's (entered, reached next) and the cohort's reach.
+        // A customer's attributes do not depend on the instant: one pass over `p`, each
+        // row carrying every stage's (entered, reached next) and the cohort's reach. Its
+        // team does: then one query per stage (sliced when the customer entered it) and
+        // one for the cohort (sliced when it entered `lead`).
         let one_pass = slice != Slice::Team;
-        if one_pass {
+        let select = if one_pass {
             let (expr, join) = slice_sql(slice, "p", "");
-            let mut cols = Vec::new();
-            for i in 0..PIPELINE.len() {
-                let later: Vec<String> = (i + 1..PIPELINE.len())
-                    .map(|j| format!("p.s{j} >= p.s{i}"))
-                    .chain(std::iter::once("1 = 0".to_string()))
-                    .collect();
-                cols.push(format!("count(p.s{i})"));
-                cols.push(format!(
-                    "CAST(sum(CASE WHEN {} THEN 1 ELSE 0 END) AS BIGINT)",
-                    later.join(" OR ")
-                ));
-            }
-            parts = vec![format!(
+            let cols: Vec<String> = (0..N)
+                .flat_map(|i| [format!("count(p.s{i})"), count_if(&moved_on(i))])
+                .collect();
+            let any: Vec<String> = (0..N).map(|i| format!("p.s{i}")).collect();
+            format!(
                 "SELECT {expr} AS slice, {}, {} FROM p{join} \
                  WHERE COALESCE({}) IS NOT NULL GROUP BY 1",
                 cols.join(", "),
                 reached.join(", "),
-                (0..PIPELINE.len())
-                    .map(|i| format!("p.s{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )];
-        }
+                any.join(", ")
+            )
+        } else {
+            let zero = "CAST(0 AS BIGINT)";
+            let mut parts: Vec<String> = (0..N)
+                .map(|i| {
+                    let (expr, join) = slice_sql(slice, "p", &format!("p.s{i}"));
+                    format!(
+                        "SELECT {expr} AS slice, CAST({i} AS BIGINT) AS kind, count(*) AS a, \
+                         {} AS b, {zero} AS c, {zero} AS d, {zero} AS e FROM p{join} \
+                         WHERE p.s{i} IS NOT NULL GROUP BY 1",
+                        count_if(&moved_on(i))
+                    )
+                })
+                .collect();
+            let (expr, join) = slice_sql(slice, "p", "p.s0");
+            parts.push(format!(
+                "SELECT {expr} AS slice, CAST({N} AS BIGINT) AS kind, count(*), {} FROM p{join} \
+                 WHERE p.s0 IS NOT NULL GROUP BY 1",
+                reached.join(", ")
+            ));
+            parts.join(" UNION ALL ")
+        };
         let sql = format!(
             "WITH f AS (SELECT customer_id, to_stage, min(at_us) AS at FROM rm_stage_transitions \
              GROUP BY customer_id, to_stage), \
-             p AS (SELECT customer_id, {} FROM f GROUP BY customer_id) {}",
+             p AS (SELECT customer_id, {} FROM f GROUP BY customer_id) {select}",
             firsts.join(", "),
-            parts.join(" UNION ALL ")
         );
         // slice → per stage (entered, reached next); slice → (cohort, reached per stage)
-        let mut entered: BTreeMap<String, [(i64, i64); PIPELINE.len()]> = BTreeMap::new();
-        let mut cohort: BTreeMap<String, [i64; PIPELINE.len()]> = BTreeMap::new();
+        let mut entered: BTreeMap<String, [(i64, i64); N]> = BTreeMap::new();
+        let mut cohort: BTreeMap<String, [i64; N]> = BTreeMap::new();
         for r in self.aggregate(&sql, 1, &[]).await? {
             if one_pass {
                 let e = entered.entry(r.t(0)).or_default();
@@ -202,12 +195,12 @@ impl ReadStore {
                 let c = cohort.entry(r.t(0)).or_default();
                 c[0] = r.n(0);
                 for (j, n) in c.iter_mut().enumerate().skip(1) {
-                    *n = r.n(2 * PIPELINE.len() + j - 1);
+                    *n = r.n(2 * N + j - 1);
                 }
                 continue;
             }
             let kind = r.n(0) as usize;
-            if kind < PIPELINE.len() {
+            if kind < N {
                 entered.entry(r.t(0)).or_default()[kind] = (r.n(1), r.n(2));
             } else {
                 let c = cohort.entry(r.t(0)).or_default();
@@ -227,7 +220,7 @@ impl ReadStore {
                     stage: stage.to_string(),
                     entered: n,
                     reached_next: next,
-                    next_step_rate: if i == PIPELINE.len() - 1 {
+                    next_step_rate: if i == N - 1 {
                         None
                     } else {
                         rate(next as usize, n as usize)
