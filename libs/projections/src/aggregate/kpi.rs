@@ -116,7 +116,8 @@ impl ReadStore {
         let first_snapshot = spans[0].1.min(now_us.saturating_add(1)) - 1;
         let current = spans.iter().position(|(s, e)| now_us >= *s && now_us < *e);
 
-        // The questions.
+        // The questions (what each answer means is next to where it is read, below).
+        // Ownership periods: +1 at the start, -1 at the end, per manager and day.
         let sql_deltas = format!(
             "WITH ev AS (SELECT manager_id, customer_id, from_us AS at, 1 AS sign \
              FROM rm_ownership_periods WHERE from_us <= $2 \
@@ -131,6 +132,7 @@ impl ReadStore {
             int("sum(CASE WHEN c.value_tier <> 'high' AND c.value_tier <> 'mid' THEN ev.sign ELSE 0 END)"),
             int("sum(COALESCE(c.aum_minor, 0) * ev.sign)"),
         );
+        // Runs of contacts by a manager on a customer, cut to that manager's ownership.
         let w = COVERAGE_WINDOW_US;
         let sql_cover = format!(
             "WITH c AS (SELECT customer_id, manager_id, at_us, \
@@ -157,7 +159,7 @@ impl ReadStore {
             day("b")
         );
         let lo = first_snapshot.saturating_sub(w);
-        // Overdue follow-ups, in the bucket running now.
+        // Flows in the range, per manager and day: (manager, source, kind, day, n, x, y).
         let (zero, count) = (int("0"), int("count(*)"));
         let won = int("sum(CASE WHEN to_stage = 'customer' THEN 1 ELSE 0 END)");
         let (reactivated, automatic) = (int("sum(reactivated)"), int("sum(automatic)"));
@@ -242,6 +244,7 @@ impl ReadStore {
             )
         })
         .collect();
+        // Complaints logged in the range.
         let sql_complaints = format!(
             "SELECT k.owner_id, (k.logged_at_us - $1) / {DAY_US}, k.first_response_s, \
              k.resolution_s, {}, {}, {}, k.satisfaction \
@@ -255,6 +258,7 @@ impl ReadStore {
             int("CASE WHEN k.resolutions > 0 THEN 1 ELSE 0 END"),
             int("CASE WHEN k.resolutions > 0 AND k.reopens > 0 THEN 1 ELSE 0 END"),
         );
+        // Spans in which a manager owned a customer in its `lead` stage.
         let sql_leads = format!(
             "WITH won AS (SELECT DISTINCT customer_id FROM rm_stage_transitions \
              WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2), \
@@ -275,6 +279,7 @@ impl ReadStore {
              FROM y LEFT JOIN won ON won.customer_id = y.customer_id GROUP BY 1, 2, 3, 4",
             last = days - 1
         );
+        // Customers won in the range, and by whom.
         let sql_wins = format!(
             "SELECT owner_id, customer_id, (at_us - $1) / {DAY_US} FROM rm_stage_transitions \
              WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2"
