@@ -84,31 +84,102 @@ pub struct KpiRow {
     pub automatic_escalations: i64,
 }
 
+/// The figures of one key (manager, team or region) in one bucket, counted. [`Tally::row`]
+/// derives the rates, quantiles and averages from them: the one place those formulas
+/// are written, for this reference and for the database's answers (`crate::aggregate`).
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub portfolio: i64,
+    /// high, mid, low (any other tier) of the portfolio.
+    pub tiers: [i64; 3],
+    pub value: i64,
+    pub covered: i64,
+    pub overdue: i64,
+    pub contacts: i64,
+    pub won: i64,
+    pub reactivated: i64,
+    pub leads: i64,
+    pub converted: i64,
+    pub complaints: i64,
+    pub first_response: Vec<i64>,
+    pub resolution: Vec<i64>,
+    pub breached: i64,
+    pub resolved: i64,
+    pub reopened: i64,
+    /// Sum and number of satisfaction scores.
+    pub satisfaction: (i64, i64),
+    pub referrals_made: i64,
+    pub referrals_converted: i64,
+    pub lost: i64,
+    pub returned: i64,
+    pub pool_warnings: i64,
+    pub sla_warnings: i64,
+    pub sla_breaches: i64,
+    pub automatic_escalations: i64,
+}
+
+impl Tally {
+    /// The row of `key` for the bucket `[start, end)`; `current`: it is running now.
+    pub(crate) fn row(mut self, key: String, start: i64, end: i64, current: bool) -> KpiRow {
+        let share = |n: i64, of: i64| rate(n as usize, of as usize);
+        KpiRow {
+            key,
+            period_start_us: start,
+            period_end_us: end,
+            portfolio: self.portfolio,
+            tier_high: self.tiers[0],
+            tier_mid: self.tiers[1],
+            tier_low: self.tiers[2],
+            value_under_management_minor: self.value,
+            contact_coverage: share(self.covered, self.portfolio),
+            overdue_follow_ups: current.then_some(self.overdue),
+            contacts: self.contacts,
+            new_customers_won: self.won,
+            leads_owned: self.leads,
+            leads_converted: self.converted,
+            lead_conversion_rate: share(self.converted, self.leads),
+            complaints: self.complaints,
+            first_response_median_s: quantile(&mut self.first_response, 0.5),
+            first_response_p90_s: quantile(&mut self.first_response, 0.9),
+            resolution_median_s: quantile(&mut self.resolution, 0.5),
+            resolution_p90_s: quantile(&mut self.resolution, 0.9),
+            sla_breach_rate: share(self.breached, self.complaints),
+            reopen_rate: share(self.reopened, self.resolved),
+            satisfaction_avg: (self.satisfaction.1 > 0)
+                .then(|| self.satisfaction.0 as f64 / self.satisfaction.1 as f64),
+            referrals_made: self.referrals_made,
+            referrals_converted: self.referrals_converted,
+            reactivated: self.reactivated,
+            lost_to_pool: self.lost,
+            returned_by_pool_rules: self.returned,
+            pool_warnings: self.pool_warnings,
+            sla_warnings: self.sla_warnings,
+            sla_breaches: self.sla_breaches,
+            automatic_escalations: self.automatic_escalations,
+        }
+    }
+}
+
+/// The reference's tally: the sets it counts distinct members of, and the counts.
 #[derive(Default)]
 struct Acc {
     portfolio: HashSet<String>,
-    covered: usize,
-    overdue: i64,
-    contacts: i64,
-    won: i64,
     leads: HashSet<String>,
     converted: HashSet<String>,
-    complaints: i64,
-    first_response: Vec<i64>,
-    resolution: Vec<i64>,
-    breached: usize,
-    resolved: usize,
-    reopened: usize,
-    satisfaction: Vec<i64>,
-    referrals_made: i64,
-    referrals_converted: i64,
-    reactivated: i64,
-    lost: i64,
-    returned: i64,
-    pool_warnings: i64,
-    sla_warnings: i64,
-    sla_breaches: i64,
-    automatic_escalations: i64,
+    t: Tally,
+}
+
+impl std::ops::Deref for Acc {
+    type Target = Tally;
+    fn deref(&self) -> &Tally {
+        &self.t
+    }
+}
+
+impl std::ops::DerefMut for Acc {
+    fn deref_mut(&mut self) -> &mut Tally {
+        &mut self.t
+    }
 }
 
 /// KPIs for every manager (team, region) with any activity or portfolio, for each
@@ -196,7 +267,7 @@ pub fn kpis(
                         let i = times.partition_point(|&t| t <= snapshot - COVERAGE_WINDOW_US);
                         times.get(i).is_some_and(|&t| t <= snapshot)
                     });
-                a.covered += usize::from(contacted);
+                a.covered += i64::from(contacted);
                 if current {
                     let due = customers
                         .get(p.customer_id.as_str())
@@ -269,10 +340,11 @@ pub fn kpis(
             }
             if c.resolutions > 0 {
                 a.resolved += 1;
-                a.reopened += usize::from(c.reopens > 0);
+                a.reopened += i64::from(c.reopens > 0);
             }
             if let Some(s) = c.satisfaction {
-                a.satisfaction.push(s);
+                a.satisfaction.0 += s;
+                a.satisfaction.1 += 1;
             }
         }
         for e in facts.pool_events.iter().filter(|e| within(e.at_us)) {
@@ -303,50 +375,21 @@ pub fn kpis(
         }
 
         for (key, mut a) in acc {
-            let mut row = KpiRow {
-                key,
-                period_start_us: start,
-                period_end_us: end,
-                portfolio: a.portfolio.len() as i64,
-                contact_coverage: rate(a.covered, a.portfolio.len()),
-                overdue_follow_ups: current.then_some(a.overdue),
-                contacts: a.contacts,
-                new_customers_won: a.won,
-                leads_owned: a.leads.len() as i64,
-                leads_converted: a.converted.len() as i64,
-                lead_conversion_rate: rate(a.converted.len(), a.leads.len()),
-                complaints: a.complaints,
-                first_response_median_s: quantile(&mut a.first_response, 0.5),
-                first_response_p90_s: quantile(&mut a.first_response, 0.9),
-                resolution_median_s: quantile(&mut a.resolution, 0.5),
-                resolution_p90_s: quantile(&mut a.resolution, 0.9),
-                sla_breach_rate: rate(a.breached, a.complaints as usize),
-                reopen_rate: rate(a.reopened, a.resolved),
-                satisfaction_avg: (!a.satisfaction.is_empty()).then(|| {
-                    a.satisfaction.iter().sum::<i64>() as f64 / a.satisfaction.len() as f64
-                }),
-                referrals_made: a.referrals_made,
-                referrals_converted: a.referrals_converted,
-                reactivated: a.reactivated,
-                lost_to_pool: a.lost,
-                returned_by_pool_rules: a.returned,
-                pool_warnings: a.pool_warnings,
-                sla_warnings: a.sla_warnings,
-                sla_breaches: a.sla_breaches,
-                automatic_escalations: a.automatic_escalations,
-                ..KpiRow::default()
-            };
+            a.t.portfolio = a.portfolio.len() as i64;
+            a.t.leads = a.leads.len() as i64;
+            a.t.converted = a.converted.len() as i64;
             for c in &a.portfolio {
                 if let Some(c) = customers.get(c.as_str()) {
-                    match c.value_tier.as_str() {
-                        "high" => row.tier_high += 1,
-                        "mid" => row.tier_mid += 1,
-                        _ => row.tier_low += 1,
-                    }
-                    row.value_under_management_minor += c.aum_minor.unwrap_or(0);
+                    let tier = match c.value_tier.as_str() {
+                        "high" => 0,
+                        "mid" => 1,
+                        _ => 2,
+                    };
+                    a.t.tiers[tier] += 1;
+                    a.t.value += c.aum_minor.unwrap_or(0);
                 }
             }
-            out.push(row);
+            out.push(a.t.row(key, start, end, current));
         }
     }
     out

@@ -27,8 +27,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::DAY_US;
-use crate::facts::{buckets, quantile, rate, Granularity};
-use crate::kpi::{KpiRow, Level, COVERAGE_WINDOW_US};
+use crate::facts::{buckets, Granularity};
+use crate::kpi::{KpiRow, Level, Tally, COVERAGE_WINDOW_US};
 use crate::store::{ReadError, ReadStore};
 
 /// The day of `col` counted from the first bucket's midnight (`$1`), -1 before it.
@@ -36,46 +36,16 @@ fn day(col: &str) -> String {
     format!("CASE WHEN {col} < $1 THEN -1 ELSE ({col} - $1) / {DAY_US} END")
 }
 
-/// Figures of one key (manager, team or region) in one bucket.
-#[derive(Default)]
-struct Acc {
-    portfolio: i64,
-    tiers: [i64; 3],
-    value: i64,
-    covered: i64,
-    overdue: i64,
-    contacts: i64,
-    won: i64,
-    reactivated: i64,
-    leads: i64,
-    converted: i64,
-    complaints: i64,
-    first_response: Vec<i64>,
-    resolution: Vec<i64>,
-    breached: i64,
-    resolved: i64,
-    reopened: i64,
-    satisfaction: (i64, i64),
-    referrals_made: i64,
-    referrals_converted: i64,
-    lost: i64,
-    returned: i64,
-    pool_warnings: i64,
-    sla_warnings: i64,
-    sla_breaches: i64,
-    automatic_escalations: i64,
-}
-
 /// Per manager, day → deltas of (portfolio, high, mid, low, value, covered).
 type Deltas = HashMap<String, BTreeMap<i64, [i64; 6]>>;
 
 /// The figures of `manager`'s key in the bucket holding `day`.
 fn slot<'a>(
-    acc: &'a mut [BTreeMap<String, Acc>],
+    acc: &'a mut [BTreeMap<String, Tally>],
     bucket_of: &[usize],
     key: String,
     day: i64,
-) -> &'a mut Acc {
+) -> &'a mut Tally {
     acc[bucket_of[day as usize]].entry(key).or_default()
 }
 
@@ -329,7 +299,7 @@ impl ReadStore {
                     .to_string(),
             }
         };
-        let mut acc: Vec<BTreeMap<String, Acc>> = spans.iter().map(|_| BTreeMap::new()).collect();
+        let mut acc: Vec<BTreeMap<String, Tally>> = spans.iter().map(|_| BTreeMap::new()).collect();
 
         // Snapshots: ownership periods and contact coverage as deltas per manager and day.
         let mut deltas: Deltas = HashMap::new();
@@ -444,42 +414,8 @@ impl ReadStore {
 
         let mut out = Vec::new();
         for (k, ((start, end), keys)) in spans.iter().zip(acc).enumerate() {
-            for (key, mut a) in keys {
-                out.push(KpiRow {
-                    key,
-                    period_start_us: *start,
-                    period_end_us: *end,
-                    portfolio: a.portfolio,
-                    tier_high: a.tiers[0],
-                    tier_mid: a.tiers[1],
-                    tier_low: a.tiers[2],
-                    value_under_management_minor: a.value,
-                    contact_coverage: rate(a.covered as usize, a.portfolio as usize),
-                    overdue_follow_ups: (current == Some(k)).then_some(a.overdue),
-                    contacts: a.contacts,
-                    new_customers_won: a.won,
-                    leads_owned: a.leads,
-                    leads_converted: a.converted,
-                    lead_conversion_rate: rate(a.converted as usize, a.leads as usize),
-                    complaints: a.complaints,
-                    first_response_median_s: quantile(&mut a.first_response, 0.5),
-                    first_response_p90_s: quantile(&mut a.first_response, 0.9),
-                    resolution_median_s: quantile(&mut a.resolution, 0.5),
-                    resolution_p90_s: quantile(&mut a.resolution, 0.9),
-                    sla_breach_rate: rate(a.breached as usize, a.complaints as usize),
-                    reopen_rate: rate(a.reopened as usize, a.resolved as usize),
-                    satisfaction_avg: (a.satisfaction.1 > 0)
-                        .then(|| a.satisfaction.0 as f64 / a.satisfaction.1 as f64),
-                    referrals_made: a.referrals_made,
-                    referrals_converted: a.referrals_converted,
-                    reactivated: a.reactivated,
-                    lost_to_pool: a.lost,
-                    returned_by_pool_rules: a.returned,
-                    pool_warnings: a.pool_warnings,
-                    sla_warnings: a.sla_warnings,
-                    sla_breaches: a.sla_breaches,
-                    automatic_escalations: a.automatic_escalations,
-                });
+            for (key, tally) in keys {
+                out.push(tally.row(key, *start, *end, current == Some(k)));
             }
         }
         Ok(out)
