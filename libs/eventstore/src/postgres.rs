@@ -67,10 +67,16 @@ impl PgEventStore {
             // Every statement of the store is a key lookup or an ordered index range: plan
             // it once per connection (planning was a third of PostgreSQL's time on the
             // write path) and never as a sequential scan, which a plan made while `events`
-            // was still small would otherwise stay as the log grows.
+            // was still small would otherwise stay as the log grows. Nor as a parallel or
+            // JIT-compiled plan: without statistics (autovacuum off or behind) a generic
+            // plan's row estimate grows with the table, and at W2's 12 million events
+            // reading one customer's stream forked two workers and compiled code, 50-150
+            // ms instead of 0.3 ms (commands/s fell from 4,000 to 1,400; docs/benchmarks.md).
             .connect_with(options.application_name("crm-eventstore").options([
                 ("plan_cache_mode", "force_generic_plan"),
                 ("enable_seqscan", "off"),
+                ("jit", "off"),
+                ("max_parallel_workers_per_gather", "0"),
             ]))
             .await?;
         let store = Self::from_pool(pool);

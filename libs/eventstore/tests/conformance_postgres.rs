@@ -42,3 +42,34 @@ async fn two_processes_share_one_store() {
     let b = PgEventStore::connect(&db.url, 2).await.unwrap();
     crm_eventstore::conformance::two_processes_share_one_store(a, b).await;
 }
+
+/// Reading a stream stays a plain index read however large the planner believes the
+/// log to be: at W2's 12 million unanalysed events the generic plan of that read became
+/// a parallel, JIT-compiled one (50-150 ms each). The JIT threshold is forced to zero
+/// here, as a huge table pushes a plan past it; the store's sessions must still refuse.
+#[tokio::test]
+async fn store_sessions_never_plan_parallel_workers_or_jit() {
+    let (store, _db) = postgres_store().await;
+    crm_eventstore::conformance::append_and_read_back(store.clone()).await;
+    let mut conn = store.pool().acquire().await.unwrap();
+    let workers: String = sqlx::query_scalar("SHOW max_parallel_workers_per_gather")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(workers, "0", "parallel plans allowed on a store session");
+    sqlx::query("SET jit_above_cost = 0")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT * FROM events WHERE stream_id = 'customer-1' AND stream_version > 0 \
+         ORDER BY stream_version",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("JIT"), "a JIT-compiled plan:\n{plan}");
+    // The connection's settings were changed for the test: do not return it to the pool.
+    conn.detach();
+}

@@ -798,6 +798,26 @@ fn bump(cell: &mut Cell, by: i64) {
     }
 }
 
+/// Append `s` to a `COPY … FROM STDIN` text-format buffer: backslash, tab, newline and
+/// carriage return escaped, every other byte as is (runs between them copied at once).
+fn push_copy_text(buf: &mut String, s: &str) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => continue,
+        };
+        // The escaped bytes are ASCII, so `i` is a character boundary.
+        buf.push_str(&s[start..i]);
+        buf.push_str(escaped);
+        start = i + 1;
+    }
+    buf.push_str(&s[start..]);
+}
+
 /// Bulk-load `rows` (in `t`'s column order) into table `name`.
 pub(crate) async fn write_rows(
     read: &ReadStore,
@@ -823,18 +843,11 @@ pub(crate) async fn write_rows(
                     }
                     match cell {
                         Cell::Null => buf.push_str("\\N"),
-                        Cell::Int(v) => buf.push_str(&v.to_string()),
-                        Cell::Text(s) => {
-                            for ch in s.chars() {
-                                match ch {
-                                    '\\' => buf.push_str("\\\\"),
-                                    '\t' => buf.push_str("\\t"),
-                                    '\n' => buf.push_str("\\n"),
-                                    '\r' => buf.push_str("\\r"),
-                                    c => buf.push(c),
-                                }
-                            }
+                        Cell::Int(v) => {
+                            use std::fmt::Write as _;
+                            let _ = write!(buf, "{v}");
                         }
+                        Cell::Text(s) => push_copy_text(&mut buf, s),
                     }
                 }
                 buf.push('\n');
@@ -872,4 +885,19 @@ pub(crate) async fn write_rows(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_copy_text;
+
+    #[test]
+    fn copy_text_escapes_only_what_copy_reads_specially() {
+        let mut buf = String::from("x\t");
+        push_copy_text(&mut buf, "a\\b\tc\nd\re \"名字\" \\\\n");
+        assert_eq!(buf, "x\ta\\\\b\\tc\\nd\\re \"名字\" \\\\\\\\n");
+        let mut plain = String::new();
+        push_copy_text(&mut plain, "{\"name\":\"王\"}");
+        assert_eq!(plain, "{\"name\":\"王\"}");
+    }
 }

@@ -197,8 +197,13 @@ pub(crate) fn inline_pg(script: &mut String, sql: &str, args: &[Arg]) -> Result<
 /// for that the planner prefers a sequential scan or a hash join over the whole table:
 /// fine for a small table, linear in the number of customers for a large one. Index
 /// plans only, for this transaction (`SET LOCAL`), in the same round trip as `BEGIN`.
+/// No parallel workers and no JIT either: on tables without statistics (a fresh
+/// database, autovacuum off or behind) the planner's row estimates grow with the table
+/// until a key lookup costs past `jit_above_cost` and the parallel thresholds, and each
+/// statement then forks workers and compiles code for a few rows.
 const APPLY_BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off; \
-    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+    SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0";
 
 /// Where a projector records how far it got, in the batch's transaction.
 pub(crate) const CHECKPOINT_SQL: &str = "INSERT INTO rm_checkpoints \

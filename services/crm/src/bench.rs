@@ -45,6 +45,9 @@ pub enum BenchCmd {
     /// Latency of the query service's questions (owner as of an instant from the read
     /// model and replayed from the store, timeline, funnel, KPIs), one request at a time.
     Queries(crate::bench_queries::QueryArgs),
+    /// Delete a stream a benchmark left (and its dead-letter stream), as
+    /// scripts/bench-load does when it ends: W2's stream holds ~15 GiB.
+    DropStream(DropStreamArgs),
 }
 
 /// The PostgreSQL server a benchmark works on: it creates fresh databases there and drops
@@ -64,6 +67,25 @@ pub struct PgServer {
 pub struct NatsServer {
     #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DropStreamArgs {
+    #[command(flatten)]
+    nats: crate::bench::NatsServer,
+    /// The stream's name; its `<name>_DLQ` goes with it.
+    name: String,
+}
+
+async fn drop_stream(a: DropStreamArgs) -> anyhow::Result<()> {
+    let js = async_nats::jetstream::new(async_nats::connect(&a.nats.nats_url).await?);
+    for name in [a.name.clone(), format!("{}_DLQ", a.name)] {
+        match js.delete_stream(&name).await {
+            Ok(_) => println!("deleted stream {name}"),
+            Err(e) => println!("stream {name} not deleted: {e}"),
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +120,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Audit(a) => crate::bench_audit::run(a).await,
         BenchCmd::Ceilings(a) => crate::bench_ceilings::run(a).await,
         BenchCmd::Queries(a) => crate::bench_queries::run(a).await,
+        BenchCmd::DropStream(a) => drop_stream(a).await,
     }
 }
 
