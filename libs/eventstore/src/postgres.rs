@@ -70,7 +70,7 @@ impl PgEventStore {
             // was still small would otherwise stay as the log grows. Nor as a parallel or
             // JIT-compiled plan: without statistics (autovacuum off or behind) a generic
             // plan's row estimate grows with the table, and at W2's 12 million events
-            // reading one customer's stream forked two workers and compiled code, 50-150
+            // reading one customer's stream forked two workers and compiled code, 50-160
             // ms instead of 0.3 ms (commands/s fell from 4,000 to 1,400; docs/benchmarks.md).
             .connect_with(options.application_name("crm-eventstore").options([
                 ("plan_cache_mode", "force_generic_plan"),

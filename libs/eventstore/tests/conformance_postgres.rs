@@ -45,7 +45,7 @@ async fn two_processes_share_one_store() {
 
 /// Reading a stream stays a plain index read however large the planner believes the
 /// log to be: at W2's 12 million unanalysed events the generic plan of that read became
-/// a parallel, JIT-compiled one (50-150 ms each). The JIT threshold is forced to zero
+/// a parallel, JIT-compiled one (50-160 ms each). The JIT threshold is forced to zero
 /// here, as a huge table pushes a plan past it; the store's sessions must still refuse.
 #[tokio::test]
 async fn store_sessions_never_plan_parallel_workers_or_jit() {

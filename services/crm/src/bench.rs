@@ -46,7 +46,7 @@ pub enum BenchCmd {
     /// model and replayed from the store, timeline, funnel, KPIs), one request at a time.
     Queries(crate::bench_queries::QueryArgs),
     /// Delete a stream a benchmark left (and its dead-letter stream), as
-    /// scripts/bench-load does when it ends: W2's stream holds ~15 GiB.
+    /// scripts/bench-load does when it ends: W2's stream holds 11 GiB.
     DropStream(DropStreamArgs),
 }
 
