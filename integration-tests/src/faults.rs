@@ -661,6 +661,10 @@ pub struct Rig {
     pub projector_env: Vec<(&'static str, String)>,
     /// Main-phase commands of the load (after 20 managers and 400 customers).
     pub commands: usize,
+    /// Commands per second the load aims at; 0: as fast as answered. A test that must
+    /// inject several faults during the load sets it, so the load lasts long enough
+    /// however fast the machine answers.
+    pub rate: u32,
 }
 
 impl Rig {
@@ -676,6 +680,7 @@ impl Rig {
             relay_env: Vec::new(),
             projector_env: Vec::new(),
             commands: 6_000,
+            rate: 0,
         }
     }
 
@@ -746,6 +751,8 @@ impl Rig {
             "2",
             "--seed",
             &seed.to_string(),
+            "--rate",
+            &self.rate.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())

@@ -28,7 +28,10 @@ async fn pause(rng: &mut SmallRng, ms: std::ops::Range<u64>) {
 async fn sigkill_of_command_service_relay_and_projector_at_random_points() {
     let platform = Platform::new().await;
     let read = TestDatabase::create().await;
-    let rig = Rig::on(&platform, &read);
+    let mut rig = Rig::on(&platform, &read);
+    // 6,420 commands at 400/s: about 16 s of load, room for at least three kill cycles
+    // of 1-3.5 s (unlimited, a fast run once ended after two).
+    rig.rate = 400;
     let mut command = rig.command_service().await;
     let mut relay = rig.relay().await;
     let mut projector = rig.projector().await;
