@@ -78,6 +78,11 @@ impl Subjects {
     }
 }
 
+/// The dead-letter stream the projectors create beside event stream `stream`.
+pub fn dead_letter_stream(stream: &str) -> String {
+    format!("{stream}_DLQ")
+}
+
 /// `customer-1f..` → (`customer`, `1f..`). A stream id without a dash is its own id.
 pub fn split_stream_id(stream_id: &str) -> (&str, &str) {
     stream_id.split_once('-').unwrap_or(("stream", stream_id))

@@ -70,7 +70,9 @@ impl Drop for TestStream {
                 let client = async_nats::connect(nats_url()).await.ok()?;
                 let js = jetstream::new(client);
                 // Projectors create a dead-letter stream beside it.
-                let _ = js.delete_stream(format!("{name}_DLQ")).await;
+                let _ = js
+                    .delete_stream(crate::subjects::dead_letter_stream(&name))
+                    .await;
                 js.delete_stream(&name).await.ok()
             })
         })

@@ -79,7 +79,10 @@ pub struct DropStreamArgs {
 
 async fn drop_stream(a: DropStreamArgs) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(async_nats::connect(&a.nats.nats_url).await?);
-    for name in [a.name.clone(), format!("{}_DLQ", a.name)] {
+    for name in [
+        a.name.clone(),
+        crm_bus::subjects::dead_letter_stream(&a.name),
+    ] {
         match js.delete_stream(&name).await {
             Ok(_) => println!("deleted stream {name}"),
             Err(e) => println!("stream {name} not deleted: {e}"),

@@ -148,7 +148,9 @@ async fn run_in(a: &ReadArgs, dbs: &mut Databases) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
     let result = phases(a, dbs, &url, &subjects, &spec, &nats, &js, &metrics).await;
     let _ = js.delete_stream(&spec.name).await;
-    let _ = js.delete_stream(format!("{}_DLQ", spec.name)).await;
+    let _ = js
+        .delete_stream(crm_bus::subjects::dead_letter_stream(&spec.name))
+        .await;
     result
 }
 

@@ -68,7 +68,7 @@ impl App {
         let js = async_nats::jetstream::new(client);
         let subjects = Subjects::new(config.subject_prefix.clone());
         js.get_or_create_stream(async_nats::jetstream::stream::Config {
-            name: format!("{}_DLQ", config.stream),
+            name: crm_bus::subjects::dead_letter_stream(&config.stream),
             description: Some("events the projectors could not apply".into()),
             subjects: vec![subjects.all_dead_letters()],
             storage: async_nats::jetstream::stream::StorageType::File,
