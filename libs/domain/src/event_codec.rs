@@ -12,10 +12,35 @@ pub enum DecodeError {
     BadPayload(String, String),
 }
 
-pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(
+/// A stored payload, as its readers hold it: parsed JSON, or the JSON text (read so by
+/// a rebuild, which then builds no JSON tree per event).
+pub trait Payload {
+    fn deserialize_into<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error>;
+}
+
+impl Payload for serde_json::Value {
+    fn deserialize_into<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(self)
+    }
+}
+
+impl Payload for str {
+    fn deserialize_into<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self)
+    }
+}
+
+impl Payload for String {
+    fn deserialize_into<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self)
+    }
+}
+
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned, P: Payload + ?Sized>(
     event_type: &str,
-    payload: &serde_json::Value,
+    payload: &P,
 ) -> Result<T, DecodeError> {
-    T::deserialize(payload)
+    payload
+        .deserialize_into()
         .map_err(|e| DecodeError::BadPayload(event_type.to_string(), e.to_string()))
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use context::{DecisionContext, DuplicateMatch, EscalationChain, ManagerView, TeamCandidates};
 pub use customer::{CustomerCommand, CustomerEvent, CustomerState, SlaPolicy};
 pub use error::{DomainError, ErrorKind};
-pub use event_codec::DecodeError;
+pub use event_codec::{DecodeError, Payload};
 pub use ids::*;
 pub use manager::{ManagerCommand, ManagerEvent, ManagerState};
 pub use normalize::UniqueKey;
@@ -76,10 +76,10 @@ pub enum DomainEvent {
 }
 
 impl DomainEvent {
-    pub fn decode(
+    pub fn decode<P: crate::event_codec::Payload + ?Sized>(
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        payload: &P,
     ) -> Result<Self, DecodeError> {
         if ManagerEvent::TYPES.contains(&event_type) {
             ManagerEvent::decode(event_type, schema_version, payload).map(DomainEvent::Manager)

@@ -164,10 +164,10 @@ impl ManagerEvent {
         v.expect("events serialise")
     }
 
-    pub fn decode(
+    pub fn decode<P: crate::event_codec::Payload + ?Sized>(
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        payload: &P,
     ) -> Result<Self, DecodeError> {
         if schema_version != Self::SCHEMA_VERSION {
             return Err(DecodeError::UnknownVersion(

@@ -69,6 +69,13 @@ impl EventStore for AnyEventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         dispatch!(self, s => s.read_all(after, limit).await)
     }
+    async fn read_all_text(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent<String>>, StoreError> {
+        dispatch!(self, s => s.read_all_text(after, limit).await)
+    }
     async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
         dispatch!(self, s => s.stream_version(stream_id).await)
     }

@@ -75,7 +75,7 @@ pub fn event(event_type: &str, n: u64) -> NewEvent {
         event_id: Uuid::new_v4(),
         event_type: event_type.into(),
         schema_version: 1,
-        payload: serde_json::json!({ "n": n, "text": "客户 ✓" }),
+        payload: serde_json::json!({ "n": n, "text": "客户 ✓ \"q\"\t\\", "nested": { "b": [1, null], "a": true } }),
     }
 }
 
@@ -591,6 +591,33 @@ pub async fn global_log_keeps_stream_order_and_pages<S: EventStore>(s: S) {
         paged.extend(page);
     }
     assert_eq!(paged, all, "paging gives the same log");
+    // The same log with each payload as JSON text: the same events, the text parsing to
+    // the same JSON.
+    let mut texts = Vec::new();
+    let mut cursor = LogPosition::START;
+    loop {
+        let page = s.read_all_text(cursor, 4).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = last.log_position;
+        texts.extend(page);
+    }
+    assert_eq!(texts.len(), all.len());
+    for (t, e) in texts.into_iter().zip(&all) {
+        let parsed: serde_json::Value = serde_json::from_str(&t.payload).unwrap();
+        assert_eq!(&parsed, &e.payload, "payload text of {}", e.event_id);
+        let as_parsed = crate::RecordedEvent {
+            payload: parsed,
+            log_position: t.log_position,
+            stream_id: t.stream_id,
+            stream_version: t.stream_version,
+            event_id: t.event_id,
+            event_type: t.event_type,
+            schema_version: t.schema_version,
+            metadata: t.metadata,
+            chain_hash: t.chain_hash,
+        };
+        assert_eq!(&as_parsed, e, "read_all_text and read_all agree");
+    }
     for w in all.windows(2) {
         assert!(
             w[0].log_position < w[1].log_position,

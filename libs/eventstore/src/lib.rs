@@ -85,6 +85,34 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
+    /// As [`EventStore::read_all`], each payload as its JSON text rather than parsed:
+    /// for readers that decode payloads into their own types (a rebuild reads the whole
+    /// log this way, and builds no JSON tree per event).
+    fn read_all_text(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent<String>>, StoreError>> + Send {
+        async move {
+            Ok(self
+                .read_all(after, limit)
+                .await?
+                .into_iter()
+                .map(|e| RecordedEvent {
+                    payload: e.payload.to_string(),
+                    log_position: e.log_position,
+                    stream_id: e.stream_id,
+                    stream_version: e.stream_version,
+                    event_id: e.event_id,
+                    event_type: e.event_type,
+                    schema_version: e.schema_version,
+                    metadata: e.metadata,
+                    chain_hash: e.chain_hash,
+                })
+                .collect())
+        }
+    }
+
     /// Number of events in the stream (0 when it does not exist).
     fn stream_version(
         &self,

@@ -231,16 +231,18 @@ pub struct EventMetadata {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// An event as stored.
+/// An event as stored. The payload is parsed JSON, or (`P = String`, from
+/// [`crate::EventStore::read_all_text`]) its JSON text, for readers that decode it into
+/// their own types and need no tree of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordedEvent {
+pub struct RecordedEvent<P = serde_json::Value> {
     pub log_position: LogPosition,
     pub stream_id: String,
     pub stream_version: u64,
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: u32,
-    pub payload: serde_json::Value,
+    pub payload: P,
     pub metadata: EventMetadata,
     /// Link in the stream's hash chain ([`crate::chain::event_hash`] over the previous
     /// event's link and this event). Absent from messages written before chains existed.

@@ -51,6 +51,12 @@ const EVENT_COLUMNS: &str =
      event_id, event_type, schema_version, payload, command_id, correlation_id, causation_id, \
      actor, occurred_at, recorded_at, chain_hash";
 
+/// [`EVENT_COLUMNS`] with the payload as its JSON text.
+const EVENT_COLUMNS_TEXT: &str =
+    "transaction_id::text::bigint AS tx, position, stream_id, stream_version, \
+     event_id, event_type, schema_version, payload::text AS payload, command_id, correlation_id, \
+     causation_id, actor, occurred_at, recorded_at, chain_hash";
+
 impl PgEventStore {
     /// Connect with a pool of `max_connections` and apply migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
@@ -546,6 +552,13 @@ fn is_retryable(e: &sqlx::Error) -> bool {
 }
 
 fn decode_event(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    decode_event_as(row)
+}
+
+fn decode_event_as<P>(row: &PgRow) -> Result<RecordedEvent<P>, sqlx::Error>
+where
+    P: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
     let tx: i64 = row.try_get("tx")?;
     let position: i64 = row.try_get("position")?;
     let version: i64 = row.try_get("stream_version")?;
@@ -602,6 +615,35 @@ where
     })
 }
 
+impl PgEventStore {
+    /// The log after `after` in commit-safe order, `columns` selected (the payload as
+    /// JSON or as text: `P`).
+    async fn read_all_as<P>(
+        &self,
+        columns: &str,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent<P>>, StoreError>
+    where
+        P: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        let sql = format!(
+            "SELECT {columns} FROM events \
+             WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, position LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.tx as i64)
+            .bind(after.position as i64)
+            // `usize::MAX` means "no limit", not a negative one.
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(decode_event_as).collect::<Result<_, _>>()?)
+    }
+}
+
 impl EventStore for PgEventStore {
     async fn append_batch(
         &self,
@@ -645,20 +687,15 @@ impl EventStore for PgEventStore {
         after: LogPosition,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, position LIMIT $3"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(after.tx as i64)
-            .bind(after.position as i64)
-            // `usize::MAX` means "no limit", not a negative one.
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
+        self.read_all_as(EVENT_COLUMNS, after, limit).await
+    }
+
+    async fn read_all_text(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent<String>>, StoreError> {
+        self.read_all_as(EVENT_COLUMNS_TEXT, after, limit).await
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {

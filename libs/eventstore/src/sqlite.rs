@@ -256,6 +256,16 @@ fn parse_uuid(s: &str) -> Result<Uuid, sqlx::Error> {
 }
 
 fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, sqlx::Error> {
+    decode_event_as(row, |payload| {
+        serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(e.into()))
+    })
+}
+
+/// An event row, its payload (JSON text, as stored) turned into `P` by `payload_as`.
+fn decode_event_as<P>(
+    row: &SqliteRow,
+    payload_as: impl Fn(String) -> Result<P, sqlx::Error>,
+) -> Result<RecordedEvent<P>, sqlx::Error> {
     let position: i64 = row.try_get("position")?;
     let log_tx: i64 = row.try_get("log_tx")?;
     let version: i64 = row.try_get("stream_version")?;
@@ -269,7 +279,7 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, sqlx::Error> {
         event_id: parse_uuid(row.try_get("event_id")?)?,
         event_type: row.try_get("event_type")?,
         schema_version: schema_version as u32,
-        payload: serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        payload: payload_as(payload)?,
         metadata: EventMetadata {
             command_id: parse_uuid(row.try_get("command_id")?)?,
             correlation_id: parse_uuid(row.try_get("correlation_id")?)?,
@@ -280,6 +290,25 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, sqlx::Error> {
         },
         chain_hash: ChainHash::from_slice(row.try_get("chain_hash")?).unwrap_or_default(),
     })
+}
+
+impl SqliteEventStore {
+    async fn read_all_rows(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE (log_tx, position) > (?, ?) \
+             ORDER BY log_tx, position LIMIT ?"
+        );
+        Ok(sqlx::query(&sql)
+            .bind(after.tx as i64)
+            .bind(after.position as i64)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.readers)
+            .await?)
+    }
 }
 
 impl EventStore for SqliteEventStore {
@@ -315,17 +344,20 @@ impl EventStore for SqliteEventStore {
         after: LogPosition,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE (log_tx, position) > (?, ?) \
-             ORDER BY log_tx, position LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(after.tx as i64)
-            .bind(after.position as i64)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.readers)
-            .await?;
+        let rows = self.read_all_rows(after, limit).await?;
         Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
+    }
+
+    async fn read_all_text(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent<String>>, StoreError> {
+        let rows = self.read_all_rows(after, limit).await?;
+        Ok(rows
+            .iter()
+            .map(|r| decode_event_as(r, Ok))
+            .collect::<Result<_, _>>()?)
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use crm_domain::customer::personal;
-use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent};
+use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent, Payload};
 use crm_eventstore::RecordedEvent;
 
 use crate::project::{micros, summary};
@@ -200,7 +200,7 @@ impl Fold {
     }
 
     /// Fold one event (read in log order). Returns whether it was applied.
-    pub fn apply(&mut self, e: &RecordedEvent) -> bool {
+    pub fn apply<P: Payload>(&mut self, e: &RecordedEvent<P>) -> bool {
         let version = e.stream_version as i64;
         if let Some(limits) = &self.limits {
             if version > limits.get(&e.stream_id).copied().unwrap_or(0) {
@@ -243,7 +243,7 @@ impl Fold {
         self.pending.entry(table).or_default().push(row);
     }
 
-    fn ownership(&mut self, e: &RecordedEvent, id: &str, c: &CustomerEvent) {
+    fn ownership<P>(&mut self, e: &RecordedEvent<P>, id: &str, c: &CustomerEvent) {
         let at = micros(e.metadata.occurred_at);
         let actor = e.metadata.actor.as_str();
         let take =
@@ -413,7 +413,7 @@ impl Fold {
         }
     }
 
-    fn timeline(&mut self, e: &RecordedEvent, id: &str, c: &CustomerEvent) {
+    fn timeline<P>(&mut self, e: &RecordedEvent<P>, id: &str, c: &CustomerEvent) {
         self.push(
             "rm_timeline",
             vec![
@@ -424,12 +424,12 @@ impl Fold {
                 micros(e.metadata.occurred_at).into(),
                 e.metadata.actor.as_str().into(),
                 summary(c).into(),
-                e.payload.to_string().into(),
+                c.payload_text().into(),
             ],
         );
     }
 
-    fn analytics(&mut self, e: &RecordedEvent, id: &str, c: &CustomerEvent) {
+    fn analytics<P>(&mut self, e: &RecordedEvent<P>, id: &str, c: &CustomerEvent) {
         let at = micros(e.metadata.occurred_at);
         let version = e.stream_version as i64;
         let owner = |this: &Self| -> Cell { this.owners.get(id).cloned().flatten().into() };
@@ -696,26 +696,12 @@ impl Fold {
             .collect()
     }
 
-    /// Write the append-only rows gathered so far.
-    pub async fn flush_pending(&mut self, read: &ReadStore, suffix: &str) -> Result<(), ReadError> {
-        let pending = std::mem::take(&mut self.pending);
-        for (t, rows) in pending {
-            write_rows(
-                read,
-                &format!("{t}{suffix}"),
-                table(&self.projection, t),
-                rows,
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Write everything still in memory, and the positions.
-    pub async fn finish(mut self, read: &ReadStore, suffix: &str) -> Result<(), ReadError> {
-        self.flush_pending(read, suffix).await?;
+    /// Every table of the projection (named without suffix; the positions table's
+    /// columns are [`POSITIONS`]) with the rows it still needs: what is in memory.
+    pub fn into_tables(mut self) -> Vec<(String, &'static Table, Vec<Row>)> {
         let p = self.projection;
-        let mut out: Vec<(&'static str, Vec<Row>)> = Vec::new();
+        let mut out: Vec<(&'static str, Vec<Row>)> =
+            std::mem::take(&mut self.pending).into_iter().collect();
         match p.name {
             n if n == OWNERSHIP.name => {
                 out.push((
@@ -756,30 +742,38 @@ impl Fold {
             }
             _ => {}
         }
-        for (t, rows) in out {
-            write_rows(read, &format!("{t}{suffix}"), table(&p, t), rows).await?;
-        }
-        let positions_table = Table {
-            name: "positions",
-            columns: &[("stream_id", "TEXT"), ("version", "BIGINT")],
-            primary_key: &["stream_id"],
-            indexes: &[],
-            since: 1001,
-        };
-        let rows: Vec<Row> = self
-            .positions
-            .into_iter()
-            .map(|(s, v)| vec![s.into(), v.into()])
+        let mut rows: HashMap<&'static str, Vec<Row>> = out.into_iter().collect();
+        let mut tables: Vec<(String, &'static Table, Vec<Row>)> = p
+            .tables
+            .iter()
+            .map(|t| {
+                (
+                    t.name.to_string(),
+                    t,
+                    rows.remove(t.name).unwrap_or_default(),
+                )
+            })
             .collect();
-        write_rows(
-            read,
-            &format!("{}{suffix}", p.positions_table()),
-            &positions_table,
-            rows,
-        )
-        .await
+        tables.push((
+            p.positions_table(),
+            &POSITIONS,
+            self.positions
+                .into_iter()
+                .map(|(s, v)| vec![s.into(), v.into()])
+                .collect(),
+        ));
+        tables
     }
 }
+
+/// The columns of a projection's positions table (its name is per projection).
+pub static POSITIONS: Table = Table {
+    name: "positions",
+    columns: &[("stream_id", "TEXT"), ("version", "BIGINT")],
+    primary_key: &["stream_id"],
+    indexes: &[],
+    since: 1001,
+};
 
 fn close_period(this: &mut Fold, id: &str, at: i64, event_type: &str, actor: &str) {
     if let Some(periods) = this.periods.get_mut(id) {
@@ -799,21 +793,34 @@ fn bump(cell: &mut Cell, by: i64) {
 }
 
 /// Append `s` to a `COPY … FROM STDIN` text-format buffer: backslash, tab, newline and
-/// carriage return escaped, every other byte as is (runs between them copied at once).
+/// carriage return escaped, every other byte as is (the runs between them found with
+/// `memchr` and copied at once: most texts, JSON payloads included, have none).
 fn push_copy_text(buf: &mut String, s: &str) {
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escaped = match b {
+    // Carriage returns are searched for apart (memchr3 takes three bytes), once per hit.
+    let mut next_cr = memchr::memchr(b'\r', bytes);
+    loop {
+        let other = memchr::memchr3(b'\\', b'\t', b'\n', &bytes[start..]).map(|i| start + i);
+        let Some(i) = (match (other, next_cr) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }) else {
+            break;
+        };
+        let escaped = match bytes[i] {
             b'\\' => "\\\\",
             b'\t' => "\\t",
             b'\n' => "\\n",
-            b'\r' => "\\r",
-            _ => continue,
+            _ => "\\r",
         };
         // The escaped bytes are ASCII, so `i` is a character boundary.
         buf.push_str(&s[start..i]);
         buf.push_str(escaped);
         start = i + 1;
+        if next_cr == Some(i) {
+            next_cr = memchr::memchr(b'\r', &bytes[start..]).map(|j| start + j);
+        }
     }
     buf.push_str(&s[start..]);
 }
@@ -899,5 +906,38 @@ mod tests {
         let mut plain = String::new();
         push_copy_text(&mut plain, "{\"name\":\"王\"}");
         assert_eq!(plain, "{\"name\":\"王\"}");
+    }
+
+    /// Every string of up to five characters over the special bytes, a plain one and a
+    /// multi-byte one, against a character-by-character escape.
+    #[test]
+    fn copy_text_matches_a_char_by_char_escape() {
+        let alphabet = ['a', '\\', '\t', '\n', '\r', '名'];
+        let reference = |s: &str| {
+            s.chars()
+                .map(|c| match c {
+                    '\\' => "\\\\".to_string(),
+                    '\t' => "\\t".to_string(),
+                    '\n' => "\\n".to_string(),
+                    '\r' => "\\r".to_string(),
+                    c => c.to_string(),
+                })
+                .collect::<String>()
+        };
+        let mut strings = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = strings
+                .iter()
+                .filter(|s| s.chars().count() == strings.last().unwrap().chars().count())
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+        }
+        assert_eq!(strings.len(), 1 + 6 + 36 + 216 + 1296 + 7776);
+        for s in &strings {
+            let mut buf = String::new();
+            push_copy_text(&mut buf, s);
+            assert_eq!(buf, reference(s), "{s:?}");
+        }
     }
 }

@@ -518,7 +518,7 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
             at.into(),
             actor.into(),
             summary(c).into(),
-            e.payload.to_string().into(),
+            c.payload_text().into(),
         ],
     ));
     out

@@ -51,6 +51,8 @@ pub struct RebuildReport {
     pub caught_up_in_switch: u64,
     /// Reading, folding and bulk-loading the log, keys included.
     pub fill_seconds: f64,
+    /// Of `fill_seconds`, the end: rows kept in memory written, keys and indexes built.
+    pub keys_seconds: f64,
     /// The switch-over transaction (locks, catch-up, renames).
     pub switch_seconds: f64,
 }
@@ -73,19 +75,44 @@ async fn execute_all(read: &ReadStore, statements: Vec<String>) -> Result<(), Re
     Ok(())
 }
 
-/// Build keys and indexes; on PostgreSQL all at once, each on its own connection (index
-/// builds take a SHARE lock, which does not conflict with another).
-async fn build_keys(read: &ReadStore, statements: Vec<String>) -> Result<(), ReadError> {
+/// The end of a fill: each table gets the rows still in memory, then its keys and
+/// indexes. On PostgreSQL every table at once, each on its own connection (index builds
+/// take a SHARE lock, which does not conflict with another), so a table complete since
+/// the last page builds its keys while the others are still loading; on SQLite (one
+/// writer) one table after another.
+async fn finish(
+    read: &ReadStore,
+    projection: Projection,
+    suffix: &str,
+    tables: Vec<(String, &'static crate::schema::Table, Vec<crate::bulk::Row>)>,
+) -> Result<(), ReadError> {
+    let jobs = tables.into_iter().map(|(name, table, rows)| async move {
+        crate::bulk::write_rows(read, &format!("{name}{suffix}"), table, rows).await?;
+        let keys = projection.table_keys_ddl(&name, suffix);
+        match read {
+            ReadStore::Postgres(pool) => {
+                let builds = keys.iter().map(|ddl| sqlx::query(ddl).execute(pool));
+                for r in futures::future::join_all(builds).await {
+                    r?;
+                }
+                Ok(())
+            }
+            ReadStore::Sqlite(_) => execute_all(read, keys).await,
+        }
+    });
     match read {
-        ReadStore::Postgres(pool) => {
-            let builds = statements.iter().map(|ddl| sqlx::query(ddl).execute(pool));
-            for r in futures::future::join_all(builds).await {
+        ReadStore::Postgres(_) => {
+            for r in futures::future::join_all(jobs).await {
                 r?;
             }
-            Ok(())
         }
-        ReadStore::Sqlite(_) => execute_all(read, statements).await,
+        ReadStore::Sqlite(_) => {
+            for job in jobs {
+                job.await?;
+            }
+        }
     }
+    Ok(())
 }
 
 async fn drop_tables(read: &ReadStore, p: &Projection, suffix: &str) -> Result<(), ReadError> {
@@ -99,9 +126,18 @@ async fn drop_tables(read: &ReadStore, p: &Projection, suffix: &str) -> Result<(
     Ok(())
 }
 
+/// What a fill did.
+struct Filled {
+    events_read: u64,
+    events_applied: u64,
+    /// The last position read.
+    cursor: LogPosition,
+    /// Writing what was kept in memory, and building keys.
+    keys_seconds: f64,
+}
+
 /// Fill the `suffix` tables of `projection` from the whole log (only up to `limits` per
-/// stream, when given) by folding it in memory and bulk-loading the rows; returns
-/// (events read, events applied, last position read).
+/// stream, when given) by folding it in memory and bulk-loading the rows.
 ///
 /// Three stages run at once: a task reads pages of the log, this one folds them, and a
 /// task writes the append-only rows, so reading, folding and loading overlap.
@@ -112,7 +148,7 @@ async fn fill<S: EventStore + Clone>(
     suffix: &str,
     limits: Option<Arc<HashMap<String, i64>>>,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(u64, u64, LogPosition), ReadError> {
+) -> Result<Filled, ReadError> {
     let started = Instant::now();
     // The size of the log, for the progress bar only: counted while the first pages are
     // read and folded.
@@ -123,14 +159,16 @@ async fn fill<S: EventStore + Clone>(
     let mut total: Option<u64> = None;
     let mut counter = Some(counter);
 
-    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Vec<crm_eventstore::RecordedEvent>>(8);
+    // Payloads as JSON text: decoded straight into the event types, no JSON tree.
+    let (pages_tx, mut pages) =
+        tokio::sync::mpsc::channel::<Vec<crm_eventstore::RecordedEvent<String>>>(8);
     let reader = {
         let events = events.clone();
         tokio::spawn(async move {
             let mut cursor = LogPosition::START;
             loop {
                 let page = events
-                    .read_all(cursor, PAGE)
+                    .read_all_text(cursor, PAGE)
                     .await
                     .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
                 let Some(last) = page.last() else { break };
@@ -204,9 +242,14 @@ async fn fill<S: EventStore + Clone>(
         w.await
             .map_err(|e| ReadError::Config(format!("writer task: {e}")))??;
     }
-    fold.finish(read, suffix).await?;
-    build_keys(read, projection.keys_ddl(suffix)).await?;
-    Ok((done, applied, cursor))
+    let pipeline = started.elapsed();
+    finish(read, projection, suffix, fold.into_tables()).await?;
+    Ok(Filled {
+        events_read: done,
+        events_applied: applied,
+        cursor,
+        keys_seconds: (started.elapsed() - pipeline).as_secs_f64(),
+    })
 }
 
 /// Rebuild `projection` from `events` and switch the live tables over to the result.
@@ -224,16 +267,16 @@ pub async fn rebuild<S: EventStore + Clone>(
         suffix: suffix.clone(),
     };
     let result = async {
-        let (events_read, events_applied, cursor) =
-            fill(events, read, projection, &suffix, None, progress).await?;
+        let f = fill(events, read, projection, &suffix, None, progress).await?;
         let filled = started.elapsed();
-        let caught_up = switch_over(events, read, &projection, &suffix, &target, cursor).await?;
+        let caught_up = switch_over(events, read, &projection, &suffix, &target, f.cursor).await?;
         Ok::<_, ReadError>(RebuildReport {
             projection: projection.name,
-            events_read: events_read + caught_up,
-            events_applied: events_applied + caught_up,
+            events_read: f.events_read + caught_up,
+            events_applied: f.events_applied + caught_up,
             caught_up_in_switch: caught_up,
             fill_seconds: filled.as_secs_f64(),
+            keys_seconds: f.keys_seconds,
             switch_seconds: (started.elapsed() - filled).as_secs_f64(),
         })
     }
@@ -457,7 +500,7 @@ pub async fn verify<S: EventStore + Clone>(
     let suffix = suffix("v");
     create_tables(read, &projection, &suffix).await?;
     let result = async {
-        let (events_read, _, _) = fill(
+        let events_read = fill(
             events,
             read,
             projection,
@@ -465,7 +508,8 @@ pub async fn verify<S: EventStore + Clone>(
             Some(Arc::new(positions)),
             progress,
         )
-        .await?;
+        .await?
+        .events_read;
         let (rebuilt, _) = snapshot(read, &projection, &suffix).await?;
         let tables = live
             .into_iter()

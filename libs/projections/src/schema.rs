@@ -87,6 +87,13 @@ impl Projection {
         self.keys_ddl_where(suffix, |_| true, true)
     }
 
+    /// The keys and indexes of one table (`name` without suffix; the positions table's
+    /// name for its key).
+    pub fn table_keys_ddl(&self, name: &str, suffix: &str) -> Vec<String> {
+        let positions = name == self.positions_table();
+        self.keys_ddl_where(suffix, |t| t.name == name, positions)
+    }
+
     fn keys_ddl_where(
         &self,
         suffix: &str,

@@ -173,6 +173,9 @@ async fn verify_finds_tampering_and_rebuild_repairs_it_while_queries_run() {
     );
 
     for p in PROJECTIONS {
+        if p != ownership {
+            rebuild(&store, &read, p, &mut |_| {}).await.unwrap();
+        }
         let report = verify(&store, &read, p, &mut |_| {}).await.unwrap();
         assert_eq!(
             report.differing(),
@@ -181,6 +184,25 @@ async fn verify_finds_tampering_and_rebuild_repairs_it_while_queries_run() {
             p.name,
             report.tables
         );
+        // Every rebuilt table has its unique key and its indexes.
+        let mut expected: Vec<(String, usize)> = p
+            .tables
+            .iter()
+            .map(|t| (t.name.to_string(), 1 + t.indexes.len()))
+            .collect();
+        expected.push((p.positions_table(), 1));
+        for (table, n) in expected {
+            let (indexes, unique): (i64, i64) = sqlx::query_as(
+                "SELECT count(*), count(*) FILTER (WHERE i.indisunique) \
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+                 WHERE c.relname = $1 AND c.relnamespace = 'public'::regnamespace",
+            )
+            .bind(&table)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            assert_eq!((indexes, unique), (n as i64, 1), "indexes of {table}");
+        }
     }
     // The analysts' views follow the switch-over, and stay read-only and impersonal.
     let mut conn = pool.acquire().await.unwrap();

@@ -77,6 +77,12 @@ impl Databases {
     }
 
     pub(crate) async fn drop_all(mut self) {
+        if std::env::var_os("CRM_BENCH_KEEP").is_some_and(|v| v == "1") {
+            for name in &self.names {
+                eprintln!("kept database {}/{name} (CRM_BENCH_KEEP=1)", self.base);
+            }
+            return;
+        }
         for name in &self.names {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .execute(&mut self.admin)
@@ -278,13 +284,14 @@ async fn phases(
         let took = t.elapsed();
         total += took;
         println!(
-            "(4) rebuild {:<9}: {} events in {:.2} s = {:.0} events/s ({:.2} of the ceiling; target ≥ 0.40); fill {:.2} s, switch-over {:.3} s",
+            "(4) rebuild {:<9}: {} events in {:.2} s = {:.0} events/s ({:.2} of the ceiling; target ≥ 0.40); fill {:.2} s (keys {:.2} s), switch-over {:.3} s",
             p.name,
             r.events_read,
             took.as_secs_f64(),
             r.events_read as f64 / took.as_secs_f64(),
             r.events_read as f64 / took.as_secs_f64() / ceiling,
             r.fill_seconds,
+            r.keys_seconds,
             r.switch_seconds
         );
     }

@@ -395,7 +395,14 @@ macro_rules! customer_events {
                     .expect("events serialise")
             }
 
-            pub fn decode(event_type: &str, schema_version: u32, payload: &serde_json::Value) -> Result<Self, DecodeError> {
+            /// The event's own fields as JSON text, in the order its type declares them
+            /// (the timeline's `payload`: the same text whichever path built the row).
+            pub fn payload_text(&self) -> String {
+                match self { $(CustomerEvent::$variant(e) => serde_json::to_string(e)),* }
+                    .expect("events serialise")
+            }
+
+            pub fn decode<P: crate::event_codec::Payload + ?Sized>(event_type: &str, schema_version: u32, payload: &P) -> Result<Self, DecodeError> {
                 if schema_version != Self::SCHEMA_VERSION {
                     return Err(DecodeError::UnknownVersion(event_type.to_string(), schema_version));
                 }

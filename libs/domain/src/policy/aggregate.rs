@@ -69,10 +69,10 @@ impl PolicyEvent {
         .expect("events serialise")
     }
 
-    pub fn decode(
+    pub fn decode<P: crate::event_codec::Payload + ?Sized>(
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        payload: &P,
     ) -> Result<Self, DecodeError> {
         if schema_version != Self::SCHEMA_VERSION {
             return Err(DecodeError::UnknownVersion(
