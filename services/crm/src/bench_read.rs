@@ -10,6 +10,10 @@
 //!    rows/s.
 //! 4. **Rebuild**: each read model rebuilt from the event store (`crm projections
 //!    rebuild`), events/s, and the ratio to the ceiling (target ≥ 0.4).
+//! 5. **Write floor**: each rebuilt read model's rows, taken out with `COPY … TO STDOUT`,
+//!    loaded again into fresh tables with `COPY … FROM STDIN` and keyed as a rebuild
+//!    keys them: what writing the result alone costs here, so the best ratio a rebuild
+//!    could reach if reading and folding the log were free.
 
 use std::time::{Duration, Instant};
 
@@ -299,7 +303,74 @@ async fn phases(
         "(4) rebuild of all three: {:.2} s for {stored} events",
         total.as_secs_f64()
     );
+
+    // 5. What writing each rebuild's result alone costs.
+    for p in PROJECTIONS {
+        let (rows, took) = write_floor(&fresh, &read, p).await?;
+        println!(
+            "(5) write floor {:<9}: its {rows} rows loaded and keyed in {:.2} s = {:.0} events/s ({:.2} of the ceiling: the most a rebuild could reach)",
+            p.name,
+            took.as_secs_f64(),
+            stored as f64 / took.as_secs_f64(),
+            stored as f64 / took.as_secs_f64() / ceiling,
+        );
+    }
     Ok(())
+}
+
+/// Load `p`'s live rows again into fresh tables (`COPY` out, untimed; `COPY` in, then the
+/// keys and indexes a rebuild builds, built at once): rows written and the time taken.
+async fn write_floor(
+    url: &str,
+    read: &ReadStore,
+    p: crm_projections::schema::Projection,
+) -> anyhow::Result<(u64, Duration)> {
+    let ReadStore::Postgres(pool) = read else {
+        anyhow::bail!("the write floor is measured on PostgreSQL")
+    };
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let mut dumps = Vec::new();
+    for t in p.table_names() {
+        let mut out = conn.copy_out_raw(&format!("COPY {t} TO STDOUT")).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = out.try_next().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        drop(out);
+        dumps.push((t, bytes));
+    }
+    let rows: u64 = dumps
+        .iter()
+        .map(|(_, b)| b.iter().filter(|c| **c == b'\n').count() as u64)
+        .sum();
+    let suffix = "_floor";
+    let started = Instant::now();
+    for (t, bytes) in &dumps {
+        sqlx::query(&format!("CREATE TABLE {t}{suffix} (LIKE {t})"))
+            .execute(&mut conn)
+            .await?;
+        let mut copy = conn
+            .copy_in_raw(&format!("COPY {t}{suffix} FROM STDIN"))
+            .await?;
+        for chunk in bytes.chunks(1 << 20) {
+            copy.send(chunk).await?;
+        }
+        copy.finish().await?;
+    }
+    let keys: Vec<String> = dumps
+        .iter()
+        .flat_map(|(t, _)| p.table_keys_ddl(t, suffix))
+        .collect();
+    for r in futures::future::join_all(keys.iter().map(|k| sqlx::query(k).execute(pool))).await {
+        r?;
+    }
+    let took = started.elapsed();
+    for (t, _) in &dumps {
+        sqlx::query(&format!("DROP TABLE {t}{suffix}"))
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok((rows, took))
 }
 
 fn w_issued(w: &Workload) -> usize {
