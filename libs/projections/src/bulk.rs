@@ -207,12 +207,16 @@ impl Fold {
                 return false;
             }
         }
-        let current = self.positions.get(&e.stream_id).copied().unwrap_or(0);
-        if version != current + 1 {
-            // A duplicate, or a gap the statement path would also wait on.
-            return false;
+        // A duplicate, or a gap the statement path would also wait on, is not applied.
+        // (The stream's id is copied once, at its first event.)
+        match self.positions.get_mut(&e.stream_id) {
+            Some(current) if version == *current + 1 => *current = version,
+            Some(_) => return false,
+            None if version == 1 => {
+                self.positions.insert(e.stream_id.clone(), version);
+            }
+            None => return false,
         }
-        self.positions.insert(e.stream_id.clone(), version);
         // An event that cannot be projected moves its stream on and changes nothing.
         let Ok(decoded) = DomainEvent::decode(&e.event_type, e.schema_version, &e.payload) else {
             return true;
@@ -690,9 +694,14 @@ impl Fold {
     /// The append-only rows gathered so far, to be written (to `<table><suffix>`).
     pub fn take_pending(&mut self) -> Vec<(&'static Table, Vec<Row>)> {
         let p = self.projection;
-        std::mem::take(&mut self.pending)
-            .into_iter()
-            .map(|(t, rows)| (table(&p, t), rows))
+        self.pending
+            .iter_mut()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(t, rows)| {
+                // The next page's rows for this table: about as many, room made once.
+                let next = Vec::with_capacity(rows.len());
+                (table(&p, t), std::mem::replace(rows, next))
+            })
             .collect()
     }
 
