@@ -7,7 +7,7 @@
 //! 2. **Projection throughput**: a second projector group builds the read models of the
 //!    same stream into a fresh database from the start; events/s until caught up.
 //! 3. **Ceiling**: a sequential read of the whole `events` table (every column decoded),
-//!    rows/s.
+//!    rows/s: the fastest of three reads.
 //! 4. **Rebuild**: each read model rebuilt from the event store (`crm projections
 //!    rebuild`), events/s, and the ratio to the ceiling (target ≥ 0.4).
 //! 5. **Write floor**: each rebuilt read model's rows, taken out with `COPY … TO STDOUT`,
@@ -266,11 +266,23 @@ async fn phases(
 
     // 3. The ceiling: a sequential read of the events table.
     eprintln!("(3) reading the events table sequentially …");
-    let (rows, read_time) = sequential_read(url).await?;
+    // The fastest of three reads: one read of W1's table lasts under a second, and this
+    // VM's noise moves it by a third from one read to the next; the best is the strictest
+    // ceiling to compare with.
+    let mut reads = Vec::new();
+    for _ in 0..3 {
+        reads.push(sequential_read(url).await?);
+    }
+    let (rows, read_time) = *reads.iter().min_by_key(|(_, t)| *t).expect("three reads");
     let ceiling = rows as f64 / read_time.as_secs_f64();
+    let all: Vec<String> = reads
+        .iter()
+        .map(|(n, t)| format!("{:.0}", *n as f64 / t.as_secs_f64()))
+        .collect();
     println!(
-        "(3) ceiling: sequential read of the events table, every column decoded: {rows} rows in {:.2} s = {ceiling:.0} rows/s",
-        read_time.as_secs_f64()
+        "(3) ceiling: sequential read of the events table, every column decoded, fastest of three: {rows} rows in {:.2} s = {ceiling:.0} rows/s (reads: {} rows/s)",
+        read_time.as_secs_f64(),
+        all.join(", ")
     );
     println!(
         "(2) projection throughput into all three read models (fresh database, from the stream): {stored} events in {:.2} s = {projection_rate:.0} events/s ({:.2} of the ceiling)",
