@@ -252,6 +252,16 @@ async fn erased_personal_data_is_unreadable_everywhere() {
         timeline_before.to_string().contains(&summary),
         "{timeline_before}"
     );
+    // Decrypted or not, every payload is written as the timeline writes it: the event's
+    // fields in declared order.
+    for item in timeline_before["items"].as_array().unwrap() {
+        let (t, text) = (
+            item["event_type"].as_str().unwrap(),
+            item["payload"].as_str().unwrap(),
+        );
+        let event = CustomerEvent::decode(t, CustomerEvent::SCHEMA_VERSION, text).unwrap();
+        assert_eq!(event.payload_text(), text, "{t}");
+    }
     // The scan finds every canary where it is in clear (a positive control): decrypted
     // for the reader by the query service.
     let control = format!("{shown}{timeline_before}");

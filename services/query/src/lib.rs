@@ -213,7 +213,16 @@ impl AppState {
                     }
                 }
             }
-            row.payload = payload.to_string();
+            // Written back as the timeline writes it: the fields in declared order.
+            let event = crm_domain::CustomerEvent::decode(
+                &row.event_type,
+                crm_domain::CustomerEvent::SCHEMA_VERSION,
+                &payload,
+            );
+            row.payload = match event {
+                Ok(e) => e.payload_text(),
+                Err(_) => payload.to_string(),
+            };
         }
         self.record_reads(caller, "timeline", &read).await
     }
