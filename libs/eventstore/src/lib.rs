@@ -98,17 +98,7 @@ pub trait EventStore: Send + Sync + 'static {
                 .read_all(after, limit)
                 .await?
                 .into_iter()
-                .map(|e| RecordedEvent {
-                    payload: e.payload.to_string(),
-                    log_position: e.log_position,
-                    stream_id: e.stream_id,
-                    stream_version: e.stream_version,
-                    event_id: e.event_id,
-                    event_type: e.event_type,
-                    schema_version: e.schema_version,
-                    metadata: e.metadata,
-                    chain_hash: e.chain_hash,
-                })
+                .map(|e| e.map_payload(|p| p.to_string()))
                 .collect())
         }
     }

@@ -250,6 +250,23 @@ pub struct RecordedEvent<P = serde_json::Value> {
     pub chain_hash: ChainHash,
 }
 
+impl<P> RecordedEvent<P> {
+    /// The same event with its payload turned into `Q` (parsed, or printed).
+    pub fn map_payload<Q>(self, f: impl FnOnce(P) -> Q) -> RecordedEvent<Q> {
+        RecordedEvent {
+            payload: f(self.payload),
+            log_position: self.log_position,
+            stream_id: self.stream_id,
+            stream_version: self.stream_version,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            metadata: self.metadata,
+            chain_hash: self.chain_hash,
+        }
+    }
+}
+
 /// The encryption key of one data subject (a customer) as the store keeps it.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SubjectKey {
