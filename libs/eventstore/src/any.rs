@@ -62,6 +62,14 @@ impl EventStore for AnyEventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         dispatch!(self, s => s.read_stream(stream_id, after_version).await)
     }
+    async fn read_stream_range(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+        up_to_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        dispatch!(self, s => s.read_stream_range(stream_id, after_version, up_to_version).await)
+    }
     async fn read_all(
         &self,
         after: LogPosition,

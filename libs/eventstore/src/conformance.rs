@@ -137,6 +137,26 @@ pub async fn append_and_read_back<S: EventStore>(s: S) {
         assert_eq!(got.log_position.position, out.events[i].position);
     }
     assert_eq!(s.read_stream("customer-1", 2).await.unwrap().len(), 1);
+    let page = |after, up_to| {
+        let s = &s;
+        async move {
+            s.read_stream_range("customer-1", after, up_to)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.stream_version)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(0, 2).await, vec![1, 2]);
+    assert_eq!(page(1, 3).await, vec![2, 3]);
+    assert_eq!(page(1, u64::MAX).await, vec![2, 3]);
+    assert_eq!(page(2, 2).await, Vec::<u64>::new());
+    assert!(s
+        .read_stream_range("customer-9", 0, 9)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(s.stream_version("customer-1").await.unwrap(), 3);
     assert_eq!(s.stream_version("customer-2").await.unwrap(), 0);
     let all = all_events(&s, 3).await;

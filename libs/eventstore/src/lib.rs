@@ -78,6 +78,22 @@ pub trait EventStore: Send + Sync + 'static {
         after_version: u64,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
+    /// Events of one stream with `after_version < stream_version <= up_to_version`, in
+    /// version order: a page of a stream (the query service reads a timeline page's
+    /// payloads this way).
+    fn read_stream_range(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+        up_to_version: u64,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+        async move {
+            let mut events = self.read_stream(stream_id, after_version).await?;
+            events.retain(|e| e.stream_version <= up_to_version);
+            Ok(events)
+        }
+    }
+
     /// Up to `limit` events after `after` in commit-safe global order.
     fn read_all(
         &self,
