@@ -428,7 +428,6 @@ impl Fold {
                 micros(e.metadata.occurred_at).into(),
                 e.metadata.actor.as_str().into(),
                 summary(c).into(),
-                c.payload_text().into(),
             ],
         );
     }

@@ -509,7 +509,7 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
     }
     out.push(stmt(
         "INSERT INTO rm_timeline (customer_id, version, event_id, event_type, occurred_at_us, actor, \
-         summary, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         summary) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         vec![
             customer.into(),
             (e.stream_version as i64).into(),
@@ -518,7 +518,6 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
             at.into(),
             actor.into(),
             summary(c).into(),
-            c.payload_text().into(),
         ],
     ));
     out

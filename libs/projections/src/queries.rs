@@ -53,7 +53,6 @@ pub struct TimelineRow {
     pub occurred_at_us: i64,
     pub actor: String,
     pub summary: String,
-    pub payload: String,
 }
 
 /// A manager, for portfolios by team and region.
@@ -146,8 +145,7 @@ from_row!(TimelineRow {
     event_type,
     occurred_at_us,
     actor,
-    summary,
-    payload
+    summary
 });
 from_row!(
     ManagerRow {
@@ -295,7 +293,7 @@ impl ReadStore {
         Ok(fetch!(
             self,
             TimelineRow,
-            "SELECT customer_id, version, event_id, event_type, occurred_at_us, actor, summary, payload \
+            "SELECT customer_id, version, event_id, event_type, occurred_at_us, actor, summary \
              FROM rm_timeline WHERE customer_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
             customer_id,
             before,

@@ -50,23 +50,31 @@ impl Projection {
 
     /// `CREATE TABLE` statements, without keys or indexes (a rebuild bulk-loads first).
     pub fn tables_ddl(&self, suffix: &str) -> Vec<String> {
-        self.tables_ddl_where(suffix, |_| true, true)
+        self.tables_ddl_where(suffix, |_| true, true, None)
     }
 
+    /// With `as_created: Some(m)`, each table as migration `m` created it: with the
+    /// columns a later migration dropped ([`DROPPED_COLUMNS`]).
     fn tables_ddl_where(
         &self,
         suffix: &str,
         keep: impl Fn(&Table) -> bool,
         positions: bool,
+        as_created: Option<i64>,
     ) -> Vec<String> {
         let mut out: Vec<String> = self
             .tables
             .iter()
             .filter(|t| keep(t))
             .map(|t| {
+                let dropped = DROPPED_COLUMNS
+                    .iter()
+                    .filter(|d| d.table == t.name && as_created.is_some_and(|m| d.migration > m));
                 let cols: Vec<String> = t
                     .columns
                     .iter()
+                    .copied()
+                    .chain(dropped.map(|d| (d.column, d.definition)))
                     .map(|(name, ty)| format!("{name} {ty}"))
                     .collect();
                 format!("CREATE TABLE {}{suffix} ({})", t.name, cols.join(", "))
@@ -241,7 +249,8 @@ pub const TIMELINE: Projection = Projection {
             ("occurred_at_us", "BIGINT NOT NULL"),
             ("actor", "TEXT NOT NULL"),
             ("summary", "TEXT NOT NULL"),
-            ("payload", "TEXT NOT NULL"),
+            // No payload: the query service reads it from the event store, by stream
+            // and version (migration 1003 dropped the column).
         ],
         primary_key: &["customer_id", "version"],
         indexes: &[],
@@ -408,6 +417,27 @@ pub fn by_name(name: &str) -> Option<Projection> {
     PROJECTIONS.iter().copied().find(|p| p.name == name)
 }
 
+/// A column a later migration dropped from a table: migration 1001's SQL, frozen, is
+/// still produced from the declarations with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DroppedColumn {
+    pub migration: i64,
+    pub table: &'static str,
+    pub column: &'static str,
+    /// As created; dropped columns were each their table's last.
+    pub definition: &'static str,
+}
+
+/// Every column dropped since its table was created.
+pub const DROPPED_COLUMNS: &[DroppedColumn] = &[DroppedColumn {
+    // Timeline rows carried a copy of the event's payload: the event store holds it,
+    // and writing it again was most of a timeline rebuild's cost.
+    migration: 1003,
+    table: "rm_timeline",
+    column: "payload",
+    definition: "TEXT NOT NULL",
+}];
+
 /// Tables of the projector itself, not of a read model.
 pub const SERVICE_DDL: &[&str] = &[
     "CREATE TABLE rm_checkpoints (consumer TEXT PRIMARY KEY, stream_sequence BIGINT NOT NULL, \
@@ -433,8 +463,11 @@ pub fn migration_sql(since: i64) -> String {
         Vec::new()
     };
     for p in PROJECTIONS {
-        sql.extend(p.tables_ddl_where("", |t| t.since == since, first));
+        sql.extend(p.tables_ddl_where("", |t| t.since == since, first, Some(since)));
         sql.extend(p.keys_ddl_where("", |t| t.since == since, first));
+    }
+    for d in DROPPED_COLUMNS.iter().filter(|d| d.migration == since) {
+        sql.push(format!("ALTER TABLE {} DROP COLUMN {}", d.table, d.column));
     }
     sql.join(";\n") + ";\n"
 }
@@ -444,6 +477,7 @@ pub fn migrations() -> Vec<(i64, &'static str, String)> {
     vec![
         (1001, "read models", FIRST_MIGRATION.to_string()),
         (1002, "pool and SLA events", migration_sql(1002)),
+        (1003, "timeline rows without payloads", migration_sql(1003)),
     ]
 }
 
@@ -479,6 +513,13 @@ mod tests {
                 assert!(all.contains(&t.since), "{} since {}", t.name, t.since);
             }
         }
+        for d in DROPPED_COLUMNS {
+            assert!(all.contains(&d.migration), "{d:?}");
+        }
+        assert_eq!(
+            migration_sql(1003),
+            "ALTER TABLE rm_timeline DROP COLUMN payload;\n"
+        );
     }
 
     #[test]

@@ -251,6 +251,26 @@ impl Log {
     }
 }
 
+/// Append hand-built events to a real store, one command each, as commands would (each
+/// at its stream's version: the store's versions equal the log's).
+pub async fn append<S: crm_eventstore::EventStore>(store: &S, events: &[RecordedEvent]) {
+    for e in events {
+        let mut meta = crm_eventstore::conformance::meta(Uuid::new_v4());
+        meta.issued_at = e.metadata.occurred_at;
+        let request = crm_eventstore::AppendRequest::new(meta).write(
+            e.stream_id.clone(),
+            crm_eventstore::ExpectedVersion::Exact(e.stream_version - 1),
+            vec![crm_eventstore::NewEvent {
+                event_id: e.event_id,
+                event_type: e.event_type.clone(),
+                schema_version: 1,
+                payload: e.payload.clone(),
+            }],
+        );
+        store.append(request).await.expect("append");
+    }
+}
+
 /// The random book's picks, on the event store's seeded generator.
 trait Picks {
     fn pick_index(&mut self, n: usize) -> usize;

@@ -669,3 +669,76 @@ async fn database_aggregates_equal_the_reference_computations() {
         );
     }
 }
+
+/// The migrations of the release before 1003, whose timeline rows carried the payload.
+fn release_before_1003() -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use std::borrow::Cow;
+    Migrator {
+        migrations: Cow::Owned(
+            crm_projections::schema::migrations()
+                .into_iter()
+                .filter(|(version, _, _)| *version < 1003)
+                .map(|(version, about, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(about),
+                        MigrationType::Simple,
+                        Cow::Owned(sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ignore_missing: true,
+        ..Migrator::DEFAULT
+    }
+}
+
+const OLD_TIMELINE_ROW: &str = "INSERT INTO rm_timeline (customer_id, version, event_id, \
+    event_type, occurred_at_us, actor, summary, payload) VALUES ('01930000-0000-7000-8000-0000000000c9', \
+    1, 'e-1', 'CustomerRegistered', 0, 'person:li.wei', 'registered', '{\"customer_id\":\"c9\"}')";
+
+/// After the upgrade: the old row is still answered, without its payload, and the
+/// projector writes new rows into the altered table.
+async fn upgraded_timeline_works(store: ReadStore) {
+    let old = store
+        .timeline("01930000-0000-7000-8000-0000000000c9", 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].summary, "registered");
+    let log = day();
+    store.apply(&log.prepared(), None).await.unwrap();
+    let c1 = store.timeline(C1, 0, 100).await.unwrap();
+    let expected = log
+        .events
+        .iter()
+        .filter(|e| e.stream_id == format!("customer-{C1}"))
+        .count();
+    assert_eq!(c1.len(), expected);
+}
+
+#[tokio::test]
+async fn an_older_postgres_database_upgrades_in_place() {
+    let db = TestDatabase::create().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    release_before_1003().run(&pool).await.unwrap();
+    sqlx::query(OLD_TIMELINE_ROW).execute(&pool).await.unwrap();
+    pool.close().await;
+    upgraded_timeline_works(ReadStore::connect(&db.url, 2).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn an_older_sqlite_database_upgrades_in_place() {
+    let path = TempPath::new("crm-read-upgrade");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path.0)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    release_before_1003().run(&pool).await.unwrap();
+    sqlx::query(OLD_TIMELINE_ROW).execute(&pool).await.unwrap();
+    pool.close().await;
+    let url = format!("sqlite://{}", path.0.display());
+    upgraded_timeline_works(ReadStore::connect(&url, 2).await.unwrap()).await;
+}

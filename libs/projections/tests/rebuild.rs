@@ -6,39 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::Duration;
-use crm_eventstore::conformance::meta;
 use crm_eventstore::testing::TestDatabase;
-use crm_eventstore::{
-    AppendRequest, EventStore, ExpectedVersion, LogPosition, NewEvent, RecordedEvent,
-};
+use crm_eventstore::{EventStore, LogPosition};
 use crm_projections::rebuild::{rebuild, verify};
-use crm_projections::testing::{t0, Log};
+use crm_projections::testing::{append, t0, Log};
 use crm_projections::{Prepared, ReadStore, PROJECTIONS};
 use uuid::Uuid;
-
-/// Append hand-built events to a real store, as commands would.
-async fn append<S: EventStore>(store: &S, events: &[RecordedEvent]) {
-    let requests: Vec<AppendRequest> = events
-        .iter()
-        .map(|e| {
-            let mut m = meta(Uuid::new_v4());
-            m.issued_at = e.metadata.occurred_at;
-            AppendRequest::new(m).write(
-                e.stream_id.clone(),
-                ExpectedVersion::Exact(e.stream_version - 1),
-                vec![NewEvent {
-                    event_id: e.event_id,
-                    event_type: e.event_type.clone(),
-                    schema_version: 1,
-                    payload: e.payload.clone(),
-                }],
-            )
-        })
-        .collect();
-    for r in requests {
-        store.append(r).await.expect("append");
-    }
-}
 
 /// What a projector does: apply the log to the live read models.
 async fn project_all<S: EventStore>(store: &S, read: &ReadStore, from: LogPosition) -> LogPosition {

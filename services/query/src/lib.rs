@@ -42,8 +42,9 @@ pub struct Security {
     pub auth: Option<Verifier>,
     /// The customers' keys. Without it, personal fields are answered as `[withheld]`.
     pub vault: Option<SharedVault>,
-    /// The event store (the vault's): audit replay over HTTP, and the record of every
-    /// read of personal data by a person. Without it the audit routes answer 503.
+    /// The event store (the vault's): timeline payloads, audit replay over HTTP, and the
+    /// record of every read of personal data by a person. Without it the audit routes
+    /// answer 503 and timeline payloads are `null`.
     pub events: Option<AnyEventStore>,
 }
 
@@ -169,20 +170,36 @@ impl AppState {
         Ok(text)
     }
 
-    /// The personal fields inside timeline payloads for the caller: masked for analysts,
-    /// decrypted for the others (the read recorded).
-    async fn reveal_timeline(
+    /// A page of a customer's timeline as answered: each row with its event's payload,
+    /// read from the event store by stream and version (the read model keeps no copy),
+    /// its personal fields masked for analysts and decrypted for the others (the read
+    /// recorded). Without an event store the payloads are `null`.
+    async fn timeline_items(
         &self,
         caller: &Caller,
-        rows: &mut [TimelineRow],
-    ) -> Result<(), Problem> {
+        rows: Vec<TimelineRow>,
+    ) -> Result<Vec<TimelineItem>, Problem> {
+        let mut payloads = std::collections::HashMap::new();
+        // Rows come newest first, all of one customer.
+        if let (Some(events), Some(newest), Some(oldest)) =
+            (&self.security.events, rows.first(), rows.last())
+        {
+            let stream = format!("customer-{}", newest.customer_id);
+            let after = (oldest.version - 1).max(0) as u64;
+            let page = events
+                .read_stream_range(&stream, after, newest.version.max(0) as u64)
+                .await
+                .map_err(Problem::store)?;
+            payloads.extend(page.into_iter().map(|e| (e.stream_version as i64, e)));
+        }
         let mut read = Vec::new();
-        for row in rows.iter_mut() {
-            if !row.payload.contains(crm_privacy::SEALED_PREFIX) {
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(event) = payloads.remove(&row.version) else {
+                items.push(TimelineItem { row, payload: None });
                 continue;
-            }
-            let mut payload: serde_json::Value = serde_json::from_str(&row.payload)
-                .map_err(|e| Problem::privacy(format!("timeline payload: {e}")))?;
+            };
+            let mut payload = event.payload;
             let vault = self.security.vault.as_ref().filter(|_| !caller.masked());
             match vault {
                 Some(vault) => {
@@ -213,18 +230,22 @@ impl AppState {
                     }
                 }
             }
-            // Written back as the timeline writes it: the fields in declared order.
-            let event = crm_domain::CustomerEvent::decode(
+            // The event's canonical text: its fields in declared order.
+            let text = match crm_domain::CustomerEvent::decode(
                 &row.event_type,
-                crm_domain::CustomerEvent::SCHEMA_VERSION,
+                event.schema_version,
                 &payload,
-            );
-            row.payload = match event {
+            ) {
                 Ok(e) => e.payload_text(),
                 Err(_) => payload.to_string(),
             };
+            items.push(TimelineItem {
+                row,
+                payload: Some(text),
+            });
         }
-        self.record_reads(caller, "timeline", &read).await
+        self.record_reads(caller, "timeline", &read).await?;
+        Ok(items)
     }
 
     /// Append one `PersonalDataRead` record per customer to its `access-` stream before
@@ -280,6 +301,16 @@ impl AppState {
     }
 }
 
+/// One line of a customer's timeline as answered.
+#[derive(Debug, Serialize)]
+struct TimelineItem {
+    #[serde(flatten)]
+    row: TimelineRow,
+    /// The event's payload as JSON text (fields in declared order); `null` when the
+    /// service runs without the event store.
+    payload: Option<String>,
+}
+
 /// A refused query.
 #[derive(Debug)]
 pub struct Problem {
@@ -311,6 +342,16 @@ impl Problem {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "query.unavailable",
             detail: "personal data cannot be read right now; retry".into(),
+        }
+    }
+
+    /// The event store could not be read (timeline payloads).
+    fn store(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "event store read failed");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "query.unavailable",
+            detail: "the event store cannot be read right now; retry".into(),
         }
     }
 
@@ -575,12 +616,14 @@ async fn timeline(
 ) -> Answer {
     let limit = p.limit()?;
     visible_customer(&s, &caller, &id).await?;
-    let mut items = s
+    let items = s
         .store
         .timeline(&id, p.before_version.unwrap_or(0), limit)
         .await?;
-    s.reveal_timeline(&caller, &mut items).await?;
-    paged(items, limit, p.csv(&headers)?, |t| t.version.to_string())
+    let items = s.timeline_items(&caller, items).await?;
+    paged(items, limit, p.csv(&headers)?, |t| {
+        t.row.version.to_string()
+    })
 }
 
 async fn portfolio(

@@ -22,8 +22,9 @@ struct Args {
     http_addr: SocketAddr,
     #[arg(long, env = "CRM_DB_CONNECTIONS", default_value_t = 8)]
     db_connections: u32,
-    /// Event store holding the customers' keys: postgres://… or sqlite://path. Without
-    /// it, personal fields (names, contact texts) are answered as `[withheld]`.
+    /// Event store holding the events and the customers' keys: postgres://… or
+    /// sqlite://path. Without it, personal fields (names, contact texts) are answered as
+    /// `[withheld]`, timeline payloads as `null`, and the audit routes refuse (503).
     #[arg(long, env = "CRM_STORE_URL")]
     store_url: Option<String>,
 }

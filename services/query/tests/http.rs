@@ -3,6 +3,7 @@
 
 use chrono::Duration;
 use crm_eventstore::testing::TestDatabase;
+use crm_eventstore::EventStore;
 use crm_projections::testing::{t0, Log};
 use crm_projections::ReadStore;
 use serde_json::Value;
@@ -94,6 +95,93 @@ async fn answers_ownership_questions_in_json_and_csv() {
         "newest first"
     );
     assert!(page["next_after"].is_string());
+    assert!(
+        page["items"][0]["payload"].is_null(),
+        "without the event store a timeline has no payloads: {page}"
+    );
+}
+
+/// Timeline payloads are read from the event store by stream and version, page by page,
+/// each as the event's canonical text (fields in declared order).
+#[tokio::test]
+async fn timeline_payloads_come_from_the_event_store() {
+    let db = TestDatabase::create().await;
+    let events = crm_eventstore::AnyEventStore::connect(&db.url, 4)
+        .await
+        .unwrap();
+    let read = ReadStore::connect(&db.url, 4).await.unwrap();
+    let mut log = Log::default();
+    let h = |n: i64| t0() + Duration::hours(n);
+    log.manager(A, "east-1");
+    log.manager(B, "north-2");
+    log.customer(C1, t0());
+    log.assign(C1, A, h(1));
+    log.contact(C1, A, h(2));
+    log.stage(C1, "lead", "contacted", h(2));
+    log.transfer(C1, A, B, h(3));
+    log.complaint(C1, Some(B), h(4), 300, 3600, 4);
+    crm_projections::testing::append(&events, &log.events).await;
+    read.apply(&log.prepared(), None).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(crm_query::serve(
+        read,
+        crm_query::Security {
+            events: Some(events.clone()),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+        std::future::pending(),
+        tx,
+    ));
+    let base = format!("http://{}", rx.await.unwrap());
+
+    let stored = events
+        .read_stream(&format!("customer-{C1}"), 0)
+        .await
+        .unwrap();
+    assert!(stored.len() > 6, "{}", stored.len());
+    let canonical = |version: u64| {
+        let e = &stored[version as usize - 1];
+        assert_eq!(e.stream_version, version);
+        crm_domain::CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload)
+            .unwrap()
+            .payload_text()
+    };
+    // Walk the whole timeline three rows a page: every row has its own event's payload.
+    let mut seen = Vec::new();
+    let mut before = String::new();
+    loop {
+        let (status, _, body) = get(&format!(
+            "{base}/v1/customers/{C1}/timeline?limit=3{before}"
+        ))
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        for item in page["items"].as_array().unwrap() {
+            let version = item["version"].as_u64().unwrap();
+            assert_eq!(
+                item["payload"].as_str().unwrap(),
+                canonical(version),
+                "version {version}"
+            );
+            seen.push(version);
+        }
+        match page["next_after"].as_str() {
+            Some(v) => before = format!("&before_version={v}"),
+            None => break,
+        }
+    }
+    let all: Vec<u64> = (1..=stored.len() as u64).rev().collect();
+    assert_eq!(seen, all, "every event once, newest first");
+
+    // CSV carries the payload column too.
+    let (status, _, body) = get(&format!(
+        "{base}/v1/customers/{C1}/timeline?limit=1&format=csv"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let header = body.lines().next().unwrap();
+    assert!(header.ends_with(",summary,payload"), "{header}");
 }
 
 #[tokio::test]
