@@ -672,27 +672,7 @@ async fn database_aggregates_equal_the_reference_computations() {
 
 /// The migrations of the release before 1003, whose timeline rows carried the payload.
 fn release_before_1003() -> sqlx::migrate::Migrator {
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use std::borrow::Cow;
-    Migrator {
-        migrations: Cow::Owned(
-            crm_projections::schema::migrations()
-                .into_iter()
-                .filter(|(version, _, _)| *version < 1003)
-                .map(|(version, about, sql)| {
-                    Migration::new(
-                        version,
-                        Cow::Borrowed(about),
-                        MigrationType::Simple,
-                        Cow::Owned(sql),
-                        false,
-                    )
-                })
-                .collect(),
-        ),
-        ignore_missing: true,
-        ..Migrator::DEFAULT
-    }
+    crm_projections::store::migrator_up_to(1002)
 }
 
 const OLD_TIMELINE_ROW: &str = "INSERT INTO rm_timeline (customer_id, version, event_id, \

@@ -12,9 +12,9 @@ const C1: &str = "01930000-0000-7000-8000-0000000000c1";
 const A: &str = "01930000-0000-7000-8000-0000000000a1";
 const B: &str = "01930000-0000-7000-8000-0000000000a2";
 
-async fn serve() -> (String, TestDatabase) {
-    let db = TestDatabase::create().await;
-    let store = ReadStore::connect(&db.url, 4).await.unwrap();
+/// A customer's first day: two managers, a registration, an assignment, a contact, a
+/// stage, a transfer and a complaint worked to its end.
+fn day() -> Log {
     let mut log = Log::default();
     let h = |n: i64| t0() + Duration::hours(n);
     log.manager(A, "east-1");
@@ -25,6 +25,13 @@ async fn serve() -> (String, TestDatabase) {
     log.stage(C1, "lead", "contacted", h(2));
     log.transfer(C1, A, B, h(3));
     log.complaint(C1, Some(B), h(4), 300, 3600, 4);
+    log
+}
+
+async fn serve() -> (String, TestDatabase) {
+    let db = TestDatabase::create().await;
+    let store = ReadStore::connect(&db.url, 4).await.unwrap();
+    let log = day();
     store.apply(&log.prepared(), None).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(crm_query::serve(
@@ -110,16 +117,7 @@ async fn timeline_payloads_come_from_the_event_store() {
         .await
         .unwrap();
     let read = ReadStore::connect(&db.url, 4).await.unwrap();
-    let mut log = Log::default();
-    let h = |n: i64| t0() + Duration::hours(n);
-    log.manager(A, "east-1");
-    log.manager(B, "north-2");
-    log.customer(C1, t0());
-    log.assign(C1, A, h(1));
-    log.contact(C1, A, h(2));
-    log.stage(C1, "lead", "contacted", h(2));
-    log.transfer(C1, A, B, h(3));
-    log.complaint(C1, Some(B), h(4), 300, 3600, 4);
+    let log = day();
     crm_projections::testing::append(&events, &log.events).await;
     read.apply(&log.prepared(), None).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
