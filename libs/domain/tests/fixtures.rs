@@ -27,7 +27,8 @@ fn every_stored_event_version_decodes_and_re_encodes_unchanged() {
             .unwrap_or_else(|e| panic!("{t} v{v} from text: {e}"));
         assert_eq!(from_text, event, "{t}: the text decodes to the same event");
         if let DomainEvent::Customer(c) = &event {
-            // The timeline's payload text: the same fields and values, in declared order.
+            // The payload text a timeline answers: the same fields and values, in
+            // declared order.
             let written = c.payload_text();
             let parsed: Value = serde_json::from_str(&written).unwrap();
             assert_eq!(parsed, f["payload"], "{t}: payload_text holds the payload");

@@ -195,9 +195,25 @@ impl AppState {
         let mut read = Vec::new();
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
-            let Some(event) = payloads.remove(&row.version) else {
-                items.push(TimelineItem { row, payload: None });
-                continue;
+            let event = match payloads.remove(&row.version) {
+                Some(e) if e.event_id.to_string() == row.event_id => e,
+                Some(e) => {
+                    // The read models and the store disagree (restored from different
+                    // backups?): no payload rather than another event's.
+                    tracing::error!(
+                        customer = %row.customer_id,
+                        version = row.version,
+                        read_model_event = %row.event_id,
+                        store_event = %e.event_id,
+                        "timeline row and event store disagree; answered without payload"
+                    );
+                    items.push(TimelineItem { row, payload: None });
+                    continue;
+                }
+                None => {
+                    items.push(TimelineItem { row, payload: None });
+                    continue;
+                }
             };
             let mut payload = event.payload;
             let vault = self.security.vault.as_ref().filter(|_| !caller.masked());

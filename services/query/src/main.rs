@@ -27,6 +27,9 @@ struct Args {
     /// `[withheld]`, timeline payloads as `null`, and the audit routes refuse (503).
     #[arg(long, env = "CRM_STORE_URL")]
     store_url: Option<String>,
+    /// Connections to the event store (timeline payloads, keys, audit replay).
+    #[arg(long, env = "CRM_STORE_CONNECTIONS", default_value_t = 4)]
+    store_connections: u32,
 }
 
 #[tokio::main]
@@ -43,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(url) = &a.store_url {
         // It appends nothing but its records of personal-data reads.
-        let events = match crm_eventstore::AnyEventStore::connect(url, 4).await? {
+        let events = match crm_eventstore::AnyEventStore::connect(url, a.store_connections).await? {
             crm_eventstore::AnyEventStore::Postgres(pg) => {
                 crm_eventstore::AnyEventStore::Postgres(pg.access_records_only())
             }

@@ -396,7 +396,8 @@ macro_rules! customer_events {
             }
 
             /// The event's own fields as JSON text, in the order its type declares them
-            /// (the timeline's `payload`: the same text whichever path built the row).
+            /// (the query service answers a timeline's payloads in this form, whatever key
+            /// order the store holds).
             pub fn payload_text(&self) -> String {
                 match self { $(CustomerEvent::$variant(e) => serde_json::to_string(e)),* }
                     .expect("events serialise")
