@@ -525,6 +525,30 @@ impl ReadStore {
                 "read-model url {url:?} must start with postgres:// or sqlite://"
             )));
         };
+        // A schema newer than this binary knows (a rollback past a migration) fails
+        // loudly here instead of on the first statement that meets a changed table.
+        let known = migrator().iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> = match &store {
+            Self::Postgres(p) => sqlx::query_scalar(
+                "SELECT max(version) FROM _sqlx_migrations WHERE success AND version >= 1000",
+            )
+            .fetch_one(p)
+            .await
+            .ok()
+            .flatten(),
+            Self::Sqlite(p) => sqlx::query_scalar(
+                "SELECT max(version) FROM _sqlx_migrations WHERE success AND version >= 1000",
+            )
+            .fetch_one(p)
+            .await
+            .ok()
+            .flatten(),
+        };
+        if let Some(applied) = applied.filter(|a| *a > known) {
+            return Err(ReadError::Config(format!(
+                "the read models' schema is at version {applied}, newer than this binary knows ({known}): run the release that migrated it, or a newer one"
+            )));
+        }
         match &store {
             Self::Postgres(p) if !crm_eventstore::migrations::enabled() => {
                 // A least-privilege role: the owner migrated (`crm db migrate`); check it.

@@ -722,3 +722,40 @@ async fn an_older_sqlite_database_upgrades_in_place() {
     let url = format!("sqlite://{}", path.0.display());
     upgraded_timeline_works(ReadStore::connect(&url, 2).await.unwrap()).await;
 }
+
+/// A binary older than the read models' schema (a rollback past a migration) refuses to
+/// start, on both backends, instead of failing on the first changed table.
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused() {
+    const FUTURE: &str = "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+        execution_time) VALUES (9999, 'from a later release', true, $1, 0)";
+    let db = TestDatabase::create().await;
+    ReadStore::connect(&db.url, 2).await.unwrap();
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query(FUTURE)
+        .bind(vec![0u8; 48])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let refused = ReadStore::connect(&db.url, 2).await.err().expect("refused");
+    assert!(
+        refused.to_string().contains("newer than this binary"),
+        "{refused}"
+    );
+
+    let path = TempPath::new("crm-read-future");
+    let url = format!("sqlite://{}", path.0.display());
+    ReadStore::connect(&url, 2).await.unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path.0);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::query(&FUTURE.replace("$1", "?"))
+        .bind(vec![0u8; 48])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let refused = ReadStore::connect(&url, 2).await.err().expect("refused");
+    assert!(
+        refused.to_string().contains("newer than this binary"),
+        "{refused}"
+    );
+}
