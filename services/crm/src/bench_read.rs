@@ -292,7 +292,8 @@ async fn phases(
     );
 
     // 4. Rebuilds from the store, each three times: the fastest beside the fastest read
-    // (the same noise hits both), and the middle ones beside each other.
+    // (both sides get three draws of this VM's noise; the reads all come first, so not
+    // the very same moments), and the middle ones beside each other.
     let read = ReadStore::connect(&fresh, 4).await?;
     let mut total = Duration::ZERO;
     let middle_read = middle(reads.iter().map(|(_, t)| *t).collect());
