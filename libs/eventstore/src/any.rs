@@ -55,13 +55,6 @@ impl EventStore for AnyEventStore {
     ) -> Vec<Result<AppendOutcome, AppendError>> {
         dispatch!(self, s => s.append_batch(requests).await)
     }
-    async fn read_stream(
-        &self,
-        stream_id: &str,
-        after_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        dispatch!(self, s => s.read_stream(stream_id, after_version).await)
-    }
     async fn read_stream_range(
         &self,
         stream_id: &str,

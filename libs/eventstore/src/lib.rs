@@ -76,23 +76,19 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         stream_id: &str,
         after_version: u64,
-    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+        self.read_stream_range(stream_id, after_version, u64::MAX)
+    }
 
     /// Events of one stream with `after_version < stream_version <= up_to_version`, in
     /// version order: a page of a stream (the query service reads a timeline page's
-    /// payloads this way).
+    /// payloads this way); `u64::MAX` for the rest of the stream.
     fn read_stream_range(
         &self,
         stream_id: &str,
         after_version: u64,
         up_to_version: u64,
-    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
-        async move {
-            let mut events = self.read_stream(stream_id, after_version).await?;
-            events.retain(|e| e.stream_version <= up_to_version);
-            Ok(events)
-        }
-    }
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
     /// Up to `limit` events after `after` in commit-safe global order.
     fn read_all(

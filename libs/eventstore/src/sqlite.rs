@@ -325,20 +325,6 @@ impl EventStore for SqliteEventStore {
         }
     }
 
-    async fn read_stream(
-        &self,
-        stream_id: &str,
-        after_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_version > ? ORDER BY stream_version");
-        let rows = sqlx::query(&sql)
-            .bind(stream_id)
-            .bind(after_version as i64)
-            .fetch_all(&self.readers)
-            .await?;
-        Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
-    }
-
     async fn read_stream_range(
         &self,
         stream_id: &str,

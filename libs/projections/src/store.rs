@@ -528,44 +528,25 @@ impl ReadStore {
         // A schema newer than this binary knows (a rollback past a migration) fails
         // loudly here instead of on the first statement that meets a changed table.
         let known = migrator().iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> = match &store {
-            Self::Postgres(p) => sqlx::query_scalar(
-                "SELECT max(version) FROM _sqlx_migrations WHERE success AND version >= 1000",
-            )
-            .fetch_one(p)
-            .await
-            .ok()
-            .flatten(),
-            Self::Sqlite(p) => sqlx::query_scalar(
-                "SELECT max(version) FROM _sqlx_migrations WHERE success AND version >= 1000",
-            )
-            .fetch_one(p)
-            .await
-            .ok()
-            .flatten(),
-        };
-        if let Some(applied) = applied.filter(|a| *a > known) {
-            return Err(ReadError::Config(format!(
-                "the read models' schema is at version {applied}, newer than this binary knows ({known}): run the release that migrated it, or a newer one"
-            )));
+        let applied = store.applied_version().await;
+        if let Ok(Some(applied)) = applied {
+            if applied > known {
+                return Err(ReadError::Config(format!(
+                    "the read models' schema is at version {applied}, newer than this binary knows ({known}): run the release that migrated it, or a newer one"
+                )));
+            }
         }
         match &store {
-            Self::Postgres(p) if !crm_eventstore::migrations::enabled() => {
+            Self::Postgres(_) if !crm_eventstore::migrations::enabled() => {
                 // A least-privilege role: the owner migrated (`crm db migrate`); check it.
-                let latest = migrator().iter().map(|m| m.version).max().unwrap_or(0);
-                let applied: Option<i64> = sqlx::query_scalar(
-                    "SELECT max(version) FROM _sqlx_migrations WHERE success AND version >= 1000",
-                )
-                .fetch_one(p)
-                .await
-                .map_err(|e| {
+                let applied = applied.map_err(|e| {
                     ReadError::Config(format!(
                         "CRM_MIGRATE=off but the read models' schema version cannot be read ({e}): run `crm db migrate` as the owner"
                     ))
                 })?;
-                if applied.unwrap_or(0) < latest {
+                if applied.unwrap_or(0) < known {
                     return Err(ReadError::Config(format!(
-                        "the read models' schema is at version {}, this binary needs {latest}: run `crm db migrate` as the owner",
+                        "the read models' schema is at version {}, this binary needs {known}: run `crm db migrate` as the owner",
                         applied.unwrap_or(0)
                     )));
                 }
@@ -596,6 +577,16 @@ impl ReadStore {
             Self::Sqlite(p) => migrator().run(p).await?,
         }
         Ok(store)
+    }
+
+    /// The newest read-model migration applied (an error when none ever ran here).
+    async fn applied_version(&self) -> Result<Option<i64>, sqlx::Error> {
+        const SQL: &str =
+            "SELECT max(version) FROM _sqlx_migrations WHERE success AND version >= 1000";
+        match self {
+            Self::Postgres(p) => sqlx::query_scalar(SQL).fetch_one(p).await,
+            Self::Sqlite(p) => sqlx::query_scalar(SQL).fetch_one(p).await,
+        }
     }
 
     pub fn backend(&self) -> &'static str {
