@@ -1,0 +1,80 @@
+//! Who is calling: the bearer token verified into a `Principal`, and the role checks
+//! every route makes.
+
+use axum::http::{header, StatusCode};
+use crm_auth::{Principal, Role};
+use crm_projections::queries::CustomerRow;
+
+use crate::problem::Problem;
+use crate::AppState;
+
+/// The caller, verified; `None` inside when authentication is off.
+pub struct Caller(pub(crate) Option<Principal>);
+
+impl axum::extract::FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(verifier) = &state.security.auth else {
+            return Ok(Caller(None));
+        };
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        verifier
+            .verify_header(header, crm_auth::now_unix())
+            .map(|p| Caller(Some(p)))
+            .map_err(|e| Problem {
+                status: StatusCode::UNAUTHORIZED,
+                code: "auth.unauthenticated",
+                detail: e.to_string(),
+            })
+    }
+}
+
+impl Caller {
+    /// Refuse unless the caller has one of `roles` (anyone, with authentication off).
+    pub(crate) fn allow(&self, roles: &[Role]) -> Result<(), Problem> {
+        match &self.0 {
+            Some(p) if !roles.contains(&p.role) => Err(Problem::forbidden(format!(
+                "the {} role may not read this",
+                p.role.as_str()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn role(&self) -> Option<Role> {
+        self.0.as_ref().map(|p| p.role)
+    }
+
+    /// Analysts see aggregates and masked identities.
+    pub(crate) fn masked(&self) -> bool {
+        self.role() == Some(Role::Analyst)
+    }
+
+    /// A manager sees only their own customers (a team lead: the team's).
+    pub(crate) fn may_see(&self, row: &CustomerRow) -> Result<(), Problem> {
+        match &self.0 {
+            Some(p) if !p.sees_customer(row.owner_id.as_deref(), row.owner_team.as_deref()) => {
+                Err(Problem::forbidden(format!(
+                    "customer {} is not in your portfolio",
+                    row.customer_id
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Routes with customer-level data: who may call them (managers within their scope).
+pub(crate) const CUSTOMER_READERS: &[Role] =
+    &[Role::Manager, Role::Analyst, Role::Auditor, Role::Admin];
+/// Aggregates carry no personal data.
+pub(crate) const AGGREGATE_READERS: &[Role] =
+    &[Role::Manager, Role::Analyst, Role::Auditor, Role::Admin];
+pub(crate) const AUDITORS: &[Role] = &[Role::Auditor, Role::Admin];
