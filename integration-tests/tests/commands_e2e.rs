@@ -183,6 +183,7 @@ async fn commands_over_nats_and_http_end_up_in_the_stream() {
         outcome: ContactOutcome::Reached,
         summary: None,
         next_follow_up_at: None,
+        occurred_at: None,
     })
     .into();
     let (headers, reply) =

@@ -204,6 +204,7 @@ async fn erased_personal_data_is_unreadable_everywhere() {
             outcome: ContactOutcome::Reached,
             summary: Some(summary.clone()),
             next_follow_up_at: None,
+            occurred_at: None,
         })),
     )
     .await;

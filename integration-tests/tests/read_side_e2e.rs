@@ -119,6 +119,7 @@ fn workload(seed: u64) -> (Vec<Command>, Vec<Command>) {
                 outcome: ContactOutcome::Reached,
                 summary: None,
                 next_follow_up_at: Some(Utc::now() + chrono::Duration::days(rng.gen_range(1..14))),
+                occurred_at: None,
             })
             .into(),
             40..=54 => match c.owner {

@@ -14,28 +14,91 @@ use crm_integration_tests::{Platform, Service};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-async fn post(
-    http: &reqwest::Client,
+/// The history the schedulers act on, dated in the past. A caller cannot date commands
+/// (the ingress judges them at receipt, which the test checks first); the platform's own
+/// tooling can, so it is written by a command handler in process, as an import would.
+async fn seed_history(
+    platform: &Platform,
     base: &str,
-    command: &str,
-    mut body: Value,
-    issued: chrono::DateTime<Utc>,
-) -> Value {
-    body["meta"] = json!({
-        "command_id": Uuid::now_v7().to_string(),
-        "actor": "person:ops",
-        "issued_at": issued.to_rfc3339(),
-    });
-    let r = http
-        .post(format!("{base}/v1/commands/{command}"))
+    now: chrono::DateTime<Utc>,
+) -> (Uuid, Uuid, Uuid, Uuid) {
+    use crm_command_handler::{CommandHandler, Envelope, HandlerConfig};
+    use crm_domain::customer::{CustomerCommand, LogComplaint};
+    use crm_domain::policy::{PolicyCommand, PublishPolicy};
+    use crm_domain::{Actor, Command};
+
+    let long_ago = now - chrono::Duration::days(40);
+    let (owner, lead) = (Uuid::now_v7(), Uuid::now_v7());
+    // Over HTTP, a command dated 40 days back is refused: rules are judged at receipt.
+    let body = json!({"meta": {"command_id": Uuid::now_v7().to_string(), "actor": "person:ops",
+                                "issued_at": long_ago.to_rfc3339()},
+                      "manager_id": owner.to_string(), "name": "Li Wei", "role": "manager",
+                      "team": "east-1", "region": "east", "branch": "sh-01", "holding_limit": 10});
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/commands/register_manager"))
         .json(&body)
         .send()
         .await
         .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert!(status.is_success(), "{command}: {status} {v}");
-    v
+    assert_eq!(r.status(), 422);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("meta.issued_at"),
+        "{problem}"
+    );
+
+    let store = PgEventStore::connect(&platform.db.url, 2).await.unwrap();
+    let handler = CommandHandler::new(store, HandlerConfig::default());
+    let at = |t| Envelope::new(Actor::person("ops"), t);
+    for (id, role) in [(owner, "manager"), (lead, "team_lead")] {
+        let mut m = crm_integration_tests::register_manager(id.into(), "Li Wei", "east-1");
+        if let Command::Manager(crm_domain::ManagerCommand::Register(r)) = &mut m {
+            r.role = role.parse().unwrap();
+            r.holding_limit = 10;
+        }
+        handler.handle(at(long_ago), m).await.unwrap();
+    }
+    let policy = json!({
+        "rules": [{"name": "east", "when": {"regions": ["east"]}, "team": "east-1",
+                   "method": "least_loaded"}],
+        "utc_offset_minutes": 480
+    });
+    let publish = PolicyCommand::Publish(PublishPolicy {
+        document: serde_json::from_value(policy).unwrap(),
+        note: "e2e".into(),
+    });
+    handler.handle(at(long_ago), publish.into()).await.unwrap();
+    let customer = Uuid::now_v7();
+    let register = crm_integration_tests::register_customer(
+        customer.into(),
+        "Wang Fang",
+        Some("+8613800138000".into()),
+        None,
+    );
+    let answer = handler.handle(at(long_ago), register).await.unwrap();
+    let types: Vec<&str> = answer
+        .events
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(types, vec!["CustomerRegistered", "OwnerAssigned"]);
+    let complaint = Uuid::now_v7();
+    let log = CustomerCommand::LogComplaint(LogComplaint {
+        customer_id: customer.into(),
+        complaint_id: complaint.into(),
+        severity: "critical".parse().unwrap(),
+        category: "fees".into(),
+        description: "charged twice".into(),
+        channel: "phone".parse().unwrap(),
+    });
+    handler
+        .handle(at(now - chrono::Duration::hours(1)), log.into())
+        .await
+        .unwrap();
+    (owner, lead, customer, complaint)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,68 +112,9 @@ async fn schedulers_return_lapsed_customers_and_breach_complaints_once() {
     );
     let ready = service.wait_ready().await;
     let base = format!("http://{}", ready["http"].as_str().unwrap());
-    let http = reqwest::Client::new();
     let now = Utc::now();
     let long_ago = now - chrono::Duration::days(40);
-
-    let (owner, lead) = (Uuid::now_v7(), Uuid::now_v7());
-    for (id, role) in [(owner, "manager"), (lead, "team_lead")] {
-        post(
-            &http,
-            &base,
-            "register_manager",
-            json!({"manager_id": id.to_string(), "name": "Li Wei", "role": role,
-                   "team": "east-1", "region": "east", "branch": "sh-01", "holding_limit": 10}),
-            long_ago,
-        )
-        .await;
-    }
-    let policy = json!({
-        "rules": [{"name": "east", "when": {"regions": ["east"]}, "team": "east-1",
-                   "method": "least_loaded"}],
-        "utc_offset_minutes": 480
-    });
-    post(
-        &http,
-        &base,
-        "publish_policy",
-        json!({"document_json": policy.to_string(), "note": "e2e"}),
-        long_ago,
-    )
-    .await;
-    let customer = Uuid::now_v7();
-    let answer = post(
-        &http,
-        &base,
-        "register_customer",
-        json!({"customer_id": customer.to_string(), "customer_type": "individual",
-               "display_name": "Wang Fang", "phone": "+8613800138000", "region": "east",
-               "first_touch_channel": "web"}),
-        long_ago,
-    )
-    .await;
-    let types: Vec<&str> = answer["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        types,
-        vec!["CustomerRegistered", "OwnerAssigned"],
-        "{answer}"
-    );
-    let complaint = Uuid::now_v7();
-    post(
-        &http,
-        &base,
-        "log_complaint",
-        json!({"customer_id": customer.to_string(), "complaint_id": complaint.to_string(),
-               "severity": "critical", "category": "fees", "description": "charged twice",
-               "channel": "phone"}),
-        now - chrono::Duration::hours(1),
-    )
-    .await;
+    let (_owner, lead, customer, _complaint) = seed_history(&platform, &base, now).await;
 
     // Two schedulers at once, ticking every second.
     let env = platform.env();

@@ -10,7 +10,13 @@
 //! - `role`: `manager`, `analyst`, `auditor`, `service` or `admin`;
 //! - `manager_id` (managers): whose customers they see;
 //! - `team` (managers who lead a team): the team whose customers they also see;
-//! - `commands` (services): the commands the service may send.
+//! - `commands` (services): the commands the service may send;
+//! - `acts_for_persons` (services): whether the service may send commands for the people
+//!   it has authenticated itself (`meta.actor` = `person:<id>`); the actor is then
+//!   recorded as `person:<id> via service:<sub>`.
+//!
+//! `sub` must be a valid actor id (1 to 128 characters, no spaces, no control
+//! characters): it becomes the actor recorded on everything the caller does.
 //!
 //! `docs/api.md` ("Authentication") lists what each role may do.
 #![forbid(unsafe_code)]
@@ -58,6 +64,9 @@ pub struct Principal {
     pub team: Option<String>,
     #[serde(default)]
     pub commands: Vec<String>,
+    /// A service that may act for the people it authenticated.
+    #[serde(default)]
+    pub acts_for_persons: bool,
 }
 
 impl Principal {
@@ -186,6 +195,8 @@ struct Claims {
     team: Option<String>,
     #[serde(default)]
     commands: Vec<String>,
+    #[serde(default)]
+    acts_for_persons: bool,
 }
 
 impl Verifier {
@@ -295,7 +306,10 @@ impl Verifier {
             return Err(AuthError::NotYetValid);
         }
         if claims.iss.as_deref() != Some(self.issuer.as_str()) {
-            return Err(AuthError::Issuer(claims.iss.unwrap_or_default()));
+            let iss = claims.iss.unwrap_or_default();
+            return Err(AuthError::Issuer(
+                crm_domain::text::escaped(&iss).into_owned(),
+            ));
         }
         let audience_ok = match &claims.aud {
             Some(serde_json::Value::String(a)) => *a == self.audience,
@@ -311,6 +325,13 @@ impl Verifier {
             .sub
             .filter(|s| !s.is_empty())
             .ok_or(AuthError::Claims("sub is required".into()))?;
+        // The subject becomes the recorded actor: it must read back as one.
+        let as_actor = format!("person:{subject}").parse::<crm_domain::Actor>();
+        if !as_actor.is_ok_and(|a| a.via.is_none()) {
+            return Err(AuthError::Claims(
+                "sub must be 1 to 128 characters without spaces or control characters".into(),
+            ));
+        }
         let role = claims
             .role
             .ok_or(AuthError::Claims("role is required".into()))?;
@@ -325,6 +346,7 @@ impl Verifier {
             manager_id: claims.manager_id,
             team: claims.team,
             commands: claims.commands,
+            acts_for_persons: role == Role::Service && claims.acts_for_persons,
         })
     }
 
@@ -407,6 +429,21 @@ mod tests {
             "pool customers are not a manager's"
         );
         assert!(!p.may_command("assign_owner"));
+    }
+
+    #[test]
+    fn a_subject_that_cannot_be_an_actor_is_refused() {
+        let v = verifier();
+        for sub in ["li wei", "\u{1b}[2Jadmin", "a\u{0}b", "x via service:y"] {
+            let token = with(|c| c["sub"] = json!(sub));
+            assert!(
+                matches!(v.verify(&token, NOW), Err(AuthError::Claims(_))),
+                "{sub:?}"
+            );
+        }
+        let token = with(|c| c["iss"] = json!("evil\n\u{1b}[2J"));
+        let e = v.verify(&token, NOW).unwrap_err();
+        assert!(!e.to_string().chars().any(char::is_control), "{e}");
     }
 
     #[test]

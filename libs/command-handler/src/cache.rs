@@ -17,9 +17,32 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use crm_telemetry::names;
 
-type Entry<T> = (Arc<T>, u64);
+/// Where a stream stands: its version, and when its last event happened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Head {
+    pub version: u64,
+    /// The last event's `occurred_at`; `None` for a stream with no events. A new event
+    /// of the stream is never dated before it.
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl Head {
+    pub fn new(version: u64, last_at: Option<DateTime<Utc>>) -> Self {
+        Self { version, last_at }
+    }
+
+    /// The instant a decision on this stream is made at: `now`, or the stream's last
+    /// event's instant if a clock behind it (another instance's, a stepped-back one)
+    /// would date the new events before it.
+    pub fn decision_time(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.last_at.map_or(now, |last| now.max(last))
+    }
+}
+
+type Entry<T> = (Arc<T>, Head);
 
 pub struct StateCache<T> {
     generations: Mutex<Generations<T>>,
@@ -54,7 +77,7 @@ impl<T> StateCache<T> {
         }
     }
 
-    pub fn get(&self, stream: &str) -> Option<(Arc<T>, u64)> {
+    pub fn get(&self, stream: &str) -> Option<(Arc<T>, Head)> {
         let found = self.lookup(stream);
         let result = if found.is_some() { "hit" } else { "miss" };
         metrics::counter!(names::STATE_CACHE_LOOKUPS_TOTAL, "aggregate" => self.aggregate, "result" => result)
@@ -62,7 +85,7 @@ impl<T> StateCache<T> {
         found
     }
 
-    fn lookup(&self, stream: &str) -> Option<(Arc<T>, u64)> {
+    fn lookup(&self, stream: &str) -> Option<(Arc<T>, Head)> {
         let mut g = self.lock();
         if let Some(hit) = g.young.get(stream) {
             return Some(hit.clone());
@@ -72,10 +95,10 @@ impl<T> StateCache<T> {
         Some(entry)
     }
 
-    pub fn put(&self, stream: String, state: Arc<T>, version: u64) {
+    pub fn put(&self, stream: String, state: Arc<T>, head: Head) {
         let mut g = self.lock();
         g.old.remove(&stream);
-        self.insert_young(&mut g, stream, (state, version));
+        self.insert_young(&mut g, stream, (state, head));
     }
 
     pub fn remove(&self, stream: &str) {
@@ -122,9 +145,9 @@ mod tests {
     #[test]
     fn a_state_in_use_survives_a_scan_of_others() {
         let cache = StateCache::new(100, "test");
-        cache.put(key(0), Arc::new(0usize), 1);
+        cache.put(key(0), Arc::new(0usize), Head::new(1, None));
         for i in 1..1_000 {
-            cache.put(key(i), Arc::new(i), 1);
+            cache.put(key(i), Arc::new(i), Head::new(1, None));
             if i % 40 == 0 {
                 assert_eq!(cache.get(&key(0)).map(|(s, _)| *s), Some(0), "after {i}");
             }
@@ -133,21 +156,36 @@ mod tests {
             cache.get(&key(1)).is_none(),
             "an old, unused state was dropped"
         );
-        assert_eq!(cache.get(&key(999)).map(|(s, v)| (*s, v)), Some((999, 1)));
+        assert_eq!(
+            cache.get(&key(999)).map(|(s, h)| (*s, h.version)),
+            Some((999, 1))
+        );
     }
 
     #[test]
     fn put_replaces_and_remove_forgets_in_both_generations() {
         let cache = StateCache::new(4, "test");
-        cache.put(key(1), Arc::new("a"), 1);
-        cache.put(key(2), Arc::new("b"), 1);
-        cache.put(key(3), Arc::new("c"), 1); // 1 and 2 are now old
-        cache.put(key(1), Arc::new("a2"), 2);
-        assert_eq!(cache.get(&key(1)).map(|(s, v)| (*s, v)), Some(("a2", 2)));
+        cache.put(key(1), Arc::new("a"), Head::new(1, None));
+        cache.put(key(2), Arc::new("b"), Head::new(1, None));
+        cache.put(key(3), Arc::new("c"), Head::new(1, None)); // 1 and 2 are now old
+        cache.put(key(1), Arc::new("a2"), Head::new(2, None));
+        assert_eq!(
+            cache.get(&key(1)).map(|(s, h)| (*s, h.version)),
+            Some(("a2", 2))
+        );
         cache.remove(&key(2));
         cache.remove(&key(3));
         assert!(cache.get(&key(2)).is_none());
         assert!(cache.get(&key(3)).is_none());
+    }
+
+    #[test]
+    fn a_decision_is_never_dated_before_the_streams_last_event() {
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        assert_eq!(Head::new(0, None).decision_time(t(5)), t(5));
+        assert_eq!(Head::new(3, Some(t(2))).decision_time(t(5)), t(5));
+        // A clock behind the stream: the decision is made at the last event's instant.
+        assert_eq!(Head::new(3, Some(t(9))).decision_time(t(5)), t(9));
     }
 
     #[derive(Debug, Clone)]
@@ -175,13 +213,14 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Get(k) => {
-                        if let Some((state, version)) = cache.get(&key(k as usize)) {
+                        if let Some((state, head)) = cache.get(&key(k as usize)) {
+                            let version = head.version;
                             prop_assert_eq!(Some(&version), truth.get(&k));
                             prop_assert_eq!(*state, version);
                         }
                     }
                     Op::Put(k, v) => {
-                        cache.put(key(k as usize), Arc::new(v), v);
+                        cache.put(key(k as usize), Arc::new(v), Head::new(v, None));
                         truth.insert(k, v);
                     }
                     Op::Remove(k) => {

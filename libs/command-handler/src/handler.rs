@@ -27,7 +27,7 @@ use crm_telemetry::names;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::cache::StateCache;
+use crate::cache::{Head, StateCache};
 use crate::counters::{self, claims_key, counted_key, turn_key, Receiver};
 use crate::group_commit::{GroupCommitConfig, GroupCommitter};
 use crate::lookups::{Lookups, DIRECTORY_TTL, POLICY_TTL};
@@ -91,6 +91,10 @@ pub enum CommandError {
     /// Storage failed (for retries and alerts); the command may be retried with the same id.
     #[error("storage unavailable: {0}")]
     Unavailable(#[from] StoreError),
+    /// The event store refused the command's own data; retrying cannot help. (The
+    /// ingress refuses such text first, naming the field: this is the second line.)
+    #[error("{0}")]
+    Unstorable(String),
 }
 
 impl CommandError {
@@ -101,6 +105,7 @@ impl CommandError {
             CommandError::CommandIdReused(_) => "command.id_reused",
             CommandError::Contended(_) => "command.contended",
             CommandError::Unavailable(_) => "storage.unavailable",
+            CommandError::Unstorable(_) => "command.unstorable",
         }
     }
 }
@@ -328,6 +333,9 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                     fresh = true;
                 }
                 Err(AppendError::Store(e)) => return Err(CommandError::Unavailable(e)),
+                Err(AppendError::Unstorable(reason)) => {
+                    return Err(CommandError::Unstorable(reason))
+                }
             }
         }
         Err(CommandError::Contended(MAX_ATTEMPTS))
@@ -408,14 +416,14 @@ impl<S: EventStore + Clone> CommandHandler<S> {
     async fn load_customer(
         &self,
         id: CustomerId,
-    ) -> Result<(Arc<CustomerState>, u64), CommandError> {
+    ) -> Result<(Arc<CustomerState>, Head), CommandError> {
         let stream = customer_stream(id);
         if let Some(hit) = self.customers.get(&stream) {
             return Ok(hit);
         }
         let mut state = CustomerState::default();
         let events = self.store.read_stream(&stream, 0).await?;
-        let version = events.last().map_or(0, |e| e.stream_version);
+        let head = stream_head(&events);
         for e in &events {
             let mut payload = e.payload.clone();
             self.vault
@@ -433,21 +441,21 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             state.apply(&event);
         }
         let state = Arc::new(state);
-        self.customers.put(stream, state.clone(), version);
-        Ok((state, version))
+        self.customers.put(stream, state.clone(), head);
+        Ok((state, head))
     }
 
     pub(crate) async fn load_manager(
         &self,
         id: ManagerId,
-    ) -> Result<(Arc<ManagerState>, u64), CommandError> {
+    ) -> Result<(Arc<ManagerState>, Head), CommandError> {
         let stream = manager_stream(id);
         if let Some(hit) = self.managers.get(&stream) {
             return Ok(hit);
         }
         let mut state = ManagerState::default();
         let events = self.store.read_stream(&stream, 0).await?;
-        let version = events.last().map_or(0, |e| e.stream_version);
+        let head = stream_head(&events);
         for e in &events {
             let event = ManagerEvent::decode(&e.event_type, e.schema_version, &e.payload).map_err(
                 |err| {
@@ -460,8 +468,8 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             state.apply(&event);
         }
         let state = Arc::new(state);
-        self.managers.put(stream, state.clone(), version);
-        Ok((state, version))
+        self.managers.put(stream, state.clone(), head);
+        Ok((state, head))
     }
 
     async fn decide_customer(
@@ -479,10 +487,12 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 self.managers.remove(&manager_stream(m));
             }
         }
-        let (state, version) = self.load_customer(id).await?;
-        let (policy, policy_version) = self.policy(fresh).await?;
-        let mut ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone())
-            .with_policy(policy.clone());
+        let (state, head) = self.load_customer(id).await?;
+        let version = head.version;
+        let (policy, policy_head) = self.policy(fresh).await?;
+        let policy_version = policy_head.version;
+        let now = head.decision_time(envelope.issued_at);
+        let mut ctx = DecisionContext::new(now, envelope.actor.clone()).with_policy(policy.clone());
 
         // Read guards: streams that must not change before the append commits.
         let mut guards: Vec<(String, u64)> = Vec::new();
@@ -518,7 +528,8 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             _ => {}
         }
         if let Some(m) = target_manager(command) {
-            let (manager, manager_version) = self.load_manager(m).await?;
+            let (manager, manager_head) = self.load_manager(m).await?;
+            let manager_version = manager_head.version;
             let counted = self.store.counter(&counted_key(&policy, m)).await?;
             if let Some(mut view) = manager.view(counted.max(0) as u32) {
                 view.holding_limit = policy
@@ -598,7 +609,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             .seal(&stream, &mut new_events)
             .await
             .map_err(|err| privacy_error(id, err))?;
-        let mut request = AppendRequest::new(self.meta(envelope, command.name(), fingerprint));
+        let mut request = AppendRequest::new(self.meta(envelope, now, command.name(), fingerprint));
         request.writes.push(StreamWrite {
             stream_id: stream.clone(),
             expected: expected(version),
@@ -636,8 +647,11 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             });
         }
 
-        self.customers
-            .put(stream, Arc::new(next), version + events.len() as u64);
+        self.customers.put(
+            stream,
+            Arc::new(next),
+            Head::new(version + events.len() as u64, Some(now)),
+        );
         Ok(Decided {
             events: new_events,
             request,
@@ -656,8 +670,10 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         if fresh {
             self.managers.remove(&stream);
         }
-        let (state, version) = self.load_manager(id).await?;
-        let ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone());
+        let (state, head) = self.load_manager(id).await?;
+        let version = head.version;
+        let now = head.decision_time(envelope.issued_at);
+        let ctx = DecisionContext::new(now, envelope.actor.clone());
         let events = manager::decide(&state, command, &ctx)?;
         if matches!(command, ManagerCommand::Register(_)) {
             // A new manager: list the directory again before the next assignment by policy.
@@ -670,13 +686,13 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         let new_events = to_new_events(&events, |e| {
             (e.event_type(), ManagerEvent::SCHEMA_VERSION, e.payload())
         });
-        let request = AppendRequest::new(self.meta(envelope, command.name(), fingerprint)).write(
-            stream.clone(),
-            expected(version),
-            new_events.clone(),
+        let request = AppendRequest::new(self.meta(envelope, now, command.name(), fingerprint))
+            .write(stream.clone(), expected(version), new_events.clone());
+        self.managers.put(
+            stream,
+            Arc::new(next),
+            Head::new(version + events.len() as u64, Some(now)),
         );
-        self.managers
-            .put(stream, Arc::new(next), version + events.len() as u64);
         Ok(Decided {
             events: new_events,
             request,
@@ -690,11 +706,13 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         fingerprint: &str,
     ) -> Result<Decided, CommandError> {
         // Always the committed version: a publish is judged against the latest one.
-        let (current, version) = self.policy(true).await?;
+        let (current, head) = self.policy(true).await?;
+        let version = head.version;
         let state = policy::PolicyState {
             current: (*current).clone(),
         };
-        let ctx = DecisionContext::new(envelope.issued_at, envelope.actor.clone());
+        let now = head.decision_time(envelope.issued_at);
+        let ctx = DecisionContext::new(now, envelope.actor.clone());
         let events = policy::aggregate::decide(&state, command, &ctx)?;
         let new_events = to_new_events(&events, |e| {
             (
@@ -703,11 +721,12 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 e.payload(),
             )
         });
-        let request = AppendRequest::new(self.meta(envelope, command.name(), fingerprint)).write(
-            POLICY_STREAM.to_string(),
-            expected(version),
-            new_events.clone(),
-        );
+        let request = AppendRequest::new(self.meta(envelope, now, command.name(), fingerprint))
+            .write(
+                POLICY_STREAM.to_string(),
+                expected(version),
+                new_events.clone(),
+            );
         self.lookups.forget_policy();
         Ok(Decided {
             events: new_events,
@@ -715,17 +734,32 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         })
     }
 
-    fn meta(&self, envelope: &Envelope, name: &str, fingerprint: &str) -> CommandMeta {
+    /// The append's metadata; `at` is when the decision was made (the envelope's time,
+    /// never before the stream's last event).
+    fn meta(
+        &self,
+        envelope: &Envelope,
+        at: DateTime<Utc>,
+        name: &str,
+        fingerprint: &str,
+    ) -> CommandMeta {
         CommandMeta {
             command_id: envelope.command_id,
             command_type: name.to_string(),
             correlation_id: envelope.correlation_id,
             causation_id: envelope.causation_id,
             actor: envelope.actor.to_string(),
-            issued_at: envelope.issued_at,
+            issued_at: at,
             fingerprint: fingerprint.to_string(),
         }
     }
+}
+
+/// Where a stream read whole stands.
+fn stream_head<P>(events: &[crm_eventstore::RecordedEvent<P>]) -> Head {
+    events.last().map_or(Head::default(), |e| {
+        Head::new(e.stream_version, Some(e.metadata.occurred_at))
+    })
 }
 
 fn expected(version: u64) -> ExpectedVersion {

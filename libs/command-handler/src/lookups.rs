@@ -18,6 +18,7 @@ use crm_domain::{
 };
 use crm_eventstore::{EventStore, StoreError};
 
+use crate::cache::Head;
 use crate::counters::{counted_key, turn_key, window_keys};
 use crate::handler::{CommandError, CommandHandler};
 
@@ -38,11 +39,11 @@ impl Lookups {
     }
 }
 
-/// The policy as last read: its fold, the version read up to, and when.
+/// The policy as last read: its fold, where the stream stood, and when it was read.
 struct CachedPolicy {
     state: PolicyState,
     current: Arc<Policy>,
-    version: u64,
+    head: Head,
     read_at: Instant,
 }
 
@@ -54,10 +55,10 @@ pub(crate) struct Team {
 }
 
 impl<S: EventStore + Clone> CommandHandler<S> {
-    /// The ownership policy in force and the policy stream's version. Cached for
+    /// The ownership policy in force and where the policy stream stands. Cached for
     /// `policy_ttl`; `fresh` reads the stream's new events first.
-    pub(crate) async fn policy(&self, fresh: bool) -> Result<(Arc<Policy>, u64), CommandError> {
-        let (mut state, mut version) = {
+    pub(crate) async fn policy(&self, fresh: bool) -> Result<(Arc<Policy>, Head), CommandError> {
+        let (mut state, mut head) = {
             let cached = self
                 .lookups
                 .policy
@@ -65,18 +66,18 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 .unwrap_or_else(|p| p.into_inner());
             match cached.as_ref() {
                 Some(c) if !fresh && c.read_at.elapsed() < self.config.policy_ttl => {
-                    return Ok((c.current.clone(), c.version));
+                    return Ok((c.current.clone(), c.head));
                 }
-                Some(c) => (c.state.clone(), c.version),
-                None => (PolicyState::default(), 0),
+                Some(c) => (c.state.clone(), c.head),
+                None => (PolicyState::default(), Head::default()),
             }
         };
-        for e in self.store.read_stream(POLICY_STREAM, version).await? {
+        for e in self.store.read_stream(POLICY_STREAM, head.version).await? {
             let event = PolicyEvent::decode(&e.event_type, e.schema_version, &e.payload).map_err(
                 |err| StoreError::Corrupt(format!("{} v{}: {err}", e.event_type, e.stream_version)),
             )?;
             state.apply(&event);
-            version = e.stream_version;
+            head = Head::new(e.stream_version, Some(e.metadata.occurred_at));
         }
         let current = Arc::new(state.current.clone());
         *self
@@ -86,10 +87,10 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             .unwrap_or_else(|p| p.into_inner()) = Some(CachedPolicy {
             state,
             current: current.clone(),
-            version,
+            head,
             read_at: Instant::now(),
         });
-        Ok((current, version))
+        Ok((current, head))
     }
 
     /// Every registered manager with its stream version.
@@ -126,9 +127,9 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             if fresh {
                 self.managers.remove(&crate::handler::manager_stream(id));
             }
-            let (state, version) = self.load_manager(id).await?;
+            let (state, head) = self.load_manager(id).await?;
             if state.is_registered() {
-                out.push((state, version));
+                out.push((state, head.version));
             }
         }
         Ok(out)

@@ -182,6 +182,7 @@ async fn commands_are_idempotent_and_refusals_change_nothing<S: EventStore + Clo
         outcome: ContactOutcome::Reached,
         summary: None,
         next_follow_up_at: None,
+        occurred_at: None,
     });
     assert_eq!(
         code(handler.handle(envelope(), sms.into()).await),
@@ -283,6 +284,78 @@ async fn a_failed_append_leaves_no_phantom_state<S: EventStore + Clone>(store: S
     assert_eq!(store.counter(&format!("holdings:{m2}")).await.unwrap(), 1);
 }
 
+/// Two instances whose clocks disagree (and one that steps back): no event of a stream is
+/// ever dated before the stream's previous event.
+async fn no_event_is_dated_before_its_streams_previous_event<S: EventStore + Clone>(store: S) {
+    let at = |minute: u32| {
+        Envelope::new(
+            Actor::person("tester"),
+            Utc.with_ymd_and_hms(2026, 11, 25, 10, minute, 0).unwrap(),
+        )
+    };
+    let ahead = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let behind = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let (m, c) = (
+        ManagerId::new(Uuid::now_v7()),
+        CustomerId::new(Uuid::now_v7()),
+    );
+    ahead.handle(at(30), register_manager(m, 10)).await.unwrap();
+    // The manager's stream: a later change from a clock 20 minutes behind.
+    behind
+        .handle(
+            at(10),
+            ManagerCommand::Deactivate(crm_domain::manager::DeactivateManager {
+                manager_id: m,
+                reason: "leave".into(),
+            })
+            .into(),
+        )
+        .await
+        .unwrap();
+    ahead
+        .handle(at(40), register_customer(c, "+8613900000001"))
+        .await
+        .unwrap();
+    // Decided on the stream read fresh (by the other handler), then on a stale cache.
+    behind
+        .handle(
+            at(5),
+            CustomerCommand::LockOwnership(LockOwnership {
+                customer_id: c,
+                until: None,
+                reason: "vip".into(),
+            })
+            .into(),
+        )
+        .await
+        .unwrap();
+    ahead
+        .handle(
+            at(20),
+            CustomerCommand::UnlockOwnership(UnlockOwnership {
+                customer_id: c,
+                reason: "done".into(),
+            })
+            .into(),
+        )
+        .await
+        .unwrap();
+    for stream in [format!("customer-{c}"), format!("manager-{m}")] {
+        let events = store.read_stream(&stream, 0).await.unwrap();
+        assert!(events.len() >= 2, "{stream}: {}", events.len());
+        for pair in events.windows(2) {
+            assert!(
+                pair[1].metadata.occurred_at >= pair[0].metadata.occurred_at,
+                "{stream}: {} at {} after {} at {}",
+                pair[1].event_type,
+                pair[1].metadata.occurred_at,
+                pair[0].event_type,
+                pair[0].metadata.occurred_at
+            );
+        }
+    }
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -310,4 +383,5 @@ on_both_backends!(
     commands_are_idempotent_and_refusals_change_nothing,
     stale_caches_are_corrected,
     a_failed_append_leaves_no_phantom_state,
+    no_event_is_dated_before_its_streams_previous_event,
 );

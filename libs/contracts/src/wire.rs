@@ -1,13 +1,18 @@
 //! Wire payloads ⇄ domain commands. A payload (protobuf, or its JSON form) is first read
-//! into its proto message, which fixes the field set (unknown JSON fields are refused),
-//! then into the domain command through serde: proto field names are the domain's field
-//! names, so one mapping serves both encodings and the OpenAPI document.
+//! into its proto message, which fixes the field set and types (unknown JSON fields and
+//! wrong types are refused as malformed, 400), then every string in it is checked against
+//! the platform's text rules (`crm_domain::text`), then it is read into the domain command
+//! through serde: proto field names are the domain's field names, so one mapping serves
+//! both encodings and the OpenAPI document. A value the message carries but the domain
+//! does not accept (an unknown enum value, a bad UUID, a team name too long, a control
+//! character) is refused as invalid (422), naming the field by its path.
 
 use crm_domain::customer::*;
 use crm_domain::manager::{
     DeactivateManager, ManagerCommand, ReactivateManager, RegisterManager, UpdateManager,
 };
 use crm_domain::policy::{PolicyCommand, PolicyDocument, PublishPolicy};
+use crm_domain::text::{self, TextKind};
 use crm_domain::{Command, CustomerCommand};
 use prost::Message;
 use serde_json::Value;
@@ -53,8 +58,62 @@ impl Format {
 pub enum WireError {
     #[error("no command named {0:?}")]
     UnknownCommand(String),
+    /// Not this command's message: bytes that do not decode, a wrong type, an unknown
+    /// field.
     #[error("{0}")]
     Malformed(String),
+    /// The message decodes, but a field's value breaks its format, range or the text
+    /// rules; `field` is its path (`meta.actor`, `document_json.holding.team_limit`).
+    #[error("field {field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl WireError {
+    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        WireError::Invalid {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Free-text fields: they may span lines. Every other string is one line.
+pub const MULTILINE_FIELDS: &[&str] = &[
+    "reason",
+    "note",
+    "summary",
+    "description",
+    "resolution",
+    "document_json",
+];
+
+/// Check every string in `value` (keys too) against the text rules; the first offender
+/// is refused with its path.
+pub fn check_text(value: &Value, path: &str) -> Result<(), WireError> {
+    let kind = match path.rsplit('.').next() {
+        Some(last) if MULTILINE_FIELDS.contains(&last) => TextKind::Multiline,
+        _ => TextKind::Line,
+    };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) => text::check(s, kind).map_err(|e| WireError::invalid(path, e)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_text(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            text::check(k, TextKind::Line)
+                .map_err(|e| WireError::invalid(join(&text::escaped(k)), e))?;
+            check_text(v, &join(k))
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
 }
 
 /// A decoded command with its envelope fields as sent.
@@ -80,6 +139,7 @@ fn read<M: Message + Default + serde::de::DeserializeOwned>(
 
 fn split_meta<M: serde::Serialize>(msg: &M) -> Result<(v1::CommandMeta, Value), WireError> {
     let mut value = serde_json::to_value(msg).map_err(|e| malformed("payload", e))?;
+    check_text(&value, "")?;
     let meta = value
         .as_object_mut()
         .and_then(|o| o.remove("meta"))
@@ -89,8 +149,11 @@ fn split_meta<M: serde::Serialize>(msg: &M) -> Result<(v1::CommandMeta, Value), 
     Ok((meta, value))
 }
 
+/// The domain command from the message's fields: the shapes already match (the proto
+/// message was read), so what fails here is a value, refused with its field's path.
 fn inner<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, WireError> {
-    serde_json::from_value(value).map_err(|e| malformed("invalid field", e))
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| WireError::invalid(e.path().to_string(), e.inner()))
 }
 
 /// The domain command's own fields, as they appear on the wire (without `meta`).
@@ -117,9 +180,20 @@ struct WirePublishPolicy {
     note: String,
 }
 
+/// The policy document inside `document_json`: its strings checked and its fields read
+/// like a command's, an error naming the path inside the document
+/// (`holding.team_limitz: unknown field`).
 fn document_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PolicyDocument, D::Error> {
+    use serde::de::Error as _;
     let text = <String as serde::Deserialize>::deserialize(d)?;
-    serde_json::from_str(&text).map_err(|e| serde::de::Error::custom(format!("document_json: {e}")))
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| D::Error::custom(format!("not a JSON document: {e}")))?;
+    check_text(&value, "").map_err(|e| match e {
+        WireError::Invalid { field, reason } => D::Error::custom(format!("{field}: {reason}")),
+        other => D::Error::custom(other),
+    })?;
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| D::Error::custom(format!("{}: {}", e.path(), e.inner())))
 }
 
 macro_rules! command_table {

@@ -79,6 +79,7 @@ fn samples() -> Vec<Command> {
             outcome: ContactOutcome::CallbackRequested,
             summary: Some("asked for a call".into()),
             next_follow_up_at: Some(t),
+            occurred_at: None,
         })
         .into(),
         C::LogComplaint(LogComplaint {
@@ -268,7 +269,10 @@ fn bad_payloads_say_what_is_wrong() {
             r#"{{{meta}, "customer_id": "not-a-uuid", "manager_id": "0193a6f0-0000-7000-8000-000000000001", "reason": "r"}}"#
         ),
     );
-    assert!(e.to_string().contains("invalid field"), "{e}");
+    assert!(
+        matches!(&e, WireError::Invalid { field, .. } if field == "customer_id"),
+        "{e}"
+    );
     let e = err(
         "record_contact",
         &format!(
@@ -284,6 +288,121 @@ fn bad_payloads_say_what_is_wrong() {
         decode("assign_owner", b"{", Format::Json),
         Err(WireError::Malformed(_))
     ));
+}
+
+/// A register_manager payload in JSON with one field replaced.
+fn manager_with(field: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut v = serde_json::json!({
+        "meta": {"command_id": "0193a6f0-0000-7000-8000-000000000001", "actor": "person:a"},
+        "manager_id": "0193a6f0-0000-7000-8000-0000000000aa", "name": "Li Wei",
+        "role": "manager", "team": "east-1", "region": "east", "branch": "sh-01",
+        "holding_limit": 200
+    });
+    match field.split_once('.') {
+        Some((outer, inner)) => v[outer][inner] = value,
+        None => v[field] = value,
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn invalid_field(e: WireError) -> String {
+    match e {
+        WireError::Invalid { field, .. } => field,
+        other => panic!("expected an invalid field, got {other:?}"),
+    }
+}
+
+#[test]
+fn text_the_store_cannot_hold_or_a_terminal_would_act_on_is_refused_naming_the_field() {
+    for (field, text) in [
+        ("team", "ab\\u0000c"),
+        ("name", "Li\\u0000Wei"),
+        ("region", "east\\u001b[2J"),
+        ("branch", "sh\\u202e10"),
+        ("name", "Li\\nERROR forged"),
+        ("meta.actor", "person:\\u001b[2Jok"),
+        (
+            "meta.command_id",
+            "0193a6f0-0000-7000-8000-00000000000\\u0000",
+        ),
+    ] {
+        let value: serde_json::Value = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+        let json = manager_with(field, value);
+        let e = decode("register_manager", &json, Format::Json).unwrap_err();
+        assert_eq!(invalid_field(e), field, "{text:?} in {field}");
+        // The same message as protobuf is refused the same way.
+        let msg: v1::RegisterManager = serde_json::from_slice(&json).unwrap();
+        let e = decode(
+            "register_manager",
+            &prost::Message::encode_to_vec(&msg),
+            Format::Protobuf,
+        )
+        .unwrap_err();
+        assert_eq!(invalid_field(e), field, "{text:?} in {field} (protobuf)");
+    }
+    // Free text may span lines; nothing else may.
+    let meta =
+        r#""meta": {"command_id": "0193a6f0-0000-7000-8000-000000000001", "actor": "person:a"}"#;
+    let body = format!(
+        r#"{{{meta}, "customer_id": "0193a6f0-0000-7000-8000-000000000001", "reason": "line one\nline two\twith a tab"}}"#
+    );
+    decode("release_to_pool", body.as_bytes(), Format::Json).unwrap();
+    let body = format!(
+        r#"{{{meta}, "customer_id": "0193a6f0-0000-7000-8000-000000000001", "reason": "stop\u0007"}}"#
+    );
+    let e = decode("release_to_pool", body.as_bytes(), Format::Json).unwrap_err();
+    assert_eq!(invalid_field(e), "reason");
+}
+
+#[test]
+fn a_wrong_value_is_invalid_and_a_wrong_shape_malformed() {
+    // Over-long team, unknown enum value: the message is right, a value is not (422).
+    let e = decode(
+        "register_manager",
+        &manager_with("team", "t".repeat(65).into()),
+        Format::Json,
+    )
+    .unwrap_err();
+    assert_eq!(invalid_field(e), "team");
+    let e = decode(
+        "register_manager",
+        &manager_with("role", "overlord".into()),
+        Format::Json,
+    )
+    .unwrap_err();
+    assert_eq!(invalid_field(e.clone()), "role");
+    assert!(e.to_string().contains("overlord"), "{e}");
+    // A number where a string belongs: not this command's message (400).
+    let e = decode(
+        "register_manager",
+        &manager_with("team", 7.into()),
+        Format::Json,
+    )
+    .unwrap_err();
+    assert!(matches!(e, WireError::Malformed(_)), "{e:?}");
+}
+
+#[test]
+fn a_misspelt_policy_field_is_named_with_its_path_inside_the_document() {
+    let meta =
+        r#""meta": {"command_id": "0193a6f0-0000-7000-8000-000000000001", "actor": "person:a"}"#;
+    let body = serde_json::json!({
+        "document_json": r#"{"holding": {"team_limitz": {"east-1": 3}}}"#,
+        "note": "typo",
+    });
+    let body = format!("{{{meta}, {}", &body.to_string()[1..]);
+    let e = decode("publish_policy", body.as_bytes(), Format::Json).unwrap_err();
+    let text = e.to_string();
+    assert_eq!(invalid_field(e), "document_json");
+    assert!(text.contains("holding.team_limitz"), "{text}");
+    // A control character inside the document's own strings is caught too.
+    let body = serde_json::json!({
+        "document_json": r#"{"rules": [{"name": "r\u001b[2J", "team": "east-1"}]}"#,
+        "note": "escape",
+    });
+    let body = format!("{{{meta}, {}", &body.to_string()[1..]);
+    let e = decode("publish_policy", body.as_bytes(), Format::Json).unwrap_err();
+    assert!(e.to_string().contains("rules[0].name"), "{e}");
 }
 
 #[test]

@@ -101,6 +101,7 @@ fn main() {
             outcome: ContactOutcome::Reached,
             summary: Some("intro call".into()),
             next_follow_up_at: Some(t(60 * 24)),
+            occurred_at: None,
         }),
         ctx(4),
         &mut state,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::ids::{Actor, CustomerId, ManagerId};
 use crate::normalize::UniqueKey;
@@ -56,6 +56,16 @@ pub struct TeamCandidates {
     pub members: Vec<Candidate>,
     pub turn: u64,
 }
+
+/// How far a caller's `issued_at` may be from the platform's clock. Rules are judged at
+/// the platform's time of receipt; a command stamped further away says the caller's
+/// clock is wrong (or that it hopes to be judged at another instant) and is refused.
+pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
+
+/// How long before the command a contact may be recorded as made (`occurred_at`): a
+/// call logged the next morning, a visit written up after the weekend. The contact is
+/// a fact dated when it happened; the rules are judged when it is recorded.
+pub const MAX_CONTACT_BACKDATE: TimeDelta = TimeDelta::days(7);
 
 #[derive(Debug, Clone)]
 pub struct DecisionContext {

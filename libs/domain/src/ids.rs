@@ -68,32 +68,52 @@ pub enum ActorKind {
     System,
 }
 
-/// Who issued a command: `person:li.wei`, `service:call-centre`, `system:scheduler`.
+/// Who issued a command: `person:li.wei`, `service:call-centre`, `system:scheduler`, or a
+/// person through a service allowed to act for people:
+/// `person:li.wei via service:call-centre` (both recorded, as one string in the store).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Actor {
     pub kind: ActorKind,
     pub id: String,
+    /// The service that sent the command for this person: set by the ingress from the
+    /// authenticated caller, never taken from a payload.
+    pub via: Option<String>,
 }
 
+/// Separates a person from the service that acted for them.
+const VIA: &str = " via service:";
+
 impl Actor {
-    pub fn person(id: impl Into<String>) -> Self {
+    fn new(kind: ActorKind, id: impl Into<String>) -> Self {
         Self {
-            kind: ActorKind::Person,
+            kind,
             id: id.into(),
+            via: None,
         }
+    }
+    pub fn person(id: impl Into<String>) -> Self {
+        Self::new(ActorKind::Person, id)
     }
     pub fn service(id: impl Into<String>) -> Self {
-        Self {
-            kind: ActorKind::Service,
-            id: id.into(),
-        }
+        Self::new(ActorKind::Service, id)
     }
     pub fn system(id: impl Into<String>) -> Self {
-        Self {
-            kind: ActorKind::System,
-            id: id.into(),
-        }
+        Self::new(ActorKind::System, id)
     }
+    /// This person, acting through `service`.
+    pub fn via(mut self, service: impl Into<String>) -> Self {
+        self.via = Some(service.into());
+        self
+    }
+}
+
+/// An actor's id or service name: 1 to 128 characters, no whitespace, no control
+/// characters.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.chars().any(char::is_whitespace)
+        && crate::text::check(id, crate::text::TextKind::Line).is_ok()
 }
 
 impl fmt::Display for Actor {
@@ -103,31 +123,41 @@ impl fmt::Display for Actor {
             ActorKind::Service => "service",
             ActorKind::System => "system",
         };
-        write!(f, "{kind}:{}", self.id)
+        write!(f, "{kind}:{}", self.id)?;
+        match &self.via {
+            Some(service) => write!(f, "{VIA}{service}"),
+            None => Ok(()),
+        }
     }
 }
 
 /// Why an actor string was not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("actor {0:?} must be person:<id>, service:<name> or system:<name> (id 1..=128 chars)")]
+#[error("actor \"{0}\" must be person:<id>, service:<name> or system:<name> (id 1..=128 chars, no spaces or control characters)")]
 pub struct BadActor(pub String);
 
 impl FromStr for Actor {
     type Err = BadActor;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (kind, id) = s.split_once(':').ok_or_else(|| BadActor(s.into()))?;
+        let bad = || BadActor(crate::text::escaped(s).into_owned());
+        let (actor, via) = match s.split_once(VIA) {
+            Some((actor, via)) => (actor, Some(via)),
+            None => (s, None),
+        };
+        let (kind, id) = actor.split_once(':').ok_or_else(bad)?;
         let kind = match kind {
             "person" => ActorKind::Person,
             "service" => ActorKind::Service,
             "system" => ActorKind::System,
-            _ => return Err(BadActor(s.into())),
+            _ => return Err(bad()),
         };
-        if id.is_empty() || id.len() > 128 || id.chars().any(char::is_whitespace) {
-            return Err(BadActor(s.into()));
+        if !valid_id(id) || via.is_some_and(|v| kind != ActorKind::Person || !valid_id(v)) {
+            return Err(bad());
         }
         Ok(Self {
             kind,
             id: id.into(),
+            via: via.map(Into::into),
         })
     }
 }
@@ -142,5 +172,43 @@ impl<'de> Deserialize<'de> for Actor {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_actor_reads_back_as_written_with_or_without_a_service() {
+        for text in [
+            "person:li.wei",
+            "service:call-centre",
+            "system:scheduler",
+            "person:li.wei via service:call-centre",
+        ] {
+            let actor: Actor = text.parse().unwrap();
+            assert_eq!(actor.to_string(), text);
+        }
+        let through = Actor::person("li.wei").via("call-centre");
+        assert_eq!(through.to_string(), "person:li.wei via service:call-centre");
+    }
+
+    #[test]
+    fn control_characters_spaces_and_odd_forms_are_refused() {
+        for text in [
+            "person:\u{1b}[2Jok",
+            "person:a\u{0}b",
+            "person:a b",
+            "person:",
+            "robot:x",
+            "service:a via service:b",
+            "person:a via service:",
+            "person:a via service:b\u{7}",
+            "person:a via person:b",
+        ] {
+            let e = text.parse::<Actor>().unwrap_err();
+            assert!(!e.to_string().chars().any(char::is_control), "{e}");
+        }
     }
 }

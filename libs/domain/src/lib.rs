@@ -15,11 +15,15 @@ pub mod ids;
 pub mod manager;
 pub mod normalize;
 pub mod policy;
+pub mod text;
 pub mod values;
 
 use serde::{Deserialize, Serialize};
 
-pub use context::{DecisionContext, DuplicateMatch, EscalationChain, ManagerView, TeamCandidates};
+pub use context::{
+    DecisionContext, DuplicateMatch, EscalationChain, ManagerView, TeamCandidates, MAX_CLOCK_SKEW,
+    MAX_CONTACT_BACKDATE,
+};
 pub use customer::{CustomerCommand, CustomerEvent, CustomerState, SlaPolicy};
 pub use error::{DomainError, ErrorKind};
 pub use event_codec::{DecodeError, Payload};

@@ -10,7 +10,9 @@ use crate::error::DomainError;
 /// `+86 138-0013-8000`, `008613800138000`, `13800138000` → `+8613800138000` (E.164).
 /// An 11-digit number starting with 1 is a mainland mobile number.
 pub fn normalize_phone(raw: &str) -> Result<String, DomainError> {
-    let bad = |why: &str| DomainError::invalid("phone", format!("{raw:?} {why}"));
+    // The value itself is never in the reason: it is personal data, and reasons are
+    // logged.
+    let bad = |why: &str| DomainError::invalid("phone", why);
     let mut s: String = raw
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{3000}'))
@@ -42,7 +44,7 @@ pub fn normalize_phone(raw: &str) -> Result<String, DomainError> {
 /// Trimmed and lower-cased; one `@`, a dotted domain.
 pub fn normalize_email(raw: &str) -> Result<String, DomainError> {
     let s = raw.trim().to_lowercase();
-    let bad = |why: &str| DomainError::invalid("email", format!("{raw:?} {why}"));
+    let bad = |why: &str| DomainError::invalid("email", why);
     if s.len() > 254 {
         return Err(bad("is longer than 254 characters"));
     }
@@ -67,7 +69,7 @@ pub fn normalize_registration_number(raw: &str) -> Result<String, DomainError> {
     if !(5..=32).contains(&s.len()) || !s.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(DomainError::invalid(
             "registration_number",
-            format!("{raw:?} must be 5 to 32 letters and digits"),
+            "must be 5 to 32 letters and digits",
         ));
     }
     Ok(s)

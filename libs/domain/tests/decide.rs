@@ -34,7 +34,25 @@ fn contact(n: u128, m: u128, channel: ContactChannel, outcome: ContactOutcome) -
         outcome,
         summary: Some("called about the fund".into()),
         next_follow_up_at: None,
+        occurred_at: None,
     })
+}
+
+fn contact_made_at(n: u128, m: u128, minutes: i64) -> CustomerCommand {
+    let CustomerCommand::RecordContact(mut c) =
+        contact(n, m, ContactChannel::Phone, ContactOutcome::Reached)
+    else {
+        unreachable!()
+    };
+    c.occurred_at = Some(at(minutes));
+    CustomerCommand::RecordContact(c)
+}
+
+fn contacted_at(events: &[CustomerEvent]) -> chrono::DateTime<chrono::Utc> {
+    match &events[0] {
+        CustomerEvent::ContactRecorded(c) => c.contacted_at,
+        other => panic!("{other:?}"),
+    }
 }
 
 fn log(n: u128, k: u128, severity: Severity) -> CustomerCommand {
@@ -387,6 +405,61 @@ fn sms_needs_consent() {
             &ctx(1),
         )
         .accepted();
+}
+
+#[test]
+fn a_contact_may_be_dated_when_it_happened_within_a_week_never_in_the_future() {
+    let day = 24 * 60;
+    let now = 10 * day;
+    // Yesterday's call, recorded today: dated yesterday.
+    let (_, events) = given(owned_by(1, 1))
+        .when(contact_made_at(1, 1, now - day), &ctx(now))
+        .accepted();
+    assert_eq!(contacted_at(&events), at(now - day));
+    // More than a week back, or after now beyond the clock skew: refused, naming the field.
+    let e = given(owned_by(1, 1))
+        .when(contact_made_at(1, 1, now - 8 * day), &ctx(now))
+        .then_error("validation.invalid_field");
+    assert!(e.to_string().contains("occurred_at"), "{e}");
+    given(owned_by(1, 1))
+        .when(contact_made_at(1, 1, now + 6), &ctx(now))
+        .then_error("validation.invalid_field");
+    // A little after now (the caller's clock is ahead) is now.
+    let (_, events) = given(owned_by(1, 1))
+        .when(contact_made_at(1, 1, now + 2), &ctx(now))
+        .accepted();
+    assert_eq!(contacted_at(&events), at(now));
+}
+
+#[test]
+fn a_late_recorded_contact_never_moves_the_owners_last_contact_back() {
+    let day = 24 * 60;
+    let (given_, _) = given(owned_by(1, 1))
+        .when(
+            contact(1, 1, ContactChannel::Phone, ContactOutcome::Reached),
+            &ctx(5 * day),
+        )
+        .accepted();
+    let (given_, events) = given_
+        .when(contact_made_at(1, 1, 3 * day), &ctx(6 * day))
+        .accepted();
+    assert_eq!(contacted_at(&events), at(3 * day));
+    let state = fold(&given_.0);
+    assert_eq!(state.last_owner_contact_at, Some(at(5 * day)));
+    assert_eq!(state.last_contact_at, Some(at(5 * day)));
+}
+
+#[test]
+fn a_contact_made_before_the_owner_received_the_customer_is_not_the_owners() {
+    // Owned since minute 1; a contact the owner made before (as another owner's
+    // colleague, say) does not count for the pool rule.
+    let (_, events) = given(owned_by(1, 1))
+        .when(contact_made_at(1, 1, 0), &ctx(60))
+        .accepted();
+    match &events[0] {
+        CustomerEvent::ContactRecorded(c) => assert!(!c.by_owner, "{c:?}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

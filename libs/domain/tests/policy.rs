@@ -369,6 +369,7 @@ fn no_contact_by_the_owner_for_n_days_returns_the_customer_after_a_warning() {
             outcome: ContactOutcome::NoAnswer,
             summary: None,
             next_follow_up_at: None,
+            occurred_at: None,
         })
     };
     let (g, _) = g.when(contact_by(9), &at_day(28, &p)).accepted();
@@ -835,6 +836,7 @@ fn no_activity_for_the_dormancy_period_makes_a_customer_dormant_and_a_contact_wa
                 outcome: ContactOutcome::Reached,
                 summary: None,
                 next_follow_up_at: None,
+                occurred_at: None,
             }),
             &at_day(120, &p),
         )

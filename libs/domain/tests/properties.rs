@@ -171,6 +171,7 @@ fn command(op: &Op) -> (CustomerCommand, Option<u128>) {
                 },
                 summary: None,
                 next_follow_up_at: None,
+                occurred_at: None,
             }),
             None,
         ),

@@ -52,6 +52,11 @@ pub enum AppendError {
     Conflict(#[from] Conflict),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database refused this command's data (a text it cannot hold, a value out of
+    /// range). Retrying cannot help; nothing was written for it, and the commands it
+    /// shared a transaction with were appended without it.
+    #[error("the event store cannot hold this command's data: {0}")]
+    Unstorable(String),
 }
 
 impl From<sqlx::Error> for AppendError {

@@ -545,6 +545,61 @@ pub(crate) fn build_outcomes(
     outcomes
 }
 
+impl PgEventStore {
+    /// One transaction for `requests`, tried again after a deadlock, a serialisation
+    /// failure or a connection lost before the answer (PostgreSQL restarted, a pooled
+    /// connection broken long ago): the next try runs on another connection, and a
+    /// command that did commit is answered as recorded (its command id).
+    async fn append_retrying(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, AppendError>>, sqlx::Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_append_batch(requests).await {
+                Err(e) if attempt < 5 && (is_retryable(&e) || is_connection_lost(&e)) => {
+                    tracing::warn!(error = %e, attempt, "append batch retried");
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The database refused the data itself (SQLSTATE class 22, data exception: a NUL in a
+/// text, a number out of range; class 54, a value past a limit): the same statement
+/// would fail again.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    matches!(e.as_database_error().and_then(|d| d.code()), Some(c) if c.starts_with("22") || c.starts_with("54"))
+}
+
+/// What the caller is told of a data error: its SQLSTATE and PostgreSQL's message, never
+/// the data (the message names a kind of problem, not the value).
+fn data_error_reason(e: &sqlx::Error) -> String {
+    match e.as_database_error() {
+        Some(d) => format!(
+            "{} (SQLSTATE {})",
+            d.message(),
+            d.code().unwrap_or_default()
+        ),
+        None => e.to_string(),
+    }
+}
+
+/// The connection broke (or the server is shutting down) before the statement could
+/// have committed: another connection may succeed.
+pub(crate) fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // admin_shutdown, crash_shutdown, cannot_connect_now; connection exceptions.
+            c == "57P01" || c == "57P02" || c == "57P03" || c.starts_with("08")
+        }),
+        _ => false,
+    }
+}
+
 fn is_retryable(e: &sqlx::Error) -> bool {
     // Deadlock or serialisation failure: cannot happen with sorted advisory locks, but a
     // retry is the right answer if an operator's manual transaction causes one.
@@ -655,21 +710,45 @@ impl EventStore for PgEventStore {
         &self,
         requests: Vec<AppendRequest>,
     ) -> Vec<Result<AppendOutcome, AppendError>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.try_append_batch(&requests).await {
-                Ok(outcomes) => return outcomes,
-                Err(e) if attempt < 5 && is_retryable(&e) => {
-                    tracing::warn!(error = %e, attempt, "append batch retried");
-                    continue;
+        // When the database refuses a batch for one command's data, the batch is split
+        // and its halves appended on their own, down to that command alone: one caller's
+        // bad data never fails another caller's command (ARCHITECTURE.md: a batch gives
+        // the same results as its appends made one by one).
+        let mut outcomes: Vec<Option<Result<AppendOutcome, AppendError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+        pending.push(0..requests.len());
+        while let Some(range) = pending.pop() {
+            match self.append_retrying(&requests[range.clone()]).await {
+                Ok(done) => {
+                    for (slot, outcome) in outcomes[range].iter_mut().zip(done) {
+                        *slot = Some(outcome);
+                    }
+                }
+                Err(e) if is_data_error(&e) && range.len() > 1 => {
+                    let mid = range.start + range.len() / 2;
+                    // The left half first: the batch's order is kept.
+                    pending.push(mid..range.end);
+                    pending.push(range.start..mid);
+                }
+                Err(e) if is_data_error(&e) => {
+                    let command = &requests[range.start].meta;
+                    tracing::warn!(error = %e, command_id = %command.command_id, command = %command.command_type, "the event store refused a command's data");
+                    outcomes[range.start] =
+                        Some(Err(AppendError::Unstorable(data_error_reason(&e))));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, batch = requests.len(), "append batch failed");
-                    return fail_all(requests.len(), &e.to_string());
+                    tracing::error!(error = %e, batch = range.len(), "append batch failed");
+                    for slot in &mut outcomes[range] {
+                        *slot = Some(Err(AppendError::Store(StoreError::Failed(e.to_string()))));
+                    }
                 }
             }
         }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every request of the batch is answered"))
+            .collect()
     }
 
     async fn read_stream_range(

@@ -73,3 +73,58 @@ async fn store_sessions_never_plan_parallel_workers_or_jit() {
     // The connection's settings were changed for the test: do not return it to the pool.
     conn.detach();
 }
+
+/// One command whose data PostgreSQL cannot hold (a NUL in a text) shares a batch with
+/// valid ones: the batch is split down to it, every valid command is appended, and only
+/// it is refused, as unstorable (not "storage unavailable": retrying cannot help).
+#[tokio::test]
+async fn a_command_the_database_refuses_fails_alone_in_its_batch() {
+    use crm_eventstore::conformance::{meta, request};
+    use crm_eventstore::{AppendError, AppendRequest, ExpectedVersion, NewEvent};
+    let (store, _db) = postgres_store().await;
+    for bad_at in [0, 7, 29] {
+        let mut batch: Vec<AppendRequest> = (0..30)
+            .map(|i| {
+                request(
+                    &format!("customer-{bad_at}-{i}"),
+                    ExpectedVersion::NoStream,
+                    2,
+                )
+            })
+            .collect();
+        batch[bad_at] = AppendRequest::new(meta(uuid::Uuid::new_v4())).write(
+            format!("customer-{bad_at}-bad"),
+            ExpectedVersion::NoStream,
+            vec![NewEvent {
+                event_id: uuid::Uuid::new_v4(),
+                event_type: "Happened".into(),
+                schema_version: 1,
+                payload: serde_json::json!({ "team": "ab\u{0}c" }),
+            }],
+        );
+        let outcomes = store.append_batch(batch).await;
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if i == bad_at {
+                assert!(
+                    matches!(outcome, Err(AppendError::Unstorable(_))),
+                    "{i}: {outcome:?}"
+                );
+            } else {
+                assert!(
+                    outcome.is_ok(),
+                    "{i} failed with {bad_at} poisoned: {outcome:?}"
+                );
+                let events = store
+                    .read_stream(&format!("customer-{bad_at}-{i}"), 0)
+                    .await
+                    .unwrap();
+                assert_eq!(events.len(), 2);
+            }
+        }
+        assert!(store
+            .read_stream(&format!("customer-{bad_at}-bad"), 0)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}

@@ -354,8 +354,16 @@ impl Fold {
             }
             CustomerEvent::ContactRecorded(k) => {
                 if let Some(row) = self.customers.get_mut(id) {
-                    set(&mut row.cells, C_LAST_CONTACT, micros(k.contacted_at));
-                    set(&mut row.cells, C_FOLLOW_UP, k.next_follow_up_at.map(micros));
+                    // As the projector does: a late-recorded contact moves nothing back.
+                    let at = micros(k.contacted_at);
+                    let newer = match row.cells[C_LAST_CONTACT] {
+                        Cell::Int(last) => last <= at,
+                        _ => true,
+                    };
+                    if newer {
+                        set(&mut row.cells, C_LAST_CONTACT, at);
+                        set(&mut row.cells, C_FOLLOW_UP, k.next_follow_up_at.map(micros));
+                    }
                 }
             }
             CustomerEvent::LifecycleStageChanged(l) => {

@@ -308,9 +308,11 @@ fn customer_changes(e: &RecordedEvent, customer: &str, c: &CustomerEvent) -> Vec
             out.push(stmt(ANALYTICS_OWNER, vec![customer.into(), Arg::NullText]));
         }
         CustomerEvent::ContactRecorded(k) => {
+            // A contact recorded late (dated when it happened) does not move the last
+            // contact back, nor replace a later contact's follow-up.
             out.push(stmt(
                 "UPDATE rm_customers SET last_contact_at_us = $2, next_follow_up_us = $3 \
-                 WHERE customer_id = $1",
+                 WHERE customer_id = $1 AND (last_contact_at_us IS NULL OR last_contact_at_us <= $2)",
                 vec![
                     customer.into(),
                     micros(k.contacted_at).into(),

@@ -427,12 +427,18 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
                     _ => rng.pick_index(managers.len()),
                 };
                 let follow = at + Duration::hours(rng.pick_index(24 * 20) as i64);
+                // Some contacts are recorded late, dated when they happened.
+                let contacted = if rng.chance(20) {
+                    at - Duration::hours(1 + rng.pick_index(72) as i64)
+                } else {
+                    at
+                };
                 log.push(
                     &stream,
                     "ContactRecorded",
                     at,
                     json!({"by_owner": owner == Some(k), "channel": "phone",
-                           "contact_id": id(0xD, step), "contacted_at": at, "customer_id": c,
+                           "contact_id": id(0xD, step), "contacted_at": contacted, "customer_id": c,
                            "direction": "outbound", "manager_id": mgr(k).0,
                            "next_follow_up_at": follow, "outcome": "reached", "summary": null}),
                 );

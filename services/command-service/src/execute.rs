@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use crm_command_handler::{Accepted, CommandHandler, Envelope};
 use crm_contracts::v1;
 use crm_contracts::wire::{self, Format};
-use crm_domain::Actor;
+use crm_domain::{Actor, MAX_CLOCK_SKEW};
 use crm_eventstore::AnyEventStore;
 use crm_telemetry::names;
 use uuid::Uuid;
 
+use crate::caller::recorded_actor;
 use crate::problem::Problem;
 
 /// Largest command payload accepted (bytes).
@@ -38,18 +39,8 @@ pub async fn execute(
     }
     let decoded = wire::decode(name, body, format).map_err(|e| reject(Problem::from_wire(&e)))?;
     let mut envelope = envelope(&decoded.meta, idempotency_key, Utc::now()).map_err(reject)?;
-    if let Some(p) = principal {
-        // The recorded actor is the authenticated caller; a service may name the person it
-        // acts for (it authenticated them), nobody may name another service.
-        let acts_for_person =
-            p.role == crm_auth::Role::Service && envelope.actor.to_string().starts_with("person:");
-        if !acts_for_person {
-            envelope.actor = p
-                .actor()
-                .parse()
-                .map_err(|e| reject(Problem::malformed(format!("token subject: {e}"))))?;
-        }
-    }
+    envelope.actor = recorded_actor(envelope.actor, principal)
+        .map_err(|p| reject(p.with_command(envelope.command_id)))?;
     let command_id = envelope.command_id;
     handler
         .handle(envelope, decoded.command)
@@ -59,10 +50,12 @@ pub async fn execute(
 
 fn uuid(field: &str, s: &str) -> Result<Uuid, Problem> {
     s.parse()
-        .map_err(|_| Problem::malformed(format!("meta.{field}: {s:?} is not a UUID")))
+        .map_err(|_| Problem::invalid(format!("field meta.{field}: not a UUID")))
 }
 
-/// The envelope from the wire's `meta`, with documented defaults.
+/// The envelope from the wire's `meta`, with documented defaults. The command is judged
+/// at `now`, the platform's time of receipt: a caller's `issued_at` is checked against
+/// it (within [`MAX_CLOCK_SKEW`]) and never used as the decision's instant.
 pub fn envelope(
     meta: &v1::CommandMeta,
     idempotency_key: Option<&str>,
@@ -70,8 +63,8 @@ pub fn envelope(
 ) -> Result<Envelope, Problem> {
     let command_id = match (meta.command_id.as_str(), idempotency_key) {
         ("", None) => {
-            return Err(Problem::malformed(
-                "meta.command_id is required (or the Idempotency-Key header)",
+            return Err(Problem::invalid(
+                "field meta.command_id: required (or the Idempotency-Key header)",
             ))
         }
         ("", Some(k)) => uuid("command_id", k)?,
@@ -79,8 +72,8 @@ pub fn envelope(
         (id, Some(k)) => {
             let id = uuid("command_id", id)?;
             if uuid("command_id", k)? != id {
-                return Err(Problem::malformed(
-                    "Idempotency-Key differs from meta.command_id",
+                return Err(Problem::invalid(
+                    "field meta.command_id: differs from the Idempotency-Key header",
                 ));
             }
             id
@@ -89,7 +82,7 @@ pub fn envelope(
     let actor: Actor = meta
         .actor
         .parse()
-        .map_err(|e| Problem::malformed(format!("meta.actor: {e}")))?;
+        .map_err(|e| Problem::invalid(format!("field meta.actor: {e}")))?;
     let correlation_id = match meta.correlation_id.as_deref() {
         Some(c) if !c.is_empty() => uuid("correlation_id", c)?,
         _ => command_id,
@@ -98,21 +91,38 @@ pub fn envelope(
         Some(c) if !c.is_empty() => Some(uuid("causation_id", c)?),
         _ => None,
     };
-    let issued_at = match meta.issued_at.as_deref() {
-        Some(t) if !t.is_empty() => DateTime::parse_from_rfc3339(t)
-            .map_err(|e| {
-                Problem::malformed(format!("meta.issued_at: {t:?} is not RFC 3339 ({e})"))
-            })?
-            .with_timezone(&Utc),
-        _ => now,
-    };
+    if let Some(t) = meta.issued_at.as_deref().filter(|t| !t.is_empty()) {
+        let stated = DateTime::parse_from_rfc3339(t)
+            .map_err(|e| Problem::invalid(format!("field meta.issued_at: not RFC 3339 ({e})")))?
+            .with_timezone(&Utc);
+        let off = (stated - now).abs();
+        if off > MAX_CLOCK_SKEW {
+            return Err(Problem::invalid(format!(
+                "field meta.issued_at: {} from the platform's clock ({}), more than the {} minutes allowed; \
+                 commands are judged at their time of receipt: leave issued_at out, or fix the caller's clock",
+                human(off),
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                MAX_CLOCK_SKEW.num_minutes()
+            ))
+            .with_command(command_id));
+        }
+    }
     Ok(Envelope {
         command_id,
         correlation_id,
         causation_id,
         actor,
-        issued_at,
+        issued_at: now,
     })
+}
+
+/// A duration as a person reads it: `31 days`, `2 hours`, `7 minutes`.
+fn human(d: chrono::TimeDelta) -> String {
+    match (d.num_days(), d.num_hours(), d.num_minutes()) {
+        (days, _, _) if days > 1 => format!("{days} days"),
+        (_, hours, _) if hours > 1 => format!("{hours} hours"),
+        (_, _, minutes) => format!("{minutes} minutes"),
+    }
 }
 
 /// The reply of an accepted command.

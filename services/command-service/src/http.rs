@@ -11,6 +11,7 @@ use crm_bus::Subjects;
 use crm_contracts::wire::{Format, COMMAND_NAMES};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::caller::authenticate;
 use crate::execute::{execute, reply, Handler, MAX_PAYLOAD};
 use crate::problem::Problem;
 
@@ -38,6 +39,13 @@ pub fn router(state: HttpState) -> Router {
         .fallback(|| async {
             Problem::new(404, "request.not_found", "no such route; see /openapi.json")
         })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                405,
+                "request.method_not_allowed",
+                "this route does not take that method; see /openapi.json",
+            )
+        })
         .with_state(state)
 }
 
@@ -47,6 +55,14 @@ async fn post_command(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // Who asks comes first: an unauthenticated caller learns nothing about the body.
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match authenticate(s.auth.as_ref(), authorization, &name) {
+        Ok(p) => p,
+        Err(problem) => return problem.into_response(),
+    };
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -60,34 +76,6 @@ async fn post_command(
     let bytes = match to_bytes(body, MAX_PAYLOAD).await {
         Ok(b) => b,
         Err(_) => return Problem::too_large(MAX_PAYLOAD).into_response(),
-    };
-    let principal = match &s.auth {
-        None => None,
-        Some(verifier) => {
-            let header = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            match verifier.verify_header(header, crm_auth::now_unix()) {
-                Ok(p) if p.may_command(&name) => Some(p),
-                Ok(p) => {
-                    return Problem::new(
-                        403,
-                        "auth.forbidden",
-                        format!("{} ({}) may not send {name}", p.actor(), p.role.as_str()),
-                    )
-                    .into_response()
-                }
-                Err(e) => {
-                    let mut r =
-                        Problem::new(401, "auth.unauthenticated", e.to_string()).into_response();
-                    r.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        header::HeaderValue::from_static("Bearer"),
-                    );
-                    return r;
-                }
-            }
-        }
     };
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     match execute(

@@ -1,6 +1,7 @@
 //! The command service: HTTP and NATS ingress in front of the command handler.
 #![forbid(unsafe_code)]
 
+pub mod caller;
 pub mod execute;
 pub mod http;
 pub mod nats;
@@ -57,9 +58,14 @@ impl App {
                 let client = crm_bus::connect::connect(url).await.with_context(|| {
                     format!("connecting to NATS at {}", crm_bus::connect::redacted(url))
                 })?;
-                let service = nats::serve(client.clone(), subjects.clone(), handler.clone())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("starting the NATS service: {e}"))?;
+                let service = nats::serve(
+                    client.clone(),
+                    subjects.clone(),
+                    handler.clone(),
+                    config.auth.clone(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("starting the NATS service: {e}"))?;
                 (Some(service), Some(client))
             }
             None => (None, None),

@@ -37,6 +37,11 @@ impl Problem {
         Self::new(400, "request.malformed", detail)
     }
 
+    /// A field's value breaks its format, range or the text rules (the detail names it).
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(422, "validation.invalid_field", detail)
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             413,
@@ -59,6 +64,7 @@ impl Problem {
                 Self::new(404, "request.unknown_command", e.to_string())
             }
             WireError::Malformed(_) => Self::malformed(e.to_string()),
+            WireError::Invalid { .. } => Self::invalid(e.to_string()),
         }
     }
 
@@ -75,6 +81,7 @@ impl Problem {
             CommandError::CommandIdReused(_) | CommandError::Contended(_) => {
                 Self::new(409, e.code(), e.to_string())
             }
+            CommandError::Unstorable(_) => Self::new(422, e.code(), e.to_string()),
             // The cause is logged by the handler; the caller learns only that a retry
             // with the same command id is safe.
             CommandError::Unavailable(_) => Self::new(
@@ -129,11 +136,18 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_json()).expect("problem serialises");
-        (
+        let mut response = (
             status,
             [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

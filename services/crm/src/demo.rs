@@ -444,6 +444,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     ][day.rng.gen_range(0..4)],
                     summary: Some("follow-up".into()),
                     next_follow_up_at: Some(day.clock + Duration::days(day.rng.gen_range(1..14))),
+                    occurred_at: None,
                 })
                 .into()
             } else if roll < 0.72 {
@@ -537,6 +538,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     outcome: ContactOutcome::Reached,
                     summary: Some("keeping in touch".into()),
                     next_follow_up_at: None,
+                    occurred_at: None,
                 })
                 .into(),
             ));
@@ -557,6 +559,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                         outcome: ContactOutcome::Interested,
                         summary: Some("called about a new product".into()),
                         next_follow_up_at: None,
+                        occurred_at: None,
                     })
                     .into(),
                 ));

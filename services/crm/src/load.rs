@@ -64,7 +64,7 @@ pub struct LoadArgs {
     /// With both ingresses given: the share of commands sent over HTTP.
     #[arg(long, default_value_t = 0.1)]
     http_share: f64,
-    /// Bearer token for the HTTP API (a `service` token with the `commands` scope).
+    /// Bearer token for both ingresses (a `service` token with the `commands` scope).
     #[arg(long, env = "CRM_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Commands per second to aim at; 0 sends as fast as the platform answers. With a
@@ -101,7 +101,7 @@ pub struct LoadArgs {
 /// Where one command goes.
 #[derive(Clone)]
 enum Ingress {
-    Nats(async_nats::Client, Subjects, Duration),
+    Nats(async_nats::Client, Subjects, Option<String>, Duration),
     Http(reqwest::Client, String, Option<String>, Duration),
 }
 
@@ -120,11 +120,16 @@ enum Outcome {
 impl Ingress {
     async fn send(&self, meta: &v1::CommandMeta, command: &Command) -> anyhow::Result<Outcome> {
         match self {
-            Ingress::Nats(nats, subjects, timeout) => {
+            Ingress::Nats(nats, subjects, token, timeout) => {
                 let body = encode(meta, command, Format::Protobuf)?;
-                let request = async_nats::Request::new()
+                let mut request = async_nats::Request::new()
                     .payload(body.into())
                     .timeout(Some(*timeout));
+                if let Some(t) = token {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Authorization", format!("Bearer {t}").as_str());
+                    request = request.headers(headers);
+                }
                 let msg = match nats
                     .send_request(subjects.command(command.name()), request)
                     .await
@@ -140,6 +145,11 @@ impl Ingress {
                     (false, Some(p)) if p.status >= 500 => {
                         Outcome::Retry(format!("{} {}", p.status, p.code))
                     }
+                    (false, Some(p)) if p.status == 401 || p.status == 403 => anyhow::bail!(
+                        "{} {} from the command service over NATS: give a service token (--token or CRM_TOKEN)",
+                        p.status,
+                        p.code
+                    ),
                     (false, p) => Outcome::Refused {
                         code: p.map(|p| p.code).unwrap_or_default(),
                     },
@@ -251,6 +261,7 @@ pub async fn run(a: LoadArgs) -> anyhow::Result<()> {
         ingresses.push(Ingress::Nats(
             n.clone(),
             Subjects::new(a.subject_prefix.clone()),
+            a.token.clone(),
             Duration::from_secs(a.timeout),
         ));
     }

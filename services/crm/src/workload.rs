@@ -164,6 +164,7 @@ impl Workload {
                 outcome: ContactOutcome::Reached,
                 summary: None,
                 next_follow_up_at: None,
+                occurred_at: None,
             })
             .into();
         }

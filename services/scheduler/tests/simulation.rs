@@ -330,6 +330,7 @@ async fn simulate(seed: u64, schedulers: usize) -> Run {
                         outcome,
                         summary: None,
                         next_follow_up_at: None,
+                        occurred_at: None,
                     })
                     .into(),
                     at(&mut rng),

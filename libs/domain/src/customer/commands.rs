@@ -104,6 +104,11 @@ pub struct RecordContact {
     pub summary: Option<String>,
     #[serde(default)]
     pub next_follow_up_at: Option<DateTime<Utc>>,
+    /// When the contact happened, if before the command (at most
+    /// [`crate::context::MAX_CONTACT_BACKDATE`] before): the contact's date, never the
+    /// instant the rules are judged at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

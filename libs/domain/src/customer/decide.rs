@@ -10,7 +10,7 @@ use super::events::*;
 use super::lifecycle;
 use super::state::CustomerState;
 use super::timers;
-use crate::context::{DecisionContext, ManagerView};
+use crate::context::{DecisionContext, ManagerView, MAX_CLOCK_SKEW, MAX_CONTACT_BACKDATE};
 use crate::error::DomainError;
 use crate::ids::{ComplaintId, CustomerId, ManagerId};
 use crate::normalize::{normalize_email, normalize_phone, normalize_registration_number};
@@ -433,6 +433,7 @@ fn record_contact(state: &CustomerState, c: &RecordContact, ctx: &DecisionContex
     if c.channel == ContactChannel::Sms && !state.consents.sms {
         return Err(DomainError::SmsConsentMissing(c.customer_id));
     }
+    let contacted_at = contact_time(c.occurred_at, ctx)?;
     if let Some(at) = c.next_follow_up_at {
         if at <= ctx.now {
             return Err(DomainError::invalid(
@@ -441,16 +442,19 @@ fn record_contact(state: &CustomerState, c: &RecordContact, ctx: &DecisionContex
             ));
         }
     }
+    // The owner's contact counts for the owner only if made while they owned it.
+    let by_owner = state.owner == Some(c.manager_id)
+        && state.owned_since.is_none_or(|since| contacted_at >= since);
     let mut events = vec![CustomerEvent::ContactRecorded(ContactRecorded {
         customer_id: c.customer_id,
         contact_id: c.contact_id,
         manager_id: c.manager_id,
-        by_owner: state.owner == Some(c.manager_id),
+        by_owner,
         channel: c.channel,
         direction: c.direction,
         outcome: c.outcome,
         summary: opt_text("summary", &c.summary, 2000)?,
-        contacted_at: ctx.now,
+        contacted_at,
         next_follow_up_at: c.next_follow_up_at,
     })];
     let engaged = lifecycle::is_engaged(c.direction, c.outcome);
@@ -468,6 +472,34 @@ fn record_contact(state: &CustomerState, c: &RecordContact, ctx: &DecisionContex
         _ => {}
     }
     Ok(events)
+}
+
+/// When a contact happened: now, or the stated `occurred_at` if it lies within
+/// [`MAX_CONTACT_BACKDATE`] before now (a little after now, within the callers' clock
+/// skew, is now: a contact cannot be in the future).
+fn contact_time(
+    occurred_at: Option<DateTime<Utc>>,
+    ctx: &DecisionContext,
+) -> Result<DateTime<Utc>, DomainError> {
+    let Some(at) = occurred_at else {
+        return Ok(ctx.now);
+    };
+    if at > ctx.now + MAX_CLOCK_SKEW {
+        return Err(DomainError::invalid(
+            "occurred_at",
+            "is in the future; a contact is recorded after it happens",
+        ));
+    }
+    if at < ctx.now - MAX_CONTACT_BACKDATE {
+        return Err(DomainError::invalid(
+            "occurred_at",
+            format!(
+                "is more than {} days before the command; older contacts cannot be recorded",
+                MAX_CONTACT_BACKDATE.num_days()
+            ),
+        ));
+    }
+    Ok(at.min(ctx.now))
 }
 
 // ---- complaints --------------------------------------------------------------------

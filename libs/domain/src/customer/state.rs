@@ -173,12 +173,16 @@ impl CustomerState {
                 self.change_owner(Some((e.manager_id, e.team.clone())), e.at)
             }
             CustomerEvent::ContactRecorded(e) => {
-                self.last_contact_at = Some(e.contacted_at);
+                // A contact recorded late (dated when it happened) never moves these back.
+                let latest = |t: Option<DateTime<Utc>>| {
+                    Some(t.map_or(e.contacted_at, |t| t.max(e.contacted_at)))
+                };
+                self.last_contact_at = latest(self.last_contact_at);
                 if e.by_owner {
-                    self.last_owner_contact_at = Some(e.contacted_at);
+                    self.last_owner_contact_at = latest(self.last_owner_contact_at);
                 }
                 if super::lifecycle::is_engaged(e.direction, e.outcome) {
-                    self.last_activity_at = Some(e.contacted_at);
+                    self.last_activity_at = latest(self.last_activity_at);
                 }
             }
             CustomerEvent::ComplaintLogged(e) => {
