@@ -2,6 +2,7 @@
 //! fresh PostgreSQL database and a fresh JetStream stream per test.
 
 pub mod faults;
+pub mod ingress;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,10 +13,15 @@ use crm_bus::testing::TestStream;
 use crm_eventstore::testing::TestDatabase;
 
 /// Path of a workspace binary, built (once per test process) with the same profile as
-/// the tests, so an end-to-end test never runs a stale service.
+/// the tests, so an end-to-end test never runs a stale service. With
+/// `CRM_TEST_BIN_DIR` set, the binaries in that directory instead, unbuilt: to run a
+/// test against another build (a release before a fix, to see the test fail there).
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("CRM_TEST_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // A clean environment: the CARGO_* variables cargo sets for a test process
         // (CARGO_MANIFEST_DIR, …) are tracked by some build scripts, and would make this

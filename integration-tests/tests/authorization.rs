@@ -407,6 +407,13 @@ async fn every_role_against_every_route() {
                 if *who == "auditor" && *route == "customer B1" {
                     assert!(body.contains(name_b1), "{body}");
                 }
+            } else if *who == "manager A" && route.ends_with("B1") {
+                // Another manager's customer reads as no customer at all (checked
+                // against one that does not exist below): ids cannot be probed.
+                q_forbidden += 1;
+                assert_eq!(status, 404, "{who} {route}: {body}");
+                assert!(body.contains("query.not_found"), "{body}");
+                q_refused += 1;
             } else {
                 q_forbidden += 1;
                 assert!(
@@ -426,6 +433,32 @@ async fn every_role_against_every_route() {
     );
     assert_eq!(q_forbidden, q_refused);
     assert_eq!(forbidden, refused);
+
+    // Another manager's customer and a customer that does not exist get the same answer.
+    let nobody = Uuid::now_v7();
+    for (what, suffix) in [
+        ("", ""),
+        ("ownership", "/ownership"),
+        ("timeline", "/timeline"),
+    ] {
+        let mut answers = Vec::new();
+        for id in [b1.to_string(), nobody.to_string()] {
+            let r = http
+                .get(format!("{q}/v1/customers/{id}{suffix}"))
+                .bearer_auth(&manager_a)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            let detail = body["detail"].as_str().unwrap().replace(&id, "<id>");
+            answers.push((status, body["code"].clone(), detail));
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "customer {what}: B1 against a missing id"
+        );
+    }
 
     // The customer list of manager A is A's portfolio, whatever filter was asked.
     let list: Value = http
@@ -457,14 +490,29 @@ async fn every_role_against_every_route() {
         head_before.0 - 2,
         "2 manager events, the rest customers'"
     );
-    let reads: Vec<(&str, &str)> = all
+    // One record per answer (schema 2), naming every customer and field it revealed.
+    let records: Vec<&crm_eventstore::RecordedEvent> = all
         .iter()
         .filter(|e| e.event_type == "PersonalDataRead")
-        .map(|e| {
-            (
-                e.payload["reader"].as_str().unwrap(),
-                e.payload["customer_id"].as_str().unwrap(),
-            )
+        .collect();
+    for r in &records {
+        assert_eq!(r.schema_version, 2);
+        assert_eq!(r.stream_version, 1, "a stream of its own per answer");
+        assert!(
+            !r.payload["fields"].as_array().unwrap().is_empty(),
+            "{}",
+            r.payload
+        );
+    }
+    let reads: Vec<(&str, &str)> = records
+        .iter()
+        .flat_map(|e| {
+            let reader = e.payload["reader"].as_str().unwrap();
+            e.payload["customers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |c| (reader, c.as_str().unwrap()))
         })
         .collect();
     assert!(

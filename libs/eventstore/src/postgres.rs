@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 pub use sqlx::postgres::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{Executor, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
+use sqlx::Row;
 use uuid::Uuid;
 
 use crate::chain::{ChainHash, GlobalCheckpoint};
@@ -57,7 +57,16 @@ const EVENT_COLUMNS_TEXT: &str =
      event_id, event_type, schema_version, payload::text AS payload, command_id, correlation_id, \
      causation_id, actor, occurred_at, recorded_at, chain_hash";
 
+/// A pooled connection idle at least this long is checked before it is used again.
+pub const IDLE_CHECK_AFTER: Duration = Duration::from_millis(250);
+
 impl PgEventStore {
+    /// Whether the database answers now (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Connect with a pool of `max_connections` and apply migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url
@@ -70,6 +79,18 @@ impl PgEventStore {
             // connection that died fails its statement, which the caller sees as a storage
             // error and retries with the same command id; the pool then replaces it.
             .test_before_acquire(false)
+            // ...except a connection idle for a while: it may have been broken by a
+            // PostgreSQL restart since it was last used (it would fail the next request
+            // long after the database is back). A busy pool never waits this long
+            // between uses, so the hot path pays nothing.
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_CHECK_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             // Every statement of the store is a key lookup or an ordered index range: plan
             // it once per connection (planning was a third of PostgreSQL's time on the
             // write path) and never as a sequential scan, which a plan made while `events`
@@ -1001,23 +1022,67 @@ pub(crate) fn fail_all(n: usize, message: &str) -> Vec<Result<AppendOutcome, App
 }
 
 /// Exclusive leadership among processes sharing one database (the relay: only one
-/// publishes at a time). Held for as long as the dedicated connection lives; if the
-/// process dies, PostgreSQL releases it.
+/// publishes at a time), held by a session advisory lock on a connection of its own.
+/// If the process dies, PostgreSQL releases it; if the process freezes (SIGSTOP, a VM
+/// paused, a stuck runtime), the session goes idle and PostgreSQL ends it after
+/// [`LEADER_IDLE_TIMEOUT`] (`idle_session_timeout`, PostgreSQL 14+), which releases the
+/// lock too, so a standby takes over. The holder keeps the session busy by calling
+/// [`LeaderLock::check`] well within that time (the relay: every second).
 pub struct LeaderLock {
-    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    conn: PgConnection,
     key: i64,
+}
+
+/// How long a leader may go silent before PostgreSQL ends its session and frees the
+/// lock for a standby.
+pub const LEADER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A process that wants the leadership: its own session (out of the pool, with the idle
+/// timeout set), on which it asks for the lock as often as it likes.
+pub struct LeaderCandidate {
+    conn: PgConnection,
+    key: i64,
+}
+
+impl LeaderCandidate {
+    /// A session of its own for asking for the lock `name`.
+    pub async fn new(pool: &PgPool, name: &str) -> Result<Self, StoreError> {
+        let mut conn = pool.acquire().await?.detach();
+        sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
+            .bind(format!("{}ms", LEADER_IDLE_TIMEOUT.as_millis()))
+            .execute(&mut conn)
+            .await?;
+        Ok(Self {
+            conn,
+            key: plan::lock_key(&format!("leader:{name}")),
+        })
+    }
+
+    /// Ask once: the lock, or the candidate back when another process holds it.
+    pub async fn try_lead(mut self) -> Result<Result<LeaderLock, Self>, StoreError> {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(self.key)
+            .fetch_one(&mut self.conn)
+            .await?;
+        Ok(if got {
+            Ok(LeaderLock {
+                conn: self.conn,
+                key: self.key,
+            })
+        } else {
+            Err(self)
+        })
+    }
 }
 
 impl LeaderLock {
     /// Try once; `None` when another process holds it.
     pub async fn try_acquire(pool: &PgPool, name: &str) -> Result<Option<Self>, StoreError> {
-        let mut conn = pool.acquire().await?;
-        let key = plan::lock_key(&format!("leader:{name}"));
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(got.then_some(Self { conn, key }))
+        Ok(LeaderCandidate::new(pool, name)
+            .await?
+            .try_lead()
+            .await?
+            .ok())
     }
 
     /// Fails when the lock's connection is gone, i.e. leadership may be lost.
@@ -1027,7 +1092,7 @@ impl LeaderLock {
              AND objid = ($1::bigint & 4294967295)::oid AND granted)",
         )
         .bind(self.key)
-        .fetch_one(&mut *self.conn)
+        .fetch_one(&mut self.conn)
         .await?;
         if held {
             Ok(())
@@ -1036,10 +1101,9 @@ impl LeaderLock {
         }
     }
 
-    pub async fn release(mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute(sqlx::query("SELECT pg_advisory_unlock_all()"))
-            .await?;
+    /// Give the lock up now (closing the session).
+    pub async fn release(self) -> Result<(), StoreError> {
+        sqlx::Connection::close(self.conn).await?;
         Ok(())
     }
 }

@@ -40,6 +40,12 @@ const EVENT_COLUMNS: &str =
      command_id, correlation_id, causation_id, actor, occurred_at, recorded_at, chain_hash";
 
 impl SqliteEventStore {
+    /// Whether the database answers now (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
     /// Open (creating if needed) the store at `path` and apply migrations.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()

@@ -498,6 +498,15 @@ pub(crate) use apply_in;
 pub(crate) use bind_args;
 
 impl ReadStore {
+    /// Whether the read-model database answers now (readiness).
+    pub async fn ping(&self) -> Result<(), ReadError> {
+        match self {
+            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?,
+            Self::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?,
+        }
+        Ok(())
+    }
+
     /// `postgres://…` (server mode) or `sqlite://path` (embedded mode); migrates.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ReadError> {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -61,6 +61,14 @@ pub mod names {
     pub const SCHEDULER_TICK_SECONDS: &str = "crm_scheduler_tick_seconds";
     /// How late the oldest due timer of a tick was (now − its due time).
     pub const SCHEDULER_DELAY_SECONDS: &str = "crm_scheduler_delay_seconds";
+    /// HTTP requests answered. Labels: `service`, `route` (the matched pattern, e.g.
+    /// `/v1/customers/{id}`; `unmatched` for unknown paths), `method`, `status`.
+    pub const HTTP_REQUESTS_TOTAL: &str = "crm_http_requests_total";
+    /// Time to answer an HTTP request. Labels: `service`, `route`, `method`.
+    pub const HTTP_REQUEST_DURATION_SECONDS: &str = "crm_http_request_duration_seconds";
+    /// Requests in progress while a service shuts down (drained before it exits).
+    /// Labels: `transport` (`http`, `nats`).
+    pub const INFLIGHT_AT_SHUTDOWN: &str = "crm_inflight_at_shutdown";
     /// Global checkpoints stored (tamper evidence over the global log).
     pub const AUDIT_CHECKPOINTS_TOTAL: &str = "crm_audit_checkpoints_total";
     /// Events sealed by global checkpoints.
@@ -77,6 +85,19 @@ pub fn describe() {
     describe_counter!(
         names::AUDIT_SEALED_EVENTS_TOTAL,
         "Events sealed by global checkpoints"
+    );
+    describe_counter!(
+        names::HTTP_REQUESTS_TOTAL,
+        "HTTP requests answered, by service, route pattern, method and status"
+    );
+    describe_histogram!(
+        names::HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to answer an HTTP request, by service, route pattern and method"
+    );
+    describe_gauge!(
+        names::INFLIGHT_AT_SHUTDOWN,
+        "Requests still in progress while the service shuts down, by transport"
     );
     describe_counter!(
         names::COMMANDS_TOTAL,
@@ -202,6 +223,12 @@ pub fn install_prometheus() -> PrometheusHandle {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
+                        Matcher::Full(names::HTTP_REQUEST_DURATION_SECONDS.into()),
+                        &latency,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
                         Matcher::Full(names::PROJECTOR_LAG_SECONDS.into()),
                         &[
                             0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -216,38 +243,81 @@ pub fn install_prometheus() -> PrometheusHandle {
             // rendering what it sees rather than fail.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            process_collector().describe();
             handle
         })
         .clone()
 }
 
-/// Structured logs to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+/// The process's own figures (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// open file descriptors, threads, start time), as every Prometheus client exports them;
+/// named by the `metrics-process` crate, the one exception to [`names`].
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
 
-/// Serve `GET /metrics` (Prometheus text format) on `addr` until the process ends.
-/// Returns the bound address (pass port 0 in tests).
-pub async fn serve_metrics(addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+/// The text of `GET /metrics`: the process's figures read now, then everything recorded.
+pub fn render_metrics() -> String {
     let handle = install_prometheus();
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || std::future::ready(handle.render())),
-    );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics server stopped");
+    process_collector().collect();
+    handle.render()
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line per event, `key=value` fields; colours only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (for log collectors), never colours.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format {other:?} is not text or json")),
         }
-    });
-    Ok(bound)
+    }
+}
+
+/// Structured logs to stderr in `format`; `RUST_LOG` filters (default `info`).
+///
+/// No field can forge a line or drive a terminal: in text, every value is written with
+/// its control characters escaped (`\n`, `\u{1b}`), the message too; JSON escapes them
+/// by its own rules. A caller's text (an unknown field's name, a refused actor) is
+/// data in a line, never a line of its own.
+pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::field::MakeExt as _;
+    use tracing_subscriber::fmt::format::debug_fn;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(
+                debug_fn(|w, field, value| {
+                    let text = format!("{value:?}");
+                    let shown = crm_domain::text::escaped(&text);
+                    match field.name() {
+                        "message" => write!(w, "{shown}"),
+                        name => write!(w, "{name}={shown}"),
+                    }
+                })
+                .delimited(" "),
+            )
+            .try_init(),
+    };
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -272,17 +342,30 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Tell a supervisor (or a test) that the service is up: writes `info` as JSON to the
-/// file named by `CRM_READY_FILE`, if set, atomically.
-pub fn announce_ready(info: &impl serde::Serialize) -> std::io::Result<()> {
-    let Some(path) = std::env::var_os("CRM_READY_FILE") else {
-        return Ok(());
-    };
-    let path = std::path::PathBuf::from(path);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(info).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(tmp, path)
+/// What every service's command line has for its operators: how it logs and where it
+/// tells a supervisor it is up. Flattened into each binary's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessArgs {
+    /// Log lines as `text` (colours on a terminal only) or `json` (one object per line).
+    #[arg(long, env = "CRM_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// When set, the service writes its bound addresses there (JSON) once it serves.
+    #[arg(long, env = "CRM_READY_FILE")]
+    pub ready_file: Option<std::path::PathBuf>,
+}
+
+impl ProcessArgs {
+    /// Tell a supervisor (or a test) that the service is up: `info` as JSON, written
+    /// atomically to the ready file, if one was given.
+    pub fn announce_ready(&self, info: &impl serde::Serialize) -> std::io::Result<()> {
+        let Some(path) = &self.ready_file else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(info).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, path)
+    }
 }

@@ -1,5 +1,6 @@
 //! HTTP ingress (axum): `POST /v1/commands/{name}` with the JSON (or protobuf) form of a
-//! command; `GET /v1/commands`, `/openapi.json`, `/healthz`, `/metrics`.
+//! command; `GET /v1/commands`, `/openapi.json`, `/metrics`; readiness (`/readyz`, and
+//! `/healthz` as before) and liveness (`/livez`).
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, State};
@@ -9,7 +10,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use crm_bus::Subjects;
 use crm_contracts::wire::{Format, COMMAND_NAMES};
-use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::caller::authenticate;
 use crate::execute::{execute, reply, Handler, MAX_PAYLOAD};
@@ -19,23 +19,35 @@ use crate::problem::Problem;
 pub struct HttpState {
     pub handler: Handler,
     pub subjects: Subjects,
-    pub metrics: PrometheusHandle,
     pub auth: Option<crm_auth::Verifier>,
 }
 
-pub fn router(state: HttpState) -> Router {
-    Router::new()
+pub fn router(state: HttpState, probes: &crm_http::Probes) -> Router {
+    let ready = probes.clone();
+    let routes = Router::new()
         .route("/v1/commands", get(list_commands))
         .route("/v1/commands/{name}", post(post_command))
         .route("/openapi.json", get(openapi))
         .route(
             "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            get(move || {
+                let probes = ready.clone();
+                async move {
+                    let (ok, body) = probes.readiness().await;
+                    let status = if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (status, Json(body))
+                }
+            }),
         )
         .route(
             "/metrics",
-            get(|State(s): State<HttpState>| async move { s.metrics.render() }),
+            get(|| async { crm_telemetry::render_metrics() }),
         )
+        .merge(probes.routes())
         .fallback(|| async {
             Problem::new(404, "request.not_found", "no such route; see /openapi.json")
         })
@@ -46,7 +58,9 @@ pub fn router(state: HttpState) -> Router {
                 "this route does not take that method; see /openapi.json",
             )
         })
-        .with_state(state)
+        .with_state(state);
+    let routes = crm_http::guard::refuse_bad_text(routes, "request.malformed");
+    crm_http::requests::instrument(routes, "command-service")
 }
 
 async fn post_command(

@@ -4,16 +4,20 @@
 pub mod caller;
 pub mod execute;
 pub mod http;
+pub mod micro;
 pub mod nats;
 pub mod problem;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crm_bus::Subjects;
 use crm_command_handler::group_commit::GroupCommitConfig;
 use crm_command_handler::{CommandHandler, HandlerConfig};
 use crm_eventstore::AnyEventStore;
+use crm_http::{Probes, ProbesBuilder};
+use crm_telemetry::names;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -25,26 +29,31 @@ pub struct Config {
     pub group_commit: GroupCommitConfig,
     /// Customer states cached (`HandlerConfig::cache_capacity`).
     pub state_cache: usize,
-    /// Bearer-token verification for HTTP; `None` runs without (`CRM_AUTH=off`).
+    /// Bearer-token verification for HTTP and NATS; `None` runs without (`CRM_AUTH=off`).
     pub auth: Option<crm_auth::Verifier>,
+    /// The longest a shutdown waits for accepted requests to be answered.
+    pub shutdown_grace: Duration,
 }
 
 /// A running command service.
 pub struct App {
     pub http_addr: SocketAddr,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _service: Option<async_nats::service::Service>,
-    _nats: Option<async_nats::Client>,
+    stop_http: tokio::sync::oneshot::Sender<()>,
+    ingress: Option<nats::Ingress>,
+    probes: Probes,
+    grace: Duration,
 }
 
 impl App {
     /// Connect, bind (port 0 allowed) and start serving.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        crm_telemetry::install_prometheus();
         let store = AnyEventStore::connect(&config.store_url, config.db_connections)
             .await
-            .with_context(|| format!("opening the event store at {}", config.store_url))?;
+            .context("opening the event store (CRM_STORE_URL)")?;
         let handler = CommandHandler::new(
-            store,
+            store.clone(),
             HandlerConfig {
                 group_commit: config.group_commit,
                 cache_capacity: config.state_cache,
@@ -52,52 +61,105 @@ impl App {
             },
         );
         let subjects = Subjects::new(config.subject_prefix.clone());
-
-        let (service, nats) = match &config.nats_url {
+        let mut probes = ProbesBuilder::new().check("event_store", move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        });
+        let ingress = match &config.nats_url {
             Some(url) => {
                 let client = crm_bus::connect::connect(url).await.with_context(|| {
                     format!("connecting to NATS at {}", crm_bus::connect::redacted(url))
                 })?;
-                let service = nats::serve(
+                let ingress = nats::Ingress::start(
                     client.clone(),
                     subjects.clone(),
                     handler.clone(),
                     config.auth.clone(),
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("starting the NATS service: {e}"))?;
-                (Some(service), Some(client))
+                .map_err(|e| anyhow::anyhow!("starting the NATS ingress: {e}"))?;
+                probes = probes.check("nats", move || {
+                    let state = client.connection_state();
+                    async move {
+                        match state {
+                            async_nats::connection::State::Connected => Ok(()),
+                            other => Err(other.to_string()),
+                        }
+                    }
+                });
+                Some(ingress)
             }
-            None => (None, None),
+            None => None,
         };
-
+        let probes = probes.build();
         let state = http::HttpState {
             handler,
             subjects,
-            metrics: crm_telemetry::install_prometheus(),
             auth: config.auth.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
-        let server = tokio::spawn(async move { axum::serve(listener, http::router(state)).await });
+        let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = http::router(state, &probes);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
         Ok(App {
             http_addr,
             server,
-            _service: service,
-            _nats: nats,
+            stop_http,
+            ingress,
+            probes,
+            grace: config.shutdown_grace,
         })
     }
 
-    /// Serve until `shutdown` resolves or the HTTP server fails.
+    /// Serve until `shutdown` resolves (or the HTTP server fails), then stop taking work,
+    /// answer what was taken, and return, within the grace period.
     pub async fn run_until(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::select! {
-            r = self.server => { r??; Ok(()) }
-            _ = shutdown => Ok(()),
+            r = &mut self.server => { r??; return Ok(()) }
+            _ = shutdown => {}
+        }
+        self.shut_down().await;
+        Ok(())
+    }
+
+    /// Readiness fails at once; HTTP stops accepting and finishes its requests; NATS hands
+    /// over to the other instances (`nats.rs`) and answers what it took.
+    async fn shut_down(self) {
+        let deadline = Instant::now() + self.grace;
+        tracing::info!(
+            grace_s = self.grace.as_secs_f64(),
+            "shutting down: taking no new work"
+        );
+        self.probes.drain();
+        let _ = self.stop_http.send(());
+        let nats = async {
+            match self.ingress {
+                Some(ingress) => ingress.stop(deadline).await,
+                None => 0,
+            }
+        };
+        let http = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), self.server);
+        let (unanswered, http) = tokio::join!(nats, http);
+        metrics::gauge!(names::INFLIGHT_AT_SHUTDOWN, "transport" => "nats").set(unanswered as f64);
+        match (unanswered, http.is_ok()) {
+            (0, true) => tracing::info!("every accepted request answered; stopped"),
+            _ => tracing::warn!(
+                nats_unanswered = unanswered,
+                http_finished = http.is_ok(),
+                "the grace period ended with requests in progress"
+            ),
         }
     }
 }

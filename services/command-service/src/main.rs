@@ -38,6 +38,12 @@ struct Args {
     /// reads the customer's stream).
     #[arg(long, env = "CRM_STATE_CACHE", default_value_t = crm_command_handler::handler::DEFAULT_STATE_CACHE)]
     state_cache: usize,
+    /// Seconds a shutdown (SIGTERM) waits for accepted requests to be answered; keep it
+    /// below the orchestrator's grace (Kubernetes: terminationGracePeriodSeconds).
+    #[arg(long, env = "CRM_SHUTDOWN_GRACE", default_value_t = 20)]
+    shutdown_grace: u64,
+    #[command(flatten)]
+    process: crm_telemetry::ProcessArgs,
 }
 
 /// The services' allocator (glibc's malloc was a fifth of this service's CPU under load).
@@ -46,8 +52,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    crm_telemetry::init_tracing();
     let args = Args::parse();
+    crm_telemetry::init_tracing(args.process.log_format);
     let app = App::build(Config {
         store_url: args.store_url,
         nats_url: (!args.no_nats).then_some(args.nats_url),
@@ -59,10 +65,12 @@ async fn main() -> anyhow::Result<()> {
             max_batch: args.max_batch,
         },
         state_cache: args.state_cache,
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
         auth: crm_auth::Verifier::from_env("crm-commands").map_err(anyhow::Error::msg)?,
     })
     .await?;
     tracing::info!(http = %app.http_addr, "command service ready");
-    crm_telemetry::announce_ready(&serde_json::json!({ "http": app.http_addr.to_string() }))?;
+    args.process
+        .announce_ready(&serde_json::json!({ "http": app.http_addr.to_string() }))?;
     app.run_until(crm_telemetry::shutdown_signal()).await
 }

@@ -10,6 +10,8 @@ use crm_audit::{customer_history, manager_history, owner_as_of, OwnershipEntry};
 use crm_domain::{CustomerId, ManagerId};
 use crm_eventstore::{AnyEventStore, ChainHash};
 
+use crate::out;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCmd {
     /// Every change of a customer's owner: when, from whom to whom, who decided, why
@@ -112,9 +114,12 @@ pub struct ManagerArgs {
 }
 
 async fn open(url: &str) -> anyhow::Result<AnyEventStore> {
-    AnyEventStore::connect(url, 2)
-        .await
-        .with_context(|| format!("opening the event store at {url}"))
+    AnyEventStore::connect(url, 2).await.with_context(|| {
+        format!(
+            "opening the event store at {}",
+            crm_bus::connect::redacted(url)
+        )
+    })
 }
 
 fn who(m: Option<ManagerId>) -> String {
@@ -123,13 +128,13 @@ fn who(m: Option<ManagerId>) -> String {
 
 fn print_entries(entries: &[OwnershipEntry]) {
     for e in entries {
-        println!(
+        out::line(format_args!(
             "{}  {:<21} {} → {}",
             e.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             e.event_type,
             who(e.previous_owner),
             who(e.new_owner)
-        );
+        ));
         let mut why = format!("    by {}", e.actor);
         if let Some(r) = &e.reason {
             why.push_str(&format!("; reason: {r}"));
@@ -143,11 +148,11 @@ fn print_entries(entries: &[OwnershipEntry]) {
                 why.push_str(&format!(", pool rule {rule} due {}", due.to_rfc3339()));
             }
         }
-        println!("{why}");
-        println!(
+        out::line(format_args!("{why}"));
+        out::line(format_args!(
             "    command {}, event {} (stream version {}, log position {})",
             e.command_id, e.event_id, e.stream_version, e.position
-        );
+        ));
     }
 }
 
@@ -162,7 +167,7 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                     if a.store.json {
                         println!("{}", serde_json::to_string_pretty(&answer)?);
                     } else {
-                        println!(
+                        out::line(format_args!(
                             "customer {} as of {}: {}",
                             a.customer,
                             t.to_rfc3339(),
@@ -170,20 +175,20 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                                 || "no owner (in the pool, or not yet registered)".to_string(),
                                 |m| format!("owned by {m}")
                             )
-                        );
+                        ));
                         if let Some(since) = &answer.since {
-                            println!("since:");
+                            out::line(format_args!("since:"));
                             print_entries(std::slice::from_ref(since));
                         }
                     }
                 }
                 None if a.store.json => println!("{}", serde_json::to_string_pretty(&entries)?),
                 None => {
-                    println!(
+                    out::line(format_args!(
                         "customer {}: {} ownership changes, replayed from the event store",
                         a.customer,
                         entries.len()
-                    );
+                    ));
                     print_entries(&entries);
                 }
             }
@@ -209,16 +214,22 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             if a.store.json {
                 println!("{}", serde_json::to_string_pretty(&history)?);
             } else {
-                println!(
+                out::line(format_args!(
                     "manager {} from {} to {}",
                     a.manager,
                     a.from.to_rfc3339(),
                     a.to.to_rfc3339()
-                );
-                println!("held at the start: {} customers", history.held_before.len());
-                println!("changes: {}", history.entries.len());
+                ));
+                out::line(format_args!(
+                    "held at the start: {} customers",
+                    history.held_before.len()
+                ));
+                out::line(format_args!("changes: {}", history.entries.len()));
                 print_entries(&history.entries);
-                println!("held at the end: {} customers", history.held_at_end.len());
+                out::line(format_args!(
+                    "held at the end: {} customers",
+                    history.held_at_end.len()
+                ));
             }
         }
         AuditCmd::Verify(a) => {
@@ -268,10 +279,10 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             let json = a.store.json;
             let sealed = crm_audit::seal_pending(&store, a.events_per_checkpoint, &mut |c| {
                 if !json {
-                    println!(
+                    out::line(format_args!(
                         "checkpoint #{} seals {} events ({} – {}): {}",
                         c.seq, c.event_count, c.after, c.through, c.hash
-                    );
+                    ));
                 }
             })
             .await?;
@@ -288,7 +299,9 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else if sealed.is_empty() {
-                println!("nothing to seal: every visible event is under a checkpoint");
+                out::line(format_args!(
+                    "nothing to seal: every visible event is under a checkpoint"
+                ));
             }
         }
         AuditCmd::Export(a) => {
@@ -309,12 +322,12 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&manifest)?);
             } else {
                 eprintln!();
-                println!("wrote {}", a.out.display());
+                out::line(format_args!("wrote {}", a.out.display()));
                 print_manifest(&manifest);
-                println!(
+                out::line(format_args!(
                     "verify it offline: crm audit verify --store sqlite://{}",
                     a.out.display()
-                );
+                ));
             }
         }
     }
@@ -325,50 +338,52 @@ fn print_manifest(m: &crm_audit::ExportManifest) {
     let when = |t: Option<DateTime<Utc>>, default: &str| {
         t.map_or_else(|| default.to_string(), |t| t.to_rfc3339())
     };
-    println!(
+    out::line(format_args!(
         "audit export of {} made {}: period {} to {}",
         m.source,
         m.exported_at.to_rfc3339(),
         when(m.from, "the beginning"),
         when(m.to, "the export")
-    );
-    println!(
+    ));
+    out::line(format_args!(
         "  {} events in {} streams, global checkpoints #{}–#{} (last hash {})",
         m.events, m.streams, m.first_checkpoint, m.last_checkpoint, m.last_hash
-    );
+    ));
     if m.first_checkpoint > 1 {
-        println!(
+        out::line(format_args!(
             "  starts after checkpoint #{} with hash {}: compare with a hash kept from the source",
             m.first_checkpoint - 1,
             m.first_prev_hash
-        );
+        ));
     }
 }
 
 fn print_verify(r: &crm_audit::VerifyReport) {
-    println!(
+    out::line(format_args!(
         "{} events in {} streams; {} global checkpoints seal {} of them, {} are after the last checkpoint",
         r.events, r.streams, r.checkpoints, r.sealed_events, r.unsealed_events
-    );
+    ));
     if let Some((seq, hash)) = r.head {
-        println!("last checkpoint: #{seq} {hash}");
-        println!("  keep it outside the database; later: crm audit verify --expect {seq}:{hash}");
+        out::line(format_args!("last checkpoint: #{seq} {hash}"));
+        out::line(format_args!(
+            "  keep it outside the database; later: crm audit verify --expect {seq}:{hash}"
+        ));
     }
     if r.ok() {
-        println!("OK: every hash chain and checkpoint verifies");
+        out::line(format_args!("OK: every hash chain and checkpoint verifies"));
         return;
     }
-    println!(
+    out::line(format_args!(
         "FAILED: {} problems; the first bad event:",
         r.problems.len()
-    );
+    ));
     for (i, p) in r.problems.iter().enumerate().take(20) {
-        println!("{}{p}", if i == 0 { "  → " } else { "    " });
+        out::line(format_args!("{}{p}", if i == 0 { "  → " } else { "    " }));
     }
     if r.problems.len() > 20 {
-        println!(
+        out::line(format_args!(
             "    … and {} more (--json lists all)",
             r.problems.len() - 20
-        );
+        ));
     }
 }

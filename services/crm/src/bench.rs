@@ -213,6 +213,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
             max_batch: 256,
         },
         state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
+        shutdown_grace: std::time::Duration::from_secs(5),
         auth: None,
     })
     .await?;

@@ -184,6 +184,7 @@ async fn phases(
         db_connections: 16,
         group_commit: GroupCommitConfig::default(),
         state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
+        shutdown_grace: std::time::Duration::from_secs(5),
         auth: None,
     })
     .await?;
@@ -207,6 +208,7 @@ async fn phases(
             batch: 256,
             ack_wait: Duration::from_secs(10),
             chaos: 0.0,
+            host: "bench".into(),
         })
     };
     let live = projector(url.to_string(), "live").await?;

@@ -29,7 +29,12 @@ pub async fn run(cmd: DbCmd) -> anyhow::Result<()> {
             );
             crm_eventstore::AnyEventStore::connect(&a.store, 2)
                 .await
-                .with_context(|| format!("migrating the event store at {}", a.store))?;
+                .with_context(|| {
+                    format!(
+                        "migrating the event store at {}",
+                        crm_bus::connect::redacted(&a.store)
+                    )
+                })?;
             println!("event store: migrated, roles and grants in place");
             if let Some(read) = &a.read {
                 crm_projections::ReadStore::connect(read, 2)

@@ -15,6 +15,7 @@ mod bench_read;
 mod db;
 mod demo;
 mod load;
+mod out;
 mod policy;
 mod projections;
 mod stats;
@@ -63,7 +64,7 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_some() {
-        crm_telemetry::init_tracing();
+        crm_telemetry::init_tracing(crm_telemetry::LogFormat::Text);
     }
     match Cli::parse().command {
         Cmd::Demo(args) => demo::run(args).await,

@@ -11,6 +11,8 @@ use crm_domain::policy::{
 use crm_domain::Actor;
 use crm_eventstore::{AnyEventStore, EventStore};
 
+use crate::out;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCmd {
     /// The version in force, as JSON (version 0: the built-in defaults).
@@ -57,9 +59,12 @@ fn read_document(file: &str) -> anyhow::Result<PolicyDocument> {
 }
 
 async fn versions(url: &str) -> anyhow::Result<(AnyEventStore, Vec<PolicyEvent>)> {
-    let store = AnyEventStore::connect(url, 2)
-        .await
-        .with_context(|| format!("opening the event store at {url}"))?;
+    let store = AnyEventStore::connect(url, 2).await.with_context(|| {
+        format!(
+            "opening the event store at {}",
+            crm_bus::connect::redacted(url)
+        )
+    })?;
     let events = store
         .read_stream(POLICY_STREAM, 0)
         .await?
@@ -87,25 +92,27 @@ pub async fn run(cmd: PolicyCmd) -> anyhow::Result<()> {
         PolicyCmd::History(s) => {
             let (_, events) = versions(&s.store).await?;
             if events.is_empty() {
-                println!("no policy published: the built-in defaults apply (version 0)");
+                out::line(format_args!(
+                    "no policy published: the built-in defaults apply (version 0)"
+                ));
             }
             for PolicyEvent::PolicyPublished(p) in &events {
-                println!(
+                out::line(format_args!(
                     "v{:<3} {}  by {:<24} {} rules  {}",
                     p.version,
                     p.published_at.to_rfc3339(),
                     p.published_by.to_string(),
                     p.document.rules.len(),
                     p.note
-                );
+                ));
             }
         }
         PolicyCmd::Check { file } => {
             let doc = read_document(&file)?;
-            println!(
+            out::line(format_args!(
                 "{file}: a valid policy document with {} rules",
                 doc.rules.len()
-            );
+            ));
         }
         PolicyCmd::Publish(p) => {
             let document = read_document(&p.file)?;
@@ -123,10 +130,10 @@ pub async fn run(cmd: PolicyCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("refused ({}): {e}", e.code()))?;
             let version = accepted.events.first().map_or(0, |e| e.stream_version);
-            println!(
+            out::line(format_args!(
                 "published policy version {version} (command {})",
                 accepted.command_id
-            );
+            ));
         }
     }
     Ok(())

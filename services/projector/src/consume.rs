@@ -36,6 +36,8 @@ pub struct Ctx {
     pub ack_wait: Duration,
     pub chaos: f64,
     pub health: Arc<Health>,
+    /// Liveness: the partition balancer beats on every turn.
+    pub beat: crm_http::Heartbeat,
 }
 
 /// True with probability `p` (fault injection; `p` is 0 outside drills). The low 62 bits
@@ -64,7 +66,7 @@ pub async fn run_partition(
         .get_stream(&ctx.stream)
         .await
         .map_err(|e| anyhow::anyhow!("stream {}: {e}", ctx.stream))?;
-    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+    let mut consumer: jetstream::consumer::Consumer<pull::Config> = stream
         .get_or_create_consumer(
             &name,
             pull::Config {
@@ -89,9 +91,14 @@ pub async fn run_partition(
         .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
     tracing::info!(partition, consumer = %name, "consuming");
     ctx.health.started(partition);
+    let mut refresh = tokio::time::interval(BEHIND_REFRESH);
 
     loop {
         let first = tokio::select! {
+            _ = refresh.tick() => {
+                refresh_behind(&mut consumer, &ctx.health, partition).await;
+                continue;
+            }
             _ = stop.changed() => {
                 // Hand what was already pulled back at once, so the partition's next
                 // owner need not wait for the ack deadline.
@@ -115,6 +122,23 @@ pub async fn run_partition(
     tracing::info!(partition, "partition released");
     ctx.health.stopped(partition);
     Ok(())
+}
+
+/// How often a partition asks the broker how much is left.
+pub const BEHIND_REFRESH: Duration = Duration::from_secs(2);
+
+/// What the broker says this partition has left: messages not yet delivered and
+/// delivered but not yet acknowledged. The count a batch's last message carried is
+/// only a snapshot; this is what tells an idle, caught-up partition from a stuck one.
+async fn refresh_behind(
+    consumer: &mut jetstream::consumer::Consumer<pull::Config>,
+    health: &Health,
+    partition: u32,
+) {
+    match consumer.info().await {
+        Ok(info) => health.set_behind(partition, info.num_pending + info.num_ack_pending as u64),
+        Err(e) => tracing::debug!(partition, error = %e, "consumer info unavailable"),
+    }
 }
 
 async fn handle_batch(

@@ -21,6 +21,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use crm_bus::Subjects;
+use crm_http::ProbesBuilder;
 use crm_projections::ReadStore;
 
 use crate::consume::Ctx;
@@ -41,6 +42,43 @@ pub struct Config {
     pub ack_wait: Duration,
     /// Share of batches NAKed before applying and of acks dropped after (drills only).
     pub chaos: f64,
+    /// The first part of the instance id (the pod's name in Kubernetes).
+    pub host: String,
+}
+
+/// Liveness fails when the partition balancer has not turned for this long (each turn
+/// is bounded by the lease timeouts; it turns every second).
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(60);
+
+/// Readiness: NATS connected, the read models reachable, no partition stalled.
+fn probes(store: &ReadStore, client: &async_nats::Client, health: &Arc<Health>) -> ProbesBuilder {
+    let (store, client, health) = (store.clone(), client.clone(), health.clone());
+    ProbesBuilder::new()
+        .check("read_models", move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        })
+        .check("nats", move || {
+            let state = client.connection_state();
+            async move {
+                match state {
+                    async_nats::connection::State::Connected => Ok(()),
+                    other => Err(other.to_string()),
+                }
+            }
+        })
+        .check("caught_up", move || {
+            let report = health.report();
+            async move {
+                match report.state {
+                    Verdict::Stalled => Err(format!(
+                        "stalled: messages wait and nothing was applied for {} s",
+                        health::STALL_AFTER.as_secs()
+                    )),
+                    _ => Ok(()),
+                }
+            }
+        })
 }
 
 pub struct App {
@@ -53,10 +91,10 @@ impl App {
     /// Connect, migrate the read models, make sure the dead-letter stream exists, and
     /// serve `/healthz` and `/metrics`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let metrics = crm_telemetry::install_prometheus();
+        crm_telemetry::install_prometheus();
         let store = ReadStore::connect(&config.read_url, 8)
             .await
-            .with_context(|| format!("opening the read models at {}", config.read_url))?;
+            .context("opening the read models (CRM_READ_URL)")?;
         let client = crm_bus::connect::connect(&config.nats_url)
             .await
             .with_context(|| {
@@ -65,7 +103,7 @@ impl App {
                     crm_bus::connect::redacted(&config.nats_url)
                 )
             })?;
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(client.clone());
         let subjects = Subjects::new(config.subject_prefix.clone());
         js.get_or_create_stream(async_nats::jetstream::stream::Config {
             name: crm_bus::subjects::dead_letter_stream(&config.stream),
@@ -78,12 +116,11 @@ impl App {
         .await
         .map_err(|e| anyhow::anyhow!("creating the dead-letter stream: {e}"))?;
 
-        let instance = format!(
-            "{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "projector".into()),
-            uuid::Uuid::new_v4().simple()
-        );
+        let instance = format!("{}-{}", config.host, uuid::Uuid::new_v4().simple());
         let health = Arc::new(Health::new(instance.clone()));
+        let mut probes = probes(&store, &client, &health);
+        let beat = probes.heartbeat("balance", LIVENESS_BOUND);
+        let probes = probes.build();
         let ctx = Ctx {
             js,
             stream: config.stream,
@@ -94,6 +131,7 @@ impl App {
             ack_wait: config.ack_wait,
             chaos: config.chaos,
             health: health.clone(),
+            beat,
         };
 
         let app = Router::new()
@@ -101,8 +139,9 @@ impl App {
             .with_state(health)
             .route(
                 "/metrics",
-                get(move || std::future::ready(metrics.render())),
-            );
+                get(|| async { crm_telemetry::render_metrics() }),
+            )
+            .merge(probes.routes());
         let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
         let http_addr = listener.local_addr()?;
         tokio::spawn(async move {

@@ -17,9 +17,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Args {
     /// Read-model database: postgres://… or sqlite://path.
-    #[arg(long, env = "CRM_READ_URL")]
+    #[arg(long, env = "CRM_READ_URL", hide_env_values = true)]
     read_url: String,
-    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "CRM_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
+    )]
     nats_url: String,
     /// JetStream stream of events.
     #[arg(long, env = "CRM_STREAM", default_value = "CRM_EVENTS")]
@@ -43,12 +48,18 @@ struct Args {
     /// committed, so messages come again, late and out of order. 0 in production.
     #[arg(long, env = "CRM_PROJECTOR_CHAOS", default_value_t = 0.0)]
     chaos: f64,
+    /// The first part of the instance id in logs and `rm_projector_instances`
+    /// (Kubernetes sets it to the pod's name).
+    #[arg(long, env = "HOSTNAME", default_value = "projector")]
+    host: String,
+    #[command(flatten)]
+    process: crm_telemetry::ProcessArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    crm_telemetry::init_tracing();
     let a = Args::parse();
+    crm_telemetry::init_tracing(a.process.log_format);
     let app = App::build(Config {
         nats_url: a.nats_url,
         read_url: a.read_url,
@@ -59,10 +70,11 @@ async fn main() -> anyhow::Result<()> {
         batch: a.batch,
         ack_wait: Duration::from_secs(a.ack_wait),
         chaos: a.chaos,
+        host: a.host,
     })
     .await?;
     tracing::info!(http = %app.http_addr, "health at /healthz, metrics at /metrics");
-    crm_telemetry::announce_ready(&serde_json::json!({
+    a.process.announce_ready(&serde_json::json!({
         "http": app.http_addr.to_string(),
         "instance": app.instance(),
     }))?;

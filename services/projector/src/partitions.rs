@@ -58,6 +58,7 @@ pub async fn balance(
     let postgres = leases.is_some();
     let offset = crm_bus::subjects::partition_of(&instance);
     loop {
+        ctx.beat.beat();
         // Restart tasks that ended with an error (NATS trouble); the lease stays held.
         for (p, h) in held.iter_mut() {
             if h.task.is_finished() {

@@ -40,6 +40,7 @@ async fn start(stream: &TestStream, read_url: &str, group: &str) -> Running {
         batch: 64,
         ack_wait: Duration::from_secs(5),
         chaos: 0.0,
+        host: "projector".into(),
     })
     .await
     .unwrap();

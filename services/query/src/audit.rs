@@ -13,17 +13,19 @@ use crate::problem::Problem;
 use crate::AppState;
 
 fn audit_store(s: &AppState) -> Result<&AnyEventStore, Problem> {
-    s.security.events.as_ref().ok_or_else(|| Problem {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "query.unavailable",
-        detail: "audit replay needs the event store (CRM_STORE_URL)".into(),
+    s.security.events.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "query.unavailable",
+            "audit replay needs the event store (CRM_STORE_URL)",
+        )
     })
 }
 
 fn audit_failed(e: crm_audit::AuditError) -> Problem {
     match e {
         crm_audit::AuditError::UnknownCustomer(c) => Problem::not_found(format!("no customer {c}")),
-        other => Problem::privacy(other),
+        other => Problem::store(other),
     }
 }
 

@@ -28,10 +28,12 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
         verifier
             .verify_header(header, crm_auth::now_unix())
             .map(|p| Caller(Some(p)))
-            .map_err(|e| Problem {
-                status: StatusCode::UNAUTHORIZED,
-                code: "auth.unauthenticated",
-                detail: e.to_string(),
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "auth.unauthenticated",
+                    e.to_string(),
+                )
             })
     }
 }
@@ -57,18 +59,24 @@ impl Caller {
         self.role() == Some(Role::Analyst)
     }
 
-    /// A manager sees only their own customers (a team lead: the team's).
+    /// A manager sees only their own customers (a team lead: the team's). Another's is
+    /// answered as a customer that does not exist, so ids cannot be probed.
     pub(crate) fn may_see(&self, row: &CustomerRow) -> Result<(), Problem> {
         match &self.0 {
             Some(p) if !p.sees_customer(row.owner_id.as_deref(), row.owner_team.as_deref()) => {
-                Err(Problem::forbidden(format!(
-                    "customer {} is not in your portfolio",
-                    row.customer_id
-                )))
+                Err(no_such_customer(&row.customer_id))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// The answer for a customer that does not exist, or that the caller may not see.
+pub(crate) fn no_such_customer(id: &str) -> Problem {
+    Problem::not_found(format!(
+        "no customer {} that you may see",
+        crm_domain::text::escaped(id)
+    ))
 }
 
 /// Routes with customer-level data: who may call them (managers within their scope).

@@ -1,4 +1,8 @@
 //! Rows as CSV (RFC 4180): one column per field, in the order of the JSON form.
+//!
+//! Text that a spreadsheet would read as a formula (a cell starting with `=`, `+`, `-`,
+//! `@`, a tab or a carriage return: a customer named `=HYPERLINK(…)`) is written with a
+//! leading `'`, as OWASP recommends against CSV injection; numbers are left as numbers.
 
 use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
 use serde::Serialize;
@@ -25,7 +29,7 @@ pub fn render<T: Serialize>(rows: &[T]) -> Result<String, serde_json::Error> {
             .iter()
             .map(|c| match v.get(c) {
                 None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => cell(s),
+                Some(Value::String(s)) => cell(&neutralised(s)),
                 Some(other) => cell(&other.to_string()),
             })
             .collect();
@@ -52,6 +56,14 @@ fn field_order(json: &str) -> Result<Vec<String>, serde_json::Error> {
         }
     }
     serde_json::Deserializer::from_str(json).deserialize_map(Keys)
+}
+
+/// Text a spreadsheet would evaluate, made inert.
+fn neutralised(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
 }
 
 fn cell(s: &str) -> String {
@@ -91,5 +103,37 @@ mod tests {
             "name,n,rate\r\n\"a,b\",1,0.5\r\n\"say \"\"hi\"\"\",2,\r\n"
         );
         assert_eq!(super::render::<Row>(&[]).unwrap(), "");
+    }
+
+    #[test]
+    fn formulas_are_made_inert_and_numbers_stay_numbers() {
+        let rows: Vec<Row> = [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "a=b",
+        ]
+        .iter()
+        .map(|name| Row {
+            name,
+            n: -3,
+            rate: Some(-0.5),
+        })
+        .collect();
+        let csv = super::render(&rows).unwrap();
+        let lines: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(
+            lines[1],
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-3,-0.5"
+        );
+        assert_eq!(lines[2], "'+1,-3,-0.5");
+        assert_eq!(lines[3], "'-2,-3,-0.5");
+        assert_eq!(lines[4], "'@SUM(A1),-3,-0.5");
+        assert_eq!(lines[5], "'\tx,-3,-0.5");
+        assert_eq!(lines[6], "\"'\rx\",-3,-0.5");
+        assert_eq!(lines[7], "a=b,-3,-0.5");
     }
 }

@@ -14,15 +14,16 @@ mod routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use crm_auth::Verifier;
 use crm_eventstore::AnyEventStore;
+use crm_http::{Probes, ProbesBuilder};
 use crm_privacy::Vault;
 use crm_projections::ReadStore;
-use metrics_exporter_prometheus::PrometheusHandle;
 
 use audit::{audit_manager, audit_ownership};
 pub use caller::Caller;
@@ -52,14 +53,36 @@ pub struct Security {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) store: ReadStore,
-    pub(crate) metrics: PrometheusHandle,
     pub(crate) security: Security,
 }
 
 /// The routes, for the binary and for tests.
 pub fn router(store: ReadStore, security: Security) -> Router {
-    let metrics = crm_telemetry::install_prometheus();
-    Router::new()
+    let probes = probes(&store, &security);
+    router_with(store, security, &probes)
+}
+
+/// What readiness checks: the read models answer, and the event store if this service
+/// uses one (timeline payloads, personal data, audit replay).
+pub fn probes(store: &ReadStore, security: &Security) -> Probes {
+    let read = store.clone();
+    let mut probes = ProbesBuilder::new().check("read_models", move || {
+        let read = read.clone();
+        async move { read.ping().await.map_err(|e| e.to_string()) }
+    });
+    if let Some(events) = security.events.clone() {
+        probes = probes.check("event_store", move || {
+            let events = events.clone();
+            async move { events.ping().await.map_err(|e| e.to_string()) }
+        });
+    }
+    probes.build()
+}
+
+fn router_with(store: ReadStore, security: Security, probes: &Probes) -> Router {
+    crm_telemetry::install_prometheus();
+    let ready = probes.clone();
+    let routes = Router::new()
         .route("/v1/customers", get(customers))
         .route("/v1/customers/{id}", get(customer))
         .route("/v1/customers/{id}/ownership", get(ownership))
@@ -80,31 +103,74 @@ pub fn router(store: ReadStore, security: Security) -> Router {
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let probes = ready.clone();
+                async move {
+                    let (ok, body) = probes.readiness().await;
+                    let status = if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (status, Json(body))
+                }
+            }),
+        )
         .route(
             "/metrics",
-            get(|State(s): State<AppState>| async move { s.metrics.render() }),
+            get(|| async { crm_telemetry::render_metrics() }),
         )
+        .merge(probes.routes())
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
-        .with_state(AppState {
-            store,
-            metrics,
-            security,
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "query.method_not_allowed",
+                "this route answers GET only; see /openapi.json",
+            )
         })
+        .with_state(AppState { store, security });
+    let routes = crm_http::guard::refuse_bad_text(routes, "query.bad_parameter");
+    crm_http::requests::instrument(routes, "query")
 }
 
-/// Bind and serve until `shutdown`; returns the bound address through `bound`.
+/// Bind and serve until `shutdown`, then stop accepting (readiness fails at once) and
+/// finish the requests in progress within `grace`; the bound address through `bound`.
 pub async fn serve(
     store: ReadStore,
     security: Security,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let _ = bound.send(listener.local_addr()?);
-    axum::serve(listener, router(store, security))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let probes = probes(&store, &security);
+    let app = router_with(store, security, &probes);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tokio::select! {
+        r = &mut server => { r??; return Ok(()) }
+        _ = shutdown => {}
+    }
+    tracing::info!(
+        grace_s = grace.as_secs_f64(),
+        "shutting down: taking no new requests"
+    );
+    probes.drain();
+    let _ = stop.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(r) => r??,
+        Err(_) => tracing::warn!("the grace period ended with requests in progress"),
+    }
     Ok(())
 }

@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Args {
     /// Read-model database: postgres://… or sqlite://path.
-    #[arg(long, env = "CRM_READ_URL")]
+    #[arg(long, env = "CRM_READ_URL", hide_env_values = true)]
     read_url: String,
     #[arg(long, env = "CRM_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     http_addr: SocketAddr,
@@ -25,17 +25,22 @@ struct Args {
     /// Event store holding the events and the customers' keys: postgres://… or
     /// sqlite://path. Without it, personal fields (names, contact texts) are answered as
     /// `[withheld]`, timeline payloads as `null`, and the audit routes refuse (503).
-    #[arg(long, env = "CRM_STORE_URL")]
+    #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store_url: Option<String>,
     /// Connections to the event store (timeline payloads, keys, audit replay).
     #[arg(long, env = "CRM_STORE_CONNECTIONS", default_value_t = 4)]
     store_connections: u32,
+    /// Seconds a shutdown (SIGTERM) waits for requests in progress.
+    #[arg(long, env = "CRM_SHUTDOWN_GRACE", default_value_t = 20)]
+    shutdown_grace: u64,
+    #[command(flatten)]
+    process: crm_telemetry::ProcessArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    crm_telemetry::init_tracing();
     let a = Args::parse();
+    crm_telemetry::init_tracing(a.process.log_format);
     let store = ReadStore::connect(&a.read_url, a.db_connections).await?;
     let mut security = crm_query::Security {
         auth: crm_auth::Verifier::from_env("crm-query").map_err(anyhow::Error::msg)?,
@@ -65,10 +70,12 @@ async fn main() -> anyhow::Result<()> {
         security,
         a.http_addr,
         crm_telemetry::shutdown_signal(),
+        std::time::Duration::from_secs(a.shutdown_grace),
         tx,
     ));
     let addr = rx.await?;
     tracing::info!(%addr, "query service listening");
-    crm_telemetry::announce_ready(&serde_json::json!({ "http": addr.to_string() }))?;
+    a.process
+        .announce_ready(&serde_json::json!({ "http": addr.to_string() }))?;
     server.await?
 }

@@ -13,58 +13,49 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn bad(detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "query.bad_parameter",
+            status,
+            code,
             detail: detail.into(),
         }
+    }
+
+    pub(crate) fn bad(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "query.bad_parameter", detail)
     }
 
     pub(crate) fn forbidden(detail: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            code: "auth.forbidden",
-            detail: detail.into(),
-        }
-    }
-
-    pub(crate) fn privacy(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "personal data could not be decrypted");
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "query.unavailable",
-            detail: "personal data cannot be read right now; retry".into(),
-        }
-    }
-
-    /// The event store could not be read (timeline payloads).
-    pub(crate) fn store(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "event store read failed");
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "query.unavailable",
-            detail: "the event store cannot be read right now; retry".into(),
-        }
+        Self::new(StatusCode::FORBIDDEN, "auth.forbidden", detail)
     }
 
     pub(crate) fn not_found(detail: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            code: "query.not_found",
-            detail: detail.into(),
-        }
+        Self::new(StatusCode::NOT_FOUND, "query.not_found", detail)
+    }
+
+    /// A dependency failed: the cause is logged, the caller learns only to retry.
+    fn unavailable(what: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "{what} failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "query.unavailable",
+            format!("{what} cannot be done right now; retry"),
+        )
+    }
+
+    pub(crate) fn privacy(e: impl std::fmt::Display) -> Self {
+        Self::unavailable("reading personal data", e)
+    }
+
+    /// The event store could not be read (timeline payloads, audit replay).
+    pub(crate) fn store(e: impl std::fmt::Display) -> Self {
+        Self::unavailable("reading the event store", e)
     }
 }
 
 impl From<ReadError> for Problem {
     fn from(e: ReadError) -> Self {
-        tracing::error!(error = %e, "read-model query failed");
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "query.unavailable",
-            detail: "the read models cannot be read right now; retry".into(),
-        }
+        Self::unavailable("reading the read models", e)
     }
 }
 
@@ -77,11 +68,18 @@ impl IntoResponse for Problem {
             "detail": self.detail,
             "code": self.code,
         });
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

@@ -1,9 +1,13 @@
 //! Personal data on the way out: masked for analysts, decrypted for the others, and every
 //! read by a person recorded in the event store before the answer leaves.
 
+use std::collections::{BTreeSet, HashMap};
+
 use chrono::Utc;
 use crm_domain::customer::personal;
-use crm_eventstore::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, NewEvent};
+use crm_eventstore::{
+    AppendRequest, CommandMeta, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+};
 use crm_projections::queries::{CustomerRow, TimelineRow};
 use serde::Serialize;
 
@@ -23,7 +27,7 @@ impl AppState {
         route: &str,
         rows: &mut [CustomerRow],
     ) -> Result<(), Problem> {
-        let mut read = Vec::new();
+        let mut read = Reads::default();
         for row in rows.iter_mut() {
             if !crm_privacy::is_sealed(&row.display_name) {
                 continue;
@@ -36,11 +40,11 @@ impl AppState {
                 .reveal(&row.customer_id, "display_name", &row.display_name)
                 .await?;
             if revealed != personal::WITHHELD && revealed != personal::ERASED {
-                read.push(row.customer_id.clone());
+                read.add(&row.customer_id, ["display_name"]);
             }
             row.display_name = revealed;
         }
-        self.record_reads(caller, route, &read).await
+        self.record_reads(caller, route, read).await
     }
 
     pub(crate) async fn reveal(
@@ -71,20 +75,8 @@ impl AppState {
         caller: &Caller,
         rows: Vec<TimelineRow>,
     ) -> Result<Vec<TimelineItem>, Problem> {
-        let mut payloads = std::collections::HashMap::new();
-        // Rows come newest first, all of one customer.
-        if let (Some(events), Some(newest), Some(oldest)) =
-            (&self.security.events, rows.first(), rows.last())
-        {
-            let stream = format!("customer-{}", newest.customer_id);
-            let after = (oldest.version - 1).max(0) as u64;
-            let page = events
-                .read_stream_range(&stream, after, newest.version.max(0) as u64)
-                .await
-                .map_err(Problem::store)?;
-            payloads.extend(page.into_iter().map(|e| (e.stream_version as i64, e)));
-        }
-        let mut read = Vec::new();
+        let mut payloads = self.timeline_events(&rows).await?;
+        let mut read = Reads::default();
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             let event = match payloads.remove(&row.version) {
@@ -107,71 +99,108 @@ impl AppState {
                     continue;
                 }
             };
-            let mut payload = event.payload;
-            let vault = self.security.vault.as_ref().filter(|_| !caller.masked());
-            match vault {
-                Some(vault) => {
-                    let opened = vault
-                        .open(
-                            &format!("customer-{}", row.customer_id),
-                            &row.event_type,
-                            &mut payload,
-                        )
-                        .await
-                        .map_err(Problem::privacy)?;
-                    if opened == crm_privacy::Opened::Revealed {
-                        read.push(row.customer_id.clone());
-                    }
+            let payload = self.shown_payload(caller, &row, event, &mut read).await?;
+            items.push(TimelineItem {
+                row,
+                payload: Some(payload),
+            });
+        }
+        self.record_reads(caller, "timeline", read).await?;
+        Ok(items)
+    }
+
+    /// The stored events of a timeline page (rows newest first, all of one customer), by
+    /// stream version, read in one range.
+    async fn timeline_events(
+        &self,
+        rows: &[TimelineRow],
+    ) -> Result<HashMap<i64, RecordedEvent>, Problem> {
+        let (Some(events), Some(newest), Some(oldest)) =
+            (&self.security.events, rows.first(), rows.last())
+        else {
+            return Ok(HashMap::new());
+        };
+        let stream = format!("customer-{}", newest.customer_id);
+        let after = (oldest.version - 1).max(0) as u64;
+        let page = events
+            .read_stream_range(&stream, after, newest.version.max(0) as u64)
+            .await
+            .map_err(Problem::store)?;
+        Ok(page
+            .into_iter()
+            .map(|e| (e.stream_version as i64, e))
+            .collect())
+    }
+
+    /// An event's payload as the caller sees it, as canonical text (fields in declared
+    /// order): personal fields decrypted (the read added to `read`), or masked.
+    async fn shown_payload(
+        &self,
+        caller: &Caller,
+        row: &TimelineRow,
+        event: RecordedEvent,
+        read: &mut Reads,
+    ) -> Result<String, Problem> {
+        let mut payload = event.payload;
+        let personal_fields = personal::fields(&row.event_type);
+        match self.security.vault.as_ref().filter(|_| !caller.masked()) {
+            Some(vault) => {
+                let stream = format!("customer-{}", row.customer_id);
+                let opened = vault
+                    .open(&stream, &row.event_type, &mut payload)
+                    .await
+                    .map_err(Problem::privacy)?;
+                if opened == crm_privacy::Opened::Revealed {
+                    let present = personal_fields
+                        .iter()
+                        .copied()
+                        .filter(|f| payload.get(*f).is_some_and(|v| !v.is_null()));
+                    read.add(&row.customer_id, present);
                 }
-                None => {
-                    let shown = if caller.masked() {
-                        MASKED
-                    } else {
-                        personal::WITHHELD
-                    };
-                    for f in personal::fields(&row.event_type) {
-                        if let Some(v) = payload.get_mut(*f) {
-                            if v.as_str().is_some_and(crm_privacy::is_sealed) {
-                                *v = serde_json::Value::String(shown.into());
-                            }
+            }
+            None => {
+                let shown = if caller.masked() {
+                    MASKED
+                } else {
+                    personal::WITHHELD
+                };
+                for f in personal_fields {
+                    if let Some(v) = payload.get_mut(*f) {
+                        if v.as_str().is_some_and(crm_privacy::is_sealed) {
+                            *v = serde_json::Value::String(shown.into());
                         }
                     }
                 }
             }
-            // The event's canonical text: its fields in declared order.
-            let text = match crm_domain::CustomerEvent::decode(
-                &row.event_type,
-                event.schema_version,
-                &payload,
-            ) {
+        }
+        Ok(
+            match crm_domain::CustomerEvent::decode(&row.event_type, event.schema_version, &payload)
+            {
                 Ok(e) => e.payload_text(),
                 Err(_) => payload.to_string(),
-            };
-            items.push(TimelineItem {
-                row,
-                payload: Some(text),
-            });
-        }
-        self.record_reads(caller, "timeline", &read).await?;
-        Ok(items)
+            },
+        )
     }
 
-    /// Append one `PersonalDataRead` record per customer to its `access-` stream before
-    /// the answer leaves: no record, no personal data.
+    /// Record what an answer reveals to a person, before it leaves: one
+    /// `PersonalDataRead` event (schema 2) for the whole request, naming the reader, the
+    /// route, every customer and every field; in a stream of its own (`access-<id>`), so
+    /// a page of ten thousand costs one event, and requests never wait on each other. No
+    /// record, no personal data.
     pub(crate) async fn record_reads(
         &self,
         caller: &Caller,
         route: &str,
-        customers: &[String],
+        read: Reads,
     ) -> Result<(), Problem> {
         let (Some(p), Some(events)) = (&caller.0, &self.security.events) else {
             return Ok(());
         };
-        if customers.is_empty() || !p.is_person() {
+        if read.customers.is_empty() || !p.is_person() {
             return Ok(());
         }
         let command_id = uuid::Uuid::now_v7();
-        let mut request = AppendRequest::new(CommandMeta {
+        let request = AppendRequest::new(CommandMeta {
             command_id,
             command_type: "record_personal_data_read".into(),
             correlation_id: command_id,
@@ -179,33 +208,42 @@ impl AppState {
             actor: p.actor(),
             issued_at: Utc::now(),
             fingerprint: command_id.to_string(),
-        });
-        let mut seen = std::collections::BTreeSet::new();
-        for c in customers {
-            if !seen.insert(c) {
-                continue;
-            }
-            request = request.write(
-                format!("{}{c}", personal::ACCESS_LOG_PREFIX),
-                ExpectedVersion::Any,
-                vec![NewEvent {
-                    event_id: uuid::Uuid::now_v7(),
-                    event_type: personal::PERSONAL_DATA_READ.into(),
-                    schema_version: 1,
-                    payload: serde_json::json!({
-                        "customer_id": c,
-                        "reader": p.actor(),
-                        "role": p.role.as_str(),
-                        "route": route,
-                    }),
-                }],
-            );
-        }
+        })
+        .write(
+            format!("{}{command_id}", personal::ACCESS_LOG_PREFIX),
+            ExpectedVersion::NoStream,
+            vec![NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: personal::PERSONAL_DATA_READ.into(),
+                schema_version: personal::PERSONAL_DATA_READ_VERSION,
+                payload: serde_json::json!({
+                    "reader": p.actor(),
+                    "role": p.role.as_str(),
+                    "route": route,
+                    "customers": read.customers,
+                    "fields": read.fields,
+                }),
+            }],
+        );
         events.append(request).await.map(|_| ()).map_err(|e| {
             Problem::privacy(format!(
                 "the read of personal data could not be recorded: {e}"
             ))
         })
+    }
+}
+
+/// What one answer reveals: which customers, which of their personal fields.
+#[derive(Default)]
+pub(crate) struct Reads {
+    customers: BTreeSet<String>,
+    fields: BTreeSet<&'static str>,
+}
+
+impl Reads {
+    fn add(&mut self, customer: &str, fields: impl IntoIterator<Item = &'static str>) {
+        self.customers.insert(customer.to_string());
+        self.fields.extend(fields);
     }
 }
 

@@ -12,7 +12,7 @@ use crm_projections::kpi::Level;
 use crm_projections::queries::CustomerRow;
 use crm_projections::PortfolioBy;
 
-use crate::caller::{Caller, AGGREGATE_READERS, AUDITORS, CUSTOMER_READERS};
+use crate::caller::{no_such_customer, Caller, AGGREGATE_READERS, AUDITORS, CUSTOMER_READERS};
 use crate::params::{paged, rows, Answer, Params, Q};
 use crate::problem::Problem;
 use crate::AppState;
@@ -63,7 +63,7 @@ pub(crate) async fn visible_customer(
 ) -> Result<CustomerRow, Problem> {
     caller.allow(CUSTOMER_READERS)?;
     let Some(c) = s.store.customer(id).await? else {
-        return Err(Problem::not_found(format!("no customer {id}")));
+        return Err(no_such_customer(id));
     };
     caller.may_see(&c)?;
     Ok(c)

@@ -40,6 +40,7 @@ async fn serve() -> (String, TestDatabase) {
         crm_query::Security::default(),
         "127.0.0.1:0".parse().unwrap(),
         std::future::pending(),
+        std::time::Duration::from_secs(5),
         tx,
     ));
     (format!("http://{}", rx.await.unwrap()), db)
@@ -140,6 +141,7 @@ async fn timeline_payloads_come_from_the_event_store() {
         },
         "127.0.0.1:0".parse().unwrap(),
         std::future::pending(),
+        std::time::Duration::from_secs(5),
         tx,
     ));
     let base = format!("http://{}", rx.await.unwrap());

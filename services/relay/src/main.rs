@@ -1,7 +1,10 @@
 //! `crm-relay`: publishes the event store's global log to NATS JetStream.
 //!
 //! Several relays may run; only the holder of the PostgreSQL leader lock publishes, the
-//! others wait on standby and take over when it dies.
+//! others wait on standby and take over when it dies, or when it freezes: a leader
+//! silent for `LEADER_IDLE_TIMEOUT` loses its session, and with it the lock. A frozen
+//! leader that wakes cannot publish out of order: every message it sends expects the
+//! stream's last sequence it saw, which the new leader has moved on (`relay.rs`).
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -9,11 +12,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use crm_bus::relay::{Relay, RelayConfig, SoleRelay};
+use crm_bus::relay::{Leadership, Relay, RelayConfig, SoleRelay};
 use crm_bus::stream::StreamSpec;
 use crm_bus::Subjects;
-use crm_eventstore::postgres::{LeaderLock, PgPool};
+use crm_eventstore::postgres::{LeaderCandidate, LeaderLock, PgPool};
 use crm_eventstore::AnyEventStore;
+use crm_http::{Heartbeat, ProbesBuilder};
 use crm_telemetry::names;
 
 /// The allocator every service uses (glibc's malloc cost the command service a fifth of its CPU).
@@ -27,9 +31,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Args {
     /// Event store: postgres://… or sqlite://path.
-    #[arg(long, env = "CRM_STORE_URL")]
+    #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store_url: String,
-    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "CRM_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
+    )]
     nats_url: String,
     /// JetStream stream name.
     #[arg(long, env = "CRM_STREAM", default_value = "CRM_EVENTS")]
@@ -47,21 +56,24 @@ struct Args {
     /// `crm audit verify`); 0 turns sealing off.
     #[arg(long, env = "CRM_CHECKPOINT_EVERY", default_value_t = 10)]
     checkpoint_every: u64,
-    /// Address of the Prometheus `/metrics` endpoint.
+    /// Address of the operations endpoint: `/metrics`, `/livez`, `/readyz`.
     #[arg(long, env = "CRM_METRICS_ADDR", default_value = "127.0.0.1:0")]
     metrics_addr: SocketAddr,
+    #[command(flatten)]
+    process: crm_telemetry::ProcessArgs,
 }
+
+/// Liveness fails when neither the leader's loop (which checks its lock every second)
+/// nor the standby's (which asks for it twice a second) has turned for this long.
+const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    crm_telemetry::init_tracing();
     let args = Args::parse();
-    let metrics = crm_telemetry::serve_metrics(args.metrics_addr).await?;
-    tracing::info!(%metrics, "metrics at /metrics");
-
+    crm_telemetry::init_tracing(args.process.log_format);
     let store = AnyEventStore::connect(&args.store_url, 4)
         .await
-        .with_context(|| format!("opening the event store at {}", args.store_url))?;
+        .context("opening the event store (CRM_STORE_URL)")?;
     let client = crm_bus::connect::connect(&args.nats_url)
         .await
         .with_context(|| {
@@ -70,6 +82,11 @@ async fn main() -> anyhow::Result<()> {
                 crm_bus::connect::redacted(&args.nats_url)
             )
         })?;
+    let mut probes = probes(&store, &client);
+    let beat = probes.heartbeat("relay_loop", LIVENESS_BOUND);
+    let probes = probes.build();
+    let ops = crm_http::ops::serve_ops(args.metrics_addr, &probes).await?;
+    tracing::info!(%ops, "metrics at /metrics, probes at /livez and /readyz");
     let mut spec = StreamSpec::new(args.stream, Subjects::new(args.subject_prefix));
     spec.replicas = args.replicas;
     let config = RelayConfig {
@@ -88,20 +105,22 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_secs(args.checkpoint_every),
         ));
     }
-    crm_telemetry::announce_ready(&serde_json::json!({ "metrics": metrics.to_string() }))?;
+    args.process
+        .announce_ready(&serde_json::json!({ "metrics": ops.to_string() }))?;
 
     let shutdown = crm_telemetry::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let result = match &store {
             AnyEventStore::Postgres(pg) => {
-                let mut lock = tokio::select! {
-                    lock = wait_for_leadership(pg.pool()) => lock?,
+                let lock = tokio::select! {
+                    lock = wait_for_leadership(pg.pool(), &beat) => lock?,
                     _ = &mut shutdown => return Ok(()),
                 };
                 metrics::gauge!(names::RELAY_LEADER).set(1.0);
                 tracing::info!("leader lock acquired");
-                let r = relay.run(&mut lock, &mut shutdown).await;
+                let mut leader = Beating { lock, beat: &beat };
+                let r = relay.run(&mut leader, &mut shutdown).await;
                 metrics::gauge!(names::RELAY_LEADER).set(0.0);
                 r
             }
@@ -118,6 +137,39 @@ async fn main() -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Readiness: the store answers and NATS is connected (a standby is ready: it is ready
+/// to take over).
+fn probes(store: &AnyEventStore, client: &async_nats::Client) -> ProbesBuilder {
+    let (store, client) = (store.clone(), client.clone());
+    ProbesBuilder::new()
+        .check("event_store", move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        })
+        .check("nats", move || {
+            let state = client.connection_state();
+            async move {
+                match state {
+                    async_nats::connection::State::Connected => Ok(()),
+                    other => Err(other.to_string()),
+                }
+            }
+        })
+}
+
+/// The leader lock, beating the liveness heartbeat each time the relay checks it.
+struct Beating<'a> {
+    lock: LeaderLock,
+    beat: &'a Heartbeat,
+}
+
+impl Leadership for Beating<'_> {
+    async fn still_leader(&mut self) -> bool {
+        self.beat.beat();
+        self.lock.still_leader().await
     }
 }
 
@@ -146,12 +198,22 @@ async fn seal_periodically(store: AnyEventStore, period: Duration) {
     }
 }
 
-async fn wait_for_leadership(pool: &PgPool) -> anyhow::Result<LeaderLock> {
+/// Ask for the lock twice a second on a session of its own until it is granted.
+async fn wait_for_leadership(pool: &PgPool, beat: &Heartbeat) -> anyhow::Result<LeaderLock> {
     let mut announced = false;
+    let mut candidate: Option<LeaderCandidate> = None;
     loop {
-        match LeaderLock::try_acquire(pool, "relay").await {
-            Ok(Some(lock)) => return Ok(lock),
-            Ok(None) => {}
+        beat.beat();
+        let asked = match candidate.take() {
+            Some(c) => c.try_lead().await,
+            None => match LeaderCandidate::new(pool, "relay").await {
+                Ok(c) => c.try_lead().await,
+                Err(e) => Err(e),
+            },
+        };
+        match asked {
+            Ok(Ok(lock)) => return Ok(lock),
+            Ok(Err(standing_by)) => candidate = Some(standing_by),
             Err(e) => {
                 // The database is away (restarting, failing over): wait for it, do not
                 // exit.

@@ -185,15 +185,20 @@ impl<S: EventStore + Clone> Scheduler<S> {
         Ok(report)
     }
 
-    /// Tick every `period` until `stop` resolves.
+    /// Tick every `period` until `stop` resolves; `alive` is called at the start of every
+    /// tick (liveness).
     pub async fn run(
         mut self,
         clock: &dyn Clock,
         period: std::time::Duration,
+        alive: impl Fn(),
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), SchedulerError> {
         tokio::pin!(stop);
         loop {
+            // A sign of life for every tick, failed or not: a store that is away makes
+            // the scheduler unready, never dead.
+            alive();
             match self.tick(clock.now()).await {
                 Ok(r) if r.due > 0 || r.failed > 0 => {
                     tracing::info!(

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use crm_command_handler::{CommandHandler, HandlerConfig};
 use crm_eventstore::AnyEventStore;
+use crm_http::ProbesBuilder;
 use crm_scheduler::{Scheduler, SystemClock};
 
 #[global_allocator]
@@ -20,7 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Args {
     /// Event store: postgres://… or sqlite://path.
-    #[arg(long, env = "CRM_STORE_URL")]
+    #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store_url: String,
     /// Seconds between ticks: a deadline is acted on at most this long after it passes.
     #[arg(long, env = "CRM_SCHEDULER_PERIOD", default_value_t = 60)]
@@ -28,32 +29,47 @@ struct Args {
     /// Actor of the commands it issues (`system:<name>`).
     #[arg(long, env = "CRM_SCHEDULER_NAME", default_value = "scheduler")]
     name: String,
-    /// Address of the Prometheus `/metrics` endpoint.
+    /// Address of the operations endpoint: `/metrics`, `/livez`, `/readyz`.
     #[arg(long, env = "CRM_METRICS_ADDR", default_value = "127.0.0.1:0")]
     metrics_addr: SocketAddr,
+    #[command(flatten)]
+    process: crm_telemetry::ProcessArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    crm_telemetry::init_tracing();
     let args = Args::parse();
+    crm_telemetry::init_tracing(args.process.log_format);
     anyhow::ensure!(
         args.period_seconds > 0,
         "--period-seconds must be at least 1"
     );
-    let metrics = crm_telemetry::serve_metrics(args.metrics_addr).await?;
-    tracing::info!(%metrics, "metrics at /metrics");
+    let period = std::time::Duration::from_secs(args.period_seconds);
     let store = AnyEventStore::connect(&args.store_url, 4)
         .await
-        .with_context(|| format!("opening the event store at {}", args.store_url))?;
+        .context("opening the event store (CRM_STORE_URL)")?;
+    let mut probes = ProbesBuilder::new().check("event_store", {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        }
+    });
+    // A tick is bounded by the store's timeouts; three periods without one is stuck.
+    let beat = probes.heartbeat("tick", period * 3 + std::time::Duration::from_secs(60));
+    let probes = probes.build();
+    let ops = crm_http::ops::serve_ops(args.metrics_addr, &probes).await?;
+    tracing::info!(%ops, "metrics at /metrics, probes at /livez and /readyz");
     let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
     let scheduler = Scheduler::new(store, handler, &args.name);
     tracing::info!(period_s = args.period_seconds, "scheduler running");
-    crm_telemetry::announce_ready(&serde_json::json!({ "metrics": metrics.to_string() }))?;
+    args.process
+        .announce_ready(&serde_json::json!({ "metrics": ops.to_string() }))?;
     scheduler
         .run(
             &SystemClock,
-            std::time::Duration::from_secs(args.period_seconds),
+            period,
+            || beat.beat(),
             crm_telemetry::shutdown_signal(),
         )
         .await?;

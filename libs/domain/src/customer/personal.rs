@@ -10,13 +10,19 @@ use serde_json::Value;
 
 use super::events::CustomerEvent;
 
-/// Streams recording who read a customer's personal data (`access-<customer id>`, event
-/// `PersonalDataRead`): written by the query service, never decided by the domain and
-/// never projected; audit evidence, hash-chained like every stream.
+/// Streams recording who read customers' personal data (event `PersonalDataRead`):
+/// written by the query service, never decided by the domain and never projected; audit
+/// evidence, hash-chained like every stream. Schema 2 (now): one stream per answer,
+/// `access-<request id>`, one event naming every customer and field it revealed. Schema
+/// 1 (before): `access-<customer id>`, one event per customer.
 pub const ACCESS_LOG_PREFIX: &str = "access-";
 
 /// The event type of an access record.
 pub const PERSONAL_DATA_READ: &str = "PersonalDataRead";
+
+/// The schema version of new access records: `reader`, `role`, `route`, `customers`
+/// (ids), `fields` (names).
+pub const PERSONAL_DATA_READ_VERSION: u32 = 2;
 
 /// What a personal field reads as once its customer's data was erased.
 pub const ERASED: &str = "[erased]";
