@@ -469,6 +469,8 @@ pub struct Figures {
     pub events: u64,
     pub stream_duplicates: u64,
     pub stream_missing: u64,
+    /// Messages whose log position is not after the one before them.
+    pub stream_out_of_order: u64,
     pub applied_twice: i64,
     pub differing_rows: u64,
 }
@@ -531,6 +533,8 @@ impl Invariants<'_> {
         let mut messages = consumer.messages().await.expect("messages");
         let mut seen = HashSet::new();
         let mut duplicates = 0u64;
+        let mut out_of_order = 0u64;
+        let mut last_position = None;
         for _ in 0..total {
             let m = tokio::time::timeout(Duration::from_secs(30), messages.next())
                 .await
@@ -546,6 +550,13 @@ impl Invariants<'_> {
                 if !seen.insert(id) {
                     duplicates += 1;
                 }
+            }
+            // The stream follows the log's order (ADR 0003): positions only increase.
+            if let Some(position) = m.headers.as_ref().and_then(crm_bus::envelope::log_position) {
+                if last_position.is_some_and(|last| position <= last) {
+                    out_of_order += 1;
+                }
+                last_position = Some(position);
             }
         }
         let _ = &mut stream;
@@ -614,17 +625,19 @@ impl Invariants<'_> {
             events,
             stream_duplicates: duplicates,
             stream_missing: missing,
+            stream_out_of_order: out_of_order,
             applied_twice,
             differing_rows: differing,
         };
         println!(
-            "FAULT {}: {} accepted commands, {} lost; {} events, {} missing from the stream, {} twice in it; {} read model(s): {} events applied twice, {} rows differing from a rebuild out of the event store",
+            "FAULT {}: {} accepted commands, {} lost; {} events, {} missing from the stream, {} twice in it, {} out of order; {} read model(s): {} events applied twice, {} rows differing from a rebuild out of the event store",
             self.name,
             figures.accepted,
             figures.lost,
             figures.events,
             figures.stream_missing,
             figures.stream_duplicates,
+            figures.stream_out_of_order,
             self.read_urls.len(),
             figures.applied_twice,
             figures.differing_rows
@@ -634,10 +647,11 @@ impl Invariants<'_> {
                 figures.lost,
                 figures.stream_missing,
                 figures.stream_duplicates,
+                figures.stream_out_of_order,
                 figures.applied_twice,
                 figures.differing_rows
             ),
-            (0, 0, 0, 0, 0),
+            (0, 0, 0, 0, 0, 0),
             "{}: {figures:?}",
             self.name
         );

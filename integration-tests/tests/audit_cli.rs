@@ -207,3 +207,60 @@ async fn an_auditor_replays_ownership_from_the_store() {
     // The demo keeps its read models beside the store.
     let _read = crm_eventstore::testing::TempPath(db.0.with_extension("read.db"));
 }
+
+/// Text stored before control characters were refused (or written around the platform)
+/// cannot drive an auditor's terminal or forge a line of `crm audit`'s answer: it is
+/// printed escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_text_cannot_drive_an_auditors_terminal() {
+    use crm_projections::testing::{append, t0, Log};
+    let platform = Platform::new().await;
+    let store = crm_eventstore::postgres::PgEventStore::connect(&platform.db.url, 2)
+        .await
+        .unwrap();
+    let (c, m) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let mut log = Log::default();
+    log.manager(&m, "east-1");
+    log.customer(&c, t0());
+    log.push(
+        &format!("customer-{c}"),
+        "OwnerAssigned",
+        t0() + chrono::Duration::hours(1),
+        serde_json::json!({
+            "assigned_by": "person:\u{1b}[2J\u{1b}[HOK-approved-by-compliance",
+            "customer_id": c, "manager_id": m, "previous_owner": null,
+            "reason": "walk-in\nOK: every hash chain and checkpoint verifies",
+            "region": "east", "team": "east-1"}),
+    );
+    let (assigned, before) = log.events.split_last().unwrap();
+    append(&store, before).await;
+    // Recorded by an actor of the same kind, as the old ingress let a caller name it.
+    let mut meta = crm_eventstore::conformance::meta(uuid::Uuid::new_v4());
+    meta.actor = "person:\u{1b}[2J\u{1b}[HOK-approved-by-compliance".into();
+    meta.issued_at = assigned.metadata.occurred_at;
+    let request = crm_eventstore::AppendRequest::new(meta).write(
+        assigned.stream_id.clone(),
+        ExpectedVersion::Exact(assigned.stream_version - 1),
+        vec![crm_eventstore::NewEvent {
+            event_id: assigned.event_id,
+            event_type: assigned.event_type.clone(),
+            schema_version: 1,
+            payload: assigned.payload.clone(),
+        }],
+    );
+    store.append(request).await.unwrap();
+    let out = crm(&["audit", "ownership", &c, "--store", &platform.db.url]);
+    assert!(!out.contains('\u{1b}'), "a raw escape:\n{out}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("OK: every hash chain")),
+        "a forged line:\n{out}"
+    );
+    assert!(
+        out.contains("\\u{1b}[2J\\u{1b}[HOK-approved-by-compliance"),
+        "{out}"
+    );
+    assert!(out.contains("walk-in\\nOK: every hash chain"), "{out}");
+}

@@ -37,6 +37,7 @@ fn token(audience: &str, sub: &str, extra: Value, exp_in: i64) -> String {
 fn auth_env(env: &mut Vec<(&'static str, String)>) {
     env.push(("CRM_AUTH_HS256_SECRET", SECRET.into()));
     env.push(("CRM_AUTH_ISSUER", ISSUER.into()));
+    env.push(("CRM_INDEX_KEY", "authorization-test-index-key".into()));
 }
 
 fn command_body(command: &Command) -> Vec<u8> {

@@ -132,7 +132,14 @@ async fn erased_personal_data_is_unreadable_everywhere() {
     let read_db = TestDatabase::create().await;
     let mut env = platform.env();
     env.push(("CRM_CHECKPOINT_EVERY", "1".into()));
-    let mut service = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
+    // Every level: no personal field in any log line at any level.
+    let mut service_env = env.clone();
+    service_env.push(("RUST_LOG", "debug".into()));
+    let mut service = Service::start(
+        "crm-command-service",
+        &["--http-addr", "127.0.0.1:0"],
+        &service_env,
+    );
     let mut relay = Service::start("crm-relay", &[], &env);
     let base = format!(
         "http://{}",
@@ -221,6 +228,39 @@ async fn erased_personal_data_is_unreadable_everywhere() {
         })),
     )
     .await;
+    // Refused commands carrying the canaries: a duplicate phone, a phone and an e-mail
+    // that do not parse. Their refusals are logged; the canaries must not be.
+    let refused = [
+        crm_integration_tests::register_customer(
+            CustomerId::new(Uuid::now_v7()),
+            &name,
+            Some(phone.clone()),
+            None,
+        ),
+        crm_integration_tests::register_customer(
+            CustomerId::new(Uuid::now_v7()),
+            &name,
+            Some(format!("+86 139{digits} ext. 7")),
+            None,
+        ),
+        crm_integration_tests::register_customer(
+            CustomerId::new(Uuid::now_v7()),
+            &name,
+            None,
+            Some(format!("{email} (home)")),
+        ),
+    ];
+    for command in refused {
+        let body = encode(&meta(), &command, Format::Json).unwrap();
+        let r = http
+            .post(format!("{base}/v1/commands/{}", command.name()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
     published(&platform, &store).await;
 
     // Read models built from the store; the query service shows the data to its reader.

@@ -63,6 +63,7 @@ async fn setup(log_format: &str) -> Setup {
     let mut env = platform.env();
     env.push(("CRM_AUTH_HS256_SECRET", SECRET.into()));
     env.push(("CRM_AUTH_ISSUER", ISSUER.into()));
+    env.push(("CRM_INDEX_KEY", "hostile-suite-index-key".into()));
     env.push(("CRM_LOG_FORMAT", log_format.into()));
     let mut service = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
     let ready = service.wait_ready().await;
@@ -867,4 +868,54 @@ async fn refusals_are_what_the_docs_say_and_logs_cannot_be_forged() {
         log.contains("\\n2026-12-06T00:00:00Z ERROR forged-by-a-caller \\u{1b}[2J"),
         "the refusal is logged, escaped:\n{log}"
     );
+}
+
+/// Safe by default: a service never starts on an example's placeholder secret, and with
+/// authentication on the command service needs its own index key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placeholder_or_missing_secrets_refuse_to_start() {
+    let platform = Platform::new().await;
+    for (label, extra, expect) in [
+        (
+            "the example's HS256 secret",
+            vec![
+                (
+                    "CRM_AUTH_HS256_SECRET",
+                    "replace-with-at-least-32-random-bytes",
+                ),
+                ("CRM_INDEX_KEY", "a-real-index-key-0123456789"),
+            ],
+            "placeholder",
+        ),
+        (
+            "no index key",
+            vec![("CRM_AUTH_HS256_SECRET", SECRET)],
+            "CRM_INDEX_KEY",
+        ),
+        (
+            "the example's index key",
+            vec![
+                ("CRM_AUTH_HS256_SECRET", SECRET),
+                ("CRM_INDEX_KEY", "replace-with-32-random-bytes"),
+            ],
+            "placeholder",
+        ),
+    ] {
+        let mut env = platform.env();
+        env.push(("CRM_AUTH_ISSUER", ISSUER.into()));
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        let mut service = Service::start(
+            "crm-command-service",
+            &["--http-addr", "127.0.0.1:0", "--no-nats"],
+            &env,
+        );
+        let status = service.wait_exit(std::time::Duration::from_secs(30)).await;
+        assert!(status.is_some_and(|s| !s.success()), "{label}: it started");
+        let output = service.output();
+        assert!(output.contains(expect), "{label}: {output}");
+        assert!(
+            !output.contains(SECRET),
+            "{label}: the secret printed: {output}"
+        );
+    }
 }

@@ -88,6 +88,12 @@ async fn every_service_exposes_clean_metrics_and_the_shipped_config_checks() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 400);
+    let q = client
+        .get(format!("http://{}/v1/pool", addrs[3].1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(q.status(), 200);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
     for (name, addr) in &addrs {
@@ -99,11 +105,30 @@ async fn every_service_exposes_clean_metrics_and_the_shipped_config_checks() {
             .text()
             .await
             .unwrap();
-        // The query service records no metrics of its own yet: an empty page is valid.
-        assert!(
-            text.contains("# TYPE") || name == "crm-query",
-            "{name}: {text}"
-        );
+        // Every service: its process's figures; the HTTP services: requests by route.
+        for needle in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
+            assert!(text.contains(needle), "{name}: {needle} missing:\n{text}");
+        }
+        if name == "crm-command-service" || name == "crm-query" {
+            assert!(
+                text.contains("crm_http_requests_total{service="),
+                "{name}: {text}"
+            );
+        }
+        // The probes answer on the same address.
+        for probe in ["livez", "readyz"] {
+            let r = client
+                .get(format!("http://{addr}/{probe}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                200,
+                "{name} /{probe}: {}",
+                r.text().await.unwrap()
+            );
+        }
         let (ok, out) = promtool(&["check", "metrics"], Some(&text));
         println!(
             "{name}: {} metric lines, promtool: {}",

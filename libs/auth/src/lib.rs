@@ -209,6 +209,12 @@ impl Verifier {
             VerifyKey::Hs256(s) if s.len() < 32 => {
                 return Err("the HS256 secret must be at least 32 bytes".into())
             }
+            VerifyKey::Hs256(s) if is_placeholder(s) => {
+                return Err(
+                    "the HS256 secret is a placeholder from an example: generate one (openssl rand -hex 32)"
+                        .into(),
+                )
+            }
             VerifyKey::Ed25519(k) if k.len() != 32 => {
                 return Err("an Ed25519 public key is 32 bytes".into())
             }
@@ -362,6 +368,15 @@ impl Verifier {
     }
 }
 
+/// Whether a secret is one of the examples' placeholders ("replace-with-…",
+/// "change-me…"): a deployment that forgot to fill it in must not start.
+pub fn is_placeholder(secret: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(secret).to_lowercase();
+    ["replace", "change-me", "changeme", "example", "placeholder"]
+        .iter()
+        .any(|p| text.contains(p))
+}
+
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
     let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -444,6 +459,19 @@ mod tests {
         let token = with(|c| c["iss"] = json!("evil\n\u{1b}[2J"));
         let e = v.verify(&token, NOW).unwrap_err();
         assert!(!e.to_string().chars().any(char::is_control), "{e}");
+    }
+
+    #[test]
+    fn an_examples_placeholder_secret_is_refused() {
+        for secret in [
+            "replace-with-at-least-32-random-bytes",
+            "change-me-to-32-bytes-of-secret-please",
+            "EXAMPLE-secret-of-at-least-32-bytes-long",
+        ] {
+            let e = Verifier::new(VerifyKey::Hs256(secret.into()), "i", "a").unwrap_err();
+            assert!(e.contains("placeholder"), "{e}");
+        }
+        assert!(Verifier::new(VerifyKey::Hs256(SECRET.to_vec()), "i", "a").is_ok());
     }
 
     #[test]

@@ -146,7 +146,8 @@ pub struct HandlerConfig {
     pub directory_ttl: std::time::Duration,
     /// Secret of the duplicate-check index: normalised phones, e-mails and registration
     /// numbers are stored as keyed hashes (`crm_privacy::blind_index`), never in clear.
-    /// From `CRM_INDEX_KEY`; every command service of one store must use the same.
+    /// Every command service and scheduler of one store must use the same (their mains
+    /// read `CRM_INDEX_KEY`; the default is [`DEFAULT_INDEX_KEY`]).
     pub index_key: String,
 }
 
@@ -157,8 +158,7 @@ impl Default for HandlerConfig {
             cache_capacity: DEFAULT_STATE_CACHE,
             policy_ttl: POLICY_TTL,
             directory_ttl: DIRECTORY_TTL,
-            index_key: std::env::var("CRM_INDEX_KEY")
-                .unwrap_or_else(|_| DEFAULT_INDEX_KEY.to_string()),
+            index_key: DEFAULT_INDEX_KEY.to_string(),
         }
     }
 }
@@ -168,8 +168,27 @@ pub const DEFAULT_STATE_CACHE: usize = 100_000;
 
 /// The index secret when `CRM_INDEX_KEY` is not set (the embedded demo, tests): the
 /// index is still not readable as text, but anyone with this source can test guesses
-/// against it. Set `CRM_INDEX_KEY` in production (docs/operations.md).
+/// against it. Set `CRM_INDEX_KEY` in production (docs/operations.md); the command
+/// service refuses to start without it unless authentication is off.
 pub const DEFAULT_INDEX_KEY: &str = "crm-development-index-key";
+
+/// The index secret from its setting: `None` (unset) is the development key, allowed
+/// only when `development` (authentication off); a placeholder from an example is never.
+pub fn index_key(setting: Option<&str>, development: bool) -> Result<String, String> {
+    match setting.filter(|k| !k.is_empty()) {
+        Some(k) if crm_auth::is_placeholder(k.as_bytes()) => Err(
+            "CRM_INDEX_KEY is a placeholder from an example: generate one (openssl rand -hex 32)"
+                .into(),
+        ),
+        Some(k) if k.len() < 16 => Err("CRM_INDEX_KEY must be at least 16 bytes".into()),
+        Some(k) => Ok(k.to_string()),
+        None if development => Ok(DEFAULT_INDEX_KEY.to_string()),
+        None => Err(
+            "CRM_INDEX_KEY is not set: the duplicate-check index of a production store needs its own secret (openssl rand -hex 32); CRM_AUTH=off runs with the development key"
+                .into(),
+        ),
+    }
+}
 
 /// The command side's application service; cheap to clone.
 #[derive(Clone)]

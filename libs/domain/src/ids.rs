@@ -107,13 +107,47 @@ impl Actor {
     }
 }
 
-/// An actor's id or service name: 1 to 128 characters, no whitespace, no control
-/// characters.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && !id.chars().any(char::is_whitespace)
-        && crate::text::check(id, crate::text::TextKind::Line).is_ok()
+/// An actor's id or service name as stored: 1 to 128 characters, no whitespace.
+fn stored_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && !id.chars().any(char::is_whitespace)
+}
+
+/// An actor's id or service name as a caller may give it now: stored rules, and no
+/// control or bidirectional formatting character either.
+fn new_id(id: &str) -> bool {
+    stored_id(id) && crate::text::check(id, crate::text::TextKind::Line).is_ok()
+}
+
+impl Actor {
+    /// Read an actor from stored events, under the rules it was written with: events
+    /// written before control characters were refused still read back (and are shown
+    /// escaped). New actors are parsed with [`str::parse`], which refuses them.
+    pub fn from_stored(s: &str) -> Result<Self, BadActor> {
+        Self::parse_with(s, stored_id)
+    }
+
+    fn parse_with(s: &str, valid: fn(&str) -> bool) -> Result<Self, BadActor> {
+        let bad = || BadActor(crate::text::escaped(s).into_owned());
+        let (actor, via) = match s.split_once(VIA) {
+            Some((actor, via)) => (actor, Some(via)),
+            None => (s, None),
+        };
+        let (kind, id) = actor.split_once(':').ok_or_else(bad)?;
+        let kind = match kind {
+            "person" => ActorKind::Person,
+            "service" => ActorKind::Service,
+            "system" => ActorKind::System,
+            _ => return Err(bad()),
+        };
+        if !valid(id) || via.is_some_and(|v| kind != ActorKind::Person || !valid(v)) {
+            return Err(bad());
+        }
+        Ok(Self {
+            kind,
+            id: id.into(),
+            via: via.map(Into::into),
+        })
+    }
 }
 
 impl fmt::Display for Actor {
@@ -138,27 +172,9 @@ pub struct BadActor(pub String);
 
 impl FromStr for Actor {
     type Err = BadActor;
+    /// A new actor (a command's, a token's): no control characters.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadActor(crate::text::escaped(s).into_owned());
-        let (actor, via) = match s.split_once(VIA) {
-            Some((actor, via)) => (actor, Some(via)),
-            None => (s, None),
-        };
-        let (kind, id) = actor.split_once(':').ok_or_else(bad)?;
-        let kind = match kind {
-            "person" => ActorKind::Person,
-            "service" => ActorKind::Service,
-            "system" => ActorKind::System,
-            _ => return Err(bad()),
-        };
-        if !valid_id(id) || via.is_some_and(|v| kind != ActorKind::Person || !valid_id(v)) {
-            return Err(bad());
-        }
-        Ok(Self {
-            kind,
-            id: id.into(),
-            via: via.map(Into::into),
-        })
+        Self::parse_with(s, new_id)
     }
 }
 
@@ -169,9 +185,10 @@ impl Serialize for Actor {
 }
 
 impl<'de> Deserialize<'de> for Actor {
+    /// From stored payloads: under the rules the events were written with.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        Actor::from_stored(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -192,6 +209,16 @@ mod tests {
         }
         let through = Actor::person("li.wei").via("call-centre");
         assert_eq!(through.to_string(), "person:li.wei via service:call-centre");
+    }
+
+    #[test]
+    fn stored_actors_from_before_the_text_rules_still_read_back() {
+        let legacy = "person:\u{1b}[2JOK-approved-by-compliance";
+        assert!(legacy.parse::<Actor>().is_err());
+        let actor = Actor::from_stored(legacy).unwrap();
+        assert_eq!(actor.to_string(), legacy);
+        let decoded: Actor = serde_json::from_value(serde_json::json!(legacy)).unwrap();
+        assert_eq!(decoded, actor);
     }
 
     #[test]

@@ -113,9 +113,7 @@ macro_rules! org_name {
                 if t.is_empty() || t.chars().count() > 64 {
                     return Err(DomainError::invalid(stringify!($name), "must be 1 to 64 characters"));
                 }
-                if let Err(e) = crate::text::check(t, crate::text::TextKind::Line) {
-                    return Err(DomainError::invalid(stringify!($name), e.to_string()));
-                }
+
                 Ok(Self(t.to_string()))
             }
         }

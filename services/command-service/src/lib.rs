@@ -33,6 +33,8 @@ pub struct Config {
     pub auth: Option<crm_auth::Verifier>,
     /// The longest a shutdown waits for accepted requests to be answered.
     pub shutdown_grace: Duration,
+    /// Secret of the duplicate-check index (`HandlerConfig::index_key`).
+    pub index_key: String,
 }
 
 /// A running command service.
@@ -57,6 +59,7 @@ impl App {
             HandlerConfig {
                 group_commit: config.group_commit,
                 cache_capacity: config.state_cache,
+                index_key: config.index_key.clone(),
                 ..HandlerConfig::default()
             },
         );

@@ -14,10 +14,15 @@ use crm_command_service::{App, Config};
 )]
 struct Args {
     /// Event store: postgres://… or sqlite://path.
-    #[arg(long, env = "CRM_STORE_URL")]
+    #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store_url: String,
     /// NATS server; the NATS ingress is off with --no-nats.
-    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "CRM_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
+    )]
     nats_url: String,
     #[arg(long)]
     no_nats: bool,
@@ -42,6 +47,9 @@ struct Args {
     /// below the orchestrator's grace (Kubernetes: terminationGracePeriodSeconds).
     #[arg(long, env = "CRM_SHUTDOWN_GRACE", default_value_t = 20)]
     shutdown_grace: u64,
+    /// Secret of the duplicate-check index (required unless CRM_AUTH=off).
+    #[arg(long, env = "CRM_INDEX_KEY", hide_env_values = true)]
+    index_key: Option<String>,
     #[command(flatten)]
     process: crm_telemetry::ProcessArgs,
 }
@@ -54,6 +62,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     crm_telemetry::init_tracing(args.process.log_format);
+    let auth = crm_auth::Verifier::from_env("crm-commands").map_err(anyhow::Error::msg)?;
+    let index_key =
+        crm_command_handler::handler::index_key(args.index_key.as_deref(), auth.is_none())
+            .map_err(anyhow::Error::msg)?;
     let app = App::build(Config {
         store_url: args.store_url,
         nats_url: (!args.no_nats).then_some(args.nats_url),
@@ -66,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
         },
         state_cache: args.state_cache,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
-        auth: crm_auth::Verifier::from_env("crm-commands").map_err(anyhow::Error::msg)?,
+        auth,
+        index_key,
     })
     .await?;
     tracing::info!(http = %app.http_addr, "command service ready");

@@ -185,6 +185,7 @@ async fn phases(
         group_commit: GroupCommitConfig::default(),
         state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
         shutdown_grace: std::time::Duration::from_secs(5),
+        index_key: crm_command_handler::handler::DEFAULT_INDEX_KEY.into(),
         auth: None,
     })
     .await?;

@@ -28,7 +28,7 @@ pub enum PolicyCmd {
 #[derive(Debug, clap::Args)]
 pub struct Store {
     /// Event store: postgres://… or sqlite://path.
-    #[arg(long, env = "CRM_STORE_URL")]
+    #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store: String,
 }
 
@@ -41,6 +41,10 @@ pub struct Publish {
     /// Who publishes: person:<id>.
     #[arg(long, default_value = "person:admin")]
     actor: Actor,
+    /// Secret of the duplicate-check index, the command services' (development key when
+    /// unset).
+    #[arg(long, env = "CRM_INDEX_KEY", hide_env_values = true)]
+    index_key: Option<String>,
     #[command(flatten)]
     store: Store,
 }
@@ -117,7 +121,15 @@ pub async fn run(cmd: PolicyCmd) -> anyhow::Result<()> {
         PolicyCmd::Publish(p) => {
             let document = read_document(&p.file)?;
             let (store, _) = versions(&p.store.store).await?;
-            let handler = CommandHandler::new(store, HandlerConfig::default());
+            let index_key = crm_command_handler::handler::index_key(p.index_key.as_deref(), true)
+                .map_err(anyhow::Error::msg)?;
+            let handler = CommandHandler::new(
+                store,
+                HandlerConfig {
+                    index_key,
+                    ..HandlerConfig::default()
+                },
+            );
             let accepted = handler
                 .handle(
                     Envelope::new(p.actor, Utc::now()),

@@ -290,3 +290,53 @@ async fn a_projector_started_before_the_stream_waits_for_it() {
     assert_eq!(store.customers("", 100).await.unwrap().len(), 20);
     running.stop().await;
 }
+
+/// A partition whose last message is set aside (the dead-letter path applies nothing)
+/// after a batch that saw it waiting: the projector is caught up, and must say so, and
+/// keep saying so while idle. (Before, the figure of waiting messages came only from the
+/// last applied batch, so it stayed at 1 and health said "stalled" 15 s later, for good:
+/// Kubernetes would restart a healthy projector.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_caught_up_projector_says_so() {
+    let stream = TestStream::new().await;
+    crm_bus::stream::ensure(&stream.js, &stream.spec)
+        .await
+        .unwrap();
+    let db = TestDatabase::create().await;
+    let (c, m) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    let mut log = Log::default();
+    log.customer(&c, t0());
+    log.assign(&c, &m, t0() + Span::minutes(1));
+    for i in 0..62 {
+        log.contact(&c, &m, t0() + Span::minutes(2 + i));
+    }
+    // One batch's worth of events (the projector takes 64 at a time), then a message
+    // that is not an event, all before the projector starts.
+    publish(&stream, &log.events).await;
+    let subject = stream
+        .spec
+        .subjects
+        .event(&format!("customer-{c}"), "Garbage");
+    stream
+        .js
+        .publish(subject, "not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let running = start(&stream, &db.url, "idle").await;
+    let store = ReadStore::connect(&db.url, 2).await.unwrap();
+    wait_applied(&store, 64).await;
+    wait_until("health to say caught up", || {
+        running.health.report().state == crm_projector::health::State::CaughtUp
+    })
+    .await;
+    tokio::time::sleep(crm_projector::health::STALL_AFTER + Duration::from_secs(2)).await;
+    let report = running.health.report();
+    assert_eq!(
+        report.state,
+        crm_projector::health::State::CaughtUp,
+        "{report:?}"
+    );
+    running.stop().await;
+}

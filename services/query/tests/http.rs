@@ -297,3 +297,96 @@ async fn every_documented_route_answers() {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+/// What a hostile caller or a hostile record can do to the query service: a NUL or an
+/// escape sequence in a parameter or a path is a 400 naming it (it reached PostgreSQL
+/// and came back as a 503 before), a wrong method a problem+json 405, and a name that a
+/// spreadsheet would run as a formula comes out of CSV inert. Every request is counted
+/// by route and status in `/metrics`, beside the process's own figures.
+#[tokio::test]
+async fn hostile_parameters_methods_and_cells() {
+    let db = TestDatabase::create().await;
+    let store = ReadStore::connect(&db.url, 4).await.unwrap();
+    let mut log = day();
+    const C3: &str = "01930000-0000-7000-8000-0000000000c3";
+    log.push(
+        &format!("customer-{C3}"),
+        "CustomerRegistered",
+        t0(),
+        serde_json::json!({"aum_minor": null, "branch": null, "consents": {},
+            "customer_id": C3, "customer_type": "individual",
+            "display_name": "=HYPERLINK(\"http://evil.example\",\"click\")", "email": null,
+            "first_touch_channel": "web", "industry": null, "phone": null,
+            "product_interest": null, "region": "@east", "registered_at": t0(),
+            "registration_number": null, "stage": "lead", "value_tier": "mid"}),
+    );
+    store.apply(&log.prepared(), None).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(crm_query::serve(
+        store,
+        crm_query::Security::default(),
+        "127.0.0.1:0".parse().unwrap(),
+        std::future::pending(),
+        std::time::Duration::from_secs(5),
+        tx,
+    ));
+    let base = format!("http://{}", rx.await.unwrap());
+
+    for (url, named) in [
+        (format!("{base}/v1/customers?region=ab%00c"), "region"),
+        (format!("{base}/v1/customers?team=%1B%5B2J"), "team"),
+        (format!("{base}/v1/pool?after=x%E2%80%AEy"), "after"),
+        (format!("{base}/v1/customers/ab%00c"), "path"),
+        (
+            format!("{base}/v1/customers/{C1}/timeline?before_version=1%0A2"),
+            "before_version",
+        ),
+    ] {
+        let (status, ct, body) = get(&url).await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(ct, "application/problem+json");
+        let p: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(p["code"], "query.bad_parameter", "{url}");
+        assert!(
+            p["detail"].as_str().unwrap().contains(named),
+            "{url}: {body}"
+        );
+    }
+
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/customers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "query.method_not_allowed");
+
+    let (status, _, csv) = get(&format!("{base}/v1/customers/{C3}?format=csv")).await;
+    assert_eq!(status, 200, "{csv}");
+    let row = csv.lines().nth(1).unwrap();
+    assert!(
+        row.contains("\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\""),
+        "{row}"
+    );
+    assert!(row.contains(",'@east,"), "{row}");
+    // JSON answers are unchanged: the neutralising is CSV's alone.
+    let (_, _, json) = get(&format!("{base}/v1/customers/{C3}")).await;
+    let c: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        c["display_name"],
+        "=HYPERLINK(\"http://evil.example\",\"click\")"
+    );
+
+    let (_, _, metrics) = get(&format!("{base}/metrics")).await;
+    for needle in [
+        "crm_http_requests_total{service=\"query\",route=\"/v1/customers/{id}\",method=\"GET\",status=\"200\"}",
+        "crm_http_requests_total{service=\"query\",route=\"/v1/customers\",method=\"GET\",status=\"400\"}",
+        "crm_http_request_duration_seconds_bucket{service=\"query\",route=\"/v1/customers/{id}\",method=\"GET\"",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
+    }
+}

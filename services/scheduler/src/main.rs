@@ -32,6 +32,10 @@ struct Args {
     /// Address of the operations endpoint: `/metrics`, `/livez`, `/readyz`.
     #[arg(long, env = "CRM_METRICS_ADDR", default_value = "127.0.0.1:0")]
     metrics_addr: SocketAddr,
+    /// Secret of the duplicate-check index, the command services' (development key when
+    /// unset).
+    #[arg(long, env = "CRM_INDEX_KEY", hide_env_values = true)]
+    index_key: Option<String>,
     #[command(flatten)]
     process: crm_telemetry::ProcessArgs,
 }
@@ -60,7 +64,18 @@ async fn main() -> anyhow::Result<()> {
     let probes = probes.build();
     let ops = crm_http::ops::serve_ops(args.metrics_addr, &probes).await?;
     tracing::info!(%ops, "metrics at /metrics, probes at /livez and /readyz");
-    let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+    if args.index_key.is_none() {
+        tracing::warn!("CRM_INDEX_KEY is not set: the development index key is used");
+    }
+    let index_key = crm_command_handler::handler::index_key(args.index_key.as_deref(), true)
+        .map_err(anyhow::Error::msg)?;
+    let handler = CommandHandler::new(
+        store.clone(),
+        HandlerConfig {
+            index_key,
+            ..HandlerConfig::default()
+        },
+    );
     let scheduler = Scheduler::new(store, handler, &args.name);
     tracing::info!(period_s = args.period_seconds, "scheduler running");
     args.process
