@@ -532,4 +532,29 @@ async fn every_role_against_every_route() {
         "{reads:?}"
     );
     println!("{} reads of personal data recorded", reads.len());
+
+    // An auditor lists who read A1's personal data, from the event store.
+    let out = Process::new(crm_integration_tests::binary("crm"))
+        .args(["audit", "reads", "--json", "--customer", &a1.to_string()])
+        .env("CRM_STORE_URL", &platform.db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        listed.iter().any(|r| r["reader"] == "person:li.wei"),
+        "{listed:?}"
+    );
+    assert!(listed.iter().all(|r| r["customers"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(a1.to_string()))));
+    assert!(
+        !listed.iter().any(|r| r["reader"] == "person:ana"),
+        "{listed:?}"
+    );
 }

@@ -3,12 +3,14 @@
 //! policy version and rule, command id, log position); "who owned X as of T" is exact to
 //! the event. [`checkpoint`] seals the global log with global checkpoints and
 //! [`verify`] checks every hash chain and checkpoint, naming the first bad event;
-//! [`export`] writes a self-contained, verifiable SQLite copy of part of the log.
+//! [`export`] writes a self-contained, verifiable SQLite copy of part of the log;
+//! [`reads`] lists who read which customer's personal data, when, through which route.
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
 pub mod export;
 pub mod ownership;
+pub mod reads;
 pub mod verify;
 
 pub use checkpoint::{seal_pending, DEFAULT_EVENTS_PER_CHECKPOINT};
@@ -17,4 +19,5 @@ pub use ownership::{
     customer_history, manager_history, owner_as_of, ownership_entries, AsOf, AuditError, Decision,
     ManagerHistory, OwnershipEntry,
 };
+pub use reads::{personal_data_reads, ReadFilter, ReadRecord};
 pub use verify::{verify, Problem, ProblemKind, Start, StreamBase, VerifyOptions, VerifyReport};

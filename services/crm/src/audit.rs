@@ -32,6 +32,76 @@ pub enum AuditCmd {
     /// period, verifiable and replayable offline: `crm audit verify|ownership|manager
     /// --store sqlite://FILE`.
     Export(ExportArgs),
+    /// Who read personal data: every answer of the query service that showed it to a
+    /// person (reader, role, route, customers, fields, when), replayed from the event
+    /// store; filter by customer, reader and period.
+    Reads(ReadsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReadsArgs {
+    /// Only the reads of this customer's personal data.
+    #[arg(long)]
+    customer: Option<CustomerId>,
+    /// Only this reader's reads (`person:<id>`).
+    #[arg(long)]
+    reader: Option<String>,
+    /// From this instant (RFC 3339, included).
+    #[arg(long)]
+    from: Option<DateTime<Utc>>,
+    /// Until this instant (RFC 3339, excluded).
+    #[arg(long)]
+    to: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    store: Store,
+}
+
+/// `crm audit reads`: the records, one line each (or JSON).
+async fn reads(a: ReadsArgs) -> anyhow::Result<()> {
+    let store = open(&a.store.store).await?;
+    let filter = crm_audit::ReadFilter {
+        customer: a.customer.map(|c| c.to_string()),
+        reader: a.reader,
+        from: a.from,
+        to: a.to,
+    };
+    let json = a.store.json;
+    let records = crm_audit::personal_data_reads(&store, &filter, &mut |n| {
+        if !json {
+            eprint!("\r  {n} events replayed");
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+        return Ok(());
+    }
+    eprintln!();
+    out::line(format_args!(
+        "{} answers showed personal data",
+        records.len()
+    ));
+    for r in &records {
+        let customers = match (&filter.customer, r.customers.len()) {
+            (Some(c), n) if n > 1 => format!("{c} (and {} others in the same answer)", n - 1),
+            _ => r.customers.join(", "),
+        };
+        out::line(format_args!(
+            "{}  {} ({}) via {}: {} [{}]",
+            r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            r.reader,
+            r.role,
+            r.route,
+            customers,
+            if r.fields.is_empty() {
+                "fields not recorded".to_string()
+            } else {
+                r.fields.join(", ")
+            }
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,7 +153,7 @@ fn parse_anchor(s: &str) -> Result<(u64, ChainHash), String> {
 #[derive(Debug, clap::Args)]
 pub struct Store {
     /// Event store: postgres://… or sqlite://path.
-    #[arg(long, env = "CRM_STORE_URL")]
+    #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store: String,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -193,6 +263,7 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                 }
             }
         }
+        AuditCmd::Reads(a) => reads(a).await?,
         AuditCmd::Manager(a) => {
             anyhow::ensure!(a.from < a.to, "--from must be before --to");
             let store = open(&a.store.store).await?;
