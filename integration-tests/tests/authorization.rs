@@ -435,6 +435,33 @@ async fn every_role_against_every_route() {
     assert_eq!(q_forbidden, q_refused);
     assert_eq!(forbidden, refused);
 
+    // A request refused for a bad parameter reveals nothing and records nothing.
+    let reads_before = store
+        .read_all(LogPosition::START, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "PersonalDataRead")
+        .count();
+    let r = http
+        .get(format!("{q}/v1/customers?format=xml"))
+        .bearer_auth(&manager_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let reads_after = store
+        .read_all(LogPosition::START, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "PersonalDataRead")
+        .count();
+    assert_eq!(
+        reads_before, reads_after,
+        "a refused answer was recorded as a read"
+    );
+
     // Another manager's customer and a customer that does not exist get the same answer.
     let nobody = Uuid::now_v7();
     for (what, suffix) in [

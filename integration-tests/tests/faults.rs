@@ -425,16 +425,58 @@ async fn no_request_fails_once_postgres_is_back() {
 /// (Before: 524 answered, 1,177 timed out, 1,299 without a responder.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_burst_answers_every_request() {
+    sigterm_mid_burst(None).await;
+}
+
+/// The same after NATS restarted under both instances (the counts a hand-over relies on
+/// start again with a new connection: the ingress subscribes afresh after a reconnect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_burst_after_a_nats_restart_answers_every_request() {
+    let nats = NatsNode::single().await;
+    sigterm_mid_burst(Some(nats)).await;
+}
+
+async fn sigterm_mid_burst(mut private_nats: Option<NatsNode>) {
     use crm_integration_tests::ingress::{Ingress, Via};
     use std::sync::atomic::{AtomicUsize, Ordering};
     let platform = Platform::new().await;
-    let env = platform.env();
+    let mut env = platform.env();
+    let nats_url = match &private_nats {
+        Some(n) => n.url(),
+        None => crm_bus::testing::nats_url(),
+    };
+    env.retain(|(k, _)| *k != "CRM_NATS_URL");
+    env.push(("CRM_NATS_URL", nats_url.clone()));
     let mut a = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
     let a_http = format!("http://{}", a.wait_ready().await["http"].as_str().unwrap());
     let mut b = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
     b.wait_ready().await;
     let prefix = platform.stream.spec.subjects.prefix().to_string();
-    let nats = Ingress::new(a_http.clone(), &crm_bus::testing::nats_url(), &prefix).await;
+    if let Some(node) = &mut private_nats {
+        // Both instances take requests, then lose NATS and get it back.
+        let warm = Ingress::new(a_http.clone(), &nats_url, &prefix).await;
+        for _ in 0..200 {
+            let body = json!({"meta": {"command_id": Uuid::now_v7().to_string(), "actor": "person:ops"},
+                "manager_id": Uuid::now_v7().to_string(), "name": "Li Wei", "role": "manager",
+                "team": "east-1", "region": "east", "branch": "sh-01", "holding_limit": 50});
+            assert_eq!(
+                warm.json(Via::Nats, "register_manager", &body, None)
+                    .await
+                    .status,
+                200
+            );
+        }
+        node.restart().await;
+        for s in [&a, &b] {
+            assert!(
+                s.wait_output("subscribed afresh", Duration::from_secs(20))
+                    .await,
+                "{}",
+                s.output()
+            );
+        }
+    }
+    let nats = Ingress::new(a_http.clone(), &nats_url, &prefix).await;
     let body = || {
         json!({"meta": {"command_id": Uuid::now_v7().to_string(), "actor": "person:ops"},
                "manager_id": Uuid::now_v7().to_string(), "name": "Li Wei", "role": "manager",
@@ -479,20 +521,29 @@ async fn sigterm_mid_burst_answers_every_request() {
         usize,
     >::new()));
     let http_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The managers of requests whose connection was closed unanswered: none may have
+    // been stored (closed unread, not dropped after being decided).
+    let unanswered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let http_workers: Vec<_> = (0..4)
         .map(|_| {
             let (base, outcomes, stop) = (a_http.clone(), http_outcomes.clone(), http_stop.clone());
+            let unanswered = unanswered.clone();
             tokio::spawn(async move {
                 let client = reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
                     .build()
                     .unwrap();
                 while !stop.load(Ordering::Relaxed) {
+                    let sent = body();
                     let r = client
                         .post(format!("{base}/v1/commands/register_manager"))
-                        .json(&body())
+                        .json(&sent)
                         .send()
                         .await;
+                    if r.as_ref().is_err_and(|e| e.is_request()) {
+                        let id = sent["manager_id"].as_str().unwrap().to_string();
+                        unanswered.lock().unwrap().push(id);
+                    }
                     let key = match r {
                         Ok(r) => format!("answered {}", r.status().as_u16()),
                         Err(e) if e.is_timeout() => "timed out".into(),
@@ -552,4 +603,17 @@ async fn sigterm_mid_burst_answers_every_request() {
         "{}",
         a.output()
     );
+    let store = crm_eventstore::postgres::PgEventStore::connect(&platform.db.url, 2)
+        .await
+        .unwrap();
+    let unanswered = unanswered.lock().unwrap().clone();
+    for id in &unanswered {
+        let events = crm_eventstore::EventStore::read_stream(&store, &format!("manager-{id}"), 0)
+            .await
+            .unwrap();
+        assert!(
+            events.is_empty(),
+            "manager {id} was stored but its caller got no answer"
+        );
+    }
 }

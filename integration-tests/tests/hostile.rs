@@ -705,10 +705,6 @@ async fn commands_are_judged_at_the_platforms_clock() {
         "{contacted}"
     );
     assert!(recorded.metadata.occurred_at > yesterday + Duration::hours(23));
-    // No event of a stream is dated before the one before it.
-    for pair in stream.windows(2) {
-        assert!(pair[1].metadata.occurred_at >= pair[0].metadata.occurred_at);
-    }
 }
 
 /// Over NATS as over HTTP, the recorded actor is the token's, whatever the payload says;
@@ -864,10 +860,14 @@ async fn refusals_are_what_the_docs_say_and_logs_cannot_be_forged() {
             .any(|l| l.starts_with("2026-12-06T00:00:00Z ERROR forged")),
         "a forged line in the log:\n{log}"
     );
-    assert!(
-        log.contains("\\n2026-12-06T00:00:00Z ERROR forged-by-a-caller \\u{1b}[2J"),
-        "the refusal is logged, escaped:\n{log}"
+    // The refusals are logged by code, never with the caller's text (it may be personal
+    // data; the formatter escapes whatever text does reach a line: libs/telemetry).
+    assert_eq!(
+        log.matches("code=request.malformed").count(),
+        2,
+        "both refusals logged:\n{log}"
     );
+    assert!(!log.contains("forged-by-a-caller"), "{log}");
 }
 
 /// Safe by default: a service never starts on an example's placeholder secret, and with
@@ -918,4 +918,69 @@ async fn placeholder_or_missing_secrets_refuse_to_start() {
             "{label}: the secret printed: {output}"
         );
     }
+}
+
+/// A NATS header value holding a bare carriage return (which no well-behaved client
+/// sends, but any client allowed to publish can): before async-nats 0.52 it panicked the
+/// receiving connection's task, so one caller could cut every caller of the instance
+/// off. Sent here over a raw connection; the command service answers it and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_carriage_return_in_a_nats_header_stops_nothing() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+    let s = setup("text").await;
+    let url = crm_bus::testing::nats_url();
+    let addr = url.trim_start_matches("nats://");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = tokio::io::BufReader::new(read);
+    let mut line = String::new();
+    read.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    let body = serde_json::to_vec(&manager_body(Uuid::now_v7())).unwrap();
+    let headers = format!(
+        "NATS/1.0\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nX-Evil: a\rb\r\n\r\n",
+        s.load
+    );
+    let subject = format!("{}.cmd.register_manager", s.ingress.prefix);
+    let frame = format!(
+        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}}\r\nSUB _INBOX.raw.1 1\r\nHPUB {subject} _INBOX.raw.1 {} {}\r\n",
+        headers.len(),
+        headers.len() + body.len()
+    );
+    write.write_all(frame.as_bytes()).await.unwrap();
+    write.write_all(headers.as_bytes()).await.unwrap();
+    write.write_all(&body).await.unwrap();
+    write.write_all(b"\r\nPING\r\n").await.unwrap();
+    // The reply comes back on the raw connection (HMSG: it carries headers).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = String::new();
+    while !seen.contains("HMSG _INBOX.raw.1") {
+        assert!(std::time::Instant::now() < deadline, "no reply: {seen:?}");
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), read.read(&mut buf))
+            .await
+            .expect("a reply")
+            .unwrap();
+        assert!(n > 0, "the server closed the raw connection: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(!seen.contains("Crm-Error-Code"), "refused: {seen}");
+    // And the next callers are served as before.
+    for via in [Via::Nats, Via::Http] {
+        let a = s
+            .ingress
+            .json(
+                via,
+                "register_manager",
+                &manager_body(Uuid::now_v7()),
+                Some(&s.load),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{via:?}: {a:?}");
+    }
+    assert!(
+        !s.service.output().contains("panicked"),
+        "{}",
+        s.service.output()
+    );
 }

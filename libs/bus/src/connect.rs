@@ -31,6 +31,14 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::Connec
     options.connect(servers).await
 }
 
+/// Readiness of a NATS connection: `Ok` while connected, else its state.
+pub fn connected(client: &async_nats::Client) -> Result<(), String> {
+    match client.connection_state() {
+        async_nats::connection::State::Connected => Ok(()),
+        other => Err(other.to_string()),
+    }
+}
+
 /// `url` without its password, for logs and error messages.
 pub fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -16,7 +16,7 @@ pub use crm_domain::Command;
 use crm_domain::{
     customer, manager, Actor, CustomerCommand, CustomerEvent, CustomerId, CustomerState,
     DecisionContext, DomainError, DuplicateMatch, ManagerCommand, ManagerEvent, ManagerId,
-    ManagerState, UniqueKey,
+    ManagerState, Policy, TeamId, UniqueKey,
 };
 use crm_eventstore::{
     AppendError, AppendOutcome, AppendRequest, CommandMeta, Conflict, CounterChange, EventStore,
@@ -208,6 +208,44 @@ pub struct CommandHandler<S> {
 struct Decided {
     events: Vec<NewEvent>,
     request: AppendRequest,
+}
+
+/// What a customer decision knows besides the customer's state, and what its append
+/// must guard.
+struct Known {
+    ctx: DecisionContext,
+    /// Streams that must not change before the append commits, at the versions read.
+    guards: Vec<(String, u64)>,
+    /// Whose holdings the decision counts against.
+    receiver: Option<Receiver>,
+    /// For assignment by policy: the matching rule's team as read.
+    team: Option<(TeamId, crate::lookups::Team)>,
+}
+
+impl Known {
+    /// When the policy chose the manager, guard that manager like an explicit receiver;
+    /// the team's round-robin turn to advance.
+    fn policy_choice(&mut self, events: &[CustomerEvent]) -> Option<String> {
+        let (Some((team_id, t)), Some(CustomerEvent::OwnerAssigned(a))) =
+            (&self.team, events.first())
+        else {
+            return None;
+        };
+        let version = t.versions.iter().find(|(m, _)| *m == a.manager_id);
+        let view = t
+            .candidates
+            .members
+            .iter()
+            .find(|c| c.view.id == a.manager_id);
+        if let (Some((_, version)), Some(c)) = (version, view) {
+            self.guards.push((manager_stream(a.manager_id), *version));
+            self.receiver = Some(Receiver {
+                manager: a.manager_id,
+                limit: c.view.holding_limit,
+            });
+        }
+        Some(turn_key(team_id))
+    }
 }
 
 impl<S: EventStore + Clone> CommandHandler<S> {
@@ -507,119 +545,23 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             }
         }
         let (state, head) = self.load_customer(id).await?;
-        let version = head.version;
-        let (policy, policy_head) = self.policy(fresh).await?;
-        let policy_version = policy_head.version;
         let now = head.decision_time(envelope.issued_at);
-        let mut ctx = DecisionContext::new(now, envelope.actor.clone()).with_policy(policy.clone());
-
-        // Read guards: streams that must not change before the append commits.
-        let mut guards: Vec<(String, u64)> = Vec::new();
-        let mut receiver = None;
-        let mut team = None;
-        match command {
-            CustomerCommand::AssignByPolicy(_) => {
-                guards.push((POLICY_STREAM.to_string(), policy_version));
-                let rule = CustomerFacts::of(&state)
-                    .and_then(|facts| matching_rule(&policy.document, &facts));
-                if let Some((_, rule)) = rule {
-                    let t = self.team(&policy, &rule.team, ctx.now, fresh).await?;
-                    ctx = ctx.with_candidates(t.candidates.clone());
-                    team = Some((rule.team.clone(), t));
-                }
-            }
-            CustomerCommand::ApplyTimer(t) => {
-                guards.push((POLICY_STREAM.to_string(), policy_version));
-                if let Timer::SlaBreach { complaint_id, .. } = &t.timer {
-                    // The chain of the customer's owner, or of whoever owned it when the
-                    // complaint arrived if it has gone to the pool since.
-                    let logged = state
-                        .complaints
-                        .get(complaint_id)
-                        .and_then(|k| k.logged_owner);
-                    let owner = state.owner.or(logged);
-                    ctx = ctx.with_escalation(self.escalation_chain(owner).await?);
-                }
-            }
-            CustomerCommand::EscalateComplaint(_) => {
-                ctx = ctx.with_escalation(self.escalation_chain(state.owner).await?);
-            }
-            _ => {}
-        }
-        if let Some(m) = target_manager(command) {
-            let (manager, manager_head) = self.load_manager(m).await?;
-            let manager_version = manager_head.version;
-            let counted = self.store.counter(&counted_key(&policy, m)).await?;
-            if let Some(mut view) = manager.view(counted.max(0) as u32) {
-                view.holding_limit = policy
-                    .document
-                    .holding_limit(&view.team, view.holding_limit);
-                receiver = Some(Receiver {
-                    manager: m,
-                    limit: view.holding_limit,
-                });
-                ctx = ctx.with_manager(view);
-                guards.push((manager_stream(m), manager_version));
-            }
-            if let CustomerCommand::ClaimFromPool(_) = command {
-                let day = policy.document.local_day(ctx.now);
-                let claims = self.store.counter(&claims_key(m, day)).await?;
-                ctx = ctx.with_claims_today(claims.max(0) as u32);
-            }
-        }
-
-        let events = customer::decide(&state, command, &ctx)?;
-        let mut turn = None;
-        if let (Some((team_id, t)), Some(CustomerEvent::OwnerAssigned(a))) = (&team, events.first())
-        {
-            // The manager the policy chose is guarded like an explicit receiver.
-            let version = t.versions.iter().find(|(m, _)| *m == a.manager_id);
-            let view = t
-                .candidates
-                .members
-                .iter()
-                .find(|c| c.view.id == a.manager_id);
-            if let (Some((_, version)), Some(c)) = (version, view) {
-                guards.push((manager_stream(a.manager_id), *version));
-                receiver = Some(Receiver {
-                    manager: a.manager_id,
-                    limit: c.view.holding_limit,
-                });
-            }
-            turn = Some(turn_key(team_id));
-        }
+        let mut known = self
+            .gather(&state, command, now, &envelope.actor, fresh)
+            .await?;
+        let events = customer::decide(&state, command, &known.ctx)?;
+        let turn = known.policy_choice(&events);
         let mut next = CustomerState::clone(&state);
         for e in &events {
             next.apply(e);
         }
-
         // Unique keys: claim what the new state holds and the old did not.
         let before: BTreeSet<UniqueKey> = state.unique_keys().into_iter().collect();
         let after: BTreeSet<UniqueKey> = next.unique_keys().into_iter().collect();
-        let claims: Vec<&UniqueKey> = after.difference(&before).collect();
-        for key in &claims {
-            if let Some(owner) = self.store.key_owner(&self.stored_key(key)).await? {
-                if owner != stream {
-                    let existing = owner
-                        .strip_prefix("customer-")
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(format!("unique key {key} held by {owner:?}"))
-                        })?;
-                    // Decide again knowing the duplicate: the domain names the rule.
-                    let ctx = ctx.clone().with_duplicate(DuplicateMatch {
-                        existing,
-                        key: (*key).clone(),
-                    });
-                    customer::decide(&state, command, &ctx)?;
-                    return Err(StoreError::Corrupt(format!(
-                        "{} accepted a duplicate {key}",
-                        command.name()
-                    ))
-                    .into());
-                }
-            }
-        }
+        let claims: Vec<UniqueKey> = after.difference(&before).cloned().collect();
+        let releases: Vec<UniqueKey> = before.difference(&after).cloned().collect();
+        self.check_unique_keys(&state, command, &known.ctx, &stream, &claims)
+            .await?;
 
         let mut new_events = to_new_events(&events, |e| {
             (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
@@ -631,10 +573,10 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         let mut request = AppendRequest::new(self.meta(envelope, now, command.name(), fingerprint));
         request.writes.push(StreamWrite {
             stream_id: stream.clone(),
-            expected: expected(version),
+            expected: expected(head.version),
             events: new_events.clone(),
         });
-        for (stream_id, version) in guards {
+        for (stream_id, version) in std::mem::take(&mut known.guards) {
             // Read guard: e.g. the manager must not change (deactivated, limit lowered)
             // meanwhile, nor the policy a decision by policy followed.
             request.writes.push(StreamWrite {
@@ -643,21 +585,13 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 events: Vec::new(),
             });
         }
-        request.claims = claims
-            .iter()
-            .map(|k| UniqueClaim {
-                key: self.stored_key(k),
-                owner: stream.clone(),
-            })
-            .collect();
-        request.releases = before
-            .difference(&after)
-            .map(|k| UniqueClaim {
-                key: self.stored_key(k),
-                owner: stream.clone(),
-            })
-            .collect();
-        request.counters = counters::changes(&state, &events, receiver, &ctx);
+        let claim = |k: &UniqueKey| UniqueClaim {
+            key: self.stored_key(k),
+            owner: stream.clone(),
+        };
+        request.claims = claims.iter().map(claim).collect();
+        request.releases = releases.iter().map(claim).collect();
+        request.counters = counters::changes(&state, &events, known.receiver, &known.ctx);
         if let Some(key) = turn {
             request.counters.push(CounterChange {
                 key,
@@ -669,12 +603,141 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         self.customers.put(
             stream,
             Arc::new(next),
-            Head::new(version + events.len() as u64, Some(now)),
+            Head::new(head.version + events.len() as u64, Some(now)),
         );
         Ok(Decided {
             events: new_events,
             request,
         })
+    }
+
+    /// What a customer decision needs besides the customer's state: the policy, the
+    /// receiving manager and their counts, a team's candidates, an escalation chain; and
+    /// the read guards the append must check.
+    async fn gather(
+        &self,
+        state: &CustomerState,
+        command: &CustomerCommand,
+        now: DateTime<Utc>,
+        actor: &Actor,
+        fresh: bool,
+    ) -> Result<Known, CommandError> {
+        let (policy, policy_head) = self.policy(fresh).await?;
+        let mut known = Known {
+            ctx: DecisionContext::new(now, actor.clone()).with_policy(policy.clone()),
+            guards: Vec::new(),
+            receiver: None,
+            team: None,
+        };
+        match command {
+            CustomerCommand::AssignByPolicy(_) => {
+                known
+                    .guards
+                    .push((POLICY_STREAM.to_string(), policy_head.version));
+                let rule = CustomerFacts::of(state)
+                    .and_then(|facts| matching_rule(&policy.document, &facts));
+                if let Some((_, rule)) = rule {
+                    let t = self.team(&policy, &rule.team, now, fresh).await?;
+                    known.ctx = known.ctx.with_candidates(t.candidates.clone());
+                    known.team = Some((rule.team.clone(), t));
+                }
+            }
+            CustomerCommand::ApplyTimer(t) => {
+                known
+                    .guards
+                    .push((POLICY_STREAM.to_string(), policy_head.version));
+                if let Timer::SlaBreach { complaint_id, .. } = &t.timer {
+                    // The chain of the customer's owner, or of whoever owned it when the
+                    // complaint arrived if it has gone to the pool since.
+                    let logged = state
+                        .complaints
+                        .get(complaint_id)
+                        .and_then(|k| k.logged_owner);
+                    let owner = state.owner.or(logged);
+                    known.ctx = known
+                        .ctx
+                        .with_escalation(self.escalation_chain(owner).await?);
+                }
+            }
+            CustomerCommand::EscalateComplaint(_) => {
+                known.ctx = known
+                    .ctx
+                    .with_escalation(self.escalation_chain(state.owner).await?);
+            }
+            _ => {}
+        }
+        if let Some(m) = target_manager(command) {
+            self.gather_receiver(&mut known, &policy, m, command)
+                .await?;
+        }
+        Ok(known)
+    }
+
+    /// The manager a command gives the customer (or a referral) to: their view with the
+    /// policy's holding limit and counted holdings, claims today for a claim; guarded.
+    async fn gather_receiver(
+        &self,
+        known: &mut Known,
+        policy: &Policy,
+        m: ManagerId,
+        command: &CustomerCommand,
+    ) -> Result<(), CommandError> {
+        let (manager, manager_head) = self.load_manager(m).await?;
+        let counted = self.store.counter(&counted_key(policy, m)).await?;
+        if let Some(mut view) = manager.view(counted.max(0) as u32) {
+            view.holding_limit = policy
+                .document
+                .holding_limit(&view.team, view.holding_limit);
+            known.receiver = Some(Receiver {
+                manager: m,
+                limit: view.holding_limit,
+            });
+            known.ctx = known.ctx.clone().with_manager(view);
+            known.guards.push((manager_stream(m), manager_head.version));
+        }
+        if let CustomerCommand::ClaimFromPool(_) = command {
+            let day = policy.document.local_day(known.ctx.now);
+            let claims = self.store.counter(&claims_key(m, day)).await?;
+            known.ctx = known.ctx.clone().with_claims_today(claims.max(0) as u32);
+        }
+        Ok(())
+    }
+
+    /// Refuse a command whose new unique keys another customer holds: decided again with
+    /// the duplicate known, so the domain names the rule.
+    async fn check_unique_keys(
+        &self,
+        state: &CustomerState,
+        command: &CustomerCommand,
+        ctx: &DecisionContext,
+        stream: &str,
+        claims: &[UniqueKey],
+    ) -> Result<(), CommandError> {
+        for key in claims {
+            let Some(owner) = self.store.key_owner(&self.stored_key(key)).await? else {
+                continue;
+            };
+            if owner == stream {
+                continue;
+            }
+            let existing = owner
+                .strip_prefix("customer-")
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("unique key {key} held by {owner:?}"))
+                })?;
+            let ctx = ctx.clone().with_duplicate(DuplicateMatch {
+                existing,
+                key: key.clone(),
+            });
+            customer::decide(state, command, &ctx)?;
+            return Err(StoreError::Corrupt(format!(
+                "{} accepted a duplicate {key}",
+                command.name()
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     async fn decide_manager(

@@ -385,3 +385,38 @@ on_both_backends!(
     a_failed_append_leaves_no_phantom_state,
     no_event_is_dated_before_its_streams_previous_event,
 );
+
+/// Thirty commands decided at once share group-commit transactions with one whose data
+/// PostgreSQL cannot hold (a NUL, from a caller in process, where no ingress checked the
+/// text): the thirty are stored, it alone is refused as unstorable. (The ingress refuses
+/// such text first; this is the second line.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_commands_unstorable_data_never_fails_its_batch() {
+    let (store, _db) = postgres_store().await;
+    let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let mut tasks = Vec::new();
+    for i in 0..31 {
+        let handler = handler.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = ManagerId::new(Uuid::now_v7());
+            let mut command = register_manager(id, 10);
+            if i == 15 {
+                if let Command::Manager(ManagerCommand::Register(r)) = &mut command {
+                    r.team = "ab\u{0}c".parse().unwrap();
+                }
+            }
+            (i, handler.handle(envelope(), command).await)
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        match (i, result) {
+            (15, Err(e)) => assert_eq!(e.code(), "command.unstorable", "{e}"),
+            (15, Ok(a)) => panic!("the NUL was stored: {a:?}"),
+            (_, Ok(_)) => stored += 1,
+            (i, Err(e)) => panic!("command {i} failed with the poisoned one: {e}"),
+        }
+    }
+    assert_eq!(stored, 30);
+}

@@ -5,7 +5,10 @@
 //! sequences, backspaces, bidirectional overrides. Free text (a reason, a contact's
 //! summary, a complaint's description) may span lines; every other field is one line.
 //! The ingress checks every string of a command against these rules and names the
-//! field it refuses; identifiers (actors, teams, regions, branches) check themselves.
+//! field it refuses (`crm_contracts::wire::check_text`), as `crm policy publish` does for
+//! a document; a new actor checks itself ([`crate::Actor`]'s `FromStr`). Text read back
+//! from the store is not checked again (older events may hold what is refused now): it
+//! is shown [`escaped`].
 
 use std::borrow::Cow;
 use std::fmt::Write as _;

@@ -595,24 +595,22 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     matches!(e.as_database_error().and_then(|d| d.code()), Some(c) if c.starts_with("22") || c.starts_with("54"))
 }
 
-/// What the caller is told of a data error: its SQLSTATE and PostgreSQL's message, never
-/// the data (the message names a kind of problem, not the value).
+/// What the caller (and the log) is told of a data error: its SQLSTATE only. Some of
+/// PostgreSQL's messages quote the value (22P02, 22003), which may be personal data.
 fn data_error_reason(e: &sqlx::Error) -> String {
-    match e.as_database_error() {
-        Some(d) => format!(
-            "{} (SQLSTATE {})",
-            d.message(),
-            d.code().unwrap_or_default()
-        ),
-        None => e.to_string(),
-    }
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .unwrap_or_default();
+    format!("the database refused a value of this command (SQLSTATE {code})")
 }
 
-/// The connection broke (or the server is shutting down) before the statement could
-/// have committed: another connection may succeed.
+/// The connection broke (or the server is shutting down): another connection may
+/// succeed. (Not `Protocol`: the store's own refusals travel as that, and retrying them
+/// would hide them.)
 pub(crate) fn is_connection_lost(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(d) => d.code().is_some_and(|c| {
             // admin_shutdown, crash_shutdown, cannot_connect_now; connection exceptions.
             c == "57P01" || c == "57P02" || c == "57P03" || c.starts_with("08")
@@ -754,9 +752,9 @@ impl EventStore for PgEventStore {
                 }
                 Err(e) if is_data_error(&e) => {
                     let command = &requests[range.start].meta;
-                    tracing::warn!(error = %e, command_id = %command.command_id, command = %command.command_type, "the event store refused a command's data");
-                    outcomes[range.start] =
-                        Some(Err(AppendError::Unstorable(data_error_reason(&e))));
+                    let reason = data_error_reason(&e);
+                    tracing::warn!(%reason, command_id = %command.command_id, command = %command.command_type, "the event store refused a command's data");
+                    outcomes[range.start] = Some(Err(AppendError::Unstorable(reason)));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, batch = range.len(), "append batch failed");
@@ -1026,12 +1024,24 @@ pub(crate) fn fail_all(n: usize, message: &str) -> Vec<Result<AppendOutcome, App
 /// If the process dies, PostgreSQL releases it; if the process freezes (SIGSTOP, a VM
 /// paused, a stuck runtime), the session goes idle and PostgreSQL ends it after
 /// [`LEADER_IDLE_TIMEOUT`] (`idle_session_timeout`, PostgreSQL 14+), which releases the
-/// lock too, so a standby takes over. The holder keeps the session busy by calling
-/// [`LeaderLock::check`] well within that time (the relay: every second).
+/// lock too, so a standby takes over. While the process lives, a task of its own keeps
+/// the session busy every second, whatever the holder is waiting for (a slow publish
+/// does not cost a healthy leader its lock); [`LeaderLock::check`] tells whether it is
+/// still held.
 pub struct LeaderLock {
-    conn: PgConnection,
+    conn: std::sync::Arc<tokio::sync::Mutex<PgConnection>>,
     key: i64,
+    keepalive: tokio::task::JoinHandle<()>,
 }
+
+impl Drop for LeaderLock {
+    fn drop(&mut self) {
+        self.keepalive.abort();
+    }
+}
+
+/// How often the holder's session says a word.
+const LEADER_KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// How long a leader may go silent before PostgreSQL ends its session and frees the
 /// lock for a standby.
@@ -1065,9 +1075,22 @@ impl LeaderCandidate {
             .fetch_one(&mut self.conn)
             .await?;
         Ok(if got {
+            let conn = std::sync::Arc::new(tokio::sync::Mutex::new(self.conn));
+            let kept = conn.clone();
+            let keepalive = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEADER_KEEPALIVE).await;
+                    let mut c = kept.lock().await;
+                    if sqlx::query("SELECT 1").execute(&mut *c).await.is_err() {
+                        // The session is gone: `check` says so to the holder.
+                        return;
+                    }
+                }
+            });
             Ok(LeaderLock {
-                conn: self.conn,
+                conn,
                 key: self.key,
+                keepalive,
             })
         } else {
             Err(self)
@@ -1092,7 +1115,7 @@ impl LeaderLock {
              AND objid = ($1::bigint & 4294967295)::oid AND granted)",
         )
         .bind(self.key)
-        .fetch_one(&mut self.conn)
+        .fetch_one(&mut *self.conn.lock().await)
         .await?;
         if held {
             Ok(())
@@ -1101,9 +1124,11 @@ impl LeaderLock {
         }
     }
 
-    /// Give the lock up now (closing the session).
+    /// Give the lock up now.
     pub async fn release(self) -> Result<(), StoreError> {
-        sqlx::Connection::close(self.conn).await?;
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut *self.conn.lock().await)
+            .await?;
         Ok(())
     }
 }

@@ -187,6 +187,19 @@ impl Probes {
         (alive, json!({ "status": status, "heartbeats": beats }))
     }
 
+    /// `GET /livez`, `GET /readyz`, and `GET /healthz` answering as `/readyz` (what the
+    /// API services answered before the two probes existed).
+    pub fn routes_with_healthz<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        let ready = self.clone();
+        self.routes().route(
+            "/healthz",
+            get(move || {
+                let probes = ready.clone();
+                async move { answer(probes.readiness().await) }
+            }),
+        )
+    }
+
     /// `GET /livez` and `GET /readyz`.
     pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         let (live, ready) = (self.clone(), self.clone());

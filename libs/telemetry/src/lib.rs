@@ -66,9 +66,6 @@ pub mod names {
     pub const HTTP_REQUESTS_TOTAL: &str = "crm_http_requests_total";
     /// Time to answer an HTTP request. Labels: `service`, `route`, `method`.
     pub const HTTP_REQUEST_DURATION_SECONDS: &str = "crm_http_request_duration_seconds";
-    /// Requests in progress while a service shuts down (drained before it exits).
-    /// Labels: `transport` (`http`, `nats`).
-    pub const INFLIGHT_AT_SHUTDOWN: &str = "crm_inflight_at_shutdown";
     /// Global checkpoints stored (tamper evidence over the global log).
     pub const AUDIT_CHECKPOINTS_TOTAL: &str = "crm_audit_checkpoints_total";
     /// Events sealed by global checkpoints.
@@ -94,10 +91,6 @@ pub fn describe() {
         names::HTTP_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "Time to answer an HTTP request, by service, route pattern and method"
-    );
-    describe_gauge!(
-        names::INFLIGHT_AT_SHUTDOWN,
-        "Requests still in progress while the service shuts down, by transport"
     );
     describe_counter!(
         names::COMMANDS_TOTAL,
@@ -293,31 +286,110 @@ impl std::str::FromStr for LogFormat {
 /// data in a line, never a line of its own.
 pub fn init_tracing(format: LogFormat) {
     use std::io::IsTerminal as _;
-    use tracing_subscriber::field::MakeExt as _;
-    use tracing_subscriber::fmt::format::debug_fn;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = subscriber(
+        format,
+        std::io::stderr().is_terminal(),
+        std::io::stderr,
+        filter,
+    );
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+/// The subscriber [`init_tracing`] installs, writing to `writer` (tests capture it).
+fn subscriber<W>(
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+    filter: tracing_subscriber::EnvFilter,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::field::MakeExt as _;
+    use tracing_subscriber::fmt::format::debug_fn;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().with_current_span(false).try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .fmt_fields(
-                debug_fn(|w, field, value| {
-                    let text = format!("{value:?}");
-                    let shown = crm_domain::text::escaped(&text);
-                    match field.name() {
-                        "message" => write!(w, "{shown}"),
-                        name => write!(w, "{name}={shown}"),
-                    }
-                })
-                .delimited(" "),
-            )
-            .try_init(),
-    };
+    match format {
+        LogFormat::Json => Box::new(builder.json().with_current_span(false).finish()),
+        LogFormat::Text => Box::new(
+            builder
+                .with_ansi(ansi)
+                .fmt_fields(
+                    debug_fn(|w, field, value| {
+                        let text = format!("{value:?}");
+                        let shown = crm_domain::text::escaped(&text);
+                        match field.name() {
+                            "message" => write!(w, "{shown}"),
+                            name => write!(w, "{name}={shown}"),
+                        }
+                    })
+                    .delimited(" "),
+                )
+                .finish(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a logged line looks like when a caller's text in it tries to forge a line
+    /// and clear the terminal, in both formats.
+    fn logged(format: LogFormat) -> String {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = subscriber(
+            format,
+            false,
+            move || writer.clone(),
+            tracing_subscriber::EnvFilter::new("info"),
+        );
+        let forged = "x\n2026-12-06T00:00:00Z ERROR forged\u{1b}[2J\u{7}";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(field = forged, display = %forged, "refused {forged}");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn no_caller_text_forges_a_line_or_reaches_a_terminal() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let text = logged(format);
+            assert_eq!(text.lines().count(), 1, "{format:?}: {text}");
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{format:?}: {text:?}"
+            );
+            assert!(text.contains("forged"), "{text}");
+            if format == LogFormat::Json {
+                let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+                assert!(v["fields"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("ERROR forged"));
+            }
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

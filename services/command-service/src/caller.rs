@@ -53,7 +53,8 @@ pub fn recorded_actor(claimed: Actor, principal: Option<&Principal>) -> Result<A
     }
     if claimed.via.is_some() {
         return Err(Problem::invalid(
-            "field meta.actor: names the service a person acted through; the platform records it from the caller's token",
+            "meta.actor",
+            "names the service a person acted through; the platform records it from the caller's token",
         ));
     }
     let Some(p) = principal else {

@@ -31,7 +31,8 @@ pub async fn execute(
 ) -> Result<Accepted, Problem> {
     let reject = |p: Problem| {
         metrics::counter!(names::INGRESS_REJECTED_TOTAL, "transport" => transport, "reason" => p.code.clone()).increment(1);
-        tracing::info!(transport, command = name, code = %p.code, detail = %p.detail, "payload refused");
+        // The code and the field, never the detail: it may quote the value sent.
+        tracing::info!(transport, command = name, code = %p.code, field = p.field.as_deref().unwrap_or(""), "payload refused");
         p
     };
     if body.len() > MAX_PAYLOAD {
@@ -50,7 +51,7 @@ pub async fn execute(
 
 fn uuid(field: &str, s: &str) -> Result<Uuid, Problem> {
     s.parse()
-        .map_err(|_| Problem::invalid(format!("field meta.{field}: not a UUID")))
+        .map_err(|_| Problem::invalid(&format!("meta.{field}"), "not a UUID"))
 }
 
 /// The envelope from the wire's `meta`, with documented defaults. The command is judged
@@ -64,7 +65,8 @@ pub fn envelope(
     let command_id = match (meta.command_id.as_str(), idempotency_key) {
         ("", None) => {
             return Err(Problem::invalid(
-                "field meta.command_id: required (or the Idempotency-Key header)",
+                "meta.command_id",
+                "required (or the Idempotency-Key header)",
             ))
         }
         ("", Some(k)) => uuid("command_id", k)?,
@@ -73,7 +75,8 @@ pub fn envelope(
             let id = uuid("command_id", id)?;
             if uuid("command_id", k)? != id {
                 return Err(Problem::invalid(
-                    "field meta.command_id: differs from the Idempotency-Key header",
+                    "meta.command_id",
+                    "differs from the Idempotency-Key header",
                 ));
             }
             id
@@ -82,7 +85,7 @@ pub fn envelope(
     let actor: Actor = meta
         .actor
         .parse()
-        .map_err(|e| Problem::invalid(format!("field meta.actor: {e}")))?;
+        .map_err(|e| Problem::invalid("meta.actor", e))?;
     let correlation_id = match meta.correlation_id.as_deref() {
         Some(c) if !c.is_empty() => uuid("correlation_id", c)?,
         _ => command_id,
@@ -93,17 +96,20 @@ pub fn envelope(
     };
     if let Some(t) = meta.issued_at.as_deref().filter(|t| !t.is_empty()) {
         let stated = DateTime::parse_from_rfc3339(t)
-            .map_err(|e| Problem::invalid(format!("field meta.issued_at: not RFC 3339 ({e})")))?
+            .map_err(|e| Problem::invalid("meta.issued_at", format!("not RFC 3339 ({e})")))?
             .with_timezone(&Utc);
         let off = (stated - now).abs();
         if off > MAX_CLOCK_SKEW {
-            return Err(Problem::invalid(format!(
-                "field meta.issued_at: {} from the platform's clock ({}), more than the {} minutes allowed; \
+            return Err(Problem::invalid(
+                "meta.issued_at",
+                format!(
+                "{} from the platform's clock ({}), more than the {} minutes allowed; \
                  commands are judged at their time of receipt: leave issued_at out, or fix the caller's clock",
                 human(off),
                 now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 MAX_CLOCK_SKEW.num_minutes()
-            ))
+            ),
+            )
             .with_command(command_id));
         }
     }

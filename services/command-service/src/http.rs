@@ -23,31 +23,15 @@ pub struct HttpState {
 }
 
 pub fn router(state: HttpState, probes: &crm_http::Probes) -> Router {
-    let ready = probes.clone();
     let routes = Router::new()
         .route("/v1/commands", get(list_commands))
         .route("/v1/commands/{name}", post(post_command))
         .route("/openapi.json", get(openapi))
         .route(
-            "/healthz",
-            get(move || {
-                let probes = ready.clone();
-                async move {
-                    let (ok, body) = probes.readiness().await;
-                    let status = if ok {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    (status, Json(body))
-                }
-            }),
-        )
-        .route(
             "/metrics",
             get(|| async { crm_telemetry::render_metrics() }),
         )
-        .merge(probes.routes())
+        .merge(probes.routes_with_healthz())
         .fallback(|| async {
             Problem::new(404, "request.not_found", "no such route; see /openapi.json")
         })

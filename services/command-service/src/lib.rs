@@ -17,7 +17,6 @@ use crm_command_handler::group_commit::GroupCommitConfig;
 use crm_command_handler::{CommandHandler, HandlerConfig};
 use crm_eventstore::AnyEventStore;
 use crm_http::{Probes, ProbesBuilder};
-use crm_telemetry::names;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -82,13 +81,7 @@ impl App {
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the NATS ingress: {e}"))?;
                 probes = probes.check("nats", move || {
-                    let state = client.connection_state();
-                    async move {
-                        match state {
-                            async_nats::connection::State::Connected => Ok(()),
-                            other => Err(other.to_string()),
-                        }
-                    }
+                    std::future::ready(crm_bus::connect::connected(&client))
                 });
                 Some(ingress)
             }
@@ -155,7 +148,6 @@ impl App {
         };
         let http = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), self.server);
         let (unanswered, http) = tokio::join!(nats, http);
-        metrics::gauge!(names::INFLIGHT_AT_SHUTDOWN, "transport" => "nats").set(unanswered as f64);
         match (unanswered, http.is_ok()) {
             (0, true) => tracing::info!("every accepted request answered; stopped"),
             _ => tracing::warn!(

@@ -10,10 +10,17 @@
 //! (`UNSUB <sid> <max>`). The server and the client count the same deliveries, so every
 //! request the server sends before it stops is received and answered, and from then on
 //! the other instances get them all. When traffic is too light to reach the count within
-//! [`HANDOVER_WAIT`], the subscription is drained instead (nothing is on its way then).
-//! A plain unsubscribe, as `async_nats::service` does, drops the requests already on the
-//! wire: their callers time out.
+//! [`HANDOVER_WAIT`], the count is lowered to one more request: only two requests on the
+//! wire at that very moment could then lose one. A plain unsubscribe, as
+//! `async_nats::service` does, drops every request already on the wire (and async-nats's
+//! `drain` does not wait for the server's acknowledgement either): their callers time out.
+//!
+//! The counts agree only while the connection lasts: after a reconnect the server counts
+//! the resubscribed subscription from zero, the client from the start. So after every
+//! reconnect the ingress subscribes afresh and drains the old subscription (a reconnect
+//! has already cost the requests that were on the wire).
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_nats::{HeaderMap, Subscriber};
@@ -33,8 +40,10 @@ use crate::problem::Problem;
 /// Requests this instance still takes after it is told to stop: more than can be in its
 /// buffer or on the wire, so the server's count is reached on a request actually sent.
 pub const HANDOVER_MARGIN: u64 = 256;
-/// How long it waits for them before draining the subscription instead.
+/// How long it waits for them before lowering the count to one.
 pub const HANDOVER_WAIT: Duration = Duration::from_secs(2);
+/// How often the connection is checked for a reconnect.
+const RECONNECT_CHECK: Duration = Duration::from_millis(500);
 
 /// A timer that does not fire.
 const FAR: Duration = Duration::from_secs(365 * 86_400);
@@ -67,7 +76,7 @@ impl Ingress {
     ) -> Result<Self, async_nats::Error> {
         let group = subjects.service_name();
         let wildcard = format!("{}.cmd.*", subjects.prefix());
-        let subscription = client.queue_subscribe(wildcard, group.to_string()).await?;
+        let subscription = Subscription::new(&client, &wildcard, &group).await?;
         let stats = Stats::default();
         let about = Description {
             name: group.to_string(),
@@ -90,13 +99,17 @@ impl Ingress {
         };
         let tracker = TaskTracker::new();
         let (stop, stopped) = watch::channel(false);
-        let receiver = tokio::spawn(receive(
-            subscription,
-            ctx,
-            stopped,
-            tracker.clone(),
-            discovery,
-        ));
+        let receiver = tokio::spawn(
+            Receiver {
+                ctx,
+                tracker: tracker.clone(),
+                wildcard,
+                group: group.to_string(),
+                current: subscription,
+                retiring: None,
+            }
+            .run(stopped, discovery),
+        );
         Ok(Self {
             stop,
             receiver,
@@ -118,44 +131,141 @@ impl Ingress {
     }
 }
 
-/// Take requests until the subscription ends; on `stop`, hand over (module docs).
-async fn receive(
-    mut subscription: Subscriber,
+/// The queue subscription with the requests this instance took from it, and the
+/// connection it was made on (`Statistics::connects` at subscription).
+struct Subscription {
+    sub: Subscriber,
+    taken: u64,
+    connects: u64,
+}
+
+impl Subscription {
+    async fn new(
+        client: &async_nats::Client,
+        wildcard: &str,
+        group: &str,
+    ) -> Result<Self, async_nats::Error> {
+        let connects = client.statistics().connects.load(Ordering::Relaxed);
+        let sub = client
+            .queue_subscribe(wildcard.to_string(), group.to_string())
+            .await?;
+        Ok(Self {
+            sub,
+            taken: 0,
+            connects,
+        })
+    }
+}
+
+/// Where the handing over stands (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// The subscription ends after `HANDOVER_MARGIN` more requests.
+    Counting,
+    /// It ends after one more.
+    Closing,
+}
+
+/// Takes requests from the subscription (and from one being retired after a reconnect).
+struct Receiver {
     ctx: Ctx,
-    mut stop: watch::Receiver<bool>,
     tracker: TaskTracker,
-    discovery: JoinHandle<Result<(), async_nats::Error>>,
-) {
-    let mut taken: u64 = 0;
-    let mut handing_over = false;
-    let drain_at = tokio::time::sleep(FAR);
-    tokio::pin!(drain_at);
-    loop {
-        tokio::select! {
-            biased;
-            message = subscription.next() => {
-                let Some(message) = message else { break };
-                taken += 1;
-                tracker.spawn(answer(ctx.clone(), message));
-            }
-            _ = stop.changed(), if !handing_over => {
-                handing_over = true;
-                discovery.abort();
-                tracing::info!(taken, margin = HANDOVER_MARGIN, "handing NATS requests over to the other instances");
-                if let Err(e) = subscription.unsubscribe_after(taken + HANDOVER_MARGIN).await {
-                    tracing::warn!(error = %e, "could not end the subscription");
-                    break;
+    wildcard: String,
+    group: String,
+    current: Subscription,
+    retiring: Option<Subscriber>,
+}
+
+impl Receiver {
+    /// Take requests until the subscription ends; on `stop`, hand over.
+    async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        discovery: JoinHandle<Result<(), async_nats::Error>>,
+    ) {
+        let mut phase = Phase::Serving;
+        let mut check = tokio::time::interval(RECONNECT_CHECK);
+        let lower_at = tokio::time::sleep(FAR);
+        tokio::pin!(lower_at);
+        loop {
+            tokio::select! {
+                biased;
+                message = self.current.sub.next() => {
+                    let Some(message) = message else { break };
+                    self.current.taken += 1;
+                    self.tracker.spawn(answer(self.ctx.clone(), message));
                 }
-                drain_at.as_mut().reset(tokio::time::Instant::now() + HANDOVER_WAIT);
-            }
-            _ = &mut drain_at, if handing_over => {
-                // Light traffic: nothing is on its way; drain what is left.
-                let _ = subscription.drain().await;
-                drain_at.as_mut().reset(tokio::time::Instant::now() + FAR);
+                message = next(&mut self.retiring), if self.retiring.is_some() => match message {
+                    Some(message) => { self.tracker.spawn(answer(self.ctx.clone(), message)); }
+                    None => self.retiring = None,
+                },
+                _ = check.tick(), if phase == Phase::Serving => self.renew_after_reconnect().await,
+                _ = stop.changed(), if phase == Phase::Serving => {
+                    discovery.abort();
+                    self.renew_after_reconnect().await;
+                    self.end_after(HANDOVER_MARGIN).await;
+                    phase = Phase::Counting;
+                    lower_at.as_mut().reset(tokio::time::Instant::now() + HANDOVER_WAIT);
+                }
+                _ = &mut lower_at, if phase == Phase::Counting => {
+                    // Light traffic: one more request at most.
+                    self.end_after(1).await;
+                    phase = Phase::Closing;
+                }
             }
         }
+        // What the retired subscription still holds.
+        while let Some(message) = next(&mut self.retiring).await {
+            self.tracker.spawn(answer(self.ctx.clone(), message));
+        }
+        tracing::info!(taken = self.current.taken, "NATS subscription ended");
     }
-    tracing::info!(taken, "NATS subscription ended");
+
+    /// After a reconnect the subscription's counts disagree: subscribe afresh, drain the
+    /// old one.
+    async fn renew_after_reconnect(&mut self) {
+        let connects = self
+            .ctx
+            .client
+            .statistics()
+            .connects
+            .load(Ordering::Relaxed);
+        if connects == self.current.connects || self.retiring.is_some() {
+            return;
+        }
+        match Subscription::new(&self.ctx.client, &self.wildcard, &self.group).await {
+            Ok(fresh) => {
+                let mut old = std::mem::replace(&mut self.current, fresh);
+                let _ = old.sub.drain().await;
+                self.retiring = Some(old.sub);
+                tracing::info!("reconnected to NATS: subscribed afresh");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not subscribe afresh after a reconnect"),
+        }
+    }
+
+    /// Tell the server (and the client) to end the subscription after `more` requests.
+    async fn end_after(&mut self, more: u64) {
+        let taken = self.current.taken;
+        tracing::info!(
+            taken,
+            more,
+            "handing NATS requests over to the other instances"
+        );
+        if let Err(e) = self.current.sub.unsubscribe_after(taken + more).await {
+            tracing::warn!(error = %e, "could not end the subscription; draining it");
+            let _ = self.current.sub.drain().await;
+        }
+    }
+}
+
+/// The next message of an optional subscription (`None` when there is none, or it ended).
+async fn next(sub: &mut Option<Subscriber>) -> Option<async_nats::Message> {
+    match sub {
+        Some(s) => s.next().await,
+        None => None,
+    }
 }
 
 /// Handle one request and send its reply.
@@ -172,8 +282,11 @@ async fn answer(ctx: Ctx, message: async_nats::Message) {
         .to_string();
     let (format, result) = decide(&ctx, &name, &message).await;
     let (headers, body) = reply_message(format, &result);
-    let error = result.as_ref().err().map(|p| p.code.as_str());
-    ctx.stats.record(&name, started.elapsed(), error);
+    // Counted per known command only: a caller's invented subject mints no entry.
+    if COMMAND_NAMES.contains(&name.as_str()) {
+        let error = result.as_ref().err().map(|p| p.code.as_str());
+        ctx.stats.record(&name, started.elapsed(), error);
+    }
     if let Err(e) = ctx
         .client
         .publish_with_headers(reply_to, headers, Bytes::from(body))
@@ -197,9 +310,18 @@ async fn decide(
             .map(|v| v.as_str().to_string())
     };
     let ct = header("Content-Type");
-    let Some(format) = Format::from_content_type(ct.as_deref()) else {
+    // The answer's format, whatever comes of the request: the one asked for, else JSON.
+    let format = Format::from_content_type(ct.as_deref());
+    let answer_in = format.unwrap_or(Format::Json);
+    // Who asks comes first, as over HTTP: an unauthenticated caller learns nothing more.
+    let principal = match authenticate(ctx.auth.as_ref(), header("Authorization").as_deref(), name)
+    {
+        Ok(p) => p,
+        Err(problem) => return (answer_in, Err(problem)),
+    };
+    let Some(format) = format else {
         let problem = Problem::unsupported_media_type(ct.as_deref().unwrap_or(""));
-        return (Format::Json, Err(problem));
+        return (answer_in, Err(problem));
     };
     if !COMMAND_NAMES.contains(&name) {
         let problem = Problem::new(
@@ -209,11 +331,6 @@ async fn decide(
         );
         return (format, Err(problem));
     }
-    let principal = match authenticate(ctx.auth.as_ref(), header("Authorization").as_deref(), name)
-    {
-        Ok(p) => p,
-        Err(problem) => return (format, Err(problem)),
-    };
     let result = execute(
         &ctx.handler,
         "nats",

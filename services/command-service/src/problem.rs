@@ -16,6 +16,9 @@ pub struct Problem {
     pub code: String,
     pub detail: String,
     pub command_id: Option<Uuid>,
+    /// The field a validation refusal names (for logs, which never carry the detail: it
+    /// may quote the value).
+    pub field: Option<String>,
 }
 
 impl Problem {
@@ -25,6 +28,7 @@ impl Problem {
             code: code.to_string(),
             detail: detail.into(),
             command_id: None,
+            field: None,
         }
     }
 
@@ -37,9 +41,16 @@ impl Problem {
         Self::new(400, "request.malformed", detail)
     }
 
-    /// A field's value breaks its format, range or the text rules (the detail names it).
-    pub fn invalid(detail: impl Into<String>) -> Self {
-        Self::new(422, "validation.invalid_field", detail)
+    /// A field's value breaks its format, range or the text rules: the detail names it
+    /// (`field <path>: <reason>`), and so does `field`.
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Self {
+        let mut p = Self::new(
+            422,
+            "validation.invalid_field",
+            format!("field {field}: {reason}"),
+        );
+        p.field = Some(field.to_string());
+        p
     }
 
     pub fn too_large(limit: usize) -> Self {
@@ -64,7 +75,7 @@ impl Problem {
                 Self::new(404, "request.unknown_command", e.to_string())
             }
             WireError::Malformed(_) => Self::malformed(e.to_string()),
-            WireError::Invalid { .. } => Self::invalid(e.to_string()),
+            WireError::Invalid { field, reason } => Self::invalid(field, reason),
         }
     }
 

@@ -228,179 +228,193 @@ fn print_entries(entries: &[OwnershipEntry]) {
 
 pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
-        AuditCmd::Ownership(a) => {
-            let store = open(&a.store.store).await?;
-            let entries = customer_history(&store, a.customer).await?;
-            match a.as_of {
-                Some(t) => {
-                    let answer = owner_as_of(&entries, t);
-                    if a.store.json {
-                        println!("{}", serde_json::to_string_pretty(&answer)?);
-                    } else {
-                        out::line(format_args!(
-                            "customer {} as of {}: {}",
-                            a.customer,
-                            t.to_rfc3339(),
-                            answer.owner.map_or_else(
-                                || "no owner (in the pool, or not yet registered)".to_string(),
-                                |m| format!("owned by {m}")
-                            )
-                        ));
-                        if let Some(since) = &answer.since {
-                            out::line(format_args!("since:"));
-                            print_entries(std::slice::from_ref(since));
-                        }
-                    }
-                }
-                None if a.store.json => println!("{}", serde_json::to_string_pretty(&entries)?),
-                None => {
-                    out::line(format_args!(
-                        "customer {}: {} ownership changes, replayed from the event store",
-                        a.customer,
-                        entries.len()
-                    ));
-                    print_entries(&entries);
-                }
-            }
-        }
+        AuditCmd::Ownership(a) => ownership(a).await?,
         AuditCmd::Reads(a) => reads(a).await?,
-        AuditCmd::Manager(a) => {
-            anyhow::ensure!(a.from < a.to, "--from must be before --to");
-            let store = open(&a.store.store).await?;
-            let started = std::time::Instant::now();
-            let history = manager_history(&store, a.manager, a.from, a.to, &mut |n| {
-                if !a.store.json {
-                    eprint!("\r  {n} events replayed");
-                    let _ = std::io::stderr().flush();
-                }
-            })
-            .await?;
-            if !a.store.json {
-                eprintln!(
-                    "\r  {} events replayed in {:.1} s",
-                    history.events_read,
-                    started.elapsed().as_secs_f64()
-                );
-            }
+        AuditCmd::Manager(a) => manager(a).await?,
+        AuditCmd::Verify(a) => verify(a).await?,
+        AuditCmd::Checkpoint(a) => checkpoint(a).await?,
+        AuditCmd::Export(a) => export(a).await?,
+    }
+    Ok(())
+}
+
+async fn ownership(a: OwnershipArgs) -> anyhow::Result<()> {
+    let store = open(&a.store.store).await?;
+    let entries = customer_history(&store, a.customer).await?;
+    match a.as_of {
+        Some(t) => {
+            let answer = owner_as_of(&entries, t);
             if a.store.json {
-                println!("{}", serde_json::to_string_pretty(&history)?);
+                println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 out::line(format_args!(
-                    "manager {} from {} to {}",
-                    a.manager,
-                    a.from.to_rfc3339(),
-                    a.to.to_rfc3339()
+                    "customer {} as of {}: {}",
+                    a.customer,
+                    t.to_rfc3339(),
+                    answer.owner.map_or_else(
+                        || "no owner (in the pool, or not yet registered)".to_string(),
+                        |m| format!("owned by {m}")
+                    )
                 ));
-                out::line(format_args!(
-                    "held at the start: {} customers",
-                    history.held_before.len()
-                ));
-                out::line(format_args!("changes: {}", history.entries.len()));
-                print_entries(&history.entries);
-                out::line(format_args!(
-                    "held at the end: {} customers",
-                    history.held_at_end.len()
-                ));
+                if let Some(since) = &answer.since {
+                    out::line(format_args!("since:"));
+                    print_entries(std::slice::from_ref(since));
+                }
             }
         }
-        AuditCmd::Verify(a) => {
-            let store = open(&a.store.store).await?;
-            let started = std::time::Instant::now();
-            let json = a.store.json;
-            let export = match a.store.store.strip_prefix("sqlite://") {
-                Some(path) => crm_audit::read_export(std::path::Path::new(path)).await?,
-                None => None,
-            };
-            let options = match export {
-                Some((manifest, bases)) => {
-                    if !json {
-                        print_manifest(&manifest);
-                    }
-                    crm_audit::export::verify_options(&manifest, bases, a.expect)
-                }
-                None => crm_audit::VerifyOptions {
-                    expect: a.expect,
-                    ..Default::default()
-                },
-            };
-            let report = crm_audit::verify(&store, &options, &mut |n| {
-                if !json {
-                    eprint!("\r  {n} events checked");
-                    let _ = std::io::stderr().flush();
-                }
-            })
-            .await?;
-            let secs = started.elapsed().as_secs_f64();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                eprintln!(
-                    "\r  {} events checked in {secs:.1} s ({:.0} events/s)",
-                    report.events,
-                    report.events as f64 / secs.max(1e-9)
-                );
-                print_verify(&report);
-            }
-            if !report.ok() {
-                std::process::exit(1);
-            }
+        None if a.store.json => println!("{}", serde_json::to_string_pretty(&entries)?),
+        None => {
+            out::line(format_args!(
+                "customer {}: {} ownership changes, replayed from the event store",
+                a.customer,
+                entries.len()
+            ));
+            print_entries(&entries);
         }
-        AuditCmd::Checkpoint(a) => {
-            let store = open(&a.store.store).await?;
-            let json = a.store.json;
-            let sealed = crm_audit::seal_pending(&store, a.events_per_checkpoint, &mut |c| {
-                if !json {
-                    out::line(format_args!(
-                        "checkpoint #{} seals {} events ({} – {}): {}",
-                        c.seq, c.event_count, c.after, c.through, c.hash
-                    ));
-                }
-            })
-            .await?;
-            if json {
-                let summary: Vec<_> = sealed
-                    .iter()
-                    .map(|c| {
-                        serde_json::json!({
-                            "seq": c.seq, "after": c.after.to_string(),
-                            "through": c.through.to_string(),
-                            "event_count": c.event_count, "hash": c.hash,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else if sealed.is_empty() {
-                out::line(format_args!(
-                    "nothing to seal: every visible event is under a checkpoint"
-                ));
-            }
+    }
+    Ok(())
+}
+
+async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.from < a.to, "--from must be before --to");
+    let store = open(&a.store.store).await?;
+    let started = std::time::Instant::now();
+    let history = manager_history(&store, a.manager, a.from, a.to, &mut |n| {
+        if !a.store.json {
+            eprint!("\r  {n} events replayed");
+            let _ = std::io::stderr().flush();
         }
-        AuditCmd::Export(a) => {
-            if let (Some(f), Some(t)) = (a.from, a.to) {
-                anyhow::ensure!(f < t, "--from must be before --to");
-            }
-            let store = open(&a.store.store).await?;
-            let json = a.store.json;
-            let manifest =
-                crm_audit::export(&store, &a.store.store, a.from, a.to, &a.out, &mut |c, n| {
-                    if !json {
-                        eprint!("\r  checkpoint #{} copied, {n} events", c.seq);
-                        let _ = std::io::stderr().flush();
-                    }
-                })
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&manifest)?);
-            } else {
-                eprintln!();
-                out::line(format_args!("wrote {}", a.out.display()));
+    })
+    .await?;
+    if !a.store.json {
+        eprintln!(
+            "\r  {} events replayed in {:.1} s",
+            history.events_read,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if a.store.json {
+        println!("{}", serde_json::to_string_pretty(&history)?);
+    } else {
+        out::line(format_args!(
+            "manager {} from {} to {}",
+            a.manager,
+            a.from.to_rfc3339(),
+            a.to.to_rfc3339()
+        ));
+        out::line(format_args!(
+            "held at the start: {} customers",
+            history.held_before.len()
+        ));
+        out::line(format_args!("changes: {}", history.entries.len()));
+        print_entries(&history.entries);
+        out::line(format_args!(
+            "held at the end: {} customers",
+            history.held_at_end.len()
+        ));
+    }
+    Ok(())
+}
+
+async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
+    let store = open(&a.store.store).await?;
+    let started = std::time::Instant::now();
+    let json = a.store.json;
+    let export = match a.store.store.strip_prefix("sqlite://") {
+        Some(path) => crm_audit::read_export(std::path::Path::new(path)).await?,
+        None => None,
+    };
+    let options = match export {
+        Some((manifest, bases)) => {
+            if !json {
                 print_manifest(&manifest);
-                out::line(format_args!(
-                    "verify it offline: crm audit verify --store sqlite://{}",
-                    a.out.display()
-                ));
             }
+            crm_audit::export::verify_options(&manifest, bases, a.expect)
         }
+        None => crm_audit::VerifyOptions {
+            expect: a.expect,
+            ..Default::default()
+        },
+    };
+    let report = crm_audit::verify(&store, &options, &mut |n| {
+        if !json {
+            eprint!("\r  {n} events checked");
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await?;
+    let secs = started.elapsed().as_secs_f64();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!(
+            "\r  {} events checked in {secs:.1} s ({:.0} events/s)",
+            report.events,
+            report.events as f64 / secs.max(1e-9)
+        );
+        print_verify(&report);
+    }
+    if !report.ok() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<()> {
+    let store = open(&a.store.store).await?;
+    let json = a.store.json;
+    let sealed = crm_audit::seal_pending(&store, a.events_per_checkpoint, &mut |c| {
+        if !json {
+            out::line(format_args!(
+                "checkpoint #{} seals {} events ({} – {}): {}",
+                c.seq, c.event_count, c.after, c.through, c.hash
+            ));
+        }
+    })
+    .await?;
+    if json {
+        let summary: Vec<_> = sealed
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "seq": c.seq, "after": c.after.to_string(),
+                    "through": c.through.to_string(),
+                    "event_count": c.event_count, "hash": c.hash,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if sealed.is_empty() {
+        out::line(format_args!(
+            "nothing to seal: every visible event is under a checkpoint"
+        ));
+    }
+    Ok(())
+}
+
+async fn export(a: ExportArgs) -> anyhow::Result<()> {
+    if let (Some(f), Some(t)) = (a.from, a.to) {
+        anyhow::ensure!(f < t, "--from must be before --to");
+    }
+    let store = open(&a.store.store).await?;
+    let json = a.store.json;
+    let manifest = crm_audit::export(&store, &a.store.store, a.from, a.to, &a.out, &mut |c, n| {
+        if !json {
+            eprint!("\r  checkpoint #{} copied, {n} events", c.seq);
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&manifest)?);
+    } else {
+        eprintln!();
+        out::line(format_args!("wrote {}", a.out.display()));
+        print_manifest(&manifest);
+        out::line(format_args!(
+            "verify it offline: crm audit verify --store sqlite://{}",
+            a.out.display()
+        ));
     }
     Ok(())
 }

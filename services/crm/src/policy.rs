@@ -55,8 +55,13 @@ fn read_document(file: &str) -> anyhow::Result<PolicyDocument> {
     } else {
         std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
     };
-    let doc: PolicyDocument =
-        serde_json::from_str(&text).with_context(|| format!("{file} is not a policy document"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
+    // The text rules every command's strings meet at the ingress (docs/api.md, "Text").
+    crm_contracts::wire::check_text(&value, "")
+        .map_err(|e| anyhow::anyhow!("{file} is refused: {e}"))?;
+    let doc: PolicyDocument = serde_json::from_value(value)
+        .with_context(|| format!("{file} is not a policy document"))?;
     doc.validate()
         .map_err(|e| anyhow::anyhow!("{file} is refused: {e}"))?;
     Ok(doc)
@@ -120,6 +125,8 @@ pub async fn run(cmd: PolicyCmd) -> anyhow::Result<()> {
         }
         PolicyCmd::Publish(p) => {
             let document = read_document(&p.file)?;
+            crm_domain::text::check(&p.note, crm_domain::text::TextKind::Multiline)
+                .map_err(|e| anyhow::anyhow!("--note {e}"))?;
             let (store, _) = versions(&p.store.store).await?;
             let index_key = crm_command_handler::handler::index_key(p.index_key.as_deref(), true)
                 .map_err(anyhow::Error::msg)?;

@@ -70,7 +70,7 @@ pub async fn run(cmd: ProjectionsCmd) -> anyhow::Result<()> {
                     table.table, table.live_rows, table.rebuilt_rows, table.differing
                 );
                 for e in &table.examples {
-                    println!("    {e}");
+                    crate::out::line(format_args!("    {e}"));
                 }
             }
             println!(

@@ -59,13 +59,7 @@ fn probes(store: &ReadStore, client: &async_nats::Client, health: &Arc<Health>) 
             async move { store.ping().await.map_err(|e| e.to_string()) }
         })
         .check("nats", move || {
-            let state = client.connection_state();
-            async move {
-                match state {
-                    async_nats::connection::State::Connected => Ok(()),
-                    other => Err(other.to_string()),
-                }
-            }
+            std::future::ready(crm_bus::connect::connected(&client))
         })
         .check("caught_up", move || {
             let report = health.report();

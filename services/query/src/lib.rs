@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use crm_auth::Verifier;
 use crm_eventstore::AnyEventStore;
 use crm_http::{Probes, ProbesBuilder};
@@ -81,7 +81,6 @@ pub fn probes(store: &ReadStore, security: &Security) -> Probes {
 
 fn router_with(store: ReadStore, security: Security, probes: &Probes) -> Router {
     crm_telemetry::install_prometheus();
-    let ready = probes.clone();
     let routes = Router::new()
         .route("/v1/customers", get(customers))
         .route("/v1/customers/{id}", get(customer))
@@ -104,25 +103,10 @@ fn router_with(store: ReadStore, security: Security, probes: &Probes) -> Router 
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
         .route(
-            "/healthz",
-            get(move || {
-                let probes = ready.clone();
-                async move {
-                    let (ok, body) = probes.readiness().await;
-                    let status = if ok {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    (status, Json(body))
-                }
-            }),
-        )
-        .route(
             "/metrics",
             get(|| async { crm_telemetry::render_metrics() }),
         )
-        .merge(probes.routes())
+        .merge(probes.routes_with_healthz())
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -24,6 +24,9 @@ pub(crate) async fn customers(
     Q(p): Q,
 ) -> Answer {
     caller.allow(CUSTOMER_READERS)?;
+    // Every parameter is checked before personal data is revealed (and the read
+    // recorded): an answer refused afterwards would leave a record of nothing shown.
+    let csv = p.csv(&headers)?;
     let limit = p.limit()?;
     let mut filter = crm_projections::CustomerFilter {
         region: p.region.clone(),
@@ -52,7 +55,7 @@ pub(crate) async fn customers(
         .customers_where(&filter, p.after.as_deref().unwrap_or(""), limit)
         .await?;
     s.reveal_customers(&caller, "customers", &mut items).await?;
-    paged(items, limit, p.csv(&headers)?, |c| c.customer_id.clone())
+    paged(items, limit, csv, |c| c.customer_id.clone())
 }
 
 /// The customer, if the caller may see it.
@@ -110,15 +113,14 @@ pub(crate) async fn timeline(
     Q(p): Q,
 ) -> Answer {
     let limit = p.limit()?;
+    let csv = p.csv(&headers)?;
     visible_customer(&s, &caller, &id).await?;
     let items = s
         .store
         .timeline(&id, p.before_version.unwrap_or(0), limit)
         .await?;
     let items = s.timeline_items(&caller, items).await?;
-    paged(items, limit, p.csv(&headers)?, |t| {
-        t.row.version.to_string()
-    })
+    paged(items, limit, csv, |t| t.row.version.to_string())
 }
 
 pub(crate) async fn portfolio(
@@ -129,6 +131,7 @@ pub(crate) async fn portfolio(
     Q(p): Q,
 ) -> Answer {
     caller.allow(CUSTOMER_READERS)?;
+    let csv = p.csv(&headers)?;
     let mut items = s.store.portfolio(&id).await?;
     if let Some(Principal {
         role: Role::Manager,
@@ -146,7 +149,7 @@ pub(crate) async fn portfolio(
         }
     }
     s.reveal_customers(&caller, "portfolio", &mut items).await?;
-    rows(items, p.csv(&headers)?)
+    rows(items, csv)
 }
 
 pub(crate) async fn pool(
@@ -158,12 +161,13 @@ pub(crate) async fn pool(
     // Managers see the pool: it is where they claim customers from.
     caller.allow(CUSTOMER_READERS)?;
     let limit = p.limit()?;
+    let csv = p.csv(&headers)?;
     let mut items = s
         .store
         .pool(p.after.as_deref().unwrap_or(""), limit)
         .await?;
     s.reveal_customers(&caller, "pool", &mut items).await?;
-    paged(items, limit, p.csv(&headers)?, |c| c.customer_id.clone())
+    paged(items, limit, csv, |c| c.customer_id.clone())
 }
 
 pub(crate) async fn portfolios(

@@ -379,7 +379,22 @@ async fn hostile_parameters_methods_and_cells() {
         "=HYPERLINK(\"http://evil.example\",\"click\")"
     );
 
+    // A method of the caller's invention mints no label value.
+    let r = reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(b"FOO1").unwrap(),
+            format!("{base}/v1/customers"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
     let (_, _, metrics) = get(&format!("{base}/metrics")).await;
+    assert!(!metrics.contains("FOO1"), "{metrics}");
+    assert!(
+        metrics.contains("method=\"other\",status=\"405\""),
+        "{metrics}"
+    );
     for needle in [
         "crm_http_requests_total{service=\"query\",route=\"/v1/customers/{id}\",method=\"GET\",status=\"200\"}",
         "crm_http_requests_total{service=\"query\",route=\"/v1/customers\",method=\"GET\",status=\"400\"}",

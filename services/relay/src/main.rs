@@ -150,13 +150,7 @@ fn probes(store: &AnyEventStore, client: &async_nats::Client) -> ProbesBuilder {
             async move { store.ping().await.map_err(|e| e.to_string()) }
         })
         .check("nats", move || {
-            let state = client.connection_state();
-            async move {
-                match state {
-                    async_nats::connection::State::Connected => Ok(()),
-                    other => Err(other.to_string()),
-                }
-            }
+            std::future::ready(crm_bus::connect::connected(&client))
         })
 }
 
