@@ -436,15 +436,23 @@ async fn sigterm_mid_burst_after_a_nats_restart_answers_every_request() {
     sigterm_mid_burst(Some(nats)).await;
 }
 
+type Tally = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>;
+
+fn manager_json() -> serde_json::Value {
+    json!({"meta": {"command_id": Uuid::now_v7().to_string(), "actor": "person:ops"},
+           "manager_id": Uuid::now_v7().to_string(), "name": "Li Wei", "role": "manager",
+           "team": "east-1", "region": "east", "branch": "sh-01", "holding_limit": 50})
+}
+
 async fn sigterm_mid_burst(mut private_nats: Option<NatsNode>) {
-    use crm_integration_tests::ingress::{Ingress, Via};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crm_integration_tests::ingress::Ingress;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
     let platform = Platform::new().await;
     let mut env = platform.env();
-    let nats_url = match &private_nats {
-        Some(n) => n.url(),
-        None => crm_bus::testing::nats_url(),
-    };
+    let nats_url = private_nats
+        .as_ref()
+        .map_or_else(crm_bus::testing::nats_url, NatsNode::url);
     env.retain(|(k, _)| *k != "CRM_NATS_URL");
     env.push(("CRM_NATS_URL", nats_url.clone()));
     let mut a = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
@@ -452,116 +460,19 @@ async fn sigterm_mid_burst(mut private_nats: Option<NatsNode>) {
     let mut b = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
     b.wait_ready().await;
     let prefix = platform.stream.spec.subjects.prefix().to_string();
-    if let Some(node) = &mut private_nats {
-        // Both instances take requests, then lose NATS and get it back.
-        let warm = Ingress::new(a_http.clone(), &nats_url, &prefix).await;
-        for _ in 0..200 {
-            let body = json!({"meta": {"command_id": Uuid::now_v7().to_string(), "actor": "person:ops"},
-                "manager_id": Uuid::now_v7().to_string(), "name": "Li Wei", "role": "manager",
-                "team": "east-1", "region": "east", "branch": "sh-01", "holding_limit": 50});
-            assert_eq!(
-                warm.json(Via::Nats, "register_manager", &body, None)
-                    .await
-                    .status,
-                200
-            );
-        }
-        node.restart().await;
-        for s in [&a, &b] {
-            assert!(
-                s.wait_output("subscribed afresh", Duration::from_secs(20))
-                    .await,
-                "{}",
-                s.output()
-            );
-        }
-    }
     let nats = Ingress::new(a_http.clone(), &nats_url, &prefix).await;
-    let body = || {
-        json!({"meta": {"command_id": Uuid::now_v7().to_string(), "actor": "person:ops"},
-               "manager_id": Uuid::now_v7().to_string(), "name": "Li Wei", "role": "manager",
-               "team": "east-1", "region": "east", "branch": "sh-01", "holding_limit": 50})
-    };
+    if let Some(node) = &mut private_nats {
+        restart_under_load(node, &nats, [&a, &b]).await;
+    }
     const BURST: usize = 3_000;
-    let next = std::sync::Arc::new(AtomicUsize::new(0));
-    let answered = std::sync::Arc::new(AtomicUsize::new(0));
-    let outcomes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
-        String,
-        usize,
-    >::new()));
-    let workers: Vec<_> = (0..64)
-        .map(|_| {
-            let (nats, next, answered, outcomes) = (
-                nats.clone(),
-                next.clone(),
-                answered.clone(),
-                outcomes.clone(),
-            );
-            tokio::spawn(async move {
-                while next.fetch_add(1, Ordering::Relaxed) < BURST {
-                    let r = nats
-                        .json(Via::Nats, "register_manager", &body(), None)
-                        .await;
-                    let key = match r.status {
-                        200 => "answered 200".to_string(),
-                        0 if r.detail.contains("timed out") => "timed out".into(),
-                        0 if r.detail.contains("no responders") => "no responders".into(),
-                        0 => format!("no answer: {}", r.detail),
-                        s => format!("answered {s} {}", r.code),
-                    };
-                    answered.fetch_add(1, Ordering::Relaxed);
-                    *outcomes.lock().unwrap().entry(key).or_default() += 1;
-                }
-            })
-        })
-        .collect();
-    // HTTP to the instance that stops, all along.
-    let http_outcomes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
-        String,
-        usize,
-    >::new()));
-    let http_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // The managers of requests whose connection was closed unanswered: none may have
-    // been stored (closed unread, not dropped after being decided).
-    let unanswered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let http_workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (base, outcomes, stop) = (a_http.clone(), http_outcomes.clone(), http_stop.clone());
-            let unanswered = unanswered.clone();
-            tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    let sent = body();
-                    let r = client
-                        .post(format!("{base}/v1/commands/register_manager"))
-                        .json(&sent)
-                        .send()
-                        .await;
-                    if r.as_ref().is_err_and(|e| e.is_request()) {
-                        let id = sent["manager_id"].as_str().unwrap().to_string();
-                        unanswered.lock().unwrap().push(id);
-                    }
-                    let key = match r {
-                        Ok(r) => format!("answered {}", r.status().as_u16()),
-                        Err(e) if e.is_timeout() => "timed out".into(),
-                        Err(e) if e.is_connect() => "connection refused".into(),
-                        // A kept-alive connection the server closed as it stopped: the
-                        // request was never read, and the caller knows at once.
-                        Err(e) if e.is_request() => "connection closed unread".into(),
-                        Err(e) => format!("error: {e}"),
-                    };
-                    let refused = key == "connection refused";
-                    *outcomes.lock().unwrap().entry(key).or_default() += 1;
-                    if refused {
-                        return;
-                    }
-                }
-            })
-        })
-        .collect();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let outcomes = Tally::default();
+    let workers = nats_burst(&nats, BURST, &answered, &outcomes);
+    // HTTP to the instance that stops, all along; the managers of requests whose
+    // connection was closed unanswered are kept: none may have been stored.
+    let (http_outcomes, http_stop) = (Tally::default(), Arc::new(AtomicBool::new(false)));
+    let unanswered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let http_workers = http_to_the_stopping(&a_http, &http_outcomes, &http_stop, &unanswered);
     while answered.load(Ordering::Relaxed) < BURST / 3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -589,13 +500,13 @@ async fn sigterm_mid_burst(mut private_nats: Option<NatsNode>) {
         a.output()
     );
     assert_eq!(outcomes.get("answered 200"), Some(&BURST), "{outcomes:?}");
+    let allowed = [
+        "answered 200",
+        "connection refused",
+        "connection closed unread",
+    ];
     assert!(
-        http_outcomes.keys().all(|k| [
-            "answered 200",
-            "connection refused",
-            "connection closed unread"
-        ]
-        .contains(&k.as_str())),
+        http_outcomes.keys().all(|k| allowed.contains(&k.as_str())),
         "{http_outcomes:?}"
     );
     assert!(
@@ -603,11 +514,120 @@ async fn sigterm_mid_burst(mut private_nats: Option<NatsNode>) {
         "{}",
         a.output()
     );
-    let store = crm_eventstore::postgres::PgEventStore::connect(&platform.db.url, 2)
+    let unanswered = unanswered.lock().unwrap().clone();
+    none_stored(&platform.db.url, &unanswered).await;
+}
+
+/// Both instances take requests, then lose NATS and get it back, and subscribe afresh.
+async fn restart_under_load(
+    node: &mut NatsNode,
+    nats: &crm_integration_tests::ingress::Ingress,
+    services: [&Service; 2],
+) {
+    use crm_integration_tests::ingress::Via;
+    for _ in 0..200 {
+        let answer = nats
+            .json(Via::Nats, "register_manager", &manager_json(), None)
+            .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    node.restart().await;
+    for s in services {
+        let renewed = s
+            .wait_output("subscribed afresh", Duration::from_secs(20))
+            .await;
+        assert!(renewed, "{}", s.output());
+    }
+}
+
+/// 64 callers sending `total` NATS requests between them, each outcome tallied.
+fn nats_burst(
+    nats: &crm_integration_tests::ingress::Ingress,
+    total: usize,
+    answered: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    outcomes: &Tally,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use crm_integration_tests::ingress::Via;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    (0..64)
+        .map(|_| {
+            let (nats, next) = (nats.clone(), next.clone());
+            let (answered, outcomes) = (answered.clone(), outcomes.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    let r = nats
+                        .json(Via::Nats, "register_manager", &manager_json(), None)
+                        .await;
+                    let key = match r.status {
+                        200 => "answered 200".to_string(),
+                        0 if r.detail.contains("timed out") => "timed out".into(),
+                        0 if r.detail.contains("no responders") => "no responders".into(),
+                        0 => format!("no answer: {}", r.detail),
+                        s => format!("answered {s} {}", r.code),
+                    };
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    *outcomes.lock().unwrap().entry(key).or_default() += 1;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Four HTTP callers of `base` until `stop` (or until it refuses connections).
+fn http_to_the_stopping(
+    base: &str,
+    outcomes: &Tally,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    unanswered: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use std::sync::atomic::Ordering;
+    (0..4)
+        .map(|_| {
+            let (base, outcomes, stop) = (base.to_string(), outcomes.clone(), stop.clone());
+            let unanswered = unanswered.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = manager_json();
+                    let r = client
+                        .post(format!("{base}/v1/commands/register_manager"))
+                        .json(&sent)
+                        .send()
+                        .await;
+                    let key = match r {
+                        Ok(r) => format!("answered {}", r.status().as_u16()),
+                        Err(e) if e.is_timeout() => "timed out".into(),
+                        Err(e) if e.is_connect() => "connection refused".into(),
+                        // A kept-alive connection the server closed as it stopped:
+                        // unanswered, and (checked after) never read.
+                        Err(e) if e.is_request() => {
+                            let id = sent["manager_id"].as_str().unwrap().to_string();
+                            unanswered.lock().unwrap().push(id);
+                            "connection closed unread".into()
+                        }
+                        Err(e) => format!("error: {e}"),
+                    };
+                    let refused = key == "connection refused";
+                    *outcomes.lock().unwrap().entry(key).or_default() += 1;
+                    if refused {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// None of these managers was stored.
+async fn none_stored(url: &str, managers: &[String]) {
+    let store = crm_eventstore::postgres::PgEventStore::connect(url, 2)
         .await
         .unwrap();
-    let unanswered = unanswered.lock().unwrap().clone();
-    for id in &unanswered {
+    for id in managers {
         let events = crm_eventstore::EventStore::read_stream(&store, &format!("manager-{id}"), 0)
             .await
             .unwrap();

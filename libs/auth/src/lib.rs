@@ -302,6 +302,12 @@ impl Verifier {
             return Err(AuthError::Signature);
         }
         let claims: Claims = decode_json(p).ok_or(AuthError::Malformed("claims"))?;
+        self.principal(claims, now)
+    }
+
+    /// The principal of a signed token's claims: valid now, for this issuer and audience,
+    /// with a subject that can be an actor and the claims its role needs.
+    fn principal(&self, claims: Claims, now: i64) -> Result<Principal, AuthError> {
         let exp = claims
             .exp
             .ok_or(AuthError::Claims("exp is required".into()))?;
