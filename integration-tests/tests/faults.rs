@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crm_eventstore::testing::TestDatabase;
 use crm_integration_tests::faults::{NatsNode, PgCluster, Rig};
+use crm_integration_tests::ingress::{Ingress, Via};
 use crm_integration_tests::{Platform, Service};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -296,7 +297,6 @@ async fn frozen_relay_leader_is_replaced_and_fenced() {
 /// and of the query service's event store failed one request, long after the restart.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_fails_once_postgres_is_back() {
-    use crm_integration_tests::ingress::{Ingress, Via};
     let pg = PgCluster::start().await;
     let url = pg.create_database().await;
     let platform = Platform::new().await;
@@ -318,21 +318,73 @@ async fn no_request_fails_once_postgres_is_back() {
         "http://{}",
         query.wait_ready().await["http"].as_str().unwrap()
     );
-    let ingress = Ingress::new(format!("http://{addr}"), &rig.nats_url, &rig.prefix).await;
-    let http = reqwest::Client::new();
+    let cbase = format!("http://{addr}");
+    let ingress = Ingress::new(cbase.clone(), &rig.nats_url, &rig.prefix).await;
+    let reads = Reads::new(&qbase);
 
-    // Warm every pool: concurrent commands and reads (timelines read the event store).
+    let customers = warm_every_pool(&ingress, &reads, &url).await;
+    pg.crash();
+    for (base, check) in [(&cbase, "event_store"), (&qbase, "read_models")] {
+        unready_while_away_but_alive(&reads.http, base, check).await;
+    }
+    pg.start_again().await;
+    let back = std::time::Instant::now();
+    let failed = one_at_a_time(&ingress, &reads, &customers).await;
+    println!(
+        "FAULT postgres-back: PostgreSQL crashed and restarted under warm pools; {} commands and {} timeline reads after it was back ({:.1} s of them), {} failed",
+        customers.len(),
+        customers.len(),
+        back.elapsed().as_secs_f64(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{failed:#?}");
+    for base in [&cbase, &qbase] {
+        let (status, body) = get(&reads.http, format!("{base}/readyz")).await;
+        assert_eq!(status, 200, "{base} ready again: {body}");
+    }
+}
+
+/// Timelines from the query service (they read the event store).
+struct Reads {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Reads {
+    fn new(base: &str) -> Self {
+        Reads {
+            http: reqwest::Client::new(),
+            base: base.to_string(),
+        }
+    }
+
+    async fn timeline(&self, c: Uuid) -> u16 {
+        let url = format!("{}/v1/customers/{c}/timeline", self.base);
+        match self.http.get(url).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+}
+
+async fn get(http: &reqwest::Client, url: String) -> (u16, String) {
+    let r = http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Forty customers registered at once and their timelines read at once, so every pool
+/// holds connections when PostgreSQL goes away.
+async fn warm_every_pool(ingress: &Ingress, reads: &Reads, url: &str) -> Vec<Uuid> {
     let customers: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
-    let register = |c: Uuid, i: usize| {
-        json!({"meta": {"command_id": Uuid::now_v7().to_string(), "actor": "person:ops"},
-               "customer_id": c.to_string(), "customer_type": "individual",
-               "display_name": "Wang Fang", "phone": format!("+86137{i:08}"),
-               "region": "east", "first_touch_channel": "branch"})
-    };
     let bodies: Vec<_> = customers
         .iter()
         .enumerate()
-        .map(|(i, c)| register(*c, i))
+        .map(|(i, c)| {
+            json!({"meta": {"command_id": Uuid::now_v7().to_string(), "actor": "person:ops"},
+                   "customer_id": c.to_string(), "customer_type": "individual",
+                   "display_name": "Wang Fang", "phone": format!("+86137{i:08}"),
+                   "region": "east", "first_touch_channel": "branch"})
+        })
         .collect();
     let sent = futures::future::join_all(
         bodies
@@ -341,52 +393,40 @@ async fn no_request_fails_once_postgres_is_back() {
     )
     .await;
     assert!(sent.iter().all(|a| a.status == 200), "{sent:?}");
-    let read_models = crm_projections::ReadStore::connect(&url, 2).await.unwrap();
+    let read_models = crm_projections::ReadStore::connect(url, 2).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while read_models.customers("", 1000).await.unwrap().len() < customers.len() {
         assert!(std::time::Instant::now() < deadline, "not projected");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let timeline = |c: Uuid| {
-        http.get(format!("{qbase}/v1/customers/{c}/timeline"))
-            .send()
-    };
-    let warm = futures::future::join_all(customers.iter().map(|c| timeline(*c))).await;
-    assert!(warm
-        .iter()
-        .all(|r| r.as_ref().is_ok_and(|r| r.status() == 200)));
+    let warm = futures::future::join_all(customers.iter().map(|c| reads.timeline(*c))).await;
+    assert!(warm.iter().all(|s| *s == 200), "{warm:?}");
+    customers
+}
 
-    pg.crash();
-    // While PostgreSQL is away the services are unready, naming it, and alive.
-    let probe = |url: String| {
-        let http = http.clone();
-        async move {
-            let r = http.get(url).send().await.unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
+/// While PostgreSQL is away a service is unready, naming the check, and alive.
+async fn unready_while_away_but_alive(http: &reqwest::Client, base: &str, check: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (status, body) = loop {
+        let (status, body) = get(http, format!("{base}/readyz")).await;
+        if status == 503 || std::time::Instant::now() > deadline {
+            break (status, body);
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let cbase = format!("http://{addr}");
-    for (base, check) in [(&cbase, "event_store"), (&qbase, "read_models")] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        let (status, body) = loop {
-            let (status, body) = probe(format!("{base}/readyz")).await;
-            if status == 503 || std::time::Instant::now() > deadline {
-                break (status, body);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        assert_eq!(status, 503, "{base}: {body}");
-        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_ne!(body["checks"][check], "ok", "{body}");
-        let (status, body) = probe(format!("{base}/livez")).await;
-        assert_eq!(
-            status, 200,
-            "{base} /livez while the database is away: {body}"
-        );
-    }
-    pg.start_again().await;
-    let back = std::time::Instant::now();
-    // Once PostgreSQL answers again: requests one at a time, as a quiet hour sends them.
+    assert_eq!(status, 503, "{base}: {body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_ne!(body["checks"][check], "ok", "{body}");
+    let (status, body) = get(http, format!("{base}/livez")).await;
+    assert_eq!(
+        status, 200,
+        "{base} /livez while the database is away: {body}"
+    );
+}
+
+/// Once PostgreSQL answers again: a command and a read per customer, one at a time, as
+/// a quiet hour sends them. Returns the failures.
+async fn one_at_a_time(ingress: &Ingress, reads: &Reads, customers: &[Uuid]) -> Vec<String> {
     let mut failed = Vec::new();
     for (i, c) in customers.iter().enumerate() {
         let contact = json!({"meta": {"command_id": Uuid::now_v7().to_string(), "actor": "person:ops"},
@@ -398,24 +438,13 @@ async fn no_request_fails_once_postgres_is_back() {
         if a.status != 200 {
             failed.push(format!("command {i}: {} {}", a.status, a.code));
         }
-        let r = timeline(*c).await.unwrap();
-        if r.status() != 200 {
-            failed.push(format!("timeline {i}: {}", r.status()));
+        let status = reads.timeline(*c).await;
+        if status != 200 {
+            failed.push(format!("timeline {i}: {status}"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!(
-        "FAULT postgres-back: PostgreSQL crashed and restarted under warm pools; {} commands and {} timeline reads after it was back ({:.1} s of them), {} failed",
-        customers.len(),
-        customers.len(),
-        back.elapsed().as_secs_f64(),
-        failed.len()
-    );
-    assert!(failed.is_empty(), "{failed:#?}");
-    for base in [&cbase, &qbase] {
-        let (status, body) = probe(format!("{base}/readyz")).await;
-        assert_eq!(status, 200, "{base} ready again: {body}");
-    }
+    failed
 }
 
 /// SIGTERM to one of two command services in the middle of a burst of 3,000 NATS
@@ -445,7 +474,6 @@ fn manager_json() -> serde_json::Value {
 }
 
 async fn sigterm_mid_burst(mut private_nats: Option<NatsNode>) {
-    use crm_integration_tests::ingress::Ingress;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     let platform = Platform::new().await;
@@ -519,12 +547,7 @@ async fn sigterm_mid_burst(mut private_nats: Option<NatsNode>) {
 }
 
 /// Both instances take requests, then lose NATS and get it back, and subscribe afresh.
-async fn restart_under_load(
-    node: &mut NatsNode,
-    nats: &crm_integration_tests::ingress::Ingress,
-    services: [&Service; 2],
-) {
-    use crm_integration_tests::ingress::Via;
+async fn restart_under_load(node: &mut NatsNode, nats: &Ingress, services: [&Service; 2]) {
     for _ in 0..200 {
         let answer = nats
             .json(Via::Nats, "register_manager", &manager_json(), None)
@@ -542,12 +565,11 @@ async fn restart_under_load(
 
 /// 64 callers sending `total` NATS requests between them, each outcome tallied.
 fn nats_burst(
-    nats: &crm_integration_tests::ingress::Ingress,
+    nats: &Ingress,
     total: usize,
     answered: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
     outcomes: &Tally,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    use crm_integration_tests::ingress::Via;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = std::sync::Arc::new(AtomicUsize::new(0));
     (0..64)
