@@ -175,49 +175,19 @@ impl PgEventStore {
         let locks = plan::lock_keys(requests);
         let mut snap = self.beliefs.lock().expect("beliefs").snapshot(&touched);
         for _ in 0..MAX_STALE_ANSWERS {
-            // What the plan assumes, for crm_append to check under the locks.
-            let versions: Vec<i64> = touched
-                .streams
-                .iter()
-                .map(|s| snap.stream_versions.get(s).copied().unwrap_or(0) as i64)
-                .collect();
-            let heads: Vec<&[u8]> = touched
-                .streams
-                .iter()
-                .map(|s| {
-                    snap.stream_heads
-                        .get(s)
-                        .map_or(&ChainHash::GENESIS.0[..], |h| &h.0[..])
-                })
-                .collect();
-            let owners: Vec<Option<&str>> = touched
-                .keys
-                .iter()
-                .map(|k| snap.key_owners.get(k).map(String::as_str))
-                .collect();
-            let values: Vec<i64> = touched
-                .counters
-                .iter()
-                .map(|c| snap.counters.get(c).copied().unwrap_or(0))
-                .collect();
-            let new_commands: Vec<Uuid> = touched
-                .commands
-                .iter()
-                .filter(|c| !snap.commands.contains_key(c))
-                .copied()
-                .collect();
+            let a = Assumed::of(&touched, &snap);
             let plan = plan::plan_batch(requests, snap.clone());
             let w = Writes::of(requests, &plan);
             let query = sqlx::query(self.append_sql)
                 .bind(&locks)
-                .bind(&new_commands)
+                .bind(&a.new_commands)
                 .bind(&touched.streams)
-                .bind(&versions)
-                .bind(&heads)
+                .bind(&a.versions)
+                .bind(&a.heads)
                 .bind(&touched.keys)
-                .bind(&owners)
+                .bind(&a.owners)
                 .bind(&touched.counters)
-                .bind(&values)
+                .bind(&a.values)
                 .bind(&w.stream_ids)
                 .bind(&w.versions)
                 .bind(&w.event_ids)
@@ -238,27 +208,7 @@ impl PgEventStore {
                 .bind(&w.freed_keys)
                 .bind(&w.counter_keys)
                 .bind(&w.counter_values);
-
-            #[cfg(feature = "testing")]
-            let rows = match &self.before_commit {
-                // Fault injection needs a moment between the writes and the commit.
-                Some(hook) => {
-                    let mut tx = self.pool.begin().await?;
-                    let rows = query.fetch_all(&mut *tx).await?;
-                    if hook().await {
-                        tx.rollback().await?;
-                        return Err(sqlx::Error::Protocol(
-                            "rolled back by fault injection".into(),
-                        ));
-                    }
-                    tx.commit().await?;
-                    rows
-                }
-                None => query.fetch_all(&self.pool).await?,
-            };
-            #[cfg(not(feature = "testing"))]
-            let rows = query.fetch_all(&self.pool).await?;
-
+            let rows = self.run_append(query).await?;
             let stale = rows
                 .first()
                 .map(|r| r.try_get::<&str, _>("r_kind"))
@@ -275,17 +225,7 @@ impl PgEventStore {
                     .learn(&touched, &snap, None);
                 continue;
             }
-            let mut positions: HashMap<Uuid, u64> = HashMap::with_capacity(rows.len());
-            for row in &rows {
-                let event_id: &str = row.try_get("r_key")?;
-                let position: i64 = row.try_get("r_n")?;
-                positions.insert(
-                    event_id
-                        .parse()
-                        .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
-                    position as u64,
-                );
-            }
+            let positions = read_positions(&rows)?;
             self.beliefs
                 .lock()
                 .expect("beliefs")
@@ -296,6 +236,91 @@ impl PgEventStore {
             "the batch found its streams changed by other writers {MAX_STALE_ANSWERS} times in a row"
         )))
     }
+}
+
+impl PgEventStore {
+    /// Runs one `crm_append` call; under test, with the fault-injection hook between
+    /// the writes and the commit.
+    async fn run_append(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        #[cfg(feature = "testing")]
+        if let Some(hook) = &self.before_commit {
+            let mut tx = self.pool.begin().await?;
+            let rows = query.fetch_all(&mut *tx).await?;
+            if hook().await {
+                tx.rollback().await?;
+                return Err(sqlx::Error::Protocol(
+                    "rolled back by fault injection".into(),
+                ));
+            }
+            tx.commit().await?;
+            return Ok(rows);
+        }
+        query.fetch_all(&self.pool).await
+    }
+}
+
+/// What a plan assumes is committed, in `crm_append`'s argument order, for it to check
+/// under the batch's locks.
+struct Assumed<'a> {
+    versions: Vec<i64>,
+    heads: Vec<&'a [u8]>,
+    owners: Vec<Option<&'a str>>,
+    values: Vec<i64>,
+    new_commands: Vec<Uuid>,
+}
+
+impl<'a> Assumed<'a> {
+    fn of(touched: &plan::Touched, snap: &'a Snapshot) -> Self {
+        Assumed {
+            versions: touched
+                .streams
+                .iter()
+                .map(|s| snap.stream_versions.get(s).copied().unwrap_or(0) as i64)
+                .collect(),
+            heads: touched
+                .streams
+                .iter()
+                .map(|s| {
+                    snap.stream_heads
+                        .get(s)
+                        .map_or(&ChainHash::GENESIS.0[..], |h| &h.0[..])
+                })
+                .collect(),
+            owners: touched
+                .keys
+                .iter()
+                .map(|k| snap.key_owners.get(k).map(String::as_str))
+                .collect(),
+            values: touched
+                .counters
+                .iter()
+                .map(|c| snap.counters.get(c).copied().unwrap_or(0))
+                .collect(),
+            new_commands: touched
+                .commands
+                .iter()
+                .filter(|c| !snap.commands.contains_key(c))
+                .copied()
+                .collect(),
+        }
+    }
+}
+
+/// The log position `crm_append` gave each event it wrote.
+fn read_positions(rows: &[PgRow]) -> Result<HashMap<Uuid, u64>, sqlx::Error> {
+    let mut positions = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let event_id: &str = row.try_get("r_key")?;
+        let position: i64 = row.try_get("r_n")?;
+        let event_id = event_id
+            .parse()
+            .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?;
+        positions.insert(event_id, position as u64);
+    }
+    Ok(positions)
 }
 
 /// How often a batch is planned again because other writers moved what it touches.
