@@ -21,3 +21,27 @@ pub use ownership::{
 };
 pub use reads::{personal_data_reads, ReadFilter, ReadRecord};
 pub use verify::{verify, Problem, ProblemKind, Start, StreamBase, VerifyOptions, VerifyReport};
+
+use crm_eventstore::{EventStore, LogPosition, RecordedEvent};
+
+/// Reads the whole global log in pages, in log order, handing each event to `each` and
+/// telling `progress` how many events have been read after every page. Returns that
+/// count.
+pub(crate) async fn scan_log<S: EventStore>(
+    store: &S,
+    progress: &mut (dyn FnMut(u64) + Send),
+    mut each: impl FnMut(&RecordedEvent) -> Result<(), AuditError>,
+) -> Result<u64, AuditError> {
+    let mut cursor = LogPosition::START;
+    let mut read = 0u64;
+    loop {
+        let page = store.read_all(cursor, 10_000).await?;
+        let Some(last) = page.last() else {
+            return Ok(read);
+        };
+        cursor = last.log_position;
+        read += page.len() as u64;
+        page.iter().try_for_each(&mut each)?;
+        progress(read);
+    }
+}

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use crm_domain::{CustomerEvent, CustomerId, ManagerId};
-use crm_eventstore::{EventStore, LogPosition, RecordedEvent, StoreError};
+use crm_eventstore::{EventStore, RecordedEvent, StoreError};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -224,46 +224,39 @@ pub async fn manager_history<S: EventStore>(
     let mut past_from = std::collections::HashSet::new();
     let mut past_to = std::collections::HashSet::new();
     let mut entries = Vec::new();
-    let mut cursor = LogPosition::START;
-    let mut read = 0u64;
-    loop {
-        let page = store.read_all(cursor, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        cursor = last.log_position;
-        read += page.len() as u64;
-        for e in &page {
-            if !OWNERSHIP_TYPES.contains(&e.event_type.as_str()) {
+    let read = crate::scan_log(store, progress, |e| {
+        if !OWNERSHIP_TYPES.contains(&e.event_type.as_str()) {
+            return Ok(());
+        }
+        let event = decode(e)?;
+        let customer = event.customer_id();
+        let before = owner.get(&customer).copied().flatten();
+        let Some(entry) = entry(e, &event, before) else {
+            return Ok(());
+        };
+        owner.insert(customer, entry.new_owner);
+        for (limit, snapshot, past) in [
+            (from, &mut before_from, &mut past_from),
+            (to, &mut before_to, &mut past_to),
+        ] {
+            if past.contains(&customer) {
                 continue;
             }
-            let event = decode(e)?;
-            let customer = event.customer_id();
-            let before = owner.get(&customer).copied().flatten();
-            let Some(entry) = entry(e, &event, before) else {
-                continue;
-            };
-            owner.insert(customer, entry.new_owner);
-            for (limit, snapshot, past) in [
-                (from, &mut before_from, &mut past_from),
-                (to, &mut before_to, &mut past_to),
-            ] {
-                if past.contains(&customer) {
-                    continue;
-                }
-                if entry.at < limit {
-                    snapshot.insert(customer, entry.new_owner);
-                } else {
-                    past.insert(customer);
-                }
-            }
-            if entry.at >= from
-                && entry.at < to
-                && (entry.previous_owner == Some(manager) || entry.new_owner == Some(manager))
-            {
-                entries.push(entry);
+            if entry.at < limit {
+                snapshot.insert(customer, entry.new_owner);
+            } else {
+                past.insert(customer);
             }
         }
-        progress(read);
-    }
+        if entry.at >= from
+            && entry.at < to
+            && (entry.previous_owner == Some(manager) || entry.new_owner == Some(manager))
+        {
+            entries.push(entry);
+        }
+        Ok(())
+    })
+    .await?;
     let held = |snapshot: &HashMap<CustomerId, Option<ManagerId>>| {
         let mut v: Vec<CustomerId> = snapshot
             .iter()

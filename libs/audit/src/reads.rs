@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use crm_domain::customer::personal;
-use crm_eventstore::{EventStore, LogPosition, RecordedEvent};
+use crm_eventstore::{EventStore, RecordedEvent};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -94,25 +94,17 @@ pub async fn personal_data_reads<S: EventStore>(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Vec<ReadRecord>, AuditError> {
     let mut out = Vec::new();
-    let mut cursor = LogPosition::START;
-    let mut read = 0u64;
-    loop {
-        let page = store.read_all(cursor, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        cursor = last.log_position;
-        read += page.len() as u64;
-        for e in &page {
-            if e.event_type != personal::PERSONAL_DATA_READ
-                || !e.stream_id.starts_with(personal::ACCESS_LOG_PREFIX)
-            {
-                continue;
-            }
+    crate::scan_log(store, progress, |e| {
+        if e.event_type == personal::PERSONAL_DATA_READ
+            && e.stream_id.starts_with(personal::ACCESS_LOG_PREFIX)
+        {
             let r = record(e)?;
             if filter.accepts(&r) {
                 out.push(r);
             }
         }
-        progress(read);
-    }
+        Ok(())
+    })
+    .await?;
     Ok(out)
 }
