@@ -436,13 +436,7 @@ async fn every_role_against_every_route() {
     assert_eq!(forbidden, refused);
 
     // A request refused for a bad parameter reveals nothing and records nothing.
-    let reads_before = store
-        .read_all(LogPosition::START, 100_000)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|e| e.event_type == "PersonalDataRead")
-        .count();
+    let reads_before = personal_data_reads(&store).await;
     let r = http
         .get(format!("{q}/v1/customers?format=xml"))
         .bearer_auth(&manager_a)
@@ -450,13 +444,7 @@ async fn every_role_against_every_route() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let reads_after = store
-        .read_all(LogPosition::START, 100_000)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|e| e.event_type == "PersonalDataRead")
-        .count();
+    let reads_after = personal_data_reads(&store).await;
     assert_eq!(
         reads_before, reads_after,
         "a refused answer was recorded as a read"
@@ -584,4 +572,14 @@ async fn every_role_against_every_route() {
         !listed.iter().any(|r| r["reader"] == "person:ana"),
         "{listed:?}"
     );
+}
+
+async fn personal_data_reads(store: &PgEventStore) -> usize {
+    store
+        .read_all(LogPosition::START, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "PersonalDataRead")
+        .count()
 }

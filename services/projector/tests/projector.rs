@@ -56,6 +56,21 @@ async fn start(stream: &TestStream, read_url: &str, group: &str) -> Running {
     }
 }
 
+/// A message that is not an event at all, on the customer's partition.
+async fn publish_garbage(stream: &TestStream, c: &impl std::fmt::Display) {
+    let subject = stream
+        .spec
+        .subjects
+        .event(&format!("customer-{c}"), "Garbage");
+    stream
+        .js
+        .publish(subject, "not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
 async fn publish(stream: &TestStream, events: &[RecordedEvent]) {
     let mut acks = Vec::new();
     for e in events {
@@ -238,17 +253,7 @@ async fn poison_goes_to_the_dead_letter_stream_and_the_rest_flows() {
     let running = start(&stream, &db.url, "dlq").await;
     publish(&stream, &log.events[..3]).await;
     // Not an event at all, on the customer's partition.
-    let subject = stream
-        .spec
-        .subjects
-        .event(&format!("customer-{c}"), "Garbage");
-    stream
-        .js
-        .publish(subject, "not json".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_garbage(&stream, &c).await;
     publish(&stream, &log.events[3..]).await;
 
     let store = ReadStore::connect(&db.url, 2).await.unwrap();
@@ -313,17 +318,7 @@ async fn an_idle_caught_up_projector_says_so() {
     // One batch's worth of events (the projector takes 64 at a time), then a message
     // that is not an event, all before the projector starts.
     publish(&stream, &log.events).await;
-    let subject = stream
-        .spec
-        .subjects
-        .event(&format!("customer-{c}"), "Garbage");
-    stream
-        .js
-        .publish(subject, "not json".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_garbage(&stream, &c).await;
     let running = start(&stream, &db.url, "idle").await;
     let store = ReadStore::connect(&db.url, 2).await.unwrap();
     wait_applied(&store, 64).await;
