@@ -22,6 +22,12 @@ fn audit_store(s: &AppState) -> Result<&AnyEventStore, Problem> {
     })
 }
 
+/// The id in the path, or a 400 naming what it should have been.
+fn path_id<T: std::str::FromStr>(id: &str, what: &str) -> Result<T, Problem> {
+    id.parse()
+        .map_err(|_| Problem::bad(format!("{id:?} is not a {what} id")))
+}
+
 fn audit_failed(e: crm_audit::AuditError) -> Problem {
     match e {
         crm_audit::AuditError::UnknownCustomer(c) => Problem::not_found(format!("no customer {c}")),
@@ -39,9 +45,7 @@ pub(crate) async fn audit_ownership(
 ) -> Answer {
     caller.allow(AUDITORS)?;
     let store = audit_store(&s)?;
-    let customer: crm_domain::CustomerId = id
-        .parse()
-        .map_err(|_| Problem::bad(format!("{id:?} is not a customer id")))?;
+    let customer: crm_domain::CustomerId = path_id(&id, "customer")?;
     let entries = crm_audit::customer_history(store, customer)
         .await
         .map_err(audit_failed)?;
@@ -64,9 +68,7 @@ pub(crate) async fn audit_manager(
 ) -> Answer {
     caller.allow(AUDITORS)?;
     let store = audit_store(&s)?;
-    let manager: crm_domain::ManagerId = id
-        .parse()
-        .map_err(|_| Problem::bad(format!("{id:?} is not a manager id")))?;
+    let manager: crm_domain::ManagerId = path_id(&id, "manager")?;
     let instant = |name: &str, v: &Option<String>| -> Result<DateTime<Utc>, Problem> {
         Params::instant(name, v)?
             .and_then(DateTime::<Utc>::from_timestamp_micros)
