@@ -21,10 +21,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crm_eventstore::{EventStore, LogPosition};
-use sqlx::Row;
 
 use crate::schema::Projection;
-use crate::store::{apply_in, Prepared, ReadError, ReadStore, Target};
+use crate::store::{Conn, Prepared, ReadError, ReadStore, Target};
 
 /// Events read from the store per transaction.
 pub const PAGE: usize = 10_000;
@@ -84,10 +83,14 @@ async fn finish(
     read: &ReadStore,
     projection: Projection,
     suffix: &str,
-    tables: Vec<(String, &'static crate::schema::Table, Vec<crate::bulk::Row>)>,
+    tables: Vec<(
+        String,
+        &'static crate::schema::Table,
+        Vec<crate::memory::Row>,
+    )>,
 ) -> Result<(), ReadError> {
     let jobs = tables.into_iter().map(|(name, table, rows)| async move {
-        crate::bulk::write_rows(read, &format!("{name}{suffix}"), table, rows).await?;
+        crate::load::write_rows(read, &format!("{name}{suffix}"), table, rows).await?;
         let keys = projection.table_keys_ddl(&name, suffix);
         match read {
             ReadStore::Postgres(pool) => {
@@ -117,7 +120,7 @@ async fn finish(
 
 async fn drop_tables(read: &ReadStore, p: &Projection, suffix: &str) -> Result<(), ReadError> {
     for t in p.table_names() {
-        let sql = format!("DROP TABLE IF EXISTS {t}{suffix}");
+        let sql = crate::sql::drop_table(&format!("{t}{suffix}"));
         match read {
             ReadStore::Postgres(pool) => sqlx::query(&sql).execute(pool).await?.rows_affected(),
             ReadStore::Sqlite(pool) => sqlx::query(&sql).execute(pool).await?.rows_affected(),
@@ -181,7 +184,11 @@ async fn fill<S: EventStore + Clone>(
             Ok::<_, ReadError>(())
         })
     };
-    type Batch = (String, &'static crate::schema::Table, Vec<crate::bulk::Row>);
+    type Batch = (
+        String,
+        &'static crate::schema::Table,
+        Vec<crate::memory::Row>,
+    );
     let (rows_tx, rows) = tokio::sync::mpsc::channel::<Batch>(4);
     // Writers, each on its own connection.
     let rows = Arc::new(tokio::sync::Mutex::new(rows));
@@ -194,14 +201,14 @@ async fn fill<S: EventStore + Clone>(
                     let Some((name, table, batch)) = next else {
                         break;
                     };
-                    crate::bulk::write_rows(&read, &name, table, batch).await?;
+                    crate::load::write_rows(&read, &name, table, batch).await?;
                 }
                 Ok::<_, ReadError>(())
             })
         })
         .collect();
 
-    let mut fold = crate::bulk::Fold::new(projection, limits);
+    let mut fold = crate::memory::Memory::new(projection, limits);
     let (mut done, mut applied) = (0u64, 0u64);
     let mut cursor = LogPosition::START;
     let folded = async {
@@ -288,81 +295,80 @@ pub async fn rebuild<S: EventStore + Clone>(
     result
 }
 
-macro_rules! switch_in {
-    ($tx:expr, $events:expr, $projection:expr, $suffix:expr, $target:expr, $cursor:expr, $pg:expr) => {{
-        let tx = $tx;
-        let live = $projection.table_names();
-        if $pg {
-            // The views are recreated below: the same lock as a starting instance takes
-            // to create them, taken first (before any table lock, as it does).
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(crm_eventstore::plan::lock_key("crm-read-models:views"))
-                .execute(&mut *tx)
-                .await?;
-            // Positions first: every projector transaction reads them before it writes
-            // the data tables, so waiting here for it cannot deadlock.
-            let positions = $projection.positions_table();
-            sqlx::query(&format!("LOCK TABLE {positions} IN ACCESS EXCLUSIVE MODE"))
-                .execute(&mut *tx)
-                .await?;
-            let rest: Vec<&String> = live.iter().filter(|t| **t != positions).collect();
-            for t in rest {
-                sqlx::query(&format!("LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE"))
-                    .execute(&mut *tx)
-                    .await?;
-            }
+/// The switch-over, in `tx`: the live tables locked, the events written since the fill
+/// (from `cursor` on) applied to the fresh ones, which then take the live names.
+async fn switch_in<S: EventStore>(
+    tx: &mut Conn<'_>,
+    events: &S,
+    projection: &Projection,
+    suffix: &str,
+    target: &Target,
+    cursor: LogPosition,
+) -> Result<u64, ReadError> {
+    let live = projection.table_names();
+    let pg = tx.backend() == crate::sql::Backend::Postgres;
+    if pg {
+        // The views are recreated below: the same lock as a starting instance takes to
+        // create them, taken first (before any table lock, as it does).
+        tx.execute(&crate::sql::advisory_xact_lock(
+            crm_eventstore::plan::lock_key("crm-read-models:views"),
+        ))
+        .await?;
+        // Positions first: every projector transaction reads them before it writes the
+        // data tables, so waiting here for it cannot deadlock.
+        let positions = projection.positions_table();
+        tx.execute(&crate::sql::lock(&positions)).await?;
+        for t in live.iter().filter(|t| **t != positions) {
+            tx.execute(&crate::sql::lock(t)).await?;
         }
-        // What was written since the fill finished.
-        let mut cursor = $cursor;
-        let mut caught_up = 0u64;
-        loop {
-            let page = $events
-                .read_all(cursor, PAGE)
-                .await
-                .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
-            let Some(last) = page.last() else { break };
-            cursor = last.log_position;
-            let n = page.len();
-            let batch: Vec<Prepared> = page
-                .into_iter()
-                .map(|e| {
-                    let seq = e.log_position.position;
-                    Prepared::new(e, seq)
-                })
-                .collect();
-            apply_in!(&mut *tx, &batch, $target, None::<&str>, $pg)?;
-            caught_up += n as u64;
-            if n < PAGE {
-                break;
-            }
+    }
+    // What was written since the fill finished.
+    let mut cursor = cursor;
+    let mut caught_up = 0u64;
+    loop {
+        let page = events
+            .read_all(cursor, PAGE)
+            .await
+            .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
+        let Some(last) = page.last() else { break };
+        cursor = last.log_position;
+        let n = page.len();
+        let batch: Vec<Prepared> = page
+            .into_iter()
+            .map(|e| {
+                let seq = e.log_position.position;
+                Prepared::new(e, seq)
+            })
+            .collect();
+        tx.apply(&batch, target, None).await?;
+        caught_up += n as u64;
+        if n < PAGE {
+            break;
         }
-        let old = suffix("old");
-        if $pg {
-            // Views follow tables through renames: drop them now, recreate on the new ones.
-            for sql in crate::views::drop_statements() {
-                sqlx::query(&sql).execute(&mut *tx).await?;
-            }
+    }
+    let old = self::suffix("old");
+    if pg {
+        // Views follow tables through renames: drop them now, recreate on the new ones.
+        for sql in crate::views::drop_statements() {
+            tx.execute(&sql).await?;
         }
-        for t in &live {
-            sqlx::query(&format!("ALTER TABLE {t} RENAME TO {t}{old}"))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(&format!("ALTER TABLE {t}{} RENAME TO {t}", $suffix))
-                .execute(&mut *tx)
-                .await?;
+    }
+    for t in &live {
+        tx.execute(&crate::sql::rename(t, &format!("{t}{old}")))
+            .await?;
+        tx.execute(&crate::sql::rename(&format!("{t}{suffix}"), t))
+            .await?;
+    }
+    for t in &live {
+        tx.execute(&crate::sql::drop_table(&format!("{t}{old}")))
+            .await?;
+    }
+    if pg {
+        for sql in crate::views::create_statements() {
+            tx.execute(&sql).await?;
         }
-        for t in &live {
-            sqlx::query(&format!("DROP TABLE {t}{old}"))
-                .execute(&mut *tx)
-                .await?;
-        }
-        if $pg {
-            for sql in crate::views::create_statements() {
-                sqlx::query(&sql).execute(&mut *tx).await?;
-            }
-        }
-        Ok::<u64, ReadError>(caught_up)
-    }};
+    }
+    Ok(caught_up)
 }
 
 async fn switch_over<S: EventStore>(
@@ -376,13 +382,15 @@ async fn switch_over<S: EventStore>(
     match read {
         ReadStore::Postgres(pool) => {
             let mut tx = pool.begin().await?;
-            let n = switch_in!(&mut *tx, events, projection, suffix, target, cursor, true)?;
+            let mut conn = Conn::Postgres(&mut tx);
+            let n = switch_in(&mut conn, events, projection, suffix, target, cursor).await?;
             tx.commit().await?;
             Ok(n)
         }
         ReadStore::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
-            let n = switch_in!(&mut *tx, events, projection, suffix, target, cursor, false)?;
+            let mut conn = Conn::Sqlite(&mut tx);
+            let n = switch_in(&mut conn, events, projection, suffix, target, cursor).await?;
             tx.commit().await?;
             Ok(n)
         }
@@ -416,55 +424,45 @@ impl VerifyReport {
     }
 }
 
-macro_rules! snapshot_in {
-    ($tx:expr, $projection:expr, $suffix:expr) => {{
-        let tx = $tx;
-        let mut tables: Vec<(String, Rows)> = Vec::new();
-        for t in $projection.tables {
-            let cols: Vec<String> = t
-                .columns
+/// Every row of `projection`'s tables named with `suffix`, and its positions, in `tx`.
+async fn snapshot_in(
+    tx: &mut Conn<'_>,
+    projection: &Projection,
+    suffix: &str,
+) -> Result<Snapshot, ReadError> {
+    let mut tables: Vec<(String, Rows)> = Vec::new();
+    for t in projection.tables {
+        let sql = crate::sql::select_as_text(t, suffix);
+        let mut rows = Rows::new();
+        for values in tx.fetch_text(&sql, t.columns.len()).await? {
+            let key: Vec<Option<String>> = t
+                .primary_key
                 .iter()
-                .map(|(c, _)| format!("CAST({c} AS TEXT) AS {c}"))
+                .map(|k| {
+                    let i = t
+                        .columns
+                        .iter()
+                        .position(|(c, _)| c == k)
+                        .expect("key column");
+                    values[i].clone()
+                })
                 .collect();
-            let sql = format!(
-                "SELECT {} FROM {}{} ORDER BY {}",
-                cols.join(", "),
-                t.name,
-                $suffix,
-                t.primary_key.join(", ")
-            );
-            let mut rows = Rows::new();
-            for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
-                let values: Vec<Option<String>> = (0..t.columns.len())
-                    .map(|i| row.try_get::<Option<String>, _>(i))
-                    .collect::<Result<_, _>>()?;
-                let key: Vec<Option<String>> = t
-                    .primary_key
-                    .iter()
-                    .map(|k| {
-                        let i = t
-                            .columns
-                            .iter()
-                            .position(|(c, _)| c == k)
-                            .expect("key column");
-                        values[i].clone()
-                    })
-                    .collect();
-                rows.insert(key, values);
-            }
-            tables.push((t.name.to_string(), rows));
+            rows.insert(key, values);
         }
-        let sql = format!(
-            "SELECT stream_id, version FROM {}{}",
-            $projection.positions_table(),
-            $suffix
-        );
-        let mut positions = HashMap::new();
-        for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
-            positions.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
-        }
-        Ok::<_, ReadError>((tables, positions))
-    }};
+        tables.push((t.name.to_string(), rows));
+    }
+    let sql = crate::sql::select_positions(&format!("{}{suffix}", projection.positions_table()));
+    let mut positions = HashMap::new();
+    for row in tx.fetch_text(&sql, 2).await? {
+        let (Some(stream), Some(version)) = (&row[0], &row[1]) else {
+            continue;
+        };
+        let version = version
+            .parse()
+            .map_err(|_| ReadError::Config(format!("position {version:?} of {stream}")))?;
+        positions.insert(stream.clone(), version);
+    }
+    Ok((tables, positions))
 }
 
 type Snapshot = (Vec<(String, Rows)>, HashMap<String, i64>);
@@ -476,13 +474,13 @@ async fn snapshot(read: &ReadStore, p: &Projection, suffix: &str) -> Result<Snap
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(&mut *tx)
                 .await?;
-            let s = snapshot_in!(&mut *tx, p, suffix)?;
+            let s = snapshot_in(&mut Conn::Postgres(&mut tx), p, suffix).await?;
             tx.commit().await?;
             Ok(s)
         }
         ReadStore::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
-            let s = snapshot_in!(&mut *tx, p, suffix)?;
+            let s = snapshot_in(&mut Conn::Sqlite(&mut tx), p, suffix).await?;
             tx.commit().await?;
             Ok(s)
         }

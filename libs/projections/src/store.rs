@@ -12,12 +12,18 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use std::collections::HashMap;
+
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::project::{Arg, Changes, Poison};
-use crate::schema::Projection;
+use crate::change::Value;
+use crate::project::{Changes, Poison};
+use crate::schema::{Projection, PROJECTIONS};
+use crate::sql::{Backend, Statement};
 use crm_eventstore::RecordedEvent;
 
 #[derive(Debug, thiserror::Error)]
@@ -134,71 +140,6 @@ pub fn migrator_up_to(last: i64) -> sqlx::migrate::Migrator {
     }
 }
 
-macro_rules! bind_args {
-    ($query:expr, $args:expr) => {{
-        let mut q = $query;
-        for a in $args {
-            q = match a {
-                $crate::project::Arg::Int(v) => q.bind(*v),
-                $crate::project::Arg::Text(v) => q.bind(v.as_str()),
-                $crate::project::Arg::NullInt => q.bind(None::<i64>),
-                $crate::project::Arg::NullText => q.bind(None::<&str>),
-            };
-        }
-        q
-    }};
-}
-
-/// Append `sql` to `script` as one statement, each `$n` replaced by the n-th argument as
-/// a literal of the type sqlx would have bound (`int8`, `text`), so the statement means
-/// exactly what it means with bound parameters. Text goes in an escape string (`E'…'`,
-/// backslashes and quotes doubled), whatever `standard_conforming_strings` says; quoted
-/// literals of the template itself are copied unchanged. PostgreSQL only.
-pub(crate) fn inline_pg(script: &mut String, sql: &str, args: &[Arg]) -> Result<(), ReadError> {
-    let bytes = sql.as_bytes();
-    let mut i = 0;
-    let mut copied = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\'' => {
-                // A literal of the template: skip to its closing quote ('' stays inside).
-                i += 1;
-                while i < bytes.len() {
-                    if bytes[i] == b'\'' {
-                        if bytes.get(i + 1) == Some(&b'\'') {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'$' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                script.push_str(&sql[copied..i]);
-                let start = i + 1;
-                let mut end = start;
-                while end < bytes.len() && bytes[end].is_ascii_digit() {
-                    end += 1;
-                }
-                let n: usize = sql[start..end].parse().unwrap_or(0);
-                let arg = n
-                    .checked_sub(1)
-                    .and_then(|k| args.get(k))
-                    .ok_or_else(|| ReadError::Config(format!("no argument ${n} for: {sql}")))?;
-                push_literal(script, arg)?;
-                i = end;
-                copied = end;
-            }
-            _ => i += 1,
-        }
-    }
-    script.push_str(&sql[copied..]);
-    script.push_str(";\n");
-    Ok(())
-}
-
 /// How a projector transaction starts on PostgreSQL. Every statement it runs finds rows
 /// by key, but a batch looks up hundreds of keys at once (`IN (…)`, `VALUES` joins), and
 /// for that the planner prefers a sequential scan or a hash join over the whole table:
@@ -212,290 +153,196 @@ const APPLY_BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off; \
     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
     SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0";
 
-/// Where a projector records how far it got, in the batch's transaction.
-pub(crate) const CHECKPOINT_SQL: &str = "INSERT INTO rm_checkpoints \
-    (consumer, stream_sequence, events_applied, last_event_us, updated_at_us) \
-    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer) DO UPDATE SET \
-    stream_sequence = CASE WHEN excluded.stream_sequence > rm_checkpoints.stream_sequence \
-        THEN excluded.stream_sequence ELSE rm_checkpoints.stream_sequence END, \
-    events_applied = rm_checkpoints.events_applied + excluded.events_applied, \
-    last_event_us = CASE WHEN excluded.last_event_us > rm_checkpoints.last_event_us \
-        THEN excluded.last_event_us ELSE rm_checkpoints.last_event_us END, \
-    updated_at_us = excluded.updated_at_us";
-
-/// Append to `script` the statements that record a batch's new positions (`inserts`) and
-/// move the known ones (`updates`: stream, new version, version read before the batch)
-/// in `table`. A position another transaction inserted meanwhile fails the insert (key);
-/// one it moved fails the script with an error naming the table (the count of rows
-/// moved is checked in the statement, so the whole batch needs no round trip of its
-/// own for it). PostgreSQL only.
-pub(crate) fn script_positions(
-    script: &mut String,
-    table: &str,
-    inserts: &[(&str, i64)],
-    updates: &[(&str, i64, i64)],
-) -> Result<(), ReadError> {
-    use std::fmt::Write as _;
-    if !inserts.is_empty() {
-        let _ = write!(script, "INSERT INTO {table} (stream_id, version) VALUES ");
-        for (i, (stream, version)) in inserts.iter().enumerate() {
-            script.push_str(if i == 0 { "(" } else { ", (" });
-            push_literal(script, &Arg::Text((*stream).to_string()))?;
-            let _ = write!(script, ", {version}::int8)");
-        }
-        script.push_str(";\n");
-    }
-    if !updates.is_empty() {
-        let n = updates.len();
-        let _ = write!(
-            script,
-            "WITH moved AS (UPDATE {table} AS p SET version = u.new FROM (VALUES "
-        );
-        for (i, (stream, version, before)) in updates.iter().enumerate() {
-            script.push_str(if i == 0 { "(" } else { ", (" });
-            push_literal(script, &Arg::Text((*stream).to_string()))?;
-            let _ = write!(script, ", {version}::int8, {before}::int8)");
-        }
-        // The message is built from the count so it is not a constant: PostgreSQL folds
-        // constant expressions while planning, and would raise it even when all moved.
-        let _ = writeln!(
-            script,
-            ") AS u(stream_id, new, old) WHERE p.stream_id = u.stream_id AND p.version = u.old \
-             RETURNING 1) SELECT CASE WHEN count(*) = {n} THEN 0 ELSE CAST(\
-             'projected by another transaction at the same time: ' || ({n} - count(*)) || \
-             ' of {n} positions in {table} had moved; retry' AS int) END FROM moved;"
-        );
-    }
-    Ok(())
+/// A connection inside a transaction, on either backend: what the read side runs in a
+/// transaction is written once, over this.
+pub(crate) enum Conn<'c> {
+    Postgres(&'c mut PgConnection),
+    Sqlite(&'c mut SqliteConnection),
 }
 
-/// `arg` as a PostgreSQL literal of the type sqlx binds it as (`int8`, `text`).
-pub(crate) fn push_literal(script: &mut String, arg: &Arg) -> Result<(), ReadError> {
-    use std::fmt::Write as _;
-    match arg {
-        Arg::Int(v) => {
-            let _ = write!(script, "({v}::int8)");
+/// `q` with `args` bound (a NULL as the type its column has).
+fn bind<'q, DB: sqlx::Database>(
+    mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    args: &'q [(Value, bool)],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    i64: sqlx::Encode<'q, DB> + Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + Type<DB>,
+{
+    for (v, int) in args {
+        q = match v {
+            Value::Int(v) => q.bind(*v),
+            Value::Text(v) => q.bind(v.as_str()),
+            Value::Null if *int => q.bind(None::<i64>),
+            Value::Null => q.bind(None::<&str>),
+        };
+    }
+    q
+}
+
+impl Conn<'_> {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Conn::Postgres(_) => Backend::Postgres,
+            Conn::Sqlite(_) => Backend::Sqlite,
         }
-        Arg::Text(v) => {
-            if v.contains('\0') {
-                return Err(ReadError::Config(format!(
-                    "a text value with a NUL character cannot be stored: {v:?}"
-                )));
-            }
-            script.push_str("(E'");
-            for c in v.chars() {
-                match c {
-                    '\'' => script.push_str("''"),
-                    '\\' => script.push_str("\\\\"),
-                    c => script.push(c),
+    }
+
+    /// Run `sql` as it is (on PostgreSQL by the simple protocol: a script of several
+    /// statements in one round trip).
+    pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), ReadError> {
+        match self {
+            Conn::Postgres(c) => sqlx::Executor::execute(&mut **c, sql)
+                .await?
+                .rows_affected(),
+            Conn::Sqlite(c) => sqlx::Executor::execute(&mut **c, sql)
+                .await?
+                .rows_affected(),
+        };
+        Ok(())
+    }
+
+    /// Run a rendered statement, checking the rows it changed when it must change one.
+    pub(crate) async fn run(&mut self, s: &Statement) -> Result<(), ReadError> {
+        if s.args.is_empty() && s.one_row.is_none() {
+            return self.execute(&s.sql).await;
+        }
+        let changed = match self {
+            Conn::Postgres(c) => bind(sqlx::query(&s.sql), &s.args)
+                .execute(&mut **c)
+                .await?
+                .rows_affected(),
+            Conn::Sqlite(c) => bind(sqlx::query(&s.sql), &s.args)
+                .execute(&mut **c)
+                .await?
+                .rows_affected(),
+        };
+        match &s.one_row {
+            Some(stream) if changed != 1 => Err(ReadError::Concurrent(stream.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Rows of (integer, text, integer).
+    async fn fetch_iti(&mut self, s: &Statement) -> Result<Vec<(i64, String, i64)>, ReadError> {
+        Ok(match self {
+            Conn::Postgres(c) => bind(sqlx::query(&s.sql), &s.args)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<_, sqlx::Error>>()?,
+            Conn::Sqlite(c) => bind(sqlx::query(&s.sql), &s.args)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<_, sqlx::Error>>()?,
+        })
+    }
+
+    /// Every row of `sql`, each of its `columns` as text (or NULL).
+    pub(crate) async fn fetch_text(
+        &mut self,
+        sql: &str,
+        columns: usize,
+    ) -> Result<Vec<Vec<Option<String>>>, ReadError> {
+        fn texts<R: Row>(r: &R, n: usize) -> Result<Vec<Option<String>>, sqlx::Error>
+        where
+            usize: ColumnIndex<R>,
+            for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        {
+            (0..n).map(|i| r.try_get(i)).collect()
+        }
+        Ok(match self {
+            Conn::Postgres(c) => sqlx::query(sql)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(|r| texts(r, columns))
+                .collect::<Result<_, _>>()?,
+            Conn::Sqlite(c) => sqlx::query(sql)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(|r| texts(r, columns))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The versions each target applied of every stream of `batch` (absent: none).
+    async fn positions<'b>(
+        &mut self,
+        tables: &[String],
+        batch: &'b [Prepared],
+    ) -> Result<HashMap<(usize, &'b str), i64>, ReadError> {
+        let mut streams: Vec<&str> = batch.iter().map(|p| p.event.stream_id.as_str()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let mut known = HashMap::new();
+        for chunk in streams.chunks(1000) {
+            let query = crate::sql::positions_query(tables, chunk);
+            for (t, stream, version) in self.fetch_iti(&query).await? {
+                // Keyed by the batch's own &str (`chunk` is sorted): no copy.
+                if let Ok(i) = chunk.binary_search(&stream.as_str()) {
+                    known.insert((t as usize, chunk[i]), version);
                 }
             }
-            script.push_str("'::text)");
         }
-        Arg::NullInt => script.push_str("(NULL::int8)"),
-        Arg::NullText => script.push_str("(NULL::text)"),
+        Ok(known)
     }
-    Ok(())
-}
 
-/// The body of [`ReadStore::apply_to`], for either backend's transaction.
-macro_rules! apply_in {
-    ($tx:expr, $batch:expr, $target:expr, $consumer:expr, $pg:expr) => {{
-        let batch: &[$crate::store::Prepared] = $batch;
-        let target: &$crate::store::Target = $target;
-        let targets: Vec<(usize, $crate::schema::Projection, &str)> = match target {
-            $crate::store::Target::Live => $crate::schema::PROJECTIONS.iter().copied().enumerate().map(|(i, p)| (i, p, "")).collect(),
-            $crate::store::Target::Only { projection, suffix } => vec![(
-                $crate::schema::PROJECTIONS.iter().position(|p| p.name == projection.name).expect("known projection"),
-                *projection,
-                suffix.as_str(),
-            )],
-        };
-        let positions: Vec<String> = targets
+    /// Apply `batch` to the tables `target` names, with `consumer`'s checkpoint: the
+    /// positions read, the batch planned ([`crate::plan`]), its statements rendered
+    /// ([`crate::sql`]) and run (on PostgreSQL: one script, one round trip).
+    pub(crate) async fn apply(
+        &mut self,
+        batch: &[Prepared],
+        target: &Target,
+        consumer: Option<&str>,
+    ) -> Result<ApplyReport, ReadError> {
+        let targets = target.resolve();
+        let tables: Vec<String> = targets
             .iter()
             .map(|(_, p, suffix)| format!("{}{suffix}", p.positions_table()))
             .collect();
-        let tx = $tx;
-        // (target index, stream) → version applied, as read before the batch and as now.
-        let mut known: ::std::collections::HashMap<(usize, &str), i64> = ::std::collections::HashMap::new();
-        // Every position the batch needs, in one query.
-        {
-            let mut streams: Vec<&str> = batch.iter().map(|p| p.event.stream_id.as_str()).collect();
-            streams.sort_unstable();
-            streams.dedup();
-            for chunk in streams.chunks(1000) {
-                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-                let marks = marks.join(", ");
-                // One query for every read model (the parameters are shared).
-                let sql = positions
-                    .iter()
-                    .enumerate()
-                    .map(|(t, table)| {
-                        format!("SELECT CAST({t} AS BIGINT), stream_id, version FROM {table} WHERE stream_id IN ({marks})")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" UNION ALL ");
-                let mut q = sqlx::query(&sql);
-                for st in chunk {
-                    q = q.bind(*st);
-                }
-                // Absent: nothing applied yet (version 0).
-                for t in 0..positions.len() {
-                    for st in chunk {
-                        known.insert((t, *st), 0);
-                    }
-                }
-                for row in q.fetch_all(&mut *tx).await? {
-                    use sqlx::Row as _;
-                    let t = row.try_get::<i64, _>(0)? as usize;
-                    let stream: &str = row.try_get(1)?;
-                    // Keyed by the batch's own &str (`streams` is sorted): no copy.
-                    if let Ok(i) = chunk.binary_search(&stream) {
-                        known.insert((t, chunk[i]), row.try_get::<i64, _>(2)?);
-                    }
-                }
-            }
+        let known = self.positions(&tables, batch).await?;
+        let plan = crate::plan::plan(batch, targets.len(), &known);
+        let now = crate::project::micros(chrono::Utc::now());
+        let live = matches!(target, Target::Live);
+        let statements =
+            crate::sql::batch(self.backend(), batch, &plan, &targets, live, consumer, now)?;
+        for s in &statements {
+            self.run(s).await?;
         }
-        let mut versions = known.clone();
-        // PostgreSQL: the batch's read-model statements, with their arguments inlined, go
-        // as one script in one round trip (simple query protocol) instead of one round
-        // trip each; SQLite runs in-process and takes them one by one.
-        let mut script = String::new();
-        let mut fates = Vec::with_capacity(batch.len());
-        let mut applied = 0i64;
-        let mut last_event_us = 0i64;
-        let mut last_sequence = 0i64;
-        for p in batch {
-            let stream = p.event.stream_id.as_str();
-            let version = p.event.stream_version as i64;
-            let (mut early, mut moved) = (false, false);
-            for (t, (pi, projection, suffix)) in targets.iter().enumerate() {
-                // Every stream of the batch was fetched above.
-                let current = versions[&(t, stream)];
-                if version <= current {
-                    continue;
-                }
-                if version > current + 1 {
-                    early = true;
-                    continue;
-                }
-                if let Ok(changes) = &p.changes {
-                    for s in &changes[*pi] {
-                        let sql: ::std::borrow::Cow<'_, str> = if suffix.is_empty() {
-                            ::std::borrow::Cow::Borrowed(s.sql)
-                        } else {
-                            ::std::borrow::Cow::Owned(projection.retarget(s.sql, suffix))
-                        };
-                        if $pg {
-                            $crate::store::inline_pg(&mut script, &sql, &s.args)?;
-                        } else {
-                            $crate::store::bind_args!(sqlx::query(&sql), &s.args).execute(&mut *tx).await?;
-                        }
-                    }
-                }
-                versions.insert((t, stream), version);
-                moved = true;
-            }
-            let fate = match (&p.changes, early, moved) {
-                (_, true, _) => $crate::store::Fate::Early,
-                (Err(poison), false, true) => {
-                    if matches!(target, $crate::store::Target::Live) {
-                        sqlx::query(
-                            "INSERT INTO rm_dead_letters (event_id, stream_id, version, event_type, reason, recorded_us) \
-                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
-                        )
-                        .bind(p.event.event_id.to_string())
-                        .bind(stream)
-                        .bind(version)
-                        .bind(p.event.event_type.as_str())
-                        .bind(poison.to_string())
-                        .bind($crate::project::micros(chrono::Utc::now()))
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    $crate::store::Fate::DeadLetter
-                }
-                (Ok(_), false, true) => $crate::store::Fate::Applied,
-                (_, false, false) => $crate::store::Fate::Duplicate,
-            };
-            if matches!(fate, $crate::store::Fate::Applied | $crate::store::Fate::DeadLetter) {
-                applied += 1;
-                last_event_us = last_event_us.max($crate::project::micros(p.event.metadata.recorded_at));
-            }
-            if fate != $crate::store::Fate::Early {
-                last_sequence = last_sequence.max(p.sequence as i64);
-            }
-            fates.push(fate);
-        }
-        // Each position once, conditional on the version read above: if another
-        // transaction moved it meanwhile (two instances on one partition during a lease
-        // change), this batch fails and is retried, finding its events already applied.
-        // PostgreSQL: one statement per read model for the new positions and one for the
-        // moved ones, in the script.
-        let mut inserts: Vec<Vec<(&str, i64)>> = vec![Vec::new(); positions.len()];
-        let mut updates: Vec<Vec<(&str, i64, i64)>> = vec![Vec::new(); positions.len()];
-        for ((t, stream), version) in &versions {
-            let before = known[&(*t, *stream)];
-            if before == *version {
-                continue;
-            }
-            if $pg {
-                if before == 0 {
-                    inserts[*t].push((*stream, *version));
-                } else {
-                    updates[*t].push((*stream, *version, before));
-                }
-                continue;
-            }
-            let moved = if before == 0 {
-                let sql = format!("INSERT INTO {} (stream_id, version) VALUES ($1, $2)", positions[*t]);
-                sqlx::query(&sql).bind(*stream).bind(*version).execute(&mut *tx).await?.rows_affected()
-            } else {
-                let sql = format!(
-                    "UPDATE {} SET version = $2 WHERE stream_id = $1 AND version = $3",
-                    positions[*t]
-                );
-                sqlx::query(&sql)
-                    .bind(*stream)
-                    .bind(*version)
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-            };
-            if moved != 1 {
-                return Err($crate::store::ReadError::Concurrent((*stream).to_string()));
-            }
-        }
-        for (t, table) in positions.iter().enumerate() {
-            $crate::store::script_positions(&mut script, table, &inserts[t], &updates[t])?;
-        }
-        if let Some(consumer) = $consumer {
-            let args = [
-                $crate::project::Arg::Text(consumer.to_string()),
-                $crate::project::Arg::Int(last_sequence),
-                $crate::project::Arg::Int(applied),
-                $crate::project::Arg::Int(last_event_us),
-                $crate::project::Arg::Int($crate::project::micros(chrono::Utc::now())),
-            ];
-            if $pg {
-                $crate::store::inline_pg(&mut script, $crate::store::CHECKPOINT_SQL, &args)?;
-            } else {
-                $crate::store::bind_args!(sqlx::query($crate::store::CHECKPOINT_SQL), &args)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        if !script.is_empty() {
-            // A query without arguments goes by the simple protocol: the whole script in
-            // one message, one round trip.
-            sqlx::Executor::execute(&mut *tx, script.as_str()).await?;
-        }
-        Ok::<_, $crate::store::ReadError>($crate::store::ApplyReport { fates })
-    }};
+        Ok(ApplyReport { fates: plan.fates })
+    }
 }
-pub(crate) use apply_in;
-pub(crate) use bind_args;
+
+impl Target {
+    /// (index in [`crate::schema::PROJECTIONS`], projection, table suffix) of each read
+    /// model the target names.
+    fn resolve(&self) -> Vec<(usize, Projection, &str)> {
+        match self {
+            Target::Live => PROJECTIONS
+                .iter()
+                .copied()
+                .enumerate()
+                .map(|(i, p)| (i, p, ""))
+                .collect(),
+            Target::Only { projection, suffix } => vec![(
+                PROJECTIONS
+                    .iter()
+                    .position(|p| p.name == projection.name)
+                    .expect("a known projection"),
+                *projection,
+                suffix.as_str(),
+            )],
+        }
+    }
+}
 
 impl ReadStore {
     /// Whether the read-model database answers now (readiness).
@@ -625,13 +472,15 @@ impl ReadStore {
         match self {
             Self::Postgres(pool) => {
                 let mut tx = pool.begin_with(APPLY_BEGIN).await?;
-                let report = apply_in!(&mut *tx, batch, target, consumer, true)?;
+                let report = Conn::Postgres(&mut tx)
+                    .apply(batch, target, consumer)
+                    .await?;
                 tx.commit().await?;
                 Ok(report)
             }
             Self::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                let report = apply_in!(&mut *tx, batch, target, consumer, false)?;
+                let report = Conn::Sqlite(&mut tx).apply(batch, target, consumer).await?;
                 tx.commit().await?;
                 Ok(report)
             }
@@ -670,51 +519,5 @@ impl ReadStore {
                 .map(row)
                 .collect::<Result<_, _>>()?,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inlined(sql: &str, args: &[Arg]) -> Result<String, ReadError> {
-        let mut script = String::new();
-        inline_pg(&mut script, sql, args).map(|()| script)
-    }
-
-    #[test]
-    fn placeholders_become_typed_literals() {
-        let args: Vec<Arg> = (1..=10).map(Arg::Int).collect();
-        assert_eq!(
-            inlined("SELECT $1, $10, x-$2", &args).unwrap(),
-            "SELECT (1::int8), (10::int8), x-(2::int8);\n"
-        );
-        assert_eq!(
-            inlined(
-                "UPDATE t SET a = $1, b = $2, c = $3 WHERE d = $4",
-                &[
-                    Arg::Text("it's a \\ test".into()),
-                    Arg::NullInt,
-                    Arg::NullText,
-                    Arg::Int(-7)
-                ]
-            )
-            .unwrap(),
-            "UPDATE t SET a = (E'it''s a \\\\ test'::text), b = (NULL::int8), c = (NULL::text) WHERE d = (-7::int8);\n"
-        );
-    }
-
-    #[test]
-    fn the_templates_own_literals_and_the_values_are_left_alone() {
-        assert_eq!(
-            inlined("SELECT 'costs $1 ''or $2''', $1", &[Arg::Text("$2".into())]).unwrap(),
-            "SELECT 'costs $1 ''or $2''', (E'$2'::text);\n"
-        );
-    }
-
-    #[test]
-    fn a_missing_argument_or_a_nul_is_an_error_not_a_statement() {
-        assert!(inlined("SELECT $2", &[Arg::Int(1)]).is_err());
-        assert!(inlined("SELECT $1", &[Arg::Text("a\0b".into())]).is_err());
     }
 }

@@ -1,0 +1,269 @@
+//! The in-memory applier: a rebuild folds the log into the rows a read model ends up
+//! with by applying the same changes ([`crate::project`]) the projector's SQL applies,
+//! then bulk-loads them ([`crate::load`]). `crm projections verify` compares this path
+//! with the live, SQL-built tables row by row, so any difference between the two
+//! appliers is found.
+//!
+//! Rows of [`Kind::Log`] tables are handed out page by page; rows of [`Kind::State`]
+//! tables are kept in memory, grouped by their first key column, until the end.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crm_domain::Payload;
+use crm_eventstore::RecordedEvent;
+
+use crate::change::{Change, Cond, Insert, Set, Update, Value};
+use crate::plan::{verdict, Verdict};
+use crate::schema::{Col, Kind, Projection, Table};
+
+pub type Row = Vec<Value>;
+
+/// The rows of one table.
+enum Held {
+    /// Not yet handed out.
+    Log(Vec<Row>),
+    /// By group (first key column).
+    State(HashMap<Value, Vec<Row>>),
+}
+
+/// The in-memory state of one read model's rebuild.
+pub struct Memory {
+    projection: Projection,
+    /// Per stream, the last version applied.
+    positions: HashMap<String, i64>,
+    /// Apply nothing beyond these versions (a verification's snapshot of the live ones).
+    limits: Option<Arc<HashMap<String, i64>>>,
+    /// Per table of the projection, in its order.
+    tables: Vec<Held>,
+    /// Per table, the positions of its key columns.
+    keys: Vec<Vec<usize>>,
+}
+
+impl Memory {
+    pub fn new(projection: Projection, limits: Option<Arc<HashMap<String, i64>>>) -> Self {
+        let tables = projection
+            .tables
+            .iter()
+            .map(|t| match t.kind {
+                Kind::Log => Held::Log(Vec::new()),
+                Kind::State => Held::State(HashMap::new()),
+            })
+            .collect();
+        let keys = projection
+            .tables
+            .iter()
+            .map(|t| {
+                t.primary_key
+                    .iter()
+                    .map(|k| {
+                        t.columns
+                            .iter()
+                            .position(|(c, _)| c == k)
+                            .expect("key column")
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            projection,
+            positions: HashMap::new(),
+            limits,
+            tables,
+            keys,
+        }
+    }
+
+    /// Fold one event (read in log order). Returns whether it was applied.
+    pub fn apply<P: Payload>(&mut self, e: &RecordedEvent<P>) -> bool {
+        let version = e.stream_version as i64;
+        if let Some(limits) = &self.limits {
+            if version > limits.get(&e.stream_id).copied().unwrap_or(0) {
+                return false;
+            }
+        }
+        // The stream's id is copied once, at its first event.
+        match self.positions.get_mut(&e.stream_id) {
+            Some(current) => match verdict(*current, version) {
+                Verdict::Apply => *current = version,
+                Verdict::Duplicate | Verdict::Early => return false,
+            },
+            None => match verdict(0, version) {
+                Verdict::Apply => {
+                    self.positions.insert(e.stream_id.clone(), version);
+                }
+                Verdict::Duplicate | Verdict::Early => return false,
+            },
+        }
+        // An event that cannot be projected moves its stream on and changes nothing.
+        if let Ok(changes) = crate::project::project_one(&self.projection, e) {
+            for c in changes {
+                self.change(c);
+            }
+        }
+        true
+    }
+
+    fn slot(&self, table: &str) -> usize {
+        self.projection
+            .tables
+            .iter()
+            .position(|t| t.name == table)
+            .unwrap_or_else(|| panic!("{table} is not a table of {}", self.projection.name))
+    }
+
+    fn change(&mut self, c: Change) {
+        match c {
+            Change::Insert(i) => self.insert(i, false),
+            Change::Upsert(i) => self.insert(i, true),
+            Change::Update(u) => self.update(u),
+        }
+    }
+
+    fn insert(&mut self, i: Insert, replace: bool) {
+        let Insert {
+            table,
+            mut values,
+            fill,
+        } = i;
+        if let Some(f) = fill {
+            if values[f.col.index] == Value::Null {
+                values[f.col.index] = self.lookup(f.from, &f.key);
+            }
+        }
+        let slot = self.slot(table.name);
+        let keys = &self.keys[slot];
+        match &mut self.tables[slot] {
+            Held::Log(rows) => rows.push(values),
+            Held::State(groups) => {
+                let group = groups.entry(values[0].clone()).or_default();
+                let same = group
+                    .iter_mut()
+                    .find(|r| replace && keys.iter().all(|k| r[*k] == values[*k]));
+                match same {
+                    Some(row) => *row = values,
+                    None => group.push(values),
+                }
+            }
+        }
+    }
+
+    fn update(&mut self, u: Update) {
+        let slot = self.slot(u.table.name);
+        let Held::State(groups) = &mut self.tables[slot] else {
+            panic!("{} only grows: it has no rows to update", u.table.name);
+        };
+        let Some(group) = groups.get_mut(&u.key) else {
+            return;
+        };
+        for row in group.iter_mut().filter(|r| meets(r, &u.when)) {
+            for (c, set) in &u.set {
+                match set {
+                    Set::To(v) => row[c.index] = v.clone(),
+                    Set::Add(n) => {
+                        if let Value::Int(v) = &mut row[c.index] {
+                            *v += n;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `c` of the first row in group `key` of its table (NULL when there is none).
+    fn lookup(&self, c: Col, key: &Value) -> Value {
+        let Held::State(groups) = &self.tables[self.slot(c.table)] else {
+            panic!("{} is read back, so it must be kept", c.table);
+        };
+        groups
+            .get(key)
+            .and_then(|g| g.first())
+            .map_or(Value::Null, |r| r[c.index].clone())
+    }
+
+    /// The rows of [`Kind::Log`] tables gathered so far, to be written.
+    pub fn take_pending(&mut self) -> Vec<(&'static Table, Vec<Row>)> {
+        let p = self.projection;
+        p.tables
+            .iter()
+            .zip(&mut self.tables)
+            .filter_map(|(t, held)| match held {
+                Held::Log(rows) if !rows.is_empty() => {
+                    // The next page's rows: about as many, room made once.
+                    let next = Vec::with_capacity(rows.len());
+                    Some((t, std::mem::replace(rows, next)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every table of the projection (named without suffix; the positions table's
+    /// columns are [`POSITIONS`]) with the rows it still needs.
+    pub fn into_tables(self) -> Vec<(String, &'static Table, Vec<Row>)> {
+        let p = self.projection;
+        let mut out: Vec<(String, &'static Table, Vec<Row>)> = p
+            .tables
+            .iter()
+            .zip(self.tables)
+            .map(|(t, held)| {
+                let rows = match held {
+                    Held::Log(rows) => rows,
+                    Held::State(groups) => groups.into_values().flatten().collect(),
+                };
+                (t.name.to_string(), t, rows)
+            })
+            .collect();
+        out.push((
+            p.positions_table(),
+            &POSITIONS,
+            self.positions
+                .into_iter()
+                .map(|(s, v)| vec![Value::Text(s), Value::Int(v)])
+                .collect(),
+        ));
+        out
+    }
+}
+
+/// Whether `row` meets every condition.
+fn meets(row: &[Value], when: &[Cond]) -> bool {
+    when.iter().all(|c| match c {
+        Cond::IsNull(c) => row[c.index] == Value::Null,
+        Cond::NullOrAtMost(c, v) => match &row[c.index] {
+            Value::Int(x) => x <= v,
+            _ => true,
+        },
+    })
+}
+
+/// The columns of a projection's positions table (its name is per projection).
+pub static POSITIONS: Table = Table {
+    name: "positions",
+    kind: Kind::State,
+    columns: &[("stream_id", "TEXT"), ("version", "BIGINT")],
+    primary_key: &["stream_id"],
+    indexes: &[],
+    since: 1001,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{col, CUSTOMERS};
+
+    /// As SQL's `(c IS NULL OR c <= v)` and `c IS NULL`.
+    #[test]
+    fn conditions_mean_what_they_mean_in_sql() {
+        let last = col(&CUSTOMERS, "last_contact_at_us");
+        let mut row = vec![Value::Null; CUSTOMERS.columns.len()];
+        assert!(meets(
+            &row,
+            &[Cond::NullOrAtMost(last, 5), Cond::IsNull(last)]
+        ));
+        row[last.index] = Value::Int(5);
+        assert!(meets(&row, &[Cond::NullOrAtMost(last, 5)]));
+        assert!(!meets(&row, &[Cond::NullOrAtMost(last, 4)]));
+        assert!(!meets(&row, &[Cond::IsNull(last)]));
+    }
+}

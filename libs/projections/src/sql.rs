@@ -1,0 +1,678 @@
+//! The one place SQL text is made in the read side's write path: the tables' DDL from
+//! their declarations ([`crate::schema`]), and each typed change ([`crate::change`]),
+//! position move, dead letter and checkpoint of a batch, for PostgreSQL or SQLite.
+//!
+//! PostgreSQL takes a batch as one script in one round trip (simple query protocol),
+//! values written as typed literals (`(E'…'::text)`, `(7::int8)`, `(NULL::int8)`), each
+//! meaning exactly what the bound parameter would. SQLite runs in-process and takes the
+//! statements one by one with bound parameters. Table names are the declared ones
+//! followed by a suffix (a rebuild's fresh tables); no value ever becomes SQL text
+//! other than as a literal rendered here.
+
+use std::fmt::Write as _;
+
+use crate::change::{Change, Cond, Insert, Set, Update, Value};
+use crate::plan::{Move, Plan};
+use crate::schema::{DroppedColumn, Projection, Table, DROPPED_COLUMNS};
+use crate::store::{Prepared, ReadError};
+
+/// Which database a statement is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// One statement with its bound values (each with whether it is an integer, for the
+/// type of a NULL); none on PostgreSQL's scripts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub args: Vec<(Value, bool)>,
+    /// It must change exactly one row, else the batch raced another transaction on this
+    /// stream's position (SQLite; PostgreSQL checks in the script).
+    pub one_row: Option<String>,
+}
+
+/// A statement being written: values go in as literals (PostgreSQL) or as `$n`
+/// parameters (SQLite).
+struct Sql {
+    backend: Backend,
+    text: String,
+    args: Vec<(Value, bool)>,
+}
+
+impl Sql {
+    fn value(&mut self, v: &Value, int: bool) -> Result<(), ReadError> {
+        match self.backend {
+            Backend::Postgres => push_literal(&mut self.text, v, int),
+            Backend::Sqlite => {
+                self.args.push((v.clone(), int));
+                let _ = write!(self.text, "${}", self.args.len());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `v` as a PostgreSQL literal of the type sqlx would bind it as (`int8`, `text`). Text
+/// goes in an escape string (`E'…'`, backslashes and quotes doubled), whatever
+/// `standard_conforming_strings` says.
+pub(crate) fn push_literal(script: &mut String, v: &Value, int: bool) -> Result<(), ReadError> {
+    match v {
+        Value::Int(v) => {
+            let _ = write!(script, "({v}::int8)");
+        }
+        Value::Text(v) => {
+            if v.contains('\0') {
+                return Err(ReadError::Config(
+                    "a text value with a NUL character cannot be stored".into(),
+                ));
+            }
+            script.push_str("(E'");
+            for c in v.chars() {
+                match c {
+                    '\'' => script.push_str("''"),
+                    '\\' => script.push_str("\\\\"),
+                    c => script.push(c),
+                }
+            }
+            script.push_str("'::text)");
+        }
+        Value::Null if int => script.push_str("(NULL::int8)"),
+        Value::Null => script.push_str("(NULL::text)"),
+    }
+    Ok(())
+}
+
+/// The statements of a batch: the changes of `plan`'s steps, each into its target's
+/// tables (`targets`: projection and suffix), the dead letters (`dead_letters`: the
+/// live tables only), the position moves and `consumer`'s checkpoint.
+pub(crate) fn batch(
+    backend: Backend,
+    batch: &[Prepared],
+    plan: &Plan,
+    targets: &[(usize, Projection, &str)],
+    dead_letters: bool,
+    consumer: Option<&str>,
+    now_us: i64,
+) -> Result<Vec<Statement>, ReadError> {
+    let mut out = Script::new(backend);
+    for &(event, t) in &plan.steps {
+        let (index, _, suffix) = targets[t];
+        if let Ok(changes) = &batch[event].changes {
+            for c in &changes[index] {
+                out.add(|s| change(s, c, suffix))?;
+            }
+        }
+    }
+    if dead_letters {
+        for &i in &plan.dead {
+            let p = &batch[i];
+            let reason = match &p.changes {
+                Err(poison) => poison.to_string(),
+                Ok(_) => String::new(),
+            };
+            let values = [
+                Value::from(p.event.event_id.to_string()),
+                Value::from(p.event.stream_id.as_str()),
+                Value::Int(p.event.stream_version as i64),
+                Value::from(p.event.event_type.as_str()),
+                Value::from(reason),
+                Value::Int(now_us),
+            ];
+            out.add(|s| {
+                s.text.push_str(
+                    "INSERT INTO rm_dead_letters (event_id, stream_id, version, event_type, \
+                     reason, recorded_us) VALUES (",
+                );
+                values_list(s, &values, &[false, false, true, false, false, true])?;
+                s.text.push_str(") ON CONFLICT (event_id) DO NOTHING");
+                Ok(())
+            })?;
+        }
+    }
+    for (t, (_, projection, suffix)) in targets.iter().enumerate() {
+        let table = format!("{}{suffix}", projection.positions_table());
+        out.moves(&table, &plan.moves[t])?;
+    }
+    if let Some(consumer) = consumer {
+        let values = [
+            Value::from(consumer),
+            Value::Int(plan.last_sequence),
+            Value::Int(plan.applied),
+            Value::Int(plan.last_event_us),
+            Value::Int(now_us),
+        ];
+        out.add(|s| {
+            s.text.push_str(
+                "INSERT INTO rm_checkpoints (consumer, stream_sequence, events_applied, \
+                 last_event_us, updated_at_us) VALUES (",
+            );
+            values_list(s, &values, &[false, true, true, true, true])?;
+            s.text.push_str(CHECKPOINT_MERGE);
+            Ok(())
+        })?;
+    }
+    Ok(out.finish())
+}
+
+/// How a checkpoint row takes a batch's progress.
+const CHECKPOINT_MERGE: &str = ") ON CONFLICT (consumer) DO UPDATE SET \
+    stream_sequence = CASE WHEN excluded.stream_sequence > rm_checkpoints.stream_sequence \
+        THEN excluded.stream_sequence ELSE rm_checkpoints.stream_sequence END, \
+    events_applied = rm_checkpoints.events_applied + excluded.events_applied, \
+    last_event_us = CASE WHEN excluded.last_event_us > rm_checkpoints.last_event_us \
+        THEN excluded.last_event_us ELSE rm_checkpoints.last_event_us END, \
+    updated_at_us = excluded.updated_at_us";
+
+/// The statements of a batch as they are written: one script on PostgreSQL, one
+/// statement each on SQLite.
+struct Script {
+    backend: Backend,
+    script: String,
+    statements: Vec<Statement>,
+}
+
+impl Script {
+    fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            script: String::new(),
+            statements: Vec::new(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        write: impl FnOnce(&mut Sql) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
+        self.add_checked(None, write)
+    }
+
+    fn add_checked(
+        &mut self,
+        one_row: Option<String>,
+        write: impl FnOnce(&mut Sql) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
+        let mut s = Sql {
+            backend: self.backend,
+            text: std::mem::take(&mut self.script),
+            args: Vec::new(),
+        };
+        write(&mut s)?;
+        match self.backend {
+            Backend::Postgres => {
+                s.text.push_str(";\n");
+                self.script = s.text;
+            }
+            Backend::Sqlite => self.statements.push(Statement {
+                sql: s.text,
+                args: s.args,
+                one_row,
+            }),
+        }
+        Ok(())
+    }
+
+    /// Record `moves` in positions table `table`. On PostgreSQL: one statement for the
+    /// new positions (another transaction inserting one meanwhile fails it on the key)
+    /// and one for the moved ones, which fails the script, naming the table, unless it
+    /// moved them all (the count is checked in the statement, so no round trip of its
+    /// own). On SQLite: one statement per position, each checked.
+    fn moves(&mut self, table: &str, moves: &[Move]) -> Result<(), ReadError> {
+        if self.backend == Backend::Sqlite {
+            for m in moves {
+                let values = [
+                    (Value::from(m.stream), false),
+                    (Value::Int(m.version), true),
+                    (Value::Int(m.before), true),
+                ];
+                let sql = if m.before == 0 {
+                    format!("INSERT INTO {table} (stream_id, version) VALUES ($1, $2)")
+                } else {
+                    format!("UPDATE {table} SET version = $2 WHERE stream_id = $1 AND version = $3")
+                };
+                let n = if m.before == 0 { 2 } else { 3 };
+                self.statements.push(Statement {
+                    sql,
+                    args: values[..n].to_vec(),
+                    one_row: Some(m.stream.to_string()),
+                });
+            }
+            return Ok(());
+        }
+        let (inserts, updates): (Vec<&Move>, Vec<&Move>) =
+            moves.iter().partition(|m| m.before == 0);
+        if !inserts.is_empty() {
+            self.add(|s| {
+                let _ = write!(s.text, "INSERT INTO {table} (stream_id, version) VALUES ");
+                for (i, m) in inserts.iter().enumerate() {
+                    s.text.push_str(if i == 0 { "(" } else { ", (" });
+                    push_literal(&mut s.text, &Value::from(m.stream), false)?;
+                    let _ = write!(s.text, ", {}::int8)", m.version);
+                }
+                Ok(())
+            })?;
+        }
+        if !updates.is_empty() {
+            let n = updates.len();
+            self.add(|s| {
+                let _ = write!(
+                    s.text,
+                    "WITH moved AS (UPDATE {table} AS p SET version = u.new FROM (VALUES "
+                );
+                for (i, m) in updates.iter().enumerate() {
+                    s.text.push_str(if i == 0 { "(" } else { ", (" });
+                    push_literal(&mut s.text, &Value::from(m.stream), false)?;
+                    let _ = write!(s.text, ", {}::int8, {}::int8)", m.version, m.before);
+                }
+                // The message is built from the count so it is not a constant:
+                // PostgreSQL folds constant expressions while planning, and would raise
+                // it even when all moved.
+                let _ = write!(
+                    s.text,
+                    ") AS u(stream_id, new, old) WHERE p.stream_id = u.stream_id \
+                     AND p.version = u.old RETURNING 1) SELECT CASE WHEN count(*) = {n} THEN 0 \
+                     ELSE CAST('projected by another transaction at the same time: ' || \
+                     ({n} - count(*)) || ' of {n} positions in {table} had moved; retry' AS int) \
+                     END FROM moved"
+                );
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Vec<Statement> {
+        match self.backend {
+            Backend::Postgres if self.script.is_empty() => Vec::new(),
+            Backend::Postgres => vec![Statement {
+                sql: self.script,
+                args: Vec::new(),
+                one_row: None,
+            }],
+            Backend::Sqlite => self.statements,
+        }
+    }
+}
+
+/// `v1, v2, …` of `values` (`ints[i]`: whether the i-th is an integer).
+fn values_list(s: &mut Sql, values: &[Value], ints: &[bool]) -> Result<(), ReadError> {
+    for (i, (v, int)) in values.iter().zip(ints).enumerate() {
+        if i > 0 {
+            s.text.push_str(", ");
+        }
+        s.value(v, *int)?;
+    }
+    Ok(())
+}
+
+/// One change, into the tables named with `suffix`.
+fn change(s: &mut Sql, c: &Change, suffix: &str) -> Result<(), ReadError> {
+    match c {
+        Change::Insert(i) => insert(s, i, suffix),
+        Change::Upsert(i) => {
+            insert(s, i, suffix)?;
+            let t = i.table;
+            let _ = write!(
+                s.text,
+                " ON CONFLICT ({}) DO UPDATE SET ",
+                t.primary_key.join(", ")
+            );
+            let mut first = true;
+            for (name, _) in t.columns.iter().filter(|(n, _)| !t.primary_key.contains(n)) {
+                if !first {
+                    s.text.push_str(", ");
+                }
+                first = false;
+                let _ = write!(s.text, "{name} = excluded.{name}");
+            }
+            Ok(())
+        }
+        Change::Update(u) => update(s, u, suffix),
+    }
+}
+
+fn insert(s: &mut Sql, i: &Insert, suffix: &str) -> Result<(), ReadError> {
+    let t = i.table;
+    let names: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
+    let _ = write!(
+        s.text,
+        "INSERT INTO {}{suffix} ({}) VALUES (",
+        t.name,
+        names.join(", ")
+    );
+    for (k, v) in i.values.iter().enumerate() {
+        if k > 0 {
+            s.text.push_str(", ");
+        }
+        let int = t.columns[k].1.starts_with("BIGINT");
+        match &i.fill {
+            Some(f) if f.col.index == k && *v == Value::Null => {
+                let _ = write!(
+                    s.text,
+                    "(SELECT {} FROM {}{suffix} WHERE {} = ",
+                    f.from.name, f.from.table, f.from.group
+                );
+                s.value(&f.key, false)?;
+                s.text.push(')');
+            }
+            _ => s.value(v, int)?,
+        }
+    }
+    s.text.push(')');
+    Ok(())
+}
+
+fn update(s: &mut Sql, u: &Update, suffix: &str) -> Result<(), ReadError> {
+    let _ = write!(s.text, "UPDATE {}{suffix} SET ", u.table.name);
+    for (k, (c, set)) in u.set.iter().enumerate() {
+        if k > 0 {
+            s.text.push_str(", ");
+        }
+        let _ = write!(s.text, "{} = ", c.name);
+        match set {
+            Set::To(v) => s.value(v, c.int)?,
+            Set::Add(n) => {
+                let _ = write!(s.text, "{} + ", c.name);
+                s.value(&Value::Int(*n), true)?;
+            }
+        }
+    }
+    let _ = write!(s.text, " WHERE {} = ", u.table.group_col().name);
+    s.value(&u.key, u.table.group_col().int)?;
+    for cond in &u.when {
+        match cond {
+            Cond::IsNull(c) => {
+                let _ = write!(s.text, " AND {} IS NULL", c.name);
+            }
+            Cond::NullOrAtMost(c, v) => {
+                let _ = write!(s.text, " AND ({0} IS NULL OR {0} <= ", c.name);
+                s.value(&Value::Int(*v), true)?;
+                s.text.push(')');
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The query reading the positions of `streams` in each target's positions table:
+/// rows of (target, stream, version).
+pub(crate) fn positions_query(tables: &[String], streams: &[&str]) -> Statement {
+    let marks: Vec<String> = (1..=streams.len()).map(|i| format!("${i}")).collect();
+    let marks = marks.join(", ");
+    // One query for every read model (the parameters are shared).
+    let sql = tables
+        .iter()
+        .enumerate()
+        .map(|(t, table)| {
+            format!(
+                "SELECT CAST({t} AS BIGINT), stream_id, version FROM {table} \
+                 WHERE stream_id IN ({marks})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    Statement {
+        sql,
+        args: streams.iter().map(|s| (Value::from(*s), false)).collect(),
+        one_row: None,
+    }
+}
+
+/// Every `CREATE TABLE` and key of a projection's tables, and the statements a rebuild
+/// and a verification run on them.
+impl Projection {
+    /// Every statement creating the tables named with `suffix` (`""` for the live
+    /// tables): [`Projection::tables_ddl`] then [`Projection::keys_ddl`].
+    pub fn ddl(&self, suffix: &str) -> Vec<String> {
+        let mut out = self.tables_ddl(suffix);
+        out.extend(self.keys_ddl(suffix));
+        out
+    }
+
+    /// `CREATE TABLE` statements, without keys or indexes (a rebuild bulk-loads first).
+    pub fn tables_ddl(&self, suffix: &str) -> Vec<String> {
+        self.tables_ddl_where(suffix, |_| true, true, None)
+    }
+
+    /// With `as_created: Some(m)`, each table as migration `m` created it: with the
+    /// columns a later migration dropped ([`DROPPED_COLUMNS`]).
+    pub(crate) fn tables_ddl_where(
+        &self,
+        suffix: &str,
+        keep: impl Fn(&Table) -> bool,
+        positions: bool,
+        as_created: Option<i64>,
+    ) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|t| keep(t))
+            .map(|t| {
+                let dropped = DROPPED_COLUMNS
+                    .iter()
+                    .filter(|d| d.table == t.name && as_created.is_some_and(|m| d.migration > m));
+                let cols: Vec<String> = t
+                    .columns
+                    .iter()
+                    .copied()
+                    .chain(dropped.map(|d| (d.column, d.definition)))
+                    .map(|(name, ty)| format!("{name} {ty}"))
+                    .collect();
+                format!("CREATE TABLE {}{suffix} ({})", t.name, cols.join(", "))
+            })
+            .collect();
+        if positions {
+            out.push(format!(
+                "CREATE TABLE {}{suffix} (stream_id TEXT NOT NULL, version BIGINT NOT NULL)",
+                self.positions_table()
+            ));
+        }
+        out
+    }
+
+    /// The keys (unique indexes, which both backends accept as `ON CONFLICT` targets)
+    /// and indexes: built after a bulk load, which is faster than maintaining them.
+    pub fn keys_ddl(&self, suffix: &str) -> Vec<String> {
+        self.keys_ddl_where(suffix, |_| true, true)
+    }
+
+    /// The keys and indexes of one table (`name` without suffix; the positions table's
+    /// name for its key).
+    pub fn table_keys_ddl(&self, name: &str, suffix: &str) -> Vec<String> {
+        let positions = name == self.positions_table();
+        self.keys_ddl_where(suffix, |t| t.name == name, positions)
+    }
+
+    pub(crate) fn keys_ddl_where(
+        &self,
+        suffix: &str,
+        keep: impl Fn(&Table) -> bool,
+        positions: bool,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in self.tables.iter().filter(|t| keep(t)) {
+            out.push(format!(
+                "CREATE UNIQUE INDEX {}{suffix}_key ON {}{suffix} ({})",
+                t.name,
+                t.name,
+                t.primary_key.join(", ")
+            ));
+            for (ix, cols) in t.indexes {
+                out.push(format!(
+                    "CREATE INDEX {}{suffix}_{ix} ON {}{suffix} ({cols})",
+                    t.name, t.name
+                ));
+            }
+        }
+        if positions {
+            let positions = self.positions_table();
+            out.push(format!(
+                "CREATE UNIQUE INDEX {positions}{suffix}_key ON {positions}{suffix} (stream_id)"
+            ));
+        }
+        out
+    }
+}
+
+/// `ALTER TABLE … DROP COLUMN` of a column a migration dropped.
+pub(crate) fn drop_column(d: &DroppedColumn) -> String {
+    format!("ALTER TABLE {} DROP COLUMN {}", d.table, d.column)
+}
+
+/// `DROP TABLE IF EXISTS`.
+pub(crate) fn drop_table(name: &str) -> String {
+    format!("DROP TABLE IF EXISTS {name}")
+}
+
+/// Rename a table.
+pub(crate) fn rename(from: &str, to: &str) -> String {
+    format!("ALTER TABLE {from} RENAME TO {to}")
+}
+
+/// Lock a table against every other transaction until this one ends (PostgreSQL).
+pub(crate) fn lock(name: &str) -> String {
+    format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")
+}
+
+/// Every row of `t` (named with `suffix`) with each column as text, in key order.
+pub(crate) fn select_as_text(t: &Table, suffix: &str) -> String {
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|(c, _)| format!("CAST({c} AS TEXT) AS {c}"))
+        .collect();
+    format!(
+        "SELECT {} FROM {}{suffix} ORDER BY {}",
+        cols.join(", "),
+        t.name,
+        t.primary_key.join(", ")
+    )
+}
+
+/// Every position of a positions table, as text.
+pub(crate) fn select_positions(table: &str) -> String {
+    format!("SELECT stream_id, CAST(version AS TEXT) FROM {table}")
+}
+
+/// Take the transaction-scoped advisory lock `key` (PostgreSQL).
+pub(crate) fn advisory_xact_lock(key: i64) -> String {
+    format!("SELECT pg_advisory_xact_lock({key})")
+}
+
+/// `COPY` of rows of `columns` into `name` (PostgreSQL bulk load).
+pub(crate) fn copy_in(name: &str, columns: &[(&str, &str)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+    format!("COPY {name} ({}) FROM STDIN", names.join(", "))
+}
+
+/// An `INSERT` of one row of `columns` into `name` with bound values (SQLite bulk load).
+pub(crate) fn insert_row(name: &str, columns: &[(&str, &str)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+    let marks: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO {name} ({}) VALUES ({})",
+        names.join(", "),
+        marks.join(", ")
+    )
+}
+
+/// The SQL creating the live tables declared `since` a migration (1001: with the
+/// positions and service tables).
+pub fn migration_sql(since: i64) -> String {
+    let first = since == 1001;
+    let mut sql: Vec<String> = if first {
+        crate::schema::SERVICE_DDL
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for p in crate::schema::PROJECTIONS {
+        sql.extend(p.tables_ddl_where("", |t| t.since == since, first, Some(since)));
+        sql.extend(p.keys_ddl_where("", |t| t.since == since, first));
+    }
+    for d in DROPPED_COLUMNS.iter().filter(|d| d.migration == since) {
+        sql.push(drop_column(d));
+    }
+    sql.join(";\n") + ";\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{Cond, Insert, Update};
+    use crate::schema::{col, ANALYTICS_OWNERS, CUSTOMERS, STAGE_TRANSITIONS};
+
+    fn render(backend: Backend, c: &Change, suffix: &str) -> Sql {
+        let mut s = Sql {
+            backend,
+            text: String::new(),
+            args: Vec::new(),
+        };
+        change(&mut s, c, suffix).unwrap();
+        s
+    }
+
+    #[test]
+    fn literals_mean_what_bound_parameters_would() {
+        let lit = |v: Value, int: bool| {
+            let mut s = String::new();
+            push_literal(&mut s, &v, int).map(|()| s)
+        };
+        assert_eq!(lit(Value::Int(-7), true).unwrap(), "(-7::int8)");
+        assert_eq!(
+            lit(Value::Text("it's a \\ test $1".into()), false).unwrap(),
+            "(E'it''s a \\\\ test $1'::text)"
+        );
+        assert_eq!(lit(Value::Null, true).unwrap(), "(NULL::int8)");
+        assert_eq!(lit(Value::Null, false).unwrap(), "(NULL::text)");
+        assert!(lit(Value::Text("a\0b".into()), false).is_err());
+    }
+
+    #[test]
+    fn each_change_renders_for_both_backends_into_the_suffixed_tables() {
+        let owner = col(&STAGE_TRANSITIONS, "owner_id");
+        let from = col(&ANALYTICS_OWNERS, "owner_id");
+        let c = Insert::into(&STAGE_TRANSITIONS)
+            .set(col(&STAGE_TRANSITIONS, "customer_id"), "c1")
+            .set(col(&STAGE_TRANSITIONS, "to_stage"), "lead")
+            .fill(owner, from, "c1")
+            .insert();
+        let pg = render(Backend::Postgres, &c, "_r1");
+        assert!(pg
+            .text
+            .starts_with("INSERT INTO rm_stage_transitions_r1 (customer_id, version, "));
+        assert!(pg.text.ends_with(
+            "(SELECT owner_id FROM rm_analytics_owners_r1 WHERE customer_id = (E'c1'::text)))"
+        ));
+        assert!(pg.args.is_empty());
+        let lite = render(Backend::Sqlite, &c, "");
+        assert!(lite.text.contains("VALUES ($1, $2, $3, $4, $5, $6, (SELECT owner_id FROM rm_analytics_owners WHERE customer_id = $7))"));
+        assert_eq!(lite.args.len(), 7);
+
+        let last = col(&CUSTOMERS, "last_contact_at_us");
+        let u = Change::Update(
+            Update::of(&CUSTOMERS, "c1")
+                .when(Cond::NullOrAtMost(last, 5))
+                .set(last, 5)
+                .set(col(&CUSTOMERS, "owner_id"), Value::Null),
+        );
+        assert_eq!(
+            render(Backend::Postgres, &u, "").text,
+            "UPDATE rm_customers SET last_contact_at_us = (5::int8), owner_id = (NULL::text) \
+             WHERE customer_id = (E'c1'::text) AND (last_contact_at_us IS NULL OR last_contact_at_us <= (5::int8))"
+        );
+        let up = Insert::into(&ANALYTICS_OWNERS)
+            .set(col(&ANALYTICS_OWNERS, "customer_id"), "c1")
+            .upsert();
+        assert_eq!(
+            render(Backend::Sqlite, &up, "").text,
+            "INSERT INTO rm_analytics_owners (customer_id, owner_id) VALUES ($1, $2) \
+             ON CONFLICT (customer_id) DO UPDATE SET owner_id = excluded.owner_id"
+        );
+    }
+}
