@@ -2,9 +2,9 @@
 //! and the calendar they are bucketed by. Plain data: the computations in
 //! [`crate::funnel`] and [`crate::kpi`] are pure functions of these.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use crate::calendar::Granularity;
 use crate::queries::{CustomerRow, ManagerRow, PeriodRow};
 
 /// The stages of the pipeline, in order (`dormant`, `churned` sit beside it).
@@ -122,79 +122,6 @@ pub fn owner_at<'a>(
         .copied()
 }
 
-/// Calendar buckets for "per day / week / month" (UTC; weeks start on Monday).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Granularity {
-    Day,
-    Week,
-    Month,
-}
-
-impl std::str::FromStr for Granularity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "day" => Ok(Self::Day),
-            "week" => Ok(Self::Week),
-            "month" => Ok(Self::Month),
-            other => Err(format!("granularity {other:?} is not day, week or month")),
-        }
-    }
-}
-
-fn at(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us).single().unwrap_or_default()
-}
-
-fn midnight(d: NaiveDate) -> i64 {
-    d.and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_utc()
-        .timestamp_micros()
-}
-
-/// Start of the bucket holding `us`.
-pub fn bucket_start(us: i64, g: Granularity) -> i64 {
-    let d = at(us).date_naive();
-    match g {
-        Granularity::Day => midnight(d),
-        Granularity::Week => {
-            midnight(d - Duration::days(i64::from(d.weekday().num_days_from_monday())))
-        }
-        Granularity::Month => midnight(d.with_day(1).expect("day 1 exists")),
-    }
-}
-
-/// Start of the bucket after the one starting at `start`.
-pub fn bucket_end(start: i64, g: Granularity) -> i64 {
-    let d = at(start).date_naive();
-    match g {
-        Granularity::Day => midnight(d + Duration::days(1)),
-        Granularity::Week => midnight(d + Duration::days(7)),
-        Granularity::Month => {
-            let (y, m) = if d.month() == 12 {
-                (d.year() + 1, 1)
-            } else {
-                (d.year(), d.month() + 1)
-            };
-            midnight(NaiveDate::from_ymd_opt(y, m, 1).expect("first of month"))
-        }
-    }
-}
-
-/// The buckets `[start, end)` covering `[from_us, to_us)`.
-pub fn buckets(from_us: i64, to_us: i64, g: Granularity) -> Vec<(i64, i64)> {
-    let mut out = Vec::new();
-    let mut start = bucket_start(from_us, g);
-    while start < to_us {
-        let end = bucket_end(start, g);
-        out.push((start, end));
-        start = end;
-    }
-    out
-}
-
 /// Nearest-rank quantile of `values` (sorted here); None when empty.
 pub fn quantile(values: &mut [i64], q: f64) -> Option<i64> {
     if values.is_empty() {
@@ -213,42 +140,6 @@ pub fn rate(num: usize, den: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn us(y: i32, m: u32, d: u32, h: u32) -> i64 {
-        Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
-            .unwrap()
-            .timestamp_micros()
-    }
-
-    #[test]
-    fn buckets_follow_the_calendar() {
-        // 2026-11-25 is a Wednesday.
-        assert_eq!(
-            bucket_start(us(2026, 11, 25, 15), Granularity::Day),
-            us(2026, 11, 25, 0)
-        );
-        assert_eq!(
-            bucket_start(us(2026, 11, 25, 15), Granularity::Week),
-            us(2026, 11, 23, 0)
-        );
-        assert_eq!(
-            bucket_start(us(2026, 11, 25, 15), Granularity::Month),
-            us(2026, 11, 1, 0)
-        );
-        assert_eq!(
-            bucket_end(us(2026, 12, 1, 0), Granularity::Month),
-            us(2027, 1, 1, 0)
-        );
-        let b = buckets(us(2026, 11, 30, 5), us(2027, 1, 2, 0), Granularity::Month);
-        assert_eq!(
-            b,
-            vec![
-                (us(2026, 11, 1, 0), us(2026, 12, 1, 0)),
-                (us(2026, 12, 1, 0), us(2027, 1, 1, 0)),
-                (us(2027, 1, 1, 0), us(2027, 2, 1, 0)),
-            ]
-        );
-    }
 
     #[test]
     fn nearest_rank_quantiles() {

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::facts::{bucket_start, quantile, rate, Facts, Granularity, PIPELINE};
+use crate::calendar::{Calendar, Granularity};
+use crate::facts::{quantile, rate, Facts, PIPELINE};
 use crate::queries::CustomerRow;
 
 /// What to slice by. Customer attributes are as they are now; the team is the owner's
@@ -109,7 +110,10 @@ pub fn stage_counts(facts: &Facts, at_us: Option<i64>, slice: Slice) -> Vec<Stag
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TransitionCount {
+    #[serde(skip)]
     pub period_start_us: i64,
+    /// The period's first instant, RFC 3339 in the calendar's zone.
+    pub period_start: String,
     pub slice: String,
     /// `null` for the stage a customer was registered in.
     pub from_stage: Option<String>,
@@ -119,12 +123,12 @@ pub struct TransitionCount {
     pub reactivations: i64,
 }
 
-/// Moves between stages in `[from_us, to_us)`, per period.
+/// Moves between stages in `[from_us, to_us)`, per period of `cal`.
 pub fn transitions(
     facts: &Facts,
     from_us: i64,
     to_us: i64,
-    g: Granularity,
+    (cal, g): (&Calendar, Granularity),
     slice: Slice,
 ) -> Vec<TransitionCount> {
     let slicer = Slicer::new(facts, slice);
@@ -137,7 +141,7 @@ pub fn transitions(
         .filter(|t| t.at_us >= from_us && t.at_us < to_us)
     {
         let key = (
-            bucket_start(t.at_us, g),
+            cal.bucket_start(t.at_us, g),
             slicer.value(&t.customer_id, t.at_us),
             t.from_stage.clone(),
             t.to_stage.clone(),
@@ -151,6 +155,7 @@ pub fn transitions(
         .map(
             |((period_start_us, slice, from_stage, to_stage), (n, r))| TransitionCount {
                 period_start_us,
+                period_start: cal.rfc3339(period_start_us),
                 slice,
                 from_stage,
                 to_stage,
@@ -451,7 +456,13 @@ mod tests {
 
     #[test]
     fn transitions_per_period_and_reactivations() {
-        let t = transitions(&facts(), 0, 24 * H, Granularity::Day, Slice::All);
+        let t = transitions(
+            &facts(),
+            0,
+            24 * H,
+            (&Calendar::UTC, Granularity::Day),
+            Slice::All,
+        );
         let total: i64 = t.iter().map(|r| r.transitions).sum();
         assert_eq!(total, 11);
         let re: i64 = t.iter().map(|r| r.reactivations).sum();
@@ -463,7 +474,13 @@ mod tests {
             .sum();
         assert_eq!(registered, 4);
         // A window that excludes the first hours.
-        let late = transitions(&facts(), 5 * H, 24 * H, Granularity::Day, Slice::All);
+        let late = transitions(
+            &facts(),
+            5 * H,
+            24 * H,
+            (&Calendar::UTC, Granularity::Day),
+            Slice::All,
+        );
         assert_eq!(late.iter().map(|r| r.transitions).sum::<i64>(), 4);
     }
 

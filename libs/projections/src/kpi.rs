@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::facts::{buckets, quantile, rate, Facts, Granularity};
+use crate::calendar::{Calendar, Granularity};
+use crate::facts::{quantile, rate, Facts};
 
 /// Contact coverage looks back this far from the instant it is taken.
 pub const COVERAGE_WINDOW_US: i64 = 30 * 24 * 3_600 * 1_000_000;
@@ -41,8 +42,13 @@ impl std::str::FromStr for Level {
 pub struct KpiRow {
     /// Manager id, team or region.
     pub key: String,
+    #[serde(skip)]
     pub period_start_us: i64,
+    #[serde(skip)]
     pub period_end_us: i64,
+    /// The period `[start, end)`, RFC 3339 in the calendar's zone.
+    pub period_start: String,
+    pub period_end: String,
     // Snapshot at the end of the period (or now).
     pub portfolio: i64,
     pub tier_high: i64,
@@ -119,13 +125,22 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    /// The row of `key` for the bucket `[start, end)`; `current`: it is running now.
-    pub(crate) fn row(mut self, key: String, start: i64, end: i64, current: bool) -> KpiRow {
+    /// The row of `key` for the bucket `[start, end)` of `cal`; `current`: it is
+    /// running now.
+    pub(crate) fn row(
+        mut self,
+        key: String,
+        cal: &Calendar,
+        (start, end): (i64, i64),
+        current: bool,
+    ) -> KpiRow {
         let share = |n: i64, of: i64| rate(n as usize, of as usize);
         KpiRow {
             key,
             period_start_us: start,
             period_end_us: end,
+            period_start: cal.rfc3339(start),
+            period_end: cal.rfc3339(end),
             portfolio: self.portfolio,
             tier_high: self.tiers[0],
             tier_mid: self.tiers[1],
@@ -183,11 +198,11 @@ impl std::ops::DerefMut for Acc {
 }
 
 /// KPIs for every manager (team, region) with any activity or portfolio, for each
-/// period of `[from_us, to_us)`; `now_us` caps snapshots of the running period.
+/// period of `cal` in `[from_us, to_us)`; `now_us` caps snapshots of the running period.
 pub fn kpis(
     facts: &Facts,
     level: Level,
-    g: Granularity,
+    (cal, g): (&Calendar, Granularity),
     from_us: i64,
     to_us: i64,
     now_us: i64,
@@ -249,7 +264,7 @@ pub fn kpis(
         .collect();
 
     let mut out = Vec::new();
-    for (start, end) in buckets(from_us, to_us, g) {
+    for (start, end) in cal.buckets(from_us, to_us, g) {
         let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
         let snapshot = end.min(now_us + 1) - 1;
         let current = now_us >= start && now_us < end;
@@ -389,7 +404,7 @@ pub fn kpis(
                     a.t.value += c.aum_minor.unwrap_or(0);
                 }
             }
-            out.push(a.t.row(key, start, end, current));
+            out.push(a.t.row(key, cal, (start, end), current));
         }
     }
     out
@@ -575,7 +590,7 @@ mod tests {
         let rows = kpis(
             &facts(),
             Level::Manager,
-            Granularity::Day,
+            (&Calendar::UTC, Granularity::Day),
             0,
             2 * DAY,
             DAY + 12 * H,
@@ -635,7 +650,7 @@ mod tests {
         let rows = kpis(
             &facts(),
             Level::Team,
-            Granularity::Month,
+            (&Calendar::UTC, Granularity::Month),
             0,
             2 * DAY,
             DAY + 12 * H,
@@ -683,7 +698,14 @@ mod tests {
             ev("escalation", true, DAY + 4 * H),
             ev("escalation", false, DAY + 5 * H),
         ];
-        let rows = kpis(&f, Level::Manager, Granularity::Day, 0, 2 * DAY, 2 * DAY);
+        let rows = kpis(
+            &f,
+            Level::Manager,
+            (&Calendar::UTC, Granularity::Day),
+            0,
+            2 * DAY,
+            2 * DAY,
+        );
         let m1d0 = row(&rows, "m1", 0);
         assert_eq!((m1d0.pool_warnings, m1d0.returned_by_pool_rules), (1, 0));
         let m1d1 = row(&rows, "m1", DAY);

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod calendar;
 pub mod change;
 pub mod facts;
 pub mod funnel;

@@ -2,6 +2,7 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+use crate::calendar::{instant, maybe_instant};
 use crate::store::{ReadError, ReadStore};
 
 /// A customer as the ownership view shows it.
@@ -19,9 +20,13 @@ pub struct CustomerRow {
     pub owner_id: Option<String>,
     pub owner_team: Option<String>,
     pub owner_region: Option<String>,
+    #[serde(rename = "owned_since", serialize_with = "maybe_instant")]
     pub owned_since_us: Option<i64>,
+    #[serde(rename = "registered_at", serialize_with = "instant")]
     pub registered_at_us: i64,
+    #[serde(rename = "last_contact_at", serialize_with = "maybe_instant")]
     pub last_contact_at_us: Option<i64>,
+    #[serde(rename = "next_follow_up", serialize_with = "maybe_instant")]
     pub next_follow_up_us: Option<i64>,
 }
 
@@ -33,7 +38,9 @@ pub struct PeriodRow {
     pub manager_id: String,
     pub team: String,
     pub region: String,
+    #[serde(rename = "from", serialize_with = "instant")]
     pub from_us: i64,
+    #[serde(rename = "to", serialize_with = "maybe_instant")]
     pub to_us: Option<i64>,
     pub start_event: String,
     pub start_reason: Option<String>,
@@ -50,6 +57,7 @@ pub struct TimelineRow {
     pub version: i64,
     pub event_id: String,
     pub event_type: String,
+    #[serde(rename = "occurred_at", serialize_with = "instant")]
     pub occurred_at_us: i64,
     pub actor: String,
     pub summary: String,

@@ -1,5 +1,6 @@
 //! Where the read models are stored: PostgreSQL in server mode, SQLite in the embedded
-//! mode, with the same tables (`schema.rs`) and the same statements (`project.rs`).
+//! mode, with the same tables (`schema.rs`) and the same changes (`project.rs`), planned
+//! by `plan.rs` and rendered by `sql.rs`.
 //!
 //! [`ReadStore::apply`] applies a batch of events in one transaction together with the
 //! consumer's checkpoint. For each read model, each event is checked against the last
@@ -86,7 +87,9 @@ pub struct CheckpointRow {
     pub consumer: String,
     pub stream_sequence: i64,
     pub events_applied: i64,
+    #[serde(rename = "last_event_at", serialize_with = "crate::calendar::instant")]
     pub last_event_us: i64,
+    #[serde(rename = "updated_at", serialize_with = "crate::calendar::instant")]
     pub updated_at_us: i64,
 }
 

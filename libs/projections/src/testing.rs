@@ -297,6 +297,11 @@ impl Picks for Rng {
 /// never (breached and escalated); referrals made and converted. For comparing the
 /// database's aggregates with the reference computations over the facts.
 pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
+    random_book_from(seed, customers, days, t0())
+}
+
+/// [`random_book`] starting at `start`.
+pub fn random_book_from(seed: u64, customers: usize, days: i64, start: DateTime<Utc>) -> Log {
     const TEAMS: [(&str, &str); 4] = [
         ("east-1", "east"),
         ("east-2", "east"),
@@ -316,7 +321,7 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
         log.push(
             &format!("manager-{m}"),
             "ManagerRegistered",
-            t0() - Duration::days(1),
+            start - Duration::days(1),
             json!({"branch": format!("{region}-01"), "holding_limit": 500, "manager_id": m,
                    "name": "M", "region": region, "role": "manager", "team": team}),
         );
@@ -327,7 +332,7 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
     let span_us = days * 86_400_000_000;
     let mut referrals: Vec<(String, String, String, String)> = Vec::new();
     for step in 0..steps {
-        let at = t0() + Duration::microseconds(span_us * step as i64 / steps as i64);
+        let at = start + Duration::microseconds(span_us * step as i64 / steps as i64);
         if state.len() < customers && (step % 12 == 0 || state.is_empty()) {
             let c = id(0xC, state.len());
             let stage = *rng.pick(&["lead", "lead", "lead", "contacted", "customer"]);

@@ -328,7 +328,7 @@ fn analytic_day() -> Log {
 
 #[tokio::test]
 async fn funnel_and_kpis_are_the_same_on_both_backends() {
-    use crm_projections::facts::Granularity;
+    use crm_projections::calendar::{Calendar, Granularity};
     use crm_projections::funnel::{self, Slice};
     use crm_projections::kpi::{self, Level};
 
@@ -342,6 +342,7 @@ async fn funnel_and_kpis_are_the_same_on_both_backends() {
     let day_start = t0().timestamp_micros() - 9 * 3_600_000_000;
     let day_end = day_start + 24 * 3_600_000_000;
     let now = day_end - 1;
+    let utc = Calendar::UTC;
     for slice in [
         Slice::All,
         Slice::Region,
@@ -361,14 +362,14 @@ async fn funnel_and_kpis_are_the_same_on_both_backends() {
             funnel::time_in_stage(&fl, slice)
         );
         assert_eq!(
-            funnel::transitions(&fp, day_start, day_end, Granularity::Day, slice),
-            funnel::transitions(&fl, day_start, day_end, Granularity::Day, slice)
+            funnel::transitions(&fp, day_start, day_end, (&utc, Granularity::Day), slice),
+            funnel::transitions(&fl, day_start, day_end, (&utc, Granularity::Day), slice)
         );
     }
     let kp = kpi::kpis(
         &fp,
         Level::Manager,
-        Granularity::Day,
+        (&utc, Granularity::Day),
         day_start,
         day_end,
         now,
@@ -378,7 +379,7 @@ async fn funnel_and_kpis_are_the_same_on_both_backends() {
         kpi::kpis(
             &fl,
             Level::Manager,
-            Granularity::Day,
+            (&utc, Granularity::Day),
             day_start,
             day_end,
             now
@@ -563,13 +564,14 @@ async fn a_position_moved_by_another_transaction_fails_the_batch() {
 
 /// The funnel and the KPIs the query service answers (aggregated by the database) equal
 /// the reference computations over every fact, row for row, on both backends, for a
-/// random book and every slice, granularity and a spread of instants and ranges.
+/// random book and every slice, granularity, calendar (UTC; Beijing; London, whose clocks
+/// go back inside the book) and a spread of instants and ranges.
 #[tokio::test]
 async fn database_aggregates_equal_the_reference_computations() {
-    use crm_projections::facts::Granularity;
+    use crm_projections::calendar::{Calendar, Granularity};
     use crm_projections::funnel::{self, Slice};
     use crm_projections::kpi::{self, Level};
-    use crm_projections::testing::random_book;
+    use crm_projections::testing::random_book_from;
 
     let seed = std::env::var("CRM_TEST_SEED")
         .ok()
@@ -577,10 +579,16 @@ async fn database_aggregates_equal_the_reference_computations() {
         .unwrap_or_else(|| t0().timestamp_micros() as u64 ^ std::process::id() as u64);
     println!("seed: CRM_TEST_SEED={seed}");
     let days = 40;
-    let log = random_book(seed, 300, days);
+    // London's clocks go back on 2026-10-25, New York's on 2026-11-01.
+    let start = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 10, 10, 9, 0, 0).unwrap();
+    let log = random_book_from(seed, 300, days, start);
     let (pg, _g) = postgres().await;
     let (lite, _h) = sqlite().await;
-    let us = |d: i64, h: i64| t0().timestamp_micros() + d * 86_400_000_000 + h * 3_600_000_000;
+    let us = |d: i64, h: i64| start.timestamp_micros() + d * 86_400_000_000 + h * 3_600_000_000;
+    let calendars: Vec<Calendar> = ["UTC", "Asia/Shanghai", "Europe/London", "America/New_York"]
+        .iter()
+        .map(|z| z.parse().unwrap())
+        .collect();
     for store in [&pg, &lite] {
         let report = store.apply(&log.prepared(), None).await.unwrap();
         assert_eq!(
@@ -621,12 +629,17 @@ async fn database_aggregates_equal_the_reference_computations() {
                 funnel::time_in_stage(&facts, slice),
                 "time in stage by {at}"
             );
-            for g in [Granularity::Day, Granularity::Week, Granularity::Month] {
-                for (from, to) in [(us(-3, 0), us(days + 3, 0)), (us(2, 5), us(9, 17))] {
+            for (cal, g) in calendars.iter().flat_map(|c| {
+                [Granularity::Day, Granularity::Week, Granularity::Month].map(|g| (c, g))
+            }) {
+                for (from, to) in [(us(-3, 0), us(days + 3, 0)), (us(2, 5), us(19, 17))] {
                     assert_eq!(
-                        store.stage_transitions(from, to, g, slice).await.unwrap(),
-                        funnel::transitions(&facts, from, to, g, slice),
-                        "transitions {from}..{to} per {g:?} by {at}"
+                        store
+                            .stage_transitions(from, to, (cal, g), slice)
+                            .await
+                            .unwrap(),
+                        funnel::transitions(&facts, from, to, (cal, g), slice),
+                        "transitions {from}..{to} per {g:?} in {cal} by {at}"
                     );
                 }
             }
@@ -634,14 +647,16 @@ async fn database_aggregates_equal_the_reference_computations() {
         let mut rows = 0;
         let mut seen = [0i64; 7];
         for level in [Level::Manager, Level::Team, Level::Region] {
-            for g in [Granularity::Day, Granularity::Week, Granularity::Month] {
+            for (cal, g) in calendars.iter().flat_map(|c| {
+                [Granularity::Day, Granularity::Week, Granularity::Month].map(|g| (c, g))
+            }) {
                 for (from, to) in [(us(-2, 5), us(days + 40, 0)), (us(6, 13), us(23, 2))] {
                     // Now: before the range, inside it (mid-day), after it.
                     for now in [us(-5, 0), us(11, 15), us(days + 30, 0)] {
-                        let reference = kpi::kpis(&facts, level, g, from, to, now);
-                        let answer = store.kpis(level, g, from, to, now).await.unwrap();
+                        let reference = kpi::kpis(&facts, level, (cal, g), from, to, now);
+                        let answer = store.kpis(level, (cal, g), from, to, now).await.unwrap();
                         for (a, r) in answer.iter().zip(&reference) {
-                            assert_eq!(a, r, "KPIs per {level:?} and {g:?}, now {now}");
+                            assert_eq!(a, r, "KPIs per {level:?} and {g:?} in {cal}, now {now}");
                         }
                         assert_eq!(
                             answer.len(),

@@ -999,12 +999,14 @@ async fn read_models(
     path: &std::path::Path,
     day_start: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    use crm_projections::facts::Granularity;
+    use crm_projections::calendar::{Calendar, Granularity};
     use crm_projections::funnel::Slice;
     use crm_projections::kpi::Level;
     use crm_projections::{PortfolioBy, Prepared, ReadStore};
 
     let read = ReadStore::connect(&format!("sqlite://{}", path.display()), 1).await?;
+    // The bank's days: Beijing's.
+    let cal: Calendar = "Asia/Shanghai".parse().map_err(anyhow::Error::msg)?;
     let mut cursor = LogPosition::START;
     let mut applied = 0usize;
     loop {
@@ -1122,10 +1124,10 @@ async fn read_models(
     }
 
     println!("\nManager KPIs for the day");
-    let from = day_start.timestamp_micros();
-    let to = (day_start + Duration::days(1)).timestamp_micros();
+    let from = cal.bucket_start(day_start.timestamp_micros(), Granularity::Day);
+    let to = cal.bucket_end(from, Granularity::Day);
     let rows = read
-        .kpis(Level::Manager, Granularity::Day, from, to, to)
+        .kpis(Level::Manager, (&cal, Granularity::Day), from, to, to)
         .await?;
     println!(
         "  {:<20} {:>9} {:>8} {:>8} {:>4} {:>10} {:>12} {:>8} {:>6}",
@@ -1165,7 +1167,7 @@ async fn read_models(
     );
     let end = (day_start + Duration::days(102)).timestamp_micros();
     let rows = read
-        .kpis(Level::Team, Granularity::Month, from, end, end)
+        .kpis(Level::Team, (&cal, Granularity::Month), from, end, end)
         .await?;
     let mut teams: BTreeMap<String, [i64; 7]> = BTreeMap::new();
     for r in &rows {
@@ -1201,7 +1203,7 @@ async fn read_models(
     }
     // Over the same span, from the funnel's transitions and the teams' pool returns.
     let moves = read
-        .stage_transitions(from, end, Granularity::Month, Slice::All)
+        .stage_transitions(from, end, (&cal, Granularity::Month), Slice::All)
         .await?;
     let dormant: i64 = moves
         .iter()

@@ -23,6 +23,7 @@ use crm_auth::Verifier;
 use crm_eventstore::AnyEventStore;
 use crm_http::{Probes, ProbesBuilder};
 use crm_privacy::Vault;
+use crm_projections::calendar::Calendar;
 use crm_projections::ReadStore;
 
 use audit::{audit_manager, audit_ownership};
@@ -54,12 +55,21 @@ pub struct Security {
 pub(crate) struct AppState {
     pub(crate) store: ReadStore,
     pub(crate) security: Security,
+    /// Whose days, weeks and months periods follow unless a request names a zone.
+    pub(crate) calendar: Calendar,
 }
 
 /// The routes, for the binary and for tests.
-pub fn router(store: ReadStore, security: Security) -> Router {
+pub fn router(store: ReadStore, security: Security, calendar: Calendar) -> Router {
     let probes = probes(&store, &security);
-    router_with(store, security, &probes)
+    router_with(
+        AppState {
+            store,
+            security,
+            calendar,
+        },
+        &probes,
+    )
 }
 
 /// What readiness checks: the read models answer, and the event store if this service
@@ -79,7 +89,7 @@ pub fn probes(store: &ReadStore, security: &Security) -> Probes {
     probes.build()
 }
 
-fn router_with(store: ReadStore, security: Security, probes: &Probes) -> Router {
+fn router_with(state: AppState, probes: &Probes) -> Router {
     crm_telemetry::install_prometheus();
     let routes = Router::new()
         .route("/v1/customers", get(customers))
@@ -115,7 +125,7 @@ fn router_with(store: ReadStore, security: Security, probes: &Probes) -> Router 
                 "this route answers GET only; see /openapi.json",
             )
         })
-        .with_state(AppState { store, security });
+        .with_state(state);
     let routes = crm_http::guard::refuse_bad_text(routes, "query.bad_parameter");
     crm_http::requests::instrument(routes, "query")
 }
@@ -125,6 +135,7 @@ fn router_with(store: ReadStore, security: Security, probes: &Probes) -> Router 
 pub async fn serve(
     store: ReadStore,
     security: Security,
+    calendar: Calendar,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
@@ -133,7 +144,14 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let _ = bound.send(listener.local_addr()?);
     let probes = probes(&store, &security);
-    let app = router_with(store, security, &probes);
+    let app = router_with(
+        AppState {
+            store,
+            security,
+            calendar,
+        },
+        &probes,
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -30,6 +30,10 @@ struct Args {
     /// Connections to the event store (timeline payloads, keys, audit replay).
     #[arg(long, env = "CRM_STORE_CONNECTIONS", default_value_t = 4)]
     store_connections: u32,
+    /// The IANA time zone whose days, weeks and months the funnel's and the KPIs'
+    /// periods follow, unless a request names one (`tz`).
+    #[arg(long, env = "CRM_TIME_ZONE", default_value = "Asia/Shanghai")]
+    time_zone: crm_projections::calendar::Calendar,
     /// Seconds a shutdown (SIGTERM) waits for requests in progress.
     #[arg(long, env = "CRM_SHUTDOWN_GRACE", default_value_t = 20)]
     shutdown_grace: u64,
@@ -68,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(crm_query::serve(
         store,
         security,
+        a.time_zone,
         a.http_addr,
         crm_telemetry::shutdown_signal(),
         std::time::Duration::from_secs(a.shutdown_grace),

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
+use crm_projections::calendar::Calendar;
 
 /// A route's answer: the response, or a problem.
 pub(crate) type Answer = Result<Response, Problem>;
@@ -46,6 +47,9 @@ pub struct Params {
     pub(crate) from: Option<String>,
     pub(crate) to: Option<String>,
     pub(crate) granularity: Option<String>,
+    /// The IANA time zone whose days, weeks and months periods follow (default: the
+    /// service's, `CRM_TIME_ZONE`).
+    pub(crate) tz: Option<String>,
     pub(crate) slice: Option<String>,
     pub(crate) level: Option<String>,
     pub(crate) by: Option<String>,
@@ -98,6 +102,11 @@ impl Params {
     ) -> Result<T, Problem> {
         v.as_deref()
             .map_or(Ok(default), |s| s.parse().map_err(Problem::bad))
+    }
+
+    /// The calendar of the request: `tz`, else the service's.
+    pub(crate) fn calendar(&self, default: Calendar) -> Result<Calendar, Problem> {
+        Self::parsed(&self.tz, default)
     }
 
     pub(crate) fn range(&self) -> Result<(i64, i64), Problem> {

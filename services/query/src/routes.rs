@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chrono::Utc;
 use crm_auth::{Principal, Role};
-use crm_projections::facts::Granularity;
+use crm_projections::calendar::Granularity;
 use crm_projections::funnel::Slice;
 use crm_projections::kpi::Level;
 use crm_projections::queries::CustomerRow;
@@ -223,8 +223,14 @@ pub(crate) async fn funnel_transitions(
     let csv = p.csv(&headers)?;
     let slice = Params::parsed(&p.slice, Slice::All)?;
     let g = Params::parsed(&p.granularity, Granularity::Day)?;
+    let cal = p.calendar(s.calendar)?;
     let (from, to) = p.range()?;
-    rows(s.store.stage_transitions(from, to, g, slice).await?, csv)
+    rows(
+        s.store
+            .stage_transitions(from, to, (&cal, g), slice)
+            .await?,
+        csv,
+    )
 }
 
 pub(crate) async fn funnel_conversion(
@@ -261,9 +267,10 @@ pub(crate) async fn kpis(
     let csv = p.csv(&headers)?;
     let level = Params::parsed(&p.level, Level::Manager)?;
     let g = Params::parsed(&p.granularity, Granularity::Day)?;
+    let cal = p.calendar(s.calendar)?;
     let (from, to) = p.range()?;
     let now = Utc::now().timestamp_micros();
-    rows(s.store.kpis(level, g, from, to, now).await?, csv)
+    rows(s.store.kpis(level, (&cal, g), from, to, now).await?, csv)
 }
 
 pub(crate) async fn checkpoints(

@@ -38,6 +38,7 @@ async fn serve() -> (String, TestDatabase) {
     tokio::spawn(crm_query::serve(
         store,
         crm_query::Security::default(),
+        "Asia/Shanghai".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
         std::future::pending(),
         std::time::Duration::from_secs(5),
@@ -139,6 +140,7 @@ async fn timeline_payloads_come_from_the_event_store() {
             events: Some(events.clone()),
             ..Default::default()
         },
+        "Asia/Shanghai".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
         std::future::pending(),
         std::time::Duration::from_secs(5),
@@ -325,6 +327,7 @@ async fn hostile_parameters_methods_and_cells() {
     tokio::spawn(crm_query::serve(
         store,
         crm_query::Security::default(),
+        "Asia/Shanghai".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
         std::future::pending(),
         std::time::Duration::from_secs(5),
@@ -404,4 +407,60 @@ async fn hostile_parameters_methods_and_cells() {
     ] {
         assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
     }
+}
+
+/// Instants are RFC 3339 in every answer; periods are the days of the service's time
+/// zone (Beijing here) unless a request names another (`tz`), DST-observing ones
+/// included; an unknown zone is a 400.
+#[tokio::test]
+async fn instants_are_rfc3339_and_days_are_local() {
+    let (base, _db) = serve().await;
+    let (_, _, body) = get(&format!("{base}/v1/customers/{C1}")).await;
+    let c: Value = serde_json::from_str(&body).unwrap();
+    assert!(c.get("registered_at_us").is_none(), "{c}");
+    let registered = c["registered_at"].as_str().unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(registered).unwrap(),
+        t0(),
+        "{registered}"
+    );
+    let (_, _, body) = get(&format!("{base}/v1/customers/{C1}/ownership")).await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert!(page["items"][0]["from"].is_string(), "{page}");
+    assert!(page["items"][1]["to"].is_null(), "the open period: {page}");
+
+    // The events are from 09:00 to 13:00 UTC on 2026-11-25: that Beijing day began at
+    // 16:00 UTC the day before.
+    let from = urlencode(&(t0() - Duration::hours(20)).to_rfc3339());
+    let to = urlencode(&(t0() + Duration::hours(2)).to_rfc3339());
+    let day = |tz: &str| {
+        let url = format!("{base}/v1/kpis?from={from}&to={to}&granularity=day{tz}");
+        async move {
+            let (status, _, body) = get(&url).await;
+            assert_eq!(status, 200, "{body}");
+            let page: Value = serde_json::from_str(&body).unwrap();
+            let mut starts: Vec<String> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["period_start"].as_str().unwrap().to_string())
+                .collect();
+            starts.dedup();
+            starts
+        }
+    };
+    let beijing = day("").await;
+    assert_eq!(
+        beijing.first().unwrap(),
+        "2026-11-25T00:00:00+08:00",
+        "{beijing:?}"
+    );
+    // The same events, counted in the days of London and of New York.
+    let london = day("&tz=Europe%2FLondon").await;
+    assert_eq!(london, ["2026-11-25T00:00:00+00:00"]);
+    let new_york = day("&tz=America%2FNew_York").await;
+    assert_eq!(new_york, ["2026-11-25T00:00:00-05:00"]);
+    let (status, _, body) = get(&format!("{base}/v1/kpis?tz=Mars%2FOlympus")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("IANA time zone"), "{body}");
 }

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::DAY_US;
-use crate::facts::{bucket_start, rate, Granularity, PIPELINE};
+use crate::calendar::{Calendar, Granularity};
+use crate::facts::{rate, PIPELINE};
 use crate::funnel::{Conversion, Slice, StageCount, TimeInStage, TransitionCount};
 use crate::store::{ReadError, ReadStore};
 
@@ -71,27 +71,28 @@ impl ReadStore {
         Ok(out)
     }
 
-    /// Moves between stages in `[from_us, to_us)`, per period; see
+    /// Moves between stages in `[from_us, to_us)`, per period of `cal`; see
     /// [`crate::funnel::transitions`].
     pub async fn stage_transitions(
         &self,
         from_us: i64,
         to_us: i64,
-        g: Granularity,
+        (cal, g): (&Calendar, Granularity),
         slice: Slice,
     ) -> Result<Vec<TransitionCount>, ReadError> {
-        let day0 = bucket_start(from_us, Granularity::Day);
         let (expr, join) = slice_sql(slice, "t", "t.at_us");
+        // Grouped by local day; the days are folded into periods below.
+        let day = cal.day_sql("t.at_us", from_us, to_us);
         let sql = format!(
-            "SELECT {expr} AS slice, t.from_stage, t.to_stage, (t.at_us - $3) / {DAY_US} AS day, \
+            "SELECT {expr} AS slice, t.from_stage, t.to_stage, {day} AS day, \
              count(*), CAST(sum(t.reactivated) AS BIGINT) FROM rm_stage_transitions t{join} \
              WHERE t.at_us >= $1 AND t.at_us < $2 GROUP BY 1, 2, 3, 4"
         );
         type Key = (i64, String, Option<String>, String);
         let mut counts: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
-        for r in self.aggregate(&sql, 3, &[from_us, to_us, day0]).await? {
+        for r in self.aggregate(&sql, 3, &[from_us, to_us]).await? {
             let key = (
-                bucket_start(day0 + r.n(0) * DAY_US, g),
+                cal.bucket_start(cal.day_start(r.n(0)), g),
                 r.t(0),
                 r.text[1].clone(),
                 r.t(2),
@@ -105,6 +106,7 @@ impl ReadStore {
             .map(
                 |((period_start_us, slice, from_stage, to_stage), (n, re))| TransitionCount {
                     period_start_us,
+                    period_start: cal.rfc3339(period_start_us),
                     slice,
                     from_stage,
                     to_stage,

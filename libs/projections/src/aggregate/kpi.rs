@@ -26,14 +26,39 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::DAY_US;
-use crate::facts::{buckets, Granularity};
+use crate::calendar::{Calendar, Granularity};
 use crate::kpi::{KpiRow, Level, Tally, COVERAGE_WINDOW_US};
 use crate::store::{ReadError, ReadStore};
 
-/// The day of `col` counted from the first bucket's midnight (`$1`), -1 before it.
-fn day(col: &str) -> String {
-    format!("CASE WHEN {col} < $1 THEN -1 ELSE ({col} - $1) / {DAY_US} END")
+/// The local days of a range of whole buckets `[start, end)` (`$1` is `start`),
+/// numbered from 0.
+struct Days<'c> {
+    cal: &'c Calendar,
+    start: i64,
+    end: i64,
+    /// The local day number of `start`.
+    first: i64,
+}
+
+impl Days<'_> {
+    /// The day of instant column `col`, for instants from `start` on.
+    fn of(&self, col: &str) -> String {
+        format!(
+            "({} - {})",
+            self.cal.day_sql(col, self.start, self.end),
+            self.first
+        )
+    }
+
+    /// The day of `col`, -1 before `start`.
+    fn or_before(&self, col: &str) -> String {
+        format!("CASE WHEN {col} < $1 THEN -1 ELSE {} END", self.of(col))
+    }
+
+    /// The day holding instant `us`.
+    fn index(&self, us: i64) -> i64 {
+        self.cal.day_number(us) - self.first
+    }
 }
 
 /// Per manager, day → deltas of (portfolio, high, mid, low, value, covered).
@@ -61,25 +86,33 @@ fn int(e: &str) -> String {
 }
 
 impl ReadStore {
-    /// KPIs per manager, team or region for each bucket of `[from_us, to_us)`; `now_us`
-    /// caps the snapshots of the running bucket. Equal to [`crate::kpi::kpis`].
+    /// KPIs per manager, team or region for each bucket of `cal` in `[from_us, to_us)`;
+    /// `now_us` caps the snapshots of the running bucket. Equal to [`crate::kpi::kpis`].
     pub async fn kpis(
         &self,
         level: Level,
-        g: Granularity,
+        (cal, g): (&Calendar, Granularity),
         from_us: i64,
         to_us: i64,
         now_us: i64,
     ) -> Result<Vec<KpiRow>, ReadError> {
-        let spans = buckets(from_us, to_us, g);
+        let spans = cal.buckets(from_us, to_us, g);
         let (Some(&(d0, _)), Some(&(_, end))) = (spans.first(), spans.last()) else {
             return Ok(Vec::new());
         };
-        let days = (end - d0) / DAY_US;
+        let days = Days {
+            cal,
+            start: d0,
+            end,
+            first: cal.day_number(d0),
+        };
+        let day = |col: &str| days.or_before(col);
+        let n_days = days.index(end - 1) + 1;
         // The bucket of each day of the range.
-        let mut bucket_of = Vec::with_capacity(days as usize);
+        let mut bucket_of = Vec::with_capacity(n_days as usize);
         for (k, (s, e)) in spans.iter().enumerate() {
-            bucket_of.extend(std::iter::repeat_n(k, ((e - s) / DAY_US) as usize));
+            let n = days.index(e - 1) - days.index(*s) + 1;
+            bucket_of.extend(std::iter::repeat_n(k, n as usize));
         }
         // Deltas later than this are in no snapshot.
         let limit = now_us.min(end - 1);
@@ -209,17 +242,19 @@ impl ReadStore {
         .iter()
         .map(|(who, source, kind, at, x, y, table, cond)| {
             format!(
-                "SELECT {who}, '{source}', {kind}, ({at} - $1) / {DAY_US}, {count}, {x}, {y} \
-                 FROM {table} WHERE {at} >= $1 AND {at} < $2{cond} GROUP BY 1, 2, 3, 4"
+                "SELECT {who}, '{source}', {kind}, {}, {count}, {x}, {y} \
+                 FROM {table} WHERE {at} >= $1 AND {at} < $2{cond} GROUP BY 1, 2, 3, 4",
+                days.of(at)
             )
         })
         .collect();
         // Complaints logged in the range.
         let sql_complaints = format!(
-            "SELECT k.owner_id, (k.logged_at_us - $1) / {DAY_US}, k.first_response_s, \
+            "SELECT k.owner_id, {}, k.first_response_s, \
              k.resolution_s, {}, {}, {}, k.satisfaction \
              FROM rm_complaints k WHERE k.owner_id IS NOT NULL \
              AND k.logged_at_us >= $1 AND k.logged_at_us < $2",
+            days.of("k.logged_at_us"),
             int(
                 "CASE WHEN k.first_response_in_sla = 0 OR k.resolution_breaches > 0 \
                  OR EXISTS (SELECT 1 FROM rm_sla_events e WHERE e.complaint_id = k.complaint_id \
@@ -240,19 +275,22 @@ impl ReadStore {
              WHERE s.stage = 'lead' AND (s.to_us IS NULL OR s.to_us > $1) \
              AND (p.to_us IS NULL OR p.to_us > $1) AND s.from_us < $2 AND p.from_us < $2), \
              y AS (SELECT manager_id, customer_id, \
-             CASE WHEN a < $1 THEN 0 ELSE (a - $1) / {DAY_US} END AS fd, \
-             CASE WHEN b IS NULL OR b >= $2 THEN {last} ELSE (b - 1 - $1) / {DAY_US} END AS ld, \
+             CASE WHEN a < $1 THEN 0 ELSE {fd} END AS fd, \
+             CASE WHEN b IS NULL OR b >= $2 THEN {last} ELSE {ld} END AS ld, \
              count(*) OVER (PARTITION BY manager_id, customer_id) AS spans \
              FROM x WHERE b IS NULL OR b > a) \
              SELECT y.manager_id, CASE WHEN y.spans > 1 OR won.customer_id IS NOT NULL \
              THEN y.customer_id END, y.fd, y.ld, count(*) \
              FROM y LEFT JOIN won ON won.customer_id = y.customer_id GROUP BY 1, 2, 3, 4",
-            last = days - 1
+            last = n_days - 1,
+            fd = days.of("a"),
+            ld = days.of("(b - 1)"),
         );
         // Customers won in the range, and by whom.
         let sql_wins = format!(
-            "SELECT owner_id, customer_id, (at_us - $1) / {DAY_US} FROM rm_stage_transitions \
-             WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2"
+            "SELECT owner_id, customer_id, {} FROM rm_stage_transitions \
+             WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2",
+            days.of("at_us")
         );
         // Every question at once: they are independent, and each is a few scans.
         let overdue = async {
@@ -316,7 +354,7 @@ impl ReadStore {
             let mut sum = [0i64; 6];
             let mut by_day = by_day.iter().peekable();
             for (k, (_, e)) in spans.iter().enumerate() {
-                let last_day = (e - d0) / DAY_US - 1;
+                let last_day = days.index(e - 1);
                 while let Some((_, d)) = by_day.next_if(|(day, _)| **day <= last_day) {
                     for (s, d) in sum.iter_mut().zip(d) {
                         *s += d;
@@ -415,7 +453,7 @@ impl ReadStore {
         let mut out = Vec::new();
         for (k, ((start, end), keys)) in spans.iter().zip(acc).enumerate() {
             for (key, tally) in keys {
-                out.push(tally.row(key, *start, *end, current == Some(k)));
+                out.push(tally.row(key, cal, (*start, *end), current == Some(k)));
             }
         }
         Ok(out)

@@ -9,10 +9,10 @@
 //! functions, `CASE`, correlated subqueries); instants are bound, never spliced, and the
 //! only text put into a statement comes from the enums below.
 //!
-//! Calendar buckets (weeks, months) are not SQL's business: the database groups by UTC
-//! day counted from the first bucket's midnight, and the days are folded into buckets
-//! here ([`crate::facts::bucket_start`]), which is exact because every bucket boundary is
-//! a UTC midnight.
+//! Calendar buckets (weeks, months) are not SQL's business: the database groups by local
+//! day of the request's time zone (the instant shifted by the offset in force, from
+//! [`crate::calendar::Calendar::day_sql`]), and the days are folded into buckets here,
+//! which is exact because every bucket boundary is a local midnight.
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -20,8 +20,6 @@ use crate::store::{ReadError, ReadStore};
 
 mod funnel;
 mod kpi;
-
-pub(crate) const DAY_US: i64 = 86_400_000_000;
 
 /// How an aggregate's transaction starts on PostgreSQL (read only; hash and merge joins).
 const AGGREGATE_BEGIN: &str = "BEGIN READ ONLY; SET LOCAL enable_nestloop = off";
