@@ -302,37 +302,107 @@ pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
 
 /// [`random_book`] starting at `start`.
 pub fn random_book_from(seed: u64, customers: usize, days: i64, start: DateTime<Utc>) -> Log {
-    const TEAMS: [(&str, &str); 4] = [
-        ("east-1", "east"),
-        ("east-2", "east"),
-        ("west-1", "west"),
-        ("north-1", "north"),
-    ];
-    let mut rng = Rng::new(seed);
+    let mut book = Book::new(seed, BookShape::small(customers, days), start);
     let mut log = Log::default();
-    let id = |kind: u128, n: usize| Uuid::from_u128((kind << 64) | n as u128).to_string();
-    let managers: Vec<(String, &str, &str)> = (0..12)
-        .map(|i| {
-            let (team, region) = TEAMS[i % TEAMS.len()];
-            (id(0xA, i), team, region)
-        })
-        .collect();
-    for (m, team, region) in &managers {
-        log.push(
-            &format!("manager-{m}"),
-            "ManagerRegistered",
-            start - Duration::days(1),
-            json!({"branch": format!("{region}-01"), "holding_limit": 500, "manager_id": m,
-                   "name": "M", "region": region, "role": "manager", "team": team}),
-        );
+    while let Some(page) = book.next_page(10_000) {
+        log.events.extend(page);
     }
-    // customer → (owner, stage)
-    let mut state: Vec<(Option<usize>, &str)> = Vec::new();
-    let steps = customers * 12;
-    let span_us = days * 86_400_000_000;
-    let mut referrals: Vec<(String, String, String, String)> = Vec::new();
-    for step in 0..steps {
-        let at = start + Duration::microseconds(span_us * step as i64 / steps as i64);
+    log.versions = std::mem::take(&mut book.log.versions);
+    log
+}
+
+/// The size of a random book.
+#[derive(Debug, Clone, Copy)]
+pub struct BookShape {
+    pub customers: usize,
+    pub managers: usize,
+    /// Managers per team (teams are spread over three regions).
+    pub team_size: usize,
+    pub days: i64,
+}
+
+impl BookShape {
+    /// Twelve managers in four teams: every team and region well populated.
+    pub fn small(customers: usize, days: i64) -> Self {
+        Self {
+            customers,
+            managers: 12,
+            team_size: 3,
+            days,
+        }
+    }
+}
+
+/// A random book generated page by page (a book of millions of events never has to be
+/// held at once): see [`random_book`].
+pub struct Book {
+    rng: Rng,
+    log: Log,
+    shape: BookShape,
+    start: DateTime<Utc>,
+    /// (id, team, region)
+    managers: Vec<(String, String, &'static str)>,
+    /// customer → (owner, stage)
+    state: Vec<(Option<usize>, &'static str)>,
+    referrals: Vec<(String, String, String, String)>,
+    step: usize,
+}
+
+fn book_id(kind: u128, n: usize) -> String {
+    Uuid::from_u128((kind << 64) | n as u128).to_string()
+}
+
+impl Book {
+    pub fn new(seed: u64, shape: BookShape, start: DateTime<Utc>) -> Self {
+        const REGIONS: [&str; 4] = ["east", "east", "west", "north"];
+        let teams = shape.managers.div_ceil(shape.team_size.max(1)).max(1);
+        let managers = (0..shape.managers)
+            .map(|i| {
+                let team = i % teams;
+                let region = REGIONS[team % REGIONS.len()];
+                (book_id(0xA, i), format!("{region}-{}", team + 1), region)
+            })
+            .collect();
+        let mut book = Self {
+            rng: Rng::new(seed),
+            log: Log::default(),
+            shape,
+            start,
+            managers,
+            state: Vec::new(),
+            referrals: Vec::new(),
+            step: 0,
+        };
+        for (m, team, region) in &book.managers {
+            book.log.push(
+                &format!("manager-{m}"),
+                "ManagerRegistered",
+                start - Duration::days(1),
+                json!({"branch": format!("{region}-01"), "holding_limit": 500, "manager_id": m,
+                       "name": "M", "region": region, "role": "manager", "team": team}),
+            );
+        }
+        book
+    }
+
+    /// The next events, at least `min` of them unless the book ends; `None` at its end.
+    pub fn next_page(&mut self, min: usize) -> Option<Vec<RecordedEvent>> {
+        let steps = self.shape.customers * 12;
+        while self.log.events.len() < min && self.step < steps {
+            self.next_step(steps);
+            self.step += 1;
+        }
+        (!self.log.events.is_empty()).then(|| std::mem::take(&mut self.log.events))
+    }
+
+    /// The events one step of the book adds.
+    fn next_step(&mut self, steps: usize) {
+        let (step, rng, log, state) = (self.step, &mut self.rng, &mut self.log, &mut self.state);
+        let (managers, referrals) = (&self.managers, &mut self.referrals);
+        let customers = self.shape.customers;
+        let span_us = self.shape.days * 86_400_000_000;
+        let id = book_id;
+        let at = self.start + Duration::microseconds(span_us * step as i64 / steps as i64);
         if state.len() < customers && (step % 12 == 0 || state.is_empty()) {
             let c = id(0xC, state.len());
             let stage = *rng.pick(&["lead", "lead", "lead", "contacted", "customer"]);
@@ -352,7 +422,7 @@ pub fn random_book_from(seed: u64, customers: usize, days: i64, start: DateTime<
                        "value_tier": rng.pick(&["high", "mid", "low"])}),
             );
             state.push((None, stage));
-            continue;
+            return;
         }
         let i = rng.pick_index(state.len());
         let c = id(0xC, i);
@@ -547,5 +617,4 @@ pub fn random_book_from(seed: u64, customers: usize, days: i64, start: DateTime<
             }
         }
     }
-    log
 }

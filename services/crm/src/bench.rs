@@ -45,6 +45,9 @@ pub enum BenchCmd {
     /// Latency of the query service's questions (owner as of an instant from the read
     /// model and replayed from the store, timeline, funnel, KPIs), one request at a time.
     Queries(crate::bench_queries::QueryArgs),
+    /// The funnel and the KPIs over a seeded book of W2's size (a million customers, about
+    /// twelve million events over a year), asked of the read models.
+    Analytics(crate::bench_analytics::AnalyticsArgs),
     /// Delete a stream a benchmark left (and its dead-letter stream), as
     /// scripts/bench-load does when it ends: W2's stream holds 11 GiB.
     DropStream(DropStreamArgs),
@@ -123,6 +126,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Audit(a) => crate::bench_audit::run(a).await,
         BenchCmd::Ceilings(a) => crate::bench_ceilings::run(a).await,
         BenchCmd::Queries(a) => crate::bench_queries::run(a).await,
+        BenchCmd::Analytics(a) => crate::bench_analytics::run(a).await,
         BenchCmd::DropStream(a) => drop_stream(a).await,
     }
 }

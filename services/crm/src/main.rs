@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod bench_analytics;
 mod bench_audit;
 mod bench_ceilings;
 mod bench_nats;
