@@ -347,11 +347,9 @@ async fn switch_in<S: EventStore>(
         }
     }
     let old = self::suffix("old");
-    if pg {
-        // Views follow tables through renames: drop them now, recreate on the new ones.
-        for sql in crate::views::drop_statements() {
-            tx.execute(&sql).await?;
-        }
+    // Views follow tables through renames: drop them now, recreate on the new ones.
+    for sql in crate::views::drop_statements(tx.backend()) {
+        tx.execute(&sql).await?;
     }
     for t in &live {
         tx.execute(&crate::sql::rename(t, &format!("{t}{old}")))
@@ -363,10 +361,8 @@ async fn switch_in<S: EventStore>(
         tx.execute(&crate::sql::drop_table(&format!("{t}{old}")))
             .await?;
     }
-    if pg {
-        for sql in crate::views::create_statements() {
-            tx.execute(&sql).await?;
-        }
+    for sql in crate::views::create_statements(tx.backend()) {
+        tx.execute(&sql).await?;
     }
     Ok(caught_up)
 }

@@ -421,7 +421,7 @@ impl ReadStore {
                     .execute(&mut *conn)
                     .await?;
                 let mut result = Ok(());
-                for sql in crate::views::create_statements() {
+                for sql in crate::views::create_statements(Backend::Postgres) {
                     if let Err(e) = sqlx::query(&sql).execute(&mut *conn).await {
                         result = Err(e);
                         break;
@@ -433,7 +433,12 @@ impl ReadStore {
                     .await?;
                 result?;
             }
-            Self::Sqlite(p) => migrator().run(p).await?,
+            Self::Sqlite(p) => {
+                migrator().run(p).await?;
+                for sql in crate::views::create_statements(Backend::Sqlite) {
+                    sqlx::query(&sql).execute(p).await?;
+                }
+            }
         }
         Ok(store)
     }

@@ -48,12 +48,28 @@ impl Log {
     }
 
     pub fn manager(&mut self, id: &str, team: &str) {
+        self.manager_named(id, team, "Li Wei");
+    }
+
+    pub fn manager_named(&mut self, id: &str, team: &str, name: &str) {
         self.push(
             &format!("manager-{id}"),
             "ManagerRegistered",
             t0(),
-            json!({"branch": "sh-01", "holding_limit": 150, "manager_id": id, "name": "Li Wei",
+            json!({"branch": "sh-01", "holding_limit": 150, "manager_id": id, "name": name,
                    "region": "east", "role": "manager", "team": team}),
+        );
+    }
+
+    /// A purchase of `amount_minor` (CNY) by customer `c`, credited to `m`.
+    pub fn purchase(&mut self, c: &str, m: Option<&str>, amount_minor: i64, at: DateTime<Utc>) {
+        self.push(
+            &format!("customer-{c}"),
+            "PurchaseRecorded",
+            at,
+            json!({"customer_id": c, "purchase_id": Uuid::new_v4().to_string(),
+                   "manager_id": m, "product_line": "wealth", "amount_minor": amount_minor,
+                   "currency": "CNY"}),
         );
     }
 

@@ -1,46 +1,85 @@
-//! Read-only SQL for analysts (PostgreSQL): documented views over the read models, with
-//! instants as `timestamptz` and without personal fields (no names, no timeline
-//! payloads), readable by the `crm_analyst` role, which can read nothing else here.
-//! Analysts' own login roles are granted `crm_analyst`. `docs/read-models.md` describes
-//! each view.
+//! Read-only SQL for analysts and BI tools (Metabase, Superset, Power BI): documented
+//! views over the read models that need no knowledge of the event model: managers with
+//! their names, customers with their owner's name, ownership periods, purchases and
+//! revenue, complaints with their SLA outcome, contacts, stage moves, pool and SLA
+//! events. Instants are timestamps (`timestamptz` on PostgreSQL, RFC 3339 text on
+//! SQLite), flags booleans, amounts in currency units beside the minor units. No
+//! personal field of a customer is in any view (no names, no timeline payloads).
+//!
+//! On PostgreSQL they are readable by the `crm_analyst` role, which can read nothing
+//! else here; analysts' own login roles are granted `crm_analyst`. The embedded store
+//! (SQLite) has the same views. `docs/read-models.md` describes each, with example
+//! queries.
+
+use crate::sql::Backend;
 
 /// The role analysts' logins are members of.
 pub const ANALYST_ROLE: &str = "crm_analyst";
 
-const TS: &str = "to_timestamp(({c})::double precision / 1e6)";
-
-fn ts(column: &str, alias: &str) -> String {
-    format!("{} AS {alias}", TS.replace("{c}", column))
+/// `column` (microseconds since the epoch) as a timestamp named `alias`.
+fn ts(b: Backend, column: &str, alias: &str) -> String {
+    match b {
+        Backend::Postgres => format!("to_timestamp(({column})::double precision / 1e6) AS {alias}"),
+        Backend::Sqlite => format!(
+            "strftime('%Y-%m-%dT%H:%M:%fZ', ({column}) / 1000000.0, 'unixepoch') AS {alias}"
+        ),
+    }
 }
 
-/// (view, select) pairs.
-pub fn views() -> Vec<(&'static str, String)> {
+/// `column` (0/1) as a boolean named `alias` (SQLite has none: 0/1 stays).
+fn flag(b: Backend, column: &str, alias: &str) -> String {
+    match b {
+        Backend::Postgres => format!("({column}) = 1 AS {alias}"),
+        Backend::Sqlite => format!("({column}) AS {alias}"),
+    }
+}
+
+/// A complaint breached its SLA: first response late, a resolution late, or a clock
+/// that ran out while it was open (the KPI's definition).
+const BREACHED: &str = "(k.first_response_in_sla = 0 OR k.resolution_breaches > 0 \
+    OR EXISTS (SELECT 1 FROM rm_sla_events e WHERE e.complaint_id = k.complaint_id \
+    AND e.kind = 'breach'))";
+
+/// (view, select) pairs. New columns go at the end of a view, so a view can be replaced
+/// in place on a database an older release set up.
+pub fn views(b: Backend) -> Vec<(&'static str, String)> {
+    let ts = |c: &str, a: &str| ts(b, c, a);
+    let flag = |c: &str, a: &str| flag(b, c, a);
     vec![
         (
             "v_customers",
             format!(
-                "SELECT customer_id, customer_type, region, branch, first_touch_channel, stage, value_tier, \
-                 aum_minor, owner_id, owner_team, owner_region, {}, {}, {}, {} FROM rm_customers",
-                ts("owned_since_us", "owned_since"),
-                ts("registered_at_us", "registered_at"),
-                ts("last_contact_at_us", "last_contact_at"),
-                ts("next_follow_up_us", "next_follow_up")
+                "SELECT c.customer_id, c.customer_type, c.region, c.branch, c.first_touch_channel, \
+                 c.stage, c.value_tier, c.aum_minor, c.owner_id, c.owner_team, c.owner_region, \
+                 {}, {}, {}, {}, m.name AS owner_name, m.branch AS owner_branch, \
+                 c.aum_minor / 100.0 AS aum \
+                 FROM rm_customers c LEFT JOIN rm_managers m ON m.manager_id = c.owner_id",
+                ts("c.owned_since_us", "owned_since"),
+                ts("c.registered_at_us", "registered_at"),
+                ts("c.last_contact_at_us", "last_contact_at"),
+                ts("c.next_follow_up_us", "next_follow_up")
             ),
         ),
         (
             "v_ownership_periods",
             format!(
-                "SELECT customer_id, start_version, manager_id, team, region, {}, {}, start_event, \
-                 start_reason, started_by, end_event, ended_by FROM rm_ownership_periods",
-                ts("from_us", "valid_from"),
-                ts("to_us", "valid_to")
+                "SELECT p.customer_id, p.start_version, p.manager_id, p.team, p.region, {}, {}, \
+                 p.start_event, p.start_reason, p.started_by, p.end_event, p.ended_by, \
+                 m.name AS manager_name \
+                 FROM rm_ownership_periods p LEFT JOIN rm_managers m ON m.manager_id = p.manager_id",
+                ts("p.from_us", "valid_from"),
+                ts("p.to_us", "valid_to")
             ),
         ),
         (
             "v_managers",
-            "SELECT manager_id, role, team, region, branch, holding_limit, active = 1 AS active \
-             FROM rm_managers"
-                .to_string(),
+            format!(
+                "SELECT m.manager_id, m.role, m.team, m.region, m.branch, m.holding_limit, {}, \
+                 m.name, \
+                 (SELECT count(*) FROM rm_customers c WHERE c.owner_id = m.manager_id) AS portfolio \
+                 FROM rm_managers m",
+                flag("m.active", "active")
+            ),
         ),
         (
             "v_stage_periods",
@@ -53,60 +92,93 @@ pub fn views() -> Vec<(&'static str, String)> {
         (
             "v_stage_transitions",
             format!(
-                "SELECT customer_id, from_stage, to_stage, {}, reactivated = 1 AS reactivated, owner_id \
-                 FROM rm_stage_transitions",
-                ts("at_us", "at")
+                "SELECT t.customer_id, t.from_stage, t.to_stage, {}, {}, t.owner_id, \
+                 m.name AS owner_name \
+                 FROM rm_stage_transitions t LEFT JOIN rm_managers m ON m.manager_id = t.owner_id",
+                ts("t.at_us", "at"),
+                flag("t.reactivated", "reactivated")
             ),
         ),
         (
             "v_contacts",
             format!(
-                "SELECT customer_id, manager_id, by_owner = 1 AS by_owner, channel, outcome, {} FROM rm_contacts",
-                ts("at_us", "at")
+                "SELECT k.customer_id, k.manager_id, {}, k.channel, k.outcome, {}, \
+                 m.name AS manager_name \
+                 FROM rm_contacts k LEFT JOIN rm_managers m ON m.manager_id = k.manager_id",
+                flag("k.by_owner", "by_owner"),
+                ts("k.at_us", "at")
             ),
         ),
         (
             "v_complaints",
             format!(
-                "SELECT complaint_id, customer_id, owner_id, severity, {}, first_response_s, \
-                 first_response_in_sla = 1 AS first_response_in_sla, resolution_s, \
-                 resolution_in_sla = 1 AS resolution_in_sla, resolutions, resolution_breaches, reopens, \
-                 escalations, {}, satisfaction FROM rm_complaints",
-                ts("logged_at_us", "logged_at"),
-                ts("closed_at_us", "closed_at")
+                "SELECT k.complaint_id, k.customer_id, k.owner_id, k.severity, {}, \
+                 k.first_response_s, {}, k.resolution_s, {}, k.resolutions, \
+                 k.resolution_breaches, k.reopens, k.escalations, {}, k.satisfaction, \
+                 m.name AS owner_name, m.team AS owner_team, m.region AS owner_region, \
+                 CASE WHEN k.closed_at_us IS NOT NULL THEN 'closed' \
+                      WHEN k.resolved_at_us IS NOT NULL THEN 'resolved' ELSE 'open' END AS status, \
+                 {}, {} \
+                 FROM rm_complaints k LEFT JOIN rm_managers m ON m.manager_id = k.owner_id",
+                ts("k.logged_at_us", "logged_at"),
+                flag("k.first_response_in_sla", "first_response_in_sla"),
+                flag("k.resolution_in_sla", "resolution_in_sla"),
+                ts("k.closed_at_us", "closed_at"),
+                ts("k.resolved_at_us", "resolved_at"),
+                match b {
+                    Backend::Postgres => format!("{BREACHED} AS sla_breached"),
+                    Backend::Sqlite => format!("CASE WHEN {BREACHED} THEN 1 ELSE 0 END AS sla_breached"),
+                },
             ),
         ),
         (
             "v_referrals",
             format!(
-                "SELECT referral_id, customer_id, referrer, referred_to, {}, {} FROM rm_referrals",
-                ts("recorded_at_us", "recorded_at"),
-                ts("converted_at_us", "converted_at")
+                "SELECT r.referral_id, r.customer_id, r.referrer, r.referred_to, {}, {}, \
+                 m.name AS referrer_name \
+                 FROM rm_referrals r LEFT JOIN rm_managers m ON m.manager_id = r.referrer",
+                ts("r.recorded_at_us", "recorded_at"),
+                ts("r.converted_at_us", "converted_at")
             ),
         ),
         (
             "v_pool_events",
             format!(
-                "SELECT customer_id, kind, manager_id, cause, {}, {}, policy_version FROM rm_pool_events",
-                ts("due_us", "due_at"),
-                ts("at_us", "at")
+                "SELECT e.customer_id, e.kind, e.manager_id, e.cause, {}, {}, e.policy_version, \
+                 m.name AS manager_name \
+                 FROM rm_pool_events e LEFT JOIN rm_managers m ON m.manager_id = e.manager_id",
+                ts("e.due_us", "due_at"),
+                ts("e.at_us", "at")
             ),
         ),
         (
             "v_sla_events",
             format!(
-                "SELECT complaint_id, customer_id, kind, clock, {}, level, escalated_to, \
-                 automatic = 1 AS automatic, owner_id, {} FROM rm_sla_events",
-                ts("due_us", "due_at"),
-                ts("at_us", "at")
+                "SELECT e.complaint_id, e.customer_id, e.kind, e.clock, {}, e.level, \
+                 e.escalated_to, {}, e.owner_id, {}, m.name AS owner_name \
+                 FROM rm_sla_events e LEFT JOIN rm_managers m ON m.manager_id = e.owner_id",
+                ts("e.due_us", "due_at"),
+                flag("e.automatic", "automatic"),
+                ts("e.at_us", "at")
+            ),
+        ),
+        (
+            "v_purchases",
+            format!(
+                "SELECT p.purchase_id, p.customer_id, p.manager_id, m.name AS manager_name, \
+                 m.team, m.region, m.branch, p.product_line, p.amount_minor, \
+                 p.amount_minor / 100.0 AS amount, p.currency, {} \
+                 FROM rm_purchases p LEFT JOIN rm_managers m ON m.manager_id = p.manager_id",
+                ts("p.at_us", "at")
             ),
         ),
     ]
 }
 
-/// Statements dropping the views (before a rebuild renames the tables under them).
-pub fn drop_statements() -> Vec<String> {
-    views()
+/// Statements dropping the views (before a rebuild renames the tables under them: a view
+/// follows its table through a rename).
+pub fn drop_statements(b: Backend) -> Vec<String> {
+    views(b)
         .into_iter()
         .map(|(v, _)| format!("DROP VIEW IF EXISTS {v}"))
         .collect()
@@ -124,9 +196,22 @@ pub const READ_ROLES: [&str; 5] = [
     "crm_auditor",
 ];
 
-/// Statements (re)creating the roles, the views, the grants and the row-level security
-/// of the read models; idempotent, and run again after a rebuild replaces tables.
-pub fn create_statements() -> Vec<String> {
+/// Statements (re)creating the views; on PostgreSQL also the roles, the grants and the
+/// row-level security of the read models. Idempotent, and run again after a rebuild
+/// replaces tables.
+pub fn create_statements(b: Backend) -> Vec<String> {
+    if b == Backend::Sqlite {
+        // No roles, and no CREATE OR REPLACE: each view is made afresh.
+        return views(b)
+            .into_iter()
+            .flat_map(|(v, select)| {
+                [
+                    format!("DROP VIEW IF EXISTS {v}"),
+                    format!("CREATE VIEW {v} AS {select}"),
+                ]
+            })
+            .collect();
+    }
     let roles = READ_ROLES
         .iter()
         .map(|r| format!("'{r}'"))
@@ -140,7 +225,7 @@ pub fn create_statements() -> Vec<String> {
            END LOOP; \
          END $$"
     )];
-    for (v, select) in views() {
+    for (v, select) in views(b) {
         out.push(format!("CREATE OR REPLACE VIEW {v} AS {select}"));
         out.push(format!(
             "GRANT SELECT ON {v} TO {ANALYST_ROLE}, crm_auditor"
