@@ -1,8 +1,9 @@
 //! What projecting an event gives: typed changes to the read-model tables declared in
 //! [`crate::schema`]. Plain data, read by two appliers: [`crate::sql`] renders them as
 //! SQL for the projector's transaction (PostgreSQL or SQLite), [`crate::memory`] folds
-//! them in memory for a rebuild. Each form means the same to both; the verification
-//! (`crm projections verify`) compares the two results row by row.
+//! them in memory for a rebuild (and keeps what a read model remembers between events
+//! for the SQL applier, [`crate::project::Memo`]). Each form means the same to both;
+//! the verification (`crm projections verify`) compares the two results row by row.
 
 use crate::schema::{Col, Kind, Table};
 
@@ -54,6 +55,8 @@ pub enum Change {
     Upsert(Insert),
     /// Columns set in the rows of one group that meet every condition.
     Update(Update),
+    /// Amounts added to one row of a counter table, created with them when absent.
+    Add(Add),
 }
 
 impl Change {
@@ -61,7 +64,41 @@ impl Change {
         match self {
             Change::Insert(i) | Change::Upsert(i) => i.table,
             Change::Update(u) => u.table,
+            Change::Add(a) => a.table,
         }
+    }
+}
+
+/// Amounts added to the row of a [`Kind::Counter`] table whose key is `key` (the values
+/// of its key columns, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Add {
+    pub table: &'static Table,
+    pub key: Vec<Value>,
+    pub amounts: Vec<(Col, i64)>,
+}
+
+impl Add {
+    /// Nothing added yet to the row of `table` with `key`.
+    pub fn to(table: &'static Table, key: Vec<Value>) -> Self {
+        debug_assert_eq!(table.kind, Kind::Counter, "{} is no counter", table.name);
+        debug_assert_eq!(key.len(), table.primary_key.len(), "{}", table.name);
+        Self {
+            table,
+            key,
+            amounts: Vec::new(),
+        }
+    }
+
+    /// `n` added to column `c`.
+    pub fn add(mut self, c: Col, n: i64) -> Self {
+        debug_assert_eq!(c.table, self.table.name, "{} is not a column here", c.name);
+        self.amounts.push((c, n));
+        self
+    }
+
+    pub fn change(self) -> Change {
+        Change::Add(self)
     }
 }
 
@@ -70,17 +107,6 @@ impl Change {
 pub struct Insert {
     pub table: &'static Table,
     pub values: Vec<Value>,
-    /// A column of this row left NULL takes a value read from another table.
-    pub fill: Option<Fill>,
-}
-
-/// `col` of the new row, when NULL, becomes `from` of the row of `from`'s table whose
-/// group (first key column) is `key`, or stays NULL if there is none.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fill {
-    pub col: Col,
-    pub from: Col,
-    pub key: Value,
 }
 
 /// An update of the rows in group `key` (the table's first key column) meeting `when`.
@@ -114,7 +140,6 @@ impl Insert {
         Self {
             table,
             values: vec![Value::Null; table.columns.len()],
-            fill: None,
         }
     }
 
@@ -125,23 +150,12 @@ impl Insert {
         self
     }
 
-    /// Column `c`, when NULL, filled from `from` of the row in group `key` of its table.
-    pub fn fill(mut self, c: Col, from: Col, key: impl Into<Value>) -> Self {
-        debug_assert_eq!(c.table, self.table.name, "{} is not a column here", c.name);
-        self.fill = Some(Fill {
-            col: c,
-            from,
-            key: key.into(),
-        });
-        self
-    }
-
     pub fn insert(self) -> Change {
         Change::Insert(self)
     }
 
     pub fn upsert(self) -> Change {
-        debug_assert_eq!(self.table.kind, Kind::State, "{}", self.table.name);
+        debug_assert_ne!(self.table.kind, Kind::Log, "{}", self.table.name);
         Change::Upsert(self)
     }
 }
@@ -149,7 +163,11 @@ impl Insert {
 impl Update {
     /// An update of group `key` of `table`, setting nothing yet.
     pub fn of(table: &'static Table, key: impl Into<Value>) -> Self {
-        debug_assert_eq!(table.kind, Kind::State, "{} only grows", table.name);
+        debug_assert!(
+            matches!(table.kind, Kind::State | Kind::Memo),
+            "{} takes no updates",
+            table.name
+        );
         Self {
             table,
             key: key.into(),

@@ -4,8 +4,13 @@
 //! with the live, SQL-built tables row by row, so any difference between the two
 //! appliers is found.
 //!
-//! Rows of [`Kind::Log`] tables are handed out page by page; rows of [`Kind::State`]
-//! tables are kept in memory, grouped by their first key column, until the end.
+//! Rows of [`Kind::Log`] tables are handed out page by page; rows of [`Kind::State`] and
+//! [`Kind::Memo`] tables are kept in memory, grouped by their first key column, and
+//! counters by their key, until the end.
+//!
+//! The projector's SQL applier uses the same structure as its cache of what a read model
+//! remembers ([`Memory::cache`]): the memo rows of a batch's customers, read before the
+//! batch is projected and kept up to date as its events are.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +18,9 @@ use std::sync::Arc;
 use crm_domain::Payload;
 use crm_eventstore::RecordedEvent;
 
-use crate::change::{Change, Cond, Insert, Set, Update, Value};
+use crate::change::{Add, Change, Cond, Insert, Set, Update, Value};
 use crate::plan::{verdict, Verdict};
+use crate::project::Memo;
 use crate::schema::{Col, Kind, Projection, Table};
 
 pub type Row = Vec<Value>;
@@ -25,6 +31,10 @@ enum Held {
     Log(Vec<Row>),
     /// By group (first key column).
     State(HashMap<Value, Vec<Row>>),
+    /// By key.
+    Counter(HashMap<Vec<Value>, Row>),
+    /// Not kept (a cache keeps only what is remembered).
+    Dropped,
 }
 
 /// The in-memory state of one read model's rebuild.
@@ -42,12 +52,28 @@ pub struct Memory {
 
 impl Memory {
     pub fn new(projection: Projection, limits: Option<Arc<HashMap<String, i64>>>) -> Self {
+        Self::holding(projection, limits, |_| true)
+    }
+
+    /// What `projection` remembers between events, and nothing else: the SQL applier's
+    /// cache, filled with [`Memory::load`].
+    pub fn cache(projection: Projection) -> Self {
+        Self::holding(projection, None, |t| t.kind == Kind::Memo)
+    }
+
+    fn holding(
+        projection: Projection,
+        limits: Option<Arc<HashMap<String, i64>>>,
+        keep: impl Fn(&Table) -> bool,
+    ) -> Self {
         let tables = projection
             .tables
             .iter()
             .map(|t| match t.kind {
+                _ if !keep(t) => Held::Dropped,
                 Kind::Log => Held::Log(Vec::new()),
-                Kind::State => Held::State(HashMap::new()),
+                Kind::State | Kind::Memo => Held::State(HashMap::new()),
+                Kind::Counter => Held::Counter(HashMap::new()),
             })
             .collect();
         let keys = projection
@@ -96,12 +122,29 @@ impl Memory {
             },
         }
         // An event that cannot be projected moves its stream on and changes nothing.
-        if let Ok(changes) = crate::project::project_one(&self.projection, e) {
-            for c in changes {
+        if let Ok(decoded) = crate::project::decode(e) {
+            for c in crate::project::changes(&self.projection, e, &decoded, self) {
                 self.change(c);
             }
         }
         true
+    }
+
+    /// Rows of `table` read from the database (a cache's memo rows).
+    pub fn load(&mut self, table: &str, rows: Vec<Row>) {
+        let slot = self.slot(table);
+        if let Held::State(groups) = &mut self.tables[slot] {
+            for row in rows {
+                groups.entry(row[0].clone()).or_default().push(row);
+            }
+        }
+    }
+
+    /// Apply `changes` to what is kept.
+    pub fn apply_changes(&mut self, changes: &[Change]) {
+        for c in changes {
+            self.change(c.clone());
+        }
     }
 
     fn slot(&self, table: &str) -> usize {
@@ -117,23 +160,16 @@ impl Memory {
             Change::Insert(i) => self.insert(i, false),
             Change::Upsert(i) => self.insert(i, true),
             Change::Update(u) => self.update(u),
+            Change::Add(a) => self.add(a),
         }
     }
 
     fn insert(&mut self, i: Insert, replace: bool) {
-        let Insert {
-            table,
-            mut values,
-            fill,
-        } = i;
-        if let Some(f) = fill {
-            if values[f.col.index] == Value::Null {
-                values[f.col.index] = self.lookup(f.from, &f.key);
-            }
-        }
+        let Insert { table, values } = i;
         let slot = self.slot(table.name);
         let keys = &self.keys[slot];
         match &mut self.tables[slot] {
+            Held::Dropped | Held::Counter(_) => {}
             Held::Log(rows) => rows.push(values),
             Held::State(groups) => {
                 let group = groups.entry(values[0].clone()).or_default();
@@ -148,10 +184,35 @@ impl Memory {
         }
     }
 
+    fn add(&mut self, a: Add) {
+        let slot = self.slot(a.table.name);
+        let Held::Counter(rows) = &mut self.tables[slot] else {
+            return;
+        };
+        let t = a.table;
+        let row = rows.entry(a.key.clone()).or_insert_with(|| {
+            let mut row = vec![Value::Int(0); t.columns.len()];
+            for (k, v) in t.primary_key.iter().zip(&a.key) {
+                let i = t
+                    .columns
+                    .iter()
+                    .position(|(c, _)| c == k)
+                    .expect("key column");
+                row[i] = v.clone();
+            }
+            row
+        });
+        for (c, n) in &a.amounts {
+            if let Value::Int(v) = &mut row[c.index] {
+                *v += n;
+            }
+        }
+    }
+
     fn update(&mut self, u: Update) {
         let slot = self.slot(u.table.name);
         let Held::State(groups) = &mut self.tables[slot] else {
-            panic!("{} only grows: it has no rows to update", u.table.name);
+            return;
         };
         let Some(group) = groups.get_mut(&u.key) else {
             return;
@@ -168,17 +229,6 @@ impl Memory {
                 }
             }
         }
-    }
-
-    /// `c` of the first row in group `key` of its table (NULL when there is none).
-    fn lookup(&self, c: Col, key: &Value) -> Value {
-        let Held::State(groups) = &self.tables[self.slot(c.table)] else {
-            panic!("{} is read back, so it must be kept", c.table);
-        };
-        groups
-            .get(key)
-            .and_then(|g| g.first())
-            .map_or(Value::Null, |r| r[c.index].clone())
     }
 
     /// The rows of [`Kind::Log`] tables gathered so far, to be written.
@@ -210,6 +260,8 @@ impl Memory {
                 let rows = match held {
                     Held::Log(rows) => rows,
                     Held::State(groups) => groups.into_values().flatten().collect(),
+                    Held::Counter(rows) => rows.into_values().collect(),
+                    Held::Dropped => Vec::new(),
                 };
                 (t.name.to_string(), t, rows)
             })
@@ -223,6 +275,19 @@ impl Memory {
                 .collect(),
         ));
         out
+    }
+}
+
+impl Memo for Memory {
+    /// `c` of the first row in group `key` of its table (NULL when there is none).
+    fn get(&self, c: Col, key: &Value) -> Value {
+        let Held::State(groups) = &self.tables[self.slot(c.table)] else {
+            panic!("{} is read back, so it must be remembered", c.table);
+        };
+        groups
+            .get(key)
+            .and_then(|g| g.first())
+            .map_or(Value::Null, |r| r[c.index].clone())
     }
 }
 

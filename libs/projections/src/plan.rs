@@ -87,7 +87,7 @@ pub fn plan<'b>(
                 Verdict::Duplicate => {}
                 Verdict::Early => early = true,
                 Verdict::Apply => {
-                    if p.changes.is_ok() {
+                    if p.decoded.is_ok() {
                         plan.steps.push((i, t));
                     }
                     now.insert((t, stream), version);
@@ -95,7 +95,7 @@ pub fn plan<'b>(
                 }
             }
         }
-        let fate = match (&p.changes, early, moved) {
+        let fate = match (&p.decoded, early, moved) {
             (_, true, _) => Fate::Early,
             (Err(_), false, true) => Fate::DeadLetter,
             (Ok(_), false, true) => Fate::Applied,
@@ -157,10 +157,10 @@ mod tests {
                 chain_hash: Default::default(),
             },
             sequence,
-            changes: if poison {
+            decoded: if poison {
                 Err(Poison::Decode("bad".into()))
             } else {
-                Ok(vec![Vec::new(); 3])
+                Ok(crate::project::Decoded::Nothing)
             },
         }
     }

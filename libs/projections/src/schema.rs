@@ -46,6 +46,13 @@ pub enum Kind {
     /// Rows are updated or read back by later events: a rebuild keeps them in memory
     /// until the end. Every update names the row group by the first key column.
     State,
+    /// Counters: rows only ever have amounts added to them ([`crate::change::Add`]), by
+    /// their whole key; the adds of a batch are summed before they are written.
+    Counter,
+    /// What the read model remembers of each customer between events (its first column
+    /// is the customer id): projecting an event may read it ([`crate::project::Memo`]),
+    /// so the projector reads the rows of a batch's customers before it projects them.
+    Memo,
 }
 
 /// A column of a read-model table, resolved to its position when the program is
@@ -253,7 +260,7 @@ pub const ANALYTICS_OWNERS: Table = Table {
     // The owner as this projection sees it, to credit stage moves (the
     // projection keeps its own, so it can be rebuilt alone).
     name: "rm_analytics_owners",
-    kind: Kind::State,
+    kind: Kind::Memo,
     since: 1001,
     columns: &[("customer_id", "TEXT NOT NULL"), ("owner_id", "TEXT")],
     primary_key: &["customer_id"],

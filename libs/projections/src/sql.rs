@@ -85,34 +85,43 @@ pub(crate) fn push_literal(script: &mut String, v: &Value, int: bool) -> Result<
     Ok(())
 }
 
-/// The statements of a batch: the changes of `plan`'s steps, each into its target's
-/// tables (`targets`: projection and suffix), the dead letters (`dead_letters`: the
-/// live tables only), the position moves and `consumer`'s checkpoint.
-pub(crate) fn batch(
-    backend: Backend,
-    batch: &[Prepared],
-    plan: &Plan,
-    targets: &[(usize, Projection, &str)],
-    dead_letters: bool,
-    consumer: Option<&str>,
-    now_us: i64,
-) -> Result<Vec<Statement>, ReadError> {
+/// A batch to write: its events, its plan, the changes of the plan's steps, and where
+/// they go.
+pub(crate) struct Batch<'a> {
+    pub events: &'a [Prepared],
+    pub plan: &'a Plan<'a>,
+    /// (index in `PROJECTIONS`, projection, table suffix) per target.
+    pub targets: &'a [(usize, Projection, &'a str)],
+    /// The changes of each step of the plan, with its target, in order.
+    pub changes: &'a [(usize, Vec<Change>)],
+    /// Whether poison is recorded in `rm_dead_letters` (the live tables only).
+    pub dead_letters: bool,
+    pub consumer: Option<&'a str>,
+    pub now_us: i64,
+}
+
+/// The statements of a batch: its changes, each into its target's tables (the amounts
+/// added to a counter row summed over the batch, and written last), the dead letters,
+/// the position moves and the consumer's checkpoint.
+pub(crate) fn batch(backend: Backend, b: &Batch) -> Result<Vec<Statement>, ReadError> {
     let mut out = Script::new(backend);
-    for &(event, t) in &plan.steps {
-        let (index, _, suffix) = targets[t];
-        if let Ok(changes) = &batch[event].changes {
-            for c in &changes[index] {
-                out.add(|s| change(s, c, suffix))?;
+    let mut counters = Counters::default();
+    for (t, changes) in b.changes {
+        let suffix = b.targets[*t].2;
+        for c in changes {
+            match c {
+                Change::Add(a) => counters.add(*t, a),
+                c => out.add(|s| change(s, c, suffix))?,
             }
         }
     }
+    counters.render(&mut out, b.targets)?;
+    let (batch, plan, targets) = (b.events, b.plan, b.targets);
+    let (dead_letters, consumer, now_us) = (b.dead_letters, b.consumer, b.now_us);
     if dead_letters {
         for &i in &plan.dead {
             let p = &batch[i];
-            let reason = match &p.changes {
-                Err(poison) => poison.to_string(),
-                Ok(_) => String::new(),
-            };
+            let reason = p.poison().map(ToString::to_string).unwrap_or_default();
             let values = [
                 Value::from(p.event.event_id.to_string()),
                 Value::from(p.event.stream_id.as_str()),
@@ -155,6 +164,120 @@ pub(crate) fn batch(
         })?;
     }
     Ok(out.finish())
+}
+
+/// The amounts a batch adds to counter rows, summed per (target, table, key).
+#[derive(Default)]
+struct Counters {
+    rows: std::collections::BTreeMap<(usize, &'static str), CounterRows>,
+}
+
+struct CounterRows {
+    table: &'static Table,
+    /// Key → amount per column (0 for the key columns).
+    sums: std::collections::HashMap<Vec<Value>, Vec<i64>>,
+}
+
+impl Counters {
+    fn add(&mut self, target: usize, a: &crate::change::Add) {
+        let rows = self
+            .rows
+            .entry((target, a.table.name))
+            .or_insert_with(|| CounterRows {
+                table: a.table,
+                sums: std::collections::HashMap::new(),
+            });
+        let sums = rows
+            .sums
+            .entry(a.key.clone())
+            .or_insert_with(|| vec![0; a.table.columns.len()]);
+        for (c, n) in &a.amounts {
+            sums[c.index] += n;
+        }
+    }
+
+    /// One upsert per table and chunk of rows, the rows in key order (so concurrent
+    /// batches take the rows' locks in one order).
+    fn render(
+        self,
+        out: &mut Script,
+        targets: &[(usize, Projection, &str)],
+    ) -> Result<(), ReadError> {
+        for ((t, _), rows) in self.rows {
+            let suffix = targets[t].2;
+            let t = rows.table;
+            let mut sums: Vec<(Vec<Value>, Vec<i64>)> = rows.sums.into_iter().collect();
+            sums.sort_unstable_by(|a, b| value_order(&a.0, &b.0));
+            for chunk in sums.chunks(500) {
+                out.add(|s| counter_upsert(s, t, suffix, chunk))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An order of keys: text by its bytes, integers by value, NULL first.
+fn value_order(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+    fn rank(v: &Value) -> (u8, i64, &str) {
+        match v {
+            Value::Null => (0, 0, ""),
+            Value::Int(i) => (1, *i, ""),
+            Value::Text(s) => (2, 0, s.as_str()),
+        }
+    }
+    a.iter().map(rank).cmp(b.iter().map(rank))
+}
+
+/// `INSERT … VALUES (key, amounts), … ON CONFLICT (key) DO UPDATE SET c = c + excluded.c`.
+fn counter_upsert(
+    s: &mut Sql,
+    t: &Table,
+    suffix: &str,
+    rows: &[(Vec<Value>, Vec<i64>)],
+) -> Result<(), ReadError> {
+    let keys: Vec<usize> = t
+        .primary_key
+        .iter()
+        .map(|k| {
+            t.columns
+                .iter()
+                .position(|(c, _)| c == k)
+                .expect("key column")
+        })
+        .collect();
+    let names: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+    let _ = write!(
+        s.text,
+        "INSERT INTO {}{suffix} ({}) VALUES ",
+        t.name,
+        names.join(", ")
+    );
+    for (r, (key, sums)) in rows.iter().enumerate() {
+        s.text.push_str(if r == 0 { "(" } else { ", (" });
+        for (i, (_, ty)) in t.columns.iter().enumerate() {
+            if i > 0 {
+                s.text.push_str(", ");
+            }
+            match keys.iter().position(|k| *k == i) {
+                Some(k) => s.value(&key[k], ty.starts_with("BIGINT"))?,
+                None => s.value(&Value::Int(sums[i]), true)?,
+            }
+        }
+        s.text.push(')');
+    }
+    let _ = write!(
+        s.text,
+        " ON CONFLICT ({}) DO UPDATE SET ",
+        t.primary_key.join(", ")
+    );
+    let amounts: Vec<String> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !keys.contains(i))
+        .map(|(_, c)| format!("{c} = {}{suffix}.{c} + excluded.{c}", t.name))
+        .collect();
+    s.text.push_str(&amounts.join(", "));
+    Ok(())
 }
 
 /// How a checkpoint row takes a batch's progress.
@@ -331,6 +454,18 @@ fn change(s: &mut Sql, c: &Change, suffix: &str) -> Result<(), ReadError> {
             Ok(())
         }
         Change::Update(u) => update(s, u, suffix),
+        Change::Add(a) => counter_upsert(
+            s,
+            a.table,
+            suffix,
+            &[(a.key.clone(), {
+                let mut sums = vec![0; a.table.columns.len()];
+                for (c, n) in &a.amounts {
+                    sums[c.index] += n;
+                }
+                sums
+            })],
+        ),
     }
 }
 
@@ -347,19 +482,7 @@ fn insert(s: &mut Sql, i: &Insert, suffix: &str) -> Result<(), ReadError> {
         if k > 0 {
             s.text.push_str(", ");
         }
-        let int = t.columns[k].1.starts_with("BIGINT");
-        match &i.fill {
-            Some(f) if f.col.index == k && *v == Value::Null => {
-                let _ = write!(
-                    s.text,
-                    "(SELECT {} FROM {}{suffix} WHERE {} = ",
-                    f.from.name, f.from.table, f.from.group
-                );
-                s.value(&f.key, false)?;
-                s.text.push(')');
-            }
-            _ => s.value(v, int)?,
-        }
+        s.value(v, t.columns[k].1.starts_with("BIGINT"))?;
     }
     s.text.push(')');
     Ok(())
@@ -395,6 +518,23 @@ fn update(s: &mut Sql, u: &Update, suffix: &str) -> Result<(), ReadError> {
         }
     }
     Ok(())
+}
+
+/// The rows of memo table `t` (named with `suffix`) of `customers`.
+pub(crate) fn memo_query(t: &Table, suffix: &str, customers: &[&str]) -> Statement {
+    let names: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+    let marks: Vec<String> = (1..=customers.len()).map(|i| format!("${i}")).collect();
+    Statement {
+        sql: format!(
+            "SELECT {} FROM {}{suffix} WHERE {} IN ({})",
+            names.join(", "),
+            t.name,
+            names[0],
+            marks.join(", ")
+        ),
+        args: customers.iter().map(|c| (Value::from(*c), false)).collect(),
+        one_row: None,
+    }
 }
 
 /// The query reading the positions of `streams` in each target's positions table:
@@ -635,23 +775,24 @@ mod tests {
 
     #[test]
     fn each_change_renders_for_both_backends_into_the_suffixed_tables() {
-        let owner = col(&STAGE_TRANSITIONS, "owner_id");
-        let from = col(&ANALYTICS_OWNERS, "owner_id");
         let c = Insert::into(&STAGE_TRANSITIONS)
             .set(col(&STAGE_TRANSITIONS, "customer_id"), "c1")
             .set(col(&STAGE_TRANSITIONS, "to_stage"), "lead")
-            .fill(owner, from, "c1")
             .insert();
         let pg = render(Backend::Postgres, &c, "_r1");
         assert!(pg
             .text
             .starts_with("INSERT INTO rm_stage_transitions_r1 (customer_id, version, "));
-        assert!(pg.text.ends_with(
-            "(SELECT owner_id FROM rm_analytics_owners_r1 WHERE customer_id = (E'c1'::text)))"
-        ));
+        assert!(pg
+            .text
+            .contains("(E'c1'::text), (NULL::int8), (NULL::text), (E'lead'::text)"));
         assert!(pg.args.is_empty());
         let lite = render(Backend::Sqlite, &c, "");
-        assert!(lite.text.contains("VALUES ($1, $2, $3, $4, $5, $6, (SELECT owner_id FROM rm_analytics_owners WHERE customer_id = $7))"));
+        assert!(
+            lite.text.ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            "{}",
+            lite.text
+        );
         assert_eq!(lite.args.len(), 7);
 
         let last = col(&CUSTOMERS, "last_contact_at_us");

@@ -21,9 +21,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+use crate::change::Change;
 use crate::change::Value;
-use crate::project::{Changes, Poison};
-use crate::schema::{Projection, PROJECTIONS};
+use crate::memory::Memory;
+use crate::project::{Decoded, Poison};
+use crate::schema::{Kind, Projection, Table, PROJECTIONS};
 use crate::sql::{Backend, Statement};
 use crm_eventstore::RecordedEvent;
 
@@ -39,23 +41,29 @@ pub enum ReadError {
     Concurrent(String),
 }
 
-/// One event as delivered, with what projecting it gives.
+/// One event as delivered, decoded for the read models (it is projected when the batch
+/// is applied, against what each read model remembers then).
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub event: RecordedEvent,
     /// Position of the message in its source (JetStream stream sequence, or log position).
     pub sequence: u64,
-    pub changes: Result<Changes, Poison>,
+    pub decoded: Result<Decoded, Poison>,
 }
 
 impl Prepared {
     pub fn new(event: RecordedEvent, sequence: u64) -> Self {
-        let changes = crate::project::project(&event);
+        let decoded = crate::project::decode(&event);
         Self {
             event,
             sequence,
-            changes,
+            decoded,
         }
+    }
+
+    /// Why the event cannot be projected, if it cannot.
+    pub fn poison(&self) -> Option<&Poison> {
+        self.decoded.as_ref().err()
     }
 }
 
@@ -313,14 +321,110 @@ impl Conn<'_> {
             .collect();
         let known = self.positions(&tables, batch).await?;
         let plan = crate::plan::plan(batch, targets.len(), &known);
+        let changes = self.project(batch, &plan, &targets).await?;
         let now = crate::project::micros(chrono::Utc::now());
         let live = matches!(target, Target::Live);
-        let statements =
-            crate::sql::batch(self.backend(), batch, &plan, &targets, live, consumer, now)?;
+        let statements = crate::sql::batch(
+            self.backend(),
+            &crate::sql::Batch {
+                events: batch,
+                plan: &plan,
+                targets: &targets,
+                changes: &changes,
+                dead_letters: live,
+                consumer,
+                now_us: now,
+            },
+        )?;
         for s in &statements {
             self.run(s).await?;
         }
         Ok(ApplyReport { fates: plan.fates })
+    }
+}
+
+impl Conn<'_> {
+    /// Project the steps of `plan`, in order: each target's memo rows for the batch's
+    /// customers read first, then kept up to date as its events are projected.
+    async fn project(
+        &mut self,
+        batch: &[Prepared],
+        plan: &crate::plan::Plan<'_>,
+        targets: &[(usize, Projection, &str)],
+    ) -> Result<Vec<(usize, Vec<Change>)>, ReadError> {
+        let mut caches = Vec::with_capacity(targets.len());
+        for (t, (_, projection, suffix)) in targets.iter().enumerate() {
+            let mut customers: Vec<&str> = plan
+                .steps
+                .iter()
+                .filter(|(_, target)| *target == t)
+                .filter_map(|(i, _)| match &batch[*i].decoded {
+                    Ok(Decoded::Customer(id, _)) => Some(id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            customers.sort_unstable();
+            customers.dedup();
+            let mut cache = Memory::cache(*projection);
+            for table in projection.tables.iter().filter(|t| t.kind == Kind::Memo) {
+                for chunk in customers.chunks(1000) {
+                    let query = crate::sql::memo_query(table, suffix, chunk);
+                    cache.load(table.name, self.fetch_values(&query, table).await?);
+                }
+            }
+            caches.push(cache);
+        }
+        let mut out = Vec::with_capacity(plan.steps.len());
+        for &(i, t) in &plan.steps {
+            let Ok(decoded) = &batch[i].decoded else {
+                continue;
+            };
+            let cache = &mut caches[t];
+            let changes = crate::project::changes(&targets[t].1, &batch[i].event, decoded, cache);
+            cache.apply_changes(&changes);
+            out.push((t, changes));
+        }
+        Ok(out)
+    }
+
+    /// Rows of `s` as values of `table`'s columns.
+    async fn fetch_values(
+        &mut self,
+        s: &Statement,
+        table: &Table,
+    ) -> Result<Vec<Vec<Value>>, ReadError> {
+        fn values<R: Row>(r: &R, t: &Table) -> Result<Vec<Value>, sqlx::Error>
+        where
+            usize: ColumnIndex<R>,
+            for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+            for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+        {
+            t.columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ty))| {
+                    Ok(if ty.starts_with("BIGINT") {
+                        r.try_get::<Option<i64>, _>(i)?.into()
+                    } else {
+                        r.try_get::<Option<String>, _>(i)?.into()
+                    })
+                })
+                .collect()
+        }
+        Ok(match self {
+            Conn::Postgres(c) => bind(sqlx::query(&s.sql), &s.args)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(|r| values(r, table))
+                .collect::<Result<_, _>>()?,
+            Conn::Sqlite(c) => bind(sqlx::query(&s.sql), &s.args)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(|r| values(r, table))
+                .collect::<Result<_, _>>()?,
+        })
     }
 }
 

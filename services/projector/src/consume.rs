@@ -158,7 +158,7 @@ async fn handle_batch(
         match crm_bus::envelope::decode(&msg.payload) {
             Ok(event) => {
                 let p = Prepared::new(event, sequence);
-                if let Err(poison) = &p.changes {
+                if let Some(poison) = p.poison() {
                     dead_letter(ctx, partition, &msg, sequence, &poison.to_string()).await?;
                 }
                 prepared.push(p);
