@@ -17,6 +17,7 @@ pub mod calendar;
 pub mod change;
 pub mod facts;
 pub mod funnel;
+pub mod kept;
 pub mod kpi;
 pub mod load;
 pub mod memory;

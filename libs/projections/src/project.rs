@@ -522,6 +522,13 @@ fn sla_event(x: &Ctx, complaint: String, kind: &str, owner: Option<String>) -> I
 }
 
 fn analytics(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
+    let mut out = analytics_facts(x, c, memo);
+    out.extend(crate::kept::funnel(memo, (x.id, x.version, x.at), c));
+    out
+}
+
+/// The facts of the funnel and the KPIs (`rm_stage_periods`, `rm_contacts`, …).
+fn analytics_facts(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
     // The owner as this read model last recorded it.
     let owner = match memo.get(an::OWNER, &Value::from(x.id)) {
         Value::Text(o) => Some(o),

@@ -361,6 +361,11 @@ async fn switch_in<S: EventStore>(
         tx.execute(&crate::sql::drop_table(&format!("{t}{old}")))
             .await?;
     }
+    if projection.model == crate::schema::Model::Analytics {
+        // Its kept aggregates now hold the whole log.
+        tx.execute(&crate::sql::mark_complete(projection.name))
+            .await?;
+    }
     for sql in crate::views::create_statements(tx.backend()) {
         tx.execute(&sql).await?;
     }

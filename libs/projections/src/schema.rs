@@ -164,6 +164,11 @@ pub const ANALYTICS: Projection = Projection {
         PURCHASES,
         POOL_EVENTS,
         SLA_EVENTS,
+        FUNNEL_MEMBERS,
+        FUNNEL_NOW,
+        FUNNEL_MONTHS,
+        FUNNEL_DAYS,
+        FUNNEL_MOVES,
     ],
 };
 
@@ -418,6 +423,99 @@ pub const SLA_EVENTS: Table = Table {
     indexes: &[("complaint_idx", "complaint_id")],
 };
 
+/// The funnel as the analytics read model keeps it, so customers per stage now and as of
+/// any instant are read from a few hundred rows whatever the size of the book: every
+/// change of a customer's membership in a (slice, stage) is a delta of ±1 at its instant,
+/// summed per UTC month and day, and kept one by one (`rm_funnel_moves`) for the part of
+/// a day before an instant. Slices by kind: `all`, `region`, `first_touch_channel`,
+/// `customer_type`, `value_tier` (as the customer's are now: a change rewrites the
+/// customer's history) and `team` (the owner's at the instant; `pool`).
+pub const FUNNEL_MEMBERS: Table = Table {
+    // What the funnel remembers of a customer: its stage and slices now, and its stays
+    // (JSON: [[stage, from_us, to_us or null], …]), to rewrite when an attribute changes.
+    name: "rm_funnel_members",
+    kind: Kind::Memo,
+    since: 1004,
+    columns: &[
+        ("customer_id", "TEXT NOT NULL"),
+        ("stage", "TEXT NOT NULL"),
+        ("region", "TEXT NOT NULL"),
+        ("first_touch_channel", "TEXT NOT NULL"),
+        ("customer_type", "TEXT NOT NULL"),
+        ("value_tier", "TEXT NOT NULL"),
+        ("team", "TEXT NOT NULL"),
+        ("stays", "TEXT NOT NULL"),
+    ],
+    primary_key: &["customer_id"],
+    indexes: &[],
+};
+
+/// Customers per slice and stage now.
+pub const FUNNEL_NOW: Table = Table {
+    name: "rm_funnel_now",
+    kind: Kind::Counter,
+    since: 1004,
+    columns: &[
+        ("kind", "TEXT NOT NULL"),
+        ("value", "TEXT NOT NULL"),
+        ("stage", "TEXT NOT NULL"),
+        ("customers", "BIGINT NOT NULL"),
+    ],
+    primary_key: &["kind", "value", "stage"],
+    indexes: &[],
+};
+
+/// The deltas of each UTC month (months since 1970-01).
+pub const FUNNEL_MONTHS: Table = Table {
+    name: "rm_funnel_months",
+    kind: Kind::Counter,
+    since: 1004,
+    columns: &[
+        ("kind", "TEXT NOT NULL"),
+        ("value", "TEXT NOT NULL"),
+        ("stage", "TEXT NOT NULL"),
+        ("month", "BIGINT NOT NULL"),
+        ("customers", "BIGINT NOT NULL"),
+    ],
+    primary_key: &["kind", "value", "stage", "month"],
+    indexes: &[("month_idx", "kind, month")],
+};
+
+/// The deltas of each UTC day (days since 1970-01-01).
+pub const FUNNEL_DAYS: Table = Table {
+    name: "rm_funnel_days",
+    kind: Kind::Counter,
+    since: 1004,
+    columns: &[
+        ("kind", "TEXT NOT NULL"),
+        ("value", "TEXT NOT NULL"),
+        ("stage", "TEXT NOT NULL"),
+        ("day", "BIGINT NOT NULL"),
+        ("customers", "BIGINT NOT NULL"),
+    ],
+    primary_key: &["kind", "value", "stage", "day"],
+    indexes: &[("day_idx", "kind, day")],
+};
+
+/// Every delta, at its instant (the `n`-th of the event that caused it).
+pub const FUNNEL_MOVES: Table = Table {
+    name: "rm_funnel_moves",
+    kind: Kind::Log,
+    since: 1004,
+    columns: &[
+        ("customer_id", "TEXT NOT NULL"),
+        ("version", "BIGINT NOT NULL"),
+        ("n", "BIGINT NOT NULL"),
+        ("kind", "TEXT NOT NULL"),
+        ("value", "TEXT NOT NULL"),
+        ("stage", "TEXT NOT NULL"),
+        ("at_us", "BIGINT NOT NULL"),
+        ("customers", "BIGINT NOT NULL"),
+    ],
+    primary_key: &["customer_id", "version", "n"],
+    indexes: &[("at_idx", "kind, at_us")],
+};
+
 /// The projection called `name`.
 pub fn by_name(name: &str) -> Option<Projection> {
     PROJECTIONS.iter().copied().find(|p| p.name == name)
@@ -461,12 +559,22 @@ pub const FIRST_MIGRATION: &str = include_str!("../migrations/1001_read_models.s
 
 pub use crate::sql::migration_sql;
 
+/// Which kept aggregates are complete: filled from the whole log. A database that had
+/// analytics before the funnel was kept has them only from the upgrade on, until
+/// `crm projections rebuild analytics` fills them (the query service answers from the
+/// facts meanwhile); a new one has them from the first event.
+pub const KEPT_1004: &str = "CREATE TABLE rm_kept (read_model TEXT PRIMARY KEY, \
+    complete BIGINT NOT NULL);\n\
+    INSERT INTO rm_kept (read_model, complete) SELECT 'analytics', CASE WHEN EXISTS \
+    (SELECT 1 FROM rm_analytics_positions) THEN 0 ELSE 1 END;\n";
+
 /// Every migration of the read models: (version, description, SQL), in order.
 pub fn migrations() -> Vec<(i64, &'static str, String)> {
     vec![
         (1001, "read models", FIRST_MIGRATION.to_string()),
         (1002, "pool and SLA events", migration_sql(1002)),
         (1003, "timeline rows without payloads", migration_sql(1003)),
+        (1004, "the funnel kept", migration_sql(1004) + KEPT_1004),
     ]
 }
 

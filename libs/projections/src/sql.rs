@@ -106,13 +106,24 @@ pub(crate) struct Batch<'a> {
 pub(crate) fn batch(backend: Backend, b: &Batch) -> Result<Vec<Statement>, ReadError> {
     let mut out = Script::new(backend);
     let mut counters = Counters::default();
+    // Rows of tables that only grow: written together, a statement per table and chunk.
+    let mut logs: std::collections::BTreeMap<(usize, &str), Vec<&Insert>> = Default::default();
     for (t, changes) in b.changes {
         let suffix = b.targets[*t].2;
         for c in changes {
             match c {
                 Change::Add(a) => counters.add(*t, a),
+                Change::Insert(i) if i.table.kind == crate::schema::Kind::Log => {
+                    logs.entry((*t, i.table.name)).or_default().push(i)
+                }
                 c => out.add(|s| change(s, c, suffix))?,
             }
+        }
+    }
+    for ((t, _), rows) in &logs {
+        let suffix = b.targets[*t].2;
+        for chunk in rows.chunks(500) {
+            out.add(|s| insert_rows(s, chunk, suffix))?;
         }
     }
     counters.render(&mut out, b.targets)?;
@@ -470,21 +481,32 @@ fn change(s: &mut Sql, c: &Change, suffix: &str) -> Result<(), ReadError> {
 }
 
 fn insert(s: &mut Sql, i: &Insert, suffix: &str) -> Result<(), ReadError> {
-    let t = i.table;
+    insert_rows(s, &[i], suffix)
+}
+
+/// One `INSERT` of rows of one table.
+fn insert_rows(s: &mut Sql, rows: &[&Insert], suffix: &str) -> Result<(), ReadError> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let t = first.table;
     let names: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
     let _ = write!(
         s.text,
-        "INSERT INTO {}{suffix} ({}) VALUES (",
+        "INSERT INTO {}{suffix} ({}) VALUES ",
         t.name,
         names.join(", ")
     );
-    for (k, v) in i.values.iter().enumerate() {
-        if k > 0 {
-            s.text.push_str(", ");
+    for (r, i) in rows.iter().enumerate() {
+        s.text.push_str(if r == 0 { "(" } else { ", (" });
+        for (k, v) in i.values.iter().enumerate() {
+            if k > 0 {
+                s.text.push_str(", ");
+            }
+            s.value(v, t.columns[k].1.starts_with("BIGINT"))?;
         }
-        s.value(v, t.columns[k].1.starts_with("BIGINT"))?;
+        s.text.push(')');
     }
-    s.text.push(')');
     Ok(())
 }
 
@@ -695,6 +717,14 @@ pub(crate) fn select_as_text(t: &Table, suffix: &str) -> String {
 /// Every position of a positions table, as text.
 pub(crate) fn select_positions(table: &str) -> String {
     format!("SELECT stream_id, CAST(version AS TEXT) FROM {table}")
+}
+
+/// Record that read model `name`'s kept aggregates hold the whole log (after a rebuild).
+pub(crate) fn mark_complete(name: &str) -> String {
+    format!(
+        "UPDATE rm_kept SET complete = 1 WHERE read_model = '{}'",
+        name.replace('\'', "")
+    )
 }
 
 /// Take the transaction-scoped advisory lock `key` (PostgreSQL).

@@ -393,17 +393,30 @@ impl Conn<'_> {
         s: &Statement,
         table: &Table,
     ) -> Result<Vec<Vec<Value>>, ReadError> {
-        fn values<R: Row>(r: &R, t: &Table) -> Result<Vec<Value>, sqlx::Error>
+        let ints: Vec<bool> = table
+            .columns
+            .iter()
+            .map(|(_, ty)| ty.starts_with("BIGINT"))
+            .collect();
+        self.fetch(s, &ints).await
+    }
+
+    /// Rows of `s`, column `i` an integer if `ints[i]`, else text.
+    pub(crate) async fn fetch(
+        &mut self,
+        s: &Statement,
+        ints: &[bool],
+    ) -> Result<Vec<Vec<Value>>, ReadError> {
+        fn values<R: Row>(r: &R, ints: &[bool]) -> Result<Vec<Value>, sqlx::Error>
         where
             usize: ColumnIndex<R>,
             for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
             for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
         {
-            t.columns
-                .iter()
+            ints.iter()
                 .enumerate()
-                .map(|(i, (_, ty))| {
-                    Ok(if ty.starts_with("BIGINT") {
+                .map(|(i, int)| {
+                    Ok(if *int {
                         r.try_get::<Option<i64>, _>(i)?.into()
                     } else {
                         r.try_get::<Option<String>, _>(i)?.into()
@@ -416,13 +429,13 @@ impl Conn<'_> {
                 .fetch_all(&mut **c)
                 .await?
                 .iter()
-                .map(|r| values(r, table))
+                .map(|r| values(r, ints))
                 .collect::<Result<_, _>>()?,
             Conn::Sqlite(c) => bind(sqlx::query(&s.sql), &s.args)
                 .fetch_all(&mut **c)
                 .await?
                 .iter()
-                .map(|r| values(r, table))
+                .map(|r| values(r, ints))
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -554,6 +567,26 @@ impl ReadStore {
         match self {
             Self::Postgres(p) => sqlx::query_scalar(SQL).fetch_one(p).await,
             Self::Sqlite(p) => sqlx::query_scalar(SQL).fetch_one(p).await,
+        }
+    }
+
+    /// Rows of `s` (read only), column `i` an integer if `ints[i]`, else text.
+    pub(crate) async fn fetch(
+        &self,
+        s: &Statement,
+        ints: &[bool],
+    ) -> Result<Vec<Vec<Value>>, ReadError> {
+        match self {
+            Self::Postgres(pool) => {
+                Conn::Postgres(&mut *pool.acquire().await?)
+                    .fetch(s, ints)
+                    .await
+            }
+            Self::Sqlite(pool) => {
+                Conn::Sqlite(&mut *pool.acquire().await?)
+                    .fetch(s, ints)
+                    .await
+            }
         }
     }
 

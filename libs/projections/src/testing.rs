@@ -308,8 +308,9 @@ impl Picks for Rng {
 
 /// A seeded random book over `days` from [`t0`]: managers in several teams and regions;
 /// customers of every region, channel, type and tier, assigned, transferred, released,
-/// returned by the pool rules and claimed; contacts by owners and others; stage moves
-/// forward, skipped, to dormant and reactivated; complaints answered in time, late or
+/// returned by the pool rules and claimed; regions and value tiers changed; contacts by
+/// owners and others; stage moves forward, skipped, to dormant and reactivated;
+/// complaints answered in time, late or
 /// never (breached and escalated); referrals made and converted. For comparing the
 /// database's aggregates with the reference computations over the facts.
 pub fn random_book(seed: u64, customers: usize, days: i64) -> Log {
@@ -605,7 +606,20 @@ impl Book {
                     log.unanswered_complaint(&c, owner_id.as_deref(), &mgr(1).0, at);
                 }
             }
-            88..=93 => {
+            92 => log.push(
+                &stream,
+                "ProfileUpdated",
+                at,
+                json!({"customer_id": c, "region": rng.pick(&["east", "west", "north"])}),
+            ),
+            93 => log.push(
+                &stream,
+                "ValueTierChanged",
+                at,
+                json!({"customer_id": c, "from": "low", "to": rng.pick(&["high", "mid", "low"]),
+                       "basis_minor": 5_000_000, "policy_version": 1}),
+            ),
+            88..=91 => {
                 let r = id(0xF, step);
                 let referrer = mgr(rng.pick_index(managers.len())).0.clone();
                 let to = mgr(rng.pick_index(managers.len())).0.clone();

@@ -37,8 +37,22 @@ fn slice_sql(slice: Slice, row: &str, at: &str) -> (String, String) {
 }
 
 impl ReadStore {
-    /// Customers per stage at `at_us` (None: now); see [`crate::funnel::stage_counts`].
+    /// Customers per stage at `at_us` (None: now); see [`crate::funnel::stage_counts`]:
+    /// from the kept funnel ([`crate::kept`]) when it is complete, else from the facts.
     pub async fn stage_counts(
+        &self,
+        at_us: Option<i64>,
+        slice: Slice,
+    ) -> Result<Vec<StageCount>, ReadError> {
+        if self.kept_complete().await? {
+            self.stage_counts_kept(at_us, slice).await
+        } else {
+            self.stage_counts_from_facts(at_us, slice).await
+        }
+    }
+
+    /// [`ReadStore::stage_counts`] grouped from the stage periods.
+    pub async fn stage_counts_from_facts(
         &self,
         at_us: Option<i64>,
         slice: Slice,

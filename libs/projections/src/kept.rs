@@ -1,0 +1,377 @@
+//! The aggregates the analytics read model keeps, so a question reads a few hundred rows
+//! whatever the size of the book: what each event adds to them (part of the analytics
+//! projection, pure) and how a question reads them back. Their reference is the same as
+//! the database's other answers: [`crate::funnel`] over the facts, row for row (tests).
+//!
+//! **The funnel.** A customer is a member of one (slice, stage) per slice kind at every
+//! instant. Each change of membership is a delta of ±1 at its instant, added to the
+//! counts now (`rm_funnel_now`), to its UTC month and day (`rm_funnel_months`,
+//! `rm_funnel_days`) and kept one by one (`rm_funnel_moves`). Customers per stage as of
+//! `T` are then the deltas of the months before `T`'s, of the days of its month before
+//! its day, and of its day up to `T`: about (months + 31) × slices × stages rows and one
+//! day's moves. Customer attributes slice as they are now (as the reference does): when
+//! a region or a value tier changes, the customer's whole history moves to the new value
+//! (the memo keeps its stays for that). The team is the owner's at each instant.
+
+use chrono::{DateTime, Datelike};
+use crm_domain::CustomerEvent;
+
+use crate::change::{Add, Change, Insert, Value};
+use crate::funnel::{Slice, StageCount};
+use crate::project::Memo;
+use crate::schema::{
+    col, Col, FUNNEL_DAYS, FUNNEL_MEMBERS, FUNNEL_MONTHS, FUNNEL_MOVES, FUNNEL_NOW,
+};
+use crate::sql::Statement;
+use crate::store::{ReadError, ReadStore};
+
+/// Microseconds in a UTC day.
+const DAY_US: i64 = 86_400_000_000;
+
+/// The slice kinds the funnel keeps, as the query API names them.
+pub const KINDS: [&str; 6] = [
+    "all",
+    "region",
+    "first_touch_channel",
+    "customer_type",
+    "value_tier",
+    "team",
+];
+
+mod m {
+    use super::*;
+    pub const ID: Col = col(&FUNNEL_MEMBERS, "customer_id");
+    pub const STAGE: Col = col(&FUNNEL_MEMBERS, "stage");
+    pub const REGION: Col = col(&FUNNEL_MEMBERS, "region");
+    pub const CHANNEL: Col = col(&FUNNEL_MEMBERS, "first_touch_channel");
+    pub const TYPE: Col = col(&FUNNEL_MEMBERS, "customer_type");
+    pub const TIER: Col = col(&FUNNEL_MEMBERS, "value_tier");
+    pub const TEAM: Col = col(&FUNNEL_MEMBERS, "team");
+    pub const STAYS: Col = col(&FUNNEL_MEMBERS, "stays");
+
+    pub const NOW_N: Col = col(&FUNNEL_NOW, "customers");
+    pub const MONTH_N: Col = col(&FUNNEL_MONTHS, "customers");
+    pub const DAY_N: Col = col(&FUNNEL_DAYS, "customers");
+
+    pub const MOVE_ID: Col = col(&FUNNEL_MOVES, "customer_id");
+    pub const MOVE_VERSION: Col = col(&FUNNEL_MOVES, "version");
+    pub const MOVE_N: Col = col(&FUNNEL_MOVES, "n");
+    pub const MOVE_KIND: Col = col(&FUNNEL_MOVES, "kind");
+    pub const MOVE_VALUE: Col = col(&FUNNEL_MOVES, "value");
+    pub const MOVE_STAGE: Col = col(&FUNNEL_MOVES, "stage");
+    pub const MOVE_AT: Col = col(&FUNNEL_MOVES, "at_us");
+    pub const MOVE_CUSTOMERS: Col = col(&FUNNEL_MOVES, "customers");
+}
+
+/// One stay in a stage: `[from, to)`, open while `to` is `None`.
+type Stay = (String, i64, Option<i64>);
+
+/// What the funnel remembers of a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    stage: String,
+    /// The slice value per kind, in the order of [`KINDS`].
+    values: [String; 6],
+    stays: Vec<Stay>,
+}
+
+impl Member {
+    /// The customer `id` as the memo holds it.
+    fn recall(memo: &dyn Memo, id: &str) -> Option<Self> {
+        let key = Value::from(id);
+        let text = |c: Col| match memo.get(c, &key) {
+            Value::Text(s) => Some(s),
+            _ => None,
+        };
+        let stage = text(m::STAGE)?;
+        Some(Self {
+            stage,
+            values: [
+                "all".to_string(),
+                text(m::REGION)?,
+                text(m::CHANNEL)?,
+                text(m::TYPE)?,
+                text(m::TIER)?,
+                text(m::TEAM)?,
+            ],
+            stays: serde_json::from_str(&text(m::STAYS)?).unwrap_or_default(),
+        })
+    }
+
+    fn row(&self, id: &str) -> Change {
+        Insert::into(&FUNNEL_MEMBERS)
+            .set(m::ID, id)
+            .set(m::STAGE, self.stage.as_str())
+            .set(m::REGION, self.values[1].as_str())
+            .set(m::CHANNEL, self.values[2].as_str())
+            .set(m::TYPE, self.values[3].as_str())
+            .set(m::TIER, self.values[4].as_str())
+            .set(m::TEAM, self.values[5].as_str())
+            .set(
+                m::STAYS,
+                serde_json::to_string(&self.stays).unwrap_or_default(),
+            )
+            .upsert()
+    }
+}
+
+/// The deltas of one event, with what they are made of.
+struct Deltas<'a> {
+    id: &'a str,
+    version: i64,
+    out: Vec<Change>,
+}
+
+impl Deltas<'_> {
+    /// `n` customers in (kind, value, stage) from instant `at` on.
+    fn add(&mut self, kind: usize, value: &str, stage: &str, at: i64, n: i64) {
+        let key = |extra: Option<i64>| {
+            let mut k = vec![
+                Value::from(KINDS[kind]),
+                Value::from(value),
+                Value::from(stage),
+            ];
+            k.extend(extra.map(Value::Int));
+            k
+        };
+        self.out
+            .push(Add::to(&FUNNEL_NOW, key(None)).add(m::NOW_N, n).change());
+        self.out.push(
+            Add::to(&FUNNEL_MONTHS, key(Some(month_number(at))))
+                .add(m::MONTH_N, n)
+                .change(),
+        );
+        self.out.push(
+            Add::to(&FUNNEL_DAYS, key(Some(at.div_euclid(DAY_US))))
+                .add(m::DAY_N, n)
+                .change(),
+        );
+        let seq = self.out.len() as i64;
+        self.out.push(
+            Insert::into(&FUNNEL_MOVES)
+                .set(m::MOVE_ID, self.id)
+                .set(m::MOVE_VERSION, self.version)
+                .set(m::MOVE_N, seq)
+                .set(m::MOVE_KIND, KINDS[kind])
+                .set(m::MOVE_VALUE, value)
+                .set(m::MOVE_STAGE, stage)
+                .set(m::MOVE_AT, at)
+                .set(m::MOVE_CUSTOMERS, n)
+                .insert(),
+        );
+    }
+
+    /// The member counted in every slice of `stage` from `at` (n = 1) or no more (-1).
+    fn all_kinds(&mut self, member: &Member, stage: &str, at: i64, n: i64) {
+        for k in 0..KINDS.len() {
+            self.add(k, &member.values[k], stage, at, n);
+        }
+    }
+}
+
+/// UTC months since 1970-01 of instant `us`.
+pub fn month_number(us: i64) -> i64 {
+    let t = DateTime::from_timestamp_micros(us).unwrap_or_default();
+    i64::from(t.year() - 1970) * 12 + i64::from(t.month0())
+}
+
+/// The first UTC day (days since 1970-01-01) of month number `m`.
+pub fn month_first_day(m: i64) -> i64 {
+    let (y, mo) = (1970 + m.div_euclid(12), m.rem_euclid(12) + 1);
+    chrono::NaiveDate::from_ymd_opt(y as i32, mo as u32, 1)
+        .map(|d| {
+            d.and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc()
+                .timestamp_micros()
+                / DAY_US
+        })
+        .unwrap_or_default()
+}
+
+/// The owner's team after `c`, if `c` changes the owner (`pool`: none).
+fn new_team(c: &CustomerEvent) -> Option<&str> {
+    match c {
+        CustomerEvent::OwnerAssigned(a) => Some(a.team.as_str()),
+        CustomerEvent::OwnershipTransferred(t) => Some(t.to_team.as_str()),
+        CustomerEvent::ClaimedFromPool(cl) => Some(cl.team.as_str()),
+        CustomerEvent::ReleasedToPool(_) => Some("pool"),
+        _ => None,
+    }
+}
+
+/// The funnel's changes for customer event `c` of customer `id` (its stream `version`,
+/// at `at`), with what the memo remembers.
+pub fn funnel(
+    memo: &dyn Memo,
+    (id, version, at): (&str, i64, i64),
+    c: &CustomerEvent,
+) -> Vec<Change> {
+    let mut d = Deltas {
+        id,
+        version,
+        out: Vec::new(),
+    };
+    let member = match (c, Member::recall(memo, id)) {
+        (CustomerEvent::CustomerRegistered(r), _) => {
+            let from = crate::project::micros(r.registered_at);
+            let member = Member {
+                stage: r.stage.as_str().to_string(),
+                values: [
+                    "all".to_string(),
+                    r.region.as_str().to_string(),
+                    r.first_touch_channel.as_str().to_string(),
+                    r.customer_type.as_str().to_string(),
+                    r.value_tier.as_str().to_string(),
+                    "pool".to_string(),
+                ],
+                stays: vec![(r.stage.as_str().to_string(), from, None)],
+            };
+            d.all_kinds(&member, &member.stage, from, 1);
+            member
+        }
+        (_, None) => return Vec::new(),
+        (_, Some(mut member)) => {
+            if !changed(&mut d, &mut member, c, at) {
+                return Vec::new();
+            }
+            member
+        }
+    };
+    let mut out = d.out;
+    out.push(member.row(id));
+    out
+}
+
+/// Apply `c` to `member`, adding its deltas; whether anything changed.
+fn changed(d: &mut Deltas, member: &mut Member, c: &CustomerEvent, at: i64) -> bool {
+    if let Some(team) = new_team(c) {
+        if team == member.values[5] {
+            return false;
+        }
+        let stage = member.stage.clone();
+        d.add(5, &member.values[5], &stage, at, -1);
+        d.add(5, team, &stage, at, 1);
+        member.values[5] = team.to_string();
+        return true;
+    }
+    match c {
+        CustomerEvent::LifecycleStageChanged(l) => {
+            let old = std::mem::replace(&mut member.stage, l.to.as_str().to_string());
+            d.all_kinds(member, &old, at, -1);
+            d.all_kinds(member, &member.stage.clone(), at, 1);
+            if let Some(stay) = member.stays.iter_mut().rev().find(|s| s.2.is_none()) {
+                stay.2 = Some(at);
+            }
+            member.stays.push((member.stage.clone(), at, None));
+            true
+        }
+        CustomerEvent::ProfileUpdated(p) => match &p.region {
+            Some(r) if r.as_str() != member.values[1] => {
+                rewrite(d, member, 1, r.as_str());
+                true
+            }
+            _ => false,
+        },
+        CustomerEvent::ValueTierChanged(t) if t.to.as_str() != member.values[4] => {
+            rewrite(d, member, 4, t.to.as_str());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The customer's whole history moved from its value of slice kind `kind` to `to`.
+fn rewrite(d: &mut Deltas, member: &mut Member, kind: usize, to: &str) {
+    let from = std::mem::replace(&mut member.values[kind], to.to_string());
+    for (stage, start, end) in &member.stays {
+        d.add(kind, &from, stage, *start, -1);
+        d.add(kind, to, stage, *start, 1);
+        if let Some(end) = end {
+            d.add(kind, &from, stage, *end, 1);
+            d.add(kind, to, stage, *end, -1);
+        }
+    }
+}
+
+/// The kind a slice is kept under.
+fn kind(slice: Slice) -> &'static str {
+    match slice {
+        Slice::All => KINDS[0],
+        Slice::Region => KINDS[1],
+        Slice::FirstTouchChannel => KINDS[2],
+        Slice::CustomerType => KINDS[3],
+        Slice::ValueTier => KINDS[4],
+        Slice::Team => KINDS[5],
+    }
+}
+
+const NOW: &str = "SELECT value, stage, customers FROM rm_funnel_now WHERE kind = $1";
+
+/// Months before `$2`, days `[$3, $4)`, moves `[$5, $6]`.
+const AS_OF: &str = "SELECT value, stage, CAST(sum(customers) AS BIGINT) FROM (\
+    SELECT value, stage, customers FROM rm_funnel_months WHERE kind = $1 AND month < $2 \
+    UNION ALL SELECT value, stage, customers FROM rm_funnel_days \
+    WHERE kind = $1 AND day >= $3 AND day < $4 \
+    UNION ALL SELECT value, stage, customers FROM rm_funnel_moves \
+    WHERE kind = $1 AND at_us >= $5 AND at_us <= $6) x GROUP BY value, stage";
+
+const COMPLETE: &str = "SELECT complete FROM rm_kept WHERE read_model = 'analytics'";
+
+impl ReadStore {
+    /// Whether the analytics read model keeps its aggregates from the first event on.
+    pub async fn kept_complete(&self) -> Result<bool, ReadError> {
+        let s = Statement {
+            sql: COMPLETE.into(),
+            args: Vec::new(),
+            one_row: None,
+        };
+        let rows = self.fetch(&s, &[true]).await?;
+        Ok(rows.first().is_some_and(|r| r[0] == Value::Int(1)))
+    }
+
+    /// Customers per stage now (`None`) or as of an instant, from the kept funnel.
+    pub async fn stage_counts_kept(
+        &self,
+        at_us: Option<i64>,
+        slice: Slice,
+    ) -> Result<Vec<StageCount>, ReadError> {
+        let kind = (Value::from(kind(slice)), false);
+        let s = match at_us {
+            None => Statement {
+                sql: NOW.into(),
+                args: vec![kind],
+                one_row: None,
+            },
+            Some(t) => {
+                let month = month_number(t);
+                let day = t.div_euclid(DAY_US);
+                let ints = [month, month_first_day(month), day, day * DAY_US, t];
+                Statement {
+                    sql: AS_OF.into(),
+                    args: std::iter::once(kind)
+                        .chain(ints.map(|v| (Value::Int(v), true)))
+                        .collect(),
+                    one_row: None,
+                }
+            }
+        };
+        let mut out: Vec<StageCount> = self
+            .fetch(&s, &[false, false, true])
+            .await?
+            .into_iter()
+            .filter_map(|r| match (&r[0], &r[1], &r[2]) {
+                (Value::Text(v), Value::Text(stage), Value::Int(n)) if *n != 0 => {
+                    Some(StageCount {
+                        slice: v.clone(),
+                        stage: stage.clone(),
+                        customers: *n,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.slice, &a.stage).cmp(&(&b.slice, &b.stage)));
+        Ok(out)
+    }
+}
