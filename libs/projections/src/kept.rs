@@ -56,11 +56,32 @@ mod m {
     pub const MOVE_ID: Col = col(&FUNNEL_MOVES, "customer_id");
     pub const MOVE_VERSION: Col = col(&FUNNEL_MOVES, "version");
     pub const MOVE_N: Col = col(&FUNNEL_MOVES, "n");
-    pub const MOVE_KIND: Col = col(&FUNNEL_MOVES, "kind");
-    pub const MOVE_VALUE: Col = col(&FUNNEL_MOVES, "value");
-    pub const MOVE_STAGE: Col = col(&FUNNEL_MOVES, "stage");
     pub const MOVE_AT: Col = col(&FUNNEL_MOVES, "at_us");
-    pub const MOVE_CUSTOMERS: Col = col(&FUNNEL_MOVES, "customers");
+    pub const FROM_STAGE: Col = col(&FUNNEL_MOVES, "from_stage");
+    pub const TO_STAGE: Col = col(&FUNNEL_MOVES, "to_stage");
+    /// (from, to) columns per slice kind but `all`, in the order of [`KINDS`].
+    pub const FROM_TO: [(Col, Col); 5] = [
+        (
+            col(&FUNNEL_MOVES, "from_region"),
+            col(&FUNNEL_MOVES, "to_region"),
+        ),
+        (
+            col(&FUNNEL_MOVES, "from_first_touch_channel"),
+            col(&FUNNEL_MOVES, "to_first_touch_channel"),
+        ),
+        (
+            col(&FUNNEL_MOVES, "from_customer_type"),
+            col(&FUNNEL_MOVES, "to_customer_type"),
+        ),
+        (
+            col(&FUNNEL_MOVES, "from_value_tier"),
+            col(&FUNNEL_MOVES, "to_value_tier"),
+        ),
+        (
+            col(&FUNNEL_MOVES, "from_team"),
+            col(&FUNNEL_MOVES, "to_team"),
+        ),
+    ];
 }
 
 /// One stay in a stage: `[from, to)`, open while `to` is `None`.
@@ -115,16 +136,61 @@ impl Member {
     }
 }
 
-/// The deltas of one event, with what they are made of.
-struct Deltas<'a> {
+/// Where a customer is in the funnel: its stage and its value of each slice kind.
+#[derive(Debug, Clone, PartialEq)]
+struct Place {
+    stage: String,
+    values: [String; 6],
+}
+
+impl Member {
+    fn place(&self) -> Place {
+        Place {
+            stage: self.stage.clone(),
+            values: self.values.clone(),
+        }
+    }
+}
+
+/// The moves of one event, and the counts they change.
+struct Moves<'a> {
     id: &'a str,
     version: i64,
     out: Vec<Change>,
+    n: i64,
 }
 
-impl Deltas<'_> {
+impl Moves<'_> {
+    /// The customer moves from `from` (None: it enters the funnel) to `to` at `at`.
+    fn push(&mut self, at: i64, from: Option<&Place>, to: &Place) {
+        for k in 0..KINDS.len() {
+            let same = from.is_some_and(|f| f.stage == to.stage && f.values[k] == to.values[k]);
+            if same {
+                continue;
+            }
+            if let Some(f) = from {
+                self.count(k, &f.values[k], &f.stage, at, -1);
+            }
+            self.count(k, &to.values[k], &to.stage, at, 1);
+        }
+        self.n += 1;
+        let mut row = Insert::into(&FUNNEL_MOVES)
+            .set(m::MOVE_ID, self.id)
+            .set(m::MOVE_VERSION, self.version)
+            .set(m::MOVE_N, self.n)
+            .set(m::MOVE_AT, at)
+            .set(m::FROM_STAGE, from.map(|f| f.stage.clone()))
+            .set(m::TO_STAGE, to.stage.as_str());
+        for (k, (from_col, to_col)) in m::FROM_TO.iter().enumerate() {
+            row = row
+                .set(*from_col, from.map(|f| f.values[k + 1].clone()))
+                .set(*to_col, to.values[k + 1].as_str());
+        }
+        self.out.push(row.insert());
+    }
+
     /// `n` customers in (kind, value, stage) from instant `at` on.
-    fn add(&mut self, kind: usize, value: &str, stage: &str, at: i64, n: i64) {
+    fn count(&mut self, kind: usize, value: &str, stage: &str, at: i64, n: i64) {
         let key = |extra: Option<i64>| {
             let mut k = vec![
                 Value::from(KINDS[kind]),
@@ -146,26 +212,6 @@ impl Deltas<'_> {
                 .add(m::DAY_N, n)
                 .change(),
         );
-        let seq = self.out.len() as i64;
-        self.out.push(
-            Insert::into(&FUNNEL_MOVES)
-                .set(m::MOVE_ID, self.id)
-                .set(m::MOVE_VERSION, self.version)
-                .set(m::MOVE_N, seq)
-                .set(m::MOVE_KIND, KINDS[kind])
-                .set(m::MOVE_VALUE, value)
-                .set(m::MOVE_STAGE, stage)
-                .set(m::MOVE_AT, at)
-                .set(m::MOVE_CUSTOMERS, n)
-                .insert(),
-        );
-    }
-
-    /// The member counted in every slice of `stage` from `at` (n = 1) or no more (-1).
-    fn all_kinds(&mut self, member: &Member, stage: &str, at: i64, n: i64) {
-        for k in 0..KINDS.len() {
-            self.add(k, &member.values[k], stage, at, n);
-        }
     }
 }
 
@@ -207,10 +253,11 @@ pub fn funnel(
     (id, version, at): (&str, i64, i64),
     c: &CustomerEvent,
 ) -> Vec<Change> {
-    let mut d = Deltas {
+    let mut d = Moves {
         id,
         version,
         out: Vec::new(),
+        n: 0,
     };
     let member = match (c, Member::recall(memo, id)) {
         (CustomerEvent::CustomerRegistered(r), _) => {
@@ -227,7 +274,7 @@ pub fn funnel(
                 ],
                 stays: vec![(r.stage.as_str().to_string(), from, None)],
             };
-            d.all_kinds(&member, &member.stage, from, 1);
+            d.push(from, None, &member.place());
             member
         }
         (_, None) => return Vec::new(),
@@ -244,22 +291,20 @@ pub fn funnel(
 }
 
 /// Apply `c` to `member`, adding its deltas; whether anything changed.
-fn changed(d: &mut Deltas, member: &mut Member, c: &CustomerEvent, at: i64) -> bool {
+fn changed(d: &mut Moves, member: &mut Member, c: &CustomerEvent, at: i64) -> bool {
+    let before = member.place();
     if let Some(team) = new_team(c) {
         if team == member.values[5] {
             return false;
         }
-        let stage = member.stage.clone();
-        d.add(5, &member.values[5], &stage, at, -1);
-        d.add(5, team, &stage, at, 1);
         member.values[5] = team.to_string();
+        d.push(at, Some(&before), &member.place());
         return true;
     }
     match c {
         CustomerEvent::LifecycleStageChanged(l) => {
-            let old = std::mem::replace(&mut member.stage, l.to.as_str().to_string());
-            d.all_kinds(member, &old, at, -1);
-            d.all_kinds(member, &member.stage.clone(), at, 1);
+            member.stage = l.to.as_str().to_string();
+            d.push(at, Some(&before), &member.place());
             if let Some(stay) = member.stays.iter_mut().rev().find(|s| s.2.is_none()) {
                 stay.2 = Some(at);
             }
@@ -281,40 +326,56 @@ fn changed(d: &mut Deltas, member: &mut Member, c: &CustomerEvent, at: i64) -> b
     }
 }
 
-/// The customer's whole history moved from its value of slice kind `kind` to `to`.
-fn rewrite(d: &mut Deltas, member: &mut Member, kind: usize, to: &str) {
-    let from = std::mem::replace(&mut member.values[kind], to.to_string());
+/// The customer's whole history moved from its value of slice kind `kind` to `to`: at
+/// the start of each stay from the old value to the new, at its end back (the other
+/// kinds stay where they are: their values on both sides of these moves are today's,
+/// which changes nothing).
+fn rewrite(d: &mut Moves, member: &mut Member, kind: usize, to: &str) {
+    let mut old = member.place();
+    member.values[kind] = to.to_string();
+    let mut new = member.place();
     for (stage, start, end) in &member.stays {
-        d.add(kind, &from, stage, *start, -1);
-        d.add(kind, to, stage, *start, 1);
+        old.stage.clone_from(stage);
+        new.stage.clone_from(stage);
+        d.push(*start, Some(&old), &new);
         if let Some(end) = end {
-            d.add(kind, &from, stage, *end, 1);
-            d.add(kind, to, stage, *end, -1);
+            d.push(*end, Some(&new), &old);
         }
     }
 }
 
-/// The kind a slice is kept under.
-fn kind(slice: Slice) -> &'static str {
+/// The kind a slice is kept under: its position in [`KINDS`].
+fn kind(slice: Slice) -> usize {
     match slice {
-        Slice::All => KINDS[0],
-        Slice::Region => KINDS[1],
-        Slice::FirstTouchChannel => KINDS[2],
-        Slice::CustomerType => KINDS[3],
-        Slice::ValueTier => KINDS[4],
-        Slice::Team => KINDS[5],
+        Slice::All => 0,
+        Slice::Region => 1,
+        Slice::FirstTouchChannel => 2,
+        Slice::CustomerType => 3,
+        Slice::ValueTier => 4,
+        Slice::Team => 5,
     }
 }
 
 const NOW: &str = "SELECT value, stage, customers FROM rm_funnel_now WHERE kind = $1";
 
-/// Months before `$2`, days `[$3, $4)`, moves `[$5, $6]`.
+/// Months before `$2`, days `[$3, $4)`, moves `[$5, $6]` of the slice kind whose moves
+/// columns are `from_col` and `to_col` (`all`: the literal): `{from}`, `{to}` below.
 const AS_OF: &str = "SELECT value, stage, CAST(sum(customers) AS BIGINT) FROM (\
     SELECT value, stage, customers FROM rm_funnel_months WHERE kind = $1 AND month < $2 \
     UNION ALL SELECT value, stage, customers FROM rm_funnel_days \
     WHERE kind = $1 AND day >= $3 AND day < $4 \
-    UNION ALL SELECT value, stage, customers FROM rm_funnel_moves \
-    WHERE kind = $1 AND at_us >= $5 AND at_us <= $6) x GROUP BY value, stage";
+    UNION ALL SELECT {to}, to_stage, 1 FROM rm_funnel_moves \
+    WHERE at_us >= $5 AND at_us <= $6 \
+    UNION ALL SELECT {from}, from_stage, -1 FROM rm_funnel_moves \
+    WHERE at_us >= $5 AND at_us <= $6 AND from_stage IS NOT NULL) x GROUP BY value, stage";
+
+/// The moves columns of slice kind `k` (a position in [`KINDS`]): fixed names.
+fn move_columns(k: usize) -> (&'static str, &'static str) {
+    match k {
+        0 => ("'all'", "'all'"),
+        k => (m::FROM_TO[k - 1].0.name, m::FROM_TO[k - 1].1.name),
+    }
+}
 
 const COMPLETE: &str = "SELECT complete FROM rm_kept WHERE read_model = 'analytics'";
 
@@ -336,7 +397,8 @@ impl ReadStore {
         at_us: Option<i64>,
         slice: Slice,
     ) -> Result<Vec<StageCount>, ReadError> {
-        let kind = (Value::from(kind(slice)), false);
+        let k = kind(slice);
+        let kind = (Value::from(KINDS[k]), false);
         let s = match at_us {
             None => Statement {
                 sql: NOW.into(),
@@ -347,8 +409,9 @@ impl ReadStore {
                 let month = month_number(t);
                 let day = t.div_euclid(DAY_US);
                 let ints = [month, month_first_day(month), day, day * DAY_US, t];
+                let (from, to) = move_columns(k);
                 Statement {
-                    sql: AS_OF.into(),
+                    sql: AS_OF.replace("{from}", from).replace("{to}", to),
                     args: std::iter::once(kind)
                         .chain(ints.map(|v| (Value::Int(v), true)))
                         .collect(),

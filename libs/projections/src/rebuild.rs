@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crm_eventstore::{EventStore, LogPosition};
+use futures::StreamExt as _;
 
 use crate::schema::Projection;
 use crate::store::{Conn, Prepared, ReadError, ReadStore, Target};
@@ -75,10 +76,10 @@ async fn execute_all(read: &ReadStore, statements: Vec<String>) -> Result<(), Re
 }
 
 /// The end of a fill: each table gets the rows still in memory, then its keys and
-/// indexes. On PostgreSQL every table at once, each on its own connection (index builds
-/// take a SHARE lock, which does not conflict with another), so a table complete since
-/// the last page builds its keys while the others are still loading; on SQLite (one
-/// writer) one table after another.
+/// indexes. On PostgreSQL as many tables at once as the pool has connections, each on
+/// its own (index builds take a SHARE lock, which does not conflict with another), so a
+/// table complete since the last page builds its keys while others are still loading;
+/// on SQLite (one writer) one table after another.
 async fn finish(
     read: &ReadStore,
     projection: Projection,
@@ -91,29 +92,17 @@ async fn finish(
 ) -> Result<(), ReadError> {
     let jobs = tables.into_iter().map(|(name, table, rows)| async move {
         crate::load::write_rows(read, &format!("{name}{suffix}"), table, rows).await?;
-        let keys = projection.table_keys_ddl(&name, suffix);
-        match read {
-            ReadStore::Postgres(pool) => {
-                let builds = keys.iter().map(|ddl| sqlx::query(ddl).execute(pool));
-                for r in futures::future::join_all(builds).await {
-                    r?;
-                }
-                Ok(())
-            }
-            ReadStore::Sqlite(_) => execute_all(read, keys).await,
-        }
+        execute_all(read, projection.table_keys_ddl(&name, suffix)).await
     });
-    match read {
-        ReadStore::Postgres(_) => {
-            for r in futures::future::join_all(jobs).await {
-                r?;
-            }
-        }
-        ReadStore::Sqlite(_) => {
-            for job in jobs {
-                job.await?;
-            }
-        }
+    // Each job holds one connection at a time: as many at once as the pool has (more
+    // would wait for a connection past the pool's timeout while a large index builds).
+    let at_once = match read {
+        ReadStore::Postgres(pool) => pool.options().get_max_connections().max(1) as usize,
+        ReadStore::Sqlite(_) => 1,
+    };
+    let mut jobs = futures::stream::iter(jobs).buffer_unordered(at_once);
+    while let Some(r) = jobs.next().await {
+        r?;
     }
     Ok(())
 }

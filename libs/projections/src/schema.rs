@@ -426,7 +426,7 @@ pub const SLA_EVENTS: Table = Table {
 /// The funnel as the analytics read model keeps it, so customers per stage now and as of
 /// any instant are read from a few hundred rows whatever the size of the book: every
 /// change of a customer's membership in a (slice, stage) is a delta of ±1 at its instant,
-/// summed per UTC month and day, and kept one by one (`rm_funnel_moves`) for the part of
+/// summed per UTC month and day; each move is kept (`rm_funnel_moves`) for the part of
 /// a day before an instant. Slices by kind: `all`, `region`, `first_touch_channel`,
 /// `customer_type`, `value_tier` (as the customer's are now: a change rewrites the
 /// customer's history) and `team` (the owner's at the instant; `pool`).
@@ -497,7 +497,9 @@ pub const FUNNEL_DAYS: Table = Table {
     indexes: &[("day_idx", "kind, day")],
 };
 
-/// Every delta, at its instant (the `n`-th of the event that caused it).
+/// Every move of a customer between (slices, stage) places, at its instant (the `n`-th
+/// of the event that caused it): from nowhere at registration; a kind whose value does
+/// not change has it on both sides.
 pub const FUNNEL_MOVES: Table = Table {
     name: "rm_funnel_moves",
     kind: Kind::Log,
@@ -506,14 +508,22 @@ pub const FUNNEL_MOVES: Table = Table {
         ("customer_id", "TEXT NOT NULL"),
         ("version", "BIGINT NOT NULL"),
         ("n", "BIGINT NOT NULL"),
-        ("kind", "TEXT NOT NULL"),
-        ("value", "TEXT NOT NULL"),
-        ("stage", "TEXT NOT NULL"),
         ("at_us", "BIGINT NOT NULL"),
-        ("customers", "BIGINT NOT NULL"),
+        ("from_stage", "TEXT"),
+        ("to_stage", "TEXT NOT NULL"),
+        ("from_region", "TEXT"),
+        ("to_region", "TEXT NOT NULL"),
+        ("from_first_touch_channel", "TEXT"),
+        ("to_first_touch_channel", "TEXT NOT NULL"),
+        ("from_customer_type", "TEXT"),
+        ("to_customer_type", "TEXT NOT NULL"),
+        ("from_value_tier", "TEXT"),
+        ("to_value_tier", "TEXT NOT NULL"),
+        ("from_team", "TEXT"),
+        ("to_team", "TEXT NOT NULL"),
     ],
     primary_key: &["customer_id", "version", "n"],
-    indexes: &[("at_idx", "kind, at_us")],
+    indexes: &[("at_idx", "at_us")],
 };
 
 /// The projection called `name`.

@@ -12,8 +12,9 @@
 //! 3. **Questions**, asked of the read models in this process, `--samples` times each
 //!    (the query service adds its JSON or CSV on top): KPIs per manager and local day
 //!    for the book's last month; per team and month for the whole year; customers per
-//!    stage now and as of random instants, for every slice; transitions per week;
-//!    conversion; time in stage. p50, p99 and max.
+//!    stage now and as of random instants, for every slice, both from the facts (the
+//!    grouping queries of `aggregate/`) and from the kept funnel (`kept.rs`), checked
+//!    equal; transitions per week; conversion; time in stage. p50, p99 and max.
 //!
 //! `--store` / `--read` reuse a seeded store and its read models (`CRM_BENCH_KEEP=1`
 //! keeps them and prints their URLs).
@@ -276,23 +277,52 @@ async fn questions(read: &ReadStore, a: &AnalyticsArgs) -> anyhow::Result<()> {
     ];
     let mut rng = SmallRng::seed_from_u64(a.seed);
     let instants: Vec<i64> = (0..n).map(|_| rng.gen_range(start..end)).collect();
+    let kept = read.kept_complete().await?;
+    println!("    (kept aggregates complete: {kept})");
     for slice in slices {
-        let (mut l, rows) =
-            timed(n, |_| async { Ok(read.stage_counts(None, slice).await?) }).await?;
-        report(
-            &format!("customers per stage now, by {slice:?}"),
-            rows.len(),
-            &mut l,
-        );
-        let (mut l, rows) = timed(n, |i| {
-            let at = instants[i];
-            async move { Ok(read.stage_counts(Some(at), slice).await?) }
+        let (mut l, rows) = timed(n, |_| async {
+            Ok(read.stage_counts_from_facts(None, slice).await?)
         })
         .await?;
         report(
-            &format!("customers per stage as of an instant, by {slice:?}"),
+            &format!("stages now by {slice:?}, from the facts"),
             rows.len(),
             &mut l,
+        );
+        let (mut l, kept_rows) = timed(n, |_| async {
+            Ok(read.stage_counts_kept(None, slice).await?)
+        })
+        .await?;
+        report(
+            &format!("stages now by {slice:?}, kept"),
+            kept_rows.len(),
+            &mut l,
+        );
+        anyhow::ensure!(!kept || rows == kept_rows, "stages now by {slice:?} differ");
+        let (mut l, rows) = timed(n, |i| {
+            let at = instants[i];
+            async move { Ok(read.stage_counts_from_facts(Some(at), slice).await?) }
+        })
+        .await?;
+        report(
+            &format!("stages as of an instant by {slice:?}, from the facts"),
+            rows.len(),
+            &mut l,
+        );
+        let (mut l, kept_rows) = timed(n, |i| {
+            let at = instants[i];
+            async move { Ok(read.stage_counts_kept(Some(at), slice).await?) }
+        })
+        .await?;
+        report(
+            &format!("stages as of an instant by {slice:?}, kept"),
+            kept_rows.len(),
+            &mut l,
+        );
+        // Both answered the last instant last.
+        anyhow::ensure!(
+            !kept || rows == kept_rows,
+            "stages as of an instant by {slice:?} differ"
         );
     }
     let quarter = (end - 91 * 86_400_000_000, end);
