@@ -253,6 +253,18 @@ pub fn funnel(
     (id, version, at): (&str, i64, i64),
     c: &CustomerEvent,
 ) -> Vec<Change> {
+    let moves_someone = new_team(c).is_some()
+        || matches!(
+            c,
+            CustomerEvent::CustomerRegistered(_)
+                | CustomerEvent::LifecycleStageChanged(_)
+                | CustomerEvent::ValueTierChanged(_)
+        )
+        || matches!(c, CustomerEvent::ProfileUpdated(p) if p.region.is_some());
+    if !moves_someone {
+        // Most events (contacts, complaints, …) move nobody: the memo is not even read.
+        return Vec::new();
+    }
     let mut d = Moves {
         id,
         version,
