@@ -365,6 +365,14 @@ pub struct Book {
     step: usize,
 }
 
+/// The instant of step `step` of `steps` spread over `span_us` from `start`. In 128 bits:
+/// a year of microseconds times millions of steps overflows 64 (a W2-sized book once
+/// spanned 17 scrambled days instead of a year).
+fn step_time(start: DateTime<Utc>, span_us: i64, step: usize, steps: usize) -> DateTime<Utc> {
+    let offset = i128::from(span_us) * step as i128 / steps.max(1) as i128;
+    start + Duration::microseconds(offset as i64)
+}
+
 fn book_id(kind: u128, n: usize) -> String {
     Uuid::from_u128((kind << 64) | n as u128).to_string()
 }
@@ -419,7 +427,7 @@ impl Book {
         let customers = self.shape.customers;
         let span_us = self.shape.days * 86_400_000_000;
         let id = book_id;
-        let at = self.start + Duration::microseconds(span_us * step as i64 / steps as i64);
+        let at = step_time(self.start, span_us, step, steps);
         if state.len() < customers && (step % 12 == 0 || state.is_empty()) {
             let c = id(0xC, state.len());
             let stage = *rng.pick(&["lead", "lead", "lead", "contacted", "customer"]);
@@ -646,5 +654,23 @@ impl Book {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_book_of_a_year_and_millions_of_steps_spans_the_year_in_order() {
+        let year = 365 * 86_400_000_000;
+        let steps = 12_000_000;
+        let times: Vec<DateTime<Utc>> = [0, 1, 292_000, 6_000_000, steps - 1]
+            .iter()
+            .map(|s| step_time(t0(), year, *s, steps))
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        assert_eq!(times[3], t0() + Duration::microseconds(year / 2));
+        assert!(times[4] < t0() + Duration::microseconds(year));
     }
 }
