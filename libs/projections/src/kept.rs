@@ -20,7 +20,7 @@ use crate::change::{Add, Change, Insert, Value};
 use crate::funnel::{Slice, StageCount};
 use crate::project::Memo;
 use crate::schema::{
-    col, Col, FUNNEL_DAYS, FUNNEL_MEMBERS, FUNNEL_MONTHS, FUNNEL_MOVES, FUNNEL_NOW,
+    col, Col, ANALYTICS_CUSTOMERS, FUNNEL_DAYS, FUNNEL_MONTHS, FUNNEL_MOVES, FUNNEL_NOW,
 };
 use crate::sql::Statement;
 use crate::store::{ReadError, ReadStore};
@@ -40,14 +40,15 @@ pub const KINDS: [&str; 6] = [
 
 mod m {
     use super::*;
-    pub const ID: Col = col(&FUNNEL_MEMBERS, "customer_id");
-    pub const STAGE: Col = col(&FUNNEL_MEMBERS, "stage");
-    pub const REGION: Col = col(&FUNNEL_MEMBERS, "region");
-    pub const CHANNEL: Col = col(&FUNNEL_MEMBERS, "first_touch_channel");
-    pub const TYPE: Col = col(&FUNNEL_MEMBERS, "customer_type");
-    pub const TIER: Col = col(&FUNNEL_MEMBERS, "value_tier");
-    pub const TEAM: Col = col(&FUNNEL_MEMBERS, "team");
-    pub const STAYS: Col = col(&FUNNEL_MEMBERS, "stays");
+    pub const ID: Col = col(&ANALYTICS_CUSTOMERS, "customer_id");
+    pub const OWNER: Col = col(&ANALYTICS_CUSTOMERS, "owner_id");
+    pub const STAGE: Col = col(&ANALYTICS_CUSTOMERS, "stage");
+    pub const REGION: Col = col(&ANALYTICS_CUSTOMERS, "region");
+    pub const CHANNEL: Col = col(&ANALYTICS_CUSTOMERS, "first_touch_channel");
+    pub const TYPE: Col = col(&ANALYTICS_CUSTOMERS, "customer_type");
+    pub const TIER: Col = col(&ANALYTICS_CUSTOMERS, "value_tier");
+    pub const TEAM: Col = col(&ANALYTICS_CUSTOMERS, "team");
+    pub const STAYS: Col = col(&ANALYTICS_CUSTOMERS, "stays");
 
     pub const NOW_N: Col = col(&FUNNEL_NOW, "customers");
     pub const MONTH_N: Col = col(&FUNNEL_MONTHS, "customers");
@@ -87,9 +88,18 @@ mod m {
 /// One stay in a stage: `[from, to)`, open while `to` is `None`.
 type Stay = (String, i64, Option<i64>);
 
-/// What the funnel remembers of a customer.
+/// The owner of customer `id` as the analytics read model remembers it.
+pub fn owner(memo: &dyn Memo, id: &str) -> Option<String> {
+    match memo.get(m::OWNER, &Value::from(id)) {
+        Value::Text(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// What the analytics read model remembers of a customer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member {
+    owner: Option<String>,
     stage: String,
     /// The slice value per kind, in the order of [`KINDS`].
     values: [String; 6],
@@ -106,6 +116,7 @@ impl Member {
         };
         let stage = text(m::STAGE)?;
         Some(Self {
+            owner: text(m::OWNER),
             stage,
             values: [
                 "all".to_string(),
@@ -120,8 +131,9 @@ impl Member {
     }
 
     fn row(&self, id: &str) -> Change {
-        Insert::into(&FUNNEL_MEMBERS)
+        Insert::into(&ANALYTICS_CUSTOMERS)
             .set(m::ID, id)
+            .set(m::OWNER, self.owner.clone())
             .set(m::STAGE, self.stage.as_str())
             .set(m::REGION, self.values[1].as_str())
             .set(m::CHANNEL, self.values[2].as_str())
@@ -235,13 +247,18 @@ pub fn month_first_day(m: i64) -> i64 {
         .unwrap_or_default()
 }
 
-/// The owner's team after `c`, if `c` changes the owner (`pool`: none).
-fn new_team(c: &CustomerEvent) -> Option<&str> {
+/// The owner and the owner's team after `c`, if `c` changes the owner (none: in the
+/// pool).
+fn new_owner(c: &CustomerEvent) -> Option<(Option<String>, &str)> {
     match c {
-        CustomerEvent::OwnerAssigned(a) => Some(a.team.as_str()),
-        CustomerEvent::OwnershipTransferred(t) => Some(t.to_team.as_str()),
-        CustomerEvent::ClaimedFromPool(cl) => Some(cl.team.as_str()),
-        CustomerEvent::ReleasedToPool(_) => Some("pool"),
+        CustomerEvent::OwnerAssigned(a) => Some((Some(a.manager_id.to_string()), a.team.as_str())),
+        CustomerEvent::OwnershipTransferred(t) => {
+            Some((Some(t.to_manager.to_string()), t.to_team.as_str()))
+        }
+        CustomerEvent::ClaimedFromPool(cl) => {
+            Some((Some(cl.manager_id.to_string()), cl.team.as_str()))
+        }
+        CustomerEvent::ReleasedToPool(_) => Some((None, "pool")),
         _ => None,
     }
 }
@@ -253,7 +270,7 @@ pub fn funnel(
     (id, version, at): (&str, i64, i64),
     c: &CustomerEvent,
 ) -> Vec<Change> {
-    let moves_someone = new_team(c).is_some()
+    let moves_someone = new_owner(c).is_some()
         || matches!(
             c,
             CustomerEvent::CustomerRegistered(_)
@@ -262,7 +279,8 @@ pub fn funnel(
         )
         || matches!(c, CustomerEvent::ProfileUpdated(p) if p.region.is_some());
     if !moves_someone {
-        // Most events (contacts, complaints, …) move nobody: the memo is not even read.
+        // Most events (contacts, complaints, …) change nothing remembered: the memo is
+        // not even read.
         return Vec::new();
     }
     let mut d = Moves {
@@ -275,6 +293,7 @@ pub fn funnel(
         (CustomerEvent::CustomerRegistered(r), _) => {
             let from = crate::project::micros(r.registered_at);
             let member = Member {
+                owner: None,
                 stage: r.stage.as_str().to_string(),
                 values: [
                     "all".to_string(),
@@ -305,12 +324,12 @@ pub fn funnel(
 /// Apply `c` to `member`, adding its deltas; whether anything changed.
 fn changed(d: &mut Moves, member: &mut Member, c: &CustomerEvent, at: i64) -> bool {
     let before = member.place();
-    if let Some(team) = new_team(c) {
-        if team == member.values[5] {
-            return false;
+    if let Some((owner, team)) = new_owner(c) {
+        member.owner = owner;
+        if team != member.values[5] {
+            member.values[5] = team.to_string();
+            d.push(at, Some(&before), &member.place());
         }
-        member.values[5] = team.to_string();
-        d.push(at, Some(&before), &member.place());
         return true;
     }
     match c {

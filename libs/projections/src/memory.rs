@@ -140,9 +140,9 @@ impl Memory {
         }
     }
 
-    /// Apply `changes` to what is kept.
-    pub fn apply_changes(&mut self, changes: &[Change]) {
-        for c in changes {
+    /// Apply the changes among `changes` that touch what a cache keeps (memo tables).
+    pub fn remember(&mut self, changes: &[Change]) {
+        for c in changes.iter().filter(|c| c.table().kind == Kind::Memo) {
             self.change(c.clone());
         }
     }

@@ -10,8 +10,8 @@ use crm_eventstore::RecordedEvent;
 use crate::change::{Change, Cond, Insert, Update, Value};
 use crate::schema::{col, Col, Model, Projection, PROJECTIONS};
 use crate::schema::{
-    ANALYTICS_OWNERS, COMPLAINTS, CONTACTS, CUSTOMERS, MANAGERS, OWNERSHIP_PERIODS, POOL_EVENTS,
-    PURCHASES, REFERRALS, SLA_EVENTS, STAGE_PERIODS, STAGE_TRANSITIONS, TIMELINE_ROWS,
+    COMPLAINTS, CONTACTS, CUSTOMERS, MANAGERS, OWNERSHIP_PERIODS, POOL_EVENTS, PURCHASES,
+    REFERRALS, SLA_EVENTS, STAGE_PERIODS, STAGE_TRANSITIONS, TIMELINE_ROWS,
 };
 
 /// Microseconds since the Unix epoch.
@@ -205,8 +205,6 @@ mod tl {
 /// Columns of the analytics tables.
 mod an {
     use super::*;
-    pub const OWNER_ID: Col = col(&ANALYTICS_OWNERS, "customer_id");
-    pub const OWNER: Col = col(&ANALYTICS_OWNERS, "owner_id");
 
     pub const STAY_ID: Col = col(&STAGE_PERIODS, "customer_id");
     pub const STAY_VERSION: Col = col(&STAGE_PERIODS, "start_version");
@@ -464,14 +462,6 @@ fn timeline(x: &Ctx, c: &CustomerEvent) -> Change {
 
 // ----- analytics: the funnel's and the KPIs' facts -----
 
-/// The analytics projection's own view of the owner (so it can be rebuilt alone).
-fn analytics_owner(x: &Ctx, owner: Option<String>) -> Change {
-    Insert::into(&ANALYTICS_OWNERS)
-        .set(an::OWNER_ID, x.id)
-        .set(an::OWNER, owner)
-        .upsert()
-}
-
 /// A stay in a stage opens.
 fn open_stay(x: &Ctx, stage: &str, from: i64) -> Change {
     Insert::into(&STAGE_PERIODS)
@@ -530,10 +520,7 @@ fn analytics(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
 /// The facts of the funnel and the KPIs (`rm_stage_periods`, `rm_contacts`, …).
 fn analytics_facts(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
     // The owner as this read model last recorded it.
-    let owner = match memo.get(an::OWNER, &Value::from(x.id)) {
-        Value::Text(o) => Some(o),
-        _ => None,
-    };
+    let owner = crate::kept::owner(memo, x.id);
     let x = &Ctx { owner, ..x.clone() };
     match c {
         CustomerEvent::CustomerRegistered(r) => {
@@ -552,28 +539,22 @@ fn analytics_facts(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
             open_stay(x, l.to.as_str(), x.at),
             transition(x, Some(l.from.as_str()), l.to.as_str(), x.at, l.reactivated),
         ],
-        CustomerEvent::OwnerAssigned(a) => vec![analytics_owner(x, Some(a.manager_id.to_string()))],
-        CustomerEvent::OwnershipTransferred(t) => {
-            vec![analytics_owner(x, Some(t.to_manager.to_string()))]
-        }
-        CustomerEvent::ClaimedFromPool(cl) => {
-            vec![analytics_owner(x, Some(cl.manager_id.to_string()))]
-        }
-        CustomerEvent::ReleasedToPool(r) => {
-            let mut out = Vec::with_capacity(2);
-            if let Some(rule) = &r.rule {
-                out.push(pool_event(
+        // The owner is remembered with the funnel's place (`kept.rs`).
+        CustomerEvent::ReleasedToPool(r) => r
+            .rule
+            .as_ref()
+            .map(|rule| {
+                pool_event(
                     x,
                     "return",
                     r.previous_owner.to_string(),
                     rule.cause.as_str(),
                     micros(rule.due_at),
                     rule.policy_version,
-                ));
-            }
-            out.push(analytics_owner(x, None));
-            out
-        }
+                )
+            })
+            .into_iter()
+            .collect(),
         CustomerEvent::PoolReturnWarned(w) => vec![pool_event(
             x,
             "warning",

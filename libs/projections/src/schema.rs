@@ -155,7 +155,7 @@ pub const ANALYTICS: Projection = Projection {
     model: Model::Analytics,
     about: "facts of the lifecycle funnel and the manager KPIs",
     tables: &[
-        ANALYTICS_OWNERS,
+        ANALYTICS_CUSTOMERS,
         STAGE_PERIODS,
         STAGE_TRANSITIONS,
         CONTACTS,
@@ -164,7 +164,6 @@ pub const ANALYTICS: Projection = Projection {
         PURCHASES,
         POOL_EVENTS,
         SLA_EVENTS,
-        FUNNEL_MEMBERS,
         FUNNEL_NOW,
         FUNNEL_MONTHS,
         FUNNEL_DAYS,
@@ -261,6 +260,8 @@ pub const TIMELINE_ROWS: Table = Table {
     indexes: &[],
 };
 
+/// Retired in migration 1004 (`rm_analytics_customers` remembers the owner now); declared
+/// still because migration 1001 created it.
 pub const ANALYTICS_OWNERS: Table = Table {
     // The owner as this projection sees it, to credit stage moves (the
     // projection keeps its own, so it can be rebuilt alone).
@@ -430,14 +431,17 @@ pub const SLA_EVENTS: Table = Table {
 /// a day before an instant. Slices by kind: `all`, `region`, `first_touch_channel`,
 /// `customer_type`, `value_tier` (as the customer's are now: a change rewrites the
 /// customer's history) and `team` (the owner's at the instant; `pool`).
-pub const FUNNEL_MEMBERS: Table = Table {
-    // What the funnel remembers of a customer: its stage and slices now, and its stays
-    // (JSON: [[stage, from_us, to_us or null], …]), to rewrite when an attribute changes.
-    name: "rm_funnel_members",
+pub const ANALYTICS_CUSTOMERS: Table = Table {
+    // What the analytics read model remembers of a customer between events (so it can
+    // be rebuilt alone): its owner (to credit stage moves and SLA events), its stage and
+    // slices now, and its stays (JSON: [[stage, from_us, to_us or null], …]), to move
+    // its history when its region or value tier changes. Replaces rm_analytics_owners.
+    name: "rm_analytics_customers",
     kind: Kind::Memo,
     since: 1004,
     columns: &[
         ("customer_id", "TEXT NOT NULL"),
+        ("owner_id", "TEXT"),
         ("stage", "TEXT NOT NULL"),
         ("region", "TEXT NOT NULL"),
         ("first_touch_channel", "TEXT NOT NULL"),
@@ -551,6 +555,11 @@ pub const DROPPED_COLUMNS: &[DroppedColumn] = &[DroppedColumn {
     column: "payload",
     definition: "TEXT NOT NULL",
 }];
+
+/// Tables a later migration dropped: (their projection, table, that migration). Migration
+/// 1001's SQL, frozen, is still produced from their declarations (each first among its
+/// projection's tables, where it was).
+pub const RETIRED_TABLES: &[(&str, Table, i64)] = &[("analytics", ANALYTICS_OWNERS, 1004)];
 
 /// Tables of the projector itself, not of a read model.
 pub const SERVICE_DDL: &[&str] = &[

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::change::{Change, Cond, Insert, Set, Update, Value};
 use crate::plan::{Move, Plan};
-use crate::schema::{DroppedColumn, Projection, Table, DROPPED_COLUMNS};
+use crate::schema::{DroppedColumn, Kind, Projection, Table, DROPPED_COLUMNS};
 use crate::store::{Prepared, ReadError};
 
 /// Which database a statement is for.
@@ -100,81 +100,113 @@ pub(crate) struct Batch<'a> {
     pub now_us: i64,
 }
 
-/// The statements of a batch: its changes, each into its target's tables (the amounts
-/// added to a counter row summed over the batch, and written last), the dead letters,
-/// the position moves and the consumer's checkpoint.
+/// The statements of a batch: its changes, each into its target's tables (rows of tables
+/// that only grow written together; a memo row once, as the batch left it), the dead
+/// letters, the position moves, the consumer's checkpoint, and last the amounts added to
+/// counter rows, summed over the batch (so the counters, the rows concurrent batches
+/// share, are locked only for the commit).
 pub(crate) fn batch(backend: Backend, b: &Batch) -> Result<Vec<Statement>, ReadError> {
     let mut out = Script::new(backend);
+    let counters = changes(&mut out, b)?;
+    if b.dead_letters {
+        for &i in &b.plan.dead {
+            dead_letter(&mut out, &b.events[i], b.now_us)?;
+        }
+    }
+    for (t, (_, projection, suffix)) in b.targets.iter().enumerate() {
+        let table = format!("{}{suffix}", projection.positions_table());
+        out.moves(&table, &b.plan.moves[t])?;
+    }
+    if let Some(consumer) = b.consumer {
+        checkpoint(&mut out, consumer, b.plan, b.now_us)?;
+    }
+    counters.render(&mut out, b.targets)?;
+    Ok(out.finish())
+}
+
+/// The batch's changes but the counters' (returned, summed): updates and upserts in
+/// order; then the rows of tables that only grow, and the memo rows, each table at once.
+fn changes<'b>(out: &mut Script, b: &'b Batch) -> Result<Counters, ReadError> {
+    use std::collections::{BTreeMap, HashMap};
     let mut counters = Counters::default();
-    // Rows of tables that only grow: written together, a statement per table and chunk.
-    let mut logs: std::collections::BTreeMap<(usize, &str), Vec<&Insert>> = Default::default();
+    let mut logs: BTreeMap<(usize, &str), Vec<&Insert>> = BTreeMap::new();
+    let mut memos: BTreeMap<(usize, &str), HashMap<&Value, &Insert>> = BTreeMap::new();
     for (t, changes) in b.changes {
         let suffix = b.targets[*t].2;
         for c in changes {
             match c {
                 Change::Add(a) => counters.add(*t, a),
-                Change::Insert(i) if i.table.kind == crate::schema::Kind::Log => {
+                Change::Insert(i) if i.table.kind == Kind::Log => {
                     logs.entry((*t, i.table.name)).or_default().push(i)
+                }
+                // A memo row is only ever replaced whole: the batch's last is the one.
+                Change::Upsert(i) if i.table.kind == Kind::Memo => {
+                    memos
+                        .entry((*t, i.table.name))
+                        .or_default()
+                        .insert(&i.values[0], i);
                 }
                 c => out.add(|s| change(s, c, suffix))?,
             }
         }
     }
     for ((t, _), rows) in &logs {
-        let suffix = b.targets[*t].2;
         for chunk in rows.chunks(500) {
-            out.add(|s| insert_rows(s, chunk, suffix))?;
+            out.add(|s| insert_rows(s, chunk, b.targets[*t].2))?;
         }
     }
-    counters.render(&mut out, b.targets)?;
-    let (batch, plan, targets) = (b.events, b.plan, b.targets);
-    let (dead_letters, consumer, now_us) = (b.dead_letters, b.consumer, b.now_us);
-    if dead_letters {
-        for &i in &plan.dead {
-            let p = &batch[i];
-            let reason = p.poison().map(ToString::to_string).unwrap_or_default();
-            let values = [
-                Value::from(p.event.event_id.to_string()),
-                Value::from(p.event.stream_id.as_str()),
-                Value::Int(p.event.stream_version as i64),
-                Value::from(p.event.event_type.as_str()),
-                Value::from(reason),
-                Value::Int(now_us),
-            ];
+    for ((t, _), rows) in memos {
+        let mut rows: Vec<&Insert> = rows.into_values().collect();
+        rows.sort_unstable_by(|a, b| value_order(&a.values[..1], &b.values[..1]));
+        for chunk in rows.chunks(500) {
             out.add(|s| {
-                s.text.push_str(
-                    "INSERT INTO rm_dead_letters (event_id, stream_id, version, event_type, \
-                     reason, recorded_us) VALUES (",
-                );
-                values_list(s, &values, &[false, false, true, false, false, true])?;
-                s.text.push_str(") ON CONFLICT (event_id) DO NOTHING");
+                insert_rows(s, chunk, b.targets[t].2)?;
+                replace_on_conflict(s, chunk[0].table);
                 Ok(())
             })?;
         }
     }
-    for (t, (_, projection, suffix)) in targets.iter().enumerate() {
-        let table = format!("{}{suffix}", projection.positions_table());
-        out.moves(&table, &plan.moves[t])?;
-    }
-    if let Some(consumer) = consumer {
-        let values = [
-            Value::from(consumer),
-            Value::Int(plan.last_sequence),
-            Value::Int(plan.applied),
-            Value::Int(plan.last_event_us),
-            Value::Int(now_us),
-        ];
-        out.add(|s| {
-            s.text.push_str(
-                "INSERT INTO rm_checkpoints (consumer, stream_sequence, events_applied, \
-                 last_event_us, updated_at_us) VALUES (",
-            );
-            values_list(s, &values, &[false, true, true, true, true])?;
-            s.text.push_str(CHECKPOINT_MERGE);
-            Ok(())
-        })?;
-    }
-    Ok(out.finish())
+    Ok(counters)
+}
+
+fn dead_letter(out: &mut Script, p: &Prepared, now_us: i64) -> Result<(), ReadError> {
+    let reason = p.poison().map(ToString::to_string).unwrap_or_default();
+    let values = [
+        Value::from(p.event.event_id.to_string()),
+        Value::from(p.event.stream_id.as_str()),
+        Value::Int(p.event.stream_version as i64),
+        Value::from(p.event.event_type.as_str()),
+        Value::from(reason),
+        Value::Int(now_us),
+    ];
+    out.add(|s| {
+        s.text.push_str(
+            "INSERT INTO rm_dead_letters (event_id, stream_id, version, event_type, \
+             reason, recorded_us) VALUES (",
+        );
+        values_list(s, &values, &[false, false, true, false, false, true])?;
+        s.text.push_str(") ON CONFLICT (event_id) DO NOTHING");
+        Ok(())
+    })
+}
+
+fn checkpoint(out: &mut Script, consumer: &str, plan: &Plan, now_us: i64) -> Result<(), ReadError> {
+    let values = [
+        Value::from(consumer),
+        Value::Int(plan.last_sequence),
+        Value::Int(plan.applied),
+        Value::Int(plan.last_event_us),
+        Value::Int(now_us),
+    ];
+    out.add(|s| {
+        s.text.push_str(
+            "INSERT INTO rm_checkpoints (consumer, stream_sequence, events_applied, \
+             last_event_us, updated_at_us) VALUES (",
+        );
+        values_list(s, &values, &[false, true, true, true, true])?;
+        s.text.push_str(CHECKPOINT_MERGE);
+        Ok(())
+    })
 }
 
 /// The amounts a batch adds to counter rows, summed per (target, table, key).
@@ -480,6 +512,22 @@ fn change(s: &mut Sql, c: &Change, suffix: &str) -> Result<(), ReadError> {
     }
 }
 
+/// `ON CONFLICT (key) DO UPDATE SET` every other column to the inserted value.
+fn replace_on_conflict(s: &mut Sql, t: &Table) {
+    let _ = write!(
+        s.text,
+        " ON CONFLICT ({}) DO UPDATE SET ",
+        t.primary_key.join(", ")
+    );
+    let set: Vec<String> = t
+        .columns
+        .iter()
+        .filter(|(n, _)| !t.primary_key.contains(n))
+        .map(|(n, _)| format!("{n} = excluded.{n}"))
+        .collect();
+    s.text.push_str(&set.join(", "));
+}
+
 fn insert(s: &mut Sql, i: &Insert, suffix: &str) -> Result<(), ReadError> {
     insert_rows(s, &[i], suffix)
 }
@@ -609,7 +657,7 @@ impl Projection {
         as_created: Option<i64>,
     ) -> Vec<String> {
         let mut out: Vec<String> = self
-            .tables
+            .tables_as_of(as_created)
             .iter()
             .filter(|t| keep(t))
             .map(|t| {
@@ -638,14 +686,26 @@ impl Projection {
     /// The keys (unique indexes, which both backends accept as `ON CONFLICT` targets)
     /// and indexes: built after a bulk load, which is faster than maintaining them.
     pub fn keys_ddl(&self, suffix: &str) -> Vec<String> {
-        self.keys_ddl_where(suffix, |_| true, true)
+        self.keys_ddl_where(suffix, |_| true, true, None)
     }
 
     /// The keys and indexes of one table (`name` without suffix; the positions table's
     /// name for its key).
     pub fn table_keys_ddl(&self, name: &str, suffix: &str) -> Vec<String> {
         let positions = name == self.positions_table();
-        self.keys_ddl_where(suffix, |t| t.name == name, positions)
+        self.keys_ddl_where(suffix, |t| t.name == name, positions, None)
+    }
+
+    /// The projection's tables; with `Some(m)`, as migration `m` knew them (a table a
+    /// later migration retired first, where it was).
+    fn tables_as_of(&self, m: Option<i64>) -> Vec<Table> {
+        let retired = crate::schema::RETIRED_TABLES
+            .iter()
+            .filter(|(p, t, dropped)| {
+                *p == self.name && m.is_some_and(|m| t.since <= m && *dropped > m)
+            })
+            .map(|(_, t, _)| *t);
+        retired.chain(self.tables.iter().copied()).collect()
     }
 
     pub(crate) fn keys_ddl_where(
@@ -653,9 +713,10 @@ impl Projection {
         suffix: &str,
         keep: impl Fn(&Table) -> bool,
         positions: bool,
+        as_created: Option<i64>,
     ) -> Vec<String> {
         let mut out = Vec::new();
-        for t in self.tables.iter().filter(|t| keep(t)) {
+        for t in self.tables_as_of(as_created).iter().filter(|t| keep(t)) {
             out.push(format!(
                 "CREATE UNIQUE INDEX {}{suffix}_key ON {}{suffix} ({})",
                 t.name,
@@ -763,10 +824,16 @@ pub fn migration_sql(since: i64) -> String {
     };
     for p in crate::schema::PROJECTIONS {
         sql.extend(p.tables_ddl_where("", |t| t.since == since, first, Some(since)));
-        sql.extend(p.keys_ddl_where("", |t| t.since == since, first));
+        sql.extend(p.keys_ddl_where("", |t| t.since == since, first, Some(since)));
     }
     for d in DROPPED_COLUMNS.iter().filter(|d| d.migration == since) {
         sql.push(drop_column(d));
+    }
+    for (_, t, _) in crate::schema::RETIRED_TABLES
+        .iter()
+        .filter(|r| r.2 == since)
+    {
+        sql.push(format!("DROP TABLE {}", t.name));
     }
     sql.join(";\n") + ";\n"
 }

@@ -381,7 +381,7 @@ impl Conn<'_> {
             };
             let cache = &mut caches[t];
             let changes = crate::project::changes(&targets[t].1, &batch[i].event, decoded, cache);
-            cache.apply_changes(&changes);
+            cache.remember(&changes);
             out.push((t, changes));
         }
         Ok(out)
