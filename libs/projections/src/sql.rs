@@ -126,7 +126,7 @@ pub(crate) fn batch(backend: Backend, b: &Batch) -> Result<Vec<Statement>, ReadE
 
 /// The batch's changes but the counters' (returned, summed): updates and upserts in
 /// order; then the rows of tables that only grow, and the memo rows, each table at once.
-fn changes<'b>(out: &mut Script, b: &'b Batch) -> Result<Counters, ReadError> {
+fn changes(out: &mut Script, b: &Batch) -> Result<Counters, ReadError> {
     use std::collections::{BTreeMap, HashMap};
     let mut counters = Counters::default();
     let mut logs: BTreeMap<(usize, &str), Vec<&Insert>> = BTreeMap::new();
