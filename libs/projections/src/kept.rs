@@ -90,8 +90,11 @@ type Stay = (String, i64, Option<i64>);
 
 /// The owner of customer `id` as the analytics read model remembers it.
 pub fn owner(memo: &dyn Memo, id: &str) -> Option<String> {
-    match memo.get(m::OWNER, &Value::from(id)) {
-        Value::Text(o) => Some(o),
+    match memo
+        .row(&ANALYTICS_CUSTOMERS, &Value::from(id))?
+        .get(m::OWNER.index)?
+    {
+        Value::Text(o) => Some(o.clone()),
         _ => None,
     }
 }
@@ -109,9 +112,9 @@ pub struct Member {
 impl Member {
     /// The customer `id` as the memo holds it.
     fn recall(memo: &dyn Memo, id: &str) -> Option<Self> {
-        let key = Value::from(id);
-        let text = |c: Col| match memo.get(c, &key) {
-            Value::Text(s) => Some(s),
+        let row = memo.row(&ANALYTICS_CUSTOMERS, &Value::from(id))?;
+        let text = |c: Col| match &row[c.index] {
+            Value::Text(s) => Some(s.clone()),
             _ => None,
         };
         let stage = text(m::STAGE)?;

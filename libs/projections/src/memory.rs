@@ -21,7 +21,7 @@ use crm_eventstore::RecordedEvent;
 use crate::change::{Add, Change, Cond, Insert, Set, Update, Value};
 use crate::plan::{verdict, Verdict};
 use crate::project::Memo;
-use crate::schema::{Col, Kind, Projection, Table};
+use crate::schema::{Kind, Projection, Table};
 
 pub type Row = Vec<Value>;
 
@@ -148,10 +148,14 @@ impl Memory {
     }
 
     fn slot(&self, table: &str) -> usize {
+        // Names come from the same declarations: the same address, mostly.
+        let same = |t: &Table| {
+            (t.name.as_ptr() == table.as_ptr() && t.name.len() == table.len()) || t.name == table
+        };
         self.projection
             .tables
             .iter()
-            .position(|t| t.name == table)
+            .position(same)
             .unwrap_or_else(|| panic!("{table} is not a table of {}", self.projection.name))
     }
 
@@ -279,15 +283,12 @@ impl Memory {
 }
 
 impl Memo for Memory {
-    /// `c` of the first row in group `key` of its table (NULL when there is none).
-    fn get(&self, c: Col, key: &Value) -> Value {
-        let Held::State(groups) = &self.tables[self.slot(c.table)] else {
-            panic!("{} is read back, so it must be remembered", c.table);
+    /// The first row in group `key` of `table`.
+    fn row(&self, table: &'static Table, key: &Value) -> Option<&[Value]> {
+        let Held::State(groups) = &self.tables[self.slot(table.name)] else {
+            panic!("{} is read back, so it must be remembered", table.name);
         };
-        groups
-            .get(key)
-            .and_then(|g| g.first())
-            .map_or(Value::Null, |r| r[c.index].clone())
+        groups.get(key).and_then(|g| g.first()).map(Vec::as_slice)
     }
 }
 

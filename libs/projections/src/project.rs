@@ -8,7 +8,7 @@ use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent, Payload};
 use crm_eventstore::RecordedEvent;
 
 use crate::change::{Change, Cond, Insert, Update, Value};
-use crate::schema::{col, Col, Model, Projection, PROJECTIONS};
+use crate::schema::{col, Col, Model, Projection, Table, PROJECTIONS};
 use crate::schema::{
     COMPLAINTS, CONTACTS, CUSTOMERS, MANAGERS, OWNERSHIP_PERIODS, POOL_EVENTS, PURCHASES,
     REFERRALS, SLA_EVENTS, STAGE_PERIODS, STAGE_TRANSITIONS, TIMELINE_ROWS,
@@ -70,17 +70,16 @@ pub fn decode<P: Payload>(e: &RecordedEvent<P>) -> Result<Decoded, Poison> {
 ///
 /// [`Kind::Memo`]: crate::schema::Kind::Memo
 pub trait Memo {
-    /// Column `c` of the row of its table whose group (first key column) is `key`, NULL
-    /// when there is none.
-    fn get(&self, c: Col, key: &Value) -> Value;
+    /// The row of `table` whose group (first key column) is `key`, if there is one.
+    fn row(&self, table: &'static Table, key: &Value) -> Option<&[Value]>;
 }
 
-/// A memory of nothing (every value NULL).
+/// A memory of nothing.
 pub struct Forgetful;
 
 impl Memo for Forgetful {
-    fn get(&self, _: Col, _: &Value) -> Value {
-        Value::Null
+    fn row(&self, _: &'static Table, _: &Value) -> Option<&[Value]> {
+        None
     }
 }
 
