@@ -518,9 +518,24 @@ fn analytics(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
 
 /// The facts of the funnel and the KPIs (`rm_stage_periods`, `rm_contacts`, …).
 fn analytics_facts(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
-    // The owner as this read model last recorded it.
-    let owner = crate::kept::owner(memo, x.id);
-    let x = &Ctx { owner, ..x.clone() };
+    // The owner as this read model last recorded it, for the events credited to it.
+    let credits_owner = matches!(
+        c,
+        CustomerEvent::LifecycleStageChanged(_)
+            | CustomerEvent::ComplaintSlaWarned(_)
+            | CustomerEvent::ComplaintSlaBreached(_)
+            | CustomerEvent::ComplaintEscalated(_)
+    );
+    let with_owner;
+    let x = if credits_owner {
+        with_owner = Ctx {
+            owner: crate::kept::owner(memo, x.id),
+            ..x.clone()
+        };
+        &with_owner
+    } else {
+        x
+    };
     match c {
         CustomerEvent::CustomerRegistered(r) => {
             let at = micros(r.registered_at);

@@ -578,14 +578,29 @@ pub const FIRST_MIGRATION: &str = include_str!("../migrations/1001_read_models.s
 
 pub use crate::sql::migration_sql;
 
-/// Which kept aggregates are complete: filled from the whole log. A database that had
-/// analytics before the funnel was kept has them only from the upgrade on, until
-/// `crm projections rebuild analytics` fills them (the query service answers from the
-/// facts meanwhile); a new one has them from the first event.
-pub const KEPT_1004: &str = "CREATE TABLE rm_kept (read_model TEXT PRIMARY KEY, \
-    complete BIGINT NOT NULL);\n\
-    INSERT INTO rm_kept (read_model, complete) SELECT 'analytics', CASE WHEN EXISTS \
-    (SELECT 1 FROM rm_analytics_positions) THEN 0 ELSE 1 END;\n";
+/// Statements a migration runs after creating its tables and before dropping what it
+/// drops: (migration, statements).
+pub const MIGRATION_STEPS: &[(i64, &[&str])] = &[(
+    1004,
+    &[
+        // Which kept aggregates are complete: filled from the whole log. A database that
+        // had analytics before the funnel was kept has them only from the upgrade on,
+        // until `crm projections rebuild analytics` fills them (the query service answers
+        // from the facts meanwhile); a new one has them from the first event.
+        "CREATE TABLE rm_kept (read_model TEXT PRIMARY KEY, complete BIGINT NOT NULL)",
+        "INSERT INTO rm_kept (read_model, complete) SELECT 'analytics', CASE WHEN EXISTS \
+         (SELECT 1 FROM rm_analytics_positions) THEN 0 ELSE 1 END",
+        // What analytics remembered (the owner) moves to its new memo, with each
+        // customer's place as the ownership read model has it now (its stays are not
+        // known: the rebuild fills them), so stage moves and SLA events go on being
+        // credited to the owner until then.
+        "INSERT INTO rm_analytics_customers (customer_id, owner_id, stage, region, \
+         first_touch_channel, customer_type, value_tier, team, stays) \
+         SELECT c.customer_id, o.owner_id, c.stage, c.region, c.first_touch_channel, \
+         c.customer_type, c.value_tier, COALESCE(c.owner_team, 'pool'), '[]' \
+         FROM rm_customers c LEFT JOIN rm_analytics_owners o ON o.customer_id = c.customer_id",
+    ],
+)];
 
 /// Every migration of the read models: (version, description, SQL), in order.
 pub fn migrations() -> Vec<(i64, &'static str, String)> {
@@ -593,7 +608,7 @@ pub fn migrations() -> Vec<(i64, &'static str, String)> {
         (1001, "read models", FIRST_MIGRATION.to_string()),
         (1002, "pool and SLA events", migration_sql(1002)),
         (1003, "timeline rows without payloads", migration_sql(1003)),
-        (1004, "the funnel kept", migration_sql(1004) + KEPT_1004),
+        (1004, "the funnel kept", migration_sql(1004)),
     ]
 }
 

@@ -826,6 +826,12 @@ pub fn migration_sql(since: i64) -> String {
         sql.extend(p.tables_ddl_where("", |t| t.since == since, first, Some(since)));
         sql.extend(p.keys_ddl_where("", |t| t.since == since, first, Some(since)));
     }
+    for (_, steps) in crate::schema::MIGRATION_STEPS
+        .iter()
+        .filter(|m| m.0 == since)
+    {
+        sql.extend(steps.iter().map(|s| s.to_string()));
+    }
     for d in DROPPED_COLUMNS.iter().filter(|d| d.migration == since) {
         sql.push(drop_column(d));
     }
@@ -852,6 +858,44 @@ mod tests {
         };
         change(&mut s, c, suffix).unwrap();
         s
+    }
+
+    /// The amounts a batch adds to one counter row are summed into one row; rows come in
+    /// key order, whatever order the batch added them in.
+    #[test]
+    fn counters_are_summed_per_row_and_written_in_key_order() {
+        use crate::change::Add;
+        use crate::schema::FUNNEL_NOW;
+        let n = col(&FUNNEL_NOW, "customers");
+        let add = |value: &str, k: i64| {
+            let key = vec![
+                Value::from("region"),
+                Value::from(value),
+                Value::from("lead"),
+            ];
+            Add::to(&FUNNEL_NOW, key).add(n, k)
+        };
+        let mut counters = Counters::default();
+        for a in [
+            add("west", 1),
+            add("east", 1),
+            add("west", 1),
+            add("east", -1),
+        ] {
+            counters.add(0, &a);
+        }
+        let mut out = Script::new(Backend::Postgres);
+        let targets = [(2, crate::schema::ANALYTICS, "")];
+        counters.render(&mut out, &targets).unwrap();
+        let sql = &out.finish()[0].sql;
+        assert_eq!(
+            sql,
+            "INSERT INTO rm_funnel_now (kind, value, stage, customers) VALUES \
+             ((E'region'::text), (E'east'::text), (E'lead'::text), (0::int8)), \
+             ((E'region'::text), (E'west'::text), (E'lead'::text), (2::int8)) \
+             ON CONFLICT (kind, value, stage) DO UPDATE SET \
+             customers = rm_funnel_now.customers + excluded.customers;\n"
+        );
     }
 
     #[test]

@@ -869,6 +869,88 @@ async fn an_older_sqlite_database_upgrades_in_place() {
     upgraded_timeline_works(ReadStore::connect(&url, 2).await.unwrap()).await;
 }
 
+/// A database with analytics from before the kept funnel (migration 1004): the owner its
+/// analytics remembered is carried into the new memo, so the next stage move is still
+/// credited to the owner; the kept funnel is marked incomplete, so the funnel is
+/// answered from the facts until a rebuild.
+async fn analytics_carry_on_after_1004(store: ReadStore) {
+    let rows = |sql: &'static str| {
+        let store = store.clone();
+        async move { view_rows(&store, sql).await }
+    };
+    assert!(!store.kept_complete().await.unwrap());
+    assert_eq!(
+        rows("SELECT owner_id, team FROM rm_analytics_customers").await,
+        vec![vec![Some(A.into()), Some("east-1".into())]]
+    );
+    let mut log = Log::default();
+    log.customer(C1, t0());
+    log.assign(C1, A, t0() + Duration::hours(1));
+    log.contact(C1, A, t0() + Duration::hours(2));
+    log.stage(C1, "lead", "contacted", t0() + Duration::hours(3));
+    let next = log.prepared().pop().unwrap();
+    let report = store.apply(&[next], None).await.unwrap();
+    assert_eq!(report.fates, vec![Fate::Applied]);
+    assert_eq!(
+        rows("SELECT owner_id FROM rm_stage_transitions").await,
+        vec![vec![Some(A.into())]]
+    );
+    let counts = store
+        .stage_counts(None, crm_projections::funnel::Slice::All)
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), 1, "from the facts: {counts:?}");
+}
+
+const BEFORE_1004: [&str; 5] = [
+    "INSERT INTO rm_customers (customer_id, customer_type, display_name, region, \
+     first_touch_channel, stage, value_tier, owner_id, owner_team, owner_region, \
+     registered_at_us) VALUES ('01930000-0000-7000-8000-0000000000c1', 'individual', 'x', \
+     'east', 'web', 'lead', 'mid', '01930000-0000-7000-8000-0000000000a1', 'east-1', 'east', 0)",
+    "INSERT INTO rm_analytics_owners (customer_id, owner_id) VALUES \
+     ('01930000-0000-7000-8000-0000000000c1', '01930000-0000-7000-8000-0000000000a1')",
+    "INSERT INTO rm_analytics_positions (stream_id, version) VALUES \
+     ('customer-01930000-0000-7000-8000-0000000000c1', 3)",
+    "INSERT INTO rm_ownership_positions (stream_id, version) VALUES \
+     ('customer-01930000-0000-7000-8000-0000000000c1', 3)",
+    "INSERT INTO rm_timeline_positions (stream_id, version) VALUES \
+     ('customer-01930000-0000-7000-8000-0000000000c1', 3)",
+];
+
+#[tokio::test]
+async fn analytics_from_before_1004_carry_on_on_postgres() {
+    let db = TestDatabase::create().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    crm_projections::store::migrator_up_to(1003)
+        .run(&pool)
+        .await
+        .unwrap();
+    for sql in BEFORE_1004 {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    analytics_carry_on_after_1004(ReadStore::connect(&db.url, 2).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn analytics_from_before_1004_carry_on_on_sqlite() {
+    let path = TempPath::new("crm-read-1004");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path.0)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    crm_projections::store::migrator_up_to(1003)
+        .run(&pool)
+        .await
+        .unwrap();
+    for sql in BEFORE_1004 {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let url = format!("sqlite://{}", path.0.display());
+    analytics_carry_on_after_1004(ReadStore::connect(&url, 2).await.unwrap()).await;
+}
+
 /// A binary older than the read models' schema (a rollback past a migration) refuses to
 /// start, on both backends, instead of failing on the first changed table.
 #[tokio::test]
