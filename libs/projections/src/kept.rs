@@ -3,10 +3,11 @@
 //! projection, pure) and how a question reads them back. Their reference is the same as
 //! the database's other answers: [`crate::funnel`] over the facts, row for row (tests).
 //!
-//! **The funnel.** A customer is a member of one (slice, stage) per slice kind at every
-//! instant. Each change of membership is a delta of ±1 at its instant, added to the
-//! counts now (`rm_funnel_now`), to its UTC month and day (`rm_funnel_months`,
-//! `rm_funnel_days`) and kept one by one (`rm_funnel_moves`). Customers per stage as of
+//! **The funnel.** A customer is in one (slice, stage) place per slice kind at every
+//! instant. Each move between places is kept (`rm_funnel_moves`: the places before and
+//! after, at its instant), and its deltas of ±1 are added to the counts now
+//! (`rm_funnel_now`) and to its UTC month and day (`rm_funnel_months`,
+//! `rm_funnel_days`). Customers per stage as of
 //! `T` are then the deltas of the months before `T`'s, of the days of its month before
 //! its day, and of its day up to `T`: about (months + 31) × slices × stages rows and one
 //! day's moves. Customer attributes slice as they are now (as the reference does): when
