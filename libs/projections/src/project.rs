@@ -577,6 +577,30 @@ fn analytics_facts(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
             micros(w.returns_at),
             w.policy_version,
         )],
+        CustomerEvent::ComplaintSlaWarned(w) => {
+            vec![sla_event(x, w.complaint_id.to_string(), "warning", None)
+                .set(an::SLA_CLOCK, w.clock.as_str())
+                .set(an::SLA_DUE, micros(w.due_at))
+                .set(an::SLA_AUTOMATIC, 1)
+                .insert()]
+        }
+        CustomerEvent::ComplaintSlaBreached(b) => vec![sla_event(
+            x,
+            b.complaint_id.to_string(),
+            "breach",
+            b.owner.map(|o| o.to_string()),
+        )
+        .set(an::SLA_CLOCK, b.clock.as_str())
+        .set(an::SLA_DUE, micros(b.due_at))
+        .set(an::SLA_AUTOMATIC, 1)
+        .insert()],
+        _ => contacts_and_deals(x, c),
+    }
+}
+
+/// Contacts, purchases and referrals (and, past them, the complaints).
+fn contacts_and_deals(x: &Ctx, c: &CustomerEvent) -> Vec<Change> {
+    match c {
         CustomerEvent::ContactRecorded(k) => vec![Insert::into(&CONTACTS)
             .set(an::CONTACT_ID, x.id)
             .set(an::CONTACT_VERSION, x.version)
@@ -605,23 +629,6 @@ fn analytics_facts(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
         CustomerEvent::ReferralConverted(r) => vec![Change::Update(
             Update::of(&REFERRALS, r.referral_id.to_string()).set(an::REFERRAL_CONVERTED, x.at),
         )],
-        CustomerEvent::ComplaintSlaWarned(w) => {
-            vec![sla_event(x, w.complaint_id.to_string(), "warning", None)
-                .set(an::SLA_CLOCK, w.clock.as_str())
-                .set(an::SLA_DUE, micros(w.due_at))
-                .set(an::SLA_AUTOMATIC, 1)
-                .insert()]
-        }
-        CustomerEvent::ComplaintSlaBreached(b) => vec![sla_event(
-            x,
-            b.complaint_id.to_string(),
-            "breach",
-            b.owner.map(|o| o.to_string()),
-        )
-        .set(an::SLA_CLOCK, b.clock.as_str())
-        .set(an::SLA_DUE, micros(b.due_at))
-        .set(an::SLA_AUTOMATIC, 1)
-        .insert()],
         _ => complaint(x, c),
     }
 }
