@@ -393,23 +393,24 @@ fn kind(slice: Slice) -> usize {
 
 const NOW: &str = "SELECT value, stage, customers FROM rm_funnel_now WHERE kind = $1";
 
-/// Months before `$2`, days `[$3, $4)`, moves `[$5, $6]` of the slice kind whose moves
-/// columns are `from_col` and `to_col` (`all`: the literal): `{from}`, `{to}` below.
-const AS_OF: &str = "SELECT value, stage, CAST(sum(customers) AS BIGINT) FROM (\
-    SELECT value, stage, customers FROM rm_funnel_months WHERE kind = $1 AND month < $2 \
-    UNION ALL SELECT value, stage, customers FROM rm_funnel_days \
-    WHERE kind = $1 AND day >= $3 AND day < $4 \
-    UNION ALL SELECT {to}, to_stage, 1 FROM rm_funnel_moves \
-    WHERE at_us >= $5 AND at_us <= $6 \
-    UNION ALL SELECT {from}, from_stage, -1 FROM rm_funnel_moves \
-    WHERE at_us >= $5 AND at_us <= $6 AND from_stage IS NOT NULL) x GROUP BY value, stage";
-
-/// The moves columns of slice kind `k` (a position in [`KINDS`]): fixed names.
-fn move_columns(k: usize) -> (&'static str, &'static str) {
-    match k {
+/// Customers per (value, stage) of slice kind `k` (a position in [`KINDS`]) as of an
+/// instant: the months before `$2`, the days `[$3, $4)`, the moves `[$5, $6]`. Only the
+/// fixed names of the kind's columns go into the text.
+fn as_of_sql(k: usize) -> String {
+    let (from, to) = match k {
         0 => ("'all'", "'all'"),
         k => (m::FROM_TO[k - 1].0.name, m::FROM_TO[k - 1].1.name),
-    }
+    };
+    format!(
+        "SELECT value, stage, CAST(sum(customers) AS BIGINT) FROM (\
+         SELECT value, stage, customers FROM rm_funnel_months WHERE kind = $1 AND month < $2 \
+         UNION ALL SELECT value, stage, customers FROM rm_funnel_days \
+         WHERE kind = $1 AND day >= $3 AND day < $4 \
+         UNION ALL SELECT {to}, to_stage, 1 FROM rm_funnel_moves \
+         WHERE at_us >= $5 AND at_us <= $6 \
+         UNION ALL SELECT {from}, from_stage, -1 FROM rm_funnel_moves \
+         WHERE at_us >= $5 AND at_us <= $6 AND from_stage IS NOT NULL) x GROUP BY value, stage"
+    )
 }
 
 const COMPLETE: &str = "SELECT complete FROM rm_kept WHERE read_model = 'analytics'";
@@ -444,9 +445,8 @@ impl ReadStore {
                 let month = month_number(t);
                 let day = t.div_euclid(DAY_US);
                 let ints = [month, month_first_day(month), day, day * DAY_US, t];
-                let (from, to) = move_columns(k);
                 Statement {
-                    sql: AS_OF.replace("{from}", from).replace("{to}", to),
+                    sql: as_of_sql(k),
                     args: std::iter::once(kind)
                         .chain(ints.map(|v| (Value::Int(v), true)))
                         .collect(),
