@@ -76,21 +76,7 @@ impl Memory {
                 Kind::Counter => Held::Counter(HashMap::new()),
             })
             .collect();
-        let keys = projection
-            .tables
-            .iter()
-            .map(|t| {
-                t.primary_key
-                    .iter()
-                    .map(|k| {
-                        t.columns
-                            .iter()
-                            .position(|(c, _)| c == k)
-                            .expect("key column")
-                    })
-                    .collect()
-            })
-            .collect();
+        let keys = projection.tables.iter().map(Table::key_columns).collect();
         Self {
             projection,
             positions: HashMap::new(),
@@ -193,16 +179,11 @@ impl Memory {
         let Held::Counter(rows) = &mut self.tables[slot] else {
             return;
         };
-        let t = a.table;
+        let (t, keys) = (a.table, &self.keys[slot]);
         let row = rows.entry(a.key.clone()).or_insert_with(|| {
             let mut row = vec![Value::Int(0); t.columns.len()];
-            for (k, v) in t.primary_key.iter().zip(&a.key) {
-                let i = t
-                    .columns
-                    .iter()
-                    .position(|(c, _)| c == k)
-                    .expect("key column");
-                row[i] = v.clone();
+            for (i, v) in keys.iter().zip(&a.key) {
+                row[*i] = v.clone();
             }
             row
         });

@@ -322,13 +322,7 @@ async fn switch_in<S: EventStore>(
         let Some(last) = page.last() else { break };
         cursor = last.log_position;
         let n = page.len();
-        let batch: Vec<Prepared> = page
-            .into_iter()
-            .map(|e| {
-                let seq = e.log_position.position;
-                Prepared::new(e, seq)
-            })
-            .collect();
+        let batch = Prepared::from_log(page);
         tx.apply(&batch, target, None).await?;
         caught_up += n as u64;
         if n < PAGE {
@@ -424,19 +418,9 @@ async fn snapshot_in(
     for t in projection.tables {
         let sql = crate::sql::select_as_text(t, suffix);
         let mut rows = Rows::new();
+        let keys = t.key_columns();
         for values in tx.fetch_text(&sql, t.columns.len()).await? {
-            let key: Vec<Option<String>> = t
-                .primary_key
-                .iter()
-                .map(|k| {
-                    let i = t
-                        .columns
-                        .iter()
-                        .position(|(c, _)| c == k)
-                        .expect("key column");
-                    values[i].clone()
-                })
-                .collect();
+            let key: Vec<Option<String>> = keys.iter().map(|i| values[*i].clone()).collect();
             rows.insert(key, values);
         }
         tables.push((t.name.to_string(), rows));

@@ -107,6 +107,19 @@ const fn starts_with(a: &str, prefix: &str) -> bool {
 }
 
 impl Table {
+    /// The positions of the key columns in `columns`, in key order.
+    pub fn key_columns(&self) -> Vec<usize> {
+        self.primary_key
+            .iter()
+            .map(|k| {
+                self.columns
+                    .iter()
+                    .position(|(c, _)| c == k)
+                    .unwrap_or_else(|| panic!("{} has no key column {k}", self.name))
+            })
+            .collect()
+    }
+
     /// The column rows are grouped by: the first key column, which is the table's first
     /// column (a test checks). An update names the group it changes rows in.
     pub const fn group_col(&self) -> Col {

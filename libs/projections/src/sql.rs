@@ -278,23 +278,8 @@ fn counter_upsert(
     suffix: &str,
     rows: &[(Vec<Value>, Vec<i64>)],
 ) -> Result<(), ReadError> {
-    let keys: Vec<usize> = t
-        .primary_key
-        .iter()
-        .map(|k| {
-            t.columns
-                .iter()
-                .position(|(c, _)| c == k)
-                .expect("key column")
-        })
-        .collect();
-    let names: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
-    let _ = write!(
-        s.text,
-        "INSERT INTO {}{suffix} ({}) VALUES ",
-        t.name,
-        names.join(", ")
-    );
+    let keys = t.key_columns();
+    insert_head(s, t, suffix);
     for (r, (key, sums)) in rows.iter().enumerate() {
         s.text.push_str(if r == 0 { "(" } else { ", (" });
         for (i, (_, ty)) in t.columns.iter().enumerate() {
@@ -313,11 +298,12 @@ fn counter_upsert(
         " ON CONFLICT ({}) DO UPDATE SET ",
         t.primary_key.join(", ")
     );
-    let amounts: Vec<String> = names
+    let amounts: Vec<String> = t
+        .columns
         .iter()
         .enumerate()
         .filter(|(i, _)| !keys.contains(i))
-        .map(|(_, c)| format!("{c} = {}{suffix}.{c} + excluded.{c}", t.name))
+        .map(|(_, (c, _))| format!("{c} = {}{suffix}.{c} + excluded.{c}", t.name))
         .collect();
     s.text.push_str(&amounts.join(", "));
     Ok(())
@@ -532,12 +518,8 @@ fn insert(s: &mut Sql, i: &Insert, suffix: &str) -> Result<(), ReadError> {
     insert_rows(s, &[i], suffix)
 }
 
-/// One `INSERT` of rows of one table.
-fn insert_rows(s: &mut Sql, rows: &[&Insert], suffix: &str) -> Result<(), ReadError> {
-    let Some(first) = rows.first() else {
-        return Ok(());
-    };
-    let t = first.table;
+/// `INSERT INTO <t><suffix> (<every column>) VALUES `.
+fn insert_head(s: &mut Sql, t: &Table, suffix: &str) {
     let names: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
     let _ = write!(
         s.text,
@@ -545,6 +527,15 @@ fn insert_rows(s: &mut Sql, rows: &[&Insert], suffix: &str) -> Result<(), ReadEr
         t.name,
         names.join(", ")
     );
+}
+
+/// One `INSERT` of rows of one table.
+fn insert_rows(s: &mut Sql, rows: &[&Insert], suffix: &str) -> Result<(), ReadError> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let t = first.table;
+    insert_head(s, t, suffix);
     for (r, i) in rows.iter().enumerate() {
         s.text.push_str(if r == 0 { "(" } else { ", (" });
         for (k, v) in i.values.iter().enumerate() {

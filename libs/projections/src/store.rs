@@ -61,6 +61,16 @@ impl Prepared {
         }
     }
 
+    /// A page of the global log, each event with its log position as its sequence.
+    pub fn from_log(page: Vec<RecordedEvent>) -> Vec<Self> {
+        page.into_iter()
+            .map(|e| {
+                let seq = e.log_position.position;
+                Self::new(e, seq)
+            })
+            .collect()
+    }
+
     /// Why the event cannot be projected, if it cannot.
     pub fn poison(&self) -> Option<&Poison> {
         self.decoded.as_ref().err()

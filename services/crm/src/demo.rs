@@ -1013,13 +1013,7 @@ async fn read_models(
         let page = store.read_all(cursor, 1000).await?;
         let Some(last) = page.last() else { break };
         cursor = last.log_position;
-        let batch: Vec<Prepared> = page
-            .into_iter()
-            .map(|e| {
-                let seq = e.log_position.position;
-                Prepared::new(e, seq)
-            })
-            .collect();
+        let batch = Prepared::from_log(page);
         applied += read.apply(&batch, Some("demo")).await?.fates.len();
     }
     println!(
