@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use super::Agg;
 use crate::calendar::{Calendar, Granularity};
 use crate::kpi::{KpiRow, Level, Tally, COVERAGE_WINDOW_US};
 use crate::store::{ReadError, ReadStore};
@@ -64,16 +65,6 @@ impl Days<'_> {
 /// Per manager, day → deltas of (portfolio, high, mid, low, value, covered).
 type Deltas = HashMap<String, BTreeMap<i64, [i64; 6]>>;
 
-/// The figures of `manager`'s key in the bucket holding `day`.
-fn slot<'a>(
-    acc: &'a mut [BTreeMap<String, Tally>],
-    bucket_of: &[usize],
-    key: String,
-    day: i64,
-) -> &'a mut Tally {
-    acc[bucket_of[day as usize]].entry(key).or_default()
-}
-
 /// Open periods at `$1` whose customer's next follow-up is before it, per manager.
 const OVERDUE: &str = "SELECT p.manager_id, count(*) FROM rm_ownership_periods p \
      JOIN rm_customers c ON c.customer_id = p.customer_id \
@@ -85,59 +76,80 @@ fn int(e: &str) -> String {
     format!("CAST({e} AS BIGINT)")
 }
 
-impl ReadStore {
-    /// KPIs per manager, team or region for each bucket of `cal` in `[from_us, to_us)`;
-    /// `now_us` caps the snapshots of the running bucket. Equal to [`crate::kpi::kpis`].
-    pub async fn kpis(
-        &self,
-        level: Level,
-        (cal, g): (&Calendar, Granularity),
+/// The buckets of one KPI question and the local days they are made of.
+struct Range<'c> {
+    days: Days<'c>,
+    spans: Vec<(i64, i64)>,
+    /// The bucket of each day of the range.
+    bucket_of: Vec<usize>,
+    /// Deltas later than this are in no snapshot.
+    limit: i64,
+    /// The first bucket's snapshot.
+    first_snapshot: i64,
+    /// The bucket running now.
+    current: Option<usize>,
+}
+
+impl<'c> Range<'c> {
+    fn new(
+        (cal, g): (&'c Calendar, Granularity),
         from_us: i64,
         to_us: i64,
         now_us: i64,
-    ) -> Result<Vec<KpiRow>, ReadError> {
+    ) -> Option<Self> {
         let spans = cal.buckets(from_us, to_us, g);
-        let (Some(&(d0, _)), Some(&(_, end))) = (spans.first(), spans.last()) else {
-            return Ok(Vec::new());
-        };
+        let (&(d0, _), &(_, end)) = (spans.first()?, spans.last()?);
         let days = Days {
             cal,
             start: d0,
             end,
             first: cal.day_number(d0),
         };
-        let day = |col: &str| days.or_before(col);
-        let n_days = days.index(end - 1) + 1;
-        // The bucket of each day of the range.
-        let mut bucket_of = Vec::with_capacity(n_days as usize);
+        let mut bucket_of = Vec::new();
         for (k, (s, e)) in spans.iter().enumerate() {
             let n = days.index(e - 1) - days.index(*s) + 1;
             bucket_of.extend(std::iter::repeat_n(k, n as usize));
         }
-        // Deltas later than this are in no snapshot.
-        let limit = now_us.min(end - 1);
-        let first_snapshot = spans[0].1.min(now_us.saturating_add(1)) - 1;
-        let current = spans.iter().position(|(s, e)| now_us >= *s && now_us < *e);
+        Some(Self {
+            limit: now_us.min(end - 1),
+            first_snapshot: spans[0].1.min(now_us.saturating_add(1)) - 1,
+            current: spans.iter().position(|(s, e)| now_us >= *s && now_us < *e),
+            days,
+            spans,
+            bucket_of,
+        })
+    }
 
-        // The questions (what each answer means is next to where it is read, below).
-        // Ownership periods: +1 at the start, -1 at the end, per manager and day.
-        let sql_deltas = format!(
+    /// `[start, end)` of the range.
+    fn bounds(&self) -> [i64; 2] {
+        [self.days.start, self.days.end]
+    }
+
+    /// Ownership periods: +1 at the start, -1 at the end, per manager and day, with the
+    /// tier mix and value of the customer (binds: start, limit).
+    fn deltas_sql(&self) -> String {
+        format!(
             "WITH ev AS (SELECT manager_id, customer_id, from_us AS at, 1 AS sign \
              FROM rm_ownership_periods WHERE from_us <= $2 \
              UNION ALL SELECT manager_id, customer_id, to_us, -1 \
              FROM rm_ownership_periods WHERE to_us <= $2) \
              SELECT ev.manager_id, {}, {}, {}, {}, {}, {} \
              FROM ev LEFT JOIN rm_customers c ON c.customer_id = ev.customer_id GROUP BY 1, 2",
-            day("ev.at"),
+            self.days.or_before("ev.at"),
             int("sum(ev.sign)"),
             int("sum(CASE WHEN c.value_tier = 'high' THEN ev.sign ELSE 0 END)"),
             int("sum(CASE WHEN c.value_tier = 'mid' THEN ev.sign ELSE 0 END)"),
             int("sum(CASE WHEN c.value_tier <> 'high' AND c.value_tier <> 'mid' THEN ev.sign ELSE 0 END)"),
             int("sum(COALESCE(c.aum_minor, 0) * ev.sign)"),
-        );
-        // Runs of contacts by a manager on a customer, cut to that manager's ownership.
+        )
+    }
+
+    /// Runs of contacts by a manager on a customer, cut to that manager's ownership:
+    /// +1 where a covered span starts, -1 where it ends, per manager and day (binds:
+    /// start, limit, the first snapshot less the window).
+    fn cover_sql(&self) -> String {
         let w = COVERAGE_WINDOW_US;
-        let sql_cover = format!(
+        format!(
             "WITH c AS (SELECT customer_id, manager_id, at_us, \
              CASE WHEN at_us - lag(at_us) OVER (PARTITION BY customer_id, manager_id \
              ORDER BY at_us) <= {w} THEN 0 ELSE 1 END AS fresh \
@@ -158,15 +170,18 @@ impl ReadStore {
              AND (p.to_us IS NULL OR p.to_us > i.a)) \
              SELECT manager_id, {}, count(*) FROM x WHERE a <= $2 GROUP BY 1, 2 \
              UNION ALL SELECT manager_id, {}, -count(*) FROM x WHERE b <= $2 GROUP BY 1, 2",
-            day("a"),
-            day("b")
-        );
-        let lo = first_snapshot.saturating_sub(w);
-        // Flows in the range, per manager and day: (manager, source, kind, day, n, x, y).
+            self.days.or_before("a"),
+            self.days.or_before("b")
+        )
+    }
+
+    /// Flows in the range, per manager and day: (manager, source, kind, day, n, x, y)
+    /// (binds: start, end).
+    fn flows_sql(&self) -> String {
         let (zero, count) = (int("0"), int("count(*)"));
         let won = int("sum(CASE WHEN to_stage = 'customer' THEN 1 ELSE 0 END)");
         let (reactivated, automatic) = (int("sum(reactivated)"), int("sum(automatic)"));
-        let flows: Vec<String> = [
+        let table = [
             // (who, source, kind, instant, x, y, table, condition)
             (
                 "manager_id",
@@ -238,23 +253,28 @@ impl ReadStore {
                 "rm_referrals",
                 "",
             ),
-        ]
-        .iter()
-        .map(|(who, source, kind, at, x, y, table, cond)| {
-            format!(
-                "SELECT {who}, '{source}', {kind}, {}, {count}, {x}, {y} \
-                 FROM {table} WHERE {at} >= $1 AND {at} < $2{cond} GROUP BY 1, 2, 3, 4",
-                days.of(at)
-            )
-        })
-        .collect();
-        // Complaints logged in the range.
-        let sql_complaints = format!(
+        ];
+        let selects: Vec<String> = table
+            .iter()
+            .map(|(who, source, kind, at, x, y, table, cond)| {
+                format!(
+                    "SELECT {who}, '{source}', {kind}, {}, {count}, {x}, {y} \
+                     FROM {table} WHERE {at} >= $1 AND {at} < $2{cond} GROUP BY 1, 2, 3, 4",
+                    self.days.of(at)
+                )
+            })
+            .collect();
+        selects.join(" UNION ALL ")
+    }
+
+    /// Complaints logged in the range, one by one (binds: start, end).
+    fn complaints_sql(&self) -> String {
+        format!(
             "SELECT k.owner_id, {}, k.first_response_s, \
              k.resolution_s, {}, {}, {}, k.satisfaction \
              FROM rm_complaints k WHERE k.owner_id IS NOT NULL \
              AND k.logged_at_us >= $1 AND k.logged_at_us < $2",
-            days.of("k.logged_at_us"),
+            self.days.of("k.logged_at_us"),
             int(
                 "CASE WHEN k.first_response_in_sla = 0 OR k.resolution_breaches > 0 \
                  OR EXISTS (SELECT 1 FROM rm_sla_events e WHERE e.complaint_id = k.complaint_id \
@@ -262,9 +282,14 @@ impl ReadStore {
             ),
             int("CASE WHEN k.resolutions > 0 THEN 1 ELSE 0 END"),
             int("CASE WHEN k.resolutions > 0 AND k.reopens > 0 THEN 1 ELSE 0 END"),
-        );
-        // Spans in which a manager owned a customer in its `lead` stage.
-        let sql_leads = format!(
+        )
+    }
+
+    /// Spans in which a manager owned a customer in its `lead` stage, as (first day,
+    /// last day) of the range; grouped, except for a pair with several spans or whose
+    /// customer was won in the range (binds: start, end).
+    fn leads_sql(&self) -> String {
+        format!(
             "WITH won AS (SELECT DISTINCT customer_id FROM rm_stage_transitions \
              WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2), \
              x AS (SELECT p.manager_id, p.customer_id, \
@@ -282,64 +307,62 @@ impl ReadStore {
              SELECT y.manager_id, CASE WHEN y.spans > 1 OR won.customer_id IS NOT NULL \
              THEN y.customer_id END, y.fd, y.ld, count(*) \
              FROM y LEFT JOIN won ON won.customer_id = y.customer_id GROUP BY 1, 2, 3, 4",
-            last = n_days - 1,
-            fd = days.of("a"),
-            ld = days.of("(b - 1)"),
-        );
-        // Customers won in the range, and by whom.
-        let sql_wins = format!(
+            last = self.bucket_of.len() - 1,
+            fd = self.days.of("a"),
+            ld = self.days.of("(b - 1)"),
+        )
+    }
+
+    /// Customers won in the range, and by whom (binds: start, end).
+    fn wins_sql(&self) -> String {
+        format!(
             "SELECT owner_id, customer_id, {} FROM rm_stage_transitions \
              WHERE to_stage = 'customer' AND owner_id IS NOT NULL AND at_us >= $1 AND at_us < $2",
-            days.of("at_us")
-        );
-        // Every question at once: they are independent, and each is a few scans.
-        let overdue = async {
-            match current {
-                Some(_) => self.aggregate(OVERDUE, 1, &[now_us]).await,
-                None => Ok(Vec::new()),
-            }
-        };
-        let flows = flows.join(" UNION ALL ");
-        let (range, upto, cover) = ([d0, end], [d0, limit], [d0, limit, lo]);
-        let (
-            managers,
-            deltas_rows,
-            cover_rows,
-            overdue_rows,
-            flow_rows,
-            complaint_rows,
-            lead_rows,
-            win_rows,
-        ) = futures::try_join!(
-            self.managers(),
-            self.aggregate(&sql_deltas, 1, &upto),
-            self.aggregate(&sql_cover, 1, &cover),
-            overdue,
-            self.aggregate(&flows, 3, &range),
-            self.aggregate(&sql_complaints, 1, &range),
-            self.aggregate(&sql_leads, 2, &range),
-            self.aggregate(&sql_wins, 2, &range),
-        )?;
-        let managers: HashMap<String, (String, String)> = managers
-            .into_iter()
-            .map(|m| (m.manager_id, (m.team, m.region)))
-            .collect();
-        let key_of = |manager: &str| -> String {
-            match level {
-                Level::Manager => manager.to_string(),
-                Level::Team => managers
-                    .get(manager)
-                    .map_or("unknown", |m| &m.0)
-                    .to_string(),
-                Level::Region => managers
-                    .get(manager)
-                    .map_or("unknown", |m| &m.1)
-                    .to_string(),
-            }
-        };
-        let mut acc: Vec<BTreeMap<String, Tally>> = spans.iter().map(|_| BTreeMap::new()).collect();
+            self.days.of("at_us")
+        )
+    }
+}
 
-        // Snapshots: ownership periods and contact coverage as deltas per manager and day.
+/// The key a manager's figures count under: the manager, or its team or region.
+struct Keys {
+    level: Level,
+    /// manager → (team, region)
+    managers: HashMap<String, (String, String)>,
+}
+
+impl Keys {
+    fn of(&self, manager: &str) -> String {
+        let m = self.managers.get(manager);
+        match self.level {
+            Level::Manager => manager.to_string(),
+            Level::Team => m.map_or("unknown", |m| &m.0).to_string(),
+            Level::Region => m.map_or("unknown", |m| &m.1).to_string(),
+        }
+    }
+}
+
+/// The answers' figures, per bucket and key, as they are added up.
+struct Books<'r> {
+    range: &'r Range<'r>,
+    keys: Keys,
+    acc: Vec<BTreeMap<String, Tally>>,
+}
+
+impl Books<'_> {
+    /// The figures of `manager`'s key in bucket `k`.
+    fn at(&mut self, k: usize, manager: &str) -> &mut Tally {
+        let key = self.keys.of(manager);
+        self.acc[k].entry(key).or_default()
+    }
+
+    /// The figures of `manager`'s key in the bucket holding `day`.
+    fn on(&mut self, day: i64, manager: &str) -> &mut Tally {
+        self.at(self.range.bucket_of[day as usize], manager)
+    }
+
+    /// Snapshots: ownership periods and contact coverage as deltas per manager and day,
+    /// summed up to the last day of each bucket.
+    fn snapshots(&mut self, deltas_rows: Vec<Agg>, cover_rows: Vec<Agg>) {
         let mut deltas: Deltas = HashMap::new();
         for r in deltas_rows {
             let d = deltas.entry(r.t(0)).or_default().entry(r.n(0)).or_default();
@@ -350,18 +373,20 @@ impl ReadStore {
         for r in cover_rows {
             deltas.entry(r.t(0)).or_default().entry(r.n(0)).or_default()[5] += r.n(1);
         }
+        let ends: Vec<i64> = (self.range.spans.iter())
+            .map(|(_, e)| self.range.days.index(e - 1))
+            .collect();
         for (manager, by_day) in &deltas {
             let mut sum = [0i64; 6];
             let mut by_day = by_day.iter().peekable();
-            for (k, (_, e)) in spans.iter().enumerate() {
-                let last_day = days.index(e - 1);
-                while let Some((_, d)) = by_day.next_if(|(day, _)| **day <= last_day) {
+            for (k, last_day) in ends.iter().enumerate() {
+                while let Some((_, d)) = by_day.next_if(|(day, _)| *day <= last_day) {
                     for (s, d) in sum.iter_mut().zip(d) {
                         *s += d;
                     }
                 }
                 if sum[0] > 0 {
-                    let a = acc[k].entry(key_of(manager)).or_default();
+                    let a = self.at(k, manager);
                     a.portfolio += sum[0];
                     for (t, s) in a.tiers.iter_mut().zip(&sum[1..4]) {
                         *t += s;
@@ -371,17 +396,22 @@ impl ReadStore {
                 }
             }
         }
-        // Overdue follow-ups, in the bucket running now.
-        if let Some(k) = current {
-            for r in overdue_rows {
-                acc[k].entry(key_of(&r.t(0))).or_default().overdue += r.n(0);
+    }
+
+    /// Overdue follow-ups, in the bucket running now.
+    fn overdue(&mut self, rows: Vec<Agg>) {
+        if let Some(k) = self.range.current {
+            for r in rows {
+                self.at(k, &r.t(0)).overdue += r.n(0);
             }
         }
+    }
 
-        // Flows in the range, per manager and day: (manager, source, kind, day, n, x, y).
-        for r in flow_rows {
+    /// Flows per manager and day: (manager, source, kind, day, n, x, y).
+    fn flows(&mut self, rows: Vec<Agg>) {
+        for r in rows {
             let (n, x, y) = (r.n(1), r.n(2), r.n(3));
-            let a = slot(&mut acc, &bucket_of, key_of(&r.t(0)), r.n(0));
+            let a = self.on(r.n(0), &r.t(0));
             match (r.t(1).as_str(), r.t(2).as_str()) {
                 ("lost", _) => a.lost += n,
                 ("contacts", _) => a.contacts += n,
@@ -398,10 +428,12 @@ impl ReadStore {
                 _ => a.referrals_converted += n,
             }
         }
+    }
 
-        // Complaints logged in the range, one by one.
-        for r in complaint_rows {
-            let a = slot(&mut acc, &bucket_of, key_of(&r.t(0)), r.n(0));
+    /// Complaints logged in the range, one by one.
+    fn complaints(&mut self, rows: Vec<Agg>) {
+        for r in rows {
+            let a = self.on(r.n(0), &r.t(0));
             a.complaints += 1;
             a.first_response.extend(r.num[1]);
             a.resolution.extend(r.num[2]);
@@ -413,17 +445,21 @@ impl ReadStore {
                 a.satisfaction.1 += 1;
             }
         }
+    }
 
-        // Leads owned: the days of the range in which a manager owned a customer in its
-        // `lead` stage (first day, last day); grouped, except for a pair with several
-        // spans (it counts once per bucket) or a customer won in the range.
+    /// Leads owned: the days of the range in which a manager owned a customer in its
+    /// `lead` stage (first day, last day); grouped, except for a pair with several
+    /// spans (it counts once per bucket) or a customer won in the range. Converted: won
+    /// within a bucket by a manager who owned it as a lead in it.
+    fn leads(&mut self, lead_rows: Vec<Agg>, win_rows: Vec<Agg>) {
+        let bucket_of = &self.range.bucket_of;
         let mut pairs: HashMap<(String, String), BTreeSet<usize>> = HashMap::new();
         for r in lead_rows {
             let (first, last) = (bucket_of[r.n(0) as usize], bucket_of[r.n(1) as usize]);
             match &r.text[1] {
                 None => {
-                    for bucket in &mut acc[first..=last] {
-                        bucket.entry(key_of(&r.t(0))).or_default().leads += r.n(2);
+                    for k in first..=last {
+                        self.at(k, &r.t(0)).leads += r.n(2);
                     }
                 }
                 Some(c) => pairs
@@ -434,28 +470,89 @@ impl ReadStore {
         }
         for ((manager, _), spans) in &pairs {
             for k in spans {
-                acc[*k].entry(key_of(manager)).or_default().leads += 1;
+                self.at(*k, manager).leads += 1;
             }
         }
-        // Converted: won within a bucket by a manager who owned it as a lead in it.
         let mut converted: HashSet<(usize, String, String)> = HashSet::new();
         for r in win_rows {
-            let k = bucket_of[r.n(0) as usize];
+            let k = self.range.bucket_of[r.n(0) as usize];
             let pair = (r.t(0), r.t(1));
             if pairs.get(&pair).is_some_and(|spans| spans.contains(&k)) {
                 converted.insert((k, pair.0, pair.1));
             }
         }
         for (k, manager, _) in converted {
-            acc[k].entry(key_of(&manager)).or_default().converted += 1;
+            self.at(k, &manager).converted += 1;
         }
+    }
 
+    /// The rows, bucket by bucket.
+    fn rows(self) -> Vec<KpiRow> {
+        let (cal, current) = (self.range.days.cal, self.range.current);
         let mut out = Vec::new();
-        for (k, ((start, end), keys)) in spans.iter().zip(acc).enumerate() {
+        for (k, (span, keys)) in self.range.spans.iter().zip(self.acc).enumerate() {
             for (key, tally) in keys {
-                out.push(tally.row(key, cal, (*start, *end), current == Some(k)));
+                out.push(tally.row(key, cal, *span, current == Some(k)));
             }
         }
-        Ok(out)
+        out
+    }
+}
+
+impl ReadStore {
+    /// KPIs per manager, team or region for each bucket of `cal` in `[from_us, to_us)`;
+    /// `now_us` caps the snapshots of the running bucket. Equal to [`crate::kpi::kpis`].
+    pub async fn kpis(
+        &self,
+        level: Level,
+        calendar: (&Calendar, Granularity),
+        from_us: i64,
+        to_us: i64,
+        now_us: i64,
+    ) -> Result<Vec<KpiRow>, ReadError> {
+        let Some(range) = Range::new(calendar, from_us, to_us, now_us) else {
+            return Ok(Vec::new());
+        };
+        let (d0, limit) = (range.days.start, range.limit);
+        let lo = range.first_snapshot.saturating_sub(COVERAGE_WINDOW_US);
+        let overdue = async {
+            match range.current {
+                Some(_) => self.aggregate(OVERDUE, 1, &[now_us]).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (deltas_sql, cover_sql, flows_sql) =
+            (range.deltas_sql(), range.cover_sql(), range.flows_sql());
+        let (complaints_sql, leads_sql, wins_sql) =
+            (range.complaints_sql(), range.leads_sql(), range.wins_sql());
+        // Every question at once: they are independent, and each is a few scans.
+        let (within, upto, cover) = (range.bounds(), [d0, limit], [d0, limit, lo]);
+        let (managers, deltas, cover, overdue, flows, complaints, leads, wins) = futures::try_join!(
+            self.managers(),
+            self.aggregate(&deltas_sql, 1, &upto),
+            self.aggregate(&cover_sql, 1, &cover),
+            overdue,
+            self.aggregate(&flows_sql, 3, &within),
+            self.aggregate(&complaints_sql, 1, &within),
+            self.aggregate(&leads_sql, 2, &within),
+            self.aggregate(&wins_sql, 2, &within),
+        )?;
+        let keys = Keys {
+            level,
+            managers: (managers.into_iter())
+                .map(|m| (m.manager_id, (m.team, m.region)))
+                .collect(),
+        };
+        let mut books = Books {
+            acc: range.spans.iter().map(|_| BTreeMap::new()).collect(),
+            range: &range,
+            keys,
+        };
+        books.snapshots(deltas, cover);
+        books.overdue(overdue);
+        books.flows(flows);
+        books.complaints(complaints);
+        books.leads(leads, wins);
+        Ok(books.rows())
     }
 }
