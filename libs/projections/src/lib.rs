@@ -19,6 +19,7 @@ pub mod facts;
 pub mod funnel;
 pub mod kept;
 pub mod kpi;
+pub mod ledger;
 pub mod load;
 pub mod memory;
 pub mod plan;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crm_domain::Payload;
 use crm_eventstore::RecordedEvent;
 
+use crate::calendar::Calendar;
 use crate::change::{Add, Change, Cond, Insert, Set, Update, Value};
 use crate::plan::{verdict, Verdict};
 use crate::project::Memo;
@@ -48,6 +49,8 @@ pub struct Memory {
     tables: Vec<Held>,
     /// Per table, the positions of its key columns.
     keys: Vec<Vec<usize>>,
+    /// The zone the KPI ledger counts local days in.
+    calendar: Calendar,
 }
 
 impl Memory {
@@ -83,7 +86,14 @@ impl Memory {
             limits,
             tables,
             keys,
+            calendar: Calendar::UTC,
         }
+    }
+
+    /// The same, counting the KPI ledger's days in `calendar`.
+    pub fn in_zone(mut self, calendar: Calendar) -> Self {
+        self.calendar = calendar;
+        self
     }
 
     /// Fold one event (read in log order). Returns whether it was applied.
@@ -270,6 +280,10 @@ impl Memo for Memory {
             panic!("{} is read back, so it must be remembered", table.name);
         };
         groups.get(key).and_then(|g| g.first()).map(Vec::as_slice)
+    }
+
+    fn calendar(&self) -> Calendar {
+        self.calendar
     }
 }
 

@@ -7,6 +7,7 @@ use crm_domain::customer::personal;
 use crm_domain::{CustomerEvent, DomainEvent, ManagerEvent, Payload};
 use crm_eventstore::RecordedEvent;
 
+use crate::calendar::Calendar;
 use crate::change::{Change, Cond, Insert, Update, Value};
 use crate::schema::{col, Col, Model, Projection, Table, PROJECTIONS};
 use crate::schema::{
@@ -72,6 +73,9 @@ pub fn decode<P: Payload>(e: &RecordedEvent<P>) -> Result<Decoded, Poison> {
 pub trait Memo {
     /// The row of `table` whose group (first key column) is `key`, if there is one.
     fn row(&self, table: &'static Table, key: &Value) -> Option<&[Value]>;
+
+    /// The time zone whose local days the read model counts in (the KPI ledger's).
+    fn calendar(&self) -> Calendar;
 }
 
 /// A memory of nothing.
@@ -80,6 +84,10 @@ pub struct Forgetful;
 impl Memo for Forgetful {
     fn row(&self, _: &'static Table, _: &Value) -> Option<&[Value]> {
         None
+    }
+
+    fn calendar(&self) -> Calendar {
+        Calendar::UTC
     }
 }
 
@@ -513,6 +521,7 @@ fn sla_event(x: &Ctx, complaint: String, kind: &str, owner: Option<String>) -> I
 fn analytics(x: &Ctx, c: &CustomerEvent, memo: &dyn Memo) -> Vec<Change> {
     let mut out = analytics_facts(x, c, memo);
     out.extend(crate::kept::funnel(memo, (x.id, x.version, x.at), c));
+    out.extend(crate::ledger::changes(memo, (x.id, x.at), c));
     out
 }
 

@@ -197,7 +197,8 @@ async fn fill<S: EventStore + Clone>(
         })
         .collect();
 
-    let mut fold = crate::memory::Memory::new(projection, limits);
+    let zone = read.ledger_zone().await?;
+    let mut fold = crate::memory::Memory::new(projection, limits).in_zone(zone);
     let (mut done, mut applied) = (0u64, 0u64);
     let mut cursor = LogPosition::START;
     let folded = async {

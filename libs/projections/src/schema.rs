@@ -181,6 +181,11 @@ pub const ANALYTICS: Projection = Projection {
         FUNNEL_MONTHS,
         FUNNEL_DAYS,
         FUNNEL_MOVES,
+        KPI_CUSTOMERS,
+        KPI_SPANS,
+        KPI_DAYS,
+        KPI_MONTHS,
+        KPI_GAPS,
     ],
 };
 
@@ -543,6 +548,116 @@ pub const FUNNEL_MOVES: Table = Table {
     indexes: &[("at_idx", "at_us")],
 };
 
+/// What the KPI ledger remembers of a customer (`ledger.rs`): JSON of its ownership
+/// periods, runs of contacts per manager, lead stays, value tier and AUM, referrals.
+pub const KPI_CUSTOMERS: Table = Table {
+    name: "rm_kpi_customers",
+    kind: Kind::Memo,
+    since: 1005,
+    columns: &[
+        ("customer_id", "TEXT NOT NULL"),
+        ("ledger", "TEXT NOT NULL"),
+    ],
+    primary_key: &["customer_id"],
+    indexes: &[],
+};
+
+/// A customer's spans, the `n`-th of their kind: `owned` (an ownership period, as the
+/// ownership read model has it), `covered` (owned and contacted by the owner in the 30
+/// days before), `lead` (owned while a lead; one per manager and stretch). A span the
+/// customer no longer has is emptied (no manager, from = to = 0). Read for the day that
+/// holds "now" (the days before it are in `rm_kpi_days`) and for conversions.
+pub const KPI_SPANS: Table = Table {
+    name: "rm_kpi_spans",
+    kind: Kind::State,
+    since: 1005,
+    columns: &[
+        ("customer_id", "TEXT NOT NULL"),
+        ("kind", "TEXT NOT NULL"),
+        ("n", "BIGINT NOT NULL"),
+        ("manager_id", "TEXT NOT NULL"),
+        ("from_us", "BIGINT NOT NULL"),
+        ("to_us", "BIGINT"),
+    ],
+    primary_key: &["customer_id", "kind", "n"],
+    indexes: &[("from_idx", "from_us"), ("to_idx", "to_us")],
+};
+
+/// Per manager and local day of the ledger's time zone (days since 1970-01-01): the
+/// flows of the day, and the deltas of the snapshots (portfolio, tiers, value, covered)
+/// and of the lead stretches (started that day; ended, last owned as a lead, that day).
+pub const KPI_DAYS: Table = Table {
+    name: "rm_kpi_days",
+    kind: Kind::Counter,
+    since: 1005,
+    columns: &[
+        ("manager_id", "TEXT NOT NULL"),
+        ("day", "BIGINT NOT NULL"),
+        ("portfolio", "BIGINT NOT NULL"),
+        ("tier_high", "BIGINT NOT NULL"),
+        ("tier_mid", "BIGINT NOT NULL"),
+        ("tier_low", "BIGINT NOT NULL"),
+        ("value_minor", "BIGINT NOT NULL"),
+        ("covered", "BIGINT NOT NULL"),
+        ("lead_starts", "BIGINT NOT NULL"),
+        ("lead_ends", "BIGINT NOT NULL"),
+        ("contacts", "BIGINT NOT NULL"),
+        ("transitions", "BIGINT NOT NULL"),
+        ("won", "BIGINT NOT NULL"),
+        ("reactivated", "BIGINT NOT NULL"),
+        ("lost", "BIGINT NOT NULL"),
+        ("returned", "BIGINT NOT NULL"),
+        ("pool_warnings", "BIGINT NOT NULL"),
+        ("sla_warnings", "BIGINT NOT NULL"),
+        ("sla_breaches", "BIGINT NOT NULL"),
+        ("escalations", "BIGINT NOT NULL"),
+        ("automatic_escalations", "BIGINT NOT NULL"),
+        ("referrals_made", "BIGINT NOT NULL"),
+        ("referrals_converted", "BIGINT NOT NULL"),
+    ],
+    primary_key: &["manager_id", "day"],
+    indexes: &[("day_idx", "day")],
+};
+
+/// The snapshot and lead-stretch deltas of `rm_kpi_days`, per manager and local month
+/// (months since 1970-01), so a snapshot sums months, then days.
+pub const KPI_MONTHS: Table = Table {
+    name: "rm_kpi_months",
+    kind: Kind::Counter,
+    since: 1005,
+    columns: &[
+        ("manager_id", "TEXT NOT NULL"),
+        ("month", "BIGINT NOT NULL"),
+        ("portfolio", "BIGINT NOT NULL"),
+        ("tier_high", "BIGINT NOT NULL"),
+        ("tier_mid", "BIGINT NOT NULL"),
+        ("tier_low", "BIGINT NOT NULL"),
+        ("value_minor", "BIGINT NOT NULL"),
+        ("covered", "BIGINT NOT NULL"),
+        ("lead_starts", "BIGINT NOT NULL"),
+        ("lead_ends", "BIGINT NOT NULL"),
+    ],
+    primary_key: &["manager_id", "month"],
+    indexes: &[],
+};
+
+/// Gaps between two lead stretches of one manager and customer: (last day of the one,
+/// first day of the next). A bucket holding both days holds both stretches, and counts
+/// the pair once.
+pub const KPI_GAPS: Table = Table {
+    name: "rm_kpi_gaps",
+    kind: Kind::Counter,
+    since: 1005,
+    columns: &[
+        ("manager_id", "TEXT NOT NULL"),
+        ("first_day", "BIGINT NOT NULL"),
+        ("last_day", "BIGINT NOT NULL"),
+        ("n", "BIGINT NOT NULL"),
+    ],
+    primary_key: &["manager_id", "first_day", "last_day"],
+    indexes: &[("first_idx", "first_day")],
+};
+
 /// The projection called `name`.
 pub fn by_name(name: &str) -> Option<Projection> {
     PROJECTIONS.iter().copied().find(|p| p.name == name)
@@ -593,27 +708,40 @@ pub use crate::sql::migration_sql;
 
 /// Statements a migration runs after creating its tables and before dropping what it
 /// drops: (migration, statements).
-pub const MIGRATION_STEPS: &[(i64, &[&str])] = &[(
-    1004,
-    &[
-        // Which kept aggregates are complete: filled from the whole log. A database that
-        // had analytics before the funnel was kept has them only from the upgrade on,
-        // until `crm projections rebuild analytics` fills them (the query service answers
-        // from the facts meanwhile); a new one has them from the first event.
-        "CREATE TABLE rm_kept (read_model TEXT PRIMARY KEY, complete BIGINT NOT NULL)",
-        "INSERT INTO rm_kept (read_model, complete) SELECT 'analytics', CASE WHEN EXISTS \
+pub const MIGRATION_STEPS: &[(i64, &[&str])] = &[
+    (
+        1004,
+        &[
+            // Which kept aggregates are complete: filled from the whole log. A database that
+            // had analytics before the funnel was kept has them only from the upgrade on,
+            // until `crm projections rebuild analytics` fills them (the query service answers
+            // from the facts meanwhile); a new one has them from the first event.
+            "CREATE TABLE rm_kept (read_model TEXT PRIMARY KEY, complete BIGINT NOT NULL)",
+            "INSERT INTO rm_kept (read_model, complete) SELECT 'analytics', CASE WHEN EXISTS \
          (SELECT 1 FROM rm_analytics_positions) THEN 0 ELSE 1 END",
-        // What analytics remembered (the owner) moves to its new memo, with each
-        // customer's place as the ownership read model has it now (its stays are not
-        // known: the rebuild fills them), so stage moves and SLA events go on being
-        // credited to the owner until then.
-        "INSERT INTO rm_analytics_customers (customer_id, owner_id, stage, region, \
+            // What analytics remembered (the owner) moves to its new memo, with each
+            // customer's place as the ownership read model has it now (its stays are not
+            // known: the rebuild fills them), so stage moves and SLA events go on being
+            // credited to the owner until then.
+            "INSERT INTO rm_analytics_customers (customer_id, owner_id, stage, region, \
          first_touch_channel, customer_type, value_tier, team, stays) \
          SELECT c.customer_id, o.owner_id, c.stage, c.region, c.first_touch_channel, \
          c.customer_type, c.value_tier, COALESCE(c.owner_team, 'pool'), '[]' \
          FROM rm_customers c LEFT JOIN rm_analytics_owners o ON o.customer_id = c.customer_id",
-    ],
-)];
+        ],
+    ),
+    (
+        1005,
+        &[
+            // The KPI ledger counts local days of one time zone: the one it was built in.
+            // Like the funnel, a database with analytics before it has it only once
+            // `crm projections rebuild analytics` has run.
+            "ALTER TABLE rm_kept ADD COLUMN time_zone TEXT",
+            "INSERT INTO rm_kept (read_model, complete, time_zone) SELECT 'kpis', CASE WHEN \
+             EXISTS (SELECT 1 FROM rm_analytics_positions) THEN 0 ELSE 1 END, 'Asia/Shanghai'",
+        ],
+    ),
+];
 
 /// Every migration of the read models: (version, description, SQL), in order.
 pub fn migrations() -> Vec<(i64, &'static str, String)> {
@@ -622,6 +750,7 @@ pub fn migrations() -> Vec<(i64, &'static str, String)> {
         (1002, "pool and SLA events", migration_sql(1002)),
         (1003, "timeline rows without payloads", migration_sql(1003)),
         (1004, "the funnel kept", migration_sql(1004)),
+        (1005, "the KPIs kept", migration_sql(1005)),
     ]
 }
 

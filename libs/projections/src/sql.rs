@@ -771,11 +771,30 @@ pub(crate) fn select_positions(table: &str) -> String {
     format!("SELECT stream_id, CAST(version AS TEXT) FROM {table}")
 }
 
+/// The zone the KPI ledger counts local days in.
+pub(crate) const LEDGER_ZONE: &str = "SELECT time_zone FROM rm_kept WHERE read_model = 'kpis'";
+
+/// Set the zone the KPI ledger counts local days in; one that has counted events is
+/// incomplete until rebuilt.
+pub(crate) fn set_ledger_zone(zone: &crate::calendar::Calendar) -> String {
+    format!(
+        "UPDATE rm_kept SET time_zone = '{}', complete = CASE WHEN EXISTS \
+         (SELECT 1 FROM rm_analytics_positions) THEN 0 ELSE complete END WHERE read_model = 'kpis'",
+        zone.to_string().replace('\'', "")
+    )
+}
+
 /// Record that read model `name`'s kept aggregates hold the whole log (after a rebuild).
 pub(crate) fn mark_complete(name: &str) -> String {
     format!(
-        "UPDATE rm_kept SET complete = 1 WHERE read_model = '{}'",
-        name.replace('\'', "")
+        "UPDATE rm_kept SET complete = 1 WHERE read_model = '{}'{}",
+        name.replace('\'', ""),
+        // The KPI ledger is part of analytics.
+        if name == "analytics" {
+            " OR read_model = 'kpis'"
+        } else {
+            ""
+        }
     )
 }
 

@@ -21,11 +21,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+use crate::calendar::Calendar;
 use crate::change::Change;
 use crate::change::Value;
 use crate::memory::Memory;
 use crate::project::{Decoded, Poison};
-use crate::schema::{Kind, Projection, Table, PROJECTIONS};
+use crate::schema::{Kind, Model, Projection, Table, PROJECTIONS};
 use crate::sql::{Backend, Statement};
 use crm_eventstore::RecordedEvent;
 
@@ -293,6 +294,16 @@ impl Conn<'_> {
         })
     }
 
+    /// The zone the KPI ledger counts local days in.
+    pub(crate) async fn ledger_zone(&mut self) -> Result<Calendar, ReadError> {
+        let rows = self.fetch_text(crate::sql::LEDGER_ZONE, 1).await?;
+        let zone = rows.into_iter().next().and_then(|mut r| r.remove(0));
+        zone.as_deref()
+            .unwrap_or("UTC")
+            .parse()
+            .map_err(|e| ReadError::Config(format!("rm_kept.time_zone: {e}")))
+    }
+
     /// The versions each target applied of every stream of `batch` (absent: none).
     async fn positions<'b>(
         &mut self,
@@ -363,6 +374,11 @@ impl Conn<'_> {
         targets: &[(usize, Projection, &str)],
     ) -> Result<Vec<(usize, Vec<Change>)>, ReadError> {
         let mut caches = Vec::with_capacity(targets.len());
+        let analytics = targets.iter().any(|(_, p, _)| p.model == Model::Analytics);
+        let zone = match analytics {
+            true => self.ledger_zone().await?,
+            false => Calendar::UTC,
+        };
         for (t, (_, projection, suffix)) in targets.iter().enumerate() {
             let mut customers: Vec<&str> = plan
                 .steps
@@ -375,7 +391,7 @@ impl Conn<'_> {
                 .collect();
             customers.sort_unstable();
             customers.dedup();
-            let mut cache = Memory::cache(*projection);
+            let mut cache = Memory::cache(*projection).in_zone(zone);
             for table in projection.tables.iter().filter(|t| t.kind == Kind::Memo) {
                 for chunk in customers.chunks(1000) {
                     let query = crate::sql::memo_query(table, suffix, chunk);
@@ -598,6 +614,37 @@ impl ReadStore {
                     .await
             }
         }
+    }
+
+    /// The zone the KPI ledger counts local days in.
+    pub async fn ledger_zone(&self) -> Result<Calendar, ReadError> {
+        match self {
+            Self::Postgres(pool) => {
+                Conn::Postgres(&mut *pool.acquire().await?)
+                    .ledger_zone()
+                    .await
+            }
+            Self::Sqlite(pool) => {
+                Conn::Sqlite(&mut *pool.acquire().await?)
+                    .ledger_zone()
+                    .await
+            }
+        }
+    }
+
+    /// Count the KPI ledger's days in `zone` from now on. A different zone than the
+    /// ledger's marks it incomplete (KPI questions are answered from the facts) until
+    /// `crm projections rebuild analytics` has counted the whole log in it.
+    pub async fn set_ledger_zone(&self, zone: Calendar) -> Result<bool, ReadError> {
+        if self.ledger_zone().await? == zone {
+            return Ok(false);
+        }
+        let sql = crate::sql::set_ledger_zone(&zone);
+        match self {
+            Self::Postgres(p) => sqlx::query(&sql).execute(p).await?.rows_affected(),
+            Self::Sqlite(p) => sqlx::query(&sql).execute(p).await?.rows_affected(),
+        };
+        Ok(true)
     }
 
     pub fn backend(&self) -> &'static str {

@@ -785,15 +785,26 @@ async fn database_aggregates_equal_the_reference_computations() {
                     // Now: before the range, inside it (mid-day), after it.
                     for now in [us(-5, 0), us(11, 15), us(days + 30, 0)] {
                         let reference = kpi::kpis(&facts, level, (cal, g), from, to, now);
-                        let answer = store.kpis(level, (cal, g), from, to, now).await.unwrap();
-                        for (a, r) in answer.iter().zip(&reference) {
-                            assert_eq!(a, r, "KPIs per {level:?} and {g:?} in {cal}, now {now}");
+                        // From the KPI ledger where it counts this zone's days (Beijing's
+                        // here), and from the facts.
+                        let kept = store.kpis(level, (cal, g), from, to, now).await.unwrap();
+                        let answer = store
+                            .kpis_from_facts(level, (cal, g), from, to, now)
+                            .await
+                            .unwrap();
+                        for answer in [&kept, &answer] {
+                            for (a, r) in answer.iter().zip(&reference) {
+                                assert_eq!(
+                                    a, r,
+                                    "KPIs per {level:?} and {g:?} in {cal}, now {now}"
+                                );
+                            }
+                            assert_eq!(
+                                answer.len(),
+                                reference.len(),
+                                "rows per {level:?} and {g:?}"
+                            );
                         }
-                        assert_eq!(
-                            answer.len(),
-                            reference.len(),
-                            "rows per {level:?} and {g:?}"
-                        );
                         rows += answer.len();
                         for r in &reference {
                             seen[0] += r.leads_converted;
@@ -812,6 +823,67 @@ async fn database_aggregates_equal_the_reference_computations() {
         assert!(
             seen.iter().all(|n| *n > 0),
             "the book exercises every KPI: {seen:?}"
+        );
+    }
+}
+
+/// The KPI ledger counts the local days of its own zone (here New York's, whose clocks
+/// go back inside the book), on both backends; moving it to another zone once it has
+/// counted events hands the questions to the facts until a rebuild.
+#[tokio::test]
+async fn the_kpi_ledger_counts_the_days_of_its_zone() {
+    use crm_projections::calendar::{Calendar, Granularity};
+    use crm_projections::kpi::{self, Level};
+    use crm_projections::testing::random_book_from;
+
+    let seed = t0().timestamp_micros() as u64 ^ u64::from(std::process::id());
+    println!("seed: {seed}");
+    let days = 30;
+    let start = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 10, 20, 3, 0, 0).unwrap();
+    let log = random_book_from(seed, 200, days, start);
+    let us = |d: i64, h: i64| start.timestamp_micros() + d * 86_400_000_000 + h * 3_600_000_000;
+    let new_york: Calendar = "America/New_York".parse().unwrap();
+    let london: Calendar = "Europe/London".parse().unwrap();
+    let (pg, _g) = postgres().await;
+    let (lite, _h) = sqlite().await;
+    for store in [&pg, &lite] {
+        assert!(store.set_ledger_zone(new_york).await.unwrap());
+        assert!(
+            store.ledger_answers(&new_york).await.unwrap(),
+            "empty: still complete"
+        );
+        store.apply(&log.prepared(), None).await.unwrap();
+        assert!(!store
+            .ledger_answers(&"Asia/Shanghai".parse().unwrap())
+            .await
+            .unwrap());
+        let facts = store.facts().await.unwrap();
+        let mut rows = 0;
+        for level in [Level::Manager, Level::Team] {
+            for g in [Granularity::Day, Granularity::Week, Granularity::Month] {
+                for (from, to) in [(us(-2, 0), us(days + 9, 0)), (us(4, 13), us(16, 2))] {
+                    for now in [us(-1, 0), us(9, 20), us(12, 5), us(days + 30, 0)] {
+                        let cal = (&new_york, g);
+                        let reference = kpi::kpis(&facts, level, cal, from, to, now);
+                        let kept = store.kpis_kept(level, cal, from, to, now).await.unwrap();
+                        assert_eq!(kept, reference, "{level:?} per {g:?}, now {now}");
+                        rows += kept.len();
+                    }
+                }
+            }
+        }
+        assert!(rows > 500, "{rows} rows compared");
+        // Another zone: the ledger no longer answers, the facts do.
+        assert!(store.set_ledger_zone(london).await.unwrap());
+        assert!(!store.ledger_answers(&london).await.unwrap());
+        assert!(!store.ledger_answers(&new_york).await.unwrap());
+        let cal = (&london, Granularity::Day);
+        assert_eq!(
+            store
+                .kpis(Level::Manager, cal, us(0, 0), us(20, 0), us(25, 0))
+                .await
+                .unwrap(),
+            kpi::kpis(&facts, Level::Manager, cal, us(0, 0), us(20, 0), us(25, 0))
         );
     }
 }
@@ -879,6 +951,8 @@ async fn analytics_carry_on_after_1004(store: ReadStore) {
         async move { view_rows(&store, sql).await }
     };
     assert!(!store.kept_complete().await.unwrap());
+    let beijing = "Asia/Shanghai".parse().unwrap();
+    assert!(!store.ledger_answers(&beijing).await.unwrap());
     assert_eq!(
         rows("SELECT owner_id, team FROM rm_analytics_customers").await,
         vec![vec![Some(A.into()), Some("east-1".into())]]

@@ -33,12 +33,12 @@ use crate::store::{ReadError, ReadStore};
 
 /// The local days of a range of whole buckets `[start, end)` (`$1` is `start`),
 /// numbered from 0.
-struct Days<'c> {
-    cal: &'c Calendar,
-    start: i64,
-    end: i64,
+pub(super) struct Days<'c> {
+    pub cal: &'c Calendar,
+    pub start: i64,
+    pub end: i64,
     /// The local day number of `start`.
-    first: i64,
+    pub first: i64,
 }
 
 impl Days<'_> {
@@ -66,7 +66,7 @@ impl Days<'_> {
 type Deltas = HashMap<String, BTreeMap<i64, [i64; 6]>>;
 
 /// Open periods at `$1` whose customer's next follow-up is before it, per manager.
-const OVERDUE: &str = "SELECT p.manager_id, count(*) FROM rm_ownership_periods p \
+pub(super) const OVERDUE: &str = "SELECT p.manager_id, count(*) FROM rm_ownership_periods p \
      JOIN rm_customers c ON c.customer_id = p.customer_id \
      WHERE p.from_us <= $1 AND (p.to_us IS NULL OR p.to_us > $1) \
      AND c.next_follow_up_us < $1 GROUP BY 1";
@@ -77,21 +77,21 @@ fn int(e: &str) -> String {
 }
 
 /// The buckets of one KPI question and the local days they are made of.
-struct Range<'c> {
-    days: Days<'c>,
-    spans: Vec<(i64, i64)>,
+pub(super) struct Range<'c> {
+    pub days: Days<'c>,
+    pub spans: Vec<(i64, i64)>,
     /// The bucket of each day of the range.
-    bucket_of: Vec<usize>,
+    pub bucket_of: Vec<usize>,
     /// Deltas later than this are in no snapshot.
     limit: i64,
     /// The first bucket's snapshot.
     first_snapshot: i64,
     /// The bucket running now.
-    current: Option<usize>,
+    pub current: Option<usize>,
 }
 
 impl<'c> Range<'c> {
-    fn new(
+    pub fn new(
         (cal, g): (&'c Calendar, Granularity),
         from_us: i64,
         to_us: i64,
@@ -121,7 +121,7 @@ impl<'c> Range<'c> {
     }
 
     /// `[start, end)` of the range.
-    fn bounds(&self) -> [i64; 2] {
+    pub fn bounds(&self) -> [i64; 2] {
         [self.days.start, self.days.end]
     }
 
@@ -268,7 +268,7 @@ impl<'c> Range<'c> {
     }
 
     /// Complaints logged in the range, one by one (binds: start, end).
-    fn complaints_sql(&self) -> String {
+    pub fn complaints_sql(&self) -> String {
         format!(
             "SELECT k.owner_id, {}, k.first_response_s, \
              k.resolution_s, {}, {}, {}, k.satisfaction \
@@ -324,10 +324,10 @@ impl<'c> Range<'c> {
 }
 
 /// The key a manager's figures count under: the manager, or its team or region.
-struct Keys {
-    level: Level,
+pub(super) struct Keys {
+    pub level: Level,
     /// manager → (team, region)
-    managers: HashMap<String, (String, String)>,
+    pub managers: HashMap<String, (String, String)>,
 }
 
 impl Keys {
@@ -342,15 +342,15 @@ impl Keys {
 }
 
 /// The answers' figures, per bucket and key, as they are added up.
-struct Books<'r> {
-    range: &'r Range<'r>,
-    keys: Keys,
-    acc: Vec<BTreeMap<String, Tally>>,
+pub(super) struct Books<'r> {
+    pub range: &'r Range<'r>,
+    pub keys: Keys,
+    pub acc: Vec<BTreeMap<String, Tally>>,
 }
 
 impl Books<'_> {
     /// The figures of `manager`'s key in bucket `k`.
-    fn at(&mut self, k: usize, manager: &str) -> &mut Tally {
+    pub fn at(&mut self, k: usize, manager: &str) -> &mut Tally {
         let key = self.keys.of(manager);
         self.acc[k].entry(key).or_default()
     }
@@ -399,7 +399,7 @@ impl Books<'_> {
     }
 
     /// Overdue follow-ups, in the bucket running now.
-    fn overdue(&mut self, rows: Vec<Agg>) {
+    pub fn overdue(&mut self, rows: Vec<Agg>) {
         if let Some(k) = self.range.current {
             for r in rows {
                 self.at(k, &r.t(0)).overdue += r.n(0);
@@ -431,7 +431,7 @@ impl Books<'_> {
     }
 
     /// Complaints logged in the range, one by one.
-    fn complaints(&mut self, rows: Vec<Agg>) {
+    pub fn complaints(&mut self, rows: Vec<Agg>) {
         for r in rows {
             let a = self.on(r.n(0), &r.t(0));
             a.complaints += 1;
@@ -487,7 +487,7 @@ impl Books<'_> {
     }
 
     /// The rows, bucket by bucket.
-    fn rows(self) -> Vec<KpiRow> {
+    pub fn rows(self) -> Vec<KpiRow> {
         let (cal, current) = (self.range.days.cal, self.range.current);
         let mut out = Vec::new();
         for (k, (span, keys)) in self.range.spans.iter().zip(self.acc).enumerate() {
@@ -501,8 +501,27 @@ impl Books<'_> {
 
 impl ReadStore {
     /// KPIs per manager, team or region for each bucket of `cal` in `[from_us, to_us)`;
-    /// `now_us` caps the snapshots of the running bucket. Equal to [`crate::kpi::kpis`].
+    /// `now_us` caps the snapshots of the running bucket. Equal to [`crate::kpi::kpis`]:
+    /// from the KPI ledger when it counts days in `cal`'s zone, else from the facts.
     pub async fn kpis(
+        &self,
+        level: Level,
+        calendar: (&Calendar, Granularity),
+        from_us: i64,
+        to_us: i64,
+        now_us: i64,
+    ) -> Result<Vec<KpiRow>, ReadError> {
+        if self.ledger_answers(calendar.0).await? {
+            self.kpis_kept(level, calendar, from_us, to_us, now_us)
+                .await
+        } else {
+            self.kpis_from_facts(level, calendar, from_us, to_us, now_us)
+                .await
+        }
+    }
+
+    /// [`ReadStore::kpis`] grouped from the facts, in any zone.
+    pub async fn kpis_from_facts(
         &self,
         level: Level,
         calendar: (&Calendar, Granularity),

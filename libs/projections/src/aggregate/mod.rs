@@ -20,6 +20,7 @@ use crate::store::{ReadError, ReadStore};
 
 mod funnel;
 mod kpi;
+mod kpi_kept;
 
 /// How an aggregate's transaction starts on PostgreSQL (read only; hash and merge joins).
 const AGGREGATE_BEGIN: &str = "BEGIN READ ONLY; SET LOCAL enable_nestloop = off";

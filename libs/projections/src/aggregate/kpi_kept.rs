@@ -1,0 +1,324 @@
+//! Manager KPIs from the KPI ledger ([`crate::ledger`]): a question reads, per manager,
+//! the sums of the months before its range and the rows of its days, the spans that
+//! start or end on the day holding "now", the lead gaps and the wins of the range, and
+//! (as from the facts) the complaints logged in the range and the overdue follow-ups.
+//! Equal to [`crate::kpi::kpis`] row for row (tests, both backends).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::kpi::{Books, Keys, Range, OVERDUE};
+use super::Agg;
+use crate::calendar::{Calendar, Granularity};
+use crate::change::Value;
+use crate::kpi::{KpiRow, Level, Tally};
+use crate::ledger::{first_day_of_month, flow, month_of_day, snap, FLOWS, SNAPSHOT};
+use crate::sql::Statement;
+use crate::store::{ReadError, ReadStore};
+
+const LEDGER: &str = "SELECT complete, time_zone FROM rm_kept WHERE read_model = 'kpis'";
+
+/// Per manager: the snapshot deltas of the months before `$1`, and of the days
+/// `[$2, $3)`.
+fn base_sql() -> String {
+    let cols = SNAPSHOT.join(", ");
+    let sums: Vec<String> = SNAPSHOT
+        .iter()
+        .map(|c| format!("CAST(sum({c}) AS BIGINT)"))
+        .collect();
+    format!(
+        "SELECT manager_id, {} FROM (SELECT manager_id, {cols} FROM rm_kpi_months \
+         WHERE month < $1 UNION ALL SELECT manager_id, {cols} FROM rm_kpi_days \
+         WHERE day >= $2 AND day < $3) x GROUP BY manager_id",
+        sums.join(", ")
+    )
+}
+
+/// The rows of the days `[$1, $2]`: manager, day, [`SNAPSHOT`], [`FLOWS`].
+fn days_sql() -> String {
+    format!(
+        "SELECT manager_id, day, {}, {} FROM rm_kpi_days WHERE day >= $1 AND day <= $2",
+        SNAPSHOT.join(", "),
+        FLOWS.join(", ")
+    )
+}
+
+/// Gaps between lead stretches whose first day is in `[$1, $2]`.
+const GAPS: &str = "SELECT manager_id, first_day, last_day, n FROM rm_kpi_gaps \
+     WHERE first_day >= $1 AND first_day <= $2 AND n <> 0";
+
+/// Wins in `[$1, $2)` with the winner's lead stretches of the customer.
+const WINS: &str = "SELECT t.owner_id, t.customer_id, t.at_us, s.from_us, s.to_us \
+     FROM rm_stage_transitions t JOIN rm_kpi_spans s ON s.customer_id = t.customer_id \
+     AND s.kind = 'lead' AND s.manager_id = t.owner_id \
+     WHERE t.to_stage = 'customer' AND t.owner_id IS NOT NULL AND t.at_us >= $1 AND t.at_us < $2";
+
+/// Per manager, the snapshot deltas of the spans starting or ending in `[$1, $2]`:
+/// portfolio, high, mid, low, value, covered.
+const WITHIN_DAY: &str = "WITH s AS (SELECT customer_id, manager_id, kind, 1 AS sign \
+     FROM rm_kpi_spans WHERE from_us >= $1 AND from_us <= $2 AND kind <> 'lead' \
+     UNION ALL SELECT customer_id, manager_id, kind, -1 FROM rm_kpi_spans \
+     WHERE to_us >= $1 AND to_us <= $2 AND kind <> 'lead') \
+     SELECT s.manager_id, \
+     CAST(sum(CASE WHEN s.kind = 'owned' THEN s.sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN s.kind = 'owned' AND c.value_tier = 'high' THEN s.sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN s.kind = 'owned' AND c.value_tier = 'mid' THEN s.sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN s.kind = 'owned' AND c.value_tier <> 'high' AND c.value_tier <> 'mid' \
+     THEN s.sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN s.kind = 'owned' THEN COALESCE(c.aum_minor, 0) * s.sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN s.kind = 'covered' THEN s.sign ELSE 0 END) AS BIGINT) \
+     FROM s LEFT JOIN rm_customers c ON c.customer_id = s.customer_id GROUP BY s.manager_id";
+
+/// One manager's ledger over the range: the sums before its first fetched day, and the
+/// fetched days with running sums of the snapshot deltas.
+#[derive(Default)]
+struct Account {
+    base: [i64; 8],
+    /// day → (running snapshot sums through the day, the day's flows)
+    days: BTreeMap<i64, ([i64; 8], [i64; 13])>,
+}
+
+impl Account {
+    /// The snapshot sums through day `d`.
+    fn through(&self, d: i64) -> [i64; 8] {
+        self.days
+            .range(..=d)
+            .next_back()
+            .map_or(self.base, |(_, (sums, _))| *sums)
+    }
+
+    /// The flows of the days `[first, last]`.
+    fn flows(&self, first: i64, last: i64) -> [i64; 13] {
+        let mut out = [0i64; 13];
+        for (_, (_, f)) in self.days.range(first..=last) {
+            for (o, v) in out.iter_mut().zip(f) {
+                *o += v;
+            }
+        }
+        out
+    }
+}
+
+/// Whether any flow of `f` makes its manager a row of the bucket (as a fact does in
+/// the reference: a stage move counts even when it is neither a win nor a reactivation).
+fn touches(f: &[i64; 13]) -> bool {
+    let sub = [flow::WON, flow::REACTIVATED, flow::AUTOMATIC_ESCALATIONS];
+    f.iter()
+        .enumerate()
+        .any(|(i, v)| *v != 0 && !sub.contains(&i))
+}
+
+fn credit_flows(a: &mut Tally, f: &[i64; 13]) {
+    a.contacts += f[flow::CONTACTS];
+    a.won += f[flow::WON];
+    a.reactivated += f[flow::REACTIVATED];
+    a.lost += f[flow::LOST];
+    a.returned += f[flow::RETURNED];
+    a.pool_warnings += f[flow::POOL_WARNINGS];
+    a.sla_warnings += f[flow::SLA_WARNINGS];
+    a.sla_breaches += f[flow::SLA_BREACHES];
+    a.automatic_escalations += f[flow::AUTOMATIC_ESCALATIONS];
+    a.referrals_made += f[flow::REFERRALS_MADE];
+    a.referrals_converted += f[flow::REFERRALS_CONVERTED];
+}
+
+/// What the ledger's questions answered.
+struct Answers {
+    base: Vec<Agg>,
+    days: Vec<Agg>,
+    within_day: Vec<Agg>,
+    gaps: Vec<Agg>,
+    wins: Vec<Agg>,
+}
+
+impl Books<'_> {
+    /// The absolute local days `[first, last]` of bucket `k`.
+    fn bucket_days(&self, k: usize) -> (i64, i64) {
+        let (s, e) = self.range.spans[k];
+        let days = &self.range.days;
+        (days.cal.day_number(s), days.cal.day_number(e - 1))
+    }
+
+    /// Everything the ledger answers: flows, snapshots, leads owned and converted.
+    fn ledger(&mut self, a: Answers, now_us: i64) {
+        let mut accounts: HashMap<String, Account> = HashMap::new();
+        for r in &a.base {
+            let acc = accounts.entry(r.t(0)).or_default();
+            for (i, b) in acc.base.iter_mut().enumerate() {
+                *b = r.n(i);
+            }
+        }
+        let mut rows: Vec<&Agg> = a.days.iter().collect();
+        rows.sort_by_key(|r| r.n(0));
+        for r in rows {
+            let acc = accounts.entry(r.t(0)).or_default();
+            let mut sums = acc.days.values().next_back().map_or(acc.base, |d| d.0);
+            for (i, s) in sums.iter_mut().enumerate() {
+                *s += r.n(1 + i);
+            }
+            let mut flows = [0i64; 13];
+            for (i, f) in flows.iter_mut().enumerate() {
+                *f = r.n(9 + i);
+            }
+            acc.days.insert(r.n(0), (sums, flows));
+        }
+        let within: HashMap<String, [i64; 6]> = (a.within_day.iter())
+            .map(|r| (r.t(0), std::array::from_fn(|i| r.n(i))))
+            .collect();
+        let cal = self.range.days.cal;
+        let today = cal.day_number(now_us);
+        let buckets: Vec<(i64, i64)> = (0..self.range.spans.len())
+            .map(|k| self.bucket_days(k))
+            .collect();
+        // Lead gaps inside one bucket: that bucket holds both stretches.
+        let mut gaps: HashMap<(usize, String), i64> = HashMap::new();
+        for r in &a.gaps {
+            let (first, last) = (r.n(0), r.n(1));
+            let k = buckets.iter().position(|(f, l)| first >= *f && last <= *l);
+            if let Some(k) = k {
+                *gaps.entry((k, r.t(0))).or_default() += r.n(2);
+            }
+        }
+        let mut names: Vec<&String> = accounts.keys().collect();
+        names.sort();
+        for m in names {
+            let acc = &accounts[m];
+            for (k, (first, last)) in buckets.iter().enumerate() {
+                let flows = acc.flows(*first, *last);
+                if touches(&flows) {
+                    credit_flows(self.at(k, m), &flows);
+                }
+                let end = self.range.spans[k].1;
+                let snapshot: [i64; 6] = if end <= now_us {
+                    std::array::from_fn(|i| acc.through(*last)[i])
+                } else {
+                    let w = within.get(m).copied().unwrap_or_default();
+                    std::array::from_fn(|i| acc.through(today - 1)[i] + w[i])
+                };
+                if snapshot[snap::PORTFOLIO] > 0 {
+                    let t = self.at(k, m);
+                    t.portfolio += snapshot[snap::PORTFOLIO];
+                    for (i, tier) in t.tiers.iter_mut().enumerate() {
+                        *tier += snapshot[snap::TIERS + i];
+                    }
+                    t.value += snapshot[snap::VALUE];
+                    t.covered += snapshot[snap::COVERED];
+                }
+                let leads = acc.through(*last)[snap::LEAD_STARTS]
+                    - acc.through(first - 1)[snap::LEAD_ENDS]
+                    - gaps.get(&(k, m.clone())).copied().unwrap_or(0);
+                if leads > 0 {
+                    self.at(k, m).leads += leads;
+                }
+            }
+        }
+        self.converted(&a.wins, &buckets);
+    }
+
+    /// Converted: won within a bucket by a manager who owned it as a lead in it.
+    fn converted(&mut self, wins: &[Agg], buckets: &[(i64, i64)]) {
+        let cal = self.range.days.cal;
+        let mut converted: HashSet<(usize, String, String)> = HashSet::new();
+        for r in wins {
+            let won = cal.day_number(r.n(0));
+            let Some(k) = buckets.iter().position(|(f, l)| won >= *f && won <= *l) else {
+                continue;
+            };
+            let first = cal.day_number(r.n(1));
+            let last = r.num[2].map_or(i64::MAX, |to| cal.day_number(to - 1));
+            if first <= buckets[k].1 && last >= buckets[k].0 {
+                converted.insert((k, r.t(0), r.t(1)));
+            }
+        }
+        for (k, manager, _) in converted {
+            self.at(k, &manager).converted += 1;
+        }
+    }
+}
+
+impl ReadStore {
+    /// Whether the KPI ledger is complete and counts the days of `cal`'s zone.
+    pub async fn ledger_answers(&self, cal: &Calendar) -> Result<bool, ReadError> {
+        let s = Statement {
+            sql: LEDGER.into(),
+            args: Vec::new(),
+            one_row: None,
+        };
+        let rows = self.fetch(&s, &[true, false]).await?;
+        Ok(rows
+            .first()
+            .is_some_and(|r| r[0] == Value::Int(1) && r[1] == Value::Text(cal.to_string())))
+    }
+
+    /// [`ReadStore::kpis`] from the KPI ledger (which must count `calendar`'s days).
+    pub async fn kpis_kept(
+        &self,
+        level: Level,
+        calendar: (&Calendar, Granularity),
+        from_us: i64,
+        to_us: i64,
+        now_us: i64,
+    ) -> Result<Vec<KpiRow>, ReadError> {
+        let Some(range) = Range::new(calendar, from_us, to_us, now_us) else {
+            return Ok(Vec::new());
+        };
+        let cal = calendar.0;
+        let first = range.days.first;
+        let last = first + range.bucket_of.len() as i64 - 1;
+        let today = cal.day_number(now_us);
+        let from_day = first.min(today);
+        let month = month_of_day(from_day);
+        let today_start = cal.start_of(cal.date(now_us));
+        let within = range.bounds();
+        let complaints_sql = range.complaints_sql();
+        let (base_sql, days_sql) = (base_sql(), days_sql());
+        let (month_days, day_range) = (
+            [month, first_day_of_month(month), from_day],
+            [from_day, last],
+        );
+        let (gap_days, today_span) = ([first, last], [today_start, now_us]);
+        let overdue = async {
+            match range.current {
+                Some(_) => self.aggregate(OVERDUE, 1, &[now_us]).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let within_day = async {
+            match now_us < range.days.end {
+                true => self.aggregate(WITHIN_DAY, 1, &today_span).await,
+                false => Ok(Vec::new()),
+            }
+        };
+        let (managers, base, days, within_day, gaps, wins, complaints, overdue) = futures::try_join!(
+            self.managers(),
+            self.aggregate(&base_sql, 1, &month_days),
+            self.aggregate(&days_sql, 1, &day_range),
+            within_day,
+            self.aggregate(GAPS, 1, &gap_days),
+            self.aggregate(WINS, 2, &within),
+            self.aggregate(&complaints_sql, 1, &within),
+            overdue,
+        )?;
+        let keys = Keys {
+            level,
+            managers: (managers.into_iter())
+                .map(|m| (m.manager_id, (m.team, m.region)))
+                .collect(),
+        };
+        let mut books = Books {
+            acc: range.spans.iter().map(|_| BTreeMap::new()).collect(),
+            range: &range,
+            keys,
+        };
+        let answers = Answers {
+            base,
+            days,
+            within_day,
+            gaps,
+            wins,
+        };
+        books.ledger(answers, now_us);
+        books.overdue(overdue);
+        books.complaints(complaints);
+        Ok(books.rows())
+    }
+}

@@ -1,0 +1,587 @@
+//! The KPI ledger: what the analytics read model keeps so a manager-KPI question reads
+//! a few rows per manager and day, whatever the size of the book (part of the analytics
+//! projection, pure). Its reference is [`crate::kpi::kpis`] over the facts, row for row
+//! (tests, on both backends); the database's answer from it is
+//! `crate::aggregate::kpi_kept`.
+//!
+//! Days are the local days of one time zone, the ledger's (`rm_kept.time_zone`, chosen
+//! when the read model is built: `crm projections rebuild analytics --time-zone`); a
+//! question in another zone is answered from the facts.
+//!
+//! - **Flows** (contacts, stage moves and wins, customers lost to the pool, pool and SLA
+//!   events, referrals) are added to their manager's day as they happen.
+//! - **Snapshots and lead stretches** follow from a customer's history: its ownership
+//!   periods (portfolio, tier mix and value, with the customer's tier and AUM as they
+//!   are now, as the reference takes them), its covered spans (owned and contacted by
+//!   the owner within the coverage window) and its lead stretches (owned while a lead).
+//!   The memo keeps that history per customer; each event that changes it adds the
+//!   difference between the customer's deltas after and before (so a tier change, a
+//!   late contact or an event out of time order moves exactly what it changes).
+//!   Deltas are added per day and per month: a snapshot at the end of a day is the sum
+//!   of the months before its month and the days of its month up to it.
+//! - **Spans** (`rm_kpi_spans`) keep each period and span at its instants, for the day
+//!   that holds "now" (whose snapshot is taken at an instant, not at the day's end) and
+//!   for conversions (a win counts where its manager owned the customer as a lead).
+//! - Complaints (their durations are quantiles, not sums) and overdue follow-ups (which
+//!   depend on the instant asked) are read from the facts, which their indexes bound.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Datelike, NaiveDate};
+use crm_domain::CustomerEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Calendar;
+use crate::change::{Add, Change, Insert, Value};
+use crate::kpi::COVERAGE_WINDOW_US;
+use crate::project::{micros, Memo};
+use crate::schema::{col, Col, KPI_CUSTOMERS, KPI_DAYS, KPI_GAPS, KPI_MONTHS, KPI_SPANS};
+
+/// The snapshot and lead-stretch deltas of a day or month, in this order.
+pub const SNAPSHOT: [&str; 8] = [
+    "portfolio",
+    "tier_high",
+    "tier_mid",
+    "tier_low",
+    "value_minor",
+    "covered",
+    "lead_starts",
+    "lead_ends",
+];
+
+/// The flows of a day, in this order.
+pub const FLOWS: [&str; 13] = [
+    "contacts",
+    "transitions",
+    "won",
+    "reactivated",
+    "lost",
+    "returned",
+    "pool_warnings",
+    "sla_warnings",
+    "sla_breaches",
+    "escalations",
+    "automatic_escalations",
+    "referrals_made",
+    "referrals_converted",
+];
+
+/// Positions in [`FLOWS`].
+pub mod flow {
+    pub const CONTACTS: usize = 0;
+    pub const TRANSITIONS: usize = 1;
+    pub const WON: usize = 2;
+    pub const REACTIVATED: usize = 3;
+    pub const LOST: usize = 4;
+    pub const RETURNED: usize = 5;
+    pub const POOL_WARNINGS: usize = 6;
+    pub const SLA_WARNINGS: usize = 7;
+    pub const SLA_BREACHES: usize = 8;
+    pub const ESCALATIONS: usize = 9;
+    pub const AUTOMATIC_ESCALATIONS: usize = 10;
+    pub const REFERRALS_MADE: usize = 11;
+    pub const REFERRALS_CONVERTED: usize = 12;
+}
+
+/// Positions in [`SNAPSHOT`].
+pub mod snap {
+    pub const PORTFOLIO: usize = 0;
+    /// High, mid, low: `TIERS + i`.
+    pub const TIERS: usize = 1;
+    pub const VALUE: usize = 4;
+    pub const COVERED: usize = 5;
+    pub const LEAD_STARTS: usize = 6;
+    pub const LEAD_ENDS: usize = 7;
+}
+
+mod c {
+    use super::*;
+    pub const ID: Col = col(&KPI_CUSTOMERS, "customer_id");
+    pub const LEDGER: Col = col(&KPI_CUSTOMERS, "ledger");
+
+    pub const SPAN_ID: Col = col(&KPI_SPANS, "customer_id");
+    pub const SPAN_KIND: Col = col(&KPI_SPANS, "kind");
+    pub const SPAN_N: Col = col(&KPI_SPANS, "n");
+    pub const SPAN_MANAGER: Col = col(&KPI_SPANS, "manager_id");
+    pub const SPAN_FROM: Col = col(&KPI_SPANS, "from_us");
+    pub const SPAN_TO: Col = col(&KPI_SPANS, "to_us");
+
+    pub const GAP_N: Col = col(&KPI_GAPS, "n");
+
+    pub const DAY_SNAPSHOT: [Col; 8] = [
+        col(&KPI_DAYS, "portfolio"),
+        col(&KPI_DAYS, "tier_high"),
+        col(&KPI_DAYS, "tier_mid"),
+        col(&KPI_DAYS, "tier_low"),
+        col(&KPI_DAYS, "value_minor"),
+        col(&KPI_DAYS, "covered"),
+        col(&KPI_DAYS, "lead_starts"),
+        col(&KPI_DAYS, "lead_ends"),
+    ];
+    pub const MONTH_SNAPSHOT: [Col; 8] = [
+        col(&KPI_MONTHS, "portfolio"),
+        col(&KPI_MONTHS, "tier_high"),
+        col(&KPI_MONTHS, "tier_mid"),
+        col(&KPI_MONTHS, "tier_low"),
+        col(&KPI_MONTHS, "value_minor"),
+        col(&KPI_MONTHS, "covered"),
+        col(&KPI_MONTHS, "lead_starts"),
+        col(&KPI_MONTHS, "lead_ends"),
+    ];
+    pub const DAY_FLOWS: [Col; 13] = [
+        col(&KPI_DAYS, "contacts"),
+        col(&KPI_DAYS, "transitions"),
+        col(&KPI_DAYS, "won"),
+        col(&KPI_DAYS, "reactivated"),
+        col(&KPI_DAYS, "lost"),
+        col(&KPI_DAYS, "returned"),
+        col(&KPI_DAYS, "pool_warnings"),
+        col(&KPI_DAYS, "sla_warnings"),
+        col(&KPI_DAYS, "sla_breaches"),
+        col(&KPI_DAYS, "escalations"),
+        col(&KPI_DAYS, "automatic_escalations"),
+        col(&KPI_DAYS, "referrals_made"),
+        col(&KPI_DAYS, "referrals_converted"),
+    ];
+}
+
+/// The kinds of span, as `rm_kpi_spans.kind` names them.
+pub const OWNED: &str = "owned";
+pub const COVERED: &str = "covered";
+pub const LEAD: &str = "lead";
+const KINDS: [&str; 3] = [OWNED, COVERED, LEAD];
+
+/// What the ledger remembers of a customer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    tier: String,
+    /// AUM in minor units (none: 0, as the reference sums it).
+    aum: i64,
+    /// Ownership periods: (manager, from, to), in the order they began.
+    periods: Vec<(String, i64, Option<i64>)>,
+    /// Runs of contacts per manager: (manager, first, last), two contacts of a run at
+    /// most the coverage window apart.
+    runs: Vec<(String, i64, i64)>,
+    /// Stays in the `lead` stage: (from, to).
+    leads: Vec<(i64, Option<i64>)>,
+    /// Whether the open stage stay is a `lead` one.
+    in_lead: bool,
+    /// (referral, referrer)
+    referrals: Vec<(String, String)>,
+}
+
+impl Ledger {
+    fn recall(memo: &dyn Memo, id: &str) -> Option<Self> {
+        match memo
+            .row(&KPI_CUSTOMERS, &Value::from(id))?
+            .get(c::LEDGER.index)?
+        {
+            Value::Text(json) => serde_json::from_str(json).ok(),
+            _ => None,
+        }
+    }
+
+    fn row(&self, id: &str) -> Change {
+        Insert::into(&KPI_CUSTOMERS)
+            .set(c::ID, id)
+            .set(c::LEDGER, serde_json::to_string(self).unwrap_or_default())
+            .upsert()
+    }
+
+    /// A contact by `manager` at `at`, merged into that manager's runs.
+    fn contact(&mut self, manager: &str, at: i64) {
+        let (mut mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.runs)
+            .into_iter()
+            .partition(|r| r.0 == manager);
+        mine.push((manager.to_string(), at, at));
+        mine.sort_by_key(|r| r.1);
+        let mut merged: Vec<(String, i64, i64)> = Vec::with_capacity(mine.len());
+        for r in mine {
+            match merged.last_mut() {
+                Some(last) if r.1 - last.2 <= COVERAGE_WINDOW_US => last.2 = last.2.max(r.2),
+                _ => merged.push(r),
+            }
+        }
+        self.runs = others;
+        self.runs.extend(merged);
+    }
+
+    /// A new owner from `at` (`None`: the pool): the open period closes.
+    fn owner(&mut self, manager: Option<String>, at: i64) {
+        for p in self.periods.iter_mut().filter(|p| p.2.is_none()) {
+            p.2 = Some(at);
+        }
+        if let Some(m) = manager {
+            self.periods.push((m, at, None));
+        }
+    }
+
+    /// A move to `stage` at `at`: the open stay closes.
+    fn stage(&mut self, stage: &str, at: i64) {
+        if self.in_lead {
+            for s in self.leads.iter_mut().filter(|s| s.1.is_none()) {
+                s.1 = Some(at);
+            }
+        }
+        self.in_lead = stage == "lead";
+        if self.in_lead {
+            self.leads.push((at, None));
+        }
+    }
+}
+
+/// A customer's deltas and spans, as its history gives them.
+#[derive(Debug, Default, PartialEq)]
+struct Deltas {
+    /// (manager, local day) → [`SNAPSHOT`] deltas.
+    days: BTreeMap<(String, i64), [i64; 8]>,
+    /// Per kind of [`KINDS`]: (manager, from, to).
+    spans: [Vec<(String, i64, Option<i64>)>; 3],
+    /// (manager, last day of a lead stretch, first day of the next) → count.
+    gaps: BTreeMap<(String, i64, i64), i64>,
+}
+
+impl Deltas {
+    fn add(&mut self, manager: &str, day: i64, slot: usize, n: i64) {
+        if n != 0 {
+            self.days.entry((manager.to_string(), day)).or_default()[slot] += n;
+        }
+    }
+}
+
+/// The tier column of `tier` ([`snap::TIERS`] + 0, 1, 2: high, mid, any other).
+fn tier_slot(tier: &str) -> usize {
+    snap::TIERS
+        + match tier {
+            "high" => 0,
+            "mid" => 1,
+            _ => 2,
+        }
+}
+
+/// What `l`'s history adds, in local days of `cal`.
+fn deltas(l: &Ledger, cal: &Calendar) -> Deltas {
+    let mut d = Deltas::default();
+    let day = |us: i64| cal.day_number(us);
+    // Ownership periods: +1 where they start, -1 where they end.
+    for (m, from, to) in &l.periods {
+        for (at, sign) in std::iter::once((*from, 1)).chain(to.map(|t| (t, -1))) {
+            d.add(m, day(at), snap::PORTFOLIO, sign);
+            d.add(m, day(at), tier_slot(&l.tier), sign);
+            d.add(m, day(at), snap::VALUE, sign * l.aum);
+        }
+        d.spans[0].push((m.clone(), *from, *to));
+    }
+    // Covered: a run of contacts by a manager, while that manager owned the customer.
+    for (m, first, last) in &l.runs {
+        let end = last + COVERAGE_WINDOW_US;
+        for (pm, from, to) in l.periods.iter().filter(|p| p.0 == *m) {
+            if *from < end && to.is_none_or(|t| t > *first) {
+                let a = (*first).max(*from);
+                let b = to.map_or(end, |t| t.min(end));
+                d.add(m, day(a), snap::COVERED, 1);
+                d.add(m, day(b), snap::COVERED, -1);
+                d.spans[1].push((pm.clone(), a, Some(b)));
+            }
+        }
+    }
+    lead_stretches(l, cal, &mut d);
+    d
+}
+
+/// Lead stretches: per manager, the union of the spans in which it owned the customer
+/// while a lead.
+fn lead_stretches(l: &Ledger, cal: &Calendar, d: &mut Deltas) {
+    let managers: BTreeSet<&str> = l.periods.iter().map(|p| p.0.as_str()).collect();
+    for m in managers {
+        let mut spans: Vec<(i64, i64)> = Vec::new();
+        for (sf, st) in &l.leads {
+            for (_, pf, pt) in l.periods.iter().filter(|p| p.0 == m) {
+                let lo = (*sf).max(*pf);
+                let hi = st.unwrap_or(i64::MAX).min(pt.unwrap_or(i64::MAX));
+                if lo < hi {
+                    spans.push((lo, hi));
+                }
+            }
+        }
+        spans.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+        for (lo, hi) in spans {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        for (i, (lo, hi)) in merged.iter().enumerate() {
+            d.add(m, cal.day_number(*lo), snap::LEAD_STARTS, 1);
+            let open = *hi == i64::MAX;
+            if !open {
+                d.add(m, cal.day_number(hi - 1), snap::LEAD_ENDS, 1);
+            }
+            if let Some((next, _)) = merged.get(i + 1) {
+                let gap = (m.to_string(), cal.day_number(hi - 1), cal.day_number(*next));
+                *d.gaps.entry(gap).or_default() += 1;
+            }
+            d.spans[2].push((m.to_string(), *lo, (!open).then_some(*hi)));
+        }
+    }
+}
+
+/// Local months since 1970-01 of local day `day` (days since 1970-01-01).
+pub fn month_of_day(day: i64) -> i64 {
+    let d = NaiveDate::from_num_days_from_ce_opt((719_163 + day) as i32).unwrap_or_default();
+    i64::from(d.year() - 1970) * 12 + i64::from(d.month0())
+}
+
+/// The first local day of month `m` (months since 1970-01).
+pub fn first_day_of_month(m: i64) -> i64 {
+    let (y, mo) = (1970 + m.div_euclid(12), m.rem_euclid(12) + 1);
+    NaiveDate::from_ymd_opt(y as i32, mo as u32, 1)
+        .map(|d| i64::from(d.num_days_from_ce()) - 719_163)
+        .unwrap_or_default()
+}
+
+/// The changes that take the ledger's rows from `old`'s deltas to `new`'s.
+fn difference(id: &str, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
+    let keys: BTreeSet<&(String, i64)> = old.days.keys().chain(new.days.keys()).collect();
+    for key in keys {
+        let (o, n) = (old.days.get(key), new.days.get(key));
+        let delta: Vec<(usize, i64)> = (0..SNAPSHOT.len())
+            .map(|i| (i, n.map_or(0, |v| v[i]) - o.map_or(0, |v| v[i])))
+            .filter(|(_, v)| *v != 0)
+            .collect();
+        if delta.is_empty() {
+            continue;
+        }
+        let (m, day) = key;
+        let mut add_day = Add::to(&KPI_DAYS, vec![Value::from(m.as_str()), Value::Int(*day)]);
+        let month = vec![Value::from(m.as_str()), Value::Int(month_of_day(*day))];
+        let mut add_month = Add::to(&KPI_MONTHS, month);
+        for (i, v) in delta {
+            add_day = add_day.add(c::DAY_SNAPSHOT[i], v);
+            add_month = add_month.add(c::MONTH_SNAPSHOT[i], v);
+        }
+        out.push(add_day.change());
+        out.push(add_month.change());
+    }
+    for (k, kind) in KINDS.iter().enumerate() {
+        let (o, n) = (&old.spans[k], &new.spans[k]);
+        for i in 0..o.len().max(n.len()) {
+            if o.get(i) == n.get(i) {
+                continue;
+            }
+            let (m, from, to) = n.get(i).cloned().unwrap_or((String::new(), 0, Some(0)));
+            out.push(
+                Insert::into(&KPI_SPANS)
+                    .set(c::SPAN_ID, id)
+                    .set(c::SPAN_KIND, *kind)
+                    .set(c::SPAN_N, i as i64)
+                    .set(c::SPAN_MANAGER, m)
+                    .set(c::SPAN_FROM, from)
+                    .set(c::SPAN_TO, to)
+                    .upsert(),
+            );
+        }
+    }
+    let gaps: BTreeSet<&(String, i64, i64)> = old.gaps.keys().chain(new.gaps.keys()).collect();
+    for key in gaps {
+        let v = new.gaps.get(key).copied().unwrap_or(0) - old.gaps.get(key).copied().unwrap_or(0);
+        if v != 0 {
+            let (m, first, last) = key;
+            let k = vec![
+                Value::from(m.as_str()),
+                Value::Int(*first),
+                Value::Int(*last),
+            ];
+            out.push(Add::to(&KPI_GAPS, k).add(c::GAP_N, v).change());
+        }
+    }
+}
+
+/// Flows of one event: (manager, instant, position in [`FLOWS`], amount).
+type Flows = Vec<(String, i64, usize, i64)>;
+
+/// Apply `e` to the ledger `l` (at `at`; `owner`: the analytics read model's owner before
+/// it), with the flows it credits; whether the history changed.
+fn apply(
+    l: &mut Ledger,
+    e: &CustomerEvent,
+    at: i64,
+    owner: Option<&str>,
+    flows: &mut Flows,
+) -> bool {
+    let mut credit = |m: &str, when: i64, f: usize, n: i64| flows.push((m.to_string(), when, f, n));
+    match e {
+        CustomerEvent::CustomerRegistered(r) => {
+            let from = micros(r.registered_at);
+            l.tier = r.value_tier.as_str().to_string();
+            l.aum = r.aum_minor.unwrap_or(0);
+            l.stage(r.stage.as_str(), from);
+        }
+        CustomerEvent::OwnerAssigned(a) => l.owner(Some(a.manager_id.to_string()), at),
+        CustomerEvent::OwnershipTransferred(t) => l.owner(Some(t.to_manager.to_string()), at),
+        CustomerEvent::ClaimedFromPool(cl) => l.owner(Some(cl.manager_id.to_string()), at),
+        CustomerEvent::ReleasedToPool(r) => {
+            if let Some(m) = l
+                .periods
+                .iter()
+                .rev()
+                .find(|p| p.2.is_none())
+                .map(|p| p.0.clone())
+            {
+                credit(&m, at, flow::LOST, 1);
+            }
+            if r.rule.is_some() {
+                credit(&r.previous_owner.to_string(), at, flow::RETURNED, 1);
+            }
+            l.owner(None, at);
+        }
+        CustomerEvent::ContactRecorded(k) => {
+            let when = micros(k.contacted_at);
+            credit(&k.manager_id.to_string(), when, flow::CONTACTS, 1);
+            l.contact(&k.manager_id.to_string(), when);
+        }
+        CustomerEvent::LifecycleStageChanged(s) => {
+            if let Some(o) = owner {
+                credit(o, at, flow::TRANSITIONS, 1);
+                credit(o, at, flow::WON, i64::from(s.to.as_str() == "customer"));
+                credit(o, at, flow::REACTIVATED, i64::from(s.reactivated));
+            }
+            l.stage(s.to.as_str(), at);
+        }
+        CustomerEvent::ValueTierChanged(t) => l.tier = t.to.as_str().to_string(),
+        CustomerEvent::ProfileUpdated(p) => match p.aum_minor {
+            Some(aum) => l.aum = aum,
+            None => return false,
+        },
+        _ => {
+            event_flows(l, e, at, owner, &mut credit);
+            return false;
+        }
+    }
+    true
+}
+
+/// The flows of events that change no history.
+fn event_flows(
+    l: &mut Ledger,
+    e: &CustomerEvent,
+    at: i64,
+    owner: Option<&str>,
+    credit: &mut dyn FnMut(&str, i64, usize, i64),
+) {
+    match e {
+        CustomerEvent::PoolReturnWarned(w) => {
+            credit(&w.owner.to_string(), at, flow::POOL_WARNINGS, 1)
+        }
+        CustomerEvent::ComplaintSlaWarned(_) => {
+            if let Some(o) = owner {
+                credit(o, at, flow::SLA_WARNINGS, 1);
+            }
+        }
+        CustomerEvent::ComplaintSlaBreached(b) => {
+            let o = b.owner.map(|o| o.to_string()).or(owner.map(str::to_string));
+            if let Some(o) = o {
+                credit(&o, at, flow::SLA_BREACHES, 1);
+            }
+        }
+        CustomerEvent::ComplaintEscalated(x) => {
+            if let Some(o) = owner {
+                credit(o, at, flow::ESCALATIONS, 1);
+                credit(o, at, flow::AUTOMATIC_ESCALATIONS, i64::from(x.automatic));
+            }
+        }
+        CustomerEvent::ReferralRecorded(r) => {
+            credit(&r.referrer, at, flow::REFERRALS_MADE, 1);
+            l.referrals
+                .push((r.referral_id.to_string(), r.referrer.clone()));
+        }
+        CustomerEvent::ReferralConverted(r) => {
+            let id = r.referral_id.to_string();
+            if let Some((_, by)) = l.referrals.iter().find(|(i, _)| *i == id) {
+                credit(by, at, flow::REFERRALS_CONVERTED, 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The ledger's changes for customer event `e` of customer `id` at `at`, with what the
+/// memo remembers (the ledger's own memo, the owner, the time zone).
+pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec<Change> {
+    let registered = matches!(e, CustomerEvent::CustomerRegistered(_));
+    let recalled = Ledger::recall(memo, id);
+    if recalled.is_none() && !registered {
+        return Vec::new();
+    }
+    let mut ledger = recalled.unwrap_or_default();
+    let owner = crate::kept::owner(memo, id);
+    let cal = memo.calendar();
+    let before = ledger.clone();
+    let mut flows = Flows::new();
+    let changed = apply(&mut ledger, e, at, owner.as_deref(), &mut flows);
+    let mut out = Vec::new();
+    for (m, when, f, n) in flows.into_iter().filter(|f| f.3 != 0) {
+        let key = vec![Value::from(m), Value::Int(cal.day_number(when))];
+        out.push(Add::to(&KPI_DAYS, key).add(c::DAY_FLOWS[f], n).change());
+    }
+    if changed {
+        difference(id, &deltas(&before, &cal), &deltas(&ledger, &cal), &mut out);
+    }
+    if ledger != before || registered {
+        out.push(ledger.row(id));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000_000;
+
+    #[test]
+    fn months_and_their_first_days_agree() {
+        assert_eq!(month_of_day(0), 0);
+        assert_eq!(month_of_day(31), 1);
+        assert_eq!(first_day_of_month(1), 31);
+        for day in [-400, -1, 0, 58, 59, 365, 20_000, 20_819] {
+            let m = month_of_day(day);
+            assert!(first_day_of_month(m) <= day && day < first_day_of_month(m + 1));
+        }
+    }
+
+    #[test]
+    fn contacts_merge_into_runs_whatever_their_order() {
+        let w = COVERAGE_WINDOW_US;
+        let mut l = Ledger::default();
+        for at in [0, 3 * w, w, 10 * w, 2 * w, 4 * w + 1] {
+            l.contact("m", at);
+        }
+        l.contact("n", 5);
+        let mine: Vec<_> = l
+            .runs
+            .iter()
+            .filter(|r| r.0 == "m")
+            .map(|r| (r.1, r.2))
+            .collect();
+        // 0, w, 2w, 3w: each within the window of the one before; 4w + 1 just past it.
+        let runs = vec![(0, 3 * w), (4 * w + 1, 4 * w + 1), (10 * w, 10 * w)];
+        assert_eq!(mine, runs);
+    }
+
+    #[test]
+    fn a_lead_owned_twice_in_a_day_leaves_a_gap_inside_that_day() {
+        let cal = Calendar::UTC;
+        let mut l = Ledger::default();
+        l.stage("lead", 0);
+        l.owner(Some("m".into()), DAY + 1);
+        l.owner(None, DAY + 2);
+        l.owner(Some("m".into()), DAY + 5);
+        let d = deltas(&l, &cal);
+        assert_eq!(d.gaps.get(&("m".to_string(), 1, 1)), Some(&1));
+        assert_eq!(d.days[&("m".to_string(), 1)][snap::LEAD_STARTS], 2);
+        assert_eq!(d.days[&("m".to_string(), 1)][snap::LEAD_ENDS], 1);
+        assert_eq!(d.spans[2].len(), 2);
+    }
+}
