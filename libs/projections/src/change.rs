@@ -9,7 +9,7 @@ use crate::schema::{Col, Kind, Table};
 
 /// A value of a cell. Ids and names are text, instants microseconds since the epoch,
 /// flags 0/1: the types both backends compare exactly.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Value {
     Null,
     Int(i64),

@@ -19,11 +19,14 @@
 //!   late contact or an event out of time order moves exactly what it changes).
 //!   Deltas are added per day and per month: a snapshot at the end of a day is the sum
 //!   of the months before its month and the days of its month up to it.
-//! - **Spans** (`rm_kpi_spans`) keep each period and span at its instants, for the day
-//!   that holds "now" (whose snapshot is taken at an instant, not at the day's end) and
-//!   for conversions (a win counts where its manager owned the customer as a lead).
-//! - Complaints (their durations are quantiles, not sums) and overdue follow-ups (which
-//!   depend on the instant asked) are read from the facts, which their indexes bound.
+//! - **Spans** (`rm_kpi_spans`) keep each period and covered or overdue span at its
+//!   instants, for the day that holds "now" (whose snapshot is taken at an instant, not
+//!   at the day's end). Overdue follow-ups are spans too: owned, with the customer's next
+//!   follow-up (as it is now, as the reference takes it) before the instant.
+//! - **Wins** (`rm_kpi_wins`) carry the winner's lead stretches around them, so a
+//!   bucket's conversions are read from its wins alone.
+//! - **Complaints** (`rm_kpi_complaints`) are kept one row each, as the KPIs count them
+//!   (their durations are quantiles, not sums), indexed by when they were logged.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,16 +38,18 @@ use crate::calendar::Calendar;
 use crate::change::{Add, Change, Insert, Value};
 use crate::kpi::COVERAGE_WINDOW_US;
 use crate::project::{micros, Memo};
-use crate::schema::{col, Col, KPI_CUSTOMERS, KPI_DAYS, KPI_GAPS, KPI_MONTHS, KPI_SPANS};
+use crate::schema::{col, Col, KPI_COMPLAINTS, KPI_CUSTOMERS, KPI_DAYS, KPI_GAPS, KPI_MONTHS};
+use crate::schema::{KPI_SPANS, KPI_WINS};
 
 /// The snapshot and lead-stretch deltas of a day or month, in this order.
-pub const SNAPSHOT: [&str; 8] = [
+pub const SNAPSHOT: [&str; 9] = [
     "portfolio",
     "tier_high",
     "tier_mid",
     "tier_low",
     "value_minor",
     "covered",
+    "overdue",
     "lead_starts",
     "lead_ends",
 ];
@@ -90,8 +95,9 @@ pub mod snap {
     pub const TIERS: usize = 1;
     pub const VALUE: usize = 4;
     pub const COVERED: usize = 5;
-    pub const LEAD_STARTS: usize = 6;
-    pub const LEAD_ENDS: usize = 7;
+    pub const OVERDUE: usize = 6;
+    pub const LEAD_STARTS: usize = 7;
+    pub const LEAD_ENDS: usize = 8;
 }
 
 mod c {
@@ -106,25 +112,45 @@ mod c {
     pub const SPAN_FROM: Col = col(&KPI_SPANS, "from_us");
     pub const SPAN_TO: Col = col(&KPI_SPANS, "to_us");
 
+    pub const WIN_ID: Col = col(&KPI_WINS, "customer_id");
+    pub const WIN_N: Col = col(&KPI_WINS, "n");
+    pub const WIN_MANAGER: Col = col(&KPI_WINS, "manager_id");
+    pub const WIN_AT: Col = col(&KPI_WINS, "at_us");
+    pub const WIN_UNTIL: Col = col(&KPI_WINS, "lead_until_us");
+    pub const WIN_NEXT: Col = col(&KPI_WINS, "lead_next_us");
+
+    pub const COMPLAINT_CUSTOMER: Col = col(&KPI_COMPLAINTS, "customer_id");
+    pub const COMPLAINT_ID: Col = col(&KPI_COMPLAINTS, "complaint_id");
+    pub const COMPLAINT_MANAGER: Col = col(&KPI_COMPLAINTS, "manager_id");
+    pub const COMPLAINT_LOGGED: Col = col(&KPI_COMPLAINTS, "logged_at_us");
+    pub const COMPLAINT_FIRST: Col = col(&KPI_COMPLAINTS, "first_response_s");
+    pub const COMPLAINT_RESOLUTION: Col = col(&KPI_COMPLAINTS, "resolution_s");
+    pub const COMPLAINT_BREACHED: Col = col(&KPI_COMPLAINTS, "breached");
+    pub const COMPLAINT_RESOLVED: Col = col(&KPI_COMPLAINTS, "resolved");
+    pub const COMPLAINT_REOPENED: Col = col(&KPI_COMPLAINTS, "reopened");
+    pub const COMPLAINT_SATISFACTION: Col = col(&KPI_COMPLAINTS, "satisfaction");
+
     pub const GAP_N: Col = col(&KPI_GAPS, "n");
 
-    pub const DAY_SNAPSHOT: [Col; 8] = [
+    pub const DAY_SNAPSHOT: [Col; 9] = [
         col(&KPI_DAYS, "portfolio"),
         col(&KPI_DAYS, "tier_high"),
         col(&KPI_DAYS, "tier_mid"),
         col(&KPI_DAYS, "tier_low"),
         col(&KPI_DAYS, "value_minor"),
         col(&KPI_DAYS, "covered"),
+        col(&KPI_DAYS, "overdue"),
         col(&KPI_DAYS, "lead_starts"),
         col(&KPI_DAYS, "lead_ends"),
     ];
-    pub const MONTH_SNAPSHOT: [Col; 8] = [
+    pub const MONTH_SNAPSHOT: [Col; 9] = [
         col(&KPI_MONTHS, "portfolio"),
         col(&KPI_MONTHS, "tier_high"),
         col(&KPI_MONTHS, "tier_mid"),
         col(&KPI_MONTHS, "tier_low"),
         col(&KPI_MONTHS, "value_minor"),
         col(&KPI_MONTHS, "covered"),
+        col(&KPI_MONTHS, "overdue"),
         col(&KPI_MONTHS, "lead_starts"),
         col(&KPI_MONTHS, "lead_ends"),
     ];
@@ -148,8 +174,49 @@ mod c {
 /// The kinds of span, as `rm_kpi_spans.kind` names them.
 pub const OWNED: &str = "owned";
 pub const COVERED: &str = "covered";
-pub const LEAD: &str = "lead";
-const KINDS: [&str; 3] = [OWNED, COVERED, LEAD];
+pub const OVERDUE: &str = "overdue";
+const KINDS: [&str; 3] = [OWNED, COVERED, OVERDUE];
+
+/// A complaint as the ledger remembers it: what `rm_complaints` holds of it, and
+/// whether a breach was recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Complaint {
+    id: String,
+    owner: Option<String>,
+    logged: i64,
+    first_response: Option<i64>,
+    first_in_sla: Option<bool>,
+    resolution: Option<i64>,
+    resolutions: i64,
+    resolution_breaches: i64,
+    reopens: i64,
+    satisfaction: Option<i64>,
+    breach_recorded: bool,
+}
+
+impl Complaint {
+    /// Its row, as the reference counts it.
+    fn row(&self, customer: &str) -> Change {
+        let breached = self.first_in_sla == Some(false)
+            || self.resolution_breaches > 0
+            || self.breach_recorded;
+        Insert::into(&KPI_COMPLAINTS)
+            .set(c::COMPLAINT_CUSTOMER, customer)
+            .set(c::COMPLAINT_ID, self.id.as_str())
+            .set(c::COMPLAINT_MANAGER, self.owner.clone())
+            .set(c::COMPLAINT_LOGGED, self.logged)
+            .set(c::COMPLAINT_FIRST, self.first_response)
+            .set(c::COMPLAINT_RESOLUTION, self.resolution)
+            .set(c::COMPLAINT_BREACHED, breached)
+            .set(c::COMPLAINT_RESOLVED, self.resolutions > 0)
+            .set(
+                c::COMPLAINT_REOPENED,
+                self.resolutions > 0 && self.reopens > 0,
+            )
+            .set(c::COMPLAINT_SATISFACTION, self.satisfaction)
+            .upsert()
+    }
+}
 
 /// What the ledger remembers of a customer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -162,12 +229,19 @@ pub struct Ledger {
     /// Runs of contacts per manager: (manager, first, last), two contacts of a run at
     /// most the coverage window apart.
     runs: Vec<(String, i64, i64)>,
+    /// The latest contact and the follow-up it asked for (as the ownership read model
+    /// keeps them: a contact recorded late changes neither).
+    last_contact: Option<i64>,
+    follow_up: Option<i64>,
     /// Stays in the `lead` stage: (from, to).
     leads: Vec<(i64, Option<i64>)>,
     /// Whether the open stage stay is a `lead` one.
     in_lead: bool,
+    /// Moves to `customer` while owned: (owner, at).
+    wins: Vec<(String, i64)>,
     /// (referral, referrer)
     referrals: Vec<(String, String)>,
+    complaints: Vec<Complaint>,
 }
 
 impl Ledger {
@@ -188,8 +262,13 @@ impl Ledger {
             .upsert()
     }
 
-    /// A contact by `manager` at `at`, merged into that manager's runs.
-    fn contact(&mut self, manager: &str, at: i64) {
+    /// A contact by `manager` at `at` (asking for a follow-up at `follow_up`), merged
+    /// into that manager's runs.
+    fn contact(&mut self, manager: &str, at: i64, follow_up: Option<i64>) {
+        if self.last_contact.is_none_or(|last| last <= at) {
+            self.last_contact = Some(at);
+            self.follow_up = follow_up;
+        }
         let (mut mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.runs)
             .into_iter()
             .partition(|r| r.0 == manager);
@@ -228,24 +307,50 @@ impl Ledger {
             self.leads.push((at, None));
         }
     }
+
+    fn complaint(&mut self, id: &dyn ToString) -> Option<&mut Complaint> {
+        let id = id.to_string();
+        self.complaints.iter_mut().find(|k| k.id == id)
+    }
 }
+
+/// A win's row: (manager, at, last instant of the lead stretch before, start of the one
+/// after).
+type Win<'l> = (&'l str, i64, Option<i64>, Option<i64>);
 
 /// A customer's deltas and spans, as its history gives them.
 #[derive(Debug, Default, PartialEq)]
-struct Deltas {
-    /// (manager, local day) → [`SNAPSHOT`] deltas.
-    days: BTreeMap<(String, i64), [i64; 8]>,
+struct Deltas<'l> {
+    /// (local day, manager) → [`SNAPSHOT`] deltas.
+    days: BTreeMap<(i64, &'l str), [i64; 9]>,
     /// Per kind of [`KINDS`]: (manager, from, to).
-    spans: [Vec<(String, i64, Option<i64>)>; 3],
+    spans: [Vec<(&'l str, i64, Option<i64>)>; 3],
+    wins: Vec<Win<'l>>,
     /// (manager, last day of a lead stretch, first day of the next) → count.
-    gaps: BTreeMap<(String, i64, i64), i64>,
+    gaps: BTreeMap<(&'l str, i64, i64), i64>,
 }
 
-impl Deltas {
-    fn add(&mut self, manager: &str, day: i64, slot: usize, n: i64) {
+impl<'l> Deltas<'l> {
+    fn add(&mut self, manager: &'l str, day: i64, slot: usize, n: i64) {
         if n != 0 {
-            self.days.entry((manager.to_string(), day)).or_default()[slot] += n;
+            self.days.entry((day, manager)).or_default()[slot] += n;
         }
+    }
+
+    /// A span of kind `k` (in [`KINDS`]) counted in `slot`: +1 on the day it starts,
+    /// -1 on the day it ends.
+    fn span(
+        &mut self,
+        cal: &Calendar,
+        k: usize,
+        slot: usize,
+        (m, from, to): (&'l str, i64, Option<i64>),
+    ) {
+        self.add(m, cal.day_number(from), slot, 1);
+        if let Some(to) = to {
+            self.add(m, cal.day_number(to), slot, -1);
+        }
+        self.spans[k].push((m, from, to));
     }
 }
 
@@ -260,39 +365,58 @@ fn tier_slot(tier: &str) -> usize {
 }
 
 /// What `l`'s history adds, in local days of `cal`.
-fn deltas(l: &Ledger, cal: &Calendar) -> Deltas {
+fn deltas<'l>(l: &'l Ledger, cal: &Calendar) -> Deltas<'l> {
     let mut d = Deltas::default();
-    let day = |us: i64| cal.day_number(us);
-    // Ownership periods: +1 where they start, -1 where they end.
+    // Ownership periods: +1 where they start, -1 where they end (as the ownership read
+    // model has them, even one a clock stepping back made end before it began).
     for (m, from, to) in &l.periods {
         for (at, sign) in std::iter::once((*from, 1)).chain(to.map(|t| (t, -1))) {
-            d.add(m, day(at), snap::PORTFOLIO, sign);
-            d.add(m, day(at), tier_slot(&l.tier), sign);
-            d.add(m, day(at), snap::VALUE, sign * l.aum);
+            let day = cal.day_number(at);
+            d.add(m, day, tier_slot(&l.tier), sign);
+            d.add(m, day, snap::VALUE, sign * l.aum);
         }
-        d.spans[0].push((m.clone(), *from, *to));
+        d.span(cal, 0, snap::PORTFOLIO, (m, *from, *to));
     }
     // Covered: a run of contacts by a manager, while that manager owned the customer.
     for (m, first, last) in &l.runs {
         let end = last + COVERAGE_WINDOW_US;
-        for (pm, from, to) in l.periods.iter().filter(|p| p.0 == *m) {
+        for (_, from, to) in l.periods.iter().filter(|p| p.0 == *m) {
             if *from < end && to.is_none_or(|t| t > *first) {
-                let a = (*first).max(*from);
                 let b = to.map_or(end, |t| t.min(end));
-                d.add(m, day(a), snap::COVERED, 1);
-                d.add(m, day(b), snap::COVERED, -1);
-                d.spans[1].push((pm.clone(), a, Some(b)));
+                d.span(cal, 1, snap::COVERED, (m, (*first).max(*from), Some(b)));
             }
         }
     }
-    lead_stretches(l, cal, &mut d);
+    // Overdue: owned, and past the follow-up (strictly: from the next microsecond).
+    if let Some(f) = l.follow_up {
+        for (m, from, to) in &l.periods {
+            let a = (*from).max(f + 1);
+            if to.is_none_or(|t| a < t) {
+                d.span(cal, 2, snap::OVERDUE, (m, a, *to));
+            }
+        }
+    }
+    let stretches = lead_stretches(l, cal, &mut d);
+    for (m, at) in &l.wins {
+        let mine = stretches.get(m.as_str()).map_or(&[][..], Vec::as_slice);
+        let until = mine.iter().rev().find(|s| s.0 <= *at).map(|s| s.1 - 1);
+        let next = mine.iter().find(|s| s.0 > *at).map(|s| s.0);
+        // An open stretch ends at i64::MAX: its last instant is i64::MAX - 1, kept as MAX.
+        let until = until.map(|u| if u == i64::MAX - 1 { i64::MAX } else { u });
+        d.wins.push((m, *at, until, next));
+    }
     d
 }
 
 /// Lead stretches: per manager, the union of the spans in which it owned the customer
-/// while a lead.
-fn lead_stretches(l: &Ledger, cal: &Calendar, d: &mut Deltas) {
+/// while a lead (`i64::MAX`: open), with their deltas and the gaps between them.
+fn lead_stretches<'l>(
+    l: &'l Ledger,
+    cal: &Calendar,
+    d: &mut Deltas<'l>,
+) -> BTreeMap<&'l str, Vec<(i64, i64)>> {
     let managers: BTreeSet<&str> = l.periods.iter().map(|p| p.0.as_str()).collect();
+    let mut out = BTreeMap::new();
     for m in managers {
         let mut spans: Vec<(i64, i64)> = Vec::new();
         for (sf, st) in &l.leads {
@@ -314,17 +438,17 @@ fn lead_stretches(l: &Ledger, cal: &Calendar, d: &mut Deltas) {
         }
         for (i, (lo, hi)) in merged.iter().enumerate() {
             d.add(m, cal.day_number(*lo), snap::LEAD_STARTS, 1);
-            let open = *hi == i64::MAX;
-            if !open {
+            if *hi != i64::MAX {
                 d.add(m, cal.day_number(hi - 1), snap::LEAD_ENDS, 1);
             }
             if let Some((next, _)) = merged.get(i + 1) {
-                let gap = (m.to_string(), cal.day_number(hi - 1), cal.day_number(*next));
+                let gap = (m, cal.day_number(hi - 1), cal.day_number(*next));
                 *d.gaps.entry(gap).or_default() += 1;
             }
-            d.spans[2].push((m.to_string(), *lo, (!open).then_some(*hi)));
         }
+        out.insert(m, merged);
     }
+    out
 }
 
 /// Local months since 1970-01 of local day `day` (days since 1970-01-01).
@@ -343,7 +467,7 @@ pub fn first_day_of_month(m: i64) -> i64 {
 
 /// The changes that take the ledger's rows from `old`'s deltas to `new`'s.
 fn difference(id: &str, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
-    let keys: BTreeSet<&(String, i64)> = old.days.keys().chain(new.days.keys()).collect();
+    let keys: BTreeSet<&(i64, &str)> = old.days.keys().chain(new.days.keys()).collect();
     for key in keys {
         let (o, n) = (old.days.get(key), new.days.get(key));
         let delta: Vec<(usize, i64)> = (0..SNAPSHOT.len())
@@ -353,9 +477,9 @@ fn difference(id: &str, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
         if delta.is_empty() {
             continue;
         }
-        let (m, day) = key;
-        let mut add_day = Add::to(&KPI_DAYS, vec![Value::from(m.as_str()), Value::Int(*day)]);
-        let month = vec![Value::from(m.as_str()), Value::Int(month_of_day(*day))];
+        let (day, m) = *key;
+        let mut add_day = Add::to(&KPI_DAYS, vec![Value::Int(day), Value::from(m)]);
+        let month = vec![Value::from(m), Value::Int(month_of_day(day))];
         let mut add_month = Add::to(&KPI_MONTHS, month);
         for (i, v) in delta {
             add_day = add_day.add(c::DAY_SNAPSHOT[i], v);
@@ -366,11 +490,8 @@ fn difference(id: &str, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
     }
     for (k, kind) in KINDS.iter().enumerate() {
         let (o, n) = (&old.spans[k], &new.spans[k]);
-        for i in 0..o.len().max(n.len()) {
-            if o.get(i) == n.get(i) {
-                continue;
-            }
-            let (m, from, to) = n.get(i).cloned().unwrap_or((String::new(), 0, Some(0)));
+        for i in (0..o.len().max(n.len())).filter(|i| o.get(*i) != n.get(*i)) {
+            let (m, from, to) = n.get(i).copied().unwrap_or(("", 0, Some(0)));
             out.push(
                 Insert::into(&KPI_SPANS)
                     .set(c::SPAN_ID, id)
@@ -383,16 +504,27 @@ fn difference(id: &str, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
             );
         }
     }
-    let gaps: BTreeSet<&(String, i64, i64)> = old.gaps.keys().chain(new.gaps.keys()).collect();
+    // Wins only ever grow in number; one that changed is rewritten.
+    for (i, w) in new.wins.iter().enumerate() {
+        if old.wins.get(i) != Some(w) {
+            out.push(
+                Insert::into(&KPI_WINS)
+                    .set(c::WIN_ID, id)
+                    .set(c::WIN_N, i as i64)
+                    .set(c::WIN_MANAGER, w.0)
+                    .set(c::WIN_AT, w.1)
+                    .set(c::WIN_UNTIL, w.2)
+                    .set(c::WIN_NEXT, w.3)
+                    .upsert(),
+            );
+        }
+    }
+    let gaps: BTreeSet<&(&str, i64, i64)> = old.gaps.keys().chain(new.gaps.keys()).collect();
     for key in gaps {
         let v = new.gaps.get(key).copied().unwrap_or(0) - old.gaps.get(key).copied().unwrap_or(0);
         if v != 0 {
-            let (m, first, last) = key;
-            let k = vec![
-                Value::from(m.as_str()),
-                Value::Int(*first),
-                Value::Int(*last),
-            ];
+            let (m, first, last) = *key;
+            let k = vec![Value::from(m), Value::Int(first), Value::Int(last)];
             out.push(Add::to(&KPI_GAPS, k).add(c::GAP_N, v).change());
         }
     }
@@ -402,7 +534,7 @@ fn difference(id: &str, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
 type Flows = Vec<(String, i64, usize, i64)>;
 
 /// Apply `e` to the ledger `l` (at `at`; `owner`: the analytics read model's owner before
-/// it), with the flows it credits; whether the history changed.
+/// it), with the flows it credits; whether the history its deltas follow from changed.
 fn apply(
     l: &mut Ledger,
     e: &CustomerEvent,
@@ -437,15 +569,19 @@ fn apply(
             l.owner(None, at);
         }
         CustomerEvent::ContactRecorded(k) => {
-            let when = micros(k.contacted_at);
-            credit(&k.manager_id.to_string(), when, flow::CONTACTS, 1);
-            l.contact(&k.manager_id.to_string(), when);
+            let (when, m) = (micros(k.contacted_at), k.manager_id.to_string());
+            credit(&m, when, flow::CONTACTS, 1);
+            l.contact(&m, when, k.next_follow_up_at.map(micros));
         }
         CustomerEvent::LifecycleStageChanged(s) => {
             if let Some(o) = owner {
+                let won = s.to.as_str() == "customer";
                 credit(o, at, flow::TRANSITIONS, 1);
-                credit(o, at, flow::WON, i64::from(s.to.as_str() == "customer"));
+                credit(o, at, flow::WON, i64::from(won));
                 credit(o, at, flow::REACTIVATED, i64::from(s.reactivated));
+                if won {
+                    l.wins.push((o.to_string(), at));
+                }
             }
             l.stage(s.to.as_str(), at);
         }
@@ -456,6 +592,7 @@ fn apply(
         },
         _ => {
             event_flows(l, e, at, owner, &mut credit);
+            complaint(l, e);
             return false;
         }
     }
@@ -506,6 +643,47 @@ fn event_flows(
     }
 }
 
+/// A complaint event, as `rm_complaints` takes it.
+fn complaint(l: &mut Ledger, e: &CustomerEvent) {
+    match e {
+        CustomerEvent::ComplaintLogged(k) => l.complaints.push(Complaint {
+            id: k.complaint_id.to_string(),
+            owner: k.owner.map(|o| o.to_string()),
+            logged: micros(k.logged_at),
+            ..Complaint::default()
+        }),
+        CustomerEvent::ComplaintAcknowledged(a) => {
+            if let Some(k) = l.complaint(&a.complaint_id) {
+                k.first_response = Some(a.response_seconds);
+                k.first_in_sla = Some(a.within_sla);
+            }
+        }
+        CustomerEvent::ComplaintResolved(r) => {
+            if let Some(k) = l.complaint(&r.complaint_id) {
+                k.resolution = Some(r.resolution_seconds);
+                k.resolutions += 1;
+                k.resolution_breaches += i64::from(!r.within_sla);
+            }
+        }
+        CustomerEvent::ComplaintReopened(r) => {
+            if let Some(k) = l.complaint(&r.complaint_id) {
+                k.reopens += 1;
+            }
+        }
+        CustomerEvent::ComplaintClosed(c) => {
+            if let Some(k) = l.complaint(&c.complaint_id) {
+                k.satisfaction = c.satisfaction.map(i64::from);
+            }
+        }
+        CustomerEvent::ComplaintSlaBreached(b) => {
+            if let Some(k) = l.complaint(&b.complaint_id) {
+                k.breach_recorded = true;
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The ledger's changes for customer event `e` of customer `id` at `at`, with what the
 /// memo remembers (the ledger's own memo, the owner, the time zone).
 pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec<Change> {
@@ -522,11 +700,16 @@ pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec
     let changed = apply(&mut ledger, e, at, owner.as_deref(), &mut flows);
     let mut out = Vec::new();
     for (m, when, f, n) in flows.into_iter().filter(|f| f.3 != 0) {
-        let key = vec![Value::from(m), Value::Int(cal.day_number(when))];
+        let key = vec![Value::Int(cal.day_number(when)), Value::from(m)];
         out.push(Add::to(&KPI_DAYS, key).add(c::DAY_FLOWS[f], n).change());
     }
     if changed {
         difference(id, &deltas(&before, &cal), &deltas(&ledger, &cal), &mut out);
+    }
+    for k in &ledger.complaints {
+        if !before.complaints.contains(k) {
+            out.push(k.row(id));
+        }
     }
     if ledger != before || registered {
         out.push(ledger.row(id));
@@ -556,9 +739,9 @@ mod tests {
         let w = COVERAGE_WINDOW_US;
         let mut l = Ledger::default();
         for at in [0, 3 * w, w, 10 * w, 2 * w, 4 * w + 1] {
-            l.contact("m", at);
+            l.contact("m", at, None);
         }
-        l.contact("n", 5);
+        l.contact("n", 5, None);
         let mine: Vec<_> = l
             .runs
             .iter()
@@ -579,9 +762,8 @@ mod tests {
         l.owner(None, DAY + 2);
         l.owner(Some("m".into()), DAY + 5);
         let d = deltas(&l, &cal);
-        assert_eq!(d.gaps.get(&("m".to_string(), 1, 1)), Some(&1));
-        assert_eq!(d.days[&("m".to_string(), 1)][snap::LEAD_STARTS], 2);
-        assert_eq!(d.days[&("m".to_string(), 1)][snap::LEAD_ENDS], 1);
-        assert_eq!(d.spans[2].len(), 2);
+        assert_eq!(d.gaps.get(&("m", 1, 1)), Some(&1));
+        assert_eq!(d.days[&(1, "m")][snap::LEAD_STARTS], 2);
+        assert_eq!(d.days[&(1, "m")][snap::LEAD_ENDS], 1);
     }
 }

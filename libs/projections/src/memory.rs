@@ -255,7 +255,12 @@ impl Memory {
                 let rows = match held {
                     Held::Log(rows) => rows,
                     Held::State(groups) => groups.into_values().flatten().collect(),
-                    Held::Counter(rows) => rows.into_values().collect(),
+                    // In key order, so a range of keys (the KPI ledger's days) lies together.
+                    Held::Counter(rows) => {
+                        let mut rows: Vec<(Vec<Value>, Row)> = rows.into_iter().collect();
+                        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                        rows.into_iter().map(|(_, row)| row).collect()
+                    }
                     Held::Dropped => Vec::new(),
                 };
                 (t.name.to_string(), t, rows)

@@ -186,6 +186,8 @@ pub const ANALYTICS: Projection = Projection {
         KPI_DAYS,
         KPI_MONTHS,
         KPI_GAPS,
+        KPI_COMPLAINTS,
+        KPI_WINS,
     ],
 };
 
@@ -564,9 +566,10 @@ pub const KPI_CUSTOMERS: Table = Table {
 
 /// A customer's spans, the `n`-th of their kind: `owned` (an ownership period, as the
 /// ownership read model has it), `covered` (owned and contacted by the owner in the 30
-/// days before), `lead` (owned while a lead; one per manager and stretch). A span the
-/// customer no longer has is emptied (no manager, from = to = 0). Read for the day that
-/// holds "now" (the days before it are in `rm_kpi_days`) and for conversions.
+/// days before), `overdue` (owned with its next follow-up, as it is now, before). A span
+/// the customer no longer has is emptied (no manager, from = to = 0). Read for the day
+/// that holds "now", whose snapshot is taken at an instant (the days before it are in
+/// `rm_kpi_days`).
 pub const KPI_SPANS: Table = Table {
     name: "rm_kpi_spans",
     kind: Kind::State,
@@ -584,21 +587,23 @@ pub const KPI_SPANS: Table = Table {
 };
 
 /// Per manager and local day of the ledger's time zone (days since 1970-01-01): the
-/// flows of the day, and the deltas of the snapshots (portfolio, tiers, value, covered)
-/// and of the lead stretches (started that day; ended, last owned as a lead, that day).
+/// flows of the day, and the deltas of the snapshots (portfolio, tiers, value, covered,
+/// overdue) and of the lead stretches (started that day; ended, last owned as a lead,
+/// that day).
 pub const KPI_DAYS: Table = Table {
     name: "rm_kpi_days",
     kind: Kind::Counter,
     since: 1005,
     columns: &[
-        ("manager_id", "TEXT NOT NULL"),
         ("day", "BIGINT NOT NULL"),
+        ("manager_id", "TEXT NOT NULL"),
         ("portfolio", "BIGINT NOT NULL"),
         ("tier_high", "BIGINT NOT NULL"),
         ("tier_mid", "BIGINT NOT NULL"),
         ("tier_low", "BIGINT NOT NULL"),
         ("value_minor", "BIGINT NOT NULL"),
         ("covered", "BIGINT NOT NULL"),
+        ("overdue", "BIGINT NOT NULL"),
         ("lead_starts", "BIGINT NOT NULL"),
         ("lead_ends", "BIGINT NOT NULL"),
         ("contacts", "BIGINT NOT NULL"),
@@ -615,8 +620,9 @@ pub const KPI_DAYS: Table = Table {
         ("referrals_made", "BIGINT NOT NULL"),
         ("referrals_converted", "BIGINT NOT NULL"),
     ],
-    primary_key: &["manager_id", "day"],
-    indexes: &[("day_idx", "day")],
+    // By day first: a question reads a range of days.
+    primary_key: &["day", "manager_id"],
+    indexes: &[],
 };
 
 /// The snapshot and lead-stretch deltas of `rm_kpi_days`, per manager and local month
@@ -634,11 +640,55 @@ pub const KPI_MONTHS: Table = Table {
         ("tier_low", "BIGINT NOT NULL"),
         ("value_minor", "BIGINT NOT NULL"),
         ("covered", "BIGINT NOT NULL"),
+        ("overdue", "BIGINT NOT NULL"),
         ("lead_starts", "BIGINT NOT NULL"),
         ("lead_ends", "BIGINT NOT NULL"),
     ],
     primary_key: &["manager_id", "month"],
     indexes: &[],
+};
+
+/// A customer's complaints as the KPIs count them, credited to the owner when logged:
+/// durations in seconds (the latest), breached (a response or resolution outside its
+/// SLA, or a breach recorded), resolved, reopened after a resolution, satisfaction.
+pub const KPI_COMPLAINTS: Table = Table {
+    name: "rm_kpi_complaints",
+    kind: Kind::State,
+    since: 1005,
+    columns: &[
+        ("customer_id", "TEXT NOT NULL"),
+        ("complaint_id", "TEXT NOT NULL"),
+        ("manager_id", "TEXT"),
+        ("logged_at_us", "BIGINT NOT NULL"),
+        ("first_response_s", "BIGINT"),
+        ("resolution_s", "BIGINT"),
+        ("breached", "BIGINT NOT NULL"),
+        ("resolved", "BIGINT NOT NULL"),
+        ("reopened", "BIGINT NOT NULL"),
+        ("satisfaction", "BIGINT"),
+    ],
+    primary_key: &["customer_id", "complaint_id"],
+    indexes: &[("logged_idx", "logged_at_us")],
+};
+
+/// A customer's wins (moves to `customer` while owned), the `n`-th: the winner, when,
+/// and its lead stretches of the customer around it: the last instant of the latest one
+/// that began by the win (`i64::MAX` while open; NULL: none), the start of the first one
+/// after it (NULL: none). A win converts a lead in a bucket that holds either.
+pub const KPI_WINS: Table = Table {
+    name: "rm_kpi_wins",
+    kind: Kind::State,
+    since: 1005,
+    columns: &[
+        ("customer_id", "TEXT NOT NULL"),
+        ("n", "BIGINT NOT NULL"),
+        ("manager_id", "TEXT NOT NULL"),
+        ("at_us", "BIGINT NOT NULL"),
+        ("lead_until_us", "BIGINT"),
+        ("lead_next_us", "BIGINT"),
+    ],
+    primary_key: &["customer_id", "n"],
+    indexes: &[("at_idx", "at_us")],
 };
 
 /// Gaps between two lead stretches of one manager and customer: (last day of the one,

@@ -66,7 +66,7 @@ impl Days<'_> {
 type Deltas = HashMap<String, BTreeMap<i64, [i64; 6]>>;
 
 /// Open periods at `$1` whose customer's next follow-up is before it, per manager.
-pub(super) const OVERDUE: &str = "SELECT p.manager_id, count(*) FROM rm_ownership_periods p \
+const OVERDUE: &str = "SELECT p.manager_id, count(*) FROM rm_ownership_periods p \
      JOIN rm_customers c ON c.customer_id = p.customer_id \
      WHERE p.from_us <= $1 AND (p.to_us IS NULL OR p.to_us > $1) \
      AND c.next_follow_up_us < $1 GROUP BY 1";
@@ -268,7 +268,7 @@ impl<'c> Range<'c> {
     }
 
     /// Complaints logged in the range, one by one (binds: start, end).
-    pub fn complaints_sql(&self) -> String {
+    fn complaints_sql(&self) -> String {
         format!(
             "SELECT k.owner_id, {}, k.first_response_s, \
              k.resolution_s, {}, {}, {}, k.satisfaction \
@@ -399,7 +399,7 @@ impl Books<'_> {
     }
 
     /// Overdue follow-ups, in the bucket running now.
-    pub fn overdue(&mut self, rows: Vec<Agg>) {
+    fn overdue(&mut self, rows: Vec<Agg>) {
         if let Some(k) = self.range.current {
             for r in rows {
                 self.at(k, &r.t(0)).overdue += r.n(0);

@@ -1,12 +1,12 @@
 //! Manager KPIs from the KPI ledger ([`crate::ledger`]): a question reads, per manager,
 //! the sums of the months before its range and the rows of its days, the spans that
-//! start or end on the day holding "now", the lead gaps and the wins of the range, and
-//! (as from the facts) the complaints logged in the range and the overdue follow-ups.
+//! start or end on the day holding "now", and the lead gaps, wins and complaints of the
+//! range.
 //! Equal to [`crate::kpi::kpis`] row for row (tests, both backends).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::kpi::{Books, Keys, Range, OVERDUE};
+use super::kpi::{Books, Keys, Range};
 use super::Agg;
 use crate::calendar::{Calendar, Granularity};
 use crate::change::Value;
@@ -46,18 +46,22 @@ fn days_sql() -> String {
 const GAPS: &str = "SELECT manager_id, first_day, last_day, n FROM rm_kpi_gaps \
      WHERE first_day >= $1 AND first_day <= $2 AND n <> 0";
 
-/// Wins in `[$1, $2)` with the winner's lead stretches of the customer.
-const WINS: &str = "SELECT t.owner_id, t.customer_id, t.at_us, s.from_us, s.to_us \
-     FROM rm_stage_transitions t JOIN rm_kpi_spans s ON s.customer_id = t.customer_id \
-     AND s.kind = 'lead' AND s.manager_id = t.owner_id \
-     WHERE t.to_stage = 'customer' AND t.owner_id IS NOT NULL AND t.at_us >= $1 AND t.at_us < $2";
+/// Wins in `[$1, $2)` with the winner's lead stretches around them.
+const WINS: &str = "SELECT manager_id, customer_id, at_us, lead_until_us, lead_next_us \
+     FROM rm_kpi_wins WHERE at_us >= $1 AND at_us < $2";
+
+/// Complaints logged in `[$1, $2)` (with an owner), as `Books::complaints` reads them
+/// once the instant is made the day of the range.
+const COMPLAINTS: &str = "SELECT manager_id, logged_at_us, first_response_s, resolution_s, \
+     breached, resolved, reopened, satisfaction FROM rm_kpi_complaints \
+     WHERE logged_at_us >= $1 AND logged_at_us < $2 AND manager_id IS NOT NULL";
 
 /// Per manager, the snapshot deltas of the spans starting or ending in `[$1, $2]`:
-/// portfolio, high, mid, low, value, covered.
+/// portfolio, high, mid, low, value, covered, overdue.
 const WITHIN_DAY: &str = "WITH s AS (SELECT customer_id, manager_id, kind, 1 AS sign \
-     FROM rm_kpi_spans WHERE from_us >= $1 AND from_us <= $2 AND kind <> 'lead' \
+     FROM rm_kpi_spans WHERE from_us >= $1 AND from_us <= $2 \
      UNION ALL SELECT customer_id, manager_id, kind, -1 FROM rm_kpi_spans \
-     WHERE to_us >= $1 AND to_us <= $2 AND kind <> 'lead') \
+     WHERE to_us >= $1 AND to_us <= $2) \
      SELECT s.manager_id, \
      CAST(sum(CASE WHEN s.kind = 'owned' THEN s.sign ELSE 0 END) AS BIGINT), \
      CAST(sum(CASE WHEN s.kind = 'owned' AND c.value_tier = 'high' THEN s.sign ELSE 0 END) AS BIGINT), \
@@ -65,21 +69,22 @@ const WITHIN_DAY: &str = "WITH s AS (SELECT customer_id, manager_id, kind, 1 AS 
      CAST(sum(CASE WHEN s.kind = 'owned' AND c.value_tier <> 'high' AND c.value_tier <> 'mid' \
      THEN s.sign ELSE 0 END) AS BIGINT), \
      CAST(sum(CASE WHEN s.kind = 'owned' THEN COALESCE(c.aum_minor, 0) * s.sign ELSE 0 END) AS BIGINT), \
-     CAST(sum(CASE WHEN s.kind = 'covered' THEN s.sign ELSE 0 END) AS BIGINT) \
+     CAST(sum(CASE WHEN s.kind = 'covered' THEN s.sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN s.kind = 'overdue' THEN s.sign ELSE 0 END) AS BIGINT) \
      FROM s LEFT JOIN rm_customers c ON c.customer_id = s.customer_id GROUP BY s.manager_id";
 
 /// One manager's ledger over the range: the sums before its first fetched day, and the
 /// fetched days with running sums of the snapshot deltas.
 #[derive(Default)]
 struct Account {
-    base: [i64; 8],
+    base: [i64; 9],
     /// day → (running snapshot sums through the day, the day's flows)
-    days: BTreeMap<i64, ([i64; 8], [i64; 13])>,
+    days: BTreeMap<i64, ([i64; 9], [i64; 13])>,
 }
 
 impl Account {
     /// The snapshot sums through day `d`.
-    fn through(&self, d: i64) -> [i64; 8] {
+    fn through(&self, d: i64) -> [i64; 9] {
         self.days
             .range(..=d)
             .next_back()
@@ -157,11 +162,11 @@ impl Books<'_> {
             }
             let mut flows = [0i64; 13];
             for (i, f) in flows.iter_mut().enumerate() {
-                *f = r.n(9 + i);
+                *f = r.n(10 + i);
             }
             acc.days.insert(r.n(0), (sums, flows));
         }
-        let within: HashMap<String, [i64; 6]> = (a.within_day.iter())
+        let within: HashMap<String, [i64; 7]> = (a.within_day.iter())
             .map(|r| (r.t(0), std::array::from_fn(|i| r.n(i))))
             .collect();
         let cal = self.range.days.cal;
@@ -188,7 +193,7 @@ impl Books<'_> {
                     credit_flows(self.at(k, m), &flows);
                 }
                 let end = self.range.spans[k].1;
-                let snapshot: [i64; 6] = if end <= now_us {
+                let snapshot: [i64; 7] = if end <= now_us {
                     std::array::from_fn(|i| acc.through(*last)[i])
                 } else {
                     let w = within.get(m).copied().unwrap_or_default();
@@ -203,6 +208,9 @@ impl Books<'_> {
                     t.value += snapshot[snap::VALUE];
                     t.covered += snapshot[snap::COVERED];
                 }
+                if self.range.current == Some(k) && snapshot[snap::OVERDUE] != 0 {
+                    self.at(k, m).overdue += snapshot[snap::OVERDUE];
+                }
                 let leads = acc.through(*last)[snap::LEAD_STARTS]
                     - acc.through(first - 1)[snap::LEAD_ENDS]
                     - gaps.get(&(k, m.clone())).copied().unwrap_or(0);
@@ -214,7 +222,8 @@ impl Books<'_> {
         self.converted(&a.wins, &buckets);
     }
 
-    /// Converted: won within a bucket by a manager who owned it as a lead in it.
+    /// Converted: won within a bucket by a manager who owned it as a lead in it (a lead
+    /// stretch of the pair ends in the bucket or later, or starts in it).
     fn converted(&mut self, wins: &[Agg], buckets: &[(i64, i64)]) {
         let cal = self.range.days.cal;
         let mut converted: HashSet<(usize, String, String)> = HashSet::new();
@@ -223,15 +232,25 @@ impl Books<'_> {
             let Some(k) = buckets.iter().position(|(f, l)| won >= *f && won <= *l) else {
                 continue;
             };
-            let first = cal.day_number(r.n(1));
-            let last = r.num[2].map_or(i64::MAX, |to| cal.day_number(to - 1));
-            if first <= buckets[k].1 && last >= buckets[k].0 {
+            let (first, last) = buckets[k];
+            let before = r.num[1].is_some_and(|u| u == i64::MAX || cal.day_number(u) >= first);
+            let after = r.num[2].is_some_and(|n| cal.day_number(n) <= last);
+            if before || after {
                 converted.insert((k, r.t(0), r.t(1)));
             }
         }
         for (k, manager, _) in converted {
             self.at(k, &manager).converted += 1;
         }
+    }
+
+    /// Complaints logged in the range, their instants made days of the range.
+    fn complaints_kept(&mut self, mut rows: Vec<Agg>) {
+        let days = &self.range.days;
+        for r in &mut rows {
+            r.num[0] = Some(days.cal.day_number(r.n(0)) - days.first);
+        }
+        self.complaints(rows);
     }
 }
 
@@ -269,34 +288,26 @@ impl ReadStore {
         let month = month_of_day(from_day);
         let today_start = cal.start_of(cal.date(now_us));
         let within = range.bounds();
-        let complaints_sql = range.complaints_sql();
         let (base_sql, days_sql) = (base_sql(), days_sql());
         let (month_days, day_range) = (
             [month, first_day_of_month(month), from_day],
             [from_day, last],
         );
         let (gap_days, today_span) = ([first, last], [today_start, now_us]);
-        let overdue = async {
-            match range.current {
-                Some(_) => self.aggregate(OVERDUE, 1, &[now_us]).await,
-                None => Ok(Vec::new()),
-            }
-        };
         let within_day = async {
             match now_us < range.days.end {
                 true => self.aggregate(WITHIN_DAY, 1, &today_span).await,
                 false => Ok(Vec::new()),
             }
         };
-        let (managers, base, days, within_day, gaps, wins, complaints, overdue) = futures::try_join!(
+        let (managers, base, days, within_day, gaps, wins, complaints) = futures::try_join!(
             self.managers(),
             self.aggregate(&base_sql, 1, &month_days),
             self.aggregate(&days_sql, 1, &day_range),
             within_day,
             self.aggregate(GAPS, 1, &gap_days),
             self.aggregate(WINS, 2, &within),
-            self.aggregate(&complaints_sql, 1, &within),
-            overdue,
+            self.aggregate(COMPLAINTS, 1, &within),
         )?;
         let keys = Keys {
             level,
@@ -317,8 +328,7 @@ impl ReadStore {
             wins,
         };
         books.ledger(answers, now_us);
-        books.overdue(overdue);
-        books.complaints(complaints);
+        books.complaints_kept(complaints);
         Ok(books.rows())
     }
 }
