@@ -6,28 +6,27 @@
 //! **The funnel.** A customer is in one (slice, stage) place per slice kind at every
 //! instant. Each move between places is kept (`rm_funnel_moves`: the places before and
 //! after, at its instant), and its deltas of ±1 are added to the counts now
-//! (`rm_funnel_now`) and to its UTC month and day (`rm_funnel_months`,
-//! `rm_funnel_days`). Customers per stage as of
+//! (`rm_funnel_now`) and to its local month and day (`rm_funnel_months`,
+//! `rm_funnel_days`; of the analytics read model's zone, the KPI ledger's). Customers
+//! per stage as of
 //! `T` are then the deltas of the months before `T`'s, of the days of its month before
 //! its day, and of its day up to `T`: about (months + 31) × slices × stages rows and one
 //! day's moves. Customer attributes slice as they are now (as the reference does): when
 //! a region or a value tier changes, the customer's whole history moves to the new value
 //! (the memo keeps its stays for that). The team is the owner's at each instant.
 
-use chrono::{DateTime, Datelike};
 use crm_domain::CustomerEvent;
 
+use crate::calendar::Calendar;
 use crate::change::{Add, Change, Insert, Value};
 use crate::funnel::{Slice, StageCount};
+use crate::ledger::{first_day_of_month, month_of_day};
 use crate::project::Memo;
 use crate::schema::{
     col, Col, ANALYTICS_CUSTOMERS, FUNNEL_DAYS, FUNNEL_MONTHS, FUNNEL_MOVES, FUNNEL_NOW,
 };
 use crate::sql::Statement;
 use crate::store::{ReadError, ReadStore};
-
-/// Microseconds in a UTC day.
-const DAY_US: i64 = 86_400_000_000;
 
 /// The slice kinds the funnel keeps, as the query API names them.
 pub const KINDS: [&str; 6] = [
@@ -174,6 +173,8 @@ struct Moves<'a> {
     version: i64,
     out: Vec<Change>,
     n: i64,
+    /// Whose days and months the counts are kept in.
+    cal: Calendar,
 }
 
 impl Moves<'_> {
@@ -218,37 +219,18 @@ impl Moves<'_> {
         };
         self.out
             .push(Add::to(&FUNNEL_NOW, key(None)).add(m::NOW_N, n).change());
+        let day = self.cal.day_number(at);
         self.out.push(
-            Add::to(&FUNNEL_MONTHS, key(Some(month_number(at))))
+            Add::to(&FUNNEL_MONTHS, key(Some(month_of_day(day))))
                 .add(m::MONTH_N, n)
                 .change(),
         );
         self.out.push(
-            Add::to(&FUNNEL_DAYS, key(Some(at.div_euclid(DAY_US))))
+            Add::to(&FUNNEL_DAYS, key(Some(day)))
                 .add(m::DAY_N, n)
                 .change(),
         );
     }
-}
-
-/// UTC months since 1970-01 of instant `us`.
-pub fn month_number(us: i64) -> i64 {
-    let t = DateTime::from_timestamp_micros(us).unwrap_or_default();
-    i64::from(t.year() - 1970) * 12 + i64::from(t.month0())
-}
-
-/// The first UTC day (days since 1970-01-01) of month number `m`.
-pub fn month_first_day(m: i64) -> i64 {
-    let (y, mo) = (1970 + m.div_euclid(12), m.rem_euclid(12) + 1);
-    chrono::NaiveDate::from_ymd_opt(y as i32, mo as u32, 1)
-        .map(|d| {
-            d.and_hms_opt(0, 0, 0)
-                .expect("midnight")
-                .and_utc()
-                .timestamp_micros()
-                / DAY_US
-        })
-        .unwrap_or_default()
 }
 
 /// The owner and the owner's team after `c`, if `c` changes the owner (none: in the
@@ -292,6 +274,7 @@ pub fn funnel(
         version,
         out: Vec::new(),
         n: 0,
+        cal: memo.calendar(),
     };
     let member = match (c, Member::recall(memo, id)) {
         (CustomerEvent::CustomerRegistered(r), _) => {
@@ -442,9 +425,11 @@ impl ReadStore {
                 one_row: None,
             },
             Some(t) => {
-                let month = month_number(t);
-                let day = t.div_euclid(DAY_US);
-                let ints = [month, month_first_day(month), day, day * DAY_US, t];
+                let cal = self.ledger_zone().await?;
+                let day = cal.day_number(t);
+                let month = month_of_day(day);
+                let day_start = cal.start_of(cal.date(t));
+                let ints = [month, first_day_of_month(month), day, day_start, t];
                 Statement {
                     sql: as_of_sql(k),
                     args: std::iter::once(kind)

@@ -118,11 +118,14 @@ mod c {
     pub const WIN_AT: Col = col(&KPI_WINS, "at_us");
     pub const WIN_UNTIL: Col = col(&KPI_WINS, "lead_until_us");
     pub const WIN_NEXT: Col = col(&KPI_WINS, "lead_next_us");
+    pub const WIN_DAY: Col = col(&KPI_WINS, "day");
+    pub const WIN_CONVERTS_ON: Col = col(&KPI_WINS, "converts_on");
 
     pub const COMPLAINT_CUSTOMER: Col = col(&KPI_COMPLAINTS, "customer_id");
     pub const COMPLAINT_ID: Col = col(&KPI_COMPLAINTS, "complaint_id");
     pub const COMPLAINT_MANAGER: Col = col(&KPI_COMPLAINTS, "manager_id");
     pub const COMPLAINT_LOGGED: Col = col(&KPI_COMPLAINTS, "logged_at_us");
+    pub const COMPLAINT_DAY: Col = col(&KPI_COMPLAINTS, "day");
     pub const COMPLAINT_FIRST: Col = col(&KPI_COMPLAINTS, "first_response_s");
     pub const COMPLAINT_RESOLUTION: Col = col(&KPI_COMPLAINTS, "resolution_s");
     pub const COMPLAINT_BREACHED: Col = col(&KPI_COMPLAINTS, "breached");
@@ -196,7 +199,7 @@ struct Complaint {
 
 impl Complaint {
     /// Its row, as the reference counts it.
-    fn row(&self, customer: &str) -> Change {
+    fn row(&self, customer: &str, cal: &Calendar) -> Change {
         let breached = self.first_in_sla == Some(false)
             || self.resolution_breaches > 0
             || self.breach_recorded;
@@ -205,6 +208,7 @@ impl Complaint {
             .set(c::COMPLAINT_ID, self.id.as_str())
             .set(c::COMPLAINT_MANAGER, self.owner.clone())
             .set(c::COMPLAINT_LOGGED, self.logged)
+            .set(c::COMPLAINT_DAY, cal.day_number(self.logged))
             .set(c::COMPLAINT_FIRST, self.first_response)
             .set(c::COMPLAINT_RESOLUTION, self.resolution)
             .set(c::COMPLAINT_BREACHED, breached)
@@ -317,6 +321,14 @@ impl Ledger {
 /// A win's row: (manager, at, last instant of the lead stretch before, start of the one
 /// after).
 type Win<'l> = (&'l str, i64, Option<i64>, Option<i64>);
+
+/// A win's local day, and whether it converts a lead within that day alone.
+fn win_days(cal: &Calendar, (_, at, until, next): &Win) -> (i64, Option<i64>) {
+    let day = cal.day_number(*at);
+    let before = until.is_some_and(|u| u == i64::MAX || cal.day_number(u) >= day);
+    let after = next.is_some_and(|n| cal.day_number(n) <= day);
+    (day, (before || after).then_some(day))
+}
 
 /// A customer's deltas and spans, as its history gives them.
 #[derive(Debug, Default, PartialEq)]
@@ -466,7 +478,7 @@ pub fn first_day_of_month(m: i64) -> i64 {
 }
 
 /// The changes that take the ledger's rows from `old`'s deltas to `new`'s.
-fn difference(id: &str, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
+fn difference(id: &str, cal: &Calendar, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
     let keys: BTreeSet<&(i64, &str)> = old.days.keys().chain(new.days.keys()).collect();
     for key in keys {
         let (o, n) = (old.days.get(key), new.days.get(key));
@@ -507,6 +519,7 @@ fn difference(id: &str, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
     // Wins only ever grow in number; one that changed is rewritten.
     for (i, w) in new.wins.iter().enumerate() {
         if old.wins.get(i) != Some(w) {
+            let (day, converts_on) = win_days(cal, w);
             out.push(
                 Insert::into(&KPI_WINS)
                     .set(c::WIN_ID, id)
@@ -515,6 +528,8 @@ fn difference(id: &str, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
                     .set(c::WIN_AT, w.1)
                     .set(c::WIN_UNTIL, w.2)
                     .set(c::WIN_NEXT, w.3)
+                    .set(c::WIN_DAY, day)
+                    .set(c::WIN_CONVERTS_ON, converts_on)
                     .upsert(),
             );
         }
@@ -704,11 +719,12 @@ pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec
         out.push(Add::to(&KPI_DAYS, key).add(c::DAY_FLOWS[f], n).change());
     }
     if changed {
-        difference(id, &deltas(&before, &cal), &deltas(&ledger, &cal), &mut out);
+        let (old, new) = (deltas(&before, &cal), deltas(&ledger, &cal));
+        difference(id, &cal, &old, &new, &mut out);
     }
     for k in &ledger.complaints {
         if !before.complaints.contains(k) {
-            out.push(k.row(id));
+            out.push(k.row(id, &cal));
         }
     }
     if ledger != before || registered {

@@ -254,7 +254,13 @@ impl Memory {
             .map(|(t, held)| {
                 let rows = match held {
                     Held::Log(rows) => rows,
-                    Held::State(groups) => groups.into_values().flatten().collect(),
+                    // In group order, so a range of groups (complaints by when they were
+                    // logged, wins by instant) lies together, and a customer's rows too.
+                    Held::State(groups) => {
+                        let mut groups: Vec<(Value, Vec<Row>)> = groups.into_iter().collect();
+                        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                        groups.into_iter().flat_map(|(_, rows)| rows).collect()
+                    }
                     // In key order, so a range of keys (the KPI ledger's days) lies together.
                     Held::Counter(rows) => {
                         let mut rows: Vec<(Vec<Value>, Row)> = rows.into_iter().collect();

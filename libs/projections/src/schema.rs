@@ -447,8 +447,8 @@ pub const SLA_EVENTS: Table = Table {
 /// The funnel as the analytics read model keeps it, so customers per stage now and as of
 /// any instant are read from a few hundred rows whatever the size of the book: every
 /// change of a customer's membership in a (slice, stage) is a delta of ±1 at its instant,
-/// summed per UTC month and day; each move is kept (`rm_funnel_moves`) for the part of
-/// a day before an instant. Slices by kind: `all`, `region`, `first_touch_channel`,
+/// summed per local month and day (of the analytics zone, `rm_kept.time_zone`); each
+/// move is kept (`rm_funnel_moves`) for the part of a day before an instant. Slices by kind: `all`, `region`, `first_touch_channel`,
 /// `customer_type`, `value_tier` (as the customer's are now: a change rewrites the
 /// customer's history) and `team` (the owner's at the instant; `pool`).
 pub const ANALYTICS_CUSTOMERS: Table = Table {
@@ -489,7 +489,7 @@ pub const FUNNEL_NOW: Table = Table {
     indexes: &[],
 };
 
-/// The deltas of each UTC month (months since 1970-01).
+/// The deltas of each local month of the analytics zone (months since 1970-01).
 pub const FUNNEL_MONTHS: Table = Table {
     name: "rm_funnel_months",
     kind: Kind::Counter,
@@ -505,7 +505,7 @@ pub const FUNNEL_MONTHS: Table = Table {
     indexes: &[("month_idx", "kind, month")],
 };
 
-/// The deltas of each UTC day (days since 1970-01-01).
+/// The deltas of each local day of the analytics zone (days since 1970-01-01).
 pub const FUNNEL_DAYS: Table = Table {
     name: "rm_funnel_days",
     kind: Kind::Counter,
@@ -650,16 +650,19 @@ pub const KPI_MONTHS: Table = Table {
 
 /// A customer's complaints as the KPIs count them, credited to the owner when logged:
 /// durations in seconds (the latest), breached (a response or resolution outside its
-/// SLA, or a breach recorded), resolved, reopened after a resolution, satisfaction.
+/// SLA, or a breach recorded), resolved, reopened after a resolution, satisfaction;
+/// `day`: the local day it was logged.
 pub const KPI_COMPLAINTS: Table = Table {
     name: "rm_kpi_complaints",
     kind: Kind::State,
     since: 1005,
+    // By when they were logged first: a question reads a range of them.
     columns: &[
-        ("customer_id", "TEXT NOT NULL"),
-        ("complaint_id", "TEXT NOT NULL"),
-        ("manager_id", "TEXT"),
         ("logged_at_us", "BIGINT NOT NULL"),
+        ("complaint_id", "TEXT NOT NULL"),
+        ("customer_id", "TEXT NOT NULL"),
+        ("manager_id", "TEXT"),
+        ("day", "BIGINT NOT NULL"),
         ("first_response_s", "BIGINT"),
         ("resolution_s", "BIGINT"),
         ("breached", "BIGINT NOT NULL"),
@@ -667,28 +670,33 @@ pub const KPI_COMPLAINTS: Table = Table {
         ("reopened", "BIGINT NOT NULL"),
         ("satisfaction", "BIGINT"),
     ],
-    primary_key: &["customer_id", "complaint_id"],
-    indexes: &[("logged_idx", "logged_at_us")],
+    primary_key: &["logged_at_us", "complaint_id"],
+    indexes: &[],
 };
 
 /// A customer's wins (moves to `customer` while owned), the `n`-th: the winner, when,
 /// and its lead stretches of the customer around it: the last instant of the latest one
 /// that began by the win (`i64::MAX` while open; NULL: none), the start of the first one
-/// after it (NULL: none). A win converts a lead in a bucket that holds either.
+/// after it (NULL: none). A win converts a lead in a bucket that holds either. `day`:
+/// the win's local day; `converts_on`: the same day if it converts a lead in a bucket of
+/// that day alone (else NULL), for BI views.
 pub const KPI_WINS: Table = Table {
     name: "rm_kpi_wins",
     kind: Kind::State,
     since: 1005,
+    // By instant first: a question reads a range of them.
     columns: &[
+        ("at_us", "BIGINT NOT NULL"),
         ("customer_id", "TEXT NOT NULL"),
         ("n", "BIGINT NOT NULL"),
         ("manager_id", "TEXT NOT NULL"),
-        ("at_us", "BIGINT NOT NULL"),
         ("lead_until_us", "BIGINT"),
         ("lead_next_us", "BIGINT"),
+        ("day", "BIGINT NOT NULL"),
+        ("converts_on", "BIGINT"),
     ],
-    primary_key: &["customer_id", "n"],
-    indexes: &[("at_idx", "at_us")],
+    primary_key: &["at_us", "customer_id", "n"],
+    indexes: &[],
 };
 
 /// Gaps between two lead stretches of one manager and customer: (last day of the one,
@@ -787,6 +795,9 @@ pub const MIGRATION_STEPS: &[(i64, &[&str])] = &[
             // Like the funnel, a database with analytics before it has it only once
             // `crm projections rebuild analytics` has run.
             "ALTER TABLE rm_kept ADD COLUMN time_zone TEXT",
+            // The funnel's days and months become the zone's (they were UTC's).
+            "UPDATE rm_kept SET complete = 0 WHERE read_model = 'analytics' \
+             AND EXISTS (SELECT 1 FROM rm_analytics_positions)",
             "INSERT INTO rm_kept (read_model, complete, time_zone) SELECT 'kpis', CASE WHEN \
              EXISTS (SELECT 1 FROM rm_analytics_positions) THEN 0 ELSE 1 END, 'Asia/Shanghai'",
         ],

@@ -34,6 +34,81 @@ fn flag(b: Backend, column: &str, alias: &str) -> String {
     }
 }
 
+/// Local day number `column` (days since 1970-01-01) as a date named `alias`.
+fn date(b: Backend, column: &str, alias: &str) -> String {
+    match b {
+        Backend::Postgres => format!("DATE '1970-01-01' + CAST({column} AS INTEGER) AS {alias}"),
+        Backend::Sqlite => format!("date(({column}) * 86400, 'unixepoch') AS {alias}"),
+    }
+}
+
+/// `n / d` as a fraction (NULL when `d` is 0).
+fn share(n: &str, d: &str, alias: &str) -> String {
+    format!("1.0 * ({n}) / NULLIF({d}, 0) AS {alias}")
+}
+
+/// Manager KPIs per local day of the analytics zone, from the KPI ledger: the day's
+/// flows and complaints, the snapshots at the end of the day, leads owned and converted
+/// that day, each rate beside its inputs.
+fn kpi_days(b: Backend) -> String {
+    let running: Vec<String> = [
+        "portfolio",
+        "tier_high",
+        "tier_mid",
+        "tier_low",
+        "value_minor",
+        "covered",
+        "overdue",
+    ]
+    .iter()
+    .map(|c| format!("sum(d.{c}) OVER w AS {c}"))
+    .collect();
+    format!(
+        "WITH d AS (SELECT d.day, d.manager_id, d.contacts, d.won, d.reactivated, d.lost, \
+         d.returned, d.pool_warnings, d.sla_warnings, d.sla_breaches, d.automatic_escalations, \
+         d.referrals_made, d.referrals_converted, {running}, \
+         sum(d.lead_starts) OVER w - sum(d.lead_ends) OVER w + d.lead_ends AS stretches \
+         FROM rm_kpi_days d WINDOW w AS (PARTITION BY d.manager_id ORDER BY d.day)), \
+         g AS (SELECT manager_id, first_day AS day, sum(n) AS n FROM rm_kpi_gaps \
+         WHERE first_day = last_day GROUP BY manager_id, first_day), \
+         c AS (SELECT manager_id, converts_on AS day, count(DISTINCT customer_id) AS n \
+         FROM rm_kpi_wins WHERE converts_on IS NOT NULL GROUP BY manager_id, converts_on), \
+         k AS (SELECT manager_id, day, count(*) AS complaints, sum(breached) AS breached, \
+         sum(resolved) AS resolved, sum(reopened) AS reopened, \
+         sum(satisfaction) AS satisfaction_sum, count(satisfaction) AS satisfaction_n \
+         FROM rm_kpi_complaints WHERE manager_id IS NOT NULL GROUP BY manager_id, day) \
+         SELECT {day}, d.manager_id, m.name AS manager_name, m.team, m.region, m.branch, \
+         d.portfolio, d.tier_high, d.tier_mid, d.tier_low, d.value_minor, \
+         d.value_minor / 100.0 AS value_under_management, d.covered, {coverage}, \
+         d.overdue AS overdue_follow_ups, d.contacts, d.won AS new_customers_won, \
+         d.stretches - COALESCE(g.n, 0) AS leads_owned, \
+         COALESCE(c.n, 0) AS leads_converted, \
+         {conversion}, \
+         COALESCE(k.complaints, 0) AS complaints, COALESCE(k.breached, 0) AS complaints_breached, \
+         {breach_rate}, COALESCE(k.resolved, 0) AS complaints_resolved, \
+         COALESCE(k.reopened, 0) AS complaints_reopened, {reopen_rate}, \
+         k.satisfaction_sum, k.satisfaction_n, {satisfaction}, \
+         d.referrals_made, d.referrals_converted, d.reactivated, d.lost AS lost_to_pool, \
+         d.returned AS returned_by_pool_rules, d.pool_warnings, d.sla_warnings, d.sla_breaches, \
+         d.automatic_escalations \
+         FROM d LEFT JOIN rm_managers m ON m.manager_id = d.manager_id \
+         LEFT JOIN g ON g.manager_id = d.manager_id AND g.day = d.day \
+         LEFT JOIN c ON c.manager_id = d.manager_id AND c.day = d.day \
+         LEFT JOIN k ON k.manager_id = d.manager_id AND k.day = d.day",
+        running = running.join(", "),
+        day = date(b, "d.day", "day"),
+        coverage = share("d.covered", "d.portfolio", "contact_coverage"),
+        conversion = share(
+            "COALESCE(c.n, 0)",
+            "d.stretches - COALESCE(g.n, 0)",
+            "lead_conversion_rate"
+        ),
+        breach_rate = share("k.breached", "k.complaints", "sla_breach_rate"),
+        reopen_rate = share("k.reopened", "k.resolved", "reopen_rate"),
+        satisfaction = share("k.satisfaction_sum", "k.satisfaction_n", "satisfaction_avg"),
+    )
+}
+
 /// A complaint breached its SLA: first response late, a resolution late, or a clock
 /// that ran out while it was open (the KPI's definition).
 const BREACHED: &str = "(k.first_response_in_sla = 0 OR k.resolution_breaches > 0 \
@@ -170,6 +245,16 @@ pub fn views(b: Backend) -> Vec<(&'static str, String)> {
                  p.amount_minor / 100.0 AS amount, p.currency, {} \
                  FROM rm_purchases p LEFT JOIN rm_managers m ON m.manager_id = p.manager_id",
                 ts("p.at_us", "at")
+            ),
+        ),
+        ("v_kpi_days", kpi_days(b)),
+        (
+            "v_funnel_days",
+            format!(
+                "SELECT kind AS slice_kind, value AS slice, stage, {}, customers AS change, \
+                 sum(customers) OVER (PARTITION BY kind, value, stage ORDER BY day) AS customers \
+                 FROM rm_funnel_days",
+                date(b, "day", "day")
             ),
         ),
     ]

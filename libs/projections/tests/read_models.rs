@@ -873,6 +873,9 @@ async fn the_kpi_ledger_counts_the_days_of_its_zone() {
             }
         }
         assert!(rows > 500, "{rows} rows compared");
+        // Every day with a row: the last coverage ends 30 days after the last contact.
+        let all_days = (us(-2, 0), us(days + 60, 0));
+        kpi_days_view_equals_the_reference(store, &facts, &new_york, all_days).await;
         // Another zone: the ledger no longer answers, the facts do.
         assert!(store.set_ledger_zone(london).await.unwrap());
         assert!(!store.ledger_answers(&london).await.unwrap());
@@ -886,6 +889,56 @@ async fn the_kpi_ledger_counts_the_days_of_its_zone() {
             kpi::kpis(&facts, Level::Manager, cal, us(0, 0), us(20, 0), us(25, 0))
         );
     }
+}
+
+/// `v_kpi_days` (for BI tools) gives, per manager and local day of the ledger's zone on
+/// which anything changed, what the reference gives for that one day.
+async fn kpi_days_view_equals_the_reference(
+    store: &ReadStore,
+    facts: &crm_projections::facts::Facts,
+    cal: &crm_projections::calendar::Calendar,
+    (from, to): (i64, i64),
+) {
+    use crm_projections::calendar::Granularity;
+    use crm_projections::kpi::{self, Level};
+    let reference = kpi::kpis(facts, Level::Manager, (cal, Granularity::Day), from, to, to);
+    let by_key: std::collections::HashMap<(String, String), &kpi::KpiRow> = reference
+        .iter()
+        .map(|r| ((r.period_start[..10].to_string(), r.key.clone()), r))
+        .collect();
+    let rows = view_rows(
+        store,
+        "SELECT CAST(day AS TEXT), manager_id, CAST(portfolio AS TEXT), CAST(covered AS TEXT), \
+         CAST(leads_owned AS TEXT), CAST(leads_converted AS TEXT), CAST(contacts AS TEXT), \
+         CAST(complaints AS TEXT), CAST(complaints_breached AS TEXT), \
+         CAST(value_minor AS TEXT), CAST(lost_to_pool AS TEXT) FROM v_kpi_days",
+    )
+    .await;
+    let mut compared = 0;
+    for r in &rows {
+        let text = |i: usize| r[i].clone().unwrap_or_default();
+        let n = |i: usize| text(i).parse::<i64>().unwrap();
+        let Some(k) = by_key.get(&(text(0), text(1))) else {
+            // A day the reference has no row for: nothing owned, nothing happened.
+            assert!(n(2) == 0 && n(4) == 0 && n(6) == 0, "{r:?}");
+            continue;
+        };
+        let expected = [
+            k.portfolio,
+            (k.contact_coverage.unwrap_or(0.0) * k.portfolio as f64).round() as i64,
+            k.leads_owned,
+            k.leads_converted,
+            k.contacts,
+            k.complaints,
+            (k.sla_breach_rate.unwrap_or(0.0) * k.complaints as f64).round() as i64,
+            k.value_under_management_minor,
+            k.lost_to_pool,
+        ];
+        let got: Vec<i64> = (2..11).map(n).collect();
+        assert_eq!(got, expected, "v_kpi_days {} {}", text(0), text(1));
+        compared += 1;
+    }
+    assert!(compared > 100, "{compared} view rows compared");
 }
 
 /// The migrations of the release before 1003, whose timeline rows carried the payload.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crm_eventstore::AnyEventStore;
+use crm_projections::calendar::Calendar;
 use crm_projections::rebuild::{self, Progress};
 use crm_projections::schema::{self, PROJECTIONS};
 use crm_projections::ReadStore;
@@ -31,6 +32,10 @@ pub struct Target {
     /// Read models: postgres://… or sqlite://path (default: the event store's database).
     #[arg(long, env = "CRM_READ_URL")]
     read: Option<String>,
+    /// analytics: count the KPI ledger's and the funnel's days in this IANA time zone from
+    /// now on (the query service's `CRM_TIME_ZONE`; as it was, if not given).
+    #[arg(long, value_name = "ZONE")]
+    time_zone: Option<Calendar>,
 }
 
 pub async fn run(cmd: ProjectionsCmd) -> anyhow::Result<()> {
@@ -44,6 +49,16 @@ pub async fn run(cmd: ProjectionsCmd) -> anyhow::Result<()> {
         }
         ProjectionsCmd::Rebuild(t) => {
             let (store, read, projection) = open(&t).await?;
+            if let Some(zone) = t.time_zone {
+                anyhow::ensure!(
+                    projection.model == schema::Model::Analytics,
+                    "--time-zone is the analytics read model's; {} counts no days",
+                    projection.name
+                );
+                if read.set_ledger_zone(zone).await? {
+                    println!("analytics counts {zone} days from now on: KPIs in them are answered from the facts until this rebuild is done");
+                }
+            }
             let mut bar = Bar::new("rebuilding");
             let r = rebuild::rebuild(&store, &read, projection, &mut |p| bar.show(p)).await?;
             bar.finish();
@@ -60,6 +75,7 @@ pub async fn run(cmd: ProjectionsCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ProjectionsCmd::Verify(t) => {
+            anyhow::ensure!(t.time_zone.is_none(), "--time-zone is for a rebuild");
             let (store, read, projection) = open(&t).await?;
             let mut bar = Bar::new("verifying");
             let r = rebuild::verify(&store, &read, projection, &mut |p| bar.show(p)).await?;
