@@ -703,8 +703,32 @@ fn complaint(l: &mut Ledger, e: &CustomerEvent) {
 /// memo remembers (the ledger's own memo, the owner, the time zone).
 pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec<Change> {
     let registered = matches!(e, CustomerEvent::CustomerRegistered(_));
-    let recalled = Ledger::recall(memo, id);
-    if recalled.is_none() && !registered {
+    // Most events but these change nothing the ledger remembers, and are not read.
+    let remembered = registered
+        || matches!(
+            e,
+            CustomerEvent::OwnerAssigned(_)
+                | CustomerEvent::OwnershipTransferred(_)
+                | CustomerEvent::ClaimedFromPool(_)
+                | CustomerEvent::ReleasedToPool(_)
+                | CustomerEvent::ContactRecorded(_)
+                | CustomerEvent::LifecycleStageChanged(_)
+                | CustomerEvent::ValueTierChanged(_)
+                | CustomerEvent::ReferralRecorded(_)
+                | CustomerEvent::ReferralConverted(_)
+                | CustomerEvent::ComplaintLogged(_)
+                | CustomerEvent::ComplaintAcknowledged(_)
+                | CustomerEvent::ComplaintResolved(_)
+                | CustomerEvent::ComplaintReopened(_)
+                | CustomerEvent::ComplaintClosed(_)
+                | CustomerEvent::ComplaintSlaBreached(_)
+        )
+        || matches!(e, CustomerEvent::ProfileUpdated(p) if p.aum_minor.is_some());
+    let recalled = match remembered {
+        true => Ledger::recall(memo, id),
+        false => None,
+    };
+    if recalled.is_none() && remembered && !registered {
         return Vec::new();
     }
     let mut ledger = recalled.unwrap_or_default();
@@ -727,7 +751,7 @@ pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec
             out.push(k.row(id, &cal));
         }
     }
-    if ledger != before || registered {
+    if remembered && (registered || ledger != before) {
         out.push(ledger.row(id));
     }
     out

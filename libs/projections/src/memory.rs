@@ -144,14 +144,15 @@ impl Memory {
     }
 
     fn slot(&self, table: &str) -> usize {
-        // Names come from the same declarations: the same address, mostly.
-        let same = |t: &Table| {
-            (t.name.as_ptr() == table.as_ptr() && t.name.len() == table.len()) || t.name == table
-        };
-        self.projection
-            .tables
+        // Names come from the same declarations: the same address, mostly; only when
+        // none has it are the names compared.
+        let tables = self.projection.tables;
+        let same_address =
+            |t: &Table| t.name.as_ptr() == table.as_ptr() && t.name.len() == table.len();
+        tables
             .iter()
-            .position(same)
+            .position(same_address)
+            .or_else(|| tables.iter().position(|t| t.name == table))
             .unwrap_or_else(|| panic!("{table} is not a table of {}", self.projection.name))
     }
 
