@@ -376,11 +376,54 @@ fn tier_slot(tier: &str) -> usize {
         }
 }
 
-/// What `l`'s history adds, in local days of `cal`.
-fn deltas<'l>(l: &'l Ledger, cal: &Calendar) -> Deltas<'l> {
+/// Which parts of a customer's deltas an event changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Parts {
+    /// Ownership periods with the tier and AUM.
+    owned: bool,
+    /// Covered spans.
+    covered: bool,
+    /// Overdue spans.
+    overdue: bool,
+    /// Lead stretches, their gaps and the wins.
+    leads: bool,
+}
+
+impl Parts {
+    const ALL: Parts = Parts {
+        owned: true,
+        covered: true,
+        overdue: true,
+        leads: true,
+    };
+
+    fn any(self) -> bool {
+        self != Parts::default()
+    }
+}
+
+/// What `l`'s history adds, in local days of `cal`: the `parts` of it asked for.
+fn deltas<'l>(l: &'l Ledger, cal: &Calendar, parts: Parts) -> Deltas<'l> {
     let mut d = Deltas::default();
-    // Ownership periods: +1 where they start, -1 where they end (as the ownership read
-    // model has them, even one a clock stepping back made end before it began).
+    if parts.owned {
+        owned(l, cal, &mut d);
+    }
+    if parts.covered {
+        covered(l, cal, &mut d);
+    }
+    if parts.overdue {
+        overdue(l, cal, &mut d);
+    }
+    if parts.leads {
+        let stretches = lead_stretches(l, cal, &mut d);
+        wins(l, &stretches, &mut d);
+    }
+    d
+}
+
+/// Ownership periods: +1 where they start, -1 where they end (as the ownership read
+/// model has them, even one a clock stepping back made end before it began).
+fn owned<'l>(l: &'l Ledger, cal: &Calendar, d: &mut Deltas<'l>) {
     for (m, from, to) in &l.periods {
         for (at, sign) in std::iter::once((*from, 1)).chain(to.map(|t| (t, -1))) {
             let day = cal.day_number(at);
@@ -389,7 +432,10 @@ fn deltas<'l>(l: &'l Ledger, cal: &Calendar) -> Deltas<'l> {
         }
         d.span(cal, 0, snap::PORTFOLIO, (m, *from, *to));
     }
-    // Covered: a run of contacts by a manager, while that manager owned the customer.
+}
+
+/// Covered: a run of contacts by a manager, while that manager owned the customer.
+fn covered<'l>(l: &'l Ledger, cal: &Calendar, d: &mut Deltas<'l>) {
     for (m, first, last) in &l.runs {
         let end = last + COVERAGE_WINDOW_US;
         for (_, from, to) in l.periods.iter().filter(|p| p.0 == *m) {
@@ -399,7 +445,10 @@ fn deltas<'l>(l: &'l Ledger, cal: &Calendar) -> Deltas<'l> {
             }
         }
     }
-    // Overdue: owned, and past the follow-up (strictly: from the next microsecond).
+}
+
+/// Overdue: owned, and past the follow-up (strictly: from the next microsecond).
+fn overdue<'l>(l: &'l Ledger, cal: &Calendar, d: &mut Deltas<'l>) {
     if let Some(f) = l.follow_up {
         for (m, from, to) in &l.periods {
             let a = (*from).max(f + 1);
@@ -408,7 +457,10 @@ fn deltas<'l>(l: &'l Ledger, cal: &Calendar) -> Deltas<'l> {
             }
         }
     }
-    let stretches = lead_stretches(l, cal, &mut d);
+}
+
+/// Each win with the winner's lead stretches around it.
+fn wins<'l>(l: &'l Ledger, stretches: &BTreeMap<&str, Vec<(i64, i64)>>, d: &mut Deltas<'l>) {
     for (m, at) in &l.wins {
         let mine = stretches.get(m.as_str()).map_or(&[][..], Vec::as_slice);
         let until = mine.iter().rev().find(|s| s.0 <= *at).map(|s| s.1 - 1);
@@ -417,7 +469,6 @@ fn deltas<'l>(l: &'l Ledger, cal: &Calendar) -> Deltas<'l> {
         let until = until.map(|u| if u == i64::MAX - 1 { i64::MAX } else { u });
         d.wins.push((m, *at, until, next));
     }
-    d
 }
 
 /// Lead stretches: per manager, the union of the spans in which it owned the customer
@@ -480,25 +531,32 @@ pub fn first_day_of_month(m: i64) -> i64 {
 /// The changes that take the ledger's rows from `old`'s deltas to `new`'s.
 fn difference(id: &str, cal: &Calendar, old: &Deltas, new: &Deltas, out: &mut Vec<Change>) {
     let keys: BTreeSet<&(i64, &str)> = old.days.keys().chain(new.days.keys()).collect();
+    // Months net out moves within a month (a covered span's end moving by a few days).
+    let mut months: BTreeMap<(&str, i64), [i64; 9]> = BTreeMap::new();
     for key in keys {
         let (o, n) = (old.days.get(key), new.days.get(key));
-        let delta: Vec<(usize, i64)> = (0..SNAPSHOT.len())
-            .map(|i| (i, n.map_or(0, |v| v[i]) - o.map_or(0, |v| v[i])))
-            .filter(|(_, v)| *v != 0)
-            .collect();
-        if delta.is_empty() {
+        let delta: [i64; 9] =
+            std::array::from_fn(|i| n.map_or(0, |v| v[i]) - o.map_or(0, |v| v[i]));
+        if delta.iter().all(|v| *v == 0) {
             continue;
         }
         let (day, m) = *key;
         let mut add_day = Add::to(&KPI_DAYS, vec![Value::Int(day), Value::from(m)]);
-        let month = vec![Value::from(m), Value::Int(month_of_day(day))];
-        let mut add_month = Add::to(&KPI_MONTHS, month);
-        for (i, v) in delta {
-            add_day = add_day.add(c::DAY_SNAPSHOT[i], v);
-            add_month = add_month.add(c::MONTH_SNAPSHOT[i], v);
+        let month = months.entry((m, month_of_day(day))).or_default();
+        for (i, v) in delta.iter().enumerate().filter(|(_, v)| **v != 0) {
+            add_day = add_day.add(c::DAY_SNAPSHOT[i], *v);
+            month[i] += v;
         }
         out.push(add_day.change());
-        out.push(add_month.change());
+    }
+    for ((m, month), delta) in months {
+        if delta.iter().any(|v| *v != 0) {
+            let mut add = Add::to(&KPI_MONTHS, vec![Value::from(m), Value::Int(month)]);
+            for (i, v) in delta.iter().enumerate().filter(|(_, v)| **v != 0) {
+                add = add.add(c::MONTH_SNAPSHOT[i], *v);
+            }
+            out.push(add.change());
+        }
     }
     for (k, kind) in KINDS.iter().enumerate() {
         let (o, n) = (&old.spans[k], &new.spans[k]);
@@ -549,14 +607,14 @@ fn difference(id: &str, cal: &Calendar, old: &Deltas, new: &Deltas, out: &mut Ve
 type Flows = Vec<(String, i64, usize, i64)>;
 
 /// Apply `e` to the ledger `l` (at `at`; `owner`: the analytics read model's owner before
-/// it), with the flows it credits; whether the history its deltas follow from changed.
+/// it), with the flows it credits; which parts of its deltas may have changed.
 fn apply(
     l: &mut Ledger,
     e: &CustomerEvent,
     at: i64,
     owner: Option<&str>,
     flows: &mut Flows,
-) -> bool {
+) -> Parts {
     let mut credit = |m: &str, when: i64, f: usize, n: i64| flows.push((m.to_string(), when, f, n));
     match e {
         CustomerEvent::CustomerRegistered(r) => {
@@ -564,10 +622,20 @@ fn apply(
             l.tier = r.value_tier.as_str().to_string();
             l.aum = r.aum_minor.unwrap_or(0);
             l.stage(r.stage.as_str(), from);
+            Parts::ALL
         }
-        CustomerEvent::OwnerAssigned(a) => l.owner(Some(a.manager_id.to_string()), at),
-        CustomerEvent::OwnershipTransferred(t) => l.owner(Some(t.to_manager.to_string()), at),
-        CustomerEvent::ClaimedFromPool(cl) => l.owner(Some(cl.manager_id.to_string()), at),
+        CustomerEvent::OwnerAssigned(a) => {
+            l.owner(Some(a.manager_id.to_string()), at);
+            Parts::ALL
+        }
+        CustomerEvent::OwnershipTransferred(t) => {
+            l.owner(Some(t.to_manager.to_string()), at);
+            Parts::ALL
+        }
+        CustomerEvent::ClaimedFromPool(cl) => {
+            l.owner(Some(cl.manager_id.to_string()), at);
+            Parts::ALL
+        }
         CustomerEvent::ReleasedToPool(r) => {
             if let Some(m) = l
                 .periods
@@ -582,11 +650,17 @@ fn apply(
                 credit(&r.previous_owner.to_string(), at, flow::RETURNED, 1);
             }
             l.owner(None, at);
+            Parts::ALL
         }
         CustomerEvent::ContactRecorded(k) => {
             let (when, m) = (micros(k.contacted_at), k.manager_id.to_string());
             credit(&m, when, flow::CONTACTS, 1);
             l.contact(&m, when, k.next_follow_up_at.map(micros));
+            Parts {
+                covered: true,
+                overdue: true,
+                ..Parts::default()
+            }
         }
         CustomerEvent::LifecycleStageChanged(s) => {
             if let Some(o) = owner {
@@ -599,19 +673,34 @@ fn apply(
                 }
             }
             l.stage(s.to.as_str(), at);
+            Parts {
+                leads: true,
+                ..Parts::default()
+            }
         }
-        CustomerEvent::ValueTierChanged(t) => l.tier = t.to.as_str().to_string(),
+        CustomerEvent::ValueTierChanged(t) => {
+            l.tier = t.to.as_str().to_string();
+            Parts {
+                owned: true,
+                ..Parts::default()
+            }
+        }
         CustomerEvent::ProfileUpdated(p) => match p.aum_minor {
-            Some(aum) => l.aum = aum,
-            None => return false,
+            Some(aum) => {
+                l.aum = aum;
+                Parts {
+                    owned: true,
+                    ..Parts::default()
+                }
+            }
+            None => Parts::default(),
         },
         _ => {
             event_flows(l, e, at, owner, &mut credit);
             complaint(l, e);
-            return false;
+            Parts::default()
         }
     }
-    true
 }
 
 /// The flows of events that change no history.
@@ -736,14 +825,14 @@ pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec
     let cal = memo.calendar();
     let before = ledger.clone();
     let mut flows = Flows::new();
-    let changed = apply(&mut ledger, e, at, owner.as_deref(), &mut flows);
+    let parts = apply(&mut ledger, e, at, owner.as_deref(), &mut flows);
     let mut out = Vec::new();
     for (m, when, f, n) in flows.into_iter().filter(|f| f.3 != 0) {
         let key = vec![Value::Int(cal.day_number(when)), Value::from(m)];
         out.push(Add::to(&KPI_DAYS, key).add(c::DAY_FLOWS[f], n).change());
     }
-    if changed {
-        let (old, new) = (deltas(&before, &cal), deltas(&ledger, &cal));
+    if parts.any() {
+        let (old, new) = (deltas(&before, &cal, parts), deltas(&ledger, &cal, parts));
         difference(id, &cal, &old, &new, &mut out);
     }
     for k in &ledger.complaints {
@@ -801,7 +890,7 @@ mod tests {
         l.owner(Some("m".into()), DAY + 1);
         l.owner(None, DAY + 2);
         l.owner(Some("m".into()), DAY + 5);
-        let d = deltas(&l, &cal);
+        let d = deltas(&l, &cal, Parts::ALL);
         assert_eq!(d.gaps.get(&("m", 1, 1)), Some(&1));
         assert_eq!(d.days[&(1, "m")][snap::LEAD_STARTS], 2);
         assert_eq!(d.days[&(1, "m")][snap::LEAD_ENDS], 1);
