@@ -124,23 +124,40 @@ pub(crate) struct Tally {
     pub automatic_escalations: i64,
 }
 
+/// A bucket `[start, end)` of a calendar, with its bounds as RFC 3339 text (made once
+/// for all its rows).
+pub(crate) struct Period {
+    pub start: i64,
+    pub end: i64,
+    start_text: String,
+    end_text: String,
+    /// It is running now.
+    pub current: bool,
+}
+
+impl Period {
+    pub(crate) fn new(cal: &Calendar, (start, end): (i64, i64), current: bool) -> Self {
+        Self {
+            start,
+            end,
+            start_text: cal.rfc3339(start),
+            end_text: cal.rfc3339(end),
+            current,
+        }
+    }
+}
+
 impl Tally {
-    /// The row of `key` for the bucket `[start, end)` of `cal`; `current`: it is
-    /// running now.
-    pub(crate) fn row(
-        mut self,
-        key: String,
-        cal: &Calendar,
-        (start, end): (i64, i64),
-        current: bool,
-    ) -> KpiRow {
+    /// The row of `key` for period `p`.
+    pub(crate) fn row(mut self, key: String, p: &Period) -> KpiRow {
         let share = |n: i64, of: i64| rate(n as usize, of as usize);
+        let current = p.current;
         KpiRow {
             key,
-            period_start_us: start,
-            period_end_us: end,
-            period_start: cal.rfc3339(start),
-            period_end: cal.rfc3339(end),
+            period_start_us: p.start,
+            period_end_us: p.end,
+            period_start: p.start_text.clone(),
+            period_end: p.end_text.clone(),
             portfolio: self.portfolio,
             tier_high: self.tiers[0],
             tier_mid: self.tiers[1],
@@ -268,6 +285,7 @@ pub fn kpis(
         let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
         let snapshot = end.min(now_us + 1) - 1;
         let current = now_us >= start && now_us < end;
+        let period = Period::new(cal, (start, end), current);
         let within = |t: i64| t >= start && t < end;
 
         // Portfolio and coverage at the snapshot.
@@ -404,7 +422,7 @@ pub fn kpis(
                     a.t.value += c.aum_minor.unwrap_or(0);
                 }
             }
-            out.push(a.t.row(key, cal, (start, end), current));
+            out.push(a.t.row(key, &period));
         }
     }
     out

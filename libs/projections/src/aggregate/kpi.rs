@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::Agg;
 use crate::calendar::{Calendar, Granularity};
-use crate::kpi::{KpiRow, Level, Tally, COVERAGE_WINDOW_US};
+use crate::kpi::{KpiRow, Level, Period, Tally, COVERAGE_WINDOW_US};
 use crate::store::{ReadError, ReadStore};
 
 /// The local days of a range of whole buckets `[start, end)` (`$1` is `start`),
@@ -491,8 +491,9 @@ impl Books<'_> {
         let (cal, current) = (self.range.days.cal, self.range.current);
         let mut out = Vec::new();
         for (k, (span, keys)) in self.range.spans.iter().zip(self.acc).enumerate() {
+            let period = Period::new(cal, *span, current == Some(k));
             for (key, tally) in keys {
-                out.push(tally.row(key, cal, *span, current == Some(k)));
+                out.push(tally.row(key, &period));
             }
         }
         out
