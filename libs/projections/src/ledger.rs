@@ -55,7 +55,7 @@ pub const SNAPSHOT: [&str; 9] = [
 ];
 
 /// The flows of a day, in this order.
-pub const FLOWS: [&str; 13] = [
+pub const FLOWS: [&str; 19] = [
     "contacts",
     "transitions",
     "won",
@@ -69,6 +69,12 @@ pub const FLOWS: [&str; 13] = [
     "automatic_escalations",
     "referrals_made",
     "referrals_converted",
+    "complaints",
+    "complaints_breached",
+    "complaints_resolved",
+    "complaints_reopened",
+    "satisfaction_sum",
+    "satisfaction_n",
 ];
 
 /// Positions in [`FLOWS`].
@@ -86,6 +92,9 @@ pub mod flow {
     pub const AUTOMATIC_ESCALATIONS: usize = 10;
     pub const REFERRALS_MADE: usize = 11;
     pub const REFERRALS_CONVERTED: usize = 12;
+    /// Complaints logged that day, and of them: breached, resolved, reopened, the sum
+    /// and number of satisfaction scores (`COMPLAINTS + i`).
+    pub const COMPLAINTS: usize = 13;
 }
 
 /// Positions in [`SNAPSHOT`].
@@ -111,6 +120,8 @@ mod c {
     pub const SPAN_MANAGER: Col = col(&KPI_SPANS, "manager_id");
     pub const SPAN_FROM: Col = col(&KPI_SPANS, "from_us");
     pub const SPAN_TO: Col = col(&KPI_SPANS, "to_us");
+    pub const SPAN_TIER: Col = col(&KPI_SPANS, "value_tier");
+    pub const SPAN_VALUE: Col = col(&KPI_SPANS, "value_minor");
 
     pub const WIN_ID: Col = col(&KPI_WINS, "customer_id");
     pub const WIN_N: Col = col(&KPI_WINS, "n");
@@ -157,7 +168,7 @@ mod c {
         col(&KPI_MONTHS, "lead_starts"),
         col(&KPI_MONTHS, "lead_ends"),
     ];
-    pub const DAY_FLOWS: [Col; 13] = [
+    pub const DAY_FLOWS: [Col; 19] = [
         col(&KPI_DAYS, "contacts"),
         col(&KPI_DAYS, "transitions"),
         col(&KPI_DAYS, "won"),
@@ -171,6 +182,12 @@ mod c {
         col(&KPI_DAYS, "automatic_escalations"),
         col(&KPI_DAYS, "referrals_made"),
         col(&KPI_DAYS, "referrals_converted"),
+        col(&KPI_DAYS, "complaints"),
+        col(&KPI_DAYS, "complaints_breached"),
+        col(&KPI_DAYS, "complaints_resolved"),
+        col(&KPI_DAYS, "complaints_reopened"),
+        col(&KPI_DAYS, "satisfaction_sum"),
+        col(&KPI_DAYS, "satisfaction_n"),
     ];
 }
 
@@ -198,11 +215,26 @@ struct Complaint {
 }
 
 impl Complaint {
+    fn breached(&self) -> bool {
+        self.first_in_sla == Some(false) || self.resolution_breaches > 0 || self.breach_recorded
+    }
+
+    /// What it adds to its owner's day (`flow::COMPLAINTS + i`).
+    fn counts(&self) -> [i64; 6] {
+        let resolved = self.resolutions > 0;
+        [
+            1,
+            i64::from(self.breached()),
+            i64::from(resolved),
+            i64::from(resolved && self.reopens > 0),
+            self.satisfaction.unwrap_or(0),
+            i64::from(self.satisfaction.is_some()),
+        ]
+    }
+
     /// Its row, as the reference counts it.
     fn row(&self, customer: &str, cal: &Calendar) -> Change {
-        let breached = self.first_in_sla == Some(false)
-            || self.resolution_breaches > 0
-            || self.breach_recorded;
+        let breached = self.breached();
         Insert::into(&KPI_COMPLAINTS)
             .set(c::COMPLAINT_CUSTOMER, customer)
             .set(c::COMPLAINT_ID, self.id.as_str())
@@ -318,6 +350,9 @@ impl Ledger {
     }
 }
 
+/// A span: (manager, from, to, the tier and AUM of an owned one).
+type Span<'l> = (&'l str, i64, Option<i64>, Option<&'l str>, i64);
+
 /// A win's row: (manager, at, last instant of the lead stretch before, start of the one
 /// after).
 type Win<'l> = (&'l str, i64, Option<i64>, Option<i64>);
@@ -335,8 +370,8 @@ fn win_days(cal: &Calendar, (_, at, until, next): &Win) -> (i64, Option<i64>) {
 struct Deltas<'l> {
     /// (local day, manager) → [`SNAPSHOT`] deltas.
     days: BTreeMap<(i64, &'l str), [i64; 9]>,
-    /// Per kind of [`KINDS`]: (manager, from, to).
-    spans: [Vec<(&'l str, i64, Option<i64>)>; 3],
+    /// Per kind of [`KINDS`]: its spans.
+    spans: [Vec<Span<'l>>; 3],
     wins: Vec<Win<'l>>,
     /// (manager, last day of a lead stretch, first day of the next) → count.
     gaps: BTreeMap<(&'l str, i64, i64), i64>,
@@ -351,18 +386,13 @@ impl<'l> Deltas<'l> {
 
     /// A span of kind `k` (in [`KINDS`]) counted in `slot`: +1 on the day it starts,
     /// -1 on the day it ends.
-    fn span(
-        &mut self,
-        cal: &Calendar,
-        k: usize,
-        slot: usize,
-        (m, from, to): (&'l str, i64, Option<i64>),
-    ) {
+    fn span(&mut self, cal: &Calendar, k: usize, slot: usize, span: Span<'l>) {
+        let (m, from, to, _, _) = span;
         self.add(m, cal.day_number(from), slot, 1);
         if let Some(to) = to {
             self.add(m, cal.day_number(to), slot, -1);
         }
-        self.spans[k].push((m, from, to));
+        self.spans[k].push(span);
     }
 }
 
@@ -430,7 +460,12 @@ fn owned<'l>(l: &'l Ledger, cal: &Calendar, d: &mut Deltas<'l>) {
             d.add(m, day, tier_slot(&l.tier), sign);
             d.add(m, day, snap::VALUE, sign * l.aum);
         }
-        d.span(cal, 0, snap::PORTFOLIO, (m, *from, *to));
+        d.span(
+            cal,
+            0,
+            snap::PORTFOLIO,
+            (m, *from, *to, Some(&l.tier), l.aum),
+        );
     }
 }
 
@@ -441,7 +476,12 @@ fn covered<'l>(l: &'l Ledger, cal: &Calendar, d: &mut Deltas<'l>) {
         for (_, from, to) in l.periods.iter().filter(|p| p.0 == *m) {
             if *from < end && to.is_none_or(|t| t > *first) {
                 let b = to.map_or(end, |t| t.min(end));
-                d.span(cal, 1, snap::COVERED, (m, (*first).max(*from), Some(b)));
+                d.span(
+                    cal,
+                    1,
+                    snap::COVERED,
+                    (m, (*first).max(*from), Some(b), None, 0),
+                );
             }
         }
     }
@@ -453,7 +493,7 @@ fn overdue<'l>(l: &'l Ledger, cal: &Calendar, d: &mut Deltas<'l>) {
         for (m, from, to) in &l.periods {
             let a = (*from).max(f + 1);
             if to.is_none_or(|t| a < t) {
-                d.span(cal, 2, snap::OVERDUE, (m, a, *to));
+                d.span(cal, 2, snap::OVERDUE, (m, a, *to, None, 0));
             }
         }
     }
@@ -561,7 +601,7 @@ fn difference(id: &str, cal: &Calendar, old: &Deltas, new: &Deltas, out: &mut Ve
     for (k, kind) in KINDS.iter().enumerate() {
         let (o, n) = (&old.spans[k], &new.spans[k]);
         for i in (0..o.len().max(n.len())).filter(|i| o.get(*i) != n.get(*i)) {
-            let (m, from, to) = n.get(i).copied().unwrap_or(("", 0, Some(0)));
+            let (m, from, to, tier, value) = n.get(i).copied().unwrap_or(("", 0, Some(0), None, 0));
             out.push(
                 Insert::into(&KPI_SPANS)
                     .set(c::SPAN_ID, id)
@@ -570,6 +610,8 @@ fn difference(id: &str, cal: &Calendar, old: &Deltas, new: &Deltas, out: &mut Ve
                     .set(c::SPAN_MANAGER, m)
                     .set(c::SPAN_FROM, from)
                     .set(c::SPAN_TO, to)
+                    .set(c::SPAN_TIER, tier)
+                    .set(c::SPAN_VALUE, value)
                     .upsert(),
             );
         }
@@ -788,6 +830,19 @@ fn complaint(l: &mut Ledger, e: &CustomerEvent) {
     }
 }
 
+/// What a complaint's change (from `old`) adds to its owner's day.
+fn complaint_counts(cal: &Calendar, old: Option<&Complaint>, new: &Complaint) -> Option<Change> {
+    let owner = new.owner.as_deref()?;
+    let old = old.map_or([0; 6], Complaint::counts);
+    let new_counts = new.counts();
+    let key = vec![Value::Int(cal.day_number(new.logged)), Value::from(owner)];
+    let mut add = Add::to(&KPI_DAYS, key);
+    for (i, (n, o)) in new_counts.iter().zip(old).enumerate() {
+        add = add.add(c::DAY_FLOWS[flow::COMPLAINTS + i], n - o);
+    }
+    (new_counts != old).then(|| add.change())
+}
+
 /// The ledger's changes for customer event `e` of customer `id` at `at`, with what the
 /// memo remembers (the ledger's own memo, the owner, the time zone).
 pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec<Change> {
@@ -838,6 +893,8 @@ pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec
     for k in &ledger.complaints {
         if !before.complaints.contains(k) {
             out.push(k.row(id, &cal));
+            let old = before.complaints.iter().find(|o| o.id == k.id);
+            out.extend(complaint_counts(&cal, old, k));
         }
     }
     if remembered && (registered || ledger != before) {

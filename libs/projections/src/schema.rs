@@ -566,7 +566,8 @@ pub const KPI_CUSTOMERS: Table = Table {
 
 /// A customer's spans, the `n`-th of their kind: `owned` (an ownership period, as the
 /// ownership read model has it), `covered` (owned and contacted by the owner in the 30
-/// days before), `overdue` (owned with its next follow-up, as it is now, before). A span
+/// days before), `overdue` (owned with its next follow-up, as it is now, before); an
+/// owned one carries the customer's tier and AUM (as they are now). A span
 /// the customer no longer has is emptied (no manager, from = to = 0). Read for the day
 /// that holds "now", whose snapshot is taken at an instant (the days before it are in
 /// `rm_kpi_days`).
@@ -581,15 +582,17 @@ pub const KPI_SPANS: Table = Table {
         ("manager_id", "TEXT NOT NULL"),
         ("from_us", "BIGINT NOT NULL"),
         ("to_us", "BIGINT"),
+        ("value_tier", "TEXT"),
+        ("value_minor", "BIGINT NOT NULL"),
     ],
     primary_key: &["customer_id", "kind", "n"],
     indexes: &[("from_idx", "from_us"), ("to_idx", "to_us")],
 };
 
 /// Per manager and local day of the ledger's time zone (days since 1970-01-01): the
-/// flows of the day, and the deltas of the snapshots (portfolio, tiers, value, covered,
-/// overdue) and of the lead stretches (started that day; ended, last owned as a lead,
-/// that day).
+/// flows of the day (and the complaints logged that day, as they stand), and the deltas
+/// of the snapshots (portfolio, tiers, value, covered, overdue) and of the lead stretches
+/// (started that day; ended, last owned as a lead, that day).
 pub const KPI_DAYS: Table = Table {
     name: "rm_kpi_days",
     kind: Kind::Counter,
@@ -619,6 +622,12 @@ pub const KPI_DAYS: Table = Table {
         ("automatic_escalations", "BIGINT NOT NULL"),
         ("referrals_made", "BIGINT NOT NULL"),
         ("referrals_converted", "BIGINT NOT NULL"),
+        ("complaints", "BIGINT NOT NULL"),
+        ("complaints_breached", "BIGINT NOT NULL"),
+        ("complaints_resolved", "BIGINT NOT NULL"),
+        ("complaints_reopened", "BIGINT NOT NULL"),
+        ("satisfaction_sum", "BIGINT NOT NULL"),
+        ("satisfaction_n", "BIGINT NOT NULL"),
     ],
     // By day first: a question reads a range of days.
     primary_key: &["day", "manager_id"],

@@ -66,17 +66,15 @@ fn kpi_days(b: Backend) -> String {
     format!(
         "WITH d AS (SELECT d.day, d.manager_id, d.contacts, d.won, d.reactivated, d.lost, \
          d.returned, d.pool_warnings, d.sla_warnings, d.sla_breaches, d.automatic_escalations, \
-         d.referrals_made, d.referrals_converted, {running}, \
+         d.referrals_made, d.referrals_converted, d.complaints, d.complaints_breached, \
+         d.complaints_resolved, d.complaints_reopened, d.satisfaction_sum, d.satisfaction_n, \
+         {running}, \
          sum(d.lead_starts) OVER w - sum(d.lead_ends) OVER w + d.lead_ends AS stretches \
          FROM rm_kpi_days d WINDOW w AS (PARTITION BY d.manager_id ORDER BY d.day)), \
          g AS (SELECT manager_id, first_day AS day, sum(n) AS n FROM rm_kpi_gaps \
          WHERE first_day = last_day GROUP BY manager_id, first_day), \
          c AS (SELECT manager_id, converts_on AS day, count(DISTINCT customer_id) AS n \
-         FROM rm_kpi_wins WHERE converts_on IS NOT NULL GROUP BY manager_id, converts_on), \
-         k AS (SELECT manager_id, day, count(*) AS complaints, sum(breached) AS breached, \
-         sum(resolved) AS resolved, sum(reopened) AS reopened, \
-         sum(satisfaction) AS satisfaction_sum, count(satisfaction) AS satisfaction_n \
-         FROM rm_kpi_complaints WHERE manager_id IS NOT NULL GROUP BY manager_id, day) \
+         FROM rm_kpi_wins WHERE converts_on IS NOT NULL GROUP BY manager_id, converts_on) \
          SELECT {day}, d.manager_id, m.name AS manager_name, m.team, m.region, m.branch, \
          d.portfolio, d.tier_high, d.tier_mid, d.tier_low, d.value_minor, \
          d.value_minor / 100.0 AS value_under_management, d.covered, {coverage}, \
@@ -84,17 +82,15 @@ fn kpi_days(b: Backend) -> String {
          d.stretches - COALESCE(g.n, 0) AS leads_owned, \
          COALESCE(c.n, 0) AS leads_converted, \
          {conversion}, \
-         COALESCE(k.complaints, 0) AS complaints, COALESCE(k.breached, 0) AS complaints_breached, \
-         {breach_rate}, COALESCE(k.resolved, 0) AS complaints_resolved, \
-         COALESCE(k.reopened, 0) AS complaints_reopened, {reopen_rate}, \
-         k.satisfaction_sum, k.satisfaction_n, {satisfaction}, \
+         d.complaints, d.complaints_breached, {breach_rate}, d.complaints_resolved, \
+         d.complaints_reopened, {reopen_rate}, d.satisfaction_sum, d.satisfaction_n, \
+         {satisfaction}, \
          d.referrals_made, d.referrals_converted, d.reactivated, d.lost AS lost_to_pool, \
          d.returned AS returned_by_pool_rules, d.pool_warnings, d.sla_warnings, d.sla_breaches, \
          d.automatic_escalations \
          FROM d LEFT JOIN rm_managers m ON m.manager_id = d.manager_id \
          LEFT JOIN g ON g.manager_id = d.manager_id AND g.day = d.day \
-         LEFT JOIN c ON c.manager_id = d.manager_id AND c.day = d.day \
-         LEFT JOIN k ON k.manager_id = d.manager_id AND k.day = d.day",
+         LEFT JOIN c ON c.manager_id = d.manager_id AND c.day = d.day",
         running = running.join(", "),
         day = date(b, "d.day", "day"),
         coverage = share("d.covered", "d.portfolio", "contact_coverage"),
@@ -103,9 +99,13 @@ fn kpi_days(b: Backend) -> String {
             "d.stretches - COALESCE(g.n, 0)",
             "lead_conversion_rate"
         ),
-        breach_rate = share("k.breached", "k.complaints", "sla_breach_rate"),
-        reopen_rate = share("k.reopened", "k.resolved", "reopen_rate"),
-        satisfaction = share("k.satisfaction_sum", "k.satisfaction_n", "satisfaction_avg"),
+        breach_rate = share("d.complaints_breached", "d.complaints", "sla_breach_rate"),
+        reopen_rate = share(
+            "d.complaints_reopened",
+            "d.complaints_resolved",
+            "reopen_rate"
+        ),
+        satisfaction = share("d.satisfaction_sum", "d.satisfaction_n", "satisfaction_avg"),
     )
 }
 

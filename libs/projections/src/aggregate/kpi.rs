@@ -356,7 +356,7 @@ impl Books<'_> {
     }
 
     /// The figures of `manager`'s key in the bucket holding `day`.
-    fn on(&mut self, day: i64, manager: &str) -> &mut Tally {
+    pub fn on(&mut self, day: i64, manager: &str) -> &mut Tally {
         self.at(self.range.bucket_of[day as usize], manager)
     }
 
@@ -431,7 +431,7 @@ impl Books<'_> {
     }
 
     /// Complaints logged in the range, one by one.
-    pub fn complaints(&mut self, rows: Vec<Agg>) {
+    fn complaints(&mut self, rows: Vec<Agg>) {
         for r in rows {
             let a = self.on(r.n(0), &r.t(0));
             a.complaints += 1;

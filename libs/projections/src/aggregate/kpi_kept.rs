@@ -50,28 +50,29 @@ const GAPS: &str = "SELECT manager_id, first_day, last_day, n FROM rm_kpi_gaps \
 const WINS: &str = "SELECT manager_id, customer_id, at_us, lead_until_us, lead_next_us \
      FROM rm_kpi_wins WHERE at_us >= $1 AND at_us < $2";
 
-/// Complaints logged in `[$1, $2)` (with an owner), as `Books::complaints` reads them
-/// once the instant is made the day of the range.
-const COMPLAINTS: &str = "SELECT manager_id, logged_at_us, first_response_s, resolution_s, \
-     breached, resolved, reopened, satisfaction FROM rm_kpi_complaints \
-     WHERE logged_at_us >= $1 AND logged_at_us < $2 AND manager_id IS NOT NULL";
+/// The durations of the complaints logged in `[$1, $2)` (with an owner and one at
+/// least): their medians and 90th percentiles need the values; their counts are in
+/// `rm_kpi_days`.
+const DURATIONS: &str = "SELECT manager_id, logged_at_us, first_response_s, resolution_s \
+     FROM rm_kpi_complaints WHERE logged_at_us >= $1 AND logged_at_us < $2 \
+     AND manager_id IS NOT NULL AND (first_response_s IS NOT NULL OR resolution_s IS NOT NULL)";
 
 /// Per manager, the snapshot deltas of the spans starting or ending in `[$1, $2]`:
 /// portfolio, high, mid, low, value, covered, overdue.
-const WITHIN_DAY: &str = "WITH s AS (SELECT customer_id, manager_id, kind, 1 AS sign \
+const WITHIN_DAY: &str = "WITH s AS (SELECT manager_id, kind, value_tier, value_minor, 1 AS sign \
      FROM rm_kpi_spans WHERE from_us >= $1 AND from_us <= $2 \
-     UNION ALL SELECT customer_id, manager_id, kind, -1 FROM rm_kpi_spans \
+     UNION ALL SELECT manager_id, kind, value_tier, value_minor, -1 FROM rm_kpi_spans \
      WHERE to_us >= $1 AND to_us <= $2) \
-     SELECT s.manager_id, \
-     CAST(sum(CASE WHEN s.kind = 'owned' THEN s.sign ELSE 0 END) AS BIGINT), \
-     CAST(sum(CASE WHEN s.kind = 'owned' AND c.value_tier = 'high' THEN s.sign ELSE 0 END) AS BIGINT), \
-     CAST(sum(CASE WHEN s.kind = 'owned' AND c.value_tier = 'mid' THEN s.sign ELSE 0 END) AS BIGINT), \
-     CAST(sum(CASE WHEN s.kind = 'owned' AND c.value_tier <> 'high' AND c.value_tier <> 'mid' \
-     THEN s.sign ELSE 0 END) AS BIGINT), \
-     CAST(sum(CASE WHEN s.kind = 'owned' THEN COALESCE(c.aum_minor, 0) * s.sign ELSE 0 END) AS BIGINT), \
-     CAST(sum(CASE WHEN s.kind = 'covered' THEN s.sign ELSE 0 END) AS BIGINT), \
-     CAST(sum(CASE WHEN s.kind = 'overdue' THEN s.sign ELSE 0 END) AS BIGINT) \
-     FROM s LEFT JOIN rm_customers c ON c.customer_id = s.customer_id GROUP BY s.manager_id";
+     SELECT manager_id, \
+     CAST(sum(CASE WHEN kind = 'owned' THEN sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN kind = 'owned' AND value_tier = 'high' THEN sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN kind = 'owned' AND value_tier = 'mid' THEN sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN kind = 'owned' AND value_tier <> 'high' AND value_tier <> 'mid' \
+     THEN sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(value_minor * sign) AS BIGINT), \
+     CAST(sum(CASE WHEN kind = 'covered' THEN sign ELSE 0 END) AS BIGINT), \
+     CAST(sum(CASE WHEN kind = 'overdue' THEN sign ELSE 0 END) AS BIGINT) \
+     FROM s GROUP BY manager_id";
 
 /// One manager's ledger over the range: the sums before its first fetched day, and the
 /// fetched days with running sums of the snapshot deltas.
@@ -79,7 +80,7 @@ const WITHIN_DAY: &str = "WITH s AS (SELECT customer_id, manager_id, kind, 1 AS 
 struct Account {
     base: [i64; 9],
     /// day → (running snapshot sums through the day, the day's flows)
-    days: BTreeMap<i64, ([i64; 9], [i64; 13])>,
+    days: BTreeMap<i64, ([i64; 9], [i64; 19])>,
 }
 
 impl Account {
@@ -92,8 +93,8 @@ impl Account {
     }
 
     /// The flows of the days `[first, last]`.
-    fn flows(&self, first: i64, last: i64) -> [i64; 13] {
-        let mut out = [0i64; 13];
+    fn flows(&self, first: i64, last: i64) -> [i64; 19] {
+        let mut out = [0i64; 19];
         for (_, (_, f)) in self.days.range(first..=last) {
             for (o, v) in out.iter_mut().zip(f) {
                 *o += v;
@@ -105,14 +106,16 @@ impl Account {
 
 /// Whether any flow of `f` makes its manager a row of the bucket (as a fact does in
 /// the reference: a stage move counts even when it is neither a win nor a reactivation).
-fn touches(f: &[i64; 13]) -> bool {
-    let sub = [flow::WON, flow::REACTIVATED, flow::AUTOMATIC_ESCALATIONS];
-    f.iter()
-        .enumerate()
-        .any(|(i, v)| *v != 0 && !sub.contains(&i))
+fn touches(f: &[i64; 19]) -> bool {
+    // Counts of some of another's: a win is a stage move, and so on.
+    let part = |i: usize| {
+        [flow::WON, flow::REACTIVATED, flow::AUTOMATIC_ESCALATIONS].contains(&i)
+            || i > flow::COMPLAINTS
+    };
+    f.iter().enumerate().any(|(i, v)| *v != 0 && !part(i))
 }
 
-fn credit_flows(a: &mut Tally, f: &[i64; 13]) {
+fn credit_flows(a: &mut Tally, f: &[i64; 19]) {
     a.contacts += f[flow::CONTACTS];
     a.won += f[flow::WON];
     a.reactivated += f[flow::REACTIVATED];
@@ -124,6 +127,13 @@ fn credit_flows(a: &mut Tally, f: &[i64; 13]) {
     a.automatic_escalations += f[flow::AUTOMATIC_ESCALATIONS];
     a.referrals_made += f[flow::REFERRALS_MADE];
     a.referrals_converted += f[flow::REFERRALS_CONVERTED];
+    let k = &f[flow::COMPLAINTS..];
+    a.complaints += k[0];
+    a.breached += k[1];
+    a.resolved += k[2];
+    a.reopened += k[3];
+    a.satisfaction.0 += k[4];
+    a.satisfaction.1 += k[5];
 }
 
 /// What the ledger's questions answered.
@@ -160,7 +170,7 @@ impl Books<'_> {
             for (i, s) in sums.iter_mut().enumerate() {
                 *s += r.n(1 + i);
             }
-            let mut flows = [0i64; 13];
+            let mut flows = [0i64; 19];
             for (i, f) in flows.iter_mut().enumerate() {
                 *f = r.n(10 + i);
             }
@@ -244,13 +254,14 @@ impl Books<'_> {
         }
     }
 
-    /// Complaints logged in the range, their instants made days of the range.
-    fn complaints_kept(&mut self, mut rows: Vec<Agg>) {
-        let days = &self.range.days;
-        for r in &mut rows {
-            r.num[0] = Some(days.cal.day_number(r.n(0)) - days.first);
+    /// The durations of the complaints logged in the range, to their day's bucket.
+    fn durations(&mut self, rows: Vec<Agg>) {
+        let (cal, first) = (self.range.days.cal, self.range.days.first);
+        for r in rows {
+            let a = self.on(cal.day_number(r.n(0)) - first, &r.t(0));
+            a.first_response.extend(r.num[1]);
+            a.resolution.extend(r.num[2]);
         }
-        self.complaints(rows);
     }
 }
 
@@ -307,7 +318,7 @@ impl ReadStore {
             within_day,
             self.aggregate(GAPS, 1, &gap_days),
             self.aggregate(WINS, 2, &within),
-            self.aggregate(COMPLAINTS, 1, &within),
+            self.aggregate(DURATIONS, 1, &within),
         )?;
         let keys = Keys {
             level,
@@ -328,7 +339,7 @@ impl ReadStore {
             wins,
         };
         books.ledger(answers, now_us);
-        books.complaints_kept(complaints);
+        books.durations(complaints);
         Ok(books.rows())
     }
 }
