@@ -25,8 +25,10 @@
 //!   follow-up (as it is now, as the reference takes it) before the instant.
 //! - **Wins** (`rm_kpi_wins`) carry the winner's lead stretches around them, so a
 //!   bucket's conversions are read from its wins alone.
-//! - **Complaints** (`rm_kpi_complaints`) are kept one row each, as the KPIs count them
-//!   (their durations are quantiles, not sums), indexed by when they were logged.
+//! - **Complaints** (`rm_kpi_complaints`) are kept one row each, as the KPIs count them,
+//!   keyed by when they were logged; their counts (logged, breached, resolved, reopened,
+//!   satisfaction) are added to the owner's day as they change, their durations read
+//!   one by one (medians and 90th percentiles are not sums).
 
 use std::collections::{BTreeMap, BTreeSet};
 

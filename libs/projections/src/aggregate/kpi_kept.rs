@@ -1,7 +1,7 @@
 //! Manager KPIs from the KPI ledger ([`crate::ledger`]): a question reads, per manager,
 //! the sums of the months before its range and the rows of its days, the spans that
-//! start or end on the day holding "now", and the lead gaps, wins and complaints of the
-//! range.
+//! start or end on the day holding "now", and the lead gaps, wins and complaint durations
+//! of the range.
 //! Equal to [`crate::kpi::kpis`] row for row (tests, both backends).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
