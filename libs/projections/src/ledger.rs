@@ -660,42 +660,10 @@ fn apply(
     flows: &mut Flows,
 ) -> Parts {
     let mut credit = |m: &str, when: i64, f: usize, n: i64| flows.push((m.to_string(), when, f, n));
+    if let Some(parts) = ownership(l, e, at, &mut credit) {
+        return parts;
+    }
     match e {
-        CustomerEvent::CustomerRegistered(r) => {
-            let from = micros(r.registered_at);
-            l.tier = r.value_tier.as_str().to_string();
-            l.aum = r.aum_minor.unwrap_or(0);
-            l.stage(r.stage.as_str(), from);
-            Parts::ALL
-        }
-        CustomerEvent::OwnerAssigned(a) => {
-            l.owner(Some(a.manager_id.to_string()), at);
-            Parts::ALL
-        }
-        CustomerEvent::OwnershipTransferred(t) => {
-            l.owner(Some(t.to_manager.to_string()), at);
-            Parts::ALL
-        }
-        CustomerEvent::ClaimedFromPool(cl) => {
-            l.owner(Some(cl.manager_id.to_string()), at);
-            Parts::ALL
-        }
-        CustomerEvent::ReleasedToPool(r) => {
-            if let Some(m) = l
-                .periods
-                .iter()
-                .rev()
-                .find(|p| p.2.is_none())
-                .map(|p| p.0.clone())
-            {
-                credit(&m, at, flow::LOST, 1);
-            }
-            if r.rule.is_some() {
-                credit(&r.previous_owner.to_string(), at, flow::RETURNED, 1);
-            }
-            l.owner(None, at);
-            Parts::ALL
-        }
         CustomerEvent::ContactRecorded(k) => {
             let (when, m) = (micros(k.contacted_at), k.manager_id.to_string());
             credit(&m, when, flow::CONTACTS, 1);
@@ -745,6 +713,49 @@ fn apply(
             Parts::default()
         }
     }
+}
+
+/// Registration and the ownership events: every part of the deltas may change.
+fn ownership(
+    l: &mut Ledger,
+    e: &CustomerEvent,
+    at: i64,
+    credit: &mut dyn FnMut(&str, i64, usize, i64),
+) -> Option<Parts> {
+    match e {
+        CustomerEvent::CustomerRegistered(r) => {
+            let from = micros(r.registered_at);
+            l.tier = r.value_tier.as_str().to_string();
+            l.aum = r.aum_minor.unwrap_or(0);
+            l.stage(r.stage.as_str(), from);
+        }
+        CustomerEvent::OwnerAssigned(a) => {
+            l.owner(Some(a.manager_id.to_string()), at);
+        }
+        CustomerEvent::OwnershipTransferred(t) => {
+            l.owner(Some(t.to_manager.to_string()), at);
+        }
+        CustomerEvent::ClaimedFromPool(cl) => {
+            l.owner(Some(cl.manager_id.to_string()), at);
+        }
+        CustomerEvent::ReleasedToPool(r) => {
+            if let Some(m) = l
+                .periods
+                .iter()
+                .rev()
+                .find(|p| p.2.is_none())
+                .map(|p| p.0.clone())
+            {
+                credit(&m, at, flow::LOST, 1);
+            }
+            if r.rule.is_some() {
+                credit(&r.previous_owner.to_string(), at, flow::RETURNED, 1);
+            }
+            l.owner(None, at);
+        }
+        _ => return None,
+    }
+    Some(Parts::ALL)
 }
 
 /// The flows of events that change no history.

@@ -76,6 +76,92 @@ fn int(e: &str) -> String {
     format!("CAST({e} AS BIGINT)")
 }
 
+/// Where one kind of flow is counted: whose it is, its source's name (and kind), its
+/// instant, two sums beside the count, the table and a condition.
+struct FlowSource {
+    who: &'static str,
+    source: &'static str,
+    kind: &'static str,
+    at: &'static str,
+    x: &'static str,
+    y: &'static str,
+    table: &'static str,
+    condition: &'static str,
+}
+
+const FLOW_SOURCES: [FlowSource; 7] = [
+    FlowSource {
+        who: "manager_id",
+        source: "lost",
+        kind: "''",
+        at: "to_us",
+        x: "0",
+        y: "0",
+        table: "rm_ownership_periods",
+        condition: " AND end_event = 'ReleasedToPool'",
+    },
+    FlowSource {
+        who: "manager_id",
+        source: "contacts",
+        kind: "''",
+        at: "at_us",
+        x: "0",
+        y: "0",
+        table: "rm_contacts",
+        condition: "",
+    },
+    FlowSource {
+        who: "owner_id",
+        source: "moves",
+        kind: "''",
+        at: "at_us",
+        x: "sum(CASE WHEN to_stage = 'customer' THEN 1 ELSE 0 END)",
+        y: "sum(reactivated)",
+        table: "rm_stage_transitions",
+        condition: " AND owner_id IS NOT NULL",
+    },
+    FlowSource {
+        who: "manager_id",
+        source: "pool",
+        kind: "kind",
+        at: "at_us",
+        x: "0",
+        y: "0",
+        table: "rm_pool_events",
+        condition: "",
+    },
+    FlowSource {
+        who: "owner_id",
+        source: "sla",
+        kind: "kind",
+        at: "at_us",
+        x: "sum(automatic)",
+        y: "0",
+        table: "rm_sla_events",
+        condition: " AND owner_id IS NOT NULL",
+    },
+    FlowSource {
+        who: "referrer",
+        source: "referred",
+        kind: "''",
+        at: "recorded_at_us",
+        x: "0",
+        y: "0",
+        table: "rm_referrals",
+        condition: "",
+    },
+    FlowSource {
+        who: "referrer",
+        source: "converted",
+        kind: "''",
+        at: "converted_at_us",
+        x: "0",
+        y: "0",
+        table: "rm_referrals",
+        condition: "",
+    },
+];
+
 /// The buckets of one KPI question and the local days they are made of.
 pub(super) struct Range<'c> {
     pub days: Days<'c>,
@@ -178,89 +264,22 @@ impl<'c> Range<'c> {
     /// Flows in the range, per manager and day: (manager, source, kind, day, n, x, y)
     /// (binds: start, end).
     fn flows_sql(&self) -> String {
-        let (zero, count) = (int("0"), int("count(*)"));
-        let won = int("sum(CASE WHEN to_stage = 'customer' THEN 1 ELSE 0 END)");
-        let (reactivated, automatic) = (int("sum(reactivated)"), int("sum(automatic)"));
-        let table = [
-            // (who, source, kind, instant, x, y, table, condition)
-            (
-                "manager_id",
-                "lost",
-                "''",
-                "to_us",
-                &zero,
-                &zero,
-                "rm_ownership_periods",
-                " AND end_event = 'ReleasedToPool'",
-            ),
-            (
-                "manager_id",
-                "contacts",
-                "''",
-                "at_us",
-                &zero,
-                &zero,
-                "rm_contacts",
-                "",
-            ),
-            (
-                "owner_id",
-                "moves",
-                "''",
-                "at_us",
-                &won,
-                &reactivated,
-                "rm_stage_transitions",
-                " AND owner_id IS NOT NULL",
-            ),
-            (
-                "manager_id",
-                "pool",
-                "kind",
-                "at_us",
-                &zero,
-                &zero,
-                "rm_pool_events",
-                "",
-            ),
-            (
-                "owner_id",
-                "sla",
-                "kind",
-                "at_us",
-                &automatic,
-                &zero,
-                "rm_sla_events",
-                " AND owner_id IS NOT NULL",
-            ),
-            (
-                "referrer",
-                "referred",
-                "''",
-                "recorded_at_us",
-                &zero,
-                &zero,
-                "rm_referrals",
-                "",
-            ),
-            (
-                "referrer",
-                "converted",
-                "''",
-                "converted_at_us",
-                &zero,
-                &zero,
-                "rm_referrals",
-                "",
-            ),
-        ];
-        let selects: Vec<String> = table
+        let selects: Vec<String> = FLOW_SOURCES
             .iter()
-            .map(|(who, source, kind, at, x, y, table, cond)| {
+            .map(|f| {
                 format!(
-                    "SELECT {who}, '{source}', {kind}, {}, {count}, {x}, {y} \
-                     FROM {table} WHERE {at} >= $1 AND {at} < $2{cond} GROUP BY 1, 2, 3, 4",
-                    self.days.of(at)
+                    "SELECT {}, '{}', {}, {}, CAST(count(*) AS BIGINT), CAST({} AS BIGINT), \
+                     CAST({} AS BIGINT) FROM {} WHERE {at} >= $1 AND {at} < $2{} \
+                     GROUP BY 1, 2, 3, 4",
+                    f.who,
+                    f.source,
+                    f.kind,
+                    self.days.of(f.at),
+                    f.x,
+                    f.y,
+                    f.table,
+                    f.condition,
+                    at = f.at,
                 )
             })
             .collect();
