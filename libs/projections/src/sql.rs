@@ -774,12 +774,13 @@ pub(crate) fn select_positions(table: &str) -> String {
 /// The zone the KPI ledger counts local days in.
 pub(crate) const LEDGER_ZONE: &str = "SELECT time_zone FROM rm_kept WHERE read_model = 'kpis'";
 
-/// Set the zone the KPI ledger counts local days in; one that has counted events is
-/// incomplete until rebuilt.
+/// Set the zone analytics counts local days in (the KPI ledger's and the funnel's); if
+/// it has counted events, both are incomplete until rebuilt.
 pub(crate) fn set_ledger_zone(zone: &crate::calendar::Calendar) -> String {
     format!(
-        "UPDATE rm_kept SET time_zone = '{}', complete = CASE WHEN EXISTS \
-         (SELECT 1 FROM rm_analytics_positions) THEN 0 ELSE complete END WHERE read_model = 'kpis'",
+        "UPDATE rm_kept SET time_zone = CASE WHEN read_model = 'kpis' THEN '{}' END, \
+         complete = CASE WHEN EXISTS (SELECT 1 FROM rm_analytics_positions) THEN 0 \
+         ELSE complete END WHERE read_model IN ('analytics', 'kpis')",
         zone.to_string().replace('\'', "")
     )
 }

@@ -632,9 +632,10 @@ impl ReadStore {
         }
     }
 
-    /// Count the KPI ledger's days in `zone` from now on. A different zone than the
-    /// ledger's marks it incomplete (KPI questions are answered from the facts) until
-    /// `crm projections rebuild analytics` has counted the whole log in it.
+    /// Count analytics' days (the KPI ledger's, the funnel's) in `zone` from now on. A
+    /// different zone than the ledger's marks both incomplete (KPI and funnel questions
+    /// are answered from the facts) until `crm projections rebuild analytics` has
+    /// counted the whole log in it.
     pub async fn set_ledger_zone(&self, zone: Calendar) -> Result<bool, ReadError> {
         if self.ledger_zone().await? == zone {
             return Ok(false);

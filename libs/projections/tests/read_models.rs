@@ -879,6 +879,10 @@ async fn the_kpi_ledger_counts_the_days_of_its_zone() {
         // Another zone: the ledger no longer answers, the facts do.
         assert!(store.set_ledger_zone(london).await.unwrap());
         assert!(!store.ledger_answers(&london).await.unwrap());
+        assert!(
+            !store.kept_complete().await.unwrap(),
+            "the funnel's days move too"
+        );
         assert!(!store.ledger_answers(&new_york).await.unwrap());
         let cal = (&london, Granularity::Day);
         assert_eq!(
