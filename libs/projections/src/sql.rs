@@ -157,7 +157,7 @@ fn changes(out: &mut Script, b: &Batch) -> Result<Counters, ReadError> {
     }
     for ((t, _), rows) in memos {
         let mut rows: Vec<&Insert> = rows.into_values().collect();
-        rows.sort_unstable_by(|a, b| value_order(&a.values[..1], &b.values[..1]));
+        rows.sort_unstable_by(|a, b| a.values[..1].cmp(&b.values[..1]));
         for chunk in rows.chunks(500) {
             out.add(|s| {
                 insert_rows(s, chunk, b.targets[t].2)?;
@@ -250,25 +250,13 @@ impl Counters {
             let suffix = targets[t].2;
             let t = rows.table;
             let mut sums: Vec<(Vec<Value>, Vec<i64>)> = rows.sums.into_iter().collect();
-            sums.sort_unstable_by(|a, b| value_order(&a.0, &b.0));
+            sums.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for chunk in sums.chunks(500) {
                 out.add(|s| counter_upsert(s, t, suffix, chunk))?;
             }
         }
         Ok(())
     }
-}
-
-/// An order of keys: text by its bytes, integers by value, NULL first.
-fn value_order(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
-    fn rank(v: &Value) -> (u8, i64, &str) {
-        match v {
-            Value::Null => (0, 0, ""),
-            Value::Int(i) => (1, *i, ""),
-            Value::Text(s) => (2, 0, s.as_str()),
-        }
-    }
-    a.iter().map(rank).cmp(b.iter().map(rank))
 }
 
 /// `INSERT … VALUES (key, amounts), … ON CONFLICT (key) DO UPDATE SET c = c + excluded.c`.

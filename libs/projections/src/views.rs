@@ -51,18 +51,11 @@ fn share(n: &str, d: &str, alias: &str) -> String {
 /// flows and complaints, the snapshots at the end of the day, leads owned and converted
 /// that day, each rate beside its inputs.
 fn kpi_days(b: Backend) -> String {
-    let running: Vec<String> = [
-        "portfolio",
-        "tier_high",
-        "tier_mid",
-        "tier_low",
-        "value_minor",
-        "covered",
-        "overdue",
-    ]
-    .iter()
-    .map(|c| format!("sum(d.{c}) OVER w AS {c}"))
-    .collect();
+    // The snapshots, as running sums of their deltas (the lead stretches are counted apart).
+    let running: Vec<String> = crate::ledger::SNAPSHOT[..crate::ledger::snap::LEAD_STARTS]
+        .iter()
+        .map(|c| format!("sum(d.{c}) OVER w AS {c}"))
+        .collect();
     format!(
         "WITH d AS (SELECT d.day, d.manager_id, d.contacts, d.won, d.reactivated, d.lost, \
          d.returned, d.pool_warnings, d.sla_warnings, d.sla_breaches, d.automatic_escalations, \

@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use super::Agg;
 use crate::calendar::{Calendar, Granularity};
 use crate::kpi::{KpiRow, Level, Period, Tally, COVERAGE_WINDOW_US};
+use crate::queries::ManagerRow;
 use crate::store::{ReadError, ReadStore};
 
 /// The local days of a range of whole buckets `[start, end)` (`$1` is `start`),
@@ -343,10 +344,10 @@ impl<'c> Range<'c> {
 }
 
 /// The key a manager's figures count under: the manager, or its team or region.
-pub(super) struct Keys {
-    pub level: Level,
+struct Keys {
+    level: Level,
     /// manager → (team, region)
-    pub managers: HashMap<String, (String, String)>,
+    managers: HashMap<String, (String, String)>,
 }
 
 impl Keys {
@@ -363,11 +364,23 @@ impl Keys {
 /// The answers' figures, per bucket and key, as they are added up.
 pub(super) struct Books<'r> {
     pub range: &'r Range<'r>,
-    pub keys: Keys,
-    pub acc: Vec<BTreeMap<String, Tally>>,
+    keys: Keys,
+    acc: Vec<BTreeMap<String, Tally>>,
 }
 
-impl Books<'_> {
+impl<'r> Books<'r> {
+    /// No figures yet for the buckets of `range`, counted under `level`'s keys.
+    pub fn new(range: &'r Range<'r>, level: Level, managers: Vec<ManagerRow>) -> Self {
+        let managers = (managers.into_iter())
+            .map(|m| (m.manager_id, (m.team, m.region)))
+            .collect();
+        Books {
+            acc: range.spans.iter().map(|_| BTreeMap::new()).collect(),
+            range,
+            keys: Keys { level, managers },
+        }
+    }
+
     /// The figures of `manager`'s key in bucket `k`.
     pub fn at(&mut self, k: usize, manager: &str) -> &mut Tally {
         let key = self.keys.of(manager);
@@ -576,17 +589,7 @@ impl ReadStore {
             self.aggregate(&leads_sql, 2, &within),
             self.aggregate(&wins_sql, 2, &within),
         )?;
-        let keys = Keys {
-            level,
-            managers: (managers.into_iter())
-                .map(|m| (m.manager_id, (m.team, m.region)))
-                .collect(),
-        };
-        let mut books = Books {
-            acc: range.spans.iter().map(|_| BTreeMap::new()).collect(),
-            range: &range,
-            keys,
-        };
+        let mut books = Books::new(&range, level, managers);
         books.snapshots(deltas, cover);
         books.overdue(overdue);
         books.flows(flows);

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::kpi::{Books, Keys, Range};
+use super::kpi::{Books, Range};
 use super::Agg;
 use crate::calendar::{Calendar, Granularity};
 use crate::change::Value;
@@ -320,17 +320,7 @@ impl ReadStore {
             self.aggregate(WINS, 2, &within),
             self.aggregate(DURATIONS, 1, &within),
         )?;
-        let keys = Keys {
-            level,
-            managers: (managers.into_iter())
-                .map(|m| (m.manager_id, (m.team, m.region)))
-                .collect(),
-        };
-        let mut books = Books {
-            acc: range.spans.iter().map(|_| BTreeMap::new()).collect(),
-            range: &range,
-            keys,
-        };
+        let mut books = Books::new(&range, level, managers);
         let answers = Answers {
             base,
             days,
