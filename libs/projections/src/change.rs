@@ -5,6 +5,12 @@
 //! for the SQL applier, [`crate::project::Memo`]). Each form means the same to both;
 //! the verification (`crm projections verify`) compares the two results row by row.
 
+use std::any::Any;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use serde::Serialize;
+
 use crate::schema::{Col, Kind, Table};
 
 /// A value of a cell. Ids and names are text, instants microseconds since the epoch,
@@ -14,6 +20,90 @@ pub enum Value {
     Null,
     Int(i64),
     Text(String),
+    /// Text a memo keeps as JSON (a customer's history), held typed while in memory.
+    Doc(Doc),
+}
+
+/// A structured value a memo column stores as its JSON text. In memory it stays typed,
+/// so a fold reads it back without parsing, and it is written as text once, when its
+/// row is (a batch's last state of a memo row; a rebuild's final one), not per event.
+/// Two documents are the same when their texts are.
+#[derive(Clone)]
+pub struct Doc(Arc<dyn Document>);
+
+/// What a [`Doc`] can hold: anything serializable.
+pub trait Document: Any + Debug + Send + Sync {
+    fn json(&self) -> String;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Serialize + Debug + Send + Sync + 'static> Document for T {
+    fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Doc {
+    pub fn new<T: Document>(value: T) -> Self {
+        Self(Arc::new(value))
+    }
+
+    /// The value, if it is a `T`.
+    pub fn get<T: Document>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+
+    /// Its JSON text, as the column stores it.
+    pub fn json(&self) -> String {
+        self.0.json()
+    }
+}
+
+impl Debug for Doc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for Doc {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.json() == other.json()
+    }
+}
+
+impl Eq for Doc {}
+
+impl std::hash::Hash for Doc {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.json().hash(state);
+    }
+}
+
+impl PartialOrd for Doc {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Doc {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.json().cmp(&other.json())
+    }
+}
+
+impl Value {
+    /// A memo's typed value, read back: held typed (`T`), or stored as JSON text.
+    pub fn document<T: Document + Clone + serde::de::DeserializeOwned>(&self) -> Option<T> {
+        match self {
+            Value::Doc(d) => d.get::<T>().cloned(),
+            Value::Text(json) => serde_json::from_str(json).ok(),
+            _ => None,
+        }
+    }
 }
 
 impl From<i64> for Value {
@@ -57,6 +147,8 @@ pub enum Change {
     Update(Update),
     /// Amounts added to one row of a counter table, created with them when absent.
     Add(Add),
+    /// The row of a [`Kind::State`] table with this key removed, if there is one.
+    Delete(Delete),
 }
 
 impl Change {
@@ -65,7 +157,23 @@ impl Change {
             Change::Insert(i) | Change::Upsert(i) => i.table,
             Change::Update(u) => u.table,
             Change::Add(a) => a.table,
+            Change::Delete(d) => d.table,
         }
+    }
+}
+
+/// The row of `table` whose key is `key` (the values of its key columns, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delete {
+    pub table: &'static Table,
+    pub key: Vec<Value>,
+}
+
+impl Delete {
+    pub fn from(table: &'static Table, key: Vec<Value>) -> Change {
+        debug_assert_eq!(table.kind, Kind::State, "{}", table.name);
+        debug_assert_eq!(key.len(), table.primary_key.len(), "{}", table.name);
+        Change::Delete(Delete { table, key })
     }
 }
 

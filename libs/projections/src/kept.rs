@@ -18,7 +18,7 @@
 use crm_domain::CustomerEvent;
 
 use crate::calendar::Calendar;
-use crate::change::{Add, Change, Insert, Value};
+use crate::change::{Add, Change, Doc, Insert, Value};
 use crate::funnel::{Slice, StageCount};
 use crate::ledger::{first_day_of_month, month_of_day};
 use crate::project::Memo;
@@ -129,24 +129,22 @@ impl Member {
                 text(m::TIER)?,
                 text(m::TEAM)?,
             ],
-            stays: serde_json::from_str(&text(m::STAYS)?).unwrap_or_default(),
+            stays: row[m::STAYS.index].document().unwrap_or_default(),
         })
     }
 
-    fn row(&self, id: &str) -> Change {
+    fn into_row(self, id: &str) -> Change {
+        let [_, region, channel, kind, tier, team] = self.values;
         Insert::into(&ANALYTICS_CUSTOMERS)
             .set(m::ID, id)
-            .set(m::OWNER, self.owner.clone())
-            .set(m::STAGE, self.stage.as_str())
-            .set(m::REGION, self.values[1].as_str())
-            .set(m::CHANNEL, self.values[2].as_str())
-            .set(m::TYPE, self.values[3].as_str())
-            .set(m::TIER, self.values[4].as_str())
-            .set(m::TEAM, self.values[5].as_str())
-            .set(
-                m::STAYS,
-                serde_json::to_string(&self.stays).unwrap_or_default(),
-            )
+            .set(m::OWNER, self.owner)
+            .set(m::STAGE, self.stage)
+            .set(m::REGION, region)
+            .set(m::CHANNEL, channel)
+            .set(m::TYPE, kind)
+            .set(m::TIER, tier)
+            .set(m::TEAM, team)
+            .set(m::STAYS, Value::Doc(Doc::new(self.stays)))
             .upsert()
     }
 }
@@ -304,7 +302,7 @@ pub fn funnel(
         }
     };
     let mut out = d.out;
-    out.push(member.row(id));
+    out.push(member.into_row(id));
     out
 }
 

@@ -37,7 +37,7 @@ use crm_domain::CustomerEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
-use crate::change::{Add, Change, Insert, Value};
+use crate::change::{Add, Change, Delete, Doc, Insert, Value};
 use crate::kpi::COVERAGE_WINDOW_US;
 use crate::project::{micros, Memo};
 use crate::schema::{col, Col, KPI_COMPLAINTS, KPI_CUSTOMERS, KPI_DAYS, KPI_GAPS, KPI_MONTHS};
@@ -284,19 +284,15 @@ pub struct Ledger {
 
 impl Ledger {
     fn recall(memo: &dyn Memo, id: &str) -> Option<Self> {
-        match memo
-            .row(&KPI_CUSTOMERS, &Value::from(id))?
+        memo.row(&KPI_CUSTOMERS, &Value::from(id))?
             .get(c::LEDGER.index)?
-        {
-            Value::Text(json) => serde_json::from_str(json).ok(),
-            _ => None,
-        }
+            .document()
     }
 
-    fn row(&self, id: &str) -> Change {
+    fn into_row(self, id: &str) -> Change {
         Insert::into(&KPI_CUSTOMERS)
             .set(c::ID, id)
-            .set(c::LEDGER, serde_json::to_string(self).unwrap_or_default())
+            .set(c::LEDGER, Value::Doc(Doc::new(self)))
             .upsert()
     }
 
@@ -603,7 +599,11 @@ fn difference(id: &str, cal: &Calendar, old: &Deltas, new: &Deltas, out: &mut Ve
     for (k, kind) in KINDS.iter().enumerate() {
         let (o, n) = (&old.spans[k], &new.spans[k]);
         for i in (0..o.len().max(n.len())).filter(|i| o.get(*i) != n.get(*i)) {
-            let (m, from, to, tier, value) = n.get(i).copied().unwrap_or(("", 0, Some(0), None, 0));
+            let Some(&(m, from, to, tier, value)) = n.get(i) else {
+                let key = vec![Value::from(id), Value::from(*kind), Value::Int(i as i64)];
+                out.push(Delete::from(&KPI_SPANS, key));
+                continue;
+            };
             out.push(
                 Insert::into(&KPI_SPANS)
                     .set(c::SPAN_ID, id)
@@ -856,32 +856,42 @@ fn complaint_counts(cal: &Calendar, old: Option<&Complaint>, new: &Complaint) ->
     (new_counts != old).then(|| add.change())
 }
 
+/// Whether `e` changes what the ledger remembers (the other events are credited from
+/// the owner alone, and their customer's memo is not read).
+fn remembered(e: &CustomerEvent) -> bool {
+    matches!(
+        e,
+        CustomerEvent::CustomerRegistered(_)
+            | CustomerEvent::OwnerAssigned(_)
+            | CustomerEvent::OwnershipTransferred(_)
+            | CustomerEvent::ClaimedFromPool(_)
+            | CustomerEvent::ReleasedToPool(_)
+            | CustomerEvent::ContactRecorded(_)
+            | CustomerEvent::LifecycleStageChanged(_)
+            | CustomerEvent::ValueTierChanged(_)
+            | CustomerEvent::ReferralRecorded(_)
+            | CustomerEvent::ReferralConverted(_)
+            | CustomerEvent::ComplaintLogged(_)
+            | CustomerEvent::ComplaintAcknowledged(_)
+            | CustomerEvent::ComplaintResolved(_)
+            | CustomerEvent::ComplaintReopened(_)
+            | CustomerEvent::ComplaintClosed(_)
+            | CustomerEvent::ComplaintSlaBreached(_)
+    ) || matches!(e, CustomerEvent::ProfileUpdated(p) if p.aum_minor.is_some())
+}
+
 /// The ledger's changes for customer event `e` of customer `id` at `at`, with what the
 /// memo remembers (the ledger's own memo, the owner, the time zone).
+///
+/// What follows from a customer's history (snapshot deltas, spans, wins, lead gaps,
+/// complaint rows and counts) is added as the difference the event makes to it; unless
+/// the memo [settles at the end](Memo::settles_at_end) (a rebuild), which adds it once
+/// per customer from its final history ([`settle`]): the differences of all its events
+/// sum to just that.
 pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec<Change> {
     let registered = matches!(e, CustomerEvent::CustomerRegistered(_));
-    // Most events but these change nothing the ledger remembers, and are not read.
-    let remembered = registered
-        || matches!(
-            e,
-            CustomerEvent::OwnerAssigned(_)
-                | CustomerEvent::OwnershipTransferred(_)
-                | CustomerEvent::ClaimedFromPool(_)
-                | CustomerEvent::ReleasedToPool(_)
-                | CustomerEvent::ContactRecorded(_)
-                | CustomerEvent::LifecycleStageChanged(_)
-                | CustomerEvent::ValueTierChanged(_)
-                | CustomerEvent::ReferralRecorded(_)
-                | CustomerEvent::ReferralConverted(_)
-                | CustomerEvent::ComplaintLogged(_)
-                | CustomerEvent::ComplaintAcknowledged(_)
-                | CustomerEvent::ComplaintResolved(_)
-                | CustomerEvent::ComplaintReopened(_)
-                | CustomerEvent::ComplaintClosed(_)
-                | CustomerEvent::ComplaintSlaBreached(_)
-        )
-        || matches!(e, CustomerEvent::ProfileUpdated(p) if p.aum_minor.is_some());
-    let recalled = match remembered {
+    let remembered = remembered(e);
+    let recalled = match remembered && !registered {
         true => Ledger::recall(memo, id),
         false => None,
     };
@@ -891,7 +901,7 @@ pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec
     let mut ledger = recalled.unwrap_or_default();
     let owner = crate::kept::owner(memo, id);
     let cal = memo.calendar();
-    let before = ledger.clone();
+    let before = (!memo.settles_at_end()).then(|| ledger.clone());
     let mut flows = Flows::new();
     let parts = apply(&mut ledger, e, at, owner.as_deref(), &mut flows);
     let mut out = Vec::new();
@@ -899,20 +909,45 @@ pub fn changes(memo: &dyn Memo, (id, at): (&str, i64), e: &CustomerEvent) -> Vec
         let key = vec![Value::Int(cal.day_number(when)), Value::from(m)];
         out.push(Add::to(&KPI_DAYS, key).add(c::DAY_FLOWS[f], n).change());
     }
-    if parts.any() {
-        let (old, new) = (deltas(&before, &cal, parts), deltas(&ledger, &cal, parts));
-        difference(id, &cal, &old, &new, &mut out);
+    if let Some(before) = &before {
+        history(id, &cal, parts, before, &ledger, &mut out);
     }
-    for k in &ledger.complaints {
+    if remembered && (registered || before.as_ref() != Some(&ledger)) {
+        out.push(ledger.into_row(id));
+    }
+    out
+}
+
+/// What one event's change of a customer's history (`before` → `after`) adds.
+fn history(
+    id: &str,
+    cal: &Calendar,
+    parts: Parts,
+    before: &Ledger,
+    after: &Ledger,
+    out: &mut Vec<Change>,
+) {
+    if parts.any() {
+        let (old, new) = (deltas(before, cal, parts), deltas(after, cal, parts));
+        difference(id, cal, &old, &new, out);
+    }
+    for k in &after.complaints {
         if !before.complaints.contains(k) {
-            out.push(k.row(id, &cal));
+            out.push(k.row(id, cal));
             let old = before.complaints.iter().find(|o| o.id == k.id);
-            out.extend(complaint_counts(&cal, old, k));
+            out.extend(complaint_counts(cal, old, k));
         }
     }
-    if remembered && (registered || ledger != before) {
-        out.push(ledger.row(id));
-    }
+}
+
+/// What customer `id`'s whole history, as its memo row `row` of the ledger holds it,
+/// adds (a rebuild's settlement: [`changes`] left it out).
+pub fn settle(id: &str, row: &[Value], cal: &Calendar) -> Vec<Change> {
+    let Some(ledger) = row.get(c::LEDGER.index).and_then(Value::document::<Ledger>) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    history(id, cal, Parts::ALL, &Ledger::default(), &ledger, &mut out);
     out
 }
 

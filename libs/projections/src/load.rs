@@ -68,6 +68,7 @@ pub(crate) async fn write_rows(
                             let _ = write!(buf, "{v}");
                         }
                         Value::Text(s) => push_copy_text(&mut buf, s),
+                        Value::Doc(d) => push_copy_text(&mut buf, &d.json()),
                     }
                 }
                 buf.push('\n');
@@ -92,6 +93,7 @@ pub(crate) async fn write_rows(
                         Value::Null => q.bind(None::<String>),
                         Value::Int(v) => q.bind(v),
                         Value::Text(s) => q.bind(s),
+                        Value::Doc(d) => q.bind(d.json()),
                     };
                 }
                 q.execute(&mut *tx).await?;

@@ -12,6 +12,7 @@
 //! remembers ([`Memory::cache`]): the memo rows of a batch's customers, read before the
 //! batch is projected and kept up to date as its events are.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use crm_domain::Payload;
 use crm_eventstore::RecordedEvent;
 
 use crate::calendar::Calendar;
-use crate::change::{Add, Change, Cond, Insert, Set, Update, Value};
+use crate::change::{Add, Change, Cond, Delete, Insert, Set, Update, Value};
 use crate::plan::{verdict, Verdict};
 use crate::project::Memo;
 use crate::schema::{Kind, Projection, Table};
@@ -51,11 +52,17 @@ pub struct Memory {
     keys: Vec<Vec<usize>>,
     /// The zone the KPI ledger counts local days in.
     calendar: Calendar,
+    /// Whether what follows from the memo rows' final states is added at the end (a
+    /// rebuild: [`Memo::settles_at_end`]).
+    settles: bool,
 }
 
 impl Memory {
     pub fn new(projection: Projection, limits: Option<Arc<HashMap<String, i64>>>) -> Self {
-        Self::holding(projection, limits, |_| true)
+        Self {
+            settles: true,
+            ..Self::holding(projection, limits, |_| true)
+        }
     }
 
     /// What `projection` remembers between events, and nothing else: the SQL applier's
@@ -87,6 +94,7 @@ impl Memory {
             tables,
             keys,
             calendar: Calendar::UTC,
+            settles: false,
         }
     }
 
@@ -162,6 +170,17 @@ impl Memory {
             Change::Upsert(i) => self.insert(i, true),
             Change::Update(u) => self.update(u),
             Change::Add(a) => self.add(a),
+            Change::Delete(d) => self.delete(d),
+        }
+    }
+
+    fn delete(&mut self, d: Delete) {
+        let slot = self.slot(d.table.name);
+        let keys = &self.keys[slot];
+        if let Held::State(groups) = &mut self.tables[slot] {
+            if let Some(group) = groups.get_mut(&d.key[0]) {
+                group.retain(|r| !keys.iter().zip(&d.key).all(|(k, v)| r[*k] == *v));
+            }
         }
     }
 
@@ -190,15 +209,22 @@ impl Memory {
         let Held::Counter(rows) = &mut self.tables[slot] else {
             return;
         };
-        let (t, keys) = (a.table, &self.keys[slot]);
-        let row = rows.entry(a.key.clone()).or_insert_with(|| {
-            let mut row = vec![Value::Int(0); t.columns.len()];
-            for (i, v) in keys.iter().zip(&a.key) {
-                row[*i] = v.clone();
+        let Add {
+            table,
+            key,
+            amounts,
+        } = a;
+        let row = match rows.entry(key) {
+            Entry::Occupied(row) => row.into_mut(),
+            Entry::Vacant(new) => {
+                let mut row = vec![Value::Int(0); table.columns.len()];
+                for (i, v) in self.keys[slot].iter().zip(new.key()) {
+                    row[*i] = v.clone();
+                }
+                new.insert(row)
             }
-            row
-        });
-        for (c, n) in &a.amounts {
+        };
+        for (c, n) in &amounts {
             if let Value::Int(v) = &mut row[c.index] {
                 *v += n;
             }
@@ -244,9 +270,33 @@ impl Memory {
             .collect()
     }
 
+    /// Add what the memo rows' final states add ([`crate::project::settle`]), one row
+    /// at a time.
+    fn settle(&mut self) {
+        let p = self.projection;
+        for (slot, t) in p.tables.iter().enumerate() {
+            if t.kind != Kind::Memo {
+                continue;
+            }
+            // Settling writes other tables only: the memo's rows are read in place.
+            let held = std::mem::replace(&mut self.tables[slot], Held::Dropped);
+            if let Held::State(groups) = &held {
+                for row in groups.values().flatten() {
+                    for c in crate::project::settle(t, row, &self.calendar) {
+                        self.change(c);
+                    }
+                }
+            }
+            self.tables[slot] = held;
+        }
+    }
+
     /// Every table of the projection (named without suffix; the positions table's
     /// columns are [`POSITIONS`]) with the rows it still needs.
-    pub fn into_tables(self) -> Vec<(String, &'static Table, Vec<Row>)> {
+    pub fn into_tables(mut self) -> Vec<(String, &'static Table, Vec<Row>)> {
+        if self.settles {
+            self.settle();
+        }
         let p = self.projection;
         let mut out: Vec<(String, &'static Table, Vec<Row>)> = p
             .tables
@@ -296,6 +346,10 @@ impl Memo for Memory {
 
     fn calendar(&self) -> Calendar {
         self.calendar
+    }
+
+    fn settles_at_end(&self) -> bool {
+        self.settles
     }
 }
 

@@ -11,8 +11,8 @@ use crate::calendar::Calendar;
 use crate::change::{Change, Cond, Insert, Update, Value};
 use crate::schema::{col, Col, Model, Projection, Table, PROJECTIONS};
 use crate::schema::{
-    COMPLAINTS, CONTACTS, CUSTOMERS, MANAGERS, OWNERSHIP_PERIODS, POOL_EVENTS, PURCHASES,
-    REFERRALS, SLA_EVENTS, STAGE_PERIODS, STAGE_TRANSITIONS, TIMELINE_ROWS,
+    COMPLAINTS, CONTACTS, CUSTOMERS, KPI_CUSTOMERS, MANAGERS, OWNERSHIP_PERIODS, POOL_EVENTS,
+    PURCHASES, REFERRALS, SLA_EVENTS, STAGE_PERIODS, STAGE_TRANSITIONS, TIMELINE_ROWS,
 };
 
 /// Microseconds since the Unix epoch.
@@ -76,6 +76,20 @@ pub trait Memo {
 
     /// The time zone whose local days the read model counts in (the KPI ledger's).
     fn calendar(&self) -> Calendar;
+
+    /// Whether the memo sees the whole log before any row is read (a rebuild's fold):
+    /// then what follows from a memo row's final state alone is added once, at the end
+    /// ([`settle`]), rather than as the difference each event makes to it.
+    fn settles_at_end(&self) -> bool;
+}
+
+/// What memo row `row` of `table` adds in its final state, in local days of `cal`, when
+/// the memo [settles at the end](Memo::settles_at_end).
+pub fn settle(table: &'static Table, row: &[Value], cal: &Calendar) -> Vec<Change> {
+    match (table.name == KPI_CUSTOMERS.name, row.first()) {
+        (true, Some(Value::Text(id))) => crate::ledger::settle(id, row, cal),
+        _ => Vec::new(),
+    }
 }
 
 /// A memory of nothing.
@@ -88,6 +102,10 @@ impl Memo for Forgetful {
 
     fn calendar(&self) -> Calendar {
         Calendar::UTC
+    }
+
+    fn settles_at_end(&self) -> bool {
+        false
     }
 }
 
@@ -897,6 +915,10 @@ mod tests {
                         Change::Update(u) => {
                             assert_ne!(u.table.kind, crate::schema::Kind::Log, "{t}");
                             assert!(u.set.iter().all(|(c, _)| c.table == u.table.name));
+                        }
+                        Change::Delete(d) => {
+                            assert_eq!(d.table.kind, crate::schema::Kind::State, "{t}");
+                            assert_eq!(d.key.len(), d.table.primary_key.len(), "{t}");
                         }
                     }
                 }

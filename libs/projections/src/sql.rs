@@ -9,6 +9,7 @@
 //! followed by a suffix (a rebuild's fresh tables); no value ever becomes SQL text
 //! other than as a literal rendered here.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::change::{Change, Cond, Insert, Set, Update, Value};
@@ -47,7 +48,11 @@ impl Sql {
         match self.backend {
             Backend::Postgres => push_literal(&mut self.text, v, int),
             Backend::Sqlite => {
-                self.args.push((v.clone(), int));
+                let v = match v {
+                    Value::Doc(d) => Value::Text(d.json()),
+                    v => v.clone(),
+                };
+                self.args.push((v, int));
                 let _ = write!(self.text, "${}", self.args.len());
                 Ok(())
             }
@@ -63,25 +68,30 @@ pub(crate) fn push_literal(script: &mut String, v: &Value, int: bool) -> Result<
         Value::Int(v) => {
             let _ = write!(script, "({v}::int8)");
         }
-        Value::Text(v) => {
-            if v.contains('\0') {
-                return Err(ReadError::Config(
-                    "a text value with a NUL character cannot be stored".into(),
-                ));
-            }
-            script.push_str("(E'");
-            for c in v.chars() {
-                match c {
-                    '\'' => script.push_str("''"),
-                    '\\' => script.push_str("\\\\"),
-                    c => script.push(c),
-                }
-            }
-            script.push_str("'::text)");
-        }
+        Value::Text(v) => push_escaped(script, v, "text")?,
+        Value::Doc(d) => push_escaped(script, &d.json(), "text")?,
         Value::Null if int => script.push_str("(NULL::int8)"),
         Value::Null => script.push_str("(NULL::text)"),
     }
+    Ok(())
+}
+
+/// `(E'v'::ty)`.
+fn push_escaped(script: &mut String, v: &str, ty: &str) -> Result<(), ReadError> {
+    if v.contains('\0') {
+        return Err(ReadError::Config(
+            "a text value with a NUL character cannot be stored".into(),
+        ));
+    }
+    script.push_str("(E'");
+    for c in v.chars() {
+        match c {
+            '\'' => script.push_str("''"),
+            '\\' => script.push_str("\\\\"),
+            c => script.push(c),
+        }
+    }
+    let _ = write!(script, "'::{ty})");
     Ok(())
 }
 
@@ -124,49 +134,128 @@ pub(crate) fn batch(backend: Backend, b: &Batch) -> Result<Vec<Statement>, ReadE
     Ok(out.finish())
 }
 
-/// The batch's changes but the counters' (returned, summed): updates and upserts in
-/// order; then the rows of tables that only grow, and the memo rows, each table at once.
+/// The batch's changes but the counters' (returned, summed), table by table (no change
+/// reads another table than its own, so only the order within a table matters):
+/// - rows of tables that only grow: one `INSERT` per 500 rows;
+/// - a table whose every change in the batch replaces or removes a whole row (memos; the
+///   KPI ledger's spans, wins and complaints): only each key's last change counts, so
+///   one upsert per 500 rows and one delete per 500 keys, in key order;
+/// - any other table: its changes in order, one statement each.
 fn changes(out: &mut Script, b: &Batch) -> Result<Counters, ReadError> {
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
     let mut counters = Counters::default();
-    let mut logs: BTreeMap<(usize, &str), Vec<&Insert>> = BTreeMap::new();
-    let mut memos: BTreeMap<(usize, &str), HashMap<&Value, &Insert>> = BTreeMap::new();
+    let mut tables: BTreeMap<(usize, &str), Vec<&Change>> = BTreeMap::new();
     for (t, changes) in b.changes {
-        let suffix = b.targets[*t].2;
         for c in changes {
             match c {
                 Change::Add(a) => counters.add(*t, a),
-                Change::Insert(i) if i.table.kind == Kind::Log => {
-                    logs.entry((*t, i.table.name)).or_default().push(i)
-                }
-                // A memo row is only ever replaced whole: the batch's last is the one.
-                Change::Upsert(i) if i.table.kind == Kind::Memo => {
-                    memos
-                        .entry((*t, i.table.name))
-                        .or_default()
-                        .insert(&i.values[0], i);
-                }
-                c => out.add(|s| change(s, c, suffix))?,
+                c => tables.entry((*t, c.table().name)).or_default().push(c),
             }
         }
     }
-    for ((t, _), rows) in &logs {
-        for chunk in rows.chunks(500) {
-            out.add(|s| insert_rows(s, chunk, b.targets[*t].2))?;
-        }
-    }
-    for ((t, _), rows) in memos {
-        let mut rows: Vec<&Insert> = rows.into_values().collect();
-        rows.sort_unstable_by(|a, b| a.values[..1].cmp(&b.values[..1]));
-        for chunk in rows.chunks(500) {
-            out.add(|s| {
-                insert_rows(s, chunk, b.targets[t].2)?;
-                replace_on_conflict(s, chunk[0].table);
-                Ok(())
-            })?;
+    for ((t, _), changes) in tables {
+        let suffix = b.targets[t].2;
+        let table = changes[0].table();
+        let replaced: Option<Vec<Replaced>> = changes.iter().map(|c| replaced(c)).collect();
+        match (table.kind, replaced) {
+            (Kind::Log, _) => {
+                let rows: Vec<&Insert> = changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Insert(i) => Some(i),
+                        _ => None,
+                    })
+                    .collect();
+                for chunk in rows.chunks(500) {
+                    out.add(|s| insert_rows(s, chunk, suffix))?;
+                }
+            }
+            (_, Some(replaced)) => last_of_each_key(out, table, replaced, suffix)?,
+            (_, None) => {
+                for c in changes {
+                    out.add(|s| change(s, c, suffix))?;
+                }
+            }
         }
     }
     Ok(counters)
+}
+
+/// A change that replaces a whole row (`Some`) or removes it (`None`), by key.
+type Replaced<'c> = (Vec<&'c Value>, Option<&'c Insert>);
+
+fn replaced(c: &Change) -> Option<Replaced<'_>> {
+    match c {
+        Change::Upsert(i) => {
+            let key = i
+                .table
+                .key_columns()
+                .iter()
+                .map(|k| &i.values[*k])
+                .collect();
+            Some((key, Some(i)))
+        }
+        Change::Delete(d) => Some((d.key.iter().collect(), None)),
+        _ => None,
+    }
+}
+
+/// The last of `changes` (in order) to each key of `table`: the rows upserted, the keys
+/// deleted.
+fn last_of_each_key(
+    out: &mut Script,
+    table: &Table,
+    changes: Vec<Replaced>,
+    suffix: &str,
+) -> Result<(), ReadError> {
+    let last: std::collections::HashMap<Vec<&Value>, Option<&Insert>> =
+        changes.into_iter().collect();
+    let mut last: Vec<Replaced> = last.into_iter().collect();
+    last.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let (rows, gone): (Vec<Replaced>, Vec<Replaced>) =
+        last.into_iter().partition(|r| r.1.is_some());
+    let rows: Vec<&Insert> = rows.into_iter().filter_map(|r| r.1).collect();
+    for chunk in rows.chunks(500) {
+        out.add(|s| {
+            insert_rows(s, chunk, suffix)?;
+            replace_on_conflict(s, table);
+            Ok(())
+        })?;
+    }
+    let gone: Vec<Vec<&Value>> = gone.into_iter().map(|r| r.0).collect();
+    for chunk in gone.chunks(500) {
+        out.add(|s| delete_rows(s, table, chunk, suffix))?;
+    }
+    Ok(())
+}
+
+/// `DELETE FROM t WHERE (key columns) IN (VALUES (key), …)`.
+fn delete_rows(
+    s: &mut Sql,
+    t: &Table,
+    keys: &[Vec<&Value>],
+    suffix: &str,
+) -> Result<(), ReadError> {
+    let columns = t.key_columns();
+    let names: Vec<&str> = columns.iter().map(|i| t.columns[*i].0).collect();
+    let _ = write!(
+        s.text,
+        "DELETE FROM {}{suffix} WHERE ({}) IN (VALUES ",
+        t.name,
+        names.join(", ")
+    );
+    for (r, key) in keys.iter().enumerate() {
+        s.text.push_str(if r == 0 { "(" } else { ", (" });
+        for (k, (i, v)) in columns.iter().zip(key).enumerate() {
+            if k > 0 {
+                s.text.push_str(", ");
+            }
+            s.value(v, t.columns[*i].1.starts_with("BIGINT"))?;
+        }
+        s.text.push(')');
+    }
+    s.text.push(')');
+    Ok(())
 }
 
 fn dead_letter(out: &mut Script, p: &Prepared, now_us: i64) -> Result<(), ReadError> {
@@ -259,7 +348,7 @@ impl Counters {
     }
 }
 
-/// `INSERT … VALUES (key, amounts), … ON CONFLICT (key) DO UPDATE SET c = c + excluded.c`.
+/// `INSERT … (key, amounts) … ON CONFLICT (key) DO UPDATE SET c = c + excluded.c`.
 fn counter_upsert(
     s: &mut Sql,
     t: &Table,
@@ -268,19 +357,11 @@ fn counter_upsert(
 ) -> Result<(), ReadError> {
     let keys = t.key_columns();
     insert_head(s, t, suffix);
-    for (r, (key, sums)) in rows.iter().enumerate() {
-        s.text.push_str(if r == 0 { "(" } else { ", (" });
-        for (i, (_, ty)) in t.columns.iter().enumerate() {
-            if i > 0 {
-                s.text.push_str(", ");
-            }
-            match keys.iter().position(|k| *k == i) {
-                Some(k) => s.value(&key[k], ty.starts_with("BIGINT"))?,
-                None => s.value(&Value::Int(sums[i]), true)?,
-            }
-        }
-        s.text.push(')');
-    }
+    let cell = |r: usize, i: usize| match keys.iter().position(|k| *k == i) {
+        Some(k) => Cow::Borrowed(&rows[r].0[k]),
+        None => Cow::Owned(Value::Int(rows[r].1[i])),
+    };
+    row_source(s, t, rows.len(), cell)?;
     let _ = write!(
         s.text,
         " ON CONFLICT ({}) DO UPDATE SET ",
@@ -295,6 +376,80 @@ fn counter_upsert(
         .collect();
     s.text.push_str(&amounts.join(", "));
     Ok(())
+}
+
+/// The rows an `INSERT` takes, `cell(row, column)` each of `n` rows of `t`: `VALUES (…),
+/// …`; on PostgreSQL, more than one row as `SELECT * FROM unnest(<column>::<type>[], …)`,
+/// one array literal per column, which PostgreSQL parses and plans in the time of a
+/// short statement however many rows it holds (a list of `VALUES` costs it a typed
+/// expression per cell).
+fn row_source<'v>(
+    s: &mut Sql,
+    t: &Table,
+    n: usize,
+    cell: impl Fn(usize, usize) -> Cow<'v, Value>,
+) -> Result<(), ReadError> {
+    let int = |c: usize| t.columns[c].1.starts_with("BIGINT");
+    if s.backend == Backend::Sqlite || n == 1 {
+        s.text.push_str("VALUES ");
+        for r in 0..n {
+            s.text.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..t.columns.len() {
+                if c > 0 {
+                    s.text.push_str(", ");
+                }
+                s.value(&cell(r, c), int(c))?;
+            }
+            s.text.push(')');
+        }
+        return Ok(());
+    }
+    s.text.push_str("SELECT * FROM unnest(");
+    let mut array = String::new();
+    for c in 0..t.columns.len() {
+        if c > 0 {
+            s.text.push_str(", ");
+        }
+        array.clear();
+        array.push('{');
+        for r in 0..n {
+            if r > 0 {
+                array.push(',');
+            }
+            push_array_element(&mut array, &cell(r, c));
+        }
+        array.push('}');
+        push_escaped(
+            &mut s.text,
+            &array,
+            if int(c) { "int8[]" } else { "text[]" },
+        )?;
+    }
+    s.text.push(')');
+    Ok(())
+}
+
+/// `v` as an element of an array literal: a number, `NULL`, or text in double quotes
+/// (`"` and `\` escaped with a backslash).
+fn push_array_element(array: &mut String, v: &Value) {
+    let text = |array: &mut String, t: &str| {
+        array.push('"');
+        for c in t.chars() {
+            if c == '"' || c == '\\' {
+                array.push('\\');
+            }
+            array.push(c);
+        }
+        array.push('"');
+    };
+    match v {
+        Value::Null => array.push_str("NULL"),
+        Value::Int(i) => {
+            let _ = write!(array, "{i}");
+        }
+        Value::Text(t) => text(array, t),
+        Value::Doc(d) => text(array, &d.json()),
+    }
 }
 
 /// How a checkpoint row takes a batch's progress.
@@ -471,6 +626,7 @@ fn change(s: &mut Sql, c: &Change, suffix: &str) -> Result<(), ReadError> {
             Ok(())
         }
         Change::Update(u) => update(s, u, suffix),
+        Change::Delete(d) => delete_rows(s, d.table, &[d.key.iter().collect()], suffix),
         Change::Add(a) => counter_upsert(
             s,
             a.table,
@@ -511,7 +667,7 @@ fn insert_head(s: &mut Sql, t: &Table, suffix: &str) {
     let names: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
     let _ = write!(
         s.text,
-        "INSERT INTO {}{suffix} ({}) VALUES ",
+        "INSERT INTO {}{suffix} ({}) ",
         t.name,
         names.join(", ")
     );
@@ -522,19 +678,10 @@ fn insert_rows(s: &mut Sql, rows: &[&Insert], suffix: &str) -> Result<(), ReadEr
     let Some(first) = rows.first() else {
         return Ok(());
     };
-    let t = first.table;
-    insert_head(s, t, suffix);
-    for (r, i) in rows.iter().enumerate() {
-        s.text.push_str(if r == 0 { "(" } else { ", (" });
-        for (k, v) in i.values.iter().enumerate() {
-            if k > 0 {
-                s.text.push_str(", ");
-            }
-            s.value(v, t.columns[k].1.starts_with("BIGINT"))?;
-        }
-        s.text.push(')');
-    }
-    Ok(())
+    insert_head(s, first.table, suffix);
+    row_source(s, first.table, rows.len(), |r, c| {
+        Cow::Borrowed(&rows[r].values[c])
+    })
 }
 
 fn update(s: &mut Sql, u: &Update, suffix: &str) -> Result<(), ReadError> {
@@ -889,12 +1036,149 @@ mod tests {
         let sql = &out.finish()[0].sql;
         assert_eq!(
             sql,
-            "INSERT INTO rm_funnel_now (kind, value, stage, customers) VALUES \
-             ((E'region'::text), (E'east'::text), (E'lead'::text), (0::int8)), \
-             ((E'region'::text), (E'west'::text), (E'lead'::text), (2::int8)) \
+            "INSERT INTO rm_funnel_now (kind, value, stage, customers) SELECT * FROM unnest(\
+             (E'{\"region\",\"region\"}'::text[]), (E'{\"east\",\"west\"}'::text[]), \
+             (E'{\"lead\",\"lead\"}'::text[]), (E'{0,2}'::int8[])) \
              ON CONFLICT (kind, value, stage) DO UPDATE SET \
              customers = rm_funnel_now.customers + excluded.customers;\n"
         );
+    }
+
+    /// Where every change of a table in a batch replaces or removes a whole row, only
+    /// each key's last one is written: an upsert undone by a delete writes nothing of it,
+    /// a delete undone by an upsert deletes nothing.
+    #[test]
+    fn only_the_last_replacement_of_each_row_is_written() {
+        use crate::change::Delete;
+        use crate::schema::KPI_WINS;
+        let win = |customer: &str, manager: &str| {
+            Insert::into(&KPI_WINS)
+                .set(col(&KPI_WINS, "at_us"), 5)
+                .set(col(&KPI_WINS, "customer_id"), customer)
+                .set(col(&KPI_WINS, "n"), 0)
+                .set(col(&KPI_WINS, "manager_id"), manager)
+                .upsert()
+        };
+        let gone = |customer: &str| {
+            let key = vec![Value::Int(5), Value::from(customer), Value::Int(0)];
+            Delete::from(&KPI_WINS, key)
+        };
+        let changes = vec![(
+            0,
+            vec![
+                win("b", "m1"),
+                gone("a"),
+                win("b", "m2"),
+                win("c", "m1"),
+                gone("c"),
+            ],
+        )];
+        let targets = [(2, crate::schema::ANALYTICS, "")];
+        let plan = crate::plan::plan(&[], 1, &std::collections::HashMap::new());
+        for backend in [Backend::Postgres, Backend::Sqlite] {
+            let mut out = Script::new(backend);
+            let b = Batch {
+                events: &[],
+                plan: &plan,
+                targets: &targets,
+                changes: &changes,
+                dead_letters: false,
+                consumer: None,
+                now_us: 0,
+            };
+            super::changes(&mut out, &b).unwrap();
+            let statements = out.finish();
+            let sql: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
+            let text = sql.join("\n");
+            assert_eq!(sql.len(), if backend == Backend::Sqlite { 2 } else { 1 });
+            assert_eq!(text.matches("INSERT INTO rm_kpi_wins").count(), 1, "{text}");
+            assert_eq!(text.matches("DELETE FROM rm_kpi_wins").count(), 1, "{text}");
+            let args: Vec<&Value> = statements
+                .iter()
+                .flat_map(|s| s.args.iter().map(|a| &a.0))
+                .collect();
+            match backend {
+                Backend::Postgres => {
+                    assert!(
+                        text.contains("(E'm2'::text)") && !text.contains("m1"),
+                        "{text}"
+                    );
+                    let deleted = &text[text.find("DELETE").unwrap()..];
+                    assert!(deleted.contains("'a'") && deleted.contains("'c'"), "{text}");
+                    assert!(!deleted.contains("'b'"), "{text}");
+                }
+                Backend::Sqlite => {
+                    assert!(
+                        args.contains(&&Value::from("m2")) && !args.contains(&&Value::from("m1"))
+                    );
+                    assert_eq!(
+                        statements[1].args.len(),
+                        6,
+                        "two keys of three columns deleted"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Rows written as arrays (PostgreSQL, several rows at once) arrive as they were,
+    /// whatever their text holds: quotes, backslashes, braces, commas, the word NULL,
+    /// an empty string, other scripts; and NULLs of both types.
+    #[tokio::test]
+    async fn rows_written_as_arrays_arrive_as_they_were() {
+        use crate::schema::{ANALYTICS, KPI_WINS};
+        use sqlx::Connection;
+        let db = crm_eventstore::testing::TestDatabase::create().await;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        for ddl in ANALYTICS.tables_ddl("") {
+            sqlx::raw_sql(&ddl).execute(&mut conn).await.unwrap();
+        }
+        let texts = [
+            "a\"b",
+            "back\\slash",
+            "{x,y}",
+            "NULL",
+            "",
+            "it's",
+            "公海 保有量",
+            " sp ",
+        ];
+        let rows: Vec<Insert> = texts
+            .iter()
+            .enumerate()
+            .map(|(n, t)| {
+                Insert::into(&KPI_WINS)
+                    .set(col(&KPI_WINS, "at_us"), n as i64 - 3)
+                    .set(col(&KPI_WINS, "customer_id"), *t)
+                    .set(col(&KPI_WINS, "n"), 0)
+                    .set(col(&KPI_WINS, "manager_id"), format!("m{n}"))
+                    .set(col(&KPI_WINS, "lead_until_us"), (n % 2 == 0).then_some(7))
+                    .set(col(&KPI_WINS, "day"), 1)
+            })
+            .collect();
+        let mut out = Script::new(Backend::Postgres);
+        let refs: Vec<&Insert> = rows.iter().collect();
+        out.add(|s| insert_rows(s, &refs, "")).unwrap();
+        let script = &out.finish()[0].sql;
+        assert!(script.contains("unnest("), "{script}");
+        sqlx::raw_sql(script).execute(&mut conn).await.unwrap();
+        type Win = (i64, String, String, Option<i64>, Option<i64>);
+        let back: Vec<Win> = sqlx::query_as(
+            "SELECT at_us, customer_id, manager_id, lead_until_us, lead_next_us \
+             FROM rm_kpi_wins ORDER BY at_us",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let want: Vec<_> = texts
+            .iter()
+            .enumerate()
+            .map(|(n, t)| {
+                let until = (n % 2 == 0).then_some(7);
+                (n as i64 - 3, t.to_string(), format!("m{n}"), until, None)
+            })
+            .collect();
+        assert_eq!(back, want);
     }
 
     #[test]

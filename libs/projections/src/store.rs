@@ -197,6 +197,7 @@ where
         q = match v {
             Value::Int(v) => q.bind(*v),
             Value::Text(v) => q.bind(v.as_str()),
+            Value::Doc(_) => unreachable!("a document is bound as its text (Sql::value)"),
             Value::Null if *int => q.bind(None::<i64>),
             Value::Null => q.bind(None::<&str>),
         };
