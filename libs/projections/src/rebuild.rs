@@ -128,6 +128,64 @@ struct Filled {
     keys_seconds: f64,
 }
 
+/// A page of the log, payloads as JSON text (decoded straight into the event types, no
+/// JSON tree).
+type Page = Vec<crm_eventstore::RecordedEvent<String>>;
+
+/// Rows of one table to write: its name with the suffix, its declaration, the rows.
+type RowBatch = (
+    String,
+    &'static crate::schema::Table,
+    Vec<crate::memory::Row>,
+);
+
+type Task = tokio::task::JoinHandle<Result<(), ReadError>>;
+
+/// A task reading the whole log page by page, a few pages ahead of the fold.
+fn spawn_reader<S: EventStore + Clone>(events: &S) -> (Task, tokio::sync::mpsc::Receiver<Page>) {
+    let (pages_tx, pages) = tokio::sync::mpsc::channel::<Page>(8);
+    let events = events.clone();
+    let reader = tokio::spawn(async move {
+        let mut cursor = LogPosition::START;
+        loop {
+            let page = events
+                .read_all_text(cursor, PAGE)
+                .await
+                .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
+            let Some(last) = page.last() else { break };
+            cursor = last.log_position;
+            let full = page.len() == PAGE;
+            if pages_tx.send(page).await.is_err() || !full {
+                break;
+            }
+        }
+        Ok::<_, ReadError>(())
+    });
+    (reader, pages)
+}
+
+/// [`WRITERS`] tasks, each on its own connection, bulk-loading the batches sent.
+fn spawn_writers(read: &ReadStore) -> (tokio::sync::mpsc::Sender<RowBatch>, Vec<Task>) {
+    let (rows_tx, rows) = tokio::sync::mpsc::channel::<RowBatch>(4);
+    let rows = Arc::new(tokio::sync::Mutex::new(rows));
+    let writers = (0..WRITERS)
+        .map(|_| {
+            let (read, rows) = (read.clone(), rows.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = rows.lock().await.recv().await;
+                    let Some((name, table, batch)) = next else {
+                        break;
+                    };
+                    crate::load::write_rows(&read, &name, table, batch).await?;
+                }
+                Ok::<_, ReadError>(())
+            })
+        })
+        .collect();
+    (rows_tx, writers)
+}
+
 /// Fill the `suffix` tables of `projection` from the whole log (only up to `limits` per
 /// stream, when given) by folding it in memory and bulk-loading the rows.
 ///
@@ -151,51 +209,8 @@ async fn fill<S: EventStore + Clone>(
     let mut total: Option<u64> = None;
     let mut counter = Some(counter);
 
-    // Payloads as JSON text: decoded straight into the event types, no JSON tree.
-    let (pages_tx, mut pages) =
-        tokio::sync::mpsc::channel::<Vec<crm_eventstore::RecordedEvent<String>>>(8);
-    let reader = {
-        let events = events.clone();
-        tokio::spawn(async move {
-            let mut cursor = LogPosition::START;
-            loop {
-                let page = events
-                    .read_all_text(cursor, PAGE)
-                    .await
-                    .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
-                let Some(last) = page.last() else { break };
-                cursor = last.log_position;
-                let full = page.len() == PAGE;
-                if pages_tx.send(page).await.is_err() || !full {
-                    break;
-                }
-            }
-            Ok::<_, ReadError>(())
-        })
-    };
-    type Batch = (
-        String,
-        &'static crate::schema::Table,
-        Vec<crate::memory::Row>,
-    );
-    let (rows_tx, rows) = tokio::sync::mpsc::channel::<Batch>(4);
-    // Writers, each on its own connection.
-    let rows = Arc::new(tokio::sync::Mutex::new(rows));
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|_| {
-            let (read, rows) = (read.clone(), rows.clone());
-            tokio::spawn(async move {
-                loop {
-                    let next = rows.lock().await.recv().await;
-                    let Some((name, table, batch)) = next else {
-                        break;
-                    };
-                    crate::load::write_rows(&read, &name, table, batch).await?;
-                }
-                Ok::<_, ReadError>(())
-            })
-        })
-        .collect();
+    let (reader, mut pages) = spawn_reader(events);
+    let (rows_tx, writers) = spawn_writers(read);
 
     let zone = read.ledger_zone().await?;
     let mut fold = crate::memory::Memory::new(projection, limits).in_zone(zone);
