@@ -156,7 +156,8 @@ fn changes(out: &mut Script, b: &Batch) -> Result<Counters, ReadError> {
     for ((t, _), changes) in tables {
         let suffix = b.targets[t].2;
         let table = changes[0].table();
-        let replaced: Option<Vec<Replaced>> = changes.iter().map(|c| replaced(c)).collect();
+        let keys = table.key_columns();
+        let replaced: Option<Vec<Replaced>> = changes.iter().map(|c| replaced(c, &keys)).collect();
         match (table.kind, replaced) {
             (Kind::Log, _) => {
                 let rows: Vec<&Insert> = changes
@@ -184,15 +185,11 @@ fn changes(out: &mut Script, b: &Batch) -> Result<Counters, ReadError> {
 /// A change that replaces a whole row (`Some`) or removes it (`None`), by key.
 type Replaced<'c> = (Vec<&'c Value>, Option<&'c Insert>);
 
-fn replaced(c: &Change) -> Option<Replaced<'_>> {
+/// (`keys`: the positions of the table's key columns.)
+fn replaced<'c>(c: &'c Change, keys: &[usize]) -> Option<Replaced<'c>> {
     match c {
         Change::Upsert(i) => {
-            let key = i
-                .table
-                .key_columns()
-                .iter()
-                .map(|k| &i.values[*k])
-                .collect();
+            let key = keys.iter().map(|k| &i.values[*k]).collect();
             Some((key, Some(i)))
         }
         Change::Delete(d) => Some((d.key.iter().collect(), None)),
@@ -609,20 +606,7 @@ fn change(s: &mut Sql, c: &Change, suffix: &str) -> Result<(), ReadError> {
         Change::Insert(i) => insert(s, i, suffix),
         Change::Upsert(i) => {
             insert(s, i, suffix)?;
-            let t = i.table;
-            let _ = write!(
-                s.text,
-                " ON CONFLICT ({}) DO UPDATE SET ",
-                t.primary_key.join(", ")
-            );
-            let mut first = true;
-            for (name, _) in t.columns.iter().filter(|(n, _)| !t.primary_key.contains(n)) {
-                if !first {
-                    s.text.push_str(", ");
-                }
-                first = false;
-                let _ = write!(s.text, "{name} = excluded.{name}");
-            }
+            replace_on_conflict(s, i.table);
             Ok(())
         }
         Change::Update(u) => update(s, u, suffix),
