@@ -224,153 +224,262 @@ pub fn kpis(
     to_us: i64,
     now_us: i64,
 ) -> Vec<KpiRow> {
-    let managers: HashMap<&str, (&str, &str)> = facts
-        .managers
-        .iter()
-        .map(|m| (m.manager_id.as_str(), (m.team.as_str(), m.region.as_str())))
-        .collect();
-    let key_of = |manager: &str| -> String {
-        match level {
-            Level::Manager => manager.to_string(),
-            Level::Team => managers.get(manager).map_or("unknown", |m| m.0).to_string(),
-            Level::Region => managers.get(manager).map_or("unknown", |m| m.1).to_string(),
-        }
-    };
-    let customers: HashMap<&str, &crate::queries::CustomerRow> = facts
-        .customers
-        .iter()
-        .map(|c| (c.customer_id.as_str(), c))
-        .collect();
-
-    // Indexes, so each period is linear in the facts.
-    let mut contact_times: HashMap<(&str, &str), Vec<i64>> = HashMap::new();
-    for c in &facts.contacts {
-        contact_times
-            .entry((c.customer_id.as_str(), c.manager_id.as_str()))
-            .or_default()
-            .push(c.at_us);
-    }
-    for v in contact_times.values_mut() {
-        v.sort_unstable();
-    }
-    let mut ownership_of: HashMap<&str, Vec<&crate::queries::PeriodRow>> = HashMap::new();
-    for p in &facts.ownership {
-        ownership_of
-            .entry(p.customer_id.as_str())
-            .or_default()
-            .push(p);
-    }
-    let mut won_by: HashMap<&str, Vec<(i64, Option<&str>)>> = HashMap::new();
-    for t in facts
-        .transitions
-        .iter()
-        .filter(|t| t.to_stage == "customer")
-    {
-        won_by
-            .entry(t.customer_id.as_str())
-            .or_default()
-            .push((t.at_us, t.owner_id.as_deref()));
-    }
-
-    // Complaints with a recorded breach event (a clock that ran out while still open).
-    let breached_complaints: HashSet<&str> = facts
-        .sla_events
-        .iter()
-        .filter(|e| e.kind == "breach")
-        .map(|e| e.complaint_id.as_str())
-        .collect();
-
+    let ix = Index::new(facts, level);
     let mut out = Vec::new();
     for (start, end) in cal.buckets(from_us, to_us, g) {
-        let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
-        let snapshot = end.min(now_us + 1) - 1;
-        let current = now_us >= start && now_us < end;
-        let period = Period::new(cal, (start, end), current);
-        let within = |t: i64| t >= start && t < end;
+        let mut b = Bucket {
+            ix: &ix,
+            acc: BTreeMap::new(),
+            start,
+            end,
+        };
+        b.snapshot(now_us);
+        b.flows();
+        b.leads();
+        b.complaints();
+        let period = Period::new(cal, (start, end), now_us >= start && now_us < end);
+        out.extend(b.rows(&period));
+    }
+    out
+}
 
-        // Portfolio and coverage at the snapshot.
+/// The facts indexed, so each period is linear in them.
+struct Index<'f> {
+    facts: &'f Facts,
+    level: Level,
+    /// Manager → (team, region).
+    managers: HashMap<&'f str, (&'f str, &'f str)>,
+    customers: HashMap<&'f str, &'f crate::queries::CustomerRow>,
+    /// (customer, manager) → the instants of its contacts, in order.
+    contact_times: HashMap<(&'f str, &'f str), Vec<i64>>,
+    ownership_of: HashMap<&'f str, Vec<&'f crate::queries::PeriodRow>>,
+    /// Customer → its moves to `customer` (instant, owner).
+    won_by: HashMap<&'f str, Vec<(i64, Option<&'f str>)>>,
+    /// Complaints with a recorded breach event (a clock that ran out while still open).
+    breached_complaints: HashSet<&'f str>,
+}
+
+impl<'f> Index<'f> {
+    fn new(facts: &'f Facts, level: Level) -> Self {
+        let mut contact_times: HashMap<(&str, &str), Vec<i64>> = HashMap::new();
+        for c in &facts.contacts {
+            contact_times
+                .entry((c.customer_id.as_str(), c.manager_id.as_str()))
+                .or_default()
+                .push(c.at_us);
+        }
+        for v in contact_times.values_mut() {
+            v.sort_unstable();
+        }
+        let mut ownership_of: HashMap<&str, Vec<&crate::queries::PeriodRow>> = HashMap::new();
         for p in &facts.ownership {
+            ownership_of
+                .entry(p.customer_id.as_str())
+                .or_default()
+                .push(p);
+        }
+        let mut won_by: HashMap<&str, Vec<(i64, Option<&str>)>> = HashMap::new();
+        for t in facts
+            .transitions
+            .iter()
+            .filter(|t| t.to_stage == "customer")
+        {
+            won_by
+                .entry(t.customer_id.as_str())
+                .or_default()
+                .push((t.at_us, t.owner_id.as_deref()));
+        }
+        Self {
+            facts,
+            level,
+            managers: facts
+                .managers
+                .iter()
+                .map(|m| (m.manager_id.as_str(), (m.team.as_str(), m.region.as_str())))
+                .collect(),
+            customers: facts
+                .customers
+                .iter()
+                .map(|c| (c.customer_id.as_str(), c))
+                .collect(),
+            contact_times,
+            ownership_of,
+            won_by,
+            breached_complaints: facts
+                .sla_events
+                .iter()
+                .filter(|e| e.kind == "breach")
+                .map(|e| e.complaint_id.as_str())
+                .collect(),
+        }
+    }
+
+    /// The row a manager's figures count in at this level.
+    fn key_of(&self, manager: &str) -> String {
+        match self.level {
+            Level::Manager => manager.to_string(),
+            Level::Team => self
+                .managers
+                .get(manager)
+                .map_or("unknown", |m| m.0)
+                .to_string(),
+            Level::Region => self
+                .managers
+                .get(manager)
+                .map_or("unknown", |m| m.1)
+                .to_string(),
+        }
+    }
+
+    /// Whether `manager` contacted `customer` in `(at - window, at]`.
+    fn covered(&self, customer: &str, manager: &str, at: i64) -> bool {
+        self.contact_times
+            .get(&(customer, manager))
+            .is_some_and(|times| {
+                let i = times.partition_point(|&t| t <= at - COVERAGE_WINDOW_US);
+                times.get(i).is_some_and(|&t| t <= at)
+            })
+    }
+}
+
+/// One period's tallies, by row key.
+struct Bucket<'i, 'f> {
+    ix: &'i Index<'f>,
+    acc: BTreeMap<String, Acc>,
+    start: i64,
+    end: i64,
+}
+
+impl Bucket<'_, '_> {
+    /// Whether an instant is in the period (a copy: tallies are borrowed meanwhile).
+    fn within(&self) -> impl Fn(i64) -> bool {
+        let (start, end) = (self.start, self.end);
+        move |t| t >= start && t < end
+    }
+
+    fn of(&mut self, manager: &str) -> &mut Acc {
+        self.acc.entry(self.ix.key_of(manager)).or_default()
+    }
+
+    /// Portfolio and coverage at the snapshot (the period's end, or now in the running
+    /// one, where overdue follow-ups count too), and customers lost to the pool.
+    fn snapshot(&mut self, now_us: i64) {
+        let snapshot = self.end.min(now_us + 1) - 1;
+        let current = now_us >= self.start && now_us < self.end;
+        let ix = self.ix;
+        for p in &ix.facts.ownership {
             if p.from_us <= snapshot && p.to_us.is_none_or(|t| t > snapshot) {
-                let a = acc.entry(key_of(&p.manager_id)).or_default();
-                a.portfolio.insert(p.customer_id.clone());
-                let contacted = contact_times
-                    .get(&(p.customer_id.as_str(), p.manager_id.as_str()))
-                    .is_some_and(|times| {
-                        // Any contact in (snapshot - window, snapshot]?
-                        let i = times.partition_point(|&t| t <= snapshot - COVERAGE_WINDOW_US);
-                        times.get(i).is_some_and(|&t| t <= snapshot)
-                    });
-                a.covered += i64::from(contacted);
-                if current {
-                    let due = customers
+                let covered = ix.covered(&p.customer_id, &p.manager_id, snapshot);
+                let due = current
+                    && ix
+                        .customers
                         .get(p.customer_id.as_str())
                         .and_then(|c| c.next_follow_up_us)
                         .is_some_and(|d| d < now_us);
-                    a.overdue += i64::from(due);
-                }
+                let a = self.of(&p.manager_id);
+                a.portfolio.insert(p.customer_id.clone());
+                a.covered += i64::from(covered);
+                a.overdue += i64::from(due);
             }
-            if p.end_event.as_deref() == Some("ReleasedToPool") && p.to_us.is_some_and(within) {
-                acc.entry(key_of(&p.manager_id)).or_default().lost += 1;
+            if p.end_event.as_deref() == Some("ReleasedToPool")
+                && p.to_us.is_some_and(self.within())
+            {
+                self.of(&p.manager_id).lost += 1;
             }
         }
+    }
+
+    /// Contacts, wins, reactivations, pool and SLA events, referrals.
+    fn flows(&mut self) {
+        let (facts, within) = (self.ix.facts, self.within());
         for c in facts.contacts.iter().filter(|c| within(c.at_us)) {
-            acc.entry(key_of(&c.manager_id)).or_default().contacts += 1;
+            self.of(&c.manager_id).contacts += 1;
         }
         for t in facts.transitions.iter().filter(|t| within(t.at_us)) {
             let Some(owner) = &t.owner_id else { continue };
-            let a = acc.entry(key_of(owner)).or_default();
-            if t.to_stage == "customer" {
-                a.won += 1;
-            }
-            if t.reactivated {
-                a.reactivated += 1;
+            let a = self.of(owner);
+            a.won += i64::from(t.to_stage == "customer");
+            a.reactivated += i64::from(t.reactivated);
+        }
+        for e in facts.pool_events.iter().filter(|e| within(e.at_us)) {
+            let a = self.of(&e.manager_id);
+            match e.kind.as_str() {
+                "warning" => a.pool_warnings += 1,
+                _ => a.returned += 1,
             }
         }
-        // Leads owned in the period: a `lead` stay overlapping the period while owned by
-        // the manager. Converted: of those, reached `customer` within the period while
-        // owned by the same manager.
-        for s in facts.stages.iter().filter(|s| s.stage == "lead") {
+        for e in facts.sla_events.iter().filter(|e| within(e.at_us)) {
+            let Some(owner) = &e.owner_id else { continue };
+            let a = self.of(owner);
+            match e.kind.as_str() {
+                "warning" => a.sla_warnings += 1,
+                "breach" => a.sla_breaches += 1,
+                _ => a.automatic_escalations += i64::from(e.automatic),
+            }
+        }
+        for r in &facts.referrals {
+            if within(r.recorded_at_us) {
+                self.of(&r.referrer).referrals_made += 1;
+            }
+            if r.converted_at_us.is_some_and(&within) {
+                self.of(&r.referrer).referrals_converted += 1;
+            }
+        }
+    }
+
+    /// Leads owned in the period: a `lead` stay overlapping the period while owned by
+    /// the manager. Converted: of those, reached `customer` within the period while
+    /// owned by the same manager.
+    fn leads(&mut self) {
+        let (ix, within) = (self.ix, self.within());
+        for s in ix.facts.stages.iter().filter(|s| s.stage == "lead") {
             let s_end = s.to_us.unwrap_or(i64::MAX);
-            for p in ownership_of
+            for p in ix
+                .ownership_of
                 .get(s.customer_id.as_str())
                 .into_iter()
                 .flatten()
             {
                 let p_end = p.to_us.unwrap_or(i64::MAX);
-                let lo = s.from_us.max(p.from_us).max(start);
-                let hi = s_end.min(p_end).min(end);
-                if lo < hi {
-                    let a = acc.entry(key_of(&p.manager_id)).or_default();
-                    a.leads
-                        .insert(format!("{}|{}", p.manager_id, s.customer_id));
-                    let converted = won_by
-                        .get(s.customer_id.as_str())
-                        .into_iter()
-                        .flatten()
-                        .any(|&(at, owner)| within(at) && owner == Some(p.manager_id.as_str()));
-                    if converted {
-                        a.converted
-                            .insert(format!("{}|{}", p.manager_id, s.customer_id));
-                    }
+                let lo = s.from_us.max(p.from_us).max(self.start);
+                let hi = s_end.min(p_end).min(self.end);
+                if lo >= hi {
+                    continue;
                 }
+                let converted = ix
+                    .won_by
+                    .get(s.customer_id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .any(|&(at, owner)| within(at) && owner == Some(p.manager_id.as_str()));
+                let pair = format!("{}|{}", p.manager_id, s.customer_id);
+                let a = self.of(&p.manager_id);
+                if converted {
+                    a.converted.insert(pair.clone());
+                }
+                a.leads.insert(pair);
             }
         }
-        for c in facts.complaints.iter().filter(|c| within(c.logged_at_us)) {
+    }
+
+    /// Complaints logged in the period, credited to the owner when logged.
+    fn complaints(&mut self) {
+        let (ix, within) = (self.ix, self.within());
+        for c in ix
+            .facts
+            .complaints
+            .iter()
+            .filter(|c| within(c.logged_at_us))
+        {
             let Some(owner) = &c.owner_id else { continue };
-            let a = acc.entry(key_of(owner)).or_default();
-            a.complaints += 1;
-            if let Some(s) = c.first_response_s {
-                a.first_response.push(s);
-            }
-            if let Some(s) = c.resolution_s {
-                a.resolution.push(s);
-            }
-            if c.first_response_in_sla == Some(false)
+            let breached = c.first_response_in_sla == Some(false)
                 || c.resolution_breaches > 0
-                || breached_complaints.contains(c.complaint_id.as_str())
-            {
-                a.breached += 1;
-            }
+                || ix.breached_complaints.contains(c.complaint_id.as_str());
+            let a = self.of(owner);
+            a.complaints += 1;
+            a.first_response.extend(c.first_response_s);
+            a.resolution.extend(c.resolution_s);
+            a.breached += i64::from(breached);
             if c.resolutions > 0 {
                 a.resolved += 1;
                 a.reopened += i64::from(c.reopens > 0);
@@ -380,39 +489,18 @@ pub fn kpis(
                 a.satisfaction.1 += 1;
             }
         }
-        for e in facts.pool_events.iter().filter(|e| within(e.at_us)) {
-            let a = acc.entry(key_of(&e.manager_id)).or_default();
-            match e.kind.as_str() {
-                "warning" => a.pool_warnings += 1,
-                _ => a.returned += 1,
-            }
-        }
-        for e in facts.sla_events.iter().filter(|e| within(e.at_us)) {
-            let Some(owner) = &e.owner_id else { continue };
-            let a = acc.entry(key_of(owner)).or_default();
-            match e.kind.as_str() {
-                "warning" => a.sla_warnings += 1,
-                "breach" => a.sla_breaches += 1,
-                _ => a.automatic_escalations += i64::from(e.automatic),
-            }
-        }
-        for r in &facts.referrals {
-            if within(r.recorded_at_us) {
-                acc.entry(key_of(&r.referrer)).or_default().referrals_made += 1;
-            }
-            if r.converted_at_us.is_some_and(within) {
-                acc.entry(key_of(&r.referrer))
-                    .or_default()
-                    .referrals_converted += 1;
-            }
-        }
+    }
 
-        for (key, mut a) in acc {
-            a.t.portfolio = a.portfolio.len() as i64;
-            a.t.leads = a.leads.len() as i64;
-            a.t.converted = a.converted.len() as i64;
-            for c in &a.portfolio {
-                if let Some(c) = customers.get(c.as_str()) {
+    /// The period's rows: distinct members counted, tiers and value of the portfolio.
+    fn rows(self, period: &Period) -> Vec<KpiRow> {
+        let customers = &self.ix.customers;
+        self.acc
+            .into_iter()
+            .map(|(key, mut a)| {
+                a.t.portfolio = a.portfolio.len() as i64;
+                a.t.leads = a.leads.len() as i64;
+                a.t.converted = a.converted.len() as i64;
+                for c in a.portfolio.iter().filter_map(|c| customers.get(c.as_str())) {
                     let tier = match c.value_tier.as_str() {
                         "high" => 0,
                         "mid" => 1,
@@ -421,11 +509,10 @@ pub fn kpis(
                     a.t.tiers[tier] += 1;
                     a.t.value += c.aum_minor.unwrap_or(0);
                 }
-            }
-            out.push(a.t.row(key, &period));
-        }
+                a.t.row(key, period)
+            })
+            .collect()
     }
-    out
 }
 
 #[cfg(test)]
