@@ -351,12 +351,12 @@ struct Keys {
 }
 
 impl Keys {
-    fn of(&self, manager: &str) -> String {
+    fn of<'a>(&'a self, manager: &'a str) -> &'a str {
         let m = self.managers.get(manager);
         match self.level {
-            Level::Manager => manager.to_string(),
-            Level::Team => m.map_or("unknown", |m| &m.0).to_string(),
-            Level::Region => m.map_or("unknown", |m| &m.1).to_string(),
+            Level::Manager => manager,
+            Level::Team => m.map_or("unknown", |m| &m.0),
+            Level::Region => m.map_or("unknown", |m| &m.1),
         }
     }
 }
@@ -383,8 +383,12 @@ impl<'r> Books<'r> {
 
     /// The figures of `manager`'s key in bucket `k`.
     pub fn at(&mut self, k: usize, manager: &str) -> &mut Tally {
-        let key = self.keys.of(manager);
-        self.acc[k].entry(key).or_default()
+        let (key, acc) = (self.keys.of(manager), &mut self.acc[k]);
+        // The key is copied once, when it first counts in the bucket.
+        if !acc.contains_key(key) {
+            acc.insert(key.to_string(), Tally::default());
+        }
+        acc.get_mut(key).expect("inserted above")
     }
 
     /// The figures of `manager`'s key in the bucket holding `day`.

@@ -51,9 +51,9 @@ const WINS: &str = "SELECT manager_id, customer_id, at_us, lead_until_us, lead_n
      FROM rm_kpi_wins WHERE at_us >= $1 AND at_us < $2";
 
 /// The durations of the complaints logged in `[$1, $2)` (with an owner and one at
-/// least): their medians and 90th percentiles need the values; their counts are in
-/// `rm_kpi_days`.
-const DURATIONS: &str = "SELECT manager_id, logged_at_us, first_response_s, resolution_s \
+/// least), with the local day each was logged: their medians and 90th percentiles need
+/// the values; their counts are in `rm_kpi_days`.
+const DURATIONS: &str = "SELECT manager_id, day, first_response_s, resolution_s \
      FROM rm_kpi_complaints WHERE logged_at_us >= $1 AND logged_at_us < $2 \
      AND manager_id IS NOT NULL AND (first_response_s IS NOT NULL OR resolution_s IS NOT NULL)";
 
@@ -136,6 +136,28 @@ fn credit_flows(a: &mut Tally, f: &[i64; 19]) {
     a.satisfaction.1 += k[5];
 }
 
+/// Per manager: the sums of the months and days before the range, and each fetched
+/// day with the running sums through it.
+fn accounts<'a>(base: &'a [Agg], days: &'a [Agg]) -> HashMap<&'a str, Account> {
+    let mut accounts: HashMap<&str, Account> = HashMap::new();
+    for r in base {
+        let acc = accounts.entry(r.s(0)).or_default();
+        acc.base = std::array::from_fn(|i| r.n(i));
+    }
+    let mut rows: Vec<&Agg> = days.iter().collect();
+    rows.sort_unstable_by_key(|r| r.n(0));
+    for r in rows {
+        let acc = accounts.entry(r.s(0)).or_default();
+        let mut sums = acc.days.values().next_back().map_or(acc.base, |d| d.0);
+        for (i, s) in sums.iter_mut().enumerate() {
+            *s += r.n(1 + i);
+        }
+        acc.days
+            .insert(r.n(0), (sums, std::array::from_fn(|i| r.n(10 + i))));
+    }
+    accounts
+}
+
 /// What the ledger's questions answered.
 struct Answers {
     base: Vec<Agg>,
@@ -155,29 +177,9 @@ impl Books<'_> {
 
     /// Everything the ledger answers: flows, snapshots, leads owned and converted.
     fn ledger(&mut self, a: Answers, now_us: i64) {
-        let mut accounts: HashMap<String, Account> = HashMap::new();
-        for r in &a.base {
-            let acc = accounts.entry(r.t(0)).or_default();
-            for (i, b) in acc.base.iter_mut().enumerate() {
-                *b = r.n(i);
-            }
-        }
-        let mut rows: Vec<&Agg> = a.days.iter().collect();
-        rows.sort_by_key(|r| r.n(0));
-        for r in rows {
-            let acc = accounts.entry(r.t(0)).or_default();
-            let mut sums = acc.days.values().next_back().map_or(acc.base, |d| d.0);
-            for (i, s) in sums.iter_mut().enumerate() {
-                *s += r.n(1 + i);
-            }
-            let mut flows = [0i64; 19];
-            for (i, f) in flows.iter_mut().enumerate() {
-                *f = r.n(10 + i);
-            }
-            acc.days.insert(r.n(0), (sums, flows));
-        }
-        let within: HashMap<String, [i64; 7]> = (a.within_day.iter())
-            .map(|r| (r.t(0), std::array::from_fn(|i| r.n(i))))
+        let accounts = accounts(&a.base, &a.days);
+        let within: HashMap<&str, [i64; 7]> = (a.within_day.iter())
+            .map(|r| (r.s(0), std::array::from_fn(|i| r.n(i))))
             .collect();
         let cal = self.range.days.cal;
         let today = cal.day_number(now_us);
@@ -185,32 +187,38 @@ impl Books<'_> {
             .map(|k| self.bucket_days(k))
             .collect();
         // Lead gaps inside one bucket: that bucket holds both stretches.
-        let mut gaps: HashMap<(usize, String), i64> = HashMap::new();
+        let mut gaps: HashMap<(usize, &str), i64> = HashMap::new();
         for r in &a.gaps {
             let (first, last) = (r.n(0), r.n(1));
             let k = buckets.iter().position(|(f, l)| first >= *f && last <= *l);
             if let Some(k) = k {
-                *gaps.entry((k, r.t(0))).or_default() += r.n(2);
+                *gaps.entry((k, r.s(0))).or_default() += r.n(2);
             }
         }
-        let mut names: Vec<&String> = accounts.keys().collect();
-        names.sort();
-        for m in names {
-            let acc = &accounts[m];
+        for (m, acc) in &accounts {
             for (k, (first, last)) in buckets.iter().enumerate() {
                 let flows = acc.flows(*first, *last);
-                if touches(&flows) {
-                    credit_flows(self.at(k, m), &flows);
-                }
-                let end = self.range.spans[k].1;
-                let snapshot: [i64; 7] = if end <= now_us {
-                    std::array::from_fn(|i| acc.through(*last)[i])
+                let through_last = acc.through(*last);
+                let snapshot: [i64; 7] = if self.range.spans[k].1 <= now_us {
+                    std::array::from_fn(|i| through_last[i])
                 } else {
-                    let w = within.get(m).copied().unwrap_or_default();
-                    std::array::from_fn(|i| acc.through(today - 1)[i] + w[i])
+                    let (before, w) = (acc.through(today - 1), within.get(m));
+                    std::array::from_fn(|i| before[i] + w.map_or(0, |w| w[i]))
                 };
-                if snapshot[snap::PORTFOLIO] > 0 {
-                    let t = self.at(k, m);
+                let leads = through_last[snap::LEAD_STARTS]
+                    - acc.through(first - 1)[snap::LEAD_ENDS]
+                    - gaps.get(&(k, *m)).copied().unwrap_or(0);
+                let owned = snapshot[snap::PORTFOLIO] > 0;
+                let overdue = self.range.current == Some(k) && snapshot[snap::OVERDUE] != 0;
+                let touched = touches(&flows);
+                if !(touched || owned || overdue || leads > 0) {
+                    continue;
+                }
+                let t = self.at(k, m);
+                if touched {
+                    credit_flows(t, &flows);
+                }
+                if owned {
                     t.portfolio += snapshot[snap::PORTFOLIO];
                     for (i, tier) in t.tiers.iter_mut().enumerate() {
                         *tier += snapshot[snap::TIERS + i];
@@ -218,15 +226,10 @@ impl Books<'_> {
                     t.value += snapshot[snap::VALUE];
                     t.covered += snapshot[snap::COVERED];
                 }
-                if self.range.current == Some(k) && snapshot[snap::OVERDUE] != 0 {
-                    self.at(k, m).overdue += snapshot[snap::OVERDUE];
+                if overdue {
+                    t.overdue += snapshot[snap::OVERDUE];
                 }
-                let leads = acc.through(*last)[snap::LEAD_STARTS]
-                    - acc.through(first - 1)[snap::LEAD_ENDS]
-                    - gaps.get(&(k, m.clone())).copied().unwrap_or(0);
-                if leads > 0 {
-                    self.at(k, m).leads += leads;
-                }
+                t.leads += leads.max(0);
             }
         }
         self.converted(&a.wins, &buckets);
@@ -256,16 +259,43 @@ impl Books<'_> {
 
     /// The durations of the complaints logged in the range, to their day's bucket.
     fn durations(&mut self, rows: Vec<Agg>) {
-        let (cal, first) = (self.range.days.cal, self.range.days.first);
-        for r in rows {
-            let a = self.on(cal.day_number(r.n(0)) - first, &r.t(0));
+        let first = self.range.days.first;
+        for r in &rows {
+            let a = self.on(r.n(0) - first, r.s(0));
             a.first_response.extend(r.num[1]);
             a.resolution.extend(r.num[2]);
         }
     }
 }
 
+/// Parts a range of days is read in at once.
+const PARTS: i64 = 4;
+
 impl ReadStore {
+    /// The ledger's rows of the days `[from, last]`, read in up to [`PARTS`] ranges at
+    /// once, each on its own task and connection: decoding thirty numbers per manager
+    /// and day is most of a month's question, and the cores share it.
+    async fn days(&self, from: i64, last: i64) -> Result<Vec<Agg>, ReadError> {
+        let n = last - from + 1;
+        let parts = PARTS.clamp(1, n.max(1));
+        let sql = std::sync::Arc::new(days_sql());
+        let reads: Vec<_> = (0..parts)
+            .map(|i| {
+                let (lo, hi) = (from + n * i / parts, from + n * (i + 1) / parts - 1);
+                let (store, sql) = (self.clone(), sql.clone());
+                tokio::spawn(async move { store.aggregate(&sql, 1, &[lo, hi]).await })
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for r in reads {
+            let part = r
+                .await
+                .map_err(|e| ReadError::Config(format!("reading the ledger's days: {e}")))?;
+            rows.extend(part?);
+        }
+        Ok(rows)
+    }
+
     /// Whether the KPI ledger is complete and counts the days of `cal`'s zone.
     pub async fn ledger_answers(&self, cal: &Calendar) -> Result<bool, ReadError> {
         let s = Statement {
@@ -299,11 +329,8 @@ impl ReadStore {
         let month = month_of_day(from_day);
         let today_start = cal.start_of(cal.date(now_us));
         let within = range.bounds();
-        let (base_sql, days_sql) = (base_sql(), days_sql());
-        let (month_days, day_range) = (
-            [month, first_day_of_month(month), from_day],
-            [from_day, last],
-        );
+        let base_sql = base_sql();
+        let month_days = [month, first_day_of_month(month), from_day];
         let (gap_days, today_span) = ([first, last], [today_start, now_us]);
         let within_day = async {
             match now_us < range.days.end {
@@ -314,7 +341,7 @@ impl ReadStore {
         let (managers, base, days, within_day, gaps, wins, complaints) = futures::try_join!(
             self.managers(),
             self.aggregate(&base_sql, 1, &month_days),
-            self.aggregate(&days_sql, 1, &day_range),
+            self.days(from_day, last),
             within_day,
             self.aggregate(GAPS, 1, &gap_days),
             self.aggregate(WINS, 2, &within),

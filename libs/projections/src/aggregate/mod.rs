@@ -56,6 +56,11 @@ impl Agg {
         self.text[i].clone().unwrap_or_default()
     }
 
+    /// Text column `i`, borrowed, `""` for NULL.
+    pub fn s(&self, i: usize) -> &str {
+        self.text[i].as_deref().unwrap_or_default()
+    }
+
     /// Integer column `i` (after the text columns), 0 for NULL.
     pub fn n(&self, i: usize) -> i64 {
         self.num[i].unwrap_or(0)
