@@ -1,12 +1,15 @@
 //! Who is calling: signed bearer tokens (JWT, RFC 7519) with role and scope claims.
 //!
-//! The verifier accepts exactly one algorithm, chosen by configuration (`HS256` with a
-//! shared secret, or `EdDSA` with an Ed25519 public key): a token naming any other
-//! algorithm (`none` included) is refused before its signature is looked at. Expiry
-//! (`exp`, required), not-before (`nbf`), issuer (`iss`) and audience (`aud`) are
-//! checked, with 30 s of leeway for clocks.
+//! Keys (`keys.rs`): the bank's identity provider's JSON Web Key Set (RS256, PS256,
+//! ES256, ES384, EdDSA; keys chosen by `kid`, fetched again on rotation), or one
+//! configured key (`HS256` with a shared secret for development and `crm token`, or an
+//! Ed25519 public key). Each key verifies exactly one algorithm: a token naming any
+//! other (`none` included) is refused before its signature is looked at. Signatures are
+//! checked by `jsonwebtoken`. Expiry (`exp`, required), not-before (`nbf`), issuer
+//! (`iss`) and audience (`aud`) are checked here, with 30 s of leeway for clocks.
 //!
-//! Claims beyond the registered ones:
+//! Claims beyond the registered ones, where [`ClaimMap`] says (these are the defaults;
+//! `claims.rs` maps a provider's own names):
 //! - `role`: `manager`, `analyst`, `auditor`, `service` or `admin`;
 //! - `manager_id` (managers): whose customers they see;
 //! - `team` (managers who lead a team): the team whose customers they also see;
@@ -21,9 +24,21 @@
 //! `docs/api.md` ("Authentication") lists what each role may do.
 #![forbid(unsafe_code)]
 
+use std::str::FromStr as _;
+use std::sync::Arc;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+
+mod claims;
+mod config;
+mod keys;
+mod verified;
+
+pub use claims::ClaimMap;
+pub use config::AuthArgs;
+pub use keys::{JwksConfig, JwksSource};
 
 /// What a caller may do, in broad strokes; the services refine it per route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,6 +131,10 @@ pub enum AuthError {
     Algorithm(String),
     #[error("the token's signature does not verify")]
     Signature,
+    #[error("the token names no key id (kid)")]
+    NoKeyId,
+    #[error("the identity provider has no key {0:?}")]
+    UnknownKey(String),
     #[error("the token has expired")]
     Expired,
     #[error("the token is not valid yet")]
@@ -138,28 +157,61 @@ pub enum VerifyKey {
 }
 
 impl VerifyKey {
-    fn alg(&self) -> &'static str {
-        match self {
-            VerifyKey::Hs256(_) => "HS256",
-            VerifyKey::Ed25519(_) => "EdDSA",
-        }
+    fn key(&self) -> Result<keys::Key, String> {
+        use jsonwebtoken::{Algorithm, DecodingKey};
+        Ok(match self {
+            VerifyKey::Hs256(secret) => keys::Key {
+                alg: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret).map_err(|e| e.to_string())?,
+            },
+            VerifyKey::Ed25519(public) => keys::Key {
+                alg: Algorithm::EdDSA,
+                key: DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(public))
+                    .map_err(|e| format!("the Ed25519 public key: {e}"))?,
+            },
+        })
     }
+}
+
+/// Where a verifier's keys come from.
+#[derive(Clone)]
+enum Keys {
+    /// One configured key; tokens need no `kid`.
+    One(keys::Key),
+    /// The identity provider's key set; tokens name their key.
+    Provider(Arc<keys::KeyCache>),
 }
 
 /// Checks tokens for one service.
 #[derive(Clone)]
 pub struct Verifier {
-    key: VerifyKey,
+    keys: Keys,
     issuer: String,
     audience: String,
     leeway_s: i64,
+    claims: ClaimMap,
+    verified: Arc<verified::Verified>,
+}
+
+impl Keys {
+    /// Changes whenever the keys do (tokens verified before are then verified again).
+    fn generation(&self) -> u64 {
+        match self {
+            Keys::One(_) => 0,
+            Keys::Provider(cache) => cache.generation(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
+        let keys = match &self.keys {
+            Keys::One(k) => format!("{:?}", k.alg),
+            Keys::Provider(_) => "identity provider".into(),
+        };
         f.debug_struct("Verifier")
-            .field("alg", &self.key.alg())
+            .field("keys", &keys)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -177,26 +229,20 @@ pub fn now_unix() -> i64 {
 struct Header {
     alg: String,
     #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
     crit: Option<serde_json::Value>,
 }
 
+/// The registered claims; the rest are read through the [`ClaimMap`].
 #[derive(Deserialize)]
-struct Claims {
+struct Registered {
     iss: Option<String>,
     sub: Option<String>,
     #[serde(default)]
     aud: Option<serde_json::Value>,
     exp: Option<i64>,
     nbf: Option<i64>,
-    role: Option<Role>,
-    #[serde(default)]
-    manager_id: Option<String>,
-    #[serde(default)]
-    team: Option<String>,
-    #[serde(default)]
-    commands: Vec<String>,
-    #[serde(default)]
-    acts_for_persons: bool,
 }
 
 impl Verifier {
@@ -221,102 +267,128 @@ impl Verifier {
             _ => {}
         }
         Ok(Self {
-            key,
+            keys: Keys::One(key.key()?),
             issuer: issuer.into(),
             audience: audience.into(),
             leeway_s: 30,
+            claims: ClaimMap::default(),
+            verified: Default::default(),
         })
     }
 
-    /// The verifier configured by the environment: `CRM_AUTH_ISSUER`,
-    /// `CRM_AUTH_AUDIENCE` (default: `service_audience`), and either
-    /// `CRM_AUTH_HS256_SECRET` or `CRM_AUTH_ED25519_PUBLIC_KEY` (hex). `Ok(None)` when
-    /// `CRM_AUTH=off` (tests, the embedded demo); an error when neither is configured,
-    /// so a service never runs open by accident.
-    pub fn from_env(service_audience: &str) -> Result<Option<Self>, String> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        if var("CRM_AUTH").as_deref() == Some("off") {
-            return Ok(None);
-        }
-        let key = match (
-            var("CRM_AUTH_HS256_SECRET"),
-            var("CRM_AUTH_ED25519_PUBLIC_KEY"),
-        ) {
-            (Some(secret), None) => VerifyKey::Hs256(secret.into_bytes()),
-            (None, Some(public)) => VerifyKey::Ed25519(
-                hex_decode(&public).ok_or("CRM_AUTH_ED25519_PUBLIC_KEY is not hex")?,
-            ),
-            (Some(_), Some(_)) => {
-                return Err(
-                    "set one of CRM_AUTH_HS256_SECRET and CRM_AUTH_ED25519_PUBLIC_KEY".into(),
-                )
-            }
-            (None, None) => {
-                return Err(
-                    "authentication is not configured: set CRM_AUTH_HS256_SECRET or \
-                            CRM_AUTH_ED25519_PUBLIC_KEY (and CRM_AUTH_ISSUER), or CRM_AUTH=off \
-                            to run without it (development only)"
-                        .into(),
-                )
-            }
-        };
-        let issuer = var("CRM_AUTH_ISSUER").ok_or("CRM_AUTH_ISSUER is not set")?;
-        let audience = var("CRM_AUTH_AUDIENCE").unwrap_or_else(|| service_audience.to_string());
-        Self::new(key, issuer, audience).map(Some)
+    /// A verifier of the identity provider's tokens: its keys fetched now (an error if
+    /// they cannot be) and kept fresh while the verifier lives.
+    pub async fn from_provider(
+        config: JwksConfig,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            keys: Keys::Provider(keys::KeyCache::start(config).await?),
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway_s: 30,
+            claims: ClaimMap::default(),
+            verified: Default::default(),
+        })
+    }
+
+    /// Read the caller's role and scope where `claims` says.
+    pub fn with_claims(mut self, claims: ClaimMap) -> Result<Self, String> {
+        claims.validate()?;
+        self.claims = claims;
+        Ok(self)
     }
 
     /// Verify a token (without `Bearer `) at Unix time `now`.
-    pub fn verify(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+    pub async fn verify(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+        let digest = verified::digest(token);
+        let generation = self.keys.generation();
+        if let Some(checked) = self.verified.get(&digest, generation) {
+            return self.in_time(&checked, now);
+        }
+        let claims = self.signed_claims(token).await?;
+        let checked = self.principal(claims, now)?;
+        // The generation read before the key was looked up: a fetch meanwhile makes
+        // this entry stale, never a stale entry current.
+        self.verified.put(digest, generation, checked.clone());
+        Ok(checked.principal)
+    }
+
+    /// The claims of a token whose signature verifies with the key its header names,
+    /// under that key's one algorithm.
+    async fn signed_claims(&self, token: &str) -> Result<serde_json::Value, AuthError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
+        let (Some(h), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::Malformed("not three dot-separated parts"));
         };
         let header: Header = decode_json(h).ok_or(AuthError::Malformed("header"))?;
-        // Pinned: the configured algorithm only, decided before looking at the signature.
-        if header.alg != self.key.alg() {
-            return Err(AuthError::Algorithm(header.alg));
-        }
         if header.crit.is_some() {
             return Err(AuthError::Malformed(
                 "critical header extensions are not supported",
             ));
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| AuthError::Malformed("signature"))?;
-        let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
-        let ok = match &self.key {
-            VerifyKey::Hs256(secret) => {
-                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-                ring::hmac::verify(&key, signed, &signature).is_ok()
-            }
-            VerifyKey::Ed25519(public) => {
-                ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
-                    .verify(signed, &signature)
-                    .is_ok()
+        let key = match &self.keys {
+            Keys::One(key) => key.clone(),
+            Keys::Provider(cache) => {
+                cache
+                    .key(header.kid.as_deref().ok_or(AuthError::NoKeyId)?)
+                    .await?
             }
         };
-        if !ok {
-            return Err(AuthError::Signature);
+        // Pinned: the key's algorithm only, decided before looking at the signature.
+        if jsonwebtoken::Algorithm::from_str(&header.alg).ok() != Some(key.alg) {
+            return Err(AuthError::Algorithm(
+                crm_domain::text::escaped(&header.alg).into_owned(),
+            ));
         }
-        let claims: Claims = decode_json(p).ok_or(AuthError::Malformed("claims"))?;
-        self.principal(claims, now)
+        let mut checks = jsonwebtoken::Validation::new(key.alg);
+        // The registered claims are checked by `principal`, with the platform's errors.
+        checks.required_spec_claims.clear();
+        (
+            checks.validate_exp,
+            checks.validate_nbf,
+            checks.validate_aud,
+        ) = (false, false, false);
+        let decoded = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &checks);
+        decoded.map(|d| d.claims).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidToken
+            | jsonwebtoken::errors::ErrorKind::Base64(_)
+            | jsonwebtoken::errors::ErrorKind::Json(_)
+            | jsonwebtoken::errors::ErrorKind::Utf8(_) => AuthError::Malformed("claims"),
+            _ => AuthError::Signature,
+        })
+    }
+
+    /// The principal, if the token is valid at `now`.
+    fn in_time(&self, c: &verified::Checked, now: i64) -> Result<Principal, AuthError> {
+        self.times(c.exp, c.nbf, now)?;
+        Ok(c.principal.clone())
+    }
+
+    /// Expiry and not-before at `now`, with leeway.
+    fn times(&self, exp: i64, nbf: Option<i64>, now: i64) -> Result<(), AuthError> {
+        if now > exp + self.leeway_s {
+            return Err(AuthError::Expired);
+        }
+        if nbf.is_some_and(|nbf| now + self.leeway_s < nbf) {
+            return Err(AuthError::NotYetValid);
+        }
+        Ok(())
     }
 
     /// The principal of a signed token's claims: valid now, for this issuer and audience,
     /// with a subject that can be an actor and the claims its role needs.
-    fn principal(&self, claims: Claims, now: i64) -> Result<Principal, AuthError> {
+    fn principal(&self, all: serde_json::Value, now: i64) -> Result<verified::Checked, AuthError> {
+        let claims: Registered = serde_json::from_value(all.clone())
+            .map_err(|_| AuthError::Malformed("registered claims"))?;
         let exp = claims
             .exp
             .ok_or(AuthError::Claims("exp is required".into()))?;
-        if now > exp + self.leeway_s {
-            return Err(AuthError::Expired);
-        }
-        if claims.nbf.is_some_and(|nbf| now + self.leeway_s < nbf) {
-            return Err(AuthError::NotYetValid);
-        }
+        let nbf = claims.nbf;
+        self.times(exp, nbf, now)?;
         if claims.iss.as_deref() != Some(self.issuer.as_str()) {
             let iss = claims.iss.unwrap_or_default();
             return Err(AuthError::Issuer(
@@ -344,33 +416,43 @@ impl Verifier {
                 "sub must be 1 to 128 characters without spaces or control characters".into(),
             ));
         }
-        let role = claims
-            .role
-            .ok_or(AuthError::Claims("role is required".into()))?;
-        if role == Role::Manager && claims.manager_id.is_none() {
-            return Err(AuthError::Claims(
-                "a manager's token names its manager_id".into(),
-            ));
+        let map = &self.claims;
+        let role = map.role(&all)?;
+        let manager_id = map.text(&all, &map.manager_id);
+        if role == Role::Manager && manager_id.is_none() {
+            return Err(AuthError::Claims(format!(
+                "a manager's token names its manager_id (at {})",
+                map.manager_id
+            )));
         }
-        Ok(Principal {
+        let principal = Principal {
             subject,
             role,
-            manager_id: claims.manager_id,
-            team: claims.team,
-            commands: claims.commands,
-            acts_for_persons: role == Role::Service && claims.acts_for_persons,
+            manager_id,
+            team: map.text(&all, &map.team),
+            commands: map.commands(&all),
+            acts_for_persons: role == Role::Service && map.flag(&all, &map.acts_for_persons),
+        };
+        Ok(verified::Checked {
+            principal,
+            exp,
+            nbf,
         })
     }
 
     /// Verify the value of an `Authorization` header.
-    pub fn verify_header(&self, header: Option<&str>, now: i64) -> Result<Principal, AuthError> {
+    pub async fn verify_header(
+        &self,
+        header: Option<&str>,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
         let token = header
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .ok_or(AuthError::Missing)?;
-        self.verify(token.trim(), now)
+        self.verify(token.trim(), now).await
     }
 }
 
@@ -388,7 +470,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -432,10 +514,11 @@ mod tests {
         sign_hs256(SECRET, &c)
     }
 
-    #[test]
-    fn a_good_token_names_its_principal() {
+    #[tokio::test]
+    async fn a_good_token_names_its_principal() {
         let p = verifier()
             .verify(&sign_hs256(SECRET, &claims()), NOW)
+            .await
             .unwrap();
         assert_eq!(p.role, Role::Manager);
         assert_eq!(p.actor(), "person:li.wei");
@@ -452,23 +535,23 @@ mod tests {
         assert!(!p.may_command("assign_owner"));
     }
 
-    #[test]
-    fn a_subject_that_cannot_be_an_actor_is_refused() {
+    #[tokio::test]
+    async fn a_subject_that_cannot_be_an_actor_is_refused() {
         let v = verifier();
         for sub in ["li wei", "\u{1b}[2Jadmin", "a\u{0}b", "x via service:y"] {
             let token = with(|c| c["sub"] = json!(sub));
             assert!(
-                matches!(v.verify(&token, NOW), Err(AuthError::Claims(_))),
+                matches!(v.verify(&token, NOW).await, Err(AuthError::Claims(_))),
                 "{sub:?}"
             );
         }
         let token = with(|c| c["iss"] = json!("evil\n\u{1b}[2J"));
-        let e = v.verify(&token, NOW).unwrap_err();
+        let e = v.verify(&token, NOW).await.unwrap_err();
         assert!(!e.to_string().chars().any(char::is_control), "{e}");
     }
 
-    #[test]
-    fn an_examples_placeholder_secret_is_refused() {
+    #[tokio::test]
+    async fn an_examples_placeholder_secret_is_refused() {
         for secret in [
             "replace-with-at-least-32-random-bytes",
             "change-me-to-32-bytes-of-secret-please",
@@ -480,31 +563,37 @@ mod tests {
         assert!(Verifier::new(VerifyKey::Hs256(SECRET.to_vec()), "i", "a").is_ok());
     }
 
-    #[test]
-    fn every_bad_token_is_refused() {
+    #[tokio::test]
+    async fn every_bad_token_is_refused() {
         let v = verifier();
         let expired = with(|c| c["exp"] = json!(NOW - 31));
-        assert_eq!(v.verify(&expired, NOW), Err(AuthError::Expired));
+        assert_eq!(v.verify(&expired, NOW).await, Err(AuthError::Expired));
         let early = with(|c| c["nbf"] = json!(NOW + 60));
-        assert_eq!(v.verify(&early, NOW), Err(AuthError::NotYetValid));
+        assert_eq!(v.verify(&early, NOW).await, Err(AuthError::NotYetValid));
         let issuer = with(|c| c["iss"] = json!("someone-else"));
-        assert!(matches!(v.verify(&issuer, NOW), Err(AuthError::Issuer(_))));
+        assert!(matches!(
+            v.verify(&issuer, NOW).await,
+            Err(AuthError::Issuer(_))
+        ));
         let audience = with(|c| c["aud"] = json!(["crm-commands"]));
-        assert_eq!(v.verify(&audience, NOW), Err(AuthError::Audience));
+        assert_eq!(v.verify(&audience, NOW).await, Err(AuthError::Audience));
         let no_exp = with(|c| {
             c.as_object_mut().unwrap().remove("exp");
         });
-        assert!(matches!(v.verify(&no_exp, NOW), Err(AuthError::Claims(_))));
+        assert!(matches!(
+            v.verify(&no_exp, NOW).await,
+            Err(AuthError::Claims(_))
+        ));
         let no_manager = with(|c| {
             c.as_object_mut().unwrap().remove("manager_id");
         });
         assert!(matches!(
-            v.verify(&no_manager, NOW),
+            v.verify(&no_manager, NOW).await,
             Err(AuthError::Claims(_))
         ));
         // Signed with another secret.
         let forged = sign_hs256(b"another secret, also 32 bytes long", &claims());
-        assert_eq!(v.verify(&forged, NOW), Err(AuthError::Signature));
+        assert_eq!(v.verify(&forged, NOW).await, Err(AuthError::Signature));
         // Claims changed after signing.
         let good = sign_hs256(SECRET, &claims());
         let mut parts: Vec<&str> = good.split('.').collect();
@@ -516,7 +605,10 @@ mod tests {
         );
         let admin = String::from_utf8(URL_SAFE_NO_PAD.decode(admin).unwrap()).unwrap();
         parts[1] = &admin;
-        assert_eq!(v.verify(&parts.join("."), NOW), Err(AuthError::Signature));
+        assert_eq!(
+            v.verify(&parts.join("."), NOW).await,
+            Err(AuthError::Signature)
+        );
         // alg "none", and an algorithm other than the pinned one.
         let none = format!(
             "{}.{}.",
@@ -524,25 +616,28 @@ mod tests {
             URL_SAFE_NO_PAD.encode(claims().to_string())
         );
         assert_eq!(
-            v.verify(&none, NOW),
+            v.verify(&none, NOW).await,
             Err(AuthError::Algorithm("none".into()))
         );
         let ed = Verifier::new(VerifyKey::Ed25519(vec![7; 32]), "crm-idp", "crm-query").unwrap();
         assert_eq!(
-            ed.verify(&good, NOW),
+            ed.verify(&good, NOW).await,
             Err(AuthError::Algorithm("HS256".into())),
             "an HS256 token is refused where EdDSA is pinned"
         );
-        assert_eq!(v.verify_header(None, NOW), Err(AuthError::Missing));
+        assert_eq!(v.verify_header(None, NOW).await, Err(AuthError::Missing));
         assert_eq!(
-            v.verify_header(Some("Basic abc"), NOW),
+            v.verify_header(Some("Basic abc"), NOW).await,
             Err(AuthError::Missing)
         );
-        assert!(matches!(v.verify("a.b", NOW), Err(AuthError::Malformed(_))));
+        assert!(matches!(
+            v.verify("a.b", NOW).await,
+            Err(AuthError::Malformed(_))
+        ));
     }
 
-    #[test]
-    fn ed25519_tokens_verify_with_the_public_key() {
+    #[tokio::test]
+    async fn ed25519_tokens_verify_with_the_public_key() {
         use ring::signature::{Ed25519KeyPair, KeyPair};
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
@@ -558,20 +653,36 @@ mod tests {
             "crm-query",
         )
         .unwrap();
-        assert_eq!(v.verify(&token, NOW).unwrap().subject, "li.wei");
+        assert_eq!(v.verify(&token, NOW).await.unwrap().subject, "li.wei");
         let other = Verifier::new(VerifyKey::Ed25519(vec![7; 32]), "crm-idp", "crm-query").unwrap();
-        assert_eq!(other.verify(&token, NOW), Err(AuthError::Signature));
+        assert_eq!(other.verify(&token, NOW).await, Err(AuthError::Signature));
     }
 
-    #[test]
-    fn services_send_only_their_commands() {
+    #[tokio::test]
+    async fn a_token_verified_before_is_checked_for_time_at_every_use() {
+        let v = verifier();
+        let token = sign_hs256(SECRET, &claims());
+        assert!(v.verify(&token, NOW).await.is_ok());
+        assert!(
+            v.verify(&token, NOW + 600).await.is_ok(),
+            "kept, within leeway"
+        );
+        assert_eq!(v.verify(&token, NOW + 631).await, Err(AuthError::Expired));
+        let early = with(|c| c["nbf"] = json!(NOW + 60));
+        assert_eq!(v.verify(&early, NOW).await, Err(AuthError::NotYetValid));
+        assert!(v.verify(&early, NOW + 60).await.is_ok());
+        assert_eq!(v.verify(&early, NOW).await, Err(AuthError::NotYetValid));
+    }
+
+    #[tokio::test]
+    async fn services_send_only_their_commands() {
         let v = verifier();
         let token = with(|c| {
             c["role"] = json!("service");
             c["sub"] = json!("call-centre");
             c["commands"] = json!(["record_contact", "log_complaint"]);
         });
-        let p = v.verify(&token, NOW).unwrap();
+        let p = v.verify(&token, NOW).await.unwrap();
         assert_eq!(p.actor(), "service:call-centre");
         assert!(p.may_command("record_contact"));
         assert!(!p.may_command("assign_owner"));

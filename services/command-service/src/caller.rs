@@ -10,7 +10,7 @@ use crate::problem::Problem;
 
 /// The verified caller of `command`: `Ok(None)` when authentication is off (development),
 /// 401 without a valid token, 403 when the token's scope does not cover the command.
-pub fn authenticate(
+pub async fn authenticate(
     verifier: Option<&Verifier>,
     authorization: Option<&str>,
     command: &str,
@@ -20,6 +20,7 @@ pub fn authenticate(
     };
     let principal = verifier
         .verify_header(authorization, crm_auth::now_unix())
+        .await
         .map_err(|e| Problem::new(401, "auth.unauthenticated", e.to_string()))?;
     if !principal.may_command(command) {
         return Err(Problem::new(

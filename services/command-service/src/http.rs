@@ -57,7 +57,7 @@ async fn post_command(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = match authenticate(s.auth.as_ref(), authorization, &name) {
+    let principal = match authenticate(s.auth.as_ref(), authorization, &name).await {
         Ok(p) => p,
         Err(problem) => return problem.into_response(),
     };

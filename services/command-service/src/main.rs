@@ -51,6 +51,8 @@ struct Args {
     #[arg(long, env = "CRM_INDEX_KEY", hide_env_values = true)]
     index_key: Option<String>,
     #[command(flatten)]
+    auth: crm_auth::AuthArgs,
+    #[command(flatten)]
     process: crm_telemetry::ProcessArgs,
 }
 
@@ -62,7 +64,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     crm_telemetry::init_tracing(args.process.log_format);
-    let auth = crm_auth::Verifier::from_env("crm-commands").map_err(anyhow::Error::msg)?;
+    let auth = (args.auth.verifier("crm-commands").await).map_err(anyhow::Error::msg)?;
     let index_key =
         crm_command_handler::handler::index_key(args.index_key.as_deref(), auth.is_none())
             .map_err(anyhow::Error::msg)?;

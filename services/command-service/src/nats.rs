@@ -314,11 +314,11 @@ async fn decide(
     let format = Format::from_content_type(ct.as_deref());
     let answer_in = format.unwrap_or(Format::Json);
     // Who asks comes first, as over HTTP: an unauthenticated caller learns nothing more.
-    let principal = match authenticate(ctx.auth.as_ref(), header("Authorization").as_deref(), name)
-    {
-        Ok(p) => p,
-        Err(problem) => return (answer_in, Err(problem)),
-    };
+    let principal =
+        match authenticate(ctx.auth.as_ref(), header("Authorization").as_deref(), name).await {
+            Ok(p) => p,
+            Err(problem) => return (answer_in, Err(problem)),
+        };
     let Some(format) = format else {
         let problem = Problem::unsupported_media_type(ct.as_deref().unwrap_or(""));
         return (answer_in, Err(problem));

@@ -48,6 +48,9 @@ pub enum BenchCmd {
     /// The funnel and the KPIs over a seeded book of W2's size (a million customers, about
     /// twelve million events over a year), asked of the read models.
     Analytics(crate::bench_analytics::AnalyticsArgs),
+    /// What verifying a bearer token costs per request, per algorithm (one key, or an
+    /// identity provider's key set).
+    Tokens(crate::bench_tokens::TokenArgs),
     /// Delete a stream a benchmark left (and its dead-letter stream), as
     /// scripts/bench-load does when it ends: W2's stream holds 11 GiB.
     DropStream(DropStreamArgs),
@@ -127,6 +130,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Ceilings(a) => crate::bench_ceilings::run(a).await,
         BenchCmd::Queries(a) => crate::bench_queries::run(a).await,
         BenchCmd::Analytics(a) => crate::bench_analytics::run(a).await,
+        BenchCmd::Tokens(a) => crate::bench_tokens::run(a).await,
         BenchCmd::DropStream(a) => drop_stream(a).await,
     }
 }

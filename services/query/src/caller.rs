@@ -27,6 +27,7 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok());
         verifier
             .verify_header(header, crm_auth::now_unix())
+            .await
             .map(|p| Caller(Some(p)))
             .map_err(|e| {
                 Problem::new(

@@ -38,6 +38,8 @@ struct Args {
     #[arg(long, env = "CRM_SHUTDOWN_GRACE", default_value_t = 20)]
     shutdown_grace: u64,
     #[command(flatten)]
+    auth: crm_auth::AuthArgs,
+    #[command(flatten)]
     process: crm_telemetry::ProcessArgs,
 }
 
@@ -47,7 +49,11 @@ async fn main() -> anyhow::Result<()> {
     crm_telemetry::init_tracing(a.process.log_format);
     let store = ReadStore::connect(&a.read_url, a.db_connections).await?;
     let mut security = crm_query::Security {
-        auth: crm_auth::Verifier::from_env("crm-query").map_err(anyhow::Error::msg)?,
+        auth: a
+            .auth
+            .verifier("crm-query")
+            .await
+            .map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
     if security.auth.is_none() {
