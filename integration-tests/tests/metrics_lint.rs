@@ -106,7 +106,12 @@ async fn every_service_exposes_clean_metrics_and_the_shipped_config_checks() {
             .await
             .unwrap();
         // Every service: its process's figures; the HTTP services: requests by route.
-        for needle in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
+        let build = format!("crm_build_info{{version=\"{}\"", env!("CARGO_PKG_VERSION"));
+        for needle in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            &build,
+        ] {
             assert!(text.contains(needle), "{name}: {needle} missing:\n{text}");
         }
         if name == "crm-command-service" || name == "crm-query" {

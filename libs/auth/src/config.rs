@@ -20,10 +20,10 @@ pub struct AuthArgs {
     #[arg(long, env = "CRM_AUTH_AUDIENCE")]
     pub auth_audience: Option<String>,
     /// The identity provider's JWKS URL (RS256, PS256, ES256, ES384 and EdDSA keys by `kid`).
-    #[arg(long, env = "CRM_AUTH_JWKS_URL")]
+    #[arg(long, env = "CRM_AUTH_JWKS_URL", hide_env_values = true)]
     pub auth_jwks_url: Option<String>,
     /// Find the JWKS through this issuer's OpenID discovery document instead.
-    #[arg(long, env = "CRM_AUTH_OIDC_DISCOVERY")]
+    #[arg(long, env = "CRM_AUTH_OIDC_DISCOVERY", hide_env_values = true)]
     pub auth_oidc_discovery: Option<String>,
     /// Seconds between fetches of the provider's keys.
     #[arg(long, env = "CRM_AUTH_JWKS_REFRESH", default_value_t = 300)]

@@ -6,6 +6,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Every metric name, in one place. Labels never carry customer ids.
 pub mod names {
+    /// 1, labelled with the build: `version` (the workspace's), `commit` (`CRM_BUILD_COMMIT`
+    /// at build time, `unknown` without it).
+    pub const BUILD_INFO: &str = "crm_build_info";
     /// Commands handled. Labels: `command` (snake_case name), `outcome`
     /// (`accepted`, `duplicate`, `refused`, `failed`), `code` (refusal code or `none`).
     pub const COMMANDS_TOTAL: &str = "crm_commands_total";
@@ -194,7 +197,20 @@ pub fn describe() {
         names::RELAY_LEADER,
         "1 while this relay holds the leader lock"
     );
+    describe_gauge!(
+        names::BUILD_INFO,
+        "1; the labels name the build (version, commit)"
+    );
 }
+
+/// The platform's version (every crate shares the workspace's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The commit built, when the build said (`CRM_BUILD_COMMIT=$(git rev-parse --short HEAD)`).
+pub const COMMIT: &str = match option_env!("CRM_BUILD_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
 
 /// Install the global Prometheus recorder (once per process) and return the handle that
 /// renders `/metrics`.
@@ -237,6 +253,7 @@ pub fn install_prometheus() -> PrometheusHandle {
             let _ = metrics::set_global_recorder(recorder);
             describe();
             process_collector().describe();
+            metrics::gauge!(names::BUILD_INFO, "version" => VERSION, "commit" => COMMIT).set(1.0);
             handle
         })
         .clone()

@@ -10,6 +10,7 @@ use crm_command_service::{App, Config};
 #[derive(Debug, Parser)]
 #[command(
     name = "crm-command-service",
+    version,
     about = "Accept commands over HTTP and NATS, decide them, store the events"
 )]
 struct Args {

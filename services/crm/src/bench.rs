@@ -63,6 +63,7 @@ pub struct PgServer {
     #[arg(
         long,
         env = "CRM_BENCH_PG_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub pg_url: String,
@@ -71,7 +72,12 @@ pub struct PgServer {
 /// The NATS server a benchmark works on (fresh streams, deleted after).
 #[derive(Debug, clap::Args)]
 pub struct NatsServer {
-    #[arg(long, env = "CRM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "CRM_NATS_URL",
+        hide_env_values = true,
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
 }
 

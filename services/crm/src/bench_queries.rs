@@ -21,13 +21,13 @@ use crate::stats::Latencies;
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
     /// The query service's base URL (e.g. http://127.0.0.1:8081).
-    #[arg(long, env = "CRM_QUERY_URL")]
+    #[arg(long, env = "CRM_QUERY_URL", hide_env_values = true)]
     query_url: String,
     /// The read-model database (to draw customers from).
-    #[arg(long, env = "CRM_READ_URL")]
+    #[arg(long, env = "CRM_READ_URL", hide_env_values = true)]
     read_url: String,
     /// Bearer token (an `analyst` token with the audit scope), if the service checks.
-    #[arg(long, env = "CRM_TOKEN")]
+    #[arg(long, env = "CRM_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Customers asked about.
     #[arg(long, default_value_t = 1_000)]

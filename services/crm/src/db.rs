@@ -13,10 +13,10 @@ pub enum DbCmd {
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
     /// Event store: postgres://owner@…
-    #[arg(long, env = "CRM_STORE_URL")]
+    #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store: String,
     /// Read models (may be the same database).
-    #[arg(long, env = "CRM_READ_URL")]
+    #[arg(long, env = "CRM_READ_URL", hide_env_values = true)]
     read: Option<String>,
 }
 

@@ -53,13 +53,13 @@ pub struct LoadArgs {
     seed: u64,
     /// NATS server of the command service's request/reply ingress (credentials may be in
     /// the URL). Given alone, every command goes over NATS.
-    #[arg(long, env = "CRM_NATS_URL")]
+    #[arg(long, env = "CRM_NATS_URL", hide_env_values = true)]
     nats: Option<String>,
     #[arg(long, env = "CRM_SUBJECT_PREFIX", default_value = "crm")]
     subject_prefix: String,
     /// Base URL of the command service's HTTP API (e.g. http://127.0.0.1:8080). Given
     /// alone, every command goes over HTTP.
-    #[arg(long, env = "CRM_COMMAND_URL")]
+    #[arg(long, env = "CRM_COMMAND_URL", hide_env_values = true)]
     http: Option<String>,
     /// With both ingresses given: the share of commands sent over HTTP.
     #[arg(long, default_value_t = 0.1)]

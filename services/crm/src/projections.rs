@@ -27,10 +27,10 @@ pub struct Target {
     /// ownership, timeline or analytics.
     name: String,
     /// Event store: postgres://… or sqlite://path.
-    #[arg(long, env = "CRM_STORE_URL")]
+    #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store: String,
     /// Read models: postgres://… or sqlite://path (default: the event store's database).
-    #[arg(long, env = "CRM_READ_URL")]
+    #[arg(long, env = "CRM_READ_URL", hide_env_values = true)]
     read: Option<String>,
     /// analytics: count the KPI ledger's and the funnel's days in this IANA time zone from
     /// now on (the query service's `CRM_TIME_ZONE`; as it was, if not given).

@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     name = "crm-projector",
+    version,
     about = "Build the read models from the JetStream event stream"
 )]
 struct Args {

@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     name = "crm-query",
+    version,
     about = "Serve the read models over HTTP (JSON and CSV)"
 )]
 struct Args {

@@ -27,6 +27,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     name = "crm-relay",
+    version,
     about = "Publish stored events to NATS JetStream, once each, in order"
 )]
 struct Args {

@@ -17,6 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     name = "crm-scheduler",
+    version,
     about = "Issue due timers (pool returns, SLA breaches, dormancy) as commands"
 )]
 struct Args {
