@@ -176,7 +176,7 @@ impl NatsCluster {
         let cluster = Self { nodes };
         // JetStream answers once the nodes have elected a meta leader: create (and
         // delete) a replicated stream to be sure.
-        let client = crm_bus::connect::connect(&cluster.urls())
+        let client = crm_bus::connect::connect(&cluster.urls(), None)
             .await
             .expect("cluster");
         let js = async_nats::jetstream::new(client);
@@ -502,7 +502,7 @@ impl Invariants<'_> {
             .collect();
 
         // 2. Every event is in the stream, once.
-        let client = crm_bus::connect::connect(self.nats_url)
+        let client = crm_bus::connect::connect(self.nats_url, None)
             .await
             .expect("NATS");
         let js = async_nats::jetstream::new(client);

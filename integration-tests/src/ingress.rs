@@ -57,7 +57,9 @@ impl Ingress {
         Self {
             http: reqwest::Client::new(),
             base,
-            nats: crm_bus::connect::connect(nats_url).await.expect("NATS"),
+            nats: crm_bus::connect::connect(nats_url, None)
+                .await
+                .expect("NATS"),
             prefix: prefix.to_string(),
             timeout: Duration::from_secs(10),
         }

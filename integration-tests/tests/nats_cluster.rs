@@ -26,7 +26,11 @@ async fn a_node_of_three_killed_mid_load_loses_nothing() {
     let mut load = rig.load(crm_eventstore::conformance::seed());
 
     // Wait until the stream exists with three replicas, then kill the node that leads it.
-    let js = async_nats::jetstream::new(crm_bus::connect::connect(&cluster.urls()).await.unwrap());
+    let js = async_nats::jetstream::new(
+        crm_bus::connect::connect(&cluster.urls(), None)
+            .await
+            .unwrap(),
+    );
     let leader = loop {
         if let Ok(mut s) = js.get_stream(&rig.stream).await {
             let info = s.info().await.unwrap();

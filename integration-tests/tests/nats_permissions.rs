@@ -99,7 +99,10 @@ impl Nats {
             _dir: tempdir::Dir(dir),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while crm_bus::connect::connect(&nats.url("admin")).await.is_err() {
+        while crm_bus::connect::connect(&nats.url("admin"), None)
+            .await
+            .is_err()
+        {
             assert!(
                 Instant::now() < deadline,
                 "nats-server did not start: {}",

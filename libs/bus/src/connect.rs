@@ -1,13 +1,16 @@
 //! Connecting to NATS the way every service does: credentials in the URL
 //! (`nats://user:password@host:4222`, one NATS user per service with subject
 //! permissions, `deploy/nats/`), and replies received on the user's own inbox prefix
-//! (`CRM_NATS_INBOX`, e.g. `_INBOX.relay`) so a user may subscribe to its own replies
-//! only, never to another service's.
+//! (a service's `CRM_NATS_INBOX`, e.g. `_INBOX.relay`) so a user may subscribe to its own
+//! replies only, never to another service's.
 
-/// Connect to `url`, with the inbox prefix from `CRM_NATS_INBOX` when set. `url` may list
-/// several servers of a cluster, comma-separated (`nats://a:4222,nats://b:4222`); the
-/// client picks one and fails over to the others.
-pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+/// Connect to `url`, replies received under `inbox` when given. `url` may list several
+/// servers of a cluster, comma-separated (`nats://a:4222,nats://b:4222`); the client
+/// picks one and fails over to the others.
+pub async fn connect(
+    url: &str,
+    inbox: Option<&str>,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
     let mut options = async_nats::ConnectOptions::new();
     let mut servers = Vec::new();
     for one in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
@@ -23,10 +26,8 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::Connec
             options = options.user_and_password(user.to_string(), password.to_string());
         }
     }
-    if let Ok(prefix) = std::env::var("CRM_NATS_INBOX") {
-        if !prefix.is_empty() {
-            options = options.custom_inbox_prefix(prefix);
-        }
+    if let Some(prefix) = inbox.filter(|p| !p.is_empty()) {
+        options = options.custom_inbox_prefix(prefix);
     }
     options.connect(servers).await
 }

@@ -25,6 +25,10 @@ struct Args {
         hide_env_values = true
     )]
     nats_url: String,
+    /// The prefix of this service's reply inboxes (`_INBOX.<its NATS user>`), when its NATS
+    /// user may subscribe to those only (`deploy/nats/`).
+    #[arg(long, env = "CRM_NATS_INBOX")]
+    nats_inbox: Option<String>,
     #[arg(long)]
     no_nats: bool,
     #[arg(long, env = "CRM_SUBJECT_PREFIX", default_value = "crm")]
@@ -72,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
     let app = App::build(Config {
         store_url: args.store_url,
         nats_url: (!args.no_nats).then_some(args.nats_url),
+        nats_inbox: args.nats_inbox,
         subject_prefix: args.subject_prefix,
         http_addr: args.http_addr,
         db_connections: args.db_connections,

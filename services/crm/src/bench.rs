@@ -219,6 +219,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
     let _service = crm_command_service::App::build(crm_command_service::Config {
         store_url: url.to_string(),
         nats_url: Some(a.nats.nats_url.clone()),
+        nats_inbox: None,
         subject_prefix: subjects.prefix().to_string(),
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,

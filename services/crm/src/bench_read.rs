@@ -179,6 +179,7 @@ async fn phases(
     let _service = crm_command_service::App::build(crm_command_service::Config {
         store_url: url.to_string(),
         nats_url: Some(a.nats.nats_url.clone()),
+        nats_inbox: None,
         subject_prefix: subjects.prefix().to_string(),
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,
@@ -201,6 +202,7 @@ async fn phases(
     let projector = |read_url: String, group: &str| {
         crm_projector::App::build(crm_projector::Config {
             nats_url: a.nats.nats_url.clone(),
+            nats_inbox: None,
             read_url,
             stream: spec.name.clone(),
             subject_prefix: subjects.prefix().to_string(),

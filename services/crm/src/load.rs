@@ -250,7 +250,7 @@ pub async fn run(a: LoadArgs) -> anyhow::Result<()> {
     );
     let nats = match &a.nats {
         Some(url) => Some(
-            crm_bus::connect::connect(url)
+            crm_bus::connect::connect(url, None)
                 .await
                 .with_context(|| format!("connecting to NATS at {url}"))?,
         ),

@@ -41,6 +41,10 @@ struct Args {
         hide_env_values = true
     )]
     nats_url: String,
+    /// The prefix of this service's reply inboxes (`_INBOX.<its NATS user>`), when its NATS
+    /// user may subscribe to those only (`deploy/nats/`).
+    #[arg(long, env = "CRM_NATS_INBOX")]
+    nats_inbox: Option<String>,
     /// JetStream stream name.
     #[arg(long, env = "CRM_STREAM", default_value = "CRM_EVENTS")]
     stream: String,
@@ -75,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     let store = AnyEventStore::connect(&args.store_url, 4)
         .await
         .context("opening the event store (CRM_STORE_URL)")?;
-    let client = crm_bus::connect::connect(&args.nats_url)
+    let client = crm_bus::connect::connect(&args.nats_url, args.nats_inbox.as_deref())
         .await
         .with_context(|| {
             format!(
