@@ -925,6 +925,69 @@ fn env_entries(environment: &Value) -> Vec<(String, String)> {
     }
 }
 
+/// Every Kubernetes image names a version (not `latest`, not none), and the platform's
+/// containers run unprivileged: a non-root user, no privilege escalation, a read-only root
+/// filesystem, every capability dropped, the runtime's default seccomp profile.
+#[test]
+fn k8s_images_are_pinned_and_the_platform_runs_unprivileged() {
+    let mut problems = Vec::new();
+    let mut platform = 0;
+    for (file, object) in &k8s_objects() {
+        let Some(pod) = pod_spec(object) else {
+            continue;
+        };
+        for container in sequence(pod.get("containers")).chain(sequence(pod.get("initContainers")))
+        {
+            let where_ = format!(
+                "{file}: {} {} container {}",
+                kind(object),
+                name_of(object),
+                str_at(container, "name")
+            );
+            let image = image(container);
+            match image.rsplit_once(':') {
+                Some((_, tag)) if tag != "latest" && !tag.contains('/') => {}
+                _ => problems.push(format!("{where_}: image {image:?} names no version")),
+            }
+            if !image.starts_with("crm-platform") {
+                continue;
+            }
+            platform += 1;
+            let sc = container.get("securityContext");
+            let at = |k: &str| sc.and_then(|s| s.get(k)).map(scalar).unwrap_or_default();
+            for (key, want) in [
+                ("runAsNonRoot", "true"),
+                ("allowPrivilegeEscalation", "false"),
+                ("readOnlyRootFilesystem", "true"),
+            ] {
+                if at(key) != want {
+                    problems.push(format!("{where_}: securityContext.{key} is not {want}"));
+                }
+            }
+            let drops: Vec<String> = sequence(
+                sc.and_then(|s| s.get("capabilities"))
+                    .and_then(|c| c.get("drop")),
+            )
+            .map(scalar)
+            .collect();
+            if !drops.iter().any(|d| d == "ALL") {
+                problems.push(format!("{where_}: capabilities are not all dropped"));
+            }
+            let seccomp = sc
+                .and_then(|s| s.get("seccompProfile"))
+                .map(|p| str_at(p, "type"));
+            if seccomp.as_deref() != Some("RuntimeDefault") {
+                problems.push(format!("{where_}: no RuntimeDefault seccomp profile"));
+            }
+        }
+    }
+    assert!(
+        platform >= 6,
+        "the services and the migration job run the platform's image ({platform} found)"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 fn image(v: &Value) -> String {
     v.get("image").map(scalar).unwrap_or_default()
 }
