@@ -82,58 +82,64 @@ impl AuthArgs {
     pub async fn verifier(&self, service_audience: &str) -> Result<Option<Verifier>, String> {
         // An empty setting is an unset one.
         let this = self.without_empty();
-        let this = &this;
         match this.mode.as_str() {
             "off" => return Ok(None),
             "on" => {}
             other => return Err(format!("CRM_AUTH is `on` or `off`, not {other:?}")),
         }
+        let claims = this.claim_map()?;
+        let verifier = this.keys(service_audience).await?;
+        verifier.with_claims(claims).map(Some)
+    }
+
+    /// The verifier of the one key source configured.
+    async fn keys(&self, service_audience: &str) -> Result<Verifier, String> {
+        let sources = [
+            self.auth_jwks_url.is_some(),
+            self.auth_oidc_discovery.is_some(),
+            self.auth_hs256_secret.is_some(),
+            self.auth_ed25519_public_key.is_some(),
+        ];
+        match sources.iter().filter(|s| **s).count() {
+            0 => {
+                return Err(
+                    "authentication is not configured: set CRM_AUTH_JWKS_URL or \
+                            CRM_AUTH_OIDC_DISCOVERY (an identity provider), CRM_AUTH_HS256_SECRET \
+                            or CRM_AUTH_ED25519_PUBLIC_KEY (and CRM_AUTH_ISSUER), or CRM_AUTH=off \
+                            to run without it (development only)"
+                        .into(),
+                )
+            }
+            1 => {}
+            _ => {
+                return Err("set one of CRM_AUTH_JWKS_URL, CRM_AUTH_OIDC_DISCOVERY, \
+                            CRM_AUTH_HS256_SECRET and CRM_AUTH_ED25519_PUBLIC_KEY"
+                    .into())
+            }
+        }
         let issuer = self
             .auth_issuer
             .clone()
             .ok_or("CRM_AUTH_ISSUER is not set")?;
-        let audience = (this.auth_audience.clone()).unwrap_or_else(|| service_audience.into());
-        let claims = this.claim_map()?;
-        let sources = [
-            this.auth_jwks_url.is_some(),
-            this.auth_oidc_discovery.is_some(),
-            this.auth_hs256_secret.is_some(),
-            this.auth_ed25519_public_key.is_some(),
-        ];
-        if sources.iter().filter(|s| **s).count() > 1 {
-            return Err("set one of CRM_AUTH_JWKS_URL, CRM_AUTH_OIDC_DISCOVERY, \
-                        CRM_AUTH_HS256_SECRET and CRM_AUTH_ED25519_PUBLIC_KEY"
-                .into());
-        }
+        let audience = (self.auth_audience.clone()).unwrap_or_else(|| service_audience.into());
         let jwks = |source| JwksConfig {
-            refresh_every: Duration::from_secs(this.auth_jwks_refresh.max(1)),
-            unknown_kid_cooldown: Duration::from_secs(this.auth_jwks_cooldown),
+            refresh_every: Duration::from_secs(self.auth_jwks_refresh.max(1)),
+            unknown_kid_cooldown: Duration::from_secs(self.auth_jwks_cooldown),
             ..JwksConfig::new(source)
         };
-        let verifier = if let Some(url) = &this.auth_jwks_url {
-            Verifier::from_provider(jwks(JwksSource::Url(url.clone())), issuer, audience).await?
-        } else if let Some(issuer_url) = &this.auth_oidc_discovery {
+        if let Some(url) = &self.auth_jwks_url {
+            Verifier::from_provider(jwks(JwksSource::Url(url.clone())), issuer, audience).await
+        } else if let Some(issuer_url) = &self.auth_oidc_discovery {
             let source = JwksSource::Discovery(issuer_url.clone());
-            Verifier::from_provider(jwks(source), issuer, audience).await?
-        } else if let Some(secret) = &this.auth_hs256_secret {
-            Verifier::new(
-                VerifyKey::Hs256(secret.clone().into_bytes()),
-                issuer,
-                audience,
-            )?
-        } else if let Some(public) = &this.auth_ed25519_public_key {
-            let key = crate::hex_decode(public).ok_or("CRM_AUTH_ED25519_PUBLIC_KEY is not hex")?;
-            Verifier::new(VerifyKey::Ed25519(key), issuer, audience)?
+            Verifier::from_provider(jwks(source), issuer, audience).await
+        } else if let Some(secret) = &self.auth_hs256_secret {
+            let key = VerifyKey::Hs256(secret.clone().into_bytes());
+            Verifier::new(key, issuer, audience)
         } else {
-            return Err(
-                "authentication is not configured: set CRM_AUTH_JWKS_URL or \
-                        CRM_AUTH_OIDC_DISCOVERY (an identity provider), CRM_AUTH_HS256_SECRET \
-                        or CRM_AUTH_ED25519_PUBLIC_KEY (and CRM_AUTH_ISSUER), or CRM_AUTH=off \
-                        to run without it (development only)"
-                    .into(),
-            );
-        };
-        verifier.with_claims(claims).map(Some)
+            let public = self.auth_ed25519_public_key.as_deref().unwrap_or_default();
+            let key = crate::hex_decode(public).ok_or("CRM_AUTH_ED25519_PUBLIC_KEY is not hex")?;
+            Verifier::new(VerifyKey::Ed25519(key), issuer, audience)
+        }
     }
 
     fn without_empty(&self) -> Self {
@@ -210,6 +216,12 @@ mod tests {
             .is_none());
         let none = args(&["--auth-issuer", "i"]).verifier("crm-query").await;
         assert!(none.unwrap_err().contains("not configured"));
+        let no_issuer = args(&["--auth-issuer", "", "--auth-hs256-secret", SECRET]);
+        assert!(no_issuer
+            .verifier("crm-query")
+            .await
+            .unwrap_err()
+            .contains("CRM_AUTH_ISSUER"));
         let two = args(&[
             "--auth-issuer",
             "i",
