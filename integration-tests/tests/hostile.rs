@@ -929,6 +929,20 @@ async fn placeholder_or_missing_secrets_refuse_to_start() {
             "{label}: the secret printed: {output}"
         );
     }
+    // The scheduler decides commands with the same index: outside development it needs
+    // the key too (it fell back to the development key).
+    let mut env = platform.env();
+    env.push(("CRM_AUTH", "on".into()));
+    let mut scheduler = Service::start("crm-scheduler", &[], &env);
+    let status = scheduler
+        .wait_exit(std::time::Duration::from_secs(30))
+        .await;
+    let output = scheduler.output();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the scheduler started: {output}"
+    );
+    assert!(output.contains("CRM_INDEX_KEY is not set"), "{output}");
 }
 
 /// A NATS header value holding a bare carriage return (which no well-behaved client

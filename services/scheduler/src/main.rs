@@ -33,10 +33,14 @@ struct Args {
     /// Address of the operations endpoint: `/metrics`, `/livez`, `/readyz`.
     #[arg(long, env = "CRM_METRICS_ADDR", default_value = "127.0.0.1:0")]
     metrics_addr: SocketAddr,
-    /// Secret of the duplicate-check index, the command services' (development key when
-    /// unset).
+    /// Secret of the duplicate-check index, the command services' (required, except in
+    /// development: `CRM_AUTH=off`).
     #[arg(long, env = "CRM_INDEX_KEY", hide_env_values = true)]
     index_key: Option<String>,
+    /// `off` marks a development setup, as for the command service (the scheduler checks
+    /// no token): the development index key is then allowed.
+    #[arg(long = "auth", env = "CRM_AUTH", default_value = "on")]
+    auth: String,
     #[command(flatten)]
     process: crm_telemetry::ProcessArgs,
 }
@@ -65,10 +69,11 @@ async fn main() -> anyhow::Result<()> {
     let probes = probes.build();
     let ops = crm_http::ops::serve_ops(args.metrics_addr, &probes).await?;
     tracing::info!(%ops, "metrics at /metrics, probes at /livez and /readyz");
-    if args.index_key.is_none() {
-        tracing::warn!("CRM_INDEX_KEY is not set: the development index key is used");
+    let development = args.auth == "off";
+    if development && args.index_key.is_none() {
+        tracing::warn!("CRM_AUTH=off and no CRM_INDEX_KEY: the development index key is used");
     }
-    let index_key = crm_command_handler::handler::index_key(args.index_key.as_deref(), true)
+    let index_key = crm_command_handler::handler::index_key(args.index_key.as_deref(), development)
         .map_err(anyhow::Error::msg)?;
     let handler = CommandHandler::new(
         store.clone(),
