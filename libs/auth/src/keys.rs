@@ -240,11 +240,19 @@ async fn fetch(http: &reqwest::Client, source: &JwksSource) -> Result<KeySet, St
             let body = get(http, &doc).await?;
             #[derive(serde::Deserialize)]
             struct Discovery {
+                issuer: String,
                 jwks_uri: String,
             }
-            serde_json::from_slice::<Discovery>(&body)
-                .map_err(|e| format!("{doc}: no jwks_uri: {e}"))?
-                .jwks_uri
+            let found = serde_json::from_slice::<Discovery>(&body)
+                .map_err(|e| format!("{doc}: no issuer and jwks_uri: {e}"))?;
+            // OpenID Connect Discovery 1.0, 4.3: the document is the issuer's own.
+            if found.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+                return Err(format!(
+                    "{doc} names the issuer {:?}, not {issuer:?}",
+                    crm_domain::text::escaped(&found.issuer)
+                ));
+            }
+            found.jwks_uri
         }
     };
     KeySet::parse(&get(http, &url).await?).map_err(|e| format!("{url}: {e}"))

@@ -31,7 +31,7 @@ impl Issuer {
         let jwks = Arc::new(Mutex::new(json!({ "keys": keys })));
         let fetches = Arc::new(AtomicUsize::new(0));
         let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let discovery = json!({"issuer": ISSUER, "jwks_uri": format!("{base}/jwks")});
+        let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/jwks")});
         let (k, f, u) = (jwks.clone(), fetches.clone(), up.clone());
         let app = axum::Router::new()
             .route(
@@ -210,6 +210,24 @@ async fn unknown_key_ids_fetch_at_most_once_per_cool_down() {
     );
     let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(), &rsa.key).unwrap();
     assert_eq!(v.verify(&no_kid, now()).await, Err(AuthError::NoKeyId));
+}
+
+#[tokio::test]
+async fn a_discovery_document_of_another_issuer_is_refused() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let doc =
+        json!({"issuer": "https://idp.elsewhere.example", "jwks_uri": format!("{base}/jwks")});
+    let app = axum::Router::new().route(
+        "/.well-known/openid-configuration",
+        axum::routing::get(move || async move { axum::Json(doc) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = JwksConfig::new(JwksSource::Discovery(base));
+    let e = Verifier::from_provider(config, ISSUER, "crm-query")
+        .await
+        .unwrap_err();
+    assert!(e.contains("names the issuer"), "{e}");
 }
 
 #[tokio::test]
