@@ -274,3 +274,17 @@ pub fn register_manager(id: crm_domain::ManagerId, name: &str, team: &str) -> cr
     })
     .into()
 }
+
+/// The JSON body of `command` as the HTTP ingress takes it: a fresh command id, issued
+/// now, by `actor` (`person:<id>` or `service:<name>`).
+pub fn command_body(actor: &str, command: &crm_domain::Command) -> Vec<u8> {
+    use crm_contracts::wire::{encode, Format};
+    let meta = crm_contracts::v1::CommandMeta {
+        command_id: uuid::Uuid::now_v7().to_string(),
+        actor: actor.into(),
+        correlation_id: None,
+        causation_id: None,
+        issued_at: Some(chrono::Utc::now().to_rfc3339()),
+    };
+    encode(&meta, command, Format::Json).expect("a command encodes")
+}

@@ -9,8 +9,6 @@
 use std::process::Command as Process;
 
 use chrono::Utc;
-use crm_contracts::v1;
-use crm_contracts::wire::{encode, Format};
 use crm_domain::customer::*;
 use crm_domain::*;
 use crm_eventstore::postgres::PgEventStore;
@@ -41,14 +39,7 @@ fn auth_env(env: &mut Vec<(&'static str, String)>) {
 }
 
 fn command_body(command: &Command) -> Vec<u8> {
-    let meta = v1::CommandMeta {
-        command_id: Uuid::now_v7().to_string(),
-        actor: "service:claimed-by-the-payload".into(),
-        correlation_id: None,
-        causation_id: None,
-        issued_at: Some(Utc::now().to_rfc3339()),
-    };
-    encode(&meta, command, Format::Json).unwrap()
+    crm_integration_tests::command_body("service:claimed-by-the-payload", command)
 }
 
 async fn post(

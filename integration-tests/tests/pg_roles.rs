@@ -7,9 +7,6 @@
 
 use std::process::Command as Process;
 
-use chrono::Utc;
-use crm_contracts::v1;
-use crm_contracts::wire::{encode, Format};
 use crm_domain::customer::*;
 use crm_domain::*;
 use crm_eventstore::testing::TestDatabase;
@@ -55,17 +52,13 @@ fn url_as(db_url: &str, login: &str) -> String {
 }
 
 async fn send(http: &reqwest::Client, base: &str, command: Command) {
-    let meta = v1::CommandMeta {
-        command_id: Uuid::now_v7().to_string(),
-        actor: "person:li.wei".into(),
-        correlation_id: None,
-        causation_id: None,
-        issued_at: Some(Utc::now().to_rfc3339()),
-    };
     let r = http
         .post(format!("{base}/v1/commands/{}", command.name()))
         .header("content-type", "application/json")
-        .body(encode(&meta, &command, Format::Json).unwrap())
+        .body(crm_integration_tests::command_body(
+            "person:li.wei",
+            &command,
+        ))
         .send()
         .await
         .unwrap();

@@ -9,8 +9,6 @@ use std::sync::{Arc, Mutex};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::Utc;
-use crm_contracts::v1;
-use crm_contracts::wire::{encode, Format};
 use crm_domain::*;
 use crm_integration_tests::{Platform, Service};
 use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING as P256};
@@ -85,18 +83,14 @@ fn service_token(key: &IdpKey, issuer: &str, scopes: &str) -> String {
 async fn register_manager(http: &reqwest::Client, base: &str, bearer: &str) -> (u16, Value) {
     let m = ManagerId::new(Uuid::now_v7());
     let command: Command = crm_integration_tests::register_manager(m, "Wang Fang", "east-1");
-    let meta = v1::CommandMeta {
-        command_id: Uuid::now_v7().to_string(),
-        actor: "service:branch-system".into(),
-        correlation_id: None,
-        causation_id: None,
-        issued_at: Some(Utc::now().to_rfc3339()),
-    };
     let r = http
         .post(format!("{base}/v1/commands/{}", command.name()))
         .header("content-type", "application/json")
         .bearer_auth(bearer)
-        .body(encode(&meta, &command, Format::Json).unwrap())
+        .body(crm_integration_tests::command_body(
+            "service:branch-system",
+            &command,
+        ))
         .send()
         .await
         .unwrap();

@@ -53,6 +53,10 @@ impl Verified {
 
     pub fn put(&self, token: Digest, generation: u64, checked: Checked) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if generation < inner.generation {
+            // Verified under keys replaced since: not kept (generations only grow).
+            return;
+        }
         if inner.generation != generation || inner.tokens.len() >= CAPACITY {
             inner.tokens.clear();
             inner.generation = generation;
