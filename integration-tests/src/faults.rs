@@ -15,6 +15,7 @@ use futures::StreamExt as _;
 use uuid::Uuid;
 
 use crate::{binary, Platform, Service};
+use crm_bus::connect::NatsAccess;
 use crm_eventstore::testing::TestDatabase;
 
 /// A TCP port nobody listens on right now.
@@ -52,6 +53,8 @@ pub struct NatsNode {
     pub name: String,
     pub port: u16,
     cluster: Option<(u16, Vec<u16>)>,
+    /// Configuration of a single server beyond its port and store (TLS, accounts).
+    config: Option<String>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -62,6 +65,7 @@ impl NatsNode {
             name: name.to_string(),
             port: free_port(),
             cluster,
+            config: None,
             dir: scratch_dir(&format!("nats-{name}")),
             child: None,
         }
@@ -74,8 +78,22 @@ impl NatsNode {
         node
     }
 
+    /// A single server of the test's own, configured with `config` (the text of a
+    /// `nats-server.conf`: TLS, authorization, accounts) besides its port and store.
+    pub async fn configured(config: &str) -> Self {
+        let mut node = Self::new("configured", None);
+        node.config = Some(config.to_string());
+        node.start().await;
+        node
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
     }
 
     fn log(&self) -> PathBuf {
@@ -90,6 +108,11 @@ impl NatsNode {
             .arg(self.log());
         if self.cluster.is_none() {
             cmd.arg("-js").arg("-sd").arg(self.dir.join("store"));
+        }
+        if let Some(config) = &self.config {
+            let path = self.dir.join("server.conf");
+            std::fs::write(&path, config).expect("nats-server.conf");
+            cmd.arg("-c").arg(path);
         }
         if let Some((port, routes)) = &self.cluster {
             // The shipped cluster configuration, the node's settings from the
@@ -176,7 +199,7 @@ impl NatsCluster {
         let cluster = Self { nodes };
         // JetStream answers once the nodes have elected a meta leader: create (and
         // delete) a replicated stream to be sure.
-        let client = crm_bus::connect::connect(&cluster.urls(), None)
+        let client = crm_bus::connect::connect(&cluster.urls(), &Default::default())
             .await
             .expect("cluster");
         let js = async_nats::jetstream::new(client);
@@ -227,6 +250,16 @@ pub struct PgCluster {
 
 impl PgCluster {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A cluster that speaks TLS only, with `certs`' server certificate: `pg_hba.conf`
+    /// refuses every connection over TCP that is not encrypted.
+    pub async fn start_tls(certs: &crate::tls::Certificates) -> Self {
+        Self::start_with(Some(certs)).await
+    }
+
+    async fn start_with(tls: Option<&crate::tls::Certificates>) -> Self {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| {
@@ -268,8 +301,47 @@ impl PgCluster {
                 "--no-sync",
             ],
         );
+        if let Some(certs) = tls {
+            cluster.serve_tls_only(certs);
+        }
         cluster.start_server().await;
         cluster
+    }
+
+    fn serve_tls_only(&self, certs: &crate::tls::Certificates) {
+        let data = self.dir.join("data");
+        std::fs::copy(certs.server_cert(), data.join("server.crt")).expect("server.crt");
+        std::fs::copy(certs.server_key(), data.join("server.key")).expect("server.key");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        std::io::Write::write_all(
+            &mut conf,
+            b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )
+        .expect("postgresql.conf");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n",
+        )
+        .expect("pg_hba.conf");
+        // The key must be the server's own and unreadable by others.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod server.key");
+        if self.as_postgres {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .status()
+                .expect("chown");
+            assert!(ok.success());
+        }
     }
 
     fn data(&self) -> String {
@@ -452,6 +524,7 @@ pub struct Invariants<'a> {
     pub name: &'a str,
     pub store_url: &'a str,
     pub nats_url: &'a str,
+    pub nats_access: &'a NatsAccess,
     pub stream: &'a str,
     /// Read-model databases, one per projector group.
     pub read_urls: Vec<&'a str>,
@@ -502,7 +575,7 @@ impl Invariants<'_> {
             .collect();
 
         // 2. Every event is in the stream, once.
-        let client = crm_bus::connect::connect(self.nats_url, None)
+        let client = crm_bus::connect::connect(self.nats_url, self.nats_access)
             .await
             .expect("NATS");
         let js = async_nats::jetstream::new(client);
@@ -665,6 +738,8 @@ pub struct Rig {
     pub store_url: String,
     pub read_url: String,
     pub nats_url: String,
+    /// TLS and credentials for NATS, given to every process (and to the checks).
+    pub nats_access: NatsAccess,
     pub stream: String,
     pub prefix: String,
     pub group: String,
@@ -687,6 +762,7 @@ impl Rig {
             store_url: platform.db.url.clone(),
             read_url: read.url.clone(),
             nats_url: crm_bus::testing::nats_url(),
+            nats_access: NatsAccess::default(),
             stream: platform.stream.spec.name.clone(),
             prefix: platform.stream.spec.subjects.prefix().to_string(),
             group: "faults".into(),
@@ -699,7 +775,7 @@ impl Rig {
     }
 
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        [
             ("CRM_STORE_URL", self.store_url.clone()),
             ("CRM_NATS_URL", self.nats_url.clone()),
             ("CRM_STREAM", self.stream.clone()),
@@ -708,6 +784,29 @@ impl Rig {
             // inside PostgreSQL's 100 connections.
             ("CRM_DB_CONNECTIONS", "4".into()),
         ]
+        .into_iter()
+        .chain(self.nats_access().map(|(env, _, value)| (env, value)))
+        .collect()
+    }
+
+    /// `nats_access` as each process takes it: (variable, option, value).
+    fn nats_access(&self) -> impl Iterator<Item = (&'static str, &'static str, String)> + '_ {
+        let a = &self.nats_access;
+        [
+            ("CRM_NATS_CA_FILE", "--nats-ca-file", &a.nats_ca_file),
+            (
+                "CRM_NATS_CREDS_FILE",
+                "--nats-creds-file",
+                &a.nats_creds_file,
+            ),
+            (
+                "CRM_NATS_NKEY_SEED_FILE",
+                "--nats-nkey-seed-file",
+                &a.nats_nkey_seed_file,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(env, flag, path)| Some((env, flag, path.as_ref()?.display().to_string())))
     }
 
     pub async fn command_service(&self) -> Service {
@@ -770,6 +869,10 @@ impl Rig {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(
+            self.nats_access()
+                .flat_map(|(_, flag, value)| [flag.to_string(), value]),
+        )
         .collect();
         Load::start(&args)
     }
@@ -798,6 +901,7 @@ impl Rig {
             name,
             store_url: &self.store_url,
             nats_url: &self.nats_url,
+            nats_access: &self.nats_access,
             stream: &self.stream,
             read_urls: vec![&self.read_url],
             record: load,

@@ -57,7 +57,7 @@ impl Ingress {
         Self {
             http: reqwest::Client::new(),
             base,
-            nats: crm_bus::connect::connect(nats_url, None)
+            nats: crm_bus::connect::connect(nats_url, &Default::default())
                 .await
                 .expect("NATS"),
             prefix: prefix.to_string(),

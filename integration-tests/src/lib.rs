@@ -3,6 +3,7 @@
 
 pub mod faults;
 pub mod ingress;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

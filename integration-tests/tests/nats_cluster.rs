@@ -27,7 +27,7 @@ async fn a_node_of_three_killed_mid_load_loses_nothing() {
 
     // Wait until the stream exists with three replicas, then kill the node that leads it.
     let js = async_nats::jetstream::new(
-        crm_bus::connect::connect(&cluster.urls(), None)
+        crm_bus::connect::connect(&cluster.urls(), &Default::default())
             .await
             .unwrap(),
     );

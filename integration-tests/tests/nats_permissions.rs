@@ -99,7 +99,7 @@ impl Nats {
             _dir: tempdir::Dir(dir),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while crm_bus::connect::connect(&nats.url("admin"), None)
+        while crm_bus::connect::connect(&nats.url("admin"), &Default::default())
             .await
             .is_err()
         {

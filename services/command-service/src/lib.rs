@@ -22,8 +22,8 @@ use crm_http::{Probes, ProbesBuilder};
 pub struct Config {
     pub store_url: String,
     pub nats_url: Option<String>,
-    /// The prefix of the reply inboxes (`_INBOX.<NATS user>`), if the user is confined to it.
-    pub nats_inbox: Option<String>,
+    /// TLS, credentials and reply inbox for NATS.
+    pub nats: crm_bus::connect::NatsAccess,
     pub subject_prefix: String,
     pub http_addr: SocketAddr,
     pub db_connections: u32,
@@ -71,7 +71,7 @@ impl App {
         });
         let ingress = match &config.nats_url {
             Some(url) => {
-                let client = crm_bus::connect::connect(url, config.nats_inbox.as_deref())
+                let client = crm_bus::connect::connect(url, &config.nats)
                     .await
                     .with_context(|| {
                         format!("connecting to NATS at {}", crm_bus::connect::redacted(url))

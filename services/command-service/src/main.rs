@@ -25,10 +25,8 @@ struct Args {
         hide_env_values = true
     )]
     nats_url: String,
-    /// The prefix of this service's reply inboxes (`_INBOX.<its NATS user>`), when its NATS
-    /// user may subscribe to those only (`deploy/nats/`).
-    #[arg(long, env = "CRM_NATS_INBOX")]
-    nats_inbox: Option<String>,
+    #[command(flatten)]
+    nats: crm_bus::connect::NatsAccess,
     #[arg(long)]
     no_nats: bool,
     #[arg(long, env = "CRM_SUBJECT_PREFIX", default_value = "crm")]
@@ -76,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let app = App::build(Config {
         store_url: args.store_url,
         nats_url: (!args.no_nats).then_some(args.nats_url),
-        nats_inbox: args.nats_inbox,
+        nats: args.nats,
         subject_prefix: args.subject_prefix,
         http_addr: args.http_addr,
         db_connections: args.db_connections,

@@ -51,6 +51,9 @@ pub enum BenchCmd {
     /// What verifying a bearer token costs per request, per algorithm (one key, or an
     /// identity provider's key set).
     Tokens(crate::bench_tokens::TokenArgs),
+    /// A new projector group over a long stream, per NATS server: consumers created,
+    /// first messages, drain rate, the server's memory and CPU.
+    Replay(crate::bench_replay::ReplayArgs),
     /// Delete a stream a benchmark left (and its dead-letter stream), as
     /// scripts/bench-load does when it ends: W2's stream holds 11 GiB.
     DropStream(DropStreamArgs),
@@ -137,6 +140,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Queries(a) => crate::bench_queries::run(a).await,
         BenchCmd::Analytics(a) => crate::bench_analytics::run(a).await,
         BenchCmd::Tokens(a) => crate::bench_tokens::run(a).await,
+        BenchCmd::Replay(a) => crate::bench_replay::run(a).await,
         BenchCmd::DropStream(a) => drop_stream(a).await,
     }
 }
@@ -219,7 +223,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
     let _service = crm_command_service::App::build(crm_command_service::Config {
         store_url: url.to_string(),
         nats_url: Some(a.nats.nats_url.clone()),
-        nats_inbox: None,
+        nats: Default::default(),
         subject_prefix: subjects.prefix().to_string(),
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,

@@ -144,7 +144,7 @@ async fn run_in(a: &AuditArgs, dbs: &mut Databases) -> anyhow::Result<()> {
     let url = dbs.create("audit").await?;
     let store = PgEventStore::connect(&url, 8)
         .await
-        .with_context(|| format!("opening {url}"))?;
+        .with_context(|| format!("opening {}", crm_bus::connect::redacted(&url)))?;
     println!(
         "machine: {} cores; PostgreSQL {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),

@@ -46,7 +46,7 @@ pub async fn run(a: CeilingArgs) -> anyhow::Result<()> {
         "ceiling: raw single-row INSERT, one commit each, 32 connections: {:.0} rows/s",
         raw.per_second()
     );
-    let nats = crm_bus::connect::connect(&a.nats.nats_url, None).await?;
+    let nats = crm_bus::connect::connect(&a.nats.nats_url, &Default::default()).await?;
     let js = async_nats::jetstream::new(nats);
     let publish = crate::bench_nats::jetstream_publish(&js, 512, 700, window).await?;
     println!(

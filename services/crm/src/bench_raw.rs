@@ -36,7 +36,7 @@ pub async fn measure(
         .test_before_acquire(false)
         .connect(url)
         .await
-        .with_context(|| format!("connecting to {url}"))?;
+        .with_context(|| format!("connecting to {}", crm_bus::connect::redacted(url)))?;
     let table = format!("bench_raw_{}", Uuid::new_v4().simple());
     sqlx::query(&format!(
         "CREATE TABLE {table} (position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \

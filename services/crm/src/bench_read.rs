@@ -179,7 +179,7 @@ async fn phases(
     let _service = crm_command_service::App::build(crm_command_service::Config {
         store_url: url.to_string(),
         nats_url: Some(a.nats.nats_url.clone()),
-        nats_inbox: None,
+        nats: Default::default(),
         subject_prefix: subjects.prefix().to_string(),
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,
@@ -202,7 +202,7 @@ async fn phases(
     let projector = |read_url: String, group: &str| {
         crm_projector::App::build(crm_projector::Config {
             nats_url: a.nats.nats_url.clone(),
-            nats_inbox: None,
+            nats: Default::default(),
             read_url,
             stream: spec.name.clone(),
             subject_prefix: subjects.prefix().to_string(),

@@ -55,6 +55,8 @@ pub struct LoadArgs {
     /// the URL). Given alone, every command goes over NATS.
     #[arg(long, env = "CRM_NATS_URL", hide_env_values = true)]
     nats: Option<String>,
+    #[command(flatten)]
+    nats_access: crm_bus::connect::NatsAccess,
     #[arg(long, env = "CRM_SUBJECT_PREFIX", default_value = "crm")]
     subject_prefix: String,
     /// Base URL of the command service's HTTP API (e.g. http://127.0.0.1:8080). Given
@@ -250,9 +252,11 @@ pub async fn run(a: LoadArgs) -> anyhow::Result<()> {
     );
     let nats = match &a.nats {
         Some(url) => Some(
-            crm_bus::connect::connect(url, None)
+            crm_bus::connect::connect(url, &a.nats_access)
                 .await
-                .with_context(|| format!("connecting to NATS at {url}"))?,
+                .with_context(|| {
+                    format!("connecting to NATS at {}", crm_bus::connect::redacted(url))
+                })?,
         ),
         None => None,
     };

@@ -30,8 +30,8 @@ use crate::health::{Health, State as Verdict};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nats_url: String,
-    /// The prefix of the reply inboxes (`_INBOX.<NATS user>`), if the user is confined to it.
-    pub nats_inbox: Option<String>,
+    /// TLS, credentials and reply inbox for NATS.
+    pub nats: crm_bus::connect::NatsAccess,
     /// Read-model database: postgres://… (server mode) or sqlite://path (embedded).
     pub read_url: String,
     pub stream: String,
@@ -91,7 +91,7 @@ impl App {
         let store = ReadStore::connect(&config.read_url, 8)
             .await
             .context("opening the read models (CRM_READ_URL)")?;
-        let client = crm_bus::connect::connect(&config.nats_url, config.nats_inbox.as_deref())
+        let client = crm_bus::connect::connect(&config.nats_url, &config.nats)
             .await
             .with_context(|| {
                 format!(

@@ -27,10 +27,8 @@ struct Args {
         hide_env_values = true
     )]
     nats_url: String,
-    /// The prefix of this service's reply inboxes (`_INBOX.<its NATS user>`), when its NATS
-    /// user may subscribe to those only (`deploy/nats/`).
-    #[arg(long, env = "CRM_NATS_INBOX")]
-    nats_inbox: Option<String>,
+    #[command(flatten)]
+    nats: crm_bus::connect::NatsAccess,
     /// JetStream stream of events.
     #[arg(long, env = "CRM_STREAM", default_value = "CRM_EVENTS")]
     stream: String,
@@ -67,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     crm_telemetry::init_tracing(a.process.log_format);
     let app = App::build(Config {
         nats_url: a.nats_url,
-        nats_inbox: a.nats_inbox,
+        nats: a.nats,
         read_url: a.read_url,
         stream: a.stream,
         subject_prefix: a.subject_prefix,

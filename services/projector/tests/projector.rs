@@ -32,7 +32,7 @@ impl Running {
 async fn start(stream: &TestStream, read_url: &str, group: &str) -> Running {
     let app = App::build(Config {
         nats_url: crm_bus::testing::nats_url(),
-        nats_inbox: None,
+        nats: Default::default(),
         read_url: read_url.to_string(),
         stream: stream.spec.name.clone(),
         subject_prefix: stream.spec.subjects.prefix().to_string(),

@@ -41,10 +41,8 @@ struct Args {
         hide_env_values = true
     )]
     nats_url: String,
-    /// The prefix of this service's reply inboxes (`_INBOX.<its NATS user>`), when its NATS
-    /// user may subscribe to those only (`deploy/nats/`).
-    #[arg(long, env = "CRM_NATS_INBOX")]
-    nats_inbox: Option<String>,
+    #[command(flatten)]
+    nats: crm_bus::connect::NatsAccess,
     /// JetStream stream name.
     #[arg(long, env = "CRM_STREAM", default_value = "CRM_EVENTS")]
     stream: String,
@@ -79,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let store = AnyEventStore::connect(&args.store_url, 4)
         .await
         .context("opening the event store (CRM_STORE_URL)")?;
-    let client = crm_bus::connect::connect(&args.nats_url, args.nats_inbox.as_deref())
+    let client = crm_bus::connect::connect(&args.nats_url, &args.nats)
         .await
         .with_context(|| {
             format!(
