@@ -88,3 +88,42 @@ fn an_operator_publishes_and_reads_the_policy() {
     let typo = crm(&["policy", "check", "-"]);
     assert!(!typo.status.success(), "empty input is not a document");
 }
+
+/// On a PostgreSQL store (production), publishing needs the command services' index key:
+/// without it `crm policy publish` stops before writing, rather than fingerprinting the
+/// command under the development key that is public in the source.
+#[tokio::test]
+async fn publishing_to_a_production_store_needs_the_index_key() {
+    let db = crm_eventstore::testing::TestDatabase::create().await;
+    let doc = crm_eventstore::testing::TempPath::new("crm-policy-doc");
+    std::fs::write(&doc.0, r#"{"pool": {"warning_days": 5}}"#).unwrap();
+    let file = doc.0.to_str().unwrap();
+    let publish = |key: Option<&str>| {
+        let mut c = Command::new(crm_integration_tests::binary("crm"));
+        c.args(["policy", "publish", file, "--note", "n", "--store", &db.url])
+            .env_remove("CRM_INDEX_KEY");
+        if let Some(k) = key {
+            c.env("CRM_INDEX_KEY", k);
+        }
+        c.output().expect("run crm")
+    };
+    let refused = publish(None);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("CRM_INDEX_KEY is not set"),
+        "{}",
+        text(&refused)
+    );
+    let history = text(&crm(&["policy", "history", "--store", &db.url]));
+    assert!(
+        history.contains("version 0"),
+        "nothing was published: {history}"
+    );
+    let published = publish(Some("0123456789abcdef0123456789abcdef"));
+    assert!(published.status.success(), "{}", text(&published));
+    assert!(
+        text(&published).contains("published policy version 1"),
+        "{}",
+        text(&published)
+    );
+}

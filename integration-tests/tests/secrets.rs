@@ -1,4 +1,5 @@
-//! Secrets are never printed: every service (and `crm db migrate`) started with a
+//! Secrets are never printed: every service (and `crm db migrate`, `crm projections`,
+//! `crm audit`, `crm load`) started with a
 //! password in its database and NATS URLs, a token secret and an index key, against a
 //! database that does not exist, fails to start, and nothing it wrote (errors,
 //! backtraces, logs) holds any of them; nor does its `--help`, with them in its
@@ -49,13 +50,18 @@ fn env() -> Vec<(&'static str, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_service_prints_a_secret_when_it_cannot_start() {
-    let runs: [(&str, &[&str]); 6] = [
+    // Nobody listens on port 1: `crm load` cannot reach its NATS.
+    let load_nats = format!("nats://crm:{MARK}-load@127.0.0.1:1");
+    let runs: [(&str, &[&str]); 9] = [
         ("crm-command-service", &["--http-addr", "127.0.0.1:0"]),
         ("crm-relay", &[]),
         ("crm-scheduler", &[]),
         ("crm-projector", &["--http-addr", "127.0.0.1:0"]),
         ("crm-query", &["--http-addr", "127.0.0.1:0"]),
         ("crm", &["db", "migrate"]),
+        ("crm", &["projections", "rebuild", "ownership"]),
+        ("crm", &["audit", "verify"]),
+        ("crm", &["load", "--nats", &load_nats, "--commands", "1"]),
     ];
     for (bin, args) in runs {
         let mut s = Service::start(bin, args, &env());
@@ -119,4 +125,39 @@ fn no_help_shows_a_secret_from_the_environment() {
             "crm {sub:?} --help shows a secret:\n{text}"
         );
     }
+}
+
+/// Configuration is read in `main` only: no library reads the environment (each setting
+/// is an option of the service's command line, so `--help` lists it). Test support
+/// (`testing.rs`, the conformance suite's seed) and build scripts excepted.
+#[test]
+fn no_library_reads_the_environment() {
+    let libs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../libs");
+    let mut readers = Vec::new();
+    let mut stack = vec![libs];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("libs").flatten() {
+            let path = entry.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                if !["tests", "benches", "target"].contains(&name) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if !name.ends_with(".rs")
+                || ["testing.rs", "conformance.rs", "build.rs"].contains(&name)
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            if text.contains("env::var") {
+                readers.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        readers.is_empty(),
+        "libraries read the environment: {readers:?}"
+    );
 }

@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use crate::error::{AppendError, StoreError};
+use crate::migrations::Schema;
 use crate::model::*;
 use crate::postgres::PgEventStore;
 use crate::sqlite::SqliteEventStore;
@@ -18,9 +19,19 @@ pub enum AnyEventStore {
 impl AnyEventStore {
     /// `postgres://user@host/db` or `sqlite:///path/to/file.db` / `sqlite://relative.db`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, max_connections, Schema::Migrate).await
+    }
+
+    /// As [`Self::connect`], PostgreSQL's schema migrated or checked as `schema` says
+    /// (SQLite, the embedded store, always migrates).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        schema: Schema,
+    ) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres(
-                PgEventStore::connect(url, max_connections).await?,
+                PgEventStore::connect_with(url, max_connections, schema).await?,
             ))
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             Ok(Self::Sqlite(SqliteEventStore::open(path).await?))

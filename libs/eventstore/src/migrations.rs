@@ -25,10 +25,30 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
     }
 }
 
-/// Whether this process applies migrations at start (`CRM_MIGRATE`, default on). Off for
-/// services connecting as least-privilege roles; the owner runs `crm db migrate`.
-pub fn enabled() -> bool {
-    std::env::var("CRM_MIGRATE").map_or(true, |v| v != "off")
+/// What a process does about the schema when it connects to PostgreSQL (a service's
+/// `CRM_MIGRATE`, read by its `main`: `on` or `off`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schema {
+    /// Apply the migrations: the schema's owner (`crm db migrate`), development, tests.
+    #[default]
+    Migrate,
+    /// Only check that the owner has applied them: services connecting as least-privilege
+    /// roles, which may not create anything.
+    Expect,
+}
+
+impl std::str::FromStr for Schema {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" => Ok(Self::Migrate),
+            "off" => Ok(Self::Expect),
+            other => Err(format!(
+                "{other:?}: `on` (apply migrations) or `off` (check them)"
+            )),
+        }
+    }
 }
 
 pub fn postgres() -> Migrator {

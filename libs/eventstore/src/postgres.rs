@@ -25,6 +25,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 pub use sqlx::postgres::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
+
+use crate::migrations::Schema;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -69,6 +71,16 @@ impl PgEventStore {
 
     /// Connect with a pool of `max_connections` and apply migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, max_connections, Schema::Migrate).await
+    }
+
+    /// Connect with a pool of `max_connections`; migrate, or check the schema, as
+    /// `schema` says.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        schema: Schema,
+    ) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::Config(format!("bad PostgreSQL url: {e}")))?;
@@ -107,7 +119,7 @@ impl PgEventStore {
             ]))
             .await?;
         let store = Self::from_pool(pool);
-        store.migrate().await?;
+        store.migrate(schema).await?;
         Ok(store)
     }
 
@@ -128,12 +140,12 @@ impl PgEventStore {
         self
     }
 
-    /// Apply the schema migrations, or with `CRM_MIGRATE=off` (services connecting as
-    /// least-privilege roles, which may not create anything) check that the owner has
-    /// applied them: `crm db migrate`.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    /// Apply the schema migrations, or with [`Schema::Expect`] (`CRM_MIGRATE=off`:
+    /// services connecting as least-privilege roles, which may not create anything) check
+    /// that the owner has applied them: `crm db migrate`.
+    pub async fn migrate(&self, schema: Schema) -> Result<(), StoreError> {
         let migrator = crate::migrations::postgres();
-        if !crate::migrations::enabled() {
+        if schema == Schema::Expect {
             let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
             let applied: Option<i64> = sqlx::query_scalar(
                 "SELECT max(version) FROM _sqlx_migrations WHERE success AND version < 1000",

@@ -28,6 +28,7 @@ use crate::memory::Memory;
 use crate::project::{Decoded, Poison};
 use crate::schema::{Kind, Model, Projection, Table, PROJECTIONS};
 use crate::sql::{Backend, Statement};
+use crm_eventstore::migrations::Schema;
 use crm_eventstore::RecordedEvent;
 
 #[derive(Debug, thiserror::Error)]
@@ -503,6 +504,15 @@ impl ReadStore {
 
     /// `postgres://…` (server mode) or `sqlite://path` (embedded mode); migrates.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ReadError> {
+        Self::connect_with(url, max_connections, Schema::Migrate).await
+    }
+
+    /// As [`Self::connect`], PostgreSQL's schema migrated or checked as `schema` says.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        schema: Schema,
+    ) -> Result<Self, ReadError> {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Self::Postgres(
                 PgPoolOptions::new()
@@ -540,7 +550,7 @@ impl ReadStore {
             }
         }
         match &store {
-            Self::Postgres(_) if !crm_eventstore::migrations::enabled() => {
+            Self::Postgres(_) if schema == Schema::Expect => {
                 // A least-privilege role: the owner migrated (`crm db migrate`); check it.
                 let applied = applied.map_err(|e| {
                     ReadError::Config(format!(

@@ -21,6 +21,8 @@ use crm_http::{Probes, ProbesBuilder};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub store_url: String,
+    /// Migrate the event store's schema, or check it (a least-privilege role).
+    pub schema: crm_eventstore::migrations::Schema,
     pub nats_url: Option<String>,
     /// TLS, credentials and reply inbox for NATS.
     pub nats: crm_bus::connect::NatsAccess,
@@ -52,9 +54,10 @@ impl App {
     /// Connect, bind (port 0 allowed) and start serving.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         crm_telemetry::install_prometheus();
-        let store = AnyEventStore::connect(&config.store_url, config.db_connections)
-            .await
-            .context("opening the event store (CRM_STORE_URL)")?;
+        let store =
+            AnyEventStore::connect_with(&config.store_url, config.db_connections, config.schema)
+                .await
+                .context("opening the event store (CRM_STORE_URL)")?;
         let handler = CommandHandler::new(
             store.clone(),
             HandlerConfig {

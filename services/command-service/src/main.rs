@@ -17,6 +17,10 @@ struct Args {
     /// Event store: postgres://… or sqlite://path.
     #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store_url: String,
+    /// `off` for a least-privilege role: check that the schema's owner has applied the
+    /// migrations (`crm db migrate`) instead of applying them.
+    #[arg(long, env = "CRM_MIGRATE", default_value = "on")]
+    migrate: crm_eventstore::migrations::Schema,
     /// NATS server; the NATS ingress is off with --no-nats.
     #[arg(
         long,
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?;
     let app = App::build(Config {
         store_url: args.store_url,
+        schema: args.migrate,
         nats_url: (!args.no_nats).then_some(args.nats_url),
         nats: args.nats,
         subject_prefix: args.subject_prefix,

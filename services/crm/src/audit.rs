@@ -58,7 +58,7 @@ pub struct ReadsArgs {
 
 /// `crm audit reads`: the records, one line each (or JSON).
 async fn reads(a: ReadsArgs) -> anyhow::Result<()> {
-    let store = open(&a.store.store).await?;
+    let store = open(&a.store).await?;
     let filter = crm_audit::ReadFilter {
         customer: a.customer.map(|c| c.to_string()),
         reader: a.reader,
@@ -155,6 +155,9 @@ pub struct Store {
     /// Event store: postgres://… or sqlite://path.
     #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store: String,
+    /// `off` when connecting as a least-privilege role: check the schema, do not migrate.
+    #[arg(long, env = "CRM_MIGRATE", default_value = "on")]
+    migrate: crm_eventstore::migrations::Schema,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -183,13 +186,16 @@ pub struct ManagerArgs {
     store: Store,
 }
 
-async fn open(url: &str) -> anyhow::Result<AnyEventStore> {
-    AnyEventStore::connect(url, 2).await.with_context(|| {
-        format!(
-            "opening the event store at {}",
-            crm_bus::connect::redacted(url)
-        )
-    })
+async fn open(store: &Store) -> anyhow::Result<AnyEventStore> {
+    let url = &store.store;
+    AnyEventStore::connect_with(url, 2, store.migrate)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the event store at {}",
+                crm_bus::connect::redacted(url)
+            )
+        })
 }
 
 fn who(m: Option<ManagerId>) -> String {
@@ -239,7 +245,7 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
 }
 
 async fn ownership(a: OwnershipArgs) -> anyhow::Result<()> {
-    let store = open(&a.store.store).await?;
+    let store = open(&a.store).await?;
     let entries = customer_history(&store, a.customer).await?;
     match a.as_of {
         Some(t) => {
@@ -277,7 +283,7 @@ async fn ownership(a: OwnershipArgs) -> anyhow::Result<()> {
 
 async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.from < a.to, "--from must be before --to");
-    let store = open(&a.store.store).await?;
+    let store = open(&a.store).await?;
     let started = std::time::Instant::now();
     let history = manager_history(&store, a.manager, a.from, a.to, &mut |n| {
         if !a.store.json {
@@ -317,7 +323,7 @@ async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
 }
 
 async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
-    let store = open(&a.store.store).await?;
+    let store = open(&a.store).await?;
     let started = std::time::Instant::now();
     let json = a.store.json;
     let export = match a.store.store.strip_prefix("sqlite://") {
@@ -361,7 +367,7 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
 }
 
 async fn checkpoint(a: CheckpointArgs) -> anyhow::Result<()> {
-    let store = open(&a.store.store).await?;
+    let store = open(&a.store).await?;
     let json = a.store.json;
     let sealed = crm_audit::seal_pending(&store, a.events_per_checkpoint, &mut |c| {
         if !json {
@@ -396,7 +402,7 @@ async fn export(a: ExportArgs) -> anyhow::Result<()> {
     if let (Some(f), Some(t)) = (a.from, a.to) {
         anyhow::ensure!(f < t, "--from must be before --to");
     }
-    let store = open(&a.store.store).await?;
+    let store = open(&a.store).await?;
     let json = a.store.json;
     let manifest = crm_audit::export(&store, &a.store.store, a.from, a.to, &a.out, &mut |c, n| {
         if !json {

@@ -224,6 +224,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         store_url: url.to_string(),
         nats_url: Some(a.nats.nats_url.clone()),
         nats: Default::default(),
+        schema: Default::default(),
         subject_prefix: subjects.prefix().to_string(),
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,

@@ -180,6 +180,7 @@ async fn phases(
         store_url: url.to_string(),
         nats_url: Some(a.nats.nats_url.clone()),
         nats: Default::default(),
+        schema: Default::default(),
         subject_prefix: subjects.prefix().to_string(),
         http_addr: "127.0.0.1:0".parse()?,
         db_connections: 16,
@@ -203,6 +204,7 @@ async fn phases(
         crm_projector::App::build(crm_projector::Config {
             nats_url: a.nats.nats_url.clone(),
             nats: Default::default(),
+            schema: Default::default(),
             read_url,
             stream: spec.name.clone(),
             subject_prefix: subjects.prefix().to_string(),

@@ -18,13 +18,17 @@ pub struct MigrateArgs {
     /// Read models (may be the same database).
     #[arg(long, env = "CRM_READ_URL", hide_env_values = true)]
     read: Option<String>,
+    /// Must be `on`: this command is what migrates (a service's `off` in the same
+    /// environment is refused, not silently overridden).
+    #[arg(long, env = "CRM_MIGRATE", default_value = "on")]
+    migrate: crm_eventstore::migrations::Schema,
 }
 
 pub async fn run(cmd: DbCmd) -> anyhow::Result<()> {
     match cmd {
         DbCmd::Migrate(a) => {
             anyhow::ensure!(
-                crm_eventstore::migrations::enabled(),
+                a.migrate == crm_eventstore::migrations::Schema::Migrate,
                 "CRM_MIGRATE=off is set: unset it, this command is what migrates"
             );
             crm_eventstore::AnyEventStore::connect(&a.store, 2)
@@ -39,7 +43,12 @@ pub async fn run(cmd: DbCmd) -> anyhow::Result<()> {
             if let Some(read) = &a.read {
                 crm_projections::ReadStore::connect(read, 2)
                     .await
-                    .with_context(|| format!("migrating the read models at {read}"))?;
+                    .with_context(|| {
+                        format!(
+                            "migrating the read models at {}",
+                            crm_bus::connect::redacted(read)
+                        )
+                    })?;
                 println!("read models: migrated; views, grants and row-level security in place");
             }
             Ok(())

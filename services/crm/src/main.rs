@@ -58,7 +58,7 @@ enum Cmd {
     Db(db::DbCmd),
     /// Drive a seeded workload (W1, W2) through the running platform's NATS and HTTP
     /// ingress; report throughput, latency percentiles and final projection lag.
-    Load(load::LoadArgs),
+    Load(Box<load::LoadArgs>),
     /// Issue a bearer token for the services (HS256, CRM_AUTH_HS256_SECRET).
     Token(token::TokenArgs),
 }
@@ -76,6 +76,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Policy(cmd) => policy::run(cmd).await,
         Cmd::Token(args) => token::run(args),
         Cmd::Db(cmd) => db::run(cmd).await,
-        Cmd::Load(args) => load::run(args).await,
+        Cmd::Load(args) => load::run(*args).await,
     }
 }

@@ -30,6 +30,9 @@ pub struct Store {
     /// Event store: postgres://… or sqlite://path.
     #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store: String,
+    /// `off` when connecting as a least-privilege role: check the schema, do not migrate.
+    #[arg(long, env = "CRM_MIGRATE", default_value = "on")]
+    migrate: crm_eventstore::migrations::Schema,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,8 +44,8 @@ pub struct Publish {
     /// Who publishes: person:<id>.
     #[arg(long, default_value = "person:admin")]
     actor: Actor,
-    /// Secret of the duplicate-check index, the command services' (development key when
-    /// unset).
+    /// Secret of the duplicate-check index, the command services'. Required on a
+    /// PostgreSQL store; the embedded (SQLite) store uses the development key when unset.
     #[arg(long, env = "CRM_INDEX_KEY", hide_env_values = true)]
     index_key: Option<String>,
     #[command(flatten)]
@@ -67,13 +70,16 @@ fn read_document(file: &str) -> anyhow::Result<PolicyDocument> {
     Ok(doc)
 }
 
-async fn versions(url: &str) -> anyhow::Result<(AnyEventStore, Vec<PolicyEvent>)> {
-    let store = AnyEventStore::connect(url, 2).await.with_context(|| {
-        format!(
-            "opening the event store at {}",
-            crm_bus::connect::redacted(url)
-        )
-    })?;
+async fn versions(at: &Store) -> anyhow::Result<(AnyEventStore, Vec<PolicyEvent>)> {
+    let url = &at.store;
+    let store = AnyEventStore::connect_with(url, 2, at.migrate)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the event store at {}",
+                crm_bus::connect::redacted(url)
+            )
+        })?;
     let events = store
         .read_stream(POLICY_STREAM, 0)
         .await?
@@ -86,7 +92,7 @@ async fn versions(url: &str) -> anyhow::Result<(AnyEventStore, Vec<PolicyEvent>)
 pub async fn run(cmd: PolicyCmd) -> anyhow::Result<()> {
     match cmd {
         PolicyCmd::Show(s) => {
-            let (_, events) = versions(&s.store).await?;
+            let (_, events) = versions(&s).await?;
             let (version, document) = match events.last() {
                 Some(PolicyEvent::PolicyPublished(p)) => (p.version, p.document.clone()),
                 None => (0, PolicyDocument::default()),
@@ -99,7 +105,7 @@ pub async fn run(cmd: PolicyCmd) -> anyhow::Result<()> {
             );
         }
         PolicyCmd::History(s) => {
-            let (_, events) = versions(&s.store).await?;
+            let (_, events) = versions(&s).await?;
             if events.is_empty() {
                 out::line(format_args!(
                     "no policy published: the built-in defaults apply (version 0)"
@@ -127,9 +133,11 @@ pub async fn run(cmd: PolicyCmd) -> anyhow::Result<()> {
             let document = read_document(&p.file)?;
             crm_domain::text::check(&p.note, crm_domain::text::TextKind::Multiline)
                 .map_err(|e| anyhow::anyhow!("--note {e}"))?;
-            let (store, _) = versions(&p.store.store).await?;
-            let index_key = crm_command_handler::handler::index_key(p.index_key.as_deref(), true)
-                .map_err(anyhow::Error::msg)?;
+            let (store, _) = versions(&p.store).await?;
+            let embedded = p.store.store.starts_with("sqlite://");
+            let index_key =
+                crm_command_handler::handler::index_key(p.index_key.as_deref(), embedded)
+                    .map_err(anyhow::Error::msg)?;
             let handler = CommandHandler::new(
                 store,
                 HandlerConfig {

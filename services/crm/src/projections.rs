@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use crm_bus::connect::redacted;
 use crm_eventstore::AnyEventStore;
 use crm_projections::calendar::Calendar;
 use crm_projections::rebuild::{self, Progress};
@@ -32,6 +33,9 @@ pub struct Target {
     /// Read models: postgres://… or sqlite://path (default: the event store's database).
     #[arg(long, env = "CRM_READ_URL", hide_env_values = true)]
     read: Option<String>,
+    /// `off` when connecting as a least-privilege role: check the schema, do not migrate.
+    #[arg(long, env = "CRM_MIGRATE", default_value = "on")]
+    migrate: crm_eventstore::migrations::Schema,
     /// analytics: count the KPI ledger's and the funnel's days in this IANA time zone from
     /// now on (the query service's `CRM_TIME_ZONE`; as it was, if not given).
     #[arg(long, value_name = "ZONE")]
@@ -111,13 +115,13 @@ async fn open(t: &Target) -> anyhow::Result<(AnyEventStore, ReadStore, schema::P
             PROJECTIONS.map(|p| p.name).join(", ")
         )
     })?;
-    let store = AnyEventStore::connect(&t.store, 4)
+    let store = AnyEventStore::connect_with(&t.store, 4, t.migrate)
         .await
-        .with_context(|| format!("opening the event store at {}", t.store))?;
+        .with_context(|| format!("opening the event store at {}", redacted(&t.store)))?;
     let read_url = t.read.as_deref().unwrap_or(&t.store);
-    let read = ReadStore::connect(read_url, 4)
+    let read = ReadStore::connect_with(read_url, 4, t.migrate)
         .await
-        .with_context(|| format!("opening the read models at {read_url}"))?;
+        .with_context(|| format!("opening the read models at {}", redacted(read_url)))?;
     Ok((store, read, projection))
 }
 

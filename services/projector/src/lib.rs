@@ -34,6 +34,8 @@ pub struct Config {
     pub nats: crm_bus::connect::NatsAccess,
     /// Read-model database: postgres://… (server mode) or sqlite://path (embedded).
     pub read_url: String,
+    /// Migrate the read models' schema, or check it (a least-privilege role).
+    pub schema: crm_eventstore::migrations::Schema,
     pub stream: String,
     pub subject_prefix: String,
     /// Consumer group: every instance of one group shares the partitions.
@@ -88,7 +90,7 @@ impl App {
     /// serve `/healthz` and `/metrics`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crm_telemetry::install_prometheus();
-        let store = ReadStore::connect(&config.read_url, 8)
+        let store = ReadStore::connect_with(&config.read_url, 8, config.schema)
             .await
             .context("opening the read models (CRM_READ_URL)")?;
         let client = crm_bus::connect::connect(&config.nats_url, &config.nats)

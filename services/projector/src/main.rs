@@ -20,6 +20,10 @@ struct Args {
     /// Read-model database: postgres://… or sqlite://path.
     #[arg(long, env = "CRM_READ_URL", hide_env_values = true)]
     read_url: String,
+    /// `off` for a least-privilege role: check that the schema's owner has applied the
+    /// migrations (`crm db migrate`) instead of applying them.
+    #[arg(long, env = "CRM_MIGRATE", default_value = "on")]
+    migrate: crm_eventstore::migrations::Schema,
     #[arg(
         long,
         env = "CRM_NATS_URL",
@@ -67,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         nats_url: a.nats_url,
         nats: a.nats,
         read_url: a.read_url,
+        schema: a.migrate,
         stream: a.stream,
         subject_prefix: a.subject_prefix,
         group: a.group,

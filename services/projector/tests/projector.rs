@@ -33,6 +33,7 @@ async fn start(stream: &TestStream, read_url: &str, group: &str) -> Running {
     let app = App::build(Config {
         nats_url: crm_bus::testing::nats_url(),
         nats: Default::default(),
+        schema: Default::default(),
         read_url: read_url.to_string(),
         stream: stream.spec.name.clone(),
         subject_prefix: stream.spec.subjects.prefix().to_string(),

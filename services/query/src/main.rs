@@ -19,6 +19,10 @@ struct Args {
     /// Read-model database: postgres://… or sqlite://path.
     #[arg(long, env = "CRM_READ_URL", hide_env_values = true)]
     read_url: String,
+    /// `off` for a least-privilege role: check that the schema's owner has applied the
+    /// migrations (`crm db migrate`) instead of applying them.
+    #[arg(long, env = "CRM_MIGRATE", default_value = "on")]
+    migrate: crm_eventstore::migrations::Schema,
     #[arg(long, env = "CRM_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     http_addr: SocketAddr,
     #[arg(long, env = "CRM_DB_CONNECTIONS", default_value_t = 8)]
@@ -48,7 +52,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     crm_telemetry::init_tracing(a.process.log_format);
-    let store = ReadStore::connect(&a.read_url, a.db_connections).await?;
+    let store = ReadStore::connect_with(&a.read_url, a.db_connections, a.migrate).await?;
     let mut security = crm_query::Security {
         auth: a
             .auth
@@ -62,12 +66,15 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(url) = &a.store_url {
         // It appends nothing but its records of personal-data reads.
-        let events = match crm_eventstore::AnyEventStore::connect(url, a.store_connections).await? {
-            crm_eventstore::AnyEventStore::Postgres(pg) => {
-                crm_eventstore::AnyEventStore::Postgres(pg.access_records_only())
-            }
-            other => other,
-        };
+        let events =
+            match crm_eventstore::AnyEventStore::connect_with(url, a.store_connections, a.migrate)
+                .await?
+            {
+                crm_eventstore::AnyEventStore::Postgres(pg) => {
+                    crm_eventstore::AnyEventStore::Postgres(pg.access_records_only())
+                }
+                other => other,
+            };
         // No key caching: an erasure takes effect on the next request.
         security.vault = Some(std::sync::Arc::new(crm_privacy::Vault::new(
             events.clone(),

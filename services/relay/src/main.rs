@@ -34,6 +34,10 @@ struct Args {
     /// Event store: postgres://… or sqlite://path.
     #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store_url: String,
+    /// `off` for a least-privilege role: check that the schema's owner has applied the
+    /// migrations (`crm db migrate`) instead of applying them.
+    #[arg(long, env = "CRM_MIGRATE", default_value = "on")]
+    migrate: crm_eventstore::migrations::Schema,
     #[arg(
         long,
         env = "CRM_NATS_URL",
@@ -74,7 +78,7 @@ const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     crm_telemetry::init_tracing(args.process.log_format);
-    let store = AnyEventStore::connect(&args.store_url, 4)
+    let store = AnyEventStore::connect_with(&args.store_url, 4, args.migrate)
         .await
         .context("opening the event store (CRM_STORE_URL)")?;
     let client = crm_bus::connect::connect(&args.nats_url, &args.nats)

@@ -24,6 +24,10 @@ struct Args {
     /// Event store: postgres://… or sqlite://path.
     #[arg(long, env = "CRM_STORE_URL", hide_env_values = true)]
     store_url: String,
+    /// `off` for a least-privilege role: check that the schema's owner has applied the
+    /// migrations (`crm db migrate`) instead of applying them.
+    #[arg(long, env = "CRM_MIGRATE", default_value = "on")]
+    migrate: crm_eventstore::migrations::Schema,
     /// Seconds between ticks: a deadline is acted on at most this long after it passes.
     #[arg(long, env = "CRM_SCHEDULER_PERIOD", default_value_t = 60)]
     period_seconds: u64,
@@ -54,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         "--period-seconds must be at least 1"
     );
     let period = std::time::Duration::from_secs(args.period_seconds);
-    let store = AnyEventStore::connect(&args.store_url, 4)
+    let store = AnyEventStore::connect_with(&args.store_url, 4, args.migrate)
         .await
         .context("opening the event store (CRM_STORE_URL)")?;
     let mut probes = ProbesBuilder::new().check("event_store", {
