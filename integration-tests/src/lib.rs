@@ -3,6 +3,7 @@
 
 pub mod faults;
 pub mod ingress;
+pub mod manifests;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
