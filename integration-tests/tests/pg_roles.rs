@@ -188,7 +188,7 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
         .unwrap();
     assert_eq!(
         shown["display_name"], "Customer 0",
-        "decrypted with crm_query's rights"
+        "decrypted with crm_query's rights: {shown}"
     );
     drop(q);
 
@@ -307,4 +307,70 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
         .await
         .unwrap();
     assert_eq!(all, 2);
+}
+
+/// On CloudNativePG the group roles are managed roles, there before the first migration,
+/// and the owner `initdb` makes has no CREATEROLE (which on PostgreSQL 15 is nearly
+/// superuser). `crm db migrate` as that owner must work: PostgreSQL refuses `CREATE
+/// ROLE` for want of the privilege before it looks whether the role exists, so the
+/// migrations create a role only when it is missing.
+#[tokio::test]
+async fn an_owner_without_createrole_migrates_when_the_roles_exist() {
+    let db = TestDatabase::create().await;
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    for role in [
+        "crm_writer",
+        "crm_relay",
+        "crm_query",
+        "crm_auditor",
+        "crm_projector",
+        "crm_analyst",
+        "crm_manager",
+    ] {
+        // As the operator's managed roles: created by a superuser, beforehand.
+        let _ = sqlx::query(&format!("CREATE ROLE {role} NOLOGIN"))
+            .execute(&mut admin)
+            .await;
+    }
+    let owner = format!("crm_owner_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let database = db.url.rsplit('/').next().unwrap().to_string();
+    for sql in [
+        format!("CREATE ROLE \"{owner}\" LOGIN NOCREATEROLE"),
+        format!("ALTER DATABASE \"{database}\" OWNER TO \"{owner}\""),
+    ] {
+        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+    }
+    let as_owner = url_as(&db.url, &owner);
+    let out = Process::new(crm_integration_tests::binary("crm"))
+        .args(["db", "migrate", "--store", &as_owner, "--read", &as_owner])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The changed migration keeps the checksum stores migrated before recorded.
+    let recorded: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = 6")
+            .fetch_optional(&mut admin)
+            .await
+            .unwrap();
+    // Give everything back before asserting, so the role can go whatever happened.
+    for sql in [
+        format!("REASSIGN OWNED BY \"{owner}\" TO CURRENT_USER"),
+        format!("DROP OWNED BY \"{owner}\""),
+        format!("DROP ROLE \"{owner}\""),
+    ] {
+        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+    }
+    assert!(
+        out.status.success(),
+        "crm db migrate as an owner without CREATEROLE: {text}"
+    );
+    assert!(text.contains("read models: migrated"), "{text}");
+    assert_eq!(
+        recorded.map(hex::encode).as_deref(),
+        Some(crm_eventstore::migrations::ROLES_FIRST_CHECKSUM)
+    );
 }

@@ -25,6 +25,26 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
     }
 }
 
+/// SHA-384 of migration 6 as first released (up to commit 1b5e668), which ran `CREATE ROLE`
+/// for each group role and caught "already exists". PostgreSQL checks CREATEROLE before
+/// it looks whether the role exists, so an owner without it (CloudNativePG's, whose
+/// roles the operator makes) could not migrate; the text now skips roles that exist.
+/// Nothing changes for a store that ran the first text, so every store records the first
+/// text's checksum and those migrated before still validate.
+pub const ROLES_FIRST_CHECKSUM: &str =
+    "6904b64b1a9a1f6dfd9561ce4bcecc3ee67cb8c9fb17657b0ba4f30e8d55ac7f40a96876f856f2a17e5e9202f579c024";
+
+/// Give `version` the checksum of its first text (hex), after a change that leaves
+/// every store that ran the first text as it is.
+fn keep_first_checksum(migrator: &mut Migrator, version: i64, checksum: &str) {
+    let bytes = hex::decode(checksum).expect("a hex checksum");
+    for m in migrator.migrations.to_mut() {
+        if m.version == version {
+            m.checksum = Cow::Owned(bytes.clone());
+        }
+    }
+}
+
 /// What a process does about the schema when it connects to PostgreSQL (a service's
 /// `CRM_MIGRATE`, read by its `main`: `on` or `off`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,7 +72,7 @@ impl std::str::FromStr for Schema {
 }
 
 pub fn postgres() -> Migrator {
-    migrator(&[
+    let mut migrator = migrator(&[
         (
             1,
             "event store",
@@ -88,7 +108,9 @@ pub fn postgres() -> Migrator {
             "access records",
             include_str!("../migrations/postgres/0007_access_records.sql"),
         ),
-    ])
+    ]);
+    keep_first_checksum(&mut migrator, 6, ROLES_FIRST_CHECKSUM);
+    migrator
 }
 
 pub fn sqlite() -> Migrator {

@@ -298,6 +298,7 @@ pub fn create_statements(b: Backend) -> Vec<String> {
     let mut out = vec![format!(
         "DO $$ DECLARE r text; BEGIN \
            FOREACH r IN ARRAY ARRAY[{roles}] LOOP \
+             CONTINUE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r); \
              BEGIN EXECUTE format('CREATE ROLE %I NOLOGIN', r); \
              EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END; \
            END LOOP; \

@@ -15,6 +15,9 @@ DO $$
 DECLARE r text;
 BEGIN
     FOREACH r IN ARRAY ARRAY['crm_writer', 'crm_relay', 'crm_query', 'crm_auditor'] LOOP
+        -- Only when missing: CREATE ROLE needs CREATEROLE even for a role that exists,
+        -- and an owner whose roles an operator made (CloudNativePG) has none.
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r);
         BEGIN
             EXECUTE format('CREATE ROLE %I NOLOGIN', r);
         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
