@@ -53,6 +53,8 @@ pub struct ReadArgs {
 pub(crate) struct Databases {
     admin: sqlx::PgConnection,
     base: String,
+    /// The URL's parameters (`?sslmode=…`), given to every database made.
+    params: String,
     names: Vec<String>,
 }
 
@@ -60,14 +62,19 @@ impl Databases {
     pub(crate) async fn new(pg_url: &str) -> anyhow::Result<Self> {
         let admin = sqlx::PgConnection::connect(pg_url)
             .await
-            .with_context(|| format!("connecting to {pg_url}"))?;
-        let base = pg_url[..pg_url
+            .with_context(|| format!("connecting to {}", crm_bus::connect::redacted(pg_url)))?;
+        let (path, params) = match pg_url.split_once('?') {
+            Some((path, params)) => (path, format!("?{params}")),
+            None => (pg_url, String::new()),
+        };
+        let base = path[..path
             .rfind('/')
             .context("the PostgreSQL url needs a database")?]
             .to_string();
         Ok(Self {
             admin,
             base,
+            params,
             names: Vec::new(),
         })
     }
@@ -78,7 +85,7 @@ impl Databases {
             .execute(&mut self.admin)
             .await?;
         self.names.push(name.clone());
-        Ok(format!("{}/{name}", self.base))
+        Ok(format!("{}/{name}{}", self.base, self.params))
     }
 
     pub(crate) async fn drop_all(mut self) {
