@@ -15,7 +15,8 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use serde_json::{json, Value};
 
 /// PEM files in a scratch directory: `ca.pem` (the trusted authority), `server.pem` and
-/// `server.key` (for `localhost`, signed by it), `other-ca.pem` (an authority that signed
+/// `server.key` (for the names given, signed by it), `client.pem` and `client.key` (a
+/// service's client certificate, signed by it), `other-ca.pem` (an authority that signed
 /// nothing the servers present).
 pub struct Certificates {
     pub dir: PathBuf,
@@ -34,11 +35,21 @@ impl Certificates {
                 .expect("server names");
         params.distinguished_name.push(DnType::CommonName, names[0]);
         let cert = params.signed_by(&key, &ca).expect("server certificate");
+        let client_key = KeyPair::generate().expect("client key");
+        let mut client = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "crm-relay");
+        let client = client
+            .signed_by(&client_key, &ca)
+            .expect("client certificate");
         for (name, text) in [
             ("ca.pem", ca_pem),
             ("other-ca.pem", other_pem),
             ("server.pem", cert.pem()),
             ("server.key", key.serialize_pem()),
+            ("client.pem", client.pem()),
+            ("client.key", client_key.serialize_pem()),
         ] {
             std::fs::write(dir.join(name), text).expect("write a certificate");
         }
@@ -59,6 +70,14 @@ impl Certificates {
 
     pub fn server_key(&self) -> PathBuf {
         self.dir.join("server.key")
+    }
+
+    pub fn client_cert(&self) -> PathBuf {
+        self.dir.join("client.pem")
+    }
+
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.join("client.key")
     }
 }
 

@@ -93,8 +93,13 @@ async fn postgres_connections_verify_the_server_as_sslmode_says() {
 
 /// A nats-server that requires TLS on `certs`, with `auth` (its authorization lines).
 async fn tls_server(certs: &Certificates, auth: &str) -> NatsNode {
+    tls_server_with(certs, "", auth).await
+}
+
+/// As [`tls_server`], with more lines in its `tls` block.
+async fn tls_server_with(certs: &Certificates, tls: &str, auth: &str) -> NatsNode {
     NatsNode::configured(&format!(
-        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 5\n}}\n{auth}",
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 5\n{tls}}}\n{auth}",
         certs.server_cert().display(),
         certs.server_key().display()
     ))
@@ -109,7 +114,7 @@ fn access(ca: &Path) -> NatsAccess {
 }
 
 async fn error_of(url: &str, access: &NatsAccess) -> String {
-    match tokio::time::timeout(Duration::from_secs(20), connect(url, access)).await {
+    match tokio::time::timeout(Duration::from_secs(5), connect(url, access)).await {
         Ok(Ok(_)) => panic!("connected to {url} with {access:?}, which should be refused"),
         Ok(Err(e)) => format!("{e} ({:?})", e.kind()),
         Err(_) => "timed out".into(),
@@ -278,4 +283,47 @@ async fn the_platform_runs_over_tls_and_signs_in_to_nats_with_creds_files() {
         assert_eq!(encrypted, total, "every session to {name} is encrypted");
     }
     println!("TLS: {figures:?}");
+}
+
+#[tokio::test]
+async fn nats_verifies_client_certificates_and_can_start_with_tls() {
+    let certs = Certificates::new(&["localhost", "127.0.0.1"]);
+    let tls = format!(
+        "  verify: true\n  ca_file: \"{}\"\n  handshake_first: true\n",
+        certs.ca().display()
+    );
+    let server = tls_server_with(&certs, &tls, "").await;
+    let with_cert = NatsAccess {
+        nats_client_cert: Some(certs.client_cert()),
+        nats_client_key: Some(certs.client_key()),
+        nats_tls_first: true,
+        ..access(&certs.ca())
+    };
+    connect(&server.url(), &with_cert)
+        .await
+        .unwrap_or_else(|e| panic!("client certificate, TLS first: {e}\n{}", server.log_text()));
+    // Without the client certificate the server refuses the handshake.
+    let without = NatsAccess {
+        nats_tls_first: true,
+        ..access(&certs.ca())
+    };
+    let refused = error_of(&server.url(), &without).await;
+    assert!(
+        refused.contains("CertificateRequired"),
+        "no client certificate: {refused}"
+    );
+    // A client that waits for the server's greeting gets none: the server waits for TLS.
+    let refused = error_of(&server.url(), &with_cert_not_first(&with_cert)).await;
+    // Whichever gives up first: the client waiting for INFO, or the server for TLS.
+    assert!(
+        refused.starts_with("timed out") || refused.contains("expected INFO"),
+        "not TLS first: {refused}"
+    );
+}
+
+fn with_cert_not_first(a: &NatsAccess) -> NatsAccess {
+    NatsAccess {
+        nats_tls_first: false,
+        ..a.clone()
+    }
 }
