@@ -67,6 +67,15 @@ macro_rules! dispatch {
     };
 }
 
+impl crate::Horizon for AnyEventStore {
+    async fn settle(&self) -> Result<std::time::Duration, StoreError> {
+        match self {
+            Self::Postgres(s) => s.settle().await,
+            Self::Sqlite(s) => s.settle().await,
+        }
+    }
+}
+
 impl EventStore for AnyEventStore {
     async fn append_batch(
         &self,

@@ -48,6 +48,17 @@ pub fn counters_in_order(keys: &[String], found: Vec<(String, i64)>) -> Vec<i64>
         .collect()
 }
 
+/// The commit-safe horizon of the global log (ADR 0002): a reader sees an event once
+/// every transaction that could still commit before it has ended.
+pub trait Horizon {
+    /// Wait until every transaction running at the call has ended; then the log holds,
+    /// for readers, every event committed before the call. Answers how long it waited. On
+    /// PostgreSQL transaction ids are the cluster's: a transaction in any database (a
+    /// migration, a session left open) holds the horizon back, and a reader that read "to
+    /// the end" without waiting could end short of events already committed.
+    fn settle(&self) -> impl Future<Output = Result<std::time::Duration, StoreError>> + Send;
+}
+
 /// Storage for event streams with a commit-safe global log.
 pub trait EventStore: Send + Sync + 'static {
     /// Append one command's events atomically.

@@ -761,6 +761,28 @@ impl PgEventStore {
     }
 }
 
+impl crate::Horizon for PgEventStore {
+    async fn settle(&self) -> Result<Duration, StoreError> {
+        let started = std::time::Instant::now();
+        // Every id below the snapshot's xmax was handed out before the call; once xmin has
+        // reached it, all of those transactions have ended.
+        let target: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+                .fetch_one(&self.pool)
+                .await?;
+        loop {
+            let horizon: i64 =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                    .fetch_one(&self.pool)
+                    .await?;
+            if horizon >= target {
+                return Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl EventStore for PgEventStore {
     async fn append_batch(
         &self,

@@ -317,6 +317,13 @@ impl SqliteEventStore {
     }
 }
 
+impl crate::Horizon for SqliteEventStore {
+    /// One writer at a time, committing in log order: nothing to wait for.
+    async fn settle(&self) -> Result<std::time::Duration, StoreError> {
+        Ok(std::time::Duration::ZERO)
+    }
+}
+
 impl EventStore for SqliteEventStore {
     async fn append_batch(
         &self,

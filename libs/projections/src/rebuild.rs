@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crm_eventstore::{EventStore, LogPosition};
+use crm_eventstore::{EventStore, Horizon, LogPosition};
 use futures::StreamExt as _;
 
 use crate::schema::{Kind, Projection};
@@ -55,6 +55,8 @@ pub struct RebuildReport {
     pub keys_seconds: f64,
     /// The switch-over transaction (locks, catch-up, renames).
     pub switch_seconds: f64,
+    /// Waiting, before the fill, for the transactions in flight when the rebuild began.
+    pub settle_seconds: f64,
 }
 
 fn suffix(kind: &str) -> String {
@@ -264,14 +266,20 @@ async fn fill<S: EventStore + Clone>(
     })
 }
 
-/// Rebuild `projection` from `events` and switch the live tables over to the result.
-pub async fn rebuild<S: EventStore + Clone>(
+/// Rebuild `projection` from `events` and switch the live tables over to the result. It
+/// holds every event committed before it began: it first waits for the transactions then
+/// in flight to end (`Horizon::settle`).
+pub async fn rebuild<S: EventStore + Horizon + Clone>(
     events: &S,
     read: &ReadStore,
     projection: Projection,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<RebuildReport, ReadError> {
     let started = Instant::now();
+    let waited = events
+        .settle()
+        .await
+        .map_err(|e| ReadError::Config(format!("event store: {e}")))?;
     let suffix = suffix("r");
     create_tables(read, &projection, &suffix).await?;
     let target = Target::Only {
@@ -290,6 +298,7 @@ pub async fn rebuild<S: EventStore + Clone>(
             fill_seconds: filled.as_secs_f64(),
             keys_seconds: f.keys_seconds,
             switch_seconds: (started.elapsed() - filled).as_secs_f64(),
+            settle_seconds: waited.as_secs_f64(),
         })
     }
     .await;

@@ -281,3 +281,49 @@ async fn a_random_book_rebuilds_to_the_projected_rows() {
         assert_eq!(report.differing(), 0, "{}: {:?}", p.name, report.tables);
     }
 }
+
+/// Transaction ids are the cluster's: a transaction open in another database (a migration
+/// elsewhere, a session left open) holds the log's commit-safe horizon below events
+/// already committed here. A rebuild waits for the transactions in flight when it began,
+/// then holds every event committed before it: it does not end short, reporting success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_holds_every_event_committed_before_it_began() {
+    use sqlx::Connection as _;
+    let elsewhere = TestDatabase::create().await;
+    let mut blocker = sqlx::PgConnection::connect(&elsewhere.url).await.unwrap();
+    let mut open = blocker.begin().await.unwrap();
+    // An id of its own, before the events below take theirs.
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+
+    let db = TestDatabase::create().await;
+    let store = crm_eventstore::postgres::PgEventStore::connect(&db.url, 4)
+        .await
+        .unwrap();
+    let read = ReadStore::connect(&db.url, 4).await.unwrap();
+    let log = workload(20);
+    append(&store, &log.events).await;
+    let ownership = PROJECTIONS[0];
+    let mut progress = |_| {};
+    let rebuilt = rebuild(&store, &read, ownership, &mut progress);
+    tokio::pin!(rebuilt);
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut rebuilt).await;
+    assert!(
+        early.is_err(),
+        "the rebuild must wait for the transaction in flight when it began: {early:?}"
+    );
+    open.rollback().await.unwrap();
+    let report = rebuilt.await.unwrap();
+    assert_eq!(report.events_read, log.events.len() as u64, "{report:?}");
+    assert!(report.settle_seconds >= 0.4, "{report:?}");
+    let rows: i64 = match &read {
+        ReadStore::Postgres(pool) => sqlx::query_scalar("SELECT count(*) FROM rm_customers")
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        _ => unreachable!(),
+    };
+    assert_eq!(rows, 20, "every customer registered before the rebuild");
+}

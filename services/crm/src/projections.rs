@@ -67,12 +67,13 @@ pub async fn run(cmd: ProjectionsCmd) -> anyhow::Result<()> {
             let r = rebuild::rebuild(&store, &read, projection, &mut |p| bar.show(p)).await?;
             bar.finish();
             println!(
-                "rebuilt {}: {} events read, {} applied ({} in the switch-over); {:.2} s to fill (of which {:.2} s for keys and the rows kept in memory), {:.3} s to switch over",
+                "rebuilt {}: {} events read, {} applied ({} in the switch-over); {:.2} s to fill (of which {:.2} s waiting for the transactions in flight at the start, {:.2} s for keys and the rows kept in memory), {:.3} s to switch over",
                 r.projection,
                 r.events_read,
                 r.events_applied,
                 r.caught_up_in_switch,
                 r.fill_seconds,
+                r.settle_seconds,
                 r.keys_seconds,
                 r.switch_seconds
             );
