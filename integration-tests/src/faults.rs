@@ -550,10 +550,29 @@ pub struct Figures {
 
 impl Invariants<'_> {
     pub async fn check(&self) -> Figures {
+        let (accepted, lost, ids) = self.stored().await;
+        let events = ids.len() as u64;
+        let (duplicates, missing, out_of_order) = self.in_stream(&ids).await;
+        let figures = Figures {
+            accepted,
+            lost,
+            events,
+            stream_duplicates: duplicates,
+            stream_missing: missing,
+            stream_out_of_order: out_of_order,
+            applied_twice: self.applied_twice(events).await,
+            differing_rows: self.differing_rows(),
+        };
+        self.report(&figures);
+        figures
+    }
+
+    /// Every accepted command is in the event store (invariant 1): accepted, lost, the
+    /// events' ids.
+    async fn stored(&self) -> (usize, usize, HashSet<Uuid>) {
         let store = crm_eventstore::postgres::PgEventStore::connect(self.store_url, 2)
             .await
             .expect("event store");
-        // 1. Every accepted command is in the event store.
         let accepted = Load::accepted(self.record);
         let stored: HashSet<Uuid> = sqlx::query_scalar("SELECT DISTINCT command_id FROM events")
             .fetch_all(store.pool())
@@ -562,30 +581,29 @@ impl Invariants<'_> {
             .into_iter()
             .collect();
         let lost = accepted.difference(&stored).count();
-        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(store.pool())
-            .await
-            .expect("count");
-        let events = events as u64;
         let ids: HashSet<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
             .fetch_all(store.pool())
             .await
             .expect("event ids")
             .into_iter()
             .collect();
+        (accepted.len(), lost, ids)
+    }
 
-        // 2. Every event is in the stream, once.
+    /// The stream, once it holds as many messages as the store has events (and the
+    /// foreign ones).
+    async fn full_stream(&self, events: u64) -> async_nats::jetstream::stream::Stream {
         let client = crm_bus::connect::connect(self.nats_url, self.nats_access)
             .await
             .expect("NATS");
         let js = async_nats::jetstream::new(client);
         let deadline = Instant::now() + Duration::from_secs(180);
-        let mut stream = loop {
+        loop {
             match js.get_stream(self.stream).await {
                 Ok(mut s) => {
                     let last = s.info().await.map(|i| i.state.last_sequence).unwrap_or(0);
                     if last >= events + self.foreign_messages {
-                        break s;
+                        return s;
                     }
                     assert!(
                         Instant::now() < deadline,
@@ -597,7 +615,13 @@ impl Invariants<'_> {
                 Err(e) => assert!(Instant::now() < deadline, "{}: stream: {e}", self.name),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        }
+    }
+
+    /// Every event is in the stream, once, in the log's order (invariant 2): duplicates,
+    /// missing, out of order.
+    async fn in_stream(&self, ids: &HashSet<Uuid>) -> (u64, u64, u64) {
+        let mut stream = self.full_stream(ids.len() as u64).await;
         let total = stream.info().await.expect("stream info").state.messages;
         let consumer = stream
             .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
@@ -632,10 +656,12 @@ impl Invariants<'_> {
                 last_position = Some(position);
             }
         }
-        let _ = &mut stream;
         let missing = ids.difference(&seen).count() as u64;
+        (duplicates, missing, out_of_order)
+    }
 
-        // 3. Every event applied once to every read model.
+    /// Every event applied once to every read model (invariant 3): the surplus applied.
+    async fn applied_twice(&self, events: u64) -> i64 {
         let mut applied_twice = 0;
         for url in &self.read_urls {
             let read = crm_projections::ReadStore::connect(url, 2)
@@ -662,8 +688,11 @@ impl Invariants<'_> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        applied_twice
+    }
 
-        // 4. The read models equal a rebuild from the event store.
+    /// The read models equal a rebuild from the event store (invariant 4): rows differing.
+    fn differing_rows(&self) -> u64 {
         let mut differing = 0;
         for url in &self.read_urls {
             for projection in ["ownership", "timeline", "analytics"] {
@@ -692,16 +721,11 @@ impl Invariants<'_> {
                 );
             }
         }
-        let figures = Figures {
-            accepted: accepted.len(),
-            lost,
-            events,
-            stream_duplicates: duplicates,
-            stream_missing: missing,
-            stream_out_of_order: out_of_order,
-            applied_twice,
-            differing_rows: differing,
-        };
+        differing
+    }
+
+    /// The `FAULT` line, and every invariant held.
+    fn report(&self, figures: &Figures) {
         println!(
             "FAULT {}: {} accepted commands, {} lost; {} events, {} missing from the stream, {} twice in it, {} out of order; {} read model(s): {} events applied twice, {} rows differing from a rebuild out of the event store",
             self.name,
@@ -729,7 +753,6 @@ impl Invariants<'_> {
             self.name
         );
         assert!(figures.accepted > 0, "{}: nothing was accepted", self.name);
-        figures
     }
 }
 
