@@ -13,6 +13,7 @@ mod bench_nats;
 mod bench_queries;
 mod bench_raw;
 mod bench_read;
+mod bench_replay;
 mod bench_tokens;
 mod db;
 mod demo;
