@@ -51,4 +51,32 @@ fn the_demo_plays_a_day_and_reports_it() {
     ] {
         assert!(stdout.contains(shown), "missing {shown}:\n{stdout}");
     }
+    // A bank's day shows transfers that go through (within the owner's team, which
+    // first-touch protection admits) beside those protection refuses.
+    let transfers = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("transfer_owner"))
+        .unwrap_or_else(|| panic!("no transfer_owner row:\n{stdout}"));
+    let accepted: u64 = transfers
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(accepted > 0, "some transfers succeed: {transfers}");
+    assert!(transfers.contains("ownership.protected"), "{transfers}");
+    // The ownership timeline dates its periods (they span the hundred days).
+    let timeline = stdout
+        .split("ownership timeline of customer")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no ownership timeline:\n{stdout}"));
+    let first = timeline.lines().nth(1).unwrap_or_default().trim_start();
+    let dated = |t: &str| {
+        let b = t.as_bytes();
+        b.len() >= 11 && b[2] == b'-' && b[5] == b' ' && b[8] == b':'
+    };
+    assert!(
+        dated(first),
+        "a period starts with its date and time: {first:?}"
+    );
 }

@@ -462,7 +462,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 })
                 .into()
             } else if roll < 0.85 {
-                let to = day.rng.gen_range(0..managers.len());
+                // Mostly a team lead rebalancing within the owner's team (managers are
+                // numbered three to a team), which first-touch protection admits; now and
+                // then to another team, which it refuses while the protection holds.
+                let to = if day.rng.gen_bool(0.75) {
+                    owner / 3 * 3 + (owner % 3 + day.rng.gen_range(1..3)) % 3
+                } else {
+                    day.rng.gen_range(0..managers.len())
+                };
                 CustomerCommand::TransferOwner(TransferOwner {
                     customer_id: c.id,
                     to_manager_id: managers[to].id,
@@ -1069,15 +1076,16 @@ async fn read_models(
                 .find(|m| m.id.to_string() == id)
                 .map_or(id.to_string(), |m| m.name.clone())
         };
+        // Dates as well as times: the periods span the hundred days after the first.
         let hm = |us: i64| {
             Utc.timestamp_micros(us)
                 .single()
-                .map(|t| (t + Duration::hours(8)).format("%H:%M").to_string())
+                .map(|t| (t + Duration::hours(8)).format("%m-%d %H:%M").to_string())
                 .unwrap_or_default()
         };
         for p in read.ownership_timeline(busiest).await? {
             println!(
-                "    {} – {:<5}  {:<12} {:<22} by {}",
+                "    {} – {:<11}  {:<12} {:<22} by {}",
                 hm(p.from_us),
                 p.to_us.map(hm).unwrap_or_else(|| "now".into()),
                 name(&p.manager_id),
@@ -1088,7 +1096,8 @@ async fn read_models(
         let noon = (day_start + Duration::hours(3)).timestamp_micros();
         let owner = read.owner_at(busiest, noon).await?;
         println!(
-            "    owner at 11:30 (Shanghai): {}",
+            "    owner at {} 11:30 (Shanghai): {}",
+            (day_start + Duration::hours(8)).format("%m-%d"),
             owner.map_or("the pool".to_string(), |p| name(&p.manager_id))
         );
     }
