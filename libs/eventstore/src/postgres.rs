@@ -25,13 +25,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 pub use sqlx::postgres::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
-
-use crate::migrations::Schema;
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::chain::{ChainHash, GlobalCheckpoint};
 use crate::error::{AppendError, StoreError};
+use crate::migrations::Schema;
 use crate::model::*;
 use crate::plan::{self, Decision, Snapshot, StoredCommand};
 use crate::EventStore;
