@@ -119,6 +119,15 @@ impl Service {
         }
     }
 
+    /// Wait until the service listens; the base URL of its HTTP server.
+    pub async fn http_base(&mut self) -> String {
+        let ready = self.wait_ready().await;
+        let addr = ready["http"]
+            .as_str()
+            .expect("an HTTP address in the ready file");
+        format!("http://{addr}")
+    }
+
     /// The JSON the service writes once it listens (its bound addresses).
     pub async fn wait_ready(&mut self) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(60);

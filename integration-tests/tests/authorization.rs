@@ -71,10 +71,7 @@ async fn every_role_against_every_route() {
         &["--http-addr", "127.0.0.1:0", "--no-nats"],
         &env,
     );
-    let base = format!(
-        "http://{}",
-        commands.wait_ready().await["http"].as_str().unwrap()
-    );
+    let base = commands.http_base().await;
     let http = reqwest::Client::new();
 
     // The command side, by role.
@@ -277,10 +274,7 @@ async fn every_role_against_every_route() {
     ];
     auth_env(&mut qenv);
     let mut query = Service::start("crm-query", &["--http-addr", "127.0.0.1:0"], &qenv);
-    let q = format!(
-        "http://{}",
-        query.wait_ready().await["http"].as_str().unwrap()
-    );
+    let q = query.http_base().await;
 
     let day = "from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z";
     let routes: Vec<(&str, String)> = vec![

@@ -141,10 +141,7 @@ async fn erased_personal_data_is_unreadable_everywhere() {
         &service_env,
     );
     let mut relay = Service::start("crm-relay", &[], &env);
-    let base = format!(
-        "http://{}",
-        service.wait_ready().await["http"].as_str().unwrap()
-    );
+    let base = service.http_base().await;
     relay.wait_ready().await;
     let http = reqwest::Client::new();
     let store = PgEventStore::connect(&platform.db.url, 2).await.unwrap();
@@ -282,10 +279,7 @@ async fn erased_personal_data_is_unreadable_everywhere() {
             ("CRM_STORE_URL", platform.db.url.clone()),
         ],
     );
-    let qbase = format!(
-        "http://{}",
-        query.wait_ready().await["http"].as_str().unwrap()
-    );
+    let qbase = query.http_base().await;
     let shown = get(&http, format!("{qbase}/v1/customers/{customer}")).await;
     assert_eq!(shown["display_name"], name.as_str(), "readable before");
     let timeline_before = get(&http, format!("{qbase}/v1/customers/{customer}/timeline")).await;

@@ -314,10 +314,7 @@ async fn no_request_fails_once_postgres_is_back() {
     let mut query_env = env.clone();
     query_env.push(("CRM_READ_URL", url.clone()));
     let mut query = Service::start("crm-query", &["--http-addr", "127.0.0.1:0"], &query_env);
-    let qbase = format!(
-        "http://{}",
-        query.wait_ready().await["http"].as_str().unwrap()
-    );
+    let qbase = query.http_base().await;
     let cbase = format!("http://{addr}");
     let ingress = Ingress::new(cbase.clone(), &rig.nats_url, &rig.prefix).await;
     let reads = Reads::new(&qbase);
@@ -484,7 +481,7 @@ async fn sigterm_mid_burst(mut private_nats: Option<NatsNode>) {
     env.retain(|(k, _)| *k != "CRM_NATS_URL");
     env.push(("CRM_NATS_URL", nats_url.clone()));
     let mut a = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
-    let a_http = format!("http://{}", a.wait_ready().await["http"].as_str().unwrap());
+    let a_http = a.http_base().await;
     let mut b = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
     b.wait_ready().await;
     let prefix = platform.stream.spec.subjects.prefix().to_string();

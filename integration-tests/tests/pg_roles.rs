@@ -110,10 +110,7 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
             ("CRM_MIGRATE", "off".into()),
         ],
     );
-    let base = format!(
-        "http://{}",
-        service.wait_ready().await["http"].as_str().unwrap()
-    );
+    let base = service.http_base().await;
     let http = reqwest::Client::new();
     let (a, b) = (
         ManagerId::new(Uuid::now_v7()),
@@ -177,7 +174,7 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
             ("CRM_MIGRATE", "off".into()),
         ],
     );
-    let qbase = format!("http://{}", q.wait_ready().await["http"].as_str().unwrap());
+    let qbase = q.http_base().await;
     let shown: Value = http
         .get(format!("{qbase}/v1/customers/{}", customers[0]))
         .send()

@@ -550,10 +550,7 @@ async fn twenty_thousand_commands_to_read_models_with_projector_kills() {
         &platform.env(),
     );
     let mut relay = Service::start("crm-relay", &[], &platform.env());
-    let base = format!(
-        "http://{}",
-        service.wait_ready().await["http"].as_str().unwrap()
-    );
+    let base = service.http_base().await;
     relay.wait_ready().await;
     let mut steady = Service::start("crm-projector", &[], &projector_env(&steady_db, "steady"));
     steady.wait_ready().await;
@@ -681,10 +678,7 @@ async fn twenty_thousand_commands_to_read_models_with_projector_kills() {
             ("CRM_STORE_URL", platform.db.url.clone()),
         ],
     );
-    let qbase = format!(
-        "http://{}",
-        query.wait_ready().await["http"].as_str().unwrap()
-    );
+    let qbase = query.http_base().await;
     for (customer, (owner, stage, _)) in expected.customers.iter().take(50) {
         let c = get_json(&http, format!("{qbase}/v1/customers/{customer}")).await;
         assert_eq!(c["owner_id"].as_str(), owner.as_deref());

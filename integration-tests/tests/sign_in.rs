@@ -125,10 +125,7 @@ async fn a_service_signs_in_through_the_identity_provider_across_a_key_rotation(
         &["--http-addr", "127.0.0.1:0", "--no-nats"],
         &env,
     );
-    let base = format!(
-        "http://{}",
-        commands.wait_ready().await["http"].as_str().unwrap()
-    );
+    let base = commands.http_base().await;
     let http = reqwest::Client::new();
 
     let allowed = service_token(&old, &issuer, "crm:register_manager");
