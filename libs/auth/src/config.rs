@@ -222,57 +222,25 @@ mod tests {
             .await
             .unwrap_err()
             .contains("CRM_AUTH_ISSUER"));
-        let two = args(&[
-            "--auth-issuer",
-            "i",
-            "--auth-hs256-secret",
-            SECRET,
-            "--auth-jwks-url",
-            "http://x",
-        ]);
-        assert!(two
-            .verifier("crm-query")
-            .await
-            .unwrap_err()
-            .contains("set one of"));
-        let empty = args(&[
-            "--auth-issuer",
-            "i",
-            "--auth-hs256-secret",
-            SECRET,
-            "--auth-jwks-url",
-            "",
-        ]);
-        assert!(
-            empty.verifier("crm-query").await.unwrap().is_some(),
-            "an empty setting is unset"
-        );
-        let map = args(&[
-            "--auth-issuer",
-            "i",
-            "--auth-hs256-secret",
-            SECRET,
-            "--auth-role-map",
-            "crm-boss=owner",
-        ]);
-        assert!(map
-            .verifier("crm-query")
-            .await
-            .unwrap_err()
-            .contains("not a platform role"));
-        let pointer = args(&[
-            "--auth-issuer",
-            "i",
-            "--auth-hs256-secret",
-            SECRET,
-            "--auth-role-claim",
-            "roles",
-        ]);
-        assert!(pointer
-            .verifier("crm-query")
-            .await
-            .unwrap_err()
-            .contains("JSON Pointer"));
+        // With an issuer and the HS256 secret, one setting more: what it answers.
+        for (extra, refusal) in [
+            (["--auth-jwks-url", "http://x"], Some("set one of")),
+            (["--auth-jwks-url", ""], None),
+            (
+                ["--auth-role-map", "crm-boss=owner"],
+                Some("not a platform role"),
+            ),
+            (["--auth-role-claim", "roles"], Some("JSON Pointer")),
+        ] {
+            let mut list = vec!["--auth-issuer", "i", "--auth-hs256-secret", SECRET];
+            list.extend(extra);
+            let made = args(&list).verifier("crm-query").await;
+            match refusal {
+                Some(why) => assert!(made.unwrap_err().contains(why), "{extra:?}"),
+                // An empty setting is unset.
+                None => assert!(made.unwrap().is_some(), "{extra:?}"),
+            }
+        }
     }
 
     #[test]
