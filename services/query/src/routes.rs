@@ -5,14 +5,12 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::Utc;
-use crm_auth::{Principal, Role};
 use crm_projections::calendar::Granularity;
 use crm_projections::funnel::Slice;
 use crm_projections::kpi::Level;
-use crm_projections::queries::CustomerRow;
 use crm_projections::PortfolioBy;
 
-use crate::caller::{no_such_customer, Caller, AGGREGATE_READERS, AUDITORS, CUSTOMER_READERS};
+use crate::caller::{Caller, AGGREGATE_READERS, AUDITORS, CUSTOMER_READERS};
 use crate::params::{paged, rows, Answer, Params, Q};
 use crate::problem::Problem;
 use crate::AppState;
@@ -28,7 +26,7 @@ pub(crate) async fn customers(
     // recorded): an answer refused afterwards would leave a record of nothing shown.
     let csv = p.csv(&headers)?;
     let limit = p.limit()?;
-    let mut filter = crm_projections::CustomerFilter {
+    let filter = crm_projections::CustomerFilter {
         region: p.region.clone(),
         stage: p.stage.clone(),
         owner_id: p.owner_id.clone(),
@@ -37,39 +35,11 @@ pub(crate) async fn customers(
         customer_type: p.customer_type.clone(),
         first_touch_channel: p.first_touch_channel.clone(),
     };
-    // A manager's list is their portfolio (a team lead's: the team's), whatever asked.
-    if let Some(Principal {
-        role: Role::Manager,
-        manager_id,
-        team,
-        ..
-    }) = &caller.0
-    {
-        match team {
-            Some(team) => filter.team = Some(team.clone()),
-            None => filter.owner_id = manager_id.clone(),
-        }
-    }
-    let mut items = s
-        .store
-        .customers_where(&filter, p.after.as_deref().unwrap_or(""), limit)
-        .await?;
+    let mut items =
+        crate::reads::customers(&s, &caller, filter, p.after.as_deref().unwrap_or(""), limit)
+            .await?;
     s.reveal_customers(&caller, "customers", &mut items).await?;
     paged(items, limit, csv, |c| c.customer_id.clone())
-}
-
-/// The customer, if the caller may see it.
-pub(crate) async fn visible_customer(
-    s: &AppState,
-    caller: &Caller,
-    id: &str,
-) -> Result<CustomerRow, Problem> {
-    caller.allow(CUSTOMER_READERS)?;
-    let Some(c) = s.store.customer(id).await? else {
-        return Err(no_such_customer(id));
-    };
-    caller.may_see(&c)?;
-    Ok(c)
 }
 
 pub(crate) async fn customer(
@@ -80,7 +50,7 @@ pub(crate) async fn customer(
     Q(p): Q,
 ) -> Answer {
     let csv = p.csv(&headers)?;
-    let mut found = vec![visible_customer(&s, &caller, &id).await?];
+    let mut found = vec![crate::reads::visible_customer(&s, &caller, &id).await?];
     s.reveal_customers(&caller, "customer", &mut found).await?;
     if csv {
         rows(found, true)
@@ -97,12 +67,8 @@ pub(crate) async fn ownership(
     Q(p): Q,
 ) -> Answer {
     let csv = p.csv(&headers)?;
-    visible_customer(&s, &caller, &id).await?;
-    match Params::instant("as_of", &p.as_of)? {
-        // Exactly one row (the period holding the instant) or none: in the pool then.
-        Some(at) => rows(s.store.owner_at(&id, at).await?.into_iter().collect(), csv),
-        None => rows(s.store.ownership_timeline(&id).await?, csv),
-    }
+    let at = Params::instant("as_of", &p.as_of)?;
+    rows(crate::reads::ownership(&s, &caller, &id, at).await?, csv)
 }
 
 pub(crate) async fn timeline(
@@ -114,7 +80,7 @@ pub(crate) async fn timeline(
 ) -> Answer {
     let limit = p.limit()?;
     let csv = p.csv(&headers)?;
-    visible_customer(&s, &caller, &id).await?;
+    crate::reads::visible_customer(&s, &caller, &id).await?;
     let items = s
         .store
         .timeline(&id, p.before_version.unwrap_or(0), limit)
@@ -130,24 +96,8 @@ pub(crate) async fn portfolio(
     headers: HeaderMap,
     Q(p): Q,
 ) -> Answer {
-    caller.allow(CUSTOMER_READERS)?;
     let csv = p.csv(&headers)?;
-    let mut items = s.store.portfolio(&id).await?;
-    if let Some(Principal {
-        role: Role::Manager,
-        manager_id,
-        team,
-        ..
-    }) = &caller.0
-    {
-        if manager_id.as_deref() != Some(id.as_str()) {
-            // Another manager's portfolio: a team lead sees the part in the team.
-            let Some(team) = team else {
-                return Err(Problem::forbidden("another manager's portfolio"));
-            };
-            items.retain(|c| c.owner_team.as_deref() == Some(team.as_str()));
-        }
-    }
+    let mut items = crate::reads::portfolio(&s, &caller, &id).await?;
     s.reveal_customers(&caller, "portfolio", &mut items).await?;
     rows(items, csv)
 }
@@ -158,14 +108,10 @@ pub(crate) async fn pool(
     headers: HeaderMap,
     Q(p): Q,
 ) -> Answer {
-    // Managers see the pool: it is where they claim customers from.
-    caller.allow(CUSTOMER_READERS)?;
     let limit = p.limit()?;
     let csv = p.csv(&headers)?;
-    let mut items = s
-        .store
-        .pool(p.after.as_deref().unwrap_or(""), limit)
-        .await?;
+    let mut items =
+        crate::reads::pool(&s, &caller, p.after.as_deref().unwrap_or(""), limit).await?;
     s.reveal_customers(&caller, "pool", &mut items).await?;
     paged(items, limit, csv, |c| c.customer_id.clone())
 }
