@@ -1,6 +1,7 @@
 //! End-to-end harness: runs the services as processes, the way users do, against a
 //! fresh PostgreSQL database and a fresh JetStream stream per test.
 
+pub mod browser;
 pub mod faults;
 pub mod ingress;
 pub mod manifests;
