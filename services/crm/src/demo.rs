@@ -43,6 +43,13 @@ pub struct DemoArgs {
     /// Customers to list in the state table (0 = all).
     #[arg(long, default_value_t = 0)]
     show: usize,
+    /// After the day, serve the workbench (and the query API) on `--serve-addr` until
+    /// Ctrl-C, with a sign-in as any of the day's people.
+    #[arg(long)]
+    serve: bool,
+    /// Where `--serve` listens (port 0: any free port; the URL is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    serve_addr: std::net::SocketAddr,
 }
 
 const REGIONS: [&str; 4] = ["east", "north", "south", "west"];
@@ -63,10 +70,12 @@ const MANAGER_NAMES: [&str; 8] = [
     "Zhou Tao",
 ];
 
-struct Manager {
-    id: ManagerId,
-    name: String,
-    region: &'static str,
+pub(crate) struct Manager {
+    pub(crate) id: ManagerId,
+    pub(crate) name: String,
+    pub(crate) region: &'static str,
+    pub(crate) team: String,
+    pub(crate) lead: bool,
     limit: u32,
 }
 
@@ -198,6 +207,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     id: ManagerId::new(id()),
                     name: format!("{} ({region}-{})", MANAGER_NAMES[n % 8], team + 1),
                     region,
+                    team: format!("{region}-{}", team + 1),
+                    lead: k == 0,
                     limit,
                 };
                 batch.push((
@@ -630,6 +641,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let read_path = path.with_extension("read.db");
     read_models(&store, &managers, &read_path, day_start).await?;
     tamper_evidence(&store).await?;
+    if args.serve {
+        crate::demo_serve::serve(&store, &read_path, &managers, args.serve_addr).await?;
+    }
     if temporary {
         for base in [&path, &read_path] {
             for suffix in ["", "-wal", "-shm"] {

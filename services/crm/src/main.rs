@@ -17,6 +17,7 @@ mod bench_replay;
 mod bench_tokens;
 mod db;
 mod demo;
+mod demo_serve;
 mod load;
 mod out;
 mod policy;

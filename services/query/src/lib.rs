@@ -8,8 +8,10 @@ mod caller;
 pub mod csv;
 mod params;
 mod problem;
+mod reads;
 mod reveal;
 mod routes;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +51,9 @@ pub struct Security {
     /// record of every read of personal data by a person. Without it the audit routes
     /// answer 503 and timeline payloads are `null`.
     pub events: Option<AnyEventStore>,
+    /// The workbench's session key and sign-in (default: a key of this process, secure
+    /// cookies, no local sign-in).
+    pub workbench: Option<web::Workbench>,
 }
 
 #[derive(Clone)]
@@ -57,19 +62,26 @@ pub(crate) struct AppState {
     pub(crate) security: Security,
     /// Whose days, weeks and months periods follow unless a request names a zone.
     pub(crate) calendar: Calendar,
+    /// The workbench's sessions and sign-in.
+    pub(crate) web: web::Workbench,
+}
+
+impl AppState {
+    fn new(store: ReadStore, security: Security, calendar: Calendar) -> Self {
+        let web = security.workbench.clone().unwrap_or_default();
+        Self {
+            store,
+            security,
+            calendar,
+            web,
+        }
+    }
 }
 
 /// The routes, for the binary and for tests.
 pub fn router(store: ReadStore, security: Security, calendar: Calendar) -> Router {
     let probes = probes(&store, &security);
-    router_with(
-        AppState {
-            store,
-            security,
-            calendar,
-        },
-        &probes,
-    )
+    router_with(AppState::new(store, security, calendar), &probes)
 }
 
 /// What readiness checks: the read models answer, and the event store if this service
@@ -117,6 +129,7 @@ fn router_with(state: AppState, probes: &Probes) -> Router {
             get(|| async { crm_telemetry::render_metrics() }),
         )
         .merge(probes.routes_with_healthz())
+        .merge(web::routes())
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -144,14 +157,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let _ = bound.send(listener.local_addr()?);
     let probes = probes(&store, &security);
-    let app = router_with(
-        AppState {
-            store,
-            security,
-            calendar,
-        },
-        &probes,
-    );
+    let app = router_with(AppState::new(store, security, calendar), &probes);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -42,6 +42,15 @@ struct Args {
     /// Seconds a shutdown (SIGTERM) waits for requests in progress.
     #[arg(long, env = "CRM_SHUTDOWN_GRACE", default_value_t = 20)]
     shutdown_grace: u64,
+    /// The workbench's session key: 32 bytes as 64 hex digits (`openssl rand -hex 32`),
+    /// the same on every replica. Without it, a key of this process: sessions end when
+    /// it stops and are not shared between replicas.
+    #[arg(long, env = "CRM_WORKBENCH_KEY", hide_env_values = true)]
+    workbench_key: Option<String>,
+    /// `off` only to serve the workbench over plain HTTP (its cookies are otherwise
+    /// `Secure` with the `__Host-` prefix, which browsers keep only over HTTPS).
+    #[arg(long, env = "CRM_WORKBENCH_SECURE_COOKIES", default_value = "on", value_parser = ["on", "off"])]
+    workbench_secure_cookies: String,
     #[command(flatten)]
     auth: crm_auth::AuthArgs,
     #[command(flatten)]
@@ -61,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
+    security.workbench = Some(workbench(&a)?);
     if security.auth.is_none() {
         tracing::warn!("CRM_AUTH=off: every caller is trusted; development only");
     }
@@ -97,4 +107,23 @@ async fn main() -> anyhow::Result<()> {
     a.process
         .announce_ready(&serde_json::json!({ "http": addr.to_string() }))?;
     server.await?
+}
+
+/// The workbench's settings.
+fn workbench(a: &Args) -> anyhow::Result<crm_query::web::Workbench> {
+    let sealer = match &a.workbench_key {
+        Some(hex) => crm_query::web::Sealer::from_hex(hex).map_err(anyhow::Error::msg)?,
+        None => {
+            tracing::warn!(
+                "CRM_WORKBENCH_KEY is not set: workbench sessions end when this process stops \
+                 and are not shared between replicas"
+            );
+            crm_query::web::Sealer::random()
+        }
+    };
+    Ok(crm_query::web::Workbench {
+        sealer,
+        secure_cookies: a.workbench_secure_cookies == "on",
+        local: None,
+    })
 }

@@ -1,0 +1,508 @@
+//! The workbench in a real browser (headless Chromium through chromedriver), against the
+//! embedded demo (`crm demo --serve`, SQLite) as a newcomer runs it: every page loads with
+//! no console error and no serious accessibility violation (axe-core), and is saved as a
+//! screenshot under `target/workbench/`; the funnel's figures equal the read models'; the
+//! as-of control changes the owner shown, naming the rule that decided it; a manager
+//! cannot reach another manager's customer by URL; the language switch and the browser's
+//! language both work; the keyboard reaches the content; forms refuse forged posts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crm_integration_tests::browser::{keys, serious, Browser};
+use crm_integration_tests::Service;
+use crm_projections::funnel::Slice;
+use crm_projections::queries::PeriodRow;
+use crm_projections::ReadStore;
+
+/// The demo serving its day; the read models it serves, opened beside it.
+struct Demo {
+    _process: Service,
+    base: String,
+    read: ReadStore,
+    _db: crm_eventstore::testing::TempPath,
+}
+
+async fn demo() -> Demo {
+    let db = crm_eventstore::testing::TempPath::new("crm-workbench");
+    let path = db.0.to_str().unwrap().to_string();
+    let process = Service::start(
+        "crm",
+        &[
+            "demo",
+            "--customers",
+            "160",
+            "--db",
+            &path,
+            "--serve",
+            "--serve-addr",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert!(
+        process
+            .wait_output("The workbench: http://", Duration::from_secs(300))
+            .await,
+        "the demo did not serve the workbench:\n{}",
+        process.output()
+    );
+    let out = process.output();
+    let url = out
+        .lines()
+        .find_map(|l| l.split("The workbench: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the workbench's URL");
+    let base = url.trim_end_matches("/ui/").to_string();
+    let read_path = db.0.with_extension("read.db");
+    let read = ReadStore::connect(&format!("sqlite://{}", read_path.display()), 1)
+        .await
+        .unwrap();
+    Demo {
+        _process: process,
+        base,
+        read,
+        _db: db,
+    }
+}
+
+/// No console error, no serious or critical accessibility violation; a screenshot.
+async fn check_page(b: &Browser, name: &str) {
+    let errors = b.console_errors().await.unwrap();
+    assert!(errors.is_empty(), "{name}: console errors {errors:#?}");
+    let violations = b.axe().await.unwrap();
+    let bad = serious(&violations);
+    assert!(bad.is_empty(), "{name}: accessibility violations {bad:#?}");
+    b.save_screenshot(&format!("workbench-{name}"))
+        .await
+        .unwrap();
+}
+
+/// Click what submits a form or follows a link, and wait for the next document (an
+/// element found right after the click could still be the old page's).
+async fn click_and_load(b: &Browser, css: &str) {
+    b.execute(
+        "document.documentElement.setAttribute('data-stale', '1');",
+        &[],
+    )
+    .await
+    .unwrap();
+    b.find(css).await.unwrap().click().await.unwrap();
+    b.wait_for("html:not([data-stale])", Duration::from_secs(10))
+        .await
+        .unwrap();
+}
+
+async fn sign_in_as(b: &Browser, base: &str, who: &str) {
+    b.goto(&format!("{base}/ui/sign-in")).await.unwrap();
+    for button in b.find_all("button.person").await.unwrap() {
+        if button.text().await.unwrap().contains(who) {
+            let id = button.attr("id").await.unwrap().unwrap();
+            click_and_load(b, &format!("#{id}")).await;
+            b.find("#who").await.unwrap();
+            return;
+        }
+    }
+    panic!("no one to sign in as {who:?}");
+}
+
+async fn texts(b: &Browser, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in b.find_all(css).await.unwrap() {
+        out.push(e.text().await.unwrap());
+    }
+    out
+}
+
+/// Set the as-of control (a `datetime-local` input) and show.
+async fn as_of(b: &Browser, value: &str) -> String {
+    let input = b.find("#as_of").await.unwrap();
+    b.execute(
+        "arguments[0].value = arguments[1];",
+        &[input.as_arg(), value.into()],
+    )
+    .await
+    .unwrap();
+    click_and_load(b, "#as-of-show").await;
+    let then = b.find("#owner-then").await.unwrap();
+    // The manager's id when owned, else what the page says (in the pool, not yet …).
+    match then.attr("data-manager-id").await.unwrap() {
+        Some(id) => id,
+        None => then.text().await.unwrap(),
+    }
+}
+
+fn local_minute(us: i64) -> String {
+    let cal: crm_projections::calendar::Calendar = "Asia/Shanghai".parse().unwrap();
+    chrono::DateTime::from_timestamp_micros(us)
+        .unwrap()
+        .with_timezone(&cal.zone())
+        .format("%Y-%m-%dT%H:%M")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_workbench_in_a_browser() {
+    let d = demo().await;
+    let b = Browser::start_with(&["--window-size=1366,911"])
+        .await
+        .unwrap();
+    let viewport = b
+        .execute("return [window.innerWidth, window.innerHeight];", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        viewport,
+        serde_json::json!([1366, 768]),
+        "screenshots at 1366×768"
+    );
+
+    // Signed out, every page leads to the sign-in page.
+    b.goto(&format!("{}/ui/ownership", d.base)).await.unwrap();
+    assert!(b
+        .url()
+        .await
+        .unwrap()
+        .contains("/ui/sign-in?next=/ui/ownership"));
+    check_page(&b, "sign-in").await;
+
+    sign_in_as(&b, &d.base, "Administrator").await;
+    assert!(b.url().await.unwrap().ends_with("/ui/ownership"));
+    check_page(&b, "ownership").await;
+    the_portfolios_add_up(&b, &d).await;
+    b.goto(&format!("{}/ui/pool", d.base)).await.unwrap();
+    assert!(!b.find_all("#customers tbody tr").await.unwrap().is_empty());
+    check_page(&b, "pool").await;
+    the_funnel_equals_the_read_models(&b, &d).await;
+    the_as_of_control_changes_the_owner(&b, &d).await;
+    the_language_switch_works(&b, &d).await;
+    the_keyboard_reaches_the_content(&b, &d).await;
+
+    click_and_load(&b, "#sign-out").await;
+    b.find("button.person").await.unwrap();
+    b.goto(&format!("{}/ui/pool", d.base)).await.unwrap();
+    assert!(b.url().await.unwrap().contains("/ui/sign-in"), "signed out");
+
+    a_manager_sees_only_their_own(&b, &d).await;
+    b.close().await.unwrap();
+
+    // A browser that prefers Chinese is answered in Chinese before any switch.
+    let zh = Browser::start_with(&["--window-size=1366,911", "--lang=zh-CN"])
+        .await
+        .unwrap();
+    zh.goto(&format!("{}/ui/sign-in", d.base)).await.unwrap();
+    assert_eq!(
+        zh.find("h1").await.unwrap().text().await.unwrap(),
+        "登录客户经营工作台"
+    );
+    check_page(&zh, "sign-in-zh").await;
+    zh.close().await.unwrap();
+}
+
+async fn the_portfolios_add_up(b: &Browser, d: &Demo) {
+    let owned: i64 = d
+        .read
+        .portfolio_counts(crm_projections::PortfolioBy::Manager)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.customers)
+        .sum();
+    for by in ["manager", "team", "region"] {
+        b.goto(&format!("{}/ui/ownership?by={by}", d.base))
+            .await
+            .unwrap();
+        let shown: i64 = texts(b, "#portfolios tbody td.num:nth-last-child(3)")
+            .await
+            .iter()
+            .map(|t| t.parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(
+            shown, owned,
+            "portfolios by {by} add up to the owned customers"
+        );
+    }
+}
+
+async fn the_funnel_equals_the_read_models(b: &Browser, d: &Demo) {
+    b.goto(&format!("{}/ui/funnel", d.base)).await.unwrap();
+    b.wait_for(
+        "#funnel-chart[data-drawn='true'] canvas",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    check_page(b, "funnel").await;
+    let want: BTreeMap<String, i64> = d
+        .read
+        .stage_counts(None, Slice::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.stage, r.customers))
+        .collect();
+    let mut shown = BTreeMap::new();
+    for row in b.find_all("#stages tbody tr").await.unwrap() {
+        let cells = row.text().await.unwrap();
+        let parts: Vec<&str> = cells.split_whitespace().collect();
+        let n: i64 = parts.last().unwrap().parse().unwrap();
+        shown.insert(parts[parts.len() - 2].to_string(), n);
+    }
+    assert_eq!(
+        shown, want,
+        "the funnel page shows the read models' figures"
+    );
+    assert!(want.values().sum::<i64>() > 0);
+
+    // Sliced by channel; the CSV link answers the same rows.
+    b.goto(&format!("{}/ui/funnel?slice=first_touch_channel", d.base))
+        .await
+        .unwrap();
+    let sliced = d
+        .read
+        .stage_counts(None, Slice::FirstTouchChannel)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.find_all("#stages tbody tr").await.unwrap().len(),
+        sliced.len()
+    );
+    check_page(b, "funnel-by-channel").await;
+}
+
+/// A customer with a transfer, and one a pool rule returned.
+fn interesting(periods: &[PeriodRow]) -> (Vec<&PeriodRow>, Vec<&PeriodRow>) {
+    let mut by_customer: BTreeMap<&str, Vec<&PeriodRow>> = BTreeMap::new();
+    for p in periods {
+        by_customer.entry(&p.customer_id).or_default().push(p);
+    }
+    let transferred = by_customer
+        .values()
+        .find(|ps| {
+            ps.len() >= 2
+                && ps[1].start_event == "OwnershipTransferred"
+                && ps[0].manager_id != ps[1].manager_id
+        })
+        .expect("the demo's day has a transfer that succeeded")
+        .clone();
+    let returned = by_customer
+        .values()
+        .find(|ps| {
+            ps.iter().any(|p| {
+                p.end_event.as_deref() == Some("ReleasedToPool")
+                    && p.ended_by
+                        .as_deref()
+                        .is_some_and(|b| b.starts_with("system:"))
+            })
+        })
+        .expect("the demo's day has a return to the pool by rule")
+        .clone();
+    (transferred, returned)
+}
+
+async fn the_as_of_control_changes_the_owner(b: &Browser, d: &Demo) {
+    let periods = d.read.all_periods().await.unwrap();
+    let (transferred, returned) = interesting(&periods);
+    let id = &transferred[0].customer_id;
+    b.goto(&format!("{}/ui/customers/{id}", d.base))
+        .await
+        .unwrap();
+    check_page(b, "customer").await;
+    // A minute into each period (the control's resolution is a minute).
+    let first = as_of(b, &local_minute(transferred[0].from_us + 60_000_000)).await;
+    assert_eq!(first, transferred[0].manager_id);
+    let second = as_of(b, &local_minute(transferred[1].from_us + 60_000_000)).await;
+    assert_eq!(second, transferred[1].manager_id);
+    assert_ne!(first, second, "the as-of control changed the owner shown");
+    check_page(b, "customer-as-of").await;
+
+    let ended = returned
+        .iter()
+        .find(|p| p.end_event.as_deref() == Some("ReleasedToPool"))
+        .unwrap();
+    let id = &ended.customer_id;
+    b.goto(&format!("{}/ui/customers/{id}", d.base))
+        .await
+        .unwrap();
+    let then = as_of(b, &local_minute(ended.to_us.unwrap() + 60_000_000)).await;
+    assert!(then.contains("public pool"), "{then}");
+    let rule = b.find("#rule-then").await.unwrap().text().await.unwrap();
+    assert!(
+        ["no_contact", "lead_not_won"].contains(&rule.as_str()),
+        "{rule}"
+    );
+    let policy = b.find("#policy-then").await.unwrap().text().await.unwrap();
+    assert!(policy.parse::<u32>().is_ok(), "{policy}");
+}
+
+async fn the_language_switch_works(b: &Browser, d: &Demo) {
+    b.goto(&format!("{}/ui/ownership", d.base)).await.unwrap();
+    assert_eq!(
+        b.find("h1").await.unwrap().text().await.unwrap(),
+        "Portfolios"
+    );
+    click_and_load(b, "#lang-switch").await;
+    b.find("html[lang='zh-CN']").await.unwrap();
+    assert_eq!(
+        b.find("h1").await.unwrap().text().await.unwrap(),
+        "客户保有量"
+    );
+    assert!(b.url().await.unwrap().ends_with("/ui/ownership?by=manager"));
+    b.goto(&format!("{}/ui/pool", d.base)).await.unwrap();
+    assert_eq!(
+        b.find("h1").await.unwrap().text().await.unwrap(),
+        "公海客户"
+    );
+    check_page(b, "pool-zh").await;
+    click_and_load(b, "#lang-switch").await;
+    b.find("html[lang='en']").await.unwrap();
+}
+
+async fn the_keyboard_reaches_the_content(b: &Browser, d: &Demo) {
+    b.goto(&format!("{}/ui/ownership", d.base)).await.unwrap();
+    b.send_keys_to_active(keys::TAB).await.unwrap();
+    let skip = b.active_element().await.unwrap();
+    assert_eq!(skip.attr("class").await.unwrap().as_deref(), Some("skip"));
+    b.send_keys_to_active(keys::ENTER).await.unwrap();
+    let focused = b.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("main"));
+}
+
+/// The owners of the customers listed.
+async fn owner_ids(b: &Browser) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in b
+        .find_all("#customers tbody td[data-manager-id]")
+        .await
+        .unwrap()
+    {
+        out.push(e.attr("data-manager-id").await.unwrap().unwrap());
+    }
+    out
+}
+
+async fn a_manager_sees_only_their_own(b: &Browser, d: &Demo) {
+    let managers = d.read.managers().await.unwrap();
+    let counts = d
+        .read
+        .portfolio_counts(crm_projections::PortfolioBy::Manager)
+        .await
+        .unwrap();
+    let holds = |id: &str| counts.iter().any(|c| c.key == id && c.customers > 0);
+    // A manager (not a team lead) with customers, and another team's manager's customer.
+    let a = managers
+        .iter()
+        .find(|m| m.role == "manager" && holds(&m.manager_id))
+        .expect("a manager with customers");
+    let b_mgr = managers
+        .iter()
+        .find(|m| m.team != a.team && holds(&m.manager_id))
+        .expect("another team's manager with customers");
+    let others = d.read.portfolio(&b_mgr.manager_id).await.unwrap();
+    sign_in_as(b, &d.base, &format!("{}, manager", a.name)).await;
+    assert!(
+        b.url().await.unwrap().ends_with("/ui/book"),
+        "a manager lands on their book"
+    );
+    check_page(b, "book").await;
+    let owners = owner_ids(b).await;
+    assert!(!owners.is_empty());
+    assert!(owners.iter().all(|o| *o == a.manager_id), "{owners:?}");
+
+    // Another manager's book or customer, by URL: the same refusal as the API's.
+    b.goto(&format!("{}/ui/book?manager={}", d.base, b_mgr.manager_id))
+        .await
+        .unwrap();
+    let owners = owner_ids(b).await;
+    assert!(owners.iter().all(|o| *o == a.manager_id), "{owners:?}");
+    b.goto(&format!(
+        "{}/ui/customers/{}",
+        d.base, others[0].customer_id
+    ))
+    .await
+    .unwrap();
+    let problem = b.find("#problem").await.unwrap().text().await.unwrap();
+    assert!(problem.contains("no customer"), "{problem}");
+    assert_eq!(
+        b.find("h1").await.unwrap().text().await.unwrap(),
+        "Not found"
+    );
+    let _ = b.console_errors().await; // the 404 itself is logged as a failed load
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_refuse_forged_posts_and_pages_carry_the_policy() {
+    let d = demo().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{}/ui/sign-in", d.base))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let pre = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| v.to_str().ok()?.strip_prefix("crm-pre="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .expect("a pre-session cookie");
+    let html = page.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+
+    let post = |form: Vec<(&'static str, String)>, site: &'static str| {
+        http.post(format!("{}/ui/sign-in/local", d.base))
+            .header("cookie", format!("crm-pre={pre}"))
+            .header("sec-fetch-site", site)
+            .form(&form)
+            .send()
+    };
+    let session = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("crm-session="))
+    };
+    // No token, a token of another secret, another site: refused, no session.
+    for (form, site) in [
+        (
+            vec![("csrf", String::new()), ("person", "0".into())],
+            "same-origin",
+        ),
+        (
+            vec![("csrf", "AAAA".into()), ("person", "0".into())],
+            "same-origin",
+        ),
+        (
+            vec![("csrf", csrf.clone()), ("person", "0".into())],
+            "cross-site",
+        ),
+    ] {
+        let r = post(form, site).await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(!session(&r));
+    }
+    let genuine = vec![
+        ("csrf", csrf),
+        ("person", "0".into()),
+        ("next", "//evil.example/phish".into()),
+    ];
+    let r = post(genuine, "same-origin").await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(session(&r), "the genuine form signs in");
+    // The open redirect a `next` could be: only the workbench's own paths.
+    assert_eq!(r.headers()["location"], "/ui/");
+}
