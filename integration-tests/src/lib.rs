@@ -6,6 +6,7 @@ pub mod faults;
 pub mod ingress;
 pub mod manifests;
 pub mod tls;
+pub mod workbench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

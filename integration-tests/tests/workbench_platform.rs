@@ -1,0 +1,262 @@
+//! The workbench as a bank deploys it: the command service, relay, projector and query
+//! service as processes on PostgreSQL and NATS JetStream, authentication on (tokens of
+//! the identity provider, here HS256), the workbench's cookies `Secure` with the
+//! `__Host-` prefix (the default). In headless Chromium: sign-in with a token, a customer
+//! named `<script>alert(1)</script>` shown as text, the funnel equal to the API's answer,
+//! and a manager refused another manager's customer exactly as the API refuses it.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use crm_domain::customer::*;
+use crm_domain::*;
+use crm_eventstore::testing::TestDatabase;
+use crm_integration_tests::browser::Browser;
+use crm_integration_tests::workbench::{
+    check_page, click_and_load, funnel_table, sign_in_with_token,
+};
+use crm_integration_tests::{Platform, Service};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const SECRET: &str = "workbench-test-secret-of-32-bytes-or-more";
+const ISSUER: &str = "crm-test-idp";
+const XSS: &str = "<script>alert(1)</script>";
+
+fn token(audience: &str, sub: &str, extra: Value) -> String {
+    let mut claims = json!({
+        "iss": ISSUER, "aud": audience, "sub": sub, "exp": Utc::now().timestamp() + 600,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    crm_auth::sign_hs256(SECRET.as_bytes(), &claims)
+}
+
+fn with_auth(mut env: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    env.push(("CRM_AUTH_HS256_SECRET", SECRET.into()));
+    env.push(("CRM_AUTH_ISSUER", ISSUER.into()));
+    env.push(("CRM_INDEX_KEY", "workbench-test-index-key".into()));
+    env
+}
+
+async fn send(http: &reqwest::Client, base: &str, bearer: &str, command: &Command) {
+    let body = crm_integration_tests::command_body("person:ops", command);
+    let r = http
+        .post(format!("{base}/v1/commands/{}", command.name()))
+        .header("content-type", "application/json")
+        .bearer_auth(bearer)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert_eq!(
+        status,
+        200,
+        "{}: {}",
+        command.name(),
+        r.text().await.unwrap()
+    );
+}
+
+async fn get(http: &reqwest::Client, url: &str, bearer: &str) -> (u16, Value) {
+    let r = http.get(url).bearer_auth(bearer).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn assign(c: CustomerId, m: ManagerId) -> Command {
+    CustomerCommand::AssignOwner(AssignOwner {
+        customer_id: c,
+        manager_id: m,
+        reason: "walk-in".into(),
+    })
+    .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workbench_on_postgres_and_nats() {
+    let platform = Platform::new().await;
+    let read_db = TestDatabase::create().await;
+    let mut commands = Service::start(
+        "crm-command-service",
+        &["--http-addr", "127.0.0.1:0"],
+        &with_auth(platform.env()),
+    );
+    let mut relay = Service::start("crm-relay", &[], &platform.env());
+    let mut projector_env = platform.env();
+    projector_env.push(("CRM_READ_URL", read_db.url.clone()));
+    projector_env.push(("CRM_HTTP_ADDR", "127.0.0.1:0".into()));
+    let mut projector = Service::start("crm-projector", &[], &projector_env);
+    let mut query_env = with_auth(vec![
+        ("CRM_READ_URL", read_db.url.clone()),
+        ("CRM_STORE_URL", platform.db.url.clone()),
+        (
+            "CRM_WORKBENCH_KEY",
+            "5a1c9e7b3d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c".into(),
+        ),
+    ]);
+    query_env.push(("CRM_HTTP_ADDR", "127.0.0.1:0".into()));
+    let mut query = Service::start("crm-query", &[], &query_env);
+    let cmd_base = commands.http_base().await;
+    relay.wait_ready().await;
+    projector.wait_ready().await;
+    let base = query.http_base().await;
+    let http = reqwest::Client::new();
+
+    // Two managers in two teams, their customers, and one whose name is a script.
+    let admin_cmd = token("crm-commands", "ops", json!({"role": "admin"}));
+    let (a, b) = (
+        ManagerId::new(Uuid::now_v7()),
+        ManagerId::new(Uuid::now_v7()),
+    );
+    for (m, team) in [(a, "east-1"), (b, "east-2")] {
+        let reg = crm_integration_tests::register_manager(m, &format!("Manager {team}"), team);
+        send(&http, &cmd_base, &admin_cmd, &reg).await;
+    }
+    let ids: Vec<CustomerId> = (0..4).map(|_| CustomerId::new(Uuid::now_v7())).collect();
+    let names = ["Alpha Ltd", XSS, "Bravo Ltd", "Charlie Ltd"];
+    for (i, (c, name)) in ids.iter().zip(names).enumerate() {
+        let phone = format!("+86 139 {:08}", i + 1);
+        let reg = crm_integration_tests::register_customer(*c, name, Some(phone), None);
+        send(&http, &cmd_base, &admin_cmd, &reg).await;
+        let owner = if i < 2 { a } else { b };
+        send(&http, &cmd_base, &admin_cmd, &assign(*c, owner)).await;
+    }
+
+    // The read models catch up.
+    let admin = token("crm-query", "ops", json!({"role": "admin"}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, page) = get(&http, &format!("{base}/v1/customers?owner_id={b}"), &admin).await;
+        if page["items"].as_array().is_some_and(|i| i.len() == 2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "read models did not catch up: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let browser = Browser::start_with(&["--window-size=1366,911"])
+        .await
+        .unwrap();
+    browser.goto(&format!("{base}/ui/funnel")).await.unwrap();
+    assert!(browser
+        .url()
+        .await
+        .unwrap()
+        .contains("/ui/sign-in?next=/ui/funnel"));
+    sign_in_with_token(&browser, &base, &admin).await;
+    assert!(
+        browser.url().await.unwrap().ends_with("/ui/funnel"),
+        "back where it began"
+    );
+    assert_eq!(
+        browser.find("#who").await.unwrap().text().await.unwrap(),
+        "ops"
+    );
+    check_page(&browser, "pg-funnel").await;
+    let (_, api) = get(&http, &format!("{base}/v1/funnel/stages"), &admin).await;
+    let want: std::collections::BTreeMap<(String, String), i64> = api["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let key = (
+                r["slice"].as_str().unwrap().into(),
+                r["stage"].as_str().unwrap().into(),
+            );
+            (key, r["customers"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        funnel_table(&browser).await,
+        want,
+        "the page shows the API's funnel"
+    );
+
+    a_script_for_a_name_is_shown_as_text(&browser, &base, ids[1]).await;
+    a_manager_is_refused_as_the_api_refuses(&browser, &http, &base, (a, b), &ids).await;
+    browser.close().await.unwrap();
+}
+
+async fn a_script_for_a_name_is_shown_as_text(b: &Browser, base: &str, id: CustomerId) {
+    b.goto(&format!("{base}/ui/customers/{id}")).await.unwrap();
+    let name = b.find("#customer-name").await.unwrap();
+    assert_eq!(
+        name.text().await.unwrap(),
+        XSS,
+        "decrypted and shown as text"
+    );
+    let html = b
+        .execute(
+            "return document.getElementById('customer-name').innerHTML;",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(html, json!("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    // No script ran (an alert would fail every later command) and none is inline.
+    let inline = b
+        .execute(
+            "return document.querySelectorAll('script:not([src]):not([type=\"application/json\"])').length;",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inline, json!(0));
+    check_page(b, "pg-customer-script-name").await;
+    // The pool and book lists escape it too.
+    b.goto(&format!("{base}/ui/book")).await.unwrap();
+    let listed = crm_integration_tests::workbench::texts(b, "#customers tbody th a").await;
+    assert!(listed.iter().any(|n| n == XSS), "{listed:?}");
+}
+
+async fn a_manager_is_refused_as_the_api_refuses(
+    b: &Browser,
+    http: &reqwest::Client,
+    base: &str,
+    (a, other): (ManagerId, ManagerId),
+    ids: &[CustomerId],
+) {
+    click_and_load(b, "#sign-out").await;
+    let manager = token(
+        "crm-query",
+        "li.wei",
+        json!({"role": "manager", "manager_id": a.to_string()}),
+    );
+    sign_in_with_token(b, base, &manager).await;
+    assert!(b.url().await.unwrap().ends_with("/ui/book"));
+    let owners =
+        crm_integration_tests::workbench::texts(b, "#customers tbody td[data-manager-id]").await;
+    assert_eq!(owners.len(), 2, "only manager A's two customers");
+    check_page(b, "pg-book").await;
+
+    for theirs in &ids[2..] {
+        b.goto(&format!("{base}/ui/customers/{theirs}"))
+            .await
+            .unwrap();
+        let page = b.find("#problem").await.unwrap().text().await.unwrap();
+        let (status, api) = get(http, &format!("{base}/v1/customers/{theirs}"), &manager).await;
+        assert_eq!(status, 404);
+        assert_eq!(
+            page,
+            api["detail"].as_str().unwrap(),
+            "the page and the API alike"
+        );
+    }
+    b.goto(&format!("{base}/ui/book?manager={other}"))
+        .await
+        .unwrap();
+    let shown =
+        crm_integration_tests::workbench::texts(b, "#customers tbody td[data-manager-id]").await;
+    assert_eq!(
+        shown.len(),
+        2,
+        "another manager's book by URL shows one's own"
+    );
+    let _ = b.console_errors().await;
+}
