@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod faults;
+pub mod idp;
 pub mod ingress;
 pub mod manifests;
 pub mod tls;

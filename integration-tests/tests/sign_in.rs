@@ -6,47 +6,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use chrono::Utc;
 use crm_domain::*;
+use crm_integration_tests::idp::IdpKey;
 use crm_integration_tests::{Platform, Service};
-use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING as P256};
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-/// One of the issuer's keys: its id, its pair, its public JWK.
-struct IdpKey {
-    kid: String,
-    pair: EcdsaKeyPair,
-}
-
-impl IdpKey {
-    fn generate(kid: &str) -> Self {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&P256, &rng).unwrap();
-        Self {
-            kid: kid.into(),
-            pair: EcdsaKeyPair::from_pkcs8(&P256, pkcs8.as_ref(), &rng).unwrap(),
-        }
-    }
-
-    fn jwk(&self) -> Value {
-        let point = self.pair.public_key().as_ref();
-        json!({"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
-               "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])})
-    }
-
-    /// An ES256 token (JWS signatures are r ‖ s, ring's fixed format).
-    fn sign(&self, claims: &Value) -> String {
-        let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
-        let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
-        let signed = format!("{}.{}", b64(&header), b64(claims));
-        let rng = ring::rand::SystemRandom::new();
-        let sig = self.pair.sign(&rng, signed.as_bytes()).unwrap();
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
-    }
-}
 
 /// The issuer: `/.well-known/openid-configuration` and `/certs` (the keys published now).
 async fn issuer(published: Arc<Mutex<Vec<Value>>>) -> String {

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 mod claims;
 mod config;
 mod keys;
+pub mod oidc;
 mod verified;
 
 pub use claims::ClaimMap;
@@ -382,29 +383,8 @@ impl Verifier {
     /// The principal of a signed token's claims: valid now, for this issuer and audience,
     /// with a subject that can be an actor and the claims its role needs.
     fn principal(&self, all: serde_json::Value, now: i64) -> Result<verified::Checked, AuthError> {
-        let claims: Registered = serde_json::from_value(all.clone())
-            .map_err(|_| AuthError::Malformed("registered claims"))?;
-        let exp = claims
-            .exp
-            .ok_or(AuthError::Claims("exp is required".into()))?;
-        let nbf = claims.nbf;
-        self.times(exp, nbf, now)?;
-        if claims.iss.as_deref() != Some(self.issuer.as_str()) {
-            let iss = claims.iss.unwrap_or_default();
-            return Err(AuthError::Issuer(
-                crm_domain::text::escaped(&iss).into_owned(),
-            ));
-        }
-        let audience_ok = match &claims.aud {
-            Some(serde_json::Value::String(a)) => *a == self.audience,
-            Some(serde_json::Value::Array(list)) => list
-                .iter()
-                .any(|a| a.as_str() == Some(self.audience.as_str())),
-            _ => false,
-        };
-        if !audience_ok {
-            return Err(AuthError::Audience);
-        }
+        let claims = self.registered(&all, now)?;
+        let (exp, nbf) = (claims.exp.unwrap_or_default(), claims.nbf);
         let subject = claims
             .sub
             .filter(|s| !s.is_empty())
@@ -438,6 +418,54 @@ impl Verifier {
             exp,
             nbf,
         })
+    }
+
+    /// The registered claims of signed claims `all`: valid at `now` (`exp` required), for
+    /// this issuer and audience.
+    fn registered(&self, all: &serde_json::Value, now: i64) -> Result<Registered, AuthError> {
+        let claims: Registered = serde_json::from_value(all.clone())
+            .map_err(|_| AuthError::Malformed("registered claims"))?;
+        let exp = claims
+            .exp
+            .ok_or(AuthError::Claims("exp is required".into()))?;
+        self.times(exp, claims.nbf, now)?;
+        if claims.iss.as_deref() != Some(self.issuer.as_str()) {
+            let iss = claims.iss.clone().unwrap_or_default();
+            return Err(AuthError::Issuer(
+                crm_domain::text::escaped(&iss).into_owned(),
+            ));
+        }
+        let audience_ok = match &claims.aud {
+            Some(serde_json::Value::String(a)) => *a == self.audience,
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .any(|a| a.as_str() == Some(self.audience.as_str())),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(AuthError::Audience);
+        }
+        Ok(claims)
+    }
+
+    /// Verify an OpenID Connect ID token (OIDC Core 3.1.3.7) for this verifier's
+    /// issuer and audience (the client id): signature by the provider's keys, expiry,
+    /// and the `nonce` the sign-in sent. Its claims.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: &str,
+        now: i64,
+    ) -> Result<serde_json::Value, AuthError> {
+        let all = self.signed_claims(token).await?;
+        self.registered(&all, now)?;
+        let sent = all.get("nonce").and_then(|n| n.as_str());
+        if sent.map(|n| n.as_bytes()) != Some(nonce.as_bytes()) {
+            return Err(AuthError::Claims(
+                "the ID token's nonce is not the sign-in's".into(),
+            ));
+        }
+        Ok(all)
     }
 
     /// Verify the value of an `Authorization` header.
