@@ -175,6 +175,8 @@ async fn the_demo_workbench_in_a_browser() {
     check_page(&b, "pool").await;
     the_funnel_equals_the_read_models(&b, &d).await;
     the_as_of_control_changes_the_owner(&b, &d).await;
+    the_kpis_equal_the_read_models(&b, &d).await;
+    the_complaints_pages_show_the_read_models(&b, &d).await;
     the_language_switch_works(&b, &d).await;
     the_keyboard_reaches_the_content(&b, &d).await;
 
@@ -333,6 +335,223 @@ async fn the_as_of_control_changes_the_owner(b: &Browser, d: &Demo) {
     );
     let policy = b.find("#policy-then").await.unwrap().text().await.unwrap();
     assert!(policy.parse::<u32>().is_ok(), "{policy}");
+}
+
+/// The KPI table as the page shows it: the KPI columns' names, then per row its key,
+/// its period's start and each KPI's value as the API's JSON has it.
+type ShownKpis = (Vec<String>, Vec<(String, String, Vec<String>)>);
+
+async fn shown_kpis(b: &Browser) -> ShownKpis {
+    let table = b
+        .execute(
+            "const names = Array.from(document.querySelectorAll('#kpis thead a[id^=\"sort-\"]'))\
+               .map(a => a.id.slice(5)).filter(n => n !== 'key' && n !== 'period');\
+             const rows = Array.from(document.querySelectorAll('#kpis tbody tr')).map(tr =>\
+               [tr.dataset.key, tr.dataset.period,\
+                Array.from(tr.querySelectorAll('td[data-value]')).map(td => td.dataset.value)]);\
+             return [names, rows];",
+            &[],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(table).unwrap()
+}
+
+/// Each granularity (and level) once, over periods that have ended: every figure the page
+/// shows equals the read models' for the same parameters; a header sorts; the chart is
+/// drawn; each figure's definition is one click away.
+async fn the_kpis_equal_the_read_models(b: &Browser, d: &Demo) {
+    b.goto(&format!("{}/ui/kpis", d.base)).await.unwrap();
+    check_page(b, "kpis").await;
+    for (level, g, from, to) in [
+        ("manager", "day", "2026-11-25", "2026-11-27"),
+        ("team", "week", "2026-11-23", "2026-11-29"),
+        ("region", "month", "2026-11-01", "2026-11-30"),
+    ] {
+        a_kpi_table_equals_the_read_models(b, d, [level, g, from, to]).await;
+    }
+    the_kpis_sort_and_define(b, d).await;
+}
+
+async fn a_kpi_table_equals_the_read_models(
+    b: &Browser,
+    d: &Demo,
+    [level, g, from, to]: [&str; 4],
+) {
+    use crm_projections::calendar::{Calendar, Granularity};
+    use crm_projections::kpi::Level;
+    let query = format!("level={level}&granularity={g}&from={from}&to={to}");
+    b.goto(&format!("{}/ui/kpis?{query}&kpi=portfolio", d.base))
+        .await
+        .unwrap();
+    b.wait_for(
+        "#kpis-chart[data-drawn='true'] canvas",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    check_page(b, &format!("kpis-{g}")).await;
+    let (names, rows) = shown_kpis(b).await;
+    assert_eq!(names.len(), 29, "{names:?}");
+    let cal: Calendar = "Asia/Shanghai".parse().unwrap();
+    let day = |s: &str| cal.start_of(chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
+    let now = chrono::Utc::now().timestamp_micros();
+    let level: Level = level.parse().unwrap();
+    let g: Granularity = g.parse().unwrap();
+    let (start, end) = (day(from), day(to) + 86_400_000_000);
+    let want = d
+        .read
+        .kpis(level, (&cal, g), start, end, now)
+        .await
+        .unwrap();
+    assert!(!want.is_empty(), "{query}: the demo's day has KPIs");
+    assert_eq!(
+        rows.len(),
+        want.len(),
+        "{query}: one line per row of the API"
+    );
+    for w in &want {
+        let json = serde_json::to_value(w).unwrap();
+        let (_, _, values) = rows
+            .iter()
+            .find(|(k, p, _)| *k == w.key && *p == w.period_start)
+            .unwrap_or_else(|| panic!("{query}: no line for {} {}", w.key, w.period_start));
+        let expected: Vec<String> = names.iter().map(|n| json[n].to_string()).collect();
+        assert_eq!(*values, expected, "{query}: {} {}", w.key, w.period_start);
+    }
+}
+
+/// Sorted by contacts, largest first, by its header, then the other way; the
+/// definition one click away.
+async fn the_kpis_sort_and_define(b: &Browser, d: &Demo) {
+    let query = "level=manager&granularity=day&from=2026-11-25&to=2026-11-25";
+    b.goto(&format!("{}/ui/kpis?{query}", d.base))
+        .await
+        .unwrap();
+    click_and_load(b, "#sort-contacts").await;
+    b.find("th[aria-sort='descending'] #sort-contacts")
+        .await
+        .unwrap();
+    let (names, rows) = shown_kpis(b).await;
+    let i = names.iter().position(|n| n == "contacts").unwrap();
+    let contacts: Vec<i64> = rows.iter().map(|r| r.2[i].parse().unwrap()).collect();
+    assert!(contacts.windows(2).all(|w| w[0] >= w[1]), "{contacts:?}");
+    assert!(contacts.iter().any(|n| *n > 0), "the day had contacts");
+    click_and_load(b, "#sort-contacts").await;
+    b.find("th[aria-sort='ascending'] #sort-contacts")
+        .await
+        .unwrap();
+    let link = b.find("a.def[href='#def-contacts']").await.unwrap();
+    link.click().await.unwrap();
+    let definition = b
+        .find("#def-contacts + dd")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        definition.contains("Contacts by the manager"),
+        "{definition}"
+    );
+    b.wait_for(
+        "#kpis-chart[data-drawn='true'] canvas",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    check_page(b, "kpis-sorted").await;
+}
+
+/// The open complaints the page counts and lists are the read models' (the
+/// administrator sees them all); a complaint's page shows its history.
+async fn the_complaints_pages_show_the_read_models(b: &Browser, d: &Demo) {
+    use crm_projections::queries::complaints::ComplaintFilter;
+    b.goto(&format!("{}/ui/complaints", d.base)).await.unwrap();
+    check_page(b, "complaints").await;
+    let now = chrono::Utc::now().timestamp_micros();
+    let all = ComplaintFilter::default();
+    let open = d.read.open_complaints(&all, now, "", 50).await.unwrap();
+    let counts = d.read.open_complaint_counts(&all, now).await.unwrap();
+    let counted: i64 = counts.iter().map(|c| c.complaints).sum();
+    let shown: Vec<(String, String)> = serde_json::from_value(
+        b.execute(
+            "return Array.from(document.querySelectorAll('#complaints tbody tr')).map(tr =>\
+               [tr.dataset.complaintId, tr.querySelector('td[data-state]').dataset.state]);",
+            &[],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let want: Vec<(String, String)> = open
+        .iter()
+        .map(|k| (k.complaint_id.clone(), k.sla_state.clone()))
+        .collect();
+    assert_eq!(
+        shown, want,
+        "the open complaints, oldest first, with their states"
+    );
+    if counted > 0 {
+        let total = b
+            .find("#complaints-total")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(total, counted.to_string());
+    }
+    a_complaint_page_shows_its_history(b, d).await;
+}
+
+/// A complaint that breached (else any): its page, its state as the read models judge
+/// it, its history from logging on, the breach among it.
+async fn a_complaint_page_shows_its_history(b: &Browser, d: &Demo) {
+    let facts = d.read.facts().await.unwrap();
+    let breach = |id: &str| {
+        facts
+            .sla_events
+            .iter()
+            .any(|e| e.kind == "breach" && e.complaint_id == id)
+    };
+    let breached = facts.complaints.iter().find(|k| breach(&k.complaint_id));
+    if breached.is_none() {
+        println!("the demo's day left no breached complaint");
+    }
+    let id = breached
+        .or(facts.complaints.first())
+        .expect("the demo's day has complaints")
+        .complaint_id
+        .clone();
+    b.goto(&format!("{}/ui/complaints/{id}", d.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.find("#complaint-id").await.unwrap().text().await.unwrap(),
+        id
+    );
+    let events = texts(b, "#history tbody tr td:nth-child(2)").await;
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("ComplaintLogged"),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.iter().any(|e| e == "ComplaintSlaBreached"),
+        breach(&id),
+        "{events:?}"
+    );
+    let now = chrono::Utc::now().timestamp_micros();
+    let k = d.read.complaint(&id, now).await.unwrap().unwrap();
+    if let Some(state) = k.open_state() {
+        let shown = b.find("#complaint-state").await.unwrap();
+        assert_eq!(
+            shown.attr("data-state").await.unwrap().unwrap(),
+            state.as_str()
+        );
+    }
+    check_page(b, "complaint").await;
 }
 
 async fn the_language_switch_works(b: &Browser, d: &Demo) {

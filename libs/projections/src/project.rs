@@ -310,6 +310,8 @@ mod co {
     pub const ESCALATIONS: Col = col(&COMPLAINTS, "escalations");
     pub const CLOSED_AT: Col = col(&COMPLAINTS, "closed_at_us");
     pub const SATISFACTION: Col = col(&COMPLAINTS, "satisfaction");
+    pub const FIRST_RESPONSE_DUE: Col = col(&COMPLAINTS, "first_response_due_us");
+    pub const RESOLUTION_DUE: Col = col(&COMPLAINTS, "resolution_due_us");
 }
 
 /// The name of an optional domain value (`as_str`), as text or NULL.
@@ -675,6 +677,8 @@ fn complaint(x: &Ctx, c: &CustomerEvent) -> Vec<Change> {
                 .set(co::BREACHES, 0)
                 .set(co::REOPENS, 0)
                 .set(co::ESCALATIONS, 0)
+                .set(co::FIRST_RESPONSE_DUE, micros(l.first_response_due_at))
+                .set(co::RESOLUTION_DUE, micros(l.resolution_due_at))
                 .insert()]
         }
         CustomerEvent::ComplaintAcknowledged(a) => of(&a.complaint_id)
@@ -696,9 +700,11 @@ fn complaint(x: &Ctx, c: &CustomerEvent) -> Vec<Change> {
             .set(co::RESOLVED_BY, r.resolved_by.to_string())
             .add(co::RESOLUTIONS, 1)
             .add(co::BREACHES, i64::from(!r.within_sla)),
+        // A new resolution clock, with its own deadline.
         CustomerEvent::ComplaintReopened(r) => of(&r.complaint_id)
             .add(co::REOPENS, 1)
-            .set(co::RESOLVED_AT, Value::Null),
+            .set(co::RESOLVED_AT, Value::Null)
+            .set(co::RESOLUTION_DUE, micros(r.resolution_due_at)),
         CustomerEvent::ComplaintClosed(k) => of(&k.complaint_id)
             .set(co::CLOSED_AT, x.at)
             .set(co::SATISFACTION, k.satisfaction.map(i64::from)),

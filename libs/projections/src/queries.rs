@@ -520,3 +520,5 @@ mod fact_rows {
         }
     }
 }
+
+pub mod complaints;

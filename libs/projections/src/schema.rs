@@ -364,6 +364,11 @@ pub const COMPLAINTS: Table = Table {
         ("escalations", "BIGINT NOT NULL"),
         ("closed_at_us", "BIGINT"),
         ("satisfaction", "BIGINT"),
+        // The running clocks' deadlines, as the events set them (1006): the first
+        // response's from logging; the resolution's from logging, then from the last
+        // reopening. NULL on rows projected before 1006 until a rebuild.
+        ("first_response_due_us", "BIGINT"),
+        ("resolution_due_us", "BIGINT"),
     ],
     primary_key: &["complaint_id"],
     indexes: &[("owner_idx", "owner_id, logged_at_us")],
@@ -751,6 +756,33 @@ pub const DROPPED_COLUMNS: &[DroppedColumn] = &[DroppedColumn {
     definition: "TEXT NOT NULL",
 }];
 
+/// A column a later migration added to a table created before it: the SQL of the
+/// migration that created the table, frozen, is still produced from the declarations
+/// without it. Added columns are each their table's last, in the order added (as
+/// `ALTER TABLE … ADD COLUMN` leaves them, so a rebuilt table has the live one's order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddedColumn {
+    pub migration: i64,
+    pub table: &'static str,
+    pub column: &'static str,
+}
+
+/// Every column added to a table after it was created.
+pub const ADDED_COLUMNS: &[AddedColumn] = &[
+    AddedColumn {
+        // So the workbench can tell an open complaint's SLA state exactly (due, warned,
+        // breached): which deadline each running clock has now.
+        migration: 1006,
+        table: "rm_complaints",
+        column: "first_response_due_us",
+    },
+    AddedColumn {
+        migration: 1006,
+        table: "rm_complaints",
+        column: "resolution_due_us",
+    },
+];
+
 /// Tables a later migration dropped: (their projection, table, that migration). Migration
 /// 1001's SQL, frozen, is still produced from their declarations (each first among its
 /// projection's tables, where it was).
@@ -772,6 +804,11 @@ pub const SERVICE_DDL: &[&str] = &[
 pub const FIRST_MIGRATION: &str = include_str!("../migrations/1001_read_models.sql");
 
 pub use crate::sql::migration_sql;
+
+/// Migration 1006 as released: frozen like the first (a test checks the declarations
+/// still produce it).
+pub const COMPLAINT_DEADLINES_MIGRATION: &str =
+    include_str!("../migrations/1006_complaint_deadlines.sql");
 
 /// Statements a migration runs after creating its tables and before dropping what it
 /// drops: (migration, statements).
@@ -821,6 +858,11 @@ pub fn migrations() -> Vec<(i64, &'static str, String)> {
         (1003, "timeline rows without payloads", migration_sql(1003)),
         (1004, "the funnel kept", migration_sql(1004)),
         (1005, "the KPIs kept", migration_sql(1005)),
+        (
+            1006,
+            "complaint deadlines",
+            COMPLAINT_DEADLINES_MIGRATION.to_string(),
+        ),
     ]
 }
 
@@ -848,6 +890,27 @@ mod tests {
             migration_sql(1003),
             "ALTER TABLE rm_timeline DROP COLUMN payload;\n"
         );
+        assert_eq!(
+            migration_sql(1006),
+            COMPLAINT_DEADLINES_MIGRATION,
+            "migration 1006 as released"
+        );
+        for a in ADDED_COLUMNS {
+            assert!(all.contains(&a.migration), "{a:?}");
+            let t = PROJECTIONS
+                .iter()
+                .flat_map(|p| p.tables.iter())
+                .find(|t| t.name == a.table)
+                .expect("an added column's table");
+            assert!(t.since < a.migration, "{a:?}: added after its table");
+            let later = ADDED_COLUMNS
+                .iter()
+                .filter(|b| b.table == a.table)
+                .skip_while(|b| b != &a)
+                .count();
+            let at = t.columns.len() - later;
+            assert_eq!(t.columns[at].0, a.column, "{a:?}: among its table's last");
+        }
     }
 
     #[test]

@@ -14,7 +14,9 @@ use std::fmt::Write as _;
 
 use crate::change::{Change, Cond, Insert, Set, Update, Value};
 use crate::plan::{Move, Plan};
-use crate::schema::{DroppedColumn, Kind, Projection, Table, DROPPED_COLUMNS};
+use crate::schema::{
+    AddedColumn, DroppedColumn, Kind, Projection, Table, ADDED_COLUMNS, DROPPED_COLUMNS,
+};
 use crate::store::{Prepared, ReadError};
 
 /// Which database a statement is for.
@@ -758,7 +760,8 @@ impl Projection {
     }
 
     /// With `as_created: Some(m)`, each table as migration `m` created it: with the
-    /// columns a later migration dropped ([`DROPPED_COLUMNS`]).
+    /// columns a later migration dropped ([`DROPPED_COLUMNS`]), without those a later
+    /// one added ([`ADDED_COLUMNS`]).
     pub(crate) fn tables_ddl_where(
         &self,
         suffix: &str,
@@ -774,10 +777,18 @@ impl Projection {
                 let dropped = DROPPED_COLUMNS
                     .iter()
                     .filter(|d| d.table == t.name && as_created.is_some_and(|m| d.migration > m));
+                let added_later = |name: &str| {
+                    ADDED_COLUMNS.iter().any(|a| {
+                        a.table == t.name
+                            && a.column == name
+                            && as_created.is_some_and(|m| a.migration > m)
+                    })
+                };
                 let cols: Vec<String> = t
                     .columns
                     .iter()
                     .copied()
+                    .filter(|(name, _)| !added_later(name))
                     .chain(dropped.map(|d| (d.column, d.definition)))
                     .map(|(name, ty)| format!("{name} {ty}"))
                     .collect();
@@ -848,6 +859,21 @@ impl Projection {
         }
         out
     }
+}
+
+/// `ALTER TABLE … ADD COLUMN` of a column a migration added, as its table declares it.
+pub(crate) fn add_column(a: &AddedColumn) -> String {
+    let definition = crate::schema::PROJECTIONS
+        .iter()
+        .flat_map(|p| p.tables.iter())
+        .filter(|t| t.name == a.table)
+        .flat_map(|t| t.columns.iter())
+        .find(|(name, _)| *name == a.column)
+        .map_or("", |(_, ty)| *ty);
+    format!(
+        "ALTER TABLE {} ADD COLUMN {} {definition}",
+        a.table, a.column
+    )
 }
 
 /// `ALTER TABLE … DROP COLUMN` of a column a migration dropped.
@@ -955,6 +981,9 @@ pub fn migration_sql(since: i64) -> String {
     for p in crate::schema::PROJECTIONS {
         sql.extend(p.tables_ddl_where("", |t| t.since == since, first, Some(since)));
         sql.extend(p.keys_ddl_where("", |t| t.since == since, first, Some(since)));
+    }
+    for a in ADDED_COLUMNS.iter().filter(|a| a.migration == since) {
+        sql.push(add_column(a));
     }
     for (_, steps) in crate::schema::MIGRATION_STEPS
         .iter()

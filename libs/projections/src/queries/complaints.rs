@@ -1,0 +1,277 @@
+//! Complaints as the workbench asks about them: the open ones counted by team, severity
+//! and SLA state; a page of them, oldest first; one complaint with its customer. Every
+//! filter is a bound parameter, so no text a caller sends becomes SQL.
+//!
+//! **The SLA state of an open complaint** (not resolved, not closed), judged at an
+//! instant `now`, is the furthest of these that applies, in the order the domain takes
+//! them (`docs/policies.md`, "Complaint clocks": a breach is followed by an escalation):
+//!
+//! - `escalated`: escalated at least once, by a breached clock or by a person (the case
+//!   is with the team lead or the branch manager);
+//! - `breached`: a promise missed: a running clock's deadline has passed (`now` after it:
+//!   an answer at the deadline itself is in time), whether or not the scheduler has
+//!   recorded the breach yet; or a breach recorded for it (an answer after the deadline
+//!   records one, without escalation); or answered or resolved late before;
+//! - `warned`: the nearing-breach warning of a running clock recorded for the deadline
+//!   that clock has now (a reopening starts a new resolution clock: the old clock's
+//!   warning no longer counts). The share of a clock after which it is warned is the
+//!   policy's, which the read side does not hold: the recorded warning is the platform's
+//!   own decision;
+//! - `due`: its clocks run within time.
+//!
+//! The running clocks: the first response until the complaint is acknowledged or
+//! resolved; the resolution clock while open, with the deadline of its logging or last
+//! reopening (`first_response_due_us`, `resolution_due_us`, migration 1006). Rows
+//! projected before 1006 have no deadlines until `crm projections rebuild analytics`:
+//! they are judged from the recorded breaches and warnings alone.
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::{CustomerRow, FromRow};
+use crate::store::{ReadError, ReadStore};
+
+/// The SLA state of an open complaint (the module's documentation has the rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SlaState {
+    Due,
+    Warned,
+    Breached,
+    Escalated,
+}
+
+impl SlaState {
+    /// In the order a complaint goes through them.
+    pub const ALL: [SlaState; 4] = [
+        SlaState::Due,
+        SlaState::Warned,
+        SlaState::Breached,
+        SlaState::Escalated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaState::Due => "due",
+            SlaState::Warned => "warned",
+            SlaState::Breached => "breached",
+            SlaState::Escalated => "escalated",
+        }
+    }
+}
+
+impl std::str::FromStr for SlaState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SlaState::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("state {s:?} is not due, warned, breached or escalated"))
+    }
+}
+
+/// Which complaints; `None` matches everything. A manager's scope is set here by the
+/// caller's code, as for the customer list (`owner_id`, or a team lead's `team`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComplaintFilter {
+    /// Customers owned by this manager now.
+    pub owner_id: Option<String>,
+    /// Customers owned in this team now; `pool`: customers in the public pool.
+    pub team: Option<String>,
+    pub severity: Option<String>,
+    pub state: Option<SlaState>,
+}
+
+/// How many open complaints of one team (of the customer's owner now; `pool`), severity
+/// and SLA state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ComplaintCount {
+    pub team: String,
+    pub severity: String,
+    pub sla_state: String,
+    pub complaints: i64,
+}
+
+/// One complaint, with its customer as the ownership view has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComplaintRow {
+    pub complaint_id: String,
+    pub severity: String,
+    pub logged_at_us: i64,
+    /// The customer's owner when it was logged (the KPIs count it against them).
+    pub logged_owner_id: Option<String>,
+    pub first_response_s: Option<i64>,
+    pub first_response_due_us: Option<i64>,
+    pub resolution_due_us: Option<i64>,
+    pub resolved_at_us: Option<i64>,
+    pub closed_at_us: Option<i64>,
+    pub resolutions: i64,
+    pub reopens: i64,
+    pub escalations: i64,
+    pub satisfaction: Option<i64>,
+    /// `due`, `warned`, `breached` or `escalated` when open; else `resolved` or `closed`.
+    pub sla_state: String,
+    pub customer: CustomerRow,
+}
+
+impl ComplaintRow {
+    /// The SLA state, when the complaint is open.
+    pub fn open_state(&self) -> Option<SlaState> {
+        self.sla_state.parse().ok()
+    }
+}
+
+from_row!(ComplaintCount {
+    team,
+    severity,
+    sla_state,
+    complaints
+});
+
+impl FromRow for ComplaintRow {
+    fn from_row<'r, R: Row>(r: &'r R) -> Result<Self, sqlx::Error>
+    where
+        &'r str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+        Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(ComplaintRow {
+            complaint_id: r.try_get("complaint_id")?,
+            severity: r.try_get("severity")?,
+            logged_at_us: r.try_get("logged_at_us")?,
+            logged_owner_id: r.try_get("logged_owner_id")?,
+            first_response_s: r.try_get("first_response_s")?,
+            first_response_due_us: r.try_get("first_response_due_us")?,
+            resolution_due_us: r.try_get("resolution_due_us")?,
+            resolved_at_us: r.try_get("resolved_at_us")?,
+            closed_at_us: r.try_get("closed_at_us")?,
+            resolutions: r.try_get("resolutions")?,
+            reopens: r.try_get("reopens")?,
+            escalations: r.try_get("escalations")?,
+            satisfaction: r.try_get("satisfaction")?,
+            sla_state: r.try_get("sla_state")?,
+            customer: CustomerRow::from_row(r)?,
+        })
+    }
+}
+
+/// The first-response clock runs: not acknowledged, never resolved.
+const FIRST_RUNS: &str = "(k.first_response_s IS NULL AND k.resolutions = 0)";
+
+/// The state of complaint `k` at the instant bound as `$1`.
+fn state_sql() -> String {
+    format!(
+        "CASE WHEN k.closed_at_us IS NOT NULL THEN 'closed' \
+         WHEN k.resolved_at_us IS NOT NULL THEN 'resolved' \
+         WHEN k.escalations > 0 THEN 'escalated' \
+         WHEN k.resolution_due_us < $1 OR ({FIRST_RUNS} AND k.first_response_due_us < $1) \
+           OR k.first_response_in_sla = 0 OR k.resolution_breaches > 0 \
+           OR EXISTS (SELECT 1 FROM rm_sla_events b WHERE b.complaint_id = k.complaint_id \
+             AND b.kind = 'breach') THEN 'breached' \
+         WHEN EXISTS (SELECT 1 FROM rm_sla_events w WHERE w.complaint_id = k.complaint_id \
+           AND w.kind = 'warning' AND ((w.clock = 'resolution' AND (k.resolution_due_us IS NULL \
+             OR w.due_us = k.resolution_due_us)) OR (w.clock = 'first_response' AND {FIRST_RUNS}))) \
+           THEN 'warned' \
+         ELSE 'due' END"
+    )
+}
+
+/// A complaint joined to its customer, and the filters (binds `$2` owner, `$3` team,
+/// `$4` severity).
+const FROM_FILTERED: &str = "FROM rm_complaints k JOIN rm_customers c \
+    ON c.customer_id = k.customer_id \
+    WHERE ($2 IS NULL OR c.owner_id = $2) \
+    AND ($3 IS NULL OR COALESCE(c.owner_team, 'pool') = $3) \
+    AND ($4 IS NULL OR k.severity = $4)";
+
+const OPEN: &str = "k.resolved_at_us IS NULL AND k.closed_at_us IS NULL";
+
+/// Every column of a complaint row: the customer's, then the complaint's.
+const COLUMNS: &str = "c.customer_id, c.customer_type, c.display_name, c.region, c.branch, \
+    c.first_touch_channel, c.stage, c.value_tier, c.aum_minor, c.owner_id, c.owner_team, \
+    c.owner_region, c.owned_since_us, c.registered_at_us, c.last_contact_at_us, \
+    c.next_follow_up_us, k.complaint_id, k.severity, k.logged_at_us, \
+    k.owner_id AS logged_owner_id, k.first_response_s, k.first_response_due_us, \
+    k.resolution_due_us, k.resolved_at_us, k.closed_at_us, k.resolutions, k.reopens, \
+    k.escalations, k.satisfaction";
+
+impl ReadStore {
+    /// The open complaints matching `filter`, counted by team, severity and SLA state at
+    /// `now_us`, in that order.
+    pub async fn open_complaint_counts(
+        &self,
+        filter: &ComplaintFilter,
+        now_us: i64,
+    ) -> Result<Vec<ComplaintCount>, ReadError> {
+        let sql = format!(
+            "SELECT team, severity, sla_state, count(*) AS complaints FROM \
+             (SELECT COALESCE(c.owner_team, 'pool') AS team, k.severity, {} AS sla_state \
+             {FROM_FILTERED} AND {OPEN}) s \
+             WHERE ($5 IS NULL OR sla_state = $5) \
+             GROUP BY team, severity, sla_state ORDER BY team, severity, sla_state",
+            state_sql()
+        );
+        let f = filter;
+        Ok(fetch!(
+            self,
+            ComplaintCount,
+            &sql,
+            now_us,
+            f.owner_id.as_deref(),
+            f.team.as_deref(),
+            f.severity.as_deref(),
+            f.state.map(SlaState::as_str)
+        ))
+    }
+
+    /// A page of the open complaints matching `filter`, judged at `now_us`: the oldest
+    /// logged first, after complaint `after` (keyset pagination; `""`: from the first),
+    /// at most `limit`.
+    pub async fn open_complaints(
+        &self,
+        filter: &ComplaintFilter,
+        now_us: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ComplaintRow>, ReadError> {
+        let sql = format!(
+            "SELECT * FROM (SELECT {COLUMNS}, {} AS sla_state {FROM_FILTERED} AND {OPEN} \
+             AND ($6 = '' OR k.logged_at_us > \
+               (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $6) \
+             OR (k.logged_at_us = \
+               (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $6) \
+             AND k.complaint_id > $6))) s \
+             WHERE ($5 IS NULL OR sla_state = $5) \
+             ORDER BY logged_at_us, complaint_id LIMIT $7",
+            state_sql()
+        );
+        let f = filter;
+        Ok(fetch!(
+            self,
+            ComplaintRow,
+            &sql,
+            now_us,
+            f.owner_id.as_deref(),
+            f.team.as_deref(),
+            f.severity.as_deref(),
+            f.state.map(SlaState::as_str),
+            after,
+            limit
+        ))
+    }
+
+    /// One complaint, open or not, with its customer, judged at `now_us` (who may see it
+    /// is the caller's question: its customer's).
+    pub async fn complaint(
+        &self,
+        complaint_id: &str,
+        now_us: i64,
+    ) -> Result<Option<ComplaintRow>, ReadError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, {} AS sla_state FROM rm_complaints k JOIN rm_customers c \
+             ON c.customer_id = k.customer_id WHERE k.complaint_id = $2",
+            state_sql()
+        );
+        Ok(fetch!(self, ComplaintRow, &sql, now_us, complaint_id).pop())
+    }
+}
