@@ -260,3 +260,137 @@ async fn a_manager_is_refused_as_the_api_refuses(
     );
     let _ = b.console_errors().await;
 }
+
+/// A free port on loopback (the redirect URI registered at the provider names it before
+/// the service starts).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Sign-in through the bank's identity provider: the authorization-code flow with PKCE
+/// against a local OpenID provider, the query service verifying its tokens by JWKS.
+/// In the browser: the provider's link on the sign-in page, back signed in where the
+/// person began. Then what must be refused: an answer for another sign-in (state), a
+/// code redeemed twice, an ID token with another nonce, an error from the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workbench_signs_in_through_the_identity_provider() {
+    use crm_integration_tests::idp::Idp;
+    let idp = Idp::start("crm-query", json!({"sub": "audrey", "role": "auditor"})).await;
+    let read_db = TestDatabase::create().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let env = vec![
+        ("CRM_READ_URL", read_db.url.clone()),
+        ("CRM_HTTP_ADDR", format!("127.0.0.1:{port}")),
+        ("CRM_AUTH_OIDC_DISCOVERY", idp.issuer()),
+        ("CRM_AUTH_ISSUER", idp.issuer()),
+        ("CRM_WORKBENCH_OIDC_CLIENT_ID", "crm-workbench".into()),
+        (
+            "CRM_WORKBENCH_OIDC_REDIRECT_URL",
+            format!("{base}/ui/callback"),
+        ),
+    ];
+    let mut query = Service::start("crm-query", &[], &env);
+    assert_eq!(query.http_base().await, base);
+
+    let b = Browser::start_with(&["--window-size=1366,911"])
+        .await
+        .unwrap();
+    b.goto(&format!("{base}/ui/funnel")).await.unwrap();
+    check_page(&b, "sign-in-oidc").await;
+    click_and_load(&b, "#oidc-sign-in").await;
+    // The provider approved at once and sent the browser back; the session is made.
+    b.wait_for("#who", Duration::from_secs(10)).await.unwrap();
+    assert!(
+        b.url().await.unwrap().ends_with("/ui/funnel"),
+        "back where it began"
+    );
+    assert_eq!(
+        b.find("#who").await.unwrap().text().await.unwrap(),
+        "audrey"
+    );
+    assert_eq!(idp.open_grants(), 0, "the code was redeemed");
+    b.close().await.unwrap();
+
+    the_flow_refuses_what_it_must(&idp, &base).await;
+}
+
+/// Start a sign-in as a browser would, without one: the pending cookie and the
+/// provider's redirect back (code and state).
+async fn begin(http: &reqwest::Client, base: &str) -> (String, String) {
+    let start = http
+        .get(format!("{base}/ui/sign-in/oidc?next=/ui/pool"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303);
+    let pending = start.headers()["set-cookie"].to_str().unwrap();
+    let pending = pending.split(';').next().unwrap().to_string();
+    let to_idp = start.headers()["location"].to_str().unwrap().to_string();
+    let back = http.get(to_idp).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    (pending, callback)
+}
+
+async fn the_flow_refuses_what_it_must(idp: &crm_integration_tests::idp::Idp, base: &str) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let call = |url: String, cookie: Option<String>| {
+        let mut r = http.get(url);
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    let signed_in = |r: &reqwest::Response| {
+        r.headers().get_all("set-cookie").iter().any(|v| {
+            let v = v.to_str().unwrap();
+            v.starts_with("__Host-crm-session=") && !v.starts_with("__Host-crm-session=;")
+        })
+    };
+
+    // The genuine answer signs in, once; the same code again is refused.
+    let (pending, callback) = begin(&http, base).await;
+    let ok = call(callback.clone(), Some(pending.clone())).await.unwrap();
+    assert_eq!(ok.status(), 303);
+    assert!(signed_in(&ok));
+    assert_eq!(ok.headers()["location"], "/ui/pool");
+    let again = call(callback, Some(pending)).await.unwrap();
+    assert_eq!(again.status(), 403, "a code redeemed twice");
+    assert!(!signed_in(&again));
+
+    // An answer meant for another browser's sign-in, or with no sign-in pending.
+    let (_, theirs) = begin(&http, base).await;
+    let (mine, _) = begin(&http, base).await;
+    let r = call(theirs.clone(), Some(mine)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("state differs"));
+    let r = call(theirs, None).await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    // An ID token whose nonce is not the sign-in's.
+    idp.send_wrong_nonce(true);
+    let (pending, callback) = begin(&http, base).await;
+    let r = call(callback, Some(pending)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!signed_in(&r));
+    assert!(r.text().await.unwrap().contains("nonce"));
+    idp.send_wrong_nonce(false);
+
+    // The provider's own refusal, shown escaped.
+    let r = call(
+        format!("{base}/ui/callback?error=access_denied&error_description=%3Cb%3Eno%3C/b%3E"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("access_denied") && !page.contains("<b>no"),
+        "{page}"
+    );
+}

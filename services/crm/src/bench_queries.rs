@@ -58,26 +58,12 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         "queries: {} customers drawn of {total}, asked one request at a time",
         customers.len()
     );
-    let client = reqwest::Client::new();
-    let base = a.query_url.trim_end_matches('/');
-    let get = |path: String| {
-        let mut req = client.get(format!("{base}{path}"));
-        if let Some(t) = &a.token {
-            req = req.bearer_auth(t);
-        }
-        async move {
-            let started = Instant::now();
-            let resp = req.send().await.with_context(|| path.clone())?;
-            let status = resp.status();
-            let body = resp.bytes().await?;
-            anyhow::ensure!(
-                status.is_success(),
-                "{path}: {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-            Ok::<_, anyhow::Error>((started.elapsed(), body.len()))
-        }
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: a.query_url.trim_end_matches('/').to_string(),
+        token: a.token.clone(),
     };
+    let get = |path: String| client.get(path);
     let now_us = chrono::Utc::now().timestamp_micros();
     let mut rng = SmallRng::seed_from_u64(a.seed);
     let instant = |rng: &mut SmallRng, from_us: i64| {
@@ -135,6 +121,78 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         &format!("KPIs per manager and day, 30 days ({kpi_bytes} bytes)"),
         &mut kpis,
     );
+    pages(&client, &customers, a.book_samples, &mut rng).await
+}
+
+/// The query service, asked one request at a time.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// GET `path`: how long the answer took (HTTP on loopback included) and its size.
+    async fn get(&self, path: String) -> anyhow::Result<(std::time::Duration, usize)> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let started = Instant::now();
+        let resp = req.send().await.with_context(|| path.clone())?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "{path}: {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok((started.elapsed(), body.len()))
+    }
+}
+
+/// The workbench's pages (served when the query service runs without authentication, as
+/// `scripts/bench-load` runs it): each customer's 360 as of an instant, and the
+/// whole-book pages. A page's time is the client's, so HTTP on loopback is included.
+async fn pages(
+    client: &Client,
+    customers: &[(String, i64)],
+    book_samples: usize,
+    rng: &mut SmallRng,
+) -> anyhow::Result<()> {
+    if client.token.is_some() {
+        println!("  pages: not measured (they take a session, not a bearer token: run the query service with CRM_AUTH=off, as scripts/bench-load does)");
+        return Ok(());
+    }
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let mut customer = Latencies::default();
+    for (id, registered_us) in customers {
+        let us = rng.gen_range(*registered_us..=now_us.max(*registered_us));
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
+            .expect("in range")
+            .format("%Y-%m-%dT%H:%M:%SZ");
+        customer.record(
+            client
+                .get(format!("/ui/customers/{id}?as_of={at}"))
+                .await?
+                .0,
+        );
+    }
+    report("page: customer 360 as of an instant", &mut customer);
+    let whole_book = [
+        ("page: portfolios by manager", "/ui/ownership?by=manager"),
+        ("page: portfolios by region", "/ui/ownership?by=region"),
+        ("page: the pool, first 50", "/ui/pool"),
+        ("page: the book, first 50", "/ui/book"),
+        ("page: the funnel now", "/ui/funnel"),
+    ];
+    for (what, path) in whole_book {
+        let mut l = Latencies::default();
+        for _ in 0..book_samples {
+            l.record(client.get(path.to_string()).await?.0);
+        }
+        report(what, &mut l);
+    }
     Ok(())
 }
 

@@ -47,6 +47,7 @@ pub(crate) async fn serve(
                 audience: AUDIENCE.into(),
                 people: people(managers),
             })),
+            oidc: None,
         }),
     };
     let calendar = "Asia/Shanghai".parse().map_err(anyhow::Error::msg)?;

@@ -51,6 +51,23 @@ struct Args {
     /// `Secure` with the `__Host-` prefix, which browsers keep only over HTTPS).
     #[arg(long, env = "CRM_WORKBENCH_SECURE_COOKIES", default_value = "on", value_parser = ["on", "off"])]
     workbench_secure_cookies: String,
+    /// The workbench's client id at the identity provider: sign-in by the
+    /// authorization-code flow with PKCE against `CRM_AUTH_OIDC_DISCOVERY`'s issuer.
+    #[arg(long, env = "CRM_WORKBENCH_OIDC_CLIENT_ID")]
+    workbench_oidc_client_id: Option<String>,
+    /// The client's secret, for a confidential client.
+    #[arg(long, env = "CRM_WORKBENCH_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    workbench_oidc_client_secret: Option<String>,
+    /// The callback registered at the provider: `https://<this service>/ui/callback`.
+    #[arg(long, env = "CRM_WORKBENCH_OIDC_REDIRECT_URL")]
+    workbench_oidc_redirect_url: Option<String>,
+    /// Scopes asked (space-separated; `openid` is always asked).
+    #[arg(
+        long,
+        env = "CRM_WORKBENCH_OIDC_SCOPES",
+        default_value = "openid profile"
+    )]
+    workbench_oidc_scopes: String,
     #[command(flatten)]
     auth: crm_auth::AuthArgs,
     #[command(flatten)]
@@ -70,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
-    security.workbench = Some(workbench(&a)?);
+    security.workbench = Some(workbench(&a).await?);
     if security.auth.is_none() {
         tracing::warn!("CRM_AUTH=off: every caller is trusted; development only");
     }
@@ -110,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The workbench's settings.
-fn workbench(a: &Args) -> anyhow::Result<crm_query::web::Workbench> {
+async fn workbench(a: &Args) -> anyhow::Result<crm_query::web::Workbench> {
     let sealer = match &a.workbench_key {
         Some(hex) => crm_query::web::Sealer::from_hex(hex).map_err(anyhow::Error::msg)?,
         None => {
@@ -125,5 +142,33 @@ fn workbench(a: &Args) -> anyhow::Result<crm_query::web::Workbench> {
         sealer,
         secure_cookies: a.workbench_secure_cookies == "on",
         local: None,
+        oidc: oidc(a).await?.map(std::sync::Arc::new),
     })
+}
+
+/// The identity provider's sign-in, when a client id is set: the issuer is the one the
+/// service already trusts (`CRM_AUTH_OIDC_DISCOVERY`).
+async fn oidc(a: &Args) -> anyhow::Result<Option<crm_auth::oidc::OidcClient>> {
+    let Some(client_id) = &a.workbench_oidc_client_id else {
+        return Ok(None);
+    };
+    let issuer = a.auth.auth_oidc_discovery.clone().ok_or_else(|| {
+        anyhow::anyhow!("CRM_WORKBENCH_OIDC_CLIENT_ID needs CRM_AUTH_OIDC_DISCOVERY (the issuer)")
+    })?;
+    let redirect_uri = a.workbench_oidc_redirect_url.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "CRM_WORKBENCH_OIDC_REDIRECT_URL is not set (https://<this service>/ui/callback)"
+        )
+    })?;
+    let settings = crm_auth::oidc::OidcSettings {
+        issuer,
+        client_id: client_id.clone(),
+        client_secret: a.workbench_oidc_client_secret.clone(),
+        redirect_uri,
+        scopes: a.workbench_oidc_scopes.clone(),
+    };
+    let client = crm_auth::oidc::OidcClient::discover(settings)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some(client))
 }

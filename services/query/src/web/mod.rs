@@ -4,10 +4,13 @@
 //! token that the service's own verifier checks on every request.
 
 mod assets;
+mod complaints;
 mod customer;
 mod format;
 mod funnel;
 pub mod i18n;
+mod kpis;
+mod oidc;
 mod ownership;
 pub mod session;
 mod signin;
@@ -32,6 +35,8 @@ pub struct Workbench {
     pub secure_cookies: bool,
     /// Development sign-in as named people (the demo): tokens issued here.
     pub local: Option<Arc<LocalSignIn>>,
+    /// Sign-in through the bank's identity provider (authorization code with PKCE).
+    pub oidc: Option<Arc<crm_auth::oidc::OidcClient>>,
 }
 
 impl Default for Workbench {
@@ -41,6 +46,7 @@ impl Default for Workbench {
             sealer: Sealer::random(),
             secure_cookies: true,
             local: None,
+            oidc: None,
         }
     }
 }
@@ -103,9 +109,15 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/customers/{id}", get(customer::page))
         .route("/ui/funnel", get(funnel::page))
         .route("/ui/funnel.csv", get(funnel::csv))
+        .route("/ui/kpis", get(kpis::page))
+        .route("/ui/kpis.csv", get(kpis::csv))
+        .route("/ui/complaints", get(complaints::list))
+        .route("/ui/complaints/{id}", get(complaints::page))
         .route("/ui/sign-in", get(signin::page))
         .route("/ui/sign-in/local", post(signin::local))
         .route("/ui/sign-in/token", post(signin::token))
+        .route("/ui/sign-in/oidc", get(oidc::start))
+        .route("/ui/callback", get(oidc::callback))
         .route("/ui/sign-out", post(signin::sign_out))
         .route("/ui/lang", post(signin::language))
         .layer(axum::middleware::from_fn(view::security_headers));

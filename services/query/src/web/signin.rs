@@ -34,10 +34,12 @@ pub(crate) struct SignInPage {
     pub next: String,
     pub people: Vec<Person>,
     pub failed: Option<String>,
+    /// The identity provider's sign-in, when configured: its link.
+    pub oidc: Option<String>,
 }
 
 /// Only a path of this workbench: never another site (an open redirect).
-fn local_path(next: Option<&str>) -> String {
+pub(crate) fn local_path(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with("/ui") && !n.starts_with("//") && !n.contains('\\') => n.into(),
         _ => "/ui/".into(),
@@ -78,8 +80,14 @@ fn sign_in_page(
             })
             .collect()
     });
+    let oidc = s
+        .web
+        .oidc
+        .as_ref()
+        .map(|_| format!("/ui/sign-in/oidc?next={}", super::view::urlencode(&next)));
     let page = SignInPage {
         chrome: viewer.chrome(s, Nav::None, "/ui/sign-in"),
+        oidc,
         next,
         people,
         failed,
@@ -182,7 +190,7 @@ fn token_expiry(token: &str) -> Option<i64> {
 }
 
 /// The session cookie for `token`, and on to `next`.
-fn signed_in(s: &AppState, token: String, expires: i64, next: String) -> Response {
+pub(crate) fn signed_in(s: &AppState, token: String, expires: i64, next: String) -> Response {
     let names = names(s.web.secure_cookies);
     let session = Session {
         token,

@@ -255,6 +255,8 @@ pub(crate) enum Nav {
     Book,
     Pool,
     Funnel,
+    Kpis,
+    Complaints,
     None,
 }
 
