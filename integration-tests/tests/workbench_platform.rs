@@ -75,10 +75,14 @@ fn assign(c: CustomerId, m: ManagerId) -> Command {
     .into()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_workbench_on_postgres_and_nats() {
-    let platform = Platform::new().await;
-    let read_db = TestDatabase::create().await;
+/// The services as processes, authentication on; killed when dropped.
+struct Deployed {
+    _services: Vec<Service>,
+    commands: String,
+    query: String,
+}
+
+async fn deploy(platform: &Platform, read_db: &TestDatabase) -> Deployed {
     let mut commands = Service::start(
         "crm-command-service",
         &["--http-addr", "127.0.0.1:0"],
@@ -99,13 +103,20 @@ async fn the_workbench_on_postgres_and_nats() {
     ]);
     query_env.push(("CRM_HTTP_ADDR", "127.0.0.1:0".into()));
     let mut query = Service::start("crm-query", &[], &query_env);
-    let cmd_base = commands.http_base().await;
+    let commands_base = commands.http_base().await;
     relay.wait_ready().await;
     projector.wait_ready().await;
-    let base = query.http_base().await;
-    let http = reqwest::Client::new();
+    let query_base = query.http_base().await;
+    Deployed {
+        _services: vec![commands, relay, projector, query],
+        commands: commands_base,
+        query: query_base,
+    }
+}
 
-    // Two managers in two teams, their customers, and one whose name is a script.
+/// Two managers in two teams, two customers each (one named as a script), and the read
+/// models caught up with them.
+async fn seed(http: &reqwest::Client, d: &Deployed) -> ((ManagerId, ManagerId), Vec<CustomerId>) {
     let admin_cmd = token("crm-commands", "ops", json!({"role": "admin"}));
     let (a, b) = (
         ManagerId::new(Uuid::now_v7()),
@@ -113,25 +124,24 @@ async fn the_workbench_on_postgres_and_nats() {
     );
     for (m, team) in [(a, "east-1"), (b, "east-2")] {
         let reg = crm_integration_tests::register_manager(m, &format!("Manager {team}"), team);
-        send(&http, &cmd_base, &admin_cmd, &reg).await;
+        send(http, &d.commands, &admin_cmd, &reg).await;
     }
     let ids: Vec<CustomerId> = (0..4).map(|_| CustomerId::new(Uuid::now_v7())).collect();
     let names = ["Alpha Ltd", XSS, "Bravo Ltd", "Charlie Ltd"];
     for (i, (c, name)) in ids.iter().zip(names).enumerate() {
         let phone = format!("+86 139 {:08}", i + 1);
         let reg = crm_integration_tests::register_customer(*c, name, Some(phone), None);
-        send(&http, &cmd_base, &admin_cmd, &reg).await;
+        send(http, &d.commands, &admin_cmd, &reg).await;
         let owner = if i < 2 { a } else { b };
-        send(&http, &cmd_base, &admin_cmd, &assign(*c, owner)).await;
+        send(http, &d.commands, &admin_cmd, &assign(*c, owner)).await;
     }
-
-    // The read models catch up.
     let admin = token("crm-query", "ops", json!({"role": "admin"}));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, page) = get(&http, &format!("{base}/v1/customers?owner_id={b}"), &admin).await;
+        let url = format!("{}/v1/customers?owner_id={b}", d.query);
+        let (_, page) = get(http, &url, &admin).await;
         if page["items"].as_array().is_some_and(|i| i.len() == 2) {
-            break;
+            return ((a, b), ids);
         }
         assert!(
             Instant::now() < deadline,
@@ -139,6 +149,17 @@ async fn the_workbench_on_postgres_and_nats() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workbench_on_postgres_and_nats() {
+    let platform = Platform::new().await;
+    let read_db = TestDatabase::create().await;
+    let deployed = deploy(&platform, &read_db).await;
+    let http = reqwest::Client::new();
+    let ((a, b), ids) = seed(&http, &deployed).await;
+    let base = deployed.query.clone();
+    let admin = token("crm-query", "ops", json!({"role": "admin"}));
 
     let browser = Browser::start_with(&["--window-size=1366,911"])
         .await
