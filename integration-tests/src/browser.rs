@@ -576,6 +576,13 @@ impl Element<'_> {
         Ok(())
     }
 
+    /// The first element inside this one matching `css`; an error when there is none.
+    pub async fn find_css(&self, css: &str) -> Result<Element<'_>> {
+        let found = self.browser.post(&self.path("element"), by_css(css)).await;
+        let found = found.with_context(|| format!("find {css:?} inside an element"))?;
+        self.browser.element(&found)
+    }
+
     /// The element as an argument of [`Browser::execute`].
     pub fn as_arg(&self) -> Value {
         json!({ ELEMENT_KEY: self.id })

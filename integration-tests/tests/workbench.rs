@@ -3,8 +3,10 @@
 //! no console error and no serious accessibility violation (axe-core), and is saved as a
 //! screenshot under `target/workbench/`; the funnel's figures equal the read models'; the
 //! as-of control changes the owner shown, naming the rule that decided it; a manager
-//! cannot reach another manager's customer by URL; the language switch and the browser's
-//! language both work; the keyboard reaches the content; forms refuse forged posts.
+//! cannot reach another manager's customer by URL, nor the audit pages; the audit pages'
+//! replays from the event store agree with the read models; the language switch and the
+//! browser's language both work; the keyboard reaches the content; forms refuse forged
+//! posts.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,7 +22,7 @@ struct Demo {
     _process: Service,
     base: String,
     read: ReadStore,
-    _db: crm_eventstore::testing::TempPath,
+    db: crm_eventstore::testing::TempPath,
 }
 
 async fn demo() -> Demo {
@@ -62,7 +64,7 @@ async fn demo() -> Demo {
         _process: process,
         base,
         read,
-        _db: db,
+        db,
     }
 }
 
@@ -177,6 +179,7 @@ async fn the_demo_workbench_in_a_browser() {
     the_as_of_control_changes_the_owner(&b, &d).await;
     the_kpis_equal_the_read_models(&b, &d).await;
     the_complaints_pages_show_the_read_models(&b, &d).await;
+    the_audit_pages_work(&b, &d).await;
     the_language_switch_works(&b, &d).await;
     the_keyboard_reaches_the_content(&b, &d).await;
 
@@ -554,6 +557,224 @@ async fn a_complaint_page_shows_its_history(b: &Browser, d: &Demo) {
     check_page(b, "complaint").await;
 }
 
+/// Set a form control's value (a `datetime-local` input, a select) as a person would.
+async fn fill(b: &Browser, css: &str, value: &str) {
+    let input = b.find(css).await.unwrap();
+    b.execute(
+        "arguments[0].value = arguments[1];",
+        &[input.as_arg(), value.into()],
+    )
+    .await
+    .unwrap();
+}
+
+/// The values of attribute `name` of the elements `css` finds, in page order.
+async fn attrs(b: &Browser, css: &str, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in b.find_all(css).await.unwrap() {
+        out.push(e.attr(name).await.unwrap().unwrap_or_default());
+    }
+    out
+}
+
+/// The audit pages, replayed from the event store, agree with the read models: the
+/// transferred customer's owners in order, a manager's customers at the end of a period,
+/// the checkpoint chain linked and the latest checkpoint's events as sealed, and the
+/// administrator's opening of that customer's 360 recorded as a read.
+async fn the_audit_pages_work(b: &Browser, d: &Demo) {
+    let periods = d.read.all_periods().await.unwrap();
+    let (transferred, _) = interesting(&periods);
+    let id = transferred[0].customer_id.clone();
+    b.goto(&format!("{}/ui/customers/{id}", d.base))
+        .await
+        .unwrap();
+    let link = b.find("#audit-replay").await.unwrap();
+    let href = link.attr("href").await.unwrap().unwrap();
+    assert!(
+        href.ends_with(&format!("/ui/audit/customers/{id}")),
+        "{href}"
+    );
+
+    b.goto(&format!("{}/ui/audit", d.base)).await.unwrap();
+    b.find("#nav-audit[aria-current='page']").await.unwrap();
+    check_page(b, "audit").await;
+    fill(b, "#c-id", &id).await;
+    click_and_load(b, "#customer-replay").await;
+    assert!(b
+        .url()
+        .await
+        .unwrap()
+        .contains(&format!("/ui/audit/customers/{id}")));
+    check_page(b, "audit-customer").await;
+    let replayed: Vec<String> = attrs(b, "#entries tbody tr", "data-new-owner")
+        .await
+        .into_iter()
+        .filter(|o| !o.is_empty())
+        .collect();
+    let timeline: Vec<String> = d
+        .read
+        .ownership_timeline(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.manager_id)
+        .collect();
+    assert_eq!(replayed, timeline, "the replay and the read model agree");
+    let at = local_minute(transferred[1].from_us + 60_000_000);
+    fill(b, "#c-as-of", &at).await;
+    click_and_load(b, "#customer-replay").await;
+    let then = b.find("#replay-owner-then").await.unwrap();
+    assert_eq!(
+        then.attr("data-manager-id").await.unwrap().as_deref(),
+        Some(transferred[1].manager_id.as_str()),
+        "as of {at}"
+    );
+    check_page(b, "audit-customer-as-of").await;
+
+    a_manager_replay_ends_with_the_portfolio(b, d, &id, &transferred[1].manager_id).await;
+    the_checkpoint_chain_links(b, d).await;
+    the_reads_are_recorded(b, d, &id).await;
+
+    // In Chinese, the auditors' terms.
+    b.goto(&format!("{}/ui/audit", d.base)).await.unwrap();
+    click_and_load(b, "#lang-switch").await;
+    b.find("html[lang='zh-CN']").await.unwrap();
+    let h2 = texts(b, "h2").await;
+    assert!(h2.contains(&"客户归属审计回放".to_string()), "{h2:?}");
+    check_page(b, "audit-zh").await;
+    click_and_load(b, "#lang-switch").await;
+    b.find("html[lang='en']").await.unwrap();
+}
+
+/// Over a period that holds the whole demo, the customers a manager held at its end are
+/// their portfolio in the read models: the manager who received the transfer (through the
+/// form; the transfer is among the changes), and the largest portfolio (by URL, with
+/// local dates).
+async fn a_manager_replay_ends_with_the_portfolio(b: &Browser, d: &Demo, id: &str, m: &str) {
+    b.goto(&format!("{}/ui/audit", d.base)).await.unwrap();
+    fill(b, "#m-manager", m).await;
+    fill(b, "#m-from", "2026-01-01T00:00").await;
+    fill(b, "#m-to", "2030-01-01T00:00").await;
+    click_and_load(b, "#manager-replay").await;
+    check_page(b, "audit-manager").await;
+    held_at_end_is_the_portfolio(b, d, m).await;
+    let received = b
+        .find_all(&format!(
+            "#entries tbody tr[data-customer-id='{id}'][data-new-owner='{m}']"
+        ))
+        .await
+        .unwrap();
+    assert!(!received.is_empty(), "the transfer is among the changes");
+
+    let counts = d
+        .read
+        .portfolio_counts(crm_projections::PortfolioBy::Manager)
+        .await
+        .unwrap();
+    let largest = counts.iter().max_by_key(|c| c.customers).unwrap();
+    b.goto(&format!(
+        "{}/ui/audit/managers/{}?from=2026-01-01&to=2030-01-01",
+        d.base, largest.key
+    ))
+    .await
+    .unwrap();
+    let held = held_at_end_is_the_portfolio(b, d, &largest.key).await;
+    assert_eq!(held as i64, largest.customers);
+    assert!(held > 0);
+}
+
+/// The replay shown is manager `m`'s, and what it held at the end is their portfolio;
+/// answers how many.
+async fn held_at_end_is_the_portfolio(b: &Browser, d: &Demo, m: &str) -> usize {
+    let shown = b.find("#replay-manager").await.unwrap();
+    assert_eq!(
+        shown.attr("data-manager-id").await.unwrap().as_deref(),
+        Some(m)
+    );
+    let mut held = attrs(b, "#held-at-end li", "data-customer-id").await;
+    held.sort();
+    let mut want: Vec<String> = d
+        .read
+        .portfolio(m)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.customer_id)
+        .collect();
+    want.sort();
+    assert_eq!(held, want, "held at the end of the replay = the portfolio");
+    let read: u64 = b
+        .find("#events-read")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(read > 0);
+    held.len()
+}
+
+/// The demo sealed its log: the checkpoints checked link, and the latest one's events
+/// are those it sealed.
+async fn the_checkpoint_chain_links(b: &Browser, d: &Demo) {
+    b.goto(&format!("{}/ui/audit", d.base)).await.unwrap();
+    click_and_load(b, "#check-chain").await;
+    check_page(b, "audit-checkpoints").await;
+    b.find("#chain-status[data-linked='true']").await.unwrap();
+    let rows = attrs(b, "#checkpoints tbody tr", "data-linked").await;
+    assert!(
+        !rows.is_empty() && rows.iter().all(|l| l == "true"),
+        "{rows:?}"
+    );
+    let last = b.find("#checked-range").await.unwrap();
+    let last: u64 = last
+        .attr("data-last")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        attrs(b, "#checkpoints tbody tr", "data-seq").await.first(),
+        Some(&last.to_string()),
+        "newest first"
+    );
+    b.find("#span-status[data-ok='true']").await.unwrap();
+    let found = b.find("#span-found").await.unwrap().text().await.unwrap();
+    let sealed = b.find("#span-sealed").await.unwrap().text().await.unwrap();
+    assert_eq!(found, sealed);
+}
+
+/// Opening the customer's 360 as the administrator was recorded: the reads page lists it.
+async fn the_reads_are_recorded(b: &Browser, d: &Demo, id: &str) {
+    b.goto(&format!("{}/ui/audit", d.base)).await.unwrap();
+    fill(b, "#r-customer", id).await;
+    fill(b, "#r-reader", "person:admin").await;
+    click_and_load(b, "#reads-search").await;
+    check_page(b, "audit-reads").await;
+    let routes = attrs(
+        b,
+        "#reads tbody tr[data-reader='person:admin']",
+        "data-route",
+    )
+    .await;
+    assert!(
+        routes.iter().any(|r| r == "workbench.customer"),
+        "{routes:?}"
+    );
+    let listed = b
+        .find_all(&format!("#reads tbody li[data-customer-id='{id}']"))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        routes.len(),
+        "every record names the customer"
+    );
+}
+
 async fn the_language_switch_works(b: &Browser, d: &Demo) {
     b.goto(&format!("{}/ui/ownership", d.base)).await.unwrap();
     assert_eq!(
@@ -624,6 +845,7 @@ async fn a_manager_sees_only_their_own(b: &Browser, d: &Demo) {
         "a manager lands on their book"
     );
     check_page(b, "book").await;
+    the_book_counts_down_to_the_pool(b, d).await;
     let owners = owner_ids(b).await;
     assert!(!owners.is_empty());
     assert!(owners.iter().all(|o| *o == a.manager_id), "{owners:?}");
@@ -647,6 +869,18 @@ async fn a_manager_sees_only_their_own(b: &Browser, d: &Demo) {
         "Not found"
     );
     let _ = b.console_errors().await; // the 404 itself is logged as a failed load
+
+    // The audit pages are the auditors' and administrators': not in the navigation, and
+    // by URL the API's refusal.
+    assert!(b.try_find("#nav-audit").await.unwrap().is_none());
+    b.goto(&format!("{}/ui/audit", d.base)).await.unwrap();
+    assert_eq!(
+        b.find("h1").await.unwrap().text().await.unwrap(),
+        "Not allowed"
+    );
+    let problem = b.find("#problem").await.unwrap().text().await.unwrap();
+    assert!(problem.contains("may not read"), "{problem}");
+    let _ = b.console_errors().await; // the 403 itself is logged as a failed load
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -724,4 +958,68 @@ async fn forms_refuse_forged_posts_and_pages_carry_the_policy() {
     assert!(session(&r), "the genuine form signs in");
     // The open redirect a `next` could be: only the workbench's own paths.
     assert_eq!(r.headers()["location"], "/ui/");
+}
+
+/// Each owned customer of the book shows when the pool rules return it: the due instant
+/// the domain's own rule gives for its stream under the policy in force, and the warning
+/// highlight inside the policy's warning window; the pool page states the claim cap.
+async fn the_book_counts_down_to_the_pool(b: &Browser, d: &Demo) {
+    use crm_domain::customer::{timers, CustomerEvent, CustomerState};
+    use crm_domain::policy::{PolicyEvent, PolicyState, POLICY_STREAM};
+    use crm_eventstore::EventStore;
+    let store = crm_eventstore::sqlite::SqliteEventStore::open(&d.db.0)
+        .await
+        .unwrap();
+    let mut policy = PolicyState::default();
+    for e in store.read_stream(POLICY_STREAM, 0).await.unwrap() {
+        policy.apply(&PolicyEvent::decode(&e.event_type, e.schema_version, &e.payload).unwrap());
+    }
+    let policy = policy.current;
+    let cells = b.find_all("#customers tbody tr").await.unwrap();
+    assert!(!cells.is_empty());
+    let mut counted = 0;
+    for row in &cells {
+        let link = row.find_css("th a").await.unwrap();
+        let id = link.attr("href").await.unwrap().unwrap();
+        let id = id.trim_start_matches("/ui/customers/");
+        let mut state = CustomerState::default();
+        for e in store
+            .read_stream(&format!("customer-{id}"), 0)
+            .await
+            .unwrap()
+        {
+            state.apply(
+                &CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload).unwrap(),
+            );
+        }
+        let cell = row.find_css("td.returns").await.unwrap();
+        let Some((_, due)) = timers::pool_return(&state, &policy) else {
+            assert!(cell.attr("data-days").await.unwrap().is_none());
+            continue;
+        };
+        let days = (due - chrono::Utc::now()).num_days();
+        let shown: i64 = cell
+            .attr("data-days")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (shown - days).abs() <= 1,
+            "{id}: shown {shown}, the rule gives {days}"
+        );
+        let warned = cell.attr("class").await.unwrap().unwrap().contains("warn");
+        assert_eq!(
+            warned,
+            days <= i64::from(policy.document.pool.warning_days),
+            "{id}"
+        );
+        counted += 1;
+    }
+    assert!(counted > 0, "some customer of the book is due to return");
+    b.goto(&format!("{}/ui/pool", d.base)).await.unwrap();
+    let cap = b.find("#claim-cap").await.unwrap().text().await.unwrap();
+    assert_eq!(cap, policy.document.pool.daily_claim_cap.to_string());
+    b.goto(&format!("{}/ui/book", d.base)).await.unwrap();
 }

@@ -12,7 +12,8 @@ use crate::params::{Answer, Params, Q};
 use crate::problem::Problem;
 use crate::AppState;
 
-fn audit_store(s: &AppState) -> Result<&AnyEventStore, Problem> {
+/// The event store audit answers replay (the API's and the workbench's): 503 without one.
+pub(crate) fn audit_store(s: &AppState) -> Result<&AnyEventStore, Problem> {
     s.security.events.as_ref().ok_or_else(|| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -23,12 +24,12 @@ fn audit_store(s: &AppState) -> Result<&AnyEventStore, Problem> {
 }
 
 /// The id in the path, or a 400 naming what it should have been.
-fn path_id<T: std::str::FromStr>(id: &str, what: &str) -> Result<T, Problem> {
+pub(crate) fn path_id<T: std::str::FromStr>(id: &str, what: &str) -> Result<T, Problem> {
     id.parse()
         .map_err(|_| Problem::bad(format!("{id:?} is not a {what} id")))
 }
 
-fn audit_failed(e: crm_audit::AuditError) -> Problem {
+pub(crate) fn audit_failed(e: crm_audit::AuditError) -> Problem {
     match e {
         crm_audit::AuditError::UnknownCustomer(c) => Problem::not_found(format!("no customer {c}")),
         other => Problem::store(other),

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::format::{input_value, local, maybe_local, money, parse_instant};
 use super::i18n::Msg;
 use super::view::{urlencode, Chrome, Nav, Viewer};
+use crate::caller::AUDITORS;
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -81,6 +82,8 @@ pub(crate) struct CustomerPage {
     pub c: CustomerRow,
     pub owner_name: String,
     pub masked: bool,
+    /// An auditor or administrator: the page links to the replay from the event store.
+    pub auditor: bool,
     pub registered: String,
     pub owned_since: String,
     pub last_contact: String,
@@ -141,6 +144,7 @@ async fn build(
     Ok(CustomerPage {
         chrome: viewer.chrome(s, Nav::None, &here),
         masked: caller.masked(),
+        auditor: caller.allow(AUDITORS).is_ok(),
         registered: local(cal, c.registered_at_us),
         owned_since: maybe_local(cal, c.owned_since_us),
         last_contact: maybe_local(cal, c.last_contact_at_us),

@@ -4,6 +4,7 @@
 //! token that the service's own verifier checks on every request.
 
 mod assets;
+mod audit;
 mod complaints;
 mod customer;
 mod format;
@@ -12,6 +13,7 @@ pub mod i18n;
 mod kpis;
 mod oidc;
 mod ownership;
+mod returns;
 pub mod session;
 mod signin;
 mod view;
@@ -113,6 +115,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/kpis.csv", get(kpis::csv))
         .route("/ui/complaints", get(complaints::list))
         .route("/ui/complaints/{id}", get(complaints::page))
+        .route("/ui/audit", get(audit::page))
+        .route("/ui/audit/customers", get(audit::customer_form))
+        .route("/ui/audit/customers/{id}", get(audit::customer))
+        .route("/ui/audit/managers", get(audit::manager_form))
+        .route("/ui/audit/managers/{id}", get(audit::manager))
+        .route("/ui/audit/checkpoints", get(audit::checkpoints))
+        .route("/ui/audit/reads", get(audit::reads))
         .route("/ui/sign-in", get(signin::page))
         .route("/ui/sign-in/local", post(signin::local))
         .route("/ui/sign-in/token", post(signin::token))

@@ -160,6 +160,26 @@ pub(crate) struct CustomerLine {
     pub since: String,
     pub registered: String,
     pub last_contact: String,
+    /// When the pool rules return the customer (owned customers, with an event store).
+    pub returns: Option<ReturnCell>,
+}
+
+/// The countdown to a customer's automatic return to the pool.
+pub(crate) struct ReturnCell {
+    pub days: i64,
+    pub date: String,
+    pub cause: Msg,
+    /// Within the policy's warning window (the owner has been or is about to be warned).
+    pub warn: bool,
+    pub overdue: bool,
+}
+
+/// The pool rules of the policy in force, as the pool and book pages state them.
+pub(crate) struct PoolRulesView {
+    pub version: u32,
+    pub claim_cap: u32,
+    pub cooldown_days: u32,
+    pub warning_days: u32,
 }
 
 /// Managers' names by id, to show people rather than ids (one small table).
@@ -189,7 +209,46 @@ fn line(s: &AppState, names: &HashMap<String, String>, c: CustomerRow) -> Custom
         since: maybe_local(&s.calendar, c.owned_since_us),
         registered: local(&s.calendar, c.registered_at_us),
         last_contact: maybe_local(&s.calendar, c.last_contact_at_us),
+        returns: None,
     }
+}
+
+/// The pool rules in force and, for a book, each owned customer's return countdown.
+async fn pool_rules(
+    s: &AppState,
+    pool: bool,
+    lines: &mut [CustomerLine],
+    rows: &[CustomerRow],
+) -> Result<Option<PoolRulesView>, Problem> {
+    let Some(policy) = super::returns::policy(s).await? else {
+        return Ok(None);
+    };
+    let rules = &policy.document.pool;
+    if !pool {
+        let returns = super::returns::returns(s, &policy, rows).await?;
+        let now = chrono::Utc::now();
+        for line in lines.iter_mut() {
+            if let Some(r) = returns.get(&line.id) {
+                let (days, warn) = super::returns::countdown(r.due, now, rules.warning_days);
+                line.returns = Some(ReturnCell {
+                    days,
+                    date: local(&s.calendar, r.due.timestamp_micros()),
+                    cause: match r.cause {
+                        "lead_not_won" => Msg::CauseLeadNotWon,
+                        _ => Msg::CauseNoContact,
+                    },
+                    warn,
+                    overdue: r.due <= now,
+                });
+            }
+        }
+    }
+    Ok(Some(PoolRulesView {
+        version: policy.version,
+        claim_cap: rules.daily_claim_cap,
+        cooldown_days: rules.reclaim_cooldown_days,
+        warning_days: rules.warning_days,
+    }))
 }
 
 #[derive(Template)]
@@ -200,6 +259,8 @@ pub(crate) struct CustomersPage {
     pub intro: Option<Msg>,
     pub pool: bool,
     pub lines: Vec<CustomerLine>,
+    /// The pool rules in force (with an event store).
+    pub rules: Option<PoolRulesView>,
     /// The next page's URL, when this one is full.
     pub next: Option<String>,
     pub first: Option<String>,
@@ -291,12 +352,18 @@ async fn list_page(
         .flatten()
         .map(|c| format!("{base}after={}", urlencode(&c.customer_id)));
     let here = format!("{base}after={}", urlencode(after));
+    let mut lines: Vec<CustomerLine> = rows.iter().cloned().map(|c| line(s, &names, c)).collect();
+    let rules = match pool_rules(s, pool, &mut lines, &rows).await {
+        Ok(r) => r,
+        Err(p) => return viewer.refusal(s, p),
+    };
     let page = CustomersPage {
         chrome: viewer.chrome(s, if pool { Nav::Pool } else { Nav::Book }, &here),
         heading,
         intro: pool.then_some(Msg::PoolIntro),
         pool,
-        lines: rows.into_iter().map(|c| line(s, &names, c)).collect(),
+        lines,
+        rules,
         next,
         first: (!after.is_empty()).then(|| base.trim_end_matches(['?', '&']).to_string()),
     };

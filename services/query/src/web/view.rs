@@ -12,7 +12,7 @@ use crm_auth::{Principal, Role};
 
 use super::i18n::{Lang, Msg};
 use super::session::{random_secret, Session};
-use crate::caller::Caller;
+use crate::caller::{Caller, AUDITORS};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -169,6 +169,7 @@ impl Viewer {
             who: p.map(|p| p.subject.clone()),
             role: p.map(|p| role_msg(p.role)),
             is_manager: p.is_some_and(|p| p.role == Role::Manager),
+            is_auditor: self.caller.role().is_some_and(|r| AUDITORS.contains(&r)),
             auth_on: state.security.auth.is_some(),
             signed_in: self.signed_in,
             csrf: state.web.sealer.csrf_token(&self.csrf_secret),
@@ -257,6 +258,7 @@ pub(crate) enum Nav {
     Funnel,
     Kpis,
     Complaints,
+    Audit,
     None,
 }
 
@@ -267,6 +269,8 @@ pub(crate) struct Chrome {
     pub who: Option<String>,
     pub role: Option<Msg>,
     pub is_manager: bool,
+    /// An auditor or an administrator: the audit pages are theirs (`AUDITORS`).
+    pub is_auditor: bool,
     pub auth_on: bool,
     pub signed_in: bool,
     /// The CSRF token of this page's forms.
@@ -307,6 +311,7 @@ impl Viewer {
         let title = match problem.status {
             StatusCode::NOT_FOUND => Msg::NotFoundTitle,
             StatusCode::FORBIDDEN => Msg::ForbiddenTitle,
+            StatusCode::SERVICE_UNAVAILABLE => Msg::UnavailableTitle,
             _ => Msg::ErrorTitle,
         };
         let page = ErrorPage {
