@@ -675,6 +675,38 @@ pub fn random_commit_faults(seed: u64) -> BeforeCommit {
     })
 }
 
+/// Follow the global log in small pages until `done`, then settle the horizon and read
+/// to its end: every event the reader saw, in order.
+async fn follow_log<S: EventStore + Horizon>(s: S, done: Arc<AtomicBool>) -> Vec<RecordedEvent> {
+    let mut seen = Vec::new();
+    let mut cursor = LogPosition::START;
+    let mut settled = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let finished = done.load(Ordering::Acquire);
+        let page = s.read_all(cursor, 7).await.unwrap();
+        if let Some(last) = page.last() {
+            cursor = last.log_position;
+        }
+        let empty = page.is_empty();
+        seen.extend(page);
+        if empty {
+            if settled {
+                break;
+            }
+            if finished {
+                // Every writer's transaction has ended before `settle` returns: the
+                // next empty page is the end of the log.
+                s.settle().await.unwrap();
+                settled = true;
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    seen
+}
+
 /// Many concurrent writers, each commit delayed at random and some rolled back, while a
 /// reader follows the global log in small pages. The reader must see every committed
 /// event exactly once, never a rolled-back one, and each stream in version order.
@@ -689,39 +721,7 @@ pub async fn concurrent_writers_are_never_skipped<S: EventStore + Horizon + Clon
     const WRITERS: u64 = 16;
     const APPENDS: u64 = 25;
     let done = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let s = s.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut cursor = LogPosition::START;
-            let mut settled = false;
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while Instant::now() < deadline {
-                let finished = done.load(Ordering::Acquire);
-                let page = s.read_all(cursor, 7).await.unwrap();
-                if let Some(last) = page.last() {
-                    cursor = last.log_position;
-                }
-                let empty = page.is_empty();
-                seen.extend(page);
-                if empty {
-                    if settled {
-                        break;
-                    }
-                    if finished {
-                        // Every writer's transaction has ended before `settle` returns:
-                        // the next empty page is the end of the log.
-                        s.settle().await.unwrap();
-                        settled = true;
-                        continue;
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            }
-            seen
-        })
-    };
+    let reader = tokio::spawn(follow_log(s.clone(), done.clone()));
 
     let mut writers = Vec::new();
     for w in 0..WRITERS {

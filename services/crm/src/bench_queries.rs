@@ -63,7 +63,6 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         base: a.query_url.trim_end_matches('/').to_string(),
         token: a.token.clone(),
     };
-    let get = |path: String| client.get(path);
     let now_us = chrono::Utc::now().timestamp_micros();
     let mut rng = SmallRng::seed_from_u64(a.seed);
     let instant = |rng: &mut SmallRng, from_us: i64| {
@@ -72,27 +71,8 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
             .expect("in range")
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     };
-    let mut owner_at = Latencies::default();
-    let mut replay_at = Latencies::default();
-    let mut timeline = Latencies::default();
-    for (id, registered_us) in &customers {
-        let t = instant(&mut rng, *registered_us);
-        owner_at.record(
-            get(format!("/v1/customers/{id}/ownership?as_of={t}"))
-                .await?
-                .0,
-        );
-        replay_at.record(
-            get(format!("/v1/audit/customers/{id}/ownership?as_of={t}"))
-                .await?
-                .0,
-        );
-        timeline.record(
-            get(format!("/v1/customers/{id}/timeline?limit=20"))
-                .await?
-                .0,
-        );
-    }
+    let (mut owner_at, mut replay_at, mut timeline) =
+        per_customer(&client, &customers, &mut rng, &instant).await?;
     let first_us: i64 = sqlx::query_scalar("SELECT min(registered_at_us) FROM rm_customers")
         .fetch_one(&mut db)
         .await?;
@@ -101,9 +81,11 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
     let mut kpi_bytes = 0;
     for _ in 0..a.book_samples {
         let t = instant(&mut rng, first_us);
-        funnel.record(get(format!("/v1/funnel/stages?as_of={t}")).await?.0);
+        funnel.record(client.get(format!("/v1/funnel/stages?as_of={t}")).await?.0);
         // The last 30 days (the default range).
-        let (took, bytes) = get("/v1/kpis?level=manager&granularity=day".to_string()).await?;
+        let (took, bytes) = client
+            .get("/v1/kpis?level=manager&granularity=day".to_string())
+            .await?;
         kpis.record(took);
         kpi_bytes = bytes;
     }
@@ -122,6 +104,29 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         &mut kpis,
     );
     pages(&client, &customers, a.book_samples, &mut rng).await
+}
+
+/// Per customer: the owner as of a random instant (read model, then replayed), and the
+/// newest page of its timeline.
+async fn per_customer(
+    client: &Client,
+    customers: &[(String, i64)],
+    rng: &mut SmallRng,
+    instant: &impl Fn(&mut SmallRng, i64) -> String,
+) -> anyhow::Result<(Latencies, Latencies, Latencies)> {
+    let mut owner_at = Latencies::default();
+    let mut replay_at = Latencies::default();
+    let mut timeline = Latencies::default();
+    for (id, registered_us) in customers {
+        let t = instant(rng, *registered_us);
+        let path = format!("/v1/customers/{id}/ownership?as_of={t}");
+        owner_at.record(client.get(path).await?.0);
+        let path = format!("/v1/audit/customers/{id}/ownership?as_of={t}");
+        replay_at.record(client.get(path).await?.0);
+        let path = format!("/v1/customers/{id}/timeline?limit=20");
+        timeline.record(client.get(path).await?.0);
+    }
+    Ok((owner_at, replay_at, timeline))
 }
 
 /// The query service, asked one request at a time.
