@@ -171,25 +171,30 @@ async fn pages(
     }
     let now_us = chrono::Utc::now().timestamp_micros();
     let mut customer = Latencies::default();
+    let mut replay = Latencies::default();
     for (id, registered_us) in customers {
         let us = rng.gen_range(*registered_us..=now_us.max(*registered_us));
         let at = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
             .expect("in range")
             .format("%Y-%m-%dT%H:%M:%SZ");
-        customer.record(
-            client
-                .get(format!("/ui/customers/{id}?as_of={at}"))
-                .await?
-                .0,
-        );
+        let path = format!("/ui/customers/{id}?as_of={at}");
+        customer.record(client.get(path).await?.0);
+        replay.record(client.get(format!("/ui/audit/customers/{id}")).await?.0);
     }
     report("page: customer 360 as of an instant", &mut customer);
+    report("page: audit replay of a customer", &mut replay);
     let whole_book = [
         ("page: portfolios by manager", "/ui/ownership?by=manager"),
         ("page: portfolios by region", "/ui/ownership?by=region"),
         ("page: the pool, first 50", "/ui/pool"),
         ("page: the book, first 50", "/ui/book"),
         ("page: the funnel now", "/ui/funnel"),
+        ("page: KPIs per manager and day, 30 days", "/ui/kpis"),
+        ("page: open complaints by SLA state", "/ui/complaints"),
+        (
+            "page: the latest checkpoints checked",
+            "/ui/audit/checkpoints",
+        ),
     ];
     for (what, path) in whole_book {
         let mut l = Latencies::default();
