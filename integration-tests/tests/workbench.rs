@@ -741,6 +741,12 @@ async fn the_checkpoint_chain_links(b: &Browser, d: &Demo) {
         Some(&last.to_string()),
         "newest first"
     );
+    assert!(
+        b.try_find("#span-status").await.unwrap().is_none(),
+        "asked for, not on every visit"
+    );
+    click_and_load(b, "#check-span").await;
+    check_page(b, "audit-checkpoint-span").await;
     b.find("#span-status[data-ok='true']").await.unwrap();
     let found = b.find("#span-found").await.unwrap().text().await.unwrap();
     let sealed = b.find("#span-sealed").await.unwrap().text().await.unwrap();

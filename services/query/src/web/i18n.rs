@@ -186,6 +186,7 @@ messages! {
     SignInTitle => "Sign in to the CRM workbench", "登录客户经营工作台";
     SignInLocal => "Development: sign in as one of the demo's people", "开发环境：以演示人员身份登录";
     SignInToken => "Sign in with an access token", "使用访问令牌登录";
+    CheckSpan => "Check the latest checkpoint's events against what it sealed (reads them all)", "核对最新检查点封存的事件（需读取全部事件）";
     SignInOidc => "Sign in with your bank account", "使用行内统一身份认证登录";
     SignInOidcButton => "Sign in through the bank's identity provider", "通过行内统一身份认证登录";
     AccessToken => "Access token", "访问令牌";
