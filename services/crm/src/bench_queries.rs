@@ -195,6 +195,10 @@ async fn pages(
             "page: the latest checkpoints checked",
             "/ui/audit/checkpoints",
         ),
+        (
+            "page: the latest checkpoint's events checked (on request)",
+            "/ui/audit/checkpoints?span=1",
+        ),
     ];
     for (what, path) in whole_book {
         let mut l = Latencies::default();
