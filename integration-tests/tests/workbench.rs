@@ -238,6 +238,7 @@ async fn the_funnel_equals_the_read_models(b: &Browser, d: &Demo) {
     .await
     .unwrap();
     check_page(b, "funnel").await;
+    time_in_stage_and_moves_equal_the_read_models(b, d).await;
     let want: BTreeMap<String, i64> = d
         .read
         .stage_counts(None, Slice::All)
@@ -1028,4 +1029,51 @@ async fn the_book_counts_down_to_the_pool(b: &Browser, d: &Demo) {
     let cap = b.find("#claim-cap").await.unwrap().text().await.unwrap();
     assert_eq!(cap, policy.document.pool.daily_claim_cap.to_string());
     b.goto(&format!("{}/ui/book", d.base)).await.unwrap();
+}
+
+/// The funnel page's time in stage and moves of the last 30 local days, against the read
+/// models asked the same questions.
+async fn time_in_stage_and_moves_equal_the_read_models(b: &Browser, d: &Demo) {
+    let stays: BTreeMap<String, i64> = d
+        .read
+        .time_in_stage(Slice::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.stage, t.completed_stays))
+        .collect();
+    let mut shown = BTreeMap::new();
+    for row in b.find_all("#time-in-stage tbody tr").await.unwrap() {
+        let stage = row.find_css("th").await.unwrap().text().await.unwrap();
+        let n = row
+            .find_css("td:nth-of-type(2)")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        shown.insert(stage, n.parse::<i64>().unwrap());
+    }
+    assert_eq!(shown, stays, "time in stage: completed stays per stage");
+    assert!(!stays.is_empty());
+    let cal: crm_projections::calendar::Calendar = "Asia/Shanghai".parse().unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    let from = cal.start_of(cal.date(now) - chrono::Days::new(30));
+    let g = crm_projections::calendar::Granularity::Month;
+    let moves = d
+        .read
+        .stage_transitions(from, now, (&cal, g), Slice::All)
+        .await
+        .unwrap();
+    let total: i64 = moves.iter().map(|m| m.transitions).sum();
+    let reactivated: i64 = moves.iter().map(|m| m.reactivations).sum();
+    let shown: i64 = texts(b, "#moves tbody td.num:nth-last-child(2)")
+        .await
+        .iter()
+        .map(|t| t.parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(shown, total, "moves in the last 30 days");
+    assert!(total > 0);
+    let r = b.find("#reactivated").await.unwrap().text().await.unwrap();
+    assert_eq!(r, reactivated.to_string());
 }

@@ -8,6 +8,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use crm_projections::calendar::Granularity;
 use crm_projections::funnel::{Conversion, Slice, StageCount};
 use serde::Deserialize;
 
@@ -78,6 +79,77 @@ pub(crate) struct FunnelPage {
     pub chart: String,
     pub csv_stages: String,
     pub csv_conversion: String,
+    pub time_in_stage: Vec<StayLine>,
+    pub csv_time_in_stage: String,
+    /// Moves between stages over the last 30 local days, summed.
+    pub moves: Vec<MoveLine>,
+    pub reactivated: i64,
+    pub csv_moves: String,
+}
+
+/// Median time in a stage over the stays that ended.
+pub(crate) struct StayLine {
+    pub slice: String,
+    pub stage: String,
+    pub stays: i64,
+    pub median: String,
+}
+
+/// Moves from one stage to another in the window.
+pub(crate) struct MoveLine {
+    pub slice: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub moves: i64,
+    pub reactivations: i64,
+}
+
+/// The moves' window: the last 30 local days up to now.
+fn window(s: &AppState) -> (i64, i64) {
+    let now = chrono::Utc::now().timestamp_micros();
+    let today = s.calendar.date(now);
+    let from = s.calendar.start_of(today - chrono::Days::new(30));
+    (from, now)
+}
+
+/// Moves in the window, summed over its periods.
+async fn moves(s: &AppState, slice: Slice) -> Result<Vec<MoveLine>, Problem> {
+    let (from, to) = window(s);
+    let rows = s
+        .store
+        .stage_transitions(from, to, (&s.calendar, Granularity::Month), slice)
+        .await?;
+    let mut summed: BTreeMap<(String, Option<String>, String), (i64, i64)> = BTreeMap::new();
+    for r in rows {
+        let e = summed
+            .entry((r.slice, r.from_stage, r.to_stage))
+            .or_default();
+        e.0 += r.transitions;
+        e.1 += r.reactivations;
+    }
+    Ok(summed
+        .into_iter()
+        .map(|((slice, from, to), (moves, reactivations))| MoveLine {
+            slice,
+            from,
+            to,
+            moves,
+            reactivations,
+        })
+        .collect())
+}
+
+/// `3 d 4 h`, `5 h 10 min`, `40 min`.
+pub(crate) fn duration(seconds: Option<i64>) -> String {
+    let Some(s) = seconds else {
+        return "–".into();
+    };
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60);
+    match (d, h) {
+        (0, 0) => format!("{m} min"),
+        (0, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
 }
 
 pub(crate) async fn page(
@@ -96,6 +168,8 @@ async fn build(s: &AppState, viewer: &Viewer, q: &FunnelQuery) -> Result<FunnelP
     let a = asked(s, q)?;
     let stages = s.store.stage_counts(a.at, a.slice).await?;
     let conversion = s.store.conversion(a.slice).await?;
+    let stays = s.store.time_in_stage(a.slice).await?;
+    let moves = moves(s, a.slice).await?;
     let as_of =
         a.at.map(|t| input_value(&s.calendar, t))
             .unwrap_or_default();
@@ -114,6 +188,19 @@ async fn build(s: &AppState, viewer: &Viewer, q: &FunnelQuery) -> Result<FunnelP
         conversion: conversion.into_iter().map(conversion_line).collect(),
         csv_stages: format!("/ui/funnel.csv?{query}&table=stages"),
         csv_conversion: format!("/ui/funnel.csv?{query}&table=conversion"),
+        time_in_stage: stays
+            .into_iter()
+            .map(|t| StayLine {
+                median: duration(t.median_seconds),
+                slice: t.slice,
+                stage: t.stage,
+                stays: t.completed_stays,
+            })
+            .collect(),
+        csv_time_in_stage: format!("/ui/funnel.csv?{query}&table=time_in_stage"),
+        reactivated: moves.iter().map(|m| m.reactivations).sum(),
+        moves,
+        csv_moves: format!("/ui/funnel.csv?{query}&table=moves"),
     })
 }
 
@@ -171,8 +258,17 @@ pub(crate) async fn csv(
         match q.table.as_deref().unwrap_or("stages") {
             "stages" => crate::params::rows(s.store.stage_counts(a.at, a.slice).await?, true),
             "conversion" => crate::params::rows(s.store.conversion(a.slice).await?, true),
+            "time_in_stage" => crate::params::rows(s.store.time_in_stage(a.slice).await?, true),
+            "moves" => {
+                let (from, to) = window(&s);
+                let cal = (&s.calendar, Granularity::Month);
+                crate::params::rows(
+                    s.store.stage_transitions(from, to, cal, a.slice).await?,
+                    true,
+                )
+            }
             other => Err(Problem::bad(format!(
-                "table {other:?} is not stages or conversion"
+                "table {other:?} is not stages, conversion, time_in_stage or moves"
             ))),
         }
     }
@@ -192,6 +288,14 @@ pub(crate) async fn csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(duration(None), "–");
+        assert_eq!(duration(Some(40 * 60 + 59)), "40 min");
+        assert_eq!(duration(Some(5 * 3600 + 600)), "5 h 10 min");
+        assert_eq!(duration(Some(3 * 86_400 + 4 * 3600 + 59)), "3 d 4 h");
+    }
 
     #[test]
     fn chart_data_cannot_close_its_script_element() {

@@ -178,6 +178,15 @@ messages! {
     Conversion => "Conversion", "转化率";
     NextStep => "Next step", "下一阶段转化";
     ReachedNext => "Reached a further stage", "进入后续阶段";
+    TimeInStageTitle => "Time in stage", "阶段停留时长";
+    CompletedStays => "Stays ended", "已结束停留次数";
+    MedianTime => "Median time", "停留时长中位数";
+    MovesTitle => "Moves between stages, last 30 days", "近 30 天阶段流转";
+    FromStage => "From", "原阶段";
+    ToStage => "To", "新阶段";
+    Moves => "Moves", "流转次数";
+    Reactivations => "Of which reactivated (dormant or churned → active)", "其中激活（沉睡或流失 → 活跃）";
+    NewlyRegistered => "registered", "新注册";
     Cumulative => "Cumulative", "累计转化";
     ExportCsv => "Export CSV", "导出 CSV";
     Chart => "Chart", "图表";
