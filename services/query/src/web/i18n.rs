@@ -182,8 +182,8 @@ messages! {
     CompletedStays => "Stays ended", "已结束停留次数";
     MedianTime => "Median time", "停留时长中位数";
     MovesTitle => "Moves between stages, last 30 days", "近 30 天阶段流转";
-    FromStage => "From", "原阶段";
-    ToStage => "To", "新阶段";
+    FromStage => "From stage", "原阶段";
+    ToStage => "To stage", "新阶段";
     Moves => "Moves", "流转次数";
     Reactivations => "Of which reactivated (dormant or churned → active)", "其中激活（沉睡或流失 → 活跃）";
     NewlyRegistered => "registered", "新注册";
