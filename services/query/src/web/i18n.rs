@@ -68,6 +68,32 @@ impl Lang {
     pub fn t(self, msg: Msg) -> &'static str {
         text(self, msg)
     }
+
+    /// A closed value of the API (a stage, a value tier, a customer type, a severity)
+    /// as the bank's staff say it: Chinese in Chinese, the API's own word in English
+    /// (what analysts filter by and exports carry). Unknown values are shown as they are.
+    pub fn value(self, code: &str) -> &str {
+        if self == Lang::En {
+            return code;
+        }
+        match code {
+            "lead" => "线索",
+            "contacted" => "已联系",
+            "qualified" => "已甄别",
+            "customer" => "成交客户",
+            "active" => "活跃",
+            "dormant" => "沉睡",
+            "churned" => "流失",
+            "high" => "高",
+            "mid" => "中",
+            "low" => "低",
+            "critical" => "紧急",
+            "normal" => "一般",
+            "individual" => "个人",
+            "enterprise" => "企业",
+            other => other,
+        }
+    }
 }
 
 macro_rules! messages {
@@ -432,6 +458,14 @@ mod tests {
             // heading), but not many: a copy-paste of a whole column would.
             assert!(seen.len() + 4 >= ALL.len(), "{lang:?}: duplicated texts");
         }
+    }
+
+    #[test]
+    fn values_are_said_in_chinese_and_left_as_the_api_says_them_in_english() {
+        assert_eq!(Lang::Zh.value("dormant"), "沉睡");
+        assert_eq!(Lang::Zh.value("high"), "高");
+        assert_eq!(Lang::En.value("dormant"), "dormant");
+        assert_eq!(Lang::Zh.value("something-new"), "something-new");
     }
 
     #[test]

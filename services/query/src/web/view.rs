@@ -286,6 +286,11 @@ impl Chrome {
         self.lang.t(m)
     }
 
+    /// A closed value (stage, tier, type, severity) in the page's language.
+    pub fn v<'a>(&self, code: &'a str) -> &'a str {
+        self.lang.value(code)
+    }
+
     /// `aria-current` for the navigation entry of this page.
     pub fn current(&self, nav: Nav) -> &'static str {
         if nav == self.nav {
