@@ -414,6 +414,18 @@ async fn a_kpi_table_equals_the_read_models(
         want.len(),
         "{query}: one line per row of the API"
     );
+    let total = b
+        .find("#kpi-rows")
+        .await
+        .unwrap()
+        .attr("data-total")
+        .await
+        .unwrap();
+    assert_eq!(
+        total,
+        Some(want.len().to_string()),
+        "{query}: the pager counts every row"
+    );
     for w in &want {
         let json = serde_json::to_value(w).unwrap();
         let (_, _, values) = rows

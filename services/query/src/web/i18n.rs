@@ -166,6 +166,7 @@ messages! {
     Owner => "Owner", "归属客户经理";
     OwnedSince => "Owned since", "归属起始";
     NextPage => "Next page", "下一页";
+    PreviousPage => "Previous page", "上一页";
     FirstPage => "First page", "第一页";
     Empty => "Nothing here.", "暂无数据。";
     BookTitle => "Book", "客户名单";

@@ -214,6 +214,29 @@ pub(crate) struct KpisQuery {
     sort: Option<String>,
     dir: Option<String>,
     kpi: Option<String>,
+    /// Page of the table (from 1), `ROWS_PER_PAGE` rows each.
+    page: Option<usize>,
+}
+
+/// Rows of the table per page: a month of days for 33 managers; at W2's 1,000 managers
+/// a month by day is 31 pages, not one page of 31,000 rows.
+const ROWS_PER_PAGE: usize = 1_000;
+
+/// Rows `[start, end)` of page `page` (from 1) of `total`, and the number of pages.
+fn page_range(total: usize, page: usize) -> (usize, usize, usize) {
+    let pages = total.div_ceil(ROWS_PER_PAGE).max(1);
+    let page = page.clamp(1, pages);
+    let start = (page - 1) * ROWS_PER_PAGE;
+    (start, (start + ROWS_PER_PAGE).min(total), pages)
+}
+
+/// The table's pager: rows shown, of how many, and the links either way.
+pub(crate) struct Pager {
+    pub first_row: usize,
+    pub last_row: usize,
+    pub total: usize,
+    pub prev: Option<String>,
+    pub next: Option<String>,
 }
 
 /// What the page was asked, checked.
@@ -350,6 +373,7 @@ pub(crate) struct KpisPage {
     pub key_label: Msg,
     pub headers: Vec<Header>,
     pub lines: Vec<Line>,
+    pub pager: Pager,
     pub kpis: &'static [Kpi],
     pub kpi: &'static Kpi,
     pub unit: Option<Msg>,
@@ -391,6 +415,19 @@ async fn build(s: &AppState, viewer: &Viewer, q: &KpisQuery) -> Result<KpisPage,
     sort(&mut lines, a.sort, a.desc);
     let (chart, charted, keys) = chart_json(&lines, &a, viewer.lang);
     let here = format!("/ui/kpis?{}", a.query(a.sort, a.desc, a.kpi.name));
+    let total = lines.len();
+    let page = q.page.unwrap_or(1);
+    let (start, end, pages) = page_range(total, page);
+    let page = start / ROWS_PER_PAGE + 1;
+    let link = |p: usize| format!("{here}&page={p}");
+    let pager = Pager {
+        first_row: start + 1,
+        last_row: end,
+        total,
+        prev: (page > 1).then(|| link(page - 1)),
+        next: (page < pages).then(|| link(page + 1)),
+    };
+    let lines: Vec<Line> = lines.drain(start..end).collect();
     Ok(KpisPage {
         chrome: viewer.chrome(s, Nav::Kpis, &here),
         levels: [
@@ -416,6 +453,7 @@ async fn build(s: &AppState, viewer: &Viewer, q: &KpisQuery) -> Result<KpisPage,
         },
         headers: headers(&a),
         lines,
+        pager,
         kpis: KPIS,
         kpi: a.kpi,
         unit: unit(a.kpi.kind),
@@ -635,6 +673,25 @@ pub(crate) async fn csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_pages_by_a_thousand_rows() {
+        assert_eq!(page_range(0, 1), (0, 0, 1));
+        assert_eq!(page_range(720, 1), (0, 720, 1));
+        assert_eq!(page_range(31_000, 1), (0, 1_000, 31));
+        assert_eq!(page_range(31_000, 31), (30_000, 31_000, 31));
+        assert_eq!(page_range(31_001, 32), (31_000, 31_001, 32));
+        assert_eq!(
+            page_range(2_500, 99),
+            (2_000, 2_500, 3),
+            "past the end: the last page"
+        );
+        assert_eq!(
+            page_range(2_500, 0),
+            (0, 1_000, 3),
+            "before the start: the first"
+        );
+    }
 
     #[test]
     fn every_kpi_of_a_row_has_a_column() {
