@@ -977,6 +977,14 @@ async fn forms_refuse_forged_posts_and_pages_carry_the_policy() {
     assert!(session(&r), "the genuine form signs in");
     // The open redirect a `next` could be: only the workbench's own paths.
     assert_eq!(r.headers()["location"], "/ui/");
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| v.to_str().ok()?.strip_prefix("crm-session="))
+        .map(|v| format!("crm-session={}", v.split(';').next().unwrap()))
+        .unwrap();
+    a_link_from_another_site_reads_nothing(&http, &d, &cookie).await;
 }
 
 /// Each owned customer of the book shows when the pool rules return it: the due instant
@@ -1088,4 +1096,46 @@ async fn time_in_stage_and_moves_equal_the_read_models(b: &Browser, d: &Demo) {
     assert!(total > 0);
     let r = b.find("#reactivated").await.unwrap().text().await.unwrap();
     assert_eq!(r, reactivated.to_string());
+}
+
+/// The demo's records of personal-data reads so far.
+async fn reads_recorded(d: &Demo) -> usize {
+    use crm_eventstore::{EventStore, LogPosition};
+    let store = crm_eventstore::sqlite::SqliteEventStore::open(&d.db.0)
+        .await
+        .unwrap();
+    let all = store.read_all(LogPosition::START, 1_000_000).await.unwrap();
+    all.iter()
+        .filter(|e| e.event_type == "PersonalDataRead")
+        .count()
+}
+
+/// A link from another site to a page that shows personal data shows a page asking the
+/// person to go on, and records no read; going on (same site) shows it and records one.
+async fn a_link_from_another_site_reads_nothing(http: &reqwest::Client, d: &Demo, cookie: &str) {
+    // Not the first: the demo erased its personal data (nothing left to read).
+    let id = d.read.customers("", 2).await.unwrap()[1]
+        .customer_id
+        .clone();
+    let url = format!("{}/ui/customers/{id}", d.base);
+    let get = |site: &'static str| {
+        http.get(&url)
+            .header("cookie", cookie)
+            .header("sec-fetch-site", site)
+            .send()
+    };
+    let before = reads_recorded(d).await;
+    let page = get("cross-site").await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"continue\"") && !page.contains("id=\"customer-name\""));
+    assert_eq!(
+        reads_recorded(d).await,
+        before,
+        "no read recorded for another site's link"
+    );
+    let page = get("same-origin").await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("id=\"customer-name\""),
+        "going on shows the customer"
+    );
+    assert_eq!(reads_recorded(d).await, before + 1, "and records the read");
 }

@@ -166,6 +166,9 @@ messages! {
     Owner => "Owner", "归属客户经理";
     OwnedSince => "Owned since", "归属起始";
     NextPage => "Next page", "下一页";
+    ConfirmTitle => "Open this page?", "确认打开此页面？";
+    ConfirmText => "You followed a link from another site to a page that shows customers' personal data. Opening it is recorded as your read of that data.", "您通过其他网站的链接访问了含客户个人信息的页面。打开该页面将被记录为您本人的个人信息查阅。";
+    ConfirmGo => "Open the page", "打开页面";
     PreviousPage => "Previous page", "上一页";
     FirstPage => "First page", "第一页";
     Empty => "Nothing here.", "暂无数据。";

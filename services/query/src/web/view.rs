@@ -117,15 +117,49 @@ impl FromRequestParts<AppState> for Viewer {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let viewer = Viewer::read(&parts.headers, state).await;
+        let here = parts.uri.path_and_query().map_or("/ui/", |p| p.as_str());
         match (&state.security.auth, viewer.signed_in) {
             (Some(_), false) => {
-                let here = parts.uri.path_and_query().map_or("/ui/", |p| p.as_str());
                 let to = format!("/ui/sign-in?next={}", urlencode(here));
                 Err(SignInFirst(Redirect::to(&to).into_response()))
+            }
+            _ if reveals(parts.uri.path()) && from_another_site(&parts.headers) => {
+                let page = ConfirmPage {
+                    chrome: viewer.chrome(state, Nav::None, here),
+                    href: here.to_string(),
+                };
+                Err(SignInFirst(viewer.render(StatusCode::OK, &page)))
             }
             _ => Ok(viewer),
         }
     }
+}
+
+/// Pages that show personal data (and record the read): customers, lists of them,
+/// complaints.
+fn reveals(path: &str) -> bool {
+    ["/ui/customers/", "/ui/pool", "/ui/book", "/ui/complaints"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+/// A navigation another site started (a link or a redirect from elsewhere), as the
+/// browser says (`Sec-Fetch-Site`).
+fn from_another_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site")
+}
+
+/// Asked of a person who followed a link from another site to a page that shows personal
+/// data: the page is shown (and the read recorded) only once they go on from here, so
+/// another site cannot make a person's browser read personal data in their name.
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub(crate) struct ConfirmPage {
+    pub chrome: Chrome,
+    pub href: String,
 }
 
 impl Viewer {
