@@ -99,18 +99,19 @@ pub(crate) fn lang_of(headers: &HeaderMap) -> Lang {
         })
 }
 
-/// A page that needs a signed-in viewer: with authentication on and no valid session,
-/// the browser is sent to sign in (and back here afterwards).
-pub(crate) struct SignInFirst(Response);
+/// What is answered instead of the page asked for: with authentication on and no valid
+/// session, a redirect to sign in (and back here afterwards); for a link from another
+/// site to a page that shows personal data, the page asking the person to go on.
+pub(crate) struct Interposed(Response);
 
-impl IntoResponse for SignInFirst {
+impl IntoResponse for Interposed {
     fn into_response(self) -> Response {
         self.0
     }
 }
 
 impl FromRequestParts<AppState> for Viewer {
-    type Rejection = SignInFirst;
+    type Rejection = Interposed;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
@@ -121,14 +122,14 @@ impl FromRequestParts<AppState> for Viewer {
         match (&state.security.auth, viewer.signed_in) {
             (Some(_), false) => {
                 let to = format!("/ui/sign-in?next={}", urlencode(here));
-                Err(SignInFirst(Redirect::to(&to).into_response()))
+                Err(Interposed(Redirect::to(&to).into_response()))
             }
             _ if reveals(parts.uri.path()) && from_another_site(&parts.headers) => {
                 let page = ConfirmPage {
                     chrome: viewer.chrome(state, Nav::None, here),
                     href: here.to_string(),
                 };
-                Err(SignInFirst(viewer.render(StatusCode::OK, &page)))
+                Err(Interposed(viewer.render(StatusCode::OK, &page)))
             }
             _ => Ok(viewer),
         }
