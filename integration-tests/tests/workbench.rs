@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crm_integration_tests::browser::{keys, serious, Browser};
+use crm_integration_tests::browser::{keys, Browser};
+use crm_integration_tests::workbench::{check_page, click_and_load, texts};
 use crm_integration_tests::Service;
 use crm_projections::funnel::Slice;
 use crm_projections::queries::PeriodRow;
@@ -68,33 +69,6 @@ async fn demo() -> Demo {
     }
 }
 
-/// No console error, no serious or critical accessibility violation; a screenshot.
-async fn check_page(b: &Browser, name: &str) {
-    let errors = b.console_errors().await.unwrap();
-    assert!(errors.is_empty(), "{name}: console errors {errors:#?}");
-    let violations = b.axe().await.unwrap();
-    let bad = serious(&violations);
-    assert!(bad.is_empty(), "{name}: accessibility violations {bad:#?}");
-    b.save_screenshot(&format!("workbench-{name}"))
-        .await
-        .unwrap();
-}
-
-/// Click what submits a form or follows a link, and wait for the next document (an
-/// element found right after the click could still be the old page's).
-async fn click_and_load(b: &Browser, css: &str) {
-    b.execute(
-        "document.documentElement.setAttribute('data-stale', '1');",
-        &[],
-    )
-    .await
-    .unwrap();
-    b.find(css).await.unwrap().click().await.unwrap();
-    b.wait_for("html:not([data-stale])", Duration::from_secs(10))
-        .await
-        .unwrap();
-}
-
 async fn sign_in_as(b: &Browser, base: &str, who: &str) {
     b.goto(&format!("{base}/ui/sign-in")).await.unwrap();
     for button in b.find_all("button.person").await.unwrap() {
@@ -106,14 +80,6 @@ async fn sign_in_as(b: &Browser, base: &str, who: &str) {
         }
     }
     panic!("no one to sign in as {who:?}");
-}
-
-async fn texts(b: &Browser, css: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in b.find_all(css).await.unwrap() {
-        out.push(e.text().await.unwrap());
-    }
-    out
 }
 
 /// Set the as-of control (a `datetime-local` input) and show.

@@ -72,6 +72,33 @@ impl Caller {
     }
 }
 
+/// What a manager's lists are limited to, whatever they asked.
+pub(crate) enum BookScope {
+    /// A team lead: the team's customers.
+    Team(String),
+    /// A manager: their own.
+    Owner(Option<String>),
+}
+
+impl Caller {
+    /// A manager's scope (a team lead's: the team); `None` for every other role, scoped
+    /// by route rather than by customer.
+    pub(crate) fn book_scope(&self) -> Option<BookScope> {
+        match &self.0 {
+            Some(Principal {
+                role: Role::Manager,
+                manager_id,
+                team,
+                ..
+            }) => Some(match team {
+                Some(team) => BookScope::Team(team.clone()),
+                None => BookScope::Owner(manager_id.clone()),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The answer for a customer that does not exist, or that the caller may not see.
 pub(crate) fn no_such_customer(id: &str) -> Problem {
     Problem::not_found(format!(

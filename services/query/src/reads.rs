@@ -6,7 +6,7 @@ use crm_auth::{Principal, Role};
 use crm_projections::queries::{CustomerRow, PeriodRow};
 use crm_projections::CustomerFilter;
 
-use crate::caller::{no_such_customer, Caller, CUSTOMER_READERS};
+use crate::caller::{no_such_customer, BookScope, Caller, CUSTOMER_READERS};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -20,17 +20,10 @@ pub(crate) async fn customers(
     limit: i64,
 ) -> Result<Vec<CustomerRow>, Problem> {
     caller.allow(CUSTOMER_READERS)?;
-    if let Some(Principal {
-        role: Role::Manager,
-        manager_id,
-        team,
-        ..
-    }) = &caller.0
-    {
-        match team {
-            Some(team) => filter.team = Some(team.clone()),
-            None => filter.owner_id = manager_id.clone(),
-        }
+    match caller.book_scope() {
+        Some(BookScope::Team(team)) => filter.team = Some(team),
+        Some(BookScope::Owner(owner)) => filter.owner_id = owner,
+        None => {}
     }
     Ok(s.store.customers_where(&filter, after, limit).await?)
 }

@@ -12,7 +12,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
-use crm_auth::{Principal, Role};
 use crm_domain::customer::CustomerEvent;
 use crm_eventstore::EventStore;
 use crm_projections::queries::complaints::{
@@ -24,7 +23,7 @@ use serde::Deserialize;
 use super::format::{local, maybe_local};
 use super::i18n::Msg;
 use super::view::{urlencode, Chrome, Nav, Viewer};
-use crate::caller::{Caller, CUSTOMER_READERS};
+use crate::caller::{BookScope, Caller, CUSTOMER_READERS};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -85,17 +84,11 @@ fn filter(caller: &Caller, q: &ComplaintsQuery) -> Result<ComplaintFilter, Probl
         severity,
         state,
     };
-    if let Some(Principal {
-        role: Role::Manager,
-        manager_id,
-        team,
-        ..
-    }) = &caller.0
-    {
-        match team {
-            Some(team) => f.team = Some(team.clone()),
-            None => f.owner_id = manager_id.clone(),
-        }
+    // A manager's complaints are those of their book, as the customer list's.
+    match caller.book_scope() {
+        Some(BookScope::Team(team)) => f.team = Some(team),
+        Some(BookScope::Owner(owner)) => f.owner_id = owner,
+        None => {}
     }
     Ok(f)
 }
@@ -438,6 +431,7 @@ fn complaint_of(e: &CustomerEvent) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crm_auth::{Principal, Role};
 
     fn manager(team: Option<&str>) -> Caller {
         Caller(Some(Principal {
