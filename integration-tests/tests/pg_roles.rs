@@ -94,7 +94,12 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
     };
     let (writer, _) = login("crm_writer");
     let (query, _) = login("crm_query");
-    for (name, role) in [(&writer, "crm_writer"), (&query, "crm_query")] {
+    let (auditor, _) = login("crm_auditor");
+    for (name, role) in [
+        (&writer, "crm_writer"),
+        (&query, "crm_query"),
+        (&auditor, "crm_auditor"),
+    ] {
         sqlx::query(&format!("CREATE ROLE \"{name}\" LOGIN IN ROLE {role}"))
             .execute(&mut admin)
             .await
@@ -219,6 +224,8 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
         format!("{direct:?}").contains("permission denied"),
         "{direct:?}"
     );
+
+    an_auditor_records_verifications_and_nothing_else(&db.url, &auditor, customers[0]).await;
 
     // The matrix: (role, statement, allowed).
     let matrix: Vec<(&str, &str, bool)> = vec![
@@ -370,4 +377,72 @@ async fn an_owner_without_createrole_migrates_when_the_roles_exist() {
         recorded.map(hex::encode).as_deref(),
         Some(crm_eventstore::migrations::ROLES_FIRST_CHECKSUM)
     );
+}
+
+/// `crm audit verify` as an auditor's read-only role: it verifies, and records its result
+/// through `crm_append_verification`; that wrapper takes nothing else.
+async fn an_auditor_records_verifications_and_nothing_else(
+    db_url: &str,
+    auditor: &str,
+    customer: CustomerId,
+) {
+    let out = Process::new(crm_integration_tests::binary("crm"))
+        .args([
+            "audit",
+            "verify",
+            "--migrate",
+            "off",
+            "--actor",
+            "person:auditor.zhou",
+        ])
+        .args(["--store", &url_as(db_url, auditor)])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("recorded as verification #1 by person:auditor.zhou"),
+        "{stderr}"
+    );
+    let admin = crm_eventstore::postgres::PgEventStore::connect(db_url, 1)
+        .await
+        .unwrap();
+    let last = crm_audit::verification::last(&admin)
+        .await
+        .unwrap()
+        .expect("the verification recorded");
+    assert_eq!(
+        (last.number, last.actor.as_str()),
+        (1, "person:auditor.zhou")
+    );
+    assert!(last.result.ok && last.result.events > 0, "{last:?}");
+
+    let as_auditor = sqlx::PgPool::connect(&url_as(db_url, auditor))
+        .await
+        .unwrap();
+    let restricted = crm_eventstore::postgres::PgEventStore::from_pool(as_auditor.clone())
+        .verification_records_only();
+    for (stream, event_type) in [
+        (format!("customer-{customer}"), "ChainVerified"),
+        ("verification-chain".to_string(), "PersonalDataRead"),
+    ] {
+        let mut forged =
+            crm_eventstore::conformance::request(&stream, crm_eventstore::ExpectedVersion::Any, 1);
+        forged.writes[0].events[0].event_type = event_type.into();
+        let refused = restricted.append(forged.clone()).await;
+        assert!(
+            format!("{refused:?}").contains("verification-chain only"),
+            "{stream} {event_type}: {refused:?}"
+        );
+        let direct = crm_eventstore::postgres::PgEventStore::from_pool(as_auditor.clone())
+            .append(forged)
+            .await;
+        assert!(
+            format!("{direct:?}").contains("permission denied"),
+            "{direct:?}"
+        );
+    }
 }

@@ -695,13 +695,17 @@ async fn held_at_end_is_the_portfolio(b: &Browser, d: &Demo, m: &str) -> usize {
     held.len()
 }
 
-/// The demo sealed its log: the checkpoints checked link, and the latest one's events
-/// are those it sealed.
+/// The demo sealed its log and verified it: the checkpoints checked link, the last
+/// verification is shown, and the latest checkpoint's events are those it sealed.
 async fn the_checkpoint_chain_links(b: &Browser, d: &Demo) {
     b.goto(&format!("{}/ui/audit", d.base)).await.unwrap();
     click_and_load(b, "#check-chain").await;
     check_page(b, "audit-checkpoints").await;
     b.find("#chain-status[data-linked='true']").await.unwrap();
+    // The demo's full verification, recorded in the store as `crm audit verify` records it.
+    b.find("#last-verification[data-ok='true'][data-number='1']")
+        .await
+        .unwrap();
     let rows = attrs(b, "#checkpoints tbody tr", "data-linked").await;
     assert!(
         !rows.is_empty() && rows.iter().all(|l| l == "true"),

@@ -4,13 +4,15 @@
 //! the event. [`checkpoint`] seals the global log with global checkpoints and
 //! [`verify`] checks every hash chain and checkpoint, naming the first bad event;
 //! [`export`] writes a self-contained, verifiable SQLite copy of part of the log;
-//! [`reads`] lists who read which customer's personal data, when, through which route.
+//! [`reads`] lists who read which customer's personal data, when, through which route;
+//! [`verification`] keeps each verification's result in the store.
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
 pub mod export;
 pub mod ownership;
 pub mod reads;
+pub mod verification;
 pub mod verify;
 
 pub use checkpoint::{seal_pending, DEFAULT_EVENTS_PER_CHECKPOINT};

@@ -122,6 +122,8 @@ pub struct VerifyReport {
     pub unsealed_events: u64,
     /// The last checkpoint: its number and hash (what to keep outside the database).
     pub head: Option<(u64, ChainHash)>,
+    /// The log position of the last event checked.
+    pub through: Option<LogPosition>,
     /// Every finding, in log order; the first is the first bad event.
     pub problems: Vec<Problem>,
 }
@@ -229,6 +231,7 @@ pub async fn verify<S: EventStore>(
     // hashes are computed here.
     let mut events = store.read_all(LogPosition::START, page).await?;
     while let Some(last) = events.last() {
+        v.report.through = Some(last.log_position);
         let check = async {
             for e in &events {
                 v.event(e).await?;

@@ -423,6 +423,25 @@ async fn sqlite_tampering_is_named_too() {
         .problems
         .iter()
         .any(|p| p.kind == ProblemKind::Deleted && p.position == Some(deleted.log_position)));
+
+    // The failed verification is recorded as it came out, and read back as the last one.
+    use crm_audit::verification::{last, record, Verification};
+    assert_eq!(last(&store).await.unwrap(), None);
+    let result = Verification::of(&report, std::time::Duration::from_millis(1_234));
+    let at = chrono::Utc::now();
+    assert_eq!(
+        record(&store, &result, "person:auditor", at).await.unwrap(),
+        1
+    );
+    let read = last(&store).await.unwrap().expect("recorded");
+    assert_eq!((read.number, read.actor.as_str()), (1, "person:auditor"));
+    assert_eq!(read.result, result);
+    assert!(!read.result.ok);
+    assert_eq!(read.result.problems, report.problems.len() as u64);
+    assert_eq!(read.result.through, report.through);
+    let named = read.result.first_problem.expect("the first problem");
+    assert!(named.contains(&flipped.event_id.to_string()), "{named}");
+    assert_eq!(read.result.took_ms, 1_234);
 }
 
 #[tokio::test]

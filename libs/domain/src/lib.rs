@@ -11,6 +11,7 @@ pub mod context;
 pub mod customer;
 pub mod error;
 pub mod event_codec;
+pub mod evidence;
 pub mod ids;
 pub mod manager;
 pub mod normalize;

@@ -50,6 +50,16 @@ impl AnyEventStore {
         }
     }
 
+    /// This store appends only verification results (`crm audit verify`'s): on
+    /// PostgreSQL through the wrapper an auditor's read-only role may call
+    /// ([`PgEventStore::verification_records_only`]); the embedded store has no roles.
+    pub fn verification_records_only(self) -> Self {
+        match self {
+            Self::Postgres(s) => Self::Postgres(s.verification_records_only()),
+            s @ Self::Sqlite(_) => s,
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Self::Postgres(_) => "postgres",

@@ -108,6 +108,11 @@ pub fn postgres() -> Migrator {
             "access records",
             include_str!("../migrations/postgres/0007_access_records.sql"),
         ),
+        (
+            8,
+            "verification records",
+            include_str!("../migrations/postgres/0008_verification_records.sql"),
+        ),
     ]);
     keep_first_checksum(&mut migrator, 6, ROLES_FIRST_CHECKSUM);
     migrator

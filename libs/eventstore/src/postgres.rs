@@ -40,7 +40,8 @@ use crm_telemetry::names;
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: PgPool,
-    /// `crm_append`, or a restricted wrapper ([`PgEventStore::access_records_only`]).
+    /// `crm_append`, or a restricted wrapper ([`PgEventStore::access_records_only`],
+    /// [`PgEventStore::verification_records_only`]).
     append_sql: &'static str,
     beliefs: std::sync::Arc<std::sync::Mutex<Beliefs>>,
     #[cfg(feature = "testing")]
@@ -171,6 +172,13 @@ impl PgEventStore {
     /// This store appends only records of personal-data reads (the query service's).
     pub fn access_records_only(mut self) -> Self {
         self.append_sql = ACCESS_APPEND_SQL;
+        self
+    }
+
+    /// This store appends only results of chain verifications (`crm audit verify`'s, which
+    /// an auditor's read-only role may record).
+    pub fn verification_records_only(mut self) -> Self {
+        self.append_sql = VERIFICATION_APPEND_SQL;
         self
     }
 
@@ -345,6 +353,13 @@ const BELIEFS_MAX: usize = 250_000;
 /// `PersonalDataRead` events in `access-…` streams (the `crm_query` role may call nothing
 /// else that writes).
 const ACCESS_APPEND_SQL: &str = "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append_access(\
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+    $21, $22, $23, $24, $25, $26, $27, $28, $29)";
+
+/// `crm audit verify`'s store: appends go through `crm_append_verification`, which takes
+/// only `ChainVerified` events in the `verification-chain` stream.
+const VERIFICATION_APPEND_SQL: &str =
+    "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append_verification(\
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
     $21, $22, $23, $24, $25, $26, $27, $28, $29)";
 

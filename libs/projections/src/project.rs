@@ -38,14 +38,14 @@ pub type Changes = Vec<Vec<Change>>;
 pub enum Decoded {
     Customer(String, CustomerEvent),
     Manager(ManagerEvent),
-    /// Changes no read model: records of personal-data reads (audit evidence), and the
-    /// policy's history (read from the event store).
+    /// Changes no read model: evidence (records of personal-data reads, verification
+    /// results), and the policy's history (read from the event store).
     Nothing,
 }
 
 /// Decode `e` for the read models; an event that cannot be projected is poison.
 pub fn decode<P: Payload>(e: &RecordedEvent<P>) -> Result<Decoded, Poison> {
-    if e.stream_id.starts_with(personal::ACCESS_LOG_PREFIX) {
+    if crm_domain::evidence::is_evidence(&e.stream_id) {
         return Ok(Decoded::Nothing);
     }
     let decoded = DomainEvent::decode(&e.event_type, e.schema_version, &e.payload)

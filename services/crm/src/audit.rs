@@ -127,6 +127,15 @@ pub struct VerifyArgs {
     /// fails if the stored checkpoint differs (a history rewritten with new hashes).
     #[arg(long = "expect", value_parser = parse_anchor)]
     expect: Vec<(u64, ChainHash)>,
+    /// Who verifies (`person:<id>`, or `system:<job>` for a scheduled run): recorded with
+    /// the result.
+    #[arg(long, default_value = "system:crm-audit-verify")]
+    actor: crm_domain::Actor,
+    /// Do not record the result in the store (the workbench shows the last recorded
+    /// one). An audit export (`sqlite://` file written by `crm audit export`) is never
+    /// written to.
+    #[arg(long)]
+    no_record: bool,
     #[command(flatten)]
     store: Store,
 }
@@ -323,13 +332,14 @@ async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
 }
 
 async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
-    let store = open(&a.store).await?;
+    let store = open(&a.store).await?.verification_records_only();
     let started = std::time::Instant::now();
     let json = a.store.json;
     let export = match a.store.store.strip_prefix("sqlite://") {
         Some(path) => crm_audit::read_export(std::path::Path::new(path)).await?,
         None => None,
     };
+    let record = !a.no_record && export.is_none();
     let options = match export {
         Some((manifest, bases)) => {
             if !json {
@@ -349,7 +359,8 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         }
     })
     .await?;
-    let secs = started.elapsed().as_secs_f64();
+    let took = started.elapsed();
+    let secs = took.as_secs_f64();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -360,9 +371,30 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         );
         print_verify(&report);
     }
+    if record {
+        record_result(&store, &report, took, &a.actor).await?;
+    }
     if !report.ok() {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+/// Keep the result in the store, where the workbench shows the last one.
+async fn record_result(
+    store: &AnyEventStore,
+    report: &crm_audit::VerifyReport,
+    took: std::time::Duration,
+    actor: &crm_domain::Actor,
+) -> anyhow::Result<()> {
+    let result = crm_audit::verification::Verification::of(report, took);
+    let outcome = if report.ok() { "passed" } else { "failed" };
+    let n = crm_audit::verification::record(store, &result, &actor.to_string(), chrono::Utc::now())
+        .await
+        .with_context(|| {
+            format!("the verification {outcome}, but its result could not be recorded (--no-record skips recording)")
+        })?;
+    eprintln!("  recorded as verification #{n} by {actor}");
     Ok(())
 }
 

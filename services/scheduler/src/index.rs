@@ -36,9 +36,7 @@ impl TimerIndex {
     /// Fold one event of the global log (read in commit-safe order). Events the scheduler
     /// cannot read are skipped: they cannot carry a deadline it could act on.
     pub fn apply(&mut self, e: &RecordedEvent) {
-        if e.stream_id
-            .starts_with(crm_domain::customer::personal::ACCESS_LOG_PREFIX)
-        {
+        if crm_domain::evidence::is_evidence(&e.stream_id) {
             return;
         }
         let Ok(event) = DomainEvent::decode(&e.event_type, e.schema_version, &e.payload) else {

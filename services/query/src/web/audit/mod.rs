@@ -131,6 +131,48 @@ pub(crate) struct LastCheckpoint {
     pub sealed_at: String,
 }
 
+/// The last verification recorded by `crm audit verify` (every chain and checkpoint over
+/// the whole log), as the audit pages show it.
+pub(crate) struct LastVerification {
+    pub number: u64,
+    pub at: String,
+    pub actor: String,
+    pub ok: bool,
+    pub events: u64,
+    pub streams: u64,
+    pub checkpoints: u64,
+    pub through: String,
+    pub problems: u64,
+    pub first_problem: Option<String>,
+    pub took_s: String,
+}
+
+/// The last recorded verification, if any.
+async fn last_verification(
+    store: &AnyEventStore,
+    cal: &Calendar,
+) -> Result<Option<LastVerification>, Problem> {
+    let last = crm_audit::verification::last(store)
+        .await
+        .map_err(Problem::store)?;
+    Ok(last.map(|v| LastVerification {
+        number: v.number,
+        at: local_s(cal, v.at),
+        actor: v.actor,
+        ok: v.result.ok,
+        events: v.result.events,
+        streams: v.result.streams,
+        checkpoints: v.result.checkpoints,
+        through: v
+            .result
+            .through
+            .map_or_else(|| "-".to_string(), |p| p.to_string()),
+        problems: v.result.problems,
+        first_problem: v.result.first_problem,
+        took_s: format!("{:.1}", v.result.took_ms as f64 / 1000.0),
+    }))
+}
+
 #[derive(Template)]
 #[template(path = "audit.html")]
 pub(crate) struct AuditPage {
@@ -141,6 +183,7 @@ pub(crate) struct AuditPage {
     pub m_from: String,
     pub m_to: String,
     pub last: Option<LastCheckpoint>,
+    pub verification: Option<LastVerification>,
 }
 
 /// `/ui/audit`: the four audits, each a form (or a summary and a link).
@@ -173,6 +216,7 @@ async fn build(s: &AppState, viewer: &Viewer) -> Result<AuditPage, Problem> {
         m_from: input_s(cal, from),
         m_to: input_s(cal, to),
         last,
+        verification: last_verification(store, cal).await?,
     })
 }
 

@@ -17,7 +17,7 @@ use crm_eventstore::{
     AnyEventStore, ChainHash, EventStore, GlobalCheckpoint, LogPosition, RecordedEvent,
 };
 
-use super::{audit_store, local_s};
+use super::{audit_store, last_verification, local_s, LastVerification};
 use crate::problem::Problem;
 use crate::web::i18n::Msg;
 use crate::web::view::{Chrome, Nav, Viewer};
@@ -270,6 +270,7 @@ pub(crate) struct CheckpointsPage {
     pub linked: bool,
     pub took_ms: u128,
     pub span: Option<SpanCheck>,
+    pub verification: Option<LastVerification>,
 }
 
 /// `/ui/audit/checkpoints`.
@@ -336,6 +337,7 @@ async fn build(s: &AppState, viewer: &Viewer, span: bool) -> Result<CheckpointsP
         lines,
         took_ms,
         span,
+        verification: last_verification(store, &s.calendar).await?,
     })
 }
 
