@@ -15,7 +15,8 @@ use std::fmt::Write as _;
 use crate::change::{Change, Cond, Insert, Set, Update, Value};
 use crate::plan::{Move, Plan};
 use crate::schema::{
-    AddedColumn, DroppedColumn, Kind, Projection, Table, ADDED_COLUMNS, DROPPED_COLUMNS,
+    AddedColumn, DroppedColumn, Kind, Projection, Table, ADDED_COLUMNS, ADDED_INDEXES,
+    DROPPED_COLUMNS,
 };
 use crate::store::{Prepared, ReadError};
 
@@ -844,7 +845,14 @@ impl Projection {
                 t.name,
                 t.primary_key.join(", ")
             ));
-            for (ix, cols) in t.indexes {
+            for (ix, cols) in t.indexes.iter().filter(|(ix, _)| {
+                // As migration `m` created it: without the indexes added later.
+                !as_created.is_some_and(|m| {
+                    ADDED_INDEXES
+                        .iter()
+                        .any(|a| a.table == t.name && a.index == *ix && a.migration > m)
+                })
+            }) {
                 out.push(format!(
                     "CREATE INDEX {}{suffix}_{ix} ON {}{suffix} ({cols})",
                     t.name, t.name
@@ -984,6 +992,21 @@ pub fn migration_sql(since: i64) -> String {
     }
     for a in ADDED_COLUMNS.iter().filter(|a| a.migration == since) {
         sql.push(add_column(a));
+    }
+    for a in ADDED_INDEXES.iter().filter(|a| a.migration == since) {
+        let cols = crate::schema::PROJECTIONS
+            .iter()
+            .flat_map(|p| p.tables.iter())
+            .filter(|t| t.name == a.table)
+            .flat_map(|t| t.indexes.iter())
+            .find(|(ix, _)| *ix == a.index)
+            .map(|(_, cols)| *cols)
+            .expect("an added index is declared");
+        sql.push(format!(
+            "CREATE INDEX {t}_{ix} ON {t} ({cols})",
+            t = a.table,
+            ix = a.index
+        ));
     }
     for (_, steps) in crate::schema::MIGRATION_STEPS
         .iter()

@@ -64,6 +64,8 @@ pub(crate) struct AppState {
     pub(crate) calendar: Calendar,
     /// The workbench's sessions and sign-in.
     pub(crate) web: web::Workbench,
+    /// Answers too slow for a page to wait for (`web::slow`).
+    pub(crate) slow: web::slow::Caches,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
             security,
             calendar,
             web,
+            slow: Default::default(),
         }
     }
 }

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use crm_projections::ReadError;
 
 /// A refused query.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Problem {
     pub(crate) status: StatusCode,
     pub(crate) code: &'static str,

@@ -70,7 +70,7 @@ impl std::str::FromStr for SlaState {
 
 /// Which complaints; `None` matches everything. A manager's scope is set here by the
 /// caller's code, as for the customer list (`owner_id`, or a team lead's `team`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ComplaintFilter {
     /// Customers owned by this manager now.
     pub owner_id: Option<String>,

@@ -6,6 +6,7 @@
 //! records, as everywhere.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 use super::format::{local, maybe_local};
 use super::i18n::Msg;
+use super::slow::Answer;
 use super::view::{urlencode, Chrome, Nav, Viewer};
 use crate::caller::{BookScope, Caller, CUSTOMER_READERS};
 use crate::problem::Problem;
@@ -132,6 +134,7 @@ pub(crate) struct ComplaintsPage {
     pub lines: Vec<ComplaintLine>,
     pub next: Option<String>,
     pub first: Option<String>,
+    pub counted: Counted,
 }
 
 pub(crate) async fn list(
@@ -145,6 +148,41 @@ pub(crate) async fn list(
     }
 }
 
+/// The open complaints counted (through [`super::slow`]: every open complaint is judged,
+/// hundreds of thousands at W2's size); with when they were counted, when not for this
+/// visit; `None` while they are being counted.
+async fn counts(
+    s: &AppState,
+    f: &ComplaintFilter,
+) -> Result<(Option<Arc<Vec<ComplaintCount>>>, Counted), Problem> {
+    let store = s.store.clone();
+    let filter = f.clone();
+    let answer = s
+        .slow
+        .complaint_counts
+        .get(f.clone(), move || async move {
+            let now = Utc::now().timestamp_micros();
+            Ok(store.open_complaint_counts(&filter, now).await?)
+        })
+        .await?;
+    Ok(match answer {
+        Answer::Now(c) => (Some(c.value), Counted::Now),
+        Answer::Earlier(c) => (
+            Some(c.value),
+            Counted::At(local(&s.calendar, c.at.timestamp_micros())),
+        ),
+        Answer::Pending => (None, Counted::Pending),
+    })
+}
+
+/// When the counts on the page were counted.
+pub(crate) enum Counted {
+    Now,
+    /// Earlier, at this local time.
+    At(String),
+    Pending,
+}
+
 async fn build_list(
     s: &AppState,
     viewer: &Viewer,
@@ -155,7 +193,7 @@ async fn build_list(
     let f = filter(caller, q)?;
     let after = q.after.clone().unwrap_or_default();
     let now = Utc::now().timestamp_micros();
-    let counts = s.store.open_complaint_counts(&f, now).await?;
+    let (counts, counted) = counts(s, &f).await?;
     let mut rows = s.store.open_complaints(&f, now, &after, PAGE).await?;
     reveal(s, caller, "workbench.complaints", &mut rows).await?;
     let names = super::ownership::manager_names(s).await?;
@@ -177,7 +215,7 @@ async fn build_list(
         .then(|| rows.last())
         .flatten()
         .map(|k| format!("{base}after={}", urlencode(&k.complaint_id)));
-    let (counts, totals) = count_lines(&counts);
+    let (counts, totals) = count_lines(counts.as_deref().map_or(&[], Vec::as_slice));
     Ok(ComplaintsPage {
         chrome: viewer.chrome(
             s,
@@ -205,6 +243,7 @@ async fn build_list(
             .collect(),
         next,
         first: (!after.is_empty()).then(|| base.trim_end_matches(['?', '&']).to_string()),
+        counted,
     })
 }
 

@@ -9,11 +9,12 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use crm_projections::calendar::Granularity;
-use crm_projections::funnel::{Conversion, Slice, StageCount};
+use crm_projections::funnel::{Conversion, Slice, StageCount, TimeInStage};
 use serde::Deserialize;
 
-use super::format::{input_value, parse_instant, percent};
+use super::format::{input_value, local, parse_instant, percent};
 use super::i18n::Msg;
+use super::slow::Answer;
 use super::view::{Chrome, Nav, Viewer};
 use crate::caller::AGGREGATE_READERS;
 use crate::problem::Problem;
@@ -74,6 +75,10 @@ pub(crate) struct FunnelPage {
     pub slice: String,
     pub as_of_input: String,
     pub stages: Vec<StageCount>,
+    /// Conversion, time in stage and moves are still being computed (a large book).
+    pub pending: bool,
+    /// When they were computed and how long it took (seconds), when not for this visit.
+    pub computed: Option<(String, String)>,
     pub conversion: Vec<ConversionLine>,
     /// The chart's data, JSON with `<` escaped (it sits in a `<script>` element).
     pub chart: String,
@@ -96,6 +101,7 @@ pub(crate) struct StayLine {
 }
 
 /// Moves from one stage to another in the window.
+#[derive(Clone)]
 pub(crate) struct MoveLine {
     pub slice: String,
     pub from: Option<String>,
@@ -163,13 +169,50 @@ pub(crate) async fn page(
     }
 }
 
+/// The funnel's figures grouped from every fact of the book: slow on a large one, so
+/// asked through [`super::slow`].
+pub(crate) struct Figures {
+    conversion: Vec<Conversion>,
+    stays: Vec<TimeInStage>,
+    moves: Vec<MoveLine>,
+}
+
+/// Conversion, time in stage and the last 30 days' moves of `slice`, as a page waits
+/// for them.
+async fn figures(s: &AppState, slice: Slice, name: &str) -> Result<Answer<Figures>, Problem> {
+    let state = s.clone();
+    s.slow
+        .funnel
+        .get(name.to_string(), move || async move {
+            Ok(Figures {
+                conversion: state.store.conversion(slice).await?,
+                stays: state.store.time_in_stage(slice).await?,
+                moves: moves(&state, slice).await?,
+            })
+        })
+        .await
+}
+
 async fn build(s: &AppState, viewer: &Viewer, q: &FunnelQuery) -> Result<FunnelPage, Problem> {
     viewer.caller.allow(AGGREGATE_READERS)?;
     let a = asked(s, q)?;
     let stages = s.store.stage_counts(a.at, a.slice).await?;
-    let conversion = s.store.conversion(a.slice).await?;
-    let stays = s.store.time_in_stage(a.slice).await?;
-    let moves = moves(s, a.slice).await?;
+    let (figures, computed) = match figures(s, a.slice, &a.slice_name).await? {
+        Answer::Now(c) => (Some(c.value), None),
+        Answer::Earlier(c) => {
+            let at = local(&s.calendar, c.at.timestamp_micros());
+            let took = format!("{:.1}", c.took.as_secs_f64());
+            (Some(c.value), Some((at, took)))
+        }
+        Answer::Pending => (None, None),
+    };
+    let pending = figures.is_none();
+    let empty = Figures {
+        conversion: Vec::new(),
+        stays: Vec::new(),
+        moves: Vec::new(),
+    };
+    let f = figures.as_deref().unwrap_or(&empty);
     let as_of =
         a.at.map(|t| input_value(&s.calendar, t))
             .unwrap_or_default();
@@ -185,31 +228,34 @@ async fn build(s: &AppState, viewer: &Viewer, q: &FunnelQuery) -> Result<FunnelP
         as_of_input: as_of,
         chart: chart_json(&stages),
         stages,
-        conversion: conversion.into_iter().map(conversion_line).collect(),
+        pending,
+        computed,
+        conversion: f.conversion.iter().map(conversion_line).collect(),
         csv_stages: format!("/ui/funnel.csv?{query}&table=stages"),
         csv_conversion: format!("/ui/funnel.csv?{query}&table=conversion"),
-        time_in_stage: stays
-            .into_iter()
+        time_in_stage: f
+            .stays
+            .iter()
             .map(|t| StayLine {
                 median: duration(t.median_seconds),
-                slice: t.slice,
-                stage: t.stage,
+                slice: t.slice.clone(),
+                stage: t.stage.clone(),
                 stays: t.completed_stays,
             })
             .collect(),
         csv_time_in_stage: format!("/ui/funnel.csv?{query}&table=time_in_stage"),
-        reactivated: moves.iter().map(|m| m.reactivations).sum(),
-        moves,
+        reactivated: f.moves.iter().map(|m| m.reactivations).sum(),
+        moves: f.moves.clone(),
         csv_moves: format!("/ui/funnel.csv?{query}&table=moves"),
     })
 }
 
-fn conversion_line(c: Conversion) -> ConversionLine {
+fn conversion_line(c: &Conversion) -> ConversionLine {
     ConversionLine {
         next_step: percent(c.next_step_rate),
         cumulative: percent(c.cumulative_rate),
-        slice: c.slice,
-        stage: c.stage,
+        slice: c.slice.clone(),
+        stage: c.stage.clone(),
         entered: c.entered,
         reached_next: c.reached_next,
     }

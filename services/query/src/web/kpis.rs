@@ -347,15 +347,22 @@ pub(crate) struct Cell {
     pub shown: String,
 }
 
-/// A row of the table: one key in one period.
+/// A row of the table: one key in one period, as shown.
 pub(crate) struct Line {
     pub key: String,
     pub label: String,
     pub period: String,
     pub period_start: String,
     pub cells: Vec<Cell>,
-    period_start_us: i64,
-    values: Vec<Option<f64>>,
+}
+
+/// A row as it is sorted and charted: every row of the answer is one (tens of thousands
+/// at W2's size); only the page's rows become [`Line`]s.
+struct Ranked<'a> {
+    row: &'a KpiRow,
+    label: &'a str,
+    /// The figure sorted by, if a KPI.
+    sorted: Option<f64>,
 }
 
 #[derive(Template)]
@@ -408,14 +415,18 @@ async fn build(s: &AppState, viewer: &Viewer, q: &KpisQuery) -> Result<KpisPage,
         Level::Manager => super::ownership::manager_names(s).await?,
         _ => HashMap::new(),
     };
-    let mut lines: Vec<Line> = rows
+    let mut ranked: Vec<Ranked> = rows
         .iter()
-        .map(|r| line(cal, a.g, viewer.lang, &names, r))
+        .map(|r| Ranked {
+            row: r,
+            label: names.get(&r.key).map_or(r.key.as_str(), String::as_str),
+            sorted: r.value(a.sort),
+        })
         .collect();
-    sort(&mut lines, a.sort, a.desc);
-    let (chart, charted, keys) = chart_json(&lines, &a, viewer.lang);
+    sort(&mut ranked, a.sort, a.desc);
+    let (chart, charted, keys) = chart_json(&ranked, &a, cal, viewer.lang);
     let here = format!("/ui/kpis?{}", a.query(a.sort, a.desc, a.kpi.name));
-    let total = lines.len();
+    let total = ranked.len();
     let page = q.page.unwrap_or(1);
     let (start, end, pages) = page_range(total, page);
     let page = start / ROWS_PER_PAGE + 1;
@@ -427,7 +438,10 @@ async fn build(s: &AppState, viewer: &Viewer, q: &KpisQuery) -> Result<KpisPage,
         prev: (page > 1).then(|| link(page - 1)),
         next: (page < pages).then(|| link(page + 1)),
     };
-    let lines: Vec<Line> = lines.drain(start..end).collect();
+    let lines: Vec<Line> = ranked[start..end]
+        .iter()
+        .map(|r| line(cal, a.g, viewer.lang, r))
+        .collect();
     Ok(KpisPage {
         chrome: viewer.chrome(s, Nav::Kpis, &here),
         levels: [
@@ -492,33 +506,25 @@ fn headers(a: &Asked) -> Vec<Header> {
         .collect()
 }
 
-fn line(
-    cal: &Calendar,
-    g: Granularity,
-    lang: Lang,
-    names: &HashMap<String, String>,
-    r: &KpiRow,
-) -> Line {
-    let json = serde_json::to_value(r).unwrap_or_default();
-    let mut cells = Vec::with_capacity(KPIS.len());
-    let mut values = Vec::with_capacity(KPIS.len());
-    for k in KPIS {
-        let v = json.get(k.name).cloned().unwrap_or_default();
-        let value = v.as_f64();
-        cells.push(Cell {
-            raw: v.to_string(),
-            shown: shown(k.kind, value, lang),
-        });
-        values.push(value);
-    }
+fn line(cal: &Calendar, g: Granularity, lang: Lang, r: &Ranked) -> Line {
+    let json = serde_json::to_value(r.row).unwrap_or_default();
+    let cells = KPIS
+        .iter()
+        .map(|k| {
+            let v = json.get(k.name).cloned().unwrap_or_default();
+            Cell {
+                shown: shown(k.kind, v.as_f64(), lang),
+                raw: v.to_string(),
+            }
+        })
+        .collect();
+    let row = r.row;
     Line {
-        label: names.get(&r.key).cloned().unwrap_or_else(|| r.key.clone()),
-        key: r.key.clone(),
-        period: period_label(cal, g, r.period_start_us, r.period_end_us),
-        period_start: r.period_start.clone(),
-        period_start_us: r.period_start_us,
+        label: r.label.to_string(),
+        key: row.key.clone(),
+        period: period_label(cal, g, row.period_start_us, row.period_end_us),
+        period_start: row.period_start.clone(),
         cells,
-        values,
     }
 }
 
@@ -574,59 +580,59 @@ fn scaled(kind: Kind, v: f64) -> f64 {
 
 /// Sort by a column; rows without a value last whichever the direction, ties by key
 /// and period.
-fn sort(lines: &mut [Line], by: &str, desc: bool) {
-    let kpi = KPIS.iter().position(|k| k.name == by);
+fn sort(lines: &mut [Ranked], by: &str, desc: bool) {
     lines.sort_by(|a, b| {
-        let order = match (by, kpi) {
-            ("key", _) => a.label.cmp(&b.label).then_with(|| a.key.cmp(&b.key)),
-            ("period", _) => a.period_start_us.cmp(&b.period_start_us),
-            (_, Some(i)) => match (a.values[i], b.values[i]) {
+        let (ra, rb) = (a.row, b.row);
+        let order = match by {
+            "key" => a.label.cmp(b.label).then_with(|| ra.key.cmp(&rb.key)),
+            "period" => ra.period_start_us.cmp(&rb.period_start_us),
+            _ => match (a.sorted, b.sorted) {
                 (Some(x), Some(y)) => x.total_cmp(&y),
                 (Some(_), None) => return std::cmp::Ordering::Less,
                 (None, Some(_)) => return std::cmp::Ordering::Greater,
                 (None, None) => std::cmp::Ordering::Equal,
             },
-            _ => std::cmp::Ordering::Equal,
         };
         let order = if desc { order.reverse() } else { order };
         order
-            .then_with(|| a.key.cmp(&b.key))
-            .then_with(|| a.period_start_us.cmp(&b.period_start_us))
+            .then_with(|| ra.key.cmp(&rb.key))
+            .then_with(|| ra.period_start_us.cmp(&rb.period_start_us))
     });
 }
 
 /// `{"x": "Period", "labels": [period, ..], "series": [{"label": key, "values": [..]}]}`: the chosen
 /// KPI per period, one series for each of the keys largest by portfolio at the end of
 /// the period (at most [`CHART_SERIES`]); with how many were drawn, of how many.
-fn chart_json(lines: &[Line], a: &Asked, lang: Lang) -> (String, usize, usize) {
-    let mut periods: BTreeMap<i64, &str> = BTreeMap::new();
-    let mut by_key: BTreeMap<(&str, &str), Vec<&Line>> = BTreeMap::new();
+fn chart_json(lines: &[Ranked], a: &Asked, cal: &Calendar, lang: Lang) -> (String, usize, usize) {
+    let mut periods: BTreeMap<i64, String> = BTreeMap::new();
+    let mut by_key: BTreeMap<(&str, &str), Vec<&KpiRow>> = BTreeMap::new();
     for l in lines {
-        periods.insert(l.period_start_us, &l.period);
-        by_key.entry((&l.label, &l.key)).or_default().push(l);
+        let r = l.row;
+        periods
+            .entry(r.period_start_us)
+            .or_insert_with(|| period_label(cal, a.g, r.period_start_us, r.period_end_us));
+        by_key.entry((l.label, &r.key)).or_default().push(r);
     }
     let index: HashMap<i64, usize> = periods.keys().enumerate().map(|(i, p)| (*p, i)).collect();
-    let k = KPIS.iter().position(|k| k.name == a.kpi.name).unwrap_or(0);
-    let last_portfolio = |ls: &[&Line]| {
-        ls.iter()
-            .max_by_key(|l| l.period_start_us)
-            .and_then(|l| l.values[0])
-            .unwrap_or(0.0)
+    let last_portfolio = |rs: &[&KpiRow]| {
+        rs.iter()
+            .max_by_key(|r| r.period_start_us)
+            .map_or(0, |r| r.portfolio)
     };
-    let mut keys: Vec<(&(&str, &str), &Vec<&Line>)> = by_key.iter().collect();
+    let mut keys: Vec<(&(&str, &str), &Vec<&KpiRow>)> = by_key.iter().collect();
     keys.sort_by(|x, y| {
         last_portfolio(y.1)
-            .total_cmp(&last_portfolio(x.1))
+            .cmp(&last_portfolio(x.1))
             .then(x.0.cmp(y.0))
     });
     let series: Vec<serde_json::Value> = keys
         .iter()
         .take(CHART_SERIES)
-        .map(|((label, _), ls)| {
+        .map(|((label, _), rs)| {
             let mut values = vec![serde_json::Value::Null; periods.len()];
-            for l in ls.iter() {
-                if let Some(v) = l.values[k] {
-                    values[index[&l.period_start_us]] = scaled(a.kpi.kind, v).into();
+            for r in rs.iter() {
+                if let Some(v) = r.value(a.kpi.name) {
+                    values[index[&r.period_start_us]] = scaled(a.kpi.kind, v).into();
                 }
             }
             serde_json::json!({"label": label, "values": values})

@@ -16,6 +16,7 @@ mod ownership;
 mod returns;
 pub mod session;
 mod signin;
+pub(crate) mod slow;
 mod view;
 
 use std::sync::Arc;
