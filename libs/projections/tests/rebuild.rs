@@ -175,6 +175,15 @@ async fn verify_finds_tampering_and_rebuild_repairs_it_while_queries_run() {
             .await
             .unwrap();
             assert_eq!((indexes, unique), (n as i64, 1), "indexes of {table}");
+            // And the planner's statistics: analyzed, not taken for empty.
+            let analyzed: bool = sqlx::query_scalar(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables                  WHERE relname = $1 AND schemaname = 'public'",
+            )
+            .bind(&table)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            assert!(analyzed, "{table} analyzed after the rebuild");
         }
     }
     // The analysts' views follow the switch-over, and stay read-only and impersonal.

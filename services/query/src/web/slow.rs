@@ -61,8 +61,8 @@ pub(crate) enum Answer<V> {
 
 struct Slot<V> {
     done: Option<Computed<V>>,
-    /// Closed when the running computation ends.
-    running: Option<watch::Receiver<()>>,
+    /// Closed when the running computation ends; when it started.
+    running: Option<(watch::Receiver<()>, Instant)>,
     /// What the last computation failed with, when it did.
     failed: Option<Problem>,
 }
@@ -119,17 +119,20 @@ where
                 return Ok(Answer::Earlier(done.clone()));
             }
             match &slot.running {
-                Some(rx) => rx.clone(),
+                Some((rx, started)) => (rx.clone(), *started),
                 None => {
                     let (tx, rx) = watch::channel(());
-                    slot.running = Some(rx.clone());
+                    let started = Instant::now();
+                    slot.running = Some((rx.clone(), started));
                     self.spawn(key.clone(), compute(), tx);
-                    rx
+                    (rx, started)
                 }
             }
         };
-        // Ends when the computation does (its sender is dropped) or at the deadline.
-        let _ = tokio::time::timeout(self.wait, running.changed()).await;
+        // Ends when the computation does (its sender is dropped) or at the deadline: the
+        // wait after its start (a visitor joining a long computation does not wait).
+        let deadline = self.wait.saturating_sub(running.1.elapsed());
+        let _ = tokio::time::timeout(deadline, running.0.changed()).await;
         let slots = self.slots.lock().expect("not poisoned");
         let slot = slots.get(&key).expect("kept while asked");
         match (&slot.done, &slot.failed, &slot.running) {
