@@ -134,7 +134,10 @@ where
         let deadline = self.wait.saturating_sub(running.1.elapsed());
         let _ = tokio::time::timeout(deadline, running.0.changed()).await;
         let slots = self.slots.lock().expect("not poisoned");
-        let slot = slots.get(&key).expect("kept while asked");
+        // Dropped meanwhile to make room (done, and many other questions asked since).
+        let Some(slot) = slots.get(&key) else {
+            return Ok(Answer::Pending);
+        };
         match (&slot.done, &slot.failed, &slot.running) {
             (Some(d), _, None) if d.at >= asked => Ok(Answer::Now(d.clone())),
             (_, Some(p), None) => Err(p.clone()),
