@@ -433,6 +433,8 @@ messages! {
     FiguresTook => "computing them took", "计算耗时";
     CountsPending => "The open complaints are being counted: on a large book this takes a while.", "正在统计未结投诉：客户量大时需要一些时间。";
     CountedAt => "Counted at", "统计时间";
+    KpisPending => "The table is being computed: on a large book this takes a while.", "正在计算指标表：客户量大时需要一些时间。";
+    KpisComputedAt => "The table as computed at", "指标表的计算时间：";
     LastVerification => "Last full verification (crm audit verify)", "最近一次完整核查（crm audit verify）";
     VerificationPassed => "Passed: every hash chain and checkpoint verified", "通过：所有哈希链与检查点均核查无误";
     VerificationFailed => "Failed: problems found", "未通过：发现的问题数";

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use crm_projections::kpi::KpiRow;
 use crm_projections::queries::complaints::{ComplaintCount, ComplaintFilter};
 use tokio::sync::watch;
 
@@ -183,13 +184,19 @@ pub(crate) struct Caches {
     /// The open complaints counted by team, severity and SLA state, by filter (a
     /// manager's scope is part of it).
     pub complaint_counts: Arc<SlowAnswers<ComplaintFilter, Vec<ComplaintCount>>>,
+    /// The KPI table, by level, granularity and local period (`[from, to)`).
+    pub kpis: Arc<SlowAnswers<KpisAsked, Vec<KpiRow>>>,
 }
+
+/// Which KPI table: level and granularity by name, the period's bounds.
+pub(crate) type KpisAsked = (&'static str, &'static str, i64, i64);
 
 impl Default for Caches {
     fn default() -> Self {
         Self {
             funnel: SlowAnswers::new(WAIT, REUSE),
             complaint_counts: SlowAnswers::new(WAIT, REUSE),
+            kpis: SlowAnswers::new(WAIT, REUSE),
         }
     }
 }
