@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use super::format::{local, maybe_local};
 use super::i18n::Msg;
-use super::slow::Answer;
+use super::slow::Earlier;
 use super::view::{urlencode, Chrome, Nav, Viewer};
 use crate::caller::{BookScope, Caller, CUSTOMER_READERS};
 use crate::problem::Problem;
@@ -134,7 +134,10 @@ pub(crate) struct ComplaintsPage {
     pub lines: Vec<ComplaintLine>,
     pub next: Option<String>,
     pub first: Option<String>,
-    pub counted: Counted,
+    /// The counts are still being counted (a large book).
+    pub counting: bool,
+    /// When they were counted, when not for this visit.
+    pub counted: Option<Earlier>,
 }
 
 pub(crate) async fn list(
@@ -154,7 +157,7 @@ pub(crate) async fn list(
 async fn counts(
     s: &AppState,
     f: &ComplaintFilter,
-) -> Result<(Option<Arc<Vec<ComplaintCount>>>, Counted), Problem> {
+) -> Result<(Option<Arc<Vec<ComplaintCount>>>, Option<Earlier>), Problem> {
     let store = s.store.clone();
     let filter = f.clone();
     let answer = s
@@ -165,22 +168,7 @@ async fn counts(
             Ok(store.open_complaint_counts(&filter, now).await?)
         })
         .await?;
-    Ok(match answer {
-        Answer::Now(c) => (Some(c.value), Counted::Now),
-        Answer::Earlier(c) => (
-            Some(c.value),
-            Counted::At(local(&s.calendar, c.at.timestamp_micros())),
-        ),
-        Answer::Pending => (None, Counted::Pending),
-    })
-}
-
-/// When the counts on the page were counted.
-pub(crate) enum Counted {
-    Now,
-    /// Earlier, at this local time.
-    At(String),
-    Pending,
+    Ok(answer.parts(&s.calendar))
 }
 
 async fn build_list(
@@ -194,6 +182,7 @@ async fn build_list(
     let after = q.after.clone().unwrap_or_default();
     let now = Utc::now().timestamp_micros();
     let (counts, counted) = counts(s, &f).await?;
+    let counting = counts.is_none();
     let mut rows = s.store.open_complaints(&f, now, &after, PAGE).await?;
     reveal(s, caller, "workbench.complaints", &mut rows).await?;
     let names = super::ownership::manager_names(s).await?;
@@ -243,6 +232,7 @@ async fn build_list(
             .collect(),
         next,
         first: (!after.is_empty()).then(|| base.trim_end_matches(['?', '&']).to_string()),
+        counting,
         counted,
     })
 }

@@ -12,9 +12,9 @@ use crm_projections::calendar::Granularity;
 use crm_projections::funnel::{Conversion, Slice, StageCount, TimeInStage};
 use serde::Deserialize;
 
-use super::format::{input_value, local, parse_instant, percent};
+use super::format::{input_value, parse_instant, percent};
 use super::i18n::Msg;
-use super::slow::Answer;
+use super::slow::{Answer, Earlier};
 use super::view::{Chrome, Nav, Viewer};
 use crate::caller::AGGREGATE_READERS;
 use crate::problem::Problem;
@@ -77,8 +77,8 @@ pub(crate) struct FunnelPage {
     pub stages: Vec<StageCount>,
     /// Conversion, time in stage and moves are still being computed (a large book).
     pub pending: bool,
-    /// When they were computed and how long it took (seconds), when not for this visit.
-    pub computed: Option<(String, String)>,
+    /// When they were computed, when not for this visit.
+    pub computed: Option<Earlier>,
     pub conversion: Vec<ConversionLine>,
     /// The chart's data, JSON with `<` escaped (it sits in a `<script>` element).
     pub chart: String,
@@ -197,15 +197,7 @@ async fn build(s: &AppState, viewer: &Viewer, q: &FunnelQuery) -> Result<FunnelP
     viewer.caller.allow(AGGREGATE_READERS)?;
     let a = asked(s, q)?;
     let stages = s.store.stage_counts(a.at, a.slice).await?;
-    let (figures, computed) = match figures(s, a.slice, &a.slice_name).await? {
-        Answer::Now(c) => (Some(c.value), None),
-        Answer::Earlier(c) => {
-            let at = local(&s.calendar, c.at.timestamp_micros());
-            let took = format!("{:.1}", c.took.as_secs_f64());
-            (Some(c.value), Some((at, took)))
-        }
-        Answer::Pending => (None, None),
-    };
+    let (figures, computed) = figures(s, a.slice, &a.slice_name).await?.parts(&s.calendar);
     let pending = figures.is_none();
     let empty = Figures {
         conversion: Vec::new(),

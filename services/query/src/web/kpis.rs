@@ -15,10 +15,10 @@ use crm_projections::calendar::{Calendar, Granularity};
 use crm_projections::kpi::{KpiRow, Level};
 use serde::Deserialize;
 
-use super::format::{local, money, percent};
+use super::format::{money, percent};
 use super::funnel::script_safe;
 use super::i18n::{Lang, Msg};
-use super::slow::Answer;
+use super::slow::Earlier;
 use super::view::{Chrome, Nav, Viewer};
 use crate::caller::AGGREGATE_READERS;
 use crate::problem::Problem;
@@ -392,8 +392,8 @@ pub(crate) struct KpisPage {
     pub keys: usize,
     /// The table is still being computed (a large book).
     pub pending: bool,
-    /// When it was computed and how long it took (seconds), when not for this visit.
-    pub computed: Option<(String, String)>,
+    /// When it was computed, when not for this visit.
+    pub computed: Option<Earlier>,
     pub csv: String,
 }
 
@@ -414,7 +414,7 @@ pub(crate) async fn page(
 async fn table(
     s: &AppState,
     a: &Asked,
-) -> Result<(Option<Arc<Vec<KpiRow>>>, Option<(String, String)>), Problem> {
+) -> Result<(Option<Arc<Vec<KpiRow>>>, Option<Earlier>), Problem> {
     let (store, cal) = (s.store.clone(), s.calendar);
     let (level, g, from_us, to_us) = (a.level, a.g, a.from_us, a.to_us);
     let key = (a.level_name, a.g_name, from_us, to_us);
@@ -426,17 +426,7 @@ async fn table(
             Ok(store.kpis(level, (&cal, g), from_us, to_us, now).await?)
         })
         .await?;
-    Ok(match answer {
-        Answer::Now(c) => (Some(c.value), None),
-        Answer::Earlier(c) => {
-            let at = local(&s.calendar, c.at.timestamp_micros());
-            (
-                Some(c.value),
-                Some((at, format!("{:.1}", c.took.as_secs_f64()))),
-            )
-        }
-        Answer::Pending => (None, None),
-    })
+    Ok(answer.parts(&s.calendar))
 }
 
 async fn build(s: &AppState, viewer: &Viewer, q: &KpisQuery) -> Result<KpisPage, Problem> {

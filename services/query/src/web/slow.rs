@@ -17,10 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use crm_projections::calendar::Calendar;
 use crm_projections::kpi::KpiRow;
 use crm_projections::queries::complaints::{ComplaintCount, ComplaintFilter};
 use tokio::sync::watch;
 
+use super::format::local;
 use crate::problem::Problem;
 
 /// How long a page waits for an answer.
@@ -58,6 +60,31 @@ pub(crate) enum Answer<V> {
     Earlier(Computed<V>),
     /// Nothing computed yet: it is running.
     Pending,
+}
+
+/// When an answer shown on a page was computed, when not for this visit: the local time
+/// and how long it took (seconds).
+pub(crate) struct Earlier {
+    pub at: String,
+    pub took: String,
+}
+
+impl<V> Answer<V> {
+    /// The answer if there is one, and when it was computed if that was not for this
+    /// visit.
+    pub(crate) fn parts(self, cal: &Calendar) -> (Option<Arc<V>>, Option<Earlier>) {
+        match self {
+            Answer::Now(c) => (Some(c.value), None),
+            Answer::Earlier(c) => {
+                let earlier = Earlier {
+                    at: local(cal, c.at.timestamp_micros()),
+                    took: format!("{:.1}", c.took.as_secs_f64()),
+                };
+                (Some(c.value), Some(earlier))
+            }
+            Answer::Pending => (None, None),
+        }
+    }
 }
 
 struct Slot<V> {
