@@ -30,8 +30,6 @@ pub(crate) const WAIT: Duration = Duration::from_millis(300);
 /// How long an answer that took longer than [`WAIT`] is shown before it is computed
 /// again.
 pub(crate) const REUSE: Duration = Duration::from_secs(60);
-/// Questions remembered at most (answers of other questions are dropped when full).
-const MAX_KEPT: usize = 256;
 
 /// An answer and when it was computed.
 pub(crate) struct Computed<V> {
@@ -109,6 +107,10 @@ pub(crate) struct SlowAnswers<K, V> {
     slots: Mutex<HashMap<K, Slot<V>>>,
     wait: Duration,
     reuse: Duration,
+    /// Questions whose answers are kept at most: when full, a new question drops the
+    /// answers of every question not being computed (a KPI table at W2's size is about
+    /// 10 MB).
+    max_kept: usize,
 }
 
 impl<K, V> SlowAnswers<K, V>
@@ -116,11 +118,12 @@ where
     K: Hash + Eq + Clone + Send + 'static,
     V: Send + Sync + 'static,
 {
-    pub(crate) fn new(wait: Duration, reuse: Duration) -> Arc<Self> {
+    pub(crate) fn new(wait: Duration, reuse: Duration, max_kept: usize) -> Arc<Self> {
         Arc::new(Self {
             slots: Mutex::new(HashMap::new()),
             wait,
             reuse,
+            max_kept,
         })
     }
 
@@ -137,7 +140,7 @@ where
         let asked = Utc::now();
         let mut running = {
             let mut slots = self.slots.lock().expect("not poisoned");
-            if slots.len() >= MAX_KEPT && !slots.contains_key(&key) {
+            if slots.len() >= self.max_kept && !slots.contains_key(&key) {
                 slots.retain(|_, s| s.running.is_some());
             }
             let slot = slots.entry(key.clone()).or_default();
@@ -221,9 +224,12 @@ pub(crate) type KpisAsked = (&'static str, &'static str, i64, i64);
 impl Default for Caches {
     fn default() -> Self {
         Self {
-            funnel: SlowAnswers::new(WAIT, REUSE),
-            complaint_counts: SlowAnswers::new(WAIT, REUSE),
-            kpis: SlowAnswers::new(WAIT, REUSE),
+            // Six slices.
+            funnel: SlowAnswers::new(WAIT, REUSE, 6),
+            // A few hundred rows each; a filter per manager's scope.
+            complaint_counts: SlowAnswers::new(WAIT, REUSE, 256),
+            // Tens of thousands of rows each at W2's size.
+            kpis: SlowAnswers::new(WAIT, REUSE, 8),
         }
     }
 }
@@ -260,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_quick_answer_is_computed_for_every_visit() {
-        let cache = SlowAnswers::new(Duration::from_millis(500), Duration::from_secs(60));
+        let cache = SlowAnswers::new(Duration::from_millis(500), Duration::from_secs(60), 8);
         let runs = Arc::new(AtomicUsize::new(0));
         for n in [1, 2] {
             let a = cache
@@ -274,7 +280,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_answer_is_waited_for_once_then_shown_with_its_time_and_reused() {
-        let cache = SlowAnswers::new(Duration::from_millis(30), Duration::from_secs(60));
+        let cache = SlowAnswers::new(Duration::from_millis(30), Duration::from_secs(60), 8);
         let runs = Arc::new(AtomicUsize::new(0));
         let slow = Duration::from_millis(300);
         // Two visitors at once: one computation, neither waits for it.
@@ -302,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reused_answer_is_computed_again_once_old_and_a_failure_is_told() {
-        let cache = SlowAnswers::new(Duration::from_millis(20), Duration::from_millis(1_000));
+        let cache = SlowAnswers::new(Duration::from_millis(20), Duration::from_millis(1_000), 8);
         let runs = Arc::new(AtomicUsize::new(0));
         let slow = Duration::from_millis(50);
         let _ = cache.get("k", question(&runs, slow, Ok(1))).await.unwrap();
@@ -328,5 +334,19 @@ mod tests {
             failing.err().map(|p| p.detail).as_deref(),
             Some("no such slice")
         );
+    }
+
+    #[tokio::test]
+    async fn answers_are_kept_for_so_many_questions_at_most() {
+        let cache = SlowAnswers::new(Duration::from_millis(500), Duration::from_secs(60), 2);
+        let runs = Arc::new(AtomicUsize::new(0));
+        for (k, n) in [("a", 1), ("b", 2), ("c", 3)] {
+            let a = cache
+                .get(k, question(&runs, Duration::ZERO, Ok(n)))
+                .await
+                .unwrap();
+            assert_eq!(value(&a), ("now", Some(n)));
+            assert!(cache.slots.lock().unwrap().len() <= 2);
+        }
     }
 }
