@@ -168,6 +168,31 @@ struct Verifier<'a, S> {
     expect: HashMap<u64, ChainHash>,
 }
 
+impl<S> Verifier<'_, S> {
+    /// The anchor kept for the checkpoint just before a partial log must be what the log's
+    /// first checkpoint chains to.
+    fn check_start_anchor(&mut self, start: Start) {
+        // An anchor for the checkpoint just before a partial log is what it chains to.
+        if let Some(kept) = self.expect.remove(&(start.seq.wrapping_sub(1))) {
+            if kept != start.prev_hash {
+                self.report.problems.push(Problem {
+                    kind: ProblemKind::Anchor,
+                    position: None,
+                    stream_id: None,
+                    stream_version: None,
+                    event_id: None,
+                    checkpoint: Some(start.seq - 1),
+                    detail: format!(
+                        "this log starts after checkpoint #{} with hash {}, not the one kept ({kept})",
+                        start.seq - 1,
+                        start.prev_hash
+                    ),
+                });
+            }
+        }
+    }
+}
+
 /// Verify the whole store. `progress` is told the number of events checked so far after
 /// each page.
 pub async fn verify<S: EventStore>(
@@ -208,24 +233,7 @@ pub async fn verify<S: EventStore>(
         open: None,
         expect: options.expect.iter().copied().collect(),
     };
-    // An anchor for the checkpoint just before a partial log is what it chains to.
-    if let Some(kept) = v.expect.remove(&(start.seq.wrapping_sub(1))) {
-        if kept != start.prev_hash {
-            v.report.problems.push(Problem {
-                kind: ProblemKind::Anchor,
-                position: None,
-                stream_id: None,
-                stream_version: None,
-                event_id: None,
-                checkpoint: Some(start.seq - 1),
-                detail: format!(
-                    "this log starts after checkpoint #{} with hash {}, not the one kept ({kept})",
-                    start.seq - 1,
-                    start.prev_hash
-                ),
-            });
-        }
-    }
+    v.check_start_anchor(start);
     v.open_next().await?;
     // The next page is read while this one is checked: the database works while the
     // hashes are computed here.
