@@ -3,7 +3,9 @@
 //! the identity provider, here HS256), the workbench's cookies `Secure` with the
 //! `__Host-` prefix (the default). In headless Chromium: sign-in with a token, a customer
 //! named `<script>alert(1)</script>` shown as text, the funnel equal to the API's answer,
-//! and a manager refused another manager's customer exactly as the API refuses it.
+//! a slow answer said to be computing and then shown with its time (the pages' wait set
+//! to nothing), and a manager refused another manager's customer exactly as the API
+//! refuses it.
 
 use std::time::{Duration, Instant};
 
@@ -100,6 +102,9 @@ async fn deploy(platform: &Platform, read_db: &TestDatabase) -> Deployed {
             "CRM_WORKBENCH_KEY",
             "5a1c9e7b3d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c".into(),
         ),
+        // Pages do not wait for slow answers: the book's are quick, so only this shows
+        // the pages' states for a slow one.
+        ("CRM_WORKBENCH_WAIT_MS", "0".into()),
     ]);
     query_env.push(("CRM_HTTP_ADDR", "127.0.0.1:0".into()));
     let mut query = Service::start("crm-query", &[], &query_env);
@@ -180,6 +185,14 @@ async fn the_workbench_on_postgres_and_nats() {
         "ops"
     );
     check_page(&browser, "pg-funnel").await;
+    assert!(
+        browser
+            .try_find("#figures-pending")
+            .await
+            .unwrap()
+            .is_some(),
+        "a page that does not wait says the figures are being computed"
+    );
     let (_, api) = get(&http, &format!("{base}/v1/funnel/stages"), &admin).await;
     let want: std::collections::BTreeMap<(String, String), i64> = api["items"]
         .as_array()
@@ -199,9 +212,63 @@ async fn the_workbench_on_postgres_and_nats() {
         "the page shows the API's funnel"
     );
 
+    a_slow_answer_is_shown_once_computed(&browser, &http, &base, &admin).await;
     a_script_for_a_name_is_shown_as_text(&browser, &base, ids[1]).await;
     a_manager_is_refused_as_the_api_refuses(&browser, &http, &base, (a, b), &ids).await;
     browser.close().await.unwrap();
+}
+
+/// The conversion the first visit left computing: a reload shows it with when it was
+/// computed and how long that took, equal to the API's.
+async fn a_slow_answer_is_shown_once_computed(
+    b: &Browser,
+    http: &reqwest::Client,
+    base: &str,
+    bearer: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.goto(&format!("{base}/ui/funnel")).await.unwrap();
+        if b.try_find("#figures-computed").await.unwrap().is_some() {
+            break;
+        }
+        assert!(
+            b.try_find("#figures-pending").await.unwrap().is_some(),
+            "neither computed nor said to be computing"
+        );
+        assert!(Instant::now() < deadline, "conversion never computed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(b.try_find("#figures-pending").await.unwrap().is_none());
+    check_page(b, "pg-funnel-computed").await;
+    let mut shown = std::collections::BTreeMap::new();
+    for row in b.find_all("#conversion tbody tr").await.unwrap() {
+        let stage = row.find_css("th").await.unwrap().text().await.unwrap();
+        let mut n = Vec::new();
+        for td in ["td:nth-of-type(2)", "td:nth-of-type(3)"] {
+            let cell = row.find_css(td).await.unwrap().text().await.unwrap();
+            n.push(cell.parse::<i64>().unwrap());
+        }
+        shown.insert(stage, (n[0], n[1]));
+    }
+    let (_, api) = get(http, &format!("{base}/v1/funnel/conversion"), bearer).await;
+    let want: std::collections::BTreeMap<String, (i64, i64)> = api["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let n = |k: &str| c[k].as_i64().unwrap();
+            (
+                c["stage"].as_str().unwrap().into(),
+                (n("entered"), n("reached_next")),
+            )
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(
+        shown, want,
+        "the conversion shown once computed is the API's"
+    );
 }
 
 async fn a_script_for_a_name_is_shown_as_text(b: &Browser, base: &str, id: CustomerId) {

@@ -48,6 +48,7 @@ pub(crate) async fn serve(
                 people: people(managers),
             })),
             oidc: None,
+            wait: crm_query::web::SLOW_ANSWER_WAIT,
         }),
     };
     let calendar = "Asia/Shanghai".parse().map_err(anyhow::Error::msg)?;

@@ -70,13 +70,13 @@ pub(crate) struct AppState {
 
 impl AppState {
     fn new(store: ReadStore, security: Security, calendar: Calendar) -> Self {
-        let web = security.workbench.clone().unwrap_or_default();
+        let workbench = security.workbench.clone().unwrap_or_default();
         Self {
             store,
             security,
             calendar,
-            web,
-            slow: Default::default(),
+            slow: web::slow::Caches::new(workbench.wait),
+            web: workbench,
         }
     }
 }

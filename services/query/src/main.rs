@@ -51,6 +51,12 @@ struct Args {
     /// `Secure` with the `__Host-` prefix, which browsers keep only over HTTPS).
     #[arg(long, env = "CRM_WORKBENCH_SECURE_COOKIES", default_value = "on", value_parser = ["on", "off"])]
     workbench_secure_cookies: String,
+    /// How long a workbench page waits, in milliseconds, for an answer that can be slow
+    /// at a large book's size (conversion, time in stage, moves, complaint counts, the KPI
+    /// table) before it shows the last one computed, with its time, or says it is being
+    /// computed; the computation goes on either way.
+    #[arg(long, env = "CRM_WORKBENCH_WAIT_MS", default_value_t = 300)]
+    workbench_wait_ms: u64,
     /// The workbench's client id at the identity provider: sign-in by the
     /// authorization-code flow with PKCE against `CRM_AUTH_OIDC_DISCOVERY`'s issuer.
     #[arg(long, env = "CRM_WORKBENCH_OIDC_CLIENT_ID")]
@@ -143,6 +149,7 @@ async fn workbench(a: &Args) -> anyhow::Result<crm_query::web::Workbench> {
         secure_cookies: a.workbench_secure_cookies == "on",
         local: None,
         oidc: oidc(a).await?.map(std::sync::Arc::new),
+        wait: std::time::Duration::from_millis(a.workbench_wait_ms),
     })
 }
 

@@ -40,7 +40,13 @@ pub struct Workbench {
     pub local: Option<Arc<LocalSignIn>>,
     /// Sign-in through the bank's identity provider (authorization code with PKCE).
     pub oidc: Option<Arc<crm_auth::oidc::OidcClient>>,
+    /// How long a page waits for a slow answer (conversion, time in stage, moves,
+    /// complaint counts, the KPI table) before it shows the last one or says it is
+    /// being computed (`slow.rs`; default [`SLOW_ANSWER_WAIT`]).
+    pub wait: std::time::Duration,
 }
+
+pub use slow::WAIT as SLOW_ANSWER_WAIT;
 
 impl Default for Workbench {
     /// A key of this process, secure cookies, no local sign-in.
@@ -50,6 +56,7 @@ impl Default for Workbench {
             secure_cookies: true,
             local: None,
             oidc: None,
+            wait: SLOW_ANSWER_WAIT,
         }
     }
 }

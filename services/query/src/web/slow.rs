@@ -25,8 +25,8 @@ use tokio::sync::watch;
 use super::format::local;
 use crate::problem::Problem;
 
-/// How long a page waits for an answer.
-pub(crate) const WAIT: Duration = Duration::from_millis(300);
+/// How long a page waits for an answer by default (`Workbench::wait`).
+pub const WAIT: Duration = Duration::from_millis(300);
 /// How long an answer that took longer than [`WAIT`] is shown before it is computed
 /// again.
 pub(crate) const REUSE: Duration = Duration::from_secs(60);
@@ -221,15 +221,16 @@ pub(crate) struct Caches {
 /// Which KPI table: level and granularity by name, the period's bounds.
 pub(crate) type KpisAsked = (&'static str, &'static str, i64, i64);
 
-impl Default for Caches {
-    fn default() -> Self {
+impl Caches {
+    /// Caches whose pages wait `wait` for an answer.
+    pub(crate) fn new(wait: Duration) -> Self {
         Self {
             // Six slices.
-            funnel: SlowAnswers::new(WAIT, REUSE, 6),
+            funnel: SlowAnswers::new(wait, REUSE, 6),
             // A few hundred rows each; a filter per manager's scope.
-            complaint_counts: SlowAnswers::new(WAIT, REUSE, 256),
+            complaint_counts: SlowAnswers::new(wait, REUSE, 256),
             // Tens of thousands of rows each at W2's size.
-            kpis: SlowAnswers::new(WAIT, REUSE, 8),
+            kpis: SlowAnswers::new(wait, REUSE, 8),
         }
     }
 }
