@@ -103,7 +103,15 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         &format!("KPIs per manager and day, 30 days ({kpi_bytes} bytes)"),
         &mut kpis,
     );
-    pages(&client, &customers, a.book_samples, &mut rng).await
+    let owners: Vec<String> = sqlx::query_scalar(
+        "SELECT owner_id FROM (SELECT DISTINCT owner_id FROM rm_customers \
+         WHERE owner_id IS NOT NULL) o ORDER BY random() LIMIT $1",
+    )
+    .bind(a.book_samples as i64)
+    .fetch_all(&mut db)
+    .await
+    .context("drawing managers from rm_customers")?;
+    pages(&client, &customers, &owners, a.book_samples, &mut rng).await
 }
 
 /// Per customer: the owner as of a random instant (read model, then replayed), and the
@@ -162,6 +170,7 @@ impl Client {
 async fn pages(
     client: &Client,
     customers: &[(String, i64)],
+    owners: &[String],
     book_samples: usize,
     rng: &mut SmallRng,
 ) -> anyhow::Result<()> {
@@ -183,6 +192,13 @@ async fn pages(
     }
     report("page: customer 360 as of an instant", &mut customer);
     report("page: audit replay of a customer", &mut replay);
+    // Each manager's book once: its customers' streams are read (for the countdowns)
+    // as a manager's first visit of the day reads them, from wherever they are.
+    let mut books = Latencies::default();
+    for owner in owners {
+        books.record(client.get(format!("/ui/book?manager={owner}")).await?.0);
+    }
+    report("page: a manager's book, first 50, each once", &mut books);
     let whole_book = [
         ("page: portfolios by manager", "/ui/ownership?by=manager"),
         ("page: portfolios by region", "/ui/ownership?by=region"),
@@ -191,6 +207,14 @@ async fn pages(
         ("page: the funnel now", "/ui/funnel"),
         ("page: KPIs per manager and day, 30 days", "/ui/kpis"),
         ("page: open complaints by SLA state", "/ui/complaints"),
+        (
+            "page: open complaints, escalated only",
+            "/ui/complaints?state=escalated",
+        ),
+        (
+            "page: open complaints, breached only",
+            "/ui/complaints?state=breached",
+        ),
         (
             "page: the latest checkpoints checked",
             "/ui/audit/checkpoints",

@@ -4,12 +4,15 @@
 //! disagree. Only the customers of one page are folded (tens of short streams).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use crm_domain::customer::{timers, CustomerEvent, CustomerState};
 use crm_domain::policy::{Policy, PolicyEvent, PolicyState, POLICY_STREAM};
-use crm_eventstore::EventStore;
+use crm_eventstore::{AnyEventStore, EventStore};
 use crm_projections::queries::CustomerRow;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::problem::Problem;
 use crate::AppState;
@@ -39,6 +42,11 @@ pub(crate) async fn policy(s: &AppState) -> Result<Option<Policy>, Problem> {
     Ok(Some(state.current))
 }
 
+/// Streams read at once for a book page: read one after another, a page's 50 customers
+/// took 1.3 s on a cold disk at W2's size (a stream's events lie on pages of their own);
+/// the query service's event-store pool holds 4 connections by default.
+const AT_ONCE: usize = 4;
+
 /// The automatic return of each owned customer of `rows`, by customer id.
 pub(crate) async fn returns(
     s: &AppState,
@@ -48,25 +56,42 @@ pub(crate) async fn returns(
     let Some(events) = &s.security.events else {
         return Ok(HashMap::new());
     };
-    let mut out = HashMap::new();
+    let policy = Arc::new(policy.clone());
+    let permits = Arc::new(Semaphore::new(AT_ONCE));
+    let mut reads = JoinSet::new();
     for row in rows.iter().filter(|r| r.owner_id.is_some()) {
-        let stream = format!("customer-{}", row.customer_id);
-        let mut state = CustomerState::default();
-        for e in events
-            .read_stream(&stream, 0)
-            .await
-            .map_err(Problem::store)?
-        {
-            let event = CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload)
-                .map_err(Problem::store)?;
-            state.apply(&event);
-        }
-        if let Some((cause, due)) = timers::pool_return(&state, policy) {
+        let (events, policy, permits) = (events.clone(), policy.clone(), permits.clone());
+        let id = row.customer_id.clone();
+        reads.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("never closed");
+            let state = customer(&events, &id).await?;
+            Ok::<_, Problem>((id, timers::pool_return(&state, &policy)))
+        });
+    }
+    let mut out = HashMap::new();
+    while let Some(read) = reads.join_next().await {
+        let (id, due) = read.map_err(|e| Problem::store(e.to_string()))??;
+        if let Some((cause, due)) = due {
             let cause = cause.as_str();
-            out.insert(row.customer_id.clone(), Return { due, cause });
+            out.insert(id, Return { due, cause });
         }
     }
     Ok(out)
+}
+
+/// A customer's state, folded from its stream.
+async fn customer(events: &AnyEventStore, id: &str) -> Result<CustomerState, Problem> {
+    let mut state = CustomerState::default();
+    for e in events
+        .read_stream(&format!("customer-{id}"), 0)
+        .await
+        .map_err(Problem::store)?
+    {
+        let event = CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload)
+            .map_err(Problem::store)?;
+        state.apply(&event);
+    }
+    Ok(state)
 }
 
 /// Whole days from `now` until `due` (negative when overdue), and whether the owner is
