@@ -437,6 +437,8 @@ struct Tally {
     hostile: usize,
     hostile_4xx: usize,
     wrong_status: Vec<String>,
+    /// Refusals of a body that carried a command id, answered without it.
+    id_not_echoed: Vec<String>,
     valid: usize,
     valid_refused: Vec<String>,
     server_errors: usize,
@@ -471,6 +473,15 @@ impl Tally {
             self.wrong_status.push(format!(
                 "{} over {via:?}: {} {} {} (expected {})",
                 h.label, a.status, a.code, a.detail, h.expect
+            ));
+        }
+        let sent = command_id(&h.body);
+        let echoed = a.body["command_id"].as_str().and_then(|i| i.parse().ok());
+        // Refusals of what the body says (who calls is answered before the body is read).
+        if matches!(a.status, 400 | 409 | 422) && sent.is_some() && echoed != sent {
+            self.id_not_echoed.push(format!(
+                "{} over {via:?}: {} {} answered command_id {:?}",
+                h.label, a.status, a.code, a.body["command_id"]
             ));
         }
         *self
@@ -588,6 +599,11 @@ async fn hostile_callers_hurt_nobody() {
     );
     assert!(t.hostile >= 200, "{}", t.hostile);
     assert!(t.wrong_status.is_empty(), "{:#?}", t.wrong_status);
+    assert!(
+        t.id_not_echoed.is_empty(),
+        "refusals must name the command id the request carried: {:#?}",
+        t.id_not_echoed
+    );
     assert_eq!(t.hostile_4xx, t.hostile);
     assert!(t.valid_refused.is_empty(), "{:#?}", t.valid_refused);
     assert_eq!(t.valid, VALID);

@@ -25,8 +25,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Path::new(&out).join("openapi.json"),
         serde_json::to_string_pretty(&openapi(&fds))?,
     )?;
+    // The descriptors themselves: the proto3 JSON mapping is read from them at run time.
+    std::fs::write(
+        Path::new(&out).join("descriptors.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
 
     prost_build::Config::new()
+        // `prost::Name`: each message's full name, to find its descriptor.
+        .enable_type_names()
         // The JSON form of a command is its protobuf message, field for field.
         .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
         .type_attribute(".", "#[serde(deny_unknown_fields)]")

@@ -10,5 +10,17 @@ pub mod v1 {
 
 pub mod wire;
 
+/// The descriptors of `proto/crm/v1/` (and what they import), as compiled.
+pub fn descriptors() -> &'static prost_reflect::DescriptorPool {
+    static POOL: std::sync::LazyLock<prost_reflect::DescriptorPool> =
+        std::sync::LazyLock::new(|| {
+            prost_reflect::DescriptorPool::decode(
+                include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin")).as_ref(),
+            )
+            .expect("the descriptors compiled by build.rs")
+        });
+    &POOL
+}
+
 /// The OpenAPI 3.1 document of the HTTP command API, generated from the proto files.
 pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));

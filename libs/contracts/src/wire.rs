@@ -14,7 +14,8 @@ use crm_domain::manager::{
 use crm_domain::policy::{PolicyCommand, PolicyDocument, PublishPolicy};
 use crm_domain::text::{self, TextKind};
 use crm_domain::{Command, CustomerCommand};
-use prost::Message;
+use prost::{Message, Name};
+use prost_reflect::{DeserializeOptions, DynamicMessage};
 use serde_json::Value;
 
 use crate::v1;
@@ -116,6 +117,30 @@ pub fn check_text(value: &Value, path: &str) -> Result<(), WireError> {
     }
 }
 
+/// Field 1 of every command message (`meta`), read alone: the other fields are skipped
+/// whatever they hold.
+#[derive(Clone, PartialEq, Message)]
+struct MetaOnly {
+    #[prost(message, optional, tag = "1")]
+    meta: Option<v1::CommandMeta>,
+}
+
+/// The `meta.command_id` a payload carries, read even when the payload is not a valid
+/// command (an unknown field, a wrong type elsewhere), so that its refusal can name the
+/// command it refuses. Not checked: the caller parses it.
+pub fn claimed_command_id(body: &[u8], format: Format) -> Option<String> {
+    let id = match format {
+        Format::Protobuf => MetaOnly::decode(body).ok()?.meta?.command_id,
+        Format::Json => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            let meta = v.get("meta")?;
+            let id = meta.get("command_id").or_else(|| meta.get("commandId"))?;
+            id.as_str()?.to_string()
+        }
+    };
+    Some(id).filter(|i| !i.is_empty())
+}
+
 /// A decoded command with its envelope fields as sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
@@ -127,14 +152,39 @@ fn malformed(what: &str, e: impl std::fmt::Display) -> WireError {
     WireError::Malformed(format!("{what}: {e}"))
 }
 
-fn read<M: Message + Default + serde::de::DeserializeOwned>(
-    body: &[u8],
-    format: Format,
-) -> Result<M, WireError> {
+fn read<M: Message + Name + Default>(body: &[u8], format: Format) -> Result<M, WireError> {
     match format {
         Format::Protobuf => M::decode(body).map_err(|e| malformed("invalid protobuf", e)),
-        Format::Json => serde_json::from_slice(body).map_err(|e| malformed("invalid JSON", e)),
+        Format::Json => from_proto3_json(body),
     }
+}
+
+/// A message from its proto3 JSON form (<https://protobuf.dev/programming-guides/json/>),
+/// read by the descriptors: field names as in the proto file or in lowerCamelCase, 64-bit
+/// integers as numbers or strings, a field at its default omitted or `null`, enums by
+/// name or number. An unknown field is refused by its name, a wrong type with its path.
+fn from_proto3_json<M: Message + Name + Default>(body: &[u8]) -> Result<M, WireError> {
+    let desc = crate::descriptors()
+        .get_message_by_name(&M::full_name())
+        .expect("build.rs describes every message");
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let mut track = serde_path_to_error::Track::new();
+    let read = DynamicMessage::deserialize_with_options(
+        desc,
+        serde_path_to_error::Deserializer::new(&mut json, &mut track),
+        &DeserializeOptions::new(),
+    )
+    .and_then(|m| json.end().map(|()| m));
+    let message = read.map_err(|e| {
+        let path = track.path();
+        match path.iter().next() {
+            Some(_) => malformed("invalid JSON", format!("{path}: {e}")),
+            None => malformed("invalid JSON", e),
+        }
+    })?;
+    message
+        .transcode_to()
+        .map_err(|e| malformed("invalid JSON", e))
 }
 
 fn split_meta<M: serde::Serialize>(msg: &M) -> Result<(v1::CommandMeta, Value), WireError> {

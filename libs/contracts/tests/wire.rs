@@ -416,3 +416,185 @@ fn the_openapi_document_lists_every_command() {
     }
     assert_eq!(doc["paths"].as_object().unwrap().len(), COMMAND_NAMES.len());
 }
+
+#[test]
+fn the_command_id_of_a_payload_that_is_not_a_command_is_still_read() {
+    use crm_contracts::wire::claimed_command_id;
+    use prost::Message as _;
+    let id = "0193a6f0-0000-7000-8000-000000000001";
+    // JSON: an unknown field, a wrong type; meta by its proto3 JSON name too.
+    for body in [
+        format!(r#"{{"meta": {{"command_id": "{id}"}}, "colour": "red"}}"#),
+        format!(r#"{{"meta": {{"commandId": "{id}", "actor": 7}}, "manager_id": []}}"#),
+    ] {
+        let got = claimed_command_id(body.as_bytes(), Format::Json);
+        assert_eq!(got.as_deref(), Some(id), "{body}");
+    }
+    for body in ["{", r#"{"meta": []}"#, r#"{"meta": {"command_id": ""}}"#] {
+        assert_eq!(claimed_command_id(body.as_bytes(), Format::Json), None);
+    }
+    // Protobuf: meta (field 1), then a field 2 of the wrong wire type for any command.
+    let mut bytes = v1::RegisterManager {
+        meta: Some(v1::CommandMeta {
+            command_id: id.into(),
+            ..meta()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    bytes.extend([2 << 3, 0x05]);
+    assert!(matches!(
+        decode("register_manager", &bytes, Format::Protobuf),
+        Err(WireError::Malformed(_))
+    ));
+    assert_eq!(
+        claimed_command_id(&bytes, Format::Protobuf).as_deref(),
+        Some(id)
+    );
+    assert_eq!(claimed_command_id(&[0xff; 8], Format::Protobuf), None);
+}
+
+/// A command's proto message descriptor (`register_customer` → `crm.v1.RegisterCustomer`).
+fn descriptor(name: &str) -> prost_reflect::MessageDescriptor {
+    let pascal: String = name
+        .split('_')
+        .map(|w| w[..1].to_uppercase() + &w[1..])
+        .collect();
+    crm_contracts::descriptors()
+        .get_message_by_name(&format!("crm.v1.{pascal}"))
+        .unwrap_or_else(|| panic!("no message for {name}"))
+}
+
+/// What a standard proto3 JSON printer writes (Python's `json_format`, Go's `protojson`,
+/// Java's `JsonFormat`): lowerCamelCase names, 64-bit integers as strings, fields at their
+/// defaults left out. prost-reflect's printer is one.
+fn canonical_json(name: &str, protobuf: &[u8]) -> Vec<u8> {
+    let m = prost_reflect::DynamicMessage::decode(descriptor(name), protobuf).unwrap();
+    let mut out = Vec::new();
+    let mut s = serde_json::Serializer::new(&mut out);
+    m.serialize_with_options(&mut s, &prost_reflect::SerializeOptions::new())
+        .unwrap();
+    out
+}
+
+#[test]
+fn standard_proto3_json_is_read_for_every_command() {
+    for command in samples() {
+        let name = command.name();
+        let meta = meta();
+        let json = canonical_json(name, &encode(&meta, &command, Format::Protobuf).unwrap());
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(text.contains("\"commandId\""), "{text}");
+        let decoded =
+            decode(name, &json, Format::Json).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+        assert_eq!(decoded.command, command, "{name}");
+        assert_eq!(decoded.meta, meta, "{name}");
+    }
+}
+
+#[test]
+fn the_three_ways_a_standard_client_was_refused_are_read() {
+    let body = serde_json::json!({
+        "meta": {"commandId": "0193a6f0-0000-7000-8000-000000000001", "actor": "service:crm-py"},
+        "customerId": "0193a6f0-0000-7000-8000-0000000000c1",
+        "customerType": "individual",
+        "displayName": "Wang Fang",
+        "phone": "+86 139 1234 5678",
+        "region": "east",
+        "firstTouchChannel": "web",
+        // `sms` at its default (false) left out, as printers do.
+        "consents": {"email": true},
+        // int64 as a string, as proto3 JSON writes it.
+        "aumMinor": "1234500"
+    });
+    let d = decode(
+        "register_customer",
+        &serde_json::to_vec(&body).unwrap(),
+        Format::Json,
+    )
+    .unwrap();
+    let Command::Customer(CustomerCommand::Register(r)) = d.command else {
+        panic!("{:?}", d.command)
+    };
+    assert_eq!(r.aum_minor, Some(1_234_500));
+    assert_eq!(
+        r.consents,
+        Some(Consents {
+            sms: false,
+            email: true,
+            phone: false
+        })
+    );
+    assert_eq!(d.meta.command_id, "0193a6f0-0000-7000-8000-000000000001");
+}
+
+#[test]
+fn proto3_json_refusals_name_the_field() {
+    let err = |body: serde_json::Value| {
+        decode(
+            "register_manager",
+            &serde_json::to_vec(&body).unwrap(),
+            Format::Json,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let meta = serde_json::json!({"commandId": "0193a6f0-0000-7000-8000-000000000001", "actor": "person:a"});
+    let e = err(serde_json::json!({"meta": meta, "managerId": "x", "colour": "red"}));
+    assert!(e.contains("colour"), "{e}");
+    let e = err(serde_json::json!({"meta": meta, "holdingLimit": "lots"}));
+    assert!(e.contains("holdingLimit"), "{e}");
+    let e = err(serde_json::json!({"meta": {"commandId": 7}}));
+    assert!(e.contains("meta.commandId"), "{e}");
+    // Anything after the message is refused.
+    let e = decode(
+        "register_manager",
+        br#"{"meta": {"command_id": "a"}} trailing"#,
+        Format::Json,
+    )
+    .unwrap_err();
+    assert!(matches!(e, WireError::Malformed(_)), "{e}");
+}
+
+#[test]
+fn every_reply_is_standard_proto3_json() {
+    let reply = v1::CommandReply {
+        command_id: id().to_string(),
+        accepted: true,
+        duplicate: false,
+        events: vec![v1::AppendedEvent {
+            event_id: id().to_string(),
+            event_type: "OwnerAssigned".into(),
+            stream_id: format!("customer-{}", id()),
+            stream_version: 4,
+        }],
+        problem: None,
+    };
+    let refusal = v1::CommandReply {
+        command_id: id().to_string(),
+        accepted: false,
+        problem: Some(v1::Problem {
+            code: "ownership.holding_limit_reached".into(),
+            title: "Holding limit reached".into(),
+            detail: "…".into(),
+            status: 422,
+        }),
+        ..Default::default()
+    };
+    for reply in [reply, refusal] {
+        standard_reader_takes(reply);
+    }
+}
+
+fn standard_reader_takes(reply: v1::CommandReply) {
+    use crm_contracts::wire::{decode_reply, encode_reply};
+    let json = encode_reply(&reply, Format::Json);
+    // A strict standard reader (unknown fields refused) takes what the platform writes.
+    let desc = crm_contracts::descriptors()
+        .get_message_by_name("crm.v1.CommandReply")
+        .unwrap();
+    let mut de = serde_json::Deserializer::from_slice(&json);
+    let read = prost_reflect::DynamicMessage::deserialize(desc, &mut de).unwrap();
+    assert_eq!(read.transcode_to::<v1::CommandReply>().unwrap(), reply);
+    assert_eq!(decode_reply(&json, Format::Json).unwrap(), reply);
+}

@@ -38,8 +38,13 @@ pub async fn execute(
     if body.len() > MAX_PAYLOAD {
         return Err(reject(Problem::too_large(MAX_PAYLOAD)));
     }
-    let decoded = wire::decode(name, body, format).map_err(|e| reject(Problem::from_wire(&e)))?;
-    let mut envelope = envelope(&decoded.meta, idempotency_key, Utc::now()).map_err(reject)?;
+    // A refusal names the command id the request carried, when it can be read.
+    let named = |p: Problem| match claimed(body, format, idempotency_key) {
+        Some(id) => reject(p.with_command(id)),
+        None => reject(p),
+    };
+    let decoded = wire::decode(name, body, format).map_err(|e| named(Problem::from_wire(&e)))?;
+    let mut envelope = envelope(&decoded.meta, idempotency_key, Utc::now()).map_err(named)?;
     envelope.actor = recorded_actor(envelope.actor, principal)
         .map_err(|p| reject(p.with_command(envelope.command_id)))?;
     let command_id = envelope.command_id;
@@ -47,6 +52,12 @@ pub async fn execute(
         .handle(envelope, decoded.command)
         .await
         .map_err(|e| Problem::from_command(&e).with_command(command_id))
+}
+
+/// The command id a refused payload carries (or its `Idempotency-Key`), if it is a UUID.
+fn claimed(body: &[u8], format: Format, idempotency_key: Option<&str>) -> Option<Uuid> {
+    let id = wire::claimed_command_id(body, format).or(idempotency_key.map(str::to_string))?;
+    id.parse().ok()
 }
 
 fn uuid(field: &str, s: &str) -> Result<Uuid, Problem> {
