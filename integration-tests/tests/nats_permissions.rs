@@ -33,10 +33,7 @@ fn password(user: &str) -> String {
 }
 
 fn env_name(user: &str) -> String {
-    format!(
-        "CRM_NATS_{}_PASSWORD",
-        user.to_uppercase().replace('-', "_")
-    )
+    crm_bus::permissions::password_variable(user)
 }
 
 struct Nats {
@@ -64,6 +61,12 @@ impl Drop for Nats {
 impl Nats {
     /// `nats-server` with JetStream and the shipped `auth.conf`, on a free port.
     async fn start() -> Self {
+        let auth = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nats/auth.conf");
+        Self::start_with(&std::fs::read_to_string(auth).unwrap(), &USERS).await
+    }
+
+    /// `nats-server` with JetStream and `auth` (whose `users` have passwords set).
+    async fn start_with(auth: &str, users: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -71,8 +74,7 @@ impl Nats {
             .port();
         let dir = std::env::temp_dir().join(format!("crm-nats-auth-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("js")).unwrap();
-        let auth = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nats/auth.conf");
-        std::fs::copy(auth, dir.join("auth.conf")).unwrap();
+        std::fs::write(dir.join("auth.conf"), auth).unwrap();
         std::fs::write(
             dir.join("nats.conf"),
             format!(
@@ -87,7 +89,7 @@ impl Nats {
             .arg(dir.join("nats.conf"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("nats.log")).unwrap());
-        for u in USERS {
+        for u in users {
             server.env(env_name(u), password(u));
         }
         let child = server
@@ -314,4 +316,107 @@ async fn services_run_with_their_own_users_and_nothing_more() {
     println!("per user (forbidden, refused, allowed): {results:?}");
     println!("NATS: {forbidden} forbidden attempts, {refused} refused by the server");
     assert_eq!(forbidden, refused);
+}
+
+/// Another team's event consumer, under a deployment's own prefix and stream (`crm nats
+/// auth-conf --prefix acme.crm --stream ACME_EVENTS --consumer fraud-watch`): it reads
+/// the stream through its durable consumer, and may do nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_consumer_reads_the_stream_through_its_own_consumer_only() {
+    use async_nats::jetstream::{self, consumer::pull};
+    use futures::StreamExt as _;
+    let subjects = crm_bus::Subjects::new("acme.crm");
+    let auth = crm_bus::permissions::auth_conf(&crm_bus::permissions::Deployment {
+        subjects: &subjects,
+        stream: "ACME_EVENTS",
+        consumers: &["fraud-watch".to_string()],
+    });
+    let mut users = USERS.to_vec();
+    users.push("fraud-watch");
+    let nats = Nats::start_with(&auth, &users).await;
+    let (admin, _) = nats.client("admin").await;
+    let js = jetstream::new(admin);
+    js.create_stream(jetstream::stream::Config {
+        name: "ACME_EVENTS".into(),
+        subjects: vec![subjects.all_events()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let sent: Vec<String> = (0..3)
+        .map(|_| {
+            subjects.event(
+                &format!("customer-{}", Uuid::now_v7()),
+                "CustomerRegistered",
+            )
+        })
+        .collect();
+    for s in &sent {
+        js.publish(s.clone(), "{}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    let (client, errors) = nats.client("fraud-watch").await;
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream("ACME_EVENTS").await.unwrap();
+    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(
+            "fraud-watch",
+            pull::Config {
+                durable_name: Some("fraud-watch".into()),
+                filter_subject: subjects.all_events(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    let mut batch = consumer.fetch().max_messages(10).messages().await.unwrap();
+    while let Some(m) = batch.next().await {
+        let m = m.unwrap();
+        read.push(m.subject.to_string());
+        m.ack().await.unwrap();
+    }
+    assert_eq!(read, sent, "the consumer reads every event, in order");
+
+    let other = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("someone-else".into()),
+            ..Default::default()
+        })
+        .await;
+    assert!(other.is_err(), "a consumer of another name was created");
+    for subject in [
+        subjects.command("register_customer"),
+        subjects.event("customer-1", "CustomerRegistered"),
+        "$JS.API.STREAM.DELETE.ACME_EVENTS".into(),
+        "$JS.API.STREAM.PURGE.ACME_EVENTS".into(),
+        "$JS.API.CONSUMER.DELETE.ACME_EVENTS.fraud-watch".into(),
+    ] {
+        errors.lock().unwrap().clear();
+        client.publish(subject.clone(), "".into()).await.unwrap();
+        client.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let refused = errors
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.to_lowercase().contains("permissions violation"));
+        assert!(refused, "fraud-watch published to {subject}");
+    }
+    errors.lock().unwrap().clear();
+    let _sub = client.subscribe(subjects.all_events()).await.unwrap();
+    client.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        errors
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.to_lowercase().contains("permissions violation")),
+        "fraud-watch subscribed to the events outside JetStream"
+    );
 }

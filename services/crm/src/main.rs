@@ -19,6 +19,7 @@ mod db;
 mod demo;
 mod demo_serve;
 mod load;
+mod nats;
 mod out;
 mod policy;
 mod projections;
@@ -63,6 +64,9 @@ enum Cmd {
     Load(Box<load::LoadArgs>),
     /// Issue a bearer token for the services (HS256, CRM_AUTH_HS256_SECRET).
     Token(token::TokenArgs),
+    /// NATS: the users and permissions for a deployment.
+    #[command(subcommand)]
+    Nats(nats::NatsCmd),
 }
 
 #[tokio::main]
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Audit(cmd) => audit::run(cmd).await,
         Cmd::Policy(cmd) => policy::run(cmd).await,
         Cmd::Token(args) => token::run(args),
+        Cmd::Nats(cmd) => nats::run(cmd),
         Cmd::Db(cmd) => db::run(cmd).await,
         Cmd::Load(args) => load::run(*args).await,
     }
