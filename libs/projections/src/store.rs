@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
@@ -514,11 +514,16 @@ impl ReadStore {
         schema: Schema,
     ) -> Result<Self, ReadError> {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // No JIT: the read models answer by index walks under a LIMIT, whose cost
+            // the planner overestimates past `jit_above_cost`; compiling then took
+            // 570-620 ms of a 0.7 ms query (the open complaints of one SLA state at W2's
+            // size, docs/benchmarks.md).
+            let options = url.parse::<PgConnectOptions>()?.options([("jit", "off")]);
             Self::Postgres(
                 PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect(url)
+                    .connect_with(options)
                     .await?,
             )
         } else if let Some(path) = url.strip_prefix("sqlite://") {

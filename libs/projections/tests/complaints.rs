@@ -181,6 +181,36 @@ async fn states(store: &ReadStore, now: i64) -> Vec<(String, String)> {
         .map(|k| (k.complaint_id, k.sla_state))
         .collect();
     rows.sort();
+    // Each state's filter finds exactly the complaints judged in that state, in the list
+    // and in the counts (the filter's shortcuts change no answer).
+    for state in SlaState::ALL {
+        let filter = ComplaintFilter {
+            state: Some(state),
+            ..Default::default()
+        };
+        let mut only: Vec<(String, String)> = store
+            .open_complaints(&filter, now, "", 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.complaint_id, k.sla_state))
+            .collect();
+        only.sort();
+        let want: Vec<_> = rows
+            .iter()
+            .filter(|r| r.1 == state.as_str())
+            .cloned()
+            .collect();
+        assert_eq!(only, want, "{state:?} at {now}");
+        let counted: i64 = store
+            .open_complaint_counts(&filter, now)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.complaints)
+            .sum();
+        assert_eq!(counted as usize, want.len(), "{state:?} counted at {now}");
+    }
     rows
 }
 

@@ -216,6 +216,14 @@ async fn pages(
             "/ui/complaints?state=breached",
         ),
         (
+            "page: open complaints, warned only",
+            "/ui/complaints?state=warned",
+        ),
+        (
+            "page: open complaints, due only",
+            "/ui/complaints?state=due",
+        ),
+        (
             "page: the latest checkpoints checked",
             "/ui/audit/checkpoints",
         ),

@@ -186,6 +186,15 @@ const FROM_FILTERED: &str = "FROM rm_complaints k JOIN rm_customers c \
 
 const OPEN: &str = "k.resolved_at_us IS NULL AND k.closed_at_us IS NULL";
 
+/// What the state asked for (bind `$5`, judged at `$1`) implies of a complaint's own
+/// columns, checked before [`state_sql`]'s look-ups so that the rows of other states cost
+/// little: escalated or not, and for `due` and `warned`, no missed deadline. Implied by
+/// [`state_sql`], so it changes no answer.
+const STATE_IMPLIES: &str = "($5 IS NULL OR ($5 = 'escalated') = (k.escalations > 0)) \
+    AND ($5 IS NULL OR $5 NOT IN ('due', 'warned') \
+      OR (COALESCE(k.resolution_due_us, 9223372036854775807) >= $1 \
+        AND k.resolution_breaches = 0 AND COALESCE(k.first_response_in_sla, 1) <> 0))";
+
 /// Every column of a complaint row: the customer's, then the complaint's.
 const COLUMNS: &str = "c.customer_id, c.customer_type, c.display_name, c.region, c.branch, \
     c.first_touch_channel, c.stage, c.value_tier, c.aum_minor, c.owner_id, c.owner_team, \
@@ -206,7 +215,7 @@ impl ReadStore {
         let sql = format!(
             "SELECT team, severity, sla_state, count(*) AS complaints FROM \
              (SELECT COALESCE(c.owner_team, 'pool') AS team, k.severity, {} AS sla_state \
-             {FROM_FILTERED} AND {OPEN}) s \
+             {FROM_FILTERED} AND {OPEN} AND {STATE_IMPLIES}) s \
              WHERE ($5 IS NULL OR sla_state = $5) \
              GROUP BY team, severity, sla_state ORDER BY team, severity, sla_state",
             state_sql()
@@ -236,6 +245,7 @@ impl ReadStore {
     ) -> Result<Vec<ComplaintRow>, ReadError> {
         let sql = format!(
             "SELECT * FROM (SELECT {COLUMNS}, {} AS sla_state {FROM_FILTERED} AND {OPEN} \
+             AND {STATE_IMPLIES} \
              AND ($6 = '' OR k.logged_at_us > \
                (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $6) \
              OR (k.logged_at_us = \
