@@ -334,30 +334,7 @@ async fn an_event_consumer_reads_the_stream_through_its_own_consumer_only() {
     let mut users = USERS.to_vec();
     users.push("fraud-watch");
     let nats = Nats::start_with(&auth, &users).await;
-    let (admin, _) = nats.client("admin").await;
-    let js = jetstream::new(admin);
-    js.create_stream(jetstream::stream::Config {
-        name: "ACME_EVENTS".into(),
-        subjects: vec![subjects.all_events()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let sent: Vec<String> = (0..3)
-        .map(|_| {
-            subjects.event(
-                &format!("customer-{}", Uuid::now_v7()),
-                "CustomerRegistered",
-            )
-        })
-        .collect();
-    for s in &sent {
-        js.publish(s.clone(), "{}".into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    let sent = fill_stream(&nats, &subjects, "ACME_EVENTS").await;
 
     let (client, errors) = nats.client("fraud-watch").await;
     let js = jetstream::new(client.clone());
@@ -389,6 +366,7 @@ async fn an_event_consumer_reads_the_stream_through_its_own_consumer_only() {
         })
         .await;
     assert!(other.is_err(), "a consumer of another name was created");
+    errors.lock().unwrap().clear();
     for subject in [
         subjects.command("register_customer"),
         subjects.event("customer-1", "CustomerRegistered"),
@@ -396,27 +374,56 @@ async fn an_event_consumer_reads_the_stream_through_its_own_consumer_only() {
         "$JS.API.STREAM.PURGE.ACME_EVENTS".into(),
         "$JS.API.CONSUMER.DELETE.ACME_EVENTS.fraud-watch".into(),
     ] {
-        errors.lock().unwrap().clear();
-        client.publish(subject.clone(), "".into()).await.unwrap();
-        client.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let refused = errors
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e.to_lowercase().contains("permissions violation"));
-        assert!(refused, "fraud-watch published to {subject}");
+        let publish = client.publish(subject.clone(), "".into());
+        publish.await.unwrap();
+        assert!(
+            refused(&client, &errors).await,
+            "fraud-watch published to {subject}"
+        );
     }
-    errors.lock().unwrap().clear();
     let _sub = client.subscribe(subjects.all_events()).await.unwrap();
-    client.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(
-        errors
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e.to_lowercase().contains("permissions violation")),
+        refused(&client, &errors).await,
         "fraud-watch subscribed to the events outside JetStream"
     );
+}
+
+/// Whether the server refused what the client just did (its errors since the last ask).
+async fn refused(client: &async_nats::Client, errors: &Mutex<Vec<String>>) -> bool {
+    client.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let seen = std::mem::take(&mut *errors.lock().unwrap());
+    seen.iter()
+        .any(|e| e.to_lowercase().contains("permissions violation"))
+}
+
+/// A stream `name` on the events of `subjects`, holding three events (sent as the
+/// operators' user); their subjects, in order.
+async fn fill_stream(nats: &Nats, subjects: &crm_bus::Subjects, name: &str) -> Vec<String> {
+    use async_nats::jetstream;
+    let (admin, _) = nats.client("admin").await;
+    let js = jetstream::new(admin);
+    js.create_stream(jetstream::stream::Config {
+        name: name.into(),
+        subjects: vec![subjects.all_events()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let sent: Vec<String> = (0..3)
+        .map(|_| {
+            subjects.event(
+                &format!("customer-{}", Uuid::now_v7()),
+                "CustomerRegistered",
+            )
+        })
+        .collect();
+    for s in &sent {
+        js.publish(s.clone(), "{}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    sent
 }
