@@ -375,6 +375,8 @@ pub const COMPLAINTS: Table = Table {
         ("owner_idx", "owner_id, logged_at_us"),
         // The open complaints oldest first, a page at a time (1007).
         ("logged_idx", "logged_at_us, complaint_id"),
+        // Where the complaints not past their resolution deadline begin (1008).
+        ("due_idx", "resolution_due_us"),
     ],
 };
 
@@ -799,13 +801,23 @@ pub struct AddedIndex {
 }
 
 /// Every index added to a table after it was created.
-pub const ADDED_INDEXES: &[AddedIndex] = &[AddedIndex {
-    // The workbench's open complaints, oldest first, 50 a page: without it each page
-    // sorted every open complaint (2.7 s at W2's size).
-    migration: 1007,
-    table: "rm_complaints",
-    index: "logged_idx",
-}];
+pub const ADDED_INDEXES: &[AddedIndex] = &[
+    AddedIndex {
+        // The workbench's open complaints, oldest first, 50 a page: without it each page
+        // sorted every open complaint (2.7 s at W2's size).
+        migration: 1007,
+        table: "rm_complaints",
+        index: "logged_idx",
+    },
+    AddedIndex {
+        // The open complaints due or warned begin with the oldest not past its
+        // resolution deadline: without it, a page of them judged every older complaint
+        // first (0.6-1.0 s at W2's size).
+        migration: 1008,
+        table: "rm_complaints",
+        index: "due_idx",
+    },
+];
 
 /// Tables a later migration dropped: (their projection, table, that migration). Migration
 /// 1001's SQL, frozen, is still produced from their declarations (each first among its
@@ -888,6 +900,11 @@ pub fn migrations() -> Vec<(i64, &'static str, String)> {
             COMPLAINT_DEADLINES_MIGRATION.to_string(),
         ),
         (1007, "open complaints in order", migration_sql(1007)),
+        (
+            1008,
+            "complaints by resolution deadline",
+            migration_sql(1008),
+        ),
     ]
 }
 
@@ -924,6 +941,11 @@ mod tests {
             migration_sql(1007),
             "CREATE INDEX rm_complaints_logged_idx ON rm_complaints (logged_at_us, complaint_id);\n",
             "migration 1007 as released"
+        );
+        assert_eq!(
+            migration_sql(1008),
+            "CREATE INDEX rm_complaints_due_idx ON rm_complaints (resolution_due_us);\n",
+            "migration 1008 as released"
         );
         for i in ADDED_INDEXES {
             assert!(all.contains(&i.migration), "{i:?}");

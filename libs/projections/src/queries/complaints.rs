@@ -126,6 +126,13 @@ from_row!(ComplaintCount {
     complaints
 });
 
+/// The logging instant that bounds a list (`min`: none when no row matches).
+struct FirstLogged {
+    logged_at_us: Option<i64>,
+}
+
+from_row!(FirstLogged { logged_at_us });
+
 impl FromRow for ComplaintRow {
     fn from_row<'r, R: Row>(r: &'r R) -> Result<Self, sqlx::Error>
     where
@@ -243,9 +250,16 @@ impl ReadStore {
         after: &str,
         limit: i64,
     ) -> Result<Vec<ComplaintRow>, ReadError> {
+        let from = match filter.state {
+            Some(SlaState::Due | SlaState::Warned) => match self.not_late_from(now_us).await? {
+                Some(from) => Some(from),
+                None => return Ok(Vec::new()),
+            },
+            _ => None,
+        };
         let sql = format!(
             "SELECT * FROM (SELECT {COLUMNS}, {} AS sla_state {FROM_FILTERED} AND {OPEN} \
-             AND {STATE_IMPLIES} \
+             AND {STATE_IMPLIES} AND ($8 IS NULL OR k.logged_at_us >= $8) \
              AND ($6 = '' OR k.logged_at_us > \
                (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $6) \
              OR (k.logged_at_us = \
@@ -266,8 +280,27 @@ impl ReadStore {
             f.severity.as_deref(),
             f.state.map(SlaState::as_str),
             after,
-            limit
+            limit,
+            from
         ))
+    }
+
+    /// When the oldest open complaint that could be due or warned at `now_us` was
+    /// logged (not escalated, its resolution deadline not passed or not known); `None`
+    /// when there is none. Found from the deadline index, so that a page of them does
+    /// not judge the many older complaints first. The rows are gathered first
+    /// (`MATERIALIZED`): asked for the `min` directly, PostgreSQL walks the logging index
+    /// from its start until a row matches (1.2 s at W2's size, against 85 ms).
+    async fn not_late_from(&self, now_us: i64) -> Result<Option<i64>, ReadError> {
+        let sql = format!(
+            "WITH not_late AS MATERIALIZED (SELECT k.logged_at_us FROM rm_complaints k \
+             WHERE {OPEN} AND k.escalations = 0 \
+             AND (k.resolution_due_us >= $1 OR k.resolution_due_us IS NULL)) \
+             SELECT min(logged_at_us) AS logged_at_us FROM not_late"
+        );
+        Ok(fetch!(self, FirstLogged, &sql, now_us)
+            .pop()
+            .and_then(|r| r.logged_at_us))
     }
 
     /// One complaint, open or not, with its customer, judged at `now_us` (who may see it
