@@ -23,6 +23,10 @@ pub enum ErrorKind {
 pub enum DomainError {
     #[error("field {field} is invalid: {reason}")]
     InvalidField { field: String, reason: String },
+    /// A rule across the command's fields (named in the contract: a protovalidate rule
+    /// of the command's message with the same id).
+    #[error("{}", .0.message())]
+    RuleBroken(CommandRule),
     #[error("the command changes nothing")]
     NothingToChange,
     #[error("customer {0} is not registered")]
@@ -127,6 +131,43 @@ pub enum DomainError {
     TimerNotDue { timer: &'static str },
 }
 
+/// The rules across a command's fields, each with the id the contract gives it
+/// (`proto/crm/v1/commands.proto`, `(buf.validate.message).cel`) and the problem's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandRule {
+    /// register_customer: one of phone, e-mail or registration number.
+    ContactKeyRequired,
+    /// register_customer: an enterprise's registration number.
+    EnterpriseRegistrationNumberRequired,
+}
+
+impl CommandRule {
+    pub const ALL: &'static [CommandRule] = &[
+        CommandRule::ContactKeyRequired,
+        CommandRule::EnterpriseRegistrationNumberRequired,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            CommandRule::ContactKeyRequired => "customer.contact_key_required",
+            CommandRule::EnterpriseRegistrationNumberRequired => {
+                "customer.enterprise_registration_number_required"
+            }
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            CommandRule::ContactKeyRequired => {
+                "at least one of phone, email or registration_number is needed to catch duplicates"
+            }
+            CommandRule::EnterpriseRegistrationNumberRequired => {
+                "an enterprise customer needs its registration number"
+            }
+        }
+    }
+}
+
 impl DomainError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         DomainError::InvalidField {
@@ -140,6 +181,7 @@ impl DomainError {
         use DomainError::*;
         match self {
             InvalidField { .. } => "validation.invalid_field",
+            RuleBroken(rule) => rule.id(),
             NothingToChange => "command.nothing_to_change",
             UnknownCustomer(_) => "customer.unknown",
             AlreadyRegistered(_) => "customer.already_registered",
@@ -178,7 +220,7 @@ impl DomainError {
     pub fn kind(&self) -> ErrorKind {
         use DomainError::*;
         match self {
-            InvalidField { .. } | NothingToChange => ErrorKind::Validation,
+            InvalidField { .. } | RuleBroken(_) | NothingToChange => ErrorKind::Validation,
             UnknownCustomer(_) | UnknownManager(_) | UnknownComplaint(_) => ErrorKind::NotFound,
             ManagerInactive(_)
             | HoldingLimitReached { .. }
@@ -198,6 +240,8 @@ impl DomainError {
 /// Every code, for documentation and tests.
 pub const ALL_CODES: &[&str] = &[
     "validation.invalid_field",
+    "customer.contact_key_required",
+    "customer.enterprise_registration_number_required",
     "command.nothing_to_change",
     "customer.unknown",
     "customer.already_registered",

@@ -26,7 +26,7 @@ pub use context::{
     MAX_CONTACT_BACKDATE,
 };
 pub use customer::{CustomerCommand, CustomerEvent, CustomerState, SlaPolicy};
-pub use error::{DomainError, ErrorKind};
+pub use error::{CommandRule, DomainError, ErrorKind};
 pub use event_codec::{DecodeError, Payload};
 pub use ids::*;
 pub use manager::{ManagerCommand, ManagerEvent, ManagerState};

@@ -168,13 +168,13 @@ fn register_refusals() {
     no_key.phone = None;
     given([])
         .when(CustomerCommand::Register(no_key), &ctx(0))
-        .then_error("validation.invalid_field");
+        .then_error("customer.contact_key_required");
 
     let mut enterprise = register(3);
     enterprise.customer_type = CustomerType::Enterprise;
     let e = given([])
         .when(CustomerCommand::Register(enterprise), &ctx(0))
-        .then_error("validation.invalid_field");
+        .then_error("customer.enterprise_registration_number_required");
     assert!(e.to_string().contains("registration number"), "{e}");
 
     let mut bad_phone = register(4);

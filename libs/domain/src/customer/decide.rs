@@ -11,7 +11,7 @@ use super::lifecycle;
 use super::state::CustomerState;
 use super::timers;
 use crate::context::{DecisionContext, ManagerView, MAX_CLOCK_SKEW, MAX_CONTACT_BACKDATE};
-use crate::error::DomainError;
+use crate::error::{CommandRule, DomainError};
 use crate::ids::{ComplaintId, CustomerId, ManagerId};
 use crate::normalize::{normalize_email, normalize_phone, normalize_registration_number};
 use crate::policy::{choose, days, matching_rule, CustomerFacts};
@@ -234,15 +234,11 @@ fn register(state: &CustomerState, c: &RegisterCustomer, ctx: &DecisionContext) 
     let registration_number =
         opt_normalized(&c.registration_number, normalize_registration_number)?;
     if phone.is_none() && email.is_none() && registration_number.is_none() {
-        return Err(DomainError::invalid(
-            "phone",
-            "at least one of phone, email or registration_number is needed to catch duplicates",
-        ));
+        return Err(DomainError::RuleBroken(CommandRule::ContactKeyRequired));
     }
     if c.customer_type == CustomerType::Enterprise && registration_number.is_none() {
-        return Err(DomainError::invalid(
-            "registration_number",
-            "an enterprise customer needs its registration number",
+        return Err(DomainError::RuleBroken(
+            CommandRule::EnterpriseRegistrationNumberRequired,
         ));
     }
     let stage = c.stage.unwrap_or(LifecycleStage::Lead);
