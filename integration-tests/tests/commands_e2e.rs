@@ -303,6 +303,7 @@ async fn commands_over_nats_and_http_end_up_in_the_stream() {
             correlation.to_string()
         );
     }
+    every_message_is_the_contracts(&messages);
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -324,4 +325,38 @@ async fn commands_over_nats_and_http_end_up_in_the_stream() {
     assert_eq!(openapi["openapi"], "3.1.0");
     drop(relay);
     drop(service);
+}
+
+/// Each published message as the contract describes it (proto/crm/v1/events.proto, the
+/// AsyncAPI document): the body an `EventEnvelope` whose payload is its event's message,
+/// its headers the catalogue's, the subject its channel's address.
+fn every_message_is_the_contracts(messages: &[async_nats::jetstream::message::StreamMessage]) {
+    let doc = crm_contracts::asyncapi::asyncapi();
+    let listed = &doc["components"]["schemas"]["EventHeaders"]["properties"];
+    for m in messages {
+        crm_contracts::events::read_envelope(&m.payload)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&m.payload)));
+        // The platform's own headers are the catalogue's (the server adds its `Nats-…`
+        // ones when a message is read directly), and every required one is there.
+        for (name, _) in m.headers.iter() {
+            let name: &str = name.as_ref();
+            assert!(
+                !name.starts_with("Crm-") || listed[name].is_object(),
+                "header {name} is not in the catalogue"
+            );
+        }
+        let required = doc["components"]["schemas"]["EventHeaders"]["required"]
+            .as_array()
+            .unwrap();
+        for name in required {
+            let name = name.as_str().unwrap();
+            assert!(m.headers.get(name).is_some(), "no header {name}");
+        }
+        let tokens: Vec<&str> = m.subject.split('.').collect();
+        let event_type = m.headers.get("Crm-Event-Type").unwrap();
+        assert_eq!(tokens.len(), 6, "{}", m.subject);
+        assert_eq!(tokens[1], "events");
+        assert!(doc["channels"][tokens[2]].is_object(), "{}", m.subject);
+        assert_eq!(tokens[5], event_type.as_str());
+    }
 }

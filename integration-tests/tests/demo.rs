@@ -7,8 +7,10 @@ use std::process::Command;
 
 #[test]
 fn the_demo_plays_a_day_and_reports_it() {
+    let db = std::env::temp_dir().join(format!("crm-demo-{}.db", uuid::Uuid::new_v4().simple()));
     let out = Command::new(crm_integration_tests::binary("crm"))
-        .args(["demo", "--customers", "120", "--show", "5"])
+        .args(["demo", "--customers", "120", "--show", "5", "--db"])
+        .arg(&db)
         .output()
         .expect("run crm demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -79,4 +81,56 @@ fn the_demo_plays_a_day_and_reports_it() {
         dated(first),
         "a period starts with its date and time: {first:?}"
     );
+    every_stored_event_is_its_contract_message(&db);
+    let _ = std::fs::remove_file(&db);
+}
+
+/// Every event the day stored (domain events, the policy, the recorded
+/// verification) reads as its message in `proto/crm/v1/events.proto` with unknown fields
+/// refused, and every field the contract marks personal holds ciphertext.
+fn every_stored_event_is_its_contract_message(db: &std::path::Path) {
+    use crm_contracts::events::{message_for, read_payload};
+    use crm_contracts::options::is_personal;
+    use crm_eventstore::{sqlite::SqliteEventStore, EventStore, LogPosition};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let events = runtime.block_on(async {
+        let store = SqliteEventStore::open(db)
+            .await
+            .expect("open the demo's store");
+        store
+            .read_all(LogPosition::START, usize::MAX >> 1)
+            .await
+            .unwrap()
+    });
+    let mut types = std::collections::BTreeSet::new();
+    let mut personal = 0;
+    for e in &events {
+        read_payload(&e.event_type, e.schema_version, &e.payload)
+            .unwrap_or_else(|err| panic!("{err}\n{}", e.payload));
+        let message = &message_for(&e.event_type, e.schema_version)
+            .unwrap()
+            .message;
+        for field in message.fields().filter(is_personal) {
+            if let Some(text) = e.payload.get(field.name()).and_then(|v| v.as_str()) {
+                assert!(
+                    text.starts_with("enc:v1:"),
+                    "{}.{} in clear",
+                    e.event_type,
+                    field.name()
+                );
+                personal += 1;
+            }
+        }
+        types.insert(e.event_type.clone());
+    }
+    assert!(events.len() > 1_000, "{} events", events.len());
+    assert!(personal > 100, "{personal} personal fields");
+    for expected in [
+        "CustomerRegistered",
+        "PolicyPublished",
+        "OwnershipTransferred",
+        "ChainVerified",
+    ] {
+        assert!(types.contains(expected), "no {expected} among {types:?}");
+    }
 }

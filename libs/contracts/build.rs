@@ -11,13 +11,15 @@ use serde_json::{json, Map, Value};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [root.join("crm/v1/commands.proto")];
-    for f in &files {
-        println!("cargo:rerun-if-changed={}", f.display());
-    }
+    println!("cargo:rerun-if-changed={}", root.display());
     let mut compiler = protox::Compiler::new([&root])?;
     compiler.include_source_info(true).include_imports(true);
-    compiler.open_files(&files)?;
+    // The commands (and what they import) first: the Rust types are made for them alone.
+    compiler.open_files([root.join("crm/v1/commands.proto")])?;
+    let mut commands = compiler.file_descriptor_set();
+    // Their validation rules are options: protovalidate's own messages need no Rust types.
+    commands.file.retain(|f| f.package() == "crm.v1");
+    compiler.open_files([root.join("crm/v1/events.proto")])?;
     let fds = compiler.file_descriptor_set();
 
     let out = std::env::var("OUT_DIR")?;
@@ -25,19 +27,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Path::new(&out).join("openapi.json"),
         serde_json::to_string_pretty(&openapi(&fds))?,
     )?;
-    // The descriptors themselves: the proto3 JSON mapping is read from them at run time.
+    // The descriptors themselves, options included: the proto3 JSON mapping and the
+    // event catalogue are read from them at run time.
     std::fs::write(
         Path::new(&out).join("descriptors.bin"),
-        prost::Message::encode_to_vec(&fds),
+        compiler.encode_file_descriptor_set(),
     )?;
 
     prost_build::Config::new()
         // `prost::Name`: each message's full name, to find its descriptor.
         .enable_type_names()
         // The JSON form of a command is its protobuf message, field for field.
-        .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
-        .type_attribute(".", "#[serde(deny_unknown_fields)]")
-        .compile_fds(fds)?;
+        .type_attribute(".crm", "#[derive(serde::Serialize, serde::Deserialize)]")
+        .type_attribute(".crm", "#[serde(deny_unknown_fields)]")
+        .compile_fds(commands)?;
     Ok(())
 }
 
@@ -119,7 +122,11 @@ fn schema(msg: &DescriptorProto, path: &[i32], docs: &BTreeMap<Vec<i32>, String>
 fn openapi(fds: &FileDescriptorSet) -> Value {
     let mut schemas = Map::new();
     let mut paths = Map::new();
-    for file in fds.file.iter().filter(|f| f.package() == "crm.v1") {
+    for file in fds
+        .file
+        .iter()
+        .filter(|f| f.name() == "crm/v1/commands.proto")
+    {
         let docs = comments(file);
         for (i, msg) in file.message_type.iter().enumerate() {
             let path = vec![4, i as i32];

@@ -8,6 +8,9 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/crm.v1.rs"));
 }
 
+pub mod asyncapi;
+pub mod events;
+pub mod options;
 pub mod wire;
 
 /// The descriptors of `proto/crm/v1/` (and what they import), as compiled.

@@ -15,6 +15,7 @@ mod bench_raw;
 mod bench_read;
 mod bench_replay;
 mod bench_tokens;
+mod contract;
 mod db;
 mod demo;
 mod demo_serve;
@@ -67,6 +68,10 @@ enum Cmd {
     /// NATS: the users and permissions for a deployment.
     #[command(subcommand)]
     Nats(nats::NatsCmd),
+    /// The contract's machine-readable documents (AsyncAPI of the events, OpenAPI of
+    /// the commands).
+    #[command(subcommand)]
+    Contract(contract::ContractCmd),
 }
 
 #[tokio::main]
@@ -82,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Policy(cmd) => policy::run(cmd).await,
         Cmd::Token(args) => token::run(args),
         Cmd::Nats(cmd) => nats::run(cmd),
+        Cmd::Contract(cmd) => contract::run(cmd),
         Cmd::Db(cmd) => db::run(cmd).await,
         Cmd::Load(args) => load::run(*args).await,
     }
