@@ -2,6 +2,7 @@
 //! fresh PostgreSQL database and a fresh JetStream stream per test.
 
 pub mod browser;
+pub mod contract_tools;
 pub mod faults;
 pub mod idp;
 pub mod ingress;
