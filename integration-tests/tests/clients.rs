@@ -18,8 +18,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_client_against_the_platform() {
+/// The command service and the relay on a fresh database, stream and subject prefix.
+async fn platform() -> (Platform, Service, Service) {
     let platform = Platform::new().await;
     let mut service = Service::start(
         "crm-command-service",
@@ -29,7 +29,49 @@ async fn the_python_client_against_the_platform() {
     let mut relay = Service::start("crm-relay", &[], &platform.env());
     service.wait_ready().await;
     relay.wait_ready().await;
+    (platform, service, relay)
+}
 
+/// What each walkthrough reports: the same refusals, rule and events in every language,
+/// and the events it read are what the store holds for its customer.
+async fn check_summary(platform: &Platform, stdout: &str) {
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("its summary");
+    assert_eq!(
+        summary["refusals"],
+        serde_json::json!({
+            "no_contact_key": "customer.contact_key_required",
+            "assign_twice": "ownership.already_owned",
+        })
+    );
+    assert_eq!(
+        summary["local_rules"],
+        serde_json::json!(["customer.contact_key_required"]),
+        "protovalidate finds the rule the platform refuses by"
+    );
+    assert_eq!(
+        summary["events"],
+        serde_json::json!(["CustomerRegistered", "OwnerAssigned"])
+    );
+    let store = PgEventStore::connect(&platform.db.url, 1).await.unwrap();
+    let stream = format!("customer-{}", summary["customer_id"].as_str().unwrap());
+    let stored = store.read_stream(&stream, 0).await.unwrap();
+    let types: Vec<&str> = stored.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["CustomerRegistered", "OwnerAssigned"]);
+}
+
+fn succeeded(output: &std::process::Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_against_the_platform() {
+    let (platform, _service, _relay) = platform().await;
     let venv = client_tools().join("python/bin");
     let path = format!(
         "{}:{}",
@@ -53,34 +95,49 @@ async fn the_python_client_against_the_platform() {
         .envs(platform.env())
         .output()
         .expect("run the walkthrough");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the walkthrough failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("its summary");
-    assert_eq!(
-        summary["refusals"],
-        serde_json::json!({
-            "no_contact_key": "customer.contact_key_required",
-            "assign_twice": "ownership.already_owned",
-        })
-    );
-    assert_eq!(
-        summary["local_rules"],
-        serde_json::json!(["customer.contact_key_required"]),
-        "protovalidate finds the rule the platform refuses by"
-    );
-    assert_eq!(
-        summary["events"],
-        serde_json::json!(["CustomerRegistered", "OwnerAssigned"])
-    );
+    check_summary(&platform, &succeeded(&output, "the Python walkthrough")).await;
+}
 
-    // What the client read is what the store holds.
-    let store = PgEventStore::connect(&platform.db.url, 1).await.unwrap();
-    let stream = format!("customer-{}", summary["customer_id"].as_str().unwrap());
-    let stored = store.read_stream(&stream, 0).await.unwrap();
-    let types: Vec<&str> = stored.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(types, ["CustomerRegistered", "OwnerAssigned"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_against_the_platform() {
+    let (platform, _service, _relay) = platform().await;
+    // The client's sources in a directory of their own, with the pinned node_modules.
+    let dir = scratch_dir("typescript-client");
+    for entry in [
+        "package.json",
+        "tsconfig.json",
+        "buf.gen.yaml",
+        "src",
+        "examples",
+    ] {
+        let (ok, out) = run(Command::new("cp")
+            .arg("-r")
+            .arg(repo().join("clients/typescript").join(entry))
+            .arg(&dir));
+        assert!(ok, "{out}");
+    }
+    let modules = client_tools().join("typescript/node_modules");
+    std::os::unix::fs::symlink(&modules, dir.join("node_modules")).unwrap();
+    let bin = |name: &str| modules.join(".bin").join(name);
+    let path = format!(
+        "{}:{}",
+        modules.join(".bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (ok, out) = run(Command::new(bin("buf"))
+        .current_dir(&dir)
+        .env("PATH", &path)
+        .arg("generate")
+        .arg(repo().join("proto"))
+        .args(["--template", "buf.gen.yaml"]));
+    assert!(ok, "buf generate:\n{out}");
+    let (ok, out) = run(Command::new(bin("tsc")).current_dir(&dir).args(["-p", "."]));
+    assert!(ok, "tsc:\n{out}");
+    let output = Command::new("node")
+        .current_dir(&dir)
+        .arg("dist/examples/walkthrough.js")
+        .envs(platform.env())
+        .output()
+        .expect("run the walkthrough");
+    check_summary(&platform, &succeeded(&output, "the TypeScript walkthrough")).await;
 }
