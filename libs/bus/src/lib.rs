@@ -5,6 +5,7 @@
 
 pub mod connect;
 pub mod envelope;
+pub mod intake;
 pub mod permissions;
 pub mod relay;
 pub mod stream;

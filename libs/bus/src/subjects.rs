@@ -72,6 +72,28 @@ impl Subjects {
         format!("{}.cmd.{command_name}", self.prefix)
     }
 
+    /// Durable-ingestion subject of a command (`<prefix>.intake.assign_owner`):
+    /// published to the intake stream, decided at least once (`crate::intake`).
+    pub fn intake(&self, command_name: &str) -> String {
+        format!("{}.intake.{command_name}", self.prefix)
+    }
+
+    /// Every durable-ingestion subject.
+    pub fn all_intake(&self) -> String {
+        format!("{}.intake.*", self.prefix)
+    }
+
+    /// Subject of the outcome of the command `command_id` taken from the intake
+    /// (`<prefix>.outcomes.<name>.<command id>`): one message per command.
+    pub fn outcome(&self, command_name: &str, command_id: &str) -> String {
+        format!("{}.outcomes.{command_name}.{command_id}", self.prefix)
+    }
+
+    /// Every outcome subject.
+    pub fn all_outcomes(&self) -> String {
+        format!("{}.outcomes.>", self.prefix)
+    }
+
     /// Name of the NATS service exposing the commands.
     pub fn service_name(&self) -> String {
         format!("{}-commands", self.prefix.replace('.', "-"))

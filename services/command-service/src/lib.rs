@@ -4,6 +4,7 @@
 pub mod caller;
 pub mod execute;
 pub mod http;
+pub mod intake;
 pub mod micro;
 pub mod nats;
 pub mod problem;
@@ -38,6 +39,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Secret of the duplicate-check index (`HandlerConfig::index_key`).
     pub index_key: String,
+    /// Durable ingestion (`intake.rs`): the streams, or `None` for none.
+    pub intake: Option<crm_bus::intake::IntakeSpec>,
 }
 
 /// A running command service.
@@ -46,6 +49,7 @@ pub struct App {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     stop_http: tokio::sync::oneshot::Sender<()>,
     ingress: Option<nats::Ingress>,
+    intake: Option<intake::Intake>,
     probes: Probes,
     grace: Duration,
 }
@@ -72,6 +76,7 @@ impl App {
             let store = store.clone();
             async move { store.ping().await.map_err(|e| e.to_string()) }
         });
+        let mut intake = None;
         let ingress = match &config.nats_url {
             Some(url) => {
                 let client = crm_bus::connect::connect(url, &config.nats)
@@ -87,6 +92,17 @@ impl App {
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the NATS ingress: {e}"))?;
+                if let Some(spec) = config.intake.clone() {
+                    let started = intake::Intake::start(
+                        client.clone(),
+                        spec,
+                        handler.clone(),
+                        config.auth.clone(),
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("starting the durable intake: {e}"))?;
+                    intake = Some(started);
+                }
                 probes = probes.check("nats", move || {
                     std::future::ready(crm_bus::connect::connected(&client))
                 });
@@ -118,6 +134,7 @@ impl App {
             server,
             stop_http,
             ingress,
+            intake,
             probes,
             grace: config.shutdown_grace,
         })
@@ -148,10 +165,18 @@ impl App {
         self.probes.drain();
         let _ = self.stop_http.send(());
         let nats = async {
-            match self.ingress {
-                Some(ingress) => ingress.stop(deadline).await,
-                None => 0,
-            }
+            let intake = async {
+                if let Some(intake) = self.intake {
+                    intake.stop(deadline).await;
+                }
+            };
+            let ingress = async {
+                match self.ingress {
+                    Some(ingress) => ingress.stop(deadline).await,
+                    None => 0,
+                }
+            };
+            tokio::join!(intake, ingress).1
         };
         let http = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), self.server);
         let (unanswered, http) = tokio::join!(nats, http);

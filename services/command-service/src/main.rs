@@ -57,6 +57,17 @@ struct Args {
     /// Secret of the duplicate-check index (required unless CRM_AUTH=off).
     #[arg(long, env = "CRM_INDEX_KEY", hide_env_values = true)]
     index_key: Option<String>,
+    /// Durable ingestion: the JetStream stream commands are published to
+    /// (`<prefix>.intake.<name>`; e.g. CRM_INTAKE); unset, there is none. Created when
+    /// missing.
+    #[arg(long, env = "CRM_INTAKE")]
+    intake: Option<String>,
+    /// The stream the intake's outcomes are published to (`<prefix>.outcomes.<name>.<id>`).
+    #[arg(long, env = "CRM_OUTCOMES", default_value = "CRM_OUTCOMES")]
+    outcomes: String,
+    /// Days the outcomes are kept for publishers to replay.
+    #[arg(long, env = "CRM_OUTCOMES_MAX_AGE_DAYS", default_value_t = 7)]
+    outcomes_max_age_days: u64,
     #[command(flatten)]
     auth: crm_auth::AuthArgs,
     #[command(flatten)]
@@ -75,6 +86,15 @@ async fn main() -> anyhow::Result<()> {
     let index_key =
         crm_command_handler::handler::index_key(args.index_key.as_deref(), auth.is_none())
             .map_err(anyhow::Error::msg)?;
+    let intake = args.intake.map(|commands| {
+        let mut spec = crm_bus::intake::IntakeSpec::new(
+            commands,
+            args.outcomes,
+            crm_bus::Subjects::new(args.subject_prefix.clone()),
+        );
+        spec.outcomes_max_age = std::time::Duration::from_secs(args.outcomes_max_age_days * 86_400);
+        spec
+    });
     let app = App::build(Config {
         store_url: args.store_url,
         schema: args.migrate,
@@ -91,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
         auth,
         index_key,
+        intake,
     })
     .await?;
     tracing::info!(http = %app.http_addr, "command service ready");

@@ -280,7 +280,7 @@ async fn answer(ctx: Ctx, message: async_nats::Message) {
         .strip_prefix(&format!("{}.cmd.", ctx.subjects.prefix()))
         .unwrap_or("")
         .to_string();
-    let (format, result) = decide(&ctx, &name, &message).await;
+    let (format, result) = decide(&ctx.handler, ctx.auth.as_ref(), "nats", &name, &message).await;
     let (headers, body) = reply_message(format, &result);
     // Counted per known command only: a caller's invented subject mints no entry.
     if COMMAND_NAMES.contains(&name.as_str()) {
@@ -296,9 +296,12 @@ async fn answer(ctx: Ctx, message: async_nats::Message) {
     }
 }
 
-/// One request's answer, in the format to reply in.
-async fn decide(
-    ctx: &Ctx,
+/// One command message's answer (a request's, or one taken from the intake), in the
+/// format to answer in.
+pub(crate) async fn decide(
+    handler: &Handler,
+    auth: Option<&crm_auth::Verifier>,
+    transport: &'static str,
     name: &str,
     message: &async_nats::Message,
 ) -> (Format, Result<crm_command_handler::Accepted, Problem>) {
@@ -314,11 +317,10 @@ async fn decide(
     let format = Format::from_content_type(ct.as_deref());
     let answer_in = format.unwrap_or(Format::Json);
     // Who asks comes first, as over HTTP: an unauthenticated caller learns nothing more.
-    let principal =
-        match authenticate(ctx.auth.as_ref(), header("Authorization").as_deref(), name).await {
-            Ok(p) => p,
-            Err(problem) => return (answer_in, Err(problem)),
-        };
+    let principal = match authenticate(auth, header("Authorization").as_deref(), name).await {
+        Ok(p) => p,
+        Err(problem) => return (answer_in, Err(problem)),
+    };
     let Some(format) = format else {
         let problem = Problem::unsupported_media_type(ct.as_deref().unwrap_or(""));
         return (answer_in, Err(problem));
@@ -332,8 +334,8 @@ async fn decide(
         return (format, Err(problem));
     }
     let result = execute(
-        &ctx.handler,
-        "nats",
+        handler,
+        transport,
         name,
         &message.payload,
         format,
@@ -345,7 +347,7 @@ async fn decide(
 }
 
 /// The reply's headers and body; a refusal carries its code and status in headers too.
-fn reply_message(
+pub(crate) fn reply_message(
     format: Format,
     result: &Result<crm_command_handler::Accepted, Problem>,
 ) -> (HeaderMap, Vec<u8>) {

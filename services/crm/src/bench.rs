@@ -235,6 +235,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
         shutdown_grace: std::time::Duration::from_secs(5),
         index_key: crm_command_handler::handler::DEFAULT_INDEX_KEY.into(),
+        intake: None,
         auth: None,
     })
     .await?;

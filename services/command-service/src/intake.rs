@@ -1,0 +1,247 @@
+//! Durable ingestion: commands taken from the intake stream (`crm_bus::intake`), decided
+//! at least once through the same path as a NATS request, their outcomes published once
+//! per command id.
+//!
+//! Exactly one decision per command, whatever crashes: a command leaves the intake only
+//! after its outcome is stored in the outcomes stream (the publish acknowledged, then the
+//! command acknowledged and the acknowledgement confirmed). A command delivered again is
+//! first looked up in the outcomes stream by its subject: answered before, it is only
+//! acknowledged. Decided but not yet answered when the service died, it is decided again:
+//! an accepted command's id is its idempotency key in the store (the first answer comes
+//! back, `duplicate`), and a refused one changed nothing, so nothing was decided that
+//! anyone saw. The outcome's `Nats-Msg-Id` is the command id as a last guard.
+//!
+//! Order: commands are decided in intake order per aggregate (customer, manager, the
+//! policy): each goes to one of [`LANES`] lanes by its aggregate's id, and a lane decides
+//! one command after another; lanes run concurrently.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, stream::Stream, AckKind};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use crm_bus::intake::{IntakeSpec, CONSUMER};
+use crm_bus::Subjects;
+use crm_contracts::wire::{self, Format};
+use crm_domain::Command;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::execute::Handler;
+use crate::nats::{decide, reply_message};
+
+/// Commands decided at once (one per lane; per aggregate, one at a time).
+pub const LANES: usize = 32;
+/// Commands delivered but not yet acknowledged, at most (the server's bound).
+const MAX_ACK_PENDING: i64 = 4096;
+/// How long the server waits for an acknowledgement before delivering again.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long a command whose outcome could not be stored waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+struct Ctx {
+    js: jetstream::Context,
+    outcomes: Stream,
+    handler: Handler,
+    auth: Option<crm_auth::Verifier>,
+    subjects: Subjects,
+}
+
+/// The running intake.
+pub struct Intake {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Intake {
+    /// Create the streams when missing, bind the durable consumer and start deciding.
+    pub async fn start(
+        client: async_nats::Client,
+        spec: IntakeSpec,
+        handler: Handler,
+        auth: Option<crm_auth::Verifier>,
+    ) -> Result<Self, async_nats::Error> {
+        let js = jetstream::new(client);
+        let (commands, outcomes) = spec.ensure(&js).await?;
+        let consumer = commands
+            .get_or_create_consumer(
+                CONSUMER,
+                pull::Config {
+                    durable_name: Some(CONSUMER.into()),
+                    description: Some("the command service: commands to decide".into()),
+                    filter_subject: spec.subjects.all_intake(),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    max_ack_pending: MAX_ACK_PENDING,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let messages = consumer.messages().await?;
+        let ctx = Ctx {
+            js,
+            outcomes,
+            handler,
+            auth,
+            subjects: spec.subjects,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(ctx, messages, stopped));
+        tracing::info!(stream = %spec.commands, outcomes = %spec.outcomes, "durable intake started");
+        Ok(Intake { stop, task })
+    }
+
+    /// Take no more commands; finish those the lanes hold (the rest stay in the intake
+    /// and are delivered again, to this or another instance).
+    pub async fn stop(self, deadline: std::time::Instant) {
+        let _ = self.stop.send(true);
+        let wait = tokio::time::timeout_at(deadline.into(), self.task);
+        if wait.await.is_err() {
+            tracing::warn!("the intake's lanes did not finish within the grace period");
+        }
+    }
+}
+
+/// Deal the delivered commands to the lanes until told to stop.
+async fn run(ctx: Ctx, mut messages: pull::Stream, mut stop: watch::Receiver<bool>) {
+    let mut lanes = Vec::with_capacity(LANES);
+    let mut workers = JoinSet::new();
+    for _ in 0..LANES {
+        let (tx, mut rx) = mpsc::channel::<jetstream::Message>(16);
+        lanes.push(tx);
+        let ctx = ctx.clone();
+        workers.spawn(async move {
+            while let Some(message) = rx.recv().await {
+                take(&ctx, message).await;
+            }
+        });
+    }
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            next = messages.next() => match next {
+                Some(Ok(message)) => {
+                    let lane = lane_of(&ctx.subjects, &message);
+                    if lanes[lane].send(message).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "intake: reading the consumer"),
+                None => break,
+            },
+        }
+    }
+    drop(lanes);
+    while workers.join_next().await.is_some() {}
+    tracing::info!("durable intake stopped");
+}
+
+/// The lane of a command: by its aggregate's id, so that one aggregate's commands are
+/// decided in order. A payload that does not decode goes to lane 0 (it is refused).
+fn lane_of(subjects: &Subjects, message: &jetstream::Message) -> usize {
+    let name = command_name(subjects, &message.message);
+    let format = content_type(&message.message).unwrap_or(Format::Json);
+    let key = match wire::decode(name, &message.message.payload, format).map(|d| d.command) {
+        Ok(Command::Customer(c)) => c.customer_id().to_string(),
+        Ok(Command::Manager(m)) => m.manager_id().to_string(),
+        Ok(Command::Policy(_)) => "policy".to_string(),
+        Err(_) => return 0,
+    };
+    crm_bus::subjects::partition_of(&key) as usize % LANES
+}
+
+fn command_name<'m>(subjects: &Subjects, message: &'m async_nats::Message) -> &'m str {
+    message
+        .subject
+        .as_str()
+        .strip_prefix(&format!("{}.intake.", subjects.prefix()))
+        .unwrap_or("")
+}
+
+fn content_type(message: &async_nats::Message) -> Option<Format> {
+    let ct = message.headers.as_ref().and_then(|h| h.get("Content-Type"));
+    Format::from_content_type(ct.map(|v| v.as_str()))
+}
+
+/// The id the outcome is filed under: the payload's command id, else the message's
+/// `Nats-Msg-Id`, else its place in the intake stream.
+fn outcome_key(message: &jetstream::Message) -> String {
+    let format = content_type(&message.message).unwrap_or(Format::Json);
+    wire::claimed_command_id(&message.message.payload, format)
+        .filter(|id| id.parse::<uuid::Uuid>().is_ok())
+        .or_else(|| {
+            let h = message.message.headers.as_ref()?;
+            Some(h.get("Nats-Msg-Id")?.as_str().to_string())
+        })
+        .filter(|id| !id.is_empty() && !id.contains(['.', '*', '>', ' ']))
+        .unwrap_or_else(|| match message.info() {
+            Ok(info) => format!("seq-{}", info.stream_sequence),
+            Err(_) => "unknown".into(),
+        })
+}
+
+/// Decide one command (unless it was answered before), store its outcome, then let it
+/// leave the intake.
+async fn take(ctx: &Ctx, message: jetstream::Message) {
+    let name = command_name(&ctx.subjects, &message.message).to_string();
+    let key = outcome_key(&message);
+    let subject = ctx.subjects.outcome(&name, &key);
+    match ctx
+        .outcomes
+        .direct_get_last_for_subject(subject.clone())
+        .await
+    {
+        Ok(_) => return acknowledge(&message, &subject).await,
+        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(error = %e, %subject, "intake: looking up an outcome; trying again later");
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY_AFTER))).await;
+            return;
+        }
+    }
+    let (format, result) = decide(
+        &ctx.handler,
+        ctx.auth.as_ref(),
+        "intake",
+        &name,
+        &message.message,
+    )
+    .await;
+    let (mut headers, body) = reply_message(format, &result);
+    outcome_headers(&mut headers, &key, &message);
+    let stored = match ctx
+        .js
+        .publish_with_headers(subject.clone(), headers, Bytes::from(body))
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match stored {
+        Ok(()) => acknowledge(&message, &subject).await,
+        Err(e) => {
+            tracing::warn!(error = %e, %subject, "intake: the outcome was not stored; the command stays");
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY_AFTER))).await;
+        }
+    }
+}
+
+fn outcome_headers(headers: &mut HeaderMap, key: &str, message: &jetstream::Message) {
+    headers.insert("Nats-Msg-Id", key);
+    if let Ok(info) = message.info() {
+        headers.insert(
+            "Crm-Intake-Sequence",
+            info.stream_sequence.to_string().as_str(),
+        );
+    }
+}
+
+/// Acknowledge and wait for the server's confirmation (a lost acknowledgement only means
+/// the command comes again, and is found answered).
+async fn acknowledge(message: &jetstream::Message, subject: &str) {
+    if let Err(e) = message.double_ack().await {
+        tracing::warn!(error = %e, %subject, "intake: acknowledging a decided command");
+    }
+}
