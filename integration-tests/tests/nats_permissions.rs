@@ -170,10 +170,12 @@ async fn services_run_with_their_own_users_and_nothing_more() {
         env
     };
     let mut relay = Service::start("crm-relay", &[], &store_env("relay"));
+    let mut service_env = store_env("command-service");
+    service_env.push(("CRM_INTAKE", "CRM_INTAKE".into()));
     let mut service = Service::start(
         "crm-command-service",
         &["--http-addr", "127.0.0.1:0"],
-        &store_env("command-service"),
+        &service_env,
     );
     let mut projector = Service::start(
         "crm-projector",
@@ -201,6 +203,7 @@ async fn services_run_with_their_own_users_and_nothing_more() {
         .expect("the command service answers");
     let reply = decode_reply(&reply.payload, Format::Protobuf).unwrap();
     assert!(reply.accepted, "{reply:?}");
+    through_the_intake(&branch).await;
 
     // Stored, published by the relay, projected by the projector: each with its user.
     let read = sqlx::PgPool::connect(&db.url).await.unwrap();
@@ -229,6 +232,9 @@ async fn services_run_with_their_own_users_and_nothing_more() {
         "crm.cmd.erase_customer_data",
         "crm.events.customer.0.CustomerRegistered",
         "crm.dlq.projectors.0",
+        "crm.intake.register_customer",
+        "crm.intake.erase_customer_data",
+        "crm.outcomes.register_customer.x",
         "$JS.API.STREAM.DELETE.CRM_EVENTS",
         "$JS.API.STREAM.PURGE.CRM_EVENTS",
         "$JS.API.CONSUMER.MSG.NEXT.CRM_EVENTS.projectors-0",
@@ -249,7 +255,10 @@ async fn services_run_with_their_own_users_and_nothing_more() {
                 subject.starts_with("crm.dlq.")
                     || subject.starts_with("$JS.API.CONSUMER.MSG.NEXT.CRM_EVENTS.")
             }
-            "branch-system" => subject == "crm.cmd.register_customer",
+            "command-service" => subject.starts_with("crm.outcomes."),
+            "branch-system" => {
+                subject == "crm.cmd.register_customer" || subject == "crm.intake.register_customer"
+            }
             "call-centre" => subject == "crm.cmd.record_contact",
             _ => false,
         }
@@ -318,6 +327,51 @@ async fn services_run_with_their_own_users_and_nothing_more() {
     assert_eq!(forbidden, refused);
 }
 
+/// A client service publishes a command to the intake (JetStream, its own inbox for the
+/// acknowledgement) and reads its outcome by subject (direct get): the command service
+/// took it through its own user.
+async fn through_the_intake(client: &async_nats::Client) {
+    let meta = v1::CommandMeta {
+        command_id: Uuid::now_v7().to_string(),
+        actor: "service:branch-system".into(),
+        ..Default::default()
+    };
+    let body = encode(
+        &meta,
+        &register(CustomerId::new(Uuid::now_v7())),
+        Format::Protobuf,
+    )
+    .unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", meta.command_id.as_str());
+    let js = async_nats::jetstream::new(client.clone());
+    js.publish_with_headers("crm.intake.register_customer", headers, body.into())
+        .await
+        .unwrap()
+        .await
+        .expect("the intake stores the command");
+    let outcome = format!(
+        "$JS.API.DIRECT.GET.CRM_OUTCOMES.crm.outcomes.register_customer.{}",
+        meta.command_id
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = client.request(outcome.clone(), "".into()).await.unwrap();
+        if let Ok(reply) = decode_reply(&answer.payload, Format::Protobuf) {
+            if !answer.payload.is_empty() {
+                assert!(reply.accepted, "{reply:?}");
+                assert_eq!(reply.command_id, meta.command_id);
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no outcome of the intake's command"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Another team's event consumer, under a deployment's own prefix and stream (`crm nats
 /// auth-conf --prefix acme.crm --stream ACME_EVENTS --consumer fraud-watch`): it reads
 /// the stream through its durable consumer, and may do nothing else.
@@ -330,6 +384,8 @@ async fn an_event_consumer_reads_the_stream_through_its_own_consumer_only() {
         subjects: &subjects,
         stream: "ACME_EVENTS",
         consumers: &["fraud-watch".to_string()],
+        intake: "ACME_INTAKE",
+        outcomes: "ACME_OUTCOMES",
     });
     let mut users = USERS.to_vec();
     users.push("fraud-watch");

@@ -16,6 +16,9 @@ pub struct Deployment<'a> {
     pub stream: &'a str,
     /// Event consumers: each a user of that name whose durable consumer has that name.
     pub consumers: &'a [String],
+    /// The streams of durable ingestion (`CRM_INTAKE`, `CRM_OUTCOMES`).
+    pub intake: &'a str,
+    pub outcomes: &'a str,
 }
 
 /// One user of `auth.conf`.
@@ -33,14 +36,14 @@ enum Allowed {
     /// Everything (operators).
     All,
     Only(Vec<String>),
-    Nothing,
 }
 
 const HEADER: &str = "\
 # Who may publish and subscribe to what: one NATS user per service, least privilege.
 # Written by `crm nats auth-conf` from the subjects the services use (this file: prefix
-# `crm`, stream `CRM_EVENTS`, dead letters `CRM_EVENTS_DLQ`; another prefix, stream or
-# event consumers: run it with --prefix, --stream, --consumer). Included by
+# `crm`, stream `CRM_EVENTS`, dead letters `CRM_EVENTS_DLQ`, durable ingestion
+# `CRM_INTAKE` and `CRM_OUTCOMES`; another prefix, streams or event consumers: run it
+# with --prefix, --stream, --intake, --outcomes, --consumer). Included by
 # nats-server.conf. Passwords come from nats-server's environment (never committed);
 # bcrypt hashes (`nats server passwd`) work in their place.
 #
@@ -91,36 +94,86 @@ fn users(d: &Deployment) -> Vec<User> {
             subscribe: Vec::new(),
             responds: false,
         },
-        User {
-            name: "command-service".into(),
-            about: "Serves the commands (NATS service API included) and answers; publishes nothing else.",
-            publish: Allowed::Nothing,
-            subscribe: vec![p.command(">"), "$SRV.>".into()],
-            responds: true,
-        },
+        command_service(d),
         User {
             name: "relay".into(),
             about: "Publishes stored events to the events stream; nothing else.",
             publish: Allowed::Only(
-                [vec![p.all_events()], js(&[
-                    "API.INFO",
-                    "API.STREAM.INFO.{S}",
-                    "API.STREAM.CREATE.{S}",
-                    "API.STREAM.UPDATE.{S}",
-                    "API.STREAM.MSG.GET.{S}",
-                    "API.DIRECT.GET.{S}.>",
-                ])]
+                [
+                    vec![p.all_events()],
+                    js(&[
+                        "API.INFO",
+                        "API.STREAM.INFO.{S}",
+                        "API.STREAM.CREATE.{S}",
+                        "API.STREAM.UPDATE.{S}",
+                        "API.STREAM.MSG.GET.{S}",
+                        "API.DIRECT.GET.{S}.>",
+                    ]),
+                ]
                 .concat(),
             ),
             subscribe: inbox("relay"),
             responds: false,
         },
         projector(p, s),
-        client("branch-system", p, &["register_customer", "update_profile", "assign_owner", "assign_by_policy"]),
-        client("call-centre", p, &["record_contact", "log_complaint", "acknowledge_complaint", "escalate_complaint", "resolve_complaint"]),
+        client(
+            "branch-system",
+            d,
+            &[
+                "register_customer",
+                "update_profile",
+                "assign_owner",
+                "assign_by_policy",
+            ],
+        ),
+        client(
+            "call-centre",
+            d,
+            &[
+                "record_contact",
+                "log_complaint",
+                "acknowledge_complaint",
+                "escalate_complaint",
+                "resolve_complaint",
+            ],
+        ),
     ];
     users.extend(d.consumers.iter().map(|name| consumer(name, s)));
     users
+}
+
+/// The command service: answers requests; with durable ingestion, consumes the intake
+/// through its one durable consumer, looks outcomes up and publishes them.
+fn command_service(d: &Deployment) -> User {
+    let (p, intake, outcomes) = (d.subjects, d.intake, d.outcomes);
+    let consumer = crate::intake::CONSUMER;
+    let mut publish = vec![p.all_outcomes(), "$JS.API.INFO".to_string()];
+    for stream in [intake, outcomes] {
+        publish.push(format!("$JS.API.STREAM.INFO.{stream}"));
+        publish.push(format!("$JS.API.STREAM.CREATE.{stream}"));
+    }
+    for verb in [
+        "CONSUMER.CREATE.{I}.{C}",
+        "CONSUMER.CREATE.{I}.{C}.>",
+        "CONSUMER.DURABLE.CREATE.{I}.{C}",
+        "CONSUMER.INFO.{I}.{C}",
+        "CONSUMER.MSG.NEXT.{I}.{C}",
+    ] {
+        let verb = verb.replace("{I}", intake).replace("{C}", consumer);
+        publish.push(format!("$JS.API.{verb}"));
+    }
+    publish.push(format!("$JS.ACK.{intake}.{consumer}.>"));
+    publish.push(format!(
+        "$JS.API.DIRECT.GET.{outcomes}.{}",
+        p.all_outcomes()
+    ));
+    User {
+        name: "command-service".into(),
+        about: "Serves the commands (NATS service API included) and answers; takes the intake's\n    # commands through its durable consumer and publishes their outcomes.",
+        publish: Allowed::Only(publish),
+        subscribe: vec![p.command(">"), "$SRV.>".into(), "_INBOX.command-service.>".into()],
+        responds: true,
+    }
 }
 
 fn projector(p: &Subjects, s: &str) -> User {
@@ -151,16 +204,25 @@ fn projector(p: &Subjects, s: &str) -> User {
     }
 }
 
-/// A client service that sends the commands named.
-fn client(name: &str, p: &Subjects, commands: &[&str]) -> User {
+/// A client service that sends the commands named: as requests, or to the intake, and
+/// reads those commands' outcomes (direct get by subject).
+fn client(name: &str, d: &Deployment, commands: &[&str]) -> User {
+    let p = d.subjects;
+    let mut publish: Vec<String> = commands.iter().map(|c| p.command(c)).collect();
+    publish.extend(commands.iter().map(|c| p.intake(c)));
+    publish.extend(
+        commands
+            .iter()
+            .map(|c| format!("$JS.API.DIRECT.GET.{}.{}", d.outcomes, p.outcome(c, ">"))),
+    );
     User {
         name: name.into(),
         about: if name == "branch-system" {
-            "Client services: the commands each may send (as their bearer tokens on HTTP)."
+            "Client services: the commands each may send (as their bearer tokens on HTTP),\n    # as requests or to the intake, and those commands' outcomes."
         } else {
             ""
         },
-        publish: Allowed::Only(commands.iter().map(|c| p.command(c)).collect()),
+        publish: Allowed::Only(publish),
         subscribe: vec![format!("_INBOX.{name}.>")],
         responds: false,
     }
@@ -205,7 +267,6 @@ fn render(out: &mut String, u: &User) {
     );
     match &u.publish {
         Allowed::Only(subjects) => list(out, "publish", "allow", subjects),
-        Allowed::Nothing => list(out, "publish", "deny", &[">".to_string()]),
         Allowed::All => unreachable!("written above"),
     }
     list(out, "subscribe", "allow", &u.subscribe);
@@ -242,6 +303,8 @@ mod tests {
             subjects: &Subjects::default(),
             stream: "CRM_EVENTS",
             consumers: &[],
+            intake: "CRM_INTAKE",
+            outcomes: "CRM_OUTCOMES",
         });
         assert_eq!(
             shipped, written,
@@ -255,14 +318,21 @@ mod tests {
             subjects: &Subjects::new("acme.crm"),
             stream: "ACME_EVENTS",
             consumers: &["fraud-watch".into()],
+            intake: "ACME_INTAKE",
+            outcomes: "ACME_OUTCOMES",
         });
         let users = &written[written.find("authorization {").unwrap()..];
         assert!(!users.contains("\"crm."), "{users}");
-        assert!(!users.contains("CRM_EVENTS"), "{users}");
+        for default in ["CRM_EVENTS", "CRM_INTAKE", "CRM_OUTCOMES"] {
+            assert!(!users.contains(default), "{users}");
+        }
         for s in [
             "\"acme.crm.cmd.>\"",
             "\"acme.crm.events.>\"",
             "\"acme.crm.dlq.>\"",
+            "\"acme.crm.intake.register_customer\"",
+            "$JS.API.DIRECT.GET.ACME_OUTCOMES.acme.crm.outcomes.register_customer.>",
+            "$JS.ACK.ACME_INTAKE.crm-intake.>",
             "$JS.API.STREAM.CREATE.ACME_EVENTS_DLQ",
             "$JS.API.CONSUMER.MSG.NEXT.ACME_EVENTS.fraud-watch\"",
             "password: $CRM_NATS_FRAUD_WATCH_PASSWORD",

@@ -65,6 +65,9 @@ struct Args {
     /// The stream the intake's outcomes are published to (`<prefix>.outcomes.<name>.<id>`).
     #[arg(long, env = "CRM_OUTCOMES", default_value = "CRM_OUTCOMES")]
     outcomes: String,
+    /// Replicas of the intake's streams when it creates them (3 on a NATS cluster).
+    #[arg(long, env = "CRM_STREAM_REPLICAS", default_value_t = 1)]
+    stream_replicas: usize,
     /// Days the outcomes are kept for publishers to replay.
     #[arg(long, env = "CRM_OUTCOMES_MAX_AGE_DAYS", default_value_t = 7)]
     outcomes_max_age_days: u64,
@@ -93,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
             crm_bus::Subjects::new(args.subject_prefix.clone()),
         );
         spec.outcomes_max_age = std::time::Duration::from_secs(args.outcomes_max_age_days * 86_400);
+        spec.replicas = args.stream_replicas;
         spec
     });
     let app = App::build(Config {

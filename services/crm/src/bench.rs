@@ -54,6 +54,9 @@ pub enum BenchCmd {
     /// A new projector group over a long stream, per NATS server: consumers created,
     /// first messages, drain rate, the server's memory and CPU.
     Replay(crate::bench_replay::ReplayArgs),
+    /// Durable ingestion against request/reply: W1 commands published to the intake
+    /// (live, and as a backlog decided from a standing start) and sent as requests.
+    Intake(crate::bench_intake::IntakeArgs),
     /// Delete a stream a benchmark left (and its dead-letter stream), as
     /// scripts/bench-load does when it ends: W2's stream holds 11 GiB.
     DropStream(DropStreamArgs),
@@ -141,6 +144,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Analytics(a) => crate::bench_analytics::run(a).await,
         BenchCmd::Tokens(a) => crate::bench_tokens::run(a).await,
         BenchCmd::Replay(a) => crate::bench_replay::run(a).await,
+        BenchCmd::Intake(a) => crate::bench_intake::run(a).await,
         BenchCmd::DropStream(a) => drop_stream(a).await,
     }
 }
@@ -149,7 +153,7 @@ pub(crate) struct Phase {
     name: &'static str,
     commands: usize,
     refused: usize,
-    elapsed: Duration,
+    pub(crate) elapsed: Duration,
     latencies: Latencies,
 }
 

@@ -9,6 +9,7 @@ mod bench;
 mod bench_analytics;
 mod bench_audit;
 mod bench_ceilings;
+mod bench_intake;
 mod bench_nats;
 mod bench_queries;
 mod bench_raw;

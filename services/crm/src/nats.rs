@@ -21,12 +21,22 @@ pub struct AuthConfArgs {
     /// (its password from `CRM_NATS_<NAME>_PASSWORD`). Repeat for several.
     #[arg(long = "consumer", value_name = "NAME")]
     consumers: Vec<String>,
+    /// The durable-ingestion stream of commands.
+    #[arg(long, env = "CRM_INTAKE", default_value = "CRM_INTAKE")]
+    intake: String,
+    /// The stream of the intake's outcomes.
+    #[arg(long, env = "CRM_OUTCOMES", default_value = "CRM_OUTCOMES")]
+    outcomes: String,
 }
 
 pub fn run(cmd: NatsCmd) -> anyhow::Result<()> {
     match cmd {
         NatsCmd::AuthConf(a) => {
-            for name in a.consumers.iter().chain([&a.prefix, &a.stream]) {
+            for name in a
+                .consumers
+                .iter()
+                .chain([&a.prefix, &a.stream, &a.intake, &a.outcomes])
+            {
                 anyhow::ensure!(
                     !name.is_empty()
                         && name
@@ -48,6 +58,8 @@ pub fn run(cmd: NatsCmd) -> anyhow::Result<()> {
                     subjects: &subjects,
                     stream: &a.stream,
                     consumers: &a.consumers,
+                    intake: &a.intake,
+                    outcomes: &a.outcomes,
                 })
             );
             Ok(())
