@@ -21,15 +21,29 @@ fn repo() -> PathBuf {
 /// The command service and the relay on a fresh database, stream and subject prefix.
 async fn platform() -> (Platform, Service, Service) {
     let platform = Platform::new().await;
-    let mut service = Service::start(
-        "crm-command-service",
-        &["--http-addr", "127.0.0.1:0"],
-        &platform.env(),
-    );
+    let mut env = platform.env();
+    env.push((
+        "CRM_INTAKE",
+        format!("{}_INTAKE", platform.stream.spec.name),
+    ));
+    env.push(("CRM_OUTCOMES", outcomes(&platform)));
+    let mut service = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
     let mut relay = Service::start("crm-relay", &[], &platform.env());
     service.wait_ready().await;
     relay.wait_ready().await;
     (platform, service, relay)
+}
+
+/// The outcomes stream of a test's platform (the clients are told it as `CRM_OUTCOMES`).
+fn outcomes(platform: &Platform) -> String {
+    format!("{}_OUTCOMES", platform.stream.spec.name)
+}
+
+/// A walkthrough's settings: the platform's, and its outcomes stream.
+fn client_env(platform: &Platform) -> Vec<(&'static str, String)> {
+    let mut env = platform.env();
+    env.push(("CRM_OUTCOMES", outcomes(platform)));
+    env
 }
 
 /// What each walkthrough reports: the same refusals, rule and events in every language,
@@ -48,15 +62,23 @@ async fn check_summary(platform: &Platform, stdout: &str) {
         serde_json::json!(["customer.contact_key_required"]),
         "protovalidate finds the rule the platform refuses by"
     );
+    let day = [
+        "CustomerRegistered",
+        "OwnerAssigned",
+        "ContactRecorded",
+        "LifecycleStageChanged",
+    ];
+    assert_eq!(summary["events"], serde_json::json!(day));
     assert_eq!(
-        summary["events"],
-        serde_json::json!(["CustomerRegistered", "OwnerAssigned"])
+        summary["intake"],
+        serde_json::json!(["ContactRecorded", "LifecycleStageChanged"]),
+        "the contact published to the intake was decided and its outcome read back"
     );
     let store = PgEventStore::connect(&platform.db.url, 1).await.unwrap();
     let stream = format!("customer-{}", summary["customer_id"].as_str().unwrap());
     let stored = store.read_stream(&stream, 0).await.unwrap();
     let types: Vec<&str> = stored.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(types, ["CustomerRegistered", "OwnerAssigned"]);
+    assert_eq!(types, day);
 }
 
 fn succeeded(output: &std::process::Output, what: &str) -> String {
@@ -92,7 +114,7 @@ async fn the_python_client_against_the_platform() {
     let output = Command::new(venv.join("python"))
         .arg(repo().join("clients/python/examples/walkthrough.py"))
         .env("PYTHONPATH", pythonpath)
-        .envs(platform.env())
+        .envs(client_env(&platform))
         .output()
         .expect("run the walkthrough");
     check_summary(&platform, &succeeded(&output, "the Python walkthrough")).await;
@@ -136,7 +158,7 @@ async fn the_typescript_client_against_the_platform() {
     let output = Command::new("node")
         .current_dir(&dir)
         .arg("dist/examples/walkthrough.js")
-        .envs(platform.env())
+        .envs(client_env(&platform))
         .output()
         .expect("run the walkthrough");
     check_summary(&platform, &succeeded(&output, "the TypeScript walkthrough")).await;

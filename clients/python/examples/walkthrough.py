@@ -3,7 +3,7 @@ the running services: integration-tests/tests/clients.rs).
 
     CRM_NATS_URL=nats://127.0.0.1:4222 python examples/walkthrough.py
 
-Settings: CRM_NATS_URL, CRM_SUBJECT_PREFIX (crm), CRM_STREAM (CRM_EVENTS), CRM_TOKEN (a
+Settings: CRM_NATS_URL, CRM_SUBJECT_PREFIX (crm), CRM_STREAM (CRM_EVENTS), CRM_OUTCOMES, CRM_TOKEN (a
 bearer token, when the platform checks them). Prints a JSON summary; exits non-zero on
 any surprise.
 """
@@ -87,6 +87,14 @@ async def main() -> dict:
     except CommandRefused as refused:
         summary["refusals"]["assign_twice"] = refused.code
 
+    # Publish and forget: a contact through the durable intake, its outcome read back.
+    contact = commands_pb2.RecordContact(
+        customer_id=customer_id, contact_id=str(uuid.uuid4()), manager_id=manager_id,
+        channel="phone", direction="outbound", outcome="reached")
+    await client.publish(contact, json=True)
+    outcome = await client.outcome(contact, stream=os.environ.get("CRM_OUTCOMES", "CRM_OUTCOMES"))
+    summary["intake"] = [e.event_type for e in outcome.events]
+
     # The customer's events from JetStream, through a durable consumer of our own.
     consumer = await client.events(
         stream=os.environ.get("CRM_STREAM", "CRM_EVENTS"),
@@ -98,15 +106,16 @@ async def main() -> dict:
         for event in await consumer.fetch(batch=10, timeout=1.0):
             events.append(event)
             await event.ack()
-        if len(events) >= 2:
+        if len(events) >= 4:
             break
     summary["events"] = [e.event_type for e in events]
-    registered, assigned = events[0].payload, events[1].payload
+    registered, assigned, contacted = (e.payload for e in events[:3])
     assert isinstance(registered, events_pb2.CustomerRegistered), registered
     assert registered.customer_type == "individual" and registered.aum_minor == 1_234_500
     assert registered.display_name.startswith("enc:v1:"), "personal fields arrive encrypted"
     assert isinstance(assigned, events_pb2.OwnerAssigned), assigned
     assert assigned.manager_id == manager_id and assigned.HasField("at"), assigned
+    assert isinstance(contacted, events_pb2.ContactRecorded) and contacted.by_owner, contacted
     summary["stream_versions"] = [e.envelope.stream_version for e in events]
     await client.close()
     return summary

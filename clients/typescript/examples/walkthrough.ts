@@ -3,7 +3,7 @@
 //
 //   CRM_NATS_URL=nats://127.0.0.1:4222 npm run walkthrough
 //
-// Settings: CRM_NATS_URL, CRM_SUBJECT_PREFIX (crm), CRM_STREAM (CRM_EVENTS), CRM_TOKEN.
+// Settings: CRM_NATS_URL, CRM_SUBJECT_PREFIX (crm), CRM_STREAM (CRM_EVENTS), CRM_OUTCOMES, CRM_TOKEN.
 // Prints a JSON summary; exits non-zero on any surprise.
 
 import { randomUUID } from "node:crypto";
@@ -14,10 +14,11 @@ import { Client, CommandRefused } from "../src/index.js";
 import {
   AssignOwnerSchema,
   RegisterCustomerSchema,
+  RecordContactSchema,
   RegisterManagerSchema,
   type RegisterCustomer,
 } from "../src/gen/crm/v1/commands_pb.js";
-import { CustomerRegisteredSchema, OwnerAssignedSchema } from "../src/gen/crm/v1/events_pb.js";
+import { ContactRecordedSchema, CustomerRegisteredSchema, OwnerAssignedSchema } from "../src/gen/crm/v1/events_pb.js";
 import { isMessage } from "@bufbuild/protobuf";
 
 function registerCustomer(customerId: string, phone?: string): RegisterCustomer {
@@ -79,6 +80,14 @@ async function main() {
     client.send(AssignOwnerSchema, create(AssignOwnerSchema, { customerId, managerId, reason: "again" })),
   )).code;
 
+  // Publish and forget: a contact through the durable intake, its outcome read back.
+  const contact = create(RecordContactSchema, {
+    customerId, contactId: randomUUID(), managerId, channel: "phone", direction: "outbound", outcome: "reached",
+  });
+  await client.publish(RecordContactSchema, contact, { json: true });
+  const decided = await client.outcome(RecordContactSchema, contact, { stream: process.env.CRM_OUTCOMES ?? "CRM_OUTCOMES" });
+  summary.intake = decided.events.map((e) => e.eventType);
+
   // The customer's events from JetStream, through a durable consumer of our own.
   const consumer = await client.events({
     stream: process.env.CRM_STREAM ?? "CRM_EVENTS",
@@ -86,14 +95,14 @@ async function main() {
     filterSubject: `${prefix}.events.customer.*.${customerId}.>`,
   });
   const events = [];
-  for (let i = 0; i < 20 && events.length < 2; i++) {
+  for (let i = 0; i < 20 && events.length < 4; i++) {
     for (const e of await consumer.fetch(10, 1000)) {
       events.push(e);
       e.ack();
     }
   }
   summary.events = events.map((e) => e.envelope.eventType);
-  const [registered, assigned] = events.map((e) => e.payload);
+  const [registered, assigned, contacted] = events.map((e) => e.payload);
   assert.ok(isMessage(registered, CustomerRegisteredSchema));
   assert.equal(registered.customerType, "individual");
   assert.equal(registered.aumMinor, 1_234_500n);
@@ -101,6 +110,7 @@ async function main() {
   assert.ok(isMessage(assigned, OwnerAssignedSchema));
   assert.equal(assigned.managerId, managerId);
   assert.ok(assigned.at !== undefined);
+  assert.ok(isMessage(contacted, ContactRecordedSchema) && contacted.byOwner);
   await client.close();
   console.log(JSON.stringify(summary));
 }

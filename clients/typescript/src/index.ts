@@ -35,6 +35,11 @@ import {
 import { EventEnvelopeSchema, file_crm_v1_events, type EventEnvelope } from "./gen/crm/v1/events_pb.js";
 import { event as eventOption } from "./gen/crm/v1/options_pb.js";
 
+/** Direct get of a stream's last message on a subject (`$JS.API.DIRECT.GET.<stream>.<subject>`). */
+interface DirectGet {
+  getMessage(stream: string, query: { last_by_subj: string }): Promise<{ data: Uint8Array; header?: { get(k: string): string } }>;
+}
+
 /** A command message: every command has `meta` (its envelope). */
 export type Command = Message & { meta?: CommandMeta };
 
@@ -117,6 +122,52 @@ export class Client {
       throw new CommandRefused(reply.commandId || command.meta!.commandId, reply.problem!);
     }
     return { commandId: reply.commandId, duplicate: reply.duplicate, events: reply.events };
+  }
+
+  /** Durable ingestion: store the command in the platform's intake and return its id
+   * without waiting for a decision (docs/api.md, "Durable ingestion"). The platform
+   * decides it once, even if it is down now, and files its outcome under the id. */
+  async publish<D extends DescMessage>(schema: D, command: MessageShape<D> & Command, { json = false } = {}): Promise<string> {
+    this.prepare(command);
+    const h = natsHeaders();
+    if (this.options.token) h.set("Authorization", `Bearer ${this.options.token}`);
+    let body: Uint8Array;
+    if (json) {
+      h.set("Content-Type", "application/json");
+      body = new TextEncoder().encode(toJsonString(schema, command));
+    } else {
+      body = toBinary(schema, command);
+    }
+    const id = command.meta!.commandId;
+    await this.nc.jetstream().publish(`${this.options.prefix}.intake.${commandName(schema)}`, body, { headers: h, msgID: id });
+    return id;
+  }
+
+  /** The outcome of a command given to `publish`, waiting up to `waitMs` for it; throws
+   * `CommandRefused` when it was refused. */
+  async outcome<D extends DescMessage>(schema: D, command: MessageShape<D> & Command, { stream = "CRM_OUTCOMES", waitMs = 30_000 } = {}): Promise<Reply> {
+    const subject = `${this.options.prefix}.outcomes.${commandName(schema)}.${command.meta!.commandId}`;
+    // The manager's direct-get API (nats.js implements it; its interface leaves it out).
+    const { direct } = (await this.nc.jetstreamManager()) as unknown as { direct: DirectGet };
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        const m = await direct.getMessage(stream, { last_by_subj: subject });
+        if (m) {
+          const json = m.header?.get("Content-Type") === "application/json";
+          const reply = json
+            ? fromJsonString(CommandReplySchema, new TextDecoder().decode(m.data), { ignoreUnknownFields: true })
+            : fromBinary(CommandReplySchema, m.data);
+          if (!reply.accepted) throw new CommandRefused(reply.commandId, reply.problem!);
+          return { commandId: reply.commandId, duplicate: reply.duplicate, events: reply.events };
+        }
+      } catch (e) {
+        if (e instanceof CommandRefused) throw e;
+        if (!String(e).includes("404") && !String(e).toLowerCase().includes("not found")) throw e;
+      }
+      if (Date.now() > deadline) throw new Error(`no outcome of ${subject} within ${waitMs} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 
   private async request(subject: string, body: Uint8Array, h: ReturnType<typeof natsHeaders>): Promise<Uint8Array> {

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 import nats
+import nats.js.errors
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -106,14 +107,7 @@ class Client:
         ``CommandRefused`` when the platform refuses it.
         """
         meta = self.prepare(command).meta
-        headers = {}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        if json:
-            headers["Content-Type"] = "application/json"
-            body = json_format.MessageToJson(command).encode()
-        else:
-            body = command.SerializeToString()
+        body, headers = self._body(command, json)
         subject = f"{self.prefix}.cmd.{command_name(command)}"
         answer = await self._request(subject, body, headers)
         reply = commands_pb2.CommandReply()
@@ -123,6 +117,51 @@ class Client:
             reply.ParseFromString(answer.data)
         if not reply.accepted:
             raise CommandRefused(reply.command_id or meta.command_id, reply.problem)
+        return Reply(reply.command_id, reply.duplicate, list(reply.events))
+
+    def _body(self, command: Message, json: bool) -> tuple[bytes, dict[str, str]]:
+        headers = {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if json:
+            headers["Content-Type"] = "application/json"
+            return json_format.MessageToJson(command).encode(), headers
+        return command.SerializeToString(), headers
+
+    async def publish(self, command: Message, *, json: bool = False) -> str:
+        """Durable ingestion: store the command in the platform's intake and return its
+        id without waiting for a decision (docs/api.md, "Durable ingestion"). The stream
+        drops a repeat of the same command id; the platform decides it once, even if it
+        is down now, and files its outcome under the id (``outcome``)."""
+        meta = self.prepare(command).meta
+        body, headers = self._body(command, json)
+        headers["Nats-Msg-Id"] = meta.command_id
+        await self.nc.jetstream().publish(
+            f"{self.prefix}.intake.{command_name(command)}", body, headers=headers)
+        return meta.command_id
+
+    async def outcome(self, command: Message, *, stream: str = "CRM_OUTCOMES",
+                      wait: float = 30.0) -> Reply:
+        """The outcome of a command given to ``publish``, waiting up to ``wait`` seconds
+        for it; raises ``CommandRefused`` when it was refused."""
+        subject = f"{self.prefix}.outcomes.{command_name(command)}.{command.meta.command_id}"
+        js = self.nc.jsm()
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            try:
+                msg = await js.get_msg(stream, subject=subject, direct=True)
+                break
+            except nats.js.errors.NotFoundError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"no outcome of {subject} within {wait} s") from None
+                await asyncio.sleep(0.2)
+        reply = commands_pb2.CommandReply()
+        if (msg.headers or {}).get("Content-Type") == "application/json":
+            json_format.Parse(msg.data, reply, ignore_unknown_fields=True)
+        else:
+            reply.ParseFromString(msg.data)
+        if not reply.accepted:
+            raise CommandRefused(reply.command_id, reply.problem)
         return Reply(reply.command_id, reply.duplicate, list(reply.events))
 
     async def _request(self, subject: str, body: bytes, headers: dict[str, str]):
