@@ -7,13 +7,9 @@
 //! does not accept (an unknown enum value, a bad UUID, a team name too long, a control
 //! character) is refused as invalid (422), naming the field by its path.
 
-use crm_domain::customer::*;
-use crm_domain::manager::{
-    DeactivateManager, ManagerCommand, ReactivateManager, RegisterManager, UpdateManager,
-};
-use crm_domain::policy::{PolicyCommand, PolicyDocument, PublishPolicy};
+use crm_domain::policy::{PolicyCommand, PolicyDocument};
 use crm_domain::text::{self, TextKind};
-use crm_domain::{Command, CustomerCommand};
+use crm_domain::Command;
 use prost::{Message, Name};
 use prost_reflect::{DeserializeOptions, DynamicMessage};
 use serde_json::Value;
@@ -246,67 +242,78 @@ fn document_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PolicyDo
         .map_err(|e| D::Error::custom(format!("{}: {}", e.path(), e.inner())))
 }
 
-macro_rules! command_table {
-    ($($name:literal => $proto:ident => $variant:expr;)*) => {
-        /// Every command name, as used in NATS subjects and HTTP paths.
-        pub const COMMAND_NAMES: &[&str] = &[$($name),*];
-
-        /// Read a payload for the command `name`.
-        pub fn decode(name: &str, body: &[u8], format: Format) -> Result<Decoded, WireError> {
-            match name {
-                $($name => {
-                    let msg: v1::$proto = read(body, format)?;
-                    let (meta, rest) = split_meta(&msg)?;
-                    Ok(Decoded { meta, command: ($variant)(inner(rest)?) })
-                })*
-                other => Err(WireError::UnknownCommand(other.to_string())),
-            }
-        }
-
-        /// Write a command with its envelope (the load generator and tests use this).
-        pub fn encode(meta: &v1::CommandMeta, command: &Command, format: Format) -> Result<Vec<u8>, WireError> {
-            let mut value = fields(command);
-            value["meta"] = serde_json::to_value(meta).map_err(|e| malformed("meta", e))?;
-            match command.name() {
-                $($name => {
-                    let msg: v1::$proto = serde_json::from_value(value).map_err(|e| malformed("command", e))?;
-                    Ok(match format {
-                        Format::Protobuf => msg.encode_to_vec(),
-                        Format::Json => serde_json::to_vec(&msg).expect("proto messages serialise"),
-                    })
-                })*
-                other => Err(WireError::UnknownCommand(other.to_string())),
-            }
-        }
-    };
+/// How one command travels: its name (NATS subject token, HTTP path), how its payload is
+/// read into the domain command, and how a domain command's fields are written as its
+/// message.
+pub struct CommandWire {
+    pub name: &'static str,
+    read: fn(&[u8], Format) -> Result<Decoded, WireError>,
+    write: fn(Value, Format) -> Result<Vec<u8>, WireError>,
 }
 
-command_table! {
-    "register_customer" => RegisterCustomer => |x: RegisterCustomer| Command::Customer(CustomerCommand::Register(x));
-    "update_profile" => UpdateProfile => |x: UpdateProfile| Command::Customer(CustomerCommand::UpdateProfile(x));
-    "assign_owner" => AssignOwner => |x: AssignOwner| Command::Customer(CustomerCommand::AssignOwner(x));
-    "transfer_owner" => TransferOwner => |x: TransferOwner| Command::Customer(CustomerCommand::TransferOwner(x));
-    "release_to_pool" => ReleaseToPool => |x: ReleaseToPool| Command::Customer(CustomerCommand::ReleaseToPool(x));
-    "claim_from_pool" => ClaimFromPool => |x: ClaimFromPool| Command::Customer(CustomerCommand::ClaimFromPool(x));
-    "record_contact" => RecordContact => |x: RecordContact| Command::Customer(CustomerCommand::RecordContact(x));
-    "log_complaint" => LogComplaint => |x: LogComplaint| Command::Customer(CustomerCommand::LogComplaint(x));
-    "acknowledge_complaint" => AcknowledgeComplaint => |x: AcknowledgeComplaint| Command::Customer(CustomerCommand::AcknowledgeComplaint(x));
-    "escalate_complaint" => EscalateComplaint => |x: EscalateComplaint| Command::Customer(CustomerCommand::EscalateComplaint(x));
-    "resolve_complaint" => ResolveComplaint => |x: ResolveComplaint| Command::Customer(CustomerCommand::ResolveComplaint(x));
-    "reopen_complaint" => ReopenComplaint => |x: ReopenComplaint| Command::Customer(CustomerCommand::ReopenComplaint(x));
-    "close_complaint" => CloseComplaint => |x: CloseComplaint| Command::Customer(CustomerCommand::CloseComplaint(x));
-    "record_purchase" => RecordPurchase => |x: RecordPurchase| Command::Customer(CustomerCommand::RecordPurchase(x));
-    "record_referral" => RecordReferral => |x: RecordReferral| Command::Customer(CustomerCommand::RecordReferral(x));
-    "change_lifecycle_stage" => ChangeLifecycleStage => |x: ChangeLifecycleStage| Command::Customer(CustomerCommand::ChangeLifecycleStage(x));
-    "assign_by_policy" => AssignByPolicy => |x: AssignByPolicy| Command::Customer(CustomerCommand::AssignByPolicy(x));
-    "lock_ownership" => LockOwnership => |x: LockOwnership| Command::Customer(CustomerCommand::LockOwnership(x));
-    "unlock_ownership" => UnlockOwnership => |x: UnlockOwnership| Command::Customer(CustomerCommand::UnlockOwnership(x));
-    "erase_customer_data" => EraseCustomerData => |x: EraseCustomerData| Command::Customer(CustomerCommand::EraseCustomerData(x));
-    "publish_policy" => PublishPolicy => |x: WirePublishPolicy| Command::Policy(PolicyCommand::Publish(PublishPolicy { document: x.document_json, note: x.note }));
-    "register_manager" => RegisterManager => |x: RegisterManager| Command::Manager(ManagerCommand::Register(x));
-    "update_manager" => UpdateManager => |x: UpdateManager| Command::Manager(ManagerCommand::Update(x));
-    "deactivate_manager" => DeactivateManager => |x: DeactivateManager| Command::Manager(ManagerCommand::Deactivate(x));
-    "reactivate_manager" => ReactivateManager => |x: ReactivateManager| Command::Manager(ManagerCommand::Reactivate(x));
+mod table;
+pub use table::COMMANDS;
+
+const NAMES: [&str; COMMANDS.len()] = {
+    let mut names = [""; COMMANDS.len()];
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        names[i] = COMMANDS[i].name;
+        i += 1;
+    }
+    names
+};
+
+/// Every command name, as used in NATS subjects and HTTP paths.
+pub const COMMAND_NAMES: &[&str] = &NAMES;
+
+/// The message `P` read from a payload, then its fields (but `meta`) as the domain's `T`.
+fn read_as<P, T>(body: &[u8], format: Format, wrap: fn(T) -> Command) -> Result<Decoded, WireError>
+where
+    P: Message + Name + Default + serde::Serialize,
+    T: serde::de::DeserializeOwned,
+{
+    let msg: P = read(body, format)?;
+    let (meta, rest) = split_meta(&msg)?;
+    Ok(Decoded {
+        meta,
+        command: wrap(inner(rest)?),
+    })
+}
+
+/// A command's fields and `meta` written as the message `P`.
+fn write_as<P>(value: Value, format: Format) -> Result<Vec<u8>, WireError>
+where
+    P: Message + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let msg: P = serde_json::from_value(value).map_err(|e| malformed("command", e))?;
+    Ok(match format {
+        Format::Protobuf => msg.encode_to_vec(),
+        Format::Json => serde_json::to_vec(&msg).expect("proto messages serialise"),
+    })
+}
+
+fn wire_of(name: &str) -> Result<&'static CommandWire, WireError> {
+    COMMANDS
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| WireError::UnknownCommand(name.to_string()))
+}
+
+/// Read a payload for the command `name`.
+pub fn decode(name: &str, body: &[u8], format: Format) -> Result<Decoded, WireError> {
+    (wire_of(name)?.read)(body, format)
+}
+
+/// Write a command with its envelope (the load generator and tests use this).
+pub fn encode(
+    meta: &v1::CommandMeta,
+    command: &Command,
+    format: Format,
+) -> Result<Vec<u8>, WireError> {
+    let mut value = fields(command);
+    value["meta"] = serde_json::to_value(meta).map_err(|e| malformed("meta", e))?;
+    (wire_of(command.name())?.write)(value, format)
 }
 
 /// Encode a reply in the request's format.
