@@ -4,11 +4,16 @@
 
 use std::path::PathBuf;
 
+/// Where `scripts/services` installs buf and the AsyncAPI parser.
+pub fn contract_tools() -> PathBuf {
+    std::env::var_os("CRM_CONTRACT_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::manifests::cache_dir().join("crm/contract-tools"))
+}
+
 /// The path of `buf`; panics, naming how to install it, when absent.
 pub fn buf() -> PathBuf {
-    let dir = std::env::var_os("CRM_CONTRACT_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::manifests::cache_dir().join("crm/contract-tools"));
+    let dir = contract_tools();
     let path = dir.join("bin/buf");
     assert!(
         path.exists(),

@@ -2,12 +2,13 @@
 //! npm; `proto/buf.yaml`): lint (names, language options, protovalidate rules that do not
 //! compile), no change that breaks generated code against the newest released contract,
 //! and no change that breaks the wire or the JSON form against any released one
-//! (`proto/released/`, one buf image per release; docs/api.md, "Contract versions").
+//! (`proto/released/`, one buf image per release; docs/api.md, "Contract versions"); and
+//! the documents generated from it valid by their own specifications' tools.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crm_integration_tests::contract_tools::buf;
+use crm_integration_tests::contract_tools::{buf, client_tools, contract_tools};
 use crm_integration_tests::manifests::{run, scratch_dir};
 
 fn repo() -> PathBuf {
@@ -106,4 +107,26 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+#[test]
+fn the_openapi_documents_are_valid_openapi() {
+    let validator = client_tools().join("python/bin/openapi-spec-validator");
+    for doc in [
+        "docs/contract/commands.openapi.json",
+        "services/query/openapi.json",
+    ] {
+        let (ok, out) = run(Command::new(&validator).arg(repo().join(doc)));
+        assert!(ok, "{doc}:\n{out}");
+    }
+}
+
+#[test]
+fn the_asyncapi_document_is_valid_asyncapi() {
+    let (ok, out) = run(Command::new("node")
+        .env("CRM_CONTRACT_TOOLS", contract_tools())
+        .arg(repo().join("integration-tests/scripts/asyncapi-check.mjs"))
+        .arg(repo().join("docs/contract/asyncapi.json")));
+    assert!(ok, "docs/contract/asyncapi.json:\n{out}");
+    assert!(out.contains("errors 0, document parsed"), "{out}");
 }

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{Kind, MessageDescriptor};
 use serde_json::{json, Map, Value};
 
 use crate::events::{catalogue, EventMessage};
-use crate::options::{allowed_values, is_personal, is_uuid, uint_range};
+use crate::options::is_personal;
+use crate::schema::{comment, field, well_known};
 
 /// Header of every published event, with what it holds (docs/events.md, "Headers").
 pub const HEADERS: &[(&str, &str)] = &[
@@ -194,71 +195,4 @@ fn object(m: &MessageDescriptor) -> Value {
         s["description"] = Value::String(text);
     }
     s
-}
-
-fn field(f: &FieldDescriptor) -> Value {
-    let one = match f.kind() {
-        Kind::String => {
-            let mut s = json!({"type": "string"});
-            if is_uuid(f) {
-                s["format"] = "uuid".into();
-            }
-            if let Some(values) = allowed_values(f) {
-                s["enum"] = json!(values);
-            }
-            s
-        }
-        Kind::Bool => json!({"type": "boolean"}),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            json!({"type": "integer", "format": "int32"})
-        }
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
-            json!({"type": "integer", "format": "int64"})
-        }
-        Kind::Uint32 | Kind::Fixed32 | Kind::Uint64 | Kind::Fixed64 => {
-            let (min, max) = uint_range(f);
-            let mut s = json!({"type": "integer", "minimum": min.unwrap_or(0)});
-            if let Some(max) = max {
-                s["maximum"] = max.into();
-            }
-            s
-        }
-        Kind::Float | Kind::Double => json!({"type": "number"}),
-        Kind::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
-        Kind::Enum(e) => {
-            json!({"type": "string", "enum": e.values().map(|v| v.name().to_string()).collect::<Vec<_>>()})
-        }
-        Kind::Message(m) => well_known(&m)
-            .unwrap_or_else(|| json!({"$ref": format!("#/components/schemas/{}", m.name())})),
-    };
-    if f.is_list() {
-        json!({"type": "array", "items": one})
-    } else {
-        one
-    }
-}
-
-/// The JSON form of the well-known types the events use.
-fn well_known(m: &MessageDescriptor) -> Option<Value> {
-    match m.full_name() {
-        "google.protobuf.Timestamp" => Some(json!({"type": "string", "format": "date-time"})),
-        "google.protobuf.Struct" => Some(json!({"type": "object"})),
-        _ => None,
-    }
-}
-
-/// The comment attached to the element at `path` of `file`, on one line.
-fn comment(file: &prost_reflect::prost_types::FileDescriptorProto, path: &[i32]) -> Option<String> {
-    let location = file
-        .source_code_info
-        .as_ref()?
-        .location
-        .iter()
-        .find(|l| l.path == path)?;
-    let text = location
-        .leading_comments
-        .as_deref()
-        .or(location.trailing_comments.as_deref())?;
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    (!text.is_empty()).then_some(text)
 }

@@ -1,5 +1,6 @@
 //! The contract other services use: types generated from `proto/crm/v1/`, the mapping
-//! between wire payloads and domain commands ([`wire`]), and the OpenAPI document.
+//! between wire payloads and domain commands ([`wire`]), the event catalogue ([`events`]),
+//! and the OpenAPI and AsyncAPI documents generated from the descriptors.
 #![forbid(unsafe_code)]
 
 /// `crm.v1` messages.
@@ -10,7 +11,9 @@ pub mod v1 {
 
 pub mod asyncapi;
 pub mod events;
+pub mod openapi;
 pub mod options;
+mod schema;
 pub mod wire;
 
 /// The descriptors of `proto/crm/v1/` (and what they import), as compiled.
@@ -24,6 +27,3 @@ pub fn descriptors() -> &'static prost_reflect::DescriptorPool {
         });
     &POOL
 }
-
-/// The OpenAPI 3.1 document of the HTTP command API, generated from the proto files.
-pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));

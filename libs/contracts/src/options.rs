@@ -28,6 +28,11 @@ pub fn allowed_values(field: &FieldDescriptor) -> Option<Vec<String>> {
     (!values.is_empty()).then_some(values)
 }
 
+/// The regular expression a string field must match (`(buf.validate.field).string.pattern`).
+pub fn pattern(field: &FieldDescriptor) -> Option<String> {
+    rule(field, &["string", "pattern"]).and_then(|v| v.as_str().map(str::to_string))
+}
+
 /// Whether a string field must hold a UUID (`(buf.validate.field).string.uuid`).
 pub fn is_uuid(field: &FieldDescriptor) -> bool {
     rule(field, &["string", "uuid"]).is_some_and(|v| v.as_bool() == Some(true))

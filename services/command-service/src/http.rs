@@ -103,6 +103,6 @@ async fn list_commands(State(s): State<HttpState>) -> Json<serde_json::Value> {
 async fn openapi() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crm_contracts::OPENAPI_JSON,
+        crm_contracts::openapi::document(),
     )
 }

@@ -14,7 +14,7 @@ pub enum ContractCmd {
 pub fn run(cmd: ContractCmd) -> anyhow::Result<()> {
     let text = match cmd {
         ContractCmd::Asyncapi => crm_contracts::asyncapi::document(),
-        ContractCmd::Openapi => crm_contracts::OPENAPI_JSON.to_string(),
+        ContractCmd::Openapi => crm_contracts::openapi::document().to_string(),
     };
     println!("{text}");
     Ok(())
