@@ -12,7 +12,7 @@
 //! anyone saw. The outcome's `Nats-Msg-Id` is the command id as a last guard.
 //!
 //! Order: commands are decided in intake order per aggregate (customer, manager, the
-//! policy): each goes to one of [`LANES`] lanes by its aggregate's id, and a lane decides
+//! policy): each goes to one of `lanes` lanes by its aggregate's id, and a lane decides
 //! one command after another; lanes run concurrently.
 
 use std::time::Duration;
@@ -31,8 +31,8 @@ use tokio::task::JoinSet;
 use crate::execute::Handler;
 use crate::nats::{decide, reply_message};
 
-/// Commands decided at once (one per lane; per aggregate, one at a time).
-pub const LANES: usize = 32;
+/// Commands decided at once by default (one per lane; per aggregate, one at a time).
+pub const DEFAULT_LANES: usize = 128;
 /// Commands delivered but not yet acknowledged, at most (the server's bound).
 const MAX_ACK_PENDING: i64 = 4096;
 /// How long the server waits for an acknowledgement before delivering again.
@@ -60,6 +60,7 @@ impl Intake {
     pub async fn start(
         client: async_nats::Client,
         spec: IntakeSpec,
+        lanes: usize,
         handler: Handler,
         auth: Option<crm_auth::Verifier>,
     ) -> Result<Self, async_nats::Error> {
@@ -88,7 +89,7 @@ impl Intake {
             subjects: spec.subjects,
         };
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(ctx, messages, stopped));
+        let task = tokio::spawn(run(ctx, messages, lanes.max(1), stopped));
         tracing::info!(stream = %spec.commands, outcomes = %spec.outcomes, "durable intake started");
         Ok(Intake { stop, task })
     }
@@ -105,10 +106,10 @@ impl Intake {
 }
 
 /// Deal the delivered commands to the lanes until told to stop.
-async fn run(ctx: Ctx, mut messages: pull::Stream, mut stop: watch::Receiver<bool>) {
-    let mut lanes = Vec::with_capacity(LANES);
+async fn run(ctx: Ctx, mut messages: pull::Stream, count: usize, mut stop: watch::Receiver<bool>) {
+    let mut lanes = Vec::with_capacity(count);
     let mut workers = JoinSet::new();
-    for _ in 0..LANES {
+    for _ in 0..count {
         let (tx, mut rx) = mpsc::channel::<jetstream::Message>(16);
         lanes.push(tx);
         let ctx = ctx.clone();
@@ -123,7 +124,7 @@ async fn run(ctx: Ctx, mut messages: pull::Stream, mut stop: watch::Receiver<boo
             _ = stop.changed() => break,
             next = messages.next() => match next {
                 Some(Ok(message)) => {
-                    let lane = lane_of(&ctx.subjects, &message);
+                    let lane = lane_of(&ctx.subjects, &message, count);
                     if lanes[lane].send(message).await.is_err() {
                         break;
                     }
@@ -140,7 +141,7 @@ async fn run(ctx: Ctx, mut messages: pull::Stream, mut stop: watch::Receiver<boo
 
 /// The lane of a command: by its aggregate's id, so that one aggregate's commands are
 /// decided in order. A payload that does not decode goes to lane 0 (it is refused).
-fn lane_of(subjects: &Subjects, message: &jetstream::Message) -> usize {
+fn lane_of(subjects: &Subjects, message: &jetstream::Message, lanes: usize) -> usize {
     let name = command_name(subjects, &message.message);
     let format = content_type(&message.message).unwrap_or(Format::Json);
     let key = match wire::decode(name, &message.message.payload, format).map(|d| d.command) {
@@ -149,7 +150,7 @@ fn lane_of(subjects: &Subjects, message: &jetstream::Message) -> usize {
         Ok(Command::Policy(_)) => "policy".to_string(),
         Err(_) => return 0,
     };
-    crm_bus::subjects::partition_of(&key) as usize % LANES
+    crm_bus::subjects::partition_of(&key) as usize % lanes
 }
 
 fn command_name<'m>(subjects: &Subjects, message: &'m async_nats::Message) -> &'m str {

@@ -41,6 +41,8 @@ pub struct Config {
     pub index_key: String,
     /// Durable ingestion (`intake.rs`): the streams, or `None` for none.
     pub intake: Option<crm_bus::intake::IntakeSpec>,
+    /// Commands of the intake decided at once (`intake::DEFAULT_LANES`).
+    pub intake_lanes: usize,
 }
 
 /// A running command service.
@@ -96,6 +98,7 @@ impl App {
                     let started = intake::Intake::start(
                         client.clone(),
                         spec,
+                        config.intake_lanes,
                         handler.clone(),
                         config.auth.clone(),
                     )

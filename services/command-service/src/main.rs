@@ -65,6 +65,9 @@ struct Args {
     /// The stream the intake's outcomes are published to (`<prefix>.outcomes.<name>.<id>`).
     #[arg(long, env = "CRM_OUTCOMES", default_value = "CRM_OUTCOMES")]
     outcomes: String,
+    /// Commands of the intake decided at once (each aggregate's one at a time).
+    #[arg(long, env = "CRM_INTAKE_LANES", default_value_t = crm_command_service::intake::DEFAULT_LANES)]
+    intake_lanes: usize,
     /// Replicas of the intake's streams when it creates them (3 on a NATS cluster).
     #[arg(long, env = "CRM_STREAM_REPLICAS", default_value_t = 1)]
     stream_replicas: usize,
@@ -116,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         auth,
         index_key,
         intake,
+        intake_lanes: args.intake_lanes,
     })
     .await?;
     tracing::info!(http = %app.http_addr, "command service ready");

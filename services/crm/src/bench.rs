@@ -240,6 +240,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         shutdown_grace: std::time::Duration::from_secs(5),
         index_key: crm_command_handler::handler::DEFAULT_INDEX_KEY.into(),
         intake: None,
+        intake_lanes: crm_command_service::intake::DEFAULT_LANES,
         auth: None,
     })
     .await?;

@@ -5,7 +5,8 @@
 //!
 //! - request/reply: sent with `--in-flight` outstanding, as `crm bench append` does;
 //! - intake, live: published to the intake stream (acknowledged by it, 512 outstanding)
-//!   while the command service decides them; the clock stops at the last outcome;
+//!   while the command service decides them with each `--lanes`; the clock stops at the
+//!   last outcome;
 //! - intake, backlog: published while the intake is stopped, then decided from a standing
 //!   start (what a service restarted after an outage has to catch up on).
 
@@ -37,6 +38,9 @@ pub struct IntakeArgs {
     /// W1 commands on each side.
     #[arg(long, default_value_t = 50_000)]
     commands: usize,
+    /// Lanes of the intake (commands decided at once), each measured live.
+    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    lanes: Vec<usize>,
     /// Requests outstanding on the request/reply side.
     #[arg(long, default_value_t = 32)]
     in_flight: usize,
@@ -56,12 +60,23 @@ pub async fn run(a: IntakeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to NATS at {}", a.nats.nats_url))?;
     let mut dbs = crate::bench_read::Databases::new(&a.pg.pg_url).await?;
     let result = async {
-        for side in [Side::RequestReply, Side::IntakeLive, Side::IntakeBacklog] {
+        let live = a.lanes.iter().map(|&l| (Side::IntakeLive, l));
+        let last = *a
+            .lanes
+            .last()
+            .unwrap_or(&crm_command_service::intake::DEFAULT_LANES);
+        let sides = std::iter::once((Side::RequestReply, 0))
+            .chain(live)
+            .chain([(Side::IntakeBacklog, last)]);
+        for (side, lanes) in sides {
             let url = dbs.create("intake").await?;
-            let (n, took) = side.run(&a, &nats, &url).await?;
+            let (n, took) = side.run(&a, lanes, &nats, &url).await?;
+            let label = match side {
+                Side::RequestReply => side.label().to_string(),
+                _ => format!("{}, {lanes} lanes", side.label()),
+            };
             println!(
-                "{:<52} {n:>7} commands in {:>6.2} s = {:>6.0} commands/s",
-                side.label(),
+                "{label:<60} {n:>7} commands in {:>6.2} s = {:>6.0} commands/s",
                 took.as_secs_f64(),
                 n as f64 / took.as_secs_f64()
             );
@@ -93,6 +108,7 @@ impl Side {
     async fn run(
         self,
         a: &IntakeArgs,
+        lanes: usize,
         nats: &async_nats::Client,
         url: &str,
     ) -> anyhow::Result<(usize, Duration)> {
@@ -108,7 +124,7 @@ impl Side {
             .await
             .map_err(|e| anyhow::anyhow!("creating the streams: {e}"))?;
         let with_intake = (self == Side::IntakeLive).then(|| spec.clone());
-        let _service = service(a, url, &subjects, with_intake).await?;
+        let _service = service(a, url, &subjects, with_intake, lanes).await?;
         let mut w = Workload::new(a.customers, a.managers, a.seed);
         crate::bench::drive(nats, &subjects, w.setup(), a.in_flight, "setup").await?;
         let commands = w.main(a.commands);
@@ -128,7 +144,7 @@ impl Side {
             Side::IntakeBacklog => {
                 publish(&js, &subjects, &commands).await?;
                 let started = Instant::now();
-                let _decider = service(a, url, &subjects, Some(spec.clone())).await?;
+                let _decider = service(a, url, &subjects, Some(spec.clone()), lanes).await?;
                 wait_outcomes(&js, &spec.outcomes, n as u64).await?;
                 started.elapsed()
             }
@@ -146,6 +162,7 @@ async fn service(
     url: &str,
     subjects: &Subjects,
     intake: Option<IntakeSpec>,
+    intake_lanes: usize,
 ) -> anyhow::Result<crm_command_service::App> {
     crm_command_service::App::build(crm_command_service::Config {
         store_url: url.to_string(),
@@ -163,6 +180,7 @@ async fn service(
         shutdown_grace: Duration::from_secs(5),
         index_key: crm_command_handler::handler::DEFAULT_INDEX_KEY.into(),
         intake,
+        intake_lanes,
         auth: None,
     })
     .await
