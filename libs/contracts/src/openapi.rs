@@ -39,7 +39,10 @@ pub fn openapi() -> Value {
         "info": {"title": "CRM command API", "version": "1.1.0",
                  "description": "Commands of the CRM event platform. Generated from proto/crm/v1 (docs/api.md)."},
         "paths": paths,
+        "security": [{"bearer": []}],
         "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A token of the identity provider the platform trusts, or `crm token` in development (docs/api.md, Authentication and roles); 401 without one, 403 when its role or scope does not allow the command or its actor is the platform's own"}},
             "schemas": schemas,
             "responses": {"Problem": {"description": "Refused; nothing was changed",
                 "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}}}
@@ -122,6 +125,8 @@ fn operation(m: &MessageDescriptor, name: &str) -> Value {
             "200": {"description": "Accepted (or a repeat of an accepted command id: duplicate = true)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CommandReply"}}}},
             "400": {"$ref": "#/components/responses/Problem"},
+            "401": {"$ref": "#/components/responses/Problem"},
+            "403": {"$ref": "#/components/responses/Problem"},
             "404": {"$ref": "#/components/responses/Problem"},
             "409": {"$ref": "#/components/responses/Problem"},
             "413": {"$ref": "#/components/responses/Problem"},
