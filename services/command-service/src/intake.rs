@@ -37,7 +37,7 @@ pub const DEFAULT_LANES: usize = 128;
 const MAX_ACK_PENDING: i64 = 4096;
 /// How long the server waits for an acknowledgement before delivering again.
 const ACK_WAIT: Duration = Duration::from_secs(30);
-/// How long a command whose outcome could not be stored waits before it is tried again.
+/// How long a lane waits before it asks NATS again (a lookup or an outcome that failed).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
@@ -184,23 +184,14 @@ fn outcome_key(message: &jetstream::Message) -> String {
 }
 
 /// Decide one command (unless it was answered before), store its outcome, then let it
-/// leave the intake.
+/// leave the intake. The lane waits on NATS rather than skip ahead: the aggregate's next
+/// command is not decided before this one's outcome is stored.
 async fn take(ctx: &Ctx, message: jetstream::Message) {
     let name = command_name(&ctx.subjects, &message.message).to_string();
     let key = outcome_key(&message);
     let subject = ctx.subjects.outcome(&name, &key);
-    match ctx
-        .outcomes
-        .direct_get_last_for_subject(subject.clone())
-        .await
-    {
-        Ok(_) => return acknowledge(&message, &subject).await,
-        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {}
-        Err(e) => {
-            tracing::warn!(error = %e, %subject, "intake: looking up an outcome; trying again later");
-            let _ = message.ack_with(AckKind::Nak(Some(RETRY_AFTER))).await;
-            return;
-        }
+    if answered_before(ctx, &subject, &message).await {
+        return acknowledge(&message, &subject).await;
     }
     let (format, result) = decide(
         &ctx.handler,
@@ -212,21 +203,57 @@ async fn take(ctx: &Ctx, message: jetstream::Message) {
     .await;
     let (mut headers, body) = reply_message(format, &result);
     outcome_headers(&mut headers, &key, &message);
-    let stored = match ctx
-        .js
-        .publish_with_headers(subject.clone(), headers, Bytes::from(body))
-        .await
-    {
-        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match stored {
-        Ok(()) => acknowledge(&message, &subject).await,
-        Err(e) => {
-            tracing::warn!(error = %e, %subject, "intake: the outcome was not stored; the command stays");
-            let _ = message.ack_with(AckKind::Nak(Some(RETRY_AFTER))).await;
+    store_outcome(ctx, &subject, headers, Bytes::from(body), &message).await;
+    acknowledge(&message, &subject).await;
+}
+
+/// Whether the command's outcome is already stored (it was decided and answered before
+/// a crash); asked again until NATS answers.
+async fn answered_before(ctx: &Ctx, subject: &str, message: &jetstream::Message) -> bool {
+    loop {
+        match ctx.outcomes.direct_get_last_for_subject(subject).await {
+            Ok(_) => return true,
+            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, %subject, "intake: looking up an outcome; trying again");
+                hold(message).await;
+            }
         }
     }
+}
+
+/// Publish the outcome until the outcomes stream acknowledges it.
+async fn store_outcome(
+    ctx: &Ctx,
+    subject: &str,
+    headers: HeaderMap,
+    body: Bytes,
+    message: &jetstream::Message,
+) {
+    loop {
+        let sent = ctx
+            .js
+            .publish_with_headers(subject.to_string(), headers.clone(), body.clone())
+            .await;
+        let stored = match sent {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, %subject, "intake: the outcome was not stored; trying again");
+                hold(message).await;
+            }
+        }
+    }
+}
+
+/// Keep the command ours while NATS is away (the server would deliver it again after
+/// the ack wait), then wait a moment.
+async fn hold(message: &jetstream::Message) {
+    let _ = message.ack_with(AckKind::Progress).await;
+    tokio::time::sleep(RETRY_AFTER).await;
 }
 
 fn outcome_headers(headers: &mut HeaderMap, key: &str, message: &jetstream::Message) {
