@@ -2,7 +2,7 @@
 //! npm; `proto/buf.yaml`): lint (names, language options, protovalidate rules that do not
 //! compile), no change that breaks generated code against the newest released contract,
 //! and no change that breaks the wire or the JSON form against any released one
-//! (`proto/released/`, one buf image per release; docs/api.md, "Contract versions"); and
+//! (`proto/released/`, one buf image per release; docs/api.md, "The contract: validation, versions, compatibility"); and
 //! the documents generated from it valid by their own specifications' tools.
 
 use std::path::{Path, PathBuf};

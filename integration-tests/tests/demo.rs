@@ -125,6 +125,7 @@ fn every_stored_event_is_its_contract_message(db: &std::path::Path) {
     }
     assert!(events.len() > 1_000, "{} events", events.len());
     assert!(personal > 100, "{personal} personal fields");
+    assert!(types.len() >= 20, "{} event types: {types:?}", types.len());
     for expected in [
         "CustomerRegistered",
         "PolicyPublished",

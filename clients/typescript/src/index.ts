@@ -23,6 +23,7 @@ import {
   AckPolicy,
   connect,
   headers as natsHeaders,
+  type ConnectionOptions,
   type JetStreamClient,
   type NatsConnection,
 } from "nats";
@@ -65,6 +66,10 @@ export interface Reply {
 
 export interface ClientOptions {
   prefix?: string;
+  /** Passed to nats.js's `connect` as they are: with the platform's NATS users, your
+   * credentials (`user`/`pass`, `authenticator`) and `inboxPrefix: "_INBOX.<user>"`, the
+   * only inbox your user may read (`crm nats auth-conf`). */
+  nats?: Omit<ConnectionOptions, "servers">;
   /** Who asks (`service:<name>`); with authentication on, the token's actor is recorded. */
   actor: string;
   /** A bearer token, sent as the `Authorization` header. */
@@ -79,10 +84,15 @@ export function commandName(schema: DescMessage): string {
 }
 
 export class Client {
-  private constructor(readonly nc: NatsConnection, private readonly options: Required<Omit<ClientOptions, "token">> & { token?: string }) {}
+  private constructor(readonly nc: NatsConnection, private readonly options: Required<Omit<ClientOptions, "token" | "nats">> & { token?: string }) {}
 
   static async connect(url: string, options: ClientOptions): Promise<Client> {
-    const nc = await connect({ servers: url });
+    const nc = await connect({ ...options.nats, servers: url });
+    return Client.over(nc, options);
+  }
+
+  /** A client over a NATS connection of your own. */
+  static over(nc: NatsConnection, options: ClientOptions): Client {
     return new Client(nc, { prefix: "crm", timeoutMs: 5000, attempts: 3, ...options });
   }
 

@@ -163,10 +163,8 @@ fn command_service(d: &Deployment) -> User {
         publish.push(format!("$JS.API.{verb}"));
     }
     publish.push(format!("$JS.ACK.{intake}.{consumer}.>"));
-    publish.push(format!(
-        "$JS.API.DIRECT.GET.{outcomes}.{}",
-        p.all_outcomes()
-    ));
+    // An outcome looked up from the stream's leader (STREAM.MSG.GET, not a direct get).
+    publish.push(format!("$JS.API.STREAM.MSG.GET.{outcomes}"));
     User {
         name: "command-service".into(),
         about: "Serves the commands (NATS service API included) and answers; takes the intake's\n    # commands through its durable consumer and publishes their outcomes.",

@@ -112,12 +112,17 @@ pub fn split_stream_id(stream_id: &str) -> (&str, &str) {
 
 /// Stable partition of an aggregate id (FNV-1a, so every language can compute it).
 pub fn partition_of(id: &str) -> u32 {
+    fnv1a32(id) % PARTITIONS
+}
+
+/// FNV-1a (32 bits) of an id's UTF-8 bytes.
+pub fn fnv1a32(id: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in id.as_bytes() {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    h % PARTITIONS
+    h
 }
 
 #[cfg(test)]

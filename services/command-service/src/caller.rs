@@ -14,12 +14,13 @@ pub async fn authenticate(
     verifier: Option<&Verifier>,
     authorization: Option<&str>,
     command: &str,
+    at_unix: i64,
 ) -> Result<Option<Principal>, Problem> {
     let Some(verifier) = verifier else {
         return Ok(None);
     };
     let principal = verifier
-        .verify_header(authorization, crm_auth::now_unix())
+        .verify_header(authorization, at_unix)
         .await
         .map_err(|e| Problem::new(401, "auth.unauthenticated", e.to_string()))?;
     if !principal.may_command(command) {

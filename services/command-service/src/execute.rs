@@ -19,16 +19,37 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 
 pub type Handler = CommandHandler<AnyEventStore>;
 
+/// How a command reached the platform: its transport (metrics, logs) and when the
+/// platform received it: now for a request; when the intake stored it for a command
+/// published there. Its token and its `issued_at` are judged at that instant; the rules
+/// are judged when it is decided.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub transport: &'static str,
+    pub at: DateTime<Utc>,
+}
+
+impl Arrival {
+    /// A request, received now.
+    pub fn now(transport: &'static str) -> Self {
+        Self {
+            transport,
+            at: Utc::now(),
+        }
+    }
+}
+
 /// Decode and handle one command. `idempotency_key` is HTTP's `Idempotency-Key`.
 pub async fn execute(
     handler: &Handler,
-    transport: &'static str,
+    arrival: Arrival,
     name: &str,
     body: &[u8],
     format: Format,
     idempotency_key: Option<&str>,
     principal: Option<&crm_auth::Principal>,
 ) -> Result<Accepted, Problem> {
+    let transport = arrival.transport;
     let reject = |p: Problem| {
         metrics::counter!(names::INGRESS_REJECTED_TOTAL, "transport" => transport, "reason" => p.code.clone()).increment(1);
         // The code and the field, never the detail: it may quote the value sent.
@@ -44,7 +65,8 @@ pub async fn execute(
         None => reject(p),
     };
     let decoded = wire::decode(name, body, format).map_err(|e| named(Problem::from_wire(&e)))?;
-    let mut envelope = envelope(&decoded.meta, idempotency_key, Utc::now()).map_err(named)?;
+    let mut envelope =
+        envelope(&decoded.meta, idempotency_key, arrival.at, Utc::now()).map_err(named)?;
     envelope.actor = recorded_actor(envelope.actor, principal)
         .map_err(|p| reject(p.with_command(envelope.command_id)))?;
     let command_id = envelope.command_id;
@@ -66,11 +88,12 @@ fn uuid(field: &str, s: &str) -> Result<Uuid, Problem> {
 }
 
 /// The envelope from the wire's `meta`, with documented defaults. The command is judged
-/// at `now`, the platform's time of receipt: a caller's `issued_at` is checked against
-/// it (within [`MAX_CLOCK_SKEW`]) and never used as the decision's instant.
+/// at `now`; a caller's `issued_at` is checked against the platform's time of receipt,
+/// `received` (within [`MAX_CLOCK_SKEW`]), and never used as the decision's instant.
 pub fn envelope(
     meta: &v1::CommandMeta,
     idempotency_key: Option<&str>,
+    received: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Envelope, Problem> {
     let command_id = match (meta.command_id.as_str(), idempotency_key) {
@@ -109,7 +132,7 @@ pub fn envelope(
         let stated = DateTime::parse_from_rfc3339(t)
             .map_err(|e| Problem::invalid("meta.issued_at", format!("not RFC 3339 ({e})")))?
             .with_timezone(&Utc);
-        let off = (stated - now).abs();
+        let off = (stated - received).abs();
         if off > MAX_CLOCK_SKEW {
             return Err(Problem::invalid(
                 "meta.issued_at",
@@ -117,7 +140,7 @@ pub fn envelope(
                 "{} from the platform's clock ({}), more than the {} minutes allowed; \
                  commands are judged at their time of receipt: leave issued_at out, or fix the caller's clock",
                 human(off),
-                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                received.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 MAX_CLOCK_SKEW.num_minutes()
             ),
             )
@@ -173,5 +196,31 @@ pub fn refusal(problem: &Problem) -> v1::CommandReply {
         duplicate: false,
         events: Vec::new(),
         problem: Some(problem.to_proto()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(issued_at: DateTime<Utc>) -> v1::CommandMeta {
+        v1::CommandMeta {
+            command_id: Uuid::now_v7().to_string(),
+            actor: "service:call-centre".into(),
+            issued_at: Some(issued_at.to_rfc3339()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn issued_at_is_judged_at_receipt_and_the_rules_at_the_decision() {
+        let received = Utc::now() - chrono::TimeDelta::hours(3);
+        let now = Utc::now();
+        // Published to the intake three hours ago, decided now: on time.
+        let e = envelope(&meta(received), None, received, now).unwrap();
+        assert_eq!(e.issued_at, now, "the decision's instant is now");
+        // The same command, received now: three hours off the clock.
+        let off = envelope(&meta(received), None, now, now).unwrap_err();
+        assert_eq!(off.field.as_deref(), Some("meta.issued_at"), "{off:?}");
     }
 }

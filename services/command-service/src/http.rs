@@ -12,7 +12,7 @@ use crm_bus::Subjects;
 use crm_contracts::wire::{Format, COMMAND_NAMES};
 
 use crate::caller::authenticate;
-use crate::execute::{execute, reply, Handler, MAX_PAYLOAD};
+use crate::execute::{execute, reply, Arrival, Handler, MAX_PAYLOAD};
 use crate::problem::Problem;
 
 #[derive(Clone)]
@@ -57,7 +57,15 @@ async fn post_command(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = match authenticate(s.auth.as_ref(), authorization, &name).await {
+    let arrival = Arrival::now("http");
+    let principal = match authenticate(
+        s.auth.as_ref(),
+        authorization,
+        &name,
+        arrival.at.timestamp(),
+    )
+    .await
+    {
         Ok(p) => p,
         Err(problem) => return problem.into_response(),
     };
@@ -78,7 +86,7 @@ async fn post_command(
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     match execute(
         &s.handler,
-        "http",
+        arrival,
         &name,
         &bytes,
         format,

@@ -28,7 +28,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::execute::Handler;
+use crate::execute::{Arrival, Handler};
 use crate::nats::{decide, reply_message};
 
 /// Commands decided at once by default (one per lane; per aggregate, one at a time).
@@ -98,9 +98,14 @@ impl Intake {
     /// and are delivered again, to this or another instance).
     pub async fn stop(self, deadline: std::time::Instant) {
         let _ = self.stop.send(true);
-        let wait = tokio::time::timeout_at(deadline.into(), self.task);
+        let mut task = self.task;
+        let wait = tokio::time::timeout_at(deadline.into(), &mut task);
         if wait.await.is_err() {
-            tracing::warn!("the intake's lanes did not finish within the grace period");
+            task.abort();
+            tracing::warn!(
+                "the intake's lanes did not finish within the grace period; \
+                 the commands not acknowledged are delivered again"
+            );
         }
     }
 }
@@ -110,11 +115,18 @@ async fn run(ctx: Ctx, mut messages: pull::Stream, count: usize, mut stop: watch
     let mut lanes = Vec::with_capacity(count);
     let mut workers = JoinSet::new();
     for _ in 0..count {
-        let (tx, mut rx) = mpsc::channel::<jetstream::Message>(16);
+        // Unbounded: the server's MAX_ACK_PENDING bounds what is delivered, and a busy
+        // lane must not hold up the others.
+        let (tx, mut rx) = mpsc::unbounded_channel::<jetstream::Message>();
         lanes.push(tx);
-        let ctx = ctx.clone();
+        let (ctx, stop) = (ctx.clone(), stop.clone());
         workers.spawn(async move {
             while let Some(message) = rx.recv().await {
+                if *stop.borrow() {
+                    // Stopping: what the lane still holds goes back at once.
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    continue;
+                }
                 take(&ctx, message).await;
             }
         });
@@ -125,7 +137,7 @@ async fn run(ctx: Ctx, mut messages: pull::Stream, count: usize, mut stop: watch
             next = messages.next() => match next {
                 Some(Ok(message)) => {
                     let lane = lane_of(&ctx.subjects, &message, count);
-                    if lanes[lane].send(message).await.is_err() {
+                    if lanes[lane].send(message).is_err() {
                         break;
                     }
                 }
@@ -150,7 +162,7 @@ fn lane_of(subjects: &Subjects, message: &jetstream::Message, lanes: usize) -> u
         Ok(Command::Policy(_)) => "policy".to_string(),
         Err(_) => return 0,
     };
-    crm_bus::subjects::partition_of(&key) as usize % lanes
+    crm_bus::subjects::fnv1a32(&key) as usize % lanes
 }
 
 fn command_name<'m>(subjects: &Subjects, message: &'m async_nats::Message) -> &'m str {
@@ -193,27 +205,66 @@ async fn take(ctx: &Ctx, message: jetstream::Message) {
     if answered_before(ctx, &subject, &message).await {
         return acknowledge(&message, &subject).await;
     }
-    let (format, result) = decide(
-        &ctx.handler,
-        ctx.auth.as_ref(),
-        "intake",
-        &name,
-        &message.message,
-    )
-    .await;
+    let (format, result) = decided(ctx, &name, &message).await;
     let (mut headers, body) = reply_message(format, &result);
     outcome_headers(&mut headers, &key, &message);
     store_outcome(ctx, &subject, headers, Bytes::from(body), &message).await;
     acknowledge(&message, &subject).await;
 }
 
+/// The command's decision; one the store could not make now (unavailable, contended) is
+/// not an outcome: the lane holds the command and decides it again.
+async fn decided(
+    ctx: &Ctx,
+    name: &str,
+    message: &jetstream::Message,
+) -> (
+    Format,
+    Result<crm_command_handler::Accepted, crate::problem::Problem>,
+) {
+    loop {
+        let (format, result) = decide(
+            &ctx.handler,
+            ctx.auth.as_ref(),
+            arrival(message),
+            name,
+            &message.message,
+        )
+        .await;
+        match &result {
+            Err(p) if p.status == 503 || p.code == "command.contended" => {
+                tracing::warn!(code = %p.code, command = name, "intake: deciding again");
+                hold(message).await;
+            }
+            _ => return (format, result),
+        }
+    }
+}
+
+/// When the platform received a command of the intake: when the stream stored it (its
+/// token and `issued_at` are judged then, so a backlog decided after an outage is not
+/// refused for the outage's length).
+fn arrival(message: &jetstream::Message) -> Arrival {
+    let stored = message.info().ok().and_then(|i| {
+        chrono::DateTime::from_timestamp(i.published.unix_timestamp(), i.published.nanosecond())
+    });
+    Arrival {
+        transport: "intake",
+        at: stored.unwrap_or_else(chrono::Utc::now),
+    }
+}
+
 /// Whether the command's outcome is already stored (it was decided and answered before
 /// a crash); asked again until NATS answers.
 async fn answered_before(ctx: &Ctx, subject: &str, message: &jetstream::Message) -> bool {
     loop {
-        match ctx.outcomes.direct_get_last_for_subject(subject).await {
+        // From the stream's leader (not a direct get, which a lagging replica may
+        // answer without the outcome).
+        match ctx.outcomes.get_last_raw_message_by_subject(subject).await {
             Ok(_) => return true,
-            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => return false,
+            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+                return false
+            }
             Err(e) => {
                 tracing::warn!(error = %e, %subject, "intake: looking up an outcome; trying again");
                 hold(message).await;

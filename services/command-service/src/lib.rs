@@ -56,6 +56,42 @@ pub struct App {
     grace: Duration,
 }
 
+/// Connect to NATS and start the request/reply ingress, and the durable intake when it
+/// is configured.
+async fn start_nats(
+    config: &Config,
+    url: &str,
+    subjects: &Subjects,
+    handler: &crm_command_handler::CommandHandler<AnyEventStore>,
+) -> anyhow::Result<(async_nats::Client, nats::Ingress, Option<intake::Intake>)> {
+    let client = crm_bus::connect::connect(url, &config.nats)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", crm_bus::connect::redacted(url)))?;
+    let ingress = nats::Ingress::start(
+        client.clone(),
+        subjects.clone(),
+        handler.clone(),
+        config.auth.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("starting the NATS ingress: {e}"))?;
+    let intake = match config.intake.clone() {
+        Some(spec) => Some(
+            intake::Intake::start(
+                client.clone(),
+                spec,
+                config.intake_lanes,
+                handler.clone(),
+                config.auth.clone(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the durable intake: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok((client, ingress, intake))
+}
+
 impl App {
     /// Connect, bind (port 0 allowed) and start serving.
     pub async fn build(config: Config) -> anyhow::Result<App> {
@@ -78,40 +114,20 @@ impl App {
             let store = store.clone();
             async move { store.ping().await.map_err(|e| e.to_string()) }
         });
-        let mut intake = None;
-        let ingress = match &config.nats_url {
+        anyhow::ensure!(
+            config.nats_url.is_some() || config.intake.is_none(),
+            "durable ingestion (CRM_INTAKE) needs NATS: leave out --no-nats, or CRM_INTAKE"
+        );
+        let (ingress, intake) = match &config.nats_url {
             Some(url) => {
-                let client = crm_bus::connect::connect(url, &config.nats)
-                    .await
-                    .with_context(|| {
-                        format!("connecting to NATS at {}", crm_bus::connect::redacted(url))
-                    })?;
-                let ingress = nats::Ingress::start(
-                    client.clone(),
-                    subjects.clone(),
-                    handler.clone(),
-                    config.auth.clone(),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("starting the NATS ingress: {e}"))?;
-                if let Some(spec) = config.intake.clone() {
-                    let started = intake::Intake::start(
-                        client.clone(),
-                        spec,
-                        config.intake_lanes,
-                        handler.clone(),
-                        config.auth.clone(),
-                    )
-                    .await
-                    .map_err(|e| anyhow::anyhow!("starting the durable intake: {e}"))?;
-                    intake = Some(started);
-                }
+                let (client, ingress, intake) =
+                    start_nats(&config, url, &subjects, &handler).await?;
                 probes = probes.check("nats", move || {
                     std::future::ready(crm_bus::connect::connected(&client))
                 });
-                Some(ingress)
+                (Some(ingress), intake)
             }
-            None => None,
+            None => (None, None),
         };
         let probes = probes.build();
         let state = http::HttpState {

@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::caller::authenticate;
-use crate::execute::{execute, refusal, reply, Handler};
+use crate::execute::{execute, refusal, reply, Arrival, Handler};
 use crate::micro::{self, Description, Stats};
 use crate::problem::Problem;
 
@@ -280,7 +280,14 @@ async fn answer(ctx: Ctx, message: async_nats::Message) {
         .strip_prefix(&format!("{}.cmd.", ctx.subjects.prefix()))
         .unwrap_or("")
         .to_string();
-    let (format, result) = decide(&ctx.handler, ctx.auth.as_ref(), "nats", &name, &message).await;
+    let (format, result) = decide(
+        &ctx.handler,
+        ctx.auth.as_ref(),
+        Arrival::now("nats"),
+        &name,
+        &message,
+    )
+    .await;
     let (headers, body) = reply_message(format, &result);
     // Counted per known command only: a caller's invented subject mints no entry.
     if COMMAND_NAMES.contains(&name.as_str()) {
@@ -301,7 +308,7 @@ async fn answer(ctx: Ctx, message: async_nats::Message) {
 pub(crate) async fn decide(
     handler: &Handler,
     auth: Option<&crm_auth::Verifier>,
-    transport: &'static str,
+    arrival: Arrival,
     name: &str,
     message: &async_nats::Message,
 ) -> (Format, Result<crm_command_handler::Accepted, Problem>) {
@@ -317,7 +324,9 @@ pub(crate) async fn decide(
     let format = Format::from_content_type(ct.as_deref());
     let answer_in = format.unwrap_or(Format::Json);
     // Who asks comes first, as over HTTP: an unauthenticated caller learns nothing more.
-    let principal = match authenticate(auth, header("Authorization").as_deref(), name).await {
+    let authorization = header("Authorization");
+    let at = arrival.at.timestamp();
+    let principal = match authenticate(auth, authorization.as_deref(), name, at).await {
         Ok(p) => p,
         Err(problem) => return (answer_in, Err(problem)),
     };
@@ -335,7 +344,7 @@ pub(crate) async fn decide(
     }
     let result = execute(
         handler,
-        transport,
+        arrival,
         name,
         &message.payload,
         format,

@@ -81,8 +81,13 @@ class Client:
         self.attempts = attempts
 
     @classmethod
-    async def connect(cls, url: str, **kwargs) -> "Client":
-        return cls(await nats.connect(url), **kwargs)
+    async def connect(cls, url: str, *, nats_options: dict | None = None, **kwargs) -> "Client":
+        """Connect to NATS at ``url``; ``nats_options`` go to ``nats.connect`` as they are:
+        with the platform's NATS users, your credentials (``user_credentials=`` or the
+        URL's user and password) and ``inbox_prefix=b"_INBOX.<user>"``, the only inbox
+        your user may read (``crm nats auth-conf``). Or build ``Client(nc, …)`` over a
+        connection of your own."""
+        return cls(await nats.connect(url, **(nats_options or {})), **kwargs)
 
     async def close(self) -> None:
         await self.nc.drain()
