@@ -32,7 +32,7 @@ use crate::execute::{Arrival, Handler};
 use crate::nats::{decide, reply_message};
 
 /// Commands decided at once by default (one per lane; per aggregate, one at a time).
-pub const DEFAULT_LANES: usize = 128;
+pub const DEFAULT_LANES: usize = 512;
 /// Commands delivered but not yet acknowledged, at most (the server's bound).
 const MAX_ACK_PENDING: i64 = 4096;
 /// How long the server waits for an acknowledgement before delivering again.
