@@ -120,27 +120,9 @@ async fn wait_for_outcomes(js: &jetstream::Context, name: &str, count: u64, with
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_published_while_the_service_is_down_are_each_decided_once() {
-    let platform = Platform::new().await;
-    let subjects = platform.stream.spec.subjects.clone();
-    let intake = format!("{}_INTAKE", platform.stream.spec.name);
-    let outcomes = format!("{}_OUTCOMES", platform.stream.spec.name);
-    let mut env = platform.env();
-    env.push(("CRM_INTAKE", intake.clone()));
-    env.push(("CRM_OUTCOMES", outcomes.clone()));
-    let nats = crm_bus::testing::connect().await;
-    let js = jetstream::new(nats.clone());
-    // The streams exist before any service runs (as deployed: docs/api.md).
-    IntakeSpec::new(&intake, &outcomes, subjects.clone())
-        .ensure(&js)
-        .await
-        .unwrap();
-
-    // The manager, over request/reply while the service runs; then it stops.
+/// A manager who may hold every customer of the test, over request/reply.
+async fn register_a_manager(nats: &async_nats::Client, subjects: &Subjects) -> ManagerId {
     let manager = ManagerId::new(Uuid::now_v7());
-    let mut service = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
-    service.wait_ready().await;
     let register = Command::Manager(ManagerCommand::Register(RegisterManager {
         manager_id: manager,
         name: "Li Wei".into(),
@@ -160,6 +142,30 @@ async fn commands_published_while_the_service_is_down_are_each_decided_once() {
             .unwrap()
             .accepted
     );
+    manager
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_published_while_the_service_is_down_are_each_decided_once() {
+    let platform = Platform::new().await;
+    let subjects = platform.stream.spec.subjects.clone();
+    let intake = format!("{}_INTAKE", platform.stream.spec.name);
+    let outcomes = format!("{}_OUTCOMES", platform.stream.spec.name);
+    let mut env = platform.env();
+    env.push(("CRM_INTAKE", intake.clone()));
+    env.push(("CRM_OUTCOMES", outcomes.clone()));
+    let nats = crm_bus::testing::connect().await;
+    let js = jetstream::new(nats.clone());
+    // The streams exist before any service runs (as deployed: docs/api.md).
+    IntakeSpec::new(&intake, &outcomes, subjects.clone())
+        .ensure(&js)
+        .await
+        .unwrap();
+
+    // The manager, over request/reply while the service runs; then it stops.
+    let mut service = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
+    service.wait_ready().await;
+    let manager = register_a_manager(&nats, &subjects).await;
     service.signal("TERM");
     service
         .wait_exit(Duration::from_secs(30))
