@@ -225,7 +225,12 @@ async fn services_run_with_their_own_users_and_nothing_more() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Every user against every subject.
+    every_user_against_every_subject(&nats).await;
+}
+
+/// Every user publishes and subscribes to every subject: what its permissions allow goes
+/// through, everything else is refused by the server (counted).
+async fn every_user_against_every_subject(nats: &Nats) {
     let publish = [
         "crm.cmd.register_customer",
         "crm.cmd.record_contact",
