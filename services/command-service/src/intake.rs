@@ -94,8 +94,9 @@ impl Intake {
         Ok(Intake { stop, task })
     }
 
-    /// Take no more commands; finish those the lanes hold (the rest stay in the intake
-    /// and are delivered again, to this or another instance).
+    /// Take no more commands: each lane finishes the command it is deciding and hands
+    /// the rest it holds back to the server (delivered again, to this or another
+    /// instance).
     pub async fn stop(self, deadline: std::time::Instant) {
         let _ = self.stop.send(true);
         let mut task = self.task;
@@ -188,7 +189,14 @@ fn outcome_key(message: &jetstream::Message) -> String {
             let h = message.message.headers.as_ref()?;
             Some(h.get("Nats-Msg-Id")?.as_str().to_string())
         })
-        .filter(|id| !id.is_empty() && !id.contains(['.', '*', '>', ' ']))
+        // One subject token: letters, digits, '-' and '_' only.
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
         .unwrap_or_else(|| match message.info() {
             Ok(info) => format!("seq-{}", info.stream_sequence),
             Err(_) => "unknown".into(),
