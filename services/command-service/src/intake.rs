@@ -80,6 +80,7 @@ impl Intake {
                 },
             )
             .await?;
+        let gate = Gate::new(consumer.clone()).await?;
         let messages = consumer.messages().await?;
         let ctx = Ctx {
             js,
@@ -89,7 +90,7 @@ impl Intake {
             subjects: spec.subjects,
         };
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(ctx, messages, lanes.max(1), stopped));
+        let task = tokio::spawn(run(ctx, messages, gate, lanes.max(1), stopped));
         tracing::info!(stream = %spec.commands, outcomes = %spec.outcomes, "durable intake started");
         Ok(Intake { stop, task })
     }
@@ -111,8 +112,92 @@ impl Intake {
     }
 }
 
+/// After a crash, the commands the dead incarnation was deciding come again only when
+/// their ack wait runs out, after newer ones are delivered. The gate holds every command
+/// newer than the last one delivered before this start until all older ones are
+/// acknowledged (the consumer's ack floor reaches it), so each aggregate's commands are
+/// still decided in order.
+struct Gate {
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// The last command delivered before this start, while older ones are unacknowledged.
+    horizon: Option<u64>,
+    held: Vec<jetstream::Message>,
+    checks: u32,
+}
+
+impl Gate {
+    async fn new(
+        consumer: jetstream::consumer::Consumer<pull::Config>,
+    ) -> Result<Self, async_nats::Error> {
+        let info = consumer.get_info().await?;
+        let horizon = (info.num_ack_pending > 0).then_some(info.delivered.stream_sequence);
+        if let Some(h) = horizon {
+            tracing::info!(
+                pending = info.num_ack_pending,
+                horizon = h,
+                "intake: commands of an earlier run are unacknowledged; newer ones wait for them"
+            );
+        }
+        Ok(Gate {
+            consumer,
+            horizon,
+            held: Vec::new(),
+            checks: 0,
+        })
+    }
+
+    fn is_open(&self) -> bool {
+        self.horizon.is_none()
+    }
+
+    /// The command, if it may be decided now; else it is held.
+    fn admit(&mut self, message: jetstream::Message) -> Option<jetstream::Message> {
+        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        match self.horizon {
+            Some(h) if seq > h => {
+                self.held.push(message);
+                None
+            }
+            _ => Some(message),
+        }
+    }
+
+    /// Whether the older commands are all acknowledged: then the held ones, in order.
+    async fn check(&mut self) -> Vec<jetstream::Message> {
+        let Some(h) = self.horizon else {
+            return Vec::new();
+        };
+        self.checks += 1;
+        match self.consumer.get_info().await {
+            Ok(info) if info.ack_floor.stream_sequence >= h => {
+                self.horizon = None;
+                tracing::info!(
+                    held = self.held.len(),
+                    "intake: the earlier run's commands are decided"
+                );
+                return std::mem::take(&mut self.held);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "intake: reading the consumer's ack floor"),
+        }
+        // Keep the held commands ours meanwhile (every 10 s, a third of the ack wait).
+        if self.checks.is_multiple_of(20) {
+            for m in &self.held {
+                let _ = m.ack_with(AckKind::Progress).await;
+            }
+        }
+        Vec::new()
+    }
+}
+
 /// Deal the delivered commands to the lanes until told to stop.
-async fn run(ctx: Ctx, mut messages: pull::Stream, count: usize, mut stop: watch::Receiver<bool>) {
+async fn run(
+    ctx: Ctx,
+    mut messages: pull::Stream,
+    mut gate: Gate,
+    count: usize,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut lanes = Vec::with_capacity(count);
     let mut workers = JoinSet::new();
     for _ in 0..count {
@@ -132,14 +217,25 @@ async fn run(ctx: Ctx, mut messages: pull::Stream, count: usize, mut stop: watch
             }
         });
     }
+    let deal = |message: jetstream::Message| {
+        let lane = lane_of(&ctx.subjects, &message, count);
+        lanes[lane].send(message).is_ok()
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
+            _ = tick.tick(), if !gate.is_open() => {
+                for message in gate.check().await {
+                    deal(message);
+                }
+            }
             next = messages.next() => match next {
                 Some(Ok(message)) => {
-                    let lane = lane_of(&ctx.subjects, &message, count);
-                    if lanes[lane].send(message).is_err() {
-                        break;
+                    if let Some(message) = gate.admit(message) {
+                        if !deal(message) {
+                            break;
+                        }
                     }
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "intake: reading the consumer"),
