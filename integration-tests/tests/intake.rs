@@ -92,7 +92,8 @@ async fn publish(js: &jetstream::Context, subjects: &Subjects, commands: &[Comma
     }
 }
 
-async fn outcomes_stored(js: &jetstream::Context, name: &str) -> jetstream::stream::State {
+/// A stream's state now.
+async fn stream_state(js: &jetstream::Context, name: &str) -> jetstream::stream::State {
     js.get_stream(name)
         .await
         .unwrap()
@@ -107,7 +108,7 @@ async fn outcomes_stored(js: &jetstream::Context, name: &str) -> jetstream::stre
 async fn wait_for_outcomes(js: &jetstream::Context, name: &str, count: u64, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let state = outcomes_stored(js, name).await;
+        let state = stream_state(js, name).await;
         if state.messages >= count {
             return;
         }
@@ -176,17 +177,7 @@ async fn commands_published_while_the_service_is_down_are_each_decided_once() {
     let commands: Vec<Command> = (0..CUSTOMERS).flat_map(|i| day_of(i, manager)).collect();
     publish(&js, &subjects, &commands).await;
     let total = commands.len() as u64;
-    assert_eq!(
-        js.get_stream(&intake)
-            .await
-            .unwrap()
-            .info()
-            .await
-            .unwrap()
-            .state
-            .messages,
-        total
-    );
+    assert_eq!(stream_state(&js, &intake).await.messages, total);
 
     // Started, SIGKILLed a third of the way, started again.
     let mut service = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
@@ -194,7 +185,7 @@ async fn commands_published_while_the_service_is_down_are_each_decided_once() {
     let started = Instant::now();
     wait_for_outcomes(&js, &outcomes, total / 3, Duration::from_secs(180)).await;
     service.kill();
-    let at_kill = outcomes_stored(&js, &outcomes).await.messages;
+    let at_kill = stream_state(&js, &outcomes).await.messages;
     let mut service = Service::start("crm-command-service", &["--http-addr", "127.0.0.1:0"], &env);
     service.wait_ready().await;
     wait_for_outcomes(&js, &outcomes, total, Duration::from_secs(300)).await;
@@ -207,7 +198,7 @@ async fn commands_published_while_the_service_is_down_are_each_decided_once() {
 
     // Exactly one outcome per command, never stored twice; the intake is empty.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let state = outcomes_stored(&js, &outcomes).await;
+    let state = stream_state(&js, &outcomes).await;
     assert_eq!((state.messages, state.last_sequence), (total, total));
     let left = js
         .get_stream(&intake)

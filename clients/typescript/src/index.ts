@@ -114,15 +114,7 @@ export class Client {
    * `CommandRefused` when the platform refuses it. */
   async send<D extends DescMessage>(schema: D, command: MessageShape<D> & Command, { json = false } = {}): Promise<Reply> {
     this.prepare(command);
-    const h = natsHeaders();
-    if (this.options.token) h.set("Authorization", `Bearer ${this.options.token}`);
-    let body: Uint8Array;
-    if (json) {
-      h.set("Content-Type", "application/json");
-      body = new TextEncoder().encode(toJsonString(schema, command));
-    } else {
-      body = toBinary(schema, command);
-    }
+    const { h, body } = this.encode(schema, command, json);
     const subject = `${this.options.prefix}.cmd.${commandName(schema)}`;
     const answer = await this.request(subject, body, h);
     const reply = json
@@ -139,15 +131,7 @@ export class Client {
    * decides it once, even if it is down now, and files its outcome under the id. */
   async publish<D extends DescMessage>(schema: D, command: MessageShape<D> & Command, { json = false } = {}): Promise<string> {
     this.prepare(command);
-    const h = natsHeaders();
-    if (this.options.token) h.set("Authorization", `Bearer ${this.options.token}`);
-    let body: Uint8Array;
-    if (json) {
-      h.set("Content-Type", "application/json");
-      body = new TextEncoder().encode(toJsonString(schema, command));
-    } else {
-      body = toBinary(schema, command);
-    }
+    const { h, body } = this.encode(schema, command, json);
     const id = command.meta!.commandId;
     await this.nc.jetstream().publish(`${this.options.prefix}.intake.${commandName(schema)}`, body, { headers: h, msgID: id });
     return id;
@@ -178,6 +162,17 @@ export class Client {
       if (Date.now() > deadline) throw new Error(`no outcome of ${subject} within ${waitMs} ms`);
       await new Promise((r) => setTimeout(r, 200));
     }
+  }
+
+  /** A command's body and headers (its token; JSON's content type). */
+  private encode<D extends DescMessage>(schema: D, command: MessageShape<D>, json: boolean) {
+    const h = natsHeaders();
+    if (this.options.token) h.set("Authorization", `Bearer ${this.options.token}`);
+    if (json) {
+      h.set("Content-Type", "application/json");
+      return { h, body: new TextEncoder().encode(toJsonString(schema, command)) };
+    }
+    return { h, body: toBinary(schema, command) };
   }
 
   private async request(subject: string, body: Uint8Array, h: ReturnType<typeof natsHeaders>): Promise<Uint8Array> {

@@ -224,25 +224,15 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
     stream::ensure(&js, &spec)
         .await
         .map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
-    let _service = crm_command_service::App::build(crm_command_service::Config {
-        store_url: url.to_string(),
-        nats_url: Some(a.nats.nats_url.clone()),
-        nats: Default::default(),
-        schema: Default::default(),
-        subject_prefix: subjects.prefix().to_string(),
-        http_addr: "127.0.0.1:0".parse()?,
-        db_connections: 16,
-        group_commit: GroupCommitConfig {
+    let _service = crm_command_service::App::build(service_config(
+        url,
+        &a.nats.nats_url,
+        subjects.prefix(),
+        GroupCommitConfig {
             writers: a.writers,
             max_batch: 256,
         },
-        state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
-        shutdown_grace: std::time::Duration::from_secs(5),
-        index_key: crm_command_handler::handler::DEFAULT_INDEX_KEY.into(),
-        intake: None,
-        intake_lanes: crm_command_service::intake::DEFAULT_LANES,
-        auth: None,
-    })
+    ))
     .await?;
     let store = PgEventStore::connect(url, 4).await?;
     let relay = Relay::new(
@@ -328,6 +318,32 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         stored as f64 / end_to_end.as_secs_f64() / publish.per_second()
     );
     Ok(())
+}
+
+/// A command service for a benchmark, in its process: the store at `url`, NATS at
+/// `nats_url` under `prefix`, authentication off, the development index key, no intake.
+pub(crate) fn service_config(
+    url: &str,
+    nats_url: &str,
+    prefix: &str,
+    group_commit: GroupCommitConfig,
+) -> crm_command_service::Config {
+    crm_command_service::Config {
+        store_url: url.to_string(),
+        nats_url: Some(nats_url.to_string()),
+        nats: Default::default(),
+        schema: Default::default(),
+        subject_prefix: prefix.to_string(),
+        http_addr: ([127, 0, 0, 1], 0).into(),
+        db_connections: 16,
+        group_commit,
+        state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
+        shutdown_grace: std::time::Duration::from_secs(5),
+        index_key: crm_command_handler::handler::DEFAULT_INDEX_KEY.into(),
+        intake: None,
+        intake_lanes: crm_command_service::intake::DEFAULT_LANES,
+        auth: None,
+    }
 }
 
 /// Send `commands` keeping `in_flight` requests outstanding; measure each answer.

@@ -165,23 +165,17 @@ async fn service(
     intake_lanes: usize,
 ) -> anyhow::Result<crm_command_service::App> {
     crm_command_service::App::build(crm_command_service::Config {
-        store_url: url.to_string(),
-        nats_url: Some(a.nats.nats_url.clone()),
-        nats: Default::default(),
-        schema: Default::default(),
-        subject_prefix: subjects.prefix().to_string(),
-        http_addr: "127.0.0.1:0".parse()?,
-        db_connections: 16,
-        group_commit: GroupCommitConfig {
-            writers: 1,
-            max_batch: 256,
-        },
-        state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
-        shutdown_grace: Duration::from_secs(5),
-        index_key: crm_command_handler::handler::DEFAULT_INDEX_KEY.into(),
         intake,
         intake_lanes,
-        auth: None,
+        ..crate::bench::service_config(
+            url,
+            &a.nats.nats_url,
+            subjects.prefix(),
+            GroupCommitConfig {
+                writers: 1,
+                max_batch: 256,
+            },
+        )
     })
     .await
 }

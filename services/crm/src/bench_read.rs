@@ -183,22 +183,12 @@ async fn phases(
     js: &async_nats::jetstream::Context,
     metrics: &metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<()> {
-    let _service = crm_command_service::App::build(crm_command_service::Config {
-        store_url: url.to_string(),
-        nats_url: Some(a.nats.nats_url.clone()),
-        nats: Default::default(),
-        schema: Default::default(),
-        subject_prefix: subjects.prefix().to_string(),
-        http_addr: "127.0.0.1:0".parse()?,
-        db_connections: 16,
-        group_commit: GroupCommitConfig::default(),
-        state_cache: crm_command_handler::handler::DEFAULT_STATE_CACHE,
-        shutdown_grace: std::time::Duration::from_secs(5),
-        index_key: crm_command_handler::handler::DEFAULT_INDEX_KEY.into(),
-        intake: None,
-        intake_lanes: crm_command_service::intake::DEFAULT_LANES,
-        auth: None,
-    })
+    let _service = crm_command_service::App::build(crate::bench::service_config(
+        url,
+        &a.nats.nats_url,
+        subjects.prefix(),
+        GroupCommitConfig::default(),
+    ))
     .await?;
     let store = PgEventStore::connect(url, 4).await?;
     let relay = Relay::new(
