@@ -167,13 +167,20 @@ async fn append(a: AppendArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
-    println!(
-        "machine: {} cores; PostgreSQL {url}; NATS {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        a.nats.nats_url
-    );
+/// The ceilings of a command's parts, per second: (a) raw single-row inserts, (c) NATS
+/// request/reply, (d) JetStream publishing.
+struct Ceilings {
+    insert: f64,
+    request_reply: f64,
+    publish: f64,
+}
 
+async fn ceilings(
+    a: &AppendArgs,
+    url: &str,
+    nats: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+) -> anyhow::Result<Ceilings> {
     // (a)
     eprintln!(
         "(a) measuring the raw INSERT ceiling for {} s …",
@@ -189,18 +196,13 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         ceiling.per_second()
     );
 
-    let nats = async_nats::connect(&a.nats.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", a.nats.nats_url))?;
-    let js = async_nats::jetstream::new(nats.clone());
-
     // (c) and (d): the broker's own ceilings for the two hops of every command.
     let window = Duration::from_secs(a.ceiling_seconds);
     eprintln!(
         "(c) measuring NATS request/reply with {} in flight …",
         a.in_flight
     );
-    let echo = crate::bench_nats::request_reply(&nats, a.in_flight, 200, window).await?;
+    let echo = crate::bench_nats::request_reply(nats, a.in_flight, 200, window).await?;
     println!(
         "(c) NATS request/reply to an instant responder, {} in flight: {} round trips in {:.1} s = {:.0}/s",
         a.in_flight,
@@ -209,13 +211,32 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
         echo.per_second()
     );
     eprintln!("(d) measuring JetStream publishing …");
-    let publish = crate::bench_nats::jetstream_publish(&js, 512, 700, window).await?;
+    let publish = crate::bench_nats::jetstream_publish(js, 512, 700, window).await?;
     println!(
         "(d) JetStream publish, file storage, 700-byte messages with Nats-Msg-Id, 512 acks outstanding: {} in {:.1} s = {:.0}/s",
         publish.count,
         publish.elapsed.as_secs_f64(),
         publish.per_second()
     );
+    Ok(Ceilings {
+        insert: ceiling.per_second(),
+        request_reply: echo.per_second(),
+        publish: publish.per_second(),
+    })
+}
+
+async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
+    println!(
+        "machine: {} cores; PostgreSQL {url}; NATS {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        a.nats.nats_url
+    );
+
+    let nats = async_nats::connect(&a.nats.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", a.nats.nats_url))?;
+    let js = async_nats::jetstream::new(nats.clone());
+    let c = ceilings(a, url, &nats, &js).await?;
 
     // (b) the platform, in this process: command service (NATS ingress) and relay.
     let id = Uuid::new_v4().simple().to_string();
@@ -313,9 +334,9 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
     );
     println!(
         "ratio (b)/(a) = {:.2} (target ≥ 1.5); (b)/(c) = {:.2}; events/s (b) ÷ (d) = {:.2}",
-        rate / ceiling.per_second(),
-        rate / echo.per_second(),
-        stored as f64 / end_to_end.as_secs_f64() / publish.per_second()
+        rate / c.insert,
+        rate / c.request_reply,
+        stored as f64 / end_to_end.as_secs_f64() / c.publish
     );
     Ok(())
 }
