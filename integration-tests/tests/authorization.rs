@@ -137,6 +137,25 @@ async fn every_role_against_every_route() {
         let (status, reply) = post(&http, &base, Some(&branch_system), &cmd).await;
         assert_eq!(status, 200, "{reply}");
     }
+    // A complaint on each (logged by an operator): the complaint routes are scoped by
+    // their customer.
+    let (ka1, kb1) = (
+        ComplaintId::new(Uuid::now_v7()),
+        ComplaintId::new(Uuid::now_v7()),
+    );
+    for (c, k) in [(a1, ka1), (b1, kb1)] {
+        let cmd: Command = CustomerCommand::LogComplaint(LogComplaint {
+            customer_id: c,
+            complaint_id: k,
+            severity: Severity::High,
+            category: "fees".into(),
+            description: "charged twice".into(),
+            channel: ContactChannel::Phone,
+        })
+        .into();
+        let (status, reply) = post(&http, &base, Some(&admin_cmd), &cmd).await;
+        assert_eq!(status, 200, "{reply}");
+    }
     // The actor recorded is the authenticated service, not what the payload claimed.
     let store = PgEventStore::connect(&platform.db.url, 2).await.unwrap();
     let first = store
@@ -293,6 +312,17 @@ async fn every_role_against_every_route() {
         ("funnel", "/v1/funnel/stages".into()),
         ("kpis", "/v1/kpis".into()),
         ("checkpoints", "/v1/projections/checkpoints".into()),
+        ("complaints", "/v1/complaints".into()),
+        (
+            "complaints of B1",
+            format!("/v1/complaints?customer_id={b1}"),
+        ),
+        ("complaint of A1", format!("/v1/complaints/{ka1}")),
+        ("complaint of B1", format!("/v1/complaints/{kb1}")),
+        (
+            "open complaints counted",
+            "/v1/complaints/open-counts".into(),
+        ),
         (
             "audit ownership A1",
             format!("/v1/audit/customers/{a1}/ownership"),
@@ -310,8 +340,14 @@ async fn every_role_against_every_route() {
             "analyst" => !audit.contains(&route),
             "manager A" => {
                 !audit.contains(&route)
-                    && !["customer B1", "ownership B1", "timeline B1", "portfolio B"]
-                        .contains(&route)
+                    && ![
+                        "customer B1",
+                        "ownership B1",
+                        "timeline B1",
+                        "portfolio B",
+                        "complaint of B1",
+                    ]
+                    .contains(&route)
             }
             _ => false,
         }
@@ -380,9 +416,23 @@ async fn every_role_against_every_route() {
                 // Scope: manager A sees A's customers only; analysts no personal field.
                 if *who == "manager A" {
                     assert!(
-                        !body.contains(&b1.to_string()) && !body.contains(name_b1),
+                        !body.contains(&b1.to_string())
+                            && !body.contains(name_b1)
+                            && !body.contains(&kb1.to_string()),
                         "{route}: {body}"
                     );
+                }
+                if route.starts_with("complaint of") {
+                    // The complaint with its customer and its history (the event store
+                    // is the service's): one event, its logging.
+                    let k: Value = serde_json::from_str(&body).unwrap();
+                    assert_eq!(k["status"], "open", "{body}");
+                    assert_eq!(k["history"][0]["event_type"], "ComplaintLogged", "{body}");
+                }
+                if *route == "complaints" {
+                    let page: Value = serde_json::from_str(&body).unwrap();
+                    let n = if *who == "manager A" { 1 } else { 2 };
+                    assert_eq!(page["items"].as_array().unwrap().len(), n, "{who}: {body}");
                 }
                 if *who == "analyst" {
                     assert!(

@@ -114,7 +114,7 @@ fn the_openapi_documents_are_valid_openapi() {
     let validator = client_tools().join("python/bin/openapi-spec-validator");
     for doc in [
         "docs/contract/commands.openapi.json",
-        "services/query/openapi.json",
+        "docs/contract/query.openapi.json",
     ] {
         let (ok, out) = run(Command::new(&validator).arg(repo().join(doc)));
         assert!(ok, "{doc}:\n{out}");

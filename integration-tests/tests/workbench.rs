@@ -468,7 +468,7 @@ async fn the_complaints_pages_show_the_read_models(b: &Browser, d: &Demo) {
     .unwrap();
     let want: Vec<(String, String)> = open
         .iter()
-        .map(|k| (k.complaint_id.clone(), k.sla_state.clone()))
+        .map(|k| (k.complaint_id.clone(), k.state_name().to_string()))
         .collect();
     assert_eq!(
         shown, want,
@@ -526,7 +526,7 @@ async fn a_complaint_page_shows_its_history(b: &Browser, d: &Demo) {
     );
     let now = chrono::Utc::now().timestamp_micros();
     let k = d.read.complaint(&id, now).await.unwrap().unwrap();
-    if let Some(state) = k.open_state() {
+    if let Some(state) = k.sla_state {
         let shown = b.find("#complaint-state").await.unwrap();
         assert_eq!(
             shown.attr("data-state").await.unwrap().unwrap(),

@@ -30,41 +30,77 @@ pub enum AuditError {
     UnknownCustomer(CustomerId),
 }
 
-/// Why the owner changed, when a rule rather than a person decided it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Why the owner changed, when a rule rather than a person decided it: an assignment by
+/// the ownership policy, or an automatic return to the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Decision {
+    /// The version of the ownership policy in force when the rule decided (the store's
+    /// stream `policy-ownership` holds every version's text).
     pub policy_version: u32,
-    /// The assignment rule that matched (assignment by policy).
+    /// The name of the assignment rule that matched (assignment by policy); null for a
+    /// return to the pool.
     pub rule: Option<String>,
-    /// How the rule's team chose the manager (assignment by policy).
+    /// How the rule's team chose the manager (assignment by policy): `round_robin`,
+    /// `least_loaded` or `weighted_performance`; null for a return to the pool.
     pub method: Option<String>,
-    /// The pool rule that lapsed (automatic return to the pool).
+    /// The pool rule that lapsed (automatic return to the pool): `no_contact` or
+    /// `lead_not_won`; null for an assignment.
     pub pool_rule: Option<String>,
-    /// The deadline that lapsed (automatic return to the pool).
+    /// The deadline that lapsed (automatic return to the pool), an RFC 3339 timestamp in
+    /// UTC; null for an assignment.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub due_at: Option<DateTime<Utc>>,
 }
 
-/// One change of a customer's owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One change of a customer's owner, replayed from the customer's stream in the event
+/// store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OwnershipEntry {
+    /// The customer's id (a UUID).
+    #[schema(value_type = String, format = "uuid")]
     pub customer_id: CustomerId,
-    /// When it happened (the command's issue time).
+    /// When it happened (the command's issue time: the event's `occurred_at`), an RFC
+    /// 3339 timestamp in UTC.
+    #[schema(value_type = String, format = DateTime)]
     pub at: DateTime<Utc>,
-    /// When the store recorded it.
+    /// When the store recorded it, an RFC 3339 timestamp in UTC.
+    #[schema(value_type = String, format = DateTime)]
     pub recorded_at: DateTime<Utc>,
+    /// The event type: `OwnerAssigned`, `OwnershipTransferred`, `ReleasedToPool` or
+    /// `ClaimedFromPool`.
     pub event_type: String,
+    /// Id (a UUID) of the manager who owned the customer before the change; null when it
+    /// was in the pool.
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub previous_owner: Option<ManagerId>,
-    /// `None`: the customer went to the pool.
+    /// Id (a UUID) of the manager who owns the customer after the change; null when the
+    /// customer went to the pool.
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub new_owner: Option<ManagerId>,
     /// Who issued the command (`person:…`, `service:…`, `system:…`).
     pub actor: String,
+    /// The reason the event gives; null when it gives none (`ClaimedFromPool`).
     pub reason: Option<String>,
+    /// The rule that decided the change, when a rule rather than a person did; null
+    /// otherwise.
     pub decision: Option<Decision>,
+    /// Id (a UUID) of the command that produced the event (the same id is in the
+    /// services' logs and on every event the command produced).
+    #[schema(value_type = String, format = "uuid")]
     pub command_id: Uuid,
+    /// Correlation id (a UUID) of the command, copied onto every event it caused (the
+    /// command id unless the caller gave another).
+    #[schema(value_type = String, format = "uuid")]
     pub correlation_id: Uuid,
+    /// Id (a UUID) of the stored event.
+    #[schema(value_type = String, format = "uuid")]
     pub event_id: Uuid,
+    /// The event's version in the customer's stream (its position in the customer's
+    /// history: 1, 2, …).
     pub stream_version: u64,
-    /// Position in the store's global log (`tx.position`).
+    /// Position in the store's global log (`tx.position`), as text: the writing
+    /// transaction and the position allocated at insert, e.g. `71.71`; the log is
+    /// ordered by the pair.
     pub position: String,
 }
 
@@ -159,12 +195,17 @@ pub fn ownership_entries(events: &[RecordedEvent]) -> Result<Vec<OwnershipEntry>
 }
 
 /// The owner as of an instant, and the change that made them owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AsOf {
+    /// The instant asked about (`as_of`), an RFC 3339 timestamp in UTC.
+    #[schema(value_type = String, format = DateTime)]
     pub at: DateTime<Utc>,
-    /// `None`: in the pool (or not yet registered).
+    /// Id (a UUID) of the manager who owned the customer at that instant; null: in the
+    /// pool (or not yet registered).
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub owner: Option<ManagerId>,
-    /// The last ownership change at or before the instant.
+    /// The last ownership change at or before the instant (a change at exactly that
+    /// instant counts); null when there was none.
     pub since: Option<OwnershipEntry>,
 }
 
@@ -193,17 +234,27 @@ pub async fn customer_history<S: EventStore>(
 }
 
 /// A manager's ownership changes over a period, replayed from the global log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ManagerHistory {
+    /// The manager's id.
+    #[schema(value_type = String, format = Uuid)]
     pub manager: ManagerId,
+    /// The period's start.
+    #[schema(value_type = String, format = DateTime)]
     pub from: DateTime<Utc>,
+    /// The period's end, excluded.
+    #[schema(value_type = String, format = DateTime)]
     pub to: DateTime<Utc>,
-    /// Customers the manager owned just before `from`.
+    /// Customers the manager owned just before `from` (their ids).
+    #[schema(value_type = Vec<String>)]
     pub held_before: Vec<CustomerId>,
-    /// Changes in `[from, to)` that gave the manager a customer or took one away.
+    /// Changes in `[from, to)` that gave the manager a customer or took one away, in log
+    /// order.
     pub entries: Vec<OwnershipEntry>,
-    /// Customers the manager owned just before `to`.
+    /// Customers the manager owned just before `to` (their ids).
+    #[schema(value_type = Vec<String>)]
     pub held_at_end: Vec<CustomerId>,
+    /// How many events of the log the replay read.
     pub events_read: u64,
 }
 

@@ -12,7 +12,7 @@ use crate::queries::CustomerRow;
 
 /// What to slice by. Customer attributes are as they are now; the team is the owner's
 /// team at the instant considered (`pool` when unowned).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Slice {
     All,
@@ -76,10 +76,20 @@ impl<'a> Slicer<'a> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Customers in one lifecycle stage, in one slice, now or as of an instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StageCount {
+    /// The value of the slice dimension asked for (`slice`): `all` when not sliced; the
+    /// customer's region, first-touch channel, customer type or value tier as it is now
+    /// (`unknown` for a customer not in the customer table); or, by team, the owner's team
+    /// at the instant considered (`pool` when unowned).
+    /// The team is the owner's at the instant asked (now, or `as_of`).
     pub slice: String,
+    /// The lifecycle stage: `lead`, `contacted`, `qualified`, `customer`, `active`,
+    /// `dormant` or `churned`.
     pub stage: String,
+    /// Number of customers whose stay in this stage is open now, or held the instant
+    /// asked (`as_of`).
     pub customers: i64,
 }
 
@@ -108,18 +118,33 @@ pub fn stage_counts(facts: &Facts, at_us: Option<i64>, slice: Slice) -> Vec<Stag
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Moves between two lifecycle stages in one local period (day, week or month), in one
+/// slice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TransitionCount {
     #[serde(skip)]
     pub period_start_us: i64,
-    /// The period's first instant, RFC 3339 in the calendar's zone.
+    /// The period's first instant (the start of the local day, week from Monday, or
+    /// month), an RFC 3339 timestamp with the offset of the calendar's zone (`tz`, or the
+    /// service's `CRM_TIME_ZONE`).
+    #[schema(format = DateTime)]
     pub period_start: String,
+    /// The value of the slice dimension asked for (`slice`): `all` when not sliced; the
+    /// customer's region, first-touch channel, customer type or value tier as it is now
+    /// (`unknown` for a customer not in the customer table); or, by team, the owner's team
+    /// at the instant considered (`pool` when unowned).
+    /// The team is the owner's at the instant of the move.
     pub slice: String,
-    /// `null` for the stage a customer was registered in.
+    /// The stage moved from (`lead`, `contacted`, `qualified`, `customer`, `active`,
+    /// `dormant` or `churned`); null for the stage a customer was registered in (a
+    /// registration).
     pub from_stage: Option<String>,
+    /// The stage moved to (one of the same stages).
     pub to_stage: String,
+    /// Number of moves from `from_stage` to `to_stage` in the period (a customer moving
+    /// twice counts twice).
     pub transitions: i64,
-    /// Of which dormant/churned → active (reactivations).
+    /// Of `transitions`, the reactivations (dormant or churned → active).
     pub reactivations: i64,
 }
 
@@ -166,19 +191,29 @@ pub fn transitions(
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Next-step and cumulative conversion of one pipeline stage, in one slice.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Conversion {
+    /// The value of the slice dimension asked for (`slice`): `all` when not sliced; the
+    /// customer's region, first-touch channel, customer type or value tier as it is now
+    /// (`unknown` for a customer not in the customer table); or, by team, the owner's team
+    /// at the instant considered (`pool` when unowned).
+    /// A customer's slice is taken at the instant it first entered the stage.
     pub slice: String,
+    /// The pipeline stage, in pipeline order: `lead`, `contacted`, `qualified`,
+    /// `customer`, `active` (`dormant` and `churned` are not in the pipeline).
     pub stage: String,
-    /// Customers who ever entered this stage.
+    /// Number of customers who ever entered this stage.
     pub entered: i64,
     /// Of those, how many later entered a further pipeline stage (the next one, or one
     /// beyond it when a stage is skipped).
     pub reached_next: i64,
-    /// `reached_next / entered`.
+    /// `reached_next / entered`: a fraction in [0, 1]; null when `entered` is zero, and
+    /// always null for `active`, the last pipeline stage.
     pub next_step_rate: Option<f64>,
     /// Of the customers who entered `lead`, the share that later reached this stage (the
-    /// cohort is sliced at the instant it entered `lead`).
+    /// cohort is sliced at the instant it entered `lead`): a fraction in [0, 1]; null
+    /// when the slice's `lead` cohort is empty.
     pub cumulative_rate: Option<f64>,
 }
 
@@ -260,12 +295,23 @@ pub fn conversion(facts: &Facts, slice: Slice) -> Vec<Conversion> {
     out
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Median time customers spent in one lifecycle stage, over the stays that have ended,
+/// in one slice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TimeInStage {
+    /// The value of the slice dimension asked for (`slice`): `all` when not sliced; the
+    /// customer's region, first-touch channel, customer type or value tier as it is now
+    /// (`unknown` for a customer not in the customer table); or, by team, the owner's team
+    /// at the instant considered (`pool` when unowned).
+    /// A stay's slice is taken at the instant it ended.
     pub slice: String,
+    /// The lifecycle stage: `lead`, `contacted`, `qualified`, `customer`, `active`,
+    /// `dormant` or `churned`.
     pub stage: String,
-    /// Stays in the stage that have ended.
+    /// Number of stays in the stage that have ended (a stay still open is not counted).
     pub completed_stays: i64,
+    /// Median (nearest rank) length of those stays, in seconds (whole seconds, rounded
+    /// down); null when there is none.
     pub median_seconds: Option<i64>,
 }
 

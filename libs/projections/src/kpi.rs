@@ -18,7 +18,8 @@ use crate::facts::{quantile, rate, Facts};
 /// Contact coverage looks back this far from the instant it is taken.
 pub const COVERAGE_WINDOW_US: i64 = 30 * 24 * 3_600 * 1_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Whose KPIs: each manager's, team's or region's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Manager,
@@ -38,55 +39,119 @@ impl std::str::FromStr for Level {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The KPIs of one manager, team or region in one local period (day, week or month).
+/// Flows count what happened in the period; snapshot figures (portfolio, tier mix, value
+/// under management, coverage, overdue follow-ups) are taken at the end of the period, or
+/// now for the period that has not ended. A fact counts for the manager it names (the
+/// contact's manager, the owner at the instant of a stage move, of logging a complaint
+/// or of an SLA event, the referrer); teams and regions add up their managers as the
+/// manager table assigns them now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KpiRow {
-    /// Manager id, team or region.
+    /// Whose figures these are, as `level` asks: a manager's id (a UUID), a team or a
+    /// region (the team or region is `unknown` for a manager missing from the manager
+    /// table).
     pub key: String,
     #[serde(skip)]
     pub period_start_us: i64,
     #[serde(skip)]
     pub period_end_us: i64,
-    /// The period `[start, end)`, RFC 3339 in the calendar's zone.
+    /// The period's first instant (the start of the local day, week from Monday, or
+    /// month), an RFC 3339 timestamp with the offset of the calendar's zone (`tz`, or the
+    /// service's `CRM_TIME_ZONE`). The period is `[period_start, period_end)`.
+    #[schema(format = DateTime)]
     pub period_start: String,
+    /// The period's end (excluded: the next period's first instant), an RFC 3339
+    /// timestamp with the offset of the calendar's zone.
+    #[schema(format = DateTime)]
     pub period_end: String,
     // Snapshot at the end of the period (or now).
+    /// Snapshot: number of customers owned at the end of the period (or now, for the
+    /// running period).
     pub portfolio: i64,
+    /// Snapshot: of `portfolio`, customers whose value tier (as it is now) is `high`.
     pub tier_high: i64,
+    /// Snapshot: of `portfolio`, customers whose value tier (as it is now) is `mid`.
     pub tier_mid: i64,
+    /// Snapshot: of `portfolio`, customers whose value tier (as it is now) is `low` (or
+    /// any other).
     pub tier_low: i64,
-    /// Sum of AUM of the portfolio, minor units.
+    /// Snapshot: sum of the assets under management (`aum_minor`, as they are now) of the
+    /// portfolio, in minor units of the currency (fen/cents); a customer whose AUM is not
+    /// known counts 0.
     pub value_under_management_minor: i64,
-    /// Owned customers contacted by their owner in the 30 days before the snapshot ÷ owned.
+    /// Snapshot: portfolio customers contacted by their owner in the 30 days up to the
+    /// snapshot ÷ `portfolio`: a fraction in [0, 1]; null when the portfolio is empty.
     pub contact_coverage: Option<f64>,
-    /// Owned customers whose next follow-up is due before the snapshot (current period only).
+    /// Snapshot: number of portfolio customers whose next follow-up is before now;
+    /// counted for the running period only, null for a period that has ended.
     pub overdue_follow_ups: Option<i64>,
     // Flows within the period.
+    /// Number of contacts recorded by the manager with their instant in the period (on
+    /// any customer, owned or not).
     pub contacts: i64,
+    /// Number of moves to stage `customer` in the period, credited to the owner at that
+    /// instant.
     pub new_customers_won: i64,
+    /// Number of customers in stage `lead` while owned by the manager at some instant of
+    /// the period (a manager and customer pair counts once).
     pub leads_owned: i64,
+    /// Of `leads_owned`, those that moved to `customer` in the period while owned by the
+    /// same manager.
     pub leads_converted: i64,
-    /// `leads_converted / leads_owned`.
+    /// `leads_converted / leads_owned`: a fraction in [0, 1]; null when `leads_owned` is
+    /// zero.
     pub lead_conversion_rate: Option<f64>,
+    /// Number of complaints logged in the period on customers the manager owned when each
+    /// was logged.
     pub complaints: i64,
+    /// Median (nearest rank) time from logging to the first response, in seconds, over
+    /// those complaints that were answered; null when none was.
     pub first_response_median_s: Option<i64>,
+    /// 90th percentile (nearest rank) time from logging to the first response, in
+    /// seconds, over those complaints that were answered; null when none was.
     pub first_response_p90_s: Option<i64>,
+    /// Median (nearest rank) time to the latest resolution (from logging, or from the
+    /// last reopening), in seconds, over those complaints that were resolved; null when
+    /// none was.
     pub resolution_median_s: Option<i64>,
+    /// 90th percentile (nearest rank) time to the latest resolution (from logging, or
+    /// from the last reopening), in seconds, over those complaints that were resolved;
+    /// null when none was.
     pub resolution_p90_s: Option<i64>,
+    /// Of `complaints`, those answered after the first-response SLA, resolved late at
+    /// least once, or with a recorded breach, ÷ `complaints`: a fraction in [0, 1]; null
+    /// when `complaints` is zero.
     pub sla_breach_rate: Option<f64>,
+    /// Of `complaints`, those reopened at least once ÷ those resolved at least once: a
+    /// fraction in [0, 1]; null when none was resolved.
     pub reopen_rate: Option<f64>,
+    /// Mean satisfaction score (1 to 5) of `complaints` closed with a score; null when
+    /// none has one.
     pub satisfaction_avg: Option<f64>,
+    /// Number of referrals recorded in the period whose referrer is the manager.
     pub referrals_made: i64,
+    /// Number of referrals by the manager (as referrer) converted in the period.
     pub referrals_converted: i64,
+    /// Number of reactivations (dormant or churned → active) in the period, credited to
+    /// the owner at that instant.
     pub reactivated: i64,
+    /// Number of the manager's ownership periods ended by `ReleasedToPool` in the period
+    /// (customers released by a person or returned by a pool rule).
     pub lost_to_pool: i64,
     /// Of `lost_to_pool`, returned by a pool rule (no contact, lead not won).
     pub returned_by_pool_rules: i64,
-    /// Warnings of a coming automatic return received in the period.
+    /// Number of warnings of a coming automatic return to the pool the manager received
+    /// in the period.
     pub pool_warnings: i64,
-    /// Complaint clocks nearing breach / breached in the period, on owned customers.
+    /// Number of complaint SLA warnings (a clock nearing its deadline) recorded in the
+    /// period, on customers the manager owned at that instant.
     pub sla_warnings: i64,
+    /// Number of complaint SLA breaches (a clock past its deadline) recorded in the
+    /// period, on customers the manager owned at that instant.
     pub sla_breaches: i64,
-    /// Escalations raised by a breach (not by a person) in the period.
+    /// Number of escalations raised by a breach (not by a person) in the period, on
+    /// customers the manager owned at that instant.
     pub automatic_escalations: i64,
 }
 

@@ -5,81 +5,170 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use crate::calendar::{instant, maybe_instant};
 use crate::store::{ReadError, ReadStore};
 
-/// A customer as the ownership view shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A customer as the ownership view shows it: profile attributes as they are now and the
+/// current owner (none while the customer is in the pool).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CustomerRow {
+    /// The customer's id (a UUID).
+    #[schema(format = "uuid")]
     pub customer_id: String,
+    /// The kind of customer: `individual`, `enterprise` or `retail`.
     pub customer_type: String,
+    /// The customer's display name. Personal data: opened for the caller where allowed,
+    /// `***` for analysts, `[erased]` after an erasure, `[withheld]` when the service
+    /// cannot open it.
     pub display_name: String,
+    /// The customer's region, as registered or last changed in its profile.
     pub region: String,
+    /// The customer's branch, as registered or last changed in its profile; null when
+    /// none was given.
     pub branch: Option<String>,
+    /// Where the customer first reached us: `branch`, `phone`, `web`, `app`, `event`,
+    /// `referral` or `partner`.
     pub first_touch_channel: String,
+    /// The customer's lifecycle stage now: `lead`, `contacted`, `qualified`, `customer`,
+    /// `active`, `dormant` or `churned`.
     pub stage: String,
+    /// The customer's value tier now: `high`, `mid` or `low`.
     pub value_tier: String,
+    /// Assets under management, in minor units of the currency (fen/cents); null when
+    /// not known.
     pub aum_minor: Option<i64>,
+    /// Id (a UUID) of the manager who owns the customer now; null while the customer is
+    /// in the pool.
+    #[schema(format = "uuid")]
     pub owner_id: Option<String>,
+    /// The owner's team, as the ownership change that gave the customer to them recorded
+    /// it; null while in the pool.
     pub owner_team: Option<String>,
+    /// The owner's region, as the ownership change that gave the customer to them recorded
+    /// it; null while in the pool.
     pub owner_region: Option<String>,
+    /// When the current owner received the customer (the ownership change's
+    /// `occurred_at`), an RFC 3339 timestamp in UTC; null while in the pool.
     #[serde(rename = "owned_since", serialize_with = "maybe_instant")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub owned_since_us: Option<i64>,
+    /// When the customer was registered (the registration's `registered_at`), an RFC 3339
+    /// timestamp in UTC.
     #[serde(rename = "registered_at", serialize_with = "instant")]
+    #[schema(value_type = String, format = DateTime)]
     pub registered_at_us: i64,
+    /// When the latest recorded contact with the customer happened (by any manager; the
+    /// latest by when it happened, so a contact recorded late, dated earlier, does not
+    /// move it back), an RFC 3339 timestamp in UTC; null when there has been none.
     #[serde(rename = "last_contact_at", serialize_with = "maybe_instant")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_contact_at_us: Option<i64>,
+    /// The next follow-up set by that latest contact, an RFC 3339 timestamp in UTC; null
+    /// when it set none or there has been no contact.
     #[serde(rename = "next_follow_up", serialize_with = "maybe_instant")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub next_follow_up_us: Option<i64>,
 }
 
-/// One period of ownership, `[from_us, to_us)`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One period of a customer's ownership by one manager, half-open: `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PeriodRow {
+    /// The customer's id (a UUID).
+    #[schema(format = "uuid")]
     pub customer_id: String,
+    /// Version in the customer's stream of the event that started the period (its
+    /// position in the customer's history: 1, 2, …).
     pub start_version: i64,
+    /// Id (a UUID) of the manager who owned the customer during the period.
+    #[schema(format = "uuid")]
     pub manager_id: String,
+    /// The owner's team when the period started, as the starting event recorded it.
     pub team: String,
+    /// The owner's region when the period started, as the starting event recorded it.
     pub region: String,
+    /// Start of the period (included): when the ownership change that started it
+    /// happened (its `occurred_at`), an RFC 3339 timestamp in UTC.
     #[serde(rename = "from", serialize_with = "instant")]
+    #[schema(value_type = String, format = DateTime)]
     pub from_us: i64,
+    /// End of the period (excluded): when the ownership change that ended it happened,
+    /// an RFC 3339 timestamp in UTC; null while the period lasts (the current owner).
     #[serde(rename = "to", serialize_with = "maybe_instant")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub to_us: Option<i64>,
+    /// The event type that started the period: `OwnerAssigned`, `OwnershipTransferred`
+    /// or `ClaimedFromPool`.
     pub start_event: String,
+    /// The reason the starting event gives; null when it gives none (`ClaimedFromPool`).
     pub start_reason: Option<String>,
+    /// Who issued the command that started the period: `person:<id>`, `service:<name>`,
+    /// `person:<id> via service:<name>` or `system:<name>`.
     pub started_by: String,
+    /// Id (a UUID) of the event that started the period.
+    #[schema(format = "uuid")]
     pub start_event_id: String,
+    /// The event type that ended the period (`OwnershipTransferred` or `ReleasedToPool`);
+    /// null while the period lasts.
     pub end_event: Option<String>,
+    /// Who issued the command that ended the period (as `started_by`); null while the
+    /// period lasts.
     pub ended_by: Option<String>,
 }
 
-/// One line of a customer's timeline.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One line of a customer's timeline (customer 360): one event of its stream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TimelineRow {
+    /// The customer's id (a UUID).
+    #[schema(format = "uuid")]
     pub customer_id: String,
+    /// The event's version in the customer's stream (1 for its first event, then 2, 3,
+    /// …); pages are read newest first, below `before_version`.
     pub version: i64,
+    /// Id (a UUID) of the stored event.
+    #[schema(format = "uuid")]
     pub event_id: String,
+    /// The event type (`CustomerRegistered`, `OwnerAssigned`, …; docs/events.md lists
+    /// them).
     pub event_type: String,
+    /// When the event happened (its `occurred_at`), an RFC 3339 timestamp in UTC.
     #[serde(rename = "occurred_at", serialize_with = "instant")]
+    #[schema(value_type = String, format = DateTime)]
     pub occurred_at_us: i64,
+    /// Who issued the command that produced the event: `person:<id>`, `service:<name>`,
+    /// `person:<id> via service:<name>` or `system:<name>`.
     pub actor: String,
+    /// A one-line human-readable summary of the event.
     pub summary: String,
 }
 
-/// A manager, for portfolios by team and region.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A manager, for portfolios by team and region: the manager's org data as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ManagerRow {
+    /// The manager's id (a UUID).
+    #[schema(format = "uuid")]
     pub manager_id: String,
+    /// The manager's name.
     pub name: String,
+    /// The manager's role: `manager`, `team_lead` or `branch_manager`.
     pub role: String,
+    /// The manager's team.
     pub team: String,
+    /// The manager's region.
     pub region: String,
+    /// The manager's branch.
     pub branch: String,
+    /// The manager's own holding limit (保有量上限): the most customers they may own at
+    /// once, a count of customers (a team's limit in the policy may be lower).
     pub holding_limit: i64,
+    /// Whether the manager is active; inactive (deactivated) managers receive no
+    /// customers.
     pub active: bool,
 }
 
-/// Portfolio size of one owner (manager, team or region).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// Portfolio size of one owner (manager, team or region): customers owned now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PortfolioCount {
+    /// The owner counted, as `by` asks: a manager's id (a UUID), a team or a region.
     pub key: String,
+    /// Number of customers owned now by that manager, team or region (customers in the
+    /// pool are not counted).
     pub customers: i64,
 }
 
@@ -331,8 +420,9 @@ pub struct CustomerFilter {
     pub first_touch_channel: Option<String>,
 }
 
-/// How to group portfolio sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How to group portfolio sizes: by owner, by the owner's team, or by region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum PortfolioBy {
     Manager,
     Team,
@@ -522,3 +612,294 @@ mod fact_rows {
 }
 
 pub mod complaints;
+
+#[cfg(test)]
+mod schema_tests {
+    //! The OpenAPI schema of each row the query service answers with names exactly the
+    //! fields of the row's JSON, in the same order, each with a description and a type
+    //! (and format) that its JSON value has.
+
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde_json::Value;
+    use utoipa::PartialSchema;
+
+    use super::{CustomerRow, ManagerRow, PeriodRow, PortfolioCount, TimelineRow};
+    use crate::funnel::{Conversion, StageCount, TimeInStage, TransitionCount};
+    use crate::kpi::KpiRow;
+    use crate::store::CheckpointRow;
+
+    const C: &str = "01a2168e-366c-76b4-a02b-53952429568c";
+    const M: &str = "01a2168e-3642-71f4-97b3-549a481d427a";
+    const E: &str = "01a2168f-0000-7000-8000-000000000001";
+
+    /// The keys of a JSON object in the order they are written (a `serde_json::Value`
+    /// sorts them).
+    struct Keys(Vec<String>);
+
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Ordered;
+            impl<'de> Visitor<'de> for Ordered {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((key, IgnoredAny)) = map.next_entry::<String, IgnoredAny>()? {
+                        keys.push(key);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(Ordered)
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Properties {
+        properties: Keys,
+    }
+
+    /// Checks that `row`'s schema names the keys of its JSON, in order; returns the schema
+    /// and the row as JSON.
+    fn same_names<T: serde::Serialize + PartialSchema>(row: &T) -> (Value, Value) {
+        let schema_text = serde_json::to_string(&T::schema()).unwrap();
+        let row_text = serde_json::to_string(row).unwrap();
+        let names = serde_json::from_str::<Properties>(&schema_text).unwrap();
+        let keys = serde_json::from_str::<Keys>(&row_text).unwrap();
+        assert_eq!(
+            names.properties.0,
+            keys.0,
+            "{}: schema properties ≠ JSON keys",
+            std::any::type_name::<T>()
+        );
+        (
+            serde_json::from_str(&schema_text).unwrap(),
+            serde_json::from_str(&row_text).unwrap(),
+        )
+    }
+
+    /// [`same_names`], and each property has a description and a type and format its
+    /// value in `row`'s JSON has; returns the schema as JSON.
+    fn agrees<T: serde::Serialize + PartialSchema>(row: &T) -> Value {
+        let what = std::any::type_name::<T>();
+        let (schema, json) = same_names(row);
+        assert!(
+            schema["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{what} has no description"
+        );
+        for (name, value) in json.as_object().unwrap() {
+            let p = &schema["properties"][name];
+            assert!(
+                p["description"].as_str().is_some_and(|d| !d.is_empty()),
+                "{what}.{name} has no description"
+            );
+            let kind = match value {
+                Value::Null => "null",
+                Value::Bool(_) => "boolean",
+                Value::Number(n) if n.is_f64() => "number",
+                Value::Number(_) => "integer",
+                Value::String(_) => "string",
+                _ => panic!("{what}.{name}: unexpected {value}"),
+            };
+            let types: Vec<&str> = match &p["type"] {
+                Value::String(t) => vec![t.as_str()],
+                Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                other => panic!("{what}.{name}: no type ({other})"),
+            };
+            assert!(
+                types.contains(&kind),
+                "{what}.{name}: JSON {kind}, schema {types:?}"
+            );
+            match (p["format"].as_str(), value.as_str()) {
+                (Some("date-time"), Some(text)) => {
+                    assert!(
+                        chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+                        "{what}.{name}: {text:?} is not RFC 3339"
+                    )
+                }
+                (Some("uuid"), Some(text)) => assert!(
+                    uuid::Uuid::parse_str(text).is_ok(),
+                    "{what}.{name}: {text:?} is not a UUID"
+                ),
+                (None, Some(text)) => assert!(
+                    chrono::DateTime::parse_from_rfc3339(text).is_err(),
+                    "{what}.{name}: {text:?} is an instant without format date-time"
+                ),
+                _ => {}
+            }
+        }
+        schema
+    }
+
+    fn customer() -> CustomerRow {
+        CustomerRow {
+            customer_id: C.into(),
+            customer_type: "individual".into(),
+            display_name: "***".into(),
+            region: "east".into(),
+            branch: Some("east-1".into()),
+            first_touch_channel: "web".into(),
+            stage: "lead".into(),
+            value_tier: "mid".into(),
+            aum_minor: Some(1_234_500),
+            owner_id: Some(M.into()),
+            owner_team: Some("east-a".into()),
+            owner_region: Some("east".into()),
+            owned_since_us: Some(1_764_000_000_000_000),
+            registered_at_us: 1_763_000_000_000_000,
+            last_contact_at_us: Some(1_764_100_000_000_000),
+            next_follow_up_us: Some(1_764_200_000_000_000),
+        }
+    }
+
+    fn period() -> PeriodRow {
+        PeriodRow {
+            customer_id: C.into(),
+            start_version: 2,
+            manager_id: M.into(),
+            team: "east-a".into(),
+            region: "east".into(),
+            from_us: 1_764_000_000_000_000,
+            to_us: Some(1_765_000_000_000_000),
+            start_event: "OwnerAssigned".into(),
+            start_reason: Some("assigned on registration".into()),
+            started_by: "system:policy".into(),
+            start_event_id: E.into(),
+            end_event: Some("ReleasedToPool".into()),
+            ended_by: Some("system:scheduler".into()),
+        }
+    }
+
+    #[test]
+    fn schemas_name_and_type_exactly_what_the_rows_serialize() {
+        // Every optional field present, then every one null.
+        let c = agrees(&customer());
+        agrees(&CustomerRow {
+            branch: None,
+            aum_minor: None,
+            owner_id: None,
+            owner_team: None,
+            owner_region: None,
+            owned_since_us: None,
+            last_contact_at_us: None,
+            next_follow_up_us: None,
+            ..customer()
+        });
+        // `serde_json::to_value` sorts an object's keys (no `preserve_order`): the order is
+        // checked on the JSON text above; here the same names as a set.
+        let keys: Vec<String> = serde_json::to_value(customer())
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let mut names: Vec<String> = c["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        assert_eq!(names, keys);
+        assert_eq!(c["properties"]["registered_at"]["format"], "date-time");
+        assert_eq!(c["properties"]["registered_at"]["type"], "string");
+        assert_eq!(c["properties"]["owned_since"]["format"], "date-time");
+        assert!(c["properties"].get("registered_at_us").is_none());
+        assert!(c["properties"].get("owned_since_us").is_none());
+
+        let p = agrees(&period());
+        agrees(&PeriodRow {
+            to_us: None,
+            start_reason: None,
+            end_event: None,
+            ended_by: None,
+            ..period()
+        });
+        assert_eq!(p["properties"]["from"]["format"], "date-time");
+        assert_eq!(p["properties"]["to"]["format"], "date-time");
+        assert!(p["properties"].get("from_us").is_none());
+
+        // A KPI row's figures, some missing, and its periods as the calendar writes them.
+        same_names(&KpiRow::default());
+        let k = agrees(&KpiRow {
+            key: M.into(),
+            period_start_us: 1,
+            period_end_us: 2,
+            period_start: "2026-12-01T00:00:00+08:00".into(),
+            period_end: "2026-12-02T00:00:00+08:00".into(),
+            contact_coverage: Some(0.5),
+            overdue_follow_ups: Some(3),
+            first_response_median_s: Some(300),
+            satisfaction_avg: Some(4.5),
+            ..KpiRow::default()
+        });
+        assert_eq!(k["properties"]["period_start"]["format"], "date-time");
+        assert!(k["properties"].get("period_start_us").is_none());
+        assert!(k["properties"].get("period_end_us").is_none());
+
+        agrees(&TimelineRow {
+            customer_id: C.into(),
+            version: 3,
+            event_id: E.into(),
+            event_type: "ContactRecorded".into(),
+            occurred_at_us: 1_764_000_000_000_000,
+            actor: "person:li.wei".into(),
+            summary: "outbound phone contact".into(),
+        });
+        agrees(&ManagerRow {
+            manager_id: M.into(),
+            name: "Li Wei".into(),
+            role: "manager".into(),
+            team: "east-a".into(),
+            region: "east".into(),
+            branch: "east-1".into(),
+            holding_limit: 200,
+            active: true,
+        });
+        agrees(&PortfolioCount {
+            key: "east-a".into(),
+            customers: 12,
+        });
+        agrees(&StageCount {
+            slice: "all".into(),
+            stage: "lead".into(),
+            customers: 4,
+        });
+        let t = agrees(&TransitionCount {
+            period_start_us: 1,
+            period_start: "2026-12-01T00:00:00+08:00".into(),
+            slice: "pool".into(),
+            from_stage: Some("dormant".into()),
+            to_stage: "active".into(),
+            transitions: 2,
+            reactivations: 1,
+        });
+        assert!(t["properties"].get("period_start_us").is_none());
+        agrees(&Conversion {
+            slice: "east".into(),
+            stage: "lead".into(),
+            entered: 3,
+            reached_next: 2,
+            next_step_rate: Some(2.0 / 3.0),
+            cumulative_rate: Some(1.0),
+        });
+        agrees(&TimeInStage {
+            slice: "web".into(),
+            stage: "lead".into(),
+            completed_stays: 2,
+            median_seconds: Some(7200),
+        });
+        agrees(&CheckpointRow {
+            consumer: "projector-p00".into(),
+            stream_sequence: 42,
+            events_applied: 40,
+            last_event_us: 1_764_000_000_000_000,
+            updated_at_us: 1_764_000_001_000_000,
+        });
+    }
+}

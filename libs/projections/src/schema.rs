@@ -377,6 +377,8 @@ pub const COMPLAINTS: Table = Table {
         ("logged_idx", "logged_at_us, complaint_id"),
         // Where the complaints not past their resolution deadline begin (1008).
         ("due_idx", "resolution_due_us"),
+        // A customer's complaints, oldest first (1009).
+        ("customer_idx", "customer_id, logged_at_us"),
     ],
 };
 
@@ -817,6 +819,13 @@ pub const ADDED_INDEXES: &[AddedIndex] = &[
         table: "rm_complaints",
         index: "due_idx",
     },
+    AddedIndex {
+        // The query API's complaints of one customer (`/v1/complaints?customer_id=`):
+        // without it, every complaint is read to find one customer's.
+        migration: 1009,
+        table: "rm_complaints",
+        index: "customer_idx",
+    },
 ];
 
 /// Tables a later migration dropped: (their projection, table, that migration). Migration
@@ -905,6 +914,7 @@ pub fn migrations() -> Vec<(i64, &'static str, String)> {
             "complaints by resolution deadline",
             migration_sql(1008),
         ),
+        (1009, "complaints by customer", migration_sql(1009)),
     ]
 }
 
@@ -946,6 +956,11 @@ mod tests {
             migration_sql(1008),
             "CREATE INDEX rm_complaints_due_idx ON rm_complaints (resolution_due_us);\n",
             "migration 1008 as released"
+        );
+        assert_eq!(
+            migration_sql(1009),
+            "CREATE INDEX rm_complaints_customer_idx ON rm_complaints (customer_id, logged_at_us);\n",
+            "migration 1009 as released"
         );
         for i in ADDED_INDEXES {
             assert!(all.contains(&i.migration), "{i:?}");

@@ -101,15 +101,29 @@ impl ApplyReport {
     }
 }
 
-/// A consumer's progress.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A consumer's progress: what it has applied to the read models, written in the same
+/// transaction as the read-model changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CheckpointRow {
+    /// The consumer's name: a projector's durable JetStream consumer (`<group>-pNN`, one
+    /// per partition), or another loader of events (such as `demo`).
     pub consumer: String,
+    /// The highest sequence number, in the consumer's source (the JetStream stream
+    /// sequence for a projector), of the messages it has handled that need no
+    /// redelivery.
     pub stream_sequence: i64,
+    /// Number of events the consumer has applied or set aside as dead letters, in total
+    /// (duplicates and early events are not counted).
     pub events_applied: i64,
+    /// The latest instant the event store recorded one of those events (its
+    /// `recorded_at`), an RFC 3339 timestamp in UTC.
     #[serde(rename = "last_event_at", serialize_with = "crate::calendar::instant")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_event_us: i64,
+    /// When the checkpoint was last written (the consumer's clock), an RFC 3339 timestamp
+    /// in UTC.
     #[serde(rename = "updated_at", serialize_with = "crate::calendar::instant")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at_us: i64,
 }
 

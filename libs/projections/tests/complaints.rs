@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use crm_eventstore::testing::{TempPath, TestDatabase};
-use crm_projections::queries::complaints::{ComplaintFilter, SlaState};
+use crm_projections::queries::complaints::{ComplaintFilter, SlaState, Status};
 use crm_projections::testing::{t0, Log};
 use crm_projections::ReadStore;
 use serde_json::json;
@@ -178,7 +178,10 @@ async fn states(store: &ReadStore, now: i64) -> Vec<(String, String)> {
         .await
         .unwrap()
         .into_iter()
-        .map(|k| (k.complaint_id, k.sla_state))
+        .map(|k| {
+            let state = k.state_name().to_string();
+            (k.complaint_id, state)
+        })
         .collect();
     rows.sort();
     // Each state's filter finds exactly the complaints judged in that state, in the list
@@ -193,7 +196,10 @@ async fn states(store: &ReadStore, now: i64) -> Vec<(String, String)> {
             .await
             .unwrap()
             .into_iter()
-            .map(|k| (k.complaint_id, k.sla_state))
+            .map(|k| {
+                let state = k.state_name().to_string();
+                (k.complaint_id, state)
+            })
             .collect();
         only.sort();
         let want: Vec<_> = rows
@@ -233,7 +239,7 @@ async fn sla_states_follow_the_clocks(store: ReadStore) {
     );
     let state = |k: &'static str, at: i64| {
         let store = store.clone();
-        async move { store.complaint(k, at).await.unwrap().unwrap().sla_state }
+        async move { store.complaint(k, at).await.unwrap().unwrap().state_name() }
     };
     // Before K1's deadline it was due; at the deadline itself still in time.
     assert_eq!(state(K1, us(10)).await, "due");
@@ -243,11 +249,14 @@ async fn sla_states_follow_the_clocks(store: ReadStore) {
     assert_eq!(state(K2, us(150)).await, "due");
     assert_eq!(state(K2, us(151)).await, "breached");
     let k4 = store.complaint(K4, now).await.unwrap().unwrap();
-    assert_eq!((k4.sla_state.as_str(), k4.open_state()), ("closed", None));
+    assert_eq!((k4.status, k4.sla_state), (Status::Closed, None));
     assert_eq!(k4.customer.customer_id, C3);
     assert_eq!(k4.customer.owner_id, None);
     let k2 = store.complaint(K2, now).await.unwrap().unwrap();
-    assert_eq!(k2.open_state(), Some(SlaState::Due));
+    assert_eq!(
+        (k2.status, k2.sla_state),
+        (Status::Open, Some(SlaState::Due))
+    );
     assert_eq!(
         k2.resolution_due_us,
         Some(us(150)),
@@ -310,6 +319,7 @@ async fn counts_filters_scope_and_pages(store: ReadStore) {
             team: team.map(Into::into),
             severity: sev.map(Into::into),
             state: st,
+            ..Default::default()
         }
     };
     assert_eq!(only(f(Some(A), None, None, None)).await, vec![K1, K2]);
@@ -389,17 +399,17 @@ async fn complaints_from_before_1006_are_judged_by_what_was_recorded(store: Read
         (old.first_response_due_us, old.resolution_due_us),
         (None, None)
     );
-    assert_eq!(old.sla_state, "due");
+    assert_eq!(old.state_name(), "due");
     let breached = store
         .complaint("k-old-breached", now)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(breached.sla_state, "breached");
+    assert_eq!(breached.state_name(), "breached");
     store.apply(&day(false).prepared(), None).await.unwrap();
     let k1 = store.complaint(K1, now).await.unwrap().unwrap();
     assert_eq!(k1.first_response_due_us, Some(us(15)));
-    assert_eq!(k1.sla_state, "breached");
+    assert_eq!(k1.state_name(), "breached");
 }
 
 #[tokio::test]
@@ -462,7 +472,90 @@ macro_rules! on_both {
     };
 }
 
+/// Every complaint, open or not, by status and by customer, oldest logged first.
+async fn statuses_and_customers(store: ReadStore) {
+    let mut log = day(false);
+    // K3 resolved at 10:00, not closed.
+    events(
+        &mut log,
+        C2,
+        vec![(
+            "ComplaintResolved",
+            60,
+            json!({"complaint_id": K3, "resolved_by": B, "resolution": "refunded", "resolution_seconds": 1800, "within_sla": true}),
+        )],
+    );
+    store.apply(&log.prepared(), None).await.unwrap();
+    let now = us(95);
+    let ids = |f: ComplaintFilter| {
+        let store = store.clone();
+        async move {
+            let rows = store.complaints(&f, now, "", 100).await.unwrap();
+            rows.into_iter()
+                .map(|k| (k.complaint_id.clone(), k.state_name()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let f =
+        |customer: Option<&str>, status: Option<Status>, state: Option<SlaState>| ComplaintFilter {
+            customer_id: customer.map(Into::into),
+            status,
+            state,
+            ..Default::default()
+        };
+    let k = |id: &str, state: &'static str| (id.to_string(), state);
+    // K3 and K4 were logged at the same minute: by id then.
+    assert_eq!(
+        ids(f(None, None, None)).await,
+        vec![
+            k(K1, "breached"),
+            k(K2, "due"),
+            k(K3, "resolved"),
+            k(K4, "closed")
+        ]
+    );
+    assert_eq!(
+        ids(f(None, Some(Status::Open), None)).await,
+        vec![k(K1, "breached"), k(K2, "due")]
+    );
+    assert_eq!(
+        ids(f(None, Some(Status::Resolved), None)).await,
+        vec![k(K3, "resolved")]
+    );
+    assert_eq!(
+        ids(f(None, Some(Status::Closed), None)).await,
+        vec![k(K4, "closed")]
+    );
+    assert_eq!(
+        ids(f(Some(C1), None, None)).await,
+        vec![k(K1, "breached"), k(K2, "due")]
+    );
+    assert_eq!(ids(f(Some(C3), None, None)).await, vec![k(K4, "closed")]);
+    assert_eq!(ids(f(Some(C3), Some(Status::Open), None)).await, vec![]);
+    let due = Some(SlaState::Due);
+    assert_eq!(ids(f(Some(C1), None, due)).await, vec![k(K2, "due")]);
+    assert_eq!(
+        ids(f(None, Some(Status::Closed), due)).await,
+        vec![],
+        "a state implies open"
+    );
+    // Pages of one, across statuses.
+    let mut after = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let page = store
+            .complaints(&ComplaintFilter::default(), now, &after, 1)
+            .await
+            .unwrap();
+        let Some(k) = page.last() else { break };
+        after = k.complaint_id.clone();
+        seen.push(after.clone());
+    }
+    assert_eq!(seen, vec![K1, K2, K3, K4]);
+}
+
 on_both!(
+    statuses_and_customers,
     sla_states_follow_the_clocks,
     recorded_warnings_and_escalations_count,
     counts_filters_scope_and_pages,

@@ -6,9 +6,12 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use crm_eventstore::AnyEventStore;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::caller::{Caller, AUDITORS};
-use crate::params::{Answer, Params, Q};
+use crate::openapi::Refusals;
+use crate::params::{instant, Answer, AuditAsOfQuery, AuditRangeQuery, Q};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -36,44 +39,70 @@ pub(crate) fn audit_failed(e: crm_audit::AuditError) -> Problem {
     }
 }
 
-/// Ownership replayed from the event store (not the read models), for auditors: every
-/// change with who, why, policy and command; with `as_of`, the owner then.
+/// A customer's ownership as replayed: every change, or the owner at an instant.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum AuditAnswer {
+    /// Without `as_of`: every change of owner, oldest first.
+    History(Vec<crm_audit::OwnershipEntry>),
+    /// With `as_of`: the owner then, and the change that made them so.
+    AsOf(Box<crm_audit::AsOf>),
+}
+
+/// Ownership replayed from the event store, for auditors
+///
+/// Not the read models: every change with who, why, policy and command; with `as_of`,
+/// the owner then. JSON only.
+#[utoipa::path(get, path = "/v1/audit/customers/{id}/ownership", tag = "audit",
+    params(("id" = String, Path, format = Uuid, description = "the customer's id"),
+        AuditAsOfQuery),
+    responses((status = 200, description = "the changes, or the owner at `as_of`",
+        body = AuditAnswer), Refusals))]
 pub(crate) async fn audit_ownership(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Q(p): Q,
+    Q(p): Q<AuditAsOfQuery>,
 ) -> Answer {
     caller.allow(AUDITORS)?;
     let store = audit_store(&s)?;
     let customer: crm_domain::CustomerId = path_id(&id, "customer")?;
+    let at = instant("as_of", p.as_of.as_deref())?;
     let entries = crm_audit::customer_history(store, customer)
         .await
         .map_err(audit_failed)?;
-    match Params::instant("as_of", &p.as_of)? {
+    let answer = match at {
         Some(at) => {
             let at = DateTime::<Utc>::from_timestamp_micros(at)
                 .ok_or_else(|| Problem::bad("as_of is out of range"))?;
-            Ok(Json(crm_audit::owner_as_of(&entries, at)).into_response())
+            AuditAnswer::AsOf(Box::new(crm_audit::owner_as_of(&entries, at)))
         }
-        None => Ok(Json(entries).into_response()),
-    }
+        None => AuditAnswer::History(entries),
+    };
+    Ok(Json(answer).into_response())
 }
 
-/// A manager's customers over `[from, to)`, replayed from the event store.
+/// A manager's customers over `[from, to)`, replayed from the event store, for auditors
+///
+/// JSON only.
+#[utoipa::path(get, path = "/v1/audit/managers/{id}/ownership", tag = "audit",
+    params(("id" = String, Path, format = Uuid, description = "the manager's id"),
+        AuditRangeQuery),
+    responses((status = 200, description = "the manager's customers over the range",
+        body = crm_audit::ManagerHistory), Refusals))]
 pub(crate) async fn audit_manager(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Q(p): Q,
+    Q(p): Q<AuditRangeQuery>,
 ) -> Answer {
     caller.allow(AUDITORS)?;
     let store = audit_store(&s)?;
     let manager: crm_domain::ManagerId = path_id(&id, "manager")?;
-    let instant = |name: &str, v: &Option<String>| -> Result<DateTime<Utc>, Problem> {
-        Params::instant(name, v)?
+    let instant = |name: &str, v: &str| -> Result<DateTime<Utc>, Problem> {
+        instant(name, Some(v))?
             .and_then(DateTime::<Utc>::from_timestamp_micros)
-            .ok_or_else(|| Problem::bad(format!("{name} (RFC 3339) is required")))
+            .ok_or_else(|| Problem::bad(format!("{name} is out of range")))
     };
     let (from, to) = (instant("from", &p.from)?, instant("to", &p.to)?);
     if from >= to {

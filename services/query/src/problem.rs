@@ -3,6 +3,8 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use crm_projections::ReadError;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A refused query.
 #[derive(Debug, Clone)]
@@ -59,19 +61,39 @@ impl From<ReadError> for Problem {
     }
 }
 
+/// A refusal as answered: RFC 9457 problem details, with a stable code.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct ProblemBody {
+    /// `urn:crm:problem:` and the code.
+    #[serde(rename = "type")]
+    #[schema(format = "uri")]
+    kind: String,
+    /// The HTTP status's reason phrase.
+    title: &'static str,
+    /// The HTTP status.
+    status: u16,
+    /// What was wrong, for a person.
+    detail: String,
+    /// What was wrong, for a program: `query.bad_parameter`, `query.not_found`,
+    /// `query.method_not_allowed`, `query.unavailable`, `auth.unauthenticated` or
+    /// `auth.forbidden`.
+    code: &'static str,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "type": format!("urn:crm:problem:{}", self.code),
-            "title": self.status.canonical_reason().unwrap_or("error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code,
-        });
+        let body = ProblemBody {
+            kind: format!("urn:crm:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("error"),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code,
+        };
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
+            serde_json::to_string(&body).expect("a problem serializes"),
         )
             .into_response();
         if self.status == StatusCode::UNAUTHORIZED {

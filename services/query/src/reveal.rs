@@ -248,11 +248,12 @@ impl Reads {
 }
 
 /// One line of a customer's timeline as answered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct TimelineItem {
     #[serde(flatten)]
     pub(crate) row: TimelineRow,
-    /// The event's payload as JSON text (fields in declared order); `null` when the
-    /// service runs without the event store.
+    /// The event's payload as JSON text (fields in declared order; personal fields
+    /// decrypted for the caller, `***` for analysts, `[erased]` after an erasure); `null`
+    /// when the service runs without the event store.
     payload: Option<String>,
 }

@@ -252,29 +252,37 @@ async fn every_documented_route_answers() {
     let (_, _, doc) = get(&format!("{base}/openapi.json")).await;
     let doc: Value = serde_json::from_str(&doc).unwrap();
     let paths = doc["paths"].as_object().unwrap();
-    assert!(paths.len() >= 14);
+    assert!(paths.len() >= 19);
     let from = urlencode(&(t0() - Duration::days(1)).to_rfc3339());
     let to = urlencode(&(t0() + Duration::days(1)).to_rfc3339());
+    let (_, _, body) = get(&format!("{base}/v1/complaints")).await;
+    let complaints: Value = serde_json::from_str(&body).unwrap();
+    let k = complaints["items"][0]["complaint_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for (path, item) in paths {
         if path.starts_with("/v1/audit/") {
             // Replayed from the event store, JSON only: tests/authorization.rs calls them.
             continue;
         }
+        let params = item["get"]["parameters"].as_array().unwrap();
         // Pass a range to the routes that document one.
-        let takes_range = item["get"]["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "from");
-        let mut url = format!(
-            "{base}{}",
-            path.replace("{id}", if path.contains("managers") { A } else { C1 })
-        );
+        let takes_range = params.iter().any(|p| p["name"] == "from");
+        let id = match path.split('/').nth(2) {
+            Some("managers") => A,
+            Some("complaints") => k.as_str(),
+            _ => C1,
+        };
+        let mut url = format!("{base}{}", path.replace("{id}", id));
         if takes_range {
             url.push_str(&format!("?from={from}&to={to}"));
         }
         let (status, _, body) = get(&url).await;
         assert_eq!(status, 200, "{path}: {body}");
+        if !params.iter().any(|p| p["name"] == "format") {
+            continue; // JSON only
+        }
         let csv = format!("{url}{}format=csv", if takes_range { "&" } else { "?" });
         let (status, ct, body) = get(&csv).await;
         assert_eq!(status, 200, "{path} as CSV: {body}");
@@ -463,4 +471,74 @@ async fn instants_are_rfc3339_and_days_are_local() {
     let (status, _, body) = get(&format!("{base}/v1/kpis?tz=Mars%2FOlympus")).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("IANA time zone"), "{body}");
+}
+
+/// Complaints by status, customer and SLA state; one with its customer; CSV with the
+/// customer's columns after the complaint's.
+#[tokio::test]
+async fn complaints_by_status_customer_and_state() {
+    let (base, _db) = serve().await;
+    let items = |body: &str| -> Vec<Value> {
+        let page: Value = serde_json::from_str(body).unwrap();
+        page["items"].as_array().unwrap().clone()
+    };
+    let (status, _, body) = get(&format!("{base}/v1/complaints?customer_id={C1}")).await;
+    assert_eq!(status, 200, "{body}");
+    let all = items(&body);
+    assert_eq!(all.len(), 1, "{body}");
+    let k = &all[0];
+    assert_eq!(
+        (&k["status"], &k["sla_state"], &k["satisfaction"]),
+        (&Value::from("closed"), &Value::Null, &Value::from(4))
+    );
+    assert_eq!(k["customer_id"], C1, "the customer's fields follow: {k}");
+    assert_eq!(k["owner_id"], B);
+    assert_eq!(k["logged_owner_id"], B);
+    assert_eq!(k["first_response_s"], 300);
+    let id = k["complaint_id"].as_str().unwrap();
+    for (query, n) in [
+        ("status=closed", 1),
+        ("status=open", 0),
+        ("status=resolved", 0),
+        ("severity=normal", 1),
+        ("severity=critical", 0),
+        ("sla_state=due", 0),
+        (&format!("customer_id={C2}") as &str, 0),
+        (&format!("owner_id={B}"), 1),
+        (&format!("owner_id={A}"), 0),
+        ("team=north-2", 1),
+    ] {
+        let (status, _, body) = get(&format!("{base}/v1/complaints?{query}")).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(items(&body).len(), n, "{query}: {body}");
+    }
+    for query in [
+        "status=closed&sla_state=due",
+        "severity=urgent",
+        "status=late",
+    ] {
+        let (status, _, body) = get(&format!("{base}/v1/complaints?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+    let (status, _, body) = get(&format!("{base}/v1/complaints/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    let one: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(one["complaint_id"], id);
+    assert!(
+        one["history"].is_null(),
+        "without the event store, no history: {one}"
+    );
+    let (status, _, _) = get(&format!("{base}/v1/complaints/{C1}")).await;
+    assert_eq!(status, 404, "a customer's id is no complaint's");
+    let (_, ct, body) = get(&format!("{base}/v1/complaints?format=csv")).await;
+    assert!(ct.starts_with("text/csv"), "{ct}");
+    let header = body.lines().next().unwrap();
+    assert!(
+        header.starts_with("complaint_id,severity,status,sla_state,logged_at,")
+            && header.contains(",satisfaction,customer_id,customer_type,display_name,"),
+        "{header}"
+    );
+    let (status, _, body) = get(&format!("{base}/v1/complaints/open-counts")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(items(&body).is_empty(), "none open: {body}");
 }

@@ -28,10 +28,24 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{CustomerRow, FromRow};
+use crate::calendar::{instant, maybe_instant};
 use crate::store::{ReadError, ReadStore};
 
 /// The SLA state of an open complaint (the module's documentation has the rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum SlaState {
     Due,
     Warned,
@@ -68,54 +82,139 @@ impl std::str::FromStr for SlaState {
     }
 }
 
+/// Where a complaint is in its life: open until resolved; resolved until reopened or
+/// closed; closed for good.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Open,
+    Resolved,
+    Closed,
+}
+
+impl Status {
+    pub const ALL: [Status; 3] = [Status::Open, Status::Resolved, Status::Closed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Resolved => "resolved",
+            Status::Closed => "closed",
+        }
+    }
+
+    /// What the status means of complaint `k`'s own columns.
+    fn predicate(self) -> &'static str {
+        match self {
+            Status::Open => OPEN,
+            Status::Resolved => "k.resolved_at_us IS NOT NULL AND k.closed_at_us IS NULL",
+            Status::Closed => "k.closed_at_us IS NOT NULL",
+        }
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("status {s:?} is not open, resolved or closed"))
+    }
+}
+
 /// Which complaints; `None` matches everything. A manager's scope is set here by the
 /// caller's code, as for the customer list (`owner_id`, or a team lead's `team`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ComplaintFilter {
+    /// Complaints of this customer.
+    pub customer_id: Option<String>,
     /// Customers owned by this manager now.
     pub owner_id: Option<String>,
     /// Customers owned in this team now; `pool`: customers in the public pool.
     pub team: Option<String>,
     pub severity: Option<String>,
+    /// Open, resolved or closed (a state implies open).
+    pub status: Option<Status>,
+    /// Open complaints in this SLA state.
     pub state: Option<SlaState>,
 }
 
 /// How many open complaints of one team (of the customer's owner now; `pool`), severity
 /// and SLA state.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ComplaintCount {
+    /// The team of the customer's owner now; `pool` for customers in the public pool.
     pub team: String,
+    /// `critical`, `high`, `normal` or `low`.
     pub severity: String,
+    /// `due`, `warned`, `breached` or `escalated`.
     pub sla_state: String,
+    /// How many open complaints.
     pub complaints: i64,
 }
 
-/// One complaint, with its customer as the ownership view has it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One complaint, with its customer as the ownership view has it now (the customer's
+/// fields follow the complaint's).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ComplaintRow {
+    /// The complaint's id (a UUID).
+    #[schema(format = Uuid)]
     pub complaint_id: String,
+    /// `critical`, `high`, `normal` or `low`.
     pub severity: String,
+    /// Open, resolved or closed.
+    pub status: Status,
+    /// The SLA state when open (the rules: `rm_complaints` in docs/read-models.md); `null`
+    /// when resolved or closed.
+    pub sla_state: Option<SlaState>,
+    /// When it was logged.
+    #[serde(rename = "logged_at", serialize_with = "instant")]
+    #[schema(value_type = String, format = DateTime)]
     pub logged_at_us: i64,
-    /// The customer's owner when it was logged (the KPIs count it against them).
+    /// The customer's owner when it was logged (the KPIs count it against them); `null`:
+    /// the customer was in the pool.
     pub logged_owner_id: Option<String>,
+    /// Seconds from logging to the first response (acknowledgement or resolution);
+    /// `null` until then.
     pub first_response_s: Option<i64>,
+    /// The first-response deadline; `null` on complaints projected before migration 1006
+    /// until a rebuild.
+    #[serde(rename = "first_response_due", serialize_with = "maybe_instant")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub first_response_due_us: Option<i64>,
+    /// The resolution deadline of the running clock (from logging or the last reopening).
+    #[serde(rename = "resolution_due", serialize_with = "maybe_instant")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub resolution_due_us: Option<i64>,
+    /// When it was last resolved; `null` while open.
+    #[serde(rename = "resolved_at", serialize_with = "maybe_instant")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub resolved_at_us: Option<i64>,
+    /// When it was closed; `null` unless closed.
+    #[serde(rename = "closed_at", serialize_with = "maybe_instant")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub closed_at_us: Option<i64>,
+    /// How many times it was resolved.
     pub resolutions: i64,
+    /// How many times it was reopened.
     pub reopens: i64,
+    /// How many times it was escalated (by a breached clock or by a person).
     pub escalations: i64,
+    /// The customer's satisfaction at closing, 1 (lowest) to 5; `null` when not given.
     pub satisfaction: Option<i64>,
-    /// `due`, `warned`, `breached` or `escalated` when open; else `resolved` or `closed`.
-    pub sla_state: String,
+    /// Its customer, as the ownership view has it now.
+    #[serde(flatten)]
     pub customer: CustomerRow,
 }
 
 impl ComplaintRow {
-    /// The SLA state, when the complaint is open.
-    pub fn open_state(&self) -> Option<SlaState> {
-        self.sla_state.parse().ok()
+    /// The SLA state when open, else the status: as the SQL judged it.
+    pub fn state_name(&self) -> &'static str {
+        self.sla_state
+            .map_or(self.status.as_str(), SlaState::as_str)
     }
 }
 
@@ -133,6 +232,11 @@ struct FirstLogged {
 
 from_row!(FirstLogged { logged_at_us });
 
+/// A value the SQL produced that the row's type cannot hold.
+fn decode_error(e: String) -> sqlx::Error {
+    sqlx::Error::Decode(e.into())
+}
+
 impl FromRow for ComplaintRow {
     fn from_row<'r, R: Row>(r: &'r R) -> Result<Self, sqlx::Error>
     where
@@ -142,6 +246,11 @@ impl FromRow for ComplaintRow {
         i64: Decode<'r, R::Database> + Type<R::Database>,
         Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     {
+        let judged: String = r.try_get("sla_state")?;
+        let (status, sla_state) = match judged.parse::<SlaState>() {
+            Ok(state) => (Status::Open, Some(state)),
+            Err(_) => (judged.parse().map_err(decode_error)?, None),
+        };
         Ok(ComplaintRow {
             complaint_id: r.try_get("complaint_id")?,
             severity: r.try_get("severity")?,
@@ -156,7 +265,8 @@ impl FromRow for ComplaintRow {
             reopens: r.try_get("reopens")?,
             escalations: r.try_get("escalations")?,
             satisfaction: r.try_get("satisfaction")?,
-            sla_state: r.try_get("sla_state")?,
+            status,
+            sla_state,
             customer: CustomerRow::from_row(r)?,
         })
     }
@@ -184,12 +294,13 @@ fn state_sql() -> String {
 }
 
 /// A complaint joined to its customer, and the filters (binds `$2` owner, `$3` team,
-/// `$4` severity).
+/// `$4` severity, `$6` customer).
 const FROM_FILTERED: &str = "FROM rm_complaints k JOIN rm_customers c \
     ON c.customer_id = k.customer_id \
     WHERE ($2 IS NULL OR c.owner_id = $2) \
     AND ($3 IS NULL OR COALESCE(c.owner_team, 'pool') = $3) \
-    AND ($4 IS NULL OR k.severity = $4)";
+    AND ($4 IS NULL OR k.severity = $4) \
+    AND ($6 IS NULL OR k.customer_id = $6)";
 
 const OPEN: &str = "k.resolved_at_us IS NULL AND k.closed_at_us IS NULL";
 
@@ -213,7 +324,7 @@ const COLUMNS: &str = "c.customer_id, c.customer_type, c.display_name, c.region,
 
 impl ReadStore {
     /// The open complaints matching `filter`, counted by team, severity and SLA state at
-    /// `now_us`, in that order.
+    /// `now_us`, in that order (its `status` is not asked: counts are of open ones).
     pub async fn open_complaint_counts(
         &self,
         filter: &ComplaintFilter,
@@ -236,14 +347,31 @@ impl ReadStore {
             f.owner_id.as_deref(),
             f.team.as_deref(),
             f.severity.as_deref(),
-            f.state.map(SlaState::as_str)
+            f.state.map(SlaState::as_str),
+            f.customer_id.as_deref()
         ))
     }
 
-    /// A page of the open complaints matching `filter`, judged at `now_us`: the oldest
-    /// logged first, after complaint `after` (keyset pagination; `""`: from the first),
-    /// at most `limit`.
+    /// A page of the open complaints matching `filter` (whatever its `status`), judged
+    /// at `now_us`: [`ReadStore::complaints`].
     pub async fn open_complaints(
+        &self,
+        filter: &ComplaintFilter,
+        now_us: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ComplaintRow>, ReadError> {
+        let open = ComplaintFilter {
+            status: Some(Status::Open),
+            ..filter.clone()
+        };
+        self.complaints(&open, now_us, after, limit).await
+    }
+
+    /// A page of the complaints matching `filter`, judged at `now_us`: the oldest logged
+    /// first, after complaint `after` (keyset pagination; `""`: from the first), at most
+    /// `limit`. An SLA state asked for implies open: with another status, nothing.
+    pub async fn complaints(
         &self,
         filter: &ComplaintFilter,
         now_us: i64,
@@ -257,16 +385,19 @@ impl ReadStore {
             },
             _ => None,
         };
+        // The status is a choice among fixed predicates (no caller text), so that the
+        // open ones keep their plan.
+        let status = filter.status.map_or("TRUE", Status::predicate);
         let sql = format!(
-            "SELECT * FROM (SELECT {COLUMNS}, {} AS sla_state {FROM_FILTERED} AND {OPEN} \
-             AND {STATE_IMPLIES} AND ($8 IS NULL OR k.logged_at_us >= $8) \
-             AND ($6 = '' OR k.logged_at_us > \
-               (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $6) \
+            "SELECT * FROM (SELECT {COLUMNS}, {} AS sla_state {FROM_FILTERED} AND {status} \
+             AND {STATE_IMPLIES} AND ($9 IS NULL OR k.logged_at_us >= $9) \
+             AND ($7 = '' OR k.logged_at_us > \
+               (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $7) \
              OR (k.logged_at_us = \
-               (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $6) \
-             AND k.complaint_id > $6))) s \
+               (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $7) \
+             AND k.complaint_id > $7))) s \
              WHERE ($5 IS NULL OR sla_state = $5) \
-             ORDER BY logged_at_us, complaint_id LIMIT $7",
+             ORDER BY logged_at_us, complaint_id LIMIT $8",
             state_sql()
         );
         let f = filter;
@@ -279,6 +410,7 @@ impl ReadStore {
             f.team.as_deref(),
             f.severity.as_deref(),
             f.state.map(SlaState::as_str),
+            f.customer_id.as_deref(),
             after,
             limit,
             from

@@ -13,19 +13,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
-use crm_domain::customer::CustomerEvent;
-use crm_eventstore::EventStore;
 use crm_projections::queries::complaints::{
-    ComplaintCount, ComplaintFilter, ComplaintRow, SlaState,
+    ComplaintCount, ComplaintFilter, ComplaintRow, SlaState, Status,
 };
-use crm_projections::queries::CustomerRow;
 use serde::Deserialize;
 
 use super::format::{local, maybe_local};
 use super::i18n::Msg;
 use super::slow::Earlier;
 use super::view::{urlencode, Chrome, Nav, Viewer};
-use crate::caller::{BookScope, Caller, CUSTOMER_READERS};
+use crate::caller::{Caller, CUSTOMER_READERS};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -80,19 +77,15 @@ fn filter(caller: &Caller, q: &ComplaintsQuery) -> Result<ComplaintFilter, Probl
         Some(s) => Some(s.parse::<SlaState>().map_err(Problem::bad)?),
         None => None,
     };
-    let mut f = ComplaintFilter {
-        owner_id: None,
+    let f = ComplaintFilter {
         team: given(&q.team),
         severity,
+        status: Some(Status::Open),
         state,
+        ..Default::default()
     };
     // A manager's complaints are those of their book, as the customer list's.
-    match caller.book_scope() {
-        Some(BookScope::Team(team)) => f.team = Some(team),
-        Some(BookScope::Owner(owner)) => f.owner_id = owner,
-        None => {}
-    }
-    Ok(f)
+    Ok(crate::complaints::scoped(caller, f))
 }
 
 /// One team and severity: its open complaints by state.
@@ -189,7 +182,7 @@ async fn build_list(
     );
     let ((counts, counted), mut rows) = (counted?, rows?);
     let counting = counts.is_none();
-    reveal(s, caller, "workbench.complaints", &mut rows).await?;
+    crate::complaints::reveal(s, caller, "workbench.complaints", &mut rows).await?;
     let names = super::ownership::manager_names(s).await?;
     let teams: BTreeSet<String> = s
         .store
@@ -242,22 +235,6 @@ async fn build_list(
     })
 }
 
-/// The customers' names as the caller may see them (masked for analysts; the read
-/// recorded).
-async fn reveal(
-    s: &AppState,
-    caller: &Caller,
-    route: &str,
-    rows: &mut [ComplaintRow],
-) -> Result<(), Problem> {
-    let mut customers: Vec<CustomerRow> = rows.iter().map(|k| k.customer.clone()).collect();
-    s.reveal_customers(caller, route, &mut customers).await?;
-    for (k, c) in rows.iter_mut().zip(customers) {
-        k.customer = c;
-    }
-    Ok(())
-}
-
 /// The counts by team and severity (severities in their order), and per state in all.
 fn count_lines(counts: &[ComplaintCount]) -> (Vec<CountLine>, [i64; 4]) {
     let rank = |s: &str| {
@@ -290,7 +267,7 @@ fn count_lines(counts: &[ComplaintCount]) -> (Vec<CountLine>, [i64; 4]) {
 }
 
 fn complaint_line(s: &AppState, names: &HashMap<String, String>, k: ComplaintRow) -> ComplaintLine {
-    let state = k.open_state().unwrap_or(SlaState::Due);
+    let state = k.sla_state.unwrap_or(SlaState::Due);
     let c = k.customer;
     ComplaintLine {
         href: format!("/ui/complaints/{}", urlencode(&k.complaint_id)),
@@ -309,15 +286,6 @@ fn complaint_line(s: &AppState, names: &HashMap<String, String>, k: ComplaintRow
             .unwrap_or_default(),
         owner: c.owner_id,
     }
-}
-
-/// A complaint that does not exist, or whose customer the caller may not see: the same
-/// answer, so ids cannot be probed.
-fn no_such_complaint(id: &str) -> Problem {
-    Problem::not_found(format!(
-        "no complaint {} that you may see",
-        crm_domain::text::escaped(id)
-    ))
 }
 
 /// One event of the complaint's history.
@@ -361,17 +329,20 @@ pub(crate) async fn page(
 
 async fn build_page(s: &AppState, viewer: &Viewer, id: &str) -> Result<ComplaintPage, Problem> {
     let caller = &viewer.caller;
-    caller.allow(CUSTOMER_READERS)?;
-    let now = Utc::now().timestamp_micros();
-    let Some(k) = s.store.complaint(id, now).await? else {
-        return Err(no_such_complaint(id));
-    };
-    caller
-        .may_see(&k.customer)
-        .map_err(|_| no_such_complaint(id))?;
-    let history = history(s, &k).await?;
+    let k = crate::complaints::visible(s, caller, id).await?;
+    let history = crate::complaints::history(s, &k).await?.map(|events| {
+        events
+            .into_iter()
+            .map(|e| HistoryLine {
+                when: local(&s.calendar, e.occurred_at_us),
+                event: e.event_type,
+                actor: e.actor,
+                summary: e.summary,
+            })
+            .collect()
+    });
     let mut rows = vec![k];
-    reveal(s, caller, "workbench.complaint", &mut rows).await?;
+    crate::complaints::reveal(s, caller, "workbench.complaint", &mut rows).await?;
     let k = rows.remove(0);
     let names = super::ownership::manager_names(s).await?;
     let named = |o: &Option<String>| {
@@ -395,7 +366,7 @@ async fn build_page(s: &AppState, viewer: &Viewer, id: &str) -> Result<Complaint
         masked: caller.masked(),
         severity: severity_msg(&k.severity).unwrap_or(Msg::Empty),
         status,
-        state: k.open_state().map(|st| (st.as_str(), state_msgs(st).0)),
+        state: k.sla_state.map(|st| (st.as_str(), state_msgs(st).0)),
         logged: local(cal, k.logged_at_us),
         first_response_due: maybe_local(cal, k.first_response_due_us),
         first_response_after: k
@@ -414,52 +385,6 @@ async fn build_page(s: &AppState, viewer: &Viewer, id: &str) -> Result<Complaint
         history,
         k,
     })
-}
-
-/// The complaint's events, oldest first, from its customer's stream in the event store
-/// (tens of events, not the log): each one whose typed `complaint_id` is this one's, with
-/// the line the timeline shows for it. The timeline read model holds only text
-/// summaries, in which another complaint's id could appear (a category is the caller's
-/// text), so it could not say exactly which events are this complaint's.
-async fn history(s: &AppState, k: &ComplaintRow) -> Result<Option<Vec<HistoryLine>>, Problem> {
-    let Some(events) = &s.security.events else {
-        return Ok(None);
-    };
-    let stream = format!("customer-{}", k.customer.customer_id);
-    let all = events
-        .read_stream_range(&stream, 0, u64::MAX)
-        .await
-        .map_err(Problem::store)?;
-    Ok(Some(
-        all.iter()
-            .filter_map(|e| {
-                let event =
-                    CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload).ok()?;
-                (complaint_of(&event)? == k.complaint_id).then(|| HistoryLine {
-                    when: local(&s.calendar, e.metadata.occurred_at.timestamp_micros()),
-                    event: e.event_type.clone(),
-                    actor: e.metadata.actor.clone(),
-                    summary: crm_projections::project::summary(&event),
-                })
-            })
-            .collect(),
-    ))
-}
-
-/// The complaint an event is about, if it is about one.
-fn complaint_of(e: &CustomerEvent) -> Option<String> {
-    let id = match e {
-        CustomerEvent::ComplaintLogged(x) => x.complaint_id,
-        CustomerEvent::ComplaintAcknowledged(x) => x.complaint_id,
-        CustomerEvent::ComplaintEscalated(x) => x.complaint_id,
-        CustomerEvent::ComplaintResolved(x) => x.complaint_id,
-        CustomerEvent::ComplaintReopened(x) => x.complaint_id,
-        CustomerEvent::ComplaintClosed(x) => x.complaint_id,
-        CustomerEvent::ComplaintSlaWarned(x) => x.complaint_id,
-        CustomerEvent::ComplaintSlaBreached(x) => x.complaint_id,
-        _ => return None,
-    };
-    Some(id.to_string())
 }
 
 #[cfg(test)]
