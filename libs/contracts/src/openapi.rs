@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use prost_reflect::{Kind, MessageDescriptor};
+use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{json, Map, Value};
 
 use crate::options::message_rules;
@@ -75,7 +75,7 @@ fn object(m: &MessageDescriptor) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for f in m.fields() {
-        let mut s = field(&f);
+        let mut s = number_or_string(&f, field(&f));
         if let Some(text) = comment(file.file_descriptor_proto(), f.path()) {
             s["description"] = Value::String(text);
         }
@@ -101,6 +101,24 @@ fn object(m: &MessageDescriptor) -> Value {
         s["description"] = Value::String(description.trim().to_string());
     }
     s
+}
+
+/// A 64-bit integer field's schema as proto3 JSON reads it: a number, or its decimal
+/// text (what standard writers print, since a JSON number loses precision past 2^53).
+fn number_or_string(f: &FieldDescriptor, s: Value) -> Value {
+    let wide = matches!(
+        f.kind(),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64
+    );
+    if !wide || f.is_list() {
+        return s;
+    }
+    let pattern = if s.get("minimum").is_some() {
+        "^[0-9]+$"
+    } else {
+        "^-?[0-9]+$"
+    };
+    json!({"oneOf": [s, {"type": "string", "pattern": pattern}]})
 }
 
 fn operation(m: &MessageDescriptor, name: &str) -> Value {
