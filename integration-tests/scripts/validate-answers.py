@@ -76,8 +76,12 @@ def main(base):
     for result in schema.get_all_operations():
         operation = result.ok()
         path = operation.path
-        kind = path.split("/")[2]
-        id_values = found.get(kind, found["customers"]) if "{id}" in path else [None]
+        # The kind of id a path takes: /v1/managers/{id}/…, /v1/audit/managers/{id}/…,
+        # /v1/complaints/{id}; customers otherwise.
+        kind = next(
+            (k for k in ("managers", "complaints") if f"/{k}/{{id}}" in path), "customers"
+        )
+        id_values = found[kind] if "{id}" in path else [None]
         for id_value in id_values:
             for query in queries(operation):
                 case = operation.Case(

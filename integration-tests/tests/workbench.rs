@@ -453,7 +453,7 @@ async fn the_complaints_pages_show_the_read_models(b: &Browser, d: &Demo) {
     check_page(b, "complaints").await;
     let now = chrono::Utc::now().timestamp_micros();
     let all = ComplaintFilter::default();
-    let open = d.read.open_complaints(&all, now, "", 50).await.unwrap();
+    let open = d.read.open_complaints(&all, now, None, 50).await.unwrap();
     let counts = d.read.open_complaint_counts(&all, now).await.unwrap();
     let counted: i64 = counts.iter().map(|c| c.complaints).sum();
     let shown: Vec<(String, String)> = serde_json::from_value(

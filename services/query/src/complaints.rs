@@ -13,7 +13,9 @@ use chrono::Utc;
 use crm_domain::customer::CustomerEvent;
 use crm_eventstore::EventStore;
 use crm_projections::calendar::instant;
-use crm_projections::queries::complaints::{ComplaintCount, ComplaintFilter, ComplaintRow, Status};
+use crm_projections::queries::complaints::{
+    After, ComplaintCount, ComplaintFilter, ComplaintRow, Status,
+};
 use crm_projections::queries::CustomerRow;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -30,7 +32,7 @@ use crate::AppState;
 /// manager's own customers, a team lead's team's, whatever was asked.
 pub(crate) fn scoped(caller: &Caller, mut filter: ComplaintFilter) -> ComplaintFilter {
     match caller.book_scope() {
-        Some(BookScope::Team(team)) => filter.team = Some(team),
+        Some(BookScope::Team(team)) => filter.team_scope = Some(team),
         Some(BookScope::Owner(owner)) => filter.owner_id = owner,
         None => {}
     }
@@ -44,7 +46,7 @@ pub(crate) async fn page(
     caller: &Caller,
     route: &str,
     filter: ComplaintFilter,
-    after: &str,
+    after: Option<&After>,
     limit: i64,
 ) -> Result<Vec<ComplaintRow>, Problem> {
     caller.allow(CUSTOMER_READERS)?;
@@ -170,6 +172,7 @@ pub(crate) struct ComplaintDetail {
     #[serde(flatten)]
     complaint: ComplaintRow,
     /// Its events, oldest first; `null` when the service runs without the event store.
+    #[schema(required = true)]
     history: Option<Vec<ComplaintEvent>>,
 }
 
@@ -202,10 +205,16 @@ pub(crate) async fn list(
         severity: p.severity.map(|v| v.as_str().to_string()),
         status: p.status,
         state: p.sla_state,
+        team_scope: None,
     };
-    let after = p.after.unwrap_or_default();
-    let items = page(&s, &caller, "complaints", filter, &after, limit).await?;
-    paged(items, limit, csv, |k| k.complaint_id.clone())
+    let after: Option<After> = p
+        .after
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(Problem::bad)?;
+    let items = page(&s, &caller, "complaints", filter, after.as_ref(), limit).await?;
+    paged(items, limit, csv, |k| After::of(k).to_string())
 }
 
 /// One complaint with its history

@@ -245,7 +245,7 @@ pub struct ComplaintsQuery {
     /// `json` (the default) or `csv`; `Accept: text/csv` also selects CSV.
     #[param(inline)]
     pub(crate) format: Option<Format>,
-    /// Keyset pagination: the previous page's `next_after` (a complaint id).
+    /// Keyset pagination: the previous page's `next_after`.
     pub(crate) after: Option<String>,
     /// How many rows at most.
     #[param(minimum = 1, maximum = 10000, default = 100)]

@@ -125,6 +125,44 @@ impl std::str::FromStr for Status {
     }
 }
 
+/// Where a page of complaints starts: after the complaint logged at `logged_at_us` with
+/// id `complaint_id`, in the lists' order. Its text, `<logged_at_us>.<complaint_id>`, is
+/// a page's `next_after`: it names no complaint to look up, so a cursor tells nothing
+/// of complaints the caller may not see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub logged_at_us: i64,
+    pub complaint_id: String,
+}
+
+impl After {
+    /// The page after `row`.
+    pub fn of(row: &ComplaintRow) -> Self {
+        Self {
+            logged_at_us: row.logged_at_us,
+            complaint_id: row.complaint_id.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for After {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.logged_at_us, self.complaint_id)
+    }
+}
+
+impl std::str::FromStr for After {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("after {s:?} is not a page's next_after");
+        let (at, id) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            logged_at_us: at.parse().map_err(|_| bad())?,
+            complaint_id: id.to_string(),
+        })
+    }
+}
+
 /// Which complaints; `None` matches everything. A manager's scope is set here by the
 /// caller's code, as for the customer list (`owner_id`, or a team lead's `team`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -135,6 +173,9 @@ pub struct ComplaintFilter {
     pub owner_id: Option<String>,
     /// Customers owned in this team now; `pool`: customers in the public pool.
     pub team: Option<String>,
+    /// A team lead's scope: customers owned in this team now (the pool never, even for
+    /// a team named `pool`).
+    pub team_scope: Option<String>,
     pub severity: Option<String>,
     /// Open, resolved or closed (a state implies open).
     pub status: Option<Status>,
@@ -293,14 +334,16 @@ fn state_sql() -> String {
     )
 }
 
-/// A complaint joined to its customer, and the filters (binds `$2` owner, `$3` team,
-/// `$4` severity, `$6` customer).
+/// A complaint joined to its customer, and the filters (binds `$2` owner, `$3` team
+/// asked for, `$4` severity, `$6` customer, `$7` the team of a team lead's scope: owned
+/// in it, never the pool, whatever a team may be called).
 const FROM_FILTERED: &str = "FROM rm_complaints k JOIN rm_customers c \
     ON c.customer_id = k.customer_id \
     WHERE ($2 IS NULL OR c.owner_id = $2) \
     AND ($3 IS NULL OR COALESCE(c.owner_team, 'pool') = $3) \
     AND ($4 IS NULL OR k.severity = $4) \
-    AND ($6 IS NULL OR k.customer_id = $6)";
+    AND ($6 IS NULL OR k.customer_id = $6) \
+    AND ($7 IS NULL OR c.owner_team = $7)";
 
 const OPEN: &str = "k.resolved_at_us IS NULL AND k.closed_at_us IS NULL";
 
@@ -348,7 +391,8 @@ impl ReadStore {
             f.team.as_deref(),
             f.severity.as_deref(),
             f.state.map(SlaState::as_str),
-            f.customer_id.as_deref()
+            f.customer_id.as_deref(),
+            f.team_scope.as_deref()
         ))
     }
 
@@ -358,7 +402,7 @@ impl ReadStore {
         &self,
         filter: &ComplaintFilter,
         now_us: i64,
-        after: &str,
+        after: Option<&After>,
         limit: i64,
     ) -> Result<Vec<ComplaintRow>, ReadError> {
         let open = ComplaintFilter {
@@ -369,13 +413,13 @@ impl ReadStore {
     }
 
     /// A page of the complaints matching `filter`, judged at `now_us`: the oldest logged
-    /// first, after complaint `after` (keyset pagination; `""`: from the first), at most
-    /// `limit`. An SLA state asked for implies open: with another status, nothing.
+    /// first, after `after` (keyset pagination; `None`: from the first), at most `limit`.
+    /// An SLA state asked for implies open: with another status, nothing.
     pub async fn complaints(
         &self,
         filter: &ComplaintFilter,
         now_us: i64,
-        after: &str,
+        after: Option<&After>,
         limit: i64,
     ) -> Result<Vec<ComplaintRow>, ReadError> {
         let from = match filter.state {
@@ -390,14 +434,10 @@ impl ReadStore {
         let status = filter.status.map_or("TRUE", Status::predicate);
         let sql = format!(
             "SELECT * FROM (SELECT {COLUMNS}, {} AS sla_state {FROM_FILTERED} AND {status} \
-             AND {STATE_IMPLIES} AND ($9 IS NULL OR k.logged_at_us >= $9) \
-             AND ($7 = '' OR k.logged_at_us > \
-               (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $7) \
-             OR (k.logged_at_us = \
-               (SELECT a.logged_at_us FROM rm_complaints a WHERE a.complaint_id = $7) \
-             AND k.complaint_id > $7))) s \
+             AND {STATE_IMPLIES} AND ($11 IS NULL OR k.logged_at_us >= $11) \
+             AND ($8 IS NULL OR (k.logged_at_us, k.complaint_id) > ($8, $9))) s \
              WHERE ($5 IS NULL OR sla_state = $5) \
-             ORDER BY logged_at_us, complaint_id LIMIT $8",
+             ORDER BY logged_at_us, complaint_id LIMIT $10",
             state_sql()
         );
         let f = filter;
@@ -411,7 +451,9 @@ impl ReadStore {
             f.severity.as_deref(),
             f.state.map(SlaState::as_str),
             f.customer_id.as_deref(),
-            after,
+            f.team_scope.as_deref(),
+            after.map(|a| a.logged_at_us),
+            after.map_or("", |a| a.complaint_id.as_str()),
             limit,
             from
         ))

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
 use crm_projections::queries::complaints::{
-    ComplaintCount, ComplaintFilter, ComplaintRow, SlaState, Status,
+    After, ComplaintCount, ComplaintFilter, ComplaintRow, SlaState, Status,
 };
 use serde::Deserialize;
 
@@ -173,12 +173,19 @@ async fn build_list(
     caller.allow(CUSTOMER_READERS)?;
     let f = filter(caller, q)?;
     let after = q.after.clone().unwrap_or_default();
+    let cursor: Option<After> = q
+        .after
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .map(str::parse)
+        .transpose()
+        .map_err(Problem::bad)?;
     let now = Utc::now().timestamp_micros();
     // The list while the counts are waited for: a first visit waits for the longer of
     // the two, not both.
     let (counted, rows) = tokio::join!(
         counts(s, &f),
-        s.store.open_complaints(&f, now, &after, PAGE)
+        s.store.open_complaints(&f, now, cursor.as_ref(), PAGE)
     );
     let ((counts, counted), mut rows) = (counted?, rows?);
     let counting = counts.is_none();
@@ -201,7 +208,7 @@ async fn build_list(
     let next = (rows.len() as i64 == PAGE)
         .then(|| rows.last())
         .flatten()
-        .map(|k| format!("{base}after={}", urlencode(&k.complaint_id)));
+        .map(|k| format!("{base}after={}", urlencode(&After::of(k).to_string())));
     let (counts, totals) = count_lines(counts.as_deref().map_or(&[], Vec::as_slice));
     Ok(ComplaintsPage {
         chrome: viewer.chrome(
@@ -419,7 +426,11 @@ mod tests {
         assert_eq!(f.owner_id.as_deref(), Some("m-1"));
         assert_eq!(f.team.as_deref(), Some("north-2"), "narrows, never widens");
         let f = filter(&manager(Some("east-1")), &q("north-2", "", "")).unwrap();
-        assert_eq!((f.owner_id, f.team.as_deref()), (None, Some("east-1")));
+        assert_eq!(
+            (f.owner_id, f.team.as_deref(), f.team_scope.as_deref()),
+            (None, Some("north-2"), Some("east-1")),
+            "a team lead's scope is the team, apart from the filter (narrows, never widens)"
+        );
         let f = filter(&Caller(None), &q("", "", "warned")).unwrap();
         assert_eq!(f.state, Some(SlaState::Warned));
         assert!(filter(&Caller(None), &q("", "urgent", "")).is_err());
