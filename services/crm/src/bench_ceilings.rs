@@ -37,7 +37,7 @@ pub async fn run(a: CeilingArgs) -> anyhow::Result<()> {
     }
     let mut dbs = crate::bench_read::Databases::new(&a.pg.pg_url).await?;
     let raw = match dbs.create("ceiling").await {
-        Ok(url) => crate::bench_raw::measure(&url, 32, window).await,
+        Ok(url) => crate::bench_raw::measure(&url, 32, 1, window).await,
         Err(e) => Err(e),
     };
     dbs.drop_all().await;

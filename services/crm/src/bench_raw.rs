@@ -1,6 +1,7 @@
-//! The ceiling the write path is measured against: single-row INSERTs into a table
-//! shaped like `events`, one commit each, from many connections at once. Nothing the
-//! platform does per command is included; this is what PostgreSQL alone gives here.
+//! The ceilings the write path is measured against: INSERTs into a table shaped like
+//! `events` from many connections at once, one row per commit (a) or a batch of rows per
+//! commit (e: what group commit could at best get from PostgreSQL). Nothing the platform
+//! does per command is included; this is what PostgreSQL alone gives here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use uuid::Uuid;
 
 pub struct RawCeiling {
     pub connections: usize,
+    /// Rows in each commit.
+    pub batch: usize,
     pub rows: u64,
     pub elapsed: Duration,
 }
@@ -22,11 +25,13 @@ impl RawCeiling {
     }
 }
 
-/// Insert for `duration` from `connections` connections into a fresh table in `url`'s
-/// database; the table is dropped afterwards.
+/// Insert for `duration` from `connections` connections, `batch` rows per commit (one
+/// statement each), into a fresh table in `url`'s database; the table is dropped
+/// afterwards.
 pub async fn measure(
     url: &str,
     connections: usize,
+    batch: usize,
     duration: Duration,
 ) -> anyhow::Result<RawCeiling> {
     let pool = PgPoolOptions::new()
@@ -47,9 +52,18 @@ pub async fn measure(
     .execute(&pool)
     .await?;
     let rows = Arc::new(AtomicU64::new(0));
-    let sql = Arc::new(format!(
-        "INSERT INTO {table} (stream_id, stream_version, event_id, event_type, payload) VALUES ($1, $2, $3, $4, $5)"
-    ));
+    // One row: the plain statement (as (a) has always been measured); a batch: arrays.
+    let sql = Arc::new(if batch == 1 {
+        format!(
+            "INSERT INTO {table} (stream_id, stream_version, event_id, event_type, payload) \
+             VALUES ($1, $2, $3, $4, $5)"
+        )
+    } else {
+        format!(
+            "INSERT INTO {table} (stream_id, stream_version, event_id, event_type, payload) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::jsonb[])"
+        )
+    });
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -59,16 +73,27 @@ pub async fn measure(
             let mut n = 0i64;
             let payload = serde_json::json!({"channel": "phone", "direction": "outbound", "outcome": "reached"});
             while Instant::now() < deadline {
-                n += 1;
-                sqlx::query(&sql)
-                    .bind(format!("customer-{c}"))
-                    .bind(n)
-                    .bind(Uuid::new_v4())
-                    .bind("ContactRecorded")
-                    .bind(&payload)
-                    .execute(&pool)
-                    .await?;
-                rows.fetch_add(1, Ordering::Relaxed);
+                let stream = format!("customer-{c}");
+                let query = if batch == 1 {
+                    n += 1;
+                    sqlx::query(&sql)
+                        .bind(stream)
+                        .bind(n)
+                        .bind(Uuid::new_v4())
+                        .bind("ContactRecorded")
+                        .bind(&payload)
+                } else {
+                    let versions: Vec<i64> = (n + 1..=n + batch as i64).collect();
+                    n += batch as i64;
+                    sqlx::query(&sql)
+                        .bind(vec![stream; batch])
+                        .bind(versions)
+                        .bind((0..batch).map(|_| Uuid::new_v4()).collect::<Vec<_>>())
+                        .bind(vec!["ContactRecorded"; batch])
+                        .bind(vec![&payload; batch])
+                };
+                query.execute(&pool).await?;
+                rows.fetch_add(batch as u64, Ordering::Relaxed);
             }
             anyhow::Ok(())
         }));
@@ -82,6 +107,7 @@ pub async fn measure(
         .await?;
     Ok(RawCeiling {
         connections,
+        batch,
         rows: rows.load(Ordering::Relaxed),
         elapsed,
     })
