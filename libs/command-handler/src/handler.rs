@@ -470,6 +470,26 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         }
     }
 
+    /// The customer's state, or for a registration decided the first time, a customer
+    /// that does not exist yet without reading its stream: the append expects the stream
+    /// empty, so a customer that does exist is a conflict, decided again on what is
+    /// stored (and refused, or answered as the duplicate it is). One round trip saved
+    /// on every registration.
+    async fn load_or_assume_new(
+        &self,
+        command: &CustomerCommand,
+        fresh: bool,
+    ) -> Result<(Arc<CustomerState>, Head), CommandError> {
+        let id = command.customer_id();
+        if !fresh && matches!(command, CustomerCommand::Register(_)) {
+            return Ok(self
+                .customers
+                .get(&customer_stream(id))
+                .unwrap_or_else(|| (Arc::new(CustomerState::default()), Head::new(0, None))));
+        }
+        self.load_customer(id).await
+    }
+
     async fn load_customer(
         &self,
         id: CustomerId,
@@ -544,7 +564,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 self.managers.remove(&manager_stream(m));
             }
         }
-        let (state, head) = self.load_customer(id).await?;
+        let (state, head) = self.load_or_assume_new(command, fresh).await?;
         let now = head.decision_time(envelope.issued_at);
         let mut known = self
             .gather(&state, command, now, &envelope.actor, fresh)
@@ -560,16 +580,23 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         let after: BTreeSet<UniqueKey> = next.unique_keys().into_iter().collect();
         let claims: Vec<UniqueKey> = after.difference(&before).cloned().collect();
         let releases: Vec<UniqueKey> = before.difference(&after).cloned().collect();
-        self.check_unique_keys(&state, command, &known.ctx, &stream, &claims)
-            .await?;
+        // Unique keys are checked by the append itself (a key another holds is a
+        // conflict); only a decision made again after one looks the holder up, to refuse
+        // with the duplicate's id. One round trip per key saved on every registration.
+        if fresh {
+            self.check_unique_keys(&state, command, &known.ctx, &stream, &claims)
+                .await?;
+        }
 
         let mut new_events = to_new_events(&events, |e| {
             (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
         });
-        self.vault
-            .seal(&stream, &mut new_events)
-            .await
-            .map_err(|err| privacy_error(id, err))?;
+        let sealed = if head.version == 0 && !fresh {
+            self.vault.seal_new(&stream, &mut new_events).await
+        } else {
+            self.vault.seal(&stream, &mut new_events).await
+        };
+        sealed.map_err(|err| privacy_error(id, err))?;
         let mut request = AppendRequest::new(self.meta(envelope, now, command.name(), fingerprint));
         request.writes.push(StreamWrite {
             stream_id: stream.clone(),

@@ -356,6 +356,44 @@ async fn no_event_is_dated_before_its_streams_previous_event<S: EventStore + Clo
     }
 }
 
+/// A registration is decided without reading the customer's stream (assumed new); a
+/// customer that exists is still refused, by this handler and by one that never saw it,
+/// and its key (sealed data) stays the one it had.
+async fn registering_twice_is_refused<S: EventStore + Clone>(store: S) {
+    let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let c = CustomerId::new(Uuid::now_v7());
+    let first = handler
+        .handle(envelope(), register_customer(c, "13800000007"))
+        .await;
+    assert_eq!(code(first), "accepted:1");
+    for h in [
+        handler.clone(),
+        CommandHandler::new(store.clone(), HandlerConfig::default()),
+    ] {
+        let again = h
+            .handle(envelope(), register_customer(c, "13900000007"))
+            .await;
+        assert_eq!(code(again), "customer.already_registered");
+    }
+    let events = store
+        .read_stream(&format!("customer-{c}"), 0)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "nothing appended by the refusals");
+    let fresh = CommandHandler::new(store.clone(), HandlerConfig::default());
+    let mut payload = events[0].payload.clone();
+    fresh
+        .vault()
+        .open(
+            &format!("customer-{c}"),
+            &events[0].event_type,
+            &mut payload,
+        )
+        .await
+        .unwrap();
+    assert_eq!(payload["phone"], "+8613800000007", "{payload}");
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -378,6 +416,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    registering_twice_is_refused,
     holding_limit_holds_under_concurrent_assignment,
     duplicates_are_caught_even_when_racing,
     commands_are_idempotent_and_refusals_change_nothing,

@@ -1006,14 +1006,19 @@ impl EventStore for PgEventStore {
         subject: &str,
         key: &[u8],
     ) -> Result<SubjectKey, StoreError> {
-        sqlx::query(
-            "INSERT INTO subject_keys (subject, key) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING",
+        // One round trip when the key is new; a second only when one was there.
+        let stored: Option<Vec<u8>> = sqlx::query_scalar(
+            "INSERT INTO subject_keys (subject, key) VALUES ($1, $2) \
+             ON CONFLICT (subject) DO NOTHING RETURNING key",
         )
         .bind(subject)
         .bind(key)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        self.subject_key(subject).await
+        match stored {
+            Some(bytes) => Ok(SubjectKey::Active(bytes)),
+            None => self.subject_key(subject).await,
+        }
     }
 
     async fn erase_subject_key(&self, subject: &str) -> Result<(), StoreError> {

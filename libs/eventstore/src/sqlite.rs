@@ -506,16 +506,20 @@ impl EventStore for SqliteEventStore {
         subject: &str,
         key: &[u8],
     ) -> Result<SubjectKey, StoreError> {
-        sqlx::query(
+        // One round trip when the key is new; a second only when one was there.
+        let stored: Option<Vec<u8>> = sqlx::query_scalar(
             "INSERT INTO subject_keys (subject, key, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (subject) DO NOTHING",
+             ON CONFLICT (subject) DO NOTHING RETURNING key",
         )
         .bind(subject)
         .bind(key)
         .bind(Utc::now())
-        .execute(&self.writer)
+        .fetch_optional(&self.writer)
         .await?;
-        self.subject_key(subject).await
+        match stored {
+            Some(bytes) => Ok(SubjectKey::Active(bytes)),
+            None => self.subject_key(subject).await,
+        }
     }
 
     async fn erase_subject_key(&self, subject: &str) -> Result<(), StoreError> {

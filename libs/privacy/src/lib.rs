@@ -78,6 +78,14 @@ pub enum Opened {
     Withheld,
 }
 
+/// Whether a subject is expected to have a key when its events are sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyExpected {
+    /// It may: look it up, and create it only if absent.
+    Maybe,
+    /// It is not (its stream has no events): create it at once.
+    None,
+}
 impl<S: EventStore> Vault<S> {
     /// `ttl`: how long a key read from the store is reused (zero: read every time).
     pub fn new(store: S, ttl: Duration) -> Self {
@@ -131,9 +139,18 @@ impl<S: EventStore> Vault<S> {
     }
 
     /// The subject's key, created on first use.
-    async fn key_for_writing(&self, subject: &str) -> Result<Arc<LessSafeKey>, PrivacyError> {
-        if let Some(k) = self.key(subject).await? {
+    async fn key_for_writing(
+        &self,
+        subject: &str,
+        expected: KeyExpected,
+    ) -> Result<Arc<LessSafeKey>, PrivacyError> {
+        if let Some(k) = self.cached(subject) {
             return Ok(k);
+        }
+        if expected == KeyExpected::Maybe {
+            if let Some(k) = self.key(subject).await? {
+                return Ok(k);
+            }
         }
         let mut fresh = [0u8; 32];
         self.rng
@@ -157,6 +174,27 @@ impl<S: EventStore> Vault<S> {
     /// Events without personal data need no key; with it, a subject whose data was
     /// erased is refused ([`PrivacyError::Erased`]).
     pub async fn seal(&self, subject: &str, events: &mut [NewEvent]) -> Result<(), PrivacyError> {
+        self.seal_as(subject, events, KeyExpected::Maybe).await
+    }
+
+    /// As [`Vault::seal`], for a subject whose stream has no events yet (a registration):
+    /// its key is created without being looked up first, one round trip instead of
+    /// three. A key there after all (left by an attempt that failed, or erased) is what
+    /// the store answers with, so the result is the same.
+    pub async fn seal_new(
+        &self,
+        subject: &str,
+        events: &mut [NewEvent],
+    ) -> Result<(), PrivacyError> {
+        self.seal_as(subject, events, KeyExpected::None).await
+    }
+
+    async fn seal_as(
+        &self,
+        subject: &str,
+        events: &mut [NewEvent],
+        expected: KeyExpected,
+    ) -> Result<(), PrivacyError> {
         let needs_key = events.iter().any(|e| {
             personal::fields(&e.event_type)
                 .iter()
@@ -165,7 +203,7 @@ impl<S: EventStore> Vault<S> {
         if !needs_key {
             return Ok(());
         }
-        let key = self.key_for_writing(subject).await?;
+        let key = self.key_for_writing(subject, expected).await?;
         for e in events.iter_mut() {
             for field in personal::fields(&e.event_type) {
                 if let Some(Value::String(text)) = e.payload.get_mut(*field) {
@@ -414,5 +452,43 @@ mod tests {
             Opened::Withheld
         );
         assert_eq!(p["display_name"], personal::WITHHELD);
+    }
+
+    /// A registration's key is created without a look-up; where a key is there after all
+    /// (left by an attempt that failed), that one is used, and an erased subject stays
+    /// erased.
+    #[tokio::test]
+    async fn a_new_subject_gets_its_key_at_once_or_the_one_it_has() {
+        let (store, _path) = sqlite_store().await;
+        let vault = Vault::new(store.clone(), Duration::ZERO);
+        let mut first = vec![registered("李娜", "+8613700000001")];
+        vault.seal_new("customer-c1", &mut first).await.unwrap();
+        let reader = Vault::new(store.clone(), Duration::ZERO);
+        let mut p = first[0].payload.clone();
+        reader
+            .open("customer-c1", "CustomerRegistered", &mut p)
+            .await
+            .unwrap();
+        assert_eq!(p["display_name"], "李娜");
+        // Sealed again as if new (a retry after the first attempt's append failed): the
+        // stored key, not a fresh one, so both decrypt.
+        let mut retry = vec![registered("李娜 again", "+8613700000001")];
+        vault.seal_new("customer-c1", &mut retry).await.unwrap();
+        for e in [&first[0], &retry[0]] {
+            let mut p = e.payload.clone();
+            assert_eq!(
+                reader
+                    .open("customer-c1", "CustomerRegistered", &mut p)
+                    .await
+                    .unwrap(),
+                Opened::Revealed
+            );
+        }
+        vault.erase("customer-c1").await.unwrap();
+        let mut late = vec![registered("new", "+8613900000000")];
+        assert!(matches!(
+            vault.seal_new("customer-c1", &mut late).await,
+            Err(PrivacyError::Erased(_))
+        ));
     }
 }
