@@ -121,6 +121,15 @@ fn privacy_error(customer: CustomerId, e: PrivacyError) -> CommandError {
     }
 }
 
+/// Whence a decision's state came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Read from the store, or cached from what was read and decided since.
+    Stored,
+    /// Assumed (a registration's customer, believed new): the append checks it.
+    Assumed,
+}
+
 pub fn customer_stream(id: CustomerId) -> String {
     format!("customer-{id}")
 }
@@ -470,24 +479,29 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         }
     }
 
-    /// The customer's state, or for a registration decided the first time, a customer
-    /// that does not exist yet without reading its stream: the append expects the stream
-    /// empty, so a customer that does exist is a conflict, decided again on what is
-    /// stored (and refused, or answered as the duplicate it is). One round trip saved
-    /// on every registration.
+    /// The customer's state, or for a registration decided the first time and not in
+    /// the cache, a customer that does not exist yet, without reading its stream: the
+    /// append expects the stream empty, so a customer that does exist is a conflict,
+    /// decided again on what is stored (and refused, or answered as the duplicate it
+    /// is). One round trip saved on every registration.
     async fn load_or_assume_new(
         &self,
         command: &CustomerCommand,
         fresh: bool,
-    ) -> Result<(Arc<CustomerState>, Head), CommandError> {
+    ) -> Result<(Arc<CustomerState>, Head, Source), CommandError> {
         let id = command.customer_id();
         if !fresh && matches!(command, CustomerCommand::Register(_)) {
-            return Ok(self
-                .customers
-                .get(&customer_stream(id))
-                .unwrap_or_else(|| (Arc::new(CustomerState::default()), Head::new(0, None))));
+            return Ok(match self.customers.get(&customer_stream(id)) {
+                Some((state, head)) => (state, head, Source::Stored),
+                None => (
+                    Arc::new(CustomerState::default()),
+                    Head::new(0, None),
+                    Source::Assumed,
+                ),
+            });
         }
-        self.load_customer(id).await
+        let (state, head) = self.load_customer(id).await?;
+        Ok((state, head, Source::Stored))
     }
 
     async fn load_customer(
@@ -564,7 +578,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 self.managers.remove(&manager_stream(m));
             }
         }
-        let (state, head) = self.load_or_assume_new(command, fresh).await?;
+        let (state, head, source) = self.load_or_assume_new(command, fresh).await?;
         let now = head.decision_time(envelope.issued_at);
         let mut known = self
             .gather(&state, command, now, &envelope.actor, fresh)
@@ -580,13 +594,9 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         let after: BTreeSet<UniqueKey> = next.unique_keys().into_iter().collect();
         let claims: Vec<UniqueKey> = after.difference(&before).cloned().collect();
         let releases: Vec<UniqueKey> = before.difference(&after).cloned().collect();
-        // Unique keys are checked by the append itself (a key another holds is a
-        // conflict); only a decision made again after one looks the holder up, to refuse
-        // with the duplicate's id. One round trip per key saved on every registration.
-        if fresh {
-            self.check_unique_keys(&state, command, &known.ctx, &stream, &claims)
-                .await?;
-        }
+        // Before sealing: a refusal writes nothing, not even a new customer's key.
+        self.check_unique_keys(&state, command, &known.ctx, &stream, &claims)
+            .await?;
 
         let mut new_events = to_new_events(&events, |e| {
             (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
@@ -627,11 +637,18 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             });
         }
 
-        self.customers.put(
-            stream,
-            Arc::new(next),
-            Head::new(head.version + events.len() as u64, Some(now)),
-        );
+        // The decided state is cached before the append (the next command on this
+        // customer need not wait for it: its own append checks the version). Not when
+        // the state was assumed: a customer that does exist would be cached with this
+        // registration's data at a version the store really has, for commands to decide
+        // on until the append failed.
+        if source == Source::Stored {
+            self.customers.put(
+                stream,
+                Arc::new(next),
+                Head::new(head.version + events.len() as u64, Some(now)),
+            );
+        }
         Ok(Decided {
             events: new_events,
             request,
@@ -932,5 +949,69 @@ fn accepted(outcome: AppendOutcome) -> Accepted {
                 stream_version: a.stream_version,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crm_domain::customer::RegisterCustomer;
+    use crm_domain::{CustomerType, FirstTouchChannel};
+    use crm_eventstore::testing::sqlite_store;
+
+    fn register(id: CustomerId, phone: &str) -> CustomerCommand {
+        CustomerCommand::Register(RegisterCustomer {
+            customer_id: id,
+            customer_type: CustomerType::Individual,
+            display_name: "Wang Fang".into(),
+            phone: Some(phone.into()),
+            email: None,
+            registration_number: None,
+            region: "east".parse().unwrap(),
+            branch: None,
+            first_touch_channel: FirstTouchChannel::Branch,
+            industry: None,
+            product_interest: None,
+            consents: None,
+            stage: None,
+            value_tier: None,
+            aum_minor: None,
+        })
+    }
+
+    /// A registration decided on an assumed (new) customer leaves nothing in the cache
+    /// while its append is pending: were the customer to exist, commands deciding on the
+    /// cache meanwhile would see this registration's data at a version the store has,
+    /// and their appends would pass. A decision on read state still caches.
+    #[tokio::test]
+    async fn an_assumed_customer_is_never_cached() {
+        let (store, _path) = sqlite_store().await;
+        let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
+        let c = CustomerId::new(uuid::Uuid::now_v7());
+        let stream = customer_stream(c);
+        let first = handler.handle(
+            Envelope::new(Actor::person("t"), Utc::now()),
+            Command::Customer(register(c, "13800000008")),
+        );
+        first.await.unwrap();
+        // Another process's view: it never saw the customer.
+        let other = CommandHandler::new(store.clone(), HandlerConfig::default());
+        let envelope = Envelope::new(Actor::person("t"), Utc::now());
+        let again = register(c, "13900000008");
+        other
+            .decide_customer(&envelope, &again, "f", false)
+            .await
+            .expect("decided on the assumption, not yet appended");
+        assert!(
+            other.customers.get(&stream).is_none(),
+            "the assumed state was cached"
+        );
+        // Decided on what is stored (fresh), the state is read and cached as read.
+        let refused = other.decide_customer(&envelope, &again, "f", true).await;
+        assert!(matches!(refused, Err(CommandError::Refused(_))));
+        assert_eq!(
+            other.customers.get(&stream).map(|(_, h)| h.version),
+            Some(1)
+        );
     }
 }

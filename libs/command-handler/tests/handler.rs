@@ -392,6 +392,17 @@ async fn registering_twice_is_refused<S: EventStore + Clone>(store: S) {
         .await
         .unwrap();
     assert_eq!(payload["phone"], "+8613800000007", "{payload}");
+    // A new customer with the phone of another is refused before anything is written:
+    // not even its key.
+    let c2 = CustomerId::new(Uuid::now_v7());
+    let duplicate = fresh
+        .handle(envelope(), register_customer(c2, "13800000007"))
+        .await;
+    assert_eq!(code(duplicate), "customer.duplicate");
+    assert!(matches!(
+        store.subject_key(&format!("customer-{c2}")).await.unwrap(),
+        crm_eventstore::SubjectKey::Absent
+    ));
 }
 
 macro_rules! on_both_backends {
