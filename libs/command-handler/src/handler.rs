@@ -479,6 +479,17 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         }
     }
 
+    /// Cache a decided state before its append (the next command on this customer need
+    /// not wait for it: its own append checks the version). Not when the state was
+    /// assumed: a customer that does exist would be cached with this registration's
+    /// data at a version the store really has, for commands to decide on until the
+    /// append failed.
+    fn remember_decided(&self, source: Source, stream: String, state: CustomerState, head: Head) {
+        if source == Source::Stored {
+            self.customers.put(stream, Arc::new(state), head);
+        }
+    }
+
     /// The customer's state, or for a registration decided the first time and not in
     /// the cache, a customer that does not exist yet, without reading its stream: the
     /// append expects the stream empty, so a customer that does exist is a conflict,
@@ -589,11 +600,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         for e in &events {
             next.apply(e);
         }
-        // Unique keys: claim what the new state holds and the old did not.
-        let before: BTreeSet<UniqueKey> = state.unique_keys().into_iter().collect();
-        let after: BTreeSet<UniqueKey> = next.unique_keys().into_iter().collect();
-        let claims: Vec<UniqueKey> = after.difference(&before).cloned().collect();
-        let releases: Vec<UniqueKey> = before.difference(&after).cloned().collect();
+        let (claims, releases) = key_changes(&state, &next);
         // Before sealing: a refusal writes nothing, not even a new customer's key.
         self.check_unique_keys(&state, command, &known.ctx, &stream, &claims)
             .await?;
@@ -601,6 +608,8 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         let mut new_events = to_new_events(&events, |e| {
             (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
         });
+        // A stream with no events has no key yet, unless an attempt that failed left
+        // one (the insert then answers it) or this is a decision made again.
         let sealed = if head.version == 0 && !fresh {
             self.vault.seal_new(&stream, &mut new_events).await
         } else {
@@ -637,18 +646,8 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             });
         }
 
-        // The decided state is cached before the append (the next command on this
-        // customer need not wait for it: its own append checks the version). Not when
-        // the state was assumed: a customer that does exist would be cached with this
-        // registration's data at a version the store really has, for commands to decide
-        // on until the append failed.
-        if source == Source::Stored {
-            self.customers.put(
-                stream,
-                Arc::new(next),
-                Head::new(head.version + events.len() as u64, Some(now)),
-            );
-        }
+        let decided = Head::new(head.version + events.len() as u64, Some(now));
+        self.remember_decided(source, stream, next, decided);
         Ok(Decided {
             events: new_events,
             request,
@@ -882,6 +881,16 @@ impl<S: EventStore + Clone> CommandHandler<S> {
 }
 
 /// Where a stream read whole stands.
+/// The unique keys to claim (held by `after`, not by `before`) and to release.
+fn key_changes(before: &CustomerState, after: &CustomerState) -> (Vec<UniqueKey>, Vec<UniqueKey>) {
+    let before: BTreeSet<UniqueKey> = before.unique_keys().into_iter().collect();
+    let after: BTreeSet<UniqueKey> = after.unique_keys().into_iter().collect();
+    (
+        after.difference(&before).cloned().collect(),
+        before.difference(&after).cloned().collect(),
+    )
+}
+
 fn stream_head<P>(events: &[crm_eventstore::RecordedEvent<P>]) -> Head {
     events.last().map_or(Head::default(), |e| {
         Head::new(e.stream_version, Some(e.metadata.occurred_at))

@@ -323,23 +323,7 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
     let answered = started.elapsed();
 
     let (stored, _) = store.head().await?;
-    let mut info = js
-        .get_stream(&spec.name)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let published = loop {
-        let last = info
-            .info()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .state
-            .last_sequence;
-        if last >= stored || Instant::now() > deadline {
-            break last;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let published = published(&js, &spec.name, stored).await?;
     let end_to_end = started.elapsed();
     relay_task.abort();
     anyhow::ensure!(
@@ -348,40 +332,97 @@ async fn run_in(a: &AppendArgs, url: &str) -> anyhow::Result<()> {
     );
 
     for p in [setup, main] {
-        let mut p = p;
-        println!(
-            "    {:<40} {:>7} commands ({} refused) in {:>6.2} s = {:>7.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
-            p.name,
-            p.commands,
-            p.refused,
-            p.elapsed.as_secs_f64(),
-            p.commands as f64 / p.elapsed.as_secs_f64(),
-            p.latencies.quantile(0.5).as_secs_f64() * 1e3,
-            p.latencies.quantile(0.99).as_secs_f64() * 1e3,
-            p.latencies.quantile(0.999).as_secs_f64() * 1e3,
-        );
+        p.print();
     }
-    let (commands, n) = (batches.0 - batches_before.0, batches.1 - batches_before.1);
-    println!(
-        "    group commit in the W1 phase: {n:.0} appends of {:.1} commands on average (set (e)'s --batch-rows by it)",
-        commands / n.max(1.0)
+    report(
+        a,
+        &c,
+        &EndToEnd {
+            commands: w.issued(),
+            events: stored,
+            elapsed: end_to_end,
+            answered,
+            batch: (batches.0 - batches_before.0, batches.1 - batches_before.1),
+        },
     );
-    let total = w.issued();
-    let rate = total as f64 / end_to_end.as_secs_f64();
+    Ok(())
+}
+
+/// What (b) measured.
+struct EndToEnd {
+    commands: usize,
+    events: u64,
+    /// From the first command until the last event was in the stream.
+    elapsed: Duration,
+    /// Until the last answer.
+    answered: Duration,
+    /// Commands and appends of the group commit in the W1 phase.
+    batch: (f64, f64),
+}
+
+/// (b) and its ratios to the ceilings.
+fn report(a: &AppendArgs, c: &Ceilings, run: &EndToEnd) {
+    let (commands, appends) = run.batch;
+    println!(
+        "    group commit in the W1 phase: {appends:.0} appends of {:.1} commands on average (set (e)'s --batch-rows by it)",
+        commands / appends.max(1.0)
+    );
+    let (total, stored) = (run.commands, run.events);
+    let rate = total as f64 / run.elapsed.as_secs_f64();
     println!(
         "(b) W1 end to end (NATS ingress → store → stream, load generator included, {} in flight): {total} commands, {stored} events, all in the stream {:.2} s after the first command (answers done at {:.2} s) = {rate:.0} commands/s",
         a.in_flight,
-        end_to_end.as_secs_f64(),
-        answered.as_secs_f64()
+        run.elapsed.as_secs_f64(),
+        run.answered.as_secs_f64()
     );
     println!(
         "ratio (b)/composed = {:.2} (target ≥ 0.40); (b)/(a) = {:.2}; (b)/(c) = {:.2}; events/s (b) ÷ (d) = {:.2}",
         rate / c.composed(),
         rate / c.insert,
         rate / c.request_reply,
-        stored as f64 / end_to_end.as_secs_f64() / c.publish
+        stored as f64 / run.elapsed.as_secs_f64() / c.publish
     );
-    Ok(())
+}
+
+/// How many messages the stream holds once it holds `stored` (or after two minutes).
+async fn published(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    stored: u64,
+) -> anyhow::Result<u64> {
+    let mut info = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let last = info
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .state
+            .last_sequence;
+        if last >= stored || Instant::now() > deadline {
+            return Ok(last);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+impl Phase {
+    fn print(mut self) {
+        println!(
+            "    {:<40} {:>7} commands ({} refused) in {:>6.2} s = {:>7.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
+            self.name,
+            self.commands,
+            self.refused,
+            self.elapsed.as_secs_f64(),
+            self.commands as f64 / self.elapsed.as_secs_f64(),
+            self.latencies.quantile(0.5).as_secs_f64() * 1e3,
+            self.latencies.quantile(0.99).as_secs_f64() * 1e3,
+            self.latencies.quantile(0.999).as_secs_f64() * 1e3,
+        );
+    }
 }
 
 /// The group-commit writer's appends so far: (commands, appends), from its histogram

@@ -25,6 +25,20 @@ impl RawCeiling {
     }
 }
 
+/// A fresh table shaped like `events`; its name.
+async fn events_shaped_table(pool: &sqlx::PgPool) -> anyhow::Result<String> {
+    let table = format!("bench_raw_{}", Uuid::new_v4().simple());
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+         stream_id TEXT NOT NULL, stream_version BIGINT NOT NULL, event_id UUID NOT NULL UNIQUE, \
+         event_type TEXT NOT NULL, payload JSONB NOT NULL, recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
+         UNIQUE (stream_id, stream_version))"
+    ))
+    .execute(pool)
+    .await?;
+    Ok(table)
+}
+
 /// Insert for `duration` from `connections` connections, `batch` rows per commit (one
 /// statement each), into a fresh table in `url`'s database; the table is dropped
 /// afterwards.
@@ -42,15 +56,7 @@ pub async fn measure(
         .connect(url)
         .await
         .with_context(|| format!("connecting to {}", crm_bus::connect::redacted(url)))?;
-    let table = format!("bench_raw_{}", Uuid::new_v4().simple());
-    sqlx::query(&format!(
-        "CREATE TABLE {table} (position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
-         stream_id TEXT NOT NULL, stream_version BIGINT NOT NULL, event_id UUID NOT NULL UNIQUE, \
-         event_type TEXT NOT NULL, payload JSONB NOT NULL, recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
-         UNIQUE (stream_id, stream_version))"
-    ))
-    .execute(&pool)
-    .await?;
+    let table = events_shaped_table(&pool).await?;
     let rows = Arc::new(AtomicU64::new(0));
     // One row: the plain statement (as (a) has always been measured); a batch: arrays.
     let sql = Arc::new(if batch == 1 {
