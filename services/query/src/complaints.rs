@@ -12,11 +12,10 @@ use axum::Json;
 use chrono::Utc;
 use crm_domain::customer::CustomerEvent;
 use crm_eventstore::EventStore;
-use crm_projections::calendar::instant;
 use crm_projections::queries::complaints::{
     After, ComplaintCount, ComplaintFilter, ComplaintRow, Status,
 };
-use crm_projections::queries::CustomerRow;
+use crm_projections::queries::{CustomerRow, TimelineRow};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -93,37 +92,16 @@ pub(crate) async fn reveal(
     Ok(())
 }
 
-/// One event of a complaint's history.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub(crate) struct ComplaintEvent {
-    /// The event's version in its customer's stream.
-    pub version: u64,
-    /// The event's id.
-    #[schema(format = Uuid)]
-    pub event_id: String,
-    /// `ComplaintLogged`, `ComplaintAcknowledged`, `ComplaintEscalated`,
-    /// `ComplaintResolved`, `ComplaintReopened`, `ComplaintClosed`, `ComplaintSlaWarned`
-    /// or `ComplaintSlaBreached` (docs/events.md).
-    pub event_type: String,
-    /// When it happened.
-    #[serde(rename = "occurred_at", serialize_with = "instant")]
-    #[schema(value_type = String, format = DateTime)]
-    pub occurred_at_us: i64,
-    /// Who issued the command (`person:…`, `service:…`, `system:…`).
-    pub actor: String,
-    /// One line on what happened, as the timeline shows it.
-    pub summary: String,
-}
-
 /// The complaint's events, oldest first, from its customer's stream in the event store
 /// (tens of events, not the log): each one whose typed `complaint_id` is this one's. The
 /// timeline read model holds only text summaries, in which another complaint's id could
 /// appear (a category is the caller's text), so it could not say exactly which events
-/// are this complaint's. `None`: the service has no event store.
+/// are this complaint's. Each as a line of the timeline. `None`: the service has no
+/// event store.
 pub(crate) async fn history(
     s: &AppState,
     k: &ComplaintRow,
-) -> Result<Option<Vec<ComplaintEvent>>, Problem> {
+) -> Result<Option<Vec<TimelineRow>>, Problem> {
     let Some(events) = &s.security.events else {
         return Ok(None);
     };
@@ -137,8 +115,9 @@ pub(crate) async fn history(
             .filter_map(|e| {
                 let event =
                     CustomerEvent::decode(&e.event_type, e.schema_version, &e.payload).ok()?;
-                (complaint_of(&event)? == k.complaint_id).then(|| ComplaintEvent {
-                    version: e.stream_version,
+                (complaint_of(&event)? == k.complaint_id).then(|| TimelineRow {
+                    customer_id: k.customer.customer_id.clone(),
+                    version: e.stream_version as i64,
                     event_id: e.event_id.to_string(),
                     event_type: e.event_type.clone(),
                     occurred_at_us: e.metadata.occurred_at.timestamp_micros(),
@@ -173,7 +152,7 @@ pub(crate) struct ComplaintDetail {
     complaint: ComplaintRow,
     /// Its events, oldest first; `null` when the service runs without the event store.
     #[schema(required = true)]
-    history: Option<Vec<ComplaintEvent>>,
+    history: Option<Vec<TimelineRow>>,
 }
 
 /// Complaints, oldest logged first, filtered
