@@ -227,8 +227,52 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
 
     an_auditor_records_verifications_and_nothing_else(&db.url, &auditor, customers[0]).await;
 
+    // crm_append with subjects' first keys (migration 9), called with nothing to append.
+    let keyed_append = format!(
+        "SELECT * FROM crm_append({})",
+        [
+            "bigint",
+            "uuid",
+            "text",
+            "bigint",
+            "bytea",
+            "text",
+            "text",
+            "text",
+            "bigint",
+            "text",
+            "text",
+            "bigint",
+            "uuid",
+            "text",
+            "int",
+            "jsonb",
+            "uuid",
+            "uuid",
+            "uuid",
+            "text",
+            "timestamptz",
+            "bytea",
+            "uuid",
+            "text",
+            "text",
+            "text",
+            "text",
+            "text",
+            "text",
+            "bigint",
+            "text",
+            "bytea",
+        ]
+        .map(|t| format!("'{{}}'::{t}[]"))
+        .join(", ")
+    );
     // The matrix: (role, statement, allowed).
     let matrix: Vec<(&str, &str, bool)> = vec![
+        ("crm_writer", &keyed_append, true),
+        // The query service may append its access records only: no keys, no events.
+        ("crm_query", &keyed_append, false),
+        ("crm_auditor", &keyed_append, false),
         ("crm_writer", "SELECT count(*) FROM events", true),
         ("crm_writer", "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, command_id, correlation_id, actor, occurred_at, chain_hash) VALUES ('x', 1, gen_random_uuid(), 'X', 1, '{}', gen_random_uuid(), gen_random_uuid(), 'person:x', now(), '\\x00')", false),
         ("crm_writer", "UPDATE events SET actor = 'person:x'", false),

@@ -20,7 +20,7 @@ use crm_domain::{
 };
 use crm_eventstore::{
     AppendError, AppendOutcome, AppendRequest, CommandMeta, Conflict, CounterChange, EventStore,
-    ExpectedVersion, NewEvent, StoreError, StreamWrite, UniqueClaim,
+    ExpectedVersion, NewEvent, NewSubjectKey, StoreError, StreamWrite, UniqueClaim,
 };
 use crm_privacy::{PrivacyError, Vault};
 use crm_telemetry::names;
@@ -217,6 +217,9 @@ pub struct CommandHandler<S> {
 struct Decided {
     events: Vec<NewEvent>,
     request: AppendRequest,
+    /// A new customer's state after the decision, cached only once the append committed
+    /// (see [`CommandHandler::remember_decided`]).
+    assumed: Option<(String, CustomerState, Head)>,
 }
 
 /// What a customer decision knows besides the customer's state, and what its append
@@ -377,8 +380,11 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                     events: Vec::new(),
                 });
             }
+            let new_keys = decided.request.new_keys.clone();
             let appended = self.committer.append(decided.request).await;
-            if !matches!(&appended, Ok(o) if !o.duplicate) {
+            if matches!(&appended, Ok(o) if !o.duplicate) {
+                self.committed(new_keys, decided.assumed)?;
+            } else {
                 // The speculative state cached by the decision did not become history.
                 self.invalidate(command);
             }
@@ -421,6 +427,24 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             })),
             None => Err(CommandError::Refused(error)),
         }
+    }
+
+    /// What an append that committed made true: the new keys it stored, a new
+    /// customer's state.
+    fn committed(
+        &self,
+        new_keys: Vec<NewSubjectKey>,
+        assumed: Option<(String, CustomerState, Head)>,
+    ) -> Result<(), CommandError> {
+        for k in &new_keys {
+            self.vault
+                .stored(k)
+                .map_err(|e| CommandError::Unavailable(StoreError::Failed(e.to_string())))?;
+        }
+        if let Some((stream, state, head)) = assumed {
+            self.customers.put(stream, Arc::new(state), head);
+        }
+        Ok(())
     }
 
     fn invalidate(&self, command: &Command) {
@@ -480,13 +504,23 @@ impl<S: EventStore + Clone> CommandHandler<S> {
     }
 
     /// Cache a decided state before its append (the next command on this customer need
-    /// not wait for it: its own append checks the version). Not when the state was
-    /// assumed: a customer that does exist would be cached with this registration's
-    /// data at a version the store really has, for commands to decide on until the
-    /// append failed.
-    fn remember_decided(&self, source: Source, stream: String, state: CustomerState, head: Head) {
-        if source == Source::Stored {
-            self.customers.put(stream, Arc::new(state), head);
+    /// not wait for it: its own append checks the version). A state decided on an
+    /// assumed (new) customer is answered instead, to cache once the append committed: a
+    /// customer that does exist would be cached with this registration's data at a
+    /// version the store really has, for commands to decide on until the append failed.
+    fn remember_decided(
+        &self,
+        source: Source,
+        stream: String,
+        state: CustomerState,
+        head: Head,
+    ) -> Option<(String, CustomerState, Head)> {
+        match source {
+            Source::Stored => {
+                self.customers.put(stream, Arc::new(state), head);
+                None
+            }
+            Source::Assumed => Some((stream, state, head)),
         }
     }
 
@@ -601,22 +635,26 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             next.apply(e);
         }
         let (claims, releases) = key_changes(&state, &next);
-        // Before sealing: a refusal writes nothing, not even a new customer's key.
-        self.check_unique_keys(&state, command, &known.ctx, &stream, &claims)
-            .await?;
+        // The append refuses a key another customer holds (and stores nothing, not even
+        // a new customer's key); decided again on what is stored, the domain names the
+        // rule.
+        if fresh {
+            self.check_unique_keys(&state, command, &known.ctx, &stream, &claims)
+                .await?;
+        }
 
         let mut new_events = to_new_events(&events, |e| {
             (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
         });
-        // A stream with no events has no key yet, unless an attempt that failed left
-        // one (the insert then answers it) or this is a decision made again.
+        // A stream with no events has no key yet, unless this is a decision made again.
         let sealed = if head.version == 0 && !fresh {
             self.vault.seal_new(&stream, &mut new_events).await
         } else {
             self.vault.seal(&stream, &mut new_events).await
         };
-        sealed.map_err(|err| privacy_error(id, err))?;
+        let new_key = sealed.map_err(|err| privacy_error(id, err))?;
         let mut request = AppendRequest::new(self.meta(envelope, now, command.name(), fingerprint));
+        request.new_keys.extend(new_key);
         request.writes.push(StreamWrite {
             stream_id: stream.clone(),
             expected: expected(head.version),
@@ -647,10 +685,11 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         }
 
         let decided = Head::new(head.version + events.len() as u64, Some(now));
-        self.remember_decided(source, stream, next, decided);
+        let assumed = self.remember_decided(source, stream, next, decided);
         Ok(Decided {
             events: new_events,
             request,
+            assumed,
         })
     }
 
@@ -821,6 +860,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         Ok(Decided {
             events: new_events,
             request,
+            assumed: None,
         })
     }
 
@@ -856,6 +896,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         Ok(Decided {
             events: new_events,
             request,
+            assumed: None,
         })
     }
 
@@ -991,9 +1032,10 @@ mod tests {
     /// A registration decided on an assumed (new) customer leaves nothing in the cache
     /// while its append is pending: were the customer to exist, commands deciding on the
     /// cache meanwhile would see this registration's data at a version the store has,
-    /// and their appends would pass. A decision on read state still caches.
+    /// and their appends would pass. Once its append committed, the state is cached (the
+    /// next command need not read the stream). A decision on read state still caches.
     #[tokio::test]
-    async fn an_assumed_customer_is_never_cached() {
+    async fn an_assumed_customer_is_cached_only_once_appended() {
         let (store, _path) = sqlite_store().await;
         let handler = CommandHandler::new(store.clone(), HandlerConfig::default());
         let c = CustomerId::new(uuid::Uuid::now_v7());
@@ -1003,6 +1045,14 @@ mod tests {
             Command::Customer(register(c, "13800000008")),
         );
         first.await.unwrap();
+        let (state, head) = handler
+            .customers
+            .get(&stream)
+            .expect("cached once appended");
+        assert_eq!(
+            (head.version, state.display_name.as_str()),
+            (1, "Wang Fang")
+        );
         // Another process's view: it never saw the customer.
         let other = CommandHandler::new(store.clone(), HandlerConfig::default());
         let envelope = Envelope::new(Actor::person("t"), Utc::now());

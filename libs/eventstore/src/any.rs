@@ -145,13 +145,6 @@ impl EventStore for AnyEventStore {
     async fn subject_key(&self, subject: &str) -> Result<SubjectKey, StoreError> {
         dispatch!(self, s => s.subject_key(subject).await)
     }
-    async fn create_subject_key(
-        &self,
-        subject: &str,
-        key: &[u8],
-    ) -> Result<SubjectKey, StoreError> {
-        dispatch!(self, s => s.create_subject_key(subject, key).await)
-    }
     async fn erase_subject_key(&self, subject: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.erase_subject_key(subject).await)
     }

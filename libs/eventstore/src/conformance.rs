@@ -790,17 +790,67 @@ pub async fn concurrent_writers_are_never_skipped<S: EventStore + Horizon + Clon
 }
 
 pub async fn subject_keys_are_created_once_and_erased_for_good<S: EventStore>(s: S) {
+    let keyed = |stream: &str, subject: &str, byte: u8| {
+        let mut r = AppendRequest::new(meta(Uuid::new_v4())).write(
+            stream,
+            ExpectedVersion::Any,
+            vec![event("Sealed", u64::from(byte))],
+        );
+        r.new_keys.push(NewSubjectKey {
+            subject: subject.into(),
+            key: vec![byte; 32],
+        });
+        r
+    };
+    let refused_as_keyed = |r: Result<AppendOutcome, AppendError>, subject: &str| {
+        assert!(
+            matches!(&r, Err(AppendError::Conflict(Conflict::SubjectKeyExists { subject: s })) if s == subject),
+            "{r:?}"
+        );
+    };
     assert_eq!(
         s.subject_key("customer-1").await.unwrap(),
         SubjectKey::Absent
     );
-    let first = s.create_subject_key("customer-1", &[1; 32]).await.unwrap();
-    assert_eq!(first, SubjectKey::Active(vec![1; 32]));
-    // A racing writer with another key gets the stored one.
+    // Stored with the events it sealed, in the same transaction.
+    s.append(keyed("customer-1", "customer-1", 1))
+        .await
+        .unwrap();
     assert_eq!(
-        s.create_subject_key("customer-1", &[2; 32]).await.unwrap(),
+        s.subject_key("customer-1").await.unwrap(),
         SubjectKey::Active(vec![1; 32])
     );
+    // A second first key (a racing writer's) is refused with its events: they were
+    // sealed with a key that is not the stored one.
+    refused_as_keyed(
+        s.append(keyed("customer-1", "customer-1", 2)).await,
+        "customer-1",
+    );
+    assert_eq!(s.stream_version("customer-1").await.unwrap(), 1);
+    // In one batch: the first is stored, the second refused, the batch's others kept.
+    let out = s
+        .append_batch(vec![
+            keyed("customer-3", "customer-3", 5),
+            keyed("customer-3b", "customer-3", 6),
+            keyed("customer-4", "customer-4", 7),
+        ])
+        .await;
+    assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
+    refused_as_keyed(out.into_iter().nth(1).unwrap(), "customer-3");
+    assert_eq!(s.stream_version("customer-3b").await.unwrap(), 0);
+    assert_eq!(
+        s.subject_key("customer-3").await.unwrap(),
+        SubjectKey::Active(vec![5; 32])
+    );
+    // A refused append stores no key.
+    let mut refused = keyed("customer-5", "customer-5", 8);
+    refused.writes[0].expected = ExpectedVersion::Exact(3);
+    assert!(s.append(refused).await.is_err());
+    assert_eq!(
+        s.subject_key("customer-5").await.unwrap(),
+        SubjectKey::Absent
+    );
+
     s.erase_subject_key("customer-1").await.unwrap();
     s.erase_subject_key("customer-1").await.unwrap();
     assert_eq!(
@@ -808,13 +858,17 @@ pub async fn subject_keys_are_created_once_and_erased_for_good<S: EventStore>(s:
         SubjectKey::Erased
     );
     // Never again a key for an erased subject, nor for one erased before it had any.
-    assert_eq!(
-        s.create_subject_key("customer-1", &[3; 32]).await.unwrap(),
-        SubjectKey::Erased
+    refused_as_keyed(
+        s.append(keyed("customer-1", "customer-1", 3)).await,
+        "customer-1",
     );
     s.erase_subject_key("customer-2").await.unwrap();
+    refused_as_keyed(
+        s.append(keyed("customer-2", "customer-2", 4)).await,
+        "customer-2",
+    );
     assert_eq!(
-        s.create_subject_key("customer-2", &[4; 32]).await.unwrap(),
+        s.subject_key("customer-2").await.unwrap(),
         SubjectKey::Erased
     );
 }

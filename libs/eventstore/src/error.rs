@@ -39,6 +39,8 @@ pub enum Conflict {
         delta: i64,
         max: i64,
     },
+    #[error("{subject} has an encryption key already (or had one, erased)")]
+    SubjectKeyExists { subject: String },
     #[error("command id {command_id} was already used for a different command")]
     CommandIdReused { command_id: Uuid },
     #[error("the command appends no events")]

@@ -186,14 +186,6 @@ pub trait EventStore: Send + Sync + 'static {
         subject: &str,
     ) -> impl Future<Output = Result<SubjectKey, StoreError>> + Send;
 
-    /// Store `key` for `subject` unless it has one (or had one, erased); answers what is
-    /// stored afterwards, so racing writers agree on one key.
-    fn create_subject_key(
-        &self,
-        subject: &str,
-        key: &[u8],
-    ) -> impl Future<Output = Result<SubjectKey, StoreError>> + Send;
-
     /// Destroy the subject's key for good (idempotent; a subject without a key gets a
     /// tombstone, so no key is ever created for it again).
     fn erase_subject_key(

@@ -113,6 +113,11 @@ pub fn postgres() -> Migrator {
             "verification records",
             include_str!("../migrations/postgres/0008_verification_records.sql"),
         ),
+        (
+            9,
+            "keys in the append",
+            include_str!("../migrations/postgres/0009_keys_in_append.sql"),
+        ),
     ]);
     keep_first_checksum(&mut migrator, 6, ROLES_FIRST_CHECKSUM);
     migrator

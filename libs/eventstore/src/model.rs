@@ -142,8 +142,28 @@ pub struct CounterChange {
     pub max: Option<i64>,
 }
 
+/// The encryption key of a data subject that has none yet, stored by the append whose
+/// events it sealed: in the same transaction, so a key exists exactly when something
+/// sealed with it was committed, and a refused append leaves none behind. A subject that
+/// has a key (or had one, erased) refuses the append
+/// ([`crate::Conflict::SubjectKeyExists`]): its events must be sealed with the stored one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewSubjectKey {
+    pub subject: String,
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for NewSubjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("NewSubjectKey")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything one command writes; appended atomically or not at all.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppendRequest {
     pub meta: CommandMeta,
     pub writes: Vec<StreamWrite>,
@@ -151,6 +171,8 @@ pub struct AppendRequest {
     /// Keys to free (only freed if `owner` still holds them).
     pub releases: Vec<UniqueClaim>,
     pub counters: Vec<CounterChange>,
+    /// Subjects' first keys, stored with these events.
+    pub new_keys: Vec<NewSubjectKey>,
 }
 
 impl AppendRequest {
@@ -161,6 +183,7 @@ impl AppendRequest {
             claims: Vec::new(),
             releases: Vec::new(),
             counters: Vec::new(),
+            new_keys: Vec::new(),
         }
     }
 
@@ -192,6 +215,7 @@ impl AppendRequest {
             .chain(self.claims.iter().map(|c| format!("k:{}", c.key)))
             .chain(self.releases.iter().map(|c| format!("k:{}", c.key)))
             .chain(self.counters.iter().map(|c| format!("c:{}", c.key)))
+            .chain(self.new_keys.iter().map(|k| format!("x:{}", k.subject)))
             .collect();
         names.sort();
         names.dedup();

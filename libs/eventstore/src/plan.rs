@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::chain::{event_hash, ChainHash, ChainedFields};
 use crate::error::Conflict;
-use crate::model::{AppendOutcome, AppendRequest, CommandMeta, NewEvent};
+use crate::model::{AppendOutcome, AppendRequest, CommandMeta, NewEvent, NewSubjectKey};
 
 /// A command already appended: its fingerprint and its answer.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub commands: HashMap<Uuid, StoredCommand>,
     pub key_owners: HashMap<String, String>,
     pub counters: HashMap<String, i64>,
+    /// Subjects (of the batch's new keys) that have a key, or had one, erased.
+    pub keyed_subjects: HashSet<String>,
 }
 
 /// What happens to one request of the batch.
@@ -69,6 +71,8 @@ pub struct Plan<'a> {
     pub keys: HashMap<String, Option<String>>,
     /// Final value of each counter changed.
     pub counters: HashMap<String, i64>,
+    /// Subjects' first keys, to store.
+    pub new_keys: Vec<&'a NewSubjectKey>,
 }
 
 impl Plan<'_> {
@@ -86,6 +90,8 @@ pub struct Touched {
     pub commands: Vec<Uuid>,
     pub keys: Vec<String>,
     pub counters: Vec<String>,
+    /// Subjects of new keys: believed to have none.
+    pub subjects: Vec<String>,
 }
 
 pub fn touched(requests: &[AppendRequest]) -> Touched {
@@ -93,6 +99,7 @@ pub fn touched(requests: &[AppendRequest]) -> Touched {
     let mut commands = HashSet::new();
     let mut keys = HashSet::new();
     let mut counters = HashSet::new();
+    let mut subjects = HashSet::new();
     for r in requests {
         commands.insert(r.meta.command_id);
         for w in &r.writes {
@@ -103,6 +110,9 @@ pub fn touched(requests: &[AppendRequest]) -> Touched {
         }
         for c in &r.counters {
             counters.insert(c.key.clone());
+        }
+        for k in &r.new_keys {
+            subjects.insert(k.subject.clone());
         }
     }
     let sorted = |s: HashSet<String>| {
@@ -115,6 +125,7 @@ pub fn touched(requests: &[AppendRequest]) -> Touched {
         commands: commands.into_iter().collect(),
         keys: sorted(keys),
         counters: sorted(counters),
+        subjects: sorted(subjects),
     }
 }
 
@@ -125,6 +136,7 @@ pub fn plan_batch<'a>(requests: &'a [AppendRequest], mut snap: Snapshot) -> Plan
         rows: Vec::new(),
         keys: HashMap::new(),
         counters: HashMap::new(),
+        new_keys: Vec::new(),
     };
     let mut accepted_ids: HashMap<Uuid, (usize, &str)> = HashMap::new();
 
@@ -191,6 +203,10 @@ pub fn plan_batch<'a>(requests: &'a [AppendRequest], mut snap: Snapshot) -> Plan
                     *v += c.delta;
                     plan.counters.insert(c.key.clone(), *v);
                 }
+                for k in &req.new_keys {
+                    snap.keyed_subjects.insert(k.subject.clone());
+                    plan.new_keys.push(k);
+                }
                 accepted_ids.insert(id, (i, &req.meta.fingerprint));
                 plan.decisions.push(Decision::Accept {
                     first_row,
@@ -230,6 +246,14 @@ fn check(req: &AppendRequest, snap: &Snapshot) -> Result<(), Conflict> {
                 })
             }
             _ => {}
+        }
+    }
+    for (i, k) in req.new_keys.iter().enumerate() {
+        let twice = req.new_keys[..i].iter().any(|o| o.subject == k.subject);
+        if twice || snap.keyed_subjects.contains(&k.subject) {
+            return Err(Conflict::SubjectKeyExists {
+                subject: k.subject.clone(),
+            });
         }
     }
     // Counters are checked on their combined effect, so a request that touches one key
@@ -383,6 +407,51 @@ mod tests {
         ));
         assert_eq!(plan.keys.get("phone:1"), Some(&Some("b".to_string())));
         assert_eq!(plan.counters.get("m"), Some(&1));
+    }
+
+    #[test]
+    fn a_subject_gets_one_first_key() {
+        let key = |subject: &str, byte: u8| NewSubjectKey {
+            subject: subject.into(),
+            key: vec![byte; 32],
+        };
+        let mut a = req(1, "a", ExpectedVersion::NoStream);
+        a.new_keys.push(key("a", 1));
+        // Refused (stream a exists by then): its key must not count.
+        let mut refused = req(2, "a", ExpectedVersion::NoStream);
+        refused.new_keys.push(key("b", 2));
+        let mut b = req(3, "b", ExpectedVersion::NoStream);
+        b.new_keys.push(key("b", 3));
+        // A second first key for a subject keyed earlier in the batch, or stored.
+        let mut again = req(4, "c", ExpectedVersion::NoStream);
+        again.new_keys.push(key("a", 4));
+        let mut stored = req(5, "d", ExpectedVersion::NoStream);
+        stored.new_keys.push(key("erased", 5));
+        let reqs = [a, refused, b, again, stored];
+        let snap = Snapshot {
+            keyed_subjects: HashSet::from(["erased".to_string()]),
+            ..Snapshot::default()
+        };
+        let plan = plan_batch(&reqs, snap);
+        assert!(matches!(plan.decisions[0], Decision::Accept { .. }));
+        assert!(matches!(
+            plan.decisions[1],
+            Decision::Refuse(Conflict::WrongExpectedVersion { .. })
+        ));
+        assert!(matches!(plan.decisions[2], Decision::Accept { .. }));
+        for refused in [3, 4] {
+            assert!(matches!(
+                plan.decisions[refused],
+                Decision::Refuse(Conflict::SubjectKeyExists { .. })
+            ));
+        }
+        let written: Vec<(&str, u8)> = plan
+            .new_keys
+            .iter()
+            .map(|k| (k.subject.as_str(), k.key[0]))
+            .collect();
+        assert_eq!(written, vec![("a", 1), ("b", 3)]);
+        assert_eq!(touched(&reqs).subjects, vec!["a", "b", "erased"]);
     }
 
     #[test]

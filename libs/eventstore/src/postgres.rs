@@ -1,17 +1,19 @@
 //! PostgreSQL backend (server mode): where events are stored.
 //!
 //! An append batch is one round trip: one call of the `crm_append` function
-//! (`migrations/postgres/0002_append_function.sql`), which runs as one implicit
-//! transaction:
+//! (`migrations/postgres/0009_keys_in_append.sql`; 0002 and 0004 were its earlier
+//! versions), which runs as one implicit transaction:
 //! 1. the batch is judged here, with [`crate::plan::plan_batch`], against what this
 //!    process believes is committed ([`Beliefs`]: its own earlier appends);
-//! 2. `crm_append` takes transaction-scoped advisory locks on every stream, unique key and
-//!    counter the batch touches, in sorted order (no deadlocks between batches);
+//! 2. `crm_append` takes transaction-scoped advisory locks on every stream, unique key,
+//!    counter and new subject key the batch touches, in sorted order (no deadlocks
+//!    between batches);
 //! 3. it checks every belief the plan relied on against the committed state; if one is
 //!    stale it writes nothing and answers with the real state, and the batch is judged
 //!    again (step 1) on that;
-//! 4. otherwise it inserts the accepted events and command records and updates keys and
-//!    counters; the first insert assigns the transaction id.
+//! 4. otherwise it inserts the accepted events and command records, updates keys and
+//!    counters and stores subjects' first keys (ADR 0011); the first insert assigns the
+//!    transaction id.
 //!
 //! Because the transaction id is assigned only after every lock is held, a later writer
 //! of a stream always has a larger transaction id than the earlier one: ordering the
@@ -42,7 +44,7 @@ pub struct PgEventStore {
     pool: PgPool,
     /// `crm_append`, or a restricted wrapper ([`PgEventStore::access_records_only`],
     /// [`PgEventStore::verification_records_only`]).
-    append_sql: &'static str,
+    append_fn: AppendFunction,
     beliefs: std::sync::Arc<std::sync::Mutex<Beliefs>>,
     #[cfg(feature = "testing")]
     before_commit: Option<crate::BeforeCommit>,
@@ -126,7 +128,7 @@ impl PgEventStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
-            append_sql: APPEND_SQL,
+            append_fn: AppendFunction::Full,
             beliefs: Default::default(),
             #[cfg(feature = "testing")]
             before_commit: None,
@@ -171,14 +173,14 @@ impl PgEventStore {
 
     /// This store appends only records of personal-data reads (the query service's).
     pub fn access_records_only(mut self) -> Self {
-        self.append_sql = ACCESS_APPEND_SQL;
+        self.append_fn = AppendFunction::AccessRecords;
         self
     }
 
     /// This store appends only results of chain verifications (`crm audit verify`'s, which
     /// an auditor's read-only role may record).
     pub fn verification_records_only(mut self) -> Self {
-        self.append_sql = VERIFICATION_APPEND_SQL;
+        self.append_fn = AppendFunction::VerificationRecords;
         self
     }
 
@@ -191,13 +193,18 @@ impl PgEventStore {
         requests: &[AppendRequest],
     ) -> Result<Vec<Result<AppendOutcome, AppendError>>, sqlx::Error> {
         let touched = plan::touched(requests);
+        if self.append_fn != AppendFunction::Full && !touched.subjects.is_empty() {
+            return Err(sqlx::Error::Protocol(
+                "this store appends records only: it stores no subject's key".into(),
+            ));
+        }
         let locks = plan::lock_keys(requests);
         let mut snap = self.beliefs.lock().expect("beliefs").snapshot(&touched);
         for _ in 0..MAX_STALE_ANSWERS {
             let a = Assumed::of(&touched, &snap);
             let plan = plan::plan_batch(requests, snap.clone());
             let w = Writes::of(requests, &plan);
-            let query = sqlx::query(self.append_sql)
+            let query = sqlx::query(self.append_fn.sql())
                 .bind(&locks)
                 .bind(&a.new_commands)
                 .bind(&touched.streams)
@@ -206,27 +213,17 @@ impl PgEventStore {
                 .bind(&touched.keys)
                 .bind(&a.owners)
                 .bind(&touched.counters)
-                .bind(&a.values)
-                .bind(&w.stream_ids)
-                .bind(&w.versions)
-                .bind(&w.event_ids)
-                .bind(&w.types)
-                .bind(&w.schema_versions)
-                .bind(&w.payloads)
-                .bind(&w.command_ids)
-                .bind(&w.correlation_ids)
-                .bind(&w.causation_ids)
-                .bind(&w.actors)
-                .bind(&w.occurred)
-                .bind(&w.hashes)
-                .bind(&w.cmd_ids)
-                .bind(&w.cmd_types)
-                .bind(&w.cmd_fps)
-                .bind(&w.claim_keys)
-                .bind(&w.claim_owners)
-                .bind(&w.freed_keys)
-                .bind(&w.counter_keys)
-                .bind(&w.counter_values);
+                .bind(&a.values);
+            // The wrappers take no keys (checked above).
+            let query = match self.append_fn {
+                AppendFunction::Full => query.bind(&a.keyless_subjects),
+                AppendFunction::AccessRecords | AppendFunction::VerificationRecords => query,
+            };
+            let query = w.bind_events(query);
+            let query = match self.append_fn {
+                AppendFunction::Full => query.bind(&w.new_key_subjects).bind(&w.new_key_bytes),
+                AppendFunction::AccessRecords | AppendFunction::VerificationRecords => query,
+            };
             let rows = self.run_append(query).await?;
             let stale = rows
                 .first()
@@ -289,10 +286,13 @@ struct Assumed<'a> {
     owners: Vec<Option<&'a str>>,
     values: Vec<i64>,
     new_commands: Vec<Uuid>,
+    /// Subjects of new keys believed to have none (one known to has its requests refused
+    /// by the plan, and is not checked again).
+    keyless_subjects: Vec<&'a str>,
 }
 
 impl<'a> Assumed<'a> {
-    fn of(touched: &plan::Touched, snap: &'a Snapshot) -> Self {
+    fn of(touched: &'a plan::Touched, snap: &'a Snapshot) -> Self {
         Assumed {
             versions: touched
                 .streams
@@ -324,6 +324,12 @@ impl<'a> Assumed<'a> {
                 .filter(|c| !snap.commands.contains_key(c))
                 .copied()
                 .collect(),
+            keyless_subjects: touched
+                .subjects
+                .iter()
+                .filter(|s| !snap.keyed_subjects.contains(*s))
+                .map(String::as_str)
+                .collect(),
         }
     }
 }
@@ -349,23 +355,41 @@ const MAX_STALE_ANSWERS: usize = 8;
 /// the next time it is touched).
 const BELIEFS_MAX: usize = 250_000;
 
-/// The query service's store: appends go through `crm_append_access`, which takes only
-/// `PersonalDataRead` events in `access-…` streams (the `crm_query` role may call nothing
-/// else that writes).
-const ACCESS_APPEND_SQL: &str = "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append_access(\
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-    $21, $22, $23, $24, $25, $26, $27, $28, $29)";
+/// Which append function a store calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AppendFunction {
+    /// `crm_append`, with subjects' first keys (migration 9).
+    Full,
+    /// The query service's store: `crm_append_access`, which takes only
+    /// `PersonalDataRead` events in `access-…` streams (the `crm_query` role may call
+    /// nothing else that writes).
+    AccessRecords,
+    /// `crm audit verify`'s store: `crm_append_verification`, which takes only
+    /// `ChainVerified` events in the `verification-chain` stream.
+    VerificationRecords,
+}
 
-/// `crm audit verify`'s store: appends go through `crm_append_verification`, which takes
-/// only `ChainVerified` events in the `verification-chain` stream.
-const VERIFICATION_APPEND_SQL: &str =
-    "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append_verification(\
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-    $21, $22, $23, $24, $25, $26, $27, $28, $29)";
-
-const APPEND_SQL: &str = "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append(\
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-    $21, $22, $23, $24, $25, $26, $27, $28, $29)";
+impl AppendFunction {
+    fn sql(self) -> &'static str {
+        match self {
+            AppendFunction::Full => {
+                "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append(\
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
+            }
+            AppendFunction::AccessRecords => {
+                "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append_access(\
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
+            }
+            AppendFunction::VerificationRecords => {
+                "SELECT r_kind, r_key, r_text, r_doc, r_n FROM crm_append_verification(\
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
+            }
+        }
+    }
+}
 
 /// What this process believes is committed for the streams, keys and counters it has
 /// touched: learned from its own appends and from stale answers. Never trusted:
@@ -459,6 +483,8 @@ struct Writes<'a> {
     freed_keys: Vec<&'a str>,
     counter_keys: Vec<&'a str>,
     counter_values: Vec<i64>,
+    new_key_subjects: Vec<&'a str>,
+    new_key_bytes: Vec<&'a [u8]>,
 }
 
 impl<'a> Writes<'a> {
@@ -485,6 +511,8 @@ impl<'a> Writes<'a> {
             freed_keys: Vec::new(),
             counter_keys: Vec::new(),
             counter_values: Vec::new(),
+            new_key_subjects: Vec::new(),
+            new_key_bytes: Vec::new(),
         };
         for r in &plan.rows {
             w.stream_ids.push(r.stream_id);
@@ -519,12 +547,44 @@ impl<'a> Writes<'a> {
             w.counter_keys.push(k.as_str());
             w.counter_values.push(*v);
         }
+        for k in &plan.new_keys {
+            w.new_key_subjects.push(k.subject.as_str());
+            w.new_key_bytes.push(&k.key);
+        }
         w
+    }
+
+    /// Bind the writes every append function takes (`e_stream_ids` to `n_values`).
+    fn bind_events<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.stream_ids)
+            .bind(&self.versions)
+            .bind(&self.event_ids)
+            .bind(&self.types)
+            .bind(&self.schema_versions)
+            .bind(&self.payloads)
+            .bind(&self.command_ids)
+            .bind(&self.correlation_ids)
+            .bind(&self.causation_ids)
+            .bind(&self.actors)
+            .bind(&self.occurred)
+            .bind(&self.hashes)
+            .bind(&self.cmd_ids)
+            .bind(&self.cmd_types)
+            .bind(&self.cmd_fps)
+            .bind(&self.claim_keys)
+            .bind(&self.claim_owners)
+            .bind(&self.freed_keys)
+            .bind(&self.counter_keys)
+            .bind(&self.counter_values)
     }
 }
 
-/// The state rows of a stale answer: command records, stream versions, key owners and
-/// counter values.
+/// The state rows of a stale answer: command records, stream versions, key owners,
+/// counter values and subjects with a key.
 fn read_snapshot(rows: &[PgRow]) -> Result<Snapshot, sqlx::Error> {
     let mut snap = Snapshot::default();
     for row in rows {
@@ -565,6 +625,9 @@ fn read_snapshot(rows: &[PgRow]) -> Result<Snapshot, sqlx::Error> {
             }
             "n" => {
                 snap.counters.insert(key, row.try_get("r_n")?);
+            }
+            "x" => {
+                snap.keyed_subjects.insert(key);
             }
             other => {
                 return Err(sqlx::Error::Protocol(format!(
@@ -671,9 +734,19 @@ pub(crate) fn is_connection_lost(e: &sqlx::Error) -> bool {
 }
 
 fn is_retryable(e: &sqlx::Error) -> bool {
-    // Deadlock or serialisation failure: cannot happen with sorted advisory locks, but a
-    // retry is the right answer if an operator's manual transaction causes one.
-    matches!(e.as_database_error().and_then(|d| d.code()), Some(c) if c == "40P01" || c == "40001")
+    let Some(d) = e.as_database_error() else {
+        return false;
+    };
+    match d.code().as_deref() {
+        // Deadlock or serialisation failure: cannot happen with sorted advisory locks, but
+        // a retry is the right answer if an operator's manual transaction causes one.
+        Some("40P01" | "40001") => true,
+        // A subject's key stored outside the batch's locks (an erasure's tombstone) after
+        // crm_append checked it had none: the next try finds it (stale), and the plan
+        // refuses the request that brought a key.
+        Some("23505") => d.constraint() == Some("subject_keys_pkey"),
+        _ => false,
+    }
 }
 
 fn decode_event(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
@@ -999,26 +1072,6 @@ impl EventStore for PgEventStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(subject_key_of(row))
-    }
-
-    async fn create_subject_key(
-        &self,
-        subject: &str,
-        key: &[u8],
-    ) -> Result<SubjectKey, StoreError> {
-        // One round trip when the key is new; a second only when one was there.
-        let stored: Option<Vec<u8>> = sqlx::query_scalar(
-            "INSERT INTO subject_keys (subject, key) VALUES ($1, $2) \
-             ON CONFLICT (subject) DO NOTHING RETURNING key",
-        )
-        .bind(subject)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        match stored {
-            Some(bytes) => Ok(SubjectKey::Active(bytes)),
-            None => self.subject_key(subject).await,
-        }
     }
 
     async fn erase_subject_key(&self, subject: &str) -> Result<(), StoreError> {

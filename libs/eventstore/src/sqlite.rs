@@ -125,119 +125,9 @@ impl SqliteEventStore {
     ) -> Result<Vec<Result<AppendOutcome, AppendError>>, sqlx::Error> {
         let mut tx = self.writer.begin().await?;
         let touched = plan::touched(requests);
-
-        let mut snap = Snapshot::default();
-        let ids: Vec<String> = touched.commands.iter().map(Uuid::to_string).collect();
-        for row in sqlx::query("SELECT command_id, fingerprint, outcome FROM commands WHERE command_id IN (SELECT value FROM json_each(?))")
-            .bind(json_list(&ids))
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let id: String = row.try_get("command_id")?;
-            let outcome: String = row.try_get("outcome")?;
-            snap.commands.insert(
-                parse_uuid(&id)?,
-                StoredCommand {
-                    fingerprint: row.try_get("fingerprint")?,
-                    outcome: serde_json::from_str(&outcome).map_err(|e| sqlx::Error::Decode(e.into()))?,
-                },
-            );
-        }
-        // With max(), SQLite takes the bare column (chain_hash) from the row holding the
-        // maximum: each stream's head link.
-        for row in sqlx::query(
-            "SELECT stream_id, max(stream_version) AS version, chain_hash FROM events \
-             WHERE stream_id IN (SELECT value FROM json_each(?)) GROUP BY stream_id",
-        )
-        .bind(json_list(&touched.streams))
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            let version: i64 = row.try_get("version")?;
-            let stream: String = row.try_get("stream_id")?;
-            let head = ChainHash::from_slice(row.try_get("chain_hash")?).unwrap_or_default();
-            snap.stream_heads.insert(stream.clone(), head);
-            snap.stream_versions.insert(stream, version as u64);
-        }
-        for row in sqlx::query(
-            "SELECT key, owner FROM unique_keys WHERE key IN (SELECT value FROM json_each(?))",
-        )
-        .bind(json_list(&touched.keys))
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            snap.key_owners
-                .insert(row.try_get("key")?, row.try_get("owner")?);
-        }
-        for row in sqlx::query(
-            "SELECT key, value FROM counters WHERE key IN (SELECT value FROM json_each(?))",
-        )
-        .bind(json_list(&touched.counters))
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            snap.counters
-                .insert(row.try_get("key")?, row.try_get("value")?);
-        }
-
+        let snap = read_snapshot(&mut tx, &touched).await?;
         let plan = plan::plan_batch(requests, snap);
-        let now = Utc::now();
-        let mut positions: HashMap<Uuid, u64> = HashMap::with_capacity(plan.rows.len());
-        for r in &plan.rows {
-            let position: i64 = sqlx::query_scalar(
-                "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, \
-                     command_id, correlation_id, causation_id, actor, occurred_at, recorded_at, chain_hash) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
-            )
-            .bind(r.stream_id)
-            .bind(r.stream_version as i64)
-            .bind(r.event.event_id.to_string())
-            .bind(&r.event.event_type)
-            .bind(r.event.schema_version as i64)
-            .bind(r.event.payload.to_string())
-            .bind(r.meta.command_id.to_string())
-            .bind(r.meta.correlation_id.to_string())
-            .bind(r.meta.causation_id.map(|c| c.to_string()))
-            .bind(&r.meta.actor)
-            .bind(r.meta.issued_at)
-            .bind(now)
-            .bind(&r.chain_hash.0[..])
-            .fetch_one(&mut *tx)
-            .await?;
-            positions.insert(r.event.event_id, position as u64);
-        }
-
-        let outcomes = build_outcomes(requests, &plan, &positions);
-        for i in plan.accepted() {
-            let Ok(outcome) = &outcomes[i] else { continue };
-            sqlx::query("INSERT INTO commands (command_id, command_type, fingerprint, outcome, recorded_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(requests[i].meta.command_id.to_string())
-                .bind(&requests[i].meta.command_type)
-                .bind(&requests[i].meta.fingerprint)
-                .bind(serde_json::to_string(outcome).map_err(|e| sqlx::Error::Encode(e.into()))?)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (key, owner) in &plan.keys {
-            match owner {
-                Some(owner) => sqlx::query(
-                    "INSERT INTO unique_keys (key, owner) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET owner = excluded.owner",
-                )
-                .bind(key)
-                .bind(owner),
-                None => sqlx::query("DELETE FROM unique_keys WHERE key = ?").bind(key),
-            }
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (key, value) in &plan.counters {
-            sqlx::query("INSERT INTO counters (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                .bind(key)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let outcomes = write_plan(&mut tx, requests, &plan).await?;
         #[cfg(feature = "testing")]
         if let Some(hook) = &self.before_commit {
             if hook().await {
@@ -250,6 +140,160 @@ impl SqliteEventStore {
         tx.commit().await?;
         Ok(outcomes)
     }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+/// The committed state of what a batch touches (the writer's transaction holds SQLite's
+/// write lock, so nothing changes it before the plan is written).
+async fn read_snapshot(tx: &mut Tx, touched: &plan::Touched) -> Result<Snapshot, sqlx::Error> {
+    let mut snap = Snapshot::default();
+    let ids: Vec<String> = touched.commands.iter().map(Uuid::to_string).collect();
+    for row in sqlx::query("SELECT command_id, fingerprint, outcome FROM commands WHERE command_id IN (SELECT value FROM json_each(?))")
+        .bind(json_list(&ids))
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let id: String = row.try_get("command_id")?;
+        let outcome: String = row.try_get("outcome")?;
+        snap.commands.insert(
+            parse_uuid(&id)?,
+            StoredCommand {
+                fingerprint: row.try_get("fingerprint")?,
+                outcome: serde_json::from_str(&outcome).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            },
+        );
+    }
+    // With max(), SQLite takes the bare column (chain_hash) from the row holding the
+    // maximum: each stream's head link.
+    for row in sqlx::query(
+        "SELECT stream_id, max(stream_version) AS version, chain_hash FROM events \
+         WHERE stream_id IN (SELECT value FROM json_each(?)) GROUP BY stream_id",
+    )
+    .bind(json_list(&touched.streams))
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let version: i64 = row.try_get("version")?;
+        let stream: String = row.try_get("stream_id")?;
+        let head = ChainHash::from_slice(row.try_get("chain_hash")?).unwrap_or_default();
+        snap.stream_heads.insert(stream.clone(), head);
+        snap.stream_versions.insert(stream, version as u64);
+    }
+    for row in sqlx::query(
+        "SELECT key, owner FROM unique_keys WHERE key IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_list(&touched.keys))
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        snap.key_owners
+            .insert(row.try_get("key")?, row.try_get("owner")?);
+    }
+    for row in
+        sqlx::query("SELECT key, value FROM counters WHERE key IN (SELECT value FROM json_each(?))")
+            .bind(json_list(&touched.counters))
+            .fetch_all(&mut **tx)
+            .await?
+    {
+        snap.counters
+            .insert(row.try_get("key")?, row.try_get("value")?);
+    }
+    if !touched.subjects.is_empty() {
+        snap.keyed_subjects = sqlx::query_scalar(
+            "SELECT subject FROM subject_keys WHERE subject IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&touched.subjects))
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+    }
+    Ok(snap)
+}
+
+/// Write what the plan accepted; answers each request.
+async fn write_plan(
+    tx: &mut Tx,
+    requests: &[AppendRequest],
+    plan: &plan::Plan<'_>,
+) -> Result<Vec<Result<AppendOutcome, AppendError>>, sqlx::Error> {
+    let now = Utc::now();
+    let mut positions: HashMap<Uuid, u64> = HashMap::with_capacity(plan.rows.len());
+    for r in &plan.rows {
+        let position: i64 = sqlx::query_scalar(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, \
+                 command_id, correlation_id, causation_id, actor, occurred_at, recorded_at, chain_hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
+        )
+        .bind(r.stream_id)
+        .bind(r.stream_version as i64)
+        .bind(r.event.event_id.to_string())
+        .bind(&r.event.event_type)
+        .bind(r.event.schema_version as i64)
+        .bind(r.event.payload.to_string())
+        .bind(r.meta.command_id.to_string())
+        .bind(r.meta.correlation_id.to_string())
+        .bind(r.meta.causation_id.map(|c| c.to_string()))
+        .bind(&r.meta.actor)
+        .bind(r.meta.issued_at)
+        .bind(now)
+        .bind(&r.chain_hash.0[..])
+        .fetch_one(&mut **tx)
+        .await?;
+        positions.insert(r.event.event_id, position as u64);
+    }
+
+    let outcomes = build_outcomes(requests, plan, &positions);
+    for i in plan.accepted() {
+        let Ok(outcome) = &outcomes[i] else { continue };
+        sqlx::query("INSERT INTO commands (command_id, command_type, fingerprint, outcome, recorded_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(requests[i].meta.command_id.to_string())
+            .bind(&requests[i].meta.command_type)
+            .bind(&requests[i].meta.fingerprint)
+            .bind(serde_json::to_string(outcome).map_err(|e| sqlx::Error::Encode(e.into()))?)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    write_guards(tx, plan, now).await?;
+    Ok(outcomes)
+}
+
+/// Keys, counters and subjects' first keys.
+async fn write_guards(
+    tx: &mut Tx,
+    plan: &plan::Plan<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for (key, owner) in &plan.keys {
+        match owner {
+            Some(owner) => sqlx::query(
+                "INSERT INTO unique_keys (key, owner) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET owner = excluded.owner",
+            )
+            .bind(key)
+            .bind(owner),
+            None => sqlx::query("DELETE FROM unique_keys WHERE key = ?").bind(key),
+        }
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (key, value) in &plan.counters {
+        sqlx::query("INSERT INTO counters (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for k in &plan.new_keys {
+        sqlx::query("INSERT INTO subject_keys (subject, key, created_at) VALUES (?, ?, ?)")
+            .bind(&k.subject)
+            .bind(&k.key)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// JSON array text for `IN (SELECT value FROM json_each(?))`: SQLite has no arrays.
@@ -499,27 +543,6 @@ impl EventStore for SqliteEventStore {
                 .fetch_optional(&self.writer)
                 .await?;
         Ok(subject_key_of(row))
-    }
-
-    async fn create_subject_key(
-        &self,
-        subject: &str,
-        key: &[u8],
-    ) -> Result<SubjectKey, StoreError> {
-        // One round trip when the key is new; a second only when one was there.
-        let stored: Option<Vec<u8>> = sqlx::query_scalar(
-            "INSERT INTO subject_keys (subject, key, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (subject) DO NOTHING RETURNING key",
-        )
-        .bind(subject)
-        .bind(key)
-        .bind(Utc::now())
-        .fetch_optional(&self.writer)
-        .await?;
-        match stored {
-            Some(bytes) => Ok(SubjectKey::Active(bytes)),
-            None => self.subject_key(subject).await,
-        }
     }
 
     async fn erase_subject_key(&self, subject: &str) -> Result<(), StoreError> {

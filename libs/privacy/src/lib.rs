@@ -12,7 +12,10 @@
 //! KPIs and hash chains are untouched. Where the key is not available at all (an audit
 //! export carries none) personal fields read as `[withheld]`; once erased, as `[erased]`.
 //!
-//! Who encrypts: the command handler, before an append ([`Vault::seal`]). Who decrypts:
+//! Who encrypts: the command handler, before an append ([`Vault::seal`]). A subject's
+//! first key is made by the seal that needs it and stored by the append of the events it
+//! sealed, in the same transaction ([`crm_eventstore::NewSubjectKey`]): a key exists
+//! exactly when something sealed with it was committed. Who decrypts:
 //! the command handler when it loads a customer, and the query service when a person
 //! asks for personal data ([`Vault::open`], [`Vault::reveal`]).
 #![forbid(unsafe_code)]
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use crm_domain::customer::personal;
-use crm_eventstore::{EventStore, NewEvent, StoreError, SubjectKey};
+use crm_eventstore::{EventStore, NewEvent, NewSubjectKey, StoreError, SubjectKey};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
@@ -138,55 +141,65 @@ impl<S: EventStore> Vault<S> {
         }
     }
 
-    /// The subject's key, created on first use.
+    /// The key to seal the subject's events with: the stored one, or a new one that the
+    /// append must store with them.
     async fn key_for_writing(
         &self,
         subject: &str,
         expected: KeyExpected,
-    ) -> Result<Arc<LessSafeKey>, PrivacyError> {
+    ) -> Result<(Arc<LessSafeKey>, Option<NewSubjectKey>), PrivacyError> {
         if let Some(k) = self.cached(subject) {
-            return Ok(k);
+            return Ok((k, None));
         }
         if expected == KeyExpected::Maybe {
             if let Some(k) = self.key(subject).await? {
-                return Ok(k);
+                return Ok((k, None));
             }
         }
-        let mut fresh = [0u8; 32];
+        let mut fresh = vec![0u8; 32];
         self.rng
             .fill(&mut fresh)
             .map_err(|_| PrivacyError::Random)?;
-        match self.store.create_subject_key(subject, &fresh).await? {
-            SubjectKey::Active(bytes) => {
-                let key = Self::unbound(subject, &bytes)?;
-                self.remember(subject, key.clone());
-                Ok(key)
-            }
-            SubjectKey::Erased => Err(PrivacyError::Erased(subject.to_string())),
-            SubjectKey::Absent => Err(StoreError::Failed(format!(
-                "the key of {subject} was stored but cannot be read back"
-            ))
-            .into()),
-        }
+        let key = Self::unbound(subject, &fresh)?;
+        Ok((
+            key,
+            Some(NewSubjectKey {
+                subject: subject.to_string(),
+                key: fresh,
+            }),
+        ))
     }
 
     /// Encrypt the personal fields of events about to be appended to `subject`'s stream.
     /// Events without personal data need no key; with it, a subject whose data was
-    /// erased is refused ([`PrivacyError::Erased`]).
-    pub async fn seal(&self, subject: &str, events: &mut [NewEvent]) -> Result<(), PrivacyError> {
+    /// erased is refused ([`PrivacyError::Erased`]). A subject without a key gets a new
+    /// one, answered here: the append must store it with these events
+    /// ([`crm_eventstore::AppendRequest::new_keys`]), and refuses them if the subject has
+    /// a key by then ([`crm_eventstore::Conflict::SubjectKeyExists`]: seal them again).
+    pub async fn seal(
+        &self,
+        subject: &str,
+        events: &mut [NewEvent],
+    ) -> Result<Option<NewSubjectKey>, PrivacyError> {
         self.seal_as(subject, events, KeyExpected::Maybe).await
     }
 
     /// As [`Vault::seal`], for a subject whose stream has no events yet (a registration):
-    /// its key is created without being looked up first, one round trip instead of
-    /// three. A key there after all (left by an attempt that failed, or erased) is what
-    /// the store answers with, so the result is the same.
+    /// a new key without a look-up first. A subject with a key has events, so the
+    /// append refuses these (the stream is not empty) and they are decided again.
     pub async fn seal_new(
         &self,
         subject: &str,
         events: &mut [NewEvent],
-    ) -> Result<(), PrivacyError> {
+    ) -> Result<Option<NewSubjectKey>, PrivacyError> {
         self.seal_as(subject, events, KeyExpected::None).await
+    }
+
+    /// A key [`Vault::seal`] made was stored (its append committed): keep it for the next
+    /// seal and open.
+    pub fn stored(&self, key: &NewSubjectKey) -> Result<(), PrivacyError> {
+        self.remember(&key.subject, Self::unbound(&key.subject, &key.key)?);
+        Ok(())
     }
 
     async fn seal_as(
@@ -194,16 +207,16 @@ impl<S: EventStore> Vault<S> {
         subject: &str,
         events: &mut [NewEvent],
         expected: KeyExpected,
-    ) -> Result<(), PrivacyError> {
+    ) -> Result<Option<NewSubjectKey>, PrivacyError> {
         let needs_key = events.iter().any(|e| {
             personal::fields(&e.event_type)
                 .iter()
                 .any(|f| matches!(e.payload.get(*f), Some(Value::String(s)) if !is_sealed(s)))
         });
         if !needs_key {
-            return Ok(());
+            return Ok(None);
         }
-        let key = self.key_for_writing(subject, expected).await?;
+        let (key, new) = self.key_for_writing(subject, expected).await?;
         for e in events.iter_mut() {
             for field in personal::fields(&e.event_type) {
                 if let Some(Value::String(text)) = e.payload.get_mut(*field) {
@@ -213,7 +226,7 @@ impl<S: EventStore> Vault<S> {
                 }
             }
         }
-        Ok(())
+        Ok(new)
     }
 
     fn encrypt(
@@ -359,7 +372,36 @@ fn unreadable_value(field: &str, why: Opened) -> Value {
 mod tests {
     use super::*;
     use crm_eventstore::testing::sqlite_store;
+    use crm_eventstore::{AppendError, AppendRequest, CommandMeta, Conflict, ExpectedVersion};
     use serde_json::json;
+
+    /// Append `events` to `subject`'s stream with the key their seal made, as the command
+    /// handler does; then tell the vault it was stored.
+    async fn append<S: EventStore>(
+        vault: &Vault<S>,
+        store: &S,
+        subject: &str,
+        events: &[NewEvent],
+        new: Option<NewSubjectKey>,
+    ) -> Result<(), AppendError> {
+        let id = uuid::Uuid::new_v4();
+        let mut request = AppendRequest::new(CommandMeta {
+            command_id: id,
+            command_type: "register_customer".into(),
+            correlation_id: id,
+            causation_id: None,
+            actor: "person:test".into(),
+            issued_at: chrono::Utc::now(),
+            fingerprint: id.to_string(),
+        })
+        .write(subject, ExpectedVersion::Any, events.to_vec());
+        request.new_keys.extend(new.clone());
+        store.append(request).await?;
+        if let Some(k) = &new {
+            vault.stored(k).unwrap();
+        }
+        Ok(())
+    }
 
     fn registered(name: &str, phone: &str) -> NewEvent {
         NewEvent {
@@ -375,7 +417,11 @@ mod tests {
         let (store, _path) = sqlite_store().await;
         let vault = Vault::new(store.clone(), Duration::from_secs(60));
         let mut events = vec![registered("王芳 CANARY", "+8613800138000")];
-        vault.seal("customer-c1", &mut events).await.unwrap();
+        let new = vault.seal("customer-c1", &mut events).await.unwrap();
+        assert!(new.is_some(), "a first key, for the append to store");
+        append(&vault, &store, "customer-c1", &events, new)
+            .await
+            .unwrap();
         let stored = events[0].payload.clone();
         let text = stored.to_string();
         assert!(
@@ -385,11 +431,20 @@ mod tests {
         assert!(is_sealed(stored["display_name"].as_str().unwrap()));
         assert_eq!(stored["region"], "east", "the rest stays in clear");
         assert_eq!(stored["email"], Value::Null);
-        // Sealing twice changes nothing; the same text twice gives different ciphertext.
-        vault.seal("customer-c1", &mut events).await.unwrap();
+        // Sealing twice changes nothing; the same text twice gives different ciphertext,
+        // with the stored key.
+        assert!(vault
+            .seal("customer-c1", &mut events)
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(events[0].payload, stored);
         let mut again = vec![registered("王芳 CANARY", "+8613800138000")];
-        vault.seal("customer-c1", &mut again).await.unwrap();
+        assert!(vault
+            .seal("customer-c1", &mut again)
+            .await
+            .unwrap()
+            .is_none());
         assert_ne!(again[0].payload["phone"], stored["phone"]);
 
         let mut p = stored.clone();
@@ -454,27 +509,39 @@ mod tests {
         assert_eq!(p["display_name"], personal::WITHHELD);
     }
 
-    /// A registration's key is created without a look-up; where a key is there after all
-    /// (left by an attempt that failed), that one is used, and an erased subject stays
-    /// erased.
+    /// A registration's key is made without a look-up and stored by its append; a key
+    /// stored meanwhile refuses that append (its events were sealed with another key),
+    /// and sealed again they use the stored one. A refused append leaves no key.
     #[tokio::test]
-    async fn a_new_subject_gets_its_key_at_once_or_the_one_it_has() {
+    async fn a_new_subject_gets_its_key_with_its_first_events() {
         let (store, _path) = sqlite_store().await;
         let vault = Vault::new(store.clone(), Duration::ZERO);
         let mut first = vec![registered("李娜", "+8613700000001")];
-        vault.seal_new("customer-c1", &mut first).await.unwrap();
-        let reader = Vault::new(store.clone(), Duration::ZERO);
-        let mut p = first[0].payload.clone();
-        reader
-            .open("customer-c1", "CustomerRegistered", &mut p)
+        let new = vault.seal_new("customer-c1", &mut first).await.unwrap();
+        assert_eq!(
+            store.subject_key("customer-c1").await.unwrap(),
+            SubjectKey::Absent,
+            "nothing stored before the append"
+        );
+        // A racing writer seals as new too, with its own key.
+        let mut racing = vec![registered("李娜 racing", "+8613700000001")];
+        let racing_key = vault.seal_new("customer-c1", &mut racing).await.unwrap();
+        append(&vault, &store, "customer-c1", &first, new)
             .await
             .unwrap();
-        assert_eq!(p["display_name"], "李娜");
-        // Sealed again as if new (a retry after the first attempt's append failed): the
-        // stored key, not a fresh one, so both decrypt.
-        let mut retry = vec![registered("李娜 again", "+8613700000001")];
-        vault.seal_new("customer-c1", &mut retry).await.unwrap();
-        for e in [&first[0], &retry[0]] {
+        assert!(matches!(
+            append(&vault, &store, "customer-c1", &racing, racing_key).await,
+            Err(AppendError::Conflict(Conflict::SubjectKeyExists { .. }))
+        ));
+        // Sealed again (as the handler decides again): the stored key.
+        let mut racing = vec![registered("李娜 racing", "+8613700000001")];
+        assert!(vault
+            .seal("customer-c1", &mut racing)
+            .await
+            .unwrap()
+            .is_none());
+        let reader = Vault::new(store.clone(), Duration::ZERO);
+        for e in [&first[0], &racing[0]] {
             let mut p = e.payload.clone();
             assert_eq!(
                 reader
@@ -487,7 +554,7 @@ mod tests {
         vault.erase("customer-c1").await.unwrap();
         let mut late = vec![registered("new", "+8613900000000")];
         assert!(matches!(
-            vault.seal_new("customer-c1", &mut late).await,
+            vault.seal("customer-c1", &mut late).await,
             Err(PrivacyError::Erased(_))
         ));
     }
