@@ -23,7 +23,7 @@ pub mod headers {
 pub type EventEnvelope = RecordedEvent;
 
 /// Headers of a published event (`Nats-Msg-Id` is set by the publisher).
-pub fn headers_for(event: &RecordedEvent) -> HeaderMap {
+pub fn headers_for<P>(event: &RecordedEvent<P>) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(headers::EVENT_TYPE, event.event_type.as_str());
     h.insert(
@@ -58,7 +58,9 @@ pub fn headers_for(event: &RecordedEvent) -> HeaderMap {
     h
 }
 
-pub fn body_for(event: &RecordedEvent) -> Bytes {
+/// The body of `event`, whose payload is a JSON tree or (the relay's) the store's JSON
+/// text as a [`serde_json::value::RawValue`]: the same document either way.
+pub fn body_for<P: serde::Serialize>(event: &RecordedEvent<P>) -> Bytes {
     Bytes::from(serde_json::to_vec(event).expect("events serialise"))
 }
 

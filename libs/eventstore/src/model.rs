@@ -277,8 +277,19 @@ pub struct RecordedEvent<P = serde_json::Value> {
 impl<P> RecordedEvent<P> {
     /// The same event with its payload turned into `Q` (parsed, or printed).
     pub fn map_payload<Q>(self, f: impl FnOnce(P) -> Q) -> RecordedEvent<Q> {
-        RecordedEvent {
-            payload: f(self.payload),
+        match self.try_map_payload(|p| Ok::<Q, std::convert::Infallible>(f(p))) {
+            Ok(e) => e,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As [`RecordedEvent::map_payload`], where turning the payload may fail.
+    pub fn try_map_payload<Q, E>(
+        self,
+        f: impl FnOnce(P) -> Result<Q, E>,
+    ) -> Result<RecordedEvent<Q>, E> {
+        Ok(RecordedEvent {
+            payload: f(self.payload)?,
             log_position: self.log_position,
             stream_id: self.stream_id,
             stream_version: self.stream_version,
@@ -287,7 +298,7 @@ impl<P> RecordedEvent<P> {
             schema_version: self.schema_version,
             metadata: self.metadata,
             chain_hash: self.chain_hash,
-        }
+        })
     }
 }
 
