@@ -101,6 +101,15 @@ impl<T> StateCache<T> {
         self.insert_young(&mut g, stream, (state, head));
     }
 
+    /// As [`StateCache::put`], unless the stream has an entry: one put meanwhile (a later
+    /// decision) is newer than this state.
+    pub fn put_if_vacant(&self, stream: String, state: Arc<T>, head: Head) {
+        let mut g = self.lock();
+        if !g.young.contains_key(&stream) && !g.old.contains_key(&stream) {
+            self.insert_young(&mut g, stream, (state, head));
+        }
+    }
+
     pub fn remove(&self, stream: &str) {
         let mut g = self.lock();
         g.young.remove(stream);
@@ -177,6 +186,21 @@ mod tests {
         cache.remove(&key(3));
         assert!(cache.get(&key(2)).is_none());
         assert!(cache.get(&key(3)).is_none());
+    }
+
+    #[test]
+    fn put_if_vacant_keeps_an_entry_in_either_generation() {
+        let cache = StateCache::new(4, "test");
+        cache.put(key(1), Arc::new("later"), Head::new(2, None));
+        cache.put(key(2), Arc::new("b"), Head::new(1, None));
+        cache.put(key(3), Arc::new("c"), Head::new(1, None)); // 1 and 2 are now old
+        cache.put_if_vacant(key(1), Arc::new("earlier"), Head::new(1, None));
+        cache.put_if_vacant(key(3), Arc::new("earlier"), Head::new(0, None));
+        cache.put_if_vacant(key(4), Arc::new("new"), Head::new(1, None));
+        let got = |i| cache.get(&key(i)).map(|(s, h)| (*s, h.version));
+        assert_eq!(got(1), Some(("later", 2)));
+        assert_eq!(got(3), Some(("c", 1)));
+        assert_eq!(got(4), Some(("new", 1)));
     }
 
     #[test]

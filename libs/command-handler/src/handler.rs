@@ -383,7 +383,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             let new_keys = decided.request.new_keys.clone();
             let appended = self.committer.append(decided.request).await;
             if matches!(&appended, Ok(o) if !o.duplicate) {
-                self.committed(new_keys, decided.assumed)?;
+                self.committed(new_keys, decided.assumed);
             } else {
                 // The speculative state cached by the decision did not become history.
                 self.invalidate(command);
@@ -430,21 +430,20 @@ impl<S: EventStore + Clone> CommandHandler<S> {
     }
 
     /// What an append that committed made true: the new keys it stored, a new
-    /// customer's state.
+    /// customer's state (unless a later decision cached a newer one, or this process
+    /// erased the customer meanwhile: then neither its key nor its data is kept).
     fn committed(
         &self,
         new_keys: Vec<NewSubjectKey>,
         assumed: Option<(String, CustomerState, Head)>,
-    ) -> Result<(), CommandError> {
+    ) {
+        let mut kept = true;
         for k in &new_keys {
-            self.vault
-                .stored(k)
-                .map_err(|e| CommandError::Unavailable(StoreError::Failed(e.to_string())))?;
+            kept &= self.vault.stored(k);
         }
-        if let Some((stream, state, head)) = assumed {
-            self.customers.put(stream, Arc::new(state), head);
+        if let (true, Some((stream, state, head))) = (kept, assumed) {
+            self.customers.put_if_vacant(stream, Arc::new(state), head);
         }
-        Ok(())
     }
 
     fn invalidate(&self, command: &Command) {
@@ -646,7 +645,8 @@ impl<S: EventStore + Clone> CommandHandler<S> {
         let mut new_events = to_new_events(&events, |e| {
             (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
         });
-        // A stream with no events has no key yet, unless this is a decision made again.
+        // A stream with no events has no key yet (one that has after all refuses the
+        // append, and the command is decided again, fresh).
         let sealed = if head.version == 0 && !fresh {
             self.vault.seal_new(&stream, &mut new_events).await
         } else {

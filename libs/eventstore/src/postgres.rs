@@ -234,7 +234,15 @@ impl PgEventStore {
                 // Someone else (another process, or a batch that failed) changed what
                 // this one touches: plan again on the state crm_append just read.
                 metrics::counter!(names::APPEND_STALE_BELIEFS_TOTAL).increment(1);
-                snap = read_snapshot(&rows[1..])?;
+                let mut read = read_snapshot(&rows[1..])?;
+                // A stale answer lists only what was asked; what only ever becomes true
+                // (a command stored, a subject keyed) stays known from earlier answers,
+                // or it would be asked again, and found stale again.
+                read.keyed_subjects.extend(snap.keyed_subjects.drain());
+                for (id, stored) in snap.commands.drain() {
+                    read.commands.entry(id).or_insert(stored);
+                }
+                snap = read;
                 self.beliefs
                     .lock()
                     .expect("beliefs")
@@ -286,8 +294,8 @@ struct Assumed<'a> {
     owners: Vec<Option<&'a str>>,
     values: Vec<i64>,
     new_commands: Vec<Uuid>,
-    /// Subjects of new keys believed to have none (one known to has its requests refused
-    /// by the plan, and is not checked again).
+    /// Subjects of new keys believed to have none (a subject known to have one has its
+    /// requests refused by the plan, and is not asked about again).
     keyless_subjects: Vec<&'a str>,
 }
 

@@ -20,7 +20,7 @@
 //! asks for personal data ([`Vault::open`], [`Vault::reveal`]).
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,9 @@ pub struct Vault<S> {
     /// erasure made by another process takes effect here within `ttl`.
     cache: Mutex<HashMap<String, (Arc<LessSafeKey>, Instant)>>,
     ttl: Duration,
+    /// Subjects erased by this process: a key stored by an append that committed before
+    /// the erasure, but reported after it ([`Vault::stored`]), is not kept.
+    erased: Mutex<HashSet<String>>,
 }
 
 const CACHE_MAX: usize = 100_000;
@@ -97,6 +100,7 @@ impl<S: EventStore> Vault<S> {
             rng: SystemRandom::new(),
             cache: Mutex::new(HashMap::new()),
             ttl,
+            erased: Mutex::new(HashSet::new()),
         }
     }
 
@@ -185,8 +189,9 @@ impl<S: EventStore> Vault<S> {
     }
 
     /// As [`Vault::seal`], for a subject whose stream has no events yet (a registration):
-    /// a new key without a look-up first. A subject with a key has events, so the
-    /// append refuses these (the stream is not empty) and they are decided again.
+    /// a new key without a look-up first. A subject that has a key after all (one erased
+    /// before it was registered, or stored without events by a version before keys
+    /// travelled with the append) refuses the append, and the events are sealed again.
     pub async fn seal_new(
         &self,
         subject: &str,
@@ -196,10 +201,23 @@ impl<S: EventStore> Vault<S> {
     }
 
     /// A key [`Vault::seal`] made was stored (its append committed): keep it for the next
-    /// seal and open.
-    pub fn stored(&self, key: &NewSubjectKey) -> Result<(), PrivacyError> {
-        self.remember(&key.subject, Self::unbound(&key.subject, &key.key)?);
-        Ok(())
+    /// seal and open. Answers `false` when this process has erased the subject since
+    /// (the erasure's append came after, but finished first): the key is destroyed and
+    /// not kept, and nothing decrypted with it should be either.
+    pub fn stored(&self, key: &NewSubjectKey) -> bool {
+        if self
+            .erased
+            .lock()
+            .expect("vault erased")
+            .contains(&key.subject)
+        {
+            return false;
+        }
+        // Only a cache: a key it cannot keep is read from the store later.
+        if let Ok(k) = Self::unbound(&key.subject, &key.key) {
+            self.remember(&key.subject, k);
+        }
+        true
     }
 
     async fn seal_as(
@@ -336,6 +354,13 @@ impl<S: EventStore> Vault<S> {
 
     /// Destroy the subject's key everywhere it is kept (the store, this process).
     pub async fn erase(&self, subject: &str) -> Result<(), PrivacyError> {
+        {
+            let mut erased = self.erased.lock().expect("vault erased");
+            if erased.len() >= CACHE_MAX {
+                erased.clear();
+            }
+            erased.insert(subject.to_string());
+        }
         self.cache.lock().expect("vault cache").remove(subject);
         self.store.erase_subject_key(subject).await?;
         Ok(())
@@ -398,7 +423,7 @@ mod tests {
         request.new_keys.extend(new.clone());
         store.append(request).await?;
         if let Some(k) = &new {
-            vault.stored(k).unwrap();
+            assert!(vault.stored(k));
         }
         Ok(())
     }
@@ -507,6 +532,49 @@ mod tests {
             Opened::Withheld
         );
         assert_eq!(p["display_name"], personal::WITHHELD);
+    }
+
+    /// An erasure that finishes before the append of the key's first events is reported
+    /// (the two raced in one process): the key is not kept, and the subject stays erased.
+    #[tokio::test]
+    async fn a_key_reported_stored_after_its_erasure_is_not_kept() {
+        let (store, _path) = sqlite_store().await;
+        let vault = Vault::new(store.clone(), Duration::from_secs(60));
+        let mut first = vec![registered("李娜", "+8613700000001")];
+        let new = vault
+            .seal_new("customer-c1", &mut first)
+            .await
+            .unwrap()
+            .expect("a first key");
+        // Stored with its events, but not yet reported to the vault.
+        let id = uuid::Uuid::new_v4();
+        let mut request = AppendRequest::new(CommandMeta {
+            command_id: id,
+            command_type: "register_customer".into(),
+            correlation_id: id,
+            causation_id: None,
+            actor: "person:test".into(),
+            issued_at: chrono::Utc::now(),
+            fingerprint: id.to_string(),
+        })
+        .write("customer-c1", ExpectedVersion::Any, first.clone());
+        request.new_keys.push(new.clone());
+        store.append(request).await.unwrap();
+        vault.erase("customer-c1").await.unwrap();
+        assert!(!vault.stored(&new), "reported after the erasure");
+        let mut late = vec![registered("new", "+8613900000000")];
+        assert!(matches!(
+            vault.seal("customer-c1", &mut late).await,
+            Err(PrivacyError::Erased(_))
+        ));
+        let mut p = first[0].payload.clone();
+        assert_eq!(
+            vault
+                .open("customer-c1", "CustomerRegistered", &mut p)
+                .await
+                .unwrap(),
+            Opened::Erased
+        );
     }
 
     /// A registration's key is made without a look-up and stored by its append; a key
