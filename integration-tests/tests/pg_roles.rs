@@ -227,46 +227,7 @@ async fn services_run_as_least_privilege_roles_and_nothing_more() {
 
     an_auditor_records_verifications_and_nothing_else(&db.url, &auditor, customers[0]).await;
 
-    // crm_append with subjects' first keys (migration 9), called with nothing to append.
-    let keyed_append = format!(
-        "SELECT * FROM crm_append({})",
-        [
-            "bigint",
-            "uuid",
-            "text",
-            "bigint",
-            "bytea",
-            "text",
-            "text",
-            "text",
-            "bigint",
-            "text",
-            "text",
-            "bigint",
-            "uuid",
-            "text",
-            "int",
-            "jsonb",
-            "uuid",
-            "uuid",
-            "uuid",
-            "text",
-            "timestamptz",
-            "bytea",
-            "uuid",
-            "text",
-            "text",
-            "text",
-            "text",
-            "text",
-            "text",
-            "bigint",
-            "text",
-            "bytea",
-        ]
-        .map(|t| format!("'{{}}'::{t}[]"))
-        .join(", ")
-    );
+    let keyed_append = keyed_append_sql();
     // The matrix: (role, statement, allowed).
     let matrix: Vec<(&str, &str, bool)> = vec![
         ("crm_writer", &keyed_append, true),
@@ -489,4 +450,44 @@ async fn an_auditor_records_verifications_and_nothing_else(
             "{direct:?}"
         );
     }
+}
+
+/// crm_append with subjects' first keys (migration 9), called with nothing to append.
+fn keyed_append_sql() -> String {
+    let types = [
+        "bigint",
+        "uuid",
+        "text",
+        "bigint",
+        "bytea",
+        "text",
+        "text",
+        "text",
+        "bigint",
+        "text",
+        "text",
+        "bigint",
+        "uuid",
+        "text",
+        "int",
+        "jsonb",
+        "uuid",
+        "uuid",
+        "uuid",
+        "text",
+        "timestamptz",
+        "bytea",
+        "uuid",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "bigint",
+        "text",
+        "bytea",
+    ];
+    let args: Vec<String> = types.iter().map(|t| format!("'{{}}'::{t}[]")).collect();
+    format!("SELECT * FROM crm_append({})", args.join(", "))
 }

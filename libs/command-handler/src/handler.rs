@@ -642,17 +642,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 .await?;
         }
 
-        let mut new_events = to_new_events(&events, |e| {
-            (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
-        });
-        // A stream with no events has no key yet (one that has after all refuses the
-        // append, and the command is decided again, fresh).
-        let sealed = if head.version == 0 && !fresh {
-            self.vault.seal_new(&stream, &mut new_events).await
-        } else {
-            self.vault.seal(&stream, &mut new_events).await
-        };
-        let new_key = sealed.map_err(|err| privacy_error(id, err))?;
+        let (new_events, new_key) = self.sealed(id, &stream, &events, head, fresh).await?;
         let mut request = AppendRequest::new(self.meta(envelope, now, command.name(), fingerprint));
         request.new_keys.extend(new_key);
         request.writes.push(StreamWrite {
@@ -691,6 +681,30 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             request,
             assumed,
         })
+    }
+
+    /// A customer's new events as stored: personal fields sealed, with the customer's
+    /// first key when it had none.
+    async fn sealed(
+        &self,
+        id: CustomerId,
+        stream: &str,
+        events: &[CustomerEvent],
+        head: Head,
+        fresh: bool,
+    ) -> Result<(Vec<NewEvent>, Option<NewSubjectKey>), CommandError> {
+        let mut new_events = to_new_events(events, |e| {
+            (e.event_type(), CustomerEvent::SCHEMA_VERSION, e.payload())
+        });
+        // A stream with no events has no key yet (one that has after all refuses the
+        // append, and the command is decided again, fresh).
+        let sealed = if head.version == 0 && !fresh {
+            self.vault.seal_new(stream, &mut new_events).await
+        } else {
+            self.vault.seal(stream, &mut new_events).await
+        };
+        let new_key = sealed.map_err(|err| privacy_error(id, err))?;
+        Ok((new_events, new_key))
     }
 
     /// What a customer decision needs besides the customer's state: the policy, the

@@ -851,6 +851,14 @@ pub async fn subject_keys_are_created_once_and_erased_for_good<S: EventStore>(s:
         SubjectKey::Absent
     );
 
+    an_erased_subject_is_never_keyed_again(&s, keyed, refused_as_keyed).await;
+}
+
+async fn an_erased_subject_is_never_keyed_again<S: EventStore>(
+    s: &S,
+    keyed: impl Fn(&str, &str, u8) -> AppendRequest,
+    refused_as_keyed: impl Fn(Result<AppendOutcome, AppendError>, &str),
+) {
     s.erase_subject_key("customer-1").await.unwrap();
     s.erase_subject_key("customer-1").await.unwrap();
     assert_eq!(

@@ -166,47 +166,7 @@ pub fn plan_batch<'a>(requests: &'a [AppendRequest], mut snap: Snapshot) -> Plan
             Err(conflict) => plan.decisions.push(Decision::Refuse(conflict)),
             Ok(()) => {
                 let first_row = plan.rows.len();
-                for w in &req.writes {
-                    let version = snap.stream_versions.entry(w.stream_id.clone()).or_insert(0);
-                    let head = snap
-                        .stream_heads
-                        .entry(w.stream_id.clone())
-                        .or_insert(ChainHash::GENESIS);
-                    for event in &w.events {
-                        *version += 1;
-                        *head = event_hash(
-                            head,
-                            &ChainedFields::planned(&w.stream_id, *version, event, &req.meta),
-                        );
-                        plan.rows.push(PlannedRow {
-                            request: i,
-                            stream_id: &w.stream_id,
-                            stream_version: *version,
-                            event,
-                            meta: &req.meta,
-                            chain_hash: *head,
-                        });
-                    }
-                }
-                for r in &req.releases {
-                    if snap.key_owners.get(&r.key) == Some(&r.owner) {
-                        snap.key_owners.remove(&r.key);
-                        plan.keys.insert(r.key.clone(), None);
-                    }
-                }
-                for c in &req.claims {
-                    snap.key_owners.insert(c.key.clone(), c.owner.clone());
-                    plan.keys.insert(c.key.clone(), Some(c.owner.clone()));
-                }
-                for c in &req.counters {
-                    let v = snap.counters.entry(c.key.clone()).or_insert(0);
-                    *v += c.delta;
-                    plan.counters.insert(c.key.clone(), *v);
-                }
-                for k in &req.new_keys {
-                    snap.keyed_subjects.insert(k.subject.clone());
-                    plan.new_keys.push(k);
-                }
+                accept(i, req, &mut snap, &mut plan);
                 accepted_ids.insert(id, (i, &req.meta.fingerprint));
                 plan.decisions.push(Decision::Accept {
                     first_row,
@@ -216,6 +176,52 @@ pub fn plan_batch<'a>(requests: &'a [AppendRequest], mut snap: Snapshot) -> Plan
         }
     }
     plan
+}
+
+/// Write request `i`'s effects into the plan, and into the snapshot the requests after it
+/// are judged against.
+fn accept<'a>(i: usize, req: &'a AppendRequest, snap: &mut Snapshot, plan: &mut Plan<'a>) {
+    for w in &req.writes {
+        let version = snap.stream_versions.entry(w.stream_id.clone()).or_insert(0);
+        let head = snap
+            .stream_heads
+            .entry(w.stream_id.clone())
+            .or_insert(ChainHash::GENESIS);
+        for event in &w.events {
+            *version += 1;
+            *head = event_hash(
+                head,
+                &ChainedFields::planned(&w.stream_id, *version, event, &req.meta),
+            );
+            plan.rows.push(PlannedRow {
+                request: i,
+                stream_id: &w.stream_id,
+                stream_version: *version,
+                event,
+                meta: &req.meta,
+                chain_hash: *head,
+            });
+        }
+    }
+    for r in &req.releases {
+        if snap.key_owners.get(&r.key) == Some(&r.owner) {
+            snap.key_owners.remove(&r.key);
+            plan.keys.insert(r.key.clone(), None);
+        }
+    }
+    for c in &req.claims {
+        snap.key_owners.insert(c.key.clone(), c.owner.clone());
+        plan.keys.insert(c.key.clone(), Some(c.owner.clone()));
+    }
+    for c in &req.counters {
+        let v = snap.counters.entry(c.key.clone()).or_insert(0);
+        *v += c.delta;
+        plan.counters.insert(c.key.clone(), *v);
+    }
+    for k in &req.new_keys {
+        snap.keyed_subjects.insert(k.subject.clone());
+        plan.new_keys.push(k);
+    }
 }
 
 fn check(req: &AppendRequest, snap: &Snapshot) -> Result<(), Conflict> {
