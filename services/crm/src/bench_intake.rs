@@ -126,12 +126,13 @@ impl Side {
         let with_intake = (self == Side::IntakeLive).then(|| spec.clone());
         let _service = service(a, url, &subjects, with_intake, lanes).await?;
         let mut w = Workload::new(a.customers, a.managers, a.seed);
-        crate::bench::drive(nats, &subjects, w.setup(), a.in_flight, "setup").await?;
+        let ingress = crate::bench::nats_ingress(nats, &subjects);
+        crate::bench::drive(&ingress, w.setup(), a.in_flight, "setup").await?;
         let commands = w.main(a.commands);
         let n = commands.len();
         let took = match self {
             Side::RequestReply => {
-                crate::bench::drive(nats, &subjects, commands, a.in_flight, "request/reply")
+                crate::bench::drive(&ingress, commands, a.in_flight, "request/reply")
                     .await?
                     .elapsed
             }

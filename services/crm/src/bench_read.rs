@@ -225,8 +225,9 @@ async fn phases(
     eprintln!("(1) writing W1 at full rate with a live projector …");
     let mut w = Workload::new(a.customers, a.managers, a.seed);
     let started = Instant::now();
-    drive(nats, subjects, w.setup(), a.in_flight, "setup").await?;
-    drive(nats, subjects, w.main(a.commands), a.in_flight, "W1").await?;
+    let ingress = crate::bench::nats_ingress(nats, subjects);
+    drive(&ingress, w.setup(), a.in_flight, "setup").await?;
+    drive(&ingress, w.main(a.commands), a.in_flight, "W1").await?;
     let written = started.elapsed();
     // Every command was answered, so every event is committed. (The store's head() may
     // lag: the projector's own transactions in this cluster hold the commit-safe

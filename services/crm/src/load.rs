@@ -102,13 +102,13 @@ pub struct LoadArgs {
 
 /// Where one command goes.
 #[derive(Clone)]
-enum Ingress {
+pub(crate) enum Ingress {
     Nats(async_nats::Client, Subjects, Option<String>, Duration),
     Http(reqwest::Client, String, Option<String>, Duration),
 }
 
 /// The answer to one command.
-enum Outcome {
+pub(crate) enum Outcome {
     Accepted {
         events: usize,
     },
@@ -120,7 +120,11 @@ enum Outcome {
 }
 
 impl Ingress {
-    async fn send(&self, meta: &v1::CommandMeta, command: &Command) -> anyhow::Result<Outcome> {
+    pub(crate) async fn send(
+        &self,
+        meta: &v1::CommandMeta,
+        command: &Command,
+    ) -> anyhow::Result<Outcome> {
         match self {
             Ingress::Nats(nats, subjects, token, timeout) => {
                 let body = encode(meta, command, Format::Protobuf)?;
