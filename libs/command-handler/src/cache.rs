@@ -101,11 +101,13 @@ impl<T> StateCache<T> {
         self.insert_young(&mut g, stream, (state, head));
     }
 
-    /// As [`StateCache::put`], unless the stream has an entry: one put meanwhile (a later
-    /// decision) is newer than this state.
-    pub fn put_if_vacant(&self, stream: String, state: Arc<T>, head: Head) {
+    /// As [`StateCache::put`], unless the stream has an entry at this version or later
+    /// (a later decision's).
+    pub fn put_if_newer(&self, stream: String, state: Arc<T>, head: Head) {
         let mut g = self.lock();
-        if !g.young.contains_key(&stream) && !g.old.contains_key(&stream) {
+        let cached = g.young.get(&stream).or_else(|| g.old.get(&stream));
+        if cached.is_none_or(|(_, h)| h.version < head.version) {
+            g.old.remove(&stream);
             self.insert_young(&mut g, stream, (state, head));
         }
     }
@@ -189,18 +191,22 @@ mod tests {
     }
 
     #[test]
-    fn put_if_vacant_keeps_an_entry_in_either_generation() {
-        let cache = StateCache::new(4, "test");
+    fn put_if_newer_keeps_a_later_entry_in_either_generation() {
+        let cache = StateCache::new(8, "test");
         cache.put(key(1), Arc::new("later"), Head::new(2, None));
-        cache.put(key(2), Arc::new("b"), Head::new(1, None));
-        cache.put(key(3), Arc::new("c"), Head::new(1, None)); // 1 and 2 are now old
-        cache.put_if_vacant(key(1), Arc::new("earlier"), Head::new(1, None));
-        cache.put_if_vacant(key(3), Arc::new("earlier"), Head::new(0, None));
-        cache.put_if_vacant(key(4), Arc::new("new"), Head::new(1, None));
+        cache.put(key(2), Arc::new("empty"), Head::new(0, None));
+        cache.put(key(3), Arc::new("c"), Head::new(1, None));
+        cache.put(key(4), Arc::new("d"), Head::new(1, None));
+        cache.put(key(5), Arc::new("e"), Head::new(1, None)); // 1 to 4 are now old
+        cache.put_if_newer(key(1), Arc::new("earlier"), Head::new(1, None));
+        cache.put_if_newer(key(2), Arc::new("registered"), Head::new(1, None));
+        cache.put_if_newer(key(3), Arc::new("same"), Head::new(1, None));
+        cache.put_if_newer(key(6), Arc::new("new"), Head::new(1, None));
         let got = |i| cache.get(&key(i)).map(|(s, h)| (*s, h.version));
+        assert_eq!(got(2), Some(("registered", 1)));
+        assert_eq!(got(6), Some(("new", 1)));
         assert_eq!(got(1), Some(("later", 2)));
         assert_eq!(got(3), Some(("c", 1)));
-        assert_eq!(got(4), Some(("new", 1)));
     }
 
     #[test]

@@ -313,8 +313,10 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             // The erasure is recorded; now destroy the key. A repeat of the command (same
             // id) lands here again, so a failure here is retried by retrying the command.
             let stream = customer_stream(e.customer_id);
+            let erased = self.vault.erase(&stream).await;
+            // After the vault marked the subject erased (see `committed`).
             self.customers.remove(&stream);
-            if let Err(err) = self.vault.erase(&stream).await {
+            if let Err(err) = erased {
                 result = Err(privacy_error(e.customer_id, err));
             }
         }
@@ -442,7 +444,13 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             kept &= self.vault.stored(k);
         }
         if let (true, Some((stream, state, head))) = (kept, assumed) {
-            self.customers.put_if_vacant(stream, Arc::new(state), head);
+            self.customers
+                .put_if_newer(stream.clone(), Arc::new(state), head);
+            // An erasure marks the subject before it empties the cache: either it is
+            // marked now, or its emptying comes after this put.
+            if self.vault.erased_here(&stream) {
+                self.customers.remove(&stream);
+            }
         }
     }
 

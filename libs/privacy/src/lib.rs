@@ -205,12 +205,10 @@ impl<S: EventStore> Vault<S> {
     /// (the erasure's append came after, but finished first): the key is destroyed and
     /// not kept, and nothing decrypted with it should be either.
     pub fn stored(&self, key: &NewSubjectKey) -> bool {
-        if self
-            .erased
-            .lock()
-            .expect("vault erased")
-            .contains(&key.subject)
-        {
+        // Under the erasures' lock, which [`Vault::erase`] holds while it forgets the
+        // key: a key is either kept before an erasure forgets it, or not kept at all.
+        let erased = self.erased.lock().expect("vault erased");
+        if erased.contains(&key.subject) {
             return false;
         }
         // Only a cache: a key it cannot keep is read from the store later.
@@ -218,6 +216,11 @@ impl<S: EventStore> Vault<S> {
             self.remember(&key.subject, k);
         }
         true
+    }
+
+    /// Whether this process has erased the subject.
+    pub fn erased_here(&self, subject: &str) -> bool {
+        self.erased.lock().expect("vault erased").contains(subject)
     }
 
     async fn seal_as(
@@ -360,8 +363,8 @@ impl<S: EventStore> Vault<S> {
                 erased.clear();
             }
             erased.insert(subject.to_string());
+            self.cache.lock().expect("vault cache").remove(subject);
         }
-        self.cache.lock().expect("vault cache").remove(subject);
         self.store.erase_subject_key(subject).await?;
         Ok(())
     }
