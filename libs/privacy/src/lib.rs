@@ -403,15 +403,9 @@ mod tests {
     use crm_eventstore::{AppendError, AppendRequest, CommandMeta, Conflict, ExpectedVersion};
     use serde_json::json;
 
-    /// Append `events` to `subject`'s stream with the key their seal made, as the command
-    /// handler does; then tell the vault it was stored.
-    async fn append<S: EventStore>(
-        vault: &Vault<S>,
-        store: &S,
-        subject: &str,
-        events: &[NewEvent],
-        new: Option<NewSubjectKey>,
-    ) -> Result<(), AppendError> {
+    /// A registration's append of `events` to `subject`'s stream, with the key their seal
+    /// made.
+    fn request(subject: &str, events: &[NewEvent], new: Option<NewSubjectKey>) -> AppendRequest {
         let id = uuid::Uuid::new_v4();
         let mut request = AppendRequest::new(CommandMeta {
             command_id: id,
@@ -423,8 +417,20 @@ mod tests {
             fingerprint: id.to_string(),
         })
         .write(subject, ExpectedVersion::Any, events.to_vec());
-        request.new_keys.extend(new.clone());
-        store.append(request).await?;
+        request.new_keys.extend(new);
+        request
+    }
+
+    /// Append `events` to `subject`'s stream with the key their seal made, as the command
+    /// handler does; then tell the vault it was stored.
+    async fn append<S: EventStore>(
+        vault: &Vault<S>,
+        store: &S,
+        subject: &str,
+        events: &[NewEvent],
+        new: Option<NewSubjectKey>,
+    ) -> Result<(), AppendError> {
+        store.append(request(subject, events, new.clone())).await?;
         if let Some(k) = &new {
             assert!(vault.stored(k));
         }
@@ -550,19 +556,10 @@ mod tests {
             .unwrap()
             .expect("a first key");
         // Stored with its events, but not yet reported to the vault.
-        let id = uuid::Uuid::new_v4();
-        let mut request = AppendRequest::new(CommandMeta {
-            command_id: id,
-            command_type: "register_customer".into(),
-            correlation_id: id,
-            causation_id: None,
-            actor: "person:test".into(),
-            issued_at: chrono::Utc::now(),
-            fingerprint: id.to_string(),
-        })
-        .write("customer-c1", ExpectedVersion::Any, first.clone());
-        request.new_keys.push(new.clone());
-        store.append(request).await.unwrap();
+        store
+            .append(request("customer-c1", &first, Some(new.clone())))
+            .await
+            .unwrap();
         vault.erase("customer-c1").await.unwrap();
         assert!(!vault.stored(&new), "reported after the erasure");
         let mut late = vec![registered("new", "+8613900000000")];
