@@ -372,7 +372,9 @@ fn kind(slice: Slice) -> usize {
     }
 }
 
-const NOW: &str = "SELECT value, stage, customers FROM rm_funnel_now WHERE kind = $1";
+/// Customers per (value, stage) of a slice kind now, its stripes summed.
+const NOW: &str = "SELECT value, stage, CAST(sum(customers) AS BIGINT) FROM rm_funnel_now \
+    WHERE kind = $1 GROUP BY value, stage";
 
 /// Customers per (value, stage) of slice kind `k` (a position in [`KINDS`]) as of an
 /// instant: the months before `$2`, the days `[$3, $4)`, the moves `[$5, $6]`. Only the

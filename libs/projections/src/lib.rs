@@ -39,4 +39,4 @@ pub use queries::{
     CustomerFilter, CustomerRow, ManagerRow, PeriodRow, PortfolioBy, PortfolioCount, TimelineRow,
 };
 pub use schema::{Projection, PROJECTIONS};
-pub use store::{ApplyReport, CheckpointRow, Fate, Prepared, ReadError, ReadStore, Target};
+pub use store::{ApplyReport, CheckpointRow, Fate, Prepared, ReadError, ReadStore, Target, Writer};

@@ -51,11 +51,34 @@ pub struct Plan<'b> {
     pub dead: Vec<usize>,
     /// Per target, the positions that move, in stream order.
     pub moves: Vec<Vec<Move<'b>>>,
-    /// For the checkpoint: events applied or set aside, the last of their recording
-    /// instants, and the last sequence that needs no redelivery.
+}
+
+/// What a consumer's checkpoint takes from the events of a batch it delivered: events
+/// applied or set aside, the last of their recording instants, and the last sequence
+/// that needs no redelivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
     pub applied: i64,
     pub last_event_us: i64,
     pub last_sequence: i64,
+}
+
+impl Plan<'_> {
+    /// The progress of the events `range` of `batch` (the ones one consumer delivered).
+    pub fn progress(&self, batch: &[Prepared], range: std::ops::Range<usize>) -> Progress {
+        let mut out = Progress::default();
+        for (p, fate) in batch[range.clone()].iter().zip(&self.fates[range]) {
+            if matches!(fate, Fate::Applied | Fate::DeadLetter) {
+                out.applied += 1;
+                let recorded = crate::project::micros(p.event.metadata.recorded_at);
+                out.last_event_us = out.last_event_us.max(recorded);
+            }
+            if *fate != Fate::Early {
+                out.last_sequence = out.last_sequence.max(p.sequence as i64);
+            }
+        }
+        out
+    }
 }
 
 /// Plan `batch` for `targets` read models, each knowing the versions in `known`
@@ -71,9 +94,6 @@ pub fn plan<'b>(
         steps: Vec::new(),
         dead: Vec::new(),
         moves: vec![Vec::new(); targets],
-        applied: 0,
-        last_event_us: 0,
-        last_sequence: 0,
     };
     for (i, p) in batch.iter().enumerate() {
         let stream = p.event.stream_id.as_str();
@@ -103,14 +123,6 @@ pub fn plan<'b>(
         };
         if fate == Fate::DeadLetter {
             plan.dead.push(i);
-        }
-        if matches!(fate, Fate::Applied | Fate::DeadLetter) {
-            plan.applied += 1;
-            let recorded = crate::project::micros(p.event.metadata.recorded_at);
-            plan.last_event_us = plan.last_event_us.max(recorded);
-        }
-        if fate != Fate::Early {
-            plan.last_sequence = plan.last_sequence.max(p.sequence as i64);
         }
         plan.fates.push(fate);
     }
@@ -211,9 +223,15 @@ mod tests {
         assert_eq!(moves(0), [("a", 5, 3), ("b", 1, 0), ("c", 1, 0)]);
         assert_eq!(moves(1), moves(0));
         // The early event is not counted, nor its sequence acknowledged as done.
-        assert_eq!(plan.applied, 4);
-        assert_eq!(plan.last_sequence, 15);
-        assert_eq!(plan.last_event_us, 1_700_000_015_000_000);
+        let all = plan.progress(&batch, 0..batch.len());
+        assert_eq!(all.applied, 4);
+        assert_eq!(all.last_sequence, 15);
+        assert_eq!(all.last_event_us, 1_700_000_015_000_000);
+        // Each consumer's share of a batch two delivered.
+        let (first, second) = (plan.progress(&batch, 0..3), plan.progress(&batch, 3..6));
+        assert_eq!((first.applied, first.last_sequence), (2, 12));
+        assert_eq!((second.applied, second.last_sequence), (2, 15));
+        assert_eq!(first.last_event_us, 1_700_000_012_000_000);
     }
 
     /// One read model ahead of another (a rebuild's catch-up): the event applies where
@@ -234,6 +252,6 @@ mod tests {
             }]
         );
         assert!(plan.moves[1].is_empty());
-        assert_eq!((plan.applied, plan.last_sequence), (0, 0));
+        assert_eq!(plan.progress(&batch, 0..1), Progress::default());
     }
 }

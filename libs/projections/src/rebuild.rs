@@ -24,7 +24,7 @@ use crm_eventstore::{EventStore, Horizon, LogPosition};
 use futures::StreamExt as _;
 
 use crate::schema::{Kind, Projection};
-use crate::store::{Conn, Prepared, ReadError, ReadStore, Target};
+use crate::store::{Conn, Prepared, ReadError, ReadStore, Target, Writer};
 
 /// Events read from the store per transaction.
 pub const PAGE: usize = 10_000;
@@ -352,7 +352,7 @@ async fn switch_in<S: EventStore>(
         cursor = last.log_position;
         let n = page.len();
         let batch = Prepared::from_log(page);
-        tx.apply(&batch, target, None).await?;
+        tx.apply(&batch, target, &Writer::default()).await?;
         caught_up += n as u64;
         if n < PAGE {
             break;

@@ -47,7 +47,8 @@ pub enum Kind {
     /// until the end. Every update names the row group by the first key column.
     State,
     /// Counters: rows only ever have amounts added to them ([`crate::change::Add`]), by
-    /// their whole key; the adds of a batch are summed before they are written.
+    /// their whole key; the adds of a batch are summed before they are written. Since
+    /// migration 1010 each key's amounts are kept per stripe ([`Table::striped`]).
     Counter,
     /// What the read model remembers of each customer between events (its first column
     /// is the customer id): projecting an event may read it ([`crate::project::Memo`]),
@@ -106,7 +107,26 @@ const fn starts_with(a: &str, prefix: &str) -> bool {
     true
 }
 
+/// The migration from which counter rows are kept per stripe ([`Table::striped`]).
+pub const STRIPES_SINCE: i64 = 1010;
+
+/// The column holding a counter row's stripe: not among a table's declared columns, since
+/// no change names it; the SQL of the read side's write path adds it ([`crate::sql`]).
+pub const STRIPE: &str = "stripe";
+
 impl Table {
+    /// Whether its rows are kept per stripe: a counter's, once migration
+    /// [`STRIPES_SINCE`] has run (`as_created: Some(m)`: the table as migration `m` left
+    /// it; `None`: now). A key has a row per stripe that added to it, and its count is
+    /// their sum: a writer adds to a stripe no other writer uses at once (the projector's
+    /// transaction, its lowest partition's), so concurrent transactions never queue on
+    /// one another's row locks for the rows every batch adds to (the funnel's "all"
+    /// counts of the day) until they commit; questions sum the stripes, and
+    /// [`crate::store::ReadStore::fold_counters`] moves them into stripe 0 now and then.
+    pub fn striped(&self, as_created: Option<i64>) -> bool {
+        self.kind == Kind::Counter && as_created.is_none_or(|m| m >= STRIPES_SINCE)
+    }
+
     /// The positions of the key columns in `columns`, in key order.
     pub fn key_columns(&self) -> Vec<usize> {
         self.primary_key
@@ -855,6 +875,10 @@ pub use crate::sql::migration_sql;
 pub const COMPLAINT_DEADLINES_MIGRATION: &str =
     include_str!("../migrations/1006_complaint_deadlines.sql");
 
+/// Migration 1010 as released: frozen like the first (a test checks the declarations
+/// still produce it).
+pub const STRIPES_MIGRATION: &str = include_str!("../migrations/1010_counters_by_stripe.sql");
+
 /// Statements a migration runs after creating its tables and before dropping what it
 /// drops: (migration, statements).
 pub const MIGRATION_STEPS: &[(i64, &[&str])] = &[
@@ -915,6 +939,11 @@ pub fn migrations() -> Vec<(i64, &'static str, String)> {
             migration_sql(1008),
         ),
         (1009, "complaints by customer", migration_sql(1009)),
+        (
+            STRIPES_SINCE,
+            "counters by stripe",
+            STRIPES_MIGRATION.to_string(),
+        ),
     ]
 }
 
@@ -961,6 +990,11 @@ mod tests {
             migration_sql(1009),
             "CREATE INDEX rm_complaints_customer_idx ON rm_complaints (customer_id, logged_at_us);\n",
             "migration 1009 as released"
+        );
+        assert_eq!(
+            migration_sql(STRIPES_SINCE),
+            STRIPES_MIGRATION,
+            "migration 1010 as released"
         );
         for i in ADDED_INDEXES {
             assert!(all.contains(&i.migration), "{i:?}");

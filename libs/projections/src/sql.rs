@@ -13,10 +13,10 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::change::{Change, Cond, Insert, Set, Update, Value};
-use crate::plan::{Move, Plan};
+use crate::plan::{Move, Plan, Progress};
 use crate::schema::{
     AddedColumn, DroppedColumn, Kind, Projection, Table, ADDED_COLUMNS, ADDED_INDEXES,
-    DROPPED_COLUMNS,
+    DROPPED_COLUMNS, STRIPE, STRIPES_SINCE,
 };
 use crate::store::{Prepared, ReadError};
 
@@ -109,13 +109,16 @@ pub(crate) struct Batch<'a> {
     pub changes: &'a [(usize, Vec<Change>)],
     /// Whether poison is recorded in `rm_dead_letters` (the live tables only).
     pub dead_letters: bool,
-    pub consumer: Option<&'a str>,
+    /// The checkpoints that move: each consumer's, with its share of the batch.
+    pub consumers: &'a [(&'a str, Progress)],
+    /// The stripe its counter amounts are added to ([`Table::striped`]).
+    pub stripe: i64,
     pub now_us: i64,
 }
 
 /// The statements of a batch: its changes, each into its target's tables (rows of tables
 /// that only grow written together; a memo row once, as the batch left it), the dead
-/// letters, the position moves, the consumer's checkpoint, and last the amounts added to
+/// letters, the position moves, the consumers' checkpoints, and last the amounts added to
 /// counter rows, summed over the batch (so the counters, the rows concurrent batches
 /// share, are locked only for the commit).
 pub(crate) fn batch(backend: Backend, b: &Batch) -> Result<Vec<Statement>, ReadError> {
@@ -130,10 +133,10 @@ pub(crate) fn batch(backend: Backend, b: &Batch) -> Result<Vec<Statement>, ReadE
         let table = format!("{}{suffix}", projection.positions_table());
         out.moves(&table, &b.plan.moves[t])?;
     }
-    if let Some(consumer) = b.consumer {
-        checkpoint(&mut out, consumer, b.plan, b.now_us)?;
+    for (consumer, progress) in b.consumers {
+        checkpoint(&mut out, consumer, progress, b.now_us)?;
     }
-    counters.render(&mut out, b.targets)?;
+    counters.render(&mut out, b.targets, b.stripe)?;
     Ok(out.finish())
 }
 
@@ -279,12 +282,17 @@ fn dead_letter(out: &mut Script, p: &Prepared, now_us: i64) -> Result<(), ReadEr
     })
 }
 
-fn checkpoint(out: &mut Script, consumer: &str, plan: &Plan, now_us: i64) -> Result<(), ReadError> {
+fn checkpoint(
+    out: &mut Script,
+    consumer: &str,
+    progress: &Progress,
+    now_us: i64,
+) -> Result<(), ReadError> {
     let values = [
         Value::from(consumer),
-        Value::Int(plan.last_sequence),
-        Value::Int(plan.applied),
-        Value::Int(plan.last_event_us),
+        Value::Int(progress.last_sequence),
+        Value::Int(progress.applied),
+        Value::Int(progress.last_event_us),
         Value::Int(now_us),
     ];
     out.add(|s| {
@@ -329,11 +337,12 @@ impl Counters {
     }
 
     /// One upsert per table and chunk of rows, the rows in key order (so concurrent
-    /// batches take the rows' locks in one order).
+    /// batches take the rows' locks in one order), into `stripe`'s rows.
     fn render(
         self,
         out: &mut Script,
         targets: &[(usize, Projection, &str)],
+        stripe: i64,
     ) -> Result<(), ReadError> {
         for ((t, _), rows) in self.rows {
             let suffix = targets[t].2;
@@ -341,41 +350,117 @@ impl Counters {
             let mut sums: Vec<(Vec<Value>, Vec<i64>)> = rows.sums.into_iter().collect();
             sums.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for chunk in sums.chunks(500) {
-                out.add(|s| counter_upsert(s, t, suffix, chunk))?;
+                out.add(|s| counter_upsert(s, t, suffix, stripe, chunk))?;
             }
         }
         Ok(())
     }
 }
 
-/// `INSERT … (key, amounts) … ON CONFLICT (key) DO UPDATE SET c = c + excluded.c`.
+/// `INSERT … (key, amounts, stripe) … ON CONFLICT (key, stripe) DO UPDATE SET c = c +
+/// excluded.c`.
 fn counter_upsert(
     s: &mut Sql,
     t: &Table,
     suffix: &str,
+    stripe: i64,
     rows: &[(Vec<Value>, Vec<i64>)],
 ) -> Result<(), ReadError> {
     let keys = t.key_columns();
-    insert_head(s, t, suffix);
-    let cell = |r: usize, i: usize| match keys.iter().position(|k| *k == i) {
-        Some(k) => Cow::Borrowed(&rows[r].0[k]),
-        None => Cow::Owned(Value::Int(rows[r].1[i])),
-    };
-    row_source(s, t, rows.len(), cell)?;
+    let width = t.columns.len();
     let _ = write!(
         s.text,
-        " ON CONFLICT ({}) DO UPDATE SET ",
-        t.primary_key.join(", ")
+        "INSERT INTO {}{suffix} ({}, {STRIPE}) ",
+        t.name,
+        column_names(t).join(", ")
     );
-    let amounts: Vec<String> = t
-        .columns
+    let stripe = Value::Int(stripe);
+    let cell = |r: usize, i: usize| match keys.iter().position(|k| *k == i) {
+        Some(k) => Cow::Borrowed(&rows[r].0[k]),
+        None if i == width => Cow::Borrowed(&stripe),
+        None => Cow::Owned(Value::Int(rows[r].1[i])),
+    };
+    let mut ints = column_ints(t);
+    ints.push(true);
+    row_source(s, &ints, rows.len(), cell)?;
+    let _ = write!(
+        s.text,
+        " ON CONFLICT ({}, {STRIPE}) DO UPDATE SET {}",
+        t.primary_key.join(", "),
+        sum_into(t, suffix)
+    );
+    Ok(())
+}
+
+/// `c = t.c + excluded.c, …` for each amount of counter `t`.
+fn sum_into(t: &Table, suffix: &str) -> String {
+    let amounts: Vec<String> = amount_names(t)
+        .map(|c| format!("{c} = {}{suffix}.{c} + excluded.{c}", t.name))
+        .collect();
+    amounts.join(", ")
+}
+
+/// The names of `t`'s columns, in order.
+fn column_names(t: &Table) -> Vec<&'static str> {
+    t.columns.iter().map(|(c, _)| *c).collect()
+}
+
+/// Whether each of `t`'s columns holds integers, in order.
+fn column_ints(t: &Table) -> Vec<bool> {
+    t.columns
+        .iter()
+        .map(|(_, ty)| ty.starts_with("BIGINT"))
+        .collect()
+}
+
+/// The columns of counter `t` that hold amounts (not its key).
+fn amount_names(t: &Table) -> impl Iterator<Item = &'static str> + '_ {
+    let keys = t.key_columns();
+    t.columns
         .iter()
         .enumerate()
-        .filter(|(i, _)| !keys.contains(i))
-        .map(|(_, (c, _))| format!("{c} = {}{suffix}.{c} + excluded.{c}", t.name))
+        .filter(move |(i, _)| !keys.contains(i))
+        .map(|(_, (c, _))| *c)
+}
+
+/// The statements moving every striped row of counter `t` into stripe 0 (its amounts
+/// added to the key's stripe-0 row), leaving every key's sum as it was.
+///
+/// On PostgreSQL one statement, so atomic on its own: the rows it deletes are exactly
+/// those it adds, and rows a projector's open transaction holds are skipped (folded next
+/// time), so a fold never waits on a projector. A projector that next adds to a row the
+/// fold deleted waits for the fold's commit and inserts the row again. On SQLite, whose
+/// writers take turns, an upsert of the sums and a delete, in the caller's transaction.
+pub(crate) fn fold(backend: Backend, t: &Table) -> Vec<String> {
+    let keys: Vec<&str> = t.primary_key.to_vec();
+    let names = column_names(t);
+    let sums: Vec<String> = t
+        .columns
+        .iter()
+        .map(|(c, _)| match keys.contains(c) {
+            true => c.to_string(),
+            false => format!("CAST(sum({c}) AS BIGINT)"),
+        })
         .collect();
-    s.text.push_str(&amounts.join(", "));
-    Ok(())
+    let (name, keys, names, sums) = (t.name, keys.join(", "), names.join(", "), sums.join(", "));
+    let upsert = |from: &str| {
+        format!(
+            "INSERT INTO {name} ({names}, {STRIPE}) SELECT {sums}, 0 FROM {from} \
+             GROUP BY {keys} ORDER BY {keys} ON CONFLICT ({keys}, {STRIPE}) DO UPDATE SET {}",
+            sum_into(t, "")
+        )
+    };
+    match backend {
+        Backend::Postgres => vec![format!(
+            "WITH gone AS (DELETE FROM {name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {name} \
+             WHERE {STRIPE} <> 0 FOR UPDATE SKIP LOCKED)) RETURNING {names}) {}",
+            upsert("gone")
+        )],
+        Backend::Sqlite => vec![
+            upsert(&format!("{name} WHERE {STRIPE} <> 0")),
+            format!("DELETE FROM {name} WHERE {STRIPE} <> 0"),
+        ],
+    }
 }
 
 /// The rows an `INSERT` takes, `cell(row, column)` each of `n` rows of `t`: `VALUES (…),
@@ -385,16 +470,16 @@ fn counter_upsert(
 /// expression per cell).
 fn row_source<'v>(
     s: &mut Sql,
-    t: &Table,
+    ints: &[bool],
     n: usize,
     cell: impl Fn(usize, usize) -> Cow<'v, Value>,
 ) -> Result<(), ReadError> {
-    let int = |c: usize| t.columns[c].1.starts_with("BIGINT");
+    let int = |c: usize| ints[c];
     if s.backend == Backend::Sqlite || n == 1 {
         s.text.push_str("VALUES ");
         for r in 0..n {
             s.text.push_str(if r == 0 { "(" } else { ", (" });
-            for c in 0..t.columns.len() {
+            for c in 0..ints.len() {
                 if c > 0 {
                     s.text.push_str(", ");
                 }
@@ -406,7 +491,7 @@ fn row_source<'v>(
     }
     s.text.push_str("SELECT * FROM unnest(");
     let mut array = String::new();
-    for c in 0..t.columns.len() {
+    for c in 0..ints.len() {
         if c > 0 {
             s.text.push_str(", ");
         }
@@ -618,6 +703,7 @@ fn change(s: &mut Sql, c: &Change, suffix: &str) -> Result<(), ReadError> {
             s,
             a.table,
             suffix,
+            0,
             &[(a.key.clone(), {
                 let mut sums = vec![0; a.table.columns.len()];
                 for (c, n) in &a.amounts {
@@ -666,7 +752,7 @@ fn insert_rows(s: &mut Sql, rows: &[&Insert], suffix: &str) -> Result<(), ReadEr
         return Ok(());
     };
     insert_head(s, first.table, suffix);
-    row_source(s, first.table, rows.len(), |r, c| {
+    row_source(s, &column_ints(first.table), rows.len(), |r, c| {
         Cow::Borrowed(&rows[r].values[c])
     })
 }
@@ -762,7 +848,8 @@ impl Projection {
 
     /// With `as_created: Some(m)`, each table as migration `m` created it: with the
     /// columns a later migration dropped ([`DROPPED_COLUMNS`]), without those a later
-    /// one added ([`ADDED_COLUMNS`]).
+    /// one added ([`ADDED_COLUMNS`]); a striped counter's stripe last
+    /// ([`Table::striped`]).
     pub(crate) fn tables_ddl_where(
         &self,
         suffix: &str,
@@ -785,12 +872,16 @@ impl Projection {
                             && as_created.is_some_and(|m| a.migration > m)
                     })
                 };
+                let stripe = t
+                    .striped(as_created)
+                    .then_some((STRIPE, "BIGINT NOT NULL DEFAULT 0"));
                 let cols: Vec<String> = t
                     .columns
                     .iter()
                     .copied()
                     .filter(|(name, _)| !added_later(name))
                     .chain(dropped.map(|d| (d.column, d.definition)))
+                    .chain(stripe)
                     .map(|(name, ty)| format!("{name} {ty}"))
                     .collect();
                 format!("CREATE TABLE {}{suffix} ({})", t.name, cols.join(", "))
@@ -839,12 +930,22 @@ impl Projection {
     ) -> Vec<String> {
         let mut out = Vec::new();
         for t in self.tables_as_of(as_created).iter().filter(|t| keep(t)) {
+            let striped = t.striped(as_created);
+            let stripe = if striped { [STRIPE].as_slice() } else { &[] };
             out.push(format!(
                 "CREATE UNIQUE INDEX {}{suffix}_key ON {}{suffix} ({})",
                 t.name,
                 t.name,
-                t.primary_key.join(", ")
+                [t.primary_key, stripe].concat().join(", ")
             ));
+            if striped {
+                // What a fold looks for: the rows of stripes but 0, few between folds.
+                out.push(format!(
+                    "CREATE INDEX {}{suffix}_striped ON {}{suffix} ({STRIPE}) \
+                     WHERE {STRIPE} <> 0",
+                    t.name, t.name
+                ));
+            }
             for (ix, cols) in t.indexes.iter().filter(|(ix, _)| {
                 // As migration `m` created it: without the indexes added later.
                 !as_created.is_some_and(|m| {
@@ -904,18 +1005,41 @@ pub(crate) fn lock(name: &str) -> String {
     format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")
 }
 
-/// Every row of `t` (named with `suffix`) with each column as text, in key order.
+/// Every row of `t` (named with `suffix`) with each column as text, in key order; a
+/// striped counter's stripes summed, one row per key.
 pub(crate) fn select_as_text(t: &Table, suffix: &str) -> String {
+    let keys = t.primary_key.join(", ");
+    let striped = t.striped(None);
     let cols: Vec<String> = t
         .columns
         .iter()
-        .map(|(c, _)| format!("CAST({c} AS TEXT) AS {c}"))
+        .map(|(c, _)| match striped && !t.primary_key.contains(c) {
+            true => format!("CAST(CAST(sum({c}) AS BIGINT) AS TEXT) AS {c}"),
+            false => format!("CAST({c} AS TEXT) AS {c}"),
+        })
         .collect();
+    let group = match striped {
+        true => format!(" GROUP BY {keys}"),
+        false => String::new(),
+    };
     format!(
-        "SELECT {} FROM {}{suffix} ORDER BY {}",
+        "SELECT {} FROM {}{suffix}{group} ORDER BY {keys}",
         cols.join(", "),
         t.name,
-        t.primary_key.join(", ")
+    )
+}
+
+/// `(SELECT key, CAST(sum(amount) AS BIGINT) AS amount, … FROM t GROUP BY key)`: the
+/// rows of counter `t` with their stripes summed, as a view reads them.
+pub(crate) fn summed(t: &Table) -> String {
+    let keys = t.primary_key.join(", ");
+    let amounts: Vec<String> = amount_names(t)
+        .map(|c| format!("CAST(sum({c}) AS BIGINT) AS {c}"))
+        .collect();
+    format!(
+        "(SELECT {keys}, {} FROM {} GROUP BY {keys})",
+        amounts.join(", "),
+        t.name
     )
 }
 
@@ -1023,7 +1147,43 @@ pub fn migration_sql(since: i64) -> String {
     {
         sql.push(format!("DROP TABLE {}", t.name));
     }
+    if since == STRIPES_SINCE {
+        sql.extend(stripe_counters());
+    }
     sql.join(";\n") + ";\n"
+}
+
+/// Migration [`STRIPES_SINCE`]: every counter table made again with its stripe (its rows
+/// in stripe 0). Made again rather than altered: its key's index must go, and after a
+/// rebuild that index carries the rebuild's name. The views over the tables go first
+/// (PostgreSQL refuses to drop a table a view reads; the read store makes them again).
+/// Each table is renamed before it is copied, which on PostgreSQL waits for the
+/// transactions writing it and keeps later ones out until the migration commits (a copy
+/// alone could miss amounts a transaction committed just before the drop); tables in
+/// name order, the order a projector's transaction adds to them, so neither waits for
+/// the other in a circle.
+fn stripe_counters() -> Vec<String> {
+    let mut sql = crate::views::drop_statements(Backend::Postgres);
+    let at = Some(STRIPES_SINCE);
+    let mut counters: Vec<(Projection, &Table)> = (crate::schema::PROJECTIONS.iter())
+        .flat_map(|p| p.tables.iter().map(move |t| (*p, t)))
+        .filter(|(_, t)| t.kind == Kind::Counter)
+        .collect();
+    counters.sort_by_key(|(_, t)| t.name);
+    for (p, t) in counters {
+        let (name, old) = (t.name, format!("{}_1009", t.name));
+        let only = |u: &Table| u.name == name;
+        sql.push(rename(name, &old));
+        sql.extend(p.tables_ddl_where("", only, false, at));
+        let columns = column_names(t).join(", ");
+        sql.push(format!(
+            "INSERT INTO {name} ({columns}) SELECT {columns} FROM {old}"
+        ));
+        sql.push(drop_table(&old));
+        sql.extend(p.keys_ddl_where("", only, false, at));
+        sql.push(format!("ANALYZE {name}"));
+    }
+    sql
 }
 
 #[cfg(test)]
@@ -1068,15 +1228,46 @@ mod tests {
         }
         let mut out = Script::new(Backend::Postgres);
         let targets = [(2, crate::schema::ANALYTICS, "")];
-        counters.render(&mut out, &targets).unwrap();
+        counters.render(&mut out, &targets, 3).unwrap();
         let sql = &out.finish()[0].sql;
         assert_eq!(
             sql,
-            "INSERT INTO rm_funnel_now (kind, value, stage, customers) SELECT * FROM unnest(\
-             (E'{\"region\",\"region\"}'::text[]), (E'{\"east\",\"west\"}'::text[]), \
-             (E'{\"lead\",\"lead\"}'::text[]), (E'{0,2}'::int8[])) \
-             ON CONFLICT (kind, value, stage) DO UPDATE SET \
+            "INSERT INTO rm_funnel_now (kind, value, stage, customers, stripe) SELECT * FROM \
+             unnest((E'{\"region\",\"region\"}'::text[]), (E'{\"east\",\"west\"}'::text[]), \
+             (E'{\"lead\",\"lead\"}'::text[]), (E'{0,2}'::int8[]), (E'{3,3}'::int8[])) \
+             ON CONFLICT (kind, value, stage, stripe) DO UPDATE SET \
              customers = rm_funnel_now.customers + excluded.customers;\n"
+        );
+    }
+
+    /// A fold moves a counter's striped rows into stripe 0 in one statement on
+    /// PostgreSQL (skipping rows a projector holds), and in an upsert then a delete on
+    /// SQLite.
+    #[test]
+    fn a_fold_sums_the_stripes_into_stripe_zero() {
+        use crate::schema::FUNNEL_NOW;
+        let sums = "SELECT kind, value, stage, CAST(sum(customers) AS BIGINT), 0";
+        let merge = "ON CONFLICT (kind, value, stage, stripe) DO UPDATE SET \
+                     customers = rm_funnel_now.customers + excluded.customers";
+        let group = "GROUP BY kind, value, stage ORDER BY kind, value, stage";
+        assert_eq!(
+            fold(Backend::Postgres, &FUNNEL_NOW),
+            [format!(
+                "WITH gone AS (DELETE FROM rm_funnel_now WHERE ctid = ANY(ARRAY(SELECT ctid \
+                 FROM rm_funnel_now WHERE stripe <> 0 FOR UPDATE SKIP LOCKED)) RETURNING \
+                 kind, value, stage, customers) INSERT INTO rm_funnel_now (kind, value, \
+                 stage, customers, stripe) {sums} FROM gone {group} {merge}"
+            )]
+        );
+        assert_eq!(
+            fold(Backend::Sqlite, &FUNNEL_NOW),
+            [
+                format!(
+                    "INSERT INTO rm_funnel_now (kind, value, stage, customers, stripe) {sums} \
+                     FROM rm_funnel_now WHERE stripe <> 0 {group} {merge}"
+                ),
+                "DELETE FROM rm_funnel_now WHERE stripe <> 0".to_string()
+            ]
         );
     }
 
@@ -1119,7 +1310,8 @@ mod tests {
                 targets: &targets,
                 changes: &changes,
                 dead_letters: false,
-                consumer: None,
+                consumers: &[],
+                stripe: 0,
                 now_us: 0,
             };
             super::changes(&mut out, &b).unwrap();

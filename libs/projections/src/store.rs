@@ -101,6 +101,33 @@ impl ApplyReport {
     }
 }
 
+/// Who applies a batch to the read models: the consumers that delivered its events, each
+/// with the range of them it delivered (its checkpoint moves with the batch), and the
+/// stripe its counter amounts are added to ([`crate::schema::Table::striped`]). The
+/// projector applies what several partitions delivered in one transaction, into a
+/// stripe no other transaction of it uses at once, so they never queue on one another's
+/// counter rows. The default: no checkpoint, stripe 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Writer<'a> {
+    pub consumers: Vec<(&'a str, std::ops::Range<usize>)>,
+    pub stripe: i64,
+}
+
+impl<'a> Writer<'a> {
+    /// Consumer `name` delivered the batch's `n` events; stripe 0.
+    pub fn consumer(name: &'a str, n: usize) -> Self {
+        Self {
+            consumers: vec![(name, 0..n)],
+            stripe: 0,
+        }
+    }
+
+    /// The same, adding to `stripe`.
+    pub fn striped(self, stripe: i64) -> Self {
+        Self { stripe, ..self }
+    }
+}
+
 /// A consumer's progress: what it has applied to the read models, written in the same
 /// transaction as the read-model changes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -342,14 +369,15 @@ impl Conn<'_> {
         Ok(known)
     }
 
-    /// Apply `batch` to the tables `target` names, with `consumer`'s checkpoint: the
-    /// positions read, the batch planned ([`crate::plan`]), its statements rendered
-    /// ([`crate::sql`]) and run (on PostgreSQL: one script, one round trip).
+    /// Apply `batch` to the tables `target` names, as `writer` (its consumers'
+    /// checkpoints, its stripe): the positions read, the batch planned
+    /// ([`crate::plan`]), its statements rendered ([`crate::sql`]) and run (on
+    /// PostgreSQL: one script, one round trip).
     pub(crate) async fn apply(
         &mut self,
         batch: &[Prepared],
         target: &Target,
-        consumer: Option<&str>,
+        writer: &Writer<'_>,
     ) -> Result<ApplyReport, ReadError> {
         let targets = target.resolve();
         let tables: Vec<String> = targets
@@ -361,6 +389,9 @@ impl Conn<'_> {
         let changes = self.project(batch, &plan, &targets).await?;
         let now = crate::project::micros(chrono::Utc::now());
         let live = matches!(target, Target::Live);
+        let consumers: Vec<(&str, crate::plan::Progress)> = (writer.consumers.iter())
+            .map(|(name, range)| (*name, plan.progress(batch, range.clone())))
+            .collect();
         let statements = crate::sql::batch(
             self.backend(),
             &crate::sql::Batch {
@@ -369,7 +400,8 @@ impl Conn<'_> {
                 targets: &targets,
                 changes: &changes,
                 dead_letters: live,
-                consumer,
+                consumers: &consumers,
+                stripe: writer.stripe,
                 now_us: now,
             },
         )?;
@@ -686,38 +718,68 @@ impl ReadStore {
     }
 
     /// Apply `batch` to every live read model in one transaction with `consumer`'s
-    /// checkpoint (if named).
+    /// checkpoint (if named), its counter amounts into stripe 0.
     pub async fn apply(
         &self,
         batch: &[Prepared],
         consumer: Option<&str>,
     ) -> Result<ApplyReport, ReadError> {
-        self.apply_to(batch, &Target::Live, consumer).await
+        let writer = consumer.map_or_else(Writer::default, |c| Writer::consumer(c, batch.len()));
+        self.apply_to(batch, &Target::Live, &writer).await
     }
 
-    /// Apply `batch` to the tables `target` names, in one transaction.
+    /// Apply `batch` to the tables `target` names, in one transaction, as `writer`.
     pub async fn apply_to(
         &self,
         batch: &[Prepared],
         target: &Target,
-        consumer: Option<&str>,
+        writer: &Writer<'_>,
     ) -> Result<ApplyReport, ReadError> {
         match self {
             Self::Postgres(pool) => {
                 let mut tx = pool.begin_with(APPLY_BEGIN).await?;
-                let report = Conn::Postgres(&mut tx)
-                    .apply(batch, target, consumer)
-                    .await?;
+                let report = Conn::Postgres(&mut tx).apply(batch, target, writer).await?;
                 tx.commit().await?;
                 Ok(report)
             }
             Self::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                let report = Conn::Sqlite(&mut tx).apply(batch, target, consumer).await?;
+                let report = Conn::Sqlite(&mut tx).apply(batch, target, writer).await?;
                 tx.commit().await?;
                 Ok(report)
             }
         }
+    }
+
+    /// Move the counters' striped rows into stripe 0 ([`crate::sql::fold`]): every sum
+    /// stays what it was, and questions read fewer rows. The projector runs it now and
+    /// then; folds may run at once, and none waits on a projector's transaction. Returns
+    /// how many keys took amounts.
+    pub async fn fold_counters(&self) -> Result<u64, ReadError> {
+        let striped = crate::schema::PROJECTIONS
+            .iter()
+            .flat_map(|p| p.tables)
+            .filter(|t| t.striped(None));
+        let mut keys = 0;
+        for t in striped {
+            match self {
+                // One statement, atomic alone.
+                Self::Postgres(p) => {
+                    for sql in &crate::sql::fold(Backend::Postgres, t) {
+                        keys += sqlx::query(sql).execute(p).await?.rows_affected();
+                    }
+                }
+                Self::Sqlite(p) => {
+                    let mut tx = p.begin().await?;
+                    for (i, sql) in crate::sql::fold(Backend::Sqlite, t).iter().enumerate() {
+                        let done = sqlx::query(sql).execute(&mut *tx).await?;
+                        keys += if i == 0 { done.rows_affected() } else { 0 };
+                    }
+                    tx.commit().await?;
+                }
+            }
+        }
+        Ok(keys)
     }
 
     pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, ReadError> {

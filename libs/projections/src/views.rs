@@ -63,7 +63,7 @@ fn kpi_days(b: Backend) -> String {
          d.complaints_resolved, d.complaints_reopened, d.satisfaction_sum, d.satisfaction_n, \
          {running}, \
          sum(d.lead_starts) OVER w - sum(d.lead_ends) OVER w + d.lead_ends AS stretches \
-         FROM rm_kpi_days d WINDOW w AS (PARTITION BY d.manager_id ORDER BY d.day)), \
+         FROM {days} d WINDOW w AS (PARTITION BY d.manager_id ORDER BY d.day)), \
          g AS (SELECT manager_id, first_day AS day, sum(n) AS n FROM rm_kpi_gaps \
          WHERE first_day = last_day GROUP BY manager_id, first_day), \
          c AS (SELECT manager_id, converts_on AS day, count(DISTINCT customer_id) AS n \
@@ -85,6 +85,7 @@ fn kpi_days(b: Backend) -> String {
          LEFT JOIN g ON g.manager_id = d.manager_id AND g.day = d.day \
          LEFT JOIN c ON c.manager_id = d.manager_id AND c.day = d.day",
         running = running.join(", "),
+        days = crate::sql::summed(&crate::schema::KPI_DAYS),
         day = date(b, "d.day", "day"),
         coverage = share("d.covered", "d.portfolio", "contact_coverage"),
         conversion = share(
@@ -246,8 +247,9 @@ pub fn views(b: Backend) -> Vec<(&'static str, String)> {
             format!(
                 "SELECT kind AS slice_kind, value AS slice, stage, {}, customers AS change, \
                  sum(customers) OVER (PARTITION BY kind, value, stage ORDER BY day) AS customers \
-                 FROM rm_funnel_days",
-                date(b, "day", "day")
+                 FROM {} d",
+                date(b, "day", "day"),
+                crate::sql::summed(&crate::schema::FUNNEL_DAYS)
             ),
         ),
     ]

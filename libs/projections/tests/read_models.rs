@@ -721,14 +721,18 @@ async fn database_aggregates_equal_the_reference_computations() {
         .map(|z| z.parse().unwrap())
         .collect();
     for store in [&pg, &lite] {
-        let report = store.apply(&log.prepared(), None).await.unwrap();
         assert_eq!(
-            report.count(Fate::Applied),
+            apply_as_partitions(store, &log.prepared()).await,
             log.events.len(),
             "every event of the book projects"
         );
+        assert!(
+            striped_rows(store).await > 0,
+            "the questions below sum stripes"
+        );
         let facts = store.facts().await.unwrap();
         assert!(facts.transitions.len() > 500 && facts.complaints.len() > 50);
+        funnel_days_view_ends_at_the_counts_now(store, &facts).await;
         for slice in [
             Slice::All,
             Slice::Region,
@@ -824,7 +828,121 @@ async fn database_aggregates_equal_the_reference_computations() {
             seen.iter().all(|n| *n > 0),
             "the book exercises every KPI: {seen:?}"
         );
+        // Folded: one row per key, the same answers.
+        assert!(store.fold_counters().await.unwrap() > 0);
+        assert_eq!(striped_rows(store).await, 0);
+        let now = us(days + 30, 0);
+        let cal = (&calendars[1], Granularity::Day);
+        let (from, to) = (us(-2, 5), us(days + 40, 0));
+        assert_eq!(
+            store
+                .kpis(Level::Manager, cal, from, to, now)
+                .await
+                .unwrap(),
+            kpi::kpis(&facts, Level::Manager, cal, from, to, now),
+            "KPIs after the fold"
+        );
+        for t in [None, Some(us(17, 13))] {
+            assert_eq!(
+                store.stage_counts(t, Slice::Team).await.unwrap(),
+                funnel::stage_counts(&facts, t, Slice::Team),
+                "stage counts at {t:?} after the fold"
+            );
+        }
     }
+}
+
+/// `v_funnel_days` (for BI tools) has one row per stage and day of the "all" slice, and
+/// each stage's last running count is its count now.
+async fn funnel_days_view_ends_at_the_counts_now(
+    store: &ReadStore,
+    facts: &crm_projections::facts::Facts,
+) {
+    use crm_projections::funnel::{self, Slice};
+    let rows = view_rows(
+        store,
+        "SELECT stage, CAST(day AS TEXT), CAST(customers AS TEXT) FROM v_funnel_days \
+         WHERE slice_kind = 'all' ORDER BY stage, day",
+    )
+    .await;
+    let mut last = std::collections::BTreeMap::new();
+    let mut days = std::collections::HashSet::new();
+    for r in &rows {
+        let [stage, day, n] = [0, 1, 2].map(|i| r[i].clone().unwrap());
+        assert!(
+            days.insert((stage.clone(), day)),
+            "one row per stage and day"
+        );
+        last.insert(stage, n.parse::<i64>().unwrap());
+    }
+    let now: std::collections::BTreeMap<String, i64> =
+        funnel::stage_counts(facts, None, Slice::All)
+            .into_iter()
+            .map(|c| (c.stage, c.customers))
+            .collect();
+    last.retain(|_, n| *n != 0);
+    assert_eq!(last, now, "v_funnel_days' last counts");
+}
+
+/// Apply `events` as the projector's partitions do: each stream's events in order, by
+/// one of four consumers adding to its own stripe, the four at once (on SQLite, whose
+/// writers take turns, one after another); the counters' stripes folded halfway.
+/// Returns how many events applied.
+async fn apply_as_partitions(store: &ReadStore, events: &[Prepared]) -> usize {
+    use crm_projections::{Target, Writer};
+    let half = events.len() / 2;
+    let mut applied = 0;
+    for (part, fold) in [(&events[..half], true), (&events[half..], false)] {
+        let mut lanes: Vec<Vec<Prepared>> = vec![Vec::new(); 4];
+        for p in part {
+            let lane = p.event.stream_id.bytes().map(usize::from).sum::<usize>() % 4;
+            lanes[lane].push(p.clone());
+        }
+        let tasks = lanes.into_iter().enumerate().map(|(i, lane)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let name = format!("p{i}");
+                let writer = Writer::consumer(&name, lane.len()).striped(i as i64 + 1);
+                let report = store.apply_to(&lane, &Target::Live, &writer).await;
+                report.unwrap().count(Fate::Applied)
+            })
+        });
+        let tasks: Vec<_> = match store {
+            ReadStore::Postgres(_) => tasks.collect(),
+            ReadStore::Sqlite(_) => {
+                for t in tasks {
+                    applied += t.await.unwrap();
+                }
+                Vec::new()
+            }
+        };
+        for t in tasks {
+            applied += t.await.unwrap();
+        }
+        if fold {
+            assert!(store.fold_counters().await.unwrap() > 0, "a fold folds");
+        }
+    }
+    applied
+}
+
+/// How many rows of the counter tables are in a stripe other than 0.
+async fn striped_rows(store: &ReadStore) -> i64 {
+    let mut n = 0;
+    for t in crm_projections::schema::ANALYTICS.tables {
+        if t.striped(None) {
+            let sql = format!(
+                "SELECT CAST(count(*) AS TEXT) FROM {} WHERE stripe <> 0",
+                t.name
+            );
+            n += view_rows(store, &sql).await[0][0]
+                .as_deref()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap();
+        }
+    }
+    n
 }
 
 /// The KPI ledger counts the local days of its own zone (here New York's, whose clocks
@@ -852,7 +970,7 @@ async fn the_kpi_ledger_counts_the_days_of_its_zone() {
             store.ledger_answers(&new_york).await.unwrap(),
             "empty: still complete"
         );
-        store.apply(&log.prepared(), None).await.unwrap();
+        apply_as_partitions(store, &log.prepared()).await;
         assert!(!store
             .ledger_answers(&"Asia/Shanghai".parse().unwrap())
             .await
@@ -1080,6 +1198,92 @@ async fn analytics_from_before_1004_carry_on_on_sqlite() {
     pool.close().await;
     let url = format!("sqlite://{}", path.0.display());
     analytics_carry_on_after_1004(ReadStore::connect(&url, 2).await.unwrap()).await;
+}
+
+/// A read database as the release before 1010 left it, rebuilt once (so its counters'
+/// keys carry a rebuild's name): counts kept in one row per key.
+const BEFORE_1010: [&str; 3] = [
+    "INSERT INTO rm_funnel_now (kind, value, stage, customers) VALUES \
+     ('all', 'all', 'lead', 5), ('all', 'all', 'customer', 2)",
+    "DROP INDEX rm_funnel_now_key",
+    "CREATE UNIQUE INDEX rm_funnel_now_rebuild17_key ON rm_funnel_now (kind, value, stage)",
+];
+
+/// After migration 1010: the counts are stripe 0's; a partition adds to its own stripe,
+/// questions sum them, and a fold leaves one row per key.
+async fn counters_carry_on_after_1010(store: ReadStore) {
+    use crm_projections::funnel::Slice;
+    use crm_projections::{Target, Writer};
+    let counts = |store: ReadStore| async move {
+        let counts = store.stage_counts(None, Slice::All).await.unwrap();
+        counts
+            .into_iter()
+            .map(|c| (c.stage, c.customers))
+            .collect::<Vec<_>>()
+    };
+    let before = vec![("customer".to_string(), 2), ("lead".to_string(), 5)];
+    assert_eq!(
+        counts(store.clone()).await,
+        before,
+        "kept through the upgrade"
+    );
+    let mut log = Log::default();
+    log.customer(C1, t0());
+    let events = log.prepared();
+    let writer = Writer::consumer("p1", events.len()).striped(2);
+    store
+        .apply_to(&events, &Target::Live, &writer)
+        .await
+        .unwrap();
+    let after = vec![("customer".to_string(), 2), ("lead".to_string(), 6)];
+    assert_eq!(counts(store.clone()).await, after, "stripes summed");
+    assert!(striped_rows(&store).await > 0);
+    store.fold_counters().await.unwrap();
+    assert_eq!(striped_rows(&store).await, 0);
+    assert_eq!(counts(store.clone()).await, after, "folded");
+}
+
+use crm_projections::{sql::Backend, views};
+
+#[tokio::test]
+async fn counters_from_before_1010_carry_on_on_postgres() {
+    let db = TestDatabase::create().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    crm_projections::store::migrator_up_to(1009)
+        .run(&pool)
+        .await
+        .unwrap();
+    // The views over the counters, as a release before 1010 left them.
+    for sql in views::create_statements(Backend::Postgres) {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+    for sql in BEFORE_1010 {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    counters_carry_on_after_1010(ReadStore::connect(&db.url, 2).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn counters_from_before_1010_carry_on_on_sqlite() {
+    let path = TempPath::new("crm-read-1010");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path.0)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    crm_projections::store::migrator_up_to(1009)
+        .run(&pool)
+        .await
+        .unwrap();
+    for sql in views::create_statements(Backend::Sqlite) {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+    for sql in BEFORE_1010 {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let url = format!("sqlite://{}", path.0.display());
+    counters_carry_on_after_1010(ReadStore::connect(&url, 2).await.unwrap()).await;
 }
 
 /// A binary older than the read models' schema (a rollback past a migration) refuses to

@@ -10,21 +10,24 @@ use crm_eventstore::testing::TestDatabase;
 use crm_eventstore::{EventStore, LogPosition};
 use crm_projections::rebuild::{rebuild, verify};
 use crm_projections::testing::{append, t0, Log};
-use crm_projections::{Prepared, ReadStore, PROJECTIONS};
+use crm_projections::{Prepared, ReadStore, Target, Writer, PROJECTIONS};
 use uuid::Uuid;
 
-/// What a projector does: apply the log to the live read models.
+/// What a projector does: apply the log to the live read models, a page at a time, the
+/// pages' counter amounts into three stripes in turn (as partitions add to their own).
 async fn project_all<S: EventStore>(store: &S, read: &ReadStore, from: LogPosition) -> LogPosition {
     let mut cursor = from;
-    loop {
-        let page = store.read_all(cursor, 500).await.unwrap();
-        let Some(last) = page.last() else {
+    for page in 0.. {
+        let events = store.read_all(cursor, 500).await.unwrap();
+        let Some(last) = events.last() else {
             return cursor;
         };
         cursor = last.log_position;
-        let batch: Vec<Prepared> = page.into_iter().map(|e| Prepared::new(e, 0)).collect();
-        read.apply(&batch, None).await.unwrap();
+        let batch: Vec<Prepared> = events.into_iter().map(|e| Prepared::new(e, 0)).collect();
+        let writer = Writer::consumer("projector", batch.len()).striped(page % 3 + 1);
+        read.apply_to(&batch, &Target::Live, &writer).await.unwrap();
     }
+    unreachable!("pages run out")
 }
 
 fn workload(customers: usize) -> Log {
@@ -157,11 +160,15 @@ async fn verify_finds_tampering_and_rebuild_repairs_it_while_queries_run() {
             p.name,
             report.tables
         );
-        // Every rebuilt table has its unique key and its indexes.
+        // Every rebuilt table has its unique key and its indexes (a counter's stripes
+        // one more).
         let mut expected: Vec<(String, usize)> = p
             .tables
             .iter()
-            .map(|t| (t.name.to_string(), 1 + t.indexes.len()))
+            .map(|t| {
+                let n = 1 + t.indexes.len() + usize::from(t.striped(None));
+                (t.name.to_string(), n)
+            })
             .collect();
         expected.push((p.positions_table(), 1));
         for (table, n) in expected {

@@ -33,16 +33,23 @@ fn base_sql() -> String {
     )
 }
 
-/// The rows of the days `[$1, $2]`: manager, day, [`SNAPSHOT`], [`FLOWS`].
+/// The rows of the days `[$1, $2]`, their stripes summed: manager, day, [`SNAPSHOT`],
+/// [`FLOWS`].
 fn days_sql() -> String {
+    let sums: Vec<String> = SNAPSHOT
+        .iter()
+        .chain(FLOWS.iter())
+        .map(|c| format!("CAST(sum({c}) AS BIGINT)"))
+        .collect();
     format!(
-        "SELECT manager_id, day, {}, {} FROM rm_kpi_days WHERE day >= $1 AND day <= $2",
-        SNAPSHOT.join(", "),
-        FLOWS.join(", ")
+        "SELECT manager_id, day, {} FROM rm_kpi_days WHERE day >= $1 AND day <= $2 \
+         GROUP BY manager_id, day",
+        sums.join(", ")
     )
 }
 
-/// Gaps between lead stretches whose first day is in `[$1, $2]`.
+/// Gaps between lead stretches whose first day is in `[$1, $2]` (a row per stripe: they
+/// are summed per bucket).
 const GAPS: &str = "SELECT manager_id, first_day, last_day, n FROM rm_kpi_gaps \
      WHERE first_day >= $1 AND first_day <= $2 AND n <> 0";
 
