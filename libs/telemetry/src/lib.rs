@@ -55,6 +55,8 @@ pub mod names {
     pub const PROJECTOR_LAG_SECONDS: &str = "crm_projector_lag_seconds";
     /// Batches whose transaction failed and was retried.
     pub const PROJECTOR_RETRIES_TOTAL: &str = "crm_projector_retries_total";
+    /// Counter keys the projector's folds moved the transactions' stripes into.
+    pub const PROJECTOR_FOLDED_KEYS_TOTAL: &str = "crm_projector_folded_keys_total";
     /// Timers the scheduler issued. Labels: `timer` (e.g. `timer_pool_return`), `outcome`
     /// (`applied`, `duplicate`, `not_due`, `refused`, `failed`).
     pub const SCHEDULER_TIMERS_TOTAL: &str = "crm_scheduler_timers_total";
@@ -165,6 +167,10 @@ pub fn describe() {
     describe_counter!(
         names::PROJECTOR_RETRIES_TOTAL,
         "Projector batches retried after a read-model transaction failed"
+    );
+    describe_counter!(
+        names::PROJECTOR_FOLDED_KEYS_TOTAL,
+        "Counter keys the projector's folds moved the transactions' stripes into"
     );
     describe_counter!(
         names::SCHEDULER_TIMERS_TOTAL,

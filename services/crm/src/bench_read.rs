@@ -213,6 +213,7 @@ async fn phases(
             ack_wait: Duration::from_secs(10),
             chaos: 0.0,
             host: "bench".into(),
+            fold_every: Duration::from_secs(5),
         })
     };
     let live = projector(url.to_string(), "live").await?;

@@ -22,6 +22,7 @@ use crm_telemetry::names;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
+use crate::apply::Applier;
 use crate::health::Health;
 
 /// What a partition task needs.
@@ -32,6 +33,8 @@ pub struct Ctx {
     pub subjects: Subjects,
     pub group: String,
     pub store: ReadStore,
+    /// Applies what the partitions deliver, several partitions' batches at once.
+    pub applier: Applier,
     pub batch: usize,
     pub ack_wait: Duration,
     pub chaos: f64,
@@ -194,9 +197,13 @@ async fn handle_batch(
     }
 
     let mut backoff = Duration::from_millis(100);
-    let report = loop {
-        match ctx.store.apply(&prepared, Some(consumer)).await {
-            Ok(r) => break r,
+    let fates = loop {
+        let (back, result) = ctx.applier.apply(partition, consumer, prepared).await;
+        prepared = back;
+        match result {
+            Ok(fates) => break fates,
+            // The applier is gone with the batch: end the task; the messages come again.
+            Err(e) if prepared.is_empty() => anyhow::bail!("{e}"),
             Err(e) => {
                 metrics::counter!(names::PROJECTOR_RETRIES_TOTAL).increment(1);
                 tracing::warn!(error = %e, partition, "applying a batch failed; retrying");
@@ -218,7 +225,7 @@ async fn handle_batch(
 
     let committed_at = chrono::Utc::now();
     let mut newest_us = 0i64;
-    for ((msg, p), fate) in carried.iter().zip(&prepared).zip(&report.fates) {
+    for ((msg, p), fate) in carried.iter().zip(&prepared).zip(&fates) {
         let label = match fate {
             Fate::Applied => "applied",
             Fate::Duplicate => "duplicate",
@@ -251,7 +258,9 @@ async fn handle_batch(
             }
         }
     }
-    let applied = report.count(Fate::Applied) + report.count(Fate::DeadLetter);
+    let applied = (fates.iter())
+        .filter(|f| matches!(f, Fate::Applied | Fate::DeadLetter))
+        .count();
     ctx.health
         .progress(partition, applied, pending_after, newest_us);
     Ok(())

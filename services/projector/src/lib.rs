@@ -2,10 +2,12 @@
 //!
 //! - `partitions.rs`: which instance consumes which stream partition (leases, balance);
 //! - `consume.rs`: one partition's durable consumer, batches applied exactly once;
+//! - `apply.rs`: the batches the partitions deliver, several applied in one transaction;
 //! - `health.rs`: lag per partition and the caught up / catching up / stalled verdict;
 //! - the read models themselves are decided in `libs/projections/src/project.rs`.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod consume;
 pub mod health;
 pub mod partitions;
@@ -24,6 +26,7 @@ use crm_bus::Subjects;
 use crm_http::ProbesBuilder;
 use crm_projections::ReadStore;
 
+use crate::apply::Applier;
 use crate::consume::Ctx;
 use crate::health::{Health, State as Verdict};
 
@@ -48,6 +51,9 @@ pub struct Config {
     pub chaos: f64,
     /// The first part of the instance id (the pod's name in Kubernetes).
     pub host: String,
+    /// How often the counters' stripes are folded into stripe 0
+    /// ([`ReadStore::fold_counters`]).
+    pub fold_every: Duration,
 }
 
 /// Liveness fails when the partition balancer has not turned for this long (each turn
@@ -82,6 +88,7 @@ fn probes(store: &ReadStore, client: &async_nats::Client, health: &Arc<Health>) 
 pub struct App {
     ctx: Ctx,
     instance: String,
+    fold_every: Duration,
     pub http_addr: SocketAddr,
 }
 
@@ -124,6 +131,7 @@ impl App {
             stream: config.stream,
             subjects,
             group: config.group,
+            applier: Applier::spawn(store.clone(), config.batch * 4),
             store,
             batch: config.batch,
             ack_wait: config.ack_wait,
@@ -150,6 +158,7 @@ impl App {
         Ok(Self {
             ctx,
             instance,
+            fold_every: config.fold_every,
             http_addr,
         })
     }
@@ -185,7 +194,31 @@ impl App {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
-        partitions::balance(self.ctx, self.instance, shutdown).await
+        let folding = tokio::spawn(fold(self.ctx.store.clone(), self.fold_every));
+        let done = partitions::balance(self.ctx, self.instance, shutdown).await;
+        folding.abort();
+        done
+    }
+}
+
+/// Fold the counters' stripes every `every`, so questions read few rows: each
+/// transaction adds to the stripe of the lowest partition in it ([`apply`]), and what
+/// they added since the last fold is what a question sums beyond stripe 0. Every
+/// instance folds; a fold never waits on a projector's transaction, and the rows it
+/// holds are held only until it commits.
+async fn fold(store: ReadStore, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match store.fold_counters().await {
+            Ok(keys) => {
+                metrics::counter!(crm_telemetry::names::PROJECTOR_FOLDED_KEYS_TOTAL)
+                    .increment(keys);
+            }
+            Err(e) => tracing::warn!(error = %e, "folding the counters' stripes failed"),
+        }
     }
 }
 

@@ -59,6 +59,11 @@ struct Args {
     /// (Kubernetes sets it to the pod's name).
     #[arg(long, env = "HOSTNAME", default_value = "projector")]
     host: String,
+    /// Milliseconds between folds of the counters' stripes into one row per key (each
+    /// transaction adds to rows of its own; a question sums what was added since).
+    #[arg(long, env = "CRM_PROJECTOR_FOLD_EVERY_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    fold_every_ms: u64,
     #[command(flatten)]
     process: crm_telemetry::ProcessArgs,
 }
@@ -80,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         ack_wait: Duration::from_secs(a.ack_wait),
         chaos: a.chaos,
         host: a.host,
+        fold_every: Duration::from_millis(a.fold_every_ms),
     })
     .await?;
     tracing::info!(http = %app.http_addr, "health at /healthz, metrics at /metrics");

@@ -10,6 +10,9 @@ use crm_bus::envelope::{body_for, headers_for};
 use crm_bus::testing::TestStream;
 use crm_eventstore::testing::{Rng, TestDatabase};
 use crm_eventstore::RecordedEvent;
+use crm_projections::calendar::{Calendar, Granularity};
+use crm_projections::funnel::{self, Slice};
+use crm_projections::kpi::{self, Level};
 use crm_projections::testing::{t0, Log};
 use crm_projections::ReadStore;
 use crm_projector::{App, Config};
@@ -43,6 +46,8 @@ async fn start(stream: &TestStream, read_url: &str, group: &str) -> Running {
         ack_wait: Duration::from_secs(5),
         chaos: 0.0,
         host: "projector".into(),
+        // Often, so folds run among the partitions' batches.
+        fold_every: Duration::from_millis(50),
     })
     .await
     .unwrap();
@@ -215,6 +220,30 @@ async fn two_instances_build_what_one_builds_and_share_the_partitions() {
         assert_eq!(
             two.timeline(&c.customer_id, 0, 1000).await.unwrap(),
             one.timeline(&c.customer_id, 0, 1000).await.unwrap()
+        );
+    }
+    // The kept funnel and KPI ledger, counted by 16 partitions into stripes of their own
+    // and folded by each instance meanwhile, answer what the facts give.
+    let facts = one.facts().await.unwrap();
+    let cal: Calendar = "Asia/Shanghai".parse().unwrap();
+    let (from, to) = (t0() - Span::days(1), t0() + Span::days(3));
+    let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
+    for store in [&two, &one] {
+        for slice in [Slice::All, Slice::Team] {
+            assert_eq!(
+                store.stage_counts(None, slice).await.unwrap(),
+                funnel::stage_counts(&facts, None, slice),
+                "customers per stage by {slice:?}"
+            );
+        }
+        let days = (&cal, Granularity::Day);
+        assert_eq!(
+            store
+                .kpis_kept(Level::Manager, days, from, to, to)
+                .await
+                .unwrap(),
+            kpi::kpis(&facts, Level::Manager, days, from, to, to),
+            "KPIs per manager and day"
         );
     }
     println!(

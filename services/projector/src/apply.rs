@@ -1,0 +1,168 @@
+//! Where what the partitions deliver is applied: one task per instance takes every batch
+//! the partitions have handed it since its last transaction and applies them together, in
+//! one transaction with each partition's checkpoint.
+//!
+//! A transaction costs the read models' database about as much per statement as per row,
+//! and a batch writes a statement per table: sixteen partitions each applying the few
+//! events they hold at once wrote sixteen times the statements for the same rows. A
+//! partition waits for its batch's answer before it takes the next, so each stream's
+//! events still come in order, and what one partition delivers is still acknowledged
+//! only once its transaction committed. Two workers take turns at the queue, so one
+//! transaction is prepared while the other runs. A transaction adds to the counters'
+//! stripe of the lowest partition in it: no other transaction uses that stripe meanwhile
+//! (a partition has one batch in flight at most, and is held by one instance), so
+//! transactions never queue on one another's counter rows (ADR 0012).
+//!
+//! One batch's failure is not the others': a transaction of several partitions' batches
+//! that fails is tried again batch by batch, each partition answered with its own
+//! outcome. A panic while applying is answered as a failure, and the workers go on.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use crm_projections::{Fate, Prepared, ReadStore, Target, Writer};
+use futures::FutureExt as _;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// Transactions an instance runs at once.
+const WORKERS: usize = 2;
+
+/// A partition's batch, and where its answer goes.
+struct Request {
+    partition: u32,
+    consumer: String,
+    batch: Vec<Prepared>,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// The batch back, with each event's fate or why the transaction failed.
+pub type Answer = (Vec<Prepared>, Result<Vec<Fate>, String>);
+
+/// The instance's applier: cheap to clone, one per partition task.
+#[derive(Clone)]
+pub struct Applier {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Applier {
+    /// Start applying to `store`: a transaction takes the batches handed in until it
+    /// holds `most` events or more (a single partition's batch is applied whole).
+    pub fn spawn(store: ReadStore, most: usize) -> Self {
+        let (requests, rx) = mpsc::channel(64);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WORKERS {
+            tokio::spawn(work(store.clone(), rx.clone(), most));
+        }
+        Self { requests }
+    }
+
+    /// Apply `batch`, which `consumer` (partition `partition`) delivered, with what the
+    /// other partitions handed in meanwhile.
+    pub async fn apply(&self, partition: u32, consumer: &str, batch: Vec<Prepared>) -> Answer {
+        let (answer, answered) = oneshot::channel();
+        let request = Request {
+            partition,
+            consumer: consumer.to_string(),
+            batch,
+            answer,
+        };
+        if let Err(gone) = self.requests.send(request).await {
+            return (gone.0.batch, Err("the applier has stopped".into()));
+        }
+        match answered.await {
+            Ok(answer) => answer,
+            // Only if a worker died mid-transaction: the batch is gone with it, and the
+            // messages come again after their ack wait.
+            Err(_) => (Vec::new(), Err("the applier stopped mid-batch".into())),
+        }
+    }
+}
+
+/// One worker: take what is queued, apply it, answer; until every sender is gone.
+async fn work(store: ReadStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, most: usize) {
+    loop {
+        let group = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut events = first.batch.len();
+            let mut group = vec![first];
+            while events < most {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        events += r.batch.len();
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        let several = group.len() > 1;
+        let (group, result) = apply_together(&store, group).await;
+        match result {
+            Err(_) if several => {
+                // Not the others' failure: each batch on its own.
+                for ran in group {
+                    let (mut one, result) = apply_together(&store, vec![ran.request]).await;
+                    answer(one.remove(0), result);
+                }
+            }
+            result => {
+                for r in group {
+                    answer(r, result.as_ref().map(|_| ()).map_err(Clone::clone));
+                }
+            }
+        }
+    }
+}
+
+/// A request whose transaction ran: its events back with their fates, or the failure.
+struct Ran {
+    request: Request,
+    fates: Vec<Fate>,
+}
+
+/// Send `ran`'s answer (a partition that stopped waiting, shutting down, needs none).
+fn answer(ran: Ran, result: Result<(), String>) {
+    let Ran { request, fates } = ran;
+    let _ = (request.answer).send((request.batch, result.map(|()| fates)));
+}
+
+/// One transaction for `group`'s batches, into the stripe of its lowest partition;
+/// each request back with its own events and their fates.
+async fn apply_together(store: &ReadStore, group: Vec<Request>) -> (Vec<Ran>, Result<(), String>) {
+    let events: usize = group.iter().map(|r| r.batch.len()).sum();
+    let mut batch = Vec::with_capacity(events);
+    let mut shares = Vec::with_capacity(group.len());
+    for mut r in group {
+        let start = batch.len();
+        batch.append(&mut r.batch);
+        shares.push((r, start..batch.len()));
+    }
+    let result = {
+        let lowest = shares.iter().map(|s| s.0.partition).min().unwrap_or(0);
+        let writer = Writer {
+            consumers: (shares.iter())
+                .map(|(r, range)| (r.consumer.as_str(), range.clone()))
+                .collect(),
+            stripe: i64::from(lowest) + 1,
+        };
+        let applying = store.apply_to(&batch, &Target::Live, &writer);
+        match AssertUnwindSafe(applying).catch_unwind().await {
+            Ok(applied) => applied.map(|r| r.fates).map_err(|e| e.to_string()),
+            Err(_) => Err("applying the batch panicked".to_string()),
+        }
+    };
+    // Each request's events back, last first (so `split_off` leaves the earlier ones).
+    let mut ran = Vec::with_capacity(shares.len());
+    for (mut request, range) in shares.into_iter().rev() {
+        request.batch = batch.split_off(range.start);
+        let fates = match &result {
+            Ok(fates) => fates[range].to_vec(),
+            Err(_) => Vec::new(),
+        };
+        ran.push(Ran { request, fates });
+    }
+    ran.reverse();
+    (ran, result.map(|_| ()))
+}

@@ -1,0 +1,115 @@
+//! The instance's applier against a real read-model database: batches handed in by
+//! several partitions while it was busy go in one transaction, each partition's
+//! checkpoint taking its own share, the counters into the lowest partition's stripe.
+
+use chrono::Duration;
+use crm_eventstore::testing::TestDatabase;
+use crm_projections::testing::{t0, Log};
+use crm_projections::{Fate, ReadStore};
+use crm_projector::apply::Applier;
+
+const C1: &str = "01930000-0000-7000-8000-0000000000c1";
+const C2: &str = "01930000-0000-7000-8000-0000000000c2";
+const A: &str = "01930000-0000-7000-8000-0000000000a1";
+
+async fn column(store: &ReadStore, sql: &str) -> Vec<(String, i64)> {
+    let ReadStore::Postgres(pool) = store else {
+        unreachable!("postgres")
+    };
+    sqlx::query_as(sql).fetch_all(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn batches_handed_in_meanwhile_share_one_transaction() {
+    let db = TestDatabase::create().await;
+    let store = ReadStore::connect(&db.url, 2).await.unwrap();
+    let mut log = Log::default();
+    log.manager(A, "east-1");
+    log.customer(C1, t0());
+    log.assign(C1, A, t0() + Duration::hours(1));
+    log.customer(C2, t0());
+    let events = log.prepared();
+    // C1's stream (and the manager's) as partition 5 delivered it, C2's as partition 3.
+    let (five, three): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .partition(|p| !p.event.stream_id.contains(C2));
+    assert_eq!((five.len(), three.len()), (3, 1));
+
+    let applier = Applier::spawn(store.clone(), 1024);
+    // The applier runs only once this task waits: it finds both batches handed in.
+    let ((back5, fates5), (back3, fates3)) = tokio::join!(
+        applier.apply(5, "read-models-p05", five),
+        applier.apply(3, "read-models-p03", three)
+    );
+    assert_eq!(fates5.unwrap(), [Fate::Applied; 3]);
+    assert_eq!(fates3.unwrap(), [Fate::Applied]);
+    assert_eq!(
+        (back5.len(), back3.len()),
+        (3, 1),
+        "each partition's events back"
+    );
+    assert!(back3.iter().all(|p| p.event.stream_id.contains(C2)));
+
+    assert_eq!(
+        column(
+            &store,
+            "SELECT consumer, events_applied FROM rm_checkpoints ORDER BY consumer"
+        )
+        .await,
+        [
+            ("read-models-p03".to_string(), 1),
+            ("read-models-p05".to_string(), 3)
+        ],
+        "each checkpoint took its own share"
+    );
+    let transactions = column(
+        &store,
+        "SELECT 'stripes', count(DISTINCT stripe) FROM rm_funnel_now",
+    )
+    .await;
+    assert_eq!(
+        transactions,
+        [("stripes".to_string(), 1)],
+        "one transaction"
+    );
+    assert_eq!(
+        column(
+            &store,
+            "SELECT kind, min(stripe) FROM rm_funnel_now GROUP BY kind ORDER BY kind LIMIT 1"
+        )
+        .await[0]
+            .1,
+        4,
+        "the lowest partition's stripe"
+    );
+}
+
+/// A batch the database refuses every time (here a text with a NUL character, which no
+/// read model can store) fails alone: the batch that shared its transaction is applied.
+#[tokio::test]
+async fn one_partitions_failing_batch_does_not_fail_the_others() {
+    let db = TestDatabase::create().await;
+    let store = ReadStore::connect(&db.url, 2).await.unwrap();
+    let mut log = Log::default();
+    log.customer(C1, t0());
+    log.customer(C2, t0());
+    log.events[0].payload["region"] = "east\u{0}".into();
+    let mut events = log.prepared();
+    let good = events.split_off(1);
+
+    let applier = Applier::spawn(store.clone(), 1024);
+    let ((_, bad), (_, fine)) = tokio::join!(
+        applier.apply(5, "read-models-p05", events),
+        applier.apply(3, "read-models-p03", good)
+    );
+    assert!(bad.unwrap_err().contains("NUL"));
+    assert_eq!(fine.unwrap(), [Fate::Applied]);
+    assert_eq!(
+        column(
+            &store,
+            "SELECT consumer, events_applied FROM rm_checkpoints"
+        )
+        .await,
+        [("read-models-p03".to_string(), 1)]
+    );
+}
