@@ -151,36 +151,11 @@ async fn handle_batch(
     batch: Vec<jetstream::Message>,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut prepared = Vec::with_capacity(batch.len());
-    let mut carried = Vec::with_capacity(batch.len());
-    let mut pending_after = 0u64;
-    for msg in batch {
-        let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let sequence = info.stream_sequence;
-        pending_after = info.pending;
-        match crm_bus::envelope::decode(&msg.payload) {
-            Ok(event) => {
-                let p = Prepared::new(event, sequence);
-                if let Some(poison) = p.poison() {
-                    dead_letter(ctx, partition, &msg, sequence, &poison.to_string()).await?;
-                }
-                prepared.push(p);
-                carried.push(msg);
-            }
-            Err(e) => {
-                // Not even an event: nothing to apply; set it aside and move on.
-                dead_letter(
-                    ctx,
-                    partition,
-                    &msg,
-                    sequence,
-                    &format!("undecodable body: {e}"),
-                )
-                .await?;
-                msg.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            }
-        }
-    }
+    let Decoded {
+        prepared,
+        carried,
+        pending_after,
+    } = decode(ctx, partition, batch).await?;
     if prepared.is_empty() {
         return Ok(());
     }
@@ -195,37 +170,106 @@ async fn handle_batch(
         }
         return Ok(());
     }
+    let Some((prepared, fates)) = apply(ctx, partition, consumer, prepared, stop).await? else {
+        // Stopping: give the messages back at once for the next owner.
+        for m in &carried {
+            let _ = m.ack_with(AckKind::Nak(None)).await;
+        }
+        return Ok(());
+    };
+    let newest_us = acknowledge(ctx, &carried, &prepared, &fates).await?;
+    let applied = (fates.iter())
+        .filter(|f| matches!(f, Fate::Applied | Fate::DeadLetter))
+        .count();
+    ctx.health
+        .progress(partition, applied, pending_after, newest_us);
+    Ok(())
+}
 
-    let mut backoff = Duration::from_millis(100);
-    let fates = loop {
-        let (back, result) = ctx.applier.apply(partition, consumer, prepared).await;
-        prepared = back;
-        match result {
-            Ok(fates) => break fates,
-            // The applier is gone with the batch: end the task; the messages come again.
-            Err(e) if prepared.is_empty() => anyhow::bail!("{e}"),
-            Err(e) => {
-                metrics::counter!(names::PROJECTOR_RETRIES_TOTAL).increment(1);
-                tracing::warn!(error = %e, partition, "applying a batch failed; retrying");
-                ctx.health.failing(partition, &e.to_string());
-                tokio::select! {
-                    _ = stop.changed() => {
-                        // Give the messages back at once for the next owner.
-                        for m in &carried {
-                            let _ = m.ack_with(AckKind::Nak(None)).await;
-                        }
-                        return Ok(());
-                    }
-                    _ = tokio::time::sleep(backoff) => {}
+/// A batch's events, the messages that carried them, and what the broker had left.
+struct Decoded {
+    prepared: Vec<Prepared>,
+    carried: Vec<jetstream::Message>,
+    pending_after: u64,
+}
+
+/// Decode each message; poison and undecodable bodies go to the dead-letter stream (an
+/// undecodable one is acknowledged: there is nothing to apply).
+async fn decode(
+    ctx: &Ctx,
+    partition: u32,
+    batch: Vec<jetstream::Message>,
+) -> anyhow::Result<Decoded> {
+    let mut out = Decoded {
+        prepared: Vec::with_capacity(batch.len()),
+        carried: Vec::with_capacity(batch.len()),
+        pending_after: 0,
+    };
+    for msg in batch {
+        let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sequence = info.stream_sequence;
+        out.pending_after = info.pending;
+        match crm_bus::envelope::decode(&msg.payload) {
+            Ok(event) => {
+                let p = Prepared::new(event, sequence);
+                if let Some(poison) = p.poison() {
+                    dead_letter(ctx, partition, &msg, sequence, &poison.to_string()).await?;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                out.prepared.push(p);
+                out.carried.push(msg);
+            }
+            Err(e) => {
+                // Not even an event: nothing to apply; set it aside and move on.
+                let reason = format!("undecodable body: {e}");
+                dead_letter(ctx, partition, &msg, sequence, &reason).await?;
+                msg.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             }
         }
-    };
+    }
+    Ok(out)
+}
 
+/// Apply `prepared` through the instance's applier, retrying with backoff until it
+/// commits: its events back with their fates, or `None` once `stop` turns.
+async fn apply(
+    ctx: &Ctx,
+    partition: u32,
+    consumer: &str,
+    mut prepared: Vec<Prepared>,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<(Vec<Prepared>, Vec<Fate>)>> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (back, result) = ctx.applier.apply(partition, consumer, prepared).await;
+        prepared = back;
+        let e = match result {
+            Ok(fates) => return Ok(Some((prepared, fates))),
+            // The applier is gone with the batch: end the task; the messages come again.
+            Err(e) if prepared.is_empty() => anyhow::bail!("{e}"),
+            Err(e) => e,
+        };
+        metrics::counter!(names::PROJECTOR_RETRIES_TOTAL).increment(1);
+        tracing::warn!(error = %e, partition, "applying a batch failed; retrying");
+        ctx.health.failing(partition, &e);
+        tokio::select! {
+            _ = stop.changed() => return Ok(None),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Acknowledge each committed message by its fate (an early one is handed back for
+/// later), with the metrics; the newest recording instant applied or set aside.
+async fn acknowledge(
+    ctx: &Ctx,
+    carried: &[jetstream::Message],
+    prepared: &[Prepared],
+    fates: &[Fate],
+) -> anyhow::Result<i64> {
     let committed_at = chrono::Utc::now();
     let mut newest_us = 0i64;
-    for ((msg, p), fate) in carried.iter().zip(&prepared).zip(&fates) {
+    for ((msg, p), fate) in carried.iter().zip(prepared).zip(fates) {
         let label = match fate {
             Fate::Applied => "applied",
             Fate::Duplicate => "duplicate",
@@ -248,22 +292,15 @@ async fn handle_batch(
         };
         result.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
         if matches!(fate, Fate::Applied | Fate::DeadLetter) {
-            newest_us = newest_us.max(p.event.metadata.recorded_at.timestamp_micros());
+            let recorded = p.event.metadata.recorded_at;
+            newest_us = newest_us.max(recorded.timestamp_micros());
             if *fate == Fate::Applied {
-                let lag = (committed_at - p.event.metadata.recorded_at)
-                    .num_microseconds()
-                    .unwrap_or(0)
-                    .max(0);
-                metrics::histogram!(names::PROJECTOR_LAG_SECONDS).record(lag as f64 / 1e6);
+                let lag = (committed_at - recorded).num_microseconds().unwrap_or(0);
+                metrics::histogram!(names::PROJECTOR_LAG_SECONDS).record(lag.max(0) as f64 / 1e6);
             }
         }
     }
-    let applied = (fates.iter())
-        .filter(|f| matches!(f, Fate::Applied | Fate::DeadLetter))
-        .count();
-    ctx.health
-        .progress(partition, applied, pending_after, newest_us);
-    Ok(())
+    Ok(newest_us)
 }
 
 /// Publish `msg` to the dead-letter stream with the reason; deduplicated by stream

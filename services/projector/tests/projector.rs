@@ -168,6 +168,31 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// The kept funnel and KPI ledger, counted by the partitions' transactions into stripes
+/// of their own and folded by each instance meanwhile, answer what the facts give.
+async fn counters_answer_what_the_facts_give(store: &ReadStore) {
+    let facts = store.facts().await.unwrap();
+    let cal: Calendar = "Asia/Shanghai".parse().unwrap();
+    let (from, to) = (t0() - Span::days(1), t0() + Span::days(3));
+    let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
+    for slice in [Slice::All, Slice::Team] {
+        assert_eq!(
+            store.stage_counts(None, slice).await.unwrap(),
+            funnel::stage_counts(&facts, None, slice),
+            "customers per stage by {slice:?}"
+        );
+    }
+    let days = (&cal, Granularity::Day);
+    assert_eq!(
+        store
+            .kpis_kept(Level::Manager, days, from, to, to)
+            .await
+            .unwrap(),
+        kpi::kpis(&facts, Level::Manager, days, from, to, to),
+        "KPIs per manager and day"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_build_what_one_builds_and_share_the_partitions() {
     let stream = TestStream::new().await;
@@ -222,29 +247,8 @@ async fn two_instances_build_what_one_builds_and_share_the_partitions() {
             one.timeline(&c.customer_id, 0, 1000).await.unwrap()
         );
     }
-    // The kept funnel and KPI ledger, counted by 16 partitions into stripes of their own
-    // and folded by each instance meanwhile, answer what the facts give.
-    let facts = one.facts().await.unwrap();
-    let cal: Calendar = "Asia/Shanghai".parse().unwrap();
-    let (from, to) = (t0() - Span::days(1), t0() + Span::days(3));
-    let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
     for store in [&two, &one] {
-        for slice in [Slice::All, Slice::Team] {
-            assert_eq!(
-                store.stage_counts(None, slice).await.unwrap(),
-                funnel::stage_counts(&facts, None, slice),
-                "customers per stage by {slice:?}"
-            );
-        }
-        let days = (&cal, Granularity::Day);
-        assert_eq!(
-            store
-                .kpis_kept(Level::Manager, days, from, to, to)
-                .await
-                .unwrap(),
-            kpi::kpis(&facts, Level::Manager, days, from, to, to),
-            "KPIs per manager and day"
-        );
+        counters_answer_what_the_facts_give(store).await;
     }
     println!(
         "{} events ({} published twice) applied once each by 2 instances and by 1: identical read models",
