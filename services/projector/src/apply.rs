@@ -1,17 +1,18 @@
-//! Where what the partitions deliver is applied: one task per instance takes every batch
-//! the partitions have handed it since its last transaction and applies them together, in
-//! one transaction with each partition's checkpoint.
+//! Where what the partitions deliver is applied: the instance's workers each take every
+//! batch the partitions have handed in since and apply them together, in one transaction
+//! with each partition's checkpoint.
 //!
-//! A transaction costs the read models' database about as much per statement as per row,
-//! and a batch writes a statement per table: sixteen partitions each applying the few
-//! events they hold at once wrote sixteen times the statements for the same rows. A
-//! partition waits for its batch's answer before it takes the next, so each stream's
-//! events still come in order, and what one partition delivers is still acknowledged
-//! only once its transaction committed. Two workers take turns at the queue, so one
-//! transaction is prepared while the other runs. A transaction adds to the counters'
-//! stripe of the lowest partition in it: no other transaction uses that stripe meanwhile
-//! (a partition has one batch in flight at most, and is held by one instance), so
-//! transactions never queue on one another's counter rows (ADR 0012).
+//! A batch's statements cost the read models' database as much as its rows do, and a
+//! batch writes a statement per table: sixteen partitions each applying the few events
+//! they hold wrote sixteen times the statements for the same rows. A partition waits for
+//! its batch's answer before it takes the next, so each stream's events still come in
+//! order, and what one partition delivers is still acknowledged only once its
+//! transaction committed. Two workers take turns at the queue, so one transaction is
+//! prepared while the other runs (on PostgreSQL; SQLite has one writer at a time). A
+//! transaction adds to the counters' stripe of the lowest partition in it: no other
+//! transaction uses that stripe meanwhile (a partition has one batch in flight at most,
+//! and is held by one instance), so transactions never queue on one another's counter
+//! rows (ADR 0012).
 //!
 //! One batch's failure is not the others': a transaction of several partitions' batches
 //! that fails is tried again batch by batch, each partition answered with its own
@@ -24,7 +25,8 @@ use crm_projections::{Fate, Prepared, ReadStore, Target, Writer};
 use futures::FutureExt as _;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// Transactions an instance runs at once.
+/// Transactions an instance runs at once on PostgreSQL (SQLite's writers take turns:
+/// one there).
 const WORKERS: usize = 2;
 
 /// A partition's batch, and where its answer goes.
@@ -50,7 +52,11 @@ impl Applier {
     pub fn spawn(store: ReadStore, most: usize) -> Self {
         let (requests, rx) = mpsc::channel(64);
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..WORKERS {
+        let workers = match store {
+            ReadStore::Postgres(_) => WORKERS,
+            ReadStore::Sqlite(_) => 1,
+        };
+        for _ in 0..workers {
             tokio::spawn(work(store.clone(), rx.clone(), most));
         }
         Self { requests }
