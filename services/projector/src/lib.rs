@@ -194,14 +194,19 @@ impl App {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
-        let folding = tokio::spawn(fold(self.ctx.store.clone(), self.fold_every));
+        // On SQLite the projector adds to stripe 0 only (`apply.rs`): nothing to fold, and
+        // a fold would be a second writer.
+        let folding = matches!(self.ctx.store, ReadStore::Postgres(_))
+            .then(|| tokio::spawn(fold(self.ctx.store.clone(), self.fold_every)));
         let done = partitions::balance(self.ctx, self.instance, shutdown).await;
-        folding.abort();
+        if let Some(folding) = folding {
+            folding.abort();
+        }
         done
     }
 }
 
-/// Fold the counters' stripes every `every`, so questions read few rows: each
+/// Fold the counters' stripes every `every` (PostgreSQL), so questions read few rows: each
 /// transaction adds to the stripe of the lowest partition in it ([`apply`]), and what
 /// they added since the last fold is what a question sums beyond stripe 0. Every
 /// instance folds; a fold never waits on a projector's transaction, and the rows it
