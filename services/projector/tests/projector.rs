@@ -11,6 +11,7 @@ use crm_bus::testing::TestStream;
 use crm_eventstore::testing::{Rng, TestDatabase};
 use crm_eventstore::RecordedEvent;
 use crm_projections::calendar::{Calendar, Granularity};
+use crm_projections::facts::Facts;
 use crm_projections::funnel::{self, Slice};
 use crm_projections::kpi::{self, Level};
 use crm_projections::testing::{t0, Log};
@@ -169,16 +170,16 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// The kept funnel and KPI ledger, counted by the partitions' transactions into stripes
-/// of their own and folded by each instance meanwhile, answer what the facts give.
-async fn counters_answer_what_the_facts_give(store: &ReadStore) {
-    let facts = store.facts().await.unwrap();
+/// of their own and folded by each instance meanwhile, answer what the facts give (the
+/// single instance's, for both).
+async fn counters_answer_what_the_facts_give(store: &ReadStore, facts: &Facts) {
     let cal: Calendar = "Asia/Shanghai".parse().unwrap();
     let (from, to) = (t0() - Span::days(1), t0() + Span::days(3));
     let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
     for slice in [Slice::All, Slice::Team] {
         assert_eq!(
             store.stage_counts(None, slice).await.unwrap(),
-            funnel::stage_counts(&facts, None, slice),
+            funnel::stage_counts(facts, None, slice),
             "customers per stage by {slice:?}"
         );
     }
@@ -188,7 +189,7 @@ async fn counters_answer_what_the_facts_give(store: &ReadStore) {
             .kpis_kept(Level::Manager, days, from, to, to)
             .await
             .unwrap(),
-        kpi::kpis(&facts, Level::Manager, days, from, to, to),
+        kpi::kpis(facts, Level::Manager, days, from, to, to),
         "KPIs per manager and day"
     );
 }
@@ -247,8 +248,9 @@ async fn two_instances_build_what_one_builds_and_share_the_partitions() {
             one.timeline(&c.customer_id, 0, 1000).await.unwrap()
         );
     }
+    let facts = one.facts().await.unwrap();
     for store in [&two, &one] {
-        counters_answer_what_the_facts_give(store).await;
+        counters_answer_what_the_facts_give(store, &facts).await;
     }
     println!(
         "{} events ({} published twice) applied once each by 2 instances and by 1: identical read models",
