@@ -657,6 +657,55 @@ impl Book {
     }
 }
 
+/// A read-model database as the release of migration `version` left it, then `statements`
+/// run in it: where an upgrade test starts. Its URL, and what keeps it (drop it last).
+pub enum OlderDatabase {
+    Postgres(crm_eventstore::testing::TestDatabase),
+    Sqlite(crm_eventstore::testing::TempPath),
+}
+
+impl OlderDatabase {
+    /// A fresh PostgreSQL database at `version`.
+    pub async fn postgres(version: i64, statements: &[&str]) -> Self {
+        let db = crm_eventstore::testing::TestDatabase::create().await;
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+        crate::store::migrator_up_to(version)
+            .run(&pool)
+            .await
+            .expect("migrate");
+        for sql in statements {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+        pool.close().await;
+        Self::Postgres(db)
+    }
+
+    /// A fresh SQLite file at `version`.
+    pub async fn sqlite(version: i64, statements: &[&str]) -> Self {
+        let path = crm_eventstore::testing::TempPath::new(&format!("crm-read-{version}"));
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path.0)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+        crate::store::migrator_up_to(version)
+            .run(&pool)
+            .await
+            .expect("migrate");
+        for sql in statements {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+        pool.close().await;
+        Self::Sqlite(path)
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Self::Postgres(db) => db.url.clone(),
+            Self::Sqlite(path) => format!("sqlite://{}", path.0.display()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

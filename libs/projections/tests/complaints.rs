@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use crm_eventstore::testing::{TempPath, TestDatabase};
 use crm_projections::queries::complaints::{After, ComplaintFilter, SlaState, Status};
-use crm_projections::testing::{t0, Log};
+use crm_projections::testing::{t0, Log, OlderDatabase};
 use crm_projections::ReadStore;
 use serde_json::json;
 
@@ -425,37 +425,17 @@ async fn complaints_from_before_1006_are_judged_by_what_was_recorded(store: Read
 
 #[tokio::test]
 async fn an_older_postgres_database_gains_the_deadlines() {
-    let db = TestDatabase::create().await;
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    crm_projections::store::migrator_up_to(1005)
-        .run(&pool)
-        .await
-        .unwrap();
-    for sql in BEFORE_1006.iter().chain([&OLD_BREACH]) {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-    let store = ReadStore::connect(&db.url, 2).await.unwrap();
+    let old: Vec<&str> = BEFORE_1006.iter().copied().chain([OLD_BREACH]).collect();
+    let db = OlderDatabase::postgres(1005, &old).await;
+    let store = ReadStore::connect(&db.url(), 2).await.unwrap();
     complaints_from_before_1006_are_judged_by_what_was_recorded(store).await;
 }
 
 #[tokio::test]
 async fn an_older_sqlite_database_gains_the_deadlines() {
-    let path = TempPath::new("crm-read-1006");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path.0)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    crm_projections::store::migrator_up_to(1005)
-        .run(&pool)
-        .await
-        .unwrap();
-    for sql in BEFORE_1006.iter().chain([&OLD_BREACH]) {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-    let url = format!("sqlite://{}", path.0.display());
-    let store = ReadStore::connect(&url, 2).await.unwrap();
+    let old: Vec<&str> = BEFORE_1006.iter().copied().chain([OLD_BREACH]).collect();
+    let db = OlderDatabase::sqlite(1005, &old).await;
+    let store = ReadStore::connect(&db.url(), 2).await.unwrap();
     complaints_from_before_1006_are_judged_by_what_was_recorded(store).await;
 }
 

@@ -1182,36 +1182,14 @@ const BEFORE_1004: [&str; 5] = [
 
 #[tokio::test]
 async fn analytics_from_before_1004_carry_on_on_postgres() {
-    let db = TestDatabase::create().await;
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    crm_projections::store::migrator_up_to(1003)
-        .run(&pool)
-        .await
-        .unwrap();
-    for sql in BEFORE_1004 {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-    analytics_carry_on_after_1004(ReadStore::connect(&db.url, 2).await.unwrap()).await;
+    let db = OlderDatabase::postgres(1003, &BEFORE_1004).await;
+    analytics_carry_on_after_1004(ReadStore::connect(&db.url(), 2).await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn analytics_from_before_1004_carry_on_on_sqlite() {
-    let path = TempPath::new("crm-read-1004");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path.0)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    crm_projections::store::migrator_up_to(1003)
-        .run(&pool)
-        .await
-        .unwrap();
-    for sql in BEFORE_1004 {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-    let url = format!("sqlite://{}", path.0.display());
-    analytics_carry_on_after_1004(ReadStore::connect(&url, 2).await.unwrap()).await;
+    let db = OlderDatabase::sqlite(1003, &BEFORE_1004).await;
+    analytics_carry_on_after_1004(ReadStore::connect(&db.url(), 2).await.unwrap()).await;
 }
 
 /// A read database as the release before 1010 left it, rebuilt once (so its counters'
@@ -1257,47 +1235,32 @@ async fn counters_carry_on_after_1010(store: ReadStore) {
     assert_eq!(counts(store.clone()).await, after, "folded");
 }
 
+use crm_projections::testing::OlderDatabase;
 use crm_projections::{sql::Backend, views};
+
+/// The views as a release before 1010 made them (over its counters), then its rows.
+fn before_1010(backend: Backend) -> Vec<String> {
+    let views = views::create_statements(backend);
+    views
+        .into_iter()
+        .chain(BEFORE_1010.map(String::from))
+        .collect()
+}
 
 #[tokio::test]
 async fn counters_from_before_1010_carry_on_on_postgres() {
-    let db = TestDatabase::create().await;
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    crm_projections::store::migrator_up_to(1009)
-        .run(&pool)
-        .await
-        .unwrap();
-    // The views over the counters, as a release before 1010 left them.
-    for sql in views::create_statements(Backend::Postgres) {
-        sqlx::query(&sql).execute(&pool).await.unwrap();
-    }
-    for sql in BEFORE_1010 {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-    counters_carry_on_after_1010(ReadStore::connect(&db.url, 2).await.unwrap()).await;
+    let old = before_1010(Backend::Postgres);
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    let db = OlderDatabase::postgres(1009, &old).await;
+    counters_carry_on_after_1010(ReadStore::connect(&db.url(), 2).await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn counters_from_before_1010_carry_on_on_sqlite() {
-    let path = TempPath::new("crm-read-1010");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path.0)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    crm_projections::store::migrator_up_to(1009)
-        .run(&pool)
-        .await
-        .unwrap();
-    for sql in views::create_statements(Backend::Sqlite) {
-        sqlx::query(&sql).execute(&pool).await.unwrap();
-    }
-    for sql in BEFORE_1010 {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-    let url = format!("sqlite://{}", path.0.display());
-    counters_carry_on_after_1010(ReadStore::connect(&url, 2).await.unwrap()).await;
+    let old = before_1010(Backend::Sqlite);
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    let db = OlderDatabase::sqlite(1009, &old).await;
+    counters_carry_on_after_1010(ReadStore::connect(&db.url(), 2).await.unwrap()).await;
 }
 
 /// A binary older than the read models' schema (a rollback past a migration) refuses to
