@@ -6,6 +6,7 @@
 //! the verification (`crm projections verify`) compares the two results row by row.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -314,5 +315,228 @@ impl Update {
     /// The change, unless it sets nothing.
     pub fn change(self) -> Option<Change> {
         (!self.set.is_empty()).then_some(Change::Update(self))
+    }
+}
+
+impl Change {
+    /// The value of its table's first column in every row it touches: the row's group
+    /// (an update names it; an insert's row and a removed key begin with it, as every
+    /// table's key begins with its first column). Changes of different groups touch
+    /// different rows.
+    fn group(&self) -> &Value {
+        match self {
+            Change::Insert(i) | Change::Upsert(i) => &i.values[0],
+            Change::Update(u) => &u.key,
+            Change::Add(a) => &a.key[0],
+            Change::Delete(d) => &d.key[0],
+        }
+    }
+
+    /// Whether `other` (of the same table) is written by the same statement as this,
+    /// one row each: the same kind of change; for updates, the same columns set the same
+    /// way under the same conditions (their values may differ).
+    fn same_statement(&self, other: &Change) -> bool {
+        match (self, other) {
+            (Change::Insert(_), Change::Insert(_))
+            | (Change::Upsert(_), Change::Upsert(_))
+            | (Change::Delete(_), Change::Delete(_))
+            | (Change::Add(_), Change::Add(_)) => true,
+            (Change::Update(a), Change::Update(b)) => {
+                let set = |u: &Update| {
+                    u.set
+                        .iter()
+                        .map(|(c, s)| (c.index, matches!(s, Set::Add(_))))
+                        .collect::<Vec<_>>()
+                };
+                let when = |u: &Update| {
+                    u.when
+                        .iter()
+                        .map(|c| match c {
+                            Cond::IsNull(c) => (c.index, false),
+                            Cond::NullOrAtMost(c, _) => (c.index, true),
+                        })
+                        .collect::<Vec<_>>()
+                };
+                set(a) == set(b) && when(a) == when(b)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this and `other`, of one group, leave its rows the same in either order:
+    /// two new rows; two updates, neither setting a column the other sets or reads in a
+    /// condition (an amount added reads its column, which it also sets).
+    fn commutes(&self, other: &Change) -> bool {
+        let (a, b) = match (self, other) {
+            (Change::Insert(_), Change::Insert(_)) => return true,
+            (Change::Update(a), Change::Update(b)) => (a, b),
+            _ => return false,
+        };
+        let sets = |u: &Update| u.set.iter().map(|(c, _)| c.index).collect::<Vec<_>>();
+        let reads = |u: &Update| {
+            let when = u.when.iter().map(|c| match c {
+                Cond::IsNull(c) | Cond::NullOrAtMost(c, _) => c.index,
+            });
+            when.chain(sets(u)).collect::<Vec<_>>()
+        };
+        let apart = |x: &[usize], y: &[usize]| x.iter().all(|i| !y.contains(i));
+        apart(&sets(a), &reads(b)) && apart(&sets(b), &reads(a))
+    }
+}
+
+/// The changes of one table, in order, as runs in the order to write them; each run
+/// holds changes written by one statement ([`Change::same_statement`]).
+///
+/// Changes of different groups touch different rows, so they may be written in any
+/// order; so may two of one group that commute ([`Change::commutes`]). So the changes
+/// are taken in order into spans, each written as one run per kind of statement in the
+/// order each kind first appears in it; a change joins the span unless an earlier change
+/// of its group there does not commute with it and would be written with it or after it
+/// (then the span is written and the change begins the next). A table that a batch
+/// touches a few times per customer becomes a few statements, where it was one per
+/// change (each planned by the database on its own).
+pub(crate) fn runs<'c>(changes: &[&'c Change]) -> Vec<Vec<&'c Change>> {
+    let mut out = Vec::new();
+    let mut span: Vec<Vec<&Change>> = Vec::new();
+    // Per group, its changes in the span with the run each is in.
+    let mut groups: HashMap<&Value, Vec<(usize, &Change)>> = HashMap::new();
+    for &c in changes {
+        let mut run = (span.iter().position(|r| r[0].same_statement(c))).unwrap_or(span.len());
+        let earlier = groups.get(c.group());
+        if earlier.is_some_and(|g| g.iter().any(|(r, d)| *r >= run && !d.commutes(c))) {
+            out.append(&mut span);
+            groups.clear();
+            run = 0;
+        }
+        groups.entry(c.group()).or_default().push((run, c));
+        match span.get_mut(run) {
+            Some(same) => same.push(c),
+            None => span.push(vec![c]),
+        }
+    }
+    out.append(&mut span);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{col, CUSTOMERS};
+
+    fn contact(customer: &str, at: i64) -> Change {
+        let last = col(&CUSTOMERS, "last_contact_at_us");
+        Change::Update(
+            Update::of(&CUSTOMERS, customer)
+                .when(Cond::NullOrAtMost(last, at))
+                .set(last, at),
+        )
+    }
+
+    fn owner(customer: &str, manager: &str) -> Change {
+        Change::Update(Update::of(&CUSTOMERS, customer).set(col(&CUSTOMERS, "owner_id"), manager))
+    }
+
+    /// The customers of each run of `changes`.
+    fn runs_of(changes: &[Change]) -> Vec<Vec<String>> {
+        let refs: Vec<&Change> = changes.iter().collect();
+        let customer = |c: &&Change| match c.group() {
+            Value::Text(t) => t.clone(),
+            v => format!("{v:?}"),
+        };
+        runs(&refs)
+            .iter()
+            .map(|run| run.iter().map(customer).collect())
+            .collect()
+    }
+
+    /// Changes of the same shape share a run until a customer comes back with a change
+    /// that must follow one of its own in the span; that one starts the next span, so a
+    /// customer's changes keep their order where it matters.
+    #[test]
+    fn runs_gather_one_shape_until_a_customer_comes_back() {
+        let changes = [
+            contact("a", 1),
+            owner("a", "m1"),
+            contact("b", 2),
+            owner("c", "m2"),
+            contact("c", 3),
+            contact("a", 4),
+            owner("b", "m3"),
+        ];
+        assert_eq!(
+            runs_of(&changes),
+            [vec!["a", "b", "c"], vec!["a", "c"], vec!["a"], vec!["b"]]
+        );
+        // A new row, then what updates it: written in that order, each kind at once.
+        let row = |c: &str| Insert::into(&CUSTOMERS).set(col(&CUSTOMERS, "customer_id"), c);
+        let changes = [
+            row("a").insert(),
+            owner("a", "m"),
+            row("b").insert(),
+            owner("b", "m"),
+        ];
+        assert_eq!(runs_of(&changes), [vec!["a", "b"], vec!["a", "b"]]);
+    }
+
+    /// An update whose condition reads what a later update of its customer sets stays
+    /// before it, even where its kind of statement first appears later in the span.
+    #[test]
+    fn a_condition_on_what_another_sets_keeps_their_order() {
+        let pool_name = |customer: &str| {
+            Change::Update(
+                Update::of(&CUSTOMERS, customer)
+                    .when(Cond::IsNull(col(&CUSTOMERS, "owner_id")))
+                    .set(col(&CUSTOMERS, "display_name"), "pool"),
+            )
+        };
+        let changes = [owner("x", "m1"), pool_name("a"), owner("a", "m2")];
+        assert_eq!(runs_of(&changes), [vec!["x"], vec!["a"], vec!["a"]]);
+        // Where its kind of statement comes later anyway, it joins the span.
+        let changes = [
+            pool_name("x"),
+            pool_name("a"),
+            owner("a", "m2"),
+            owner("y", "m"),
+        ];
+        assert_eq!(runs_of(&changes), [vec!["x", "a"], vec!["a", "y"]]);
+        assert!(!pool_name("a").commutes(&owner("a", "m")));
+    }
+
+    /// Conditions and columns set make the shape, not their values; the kind of change
+    /// does too.
+    #[test]
+    fn one_statement_takes_one_shape() {
+        assert!(contact("a", 1).same_statement(&contact("b", 9)));
+        assert!(!contact("a", 1).same_statement(&owner("b", "m")));
+        let name = col(&CUSTOMERS, "display_name");
+        let plain = Change::Update(Update::of(&CUSTOMERS, "a").set(name, "x"));
+        let guarded = Change::Update(
+            Update::of(&CUSTOMERS, "a")
+                .when(Cond::IsNull(name))
+                .set(name, "x"),
+        );
+        let added =
+            Change::Update(Update::of(&CUSTOMERS, "a").add(col(&CUSTOMERS, "aum_minor"), 1));
+        let set = Change::Update(Update::of(&CUSTOMERS, "a").set(col(&CUSTOMERS, "aum_minor"), 1));
+        assert!(!plain.same_statement(&guarded));
+        assert!(contact("a", 1).commutes(&owner("a", "m")));
+        assert!(!contact("a", 1).commutes(&contact("a", 2)));
+        assert!(!guarded.commutes(&plain), "one sets what the other reads");
+        assert!(!added.commutes(&set));
+        assert!(!added.same_statement(&set));
+        let row = Insert::into(&CUSTOMERS).set(col(&CUSTOMERS, "customer_id"), "a");
+        assert!(row.clone().insert().same_statement(&row.clone().insert()));
+        assert!(!row.clone().insert().same_statement(&row.upsert()));
+    }
+
+    /// Every table's key begins with its first column, the group that
+    /// [`Change::group`] reads off a change.
+    #[test]
+    fn every_key_begins_with_the_first_column() {
+        for t in crate::schema::PROJECTIONS.iter().flat_map(|p| p.tables) {
+            if let Some(first) = t.primary_key.first() {
+                assert_eq!(*first, t.columns[0].0, "{}", t.name);
+            }
+        }
     }
 }

@@ -146,7 +146,8 @@ pub(crate) fn batch(backend: Backend, b: &Batch) -> Result<Vec<Statement>, ReadE
 /// - a table whose every change in the batch replaces or removes a whole row (memos; the
 ///   KPI ledger's spans, wins and complaints): only each key's last change counts, so
 ///   one upsert per 500 rows and one delete per 500 keys, in key order;
-/// - any other table: its changes in order, one statement each.
+/// - any other table: its changes as runs of one statement each, a group's changes in
+///   order ([`crate::change::runs`]).
 fn changes(out: &mut Script, b: &Batch) -> Result<Counters, ReadError> {
     use std::collections::BTreeMap;
     let mut counters = Counters::default();
@@ -179,8 +180,10 @@ fn changes(out: &mut Script, b: &Batch) -> Result<Counters, ReadError> {
             }
             (_, Some(replaced)) => last_of_each_key(out, table, replaced, suffix)?,
             (_, None) => {
-                for c in changes {
-                    out.add(|s| change(s, c, suffix))?;
+                for run in crate::change::runs(&changes) {
+                    for chunk in run.chunks(500) {
+                        out.add(|s| statement(s, chunk, suffix))?;
+                    }
                 }
             }
         }
@@ -688,30 +691,66 @@ fn values_list(s: &mut Sql, values: &[Value], ints: &[bool]) -> Result<(), ReadE
     Ok(())
 }
 
-/// One change, into the tables named with `suffix`.
-fn change(s: &mut Sql, c: &Change, suffix: &str) -> Result<(), ReadError> {
-    match c {
-        Change::Insert(i) => insert(s, i, suffix),
-        Change::Upsert(i) => {
-            insert(s, i, suffix)?;
-            replace_on_conflict(s, i.table);
+/// Changes of one table that one statement writes ([`crate::change::runs`]: of one kind,
+/// updates setting the same columns under the same conditions, no row touched twice),
+/// into the tables named with `suffix`.
+fn statement(s: &mut Sql, run: &[&Change], suffix: &str) -> Result<(), ReadError> {
+    let Some(first) = run.first() else {
+        return Ok(());
+    };
+    let table = first.table();
+    match first {
+        Change::Insert(_) | Change::Upsert(_) => {
+            let rows: Vec<&Insert> = run
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Insert(i) | Change::Upsert(i) => Some(i),
+                    _ => None,
+                })
+                .collect();
+            insert_rows(s, &rows, suffix)?;
+            if matches!(first, Change::Upsert(_)) {
+                replace_on_conflict(s, table);
+            }
             Ok(())
         }
-        Change::Update(u) => update(s, u, suffix),
-        Change::Delete(d) => delete_rows(s, d.table, &[d.key.iter().collect()], suffix),
-        Change::Add(a) => counter_upsert(
-            s,
-            a.table,
-            suffix,
-            0,
-            &[(a.key.clone(), {
-                let mut sums = vec![0; a.table.columns.len()];
-                for (c, n) in &a.amounts {
-                    sums[c.index] += n;
-                }
-                sums
-            })],
-        ),
+        Change::Update(_) => {
+            let updates: Vec<&Update> = run
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Update(u) => Some(u),
+                    _ => None,
+                })
+                .collect();
+            update_rows(s, &updates, suffix)
+        }
+        Change::Delete(_) => {
+            let keys: Vec<Vec<&Value>> = run
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Delete(d) => Some(d.key.iter().collect()),
+                    _ => None,
+                })
+                .collect();
+            delete_rows(s, table, &keys, suffix)
+        }
+        Change::Add(_) => {
+            let rows: Vec<(Vec<Value>, Vec<i64>)> = run
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Add(a) => Some(a),
+                    _ => None,
+                })
+                .map(|a| {
+                    let mut sums = vec![0; table.columns.len()];
+                    for (c, n) in &a.amounts {
+                        sums[c.index] += n;
+                    }
+                    (a.key.clone(), sums)
+                })
+                .collect();
+            counter_upsert(s, table, suffix, 0, &rows)
+        }
     }
 }
 
@@ -729,10 +768,6 @@ fn replace_on_conflict(s: &mut Sql, t: &Table) {
         .map(|(n, _)| format!("{n} = excluded.{n}"))
         .collect();
     s.text.push_str(&set.join(", "));
-}
-
-fn insert(s: &mut Sql, i: &Insert, suffix: &str) -> Result<(), ReadError> {
-    insert_rows(s, &[i], suffix)
 }
 
 /// `INSERT INTO <t><suffix> (<every column>) VALUES `.
@@ -757,34 +792,71 @@ fn insert_rows(s: &mut Sql, rows: &[&Insert], suffix: &str) -> Result<(), ReadEr
     })
 }
 
-fn update(s: &mut Sql, u: &Update, suffix: &str) -> Result<(), ReadError> {
-    let _ = write!(s.text, "UPDATE {}{suffix} SET ", u.table.name);
-    for (k, (c, set)) in u.set.iter().enumerate() {
-        if k > 0 {
-            s.text.push_str(", ");
+/// Updates of one table setting the same columns under the same conditions, each of
+/// its own group, as one statement: their values are a row source named `v` (the group,
+/// then each set value, then each condition's bound), joined to the table by group:
+/// `WITH v (g, s0, …, w0, …) AS (…) UPDATE t SET c = v.s0, n = t.n + v.s1 FROM v WHERE
+/// t.g = v.g AND (t.c IS NULL OR t.c <= v.w0) AND t.d IS NULL`.
+fn update_rows(s: &mut Sql, updates: &[&Update], suffix: &str) -> Result<(), ReadError> {
+    let Some(first) = updates.first() else {
+        return Ok(());
+    };
+    let group = first.table.group_col();
+    let bounds: Vec<usize> = (first.when.iter().enumerate())
+        .filter(|(_, c)| matches!(c, Cond::NullOrAtMost(..)))
+        .map(|(i, _)| i)
+        .collect();
+    let mut names = vec!["g".to_string()];
+    names.extend((0..first.set.len()).map(|i| format!("s{i}")));
+    names.extend((0..bounds.len()).map(|i| format!("w{i}")));
+    let mut ints = vec![group.int];
+    ints.extend(
+        first
+            .set
+            .iter()
+            .map(|(c, set)| c.int || matches!(set, Set::Add(_))),
+    );
+    ints.extend(bounds.iter().map(|_| true));
+    let _ = write!(s.text, "WITH v ({}) AS (", names.join(", "));
+    let cell = |r: usize, i: usize| {
+        let u = updates[r];
+        match i {
+            0 => Cow::Borrowed(&u.key),
+            i if i <= u.set.len() => match &u.set[i - 1].1 {
+                Set::To(v) => Cow::Borrowed(v),
+                Set::Add(n) => Cow::Owned(Value::Int(*n)),
+            },
+            i => match u.when.get(bounds[i - 1 - u.set.len()]) {
+                Some(Cond::NullOrAtMost(_, w)) => Cow::Owned(Value::Int(*w)),
+                _ => Cow::Owned(Value::Null),
+            },
         }
-        let _ = write!(s.text, "{} = ", c.name);
-        match set {
-            Set::To(v) => s.value(v, c.int)?,
-            Set::Add(n) => {
-                let _ = write!(s.text, "{} + ", c.name);
-                s.value(&Value::Int(*n), true)?;
-            }
-        }
+    };
+    row_source(s, &ints, updates.len(), cell)?;
+    let t = format!("{}{suffix}", first.table.name);
+    let _ = write!(s.text, ") UPDATE {t} SET ");
+    for (k, (c, set)) in first.set.iter().enumerate() {
+        let sep = if k > 0 { ", " } else { "" };
+        let _ = match set {
+            Set::To(_) => write!(s.text, "{sep}{0} = v.s{k}", c.name),
+            Set::Add(_) => write!(s.text, "{sep}{0} = {t}.{0} + v.s{k}", c.name),
+        };
     }
-    let _ = write!(s.text, " WHERE {} = ", u.table.group_col().name);
-    s.value(&u.key, u.table.group_col().int)?;
-    for cond in &u.when {
-        match cond {
-            Cond::IsNull(c) => {
-                let _ = write!(s.text, " AND {} IS NULL", c.name);
+    let _ = write!(s.text, " FROM v WHERE {t}.{0} = v.g", group.name);
+    let mut w = 0;
+    for cond in &first.when {
+        let _ = match cond {
+            Cond::IsNull(c) => write!(s.text, " AND {t}.{} IS NULL", c.name),
+            Cond::NullOrAtMost(c, _) => {
+                w += 1;
+                write!(
+                    s.text,
+                    " AND ({t}.{0} IS NULL OR {t}.{0} <= v.w{1})",
+                    c.name,
+                    w - 1
+                )
             }
-            Cond::NullOrAtMost(c, v) => {
-                let _ = write!(s.text, " AND ({0} IS NULL OR {0} <= ", c.name);
-                s.value(&Value::Int(*v), true)?;
-                s.text.push(')');
-            }
-        }
+        };
     }
     Ok(())
 }
@@ -1198,7 +1270,7 @@ mod tests {
             text: String::new(),
             args: Vec::new(),
         };
-        change(&mut s, c, suffix).unwrap();
+        statement(&mut s, &[c], suffix).unwrap();
         s
     }
 
@@ -1409,6 +1481,172 @@ mod tests {
         assert_eq!(back, want);
     }
 
+    /// A random history of changes to `rm_customers` over a few customers (so a batch
+    /// touches each of them several times): inserts, upserts, deletes, and updates of
+    /// each kind (set, add, conditional on NULL, conditional on at most; a condition on
+    /// a column it sets, and on one that another update sets).
+    fn history(seed: u64, n: usize, customers: usize) -> Vec<Change> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let c = |name: &'static str| col(&CUSTOMERS, name);
+        let mut present = vec![false; customers];
+        let mut out = Vec::new();
+        while out.len() < n {
+            let k = next(customers as u64) as usize;
+            let id = format!("c{k}");
+            let row = |stage: u64| {
+                Insert::into(&CUSTOMERS)
+                    .set(c("customer_id"), id.as_str())
+                    .set(c("customer_type"), "person")
+                    .set(c("display_name"), format!("n{stage}"))
+                    .set(c("region"), "east")
+                    .set(c("first_touch_channel"), "web")
+                    .set(c("stage"), format!("s{stage}"))
+                    .set(c("value_tier"), "low")
+                    .set(c("aum_minor"), 100)
+                    .set(c("registered_at_us"), 1)
+            };
+            let update = Update::of(&CUSTOMERS, id.as_str());
+            let owner = (next(3) > 0).then(|| format!("m{}", next(4)));
+            let change = match next(10) {
+                0 if !present[k] => row(next(9)).insert(),
+                0 | 1 => row(next(9)).upsert(),
+                2 => crate::change::Delete::from(&CUSTOMERS, vec![Value::from(id.as_str())]),
+                3 | 4 => {
+                    let at = next(10) as i64;
+                    let last = c("last_contact_at_us");
+                    let follow_up = (next(2) == 0).then(|| at + 5);
+                    Change::Update(
+                        update
+                            .when(Cond::NullOrAtMost(last, at))
+                            .set(last, at)
+                            .set(c("next_follow_up_us"), follow_up),
+                    )
+                }
+                5 => Change::Update(update.set(c("owner_id"), owner).set(c("stage"), "s0")),
+                6 => Change::Update(update.add(c("aum_minor"), next(7) as i64 - 3)),
+                7 => Change::Update(
+                    update
+                        .when(Cond::IsNull(c("owner_id")))
+                        .set(c("owner_id"), owner),
+                ),
+                8 => Change::Update(
+                    update
+                        .when(Cond::IsNull(c("owner_id")))
+                        .set(c("display_name"), format!("pool{}", next(3))),
+                ),
+                _ => Change::Update(update.set(c("stage"), format!("s{}", next(3)))),
+            };
+            match &change {
+                Change::Insert(_) | Change::Upsert(_) => present[k] = true,
+                Change::Delete(_) => present[k] = false,
+                _ => {}
+            }
+            out.push(change);
+        }
+        out
+    }
+
+    /// The statements writing `changes` as one batch into the tables named with `suffix`.
+    fn batch_of(backend: Backend, changes: Vec<Change>, suffix: &str) -> Vec<Statement> {
+        let changes = vec![(0, changes)];
+        let targets = [(0, crate::schema::OWNERSHIP, suffix)];
+        let plan = crate::plan::plan(&[], 1, &std::collections::HashMap::new());
+        let mut out = Script::new(backend);
+        let b = Batch {
+            events: &[],
+            plan: &plan,
+            targets: &targets,
+            changes: &changes,
+            dead_letters: false,
+            consumers: &[],
+            stripe: 0,
+            now_us: 0,
+        };
+        super::changes(&mut out, &b).unwrap();
+        out.finish()
+    }
+
+    /// `rm_customers` (named with `suffix`) as text, row by row.
+    async fn customers(conn: &mut crate::store::Conn<'_>, suffix: &str) -> Vec<Vec<String>> {
+        use sqlx::Row;
+        let sql = select_as_text(&CUSTOMERS, suffix);
+        let text = |r: &dyn Fn(usize) -> Option<String>| {
+            (0..CUSTOMERS.columns.len())
+                .map(|i| r(i).unwrap_or_else(|| "NULL".into()))
+                .collect::<Vec<_>>()
+        };
+        match conn {
+            crate::store::Conn::Postgres(c) => sqlx::query(&sql).fetch_all(&mut **c).await,
+            crate::store::Conn::Sqlite(c) => {
+                let rows = sqlx::query(&sql).fetch_all(&mut **c).await.unwrap();
+                return rows.iter().map(|r| text(&|i| r.get(i))).collect();
+            }
+        }
+        .unwrap()
+        .iter()
+        .map(|r| text(&|i| r.get(i)))
+        .collect()
+    }
+
+    /// Changes written in runs (several rows a statement; a customer's changes moved
+    /// past other customers') leave the table as the same changes written one statement
+    /// each, in order: on both backends, for random histories in which each customer
+    /// comes back several times within a batch.
+    #[tokio::test]
+    async fn changes_written_in_runs_leave_what_one_by_one_leaves() {
+        use sqlx::Connection;
+        let db = crm_eventstore::testing::TestDatabase::create().await;
+        let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let mut lite = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let (mut changes_written, mut statements_written) = (0, 0);
+        for seed in 0..60u64 {
+            let changes = history(seed, 80, 5 + seed as usize % 4 * 10);
+            let one_by_one = format!("_one{seed}");
+            let in_runs = format!("_runs{seed}");
+            for (backend, mut conn) in [
+                (Backend::Postgres, crate::store::Conn::Postgres(&mut pg)),
+                (Backend::Sqlite, crate::store::Conn::Sqlite(&mut lite)),
+            ] {
+                for suffix in [&one_by_one, &in_runs] {
+                    for ddl in crate::schema::OWNERSHIP.ddl(suffix) {
+                        conn.execute(&ddl).await.unwrap();
+                    }
+                }
+                for c in &changes {
+                    for s in batch_of(backend, vec![c.clone()], &one_by_one) {
+                        conn.run(&s).await.unwrap();
+                    }
+                }
+                let statements = batch_of(backend, changes.clone(), &in_runs);
+                let text: String = statements.iter().map(|s| s.sql.as_str()).collect();
+                changes_written += changes.len();
+                statements_written += ["UPDATE ", "INSERT ", "DELETE "]
+                    .iter()
+                    .map(|verb| text.matches(verb).count())
+                    .sum::<usize>();
+                for s in &statements {
+                    conn.run(s).await.unwrap();
+                }
+                let want = customers(&mut conn, &one_by_one).await;
+                assert!(!want.is_empty(), "seed {seed}: the history leaves rows");
+                let got = customers(&mut conn, &in_runs).await;
+                assert_eq!(got, want, "seed {seed} on {backend:?}: {changes:#?}");
+            }
+        }
+        assert!(
+            statements_written * 10 < changes_written * 9,
+            "{statements_written} statements wrote {changes_written} changes"
+        );
+    }
+
     #[test]
     fn literals_mean_what_bound_parameters_would() {
         let lit = |v: Value, int: bool| {
@@ -1456,8 +1694,17 @@ mod tests {
         );
         assert_eq!(
             render(Backend::Postgres, &u, "").text,
-            "UPDATE rm_customers SET last_contact_at_us = (5::int8), owner_id = (NULL::text) \
-             WHERE customer_id = (E'c1'::text) AND (last_contact_at_us IS NULL OR last_contact_at_us <= (5::int8))"
+            "WITH v (g, s0, s1, w0) AS (VALUES ((E'c1'::text), (5::int8), (NULL::text), \
+             (5::int8))) UPDATE rm_customers SET last_contact_at_us = v.s0, owner_id = v.s1 \
+             FROM v WHERE rm_customers.customer_id = v.g AND (rm_customers.last_contact_at_us \
+             IS NULL OR rm_customers.last_contact_at_us <= v.w0)"
+        );
+        assert_eq!(
+            render(Backend::Sqlite, &u, "_r1").text,
+            "WITH v (g, s0, s1, w0) AS (VALUES ($1, $2, $3, $4)) UPDATE rm_customers_r1 SET \
+             last_contact_at_us = v.s0, owner_id = v.s1 FROM v WHERE \
+             rm_customers_r1.customer_id = v.g AND (rm_customers_r1.last_contact_at_us IS \
+             NULL OR rm_customers_r1.last_contact_at_us <= v.w0)"
         );
         let up = Insert::into(&ANALYTICS_OWNERS)
             .set(col(&ANALYTICS_OWNERS, "customer_id"), "c1")
