@@ -214,6 +214,7 @@ async fn phases(
             chaos: 0.0,
             host: "bench".into(),
             fold_every: Duration::from_secs(5),
+            linger: Duration::from_millis(crm_projector::DEFAULT_LINGER_MS),
         })
     };
     let live = projector(url.to_string(), "live").await?;

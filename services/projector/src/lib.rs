@@ -54,7 +54,13 @@ pub struct Config {
     /// How often the counters' stripes are folded into stripe 0
     /// ([`ReadStore::fold_counters`]).
     pub fold_every: Duration,
+    /// How long a transaction holding fewer than four batches' events waits for more
+    /// ([`apply::Gather`]).
+    pub linger: Duration,
 }
+
+/// Milliseconds a transaction waits for more batches by default ([`Config::linger`]).
+pub const DEFAULT_LINGER_MS: u64 = 20;
 
 /// Liveness fails when the partition balancer has not turned for this long (each turn
 /// is bounded by the lease timeouts; it turns every second).
@@ -131,7 +137,13 @@ impl App {
             stream: config.stream,
             subjects,
             group: config.group,
-            applier: Applier::spawn(store.clone(), config.batch * 4),
+            applier: Applier::spawn(
+                store.clone(),
+                apply::Gather {
+                    most: config.batch * 4,
+                    linger: config.linger,
+                },
+            ),
             store,
             batch: config.batch,
             ack_wait: config.ack_wait,

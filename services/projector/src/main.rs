@@ -64,6 +64,12 @@ struct Args {
     #[arg(long, env = "CRM_PROJECTOR_FOLD_EVERY_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(10..))]
     fold_every_ms: u64,
+    /// Milliseconds a transaction holding fewer than four batches' events waits for more
+    /// partitions' batches before it begins (0: it takes only what is there). Larger
+    /// transactions cost the database less per event; each waits at most this long.
+    #[arg(long, env = "CRM_PROJECTOR_LINGER_MS", default_value_t = crm_projector::DEFAULT_LINGER_MS,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    linger_ms: u64,
     #[command(flatten)]
     process: crm_telemetry::ProcessArgs,
 }
@@ -86,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         chaos: a.chaos,
         host: a.host,
         fold_every: Duration::from_millis(a.fold_every_ms),
+        linger: Duration::from_millis(a.linger_ms),
     })
     .await?;
     tracing::info!(http = %app.http_addr, "health at /healthz, metrics at /metrics");

@@ -6,11 +6,19 @@ use chrono::Duration;
 use crm_eventstore::testing::TestDatabase;
 use crm_projections::testing::{t0, Log};
 use crm_projections::{Fate, ReadStore};
-use crm_projector::apply::Applier;
+use crm_projector::apply::{Applier, Gather};
 
 const C1: &str = "01930000-0000-7000-8000-0000000000c1";
 const C2: &str = "01930000-0000-7000-8000-0000000000c2";
 const A: &str = "01930000-0000-7000-8000-0000000000a1";
+
+/// Up to 1,024 events a transaction, waiting `linger` for them.
+fn gather(linger: Duration) -> Gather {
+    Gather {
+        most: 1024,
+        linger: linger.to_std().unwrap(),
+    }
+}
 
 async fn column(store: &ReadStore, sql: &str) -> Vec<(String, i64)> {
     let ReadStore::Postgres(pool) = store else {
@@ -35,7 +43,7 @@ async fn batches_handed_in_meanwhile_share_one_transaction() {
         .partition(|p| !p.event.stream_id.contains(C2));
     assert_eq!((five.len(), three.len()), (3, 1));
 
-    let applier = Applier::spawn(store.clone(), 1024);
+    let applier = Applier::spawn(store.clone(), gather(Duration::zero()));
     // The applier runs only once this task waits: it finds both batches handed in.
     let ((back5, fates5), (back3, fates3)) = tokio::join!(
         applier.apply(5, "read-models-p05", five),
@@ -97,7 +105,7 @@ async fn one_partitions_failing_batch_does_not_fail_the_others() {
     let mut events = log.prepared();
     let good = events.split_off(1);
 
-    let applier = Applier::spawn(store.clone(), 1024);
+    let applier = Applier::spawn(store.clone(), gather(Duration::zero()));
     let ((_, bad), (_, fine)) = tokio::join!(
         applier.apply(5, "read-models-p05", events),
         applier.apply(3, "read-models-p03", good)
@@ -112,4 +120,58 @@ async fn one_partitions_failing_batch_does_not_fail_the_others() {
         .await,
         [("read-models-p03".to_string(), 1)]
     );
+}
+
+/// The stripes the funnel's counters were added to: one per transaction (each adds to
+/// its lowest partition's).
+async fn stripes(store: &ReadStore) -> Vec<(String, i64)> {
+    column(
+        store,
+        "SELECT 'stripe', stripe FROM rm_funnel_now GROUP BY stripe ORDER BY stripe",
+    )
+    .await
+}
+
+/// A batch handed in while a transaction lingers joins it; without the linger, a batch
+/// handed in a moment after the first is a transaction of its own. A transaction that
+/// already holds `most` events does not wait.
+#[tokio::test]
+async fn a_transaction_waits_its_linger_for_more_batches() {
+    let (mut log, mut late) = (Log::default(), Log::default());
+    log.customer(C1, t0());
+    late.customer(C2, t0());
+    for (linger, want) in [
+        (Duration::milliseconds(2000), vec![4]),
+        (Duration::zero(), vec![4, 6]),
+    ] {
+        let db = TestDatabase::create().await;
+        let store = ReadStore::connect(&db.url, 2).await.unwrap();
+        let applier = Applier::spawn(store.clone(), gather(linger));
+        let later = async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            applier.apply(5, "read-models-p05", late.prepared()).await
+        };
+        let ((_, first), (_, second)) =
+            tokio::join!(applier.apply(3, "read-models-p03", log.prepared()), later);
+        assert_eq!(
+            (first.unwrap(), second.unwrap()),
+            (vec![Fate::Applied], vec![Fate::Applied])
+        );
+        let got: Vec<i64> = stripes(&store).await.into_iter().map(|(_, s)| s).collect();
+        assert_eq!(got, want, "transactions' stripes with a linger of {linger}");
+    }
+    // A full transaction begins at once, whatever its linger.
+    let db = TestDatabase::create().await;
+    let store = ReadStore::connect(&db.url, 2).await.unwrap();
+    let full = Gather {
+        most: 1,
+        linger: std::time::Duration::from_secs(60),
+    };
+    let applier = Applier::spawn(store.clone(), full);
+    let applied = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        applier.apply(3, "read-models-p03", log.prepared()),
+    )
+    .await;
+    assert_eq!(applied.expect("no linger").1.unwrap(), [Fate::Applied]);
 }

@@ -49,6 +49,7 @@ async fn start(stream: &TestStream, read_url: &str, group: &str) -> Running {
         host: "projector".into(),
         // Often, so folds run among the partitions' batches.
         fold_every: Duration::from_millis(50),
+        linger: Duration::from_millis(crm_projector::DEFAULT_LINGER_MS),
     })
     .await
     .unwrap();
