@@ -15,7 +15,7 @@
 //! rows (ADR 0012). On SQLite every transaction adds to stripe 0.
 //!
 //! A transaction that finds fewer events handed in than it may hold waits a little
-//! (`linger`, 20 ms by default) for more before it begins: most of a transaction's cost
+//! (`linger`, 10 ms by default) for more before it begins: most of a transaction's cost
 //! to the database is per row, and rows of a larger batch fold together (a counter's
 //! amounts, a customer's memo, a row updated twice), so under load the read models cost
 //! the shared cores less per event, for a few milliseconds more of lag.

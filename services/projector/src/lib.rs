@@ -60,7 +60,7 @@ pub struct Config {
 }
 
 /// Milliseconds a transaction waits for more batches by default ([`Config::linger`]).
-pub const DEFAULT_LINGER_MS: u64 = 20;
+pub const DEFAULT_LINGER_MS: u64 = 10;
 
 /// Liveness fails when the partition balancer has not turned for this long (each turn
 /// is bounded by the lease timeouts; it turns every second).
