@@ -14,11 +14,14 @@
 //! and is held by one instance), so transactions never queue on one another's counter
 //! rows (ADR 0012). On SQLite every transaction adds to stripe 0.
 //!
-//! A transaction that finds fewer events handed in than it may hold waits a little
-//! (`linger`, 10 ms by default) for more before it begins: most of a transaction's cost
-//! to the database is per row, and rows of a larger batch fold together (a counter's
-//! amounts, a customer's memo, a row updated twice), so under load the read models cost
-//! the shared cores less per event, for a few milliseconds more of lag.
+//! A transaction that finds fewer events handed in than it may hold, all from partitions
+//! that had nothing left to deliver, waits a little (`linger`, 10 ms by default) for more
+//! before it begins: most of a transaction's cost to the database is per row, and rows
+//! of a larger batch fold together (a counter's amounts, a customer's memo, a row updated
+//! twice), so under load the read models cost the shared cores less per event, for a few
+//! milliseconds more of lag. A partition that is behind says so, and then no transaction
+//! waits: more is coming anyway, and waiting would only hold the worker back while the
+//! other's partitions are in its transaction.
 //!
 //! One batch's failure is not the others': a transaction of several partitions' batches
 //! that fails is tried again batch by batch, each partition answered with its own
@@ -37,8 +40,9 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 const WORKERS: usize = 2;
 
 /// How a transaction gathers the batches handed in: until it holds `most` events or
-/// more, or `linger` has passed since it took its first batch (zero: it takes only what
-/// was handed in already). A single partition's batch is applied whole.
+/// more, or `linger` has passed since it took its first batch, or a partition in it is
+/// behind (zero linger: it takes only what was handed in already). A single partition's
+/// batch is applied whole.
 #[derive(Debug, Clone, Copy)]
 pub struct Gather {
     pub most: usize,
@@ -50,6 +54,8 @@ struct Request {
     partition: u32,
     consumer: String,
     batch: Vec<Prepared>,
+    /// Whether the partition had more to deliver after this batch.
+    behind: bool,
     answer: oneshot::Sender<Answer>,
 }
 
@@ -78,13 +84,21 @@ impl Applier {
     }
 
     /// Apply `batch`, which `consumer` (partition `partition`) delivered, with what the
-    /// other partitions handed in meanwhile.
-    pub async fn apply(&self, partition: u32, consumer: &str, batch: Vec<Prepared>) -> Answer {
+    /// other partitions handed in meanwhile (`behind`: the partition has more to deliver
+    /// after it).
+    pub async fn apply(
+        &self,
+        partition: u32,
+        consumer: &str,
+        batch: Vec<Prepared>,
+        behind: bool,
+    ) -> Answer {
         let (answer, answered) = oneshot::channel();
         let request = Request {
             partition,
             consumer: consumer.to_string(),
             batch,
+            behind,
             answer,
         };
         if let Err(gone) = self.requests.send(request).await {
@@ -126,15 +140,17 @@ async fn work(store: ReadStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, gather:
     }
 }
 
-/// `first` and the batches handed in after it, as `gather` says.
+/// `first` and the batches handed in after it, as `gather` says: waiting for more only
+/// while no partition in the group is behind.
 async fn take(rx: &mut mpsc::Receiver<Request>, first: Request, gather: Gather) -> Vec<Request> {
     let until = tokio::time::Instant::now() + gather.linger;
     let mut events = first.batch.len();
+    let mut behind = first.behind;
     let mut group = vec![first];
     while events < gather.most {
         let next = match rx.try_recv() {
             Ok(r) => Some(r),
-            Err(mpsc::error::TryRecvError::Empty) if !gather.linger.is_zero() => {
+            Err(mpsc::error::TryRecvError::Empty) if !behind && !gather.linger.is_zero() => {
                 tokio::time::timeout_at(until, rx.recv())
                     .await
                     .ok()
@@ -144,6 +160,7 @@ async fn take(rx: &mut mpsc::Receiver<Request>, first: Request, gather: Gather) 
         };
         let Some(r) = next else { break };
         events += r.batch.len();
+        behind |= r.behind;
         group.push(r);
     }
     group

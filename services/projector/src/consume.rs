@@ -151,6 +151,8 @@ async fn handle_batch(
     batch: Vec<jetstream::Message>,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // A full batch, or the broker holding more: the partition is behind.
+    let full = batch.len() >= ctx.batch;
     let Decoded {
         prepared,
         carried,
@@ -170,7 +172,9 @@ async fn handle_batch(
         }
         return Ok(());
     }
-    let Some((prepared, fates)) = apply(ctx, partition, consumer, prepared, stop).await? else {
+    let behind = full || pending_after > 0;
+    let Some((prepared, fates)) = apply(ctx, partition, consumer, prepared, behind, stop).await?
+    else {
         // Stopping: give the messages back at once for the next owner.
         for m in &carried {
             let _ = m.ack_with(AckKind::Nak(None)).await;
@@ -236,11 +240,14 @@ async fn apply(
     partition: u32,
     consumer: &str,
     mut prepared: Vec<Prepared>,
+    behind: bool,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(Vec<Prepared>, Vec<Fate>)>> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let (back, result) = ctx.applier.apply(partition, consumer, prepared).await;
+        let (back, result) = (ctx.applier)
+            .apply(partition, consumer, prepared, behind)
+            .await;
         prepared = back;
         let e = match result {
             Ok(fates) => return Ok(Some((prepared, fates))),

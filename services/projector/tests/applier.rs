@@ -46,8 +46,8 @@ async fn batches_handed_in_meanwhile_share_one_transaction() {
     let applier = Applier::spawn(store.clone(), gather(Duration::zero()));
     // The applier runs only once this task waits: it finds both batches handed in.
     let ((back5, fates5), (back3, fates3)) = tokio::join!(
-        applier.apply(5, "read-models-p05", five),
-        applier.apply(3, "read-models-p03", three)
+        applier.apply(5, "read-models-p05", five, false),
+        applier.apply(3, "read-models-p03", three, false)
     );
     assert_eq!(fates5.unwrap(), [Fate::Applied; 3]);
     assert_eq!(fates3.unwrap(), [Fate::Applied]);
@@ -107,8 +107,8 @@ async fn one_partitions_failing_batch_does_not_fail_the_others() {
 
     let applier = Applier::spawn(store.clone(), gather(Duration::zero()));
     let ((_, bad), (_, fine)) = tokio::join!(
-        applier.apply(5, "read-models-p05", events),
-        applier.apply(3, "read-models-p03", good)
+        applier.apply(5, "read-models-p05", events, false),
+        applier.apply(3, "read-models-p03", good, false)
     );
     assert!(bad.unwrap_err().contains("NUL"));
     assert_eq!(fine.unwrap(), [Fate::Applied]);
@@ -132,33 +132,44 @@ async fn stripes(store: &ReadStore) -> Vec<(String, i64)> {
     .await
 }
 
-/// A batch handed in while a transaction lingers joins it; without the linger, a batch
-/// handed in a moment after the first is a transaction of its own. A transaction that
-/// already holds `most` events does not wait.
+/// A batch handed in while a transaction lingers joins it; without the linger, or when
+/// the first partition is behind (more is coming anyway), a batch handed in a moment
+/// after the first is a transaction of its own. A transaction that already holds `most`
+/// events does not wait.
 #[tokio::test]
 async fn a_transaction_waits_its_linger_for_more_batches() {
     let (mut log, mut late) = (Log::default(), Log::default());
     log.customer(C1, t0());
     late.customer(C2, t0());
-    for (linger, want) in [
-        (Duration::milliseconds(2000), vec![4]),
-        (Duration::zero(), vec![4, 6]),
-    ] {
+    // (linger, the first partition behind, the transactions' stripes)
+    let cases = [
+        (Duration::milliseconds(2000), false, vec![4]),
+        (Duration::zero(), false, vec![4, 6]),
+        (Duration::milliseconds(2000), true, vec![4, 6]),
+    ];
+    for (linger, behind, want) in cases {
         let db = TestDatabase::create().await;
         let store = ReadStore::connect(&db.url, 2).await.unwrap();
         let applier = Applier::spawn(store.clone(), gather(linger));
         let later = async {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            applier.apply(5, "read-models-p05", late.prepared()).await
+            applier
+                .apply(5, "read-models-p05", late.prepared(), false)
+                .await
         };
-        let ((_, first), (_, second)) =
-            tokio::join!(applier.apply(3, "read-models-p03", log.prepared()), later);
+        let ((_, first), (_, second)) = tokio::join!(
+            applier.apply(3, "read-models-p03", log.prepared(), behind),
+            later
+        );
         assert_eq!(
             (first.unwrap(), second.unwrap()),
             (vec![Fate::Applied], vec![Fate::Applied])
         );
         let got: Vec<i64> = stripes(&store).await.into_iter().map(|(_, s)| s).collect();
-        assert_eq!(got, want, "transactions' stripes with a linger of {linger}");
+        assert_eq!(
+            got, want,
+            "stripes with a linger of {linger}, behind: {behind}"
+        );
     }
     // A full transaction begins at once, whatever its linger.
     let db = TestDatabase::create().await;
@@ -170,7 +181,7 @@ async fn a_transaction_waits_its_linger_for_more_batches() {
     let applier = Applier::spawn(store.clone(), full);
     let applied = tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        applier.apply(3, "read-models-p03", log.prepared()),
+        applier.apply(3, "read-models-p03", log.prepared(), false),
     )
     .await;
     assert_eq!(applied.expect("no linger").1.unwrap(), [Fate::Applied]);
