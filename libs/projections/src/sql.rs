@@ -1262,7 +1262,7 @@ fn stripe_counters() -> Vec<String> {
 mod tests {
     use super::*;
     use crate::change::{Cond, Insert, Update};
-    use crate::schema::{col, ANALYTICS_OWNERS, CUSTOMERS, STAGE_TRANSITIONS};
+    use crate::schema::{col, ANALYTICS_OWNERS, CUSTOMERS, OWNERSHIP, STAGE_TRANSITIONS};
 
     fn render(backend: Backend, c: &Change, suffix: &str) -> Sql {
         let mut s = Sql {
@@ -1362,32 +1362,15 @@ mod tests {
             let key = vec![Value::Int(5), Value::from(customer), Value::Int(0)];
             Delete::from(&KPI_WINS, key)
         };
-        let changes = vec![(
-            0,
-            vec![
-                win("b", "m1"),
-                gone("a"),
-                win("b", "m2"),
-                win("c", "m1"),
-                gone("c"),
-            ],
-        )];
-        let targets = [(2, crate::schema::ANALYTICS, "")];
-        let plan = crate::plan::plan(&[], 1, &std::collections::HashMap::new());
+        let changes = vec![
+            win("b", "m1"),
+            gone("a"),
+            win("b", "m2"),
+            win("c", "m1"),
+            gone("c"),
+        ];
         for backend in [Backend::Postgres, Backend::Sqlite] {
-            let mut out = Script::new(backend);
-            let b = Batch {
-                events: &[],
-                plan: &plan,
-                targets: &targets,
-                changes: &changes,
-                dead_letters: false,
-                consumers: &[],
-                stripe: 0,
-                now_us: 0,
-            };
-            super::changes(&mut out, &b).unwrap();
-            let statements = out.finish();
+            let statements = batch_of(backend, crate::schema::ANALYTICS, changes.clone(), "");
             let sql: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
             let text = sql.join("\n");
             assert_eq!(sql.len(), if backend == Backend::Sqlite { 2 } else { 1 });
@@ -1552,10 +1535,19 @@ mod tests {
         out
     }
 
-    /// The statements writing `changes` as one batch into the tables named with `suffix`.
-    fn batch_of(backend: Backend, changes: Vec<Change>, suffix: &str) -> Vec<Statement> {
+    /// The statements writing `changes` to `projection`'s tables named with `suffix`, as
+    /// one batch (its counters into stripe 0).
+    fn batch_of(
+        backend: Backend,
+        projection: Projection,
+        changes: Vec<Change>,
+        suffix: &str,
+    ) -> Vec<Statement> {
         let changes = vec![(0, changes)];
-        let targets = [(0, crate::schema::OWNERSHIP, suffix)];
+        let index = (crate::schema::PROJECTIONS.iter())
+            .position(|p| p.name == projection.name)
+            .unwrap();
+        let targets = [(index, projection, suffix)];
         let plan = crate::plan::plan(&[], 1, &std::collections::HashMap::new());
         let mut out = Script::new(backend);
         let b = Batch {
@@ -1616,16 +1608,16 @@ mod tests {
                 (Backend::Sqlite, crate::store::Conn::Sqlite(&mut lite)),
             ] {
                 for suffix in [&one_by_one, &in_runs] {
-                    for ddl in crate::schema::OWNERSHIP.ddl(suffix) {
+                    for ddl in OWNERSHIP.ddl(suffix) {
                         conn.execute(&ddl).await.unwrap();
                     }
                 }
                 for c in &changes {
-                    for s in batch_of(backend, vec![c.clone()], &one_by_one) {
+                    for s in batch_of(backend, OWNERSHIP, vec![c.clone()], &one_by_one) {
                         conn.run(&s).await.unwrap();
                     }
                 }
-                let statements = batch_of(backend, changes.clone(), &in_runs);
+                let statements = batch_of(backend, OWNERSHIP, changes.clone(), &in_runs);
                 let text: String = statements.iter().map(|s| s.sql.as_str()).collect();
                 changes_written += changes.len();
                 statements_written += ["UPDATE ", "INSERT ", "DELETE "]
