@@ -21,13 +21,16 @@
 //! twice), so under load the read models cost the shared cores less per event, for a few
 //! milliseconds more of lag. A partition that is behind says so, and then no transaction
 //! waits: more is coming anyway, and waiting would only hold the worker back while the
-//! other's partitions are in its transaction.
+//! other's partitions are in its transaction. Nor does one wait once every partition the
+//! instance holds is in a transaction (none could hand in more); the linger counts from
+//! the first batch's hand-in.
 //!
 //! One batch's failure is not the others': a transaction of several partitions' batches
 //! that fails is tried again batch by batch, each partition answered with its own
 //! outcome. A panic while applying is answered as a failure, and the workers go on.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,9 +43,9 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 const WORKERS: usize = 2;
 
 /// How a transaction gathers the batches handed in: until it holds `most` events or
-/// more, or `linger` has passed since it took its first batch, or a partition in it is
-/// behind (zero linger: it takes only what was handed in already). A single partition's
-/// batch is applied whole.
+/// more, or `linger` has passed since its first batch was handed in, or a partition in it
+/// is behind, or every partition held is in a transaction (zero linger: it takes only
+/// what was handed in already). A single partition's batch is applied whole.
 #[derive(Debug, Clone, Copy)]
 pub struct Gather {
     pub most: usize,
@@ -56,6 +59,8 @@ struct Request {
     batch: Vec<Prepared>,
     /// Whether the partition had more to deliver after this batch.
     behind: bool,
+    /// When it was handed in: a linger counts from the first batch's.
+    handed_in: tokio::time::Instant,
     answer: oneshot::Sender<Answer>,
 }
 
@@ -66,6 +71,33 @@ pub type Answer = (Vec<Prepared>, Result<Vec<Fate>, String>);
 #[derive(Clone)]
 pub struct Applier {
     requests: mpsc::Sender<Request>,
+    counts: Arc<Counts>,
+}
+
+/// What a lingering transaction asks: could another batch still come? Each partition
+/// has one batch in flight at most, so none can once every partition held is in a
+/// transaction.
+#[derive(Default)]
+struct Counts {
+    /// Partitions the instance consumes ([`Applier::hold`]).
+    held: AtomicUsize,
+    /// Batches taken into transactions and not yet answered.
+    taken: AtomicUsize,
+}
+
+impl Counts {
+    fn more_may_come(&self) -> bool {
+        self.held.load(Ordering::Relaxed) > self.taken.load(Ordering::Relaxed)
+    }
+}
+
+/// A partition the instance consumes, counted while this lives ([`Applier::hold`]).
+pub struct Held(Arc<Counts>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Applier {
@@ -73,14 +105,26 @@ impl Applier {
     pub fn spawn(store: ReadStore, gather: Gather) -> Self {
         let (requests, rx) = mpsc::channel(64);
         let rx = Arc::new(Mutex::new(rx));
+        let counts = Arc::new(Counts::default());
         let workers = match store {
             ReadStore::Postgres(_) => WORKERS,
             ReadStore::Sqlite(_) => 1,
         };
         for _ in 0..workers {
-            tokio::spawn(work(store.clone(), rx.clone(), gather));
+            let queue = Queue {
+                rx: rx.clone(),
+                counts: counts.clone(),
+            };
+            tokio::spawn(work(store.clone(), queue, gather));
         }
-        Self { requests }
+        Self { requests, counts }
+    }
+
+    /// Count a partition the instance consumes until the guard is dropped (while every
+    /// partition held is in a transaction, no transaction waits for more).
+    pub fn hold(&self) -> Held {
+        self.counts.held.fetch_add(1, Ordering::Relaxed);
+        Held(self.counts.clone())
     }
 
     /// Apply `batch`, which `consumer` (partition `partition`) delivered, with what the
@@ -99,6 +143,7 @@ impl Applier {
             consumer: consumer.to_string(),
             batch,
             behind,
+            handed_in: tokio::time::Instant::now(),
             answer,
         };
         if let Err(gone) = self.requests.send(request).await {
@@ -113,15 +158,22 @@ impl Applier {
     }
 }
 
+/// The queue the workers take from, and what they count.
+struct Queue {
+    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
+    counts: Arc<Counts>,
+}
+
 /// One worker: take what is queued, apply it, answer; until every sender is gone.
-async fn work(store: ReadStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, gather: Gather) {
+async fn work(store: ReadStore, queue: Queue, gather: Gather) {
     loop {
         let group = {
-            let mut rx = rx.lock().await;
+            let mut rx = queue.rx.lock().await;
             let Some(first) = rx.recv().await else { return };
-            take(&mut rx, first, gather).await
+            take(&mut rx, &queue.counts, first, gather).await
         };
-        let several = group.len() > 1;
+        let taken = group.len();
+        let several = taken > 1;
         let (group, result) = apply_together(&store, group).await;
         match result {
             Err(_) if several => {
@@ -137,20 +189,28 @@ async fn work(store: ReadStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, gather:
                 }
             }
         }
+        queue.counts.taken.fetch_sub(taken, Ordering::Relaxed);
     }
 }
 
 /// `first` and the batches handed in after it, as `gather` says: waiting for more only
-/// while no partition in the group is behind.
-async fn take(rx: &mut mpsc::Receiver<Request>, first: Request, gather: Gather) -> Vec<Request> {
-    let until = tokio::time::Instant::now() + gather.linger;
+/// while no partition in the group is behind and another partition may still hand in.
+async fn take(
+    rx: &mut mpsc::Receiver<Request>,
+    counts: &Counts,
+    first: Request,
+    gather: Gather,
+) -> Vec<Request> {
+    let until = first.handed_in + gather.linger;
     let mut events = first.batch.len();
     let mut behind = first.behind;
     let mut group = vec![first];
+    counts.taken.fetch_add(1, Ordering::Relaxed);
     while events < gather.most {
+        let wait = !behind && !gather.linger.is_zero() && counts.more_may_come();
         let next = match rx.try_recv() {
             Ok(r) => Some(r),
-            Err(mpsc::error::TryRecvError::Empty) if !behind && !gather.linger.is_zero() => {
+            Err(mpsc::error::TryRecvError::Empty) if wait => {
                 tokio::time::timeout_at(until, rx.recv())
                     .await
                     .ok()
@@ -159,6 +219,7 @@ async fn take(rx: &mut mpsc::Receiver<Request>, first: Request, gather: Gather) 
             Err(_) => None,
         };
         let Some(r) = next else { break };
+        counts.taken.fetch_add(1, Ordering::Relaxed);
         events += r.batch.len();
         behind |= r.behind;
         group.push(r);

@@ -94,6 +94,7 @@ pub async fn run_partition(
         .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
     tracing::info!(partition, consumer = %name, "consuming");
     ctx.health.started(partition);
+    let _held = ctx.applier.hold();
     let mut refresh = tokio::time::interval(BEHIND_REFRESH);
 
     loop {

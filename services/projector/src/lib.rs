@@ -54,8 +54,8 @@ pub struct Config {
     /// How often the counters' stripes are folded into stripe 0
     /// ([`ReadStore::fold_counters`]).
     pub fold_every: Duration,
-    /// How long a transaction holding fewer than four batches' events waits for more
-    /// ([`apply::Gather`]).
+    /// How long a transaction holding fewer than four batches' events waits for more,
+    /// while none of its partitions is behind ([`apply::Gather`]).
     pub linger: Duration,
 }
 

@@ -65,8 +65,9 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(10..))]
     fold_every_ms: u64,
     /// Milliseconds a transaction holding fewer than four batches' events waits for more
-    /// partitions' batches before it begins (0: it takes only what is there). Larger
-    /// transactions cost the database less per event; each waits at most this long.
+    /// partitions' batches before it begins (0: it takes only what is there); not while
+    /// a partition in it is behind, nor when every partition held is in a transaction.
+    /// Larger transactions cost the database less per event; each waits at most this.
     #[arg(long, env = "CRM_PROJECTOR_LINGER_MS", default_value_t = crm_projector::DEFAULT_LINGER_MS,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     linger_ms: u64,

@@ -135,7 +135,7 @@ async fn stripes(store: &ReadStore) -> Vec<(String, i64)> {
 /// A batch handed in while a transaction lingers joins it; without the linger, or when
 /// the first partition is behind (more is coming anyway), a batch handed in a moment
 /// after the first is a transaction of its own. A transaction that already holds `most`
-/// events does not wait.
+/// events, or every partition held, does not wait.
 #[tokio::test]
 async fn a_transaction_waits_its_linger_for_more_batches() {
     let (mut log, mut late) = (Log::default(), Log::default());
@@ -151,8 +151,9 @@ async fn a_transaction_waits_its_linger_for_more_batches() {
         let db = TestDatabase::create().await;
         let store = ReadStore::connect(&db.url, 2).await.unwrap();
         let applier = Applier::spawn(store.clone(), gather(linger));
+        let _held = [applier.hold(), applier.hold(), applier.hold()];
         let later = async {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             applier
                 .apply(5, "read-models-p05", late.prepared(), false)
                 .await
@@ -171,18 +172,20 @@ async fn a_transaction_waits_its_linger_for_more_batches() {
             "stripes with a linger of {linger}, behind: {behind}"
         );
     }
-    // A full transaction begins at once, whatever its linger.
-    let db = TestDatabase::create().await;
-    let store = ReadStore::connect(&db.url, 2).await.unwrap();
-    let full = Gather {
-        most: 1,
-        linger: std::time::Duration::from_secs(60),
-    };
-    let applier = Applier::spawn(store.clone(), full);
-    let applied = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        applier.apply(3, "read-models-p03", log.prepared(), false),
-    )
-    .await;
-    assert_eq!(applied.expect("no linger").1.unwrap(), [Fate::Applied]);
+    // A transaction begins at once, whatever its linger, when it is full, and when every
+    // partition the instance holds is in it (none can hand in more).
+    let long = std::time::Duration::from_secs(60);
+    for (most, held) in [(1, 3), (1024, 1)] {
+        let db = TestDatabase::create().await;
+        let store = ReadStore::connect(&db.url, 2).await.unwrap();
+        let applier = Applier::spawn(store.clone(), Gather { most, linger: long });
+        let _held: Vec<_> = (0..held).map(|_| applier.hold()).collect();
+        let applied = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            applier.apply(3, "read-models-p03", log.prepared(), false),
+        )
+        .await;
+        let answer = applied.unwrap_or_else(|_| panic!("waited: most {most}, held {held}"));
+        assert_eq!(answer.1.unwrap(), [Fate::Applied]);
+    }
 }
