@@ -277,9 +277,19 @@ impl Update {
             "{} takes no updates",
             table.name
         );
+        let key = key.into();
+        // `runs` tells groups apart as the database does: by a value of the column's type.
+        debug_assert!(
+            matches!(
+                (&key, table.group_col().int),
+                (Value::Int(_), true) | (Value::Text(_), false)
+            ),
+            "{}: group {key:?}",
+            table.name
+        );
         Self {
             table,
-            key: key.into(),
+            key,
             when: Vec::new(),
             set: Vec::new(),
         }
@@ -290,9 +300,10 @@ impl Update {
         self
     }
 
-    /// Column `c` set to `v`.
+    /// Column `c` set to `v` (never the group's column: a row stays in its group).
     pub fn set(mut self, c: Col, v: impl Into<Value>) -> Self {
         debug_assert_eq!(c.table, self.table.name, "{} is not a column here", c.name);
+        debug_assert_ne!(c.index, 0, "{}: the group's column is not set", c.table);
         self.set.push((c, Set::To(v.into())));
         self
     }
@@ -308,6 +319,7 @@ impl Update {
     /// Column `c` increased by `n`.
     pub fn add(mut self, c: Col, n: i64) -> Self {
         debug_assert_eq!(c.table, self.table.name, "{} is not a column here", c.name);
+        debug_assert_ne!(c.index, 0, "{}: the group's column is not set", c.table);
         self.set.push((c, Set::Add(n)));
         self
     }
@@ -530,12 +542,13 @@ mod tests {
     }
 
     /// Every table's key begins with its first column, the group that
-    /// [`Change::group`] reads off a change.
+    /// [`Change::group`] reads off a change; every table but a log has a key.
     #[test]
     fn every_key_begins_with_the_first_column() {
         for t in crate::schema::PROJECTIONS.iter().flat_map(|p| p.tables) {
-            if let Some(first) = t.primary_key.first() {
-                assert_eq!(*first, t.columns[0].0, "{}", t.name);
+            match t.primary_key.first() {
+                Some(first) => assert_eq!(*first, t.columns[0].0, "{}", t.name),
+                None => assert_eq!(t.kind, Kind::Log, "{} has no key", t.name),
             }
         }
     }

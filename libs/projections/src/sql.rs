@@ -801,6 +801,11 @@ fn update_rows(s: &mut Sql, updates: &[&Update], suffix: &str) -> Result<(), Rea
     let Some(first) = updates.first() else {
         return Ok(());
     };
+    debug_assert!(
+        !first.set.is_empty(),
+        "{}: an update sets something",
+        first.table.name
+    );
     let group = first.table.group_col();
     let bounds: Vec<usize> = (first.when.iter().enumerate())
         .filter(|(_, c)| matches!(c, Cond::NullOrAtMost(..)))
@@ -1262,7 +1267,9 @@ fn stripe_counters() -> Vec<String> {
 mod tests {
     use super::*;
     use crate::change::{Cond, Insert, Update};
-    use crate::schema::{col, ANALYTICS_OWNERS, CUSTOMERS, OWNERSHIP, STAGE_TRANSITIONS};
+    use crate::schema::{
+        col, ANALYTICS_OWNERS, CUSTOMERS, OWNERSHIP, OWNERSHIP_PERIODS, STAGE_TRANSITIONS,
+    };
 
     fn render(backend: Backend, c: &Change, suffix: &str) -> Sql {
         let mut s = Sql {
@@ -1464,10 +1471,11 @@ mod tests {
         assert_eq!(back, want);
     }
 
-    /// A random history of changes to `rm_customers` over a few customers (so a batch
-    /// touches each of them several times): inserts, upserts, deletes, and updates of
-    /// each kind (set, add, conditional on NULL, conditional on at most; a condition on
-    /// a column it sets, and on one that another update sets).
+    /// A random history of changes to `rm_customers` and `rm_ownership_periods` over a
+    /// few customers (so a batch touches each of them several times): inserts, upserts,
+    /// deletes, and updates of each kind (set, add, conditional on NULL, conditional on at
+    /// most; a condition on a column it sets, and on one that another update sets; an
+    /// update of a group of several rows).
     fn history(seed: u64, n: usize, customers: usize) -> Vec<Change> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut next = move |m: u64| {
@@ -1478,6 +1486,7 @@ mod tests {
         };
         let c = |name: &'static str| col(&CUSTOMERS, name);
         let mut present = vec![false; customers];
+        let mut periods = vec![0i64; customers];
         let mut out = Vec::new();
         while out.len() < n {
             let k = next(customers as u64) as usize;
@@ -1496,7 +1505,29 @@ mod tests {
             };
             let update = Update::of(&CUSTOMERS, id.as_str());
             let owner = (next(3) > 0).then(|| format!("m{}", next(4)));
-            let change = match next(10) {
+            let period = |c: &'static str| col(&OWNERSHIP_PERIODS, c);
+            let change = match next(12) {
+                // A period opened, and the open ones closed: a group of several rows.
+                10 => {
+                    periods[k] += 1;
+                    Insert::into(&OWNERSHIP_PERIODS)
+                        .set(period("customer_id"), id.as_str())
+                        .set(period("start_version"), periods[k])
+                        .set(period("manager_id"), format!("m{}", next(4)))
+                        .set(period("team"), "t")
+                        .set(period("region"), "east")
+                        .set(period("from_us"), periods[k])
+                        .set(period("start_event"), "OwnerAssigned")
+                        .set(period("started_by"), "u")
+                        .set(period("start_event_id"), format!("e{k}-{}", periods[k]))
+                        .insert()
+                }
+                11 => Change::Update(
+                    Update::of(&OWNERSHIP_PERIODS, id.as_str())
+                        .when(Cond::IsNull(period("to_us")))
+                        .set(period("to_us"), periods[k] + 1)
+                        .set(period("end_event"), "ReleasedToPool"),
+                ),
                 0 if !present[k] => row(next(9)).insert(),
                 0 | 1 => row(next(9)).upsert(),
                 2 => crate::change::Delete::from(&CUSTOMERS, vec![Value::from(id.as_str())]),
@@ -1564,12 +1595,12 @@ mod tests {
         out.finish()
     }
 
-    /// `rm_customers` (named with `suffix`) as text, row by row.
-    async fn customers(conn: &mut crate::store::Conn<'_>, suffix: &str) -> Vec<Vec<String>> {
+    /// Table `t` (named with `suffix`) as text, row by row.
+    async fn rows(conn: &mut crate::store::Conn<'_>, t: &Table, suffix: &str) -> Vec<Vec<String>> {
         use sqlx::Row;
-        let sql = select_as_text(&CUSTOMERS, suffix);
+        let sql = select_as_text(t, suffix);
         let text = |r: &dyn Fn(usize) -> Option<String>| {
-            (0..CUSTOMERS.columns.len())
+            (0..t.columns.len())
                 .map(|i| r(i).unwrap_or_else(|| "NULL".into()))
                 .collect::<Vec<_>>()
         };
@@ -1620,17 +1651,19 @@ mod tests {
                 let statements = batch_of(backend, OWNERSHIP, changes.clone(), &in_runs);
                 let text: String = statements.iter().map(|s| s.sql.as_str()).collect();
                 changes_written += changes.len();
-                statements_written += ["UPDATE ", "INSERT ", "DELETE "]
-                    .iter()
-                    .map(|verb| text.matches(verb).count())
-                    .sum::<usize>();
+                statements_written += match backend {
+                    Backend::Postgres => text.matches(";\n").count(),
+                    Backend::Sqlite => statements.len(),
+                };
                 for s in &statements {
                     conn.run(s).await.unwrap();
                 }
-                let want = customers(&mut conn, &one_by_one).await;
-                assert!(!want.is_empty(), "seed {seed}: the history leaves rows");
-                let got = customers(&mut conn, &in_runs).await;
-                assert_eq!(got, want, "seed {seed} on {backend:?}: {changes:#?}");
+                for t in [&CUSTOMERS, &OWNERSHIP_PERIODS] {
+                    let want = rows(&mut conn, t, &one_by_one).await;
+                    assert!(!want.is_empty(), "seed {seed}: the history leaves rows");
+                    let got = rows(&mut conn, t, &in_runs).await;
+                    assert_eq!(got, want, "seed {seed} on {backend:?}: {changes:#?}");
+                }
             }
         }
         assert!(
