@@ -1505,29 +1505,9 @@ mod tests {
             };
             let update = Update::of(&CUSTOMERS, id.as_str());
             let owner = (next(3) > 0).then(|| format!("m{}", next(4)));
-            let period = |c: &'static str| col(&OWNERSHIP_PERIODS, c);
             let change = match next(12) {
-                // A period opened, and the open ones closed: a group of several rows.
-                10 => {
-                    periods[k] += 1;
-                    Insert::into(&OWNERSHIP_PERIODS)
-                        .set(period("customer_id"), id.as_str())
-                        .set(period("start_version"), periods[k])
-                        .set(period("manager_id"), format!("m{}", next(4)))
-                        .set(period("team"), "t")
-                        .set(period("region"), "east")
-                        .set(period("from_us"), periods[k])
-                        .set(period("start_event"), "OwnerAssigned")
-                        .set(period("started_by"), "u")
-                        .set(period("start_event_id"), format!("e{k}-{}", periods[k]))
-                        .insert()
-                }
-                11 => Change::Update(
-                    Update::of(&OWNERSHIP_PERIODS, id.as_str())
-                        .when(Cond::IsNull(period("to_us")))
-                        .set(period("to_us"), periods[k] + 1)
-                        .set(period("end_event"), "ReleasedToPool"),
-                ),
+                10 => period(k, &mut periods, Some(format!("m{}", next(4)))),
+                11 => period(k, &mut periods, None),
                 0 if !present[k] => row(next(9)).insert(),
                 0 | 1 => row(next(9)).upsert(),
                 2 => crate::change::Delete::from(&CUSTOMERS, vec![Value::from(id.as_str())]),
@@ -1557,13 +1537,42 @@ mod tests {
                 _ => Change::Update(update.set(c("stage"), format!("s{}", next(3)))),
             };
             match &change {
-                Change::Insert(_) | Change::Upsert(_) => present[k] = true,
+                Change::Insert(i) | Change::Upsert(i) if i.table.name == CUSTOMERS.name => {
+                    present[k] = true
+                }
                 Change::Delete(_) => present[k] = false,
                 _ => {}
             }
             out.push(change);
         }
         out
+    }
+
+    /// A change to customer `k`'s ownership periods: the next one opened by `manager`, or
+    /// (`None`) the open ones closed, a group of several rows where several are open.
+    fn period(k: usize, periods: &mut [i64], manager: Option<String>) -> Change {
+        let c = |c: &'static str| col(&OWNERSHIP_PERIODS, c);
+        let id = format!("c{k}");
+        let Some(manager) = manager else {
+            return Change::Update(
+                Update::of(&OWNERSHIP_PERIODS, id)
+                    .when(Cond::IsNull(c("to_us")))
+                    .set(c("to_us"), periods[k] + 1)
+                    .set(c("end_event"), "ReleasedToPool"),
+            );
+        };
+        periods[k] += 1;
+        Insert::into(&OWNERSHIP_PERIODS)
+            .set(c("customer_id"), id)
+            .set(c("start_version"), periods[k])
+            .set(c("manager_id"), manager)
+            .set(c("team"), "t")
+            .set(c("region"), "east")
+            .set(c("from_us"), periods[k])
+            .set(c("start_event"), "OwnerAssigned")
+            .set(c("started_by"), "u")
+            .set(c("start_event_id"), format!("e{k}-{}", periods[k]))
+            .insert()
     }
 
     /// The statements writing `changes` to `projection`'s tables named with `suffix`, as
