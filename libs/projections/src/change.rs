@@ -235,6 +235,15 @@ pub enum Cond {
     NullOrAtMost(Col, i64),
 }
 
+impl Cond {
+    /// The column it reads.
+    pub fn col(&self) -> Col {
+        match self {
+            Cond::IsNull(c) | Cond::NullOrAtMost(c, _) => *c,
+        }
+    }
+}
+
 /// A new value for a column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Set {
@@ -354,22 +363,10 @@ impl Change {
             | (Change::Delete(_), Change::Delete(_))
             | (Change::Add(_), Change::Add(_)) => true,
             (Change::Update(a), Change::Update(b)) => {
-                let set = |u: &Update| {
-                    u.set
-                        .iter()
-                        .map(|(c, s)| (c.index, matches!(s, Set::Add(_))))
-                        .collect::<Vec<_>>()
-                };
-                let when = |u: &Update| {
-                    u.when
-                        .iter()
-                        .map(|c| match c {
-                            Cond::IsNull(c) => (c.index, false),
-                            Cond::NullOrAtMost(c, _) => (c.index, true),
-                        })
-                        .collect::<Vec<_>>()
-                };
-                set(a) == set(b) && when(a) == when(b)
+                let set = |(c, s): &(Col, Set)| (c.index, matches!(s, Set::Add(_)));
+                let when = |c: &Cond| (c.col().index, matches!(c, Cond::NullOrAtMost(..)));
+                (a.set.iter().map(set)).eq(b.set.iter().map(set))
+                    && (a.when.iter().map(when)).eq(b.when.iter().map(when))
             }
             _ => false,
         }
@@ -384,15 +381,14 @@ impl Change {
             (Change::Update(a), Change::Update(b)) => (a, b),
             _ => return false,
         };
-        let sets = |u: &Update| u.set.iter().map(|(c, _)| c.index).collect::<Vec<_>>();
-        let reads = |u: &Update| {
-            let when = u.when.iter().map(|c| match c {
-                Cond::IsNull(c) | Cond::NullOrAtMost(c, _) => c.index,
-            });
-            when.chain(sets(u)).collect::<Vec<_>>()
+        // Neither sets a column the other sets or reads.
+        let apart = |x: &Update, y: &Update| {
+            (x.set.iter()).all(|(c, _)| {
+                !(y.set.iter()).any(|(d, _)| d.index == c.index)
+                    && !(y.when.iter()).any(|w| w.col().index == c.index)
+            })
         };
-        let apart = |x: &[usize], y: &[usize]| x.iter().all(|i| !y.contains(i));
-        apart(&sets(a), &reads(b)) && apart(&sets(b), &reads(a))
+        apart(a, b) && apart(b, a)
     }
 }
 
