@@ -866,45 +866,65 @@ fn update_rows(s: &mut Sql, updates: &[&Update], suffix: &str) -> Result<(), Rea
     Ok(())
 }
 
+/// A query for the rows of a set of keys (a memo's customers, a batch's streams). On
+/// PostgreSQL the keys are bound as one array (`= ANY($1)`): one statement whatever their
+/// number, which a connection prepares once and PostgreSQL soon plans once, as an index
+/// scan. (An `IN ($1, …, $n)` list was a statement of its own for every n: parsed and
+/// planned each time, and, planned for its values, a scan of the whole table for a few
+/// dozen keys: docs/benchmarks.md.) On SQLite: `IN ($1, …, $n)`, each key bound.
+pub(crate) struct KeysQuery<'k> {
+    pub sql: String,
+    pub keys: &'k [&'k str],
+}
+
+/// `col` is one of `n` keys bound from `$1` ([`KeysQuery`]).
+fn one_of(backend: Backend, col: &str, n: usize) -> String {
+    match backend {
+        Backend::Postgres => format!("{col} = ANY($1)"),
+        Backend::Sqlite => {
+            let marks: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+            format!("{col} IN ({})", marks.join(", "))
+        }
+    }
+}
+
 /// The rows of memo table `t` (named with `suffix`) of `customers`.
-pub(crate) fn memo_query(t: &Table, suffix: &str, customers: &[&str]) -> Statement {
+pub(crate) fn memo_query<'k>(
+    backend: Backend,
+    t: &Table,
+    suffix: &str,
+    customers: &'k [&'k str],
+) -> KeysQuery<'k> {
     let names: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
-    let marks: Vec<String> = (1..=customers.len()).map(|i| format!("${i}")).collect();
-    Statement {
+    KeysQuery {
         sql: format!(
-            "SELECT {} FROM {}{suffix} WHERE {} IN ({})",
+            "SELECT {} FROM {}{suffix} WHERE {}",
             names.join(", "),
             t.name,
-            names[0],
-            marks.join(", ")
+            one_of(backend, names[0], customers.len())
         ),
-        args: customers.iter().map(|c| (Value::from(*c), false)).collect(),
-        one_row: None,
+        keys: customers,
     }
 }
 
 /// The query reading the positions of `streams` in each target's positions table:
 /// rows of (target, stream, version).
-pub(crate) fn positions_query(tables: &[String], streams: &[&str]) -> Statement {
-    let marks: Vec<String> = (1..=streams.len()).map(|i| format!("${i}")).collect();
-    let marks = marks.join(", ");
-    // One query for every read model (the parameters are shared).
+pub(crate) fn positions_query<'k>(
+    backend: Backend,
+    tables: &[String],
+    streams: &'k [&'k str],
+) -> KeysQuery<'k> {
+    let one_of = one_of(backend, "stream_id", streams.len());
+    // One query for every read model (the keys are shared).
     let sql = tables
         .iter()
         .enumerate()
         .map(|(t, table)| {
-            format!(
-                "SELECT CAST({t} AS BIGINT), stream_id, version FROM {table} \
-                 WHERE stream_id IN ({marks})"
-            )
+            format!("SELECT CAST({t} AS BIGINT), stream_id, version FROM {table} WHERE {one_of}")
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    Statement {
-        sql,
-        args: streams.iter().map(|s| (Value::from(*s), false)).collect(),
-        one_row: None,
-    }
+    KeysQuery { sql, keys: streams }
 }
 
 /// Every `CREATE TABLE` and key of a projection's tables, and the statements a rebuild
@@ -1679,6 +1699,58 @@ mod tests {
             statements_written * 10 < changes_written * 9,
             "{statements_written} statements wrote {changes_written} changes"
         );
+    }
+
+    /// A key-set query (a batch's positions, a memo's rows) is one statement on
+    /// PostgreSQL whatever the number of keys, so a connection prepares it once; on both
+    /// backends it reads back exactly the rows of its keys, whatever characters they hold.
+    #[tokio::test]
+    async fn key_queries_are_one_statement_and_read_exactly_their_keys() {
+        use sqlx::Connection;
+        let tables = ["rm_ownership_positions_k".to_string()];
+        let memo =
+            |keys| memo_query(Backend::Postgres, &crate::schema::KPI_CUSTOMERS, "", keys).sql;
+        let positions = |keys| positions_query(Backend::Postgres, &tables, keys).sql;
+        assert_eq!(memo(&["a"]), memo(&["a", "b", "c"]));
+        assert_eq!(positions(&["a"]), positions(&["a", "b", "c"]));
+
+        let db = crm_eventstore::testing::TestDatabase::create().await;
+        let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let mut lite = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let stored = ["a\"b", "c,d", "e\\f", "{g}", "NULL", "h'i", " j "];
+        for (backend, mut conn) in [
+            (Backend::Postgres, crate::store::Conn::Postgres(&mut pg)),
+            (Backend::Sqlite, crate::store::Conn::Sqlite(&mut lite)),
+        ] {
+            for ddl in OWNERSHIP.ddl("_k") {
+                conn.execute(&ddl).await.unwrap();
+            }
+            for (version, stream) in stored.iter().enumerate() {
+                let insert = Statement {
+                    sql:
+                        "INSERT INTO rm_ownership_positions_k (stream_id, version) VALUES ($1, $2)"
+                            .into(),
+                    args: vec![
+                        (Value::from(*stream), false),
+                        (Value::Int(version as i64), true),
+                    ],
+                    one_row: None,
+                };
+                conn.run(&insert).await.unwrap();
+            }
+            let asked = ["a\"b", "e\\f", "{g}", "NULL", "absent", "h'i"];
+            let query = positions_query(backend, &tables, &asked);
+            let mut got = conn.fetch_iti(&query).await.unwrap();
+            got.sort();
+            let mut want: Vec<(i64, String, i64)> = (stored.iter().enumerate())
+                .filter(|(_, s)| asked.contains(s))
+                .map(|(v, s)| (0, s.to_string(), v as i64))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "{backend:?}");
+        }
     }
 
     #[test]

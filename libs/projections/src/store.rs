@@ -27,7 +27,7 @@ use crate::change::Value;
 use crate::memory::Memory;
 use crate::project::{Decoded, Poison};
 use crate::schema::{Kind, Model, Projection, Table, PROJECTIONS};
-use crate::sql::{Backend, Statement};
+use crate::sql::{Backend, KeysQuery, Statement};
 use crm_eventstore::migrations::Schema;
 use crm_eventstore::RecordedEvent;
 
@@ -291,20 +291,29 @@ impl Conn<'_> {
     }
 
     /// Rows of (integer, text, integer).
-    async fn fetch_iti(&mut self, s: &Statement) -> Result<Vec<(i64, String, i64)>, ReadError> {
+    pub(crate) async fn fetch_iti(
+        &mut self,
+        q: &KeysQuery<'_>,
+    ) -> Result<Vec<(i64, String, i64)>, ReadError> {
+        fn iti<R: Row>(r: &R) -> Result<(i64, String, i64), sqlx::Error>
+        where
+            usize: ColumnIndex<R>,
+            for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+            for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        {
+            Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+        }
         Ok(match self {
-            Conn::Postgres(c) => bind(sqlx::query(&s.sql), &s.args)
+            Conn::Postgres(c) => (sqlx::query(&q.sql).bind(q.keys).fetch_all(&mut **c).await?)
+                .iter()
+                .map(iti)
+                .collect::<Result<_, _>>()?,
+            Conn::Sqlite(c) => (each_bound(sqlx::query(&q.sql), q.keys))
                 .fetch_all(&mut **c)
                 .await?
                 .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                .collect::<Result<_, sqlx::Error>>()?,
-            Conn::Sqlite(c) => bind(sqlx::query(&s.sql), &s.args)
-                .fetch_all(&mut **c)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                .collect::<Result<_, sqlx::Error>>()?,
+                .map(iti)
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -358,7 +367,7 @@ impl Conn<'_> {
         streams.dedup();
         let mut known = HashMap::new();
         for chunk in streams.chunks(1000) {
-            let query = crate::sql::positions_query(tables, chunk);
+            let query = crate::sql::positions_query(self.backend(), tables, chunk);
             for (t, stream, version) in self.fetch_iti(&query).await? {
                 // Keyed by the batch's own &str (`chunk` is sorted): no copy.
                 if let Ok(i) = chunk.binary_search(&stream.as_str()) {
@@ -442,7 +451,7 @@ impl Conn<'_> {
             let mut cache = Memory::cache(*projection).in_zone(zone);
             for table in projection.tables.iter().filter(|t| t.kind == Kind::Memo) {
                 for chunk in customers.chunks(1000) {
-                    let query = crate::sql::memo_query(table, suffix, chunk);
+                    let query = crate::sql::memo_query(self.backend(), table, suffix, chunk);
                     cache.load(table.name, self.fetch_values(&query, table).await?);
                 }
             }
@@ -461,10 +470,10 @@ impl Conn<'_> {
         Ok(out)
     }
 
-    /// Rows of `s` as values of `table`'s columns.
+    /// Rows of `q` as values of `table`'s columns.
     async fn fetch_values(
         &mut self,
-        s: &Statement,
+        q: &KeysQuery<'_>,
         table: &Table,
     ) -> Result<Vec<Vec<Value>>, ReadError> {
         let ints: Vec<bool> = table
@@ -472,7 +481,18 @@ impl Conn<'_> {
             .iter()
             .map(|(_, ty)| ty.starts_with("BIGINT"))
             .collect();
-        self.fetch(s, &ints).await
+        Ok(match self {
+            Conn::Postgres(c) => (sqlx::query(&q.sql).bind(q.keys).fetch_all(&mut **c).await?)
+                .iter()
+                .map(|r| row_values(r, &ints))
+                .collect::<Result<_, _>>()?,
+            Conn::Sqlite(c) => (each_bound(sqlx::query(&q.sql), q.keys))
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(|r| row_values(r, &ints))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     /// Rows of `s`, column `i` an integer if `ints[i]`, else text.
@@ -481,38 +501,51 @@ impl Conn<'_> {
         s: &Statement,
         ints: &[bool],
     ) -> Result<Vec<Vec<Value>>, ReadError> {
-        fn values<R: Row>(r: &R, ints: &[bool]) -> Result<Vec<Value>, sqlx::Error>
-        where
-            usize: ColumnIndex<R>,
-            for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-            for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-        {
-            ints.iter()
-                .enumerate()
-                .map(|(i, int)| {
-                    Ok(if *int {
-                        r.try_get::<Option<i64>, _>(i)?.into()
-                    } else {
-                        r.try_get::<Option<String>, _>(i)?.into()
-                    })
-                })
-                .collect()
-        }
         Ok(match self {
             Conn::Postgres(c) => bind(sqlx::query(&s.sql), &s.args)
                 .fetch_all(&mut **c)
                 .await?
                 .iter()
-                .map(|r| values(r, ints))
+                .map(|r| row_values(r, ints))
                 .collect::<Result<_, _>>()?,
             Conn::Sqlite(c) => bind(sqlx::query(&s.sql), &s.args)
                 .fetch_all(&mut **c)
                 .await?
                 .iter()
-                .map(|r| values(r, ints))
+                .map(|r| row_values(r, ints))
                 .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// Row `r`'s values, column `i` an integer if `ints[i]`, else text.
+fn row_values<R: Row>(r: &R, ints: &[bool]) -> Result<Vec<Value>, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    ints.iter()
+        .enumerate()
+        .map(|(i, int)| {
+            Ok(if *int {
+                r.try_get::<Option<i64>, _>(i)?.into()
+            } else {
+                r.try_get::<Option<String>, _>(i)?.into()
+            })
+        })
+        .collect()
+}
+
+/// `q` with each of `keys` bound in turn (SQLite's `IN ($1, …, $n)`: [`KeysQuery`]).
+fn each_bound<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    keys: &'q [&'q str],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    for k in keys {
+        q = q.bind(*k);
+    }
+    q
 }
 
 impl Target {
