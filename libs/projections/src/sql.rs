@@ -868,10 +868,10 @@ fn update_rows(s: &mut Sql, updates: &[&Update], suffix: &str) -> Result<(), Rea
 
 /// A query for the rows of a set of keys (a memo's customers, a batch's streams). On
 /// PostgreSQL the keys are bound as one array (`= ANY($1)`): one statement whatever their
-/// number, which a connection prepares once and PostgreSQL soon plans once, as an index
-/// scan. (An `IN ($1, …, $n)` list was a statement of its own for every n: parsed and
-/// planned each time, and, planned for its values, a scan of the whole table for a few
-/// dozen keys: docs/benchmarks.md.) On SQLite: `IN ($1, …, $n)`, each key bound.
+/// number, which a connection prepares once. (An `IN ($1, …, $n)` list was a statement
+/// of its own for every n: a W1 run saw 276, more than sqlx's cache of 100 per connection
+/// holds, so they were prepared again as they were evicted, each planned for its
+/// values.) On SQLite: `IN ($1, …, $n)`, each key bound.
 pub(crate) struct KeysQuery<'k> {
     pub sql: String,
     pub keys: &'k [&'k str],

@@ -205,7 +205,7 @@ pub fn migrator_up_to(last: i64) -> sqlx::migrate::Migrator {
 }
 
 /// How a projector transaction starts on PostgreSQL. Every statement it runs finds rows
-/// by key, but a batch looks up hundreds of keys at once (`IN (…)`, `VALUES` joins), and
+/// by key, but a batch looks up hundreds of keys at once (`= ANY(…)`, `VALUES` joins), and
 /// for that the planner prefers a sequential scan or a hash join over the whole table:
 /// fine for a small table, linear in the number of customers for a large one. Index
 /// plans only, for this transaction (`SET LOCAL`), in the same round trip as `BEGIN`.
