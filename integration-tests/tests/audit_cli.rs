@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crm_eventstore::{EventStore, ExpectedVersion, LogPosition};
+use crm_eventstore::{Append, EventStore, ExpectedVersion, LogPosition, Seals, Streams};
 use crm_integration_tests::{Platform, Service};
 
 /// Run `crm`; its stdout and whether it succeeded.
@@ -117,7 +117,7 @@ async fn an_auditor_replays_ownership_from_the_store() {
         .unwrap();
     // A customer returned to the pool by a rule, and whoever owned it first.
     let events = {
-        use crm_eventstore::{EventStore, LogPosition};
+        use crm_eventstore::{Log, LogPosition};
         store.read_all(LogPosition::START, 1_000_000).await.unwrap()
     };
     let returned = events

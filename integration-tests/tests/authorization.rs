@@ -13,7 +13,7 @@ use crm_domain::customer::*;
 use crm_domain::*;
 use crm_eventstore::postgres::PgEventStore;
 use crm_eventstore::testing::TestDatabase;
-use crm_eventstore::{EventStore, Horizon, LogPosition};
+use crm_eventstore::{Horizon, Log, LogPosition, Streams};
 use crm_integration_tests::{Platform, Service};
 use serde_json::{json, Value};
 use uuid::Uuid;

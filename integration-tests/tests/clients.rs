@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crm_eventstore::postgres::PgEventStore;
-use crm_eventstore::EventStore;
+use crm_eventstore::Streams;
 use crm_integration_tests::contract_tools::client_tools;
 use crm_integration_tests::manifests::{run, scratch_dir};
 use crm_integration_tests::{Platform, Service};

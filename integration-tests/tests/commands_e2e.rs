@@ -12,7 +12,7 @@ use crm_domain::customer::*;
 use crm_domain::manager::{ManagerCommand, RegisterManager};
 use crm_domain::*;
 use crm_eventstore::postgres::PgEventStore;
-use crm_eventstore::EventStore;
+use crm_eventstore::Log;
 use crm_integration_tests::{Platform, Service};
 use serde_json::json;
 use uuid::Uuid;

@@ -91,7 +91,7 @@ fn the_demo_plays_a_day_and_reports_it() {
 fn every_stored_event_is_its_contract_message(db: &std::path::Path) {
     use crm_contracts::events::{message_for, read_payload};
     use crm_contracts::options::is_personal;
-    use crm_eventstore::{sqlite::SqliteEventStore, EventStore, LogPosition};
+    use crm_eventstore::{sqlite::SqliteEventStore, Log, LogPosition};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let events = runtime.block_on(async {
         let store = SqliteEventStore::open(db)

@@ -16,7 +16,7 @@ use crm_domain::customer::*;
 use crm_domain::*;
 use crm_eventstore::postgres::PgEventStore;
 use crm_eventstore::testing::{TempPath, TestDatabase};
-use crm_eventstore::{EventStore, SubjectKey};
+use crm_eventstore::{Log, SubjectKey, SubjectKeys};
 use crm_integration_tests::{Platform, Service};
 use serde_json::Value;
 use uuid::Uuid;

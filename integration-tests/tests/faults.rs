@@ -647,7 +647,7 @@ async fn none_stored(url: &str, managers: &[String]) {
         .await
         .unwrap();
     for id in managers {
-        let events = crm_eventstore::EventStore::read_stream(&store, &format!("manager-{id}"), 0)
+        let events = crm_eventstore::Streams::read_stream(&store, &format!("manager-{id}"), 0)
             .await
             .unwrap();
         assert!(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use crm_eventstore::postgres::PgEventStore;
-use crm_eventstore::EventStore;
+use crm_eventstore::Streams;
 use crm_integration_tests::ingress::{token, Answer, Ingress, Request, Via};
 use crm_integration_tests::{Platform, Service};
 use serde_json::{json, Value};

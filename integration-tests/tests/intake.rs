@@ -16,7 +16,7 @@ use crm_domain::customer::*;
 use crm_domain::manager::{ManagerCommand, RegisterManager};
 use crm_domain::*;
 use crm_eventstore::postgres::PgEventStore;
-use crm_eventstore::{EventStore, LogPosition};
+use crm_eventstore::{Log, LogPosition};
 use crm_integration_tests::{Platform, Service};
 use futures::StreamExt;
 use uuid::Uuid;

@@ -10,7 +10,7 @@ use std::process::Command as Process;
 use crm_domain::customer::*;
 use crm_domain::*;
 use crm_eventstore::testing::TestDatabase;
-use crm_eventstore::EventStore;
+use crm_eventstore::Append;
 use crm_integration_tests::Service;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crm_eventstore::conformance::{all_events, request};
 use crm_eventstore::postgres::PgEventStore;
-use crm_eventstore::{EventStore, ExpectedVersion};
+use crm_eventstore::{Append, ExpectedVersion};
 use crm_integration_tests::{Platform, Service};
 
 async fn wait_for_stream(

@@ -10,7 +10,7 @@ use crm_bus::envelope;
 use crm_eventstore::conformance::{all_events, request};
 use crm_eventstore::postgres::PgEventStore;
 use crm_eventstore::testing::Rng;
-use crm_eventstore::{EventStore, ExpectedVersion};
+use crm_eventstore::{Append, ExpectedVersion};
 use crm_integration_tests::{Platform, Service};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

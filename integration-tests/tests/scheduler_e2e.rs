@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crm_domain::CustomerEvent;
 use crm_eventstore::postgres::PgEventStore;
-use crm_eventstore::EventStore;
+use crm_eventstore::Streams;
 use crm_integration_tests::{Platform, Service};
 use serde_json::{json, Value};
 use uuid::Uuid;

@@ -963,7 +963,7 @@ async fn forms_refuse_forged_posts_and_pages_carry_the_policy() {
 async fn the_book_counts_down_to_the_pool(b: &Browser, d: &Demo) {
     use crm_domain::customer::{timers, CustomerEvent, CustomerState};
     use crm_domain::policy::{PolicyEvent, PolicyState, POLICY_STREAM};
-    use crm_eventstore::EventStore;
+    use crm_eventstore::Streams;
     let store = crm_eventstore::sqlite::SqliteEventStore::open(&d.db.0)
         .await
         .unwrap();
@@ -1070,7 +1070,7 @@ async fn time_in_stage_and_moves_equal_the_read_models(b: &Browser, d: &Demo) {
 
 /// The demo's records of personal-data reads so far.
 async fn reads_recorded(d: &Demo) -> usize {
-    use crm_eventstore::{EventStore, LogPosition};
+    use crm_eventstore::{Log, LogPosition};
     let store = crm_eventstore::sqlite::SqliteEventStore::open(&d.db.0)
         .await
         .unwrap();

@@ -8,7 +8,7 @@
 
 use chrono::Utc;
 use crm_eventstore::chain::Leaf;
-use crm_eventstore::{EventStore, GlobalCheckpoint, LogPosition, StoreError};
+use crm_eventstore::{GlobalCheckpoint, Log, LogPosition, Seals, StoreError};
 use crm_telemetry::names;
 
 /// Most events one checkpoint seals (48 bytes each in the checkpoint).
@@ -17,7 +17,7 @@ pub const DEFAULT_EVENTS_PER_CHECKPOINT: usize = 10_000;
 /// Seal every event after the last checkpoint, `per_checkpoint` events at most per
 /// checkpoint; returns the checkpoints this call stored (none when nothing was new).
 /// `progress` is told each checkpoint as it is stored.
-pub async fn seal_pending<S: EventStore>(
+pub async fn seal_pending<S: Log + Seals>(
     store: &S,
     per_checkpoint: usize,
     progress: &mut (dyn FnMut(&GlobalCheckpoint) + Send),

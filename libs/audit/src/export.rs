@@ -22,7 +22,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use crm_eventstore::sqlite::SqliteEventStore;
-use crm_eventstore::{ChainHash, EventStore, GlobalCheckpoint, LogPosition, StoreError};
+use crm_eventstore::{ChainHash, GlobalCheckpoint, Log, LogPosition, Seals, StoreError, Streams};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -86,7 +86,7 @@ pub fn redact(url: &str) -> String {
 
 /// Write the export to `out` (a new file). `progress` is told each checkpoint copied.
 /// On failure no file is left behind.
-pub async fn export<S: EventStore>(
+pub async fn export<S: Log + Seals + Streams>(
     source: &S,
     source_name: &str,
     from: Option<DateTime<Utc>>,
@@ -108,7 +108,7 @@ pub async fn export<S: EventStore>(
     result
 }
 
-async fn write_export<S: EventStore>(
+async fn write_export<S: Log + Seals + Streams>(
     source: &S,
     source_name: &str,
     from: Option<DateTime<Utc>>,

@@ -24,12 +24,12 @@ pub use ownership::{
 pub use reads::{personal_data_reads, ReadFilter, ReadRecord};
 pub use verify::{verify, Problem, ProblemKind, Start, StreamBase, VerifyOptions, VerifyReport};
 
-use crm_eventstore::{EventStore, LogPosition, RecordedEvent};
+use crm_eventstore::{Log, LogPosition, RecordedEvent};
 
 /// Reads the whole global log in pages, in log order, handing each event to `each` and
 /// telling `progress` how many events have been read after every page. Returns that
 /// count.
-pub(crate) async fn scan_log<S: EventStore>(
+pub(crate) async fn scan_log<S: Log>(
     store: &S,
     progress: &mut (dyn FnMut(u64) + Send),
     mut each: impl FnMut(&RecordedEvent) -> Result<(), AuditError>,

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use crm_domain::{CustomerEvent, CustomerId, ManagerId};
-use crm_eventstore::{EventStore, RecordedEvent, StoreError};
+use crm_eventstore::{Log, RecordedEvent, StoreError, Streams};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -220,7 +220,7 @@ pub fn owner_as_of(entries: &[OwnershipEntry], t: DateTime<Utc>) -> AsOf {
 }
 
 /// A customer's ownership history, replayed from its stream.
-pub async fn customer_history<S: EventStore>(
+pub async fn customer_history<S: Streams>(
     store: &S,
     customer: CustomerId,
 ) -> Result<Vec<OwnershipEntry>, AuditError> {
@@ -260,7 +260,7 @@ pub struct ManagerHistory {
 
 /// `manager`'s history over `[from, to)`, replayed from the whole global log
 /// (commit-safe order); `progress` is called with the events read so far.
-pub async fn manager_history<S: EventStore>(
+pub async fn manager_history<S: Log>(
     store: &S,
     manager: ManagerId,
     from: DateTime<Utc>,

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use crm_domain::customer::personal;
-use crm_eventstore::{EventStore, RecordedEvent};
+use crm_eventstore::{Log, RecordedEvent};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -88,7 +88,7 @@ fn record(e: &RecordedEvent) -> Result<ReadRecord, AuditError> {
 }
 
 /// Every record matching `filter`, in log order; `progress` hears the events read.
-pub async fn personal_data_reads<S: EventStore>(
+pub async fn personal_data_reads<S: Log>(
     store: &S,
     filter: &ReadFilter,
     progress: &mut (dyn FnMut(u64) + Send),

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use crm_domain::evidence::{CHAIN_VERIFIED, CHAIN_VERIFIED_VERSION, VERIFICATION_STREAM};
 use crm_eventstore::{
-    AppendRequest, CommandMeta, EventStore, ExpectedVersion, LogPosition, NewEvent, StoreError,
+    Append, AppendRequest, CommandMeta, ExpectedVersion, LogPosition, NewEvent, StoreError, Streams,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -71,7 +71,7 @@ pub struct Recorded {
 }
 
 /// Record `result` as verified by `actor` at `at`. Returns its number.
-pub async fn record<S: EventStore>(
+pub async fn record<S: Append + Streams>(
     store: &S,
     result: &Verification,
     actor: &str,
@@ -110,7 +110,7 @@ pub async fn record<S: EventStore>(
 }
 
 /// The last verification recorded, if any.
-pub async fn last<S: EventStore>(store: &S) -> Result<Option<Recorded>, StoreError> {
+pub async fn last<S: Streams>(store: &S) -> Result<Option<Recorded>, StoreError> {
     let version = store.stream_version(VERIFICATION_STREAM).await?;
     if version == 0 {
         return Ok(None);

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 use crm_eventstore::chain::{event_hash, ChainedFields, Leaf};
 use crm_eventstore::{
-    ChainHash, EventStore, GlobalCheckpoint, LogPosition, RecordedEvent, StoreError,
+    ChainHash, GlobalCheckpoint, Log, LogPosition, RecordedEvent, Seals, StoreError,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -195,7 +195,7 @@ impl<S> Verifier<'_, S> {
 
 /// Verify the whole store. `progress` is told the number of events checked so far after
 /// each page.
-pub async fn verify<S: EventStore>(
+pub async fn verify<S: Log + Seals>(
     store: &S,
     options: &VerifyOptions,
     progress: &mut (dyn FnMut(u64) + Send),
@@ -280,7 +280,7 @@ pub async fn verify<S: EventStore>(
     Ok(v.report)
 }
 
-impl<S: EventStore> Verifier<'_, S> {
+impl<S: Log + Seals> Verifier<'_, S> {
     async fn next_checkpoint(&mut self) -> Result<Option<GlobalCheckpoint>, StoreError> {
         if self.queue.is_empty() && !self.exhausted {
             // A few at a time: each holds up to 48 bytes per event it seals.

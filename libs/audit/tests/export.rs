@@ -8,7 +8,9 @@ use crm_audit::{export, read_export, seal_pending, verify, ProblemKind, VerifyRe
 use crm_eventstore::conformance::{all_events, request};
 use crm_eventstore::sqlite::SqliteEventStore;
 use crm_eventstore::testing::{postgres_store, TempPath};
-use crm_eventstore::{ChainHash, EventStore, ExpectedVersion, GlobalCheckpoint, LogPosition};
+use crm_eventstore::{
+    Append, ChainHash, EventStore, ExpectedVersion, GlobalCheckpoint, Log, LogPosition, Streams,
+};
 
 /// Four rounds of 10 streams, each round sealed by its own checkpoint a little later
 /// than the one before. Answers the checkpoints.

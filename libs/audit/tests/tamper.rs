@@ -9,7 +9,7 @@ use crm_eventstore::chain::{event_hash, ChainedFields};
 use crm_eventstore::conformance::request;
 use crm_eventstore::postgres::PgEventStore;
 use crm_eventstore::testing::{postgres_store, sqlite_store, TestDatabase};
-use crm_eventstore::{ChainHash, EventStore, ExpectedVersion, RecordedEvent};
+use crm_eventstore::{Append, ChainHash, EventStore, ExpectedVersion, RecordedEvent};
 
 const STREAMS: usize = 12;
 const EVENTS_PER_STREAM: u64 = 5;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
-use crm_eventstore::{Checkpoint, EventStore, LogPosition, RecordedEvent, StoreError};
+use crm_eventstore::{Checkpoint, Checkpoints, Log, LogPosition, RecordedEvent, StoreError};
 use crm_telemetry::names;
 
 use crate::envelope::{body_for, headers_for, log_position};
@@ -124,7 +124,7 @@ pub struct Relay<S> {
     config: RelayConfig,
 }
 
-impl<S: EventStore> Relay<S> {
+impl<S: Log + Checkpoints> Relay<S> {
     pub fn new(store: S, js: jetstream::Context, spec: StreamSpec, config: RelayConfig) -> Self {
         Self {
             store,

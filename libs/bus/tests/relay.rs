@@ -7,7 +7,7 @@ use crm_bus::relay::{Relay, RelayConfig, RelayError, SoleRelay};
 use crm_bus::testing::TestStream;
 use crm_eventstore::conformance::{all_events, request};
 use crm_eventstore::testing::postgres_store;
-use crm_eventstore::{Checkpoint, EventStore, ExpectedVersion, LogPosition};
+use crm_eventstore::{Append, Checkpoint, Checkpoints, EventStore, ExpectedVersion, LogPosition};
 
 fn small_batches() -> RelayConfig {
     RelayConfig {

@@ -2,14 +2,14 @@
 //!
 //! Commands hand their [`AppendRequest`] to a queue; a few writer tasks each take
 //! everything waiting (up to `max_batch`) and append it with one
-//! [`EventStore::append_batch`] call, i.e. one transaction and one fsync. Under load the
+//! [`Append::append_batch`] call, i.e. one transaction and one fsync. Under load the
 //! batches grow by themselves while the previous transaction commits; when idle a
 //! command is appended alone with no added delay. Each request is still judged on its
 //! own, so a refusal never affects its neighbours.
 
 use std::sync::Arc;
 
-use crm_eventstore::{AppendError, AppendOutcome, AppendRequest, EventStore, StoreError};
+use crm_eventstore::{Append, AppendError, AppendOutcome, AppendRequest, StoreError};
 use crm_telemetry::names;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -42,7 +42,7 @@ pub struct GroupCommitter {
 
 impl GroupCommitter {
     /// Start the writer tasks on the current runtime. They stop when every handle is dropped.
-    pub fn start<S: EventStore + Clone>(store: S, config: GroupCommitConfig) -> Self {
+    pub fn start<S: Append + Clone + 'static>(store: S, config: GroupCommitConfig) -> Self {
         let (queue, rx) =
             mpsc::channel::<(AppendRequest, Reply)>(config.max_batch * config.writers.max(1) * 4);
         let rx = Arc::new(Mutex::new(rx));

@@ -7,7 +7,7 @@ use crate::migrations::Schema;
 use crate::model::*;
 use crate::postgres::PgEventStore;
 use crate::sqlite::SqliteEventStore;
-use crate::{EventStore, GlobalCheckpoint};
+use crate::{Append, Checkpoints, GlobalCheckpoint, Log, Lookups, Seals, Streams, SubjectKeys};
 
 /// Either backend, chosen by URL; dispatches statically (no boxing on the hot path).
 #[derive(Clone)]
@@ -86,13 +86,16 @@ impl crate::Horizon for AnyEventStore {
     }
 }
 
-impl EventStore for AnyEventStore {
+impl Append for AnyEventStore {
     async fn append_batch(
         &self,
         requests: Vec<AppendRequest>,
     ) -> Vec<Result<AppendOutcome, AppendError>> {
         dispatch!(self, s => s.append_batch(requests).await)
     }
+}
+
+impl Streams for AnyEventStore {
     async fn read_stream_range(
         &self,
         stream_id: &str,
@@ -101,6 +104,15 @@ impl EventStore for AnyEventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         dispatch!(self, s => s.read_stream_range(stream_id, after_version, up_to_version).await)
     }
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.stream_version(stream_id).await)
+    }
+    async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.stream_ids_with_prefix(prefix).await)
+    }
+}
+
+impl Log for AnyEventStore {
     async fn read_all(
         &self,
         after: LogPosition,
@@ -115,9 +127,12 @@ impl EventStore for AnyEventStore {
     ) -> Result<Vec<RecordedEvent<String>>, StoreError> {
         dispatch!(self, s => s.read_all_text(after, limit).await)
     }
-    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.stream_version(stream_id).await)
+    async fn head(&self) -> Result<(u64, LogPosition), StoreError> {
+        dispatch!(self, s => s.head().await)
     }
+}
+
+impl Lookups for AnyEventStore {
     async fn key_owner(&self, key: &str) -> Result<Option<String>, StoreError> {
         dispatch!(self, s => s.key_owner(key).await)
     }
@@ -127,27 +142,30 @@ impl EventStore for AnyEventStore {
     async fn counters(&self, keys: &[String]) -> Result<Vec<i64>, StoreError> {
         dispatch!(self, s => s.counters(keys).await)
     }
-    async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, s => s.stream_ids_with_prefix(prefix).await)
-    }
     async fn command_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
         dispatch!(self, s => s.command_outcome(command_id).await)
     }
-    async fn head(&self) -> Result<(u64, LogPosition), StoreError> {
-        dispatch!(self, s => s.head().await)
-    }
+}
+
+impl Checkpoints for AnyEventStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
         dispatch!(self, s => s.load_checkpoint(name).await)
     }
     async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         dispatch!(self, s => s.save_checkpoint(checkpoint).await)
     }
+}
+
+impl SubjectKeys for AnyEventStore {
     async fn subject_key(&self, subject: &str) -> Result<SubjectKey, StoreError> {
         dispatch!(self, s => s.subject_key(subject).await)
     }
     async fn erase_subject_key(&self, subject: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.erase_subject_key(subject).await)
     }
+}
+
+impl Seals for AnyEventStore {
     async fn last_global_checkpoint(&self) -> Result<Option<GlobalCheckpoint>, StoreError> {
         dispatch!(self, s => s.last_global_checkpoint().await)
     }

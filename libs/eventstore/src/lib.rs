@@ -1,13 +1,26 @@
 //! The event store: where events are stored, and the single source of truth.
 //!
-//! One trait, [`EventStore`], two backends: [`postgres::PgEventStore`] (server mode)
-//! and [`sqlite::SqliteEventStore`] (embedded default). Both pass the same
-//! conformance suite (`tests/conformance_*.rs`, cases in [`conformance`]).
+//! Two backends, [`postgres::PgEventStore`] (server mode) and
+//! [`sqlite::SqliteEventStore`] (embedded default), each playing every role of the store,
+//! one narrow trait per role:
+//! - [`Append`]: one command's events, or a group commit's batch;
+//! - [`Streams`]: a stream's events by id, its length, ids by prefix;
+//! - [`Log`]: the global log in commit-safe order, and its head;
+//! - [`Lookups`]: what a decision reads besides streams (key owners, counters, stored
+//!   outcomes of commands);
+//! - [`Checkpoints`]: a log reader's saved position;
+//! - [`SubjectKeys`]: data subjects' keys (crypto-shredding);
+//! - [`Seals`]: the audit's global checkpoints.
+//!
+//! A caller asks for the roles it uses (the relay for [`Log`] and [`Checkpoints`], the
+//! group commit for [`Append`]); [`EventStore`] is all of them, for the callers that use
+//! the whole store. Both backends pass the same conformance suite (`tests/conformance_*.rs`,
+//! cases in [`conformance`]).
 //!
 //! Guarantees every backend gives:
 //! - an append is atomic per command and checks each stream's expected version;
 //! - a command id is appended once; repeating it returns the first outcome;
-//! - [`EventStore::read_all`] follows a commit-safe global order: a reader never skips an
+//! - [`Log::read_all`] follows a commit-safe global order: a reader never skips an
 //!   event because an event earlier in the order committed later;
 //! - events are append-only at the database level.
 #![forbid(unsafe_code)]
@@ -40,7 +53,7 @@ pub use error::{AppendError, Conflict, StoreError};
 pub use model::*;
 
 /// The values of `keys`, in their order, from the `(key, value)` rows found (0 for a
-/// counter never changed): the shape every backend's [`EventStore::counters`] answers in.
+/// counter never changed): the shape every backend's [`Lookups::counters`] answers in.
 pub fn counters_in_order(keys: &[String], found: Vec<(String, i64)>) -> Vec<i64> {
     let found: std::collections::HashMap<String, i64> = found.into_iter().collect();
     keys.iter()
@@ -59,8 +72,21 @@ pub trait Horizon {
     fn settle(&self) -> impl Future<Output = Result<std::time::Duration, StoreError>> + Send;
 }
 
-/// Storage for event streams with a commit-safe global log.
-pub trait EventStore: Send + Sync + 'static {
+/// Every role at once: what a backend is, and what a caller that needs the whole store
+/// (the command handler, the conformance suite) asks for. Implemented for every type
+/// that plays all the roles; a caller that needs fewer asks for those roles alone.
+pub trait EventStore:
+    Append + Streams + Log + Lookups + Checkpoints + SubjectKeys + Seals + 'static
+{
+}
+
+impl<S> EventStore for S where
+    S: Append + Streams + Log + Lookups + Checkpoints + SubjectKeys + Seals + 'static
+{
+}
+
+/// Writing: one command's events, or a batch of commands' (group commit).
+pub trait Append: Send + Sync {
     /// Append one command's events atomically.
     fn append(
         &self,
@@ -81,7 +107,11 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         requests: Vec<AppendRequest>,
     ) -> impl Future<Output = Vec<Result<AppendOutcome, AppendError>>> + Send;
+}
 
+/// Reading streams by id: a customer's events (to decide on it, to replay its history),
+/// how long a stream is, which streams share a prefix.
+pub trait Streams: Send + Sync {
     /// Events of one stream with `stream_version > after_version`, in version order.
     fn read_stream(
         &self,
@@ -101,6 +131,21 @@ pub trait EventStore: Send + Sync + 'static {
         up_to_version: u64,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
+    /// Number of events in the stream (0 when it does not exist).
+    fn stream_version(
+        &self,
+        stream_id: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Ids of the streams whose id starts with `prefix`, in byte order.
+    fn stream_ids_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+/// Reading the global log in commit-safe order (ADR 0002): the relay, rebuilds, audits.
+pub trait Log: Send + Sync {
     /// Up to `limit` events after `after` in commit-safe global order.
     fn read_all(
         &self,
@@ -108,9 +153,9 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
-    /// As [`EventStore::read_all`], each payload as its JSON text rather than parsed:
-    /// for readers that decode payloads into their own types (a rebuild reads the whole
-    /// log this way, and builds no JSON tree per event).
+    /// As [`Log::read_all`], each payload as its JSON text rather than parsed: for
+    /// readers that decode payloads into their own types (a rebuild reads the whole log
+    /// this way, and builds no JSON tree per event).
     fn read_all_text(
         &self,
         after: LogPosition,
@@ -126,12 +171,13 @@ pub trait EventStore: Send + Sync + 'static {
         }
     }
 
-    /// Number of events in the stream (0 when it does not exist).
-    fn stream_version(
-        &self,
-        stream_id: &str,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Number of events stored and the position of the last one readers may see.
+    fn head(&self) -> impl Future<Output = Result<(u64, LogPosition), StoreError>> + Send;
+}
 
+/// What a decision reads besides its streams: owners of unique keys, counters, and the
+/// stored answer of a command already appended.
+pub trait Lookups: Send + Sync {
     /// The owner of a unique key, if claimed.
     fn key_owner(
         &self,
@@ -155,21 +201,15 @@ pub trait EventStore: Send + Sync + 'static {
         }
     }
 
-    /// Ids of the streams whose id starts with `prefix`, in byte order.
-    fn stream_ids_with_prefix(
-        &self,
-        prefix: &str,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
-
     /// The stored answer for a command id, if that command was appended.
     fn command_outcome(
         &self,
         command_id: uuid::Uuid,
     ) -> impl Future<Output = Result<Option<AppendOutcome>, StoreError>> + Send;
+}
 
-    /// Number of events stored and the position of the last one readers may see.
-    fn head(&self) -> impl Future<Output = Result<(u64, LogPosition), StoreError>> + Send;
-
+/// A log reader's saved position, by name (the relay's).
+pub trait Checkpoints: Send + Sync {
     fn load_checkpoint(
         &self,
         name: &str,
@@ -179,8 +219,11 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         checkpoint: &Checkpoint,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
-    /// The key of a data subject (crypto-shredding, `libs/privacy`).
+/// Data subjects' keys (crypto-shredding, `libs/privacy`).
+pub trait SubjectKeys: Send + Sync {
+    /// The key of a data subject.
     fn subject_key(
         &self,
         subject: &str,
@@ -192,7 +235,11 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         subject: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
+/// The audit's global checkpoints: seals over the log's hash chains, append-only like
+/// events (`libs/audit`).
+pub trait Seals: Send + Sync {
     /// The global checkpoint with the highest sequence number, if any.
     fn last_global_checkpoint(
         &self,
@@ -206,8 +253,7 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<GlobalCheckpoint>, StoreError>> + Send;
 
     /// Store a new global checkpoint; `false` (and nothing stored) when one with the same
-    /// sequence number exists already: another sealer got there first. Checkpoints are
-    /// append-only like events.
+    /// sequence number exists already: another sealer got there first.
     fn append_global_checkpoint(
         &self,
         checkpoint: &GlobalCheckpoint,

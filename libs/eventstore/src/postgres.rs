@@ -35,7 +35,7 @@ use crate::error::{AppendError, StoreError};
 use crate::migrations::Schema;
 use crate::model::*;
 use crate::plan::{self, Decision, Snapshot, StoredCommand};
-use crate::EventStore;
+use crate::{Append, Checkpoints, Log, Lookups, Seals, Streams, SubjectKeys};
 use crm_telemetry::names;
 
 /// Event store on PostgreSQL.
@@ -878,7 +878,7 @@ impl crate::Horizon for PgEventStore {
     }
 }
 
-impl EventStore for PgEventStore {
+impl Append for PgEventStore {
     async fn append_batch(
         &self,
         requests: Vec<AppendRequest>,
@@ -923,7 +923,9 @@ impl EventStore for PgEventStore {
             .map(|o| o.expect("every request of the batch is answered"))
             .collect()
     }
+}
 
+impl Streams for PgEventStore {
     async fn read_stream_range(
         &self,
         stream_id: &str,
@@ -943,6 +945,31 @@ impl EventStore for PgEventStore {
         Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
     }
 
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // text_pattern_ops compares bytes: the range [prefix, prefix + U+10FFFF) holds
+        // exactly the ids starting with the prefix, and the partial index answers it.
+        let upper = format!("{prefix}\u{10FFFF}");
+        Ok(sqlx::query_scalar(
+            "SELECT stream_id FROM events WHERE stream_version = 1 \
+             AND stream_id ~>=~ $1 AND stream_id ~<~ $2 ORDER BY stream_id USING ~<~",
+        )
+        .bind(prefix)
+        .bind(upper)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+impl Log for PgEventStore {
     async fn read_all(
         &self,
         after: LogPosition,
@@ -959,15 +986,28 @@ impl EventStore for PgEventStore {
         self.read_all_as(EVENT_COLUMNS_TEXT, after, limit).await
     }
 
-    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
-                .bind(stream_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(v.unwrap_or(0) as u64)
+    async fn head(&self) -> Result<(u64, LogPosition), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())) AS n, \
+                    e.transaction_id::text::bigint AS tx, e.position \
+             FROM (SELECT 1) AS one LEFT JOIN LATERAL ( \
+                 SELECT transaction_id, position FROM events \
+                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY transaction_id DESC, position DESC LIMIT 1) AS e ON true",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let tx: Option<i64> = row.try_get("tx")?;
+        let pos: Option<i64> = row.try_get("position")?;
+        Ok((
+            n as u64,
+            LogPosition::new(tx.unwrap_or(0) as u64, pos.unwrap_or(0) as u64),
+        ))
     }
+}
 
+impl Lookups for PgEventStore {
     async fn key_owner(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT owner FROM unique_keys WHERE key = $1")
@@ -994,20 +1034,6 @@ impl EventStore for PgEventStore {
         Ok(crate::counters_in_order(keys, rows))
     }
 
-    async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        // text_pattern_ops compares bytes: the range [prefix, prefix + U+10FFFF) holds
-        // exactly the ids starting with the prefix, and the partial index answers it.
-        let upper = format!("{prefix}\u{10FFFF}");
-        Ok(sqlx::query_scalar(
-            "SELECT stream_id FROM events WHERE stream_version = 1 \
-             AND stream_id ~>=~ $1 AND stream_id ~<~ $2 ORDER BY stream_id USING ~<~",
-        )
-        .bind(prefix)
-        .bind(upper)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     async fn command_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
         let v: Option<serde_json::Value> =
             sqlx::query_scalar("SELECT outcome FROM commands WHERE command_id = $1")
@@ -1020,27 +1046,9 @@ impl EventStore for PgEventStore {
         })
         .transpose()
     }
+}
 
-    async fn head(&self) -> Result<(u64, LogPosition), StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())) AS n, \
-                    e.transaction_id::text::bigint AS tx, e.position \
-             FROM (SELECT 1) AS one LEFT JOIN LATERAL ( \
-                 SELECT transaction_id, position FROM events \
-                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY transaction_id DESC, position DESC LIMIT 1) AS e ON true",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let n: i64 = row.try_get("n")?;
-        let tx: Option<i64> = row.try_get("tx")?;
-        let pos: Option<i64> = row.try_get("position")?;
-        Ok((
-            n as u64,
-            LogPosition::new(tx.unwrap_or(0) as u64, pos.unwrap_or(0) as u64),
-        ))
-    }
-
+impl Checkpoints for PgEventStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
         let row = sqlx::query("SELECT tx, position, extra FROM checkpoints WHERE name = $1")
             .bind(name)
@@ -1072,7 +1080,9 @@ impl EventStore for PgEventStore {
         .await?;
         Ok(())
     }
+}
 
+impl SubjectKeys for PgEventStore {
     async fn subject_key(&self, subject: &str) -> Result<SubjectKey, StoreError> {
         let row: Option<Option<Vec<u8>>> =
             sqlx::query_scalar("SELECT key FROM subject_keys WHERE subject = $1")
@@ -1093,7 +1103,9 @@ impl EventStore for PgEventStore {
         .await?;
         Ok(())
     }
+}
 
+impl Seals for PgEventStore {
     async fn last_global_checkpoint(&self) -> Result<Option<GlobalCheckpoint>, StoreError> {
         let sql = format!(
             "SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints ORDER BY seq DESC LIMIT 1"

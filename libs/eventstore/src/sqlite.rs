@@ -24,7 +24,7 @@ use crate::plan::{self, Snapshot, StoredCommand};
 use crate::postgres::{
     build_outcomes, decode_checkpoint, fail_all, subject_key_of, CHECKPOINT_COLUMNS,
 };
-use crate::EventStore;
+use crate::{Append, Checkpoints, Log, Lookups, Seals, Streams, SubjectKeys};
 
 /// Event store in an SQLite file.
 #[derive(Clone)]
@@ -368,7 +368,7 @@ impl crate::Horizon for SqliteEventStore {
     }
 }
 
-impl EventStore for SqliteEventStore {
+impl Append for SqliteEventStore {
     async fn append_batch(
         &self,
         requests: Vec<AppendRequest>,
@@ -381,7 +381,9 @@ impl EventStore for SqliteEventStore {
             }
         }
     }
+}
 
+impl Streams for SqliteEventStore {
     async fn read_stream_range(
         &self,
         stream_id: &str,
@@ -401,6 +403,31 @@ impl EventStore for SqliteEventStore {
         Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
     }
 
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?")
+                .bind(stream_id)
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // SQLite compares text bytewise (BINARY): a range over the unique
+        // (stream_id, stream_version) index.
+        let upper = format!("{prefix}\u{10FFFF}");
+        Ok(sqlx::query_scalar(
+            "SELECT stream_id FROM events WHERE stream_id >= ? AND stream_id < ? \
+             AND stream_version = 1 ORDER BY stream_id",
+        )
+        .bind(prefix)
+        .bind(upper)
+        .fetch_all(&self.readers)
+        .await?)
+    }
+}
+
+impl Log for SqliteEventStore {
     async fn read_all(
         &self,
         after: LogPosition,
@@ -422,15 +449,25 @@ impl EventStore for SqliteEventStore {
             .collect::<Result<_, _>>()?)
     }
 
-    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?")
-                .bind(stream_id)
-                .fetch_one(&self.readers)
-                .await?;
-        Ok(v.unwrap_or(0) as u64)
+    async fn head(&self) -> Result<(u64, LogPosition), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM events) AS n, e.log_tx, e.position \
+             FROM (SELECT 1) LEFT JOIN (SELECT log_tx, position FROM events \
+                 ORDER BY log_tx DESC, position DESC LIMIT 1) AS e",
+        )
+        .fetch_one(&self.readers)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let tx: Option<i64> = row.try_get("log_tx")?;
+        let p: Option<i64> = row.try_get("position")?;
+        Ok((
+            n as u64,
+            LogPosition::new(tx.unwrap_or(0) as u64, p.unwrap_or(0) as u64),
+        ))
     }
+}
 
+impl Lookups for SqliteEventStore {
     async fn key_owner(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT owner FROM unique_keys WHERE key = ?")
@@ -458,20 +495,6 @@ impl EventStore for SqliteEventStore {
         Ok(crate::counters_in_order(keys, rows))
     }
 
-    async fn stream_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        // SQLite compares text bytewise (BINARY): a range over the unique
-        // (stream_id, stream_version) index.
-        let upper = format!("{prefix}\u{10FFFF}");
-        Ok(sqlx::query_scalar(
-            "SELECT stream_id FROM events WHERE stream_id >= ? AND stream_id < ? \
-             AND stream_version = 1 ORDER BY stream_id",
-        )
-        .bind(prefix)
-        .bind(upper)
-        .fetch_all(&self.readers)
-        .await?)
-    }
-
     async fn command_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
         let v: Option<String> =
             sqlx::query_scalar("SELECT outcome FROM commands WHERE command_id = ?")
@@ -484,24 +507,9 @@ impl EventStore for SqliteEventStore {
         })
         .transpose()
     }
+}
 
-    async fn head(&self) -> Result<(u64, LogPosition), StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM events) AS n, e.log_tx, e.position \
-             FROM (SELECT 1) LEFT JOIN (SELECT log_tx, position FROM events \
-                 ORDER BY log_tx DESC, position DESC LIMIT 1) AS e",
-        )
-        .fetch_one(&self.readers)
-        .await?;
-        let n: i64 = row.try_get("n")?;
-        let tx: Option<i64> = row.try_get("log_tx")?;
-        let p: Option<i64> = row.try_get("position")?;
-        Ok((
-            n as u64,
-            LogPosition::new(tx.unwrap_or(0) as u64, p.unwrap_or(0) as u64),
-        ))
-    }
-
+impl Checkpoints for SqliteEventStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
         let row = sqlx::query("SELECT tx, position, extra FROM checkpoints WHERE name = ?")
             .bind(name)
@@ -534,7 +542,9 @@ impl EventStore for SqliteEventStore {
         .await?;
         Ok(())
     }
+}
 
+impl SubjectKeys for SqliteEventStore {
     async fn subject_key(&self, subject: &str) -> Result<SubjectKey, StoreError> {
         // The writer: a key just created or erased must be seen at once.
         let row: Option<Option<Vec<u8>>> =
@@ -563,7 +573,9 @@ impl EventStore for SqliteEventStore {
             .await?;
         Ok(())
     }
+}
 
+impl Seals for SqliteEventStore {
     async fn last_global_checkpoint(&self) -> Result<Option<GlobalCheckpoint>, StoreError> {
         let sql = format!(
             "SELECT {CHECKPOINT_COLUMNS} FROM global_checkpoints ORDER BY seq DESC LIMIT 1"

@@ -34,7 +34,7 @@ async fn history_cannot_be_rewritten_in_the_database() {
     assert_eq!(store.read_stream("customer-1", 0).await.unwrap().len(), 3);
 }
 
-use crm_eventstore::EventStore;
+use crm_eventstore::{Append, Streams};
 
 #[tokio::test]
 async fn two_processes_share_one_store() {

@@ -2,7 +2,7 @@
 
 use crm_eventstore::sqlite::SqliteEventStore;
 use crm_eventstore::testing::{sqlite_store, TempPath};
-use crm_eventstore::{BeforeCommit, EventStore};
+use crm_eventstore::{BeforeCommit, Streams};
 
 async fn make(hook: Option<BeforeCommit>) -> (SqliteEventStore, TempPath) {
     let (store, path) = sqlite_store().await;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use crm_domain::customer::personal;
-use crm_eventstore::{EventStore, NewEvent, NewSubjectKey, StoreError, SubjectKey};
+use crm_eventstore::{Append, NewEvent, NewSubjectKey, StoreError, SubjectKey, SubjectKeys};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
@@ -92,7 +92,7 @@ enum KeyExpected {
     /// It is not (its stream has no events): create it at once.
     None,
 }
-impl<S: EventStore> Vault<S> {
+impl<S: SubjectKeys + Append> Vault<S> {
     /// `ttl`: how long a key read from the store is reused (zero: read every time).
     pub fn new(store: S, ttl: Duration) -> Self {
         Self {
@@ -423,7 +423,7 @@ mod tests {
 
     /// Append `events` to `subject`'s stream with the key their seal made, as the command
     /// handler does; then tell the vault it was stored.
-    async fn append<S: EventStore>(
+    async fn append<S: SubjectKeys + Append>(
         vault: &Vault<S>,
         store: &S,
         subject: &str,

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crm_eventstore::{EventStore, Horizon, LogPosition};
+use crm_eventstore::{Horizon, Log, LogPosition};
 use futures::StreamExt as _;
 
 use crate::schema::{Kind, Projection};
@@ -148,7 +148,7 @@ type RowBatch = (
 type Task = tokio::task::JoinHandle<Result<(), ReadError>>;
 
 /// A task reading the whole log page by page, a few pages ahead of the fold.
-fn spawn_reader<S: EventStore + Clone>(events: &S) -> (Task, tokio::sync::mpsc::Receiver<Page>) {
+fn spawn_reader<S: Log + Clone + 'static>(events: &S) -> (Task, tokio::sync::mpsc::Receiver<Page>) {
     let (pages_tx, pages) = tokio::sync::mpsc::channel::<Page>(8);
     let events = events.clone();
     let reader = tokio::spawn(async move {
@@ -197,7 +197,7 @@ fn spawn_writers(read: &ReadStore) -> (tokio::sync::mpsc::Sender<RowBatch>, Vec<
 ///
 /// Three stages run at once: a task reads pages of the log, this one folds them, and a
 /// task writes the append-only rows, so reading, folding and loading overlap.
-async fn fill<S: EventStore + Clone>(
+async fn fill<S: Log + Clone + 'static>(
     events: &S,
     read: &ReadStore,
     projection: Projection,
@@ -273,7 +273,7 @@ async fn fill<S: EventStore + Clone>(
 /// Rebuild `projection` from `events` and switch the live tables over to the result. It
 /// holds every event committed before it began: it first waits for the transactions then
 /// in flight to end (`Horizon::settle`).
-pub async fn rebuild<S: EventStore + Horizon + Clone>(
+pub async fn rebuild<S: Log + Horizon + Clone + 'static>(
     events: &S,
     read: &ReadStore,
     projection: Projection,
@@ -315,7 +315,7 @@ pub async fn rebuild<S: EventStore + Horizon + Clone>(
 
 /// The switch-over, in `tx`: the live tables locked, the events written since the fill
 /// (from `cursor` on) applied to the fresh ones, which then take the live names.
-async fn switch_in<S: EventStore>(
+async fn switch_in<S: Log>(
     tx: &mut Conn<'_>,
     events: &S,
     projection: &Projection,
@@ -384,7 +384,7 @@ async fn switch_in<S: EventStore>(
     Ok(caught_up)
 }
 
-async fn switch_over<S: EventStore>(
+async fn switch_over<S: Log>(
     events: &S,
     read: &ReadStore,
     projection: &Projection,
@@ -494,7 +494,7 @@ async fn snapshot(read: &ReadStore, p: &Projection, suffix: &str) -> Result<Snap
 }
 
 /// Rebuild `projection` into scratch tables and compare them with the live ones.
-pub async fn verify<S: EventStore + Clone>(
+pub async fn verify<S: Log + Clone + 'static>(
     events: &S,
     read: &ReadStore,
     projection: Projection,

@@ -269,7 +269,7 @@ impl Log {
 
 /// Append hand-built events to a real store, one command each, as commands would (each
 /// at its stream's version: the store's versions equal the log's).
-pub async fn append<S: crm_eventstore::EventStore>(store: &S, events: &[RecordedEvent]) {
+pub async fn append<S: crm_eventstore::Append>(store: &S, events: &[RecordedEvent]) {
     for e in events {
         let mut meta = crm_eventstore::conformance::meta(Uuid::new_v4());
         meta.issued_at = e.metadata.occurred_at;

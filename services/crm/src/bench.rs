@@ -23,7 +23,7 @@ use crm_command_handler::group_commit::GroupCommitConfig;
 use crm_contracts::v1;
 use crm_domain::Command;
 use crm_eventstore::postgres::PgEventStore;
-use crm_eventstore::EventStore;
+use crm_eventstore::Log;
 use uuid::Uuid;
 
 use crate::load::{Ingress, Outcome};

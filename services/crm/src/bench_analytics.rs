@@ -24,7 +24,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chrono::{DateTime, TimeZone, Utc};
 use crm_eventstore::postgres::PgEventStore;
-use crm_eventstore::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, NewEvent};
+use crm_eventstore::{Append, AppendRequest, CommandMeta, ExpectedVersion, NewEvent};
 use crm_projections::calendar::{Calendar, Granularity};
 use crm_projections::funnel::Slice;
 use crm_projections::kpi::Level;

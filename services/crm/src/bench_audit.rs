@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use crm_domain::customer::*;
 use crm_domain::*;
 use crm_eventstore::postgres::PgEventStore;
-use crm_eventstore::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, NewEvent};
+use crm_eventstore::{Append, AppendRequest, CommandMeta, ExpectedVersion, Log, NewEvent, Streams};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;

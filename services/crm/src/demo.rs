@@ -22,7 +22,7 @@ use crm_domain::policy::{
 };
 use crm_domain::*;
 use crm_eventstore::sqlite::SqliteEventStore;
-use crm_eventstore::{EventStore, LogPosition};
+use crm_eventstore::{EventStore, Log, LogPosition, Lookups, Streams};
 use crm_scheduler::{Scheduler, TickReport};
 use futures::future::join_all;
 use rand::rngs::SmallRng;

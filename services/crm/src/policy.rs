@@ -9,7 +9,7 @@ use crm_domain::policy::{
     PolicyCommand, PolicyDocument, PolicyEvent, PublishPolicy, POLICY_STREAM,
 };
 use crm_domain::Actor;
-use crm_eventstore::{AnyEventStore, EventStore};
+use crm_eventstore::{AnyEventStore, Streams};
 
 use crate::out;
 

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chrono::Utc;
 use crm_domain::customer::CustomerEvent;
-use crm_eventstore::EventStore;
+use crm_eventstore::Streams;
 use crm_projections::queries::complaints::{
     After, ComplaintCount, ComplaintFilter, ComplaintRow, Status,
 };

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::Utc;
 use crm_domain::customer::personal;
 use crm_eventstore::{
-    AppendRequest, CommandMeta, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    Append, AppendRequest, CommandMeta, ExpectedVersion, NewEvent, RecordedEvent, Streams,
 };
 use crm_projections::queries::{CustomerRow, TimelineRow};
 use serde::Serialize;

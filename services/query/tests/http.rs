@@ -3,7 +3,7 @@
 
 use chrono::Duration;
 use crm_eventstore::testing::TestDatabase;
-use crm_eventstore::EventStore;
+use crm_eventstore::Streams;
 use crm_projections::testing::{t0, Log};
 use crm_projections::ReadStore;
 use serde_json::Value;

@@ -24,7 +24,7 @@ use crm_domain::policy::*;
 use crm_domain::*;
 use crm_eventstore::sqlite::SqliteEventStore;
 use crm_eventstore::testing::TempPath;
-use crm_eventstore::{EventStore, LogPosition, RecordedEvent};
+use crm_eventstore::{Log, LogPosition, RecordedEvent};
 use crm_scheduler::Scheduler;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use crm_domain::customer::CustomerEvent;
-use crm_eventstore::EventStore;
+use crm_eventstore::Streams;
 use crm_projections::queries::{CustomerRow, PeriodRow};
 use serde::Deserialize;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use crm_domain::customer::{timers, CustomerEvent, CustomerState};
 use crm_domain::policy::{Policy, PolicyEvent, PolicyState, POLICY_STREAM};
-use crm_eventstore::{AnyEventStore, EventStore};
+use crm_eventstore::{AnyEventStore, Streams};
 use crm_projections::queries::CustomerRow;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use crm_eventstore::{AnyEventStore, EventStore};
+use crm_eventstore::{AnyEventStore, Seals};
 use crm_projections::calendar::Calendar;
 
 use super::format::parse_instant;

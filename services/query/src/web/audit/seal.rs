@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use crm_eventstore::chain::{event_hash, ChainedFields, Leaf};
 use crm_eventstore::{
-    AnyEventStore, ChainHash, EventStore, GlobalCheckpoint, LogPosition, RecordedEvent,
+    AnyEventStore, ChainHash, GlobalCheckpoint, Log, LogPosition, RecordedEvent, Seals, Streams,
 };
 
 use super::{audit_store, last_verification, local_s, LastVerification};
