@@ -990,7 +990,10 @@ async fn the_book_counts_down_to_the_pool(b: &Browser, d: &Demo) {
             );
         }
         let cell = row.find_css("td.returns").await.unwrap();
-        let Some((_, due)) = timers::pool_return(&state, &policy) else {
+        let Some((_, due)) = state
+            .registered()
+            .and_then(|c| timers::pool_return(c, &policy))
+        else {
             assert!(cell.attr("data-days").await.unwrap().is_none());
             continue;
         };

@@ -71,8 +71,8 @@ pub fn changes(
     let policy = &ctx.policy;
     let won_count = policy.document.holding.won_customers_count;
     let mut out = Vec::new();
-    let mut owner = before.owner;
-    let mut prospect = before.stage.is_none_or(LifecycleStage::is_prospect);
+    let mut owner = before.owner();
+    let mut prospect = before.registered().is_none_or(|c| c.stage.is_prospect());
     let bound = |m: ManagerId, all: bool| {
         receiver
             .filter(|r| r.manager == m && all == won_count)

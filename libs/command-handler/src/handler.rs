@@ -738,8 +738,9 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                 known
                     .guards
                     .push((POLICY_STREAM.to_string(), policy_head.version));
-                let rule = CustomerFacts::of(state)
-                    .and_then(|facts| matching_rule(&policy.document, &facts));
+                let rule = state
+                    .registered()
+                    .and_then(|c| matching_rule(&policy.document, &CustomerFacts::of(c)));
                 if let Some((_, rule)) = rule {
                     let t = self.team(&policy, &rule.team, now, fresh).await?;
                     known.ctx = known.ctx.with_candidates(t.candidates.clone());
@@ -754,10 +755,10 @@ impl<S: EventStore + Clone> CommandHandler<S> {
                     // The chain of the customer's owner, or of whoever owned it when the
                     // complaint arrived if it has gone to the pool since.
                     let logged = state
-                        .complaints
-                        .get(complaint_id)
+                        .registered()
+                        .and_then(|c| c.complaints.get(complaint_id))
                         .and_then(|k| k.logged_owner);
-                    let owner = state.owner.or(logged);
+                    let owner = state.owner().or(logged);
                     known.ctx = known
                         .ctx
                         .with_escalation(self.escalation_chain(owner).await?);
@@ -766,7 +767,7 @@ impl<S: EventStore + Clone> CommandHandler<S> {
             CustomerCommand::EscalateComplaint(_) => {
                 known.ctx = known
                     .ctx
-                    .with_escalation(self.escalation_chain(state.owner).await?);
+                    .with_escalation(self.escalation_chain(state.owner()).await?);
             }
             _ => {}
         }
@@ -1072,8 +1073,11 @@ mod tests {
             .get(&stream)
             .expect("cached once appended");
         assert_eq!(
-            (head.version, state.display_name.as_str()),
-            (1, "Wang Fang")
+            (
+                head.version,
+                state.registered().map(|c| c.display_name.as_str())
+            ),
+            (1, Some("Wang Fang"))
         );
         // Another process's view: it never saw the customer.
         let other = CommandHandler::new(store.clone(), HandlerConfig::default());

@@ -301,8 +301,8 @@ fn assign_then_transfer_then_release_then_claim() {
             at: Some(at(3)),
             rule: None,
         })]);
-    assert_eq!(fold(&g.0).owner, None);
-    assert_eq!(fold(&g.0).previous_owner, Some(mid(2)));
+    assert_eq!(customer(&g.0).owner, None);
+    assert_eq!(customer(&g.0).previous_owner, Some(mid(2)));
     let claim = CustomerCommand::ClaimFromPool(ClaimFromPool {
         customer_id: cid(1),
         manager_id: mid(3),
@@ -311,7 +311,7 @@ fn assign_then_transfer_then_release_then_claim() {
         .when(claim, &ctx(4).with_manager(manager(3, 0, 1)))
         .accepted()
         .0;
-    assert_eq!(fold(&g.0).owner, Some(mid(3)));
+    assert_eq!(customer(&g.0).owner, Some(mid(3)));
 }
 
 #[test]
@@ -444,7 +444,7 @@ fn a_late_recorded_contact_never_moves_the_owners_last_contact_back() {
         .when(contact_made_at(1, 1, 3 * day), &ctx(6 * day))
         .accepted();
     assert_eq!(contacted_at(&events), at(3 * day));
-    let state = fold(&given_.0);
+    let state = customer(&given_.0);
     assert_eq!(state.last_owner_contact_at, Some(at(5 * day)));
     assert_eq!(state.last_contact_at, Some(at(5 * day)));
 }
@@ -542,7 +542,7 @@ fn complaint_life_with_sla_figures() {
         "clock restarted at reopening"
     );
     let g = g.when(close(1, 1, Some(4)), &ctx(500)).accepted().0;
-    let state = fold(&g.0);
+    let state = customer(&g.0);
     let k = &state.complaints[&kid(1)];
     assert_eq!(k.status, ComplaintStatus::Closed);
     assert_eq!(k.reopen_count, 1);
@@ -756,7 +756,7 @@ fn erase(n: u128) -> CustomerCommand {
 
 #[test]
 fn erasure_blanks_personal_fields_and_frees_the_unique_keys() {
-    let before = fold(&registered(1));
+    let before = customer(&registered(1));
     assert!(before.phone.is_some() && !before.unique_keys().is_empty());
     let (given, events) = given(registered(1)).when(erase(1), &ctx(5)).accepted();
     assert_eq!(
@@ -768,7 +768,7 @@ fn erasure_blanks_personal_fields_and_frees_the_unique_keys() {
             at: at(5),
         })]
     );
-    let after = fold(&[registered(1), events].concat());
+    let after = customer(&[registered(1), events].concat());
     assert!(after.erased);
     assert_eq!(after.display_name, crm_domain::customer::personal::ERASED);
     assert!(after.phone.is_none() && after.email.is_none());
@@ -822,4 +822,17 @@ fn an_unknown_customer_cannot_be_erased() {
     given([])
         .when(erase(9), &ctx(1))
         .then_error("customer.unknown");
+}
+
+#[test]
+fn a_stream_is_unregistered_until_its_registration() {
+    let (_, erased) = given(registered(1)).when(erase(1), &ctx(5)).accepted();
+    // An event without the registration before it registers nothing, and counts for
+    // nothing: the state is still that of an empty stream.
+    assert_eq!(fold(&erased), CustomerState::Unregistered);
+    assert_eq!(fold(&erased).version(), 0);
+    assert!(fold(&erased).unique_keys().is_empty() && fold(&erased).owner().is_none());
+    let c = customer(&[registered(1), erased].concat());
+    assert_eq!((c.id, c.version, c.erased), (cid(1), 2, true));
+    assert_eq!(c.last_activity_at, c.registered_at);
 }

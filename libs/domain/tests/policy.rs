@@ -296,13 +296,13 @@ fn a_voluntary_release_forfeits_the_protection() {
             &at_day(3, &p).with_manager(other_team),
         )
         .accepted();
-    assert_eq!(timers::protection(&fold(&g.0), &p, day(4)), None);
+    assert_eq!(timers::protection(&customer(&g.0), &p, day(4)), None);
 }
 
 // ---- the pool -------------------------------------------------------------------------
 
 fn pending_timers(g: &Given, p: &Policy) -> Vec<(Timer, DateTime<Utc>)> {
-    let mut v: Vec<_> = timers::pending(&fold(&g.0), p)
+    let mut v: Vec<_> = timers::pending(&customer(&g.0), p)
         .into_iter()
         .map(|t| (t.timer, t.fires_at))
         .collect();
@@ -374,14 +374,14 @@ fn no_contact_by_the_owner_for_n_days_returns_the_customer_after_a_warning() {
     };
     let (g, _) = g.when(contact_by(9), &at_day(28, &p)).accepted();
     assert_eq!(
-        timers::pool_return(&fold(&g.0), &p),
+        timers::pool_return(&customer(&g.0), &p),
         Some((PoolCause::NoContact, deadline))
     );
     let (g_moved, _) = Given(g.0.clone())
         .when(contact_by(1), &at_day(28, &p))
         .accepted();
     assert_eq!(
-        timers::pool_return(&fold(&g_moved.0), &p),
+        timers::pool_return(&customer(&g_moved.0), &p),
         Some((PoolCause::NoContact, day(58)))
     );
     // At the deadline the return is due and records its rule.
@@ -449,7 +449,7 @@ fn the_pool_deadline_follows_the_value_tier_and_the_lead_rule() {
         )
         .unwrap();
         assigned.iter().for_each(|e| s.apply(e));
-        timers::pool_return(&s, &p)
+        timers::pool_return(s.registered().expect("registered"), &p)
     };
     assert_eq!(tier(ValueTier::High), Some((PoolCause::NoContact, day(60))));
     assert_eq!(tier(ValueTier::Mid), Some((PoolCause::LeadNotWon, day(20))));
@@ -465,7 +465,7 @@ fn locks_and_protection_keep_a_customer_out_of_the_pool() {
     // Protected until day 45 (+1 min): the 30-day return waits for the end of it.
     let g = owned(1, 1);
     assert_eq!(
-        timers::pool_return(&fold(&g.0), &p),
+        timers::pool_return(&customer(&g.0), &p),
         Some((PoolCause::NoContact, at(1) + Duration::days(45)))
     );
     let lock = |until: Option<DateTime<Utc>>| {
@@ -476,7 +476,7 @@ fn locks_and_protection_keep_a_customer_out_of_the_pool() {
         })
     };
     let (locked, _) = owned(1, 1).when(lock(None), &at_day(2, &p)).accepted();
-    assert_eq!(timers::pool_return(&fold(&locked.0), &p), None);
+    assert_eq!(timers::pool_return(&customer(&locked.0), &p), None);
     assert!(pending_timers(&locked, &p).is_empty());
     Given(locked.0.clone())
         .when(lock(Some(day(100))), &at_day(3, &p))
@@ -485,7 +485,7 @@ fn locks_and_protection_keep_a_customer_out_of_the_pool() {
         .when(lock(Some(day(100))), &at_day(2, &p))
         .accepted();
     assert_eq!(
-        timers::pool_return(&fold(&until.0), &p),
+        timers::pool_return(&customer(&until.0), &p),
         Some((PoolCause::NoContact, day(100)))
     );
     let unlock = CustomerCommand::UnlockOwnership(UnlockOwnership {
@@ -493,7 +493,7 @@ fn locks_and_protection_keep_a_customer_out_of_the_pool() {
         reason: "no longer VIP".into(),
     });
     let (unlocked, _) = locked.when(unlock.clone(), &at_day(50, &p)).accepted();
-    assert!(timers::pool_return(&fold(&unlocked.0), &p).is_some());
+    assert!(timers::pool_return(&customer(&unlocked.0), &p).is_some());
     unlocked
         .when(unlock, &at_day(51, &p))
         .then_error("ownership.not_locked");
@@ -588,7 +588,7 @@ fn complaint_clocks_warn_breach_once_and_escalate_up_the_chain() {
     let first_due = at(20);
     let resolution_due = at(10) + Duration::hours(2);
     let due_now = |g: &Given, m: i64| -> Vec<Timer> {
-        timers::due(&fold(&g.0), &p, at(m))
+        timers::due(&customer(&g.0), &p, at(m))
             .into_iter()
             .map(|d| d.timer)
             .collect()
@@ -673,7 +673,7 @@ fn the_clocks_follow_the_policy_in_force() {
     };
     assert_eq!(l.first_response_due_at, at(20));
     assert_eq!(l.resolution_due_at, at(0) + Duration::hours(48));
-    let due: Vec<_> = timers::due(&fold(&g.0), &p, at(5))
+    let due: Vec<_> = timers::due(&customer(&g.0), &p, at(5))
         .into_iter()
         .map(|d| d.timer)
         .collect();
@@ -705,7 +705,7 @@ fn acknowledging_stops_the_first_response_clock_and_reopening_restarts_resolutio
         )
         .accepted();
     let clocks = |g: &Given| -> Vec<SlaClock> {
-        let mut v: Vec<_> = timers::pending(&fold(&g.0), &p)
+        let mut v: Vec<_> = timers::pending(&customer(&g.0), &p)
             .into_iter()
             .filter_map(|t| match t.timer {
                 Timer::SlaBreach { clock, .. } => Some(clock),
@@ -738,7 +738,7 @@ fn acknowledging_stops_the_first_response_clock_and_reopening_restarts_resolutio
             &minutes(&p, 600),
         )
         .accepted();
-    let due: Vec<_> = timers::pending(&fold(&g.0), &p)
+    let due: Vec<_> = timers::pending(&customer(&g.0), &p)
         .into_iter()
         .filter(|t| matches!(t.timer, Timer::SlaBreach { .. }))
         .collect();
@@ -757,7 +757,7 @@ fn an_answer_at_the_due_instant_is_in_time_and_the_clock_runs_out_just_after_it(
         .accepted();
     let first_due = at(10); // ten minutes by default
     let breaches = |g: &Given, now: DateTime<Utc>| -> Vec<SlaClock> {
-        timers::due(&fold(&g.0), &p, now)
+        timers::due(&customer(&g.0), &p, now)
             .into_iter()
             .filter_map(|d| match d.timer {
                 Timer::SlaBreach { clock, .. } => Some(clock),
@@ -811,7 +811,7 @@ fn no_activity_for_the_dormancy_period_makes_a_customer_dormant_and_a_contact_wa
         manager_id: None,
     });
     let (g, _) = owned(1, 1).when(purchase, &at_day(10, &p)).accepted();
-    assert_eq!(fold(&g.0).stage, Some(LifecycleStage::Customer));
+    assert_eq!(customer(&g.0).stage, LifecycleStage::Customer);
     let dormancy = Timer::Dormancy { due_at: day(100) };
     assert_eq!(pending_timers(&g, &p), vec![(dormancy.clone(), day(100))]);
     Given(g.0.clone())
@@ -895,7 +895,7 @@ fn the_value_tier_follows_purchases_and_aum_across_the_thresholds() {
         tiers(&e3),
         vec![(ValueTier::Mid, ValueTier::High, 2_000_000)]
     );
-    assert_eq!(fold(&g.0).value_tier, Some(ValueTier::High));
+    assert_eq!(customer(&g.0).value_tier, ValueTier::High);
     // Registration without a tier takes it from the AUM given.
     let mut r = register(2);
     r.aum_minor = Some(60_000);

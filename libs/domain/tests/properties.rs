@@ -357,7 +357,7 @@ proptest! {
                         prop_assert_eq!(&back, e);
                         // (e) a closed complaint never changes again
                         if let Some(k) = complaint_of(e) {
-                            if let Some(before) = state.complaints.get(&k) {
+                            if let Some(before) = state.registered().and_then(|s| s.complaints.get(&k)) {
                                 prop_assert_ne!(before.status, ComplaintStatus::Closed, "{:?} on a closed complaint", e);
                             }
                         }
@@ -382,7 +382,7 @@ proptest! {
         // (c) one owner at a time, and holdings equal the owners' portfolio sizes
         let mut owned: HashMap<ManagerId, u32> = HashMap::new();
         for s in world.states.values() {
-            if let Some(o) = s.owner {
+            if let Some(o) = s.owner() {
                 *owned.entry(o).or_default() += 1;
             }
         }

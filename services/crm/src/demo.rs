@@ -712,9 +712,9 @@ async fn sync_owners(
             state.apply(&event);
         }
         c.owner = state
-            .owner
+            .owner()
             .and_then(|o| managers.iter().position(|m| m.id == o));
-        c.won = state.stage.is_some_and(|s| !s.is_prospect());
+        c.won = state.registered().is_some_and(|s| !s.stage.is_prospect());
     }
     Ok(by_policy)
 }
@@ -932,30 +932,32 @@ async fn report(
         "complaints",
         "purchases ¥"
     );
-    let mut rows: Vec<&Replayed> = customers.values().collect();
-    rows.sort_by_key(|r| r.state.registered_at);
+    let mut rows: Vec<_> = customers
+        .values()
+        .filter_map(|r| r.state.registered().map(|s| (r, s)))
+        .collect();
+    rows.sort_by_key(|(_, s)| s.registered_at);
     let limit = if show == 0 {
         rows.len()
     } else {
         show.min(rows.len())
     };
-    for r in &rows[..limit] {
-        let s = &r.state;
+    for (r, s) in &rows[..limit] {
         let open = s
             .complaints
             .values()
             .filter(|k| k.status != ComplaintStatus::Closed)
             .count();
         let name: String = s.display_name.chars().take(8).collect();
-        let id = s.id.map(|i| i.to_string()).unwrap_or_default();
+        let id = s.id.to_string();
         println!(
             "  {:<8} {} {:<10} {:<6} {:<9} {:<4} {:<24} {:>8} {:>10} {:>12}",
             &id[id.len().saturating_sub(8)..],
             pad(&name, 16),
-            s.customer_type.map_or("", |t| t.as_str()),
-            s.region.as_ref().map_or("", |r| r.as_str()),
-            s.stage.map_or("", |t| t.as_str()),
-            s.value_tier.map_or("", |t| t.as_str()),
+            s.customer_type.as_str(),
+            s.region.as_str(),
+            s.stage.as_str(),
+            s.value_tier.as_str(),
             s.owner
                 .map_or("(pool)", |o| name_of.get(&o).copied().unwrap_or("?")),
             r.contacts,
@@ -967,10 +969,8 @@ async fn report(
         println!("  … {} more (--show 0 lists all)", rows.len() - limit);
     }
     let mut stages: BTreeMap<&str, u32> = BTreeMap::new();
-    for r in &rows {
-        *stages
-            .entry(r.state.stage.map_or("?", |s| s.as_str()))
-            .or_default() += 1;
+    for (_, s) in &rows {
+        *stages.entry(s.stage.as_str()).or_default() += 1;
     }
     println!(
         "  by stage: {}",
@@ -983,7 +983,7 @@ async fn report(
 
     println!("\nManagers (portfolio replayed / holding limit; counter kept by the store)");
     for m in managers {
-        let held = rows.iter().filter(|r| r.state.owner == Some(m.id)).count();
+        let held = rows.iter().filter(|(_, s)| s.owner == Some(m.id)).count();
         let counter = store.counter(&format!("holdings:{}", m.id)).await?;
         let check = if held as i64 == counter {
             ""

@@ -65,8 +65,10 @@ impl TimerIndex {
         if let Some(old) = self.next.remove(&id) {
             self.queue.remove(&(old, id));
         }
-        let state = &self.customers[&id];
-        if let Some(at) = timers::next(state, &self.policy.current) {
+        let next = self.customers[&id]
+            .registered()
+            .and_then(|c| timers::next(c, &self.policy.current));
+        if let Some(at) = next {
             self.queue.insert((at, id));
             self.next.insert(id, at);
         }
@@ -77,8 +79,10 @@ impl TimerIndex {
     pub fn due(&self, now: DateTime<Utc>) -> Vec<(CustomerId, Timer, DateTime<Utc>)> {
         let mut out = Vec::new();
         for (_, id) in self.queue.iter().take_while(|(at, _)| *at <= now) {
-            let state = &self.customers[id];
-            for p in timers::due(state, &self.policy.current, now) {
+            let Some(customer) = self.customers[id].registered() else {
+                continue;
+            };
+            for p in timers::due(customer, &self.policy.current, now) {
                 out.push((*id, p.timer, p.fires_at));
             }
         }

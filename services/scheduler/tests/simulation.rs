@@ -310,7 +310,7 @@ async fn simulate(seed: u64, schedulers: usize) -> Run {
             // Contacts: mostly by the owner, sometimes by someone else.
             for _ in 0..3 {
                 let c = pick(&mut rng);
-                let owner = view.customers[&c].owner;
+                let owner = view.customers[&c].owner();
                 let by = match owner {
                     Some(o) if rng.gen_bool(0.85) => o,
                     _ => managers[rng.gen_range(0..managers.len())].0,
@@ -342,7 +342,7 @@ async fn simulate(seed: u64, schedulers: usize) -> Run {
                 let pool: Vec<CustomerId> = view
                     .customers
                     .iter()
-                    .filter(|(_, s)| s.owner.is_none())
+                    .filter(|(_, s)| s.owner().is_none())
                     .map(|(id, _)| *id)
                     .collect();
                 if !pool.is_empty() {
@@ -397,7 +397,7 @@ async fn simulate(seed: u64, schedulers: usize) -> Run {
                         product_line: "fund".into(),
                         amount_minor: rng.gen_range(1_000..20_000_000),
                         currency: "CNY".into(),
-                        manager_id: view.customers[&c].owner,
+                        manager_id: view.customers[&c].owner(),
                     })
                     .into(),
                     at(&mut rng),
@@ -644,7 +644,7 @@ fn check_lapses(events: &[RecordedEvent], end: DateTime<Utc>) -> (usize, Duratio
         }
         let s = states.entry(id).or_default();
         s.apply(&c);
-        match timers::pool_return(s, &policy) {
+        match s.registered().and_then(|c| timers::pool_return(c, &policy)) {
             Some((_, d)) => deadline.insert(id, d),
             None => deadline.remove(&id),
         };

@@ -8,14 +8,14 @@ use super::commands::*;
 use super::complaint::{ComplaintState, ComplaintStatus, MAX_ESCALATION};
 use super::events::*;
 use super::lifecycle;
-use super::state::CustomerState;
+use super::state::{Customer, CustomerState};
 use super::timers;
 use crate::context::{DecisionContext, ManagerView, MAX_CLOCK_SKEW, MAX_CONTACT_BACKDATE};
 use crate::error::{CommandRule, DomainError};
 use crate::ids::{ComplaintId, CustomerId, ManagerId};
 use crate::normalize::{normalize_email, normalize_phone, normalize_registration_number};
 use crate::policy::{choose, days, matching_rule, CustomerFacts};
-use crate::values::{ContactChannel, CustomerType, LifecycleStage, ValueTier};
+use crate::values::{ContactChannel, CustomerType, LifecycleStage};
 
 type Decision = Result<Vec<CustomerEvent>, DomainError>;
 
@@ -23,7 +23,9 @@ type Decision = Result<Vec<CustomerEvent>, DomainError>;
 pub fn decide(state: &CustomerState, command: &CustomerCommand, ctx: &DecisionContext) -> Decision {
     let events = decide_command(state, command, ctx)?;
     // After an erasure the customer's history goes on, without personal data.
-    if state.erased && events.iter().any(super::personal::carries_personal_data) {
+    if state.registered().is_some_and(|c| c.erased)
+        && events.iter().any(super::personal::carries_personal_data)
+    {
         return Err(DomainError::PersonalDataErased(command.customer_id()));
     }
     Ok(events)
@@ -38,9 +40,9 @@ fn decide_command(
     if let CustomerCommand::Register(c) = command {
         return register(state, c, ctx);
     }
-    if !state.is_registered() {
+    let Some(state) = state.registered() else {
         return Err(DomainError::UnknownCustomer(id));
-    }
+    };
     match command {
         CustomerCommand::Register(_) => unreachable!("handled above"),
         CustomerCommand::UpdateProfile(c) => update_profile(state, c, ctx),
@@ -130,7 +132,7 @@ fn target(ctx: &DecisionContext, id: ManagerId) -> Result<&ManagerView, DomainEr
 /// view counts what the policy counts; a won customer does not count when the policy
 /// says won customers do not.
 fn receiver<'a>(
-    state: &CustomerState,
+    state: &Customer,
     ctx: &'a DecisionContext,
     id: ManagerId,
 ) -> Result<&'a ManagerView, DomainError> {
@@ -146,20 +148,19 @@ fn receiver<'a>(
 }
 
 /// Whether this customer counts against a receiving manager's holding limit.
-pub fn counts_against_limit(state: &CustomerState, ctx: &DecisionContext) -> bool {
-    ctx.policy.document.holding.won_customers_count
-        || state.stage.is_none_or(LifecycleStage::is_prospect)
+pub fn counts_against_limit(state: &Customer, ctx: &DecisionContext) -> bool {
+    ctx.policy.document.holding.won_customers_count || state.stage.is_prospect()
 }
 
 /// First-touch protection: refuse moving the customer to someone outside it.
 fn check_protection(
-    state: &CustomerState,
+    state: &Customer,
     ctx: &DecisionContext,
     to: &ManagerView,
 ) -> Result<(), DomainError> {
     match timers::protection(state, &ctx.policy, ctx.now) {
         Some(p) if !p.admits(to.id, &to.team) => Err(DomainError::OwnershipProtected {
-            customer: state.id.expect("registered"),
+            customer: state.id,
             holder: p.holder(),
             until: p.until,
         }),
@@ -168,14 +169,14 @@ fn check_protection(
 }
 
 fn stage_changed(
-    state: &CustomerState,
+    state: &Customer,
     to: LifecycleStage,
     reason: &str,
     ctx: &DecisionContext,
 ) -> CustomerEvent {
-    let from = state.stage.unwrap_or(LifecycleStage::Lead);
+    let from = state.stage;
     CustomerEvent::LifecycleStageChanged(LifecycleStageChanged {
-        customer_id: state.id.expect("registered"),
+        customer_id: state.id,
         from,
         to,
         reason: reason.to_string(),
@@ -187,17 +188,17 @@ fn stage_changed(
 
 /// The value tier follows max(AUM, purchases recorded) once either changes.
 fn tier_change(
-    state: &CustomerState,
+    state: &Customer,
     aum_minor: Option<i64>,
     purchases_minor: i64,
     ctx: &DecisionContext,
 ) -> Option<CustomerEvent> {
     let basis = aum_minor.unwrap_or(0).max(purchases_minor);
     let to = ctx.policy.document.lifecycle.tiers.tier(basis);
-    let from = state.value_tier.unwrap_or(ValueTier::Low);
+    let from = state.value_tier;
     (to != from).then(|| {
         CustomerEvent::ValueTierChanged(ValueTierChanged {
-            customer_id: state.id.expect("registered"),
+            customer_id: state.id,
             from,
             to,
             basis_minor: basis,
@@ -207,14 +208,14 @@ fn tier_change(
 }
 
 /// Reaching `customer` converts every open referral: the referrers earn the credit.
-fn convert_referrals(state: &CustomerState) -> impl Iterator<Item = CustomerEvent> + '_ {
+fn convert_referrals(state: &Customer) -> impl Iterator<Item = CustomerEvent> + '_ {
     state
         .referrals
         .iter()
         .filter(|(_, r)| !r.converted)
         .map(|(id, r)| {
             CustomerEvent::ReferralConverted(ReferralConverted {
-                customer_id: state.id.expect("registered"),
+                customer_id: state.id,
                 referral_id: *id,
                 referrer: r.referrer.clone(),
                 referred_to: r.referred_to,
@@ -280,7 +281,7 @@ fn register(state: &CustomerState, c: &RegisterCustomer, ctx: &DecisionContext) 
     )])
 }
 
-fn update_profile(state: &CustomerState, c: &UpdateProfile, ctx: &DecisionContext) -> Decision {
+fn update_profile(state: &Customer, c: &UpdateProfile, ctx: &DecisionContext) -> Decision {
     fn changed<T: PartialEq>(new: Option<T>, old: &Option<T>) -> Option<T> {
         new.filter(|n| Some(n) != old.as_ref())
     }
@@ -302,7 +303,7 @@ fn update_profile(state: &CustomerState, c: &UpdateProfile, ctx: &DecisionContex
             opt_normalized(&c.registration_number, normalize_registration_number)?,
             &state.registration_number,
         ),
-        region: changed(c.region.clone(), &state.region),
+        region: c.region.clone().filter(|r| r != &state.region),
         branch: changed(c.branch.clone(), &state.branch),
         industry: changed(opt_text("industry", &c.industry, 100)?, &state.industry),
         product_interest: changed(
@@ -329,7 +330,7 @@ fn update_profile(state: &CustomerState, c: &UpdateProfile, ctx: &DecisionContex
 
 // ---- ownership ---------------------------------------------------------------------
 
-fn assign_owner(state: &CustomerState, c: &AssignOwner, ctx: &DecisionContext) -> Decision {
+fn assign_owner(state: &Customer, c: &AssignOwner, ctx: &DecisionContext) -> Decision {
     if let Some(owner) = state.owner {
         return Err(DomainError::AlreadyOwned {
             customer: c.customer_id,
@@ -350,7 +351,7 @@ fn assign_owner(state: &CustomerState, c: &AssignOwner, ctx: &DecisionContext) -
     })])
 }
 
-fn transfer_owner(state: &CustomerState, c: &TransferOwner, ctx: &DecisionContext) -> Decision {
+fn transfer_owner(state: &Customer, c: &TransferOwner, ctx: &DecisionContext) -> Decision {
     let from = state.owner.ok_or(DomainError::NotOwned(c.customer_id))?;
     if from == c.to_manager_id {
         return Err(DomainError::SameOwner {
@@ -374,7 +375,7 @@ fn transfer_owner(state: &CustomerState, c: &TransferOwner, ctx: &DecisionContex
     )])
 }
 
-fn release_to_pool(state: &CustomerState, c: &ReleaseToPool, ctx: &DecisionContext) -> Decision {
+fn release_to_pool(state: &Customer, c: &ReleaseToPool, ctx: &DecisionContext) -> Decision {
     let owner = state.owner.ok_or(DomainError::NotOwned(c.customer_id))?;
     Ok(vec![CustomerEvent::ReleasedToPool(ReleasedToPool {
         customer_id: c.customer_id,
@@ -386,7 +387,7 @@ fn release_to_pool(state: &CustomerState, c: &ReleaseToPool, ctx: &DecisionConte
     })])
 }
 
-fn claim_from_pool(state: &CustomerState, c: &ClaimFromPool, ctx: &DecisionContext) -> Decision {
+fn claim_from_pool(state: &Customer, c: &ClaimFromPool, ctx: &DecisionContext) -> Decision {
     if let Some(owner) = state.owner {
         return Err(DomainError::NotInPool {
             customer: c.customer_id,
@@ -425,7 +426,7 @@ fn claim_from_pool(state: &CustomerState, c: &ClaimFromPool, ctx: &DecisionConte
 
 // ---- contacts ----------------------------------------------------------------------
 
-fn record_contact(state: &CustomerState, c: &RecordContact, ctx: &DecisionContext) -> Decision {
+fn record_contact(state: &Customer, c: &RecordContact, ctx: &DecisionContext) -> Decision {
     if c.channel == ContactChannel::Sms && !state.consents.sms {
         return Err(DomainError::SmsConsentMissing(c.customer_id));
     }
@@ -455,14 +456,14 @@ fn record_contact(state: &CustomerState, c: &RecordContact, ctx: &DecisionContex
     })];
     let engaged = lifecycle::is_engaged(c.direction, c.outcome);
     match state.stage {
-        Some(LifecycleStage::Lead) if engaged => events.push(stage_changed(
+        LifecycleStage::Lead if engaged => events.push(stage_changed(
             state,
             LifecycleStage::Contacted,
             "first contact",
             ctx,
         )),
         // An unanswered call does not wake a dormant customer; any real exchange does.
-        Some(LifecycleStage::Dormant) if engaged => {
+        LifecycleStage::Dormant if engaged => {
             events.push(stage_changed(state, LifecycleStage::Active, "contact", ctx))
         }
         _ => {}
@@ -501,7 +502,7 @@ fn contact_time(
 // ---- complaints --------------------------------------------------------------------
 
 fn complaint<'a>(
-    state: &'a CustomerState,
+    state: &'a Customer,
     id: ComplaintId,
     action: &'static str,
 ) -> Result<&'a ComplaintState, DomainError> {
@@ -530,7 +531,7 @@ fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
     (to - from).num_seconds().max(0)
 }
 
-fn log_complaint(state: &CustomerState, c: &LogComplaint, ctx: &DecisionContext) -> Decision {
+fn log_complaint(state: &Customer, c: &LogComplaint, ctx: &DecisionContext) -> Decision {
     if state.complaints.contains_key(&c.complaint_id) {
         return Err(DomainError::ComplaintAlreadyExists(c.complaint_id));
     }
@@ -549,7 +550,7 @@ fn log_complaint(state: &CustomerState, c: &LogComplaint, ctx: &DecisionContext)
 }
 
 fn acknowledge_complaint(
-    state: &CustomerState,
+    state: &Customer,
     c: &AcknowledgeComplaint,
     ctx: &DecisionContext,
 ) -> Decision {
@@ -574,7 +575,7 @@ fn acknowledge_complaint(
 /// breach itself, so every breach is recorded exactly once whatever the scheduler's
 /// period (no escalation: the complaint has just been answered).
 fn late_answer(
-    state: &CustomerState,
+    state: &Customer,
     k: &ComplaintState,
     ctx: &DecisionContext,
     clock: SlaClock,
@@ -590,7 +591,7 @@ fn late_answer(
         return Vec::new();
     }
     vec![CustomerEvent::ComplaintSlaBreached(ComplaintSlaBreached {
-        customer_id: state.id.expect("registered"),
+        customer_id: state.id,
         complaint_id: k.id,
         clock,
         due_at,
@@ -598,11 +599,7 @@ fn late_answer(
     })]
 }
 
-fn escalate_complaint(
-    state: &CustomerState,
-    c: &EscalateComplaint,
-    ctx: &DecisionContext,
-) -> Decision {
+fn escalate_complaint(state: &Customer, c: &EscalateComplaint, ctx: &DecisionContext) -> Decision {
     let k = complaint(state, c.complaint_id, "escalated")?;
     if k.status == ComplaintStatus::Resolved {
         return Err(wrong_step(k, "escalated"));
@@ -622,11 +619,7 @@ fn escalate_complaint(
     )])
 }
 
-fn resolve_complaint(
-    state: &CustomerState,
-    c: &ResolveComplaint,
-    ctx: &DecisionContext,
-) -> Decision {
+fn resolve_complaint(state: &Customer, c: &ResolveComplaint, ctx: &DecisionContext) -> Decision {
     let k = complaint(state, c.complaint_id, "resolved")?;
     if k.status == ComplaintStatus::Resolved {
         return Err(wrong_step(k, "resolved"));
@@ -648,7 +641,7 @@ fn resolve_complaint(
     Ok(events)
 }
 
-fn reopen_complaint(state: &CustomerState, c: &ReopenComplaint, ctx: &DecisionContext) -> Decision {
+fn reopen_complaint(state: &Customer, c: &ReopenComplaint, ctx: &DecisionContext) -> Decision {
     let k = complaint(state, c.complaint_id, "reopened")?;
     let Some(previous_resolver) = k
         .resolved_by
@@ -666,7 +659,7 @@ fn reopen_complaint(state: &CustomerState, c: &ReopenComplaint, ctx: &DecisionCo
     })])
 }
 
-fn close_complaint(state: &CustomerState, c: &CloseComplaint) -> Decision {
+fn close_complaint(state: &Customer, c: &CloseComplaint) -> Decision {
     let k = complaint(state, c.complaint_id, "closed")?;
     if k.status != ComplaintStatus::Resolved {
         return Err(wrong_step(k, "closed"));
@@ -685,7 +678,7 @@ fn close_complaint(state: &CustomerState, c: &CloseComplaint) -> Decision {
 
 // ---- purchases, referrals, lifecycle -------------------------------------------------
 
-fn record_purchase(state: &CustomerState, c: &RecordPurchase, ctx: &DecisionContext) -> Decision {
+fn record_purchase(state: &Customer, c: &RecordPurchase, ctx: &DecisionContext) -> Decision {
     if state.purchases.contains(&c.purchase_id) {
         return Err(DomainError::DuplicatePurchase(c.purchase_id));
     }
@@ -708,7 +701,7 @@ fn record_purchase(state: &CustomerState, c: &RecordPurchase, ctx: &DecisionCont
         at: Some(ctx.now),
     })];
     match state.stage {
-        Some(s) if s.is_prospect() => {
+        s if s.is_prospect() => {
             events.push(stage_changed(
                 state,
                 LifecycleStage::Customer,
@@ -717,7 +710,7 @@ fn record_purchase(state: &CustomerState, c: &RecordPurchase, ctx: &DecisionCont
             ));
             events.extend(convert_referrals(state));
         }
-        Some(LifecycleStage::Dormant | LifecycleStage::Churned) => {
+        LifecycleStage::Dormant | LifecycleStage::Churned => {
             events.push(stage_changed(
                 state,
                 LifecycleStage::Active,
@@ -732,7 +725,7 @@ fn record_purchase(state: &CustomerState, c: &RecordPurchase, ctx: &DecisionCont
     Ok(events)
 }
 
-fn record_referral(state: &CustomerState, c: &RecordReferral, ctx: &DecisionContext) -> Decision {
+fn record_referral(state: &Customer, c: &RecordReferral, ctx: &DecisionContext) -> Decision {
     if state.referrals.contains_key(&c.referral_id) {
         return Err(DomainError::DuplicateReferral(c.referral_id));
     }
@@ -746,12 +739,8 @@ fn record_referral(state: &CustomerState, c: &RecordReferral, ctx: &DecisionCont
     })])
 }
 
-fn change_stage(
-    state: &CustomerState,
-    c: &ChangeLifecycleStage,
-    ctx: &DecisionContext,
-) -> Decision {
-    let from = state.stage.unwrap_or(LifecycleStage::Lead);
+fn change_stage(state: &Customer, c: &ChangeLifecycleStage, ctx: &DecisionContext) -> Decision {
+    let from = state.stage;
     if from == c.to {
         return Err(DomainError::NothingToChange);
     }
@@ -768,7 +757,7 @@ fn change_stage(
 
 // ---- policy, locks and timers --------------------------------------------------------
 
-fn assign_by_policy(state: &CustomerState, c: &AssignByPolicy, ctx: &DecisionContext) -> Decision {
+fn assign_by_policy(state: &Customer, c: &AssignByPolicy, ctx: &DecisionContext) -> Decision {
     if let Some(owner) = state.owner {
         return Err(DomainError::AlreadyOwned {
             customer: c.customer_id,
@@ -777,7 +766,7 @@ fn assign_by_policy(state: &CustomerState, c: &AssignByPolicy, ctx: &DecisionCon
     }
     let reason = opt_text("reason", &c.reason, 500)?;
     let policy = &ctx.policy;
-    let facts = CustomerFacts::of(state).ok_or(DomainError::UnknownCustomer(c.customer_id))?;
+    let facts = CustomerFacts::of(state);
     let (index, rule) =
         matching_rule(&policy.document, &facts).ok_or(DomainError::NoRuleMatched {
             customer: c.customer_id,
@@ -828,7 +817,7 @@ fn assign_by_policy(state: &CustomerState, c: &AssignByPolicy, ctx: &DecisionCon
     })])
 }
 
-fn lock_ownership(state: &CustomerState, c: &LockOwnership, ctx: &DecisionContext) -> Decision {
+fn lock_ownership(state: &Customer, c: &LockOwnership, ctx: &DecisionContext) -> Decision {
     if state.lock.is_some() {
         return Err(DomainError::AlreadyLocked(c.customer_id));
     }
@@ -844,11 +833,7 @@ fn lock_ownership(state: &CustomerState, c: &LockOwnership, ctx: &DecisionContex
     })])
 }
 
-fn erase_customer_data(
-    state: &CustomerState,
-    c: &EraseCustomerData,
-    ctx: &DecisionContext,
-) -> Decision {
+fn erase_customer_data(state: &Customer, c: &EraseCustomerData, ctx: &DecisionContext) -> Decision {
     if state.erased {
         return Err(DomainError::AlreadyErased(c.customer_id));
     }
@@ -862,7 +847,7 @@ fn erase_customer_data(
     )])
 }
 
-fn unlock_ownership(state: &CustomerState, c: &UnlockOwnership, ctx: &DecisionContext) -> Decision {
+fn unlock_ownership(state: &Customer, c: &UnlockOwnership, ctx: &DecisionContext) -> Decision {
     if state.lock.is_none() {
         return Err(DomainError::NotLocked(c.customer_id));
     }
@@ -876,7 +861,7 @@ fn unlock_ownership(state: &CustomerState, c: &UnlockOwnership, ctx: &DecisionCo
 
 /// A timer the scheduler believes due: applied only if the rules, on this state and
 /// the policy in force, say it is due now.
-fn apply_timer(state: &CustomerState, c: &ApplyTimer, ctx: &DecisionContext) -> Decision {
+fn apply_timer(state: &Customer, c: &ApplyTimer, ctx: &DecisionContext) -> Decision {
     let due = timers::due(state, &ctx.policy, ctx.now);
     if !due.iter().any(|p| p.timer == c.timer) {
         return Err(DomainError::TimerNotDue {
@@ -897,7 +882,7 @@ fn apply_timer(state: &CustomerState, c: &ApplyTimer, ctx: &DecisionContext) -> 
         }
         Timer::PoolReturn { cause, due_at } => {
             let pool = &ctx.policy.document.pool;
-            let tier = state.value_tier.unwrap_or(ValueTier::Low);
+            let tier = state.value_tier;
             let reason = match cause {
                 PoolCause::NoContact => format!(
                     "no contact by the owner for {} days",
@@ -958,7 +943,7 @@ fn apply_timer(state: &CustomerState, c: &ApplyTimer, ctx: &DecisionContext) -> 
             events
         }
         Timer::Dormancy { .. } => {
-            let from = state.stage.expect("registered");
+            let from = state.stage;
             vec![CustomerEvent::LifecycleStageChanged(
                 LifecycleStageChanged {
                     customer_id: id,

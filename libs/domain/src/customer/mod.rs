@@ -14,4 +14,4 @@ pub use commands::*;
 pub use complaint::{ComplaintState, ComplaintStatus, SlaPolicy};
 pub use decide::decide;
 pub use events::*;
-pub use state::{evolve, CustomerState, ReferralState};
+pub use state::{evolve, Customer, CustomerState, ReferralState};

@@ -39,22 +39,33 @@ pub struct Release {
     pub at: DateTime<Utc>,
 }
 
+/// A customer's state, folded from its stream: not registered yet (`Default`, an empty
+/// stream), or registered, with what its events say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CustomerState {
-    pub id: Option<CustomerId>,
-    pub customer_type: Option<CustomerType>,
+pub enum CustomerState {
+    #[default]
+    Unregistered,
+    Registered(Box<Customer>),
+}
+
+/// A registered customer: the facts its registration set, and what its later events
+/// changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    pub id: CustomerId,
+    pub customer_type: CustomerType,
     pub display_name: String,
     pub phone: Option<String>,
     pub email: Option<String>,
     pub registration_number: Option<String>,
-    pub region: Option<RegionId>,
+    pub region: RegionId,
     pub branch: Option<BranchId>,
-    pub first_touch_channel: Option<FirstTouchChannel>,
+    pub first_touch_channel: FirstTouchChannel,
     pub industry: Option<String>,
     pub product_interest: Option<String>,
     pub consents: Consents,
-    pub stage: Option<LifecycleStage>,
-    pub value_tier: Option<ValueTier>,
+    pub stage: LifecycleStage,
+    pub value_tier: ValueTier,
     pub aum_minor: Option<i64>,
     pub owner: Option<ManagerId>,
     /// The owner's team when they received the customer.
@@ -70,9 +81,9 @@ pub struct CustomerState {
     /// The return-to-pool deadline the owner was last warned about.
     pub pool_warned_for: Option<DateTime<Utc>>,
     /// Registration, an engaged contact, a purchase, or a move to customer/active.
-    pub last_activity_at: Option<DateTime<Utc>>,
+    pub last_activity_at: DateTime<Utc>,
     pub last_product_line: Option<String>,
-    pub registered_at: Option<DateTime<Utc>>,
+    pub registered_at: DateTime<Utc>,
     pub last_contact_at: Option<DateTime<Utc>>,
     pub complaints: BTreeMap<ComplaintId, ComplaintState>,
     pub referrals: BTreeMap<ReferralId, ReferralState>,
@@ -85,8 +96,88 @@ pub struct CustomerState {
 }
 
 impl CustomerState {
+    /// The customer, once registered.
+    pub fn registered(&self) -> Option<&Customer> {
+        match self {
+            CustomerState::Registered(c) => Some(c),
+            CustomerState::Unregistered => None,
+        }
+    }
+
     pub fn is_registered(&self) -> bool {
-        self.id.is_some()
+        self.registered().is_some()
+    }
+
+    /// The customer's owner: none before registration, or while in the pool.
+    pub fn owner(&self) -> Option<ManagerId> {
+        self.registered().and_then(|c| c.owner)
+    }
+
+    /// The stream version this state is at (0: no events).
+    pub fn version(&self) -> u64 {
+        self.registered().map_or(0, |c| c.version)
+    }
+
+    /// Keys no other customer may hold while this one does (none before registration).
+    pub fn unique_keys(&self) -> Vec<UniqueKey> {
+        self.registered()
+            .map_or_else(Vec::new, Customer::unique_keys)
+    }
+
+    /// Apply one event. Events carry every instant the rules need, so the state is a
+    /// pure fold of the stream. A stream begins with its registration; an event before
+    /// one changes nothing.
+    pub fn apply(&mut self, event: &CustomerEvent) {
+        match (&mut *self, event) {
+            (_, CustomerEvent::CustomerRegistered(e)) => {
+                let version = self.version() + 1;
+                *self = CustomerState::Registered(Box::new(Customer::registered(e, version)));
+            }
+            (CustomerState::Registered(c), event) => c.apply(event),
+            (CustomerState::Unregistered, _) => {}
+        }
+    }
+}
+
+impl Customer {
+    /// The customer as its registration leaves it, at `version`.
+    fn registered(e: &CustomerRegistered, version: u64) -> Self {
+        Customer {
+            id: e.customer_id,
+            customer_type: e.customer_type,
+            display_name: e.display_name.clone(),
+            phone: e.phone.clone(),
+            email: e.email.clone(),
+            registration_number: e.registration_number.clone(),
+            region: e.region.clone(),
+            branch: e.branch.clone(),
+            first_touch_channel: e.first_touch_channel,
+            industry: e.industry.clone(),
+            product_interest: e.product_interest.clone(),
+            consents: e.consents,
+            stage: e.stage,
+            value_tier: e.value_tier,
+            aum_minor: e.aum_minor,
+            owner: None,
+            owner_team: None,
+            owned_since: None,
+            last_owner_contact_at: None,
+            previous_owner: None,
+            first_touch: None,
+            lock: None,
+            last_release: None,
+            pool_warned_for: None,
+            last_activity_at: e.registered_at,
+            last_product_line: None,
+            registered_at: e.registered_at,
+            last_contact_at: None,
+            complaints: BTreeMap::new(),
+            referrals: BTreeMap::new(),
+            purchases: BTreeSet::new(),
+            purchases_total_minor: 0,
+            erased: false,
+            version,
+        }
     }
 
     /// Keys no other customer may hold while this one does.
@@ -104,56 +195,12 @@ impl CustomerState {
         keys
     }
 
-    /// Apply one event. Events carry every instant the rules need, so the state is a
-    /// pure fold of the stream.
-    pub fn apply(&mut self, event: &CustomerEvent) {
+    /// Apply one event after the registration (which [`CustomerState::apply`] applies).
+    fn apply(&mut self, event: &CustomerEvent) {
         self.version += 1;
         match event {
-            CustomerEvent::CustomerRegistered(e) => {
-                let version = self.version;
-                *self = CustomerState {
-                    id: Some(e.customer_id),
-                    customer_type: Some(e.customer_type),
-                    display_name: e.display_name.clone(),
-                    phone: e.phone.clone(),
-                    email: e.email.clone(),
-                    registration_number: e.registration_number.clone(),
-                    region: Some(e.region.clone()),
-                    branch: e.branch.clone(),
-                    first_touch_channel: Some(e.first_touch_channel),
-                    industry: e.industry.clone(),
-                    product_interest: e.product_interest.clone(),
-                    consents: e.consents,
-                    stage: Some(e.stage),
-                    value_tier: Some(e.value_tier),
-                    aum_minor: e.aum_minor,
-                    registered_at: Some(e.registered_at),
-                    last_activity_at: Some(e.registered_at),
-                    version,
-                    ..CustomerState::default()
-                };
-            }
-            CustomerEvent::ProfileUpdated(e) => {
-                macro_rules! set {
-                    ($($f:ident),*) => {$( if let Some(v) = &e.$f { self.$f = Some(v.clone()); } )*};
-                }
-                set!(
-                    phone,
-                    email,
-                    registration_number,
-                    region,
-                    branch,
-                    industry,
-                    product_interest,
-                    aum_minor
-                );
-                if let Some(v) = &e.display_name {
-                    self.display_name = v.clone();
-                }
-                if let Some(v) = e.consents {
-                    self.consents = v;
-                }
-            }
+            CustomerEvent::CustomerRegistered(_) => {}
+            CustomerEvent::ProfileUpdated(e) => self.update_profile(e),
             CustomerEvent::OwnerAssigned(e) => {
                 self.change_owner(Some((e.manager_id, e.team.clone())), e.at)
             }
@@ -182,7 +229,7 @@ impl CustomerState {
                     self.last_owner_contact_at = latest(self.last_owner_contact_at);
                 }
                 if super::lifecycle::is_engaged(e.direction, e.outcome) {
-                    self.last_activity_at = latest(self.last_activity_at);
+                    self.last_activity_at = self.last_activity_at.max(e.contacted_at);
                 }
             }
             CustomerEvent::ComplaintLogged(e) => {
@@ -234,8 +281,8 @@ impl CustomerState {
                 self.purchases.insert(e.purchase_id);
                 self.purchases_total_minor += e.amount_minor;
                 self.last_product_line = Some(e.product_line.clone());
-                if e.at.is_some() {
-                    self.last_activity_at = e.at;
+                if let Some(at) = e.at {
+                    self.last_activity_at = at;
                 }
             }
             CustomerEvent::ReferralRecorded(e) => {
@@ -254,14 +301,13 @@ impl CustomerState {
                 }
             }
             CustomerEvent::LifecycleStageChanged(e) => {
-                self.stage = Some(e.to);
-                if matches!(e.to, LifecycleStage::Customer | LifecycleStage::Active)
-                    && e.at.is_some()
+                self.stage = e.to;
+                if let (LifecycleStage::Customer | LifecycleStage::Active, Some(at)) = (e.to, e.at)
                 {
-                    self.last_activity_at = e.at;
+                    self.last_activity_at = at;
                 }
             }
-            CustomerEvent::ValueTierChanged(e) => self.value_tier = Some(e.to),
+            CustomerEvent::ValueTierChanged(e) => self.value_tier = e.to,
             CustomerEvent::PoolReturnWarned(e) => self.pool_warned_for = Some(e.returns_at),
             CustomerEvent::OwnershipLocked(e) => {
                 self.lock = Some(Lock {
@@ -289,6 +335,31 @@ impl CustomerState {
                     SlaClock::Resolution => c.resolution_breached_for = Some(e.due_at),
                 })
             }
+        }
+    }
+
+    /// The fields a profile update names, replaced; the others kept.
+    fn update_profile(&mut self, e: &ProfileUpdated) {
+        fn set<T: Clone>(field: &mut Option<T>, new: &Option<T>) {
+            if let Some(v) = new {
+                *field = Some(v.clone());
+            }
+        }
+        set(&mut self.phone, &e.phone);
+        set(&mut self.email, &e.email);
+        set(&mut self.registration_number, &e.registration_number);
+        set(&mut self.branch, &e.branch);
+        set(&mut self.industry, &e.industry);
+        set(&mut self.product_interest, &e.product_interest);
+        set(&mut self.aum_minor, &e.aum_minor);
+        if let Some(v) = &e.region {
+            self.region = v.clone();
+        }
+        if let Some(v) = &e.display_name {
+            self.display_name = v.clone();
+        }
+        if let Some(v) = e.consents {
+            self.consents = v;
         }
     }
 

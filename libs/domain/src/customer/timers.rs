@@ -9,10 +9,10 @@ use chrono::{DateTime, Duration, Utc};
 use super::commands::Timer;
 use super::complaint::ComplaintStatus;
 use super::events::{PoolCause, SlaClock};
-use super::state::CustomerState;
+use super::state::Customer;
 use crate::ids::ManagerId;
 use crate::policy::{days, Policy, ProtectionScope};
-use crate::values::{LifecycleStage, TeamId, ValueTier};
+use crate::values::{LifecycleStage, TeamId};
 
 /// A pending timer and the instant it fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +50,11 @@ impl Protection {
 
 /// The first-touch protection that holds at `now`, if any: within the protection period
 /// and still owned within its scope (a voluntary release to the pool forfeits it).
-pub fn protection(
-    state: &CustomerState,
-    policy: &Policy,
-    now: DateTime<Utc>,
-) -> Option<Protection> {
+pub fn protection(state: &Customer, policy: &Policy, now: DateTime<Utc>) -> Option<Protection> {
     protection_window(state, policy).filter(|p| now < p.until)
 }
 
-fn protection_window(state: &CustomerState, policy: &Policy) -> Option<Protection> {
+fn protection_window(state: &Customer, policy: &Policy) -> Option<Protection> {
     let rules = &policy.document.protection;
     let first = state.first_touch.as_ref()?;
     if rules.first_touch_days == 0 {
@@ -76,11 +72,11 @@ fn protection_window(state: &CustomerState, policy: &Policy) -> Option<Protectio
 
 /// The automatic return to the pool the rules lead to, if any: its cause and the instant
 /// it is due (the lapse deadline, pushed back by a lock or first-touch protection).
-pub fn pool_return(state: &CustomerState, policy: &Policy) -> Option<(PoolCause, DateTime<Utc>)> {
+pub fn pool_return(state: &Customer, policy: &Policy) -> Option<(PoolCause, DateTime<Utc>)> {
     state.owner?;
     let rules = &policy.document.pool;
     let since = state.owned_since?;
-    let tier = state.value_tier.unwrap_or(ValueTier::Low);
+    let tier = state.value_tier;
     let mut lapses = Vec::new();
     let n = rules.no_contact_days.of(tier);
     if n > 0 {
@@ -88,7 +84,7 @@ pub fn pool_return(state: &CustomerState, policy: &Policy) -> Option<(PoolCause,
         lapses.push((last + days(n), PoolCause::NoContact));
     }
     let m = rules.lead_not_won_days.of(tier);
-    if m > 0 && state.stage.is_some_and(LifecycleStage::is_prospect) {
+    if m > 0 && state.stage.is_prospect() {
         lapses.push((since + days(m), PoolCause::LeadNotWon));
     }
     let (mut due, cause) = lapses.into_iter().min()?;
@@ -102,11 +98,8 @@ pub fn pool_return(state: &CustomerState, policy: &Policy) -> Option<(PoolCause,
 }
 
 /// Every pending timer of the customer, in no particular order.
-pub fn pending(state: &CustomerState, policy: &Policy) -> Vec<Pending> {
+pub fn pending(state: &Customer, policy: &Policy) -> Vec<Pending> {
     let mut out = Vec::new();
-    if !state.is_registered() {
-        return out;
-    }
     let doc = &policy.document;
     if let Some((cause, due_at)) = pool_return(state, policy) {
         out.push(Pending {
@@ -175,16 +168,14 @@ pub fn pending(state: &CustomerState, policy: &Policy) -> Vec<Pending> {
     if dormant_after > 0
         && matches!(
             state.stage,
-            Some(LifecycleStage::Active | LifecycleStage::Customer)
+            LifecycleStage::Active | LifecycleStage::Customer
         )
     {
-        if let Some(last) = state.last_activity_at {
-            let due_at = last + days(dormant_after);
-            out.push(Pending {
-                timer: Timer::Dormancy { due_at },
-                fires_at: due_at,
-            });
-        }
+        let due_at = state.last_activity_at + days(dormant_after);
+        out.push(Pending {
+            timer: Timer::Dormancy { due_at },
+            fires_at: due_at,
+        });
     }
     out
 }
@@ -197,14 +188,14 @@ pub fn runs_out(due_at: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// The earliest instant a timer of the customer fires.
-pub fn next(state: &CustomerState, policy: &Policy) -> Option<DateTime<Utc>> {
+pub fn next(state: &Customer, policy: &Policy) -> Option<DateTime<Utc>> {
     pending(state, policy).iter().map(|p| p.fires_at).min()
 }
 
 /// The timers due at `now`, in firing order. A warning whose deadline has also passed is
 /// left out: the breach or return itself is due, and announcing it after the fact
 /// would be noise.
-pub fn due(state: &CustomerState, policy: &Policy, now: DateTime<Utc>) -> Vec<Pending> {
+pub fn due(state: &Customer, policy: &Policy, now: DateTime<Utc>) -> Vec<Pending> {
     let mut due: Vec<Pending> = pending(state, policy)
         .into_iter()
         .filter(|p| p.fires_at <= now)

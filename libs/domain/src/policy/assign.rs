@@ -4,7 +4,7 @@
 //! inputs always pick the same manager, ties broken by manager id.
 
 use crate::context::ManagerView;
-use crate::customer::CustomerState;
+use crate::customer::Customer;
 use crate::ids::ManagerId;
 use crate::values::{CustomerType, FirstTouchChannel, LifecycleStage, RegionId, TeamId, ValueTier};
 
@@ -24,21 +24,20 @@ pub struct CustomerFacts<'a> {
 }
 
 impl<'a> CustomerFacts<'a> {
-    /// None when the customer is not registered.
-    pub fn of(state: &'a CustomerState) -> Option<Self> {
-        Some(Self {
-            region: state.region.as_ref()?,
+    pub fn of(state: &'a Customer) -> Self {
+        Self {
+            region: &state.region,
             product_line: state
                 .product_interest
                 .as_deref()
                 .or(state.last_product_line.as_deref()),
-            channel: state.first_touch_channel?,
+            channel: state.first_touch_channel,
             team: state.first_touch.as_ref().map(|f| &f.team),
-            stage: state.stage?,
-            value_tier: state.value_tier?,
+            stage: state.stage,
+            value_tier: state.value_tier,
             industry: state.industry.as_deref(),
-            customer_type: state.customer_type?,
-        })
+            customer_type: state.customer_type,
+        }
     }
 }
 

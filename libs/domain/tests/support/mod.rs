@@ -110,6 +110,14 @@ pub fn fold(events: &[CustomerEvent]) -> CustomerState {
     events.iter().fold(CustomerState::default(), evolve)
 }
 
+/// The registered customer `events` fold to (they begin with its registration).
+pub fn customer(events: &[CustomerEvent]) -> Customer {
+    match fold(events) {
+        CustomerState::Registered(c) => *c,
+        CustomerState::Unregistered => panic!("the events register no customer"),
+    }
+}
+
 pub struct Given(pub Vec<CustomerEvent>);
 
 pub fn given(events: impl IntoIterator<Item = CustomerEvent>) -> Given {

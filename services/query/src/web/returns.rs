@@ -65,7 +65,10 @@ pub(crate) async fn returns(
         reads.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("never closed");
             let state = customer(&events, &id).await?;
-            Ok::<_, Problem>((id, timers::pool_return(&state, &policy)))
+            let due = state
+                .registered()
+                .and_then(|c| timers::pool_return(c, &policy));
+            Ok::<_, Problem>((id, due))
         });
     }
     let mut out = HashMap::new();
