@@ -5,29 +5,15 @@
 #![forbid(unsafe_code)]
 
 mod audit;
-mod bench;
-mod bench_analytics;
-mod bench_audit;
-mod bench_ceilings;
-mod bench_intake;
-mod bench_nats;
-mod bench_queries;
-mod bench_raw;
-mod bench_read;
-mod bench_replay;
-mod bench_tokens;
 mod contract;
 mod db;
 mod demo;
 mod demo_serve;
-mod load;
 mod nats;
 mod out;
 mod policy;
 mod projections;
-mod stats;
 mod token;
-mod workload;
 
 use clap::{Parser, Subcommand};
 
@@ -48,7 +34,7 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Benchmarks.
     #[command(subcommand)]
-    Bench(bench::BenchCmd),
+    Bench(crm_tools::bench::BenchCmd),
     /// Read models: list, rebuild from the event store, verify.
     #[command(subcommand)]
     Projections(projections::ProjectionsCmd),
@@ -63,7 +49,7 @@ enum Cmd {
     Db(db::DbCmd),
     /// Drive a seeded workload (W1, W2) through the running platform's NATS and HTTP
     /// ingress; report throughput, latency percentiles and final projection lag.
-    Load(Box<load::LoadArgs>),
+    Load(Box<crm_tools::load::LoadArgs>),
     /// Issue a bearer token for the services (HS256, CRM_AUTH_HS256_SECRET).
     Token(token::TokenArgs),
     /// NATS: the users and permissions for a deployment.
@@ -82,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match Cli::parse().command {
         Cmd::Demo(args) => demo::run(args).await,
-        Cmd::Bench(cmd) => bench::run(cmd).await,
+        Cmd::Bench(cmd) => crm_tools::bench::run(cmd).await,
         Cmd::Projections(cmd) => projections::run(cmd).await,
         Cmd::Audit(cmd) => audit::run(cmd).await,
         Cmd::Policy(cmd) => policy::run(cmd).await,
@@ -90,6 +76,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Nats(cmd) => nats::run(cmd),
         Cmd::Contract(cmd) => contract::run(cmd),
         Cmd::Db(cmd) => db::run(cmd).await,
-        Cmd::Load(args) => load::run(*args).await,
+        Cmd::Load(args) => crm_tools::load::run(*args).await,
     }
 }
