@@ -256,7 +256,7 @@ pub struct EventMetadata {
 }
 
 /// An event as stored. The payload is parsed JSON, or (`P = String`, from
-/// [`crate::EventStore::read_all_text`]) its JSON text, for readers that decode it into
+/// [`crate::Log::read_all_text`]) its JSON text, for readers that decode it into
 /// their own types and need no tree of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedEvent<P = serde_json::Value> {

@@ -377,6 +377,17 @@ fn book_id(kind: u128, n: usize) -> String {
     Uuid::from_u128((kind << 64) | n as u128).to_string()
 }
 
+/// The customer a step of a [`Book`] acts on, and when.
+struct On {
+    /// Its index in the book's state.
+    i: usize,
+    c: String,
+    stream: String,
+    owner: Option<usize>,
+    stage: &'static str,
+    at: DateTime<Utc>,
+}
+
 impl Book {
     pub fn new(seed: u64, shape: BookShape, start: DateTime<Utc>) -> Self {
         const REGIONS: [&str; 4] = ["east", "east", "west", "north"];
@@ -422,238 +433,283 @@ impl Book {
 
     /// The events one step of the book adds.
     fn next_step(&mut self, steps: usize) {
-        let (step, rng, log, state) = (self.step, &mut self.rng, &mut self.log, &mut self.state);
-        let (managers, referrals) = (&self.managers, &mut self.referrals);
-        let customers = self.shape.customers;
         let span_us = self.shape.days * 86_400_000_000;
-        let id = book_id;
-        let at = step_time(self.start, span_us, step, steps);
-        if state.len() < customers && (step % 12 == 0 || state.is_empty()) {
-            let c = id(0xC, state.len());
-            let stage = *rng.pick(&["lead", "lead", "lead", "contacted", "customer"]);
-            let aum = [0, 3_000_000, 8_000_000, 150_000_000][rng.pick_index(4)];
-            log.push(
-                &format!("customer-{c}"),
-                "CustomerRegistered",
-                at,
-                json!({"aum_minor": aum,
-                       "branch": null, "consents": {"email": true, "phone": true, "sms": false}, "customer_id": c,
-                       "customer_type": rng.pick(&["individual", "individual", "enterprise", "retail"]),
-                       "display_name": "C", "email": null,
-                       "first_touch_channel": rng.pick(&["web", "app", "phone", "referral", "branch"]),
-                       "industry": null, "phone": null, "product_interest": null,
-                       "region": rng.pick(&["east", "west", "north"]), "registered_at": at,
-                       "registration_number": null, "stage": stage,
-                       "value_tier": rng.pick(&["high", "mid", "low"])}),
-            );
-            state.push((None, stage));
+        let at = step_time(self.start, span_us, self.step, steps);
+        if self.state.len() < self.shape.customers
+            && (self.step.is_multiple_of(12) || self.state.is_empty())
+        {
+            self.register(at);
             return;
         }
-        let i = rng.pick_index(state.len());
-        let c = id(0xC, i);
-        let stream = format!("customer-{c}");
-        let (owner, stage) = state[i];
-        let mgr = |k: usize| &managers[k];
-        match rng.pick_index(100) {
-            0..=11 => match owner {
-                None => {
-                    let k = rng.pick_index(managers.len());
-                    let (m, team, region) = mgr(k);
-                    let (event, payload) = if rng.chance(50) {
-                        (
-                            "OwnerAssigned",
-                            json!({"assigned_by": "person:x", "customer_id": c, "manager_id": m,
-                                   "previous_owner": null, "reason": "walk-in", "region": region,
-                                   "team": team}),
-                        )
-                    } else {
-                        (
-                            "ClaimedFromPool",
-                            json!({"customer_id": c, "manager_id": m, "region": region, "team": team}),
-                        )
-                    };
-                    log.push(&stream, event, at, payload);
-                    state[i].0 = Some(k);
-                }
-                Some(o) => {
-                    let k = (o + 1 + rng.pick_index(managers.len() - 1)) % managers.len();
-                    let (m, team, region) = mgr(k);
-                    log.push(
-                        &stream,
-                        "OwnershipTransferred",
-                        at,
-                        json!({"customer_id": c, "from_manager": mgr(o).0, "reason": "rebalance",
-                               "to_manager": m, "to_region": region, "to_team": team,
-                               "transferred_by": "person:x"}),
-                    );
-                    state[i].0 = Some(k);
-                }
-            },
-            12..=15 => {
-                if let Some(o) = owner {
-                    let m = &mgr(o).0;
-                    if rng.chance(50) {
-                        log.push(
-                            &stream,
-                            "ReleasedToPool",
-                            at,
-                            json!({"customer_id": c, "previous_owner": m, "reason": "moved",
-                                   "released_by": "person:x"}),
-                        );
-                    } else {
-                        log.push(
-                            &stream,
-                            "PoolReturnWarned",
-                            at,
-                            json!({"customer_id": c, "owner": m, "cause": "no_contact",
-                                   "returns_at": at, "policy_version": 2}),
-                        );
-                        log.push(
-                            &stream,
-                            "ReleasedToPool",
-                            at,
-                            json!({"customer_id": c, "previous_owner": m,
-                                   "reason": "no contact", "released_by": "system:scheduler",
-                                   "at": at, "rule": {"cause": "no_contact", "due_at": at,
-                                   "policy_version": 2}}),
-                        );
-                    }
-                    state[i].0 = None;
-                }
-            }
-            16..=55 => {
-                let k = match owner {
-                    Some(o) if rng.chance(80) => o,
-                    _ => rng.pick_index(managers.len()),
-                };
-                let follow = at + Duration::hours(rng.pick_index(24 * 20) as i64);
-                // Some contacts are recorded late, dated when they happened.
-                let contacted = if rng.chance(20) {
-                    at - Duration::hours(1 + rng.pick_index(72) as i64)
-                } else {
-                    at
-                };
-                log.push(
-                    &stream,
-                    "ContactRecorded",
-                    at,
-                    json!({"by_owner": owner == Some(k), "channel": "phone",
-                           "contact_id": id(0xD, step), "contacted_at": contacted, "customer_id": c,
-                           "direction": "outbound", "manager_id": mgr(k).0,
-                           "next_follow_up_at": follow, "outcome": "reached", "summary": null}),
-                );
-            }
-            56..=75 => {
-                let next: &[&str] = match stage {
-                    "lead" => &["contacted", "contacted", "qualified", "customer"],
-                    "contacted" => &["qualified", "qualified", "customer", "lead"],
-                    "qualified" => &["customer", "customer", "contacted"],
-                    "customer" => &["active", "active", "churned"],
-                    "active" => &["dormant", "dormant", "churned"],
-                    "dormant" | "churned" => &["active"],
-                    _ => &["lead"],
-                };
-                let to = *rng.pick(next);
-                log.stage(&c, stage, to, at);
-                state[i].1 = to;
-            }
-            76..=87 => {
-                let owner_id = owner.map(|o| mgr(o).0.clone());
-                if rng.chance(75) {
-                    let k = id(0xE, step);
-                    log.push(
-                        &stream,
-                        "ComplaintLogged",
-                        at,
-                        json!({"customer_id": c, "complaint_id": k, "severity": "normal",
-                               "category": "fees", "description": "d", "channel": "phone",
-                               "owner": owner_id, "logged_at": at,
-                               "first_response_due_at": at + Duration::minutes(10),
-                               "resolution_due_at": at + Duration::hours(72)}),
-                    );
-                    let by = owner_id.clone().unwrap_or_else(|| mgr(0).0.clone());
-                    let response = rng.pick_index(1_500) as i64;
-                    log.push(
-                        &stream,
-                        "ComplaintAcknowledged",
-                        at + Duration::seconds(response),
-                        json!({"customer_id": c, "complaint_id": k, "by": by,
-                               "response_seconds": response, "within_sla": response <= 600}),
-                    );
-                    if rng.chance(80) {
-                        let resolution = response + rng.pick_index(90 * 3_600) as i64;
-                        log.push(
-                            &stream,
-                            "ComplaintResolved",
-                            at + Duration::seconds(resolution),
-                            json!({"customer_id": c, "complaint_id": k, "resolved_by": by,
-                                   "resolution": "refund", "resolution_seconds": resolution,
-                                   "within_sla": resolution <= 72 * 3600}),
-                        );
-                        if rng.chance(20) {
-                            log.push(
-                                &stream,
-                                "ComplaintReopened",
-                                at + Duration::seconds(resolution + 60),
-                                json!({"customer_id": c, "complaint_id": k, "reason": "again",
-                                       "previous_resolver": by,
-                                       "reopened_at": at + Duration::seconds(resolution + 60),
-                                       "resolution_due_at": at + Duration::hours(200)}),
-                            );
-                        } else if rng.chance(70) {
-                            log.push(
-                                &stream,
-                                "ComplaintClosed",
-                                at + Duration::seconds(resolution + 60),
-                                json!({"customer_id": c, "complaint_id": k,
-                                       "satisfaction": 1 + rng.pick_index(5)}),
-                            );
-                        }
-                    }
-                } else {
-                    log.unanswered_complaint(&c, owner_id.as_deref(), &mgr(1).0, at);
-                }
-            }
-            92 => log.push(
-                &stream,
+        let i = self.rng.pick_index(self.state.len());
+        let (owner, stage) = self.state[i];
+        let c = book_id(0xC, i);
+        let on = On {
+            i,
+            stream: format!("customer-{c}"),
+            c,
+            owner,
+            stage,
+            at,
+        };
+        match self.rng.pick_index(100) {
+            0..=11 => self.give(&on),
+            12..=15 => self.release(&on),
+            16..=55 => self.contact(&on),
+            56..=75 => self.move_stage(&on),
+            76..=87 => self.complaint(&on),
+            92 => self.log.push(
+                &on.stream,
                 "ProfileUpdated",
                 at,
-                json!({"customer_id": c, "region": rng.pick(&["east", "west", "north"])}),
+                json!({"customer_id": on.c, "region": self.rng.pick(&["east", "west", "north"])}),
             ),
-            93 => log.push(
-                &stream,
+            93 => self.log.push(
+                &on.stream,
                 "ValueTierChanged",
                 at,
-                json!({"customer_id": c, "from": "low", "to": rng.pick(&["high", "mid", "low"]),
+                json!({"customer_id": on.c, "from": "low", "to": self.rng.pick(&["high", "mid", "low"]),
                        "basis_minor": 5_000_000, "policy_version": 1}),
             ),
-            88..=91 => {
-                let r = id(0xF, step);
-                let referrer = mgr(rng.pick_index(managers.len())).0.clone();
-                let to = mgr(rng.pick_index(managers.len())).0.clone();
-                log.push(
-                    &stream,
-                    "ReferralRecorded",
-                    at,
-                    json!({"customer_id": c, "referral_id": r, "referrer": referrer,
-                           "referred_to": to, "note": null}),
-                );
-                referrals.push((c.clone(), r, referrer, to));
+            88..=91 => self.refer(&on),
+            _ => self.convert_referral(at),
+        }
+    }
+
+    /// A new customer, registered at `at`.
+    fn register(&mut self, at: DateTime<Utc>) {
+        let rng = &mut self.rng;
+        let c = book_id(0xC, self.state.len());
+        let stage = *rng.pick(&["lead", "lead", "lead", "contacted", "customer"]);
+        let aum = [0, 3_000_000, 8_000_000, 150_000_000][rng.pick_index(4)];
+        self.log.push(
+            &format!("customer-{c}"),
+            "CustomerRegistered",
+            at,
+            json!({"aum_minor": aum,
+                   "branch": null, "consents": {"email": true, "phone": true, "sms": false}, "customer_id": c,
+                   "customer_type": rng.pick(&["individual", "individual", "enterprise", "retail"]),
+                   "display_name": "C", "email": null,
+                   "first_touch_channel": rng.pick(&["web", "app", "phone", "referral", "branch"]),
+                   "industry": null, "phone": null, "product_interest": null,
+                   "region": rng.pick(&["east", "west", "north"]), "registered_at": at,
+                   "registration_number": null, "stage": stage,
+                   "value_tier": rng.pick(&["high", "mid", "low"])}),
+        );
+        self.state.push((None, stage));
+    }
+
+    /// The customer assigned or claimed from the pool, or transferred if owned.
+    fn give(&mut self, on: &On) {
+        let (rng, managers) = (&mut self.rng, &self.managers);
+        let (c, at) = (&on.c, on.at);
+        match on.owner {
+            None => {
+                let k = rng.pick_index(managers.len());
+                let (m, team, region) = &managers[k];
+                let (event, payload) = if rng.chance(50) {
+                    (
+                        "OwnerAssigned",
+                        json!({"assigned_by": "person:x", "customer_id": c, "manager_id": m,
+                               "previous_owner": null, "reason": "walk-in", "region": region,
+                               "team": team}),
+                    )
+                } else {
+                    (
+                        "ClaimedFromPool",
+                        json!({"customer_id": c, "manager_id": m, "region": region, "team": team}),
+                    )
+                };
+                self.log.push(&on.stream, event, at, payload);
+                self.state[on.i].0 = Some(k);
             }
-            _ => {
-                if !referrals.is_empty() {
-                    let (rc, r, referrer, to) =
-                        referrals.swap_remove(rng.pick_index(referrals.len()));
-                    log.push(
-                        &format!("customer-{rc}"),
-                        "ReferralConverted",
-                        at,
-                        json!({"customer_id": rc, "referral_id": r, "referrer": referrer,
-                               "referred_to": to}),
-                    );
-                }
+            Some(o) => {
+                let k = (o + 1 + rng.pick_index(managers.len() - 1)) % managers.len();
+                let (m, team, region) = &managers[k];
+                self.log.push(
+                    &on.stream,
+                    "OwnershipTransferred",
+                    at,
+                    json!({"customer_id": c, "from_manager": managers[o].0, "reason": "rebalance",
+                           "to_manager": m, "to_region": region, "to_team": team,
+                           "transferred_by": "person:x"}),
+                );
+                self.state[on.i].0 = Some(k);
             }
         }
+    }
+
+    /// An owned customer released to the pool, by hand or (warned first) by the rules.
+    fn release(&mut self, on: &On) {
+        let Some(o) = on.owner else {
+            return;
+        };
+        let (c, at, m) = (&on.c, on.at, &self.managers[o].0);
+        if self.rng.chance(50) {
+            self.log.push(
+                &on.stream,
+                "ReleasedToPool",
+                at,
+                json!({"customer_id": c, "previous_owner": m, "reason": "moved",
+                       "released_by": "person:x"}),
+            );
+        } else {
+            self.log.push(
+                &on.stream,
+                "PoolReturnWarned",
+                at,
+                json!({"customer_id": c, "owner": m, "cause": "no_contact",
+                       "returns_at": at, "policy_version": 2}),
+            );
+            self.log.push(
+                &on.stream,
+                "ReleasedToPool",
+                at,
+                json!({"customer_id": c, "previous_owner": m,
+                       "reason": "no contact", "released_by": "system:scheduler",
+                       "at": at, "rule": {"cause": "no_contact", "due_at": at,
+                       "policy_version": 2}}),
+            );
+        }
+        self.state[on.i].0 = None;
+    }
+
+    /// A contact, mostly by the owner; some recorded late, dated when they happened.
+    fn contact(&mut self, on: &On) {
+        let (rng, managers) = (&mut self.rng, &self.managers);
+        let at = on.at;
+        let k = match on.owner {
+            Some(o) if rng.chance(80) => o,
+            _ => rng.pick_index(managers.len()),
+        };
+        let follow = at + Duration::hours(rng.pick_index(24 * 20) as i64);
+        let contacted = if rng.chance(20) {
+            at - Duration::hours(1 + rng.pick_index(72) as i64)
+        } else {
+            at
+        };
+        self.log.push(
+            &on.stream,
+            "ContactRecorded",
+            at,
+            json!({"by_owner": on.owner == Some(k), "channel": "phone",
+                   "contact_id": book_id(0xD, self.step), "contacted_at": contacted, "customer_id": on.c,
+                   "direction": "outbound", "manager_id": managers[k].0,
+                   "next_follow_up_at": follow, "outcome": "reached", "summary": null}),
+        );
+    }
+
+    /// The customer moved to a stage its own may lead to.
+    fn move_stage(&mut self, on: &On) {
+        let next: &[&str] = match on.stage {
+            "lead" => &["contacted", "contacted", "qualified", "customer"],
+            "contacted" => &["qualified", "qualified", "customer", "lead"],
+            "qualified" => &["customer", "customer", "contacted"],
+            "customer" => &["active", "active", "churned"],
+            "active" => &["dormant", "dormant", "churned"],
+            "dormant" | "churned" => &["active"],
+            _ => &["lead"],
+        };
+        let to = *self.rng.pick(next);
+        self.log.stage(&on.c, on.stage, to, on.at);
+        self.state[on.i].1 = to;
+    }
+
+    /// A complaint: mostly acknowledged, resolved and then reopened or closed; some left
+    /// unanswered past their deadlines.
+    fn complaint(&mut self, on: &On) {
+        let (rng, managers) = (&mut self.rng, &self.managers);
+        let (c, at) = (&on.c, on.at);
+        let owner_id = on.owner.map(|o| managers[o].0.clone());
+        if !rng.chance(75) {
+            self.log
+                .unanswered_complaint(c, owner_id.as_deref(), &managers[1].0, at);
+            return;
+        }
+        let k = book_id(0xE, self.step);
+        self.log.push(
+            &on.stream,
+            "ComplaintLogged",
+            at,
+            json!({"customer_id": c, "complaint_id": k, "severity": "normal",
+                   "category": "fees", "description": "d", "channel": "phone",
+                   "owner": owner_id, "logged_at": at,
+                   "first_response_due_at": at + Duration::minutes(10),
+                   "resolution_due_at": at + Duration::hours(72)}),
+        );
+        let by = owner_id.unwrap_or_else(|| managers[0].0.clone());
+        let response = rng.pick_index(1_500) as i64;
+        self.log.push(
+            &on.stream,
+            "ComplaintAcknowledged",
+            at + Duration::seconds(response),
+            json!({"customer_id": c, "complaint_id": k, "by": by,
+                   "response_seconds": response, "within_sla": response <= 600}),
+        );
+        if !rng.chance(80) {
+            return;
+        }
+        let resolution = response + rng.pick_index(90 * 3_600) as i64;
+        self.log.push(
+            &on.stream,
+            "ComplaintResolved",
+            at + Duration::seconds(resolution),
+            json!({"customer_id": c, "complaint_id": k, "resolved_by": by,
+                   "resolution": "refund", "resolution_seconds": resolution,
+                   "within_sla": resolution <= 72 * 3600}),
+        );
+        let after = at + Duration::seconds(resolution + 60);
+        if rng.chance(20) {
+            self.log.push(
+                &on.stream,
+                "ComplaintReopened",
+                after,
+                json!({"customer_id": c, "complaint_id": k, "reason": "again",
+                       "previous_resolver": by, "reopened_at": after,
+                       "resolution_due_at": at + Duration::hours(200)}),
+            );
+        } else if rng.chance(70) {
+            self.log.push(
+                &on.stream,
+                "ComplaintClosed",
+                after,
+                json!({"customer_id": c, "complaint_id": k,
+                       "satisfaction": 1 + rng.pick_index(5)}),
+            );
+        }
+    }
+
+    /// A referral of the customer, kept to be converted later.
+    fn refer(&mut self, on: &On) {
+        let (rng, managers) = (&mut self.rng, &self.managers);
+        let r = book_id(0xF, self.step);
+        let referrer = managers[rng.pick_index(managers.len())].0.clone();
+        let to = managers[rng.pick_index(managers.len())].0.clone();
+        self.log.push(
+            &on.stream,
+            "ReferralRecorded",
+            on.at,
+            json!({"customer_id": on.c, "referral_id": r, "referrer": referrer,
+                   "referred_to": to, "note": null}),
+        );
+        self.referrals.push((on.c.clone(), r, referrer, to));
+    }
+
+    /// One of the referrals recorded so far converted, if there is one.
+    fn convert_referral(&mut self, at: DateTime<Utc>) {
+        if self.referrals.is_empty() {
+            return;
+        }
+        let (rc, r, referrer, to) = self
+            .referrals
+            .swap_remove(self.rng.pick_index(self.referrals.len()));
+        self.log.push(
+            &format!("customer-{rc}"),
+            "ReferralConverted",
+            at,
+            json!({"customer_id": rc, "referral_id": r, "referrer": referrer,
+                   "referred_to": to}),
+        );
     }
 }
 

@@ -164,7 +164,7 @@ async fn run_in(a: &ReadArgs, dbs: &mut Databases) -> anyhow::Result<()> {
     stream::ensure(&js, &spec)
         .await
         .map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
-    let result = phases(a, dbs, &url, &subjects, &spec, &nats, &js, &metrics).await;
+    let result = phases(a, dbs, &url, &subjects, &spec, &nats, &metrics).await;
     let _ = js.delete_stream(&spec.name).await;
     let _ = js
         .delete_stream(crm_bus::subjects::dead_letter_stream(&spec.name))
@@ -172,41 +172,24 @@ async fn run_in(a: &ReadArgs, dbs: &mut Databases) -> anyhow::Result<()> {
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn phases(
-    a: &ReadArgs,
-    dbs: &mut Databases,
-    url: &str,
-    subjects: &Subjects,
-    spec: &StreamSpec,
-    nats: &async_nats::Client,
-    js: &async_nats::jetstream::Context,
-    metrics: &metrics_exporter_prometheus::PrometheusHandle,
-) -> anyhow::Result<()> {
-    let _service = crm_command_service::App::build(crate::bench::service_config(
-        url,
-        &a.nats.nats_url,
-        subjects.prefix(),
-        GroupCommitConfig::default(),
-    ))
-    .await?;
-    let store = PgEventStore::connect(url, 4).await?;
-    let relay = Relay::new(
-        store.clone(),
-        js.clone(),
-        spec.clone(),
-        RelayConfig::default(),
-    );
-    let relay_task =
-        tokio::spawn(async move { relay.run(&mut SoleRelay, std::future::pending()).await });
-    let projector = |read_url: String, group: &str| {
+/// What the phases share: the arguments, the written database, the stream.
+struct Setting<'a> {
+    a: &'a ReadArgs,
+    url: &'a str,
+    subjects: &'a Subjects,
+    spec: &'a StreamSpec,
+}
+
+impl Setting<'_> {
+    /// A projector of the stream into `read_url`, as group `group`.
+    async fn projector(&self, read_url: String, group: &str) -> anyhow::Result<crm_projector::App> {
         crm_projector::App::build(crm_projector::Config {
-            nats_url: a.nats.nats_url.clone(),
+            nats_url: self.a.nats.nats_url.clone(),
             nats: Default::default(),
             schema: Default::default(),
             read_url,
-            stream: spec.name.clone(),
-            subject_prefix: subjects.prefix().to_string(),
+            stream: self.spec.name.clone(),
+            subject_prefix: self.subjects.prefix().to_string(),
             group: group.to_string(),
             http_addr: "127.0.0.1:0".parse().expect("address"),
             batch: 256,
@@ -216,8 +199,74 @@ async fn phases(
             fold_every: Duration::from_secs(5),
             linger: Duration::from_millis(crm_projector::DEFAULT_LINGER_MS),
         })
+        .await
+    }
+}
+
+async fn phases(
+    a: &ReadArgs,
+    dbs: &mut Databases,
+    url: &str,
+    subjects: &Subjects,
+    spec: &StreamSpec,
+    nats: &async_nats::Client,
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<()> {
+    let s = Setting {
+        a,
+        url,
+        subjects,
+        spec,
     };
-    let live = projector(url.to_string(), "live").await?;
+    let (_service, store, stored) = lag_under_load(&s, nats, metrics).await?;
+    let fresh = dbs.create("fresh").await?;
+    let took = project_from_start(&s, &fresh, stored).await?;
+    let reads = sequential_reads(url).await?;
+    let ceiling = reads.fastest_rate();
+    let projection_rate = stored as f64 / took.as_secs_f64();
+    println!(
+        "(2) projection throughput into all three read models (fresh database, from the stream): {stored} events in {:.2} s = {projection_rate:.0} events/s ({:.2} of the ceiling)",
+        took.as_secs_f64(),
+        projection_rate / ceiling
+    );
+    let read = ReadStore::connect(&fresh, 4).await?;
+    rebuilds(&store, &read, &reads, stored).await?;
+    // 5. What writing each rebuild's result alone costs.
+    for p in PROJECTIONS {
+        let (rows, took) = write_floor(&fresh, &read, p).await?;
+        println!(
+            "(5) write floor {:<9}: its {rows} rows loaded and keyed in {:.2} s = {:.0} events/s ({:.2} of the ceiling: the most a rebuild could reach)",
+            p.name,
+            took.as_secs_f64(),
+            stored as f64 / took.as_secs_f64(),
+            stored as f64 / took.as_secs_f64() / ceiling,
+        );
+    }
+    Ok(())
+}
+
+/// Phase 1, W1 at full rate through the command service and the relay, with a live projector;
+/// the projection lag printed. Answers the service (kept running through the later
+/// phases, as it always was), the store and the number of events stored.
+async fn lag_under_load(
+    s: &Setting<'_>,
+    nats: &async_nats::Client,
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<(crm_command_service::App, PgEventStore, u64)> {
+    let a = s.a;
+    let service = crm_command_service::App::build(crate::bench::service_config(
+        s.url,
+        &a.nats.nats_url,
+        s.subjects.prefix(),
+        GroupCommitConfig::default(),
+    ))
+    .await?;
+    let store = PgEventStore::connect(s.url, 4).await?;
+    let js = async_nats::jetstream::new(nats.clone());
+    let relay = Relay::new(store.clone(), js, s.spec.clone(), RelayConfig::default());
+    let relay_task =
+        tokio::spawn(async move { relay.run(&mut SoleRelay, std::future::pending()).await });
+    let live = s.projector(s.url.to_string(), "live").await?;
     let live_store = live.store().clone();
     let (stop_live, stopped) = tokio::sync::oneshot::channel::<()>();
     let live_task = tokio::spawn(live.run_until(async {
@@ -227,7 +276,7 @@ async fn phases(
     eprintln!("(1) writing W1 at full rate with a live projector …");
     let mut w = Workload::new(a.customers, a.managers, a.seed);
     let started = Instant::now();
-    let ingress = crate::bench::nats_ingress(nats, subjects);
+    let ingress = crate::bench::nats_ingress(nats, s.subjects);
     drive(&ingress, w.setup(), a.in_flight, "setup").await?;
     drive(&ingress, w.main(a.commands), a.in_flight, "W1").await?;
     let written = started.elapsed();
@@ -259,11 +308,14 @@ async fn phases(
     let _ = stop_live.send(());
     live_task.await??;
     relay_task.abort();
+    Ok((service, store, stored))
+}
 
-    // 2. Projection throughput from the start of the stream into a fresh database.
+/// Phase 2, a second projector group over the whole stream into the fresh database `fresh`:
+/// how long it takes to apply all `stored` events.
+async fn project_from_start(s: &Setting<'_>, fresh: &str, stored: u64) -> anyhow::Result<Duration> {
     eprintln!("(2) projecting the whole stream into a fresh database …");
-    let fresh = dbs.create("fresh").await?;
-    let catch_up = projector(fresh.clone(), "catchup").await?;
+    let catch_up = s.projector(fresh.to_string(), "catchup").await?;
     let catch_store = catch_up.store().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(catch_up.run_until(async {
@@ -272,46 +324,68 @@ async fn phases(
     let took = wait_applied(&catch_store, stored, Duration::from_secs(900)).await?;
     let _ = stop.send(());
     task.await??;
-    let projection_rate = stored as f64 / took.as_secs_f64();
+    Ok(took)
+}
 
-    // 3. The ceiling: a sequential read of the events table.
+/// Three sequential reads of the events table: (rows, time) each.
+struct Reads(Vec<(u64, Duration)>);
+
+impl Reads {
+    fn fastest(&self) -> (u64, Duration) {
+        *self.0.iter().min_by_key(|(_, t)| *t).expect("three reads")
+    }
+
+    /// Rows per second of the fastest read: the ceiling.
+    fn fastest_rate(&self) -> f64 {
+        let (rows, t) = self.fastest();
+        rows as f64 / t.as_secs_f64()
+    }
+}
+
+/// Phase 3, the ceiling: the fastest of three sequential reads of the events table (one read of
+/// W1's table lasts under a second, and this VM's noise moves it by a third from one
+/// read to the next; the best is the strictest ceiling to compare with).
+async fn sequential_reads(url: &str) -> anyhow::Result<Reads> {
     eprintln!("(3) reading the events table sequentially …");
-    // The fastest of three reads: one read of W1's table lasts under a second, and this
-    // VM's noise moves it by a third from one read to the next; the best is the strictest
-    // ceiling to compare with.
     let mut reads = Vec::new();
     for _ in 0..3 {
         reads.push(sequential_read(url).await?);
     }
-    let (rows, read_time) = *reads.iter().min_by_key(|(_, t)| *t).expect("three reads");
-    let ceiling = rows as f64 / read_time.as_secs_f64();
+    let reads = Reads(reads);
+    let (rows, read_time) = reads.fastest();
     let all: Vec<String> = reads
+        .0
         .iter()
         .map(|(n, t)| format!("{:.0}", *n as f64 / t.as_secs_f64()))
         .collect();
     println!(
-        "(3) ceiling: sequential read of the events table, every column decoded, fastest of three: {rows} rows in {:.2} s = {ceiling:.0} rows/s (reads: {} rows/s)",
+        "(3) ceiling: sequential read of the events table, every column decoded, fastest of three: {rows} rows in {:.2} s = {:.0} rows/s (reads: {} rows/s)",
         read_time.as_secs_f64(),
+        reads.fastest_rate(),
         all.join(", ")
     );
-    println!(
-        "(2) projection throughput into all three read models (fresh database, from the stream): {stored} events in {:.2} s = {projection_rate:.0} events/s ({:.2} of the ceiling)",
-        took.as_secs_f64(),
-        projection_rate / ceiling
-    );
+    Ok(reads)
+}
 
-    // 4. Rebuilds from the store, each three times: the fastest beside the fastest read
-    // (both sides get three draws of this VM's noise; the reads all come first, so not
-    // the very same moments), and the middle ones beside each other.
-    let read = ReadStore::connect(&fresh, 4).await?;
+/// Phase 4, each read model rebuilt from the store three times: the fastest beside the fastest
+/// read (both sides get three draws of this VM's noise; the reads all come first, so
+/// not the very same moments), and the middle ones beside each other.
+async fn rebuilds(
+    store: &PgEventStore,
+    read: &ReadStore,
+    reads: &Reads,
+    stored: u64,
+) -> anyhow::Result<()> {
+    let ceiling = reads.fastest_rate();
+    let rows = reads.fastest().0;
+    let middle_read = middle(reads.0.iter().map(|(_, t)| *t).collect());
     let mut total = Duration::ZERO;
-    let middle_read = middle(reads.iter().map(|(_, t)| *t).collect());
     for p in PROJECTIONS {
         eprintln!("(4) rebuilding {} three times …", p.name);
         let mut runs = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();
-            let r = crm_projections::rebuild::rebuild(&store, &read, p, &mut |_| {}).await?;
+            let r = crm_projections::rebuild::rebuild(store, read, p, &mut |_| {}).await?;
             runs.push((t.elapsed(), r));
         }
         let (took, r) = runs.iter().min_by_key(|(t, _)| *t).expect("three rebuilds");
@@ -340,18 +414,6 @@ async fn phases(
         "(4) fastest rebuilds of all three: {:.2} s for {stored} events",
         total.as_secs_f64()
     );
-
-    // 5. What writing each rebuild's result alone costs.
-    for p in PROJECTIONS {
-        let (rows, took) = write_floor(&fresh, &read, p).await?;
-        println!(
-            "(5) write floor {:<9}: its {rows} rows loaded and keyed in {:.2} s = {:.0} events/s ({:.2} of the ceiling: the most a rebuild could reach)",
-            p.name,
-            took.as_secs_f64(),
-            stored as f64 / took.as_secs_f64(),
-            stored as f64 / took.as_secs_f64() / ceiling,
-        );
-    }
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! The tools the `crm` CLI runs beside its own commands: the benchmarks (`crm bench …`,
 //! [`bench::BenchCmd`]) and the load generator (`crm load`, [`load::LoadArgs`]). They
-//! live apart from the CLI so that neither recompiles when the other changes, and so
-//! that the CLI's own commands (demo, audit, projections, policy, databases, NATS,
-//! tokens, contract) read without them.
+//! live apart from the CLI, so that a change to the CLI's own commands (demo, audit,
+//! projections, policy, databases, NATS, tokens, contract) does not recompile them, and
+//! so that those commands read without them.
 #![forbid(unsafe_code)]
 
 pub mod bench;

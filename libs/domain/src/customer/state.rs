@@ -219,64 +219,15 @@ impl Customer {
             CustomerEvent::ClaimedFromPool(e) => {
                 self.change_owner(Some((e.manager_id, e.team.clone())), e.at)
             }
-            CustomerEvent::ContactRecorded(e) => {
-                // A contact recorded late (dated when it happened) never moves these back.
-                let latest = |t: Option<DateTime<Utc>>| {
-                    Some(t.map_or(e.contacted_at, |t| t.max(e.contacted_at)))
-                };
-                self.last_contact_at = latest(self.last_contact_at);
-                if e.by_owner {
-                    self.last_owner_contact_at = latest(self.last_owner_contact_at);
-                }
-                if super::lifecycle::is_engaged(e.direction, e.outcome) {
-                    self.last_activity_at = self.last_activity_at.max(e.contacted_at);
-                }
-            }
-            CustomerEvent::ComplaintLogged(e) => {
-                let logged_at = e.logged_at;
-                self.complaints.insert(
-                    e.complaint_id,
-                    ComplaintState {
-                        id: e.complaint_id,
-                        severity: e.severity,
-                        category: e.category.clone(),
-                        status: ComplaintStatus::Open,
-                        logged_owner: e.owner,
-                        logged_at,
-                        clock_started_at: logged_at,
-                        first_response_due_at: e.first_response_due_at,
-                        resolution_due_at: e.resolution_due_at,
-                        escalation_level: 0,
-                        first_response_warned: false,
-                        first_response_breached: false,
-                        resolution_warned_for: None,
-                        resolution_breached_for: None,
-                        resolved_by: None,
-                        reopen_count: 0,
-                        satisfaction: None,
-                    },
-                );
-            }
-            CustomerEvent::ComplaintAcknowledged(e) => {
-                self.complaint(e.complaint_id, |c| c.status = ComplaintStatus::Acknowledged)
-            }
-            CustomerEvent::ComplaintEscalated(e) => {
-                self.complaint(e.complaint_id, |c| c.escalation_level = e.level)
-            }
-            CustomerEvent::ComplaintResolved(e) => self.complaint(e.complaint_id, |c| {
-                c.status = ComplaintStatus::Resolved;
-                c.resolved_by = Some(e.resolved_by);
-            }),
-            CustomerEvent::ComplaintReopened(e) => self.complaint(e.complaint_id, |c| {
-                c.status = ComplaintStatus::Acknowledged;
-                c.reopen_count += 1;
-                c.clock_started_at = e.reopened_at;
-                c.resolution_due_at = e.resolution_due_at;
-            }),
-            CustomerEvent::ComplaintClosed(e) => self.complaint(e.complaint_id, |c| {
-                c.status = ComplaintStatus::Closed;
-                c.satisfaction = e.satisfaction;
-            }),
+            CustomerEvent::ContactRecorded(e) => self.record_contact(e),
+            CustomerEvent::ComplaintLogged(e) => self.log_complaint(e),
+            CustomerEvent::ComplaintAcknowledged(_)
+            | CustomerEvent::ComplaintEscalated(_)
+            | CustomerEvent::ComplaintResolved(_)
+            | CustomerEvent::ComplaintReopened(_)
+            | CustomerEvent::ComplaintClosed(_)
+            | CustomerEvent::ComplaintSlaWarned(_)
+            | CustomerEvent::ComplaintSlaBreached(_) => self.change_complaint(event),
             CustomerEvent::PurchaseRecorded(e) => {
                 self.purchases.insert(e.purchase_id);
                 self.purchases_total_minor += e.amount_minor;
@@ -323,6 +274,71 @@ impl Customer {
                 self.email = None;
                 self.registration_number = None;
             }
+        }
+    }
+
+    fn record_contact(&mut self, e: &ContactRecorded) {
+        // A contact recorded late (dated when it happened) never moves these back.
+        let latest =
+            |t: Option<DateTime<Utc>>| Some(t.map_or(e.contacted_at, |t| t.max(e.contacted_at)));
+        self.last_contact_at = latest(self.last_contact_at);
+        if e.by_owner {
+            self.last_owner_contact_at = latest(self.last_owner_contact_at);
+        }
+        if super::lifecycle::is_engaged(e.direction, e.outcome) {
+            self.last_activity_at = self.last_activity_at.max(e.contacted_at);
+        }
+    }
+
+    fn log_complaint(&mut self, e: &ComplaintLogged) {
+        let logged_at = e.logged_at;
+        self.complaints.insert(
+            e.complaint_id,
+            ComplaintState {
+                id: e.complaint_id,
+                severity: e.severity,
+                category: e.category.clone(),
+                status: ComplaintStatus::Open,
+                logged_owner: e.owner,
+                logged_at,
+                clock_started_at: logged_at,
+                first_response_due_at: e.first_response_due_at,
+                resolution_due_at: e.resolution_due_at,
+                escalation_level: 0,
+                first_response_warned: false,
+                first_response_breached: false,
+                resolution_warned_for: None,
+                resolution_breached_for: None,
+                resolved_by: None,
+                reopen_count: 0,
+                satisfaction: None,
+            },
+        );
+    }
+
+    /// A change to one of the customer's complaints (an unknown one is left alone).
+    fn change_complaint(&mut self, event: &CustomerEvent) {
+        match event {
+            CustomerEvent::ComplaintAcknowledged(e) => {
+                self.complaint(e.complaint_id, |c| c.status = ComplaintStatus::Acknowledged)
+            }
+            CustomerEvent::ComplaintEscalated(e) => {
+                self.complaint(e.complaint_id, |c| c.escalation_level = e.level)
+            }
+            CustomerEvent::ComplaintResolved(e) => self.complaint(e.complaint_id, |c| {
+                c.status = ComplaintStatus::Resolved;
+                c.resolved_by = Some(e.resolved_by);
+            }),
+            CustomerEvent::ComplaintReopened(e) => self.complaint(e.complaint_id, |c| {
+                c.status = ComplaintStatus::Acknowledged;
+                c.reopen_count += 1;
+                c.clock_started_at = e.reopened_at;
+                c.resolution_due_at = e.resolution_due_at;
+            }),
+            CustomerEvent::ComplaintClosed(e) => self.complaint(e.complaint_id, |c| {
+                c.status = ComplaintStatus::Closed;
+                c.satisfaction = e.satisfaction;
+            }),
             CustomerEvent::ComplaintSlaWarned(e) => {
                 self.complaint(e.complaint_id, |c| match e.clock {
                     SlaClock::FirstResponse => c.first_response_warned = true,
@@ -335,6 +351,7 @@ impl Customer {
                     SlaClock::Resolution => c.resolution_breached_for = Some(e.due_at),
                 })
             }
+            _ => {}
         }
     }
 

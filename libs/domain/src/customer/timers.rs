@@ -116,6 +116,28 @@ pub fn pending(state: &Customer, policy: &Policy) -> Vec<Pending> {
             });
         }
     }
+    out.extend(complaint_clocks(state, policy));
+    let dormant_after = doc.lifecycle.dormant_after_days;
+    if dormant_after > 0
+        && matches!(
+            state.stage,
+            LifecycleStage::Active | LifecycleStage::Customer
+        )
+    {
+        let due_at = state.last_activity_at + days(dormant_after);
+        out.push(Pending {
+            timer: Timer::Dormancy { due_at },
+            fires_at: due_at,
+        });
+    }
+    out
+}
+
+/// The SLA clocks of the customer's complaints still open: each clock's breach, and its
+/// warning until it has been given.
+fn complaint_clocks(state: &Customer, policy: &Policy) -> Vec<Pending> {
+    let doc = &policy.document;
+    let mut out = Vec::new();
     for (id, c) in &state.complaints {
         if matches!(
             c.status,
@@ -163,19 +185,6 @@ pub fn pending(state: &Customer, policy: &Policy) -> Vec<Pending> {
             c.resolution_warned_for == Some(c.resolution_due_at),
             c.resolution_breached_for == Some(c.resolution_due_at),
         );
-    }
-    let dormant_after = doc.lifecycle.dormant_after_days;
-    if dormant_after > 0
-        && matches!(
-            state.stage,
-            LifecycleStage::Active | LifecycleStage::Customer
-        )
-    {
-        let due_at = state.last_activity_at + days(dormant_after);
-        out.push(Pending {
-            timer: Timer::Dormancy { due_at },
-            fires_at: due_at,
-        });
     }
     out
 }
