@@ -880,32 +880,7 @@ fn apply_timer(state: &Customer, c: &ApplyTimer, ctx: &DecisionContext) -> Decis
                 policy_version: version,
             })]
         }
-        Timer::PoolReturn { cause, due_at } => {
-            let pool = &ctx.policy.document.pool;
-            let tier = state.value_tier;
-            let reason = match cause {
-                PoolCause::NoContact => format!(
-                    "no contact by the owner for {} days",
-                    pool.no_contact_days.of(tier)
-                ),
-                PoolCause::LeadNotWon => format!(
-                    "lead not won within {} days",
-                    pool.lead_not_won_days.of(tier)
-                ),
-            };
-            vec![CustomerEvent::ReleasedToPool(ReleasedToPool {
-                customer_id: id,
-                previous_owner: state.owner.expect("a pool timer needs an owner"),
-                reason,
-                released_by: ctx.actor.clone(),
-                at: Some(ctx.now),
-                rule: Some(PoolReturn {
-                    cause: *cause,
-                    due_at: *due_at,
-                    policy_version: version,
-                }),
-            })]
-        }
+        Timer::PoolReturn { cause, due_at } => vec![pool_return(state, id, *cause, *due_at, ctx)],
         Timer::SlaWarning {
             complaint_id,
             clock,
@@ -920,28 +895,7 @@ fn apply_timer(state: &Customer, c: &ApplyTimer, ctx: &DecisionContext) -> Decis
             complaint_id,
             clock,
             due_at,
-        } => {
-            let k = &state.complaints[complaint_id];
-            let mut events = vec![CustomerEvent::ComplaintSlaBreached(ComplaintSlaBreached {
-                customer_id: id,
-                complaint_id: *complaint_id,
-                clock: *clock,
-                due_at: *due_at,
-                owner: state.owner,
-            })];
-            if k.escalation_level < MAX_ESCALATION {
-                let level = k.escalation_level + 1;
-                events.push(CustomerEvent::ComplaintEscalated(ComplaintEscalated {
-                    customer_id: id,
-                    complaint_id: *complaint_id,
-                    level,
-                    reason: format!("{} SLA breached", clock.as_str().replace('_', "-")),
-                    escalated_to: ctx.escalation.at(level),
-                    automatic: true,
-                }));
-            }
-            events
-        }
+        } => sla_breach(state, id, *complaint_id, *clock, *due_at, ctx),
         Timer::Dormancy { .. } => {
             let from = state.stage;
             vec![CustomerEvent::LifecycleStageChanged(
@@ -960,4 +914,70 @@ fn apply_timer(state: &Customer, c: &ApplyTimer, ctx: &DecisionContext) -> Decis
             )]
         }
     })
+}
+
+/// The customer returned to the pool by the rules: why, in the policy's words.
+fn pool_return(
+    state: &Customer,
+    id: CustomerId,
+    cause: PoolCause,
+    due_at: DateTime<Utc>,
+    ctx: &DecisionContext,
+) -> CustomerEvent {
+    let pool = &ctx.policy.document.pool;
+    let tier = state.value_tier;
+    let reason = match cause {
+        PoolCause::NoContact => format!(
+            "no contact by the owner for {} days",
+            pool.no_contact_days.of(tier)
+        ),
+        PoolCause::LeadNotWon => format!(
+            "lead not won within {} days",
+            pool.lead_not_won_days.of(tier)
+        ),
+    };
+    CustomerEvent::ReleasedToPool(ReleasedToPool {
+        customer_id: id,
+        previous_owner: state.owner.expect("a pool timer needs an owner"),
+        reason,
+        released_by: ctx.actor.clone(),
+        at: Some(ctx.now),
+        rule: Some(PoolReturn {
+            cause,
+            due_at,
+            policy_version: ctx.policy.version,
+        }),
+    })
+}
+
+/// A complaint's SLA clock run out: the breach, and the complaint escalated one level
+/// unless it is at the top already.
+fn sla_breach(
+    state: &Customer,
+    id: CustomerId,
+    complaint_id: ComplaintId,
+    clock: SlaClock,
+    due_at: DateTime<Utc>,
+    ctx: &DecisionContext,
+) -> Vec<CustomerEvent> {
+    let k = &state.complaints[&complaint_id];
+    let mut events = vec![CustomerEvent::ComplaintSlaBreached(ComplaintSlaBreached {
+        customer_id: id,
+        complaint_id,
+        clock,
+        due_at,
+        owner: state.owner,
+    })];
+    if k.escalation_level < MAX_ESCALATION {
+        let level = k.escalation_level + 1;
+        events.push(CustomerEvent::ComplaintEscalated(ComplaintEscalated {
+            customer_id: id,
+            complaint_id,
+            level,
+            reason: format!("{} SLA breached", clock.as_str().replace('_', "-")),
+            escalated_to: ctx.escalation.at(level),
+            automatic: true,
+        }));
+    }
+    events
 }
