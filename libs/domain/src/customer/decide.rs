@@ -880,7 +880,9 @@ fn apply_timer(state: &Customer, c: &ApplyTimer, ctx: &DecisionContext) -> Decis
                 policy_version: version,
             })]
         }
-        Timer::PoolReturn { cause, due_at } => vec![pool_return(state, id, *cause, *due_at, ctx)],
+        Timer::PoolReturn { cause, due_at } => {
+            vec![return_to_pool(state, id, *cause, *due_at, ctx)]
+        }
         Timer::SlaWarning {
             complaint_id,
             clock,
@@ -917,7 +919,7 @@ fn apply_timer(state: &Customer, c: &ApplyTimer, ctx: &DecisionContext) -> Decis
 }
 
 /// The customer returned to the pool by the rules: why, in the policy's words.
-fn pool_return(
+fn return_to_pool(
     state: &Customer,
     id: CustomerId,
     cause: PoolCause,

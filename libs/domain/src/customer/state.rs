@@ -351,7 +351,8 @@ impl Customer {
                     SlaClock::Resolution => c.resolution_breached_for = Some(e.due_at),
                 })
             }
-            _ => {}
+            // `Customer::apply` sends only the complaint changes above here.
+            _ => unreachable!("not a change to a complaint: {event:?}"),
         }
     }
 
